@@ -1,0 +1,573 @@
+/*
+ * main.c - the yolo-evolve command line: run or continue an evolution,
+ * and the subcommands status, export and import. Only this file exits.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "breed.h"
+#include "meta.h"
+#include "reports.h"
+#include "run.h"
+#include "store.h"
+#include "trainer.h"
+#include "ut.h"
+
+/* Everything the command line can say; strings point into argv. */
+struct cli {
+	const char *data, *cfg, *hyp, *weights, *device, *project, *name, *db, *trainer;
+	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
+	long generations, epochs, batch, imgsz, top, parallel, retries;
+	double mutation_prob, sigma, timeout, grace;
+	unsigned long long seed;
+	int exist_ok, resume, quiet, verbose, generations_set;
+	const char *positional;
+};
+
+enum opt_id {
+	OPT_GENERATIONS = 256, OPT_DATA, OPT_CFG, OPT_HYP, OPT_WEIGHTS, OPT_EPOCHS, OPT_BATCH,
+	OPT_IMGSZ, OPT_DEVICE, OPT_PROJECT, OPT_NAME, OPT_EXIST_OK, OPT_DB, OPT_SEED,
+	OPT_TRAINER, OPT_RESUME, OPT_PARENT, OPT_TOP, OPT_MUTATION_PROB, OPT_SIGMA, OPT_META,
+	OPT_EVOLVE_KEYS, OPT_PARALLEL, OPT_TIMEOUT, OPT_RETRIES, OPT_GRACE, OPT_BEST, OPT_CSV,
+	OPT_QUIET, OPT_VERBOSE, OPT_HELP
+};
+
+static const struct option long_options[] = {
+	{"generations", required_argument, NULL, OPT_GENERATIONS},
+	{"data", required_argument, NULL, OPT_DATA},
+	{"cfg", required_argument, NULL, OPT_CFG},
+	{"hyp", required_argument, NULL, OPT_HYP},
+	{"weights", required_argument, NULL, OPT_WEIGHTS},
+	{"epochs", required_argument, NULL, OPT_EPOCHS},
+	{"batch-size", required_argument, NULL, OPT_BATCH},
+	{"imgsz", required_argument, NULL, OPT_IMGSZ},
+	{"img", required_argument, NULL, OPT_IMGSZ},
+	{"device", required_argument, NULL, OPT_DEVICE},
+	{"project", required_argument, NULL, OPT_PROJECT},
+	{"name", required_argument, NULL, OPT_NAME},
+	{"exist-ok", no_argument, NULL, OPT_EXIST_OK},
+	{"db", required_argument, NULL, OPT_DB},
+	{"seed", required_argument, NULL, OPT_SEED},
+	{"trainer", required_argument, NULL, OPT_TRAINER},
+	{"resume", no_argument, NULL, OPT_RESUME},
+	{"parent", required_argument, NULL, OPT_PARENT},
+	{"top", required_argument, NULL, OPT_TOP},
+	{"mutation-prob", required_argument, NULL, OPT_MUTATION_PROB},
+	{"sigma", required_argument, NULL, OPT_SIGMA},
+	{"meta", required_argument, NULL, OPT_META},
+	{"evolve-keys", required_argument, NULL, OPT_EVOLVE_KEYS},
+	{"parallel", required_argument, NULL, OPT_PARALLEL},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"retries", required_argument, NULL, OPT_RETRIES},
+	{"grace", required_argument, NULL, OPT_GRACE},
+	{"best", required_argument, NULL, OPT_BEST},
+	{"csv", required_argument, NULL, OPT_CSV},
+	{"quiet", no_argument, NULL, OPT_QUIET},
+	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"help", no_argument, NULL, OPT_HELP},
+	{NULL, 0, NULL, 0}};
+
+static const char run_help[] =
+	"usage: yolo-evolve [options]            run a new evolution\n"
+	"       yolo-evolve --resume [--db PATH]  continue one from its database\n"
+	"       yolo-evolve status|export|import ... (see yolo-evolve COMMAND --help)\n"
+	"\n"
+	"  --generations N     generations in total (300)\n"
+	"  --data PATH         dataset yaml passed to the trainer (data/coco128.yaml)\n"
+	"  --cfg PATH          model yaml ('')\n"
+	"  --hyp PATH          base hyp.yaml (hyp.scratch-low.yaml shipped with us)\n"
+	"  --weights PATH      initial weights ('' = from scratch)\n"
+	"  --epochs N          epochs per candidate (30)\n"
+	"  --batch-size N      batch size (16)\n"
+	"  --imgsz N           image size (640)\n"
+	"  --device S          trainer device, e.g. 0 or cpu ('')\n"
+	"  --project DIR       runs/evolve;  --name NAME: exp (exp2, exp3... unless --exist-ok)\n"
+	"  --db PATH           database (PROJECT/NAME/evolve.db)\n"
+	"  --seed N            evolution seed (0): same seed + same results = same table\n"
+	"  --trainer T         native | yolov5:DIR | a template such as\n"
+	"                      'python3 my_train.py --hyp {hyp} --save-dir {save_dir}'\n"
+	"                      placeholders: {hyp} {data} {cfg} {weights} {epochs} {batch}\n"
+	"                      {imgsz} {device} {project} {name} {save_dir} {seed}\n"
+	"  --resume            continue the evolution in --db (or PROJECT/NAME)\n"
+	"  --parent M          single (weighted random parent, default) | weighted (mean)\n"
+	"  --top N             parents come from the best N (5)\n"
+	"  --mutation-prob P   probability that a key mutates (0.8)\n"
+	"  --sigma S           mutation scale (0.2)\n"
+	"  --meta PATH         meta.yaml overriding gains and bounds\n"
+	"  --evolve-keys K,..  mutate only these keys\n"
+	"  --parallel P        candidates at once (1)\n"
+	"  --timeout S         stop a candidate after S seconds and record it failed (none)\n"
+	"  --retries N         rerun a crashed candidate up to N times (0)\n"
+	"  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
+	"  --quiet | --verbose\n";
+
+static const char status_help[] =
+	"usage: yolo-evolve status [--db PATH | --project DIR --name NAME]\n"
+	"Progress, the best generations so far, failures.\n";
+static const char export_help[] =
+	"usage: yolo-evolve export [--db PATH | --project DIR --name NAME] [--best FILE] [--csv FILE]\n"
+	"  --best FILE   the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header); - for stdout\n"
+	"  --csv FILE    YOLOv5's evolve.csv of the done generations; - for stdout\n";
+static const char import_help[] =
+	"usage: yolo-evolve import EVOLVE_CSV [run options]\n"
+	"Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv; each row\n"
+	"becomes a done generation. Continue it with: yolo-evolve --resume --db DB --generations N\n";
+
+static void cli_defaults(struct cli *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->data = "data/coco128.yaml";
+	c->cfg = "";
+	c->weights = "";
+	c->device = "";
+	c->project = "runs/evolve";
+	c->name = "exp";
+	c->trainer = "native";
+	c->parent = "single";
+	c->generations = 300;
+	c->epochs = 30;
+	c->batch = 16;
+	c->imgsz = 640;
+	c->top = 5;
+	c->parallel = 1;
+	c->mutation_prob = 0.8;
+	c->sigma = 0.2;
+	c->grace = 10;
+}
+
+static int bad_value(const char *option, const char *value)
+{
+	ut_log(UT_LOG_ERROR, "--%s: invalid value '%s'", option, value);
+	return -1;
+}
+
+static int parse_number(const struct option *opt, const char *value, struct cli *c)
+{
+	long *longs[] = {[OPT_GENERATIONS - 256] = &c->generations, [OPT_EPOCHS - 256] = &c->epochs,
+			 [OPT_BATCH - 256] = &c->batch, [OPT_IMGSZ - 256] = &c->imgsz,
+			 [OPT_TOP - 256] = &c->top, [OPT_PARALLEL - 256] = &c->parallel,
+			 [OPT_RETRIES - 256] = &c->retries, [OPT_HELP - 256] = NULL};
+	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
+			     [OPT_SIGMA - 256] = &c->sigma, [OPT_TIMEOUT - 256] = &c->timeout,
+			     [OPT_GRACE - 256] = &c->grace, [OPT_HELP - 256] = NULL};
+	int id = opt->val - 256;
+	if (longs[id] != NULL) {
+		long lo = (opt->val == OPT_RETRIES) ? 0 : 1;
+		long hi = opt->val == OPT_TOP ? EV_TOP_MAX : 100000000;
+		return ut_parse_long(value, lo, hi, longs[id]) == 0 ? 0 : bad_value(opt->name, value);
+	}
+	if (doubles[id] != NULL) {
+		if (ut_parse_double(value, doubles[id]) != 0 || *doubles[id] < 0)
+			return bad_value(opt->name, value);
+		if (opt->val == OPT_MUTATION_PROB && *doubles[id] > 1)
+			return bad_value(opt->name, value);
+		return 0;
+	}
+	return 1; /* not a number option */
+}
+
+static const char **string_slot(struct cli *c, int id)
+{
+	switch (id) {
+	case OPT_DATA: return &c->data;
+	case OPT_CFG: return &c->cfg;
+	case OPT_HYP: return &c->hyp;
+	case OPT_WEIGHTS: return &c->weights;
+	case OPT_DEVICE: return &c->device;
+	case OPT_PROJECT: return &c->project;
+	case OPT_NAME: return &c->name;
+	case OPT_DB: return &c->db;
+	case OPT_TRAINER: return &c->trainer;
+	case OPT_PARENT: return &c->parent;
+	case OPT_META: return &c->meta;
+	case OPT_EVOLVE_KEYS: return &c->evolve_keys;
+	case OPT_BEST: return &c->best_out;
+	case OPT_CSV: return &c->csv_out;
+	default: return NULL;
+	}
+}
+
+/* Returns 0 ok, 1 help shown, -1 error. */
+static int parse_cli(int argc, char **argv, struct cli *c, const char *help)
+{
+	cli_defaults(c);
+	optind = 1;
+	opterr = 0;
+	int id, index;
+	while ((id = getopt_long(argc, argv, ":", long_options, &index)) != -1) {
+		if (id == '?' || id == ':') {
+			ut_log(UT_LOG_ERROR, "%s '%s' (see --help)",
+			       id == '?' ? "unknown option" : "missing value for", argv[optind - 1]);
+			return -1;
+		}
+		const struct option *opt = &long_options[index];
+		const char **slot = string_slot(c, id);
+		if (slot != NULL) {
+			*slot = optarg;
+			continue;
+		}
+		switch (id) {
+		case OPT_EXIST_OK: c->exist_ok = 1; break;
+		case OPT_RESUME: c->resume = 1; break;
+		case OPT_QUIET: c->quiet = 1; break;
+		case OPT_VERBOSE: c->verbose = 1; break;
+		case OPT_HELP: fputs(help, stdout); return 1;
+		case OPT_SEED: {
+			char *end;
+			errno = 0;
+			c->seed = strtoull(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || errno != 0 || *optarg == '-')
+				return bad_value(opt->name, optarg);
+			break;
+		}
+		default:
+			if (id == OPT_GENERATIONS)
+				c->generations_set = 1;
+			if (parse_number(opt, optarg, c) != 0)
+				return -1;
+		}
+	}
+	if (optind < argc)
+		c->positional = argv[optind++];
+	if (optind < argc) {
+		ut_log(UT_LOG_ERROR, "unexpected argument '%s' (see --help)", argv[optind]);
+		return -1;
+	}
+	if (c->quiet)
+		ut_log_set_level(UT_LOG_WARN);
+	if (c->verbose)
+		ut_log_set_level(UT_LOG_DEBUG);
+	return 0;
+}
+
+/* ---- paths -------------------------------------------------------------------- */
+
+/* An existing file becomes absolute (trainers run in their own folder). */
+static void absolute_if_exists(const char *path, char *out, size_t size)
+{
+	char resolved[PATH_MAX];
+	if (path[0] != '\0' && realpath(path, resolved) != NULL)
+		snprintf(out, size, "%s", resolved);
+	else
+		snprintf(out, size, "%s", path);
+}
+
+static int default_hyp(char *out, size_t size)
+{
+	static const char *const dirs[] = {YE_DATADIR, YE_SOURCE_DATADIR};
+	for (size_t i = 0; i < UT_ARRAY_LEN(dirs); i++) {
+		snprintf(out, size, "%s/hyps/hyp.scratch-low.yaml", dirs[i]);
+		if (access(out, R_OK) == 0)
+			return 0;
+	}
+	ut_log(UT_LOG_ERROR, "hyp.scratch-low.yaml not found in %s or %s: give --hyp", YE_DATADIR,
+	       YE_SOURCE_DATADIR);
+	return -1;
+}
+
+/* A name may not climb out of the project folder. */
+static int check_name(const char *name)
+{
+	if (name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0) {
+		ut_log(UT_LOG_ERROR, "--name '%s': must be a plain folder name", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* YOLOv5's increment_path: exp, exp2, exp3, ... unless exist_ok. */
+static void run_dir_for(const struct cli *c, char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s", c->project, c->name);
+	struct stat st;
+	for (int n = 2; !c->exist_ok && stat(out, &st) == 0; n++)
+		snprintf(out, size, "%s/%s%d", c->project, c->name, n);
+}
+
+/* ---- creating an evolution ------------------------------------------------------ */
+
+static int build_options(const struct cli *c, const char *run_dir, struct st_options *o,
+			 struct ut_err *err)
+{
+	memset(o, 0, sizeof(*o));
+	absolute_if_exists(c->data, o->data, sizeof(o->data));
+	absolute_if_exists(c->cfg, o->cfg, sizeof(o->cfg));
+	absolute_if_exists(c->weights, o->weights, sizeof(o->weights));
+	char hyp[PATH_MAX];
+	if (c->hyp != NULL)
+		snprintf(hyp, sizeof(hyp), "%s", c->hyp);
+	else if (default_hyp(hyp, sizeof(hyp)) != 0)
+		return ut_err_set(err, "no base hyp");
+	absolute_if_exists(hyp, o->hyp_path, sizeof(o->hyp_path));
+	char absolute_run[PATH_MAX];
+	if (realpath(run_dir, absolute_run) == NULL)
+		return ut_err_set(err, "%s: %s", run_dir, strerror(errno));
+	const char *slash = strrchr(absolute_run, '/');
+	snprintf(o->project, sizeof(o->project), "%.*s", (int)(slash - absolute_run), absolute_run);
+	snprintf(o->name, sizeof(o->name), "%s", slash + 1);
+	snprintf(o->device, sizeof(o->device), "%s", c->device);
+	snprintf(o->trainer, sizeof(o->trainer), "%s", c->trainer);
+	snprintf(o->algorithm, sizeof(o->algorithm), "yolov5");
+	snprintf(o->parent, sizeof(o->parent), "%s", c->parent);
+	snprintf(o->evolve_keys, sizeof(o->evolve_keys), "%s", c->evolve_keys ? c->evolve_keys : "");
+	o->epochs = c->epochs;
+	o->imgsz = c->imgsz;
+	o->batch = c->batch;
+	o->parallel = c->parallel;
+	o->top = c->top;
+	o->generations = c->generations;
+	o->retries = c->retries;
+	o->mutation_prob = c->mutation_prob;
+	o->sigma = c->sigma;
+	o->timeout = c->timeout;
+	o->seed = c->seed;
+	enum ev_parent parent;
+	if (ev_parent_parse(c->parent, &parent) != 0)
+		return ut_err_set(err, "--parent '%s': use single or weighted", c->parent);
+	meta_table_default(&o->meta);
+	if (c->meta != NULL && meta_table_read(c->meta, &o->meta, err) != 0)
+		return -1;
+	if (c->evolve_keys != NULL && meta_table_restrict(&o->meta, c->evolve_keys, err) != 0)
+		return -1;
+	if (meta_hyp_read(o->hyp_path, &o->meta, &o->base, err) != 0)
+		return -1;
+	/* a template that cannot work is an error now, not 300 failures later */
+	struct ev_template tpl;
+	if (ev_template_parse(o->trainer, &tpl, err) != 0)
+		return -1;
+	ev_template_free(&tpl);
+	return 0;
+}
+
+/* Make the run folder and a new database holding the options. */
+static int create_evolution(const struct cli *c, struct st_db **db, struct st_options *o,
+			    char *db_path, size_t db_size, struct ut_err *err)
+{
+	if (check_name(c->name) != 0)
+		return ut_err_set(err, "bad --name");
+	char run_dir[PATH_MAX];
+	run_dir_for(c, run_dir, sizeof(run_dir));
+	snprintf(db_path, db_size, "%s", c->db ? c->db : "");
+	if (c->db == NULL)
+		snprintf(db_path, db_size, "%s/evolve.db", run_dir);
+	if (access(db_path, F_OK) == 0)
+		return ut_err_set(err, "%s already holds an evolution: continue it with --resume, or choose another --name",
+				  db_path);
+	if (ut_mkdirs(run_dir, err) != 0)
+		return -1;
+	if (build_options(c, run_dir, o, err) != 0)
+		return -1;
+	if (st_open(db_path, 1, db, err) != 0)
+		return -1;
+	if (st_options_write(*db, o, err) != 0) {
+		st_close(*db);
+		unlink(db_path);
+		return -1;
+	}
+	return 0;
+}
+
+static void db_path_for(const struct cli *c, char *out, size_t size)
+{
+	if (c->db != NULL)
+		snprintf(out, size, "%s", c->db);
+	else
+		snprintf(out, size, "%s/%s/evolve.db", c->project, c->name);
+}
+
+/* ---- commands ------------------------------------------------------------------------ */
+
+static int cmd_run(int argc, char **argv)
+{
+	struct cli c;
+	int rc = parse_cli(argc, argv, &c, run_help);
+	if (rc != 0)
+		return rc > 0 ? 0 : 2;
+	if (c.positional != NULL) {
+		ut_log(UT_LOG_ERROR, "unknown command '%s' (see --help)", c.positional);
+		return 2;
+	}
+	struct ut_err err = {{0}};
+	struct st_db *db = NULL;
+	static struct st_options opts;
+	char db_path[PATH_MAX];
+	if (c.resume) {
+		db_path_for(&c, db_path, sizeof(db_path));
+		int found = 0;
+		rc = st_open(db_path, 0, &db, &err);
+		if (rc == 0)
+			rc = st_options_read(db, &opts, &found, &err);
+		if (rc == 0 && !found)
+			rc = ut_err_set(&err, "%s: no evolution stored here", db_path);
+		if (rc == 0 && c.generations_set && opts.generations != c.generations) {
+			opts.generations = c.generations;
+			rc = st_options_set_generations(db, c.generations, &err);
+		}
+	} else {
+		rc = create_evolution(&c, &db, &opts, db_path, sizeof(db_path), &err);
+	}
+	if (rc != 0) {
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+		st_close(db);
+		return 1;
+	}
+	char run_dir[PATH_MAX * 2];
+	snprintf(run_dir, sizeof(run_dir), "%s/%s", opts.project, opts.name);
+	ut_log(UT_LOG_INFO, "evolution %s: %ld generations, database %s", run_dir, opts.generations,
+	       db_path);
+	struct ev_run_params params = {.run_dir = run_dir, .grace = c.grace};
+	rc = ev_run(db, &opts, &params, &err);
+	if (rc < 0)
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+	else if (!c.quiet)
+		rp_print_summary(db, stdout);
+	st_close(db);
+	return rc < 0 ? 1 : rc;
+}
+
+static int open_for_reading(int argc, char **argv, const char *help, struct cli *c,
+			    struct st_db **db)
+{
+	int rc = parse_cli(argc, argv, c, help);
+	if (rc != 0)
+		return rc > 0 ? 0 : 2;
+	if (c->positional != NULL) {
+		ut_log(UT_LOG_ERROR, "unexpected argument '%s' (see --help)", c->positional);
+		return 2;
+	}
+	char db_path[PATH_MAX];
+	db_path_for(c, db_path, sizeof(db_path));
+	struct ut_err err;
+	if (st_open_readonly(db_path, db, &err) != 0) {
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+		return 1;
+	}
+	return -1; /* go on */
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	struct cli c;
+	struct st_db *db = NULL;
+	int rc = open_for_reading(argc, argv, status_help, &c, &db);
+	if (rc >= 0)
+		return rc;
+	rc = rp_print_status(db, stdout);
+	st_close(db);
+	return rc == 0 ? 0 : 1;
+}
+
+static int export_one(struct st_db *db, const char *path,
+		      int (*fn)(struct st_db *, FILE *, struct ut_err *))
+{
+	struct ut_err err;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	if (mem == NULL)
+		return -1;
+	int rc = fn(db, mem, &err);
+	fclose(mem);
+	if (rc == 0 && strcmp(path, "-") == 0)
+		rc = fwrite(text, 1, len, stdout) == len ? 0 : ut_err_set(&err, "stdout: write error");
+	else if (rc == 0)
+		rc = ut_write_file_atomic(path, text, len, &err);
+	free(text);
+	if (rc != 0)
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+	return rc;
+}
+
+static int cmd_export(int argc, char **argv)
+{
+	struct cli c;
+	struct st_db *db = NULL;
+	int rc = open_for_reading(argc, argv, export_help, &c, &db);
+	if (rc >= 0)
+		return rc;
+	if (c.best_out == NULL && c.csv_out == NULL) {
+		ut_log(UT_LOG_ERROR, "export: give --best FILE and/or --csv FILE");
+		st_close(db);
+		return 2;
+	}
+	rc = 0;
+	if (c.best_out != NULL)
+		rc |= export_one(db, c.best_out, st_export_hyp_evolve);
+	if (c.csv_out != NULL)
+		rc |= export_one(db, c.csv_out, st_export_evolve_csv);
+	st_close(db);
+	return rc == 0 ? 0 : 1;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+	struct cli c;
+	int rc = parse_cli(argc, argv, &c, import_help);
+	if (rc != 0)
+		return rc > 0 ? 0 : 2;
+	if (c.positional == NULL) {
+		ut_log(UT_LOG_ERROR, "import: which evolve.csv? (see --help)");
+		return 2;
+	}
+	struct ut_err err;
+	struct st_db *db = NULL;
+	static struct st_options opts;
+	char db_path[PATH_MAX];
+	long imported = 0;
+	if (access(c.positional, R_OK) != 0) {
+		ut_log(UT_LOG_ERROR, "%s: %s", c.positional, strerror(errno));
+		return 1;
+	}
+	if (create_evolution(&c, &db, &opts, db_path, sizeof(db_path), &err) != 0) {
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+		return 1;
+	}
+	char run_dir[PATH_MAX * 2];
+	snprintf(run_dir, sizeof(run_dir), "%s/%s", opts.project, opts.name);
+	rc = st_import_evolve_csv(db, c.positional, &opts.meta, &imported, &err);
+	if (rc == 0)
+		rc = ev_write_exports(db, run_dir, &err);
+	st_close(db);
+	if (rc != 0) {
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+		/* leave no half-made evolution behind */
+		static const char *const suffixes[] = {"", "-wal", "-shm", ".lock"};
+		for (size_t i = 0; i < UT_ARRAY_LEN(suffixes); i++) {
+			char path[PATH_MAX + 8];
+			snprintf(path, sizeof(path), "%s%s", db_path, suffixes[i]);
+			unlink(path);
+		}
+		return 1;
+	}
+	printf("imported %ld generations into %s\ncontinue with: yolo-evolve --resume --db %s --generations N\n",
+	       imported, db_path, db_path);
+	return 0;
+}
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+	{"status", cmd_status}, {"export", cmd_export}, {"import", cmd_import}};
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+		printf("yolo-evolve %s\n", YE_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; argc > 1 && i < UT_ARRAY_LEN(commands); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	return cmd_run(argc, argv);
+}

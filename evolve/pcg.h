@@ -1,0 +1,43 @@
+/*
+ * pcg.h - PCG32 random numbers (O'Neill's published pcg32 algorithm,
+ * XSH-RR output on a 64-bit LCG), with the draws breeding needs.
+ *
+ * The state is two integers a caller can save and restore exactly. Every
+ * generation of an evolution draws from its own stream, derived from
+ * (evolution seed, generation, purpose), so a generation's random choices do
+ * not depend on how many draws other generations made.
+ */
+#ifndef EV_PCG_H
+#define EV_PCG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_pcg {
+	uint64_t state;
+	uint64_t inc; /* stream selector, always odd */
+};
+
+/* What a stream is used for; part of the stream's identity. */
+enum ev_pcg_purpose { EV_PCG_BREED = 1, EV_PCG_TRAIN_SEED = 2, EV_PCG_GA = 3 };
+
+/* pcg32_srandom: seed the generator with a start state and a sequence. */
+void ev_pcg_seed(struct ev_pcg *rng, uint64_t initstate, uint64_t initseq);
+/* The stream of one generation of an evolution. */
+void ev_pcg_stream(struct ev_pcg *rng, uint64_t seed, long generation,
+		   enum ev_pcg_purpose purpose);
+/* Next 32 random bits. */
+uint32_t ev_pcg_next(struct ev_pcg *rng);
+/* Uniform double in [0, 1) with 53 random bits. */
+double ev_pcg_uniform(struct ev_pcg *rng);
+/* Standard normal draw (Box-Muller, one value per call). */
+double ev_pcg_normal(struct ev_pcg *rng);
+/* Uniform integer in [0, bound) without modulo bias; bound > 0. */
+uint32_t ev_pcg_below(struct ev_pcg *rng, uint32_t bound);
+/*
+ * Index i chosen with probability weights[i] / sum(weights). Weights must be
+ * finite and >= 0 with a positive sum; otherwise returns 0.
+ */
+size_t ev_pcg_choice(struct ev_pcg *rng, const double *weights, size_t n);
+
+#endif

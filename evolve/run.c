@@ -1,0 +1,596 @@
+/*
+ * run.c - the evolution loop (see run.h). One thread; children are
+ * followed through a signalfd (SIGCHLD, SIGINT, SIGTERM) and a poll timeout
+ * that also paces the reading of each trainer's results.csv.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "breed.h"
+#include "trainer.h"
+
+#define PROGRESS_MS 1000
+
+struct ev_slot {
+	int busy;
+	long generation;
+	struct ev_proc proc;
+	double deadline; /* timeout; 0 = none */
+	double kill_at;  /* SIGKILL after a SIGTERM; 0 = not signalled */
+	int timed_out;
+	size_t epochs_seen;
+	char save_dir[PATH_MAX], log_path[PATH_MAX + 16], results_path[PATH_MAX + 16];
+};
+
+struct ev_runner {
+	struct st_db *db;
+	const struct st_options *opts;
+	const struct ev_run_params *params;
+	struct ev_template tpl;
+	struct ev_breed_opts breed;
+	struct st_generation *gens; /* gens[i].generation == i */
+	size_t ngens, cap;
+	struct ev_slot *slots;
+	long nslots;
+	int stop_signal; /* first SIGINT/SIGTERM received, 0 if none */
+	char host[256];
+	struct ut_err *err;
+};
+
+static int is_finished(enum st_status status)
+{
+	return status == ST_DONE || status == ST_FAILED || status == ST_PRUNED;
+}
+
+/* ---- generations in memory --------------------------------------------------- */
+
+static int load_generations(struct ev_runner *run)
+{
+	if (st_generations_load(run->db, &run->gens, &run->ngens, run->err) != 0)
+		return -1;
+	run->cap = run->ngens;
+	for (size_t i = 0; i < run->ngens; i++)
+		if (run->gens[i].generation != (long)i)
+			return ut_err_set(run->err, "%s: generation %zu is missing", st_path(run->db), i);
+	return 0;
+}
+
+static struct st_generation *append_generation(struct ev_runner *run)
+{
+	if (run->ngens == run->cap) {
+		size_t cap = run->cap ? run->cap * 2 : 64;
+		struct st_generation *grown = realloc(run->gens, cap * sizeof(*grown));
+		if (grown == NULL)
+			return NULL;
+		run->gens = grown;
+		run->cap = cap;
+	}
+	struct st_generation *gen = &run->gens[run->ngens++];
+	memset(gen, 0, sizeof(*gen));
+	gen->generation = (long)run->ngens - 1;
+	return gen;
+}
+
+/* Breed the next generation if the determinism rule allows it now. */
+static struct st_generation *breed_next(struct ev_runner *run)
+{
+	long next = (long)run->ngens;
+	if (next >= run->opts->generations)
+		return NULL;
+	long horizon = next - run->nslots; /* generations 0 .. horizon are parents */
+	for (long j = 0; j <= horizon; j++)
+		if (!is_finished(run->gens[j].status))
+			return NULL;
+	struct ev_scored *pool = malloc((size_t)(horizon + 2) * sizeof(*pool));
+	if (pool == NULL) {
+		ut_err_set(run->err, "out of memory");
+		return NULL;
+	}
+	size_t n = 0;
+	for (long j = 0; j <= horizon; j++) {
+		const struct st_generation *g = &run->gens[j];
+		if (g->status == ST_DONE && g->has_results && isfinite(g->fitness))
+			pool[n++] = (struct ev_scored){g->generation, g->fitness, g->hyp};
+	}
+	struct meta_hyp child;
+	long parent;
+	int rc = ev_breed(&run->breed, &run->opts->meta, &run->opts->base, pool, n,
+			  run->opts->seed, next, &child, &parent, run->err);
+	free(pool);
+	if (rc != 0)
+		return NULL;
+	struct st_generation *gen = append_generation(run);
+	if (gen == NULL) {
+		ut_err_set(run->err, "out of memory");
+		return NULL;
+	}
+	gen->hyp = child;
+	gen->parent = parent;
+	gen->status = ST_PENDING;
+	gen->seed = run->opts->seed;
+	return gen;
+}
+
+/* ---- launching ---------------------------------------------------------------- */
+
+static int prepare_save_dir(struct ev_runner *run, struct ev_slot *slot,
+			    const struct st_generation *gen)
+{
+	char candidates[PATH_MAX];
+	snprintf(candidates, sizeof(candidates), "%s/candidates", run->params->run_dir);
+	if (ut_mkdirs(candidates, run->err) != 0)
+		return -1;
+	snprintf(slot->save_dir, sizeof(slot->save_dir), "%s/g%05ld", candidates, gen->generation);
+	struct stat st;
+	if (lstat(slot->save_dir, &st) == 0) {
+		/* keep what an earlier attempt left, under its own name */
+		char old[PATH_MAX + 32];
+		snprintf(old, sizeof(old), "%s.attempt%ld", slot->save_dir, gen->attempts);
+		if (ut_remove_tree(old, run->err) != 0)
+			return -1;
+		if (rename(slot->save_dir, old) != 0)
+			return ut_err_set(run->err, "%s: %s", slot->save_dir, strerror(errno));
+	}
+	if (ut_mkdirs(slot->save_dir, run->err) != 0)
+		return -1;
+	snprintf(slot->log_path, sizeof(slot->log_path), "%s/train.log", slot->save_dir);
+	snprintf(slot->results_path, sizeof(slot->results_path), "%s/results.csv", slot->save_dir);
+	return 0;
+}
+
+static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
+			 const struct st_generation *gen)
+{
+	char hyp_path[PATH_MAX + 32], project[PATH_MAX], name[32];
+	snprintf(hyp_path, sizeof(hyp_path), "%s/evolve_hyp.yaml", slot->save_dir);
+	snprintf(project, sizeof(project), "%s/candidates", run->params->run_dir);
+	snprintf(name, sizeof(name), "g%05ld", gen->generation);
+	char header[128];
+	snprintf(header, sizeof(header), "# yolo-evolve generation %ld\n", gen->generation);
+	if (meta_hyp_save(hyp_path, &gen->hyp, header, run->err) != 0)
+		return -1;
+	const struct st_options *o = run->opts;
+	struct ev_vars vars = {.hyp = hyp_path, .data = o->data, .cfg = o->cfg,
+			       .weights = o->weights, .device = o->device, .project = project,
+			       .name = name, .save_dir = slot->save_dir, .epochs = o->epochs,
+			       .batch = o->batch, .imgsz = o->imgsz, .seed = gen->seed};
+	char **argv;
+	if (ev_template_expand(&run->tpl, &vars, &argv, run->err) != 0)
+		return -1;
+	int rc = ev_proc_spawn(argv, slot->save_dir, slot->log_path, NULL, &slot->proc, run->err);
+	ev_argv_free(argv);
+	return rc;
+}
+
+/* Start generation gen on a free slot; the row is written before the fork. */
+static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generation *gen)
+{
+	memset(slot, 0, sizeof(*slot));
+	slot->generation = gen->generation;
+	if (prepare_save_dir(run, slot, gen) != 0)
+		return -1;
+	gen->status = ST_RUNNING;
+	gen->attempts++;
+	gen->started_at = ut_now();
+	gen->finished_at = gen->seconds = 0;
+	gen->has_results = gen->has_exit_status = 0;
+	gen->pid = 0;
+	gen->epochs_done = 0;
+	gen->error[0] = '\0';
+	snprintf(gen->save_dir, sizeof(gen->save_dir), "%s", slot->save_dir);
+	snprintf(gen->host, sizeof(gen->host), "%s", run->host);
+	snprintf(gen->device, sizeof(gen->device), "%s", run->opts->device);
+	if (st_epochs_clear(run->db, gen->generation, run->err) != 0 ||
+	    st_generation_put(run->db, gen, run->err) != 0)
+		return -1;
+	if (spawn_trainer(run, slot, gen) != 0) {
+		gen->status = ST_INTERRUPTED;
+		snprintf(gen->error, sizeof(gen->error), "%s", run->err->msg);
+		struct ut_err ignored;
+		st_generation_put(run->db, gen, &ignored);
+		return -1;
+	}
+	gen->pid = slot->proc.pid;
+	gen->pid_start = slot->proc.start_ticks;
+	if (st_generation_put(run->db, gen, run->err) != 0)
+		return -1;
+	slot->busy = 1;
+	if (run->opts->timeout > 0)
+		slot->deadline = gen->started_at + run->opts->timeout;
+	if (gen->parent >= 0)
+		ut_log(UT_LOG_INFO, "generation %ld: started (parent %ld, attempt %ld, pid %ld)",
+		       gen->generation, gen->parent, gen->attempts, (long)slot->proc.pid);
+	else
+		ut_log(UT_LOG_INFO, "generation %ld: started (%s, attempt %ld, pid %ld)",
+		       gen->generation, gen->generation == 0 ? "base hyp" : "mutated base hyp",
+		       gen->attempts, (long)slot->proc.pid);
+	return 0;
+}
+
+static struct ev_slot *free_slot(struct ev_runner *run)
+{
+	for (long s = 0; s < run->nslots; s++)
+		if (!run->slots[s].busy)
+			return &run->slots[s];
+	return NULL;
+}
+
+/* Launch what may run now: interrupted generations first, then new ones. */
+static int launch_ready(struct ev_runner *run)
+{
+	struct ev_slot *slot;
+	while (!run->stop_signal && (slot = free_slot(run)) != NULL) {
+		struct st_generation *gen = NULL;
+		for (size_t i = 0; i < run->ngens && gen == NULL; i++)
+			if (run->gens[i].status == ST_INTERRUPTED || run->gens[i].status == ST_PENDING)
+				gen = &run->gens[i];
+		if (gen == NULL) {
+			run->err->msg[0] = '\0';
+			gen = breed_next(run);
+			if (gen == NULL)
+				return run->err->msg[0] ? -1 : 0;
+		}
+		if (launch(run, slot, gen) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- following and finishing ---------------------------------------------------- */
+
+struct epoch_batch {
+	long generation;
+	const struct ev_results *res;
+	size_t from;
+	struct st_generation *gen; /* written too, if not NULL */
+	struct ut_err *err;
+};
+
+static int write_epochs(struct st_db *db, void *arg)
+{
+	struct epoch_batch *batch = arg;
+	for (size_t r = batch->from; r < batch->res->nrows; r++)
+		if (st_epoch_put(db, batch->generation, batch->res->rows[r], batch->err) != 0)
+			return -1;
+	if (batch->gen != NULL)
+		return st_generation_put(db, batch->gen, batch->err);
+	return 0;
+}
+
+static double row_fitness(const double row[ST_EPOCH_COLS])
+{
+	return ev_fitness(row[6], row[7]);
+}
+
+/* Record new epoch rows of a running trainer. */
+static int follow(struct ev_runner *run, struct ev_slot *slot)
+{
+	struct ev_results res;
+	if (ev_results_read(slot->results_path, &res, run->err) != 0)
+		return -1;
+	int rc = 0;
+	if (res.nrows > slot->epochs_seen) {
+		struct st_generation *gen = &run->gens[slot->generation];
+		gen->epochs_done = (long)res.nrows;
+		struct epoch_batch batch = {slot->generation, &res, slot->epochs_seen, gen, run->err};
+		rc = st_transaction(run->db, write_epochs, &batch, run->err);
+		if (rc == 0) {
+			const double *last = res.rows[res.nrows - 1];
+			ut_log(UT_LOG_INFO, "generation %ld: epoch %.0f/%ld fitness %.5f",
+			       slot->generation, last[0] + 1, run->opts->epochs, row_fitness(last));
+			slot->epochs_seen = res.nrows;
+		}
+	}
+	ev_results_free(&res);
+	return rc;
+}
+
+static int is_retryable(const struct ev_slot *slot, int status)
+{
+	/* crashes are retried; a clean failure exit or a timeout is an answer */
+	return !slot->timed_out && WIFSIGNALED(status);
+}
+
+static void describe_failure(struct ev_slot *slot, int status, const struct ev_results *res,
+			     struct st_generation *gen, double timeout)
+{
+	char what[128], tail[512];
+	ev_describe_status(status, what, sizeof(what));
+	ev_log_tail(slot->log_path, tail, sizeof(tail));
+	if (slot->timed_out)
+		snprintf(what, sizeof(what), "timeout after %.0f s", timeout);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		snprintf(what, sizeof(what), "%s", res->problem);
+	snprintf(gen->error, sizeof(gen->error), "%s%s%s", what, tail[0] ? "; log: " : "", tail);
+}
+
+/* A trainer ended: decide its status and record everything in one transaction. */
+static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
+{
+	struct st_generation *gen = &run->gens[slot->generation];
+	struct ev_results res;
+	if (ev_results_read(slot->results_path, &res, run->err) != 0)
+		return -1;
+	gen->finished_at = ut_now();
+	gen->seconds = gen->finished_at - gen->started_at;
+	gen->has_exit_status = 1;
+	gen->exit_status = ev_exit_code(status);
+	gen->epochs_done = (long)res.nrows;
+	gen->pid = 0;
+	int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !slot->timed_out;
+	if (run->stop_signal && !clean) {
+		gen->status = ST_INTERRUPTED;
+		snprintf(gen->error, sizeof(gen->error), "interrupted by SIG%s",
+			 sigabbrev_np(run->stop_signal));
+	} else if (clean && res.complete) {
+		gen->status = ST_DONE;
+		gen->has_results = 1;
+		ev_results_pick(res.rows[res.nrows - 1], gen->results);
+		gen->fitness = ev_fitness(gen->results[ST_R_map50], gen->results[ST_R_map]);
+		gen->error[0] = '\0';
+	} else {
+		gen->status = ST_FAILED;
+		describe_failure(slot, status, &res, gen, run->opts->timeout);
+	}
+	struct epoch_batch batch = {slot->generation, &res, slot->epochs_seen, gen, run->err};
+	int rc = st_transaction(run->db, write_epochs, &batch, run->err);
+	ev_results_free(&res);
+	slot->busy = 0;
+	if (rc != 0)
+		return -1;
+	if (gen->status == ST_DONE)
+		ut_log(UT_LOG_INFO, "generation %ld: done, fitness %.5f (mAP@.5 %.5f, mAP@.5:.95 %.5f) in %.1f s",
+		       gen->generation, gen->fitness, gen->results[ST_R_map50], gen->results[ST_R_map],
+		       gen->seconds);
+	else
+		ut_log(UT_LOG_WARN, "generation %ld: %s: %s", gen->generation,
+		       st_status_name(gen->status), gen->error);
+	if (gen->status == ST_FAILED && is_retryable(slot, status) &&
+	    gen->attempts <= run->opts->retries && !run->stop_signal) {
+		ut_log(UT_LOG_INFO, "generation %ld: retrying (%ld of %ld retries)", gen->generation,
+		       gen->attempts, run->opts->retries);
+		gen->status = ST_INTERRUPTED;
+		return st_generation_put(run->db, gen, run->err);
+	}
+	if (gen->status == ST_DONE || gen->status == ST_FAILED)
+		return ev_write_exports(run->db, run->params->run_dir, run->err);
+	return 0;
+}
+
+static struct ev_slot *slot_of(struct ev_runner *run, pid_t pid)
+{
+	for (long s = 0; s < run->nslots; s++)
+		if (run->slots[s].busy && run->slots[s].proc.pid == pid)
+			return &run->slots[s];
+	return NULL;
+}
+
+static int reap(struct ev_runner *run)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct ev_slot *slot = slot_of(run, pid);
+		if (slot == NULL)
+			continue;
+		/* the group may still hold children of the trainer */
+		kill(-pid, SIGKILL);
+		if (finish(run, slot, status) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void signal_all(struct ev_runner *run, int sig)
+{
+	for (long s = 0; s < run->nslots; s++) {
+		struct ev_slot *slot = &run->slots[s];
+		if (!slot->busy)
+			continue;
+		kill(-slot->proc.pid, sig);
+		if (sig == SIGTERM && slot->kill_at == 0)
+			slot->kill_at = ut_now() + run->params->grace;
+	}
+}
+
+/* Timeouts and the SIGKILL that follows an ignored SIGTERM. */
+static double check_deadlines(struct ev_runner *run)
+{
+	double now = ut_now(), next = now + PROGRESS_MS / 1000.0;
+	for (long s = 0; s < run->nslots; s++) {
+		struct ev_slot *slot = &run->slots[s];
+		if (!slot->busy)
+			continue;
+		if (slot->deadline > 0 && now >= slot->deadline && !slot->timed_out) {
+			slot->timed_out = 1;
+			kill(-slot->proc.pid, SIGTERM);
+			slot->kill_at = now + run->params->grace;
+			ut_log(UT_LOG_WARN, "generation %ld: timeout, stopping the trainer", slot->generation);
+		}
+		if (slot->kill_at > 0 && now >= slot->kill_at)
+			kill(-slot->proc.pid, SIGKILL);
+		if (slot->deadline > 0 && !slot->timed_out)
+			next = fmin(next, slot->deadline);
+		if (slot->kill_at > 0 && now < slot->kill_at)
+			next = fmin(next, slot->kill_at);
+	}
+	return next;
+}
+
+static int busy_slots(const struct ev_runner *run)
+{
+	int n = 0;
+	for (long s = 0; s < run->nslots; s++)
+		n += run->slots[s].busy;
+	return n;
+}
+
+static int handle_signal(struct ev_runner *run, int sfd)
+{
+	struct signalfd_siginfo info;
+	while (read(sfd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
+		int sig = (int)info.ssi_signo;
+		if (sig == SIGCHLD)
+			continue; /* reaped below */
+		if (run->stop_signal == 0) {
+			run->stop_signal = sig;
+			ut_log(UT_LOG_WARN, "SIG%s: stopping; running trainers get SIGTERM (again to kill now)",
+			       sigabbrev_np(sig));
+			signal_all(run, SIGTERM);
+		} else {
+			ut_log(UT_LOG_WARN, "SIG%s again: killing the trainers", sigabbrev_np(sig));
+			signal_all(run, SIGKILL);
+		}
+	}
+	return reap(run);
+}
+
+/* ---- recovery ------------------------------------------------------------------- */
+
+/* Generations left running by a killed evolver: stop their trainers, rerun them. */
+static int recover(struct ev_runner *run)
+{
+	for (size_t i = 0; i < run->ngens; i++) {
+		struct st_generation *gen = &run->gens[i];
+		if (gen->status != ST_RUNNING && gen->status != ST_PENDING)
+			continue;
+		if (gen->pid > 0) {
+			struct ev_proc orphan = {(pid_t)gen->pid, gen->pid_start};
+			if (ev_proc_is_alive(&orphan)) {
+				ut_log(UT_LOG_WARN, "generation %ld: stopping orphaned trainer pid %ld",
+				       gen->generation, gen->pid);
+				ev_proc_stop_orphan(&orphan, run->params->grace);
+			}
+		}
+		gen->status = ST_INTERRUPTED;
+		gen->pid = 0;
+		snprintf(gen->error, sizeof(gen->error), "the evolver stopped while it ran");
+		if (st_generation_put(run->db, gen, run->err) != 0)
+			return -1;
+		ut_log(UT_LOG_INFO, "generation %ld: was running when the evolver stopped; it runs again",
+		       gen->generation);
+	}
+	return 0;
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+static int loop(struct ev_runner *run, int sfd)
+{
+	for (;;) {
+		if (launch_ready(run) != 0)
+			return -1;
+		if (busy_slots(run) == 0)
+			return 0;
+		double next = check_deadlines(run);
+		int wait_ms = (int)fmax(0, ceil((next - ut_now()) * 1000));
+		struct pollfd fd = {.fd = sfd, .events = POLLIN};
+		int ready = poll(&fd, 1, wait_ms);
+		if (ready < 0 && errno != EINTR)
+			return ut_err_set(run->err, "poll: %s", strerror(errno));
+		if (handle_signal(run, sfd) != 0)
+			return -1;
+		for (long s = 0; s < run->nslots; s++)
+			if (run->slots[s].busy && follow(run, &run->slots[s]) != 0)
+				return -1;
+	}
+}
+
+int ev_write_exports(struct st_db *db, const char *dir, struct ut_err *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	char path[PATH_MAX + 32];
+	static const char *const names[] = {"evolve.csv", "hyp_evolve.yaml"};
+	for (size_t i = 0; i < UT_ARRAY_LEN(names); i++) {
+		FILE *mem = open_memstream(&text, &len);
+		if (mem == NULL)
+			return ut_err_set(err, "out of memory");
+		struct ut_err ignored;
+		int rc = i == 0 ? st_export_evolve_csv(db, mem, err)
+				: st_export_hyp_evolve(db, mem, &ignored);
+		fclose(mem);
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (rc == 0)
+			rc = ut_write_file_atomic(path, text, len, err);
+		else if (i == 1)
+			rc = 0; /* nothing done yet: no hyp_evolve.yaml */
+		free(text);
+		text = NULL;
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int setup(struct ev_runner *run, int *sfd)
+{
+	ev_breed_opts_default(&run->breed);
+	if (ev_parent_parse(run->opts->parent, &run->breed.parent) != 0)
+		return ut_err_set(run->err, "%s: unknown parent method '%s'", st_path(run->db),
+				  run->opts->parent);
+	run->breed.top = (int)run->opts->top;
+	run->breed.mutation_prob = run->opts->mutation_prob;
+	run->breed.sigma = run->opts->sigma;
+	if (ev_template_parse(run->opts->trainer, &run->tpl, run->err) != 0)
+		return -1;
+	run->nslots = run->opts->parallel > 0 ? run->opts->parallel : 1;
+	run->slots = calloc((size_t)run->nslots, sizeof(*run->slots));
+	if (run->slots == NULL)
+		return ut_err_set(run->err, "out of memory");
+	if (gethostname(run->host, sizeof(run->host)) != 0)
+		snprintf(run->host, sizeof(run->host), "unknown");
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0)
+		return ut_err_set(run->err, "sigprocmask: %s", strerror(errno));
+	*sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (*sfd < 0)
+		return ut_err_set(run->err, "signalfd: %s", strerror(errno));
+	return 0;
+}
+
+int ev_run(struct st_db *db, const struct st_options *opts,
+	   const struct ev_run_params *params, struct ut_err *err)
+{
+	struct ev_runner run = {.db = db, .opts = opts, .params = params, .err = err};
+	int sfd = -1;
+	int rc = setup(&run, &sfd);
+	if (rc == 0)
+		rc = load_generations(&run);
+	if (rc == 0)
+		rc = recover(&run);
+	if (rc == 0)
+		rc = loop(&run, sfd);
+	if (rc != 0 && busy_slots(&run) > 0) {
+		/* an error ends the run: stop trainers, keep what finished */
+		struct ut_err saved = *err;
+		signal_all(&run, SIGKILL);
+		run.stop_signal = SIGTERM;
+		while (busy_slots(&run) > 0 && reap(&run) == 0)
+			poll(NULL, 0, 10);
+		*err = saved;
+	}
+	if (rc == 0 && run.stop_signal)
+		rc = 128 + run.stop_signal;
+	if (sfd >= 0)
+		close(sfd);
+	ev_template_free(&run.tpl);
+	free(run.slots);
+	free(run.gens);
+	return rc;
+}

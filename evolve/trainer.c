@@ -1,0 +1,484 @@
+/*
+ * trainer.c - trainer templates, the trainer subprocess and results.csv
+ * (see trainer.h).
+ */
+#include "trainer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- templates ------------------------------------------------------------ */
+
+static const char yolov5_args[] =
+	" --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
+	" --batch-size {batch} --img {imgsz} --device {device} --project {project}"
+	" --name {name} --exist-ok";
+static const char native_args[] =
+	" --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
+	" --batch-size {batch} --imgsz {imgsz} --device {device} --project {project}"
+	" --name {name} --exist-ok --seed {seed}";
+
+/* Append one word to the template. */
+static int push_word(struct ev_template *tpl, const char *word, size_t len)
+{
+	char **grown = realloc(tpl->argv, (size_t)(tpl->argc + 2) * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	tpl->argv = grown;
+	tpl->argv[tpl->argc] = strndup(word, len);
+	if (tpl->argv[tpl->argc] == NULL)
+		return -1;
+	tpl->argv[++tpl->argc] = NULL;
+	return 0;
+}
+
+/* Split like a shell (quotes, backslash) without any expansion. */
+static int split_words(const char *spec, struct ev_template *tpl, struct ut_err *err)
+{
+	struct ut_buf word = {0};
+	const char *p = spec;
+	int rc = 0;
+	while (rc == 0 && *p) {
+		while (*p == ' ' || *p == '\t' || *p == '\n')
+			p++;
+		if (!*p)
+			break;
+		word.len = 0;
+		int in_word = 1;
+		while (rc == 0 && in_word && *p) {
+			char quote = 0;
+			switch (*p) {
+			case ' ':
+			case '\t':
+			case '\n':
+				in_word = 0;
+				break;
+			case '\'':
+			case '"':
+				quote = *p++;
+				while (*p && *p != quote) {
+					if (quote == '"' && *p == '\\' && p[1] != '\0')
+						p++;
+					rc |= ut_buf_append(&word, p++, 1);
+				}
+				if (*p != quote)
+					rc = ut_err_set(err, "trainer template: unterminated %c quote", quote);
+				else
+					p++;
+				break;
+			case '\\':
+				if (p[1] != '\0')
+					p++;
+				/* fall through */
+			default:
+				rc |= ut_buf_append(&word, p++, 1);
+			}
+		}
+		if (rc == 0 && push_word(tpl, word.data ? word.data : "", word.len) != 0)
+			rc = ut_err_set(err, "trainer template: out of memory");
+	}
+	ut_buf_free(&word);
+	return rc;
+}
+
+static const char *const placeholders[] = {"hyp", "data", "cfg", "weights", "epochs", "batch",
+					   "imgsz", "device", "project", "name", "save_dir", "seed"};
+
+/* Every {...} in the words must be a known placeholder. */
+static int check_placeholders(const struct ev_template *tpl, struct ut_err *err)
+{
+	int has_hyp = 0;
+	for (int i = 0; i < tpl->argc; i++) {
+		for (const char *p = strchr(tpl->argv[i], '{'); p; p = strchr(p + 1, '{')) {
+			const char *end = strchr(p, '}');
+			if (end == NULL)
+				return ut_err_set(err, "trainer template: unclosed '{' in '%s'", tpl->argv[i]);
+			size_t len = (size_t)(end - p - 1);
+			int known = 0;
+			for (size_t k = 0; k < UT_ARRAY_LEN(placeholders); k++)
+				if (strlen(placeholders[k]) == len && strncmp(p + 1, placeholders[k], len) == 0)
+					known = 1;
+			if (!known)
+				return ut_err_set(err, "trainer template: unknown placeholder {%.*s}",
+						  (int)len, p + 1);
+			if (len == 3 && strncmp(p + 1, "hyp", 3) == 0)
+				has_hyp = 1;
+		}
+	}
+	if (tpl->argc == 0)
+		return ut_err_set(err, "trainer template: empty");
+	if (!has_hyp)
+		return ut_err_set(err, "trainer template: no {hyp} placeholder, the trainer would never see the candidate");
+	return 0;
+}
+
+/* yolo-train beside our own executable if it is there, else from PATH. */
+static void native_program(char *buf, size_t size)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash != NULL) {
+			*slash = '\0';
+			snprintf(buf, size, "%s/../trainer/yolo-train", self);
+			if (access(buf, X_OK) == 0)
+				return;
+			snprintf(buf, size, "%s/yolo-train", self);
+			if (access(buf, X_OK) == 0)
+				return;
+		}
+	}
+	snprintf(buf, size, "yolo-train");
+}
+
+int ev_template_parse(const char *spec, struct ev_template *out, struct ut_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct ut_buf full = {0};
+	int rc = 0;
+	if (strcmp(spec, "native") == 0) {
+		char program[PATH_MAX + 32];
+		native_program(program, sizeof(program));
+		rc = ut_buf_printf(&full, "'%s'%s", program, native_args);
+	} else if (strncmp(spec, "yolov5:", 7) == 0) {
+		char dir[PATH_MAX];
+		if (spec[7] == '\0' || realpath(spec + 7, dir) == NULL)
+			return ut_err_set(err, "trainer yolov5:%s: not a directory", spec + 7);
+		char script[PATH_MAX + 16];
+		snprintf(script, sizeof(script), "%s/train.py", dir);
+		if (access(script, R_OK) != 0)
+			return ut_err_set(err, "trainer yolov5:%s: no train.py there", spec + 7);
+		rc = ut_buf_printf(&full, "python3 '%s'%s", script, yolov5_args);
+	} else {
+		rc = ut_buf_printf(&full, "%s", spec);
+	}
+	if (rc != 0)
+		return ut_err_set(err, "trainer template: out of memory");
+	rc = split_words(full.data, out, err);
+	ut_buf_free(&full);
+	if (rc == 0)
+		rc = check_placeholders(out, err);
+	if (rc == 0 && strchr(out->argv[0], '/') != NULL) {
+		/* a relative program path must survive the chdir into save_dir */
+		char absolute[PATH_MAX];
+		if (realpath(out->argv[0], absolute) == NULL)
+			rc = ut_err_set(err, "trainer %s: %s", out->argv[0], strerror(errno));
+		else {
+			free(out->argv[0]);
+			out->argv[0] = strdup(absolute);
+			if (out->argv[0] == NULL)
+				rc = ut_err_set(err, "trainer template: out of memory");
+		}
+	}
+	if (rc != 0)
+		ev_template_free(out);
+	return rc;
+}
+
+void ev_template_free(struct ev_template *tpl)
+{
+	ev_argv_free(tpl->argv);
+	tpl->argv = NULL;
+	tpl->argc = 0;
+}
+
+void ev_argv_free(char **argv)
+{
+	for (char **p = argv; p != NULL && *p != NULL; p++)
+		free(*p);
+	free(argv);
+}
+
+static int expand_word(const char *word, const struct ev_vars *vars, struct ut_buf *out)
+{
+	char epochs[32], batch[32], imgsz[32], seed[32];
+	snprintf(epochs, sizeof(epochs), "%ld", vars->epochs);
+	snprintf(batch, sizeof(batch), "%ld", vars->batch);
+	snprintf(imgsz, sizeof(imgsz), "%ld", vars->imgsz);
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)vars->seed);
+	const char *values[] = {vars->hyp, vars->data, vars->cfg, vars->weights, epochs, batch,
+				imgsz, vars->device, vars->project, vars->name, vars->save_dir, seed};
+	int rc = ut_buf_append(out, "", 0);
+	for (const char *p = word; rc == 0 && *p;) {
+		size_t k = UT_ARRAY_LEN(placeholders);
+		if (*p == '{')
+			for (k = 0; k < UT_ARRAY_LEN(placeholders); k++) {
+				size_t len = strlen(placeholders[k]);
+				if (strncmp(p + 1, placeholders[k], len) == 0 && p[len + 1] == '}')
+					break;
+			}
+		if (k < UT_ARRAY_LEN(placeholders)) {
+			const char *value = values[k] ? values[k] : "";
+			rc = ut_buf_append(out, value, strlen(value));
+			p += strlen(placeholders[k]) + 2;
+		} else {
+			rc = ut_buf_append(out, p++, 1);
+		}
+	}
+	return rc;
+}
+
+int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars,
+		       char ***argv, struct ut_err *err)
+{
+	char **words = calloc((size_t)tpl->argc + 1, sizeof(*words));
+	if (words == NULL)
+		return ut_err_set(err, "trainer template: out of memory");
+	for (int i = 0; i < tpl->argc; i++) {
+		struct ut_buf word = {0};
+		if (expand_word(tpl->argv[i], vars, &word) != 0) {
+			ut_buf_free(&word);
+			ev_argv_free(words);
+			return ut_err_set(err, "trainer template: out of memory");
+		}
+		words[i] = word.data;
+	}
+	*argv = words;
+	return 0;
+}
+
+/* ---- processes ------------------------------------------------------------ */
+
+long long ev_proc_start_ticks(pid_t pid)
+{
+	char path[64], text[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	text[n] = '\0';
+	/* field 2 (comm) may hold spaces; count fields after its ')' */
+	char *p = strrchr(text, ')');
+	if (p == NULL)
+		return -1;
+	int field = 2;
+	for (p++; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	return field == 22 ? strtoll(p, NULL, 10) : -1;
+}
+
+int ev_proc_is_alive(const struct ev_proc *proc)
+{
+	return proc->pid > 0 && ev_proc_start_ticks(proc->pid) == proc->start_ticks;
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child_exec(char *const argv[], const char *workdir, const char *log_path,
+		       char *const env[], pid_t parent, int report_fd)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+	setpgid(0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(127); /* the evolver died before we got here */
+	int null_fd = open("/dev/null", O_RDONLY);
+	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0666);
+	int failed = null_fd < 0 || log_fd < 0 || chdir(workdir) != 0 ||
+		     dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0;
+	for (char *const *e = env; !failed && e != NULL && *e != NULL; e++)
+		failed = putenv(*e) != 0;
+	if (!failed)
+		execvp(argv[0], argv);
+	int code = errno;
+	ssize_t ignored = write(report_fd, &code, sizeof(code));
+	(void)ignored;
+	_exit(127);
+}
+
+int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
+		  char *const env[], struct ev_proc *out, struct ut_err *err)
+{
+	int report[2];
+	if (pipe2(report, O_CLOEXEC) != 0)
+		return ut_err_set(err, "pipe: %s", strerror(errno));
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(report[0]);
+		close(report[1]);
+		return ut_err_set(err, "fork: %s", strerror(errno));
+	}
+	if (pid == 0)
+		child_exec(argv, workdir, log_path, env, parent, report[1]);
+	close(report[1]);
+	/* also set the group here, so a signal sent right away reaches it */
+	setpgid(pid, pid);
+	int code = 0;
+	ssize_t n;
+	do
+		n = read(report[0], &code, sizeof(code));
+	while (n < 0 && errno == EINTR);
+	close(report[0]);
+	if (n > 0) {
+		waitpid(pid, NULL, 0);
+		return ut_err_set(err, "cannot run trainer %s: %s", argv[0], strerror(code));
+	}
+	out->pid = pid;
+	out->start_ticks = ev_proc_start_ticks(pid);
+	return 0;
+}
+
+void ev_proc_stop_orphan(const struct ev_proc *proc, double grace)
+{
+	if (!ev_proc_is_alive(proc))
+		return;
+	int pidfd = (int)syscall(SYS_pidfd_open, proc->pid, 0);
+	kill(-proc->pid, SIGTERM);
+	if (pidfd >= 0) {
+		struct pollfd fd = {.fd = pidfd, .events = POLLIN};
+		poll(&fd, 1, (int)(grace * 1000));
+		close(pidfd);
+	}
+	if (ev_proc_is_alive(proc) || kill(-proc->pid, 0) == 0)
+		kill(-proc->pid, SIGKILL);
+}
+
+void ev_describe_status(int status, char *buf, size_t size)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, size, "exit status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, size, "killed by SIG%s", sigabbrev_np(WTERMSIG(status))
+							       ? sigabbrev_np(WTERMSIG(status))
+							       : "?");
+	else
+		snprintf(buf, size, "wait status %d", status);
+}
+
+int ev_exit_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+/* ---- results.csv ------------------------------------------------------------ */
+
+void ev_results_pick(const double row[ST_EPOCH_COLS], double results[ST_RESULT_COUNT])
+{
+	/* precision .. val/cls_loss are columns 4 .. 10 of results.csv */
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		results[r] = row[4 + r];
+}
+
+int ev_results_read(const char *path, struct ev_results *out, struct ut_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	char *text;
+	size_t len;
+	if (access(path, F_OK) != 0) {
+		snprintf(out->problem, sizeof(out->problem), "no results.csv");
+		return 0;
+	}
+	if (ut_read_file(path, &text, &len, err) != 0)
+		return -1;
+	/* a last line without its newline is still being written */
+	while (len > 0 && text[len - 1] != '\n')
+		len--;
+	struct st_csv_table csv;
+	if (len == 0 || st_csv_parse(text, len, path, &csv, NULL) != 0) {
+		free(text);
+		snprintf(out->problem, sizeof(out->problem), "results.csv has no complete header");
+		return 0;
+	}
+	free(text);
+	long cols[ST_EPOCH_COLS];
+	for (int c = 0; c < ST_EPOCH_COLS; c++) {
+		cols[c] = st_csv_column(&csv, st_epoch_csv_names[c]);
+		if (cols[c] < 0) {
+			snprintf(out->problem, sizeof(out->problem), "results.csv has no column '%s'",
+				 st_epoch_csv_names[c]);
+			st_csv_free(&csv);
+			return 0;
+		}
+	}
+	out->rows = malloc((csv.nrows ? csv.nrows : 1) * sizeof(*out->rows));
+	if (out->rows == NULL) {
+		st_csv_free(&csv);
+		return ut_err_set(err, "%s: out of memory", path);
+	}
+	for (size_t r = 0; r < csv.nrows; r++) {
+		const double *cells = csv.cells + r * csv.ncols;
+		if (isnan(cells[cols[0]]))
+			continue; /* not even an epoch number: garbage */
+		for (int c = 0; c < ST_EPOCH_COLS; c++)
+			out->rows[out->nrows][c] = cells[cols[c]];
+		out->nrows++;
+	}
+	st_csv_free(&csv);
+	if (out->nrows == 0) {
+		snprintf(out->problem, sizeof(out->problem), "results.csv has no epoch rows");
+		return 0;
+	}
+	double results[ST_RESULT_COUNT];
+	ev_results_pick(out->rows[out->nrows - 1], results);
+	for (int r = 0; r < ST_RESULT_COUNT; r++) {
+		if (!isfinite(results[r])) {
+			snprintf(out->problem, sizeof(out->problem), "results.csv: %s is not a finite number",
+				 st_result_csv_name(r));
+			return 0;
+		}
+	}
+	out->complete = 1;
+	return 0;
+}
+
+void ev_results_free(struct ev_results *res)
+{
+	free(res->rows);
+	res->rows = NULL;
+	res->nrows = 0;
+}
+
+void ev_log_tail(const char *path, char *buf, size_t max_bytes)
+{
+	buf[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct stat st;
+	off_t start = 0;
+	if (fstat(fd, &st) == 0 && st.st_size > (off_t)(max_bytes - 1))
+		start = st.st_size - (off_t)(max_bytes - 1);
+	ssize_t n = pread(fd, buf, max_bytes - 1, start);
+	close(fd);
+	if (n <= 0) {
+		buf[0] = '\0';
+		return;
+	}
+	buf[n] = '\0';
+	char *from = buf;
+	if (start > 0 && strchr(buf, '\n') != NULL)
+		from = strchr(buf, '\n') + 1;
+	/* keep it printable on one terminal line per log line */
+	for (char *p = from; *p; p++)
+		if ((unsigned char)*p < 32 && *p != '\n')
+			*p = ' ';
+	memmove(buf, from, strlen(from) + 1);
+}

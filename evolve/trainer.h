@@ -1,0 +1,89 @@
+/*
+ * trainer.h - the trainer contract: argv templates with placeholders, the
+ * trainer subprocess (never through a shell), and reading its YOLOv5
+ * results.csv.
+ *
+ * Built-in templates: `native` (yolo-train beside yolo-evolve, else on PATH)
+ * and `yolov5:DIR` (python3 DIR/train.py with YOLOv5's options); anything
+ * else is a user template split into words like a shell would (quotes and
+ * backslashes) but with no expansion of any kind.
+ */
+#ifndef EV_TRAINER_H
+#define EV_TRAINER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store.h"
+#include "ut.h"
+
+/* Values of the placeholders {hyp} {data} ... {seed}. */
+struct ev_vars {
+	const char *hyp, *data, *cfg, *weights, *device, *project, *name, *save_dir;
+	long epochs, batch, imgsz;
+	uint64_t seed;
+};
+
+struct ev_template {
+	int argc;
+	char **argv;
+};
+
+/* Parse a template spec; errors name the spec and the bad placeholder. */
+int ev_template_parse(const char *spec, struct ev_template *out, struct ut_err *err);
+void ev_template_free(struct ev_template *tpl);
+/* Expand placeholders into a NULL-terminated malloc'ed argv. */
+int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars,
+		       char ***argv, struct ut_err *err);
+void ev_argv_free(char **argv);
+
+/* A started trainer: its pid is also its process group. */
+struct ev_proc {
+	pid_t pid;
+	long long start_ticks; /* /proc/<pid>/stat starttime, against pid reuse */
+};
+
+/*
+ * Start argv in its own process group with cwd = workdir, stdin from
+ * /dev/null and stdout+stderr appended to log_path; env holds extra
+ * "KEY=VALUE" strings (NULL-terminated, may be NULL). The child gets SIGTERM
+ * if the evolver dies. Fails (with the reason) if the program cannot be
+ * executed.
+ */
+int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
+		  char *const env[], struct ev_proc *out, struct ut_err *err);
+/* Start time of a live pid, or -1 if it does not exist. */
+long long ev_proc_start_ticks(pid_t pid);
+/* Is process group `proc` still the one we started (same pid and start)? */
+int ev_proc_is_alive(const struct ev_proc *proc);
+/*
+ * Stop a process group we may not be the parent of (an orphan from a killed
+ * evolver): SIGTERM, wait up to grace seconds for the leader, then SIGKILL.
+ */
+void ev_proc_stop_orphan(const struct ev_proc *proc, double grace);
+
+/* Describe a wait status: "exit status 1", "killed by SIGSEGV". */
+void ev_describe_status(int status, char *buf, size_t size);
+/* Encode a wait status as the recorded exit_status (code, or 128 + signal). */
+int ev_exit_code(int status);
+
+/* What a trainer's results.csv says so far. */
+struct ev_results {
+	size_t nrows;
+	double (*rows)[ST_EPOCH_COLS]; /* in results.csv column order */
+	int complete;                  /* last row has all 7 results finite */
+	char problem[256];             /* why not complete, if not */
+};
+/*
+ * Read save_dir/results.csv (absent: zero rows). Columns are matched by
+ * name; a row with garbage is not counted.
+ */
+int ev_results_read(const char *path, struct ev_results *out, struct ut_err *err);
+void ev_results_free(struct ev_results *res);
+/* The 7 evolve.csv results from a results.csv row. */
+void ev_results_pick(const double row[ST_EPOCH_COLS], double results[ST_RESULT_COUNT]);
+
+/* The last `max_bytes` of a log file, from a line start, for error reports. */
+void ev_log_tail(const char *path, char *buf, size_t max_bytes);
+
+#endif

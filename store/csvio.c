@@ -1,0 +1,400 @@
+/*
+ * csvio.c - YOLOv5's CSV files: a tolerant reader (libcsv) for results.csv
+ * and evolve.csv, import of evolve.csv into the database, and byte-exact
+ * export of evolve.csv and hyp_evolve.yaml (see store.h).
+ */
+#include "store.h"
+
+#include <csv.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- reading ------------------------------------------------------------- */
+
+struct csv_state {
+	struct st_csv_table *table;
+	struct ut_buf field;
+	double *row;
+	size_t row_len, row_cap;
+	int in_header;
+	long line;
+	int oom;
+	char **names;
+	size_t names_len, names_cap;
+};
+
+static char *strip(const char *text, size_t len)
+{
+	while (len > 0 && isspace((unsigned char)*text)) {
+		text++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)text[len - 1]))
+		len--;
+	char *out = malloc(len + 1);
+	if (out != NULL) {
+		memcpy(out, text, len);
+		out[len] = '\0';
+	}
+	return out;
+}
+
+static void on_field(void *text, size_t len, void *data)
+{
+	struct csv_state *st = data;
+	if (st->oom)
+		return;
+	char *cell = strip(text, len);
+	if (cell == NULL) {
+		st->oom = 1;
+		return;
+	}
+	if (st->in_header) {
+		if (st->names_len == st->names_cap) {
+			st->names_cap = st->names_cap ? st->names_cap * 2 : 16;
+			char **grown = realloc(st->names, st->names_cap * sizeof(*grown));
+			if (grown == NULL) {
+				free(cell);
+				st->oom = 1;
+				return;
+			}
+			st->names = grown;
+		}
+		st->names[st->names_len++] = cell;
+		return;
+	}
+	double value;
+	if (ut_parse_double(cell, &value) != 0 || strlen(cell) != strcspn(cell, "\t\n\r")) {
+		value = NAN;
+		if (st->table->bad_cells++ == 0) {
+			st->table->first_bad_line = st->line;
+			st->table->first_bad_col = st->row_len;
+		}
+	}
+	free(cell);
+	if (st->row_len == st->row_cap) {
+		st->row_cap = st->row_cap ? st->row_cap * 2 : 32;
+		double *grown = realloc(st->row, st->row_cap * sizeof(*grown));
+		if (grown == NULL) {
+			st->oom = 1;
+			return;
+		}
+		st->row = grown;
+	}
+	st->row[st->row_len++] = value;
+}
+
+static int append_row(struct csv_state *st)
+{
+	struct st_csv_table *t = st->table;
+	size_t n = t->nrows + 1;
+	double *cells = realloc(t->cells, n * t->ncols * sizeof(*cells));
+	long *lines = cells ? realloc(t->lines, n * sizeof(*lines)) : NULL;
+	if (cells != NULL)
+		t->cells = cells;
+	if (lines == NULL)
+		return -1;
+	t->lines = lines;
+	for (size_t c = 0; c < t->ncols; c++)
+		t->cells[t->nrows * t->ncols + c] = c < st->row_len ? st->row[c] : NAN;
+	t->lines[t->nrows] = st->line;
+	t->nrows = n;
+	return 0;
+}
+
+static void on_row(int terminator, void *data)
+{
+	struct csv_state *st = data;
+	(void)terminator;
+	if (st->oom)
+		return;
+	if (st->in_header) {
+		st->in_header = 0;
+		st->table->names = st->names;
+		st->table->ncols = st->names_len;
+		st->names = NULL;
+	} else {
+		if (st->row_len != st->table->ncols && !st->table->ragged) {
+			st->table->ragged = 1;
+			st->table->ragged_line = st->line;
+		}
+		if (append_row(st) != 0)
+			st->oom = 1;
+	}
+	st->row_len = 0;
+	st->line++;
+}
+
+int st_csv_parse(const char *text, size_t len, const char *source,
+		 struct st_csv_table *out, struct ut_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct csv_parser parser;
+	if (csv_init(&parser, 0) != 0)
+		return ut_err_set(err, "%s: out of memory", source);
+	struct csv_state st = {.table = out, .in_header = 1, .line = 1};
+	size_t done = csv_parse(&parser, text, len, on_field, on_row, &st);
+	int rc = 0;
+	if (done != len)
+		rc = ut_err_set(err, "%s:%ld: %s", source, st.line,
+				csv_strerror(csv_error(&parser)));
+	csv_fini(&parser, on_field, on_row, &st);
+	csv_free(&parser);
+	free(st.row);
+	for (size_t i = 0; st.names != NULL && i < st.names_len; i++)
+		free(st.names[i]);
+	free(st.names);
+	if (rc == 0 && st.oom)
+		rc = ut_err_set(err, "%s: out of memory", source);
+	if (rc == 0 && out->names == NULL)
+		rc = ut_err_set(err, "%s: empty file (no header)", source);
+	if (rc != 0)
+		st_csv_free(out);
+	return rc;
+}
+
+void st_csv_free(struct st_csv_table *table)
+{
+	for (size_t i = 0; table->names != NULL && i < table->ncols; i++)
+		free(table->names[i]);
+	free(table->names);
+	free(table->cells);
+	free(table->lines);
+	memset(table, 0, sizeof(*table));
+}
+
+long st_csv_column(const struct st_csv_table *table, const char *name)
+{
+	for (size_t i = 0; i < table->ncols; i++)
+		if (strcmp(table->names[i], name) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* ---- import -------------------------------------------------------------- */
+
+struct import_plan {
+	const struct st_csv_table *csv;
+	long result_col[ST_RESULT_COUNT];
+	long hyp_col[META_COUNT];
+	long first_generation;
+	struct ut_err *err;
+};
+
+static int map_columns(const struct st_csv_table *csv, const char *path,
+		       struct import_plan *plan, struct ut_err *err)
+{
+	for (int r = 0; r < ST_RESULT_COUNT; r++) {
+		plan->result_col[r] = st_csv_column(csv, st_result_csv_name(r));
+		if (plan->result_col[r] < 0)
+			return ut_err_set(err, "%s:1: missing column '%s'", path, st_result_csv_name(r));
+	}
+	for (int k = 0; k < META_COUNT; k++) {
+		plan->hyp_col[k] = st_csv_column(csv, meta_name(k));
+		if (plan->hyp_col[k] < 0 && k != META_anchors)
+			return ut_err_set(err, "%s:1: missing column '%s'", path, meta_name(k));
+	}
+	for (size_t c = 0; c < csv->ncols; c++) {
+		int known = meta_find(csv->names[c]) >= 0;
+		for (int r = 0; r < ST_RESULT_COUNT && !known; r++)
+			known = strcmp(csv->names[c], st_result_csv_name(r)) == 0;
+		if (!known)
+			return ut_err_set(err, "%s:1: unknown column '%s'", path, csv->names[c]);
+	}
+	return 0;
+}
+
+static int import_rows(struct st_db *db, void *arg)
+{
+	struct import_plan *plan = arg;
+	const struct st_csv_table *csv = plan->csv;
+	struct ut_err *err = plan->err;
+	for (size_t row = 0; row < csv->nrows; row++) {
+		const double *cells = csv->cells + row * csv->ncols;
+		struct st_generation gen = {0};
+		gen.generation = plan->first_generation + (long)row;
+		gen.parent = -1;
+		gen.status = ST_DONE;
+		gen.has_results = 1;
+		for (int r = 0; r < ST_RESULT_COUNT; r++)
+			gen.results[r] = cells[plan->result_col[r]];
+		gen.fitness = 0.1 * gen.results[ST_R_map50] + 0.9 * gen.results[ST_R_map];
+		for (int k = 0; k < META_COUNT; k++)
+			gen.hyp.v[k] = plan->hyp_col[k] >= 0 ? cells[plan->hyp_col[k]] : 3.0;
+		snprintf(gen.host, sizeof(gen.host), "imported");
+		if (st_generation_put(db, &gen, err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int st_import_evolve_csv(struct st_db *db, const char *path, const struct meta_table *table,
+			 long *imported, struct ut_err *err)
+{
+	char *text;
+	size_t len;
+	if (ut_read_file(path, &text, &len, err) != 0)
+		return -1;
+	struct st_csv_table csv;
+	int rc = st_csv_parse(text, len, path, &csv, err);
+	free(text);
+	if (rc != 0)
+		return -1;
+	struct import_plan plan = {.csv = &csv, .err = err};
+	rc = map_columns(&csv, path, &plan, err);
+	if (rc == 0 && csv.ragged)
+		rc = ut_err_set(err, "%s:%ld: expected %zu values", path, csv.ragged_line, csv.ncols);
+	if (rc == 0 && csv.bad_cells)
+		rc = ut_err_set(err, "%s:%ld: column '%s': not a finite number", path,
+				csv.first_bad_line, csv.names[csv.first_bad_col]);
+	for (size_t row = 0; rc == 0 && row < csv.nrows; row++) {
+		struct meta_hyp hyp;
+		for (int k = 0; k < META_COUNT; k++)
+			hyp.v[k] = plan.hyp_col[k] >= 0 ? csv.cells[row * csv.ncols + plan.hyp_col[k]] : 3.0;
+		char where[ST_STR + 32];
+		snprintf(where, sizeof(where), "%s:%ld", path, csv.lines[row]);
+		rc = meta_hyp_check(&hyp, table, where, err);
+	}
+	struct st_generation *gens = NULL;
+	size_t count = 0;
+	if (rc == 0)
+		rc = st_generations_load(db, &gens, &count, err);
+	if (rc == 0) {
+		plan.first_generation = count ? gens[count - 1].generation + 1 : 0;
+		rc = st_transaction(db, import_rows, &plan, err);
+		if (rc == 0)
+			*imported = (long)csv.nrows;
+	}
+	free(gens);
+	st_csv_free(&csv);
+	return rc;
+}
+
+/* ---- export -------------------------------------------------------------- */
+
+/* The done generations, their evolve.csv values already rounded to %20.5g. */
+struct done_rows {
+	struct st_generation *gens;
+	size_t n;
+	double (*values)[ST_RESULT_COUNT + META_COUNT];
+};
+
+static double round_g5(double value)
+{
+	char text[64];
+	ut_fmt_g5(value, text, sizeof(text));
+	return strtod(text, NULL);
+}
+
+static int load_done(struct st_db *db, struct done_rows *rows, struct ut_err *err)
+{
+	struct st_generation *all;
+	size_t n;
+	if (st_generations_load(db, &all, &n, err) != 0)
+		return -1;
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++)
+		if (all[i].status == ST_DONE && all[i].has_results)
+			all[kept++] = all[i];
+	rows->gens = all;
+	rows->n = kept;
+	rows->values = malloc((kept ? kept : 1) * sizeof(*rows->values));
+	if (rows->values == NULL) {
+		free(all);
+		return ut_err_set(err, "%s: out of memory", st_path(db));
+	}
+	for (size_t i = 0; i < kept; i++) {
+		for (int r = 0; r < ST_RESULT_COUNT; r++)
+			rows->values[i][r] = round_g5(all[i].results[r]);
+		for (int k = 0; k < META_COUNT; k++)
+			rows->values[i][ST_RESULT_COUNT + k] = round_g5(all[i].hyp.v[k]);
+	}
+	return 0;
+}
+
+static void free_done(struct done_rows *rows)
+{
+	free(rows->gens);
+	free(rows->values);
+}
+
+static const char *column_name(int c)
+{
+	return c < ST_RESULT_COUNT ? st_result_csv_name(c) : meta_name(c - ST_RESULT_COUNT);
+}
+
+int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err)
+{
+	struct done_rows rows;
+	if (load_done(db, &rows, err) != 0)
+		return -1;
+	const int ncols = ST_RESULT_COUNT + META_COUNT;
+	for (int c = 0; c < ncols; c++)
+		fprintf(out, "%20s%s", column_name(c), c + 1 < ncols ? "," : "\n");
+	for (size_t i = 0; i < rows.n; i++) {
+		for (int c = 0; c < ncols; c++) {
+			const struct st_generation *g = &rows.gens[i];
+			double value = c < ST_RESULT_COUNT ? g->results[c] : g->hyp.v[c - ST_RESULT_COUNT];
+			fprintf(out, "%20.5g%s", value, c + 1 < ncols ? "," : "\n");
+		}
+	}
+	free_done(&rows);
+	return ferror(out) ? ut_err_set(err, "evolve.csv: write error") : 0;
+}
+
+/* pandas reads a column whose every value is an integer as int64 */
+static int column_is_integer(const struct done_rows *rows, int c)
+{
+	for (size_t i = 0; i < rows->n; i++) {
+		char text[64];
+		ut_fmt_g5(rows->values[i][c], text, sizeof(text));
+		const char *p = text;
+		while (*p == ' ')
+			p++;
+		if (*p == '-')
+			p++;
+		if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
+			return 0;
+	}
+	return 1;
+}
+
+int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
+{
+	struct done_rows rows;
+	if (load_done(db, &rows, err) != 0)
+		return -1;
+	if (rows.n == 0) {
+		free_done(&rows);
+		return ut_err_set(err, "%s: no finished generation yet", st_path(db));
+	}
+	size_t best = 0;
+	double best_fitness = -INFINITY;
+	for (size_t i = 0; i < rows.n; i++) {
+		double f = 0.1 * rows.values[i][ST_R_map50] + 0.9 * rows.values[i][ST_R_map];
+		if (f > best_fitness) { /* the first maximum, as np.argmax */
+			best_fitness = f;
+			best = i;
+		}
+	}
+	fprintf(out, "# YOLOv5 Hyperparameter Evolution Results\n# Best generation: %ld\n"
+		     "# Last generation: %ld\n# ",
+		rows.gens[best].generation, rows.gens[rows.n - 1].generation);
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		fprintf(out, "%20s%s", st_result_csv_name(r), r + 1 < ST_RESULT_COUNT ? ", " : "\n# ");
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		fprintf(out, "%20.5g%s", rows.values[best][r], r + 1 < ST_RESULT_COUNT ? ", " : "\n\n");
+	for (int k = 0; k < META_COUNT; k++) {
+		int c = ST_RESULT_COUNT + k;
+		char text[64];
+		if (column_is_integer(&rows, c))
+			snprintf(text, sizeof(text), "%.0f", rows.values[best][c]);
+		else
+			ut_fmt_yamlfloat(rows.values[best][c], text, sizeof(text));
+		fprintf(out, "%s: %s\n", meta_name(k), text);
+	}
+	free_done(&rows);
+	return ferror(out) ? ut_err_set(err, "hyp_evolve.yaml: write error") : 0;
+}

@@ -1,0 +1,761 @@
+/*
+ * store.c - the evolution database: schema, migrations, lock, and all SQL
+ * (see store.h). Column lists are generated from the meta table and the
+ * results table, so adding a hyperparameter adds a column.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define ST_APPLICATION_ID 0x594f4556 /* "YOEV" */
+
+struct st_db {
+	sqlite3 *sql;
+	int lock_fd;
+	char path[ST_STR];
+};
+
+static const char *const status_names[ST_STATUS_COUNT] = {
+	"pending", "running", "done", "failed", "pruned", "interrupted"};
+
+const char *st_status_name(enum st_status status)
+{
+	return status_names[status];
+}
+
+int st_status_parse(const char *name, enum st_status *out)
+{
+	for (int i = 0; i < ST_STATUS_COUNT; i++) {
+		if (strcmp(name, status_names[i]) == 0) {
+			*out = (enum st_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static const char *const result_columns[] = {
+#define ST_RESULT_COL(col, csv) #col,
+	ST_RESULTS(ST_RESULT_COL)
+#undef ST_RESULT_COL
+};
+static const char *const result_csv_names[] = {
+#define ST_RESULT_CSV(col, csv) csv,
+	ST_RESULTS(ST_RESULT_CSV)
+#undef ST_RESULT_CSV
+};
+
+const char *st_result_column(int r)
+{
+	return result_columns[r];
+}
+
+const char *st_result_csv_name(int r)
+{
+	return result_csv_names[r];
+}
+
+const char *const st_epoch_csv_names[ST_EPOCH_COLS] = {
+	"epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
+	"metrics/precision", "metrics/recall", "metrics/mAP_0.5",
+	"metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss",
+	"x/lr0", "x/lr1", "x/lr2"};
+static const char *const epoch_columns[ST_EPOCH_COLS] = {
+	"epoch", "train_box", "train_obj", "train_cls", "precision", "recall",
+	"map50", "map", "val_box", "val_obj", "val_cls", "lr0", "lr1", "lr2"};
+
+/* ---- errors ------------------------------------------------------------ */
+
+static int sql_fail(struct st_db *db, const char *what, struct ut_err *err)
+{
+	return ut_err_set(err, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->sql));
+}
+
+static int exec_sql(struct st_db *db, const char *sql, struct ut_err *err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db->sql, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		ut_err_set(err, "%s: %s", db->path, msg ? msg : sqlite3_errmsg(db->sql));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int prepare(struct st_db *db, const char *sql, sqlite3_stmt **stmt,
+		   struct ut_err *err)
+{
+	if (sqlite3_prepare_v2(db->sql, sql, -1, stmt, NULL) != SQLITE_OK)
+		return sql_fail(db, "prepare", err);
+	return 0;
+}
+
+/* ---- schema -------------------------------------------------------------- */
+
+/* Schema version 1, generated from the tables of hyps and results. */
+static int schema_v1(struct ut_buf *sql)
+{
+	int rc = ut_buf_printf(sql,
+		"CREATE TABLE evolution(\n"
+		"  id INTEGER PRIMARY KEY CHECK (id = 1),\n"
+		"  data TEXT, cfg TEXT, weights TEXT, hyp_path TEXT, device TEXT,\n"
+		"  project TEXT, name TEXT, trainer TEXT, algorithm TEXT, parent TEXT,\n"
+		"  evolve_keys TEXT, epochs INTEGER, imgsz INTEGER, batch INTEGER,\n"
+		"  parallel INTEGER, top INTEGER, generations INTEGER,\n"
+		"  mutation_prob REAL, sigma REAL, timeout REAL, retries INTEGER,\n"
+		"  seed INTEGER, base_hyp TEXT, meta TEXT,\n"
+		"  created_at TEXT, updated_at TEXT, tool_version TEXT);\n"
+		"CREATE TABLE generations(\n"
+		"  generation INTEGER PRIMARY KEY,\n"
+		"  parent INTEGER,\n"
+		"  status TEXT NOT NULL CHECK (status IN ('pending','running','done',"
+		"'failed','pruned','interrupted')),\n");
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		rc |= ut_buf_printf(sql, "  \"%s\" REAL,\n", result_columns[r]);
+	rc |= ut_buf_printf(sql, "  fitness REAL,\n");
+	for (int k = 0; k < META_COUNT; k++)
+		rc |= ut_buf_printf(sql, "  \"%s\" REAL NOT NULL,\n", meta_name(k));
+	rc |= ut_buf_printf(sql,
+		"  seed INTEGER, device TEXT, host TEXT, pid INTEGER, pid_start INTEGER,\n"
+		"  started_at TEXT, finished_at TEXT, seconds REAL, exit_status INTEGER,\n"
+		"  error TEXT, save_dir TEXT, attempts INTEGER NOT NULL DEFAULT 0,\n"
+		"  epochs_done INTEGER NOT NULL DEFAULT 0);\n"
+		"CREATE INDEX generations_fitness ON generations(status, fitness);\n"
+		"CREATE TABLE epochs(\n"
+		"  generation INTEGER NOT NULL, epoch INTEGER NOT NULL,\n");
+	for (int c = 1; c < ST_EPOCH_COLS; c++)
+		rc |= ut_buf_printf(sql, "  \"%s\" REAL,\n", epoch_columns[c]);
+	rc |= ut_buf_printf(sql,
+		"  PRIMARY KEY (generation, epoch));\n"
+		"CREATE VIEW best AS SELECT * FROM generations WHERE status = 'done'\n"
+		"  ORDER BY fitness DESC, generation;\n"
+		"CREATE VIEW evolve_csv AS SELECT ");
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		rc |= ut_buf_printf(sql, "\"%s\" AS \"%s\", ", result_columns[r],
+				    result_csv_names[r]);
+	for (int k = 0; k < META_COUNT; k++)
+		rc |= ut_buf_printf(sql, "\"%s\"%s", meta_name(k), k + 1 < META_COUNT ? ", " : "");
+	rc |= ut_buf_printf(sql, "\n  FROM generations WHERE status = 'done' ORDER BY generation;\n");
+	return rc;
+}
+
+typedef int (*migration_fn)(struct ut_buf *sql);
+/* migrations[i] takes the schema from version i to i + 1 */
+static const migration_fn migrations[ST_SCHEMA_VERSION] = {schema_v1};
+
+static int pragma_int(struct st_db *db, const char *pragma, long *out, struct ut_err *err)
+{
+	sqlite3_stmt *stmt;
+	if (prepare(db, pragma, &stmt, err) != 0)
+		return -1;
+	int rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(stmt);
+		return sql_fail(db, pragma, err);
+	}
+	*out = (long)sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+static int migrate(struct st_db *db, struct ut_err *err)
+{
+	long version, app_id, tables;
+	if (pragma_int(db, "PRAGMA user_version", &version, err) != 0 ||
+	    pragma_int(db, "PRAGMA application_id", &app_id, err) != 0 ||
+	    pragma_int(db, "SELECT count(*) FROM sqlite_master", &tables, err) != 0)
+		return -1;
+	if (tables > 0 && app_id != ST_APPLICATION_ID)
+		return ut_err_set(err, "%s: not a yolo-evolve database", db->path);
+	if (version > ST_SCHEMA_VERSION)
+		return ut_err_set(err, "%s: schema version %ld is newer than this yolo-evolve (%d); upgrade it",
+				  db->path, version, ST_SCHEMA_VERSION);
+	for (long v = version; v < ST_SCHEMA_VERSION; v++) {
+		struct ut_buf sql = {0};
+		int rc = ut_buf_printf(&sql, "BEGIN IMMEDIATE;\n");
+		rc |= migrations[v](&sql);
+		rc |= ut_buf_printf(&sql, "PRAGMA application_id = %d;\nPRAGMA user_version = %ld;\nCOMMIT;\n",
+				    ST_APPLICATION_ID, v + 1);
+		if (rc != 0) {
+			ut_buf_free(&sql);
+			return ut_err_set(err, "%s: out of memory", db->path);
+		}
+		rc = exec_sql(db, sql.data, err);
+		ut_buf_free(&sql);
+		if (rc != 0) {
+			sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+static int take_lock(struct st_db *db, struct ut_err *err)
+{
+	char lock_path[ST_STR + 8];
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", db->path);
+	db->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (db->lock_fd < 0)
+		return ut_err_set(err, "%s: %s", lock_path, strerror(errno));
+	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		char holder[32] = "?";
+		ssize_t n = pread(db->lock_fd, holder, sizeof(holder) - 1, 0);
+		if (n > 0)
+			holder[n] = '\0';
+		holder[strcspn(holder, "\n")] = '\0';
+		return ut_err_set(err, "%s is in use by another yolo-evolve (pid %s): wait for it or stop it",
+				  db->path, holder);
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(db->lock_fd, 0) != 0 || pwrite(db->lock_fd, pid, (size_t)len, 0) != len)
+		return ut_err_set(err, "%s: %s", lock_path, strerror(errno));
+	return 0;
+}
+
+static int open_common(const char *path, int flags, int locked, struct st_db **out,
+		       struct ut_err *err)
+{
+	struct st_db *db = calloc(1, sizeof(*db));
+	if (db == NULL)
+		return ut_err_set(err, "%s: out of memory", path);
+	db->lock_fd = -1;
+	snprintf(db->path, sizeof(db->path), "%s", path);
+	if (locked && take_lock(db, err) != 0) {
+		st_close(db);
+		return -1;
+	}
+	if (sqlite3_open_v2(path, &db->sql, flags, NULL) != SQLITE_OK) {
+		if (db->sql == NULL)
+			ut_err_set(err, "%s: out of memory", path);
+		else
+			ut_err_set(err, "%s: %s", path, sqlite3_errmsg(db->sql));
+		st_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db->sql, 10000);
+	sqlite3_extended_result_codes(db->sql, 1);
+	int rc = 0;
+	if (flags & SQLITE_OPEN_READWRITE)
+		rc = exec_sql(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", err);
+	if (rc == 0 && (flags & SQLITE_OPEN_READWRITE))
+		rc = migrate(db, err);
+	if (rc == 0 && !(flags & SQLITE_OPEN_READWRITE)) {
+		long version;
+		rc = pragma_int(db, "PRAGMA user_version", &version, err);
+		if (rc == 0 && version != ST_SCHEMA_VERSION)
+			rc = ut_err_set(err, "%s: not a yolo-evolve database of schema version %d",
+					path, ST_SCHEMA_VERSION);
+	}
+	if (rc != 0) {
+		st_close(db);
+		return -1;
+	}
+	*out = db;
+	return 0;
+}
+
+int st_open(const char *path, int create, struct st_db **out, struct ut_err *err)
+{
+	if (!create && access(path, F_OK) != 0)
+		return ut_err_set(err, "%s: %s", path, strerror(errno));
+	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+	return open_common(path, flags, 1, out, err);
+}
+
+int st_open_readonly(const char *path, struct st_db **out, struct ut_err *err)
+{
+	if (access(path, R_OK) != 0)
+		return ut_err_set(err, "%s: %s", path, strerror(errno));
+	return open_common(path, SQLITE_OPEN_READONLY, 0, out, err);
+}
+
+void st_close(struct st_db *db)
+{
+	if (db == NULL)
+		return;
+	if (db->sql != NULL)
+		sqlite3_close(db->sql);
+	if (db->lock_fd >= 0)
+		close(db->lock_fd); /* releases the flock */
+	free(db);
+}
+
+const char *st_path(const struct st_db *db)
+{
+	return db->path;
+}
+
+struct sqlite3 *st_handle(struct st_db *db)
+{
+	return db->sql;
+}
+
+int st_transaction(struct st_db *db, int (*fn)(struct st_db *, void *), void *arg,
+		   struct ut_err *err)
+{
+	if (exec_sql(db, "BEGIN IMMEDIATE", err) != 0)
+		return -1;
+	if (fn(db, arg) != 0) {
+		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	if (exec_sql(db, "COMMIT", err) != 0) {
+		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the evolution row ----------------------------------------------------- */
+
+/* Text columns of `evolution` and where they live in st_options. */
+#define ST_OPT_TEXT(X)                                                             \
+	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer) \
+	X(algorithm) X(parent) X(evolve_keys)
+#define ST_OPT_INT(X)                                                              \
+	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(retries)
+#define ST_OPT_REAL(X) X(mutation_prob) X(sigma) X(timeout)
+
+static char *format_to_string(int (*write_fn)(FILE *, const void *), const void *arg)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	if (mem == NULL)
+		return NULL;
+	int rc = write_fn(mem, arg);
+	if (fclose(mem) != 0 || rc != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+static int write_base(FILE *out, const void *hyp)
+{
+	return meta_hyp_write(out, hyp, NULL);
+}
+
+static int write_meta(FILE *out, const void *table)
+{
+	return meta_table_write(out, table);
+}
+
+int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_err *err)
+{
+	static const char sql[] =
+		"INSERT INTO evolution(id, data, cfg, weights, hyp_path, device, project, name,"
+		" trainer, algorithm, parent, evolve_keys, epochs, imgsz, batch, parallel, top,"
+		" generations, retries, mutation_prob, sigma, timeout, seed, base_hyp, meta,"
+		" created_at, updated_at, tool_version)"
+		" VALUES(1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+		" strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?)"
+		" ON CONFLICT(id) DO UPDATE SET data=excluded.data, cfg=excluded.cfg,"
+		" weights=excluded.weights, hyp_path=excluded.hyp_path, device=excluded.device,"
+		" project=excluded.project, name=excluded.name, trainer=excluded.trainer,"
+		" algorithm=excluded.algorithm, parent=excluded.parent,"
+		" evolve_keys=excluded.evolve_keys, epochs=excluded.epochs, imgsz=excluded.imgsz,"
+		" batch=excluded.batch, parallel=excluded.parallel, top=excluded.top,"
+		" generations=excluded.generations, retries=excluded.retries,"
+		" mutation_prob=excluded.mutation_prob, sigma=excluded.sigma,"
+		" timeout=excluded.timeout, seed=excluded.seed, base_hyp=excluded.base_hyp,"
+		" meta=excluded.meta, updated_at=excluded.updated_at,"
+		" tool_version=excluded.tool_version";
+	char *base = format_to_string(write_base, &opts->base);
+	char *meta = format_to_string(write_meta, &opts->meta);
+	sqlite3_stmt *stmt = NULL;
+	int rc = (base && meta) ? prepare(db, sql, &stmt, err)
+			       : ut_err_set(err, "%s: out of memory", db->path);
+	if (rc == 0) {
+		int i = 1;
+#define BIND_TEXT(f) sqlite3_bind_text(stmt, i++, opts->f, -1, SQLITE_TRANSIENT);
+#define BIND_INT(f) sqlite3_bind_int64(stmt, i++, opts->f);
+#define BIND_REAL(f) sqlite3_bind_double(stmt, i++, opts->f);
+		ST_OPT_TEXT(BIND_TEXT)
+		ST_OPT_INT(BIND_INT)
+		ST_OPT_REAL(BIND_REAL)
+#undef BIND_TEXT
+#undef BIND_INT
+#undef BIND_REAL
+		sqlite3_bind_int64(stmt, i++, (sqlite3_int64)opts->seed);
+		sqlite3_bind_text(stmt, i++, base, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(stmt, i++, meta, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(stmt, i++, YE_VERSION, -1, SQLITE_STATIC);
+		if (sqlite3_step(stmt) != SQLITE_DONE)
+			rc = sql_fail(db, "write evolution", err);
+	}
+	sqlite3_finalize(stmt);
+	free(base);
+	free(meta);
+	return rc;
+}
+
+static void copy_text(char *dst, size_t size, const unsigned char *src)
+{
+	snprintf(dst, size, "%s", src ? (const char *)src : "");
+}
+
+static int options_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_options *opts,
+			    struct ut_err *err)
+{
+	int i = 0;
+#define GET_TEXT(f) copy_text(opts->f, sizeof(opts->f), sqlite3_column_text(stmt, i++));
+#define GET_INT(f) opts->f = (long)sqlite3_column_int64(stmt, i++);
+#define GET_REAL(f) opts->f = sqlite3_column_double(stmt, i++);
+	ST_OPT_TEXT(GET_TEXT)
+	ST_OPT_INT(GET_INT)
+	ST_OPT_REAL(GET_REAL)
+#undef GET_TEXT
+#undef GET_INT
+#undef GET_REAL
+	opts->seed = (uint64_t)sqlite3_column_int64(stmt, i++);
+	const char *base = (const char *)sqlite3_column_text(stmt, i++);
+	const char *meta = (const char *)sqlite3_column_text(stmt, i++);
+	char source[ST_STR + 32];
+	meta_table_default(&opts->meta);
+	snprintf(source, sizeof(source), "%s (evolution.meta)", db->path);
+	if (meta == NULL || meta_table_parse(meta, strlen(meta), source, &opts->meta, err) != 0)
+		return meta ? -1 : ut_err_set(err, "%s: evolution.meta is empty", db->path);
+	snprintf(source, sizeof(source), "%s (evolution.base_hyp)", db->path);
+	if (base == NULL)
+		return ut_err_set(err, "%s: evolution.base_hyp is empty", db->path);
+	return meta_hyp_parse(base, strlen(base), source, &opts->meta, &opts->base, err);
+}
+
+int st_options_read(struct st_db *db, struct st_options *opts, int *found,
+		    struct ut_err *err)
+{
+	static const char sql[] =
+		"SELECT data, cfg, weights, hyp_path, device, project, name, trainer, algorithm,"
+		" parent, evolve_keys, epochs, imgsz, batch, parallel, top, generations, retries,"
+		" mutation_prob, sigma, timeout, seed, base_hyp, meta FROM evolution WHERE id = 1";
+	sqlite3_stmt *stmt;
+	if (prepare(db, sql, &stmt, err) != 0)
+		return -1;
+	int rc = sqlite3_step(stmt);
+	*found = rc == SQLITE_ROW;
+	if (rc == SQLITE_ROW)
+		rc = options_from_row(db, stmt, opts, err);
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else
+		rc = sql_fail(db, "read evolution", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int st_options_set_generations(struct st_db *db, long generations, struct ut_err *err)
+{
+	sqlite3_stmt *stmt;
+	if (prepare(db, "UPDATE evolution SET generations = ?,"
+			" updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 1",
+		    &stmt, err) != 0)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, generations);
+	int rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "update evolution", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* ---- generations ------------------------------------------------------------ */
+
+/* Columns of `generations` in the order put/load bind and read them. */
+static int generation_columns(struct ut_buf *cols)
+{
+	int rc = ut_buf_printf(cols, "generation, parent, status");
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		rc |= ut_buf_printf(cols, ", \"%s\"", result_columns[r]);
+	rc |= ut_buf_printf(cols, ", fitness");
+	for (int k = 0; k < META_COUNT; k++)
+		rc |= ut_buf_printf(cols, ", \"%s\"", meta_name(k));
+	rc |= ut_buf_printf(cols, ", seed, device, host, pid, pid_start, started_at, finished_at,"
+				  " seconds, exit_status, error, save_dir, attempts, epochs_done");
+	return rc;
+}
+
+#define GEN_TAIL_COLUMNS 13 /* seed .. epochs_done */
+#define GEN_COLUMNS (3 + ST_RESULT_COUNT + 1 + META_COUNT + GEN_TAIL_COLUMNS)
+
+static int put_sql(struct ut_buf *sql)
+{
+	struct ut_buf cols = {0};
+	int rc = generation_columns(&cols);
+	rc |= ut_buf_printf(sql, "INSERT INTO generations(%s) VALUES(", cols.data);
+	for (int c = 0; c < GEN_COLUMNS; c++) {
+		const char *value = "?";
+		if (c == GEN_COLUMNS - 8 || c == GEN_COLUMNS - 7) /* started_at, finished_at */
+			value = "strftime('%Y-%m-%dT%H:%M:%fZ', ?, 'unixepoch')";
+		rc |= ut_buf_printf(sql, "%s%s", c ? ", " : "", value);
+	}
+	rc |= ut_buf_printf(sql, ") ON CONFLICT(generation) DO UPDATE SET ");
+	/* every column but the key takes the new value */
+	const char *p = strchr(cols.data, ',') + 2;
+	int first = 1;
+	while (p != NULL && *p) {
+		const char *end = strchr(p, ',');
+		int len = end ? (int)(end - p) : (int)strlen(p);
+		rc |= ut_buf_printf(sql, "%s%.*s = excluded.%.*s", first ? "" : ", ", len, p, len, p);
+		first = 0;
+		p = end ? end + 2 : NULL;
+	}
+	ut_buf_free(&cols);
+	return rc;
+}
+
+static void bind_real_or_null(sqlite3_stmt *stmt, int i, int present, double value)
+{
+	if (present && !isnan(value))
+		sqlite3_bind_double(stmt, i, value);
+	else
+		sqlite3_bind_null(stmt, i);
+}
+
+static void bind_text_or_null(sqlite3_stmt *stmt, int i, const char *text)
+{
+	if (text[0] != '\0')
+		sqlite3_bind_text(stmt, i, text, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(stmt, i);
+}
+
+int st_generation_put(struct st_db *db, const struct st_generation *gen, struct ut_err *err)
+{
+	struct ut_buf sql = {0};
+	if (put_sql(&sql) != 0) {
+		ut_buf_free(&sql);
+		return ut_err_set(err, "%s: out of memory", db->path);
+	}
+	sqlite3_stmt *stmt;
+	int rc = prepare(db, sql.data, &stmt, err);
+	ut_buf_free(&sql);
+	if (rc != 0)
+		return -1;
+	int i = 1;
+	sqlite3_bind_int64(stmt, i++, gen->generation);
+	if (gen->parent >= 0)
+		sqlite3_bind_int64(stmt, i++, gen->parent);
+	else
+		sqlite3_bind_null(stmt, i++);
+	sqlite3_bind_text(stmt, i++, st_status_name(gen->status), -1, SQLITE_STATIC);
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		bind_real_or_null(stmt, i++, gen->has_results, gen->results[r]);
+	bind_real_or_null(stmt, i++, gen->has_results, gen->fitness);
+	for (int k = 0; k < META_COUNT; k++)
+		sqlite3_bind_double(stmt, i++, gen->hyp.v[k]);
+	sqlite3_bind_int64(stmt, i++, (sqlite3_int64)gen->seed);
+	bind_text_or_null(stmt, i++, gen->device);
+	bind_text_or_null(stmt, i++, gen->host);
+	bind_real_or_null(stmt, i++, gen->pid > 0, (double)gen->pid);
+	bind_real_or_null(stmt, i++, gen->pid > 0, (double)gen->pid_start);
+	bind_real_or_null(stmt, i++, gen->started_at > 0, gen->started_at);
+	bind_real_or_null(stmt, i++, gen->finished_at > 0, gen->finished_at);
+	bind_real_or_null(stmt, i++, gen->finished_at > 0, gen->seconds);
+	if (gen->has_exit_status)
+		sqlite3_bind_int(stmt, i++, gen->exit_status);
+	else
+		sqlite3_bind_null(stmt, i++);
+	bind_text_or_null(stmt, i++, gen->error);
+	bind_text_or_null(stmt, i++, gen->save_dir);
+	sqlite3_bind_int64(stmt, i++, gen->attempts);
+	sqlite3_bind_int64(stmt, i++, gen->epochs_done);
+	rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "write generation", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static double column_real(sqlite3_stmt *stmt, int i, int *present)
+{
+	int is_null = sqlite3_column_type(stmt, i) == SQLITE_NULL;
+	if (present != NULL)
+		*present = !is_null;
+	return is_null ? NAN : sqlite3_column_double(stmt, i);
+}
+
+static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_generation *gen,
+			       struct ut_err *err)
+{
+	memset(gen, 0, sizeof(*gen));
+	int i = 0;
+	gen->generation = (long)sqlite3_column_int64(stmt, i++);
+	gen->parent = sqlite3_column_type(stmt, i) == SQLITE_NULL
+			      ? -1
+			      : (long)sqlite3_column_int64(stmt, i);
+	i++;
+	const char *status = (const char *)sqlite3_column_text(stmt, i++);
+	if (status == NULL || st_status_parse(status, &gen->status) != 0)
+		return ut_err_set(err, "%s: generation %ld: bad status '%s'", db->path,
+				  gen->generation, status ? status : "NULL");
+	int present = 0;
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		gen->results[r] = column_real(stmt, i++, r == 0 ? &gen->has_results : NULL);
+	gen->fitness = column_real(stmt, i++, NULL);
+	for (int k = 0; k < META_COUNT; k++)
+		gen->hyp.v[k] = sqlite3_column_double(stmt, i++);
+	gen->seed = (uint64_t)sqlite3_column_int64(stmt, i++);
+	copy_text(gen->device, sizeof(gen->device), sqlite3_column_text(stmt, i++));
+	copy_text(gen->host, sizeof(gen->host), sqlite3_column_text(stmt, i++));
+	gen->pid = (long)sqlite3_column_int64(stmt, i++);
+	gen->pid_start = sqlite3_column_int64(stmt, i++);
+	gen->started_at = column_real(stmt, i++, &present);
+	if (!present)
+		gen->started_at = 0;
+	gen->finished_at = column_real(stmt, i++, &present);
+	if (!present)
+		gen->finished_at = 0;
+	gen->seconds = column_real(stmt, i++, &present);
+	if (!present)
+		gen->seconds = 0;
+	gen->has_exit_status = sqlite3_column_type(stmt, i) != SQLITE_NULL;
+	gen->exit_status = sqlite3_column_int(stmt, i++);
+	copy_text(gen->error, sizeof(gen->error), sqlite3_column_text(stmt, i++));
+	copy_text(gen->save_dir, sizeof(gen->save_dir), sqlite3_column_text(stmt, i++));
+	gen->attempts = (long)sqlite3_column_int64(stmt, i++);
+	gen->epochs_done = (long)sqlite3_column_int64(stmt, i++);
+	return 0;
+}
+
+int st_generations_load(struct st_db *db, struct st_generation **out, size_t *n,
+			struct ut_err *err)
+{
+	struct ut_buf cols = {0}, sql = {0};
+	int rc = generation_columns(&cols);
+	/* times come back as unix seconds */
+	char *started = cols.data ? strstr(cols.data, "started_at, finished_at") : NULL;
+	if (rc == 0 && started != NULL) {
+		*started = '\0';
+		rc |= ut_buf_printf(&sql, "SELECT %s(julianday(started_at) - 2440587.5) * 86400.0,"
+					  " (julianday(finished_at) - 2440587.5) * 86400.0%s"
+					  " FROM generations ORDER BY generation",
+				    cols.data, started + strlen("started_at, finished_at"));
+	}
+	ut_buf_free(&cols);
+	sqlite3_stmt *stmt = NULL;
+	if (rc != 0 || sql.data == NULL)
+		rc = ut_err_set(err, "%s: out of memory", db->path);
+	else
+		rc = prepare(db, sql.data, &stmt, err);
+	ut_buf_free(&sql);
+	if (rc != 0)
+		return -1;
+	struct st_generation *rows = NULL;
+	size_t count = 0, cap = 0;
+	int step;
+	while (rc == 0 && (step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap ? cap * 2 : 64;
+			struct st_generation *grown = realloc(rows, cap * sizeof(*rows));
+			if (grown == NULL) {
+				rc = ut_err_set(err, "%s: out of memory", db->path);
+				break;
+			}
+			rows = grown;
+		}
+		rc = generation_from_row(db, stmt, &rows[count], err);
+		count++;
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = sql_fail(db, "read generations", err);
+	sqlite3_finalize(stmt);
+	if (rc != 0) {
+		free(rows);
+		return -1;
+	}
+	*out = rows;
+	*n = count;
+	return 0;
+}
+
+/* ---- epochs ------------------------------------------------------------------ */
+
+int st_epoch_put(struct st_db *db, long generation, const double row[ST_EPOCH_COLS],
+		 struct ut_err *err)
+{
+	struct ut_buf sql = {0};
+	int rc = ut_buf_printf(&sql, "INSERT OR REPLACE INTO epochs(generation");
+	for (int c = 0; c < ST_EPOCH_COLS; c++)
+		rc |= ut_buf_printf(&sql, ", \"%s\"", epoch_columns[c]);
+	rc |= ut_buf_printf(&sql, ") VALUES(?");
+	for (int c = 0; c < ST_EPOCH_COLS; c++)
+		rc |= ut_buf_printf(&sql, ", ?");
+	rc |= ut_buf_printf(&sql, ")");
+	sqlite3_stmt *stmt = NULL;
+	rc = rc != 0 ? ut_err_set(err, "%s: out of memory", db->path)
+		     : prepare(db, sql.data, &stmt, err);
+	ut_buf_free(&sql);
+	if (rc != 0)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, generation);
+	sqlite3_bind_int64(stmt, 2, (sqlite3_int64)row[0]);
+	for (int c = 1; c < ST_EPOCH_COLS; c++)
+		bind_real_or_null(stmt, c + 2, 1, row[c]);
+	rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "write epoch", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int st_epochs_clear(struct st_db *db, long generation, struct ut_err *err)
+{
+	sqlite3_stmt *stmt;
+	if (prepare(db, "DELETE FROM epochs WHERE generation = ?", &stmt, err) != 0)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, generation);
+	int rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "clear epochs", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int st_epochs_load(struct st_db *db, long generation, double **out, size_t *n,
+		   struct ut_err *err)
+{
+	struct ut_buf sql = {0};
+	int rc = ut_buf_printf(&sql, "SELECT generation");
+	for (int c = 0; c < ST_EPOCH_COLS; c++)
+		rc |= ut_buf_printf(&sql, ", \"%s\"", epoch_columns[c]);
+	rc |= ut_buf_printf(&sql, " FROM epochs WHERE ?1 < 0 OR generation = ?1"
+				  " ORDER BY generation, epoch");
+	sqlite3_stmt *stmt = NULL;
+	rc = rc != 0 ? ut_err_set(err, "%s: out of memory", db->path)
+		     : prepare(db, sql.data, &stmt, err);
+	ut_buf_free(&sql);
+	if (rc != 0)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, generation);
+	const size_t width = 1 + ST_EPOCH_COLS;
+	double *rows = NULL;
+	size_t count = 0, cap = 0;
+	int step;
+	while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap ? cap * 2 : 64;
+			double *grown = realloc(rows, cap * width * sizeof(*rows));
+			if (grown == NULL) {
+				free(rows);
+				sqlite3_finalize(stmt);
+				return ut_err_set(err, "%s: out of memory", db->path);
+			}
+			rows = grown;
+		}
+		for (size_t c = 0; c < width; c++)
+			rows[count * width + c] = column_real(stmt, (int)c, NULL);
+		count++;
+	}
+	rc = step == SQLITE_DONE ? 0 : sql_fail(db, "read epochs", err);
+	sqlite3_finalize(stmt);
+	if (rc != 0) {
+		free(rows);
+		return -1;
+	}
+	*out = rows;
+	*n = count;
+	return 0;
+}

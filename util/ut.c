@@ -1,0 +1,378 @@
+/*
+ * ut.c - error, logging, number formatting and file helpers (see ut.h).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "ut.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int ut_err_set(struct ut_err *err, const char *fmt, ...)
+{
+	if (err != NULL) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static enum ut_log_level log_level = UT_LOG_INFO;
+
+void ut_log_set_level(enum ut_log_level level)
+{
+	log_level = level;
+}
+
+void ut_log(enum ut_log_level level, const char *fmt, ...)
+{
+	static const char *const prefix[] = {"error: ", "warning: ", "", "debug: "};
+	if (level > log_level)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fputs(prefix[level], stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* Shortest "%.*e" digits that read back to value exactly. */
+static int shortest_digits(double value, char *mant, size_t size, int *exp10)
+{
+	char tmp[64];
+	for (int prec = 0; prec < 17; prec++) {
+		snprintf(tmp, sizeof(tmp), "%.*e", prec, value);
+		if (strtod(tmp, NULL) == value || prec == 16)
+			break;
+	}
+	/* tmp is "[-]d.ddddde[+-]xx" */
+	char *e = strchr(tmp, 'e');
+	*exp10 = atoi(e + 1);
+	size_t n = 0;
+	for (const char *p = tmp; p < e && n + 1 < size; p++)
+		if (*p >= '0' && *p <= '9')
+			mant[n++] = *p;
+	while (n > 1 && mant[n - 1] == '0')
+		n--;
+	mant[n] = '\0';
+	return (int)n;
+}
+
+void ut_fmt_pyfloat(double value, char *buf, size_t size)
+{
+	if (isnan(value)) {
+		snprintf(buf, size, "nan");
+		return;
+	}
+	if (isinf(value)) {
+		snprintf(buf, size, value < 0 ? "-inf" : "inf");
+		return;
+	}
+	if (value == 0) {
+		snprintf(buf, size, signbit(value) ? "-0.0" : "0.0");
+		return;
+	}
+	char mant[32];
+	int exp10;
+	int ndig = shortest_digits(fabs(value), mant, sizeof(mant), &exp10);
+	const char *sign = value < 0 ? "-" : "";
+	if (exp10 < -4 || exp10 >= 16) {
+		/* Python: d[.ddd]e[+-]XX, at least two exponent digits */
+		snprintf(buf, size, "%s%c%s%s%se%c%02d", sign, mant[0],
+			 ndig > 1 ? "." : "", mant + 1, "", exp10 < 0 ? '-' : '+',
+			 abs(exp10));
+		return;
+	}
+	char out[64];
+	size_t n = 0;
+	if (exp10 < 0) {
+		n += (size_t)snprintf(out, sizeof(out), "0.");
+		for (int i = 0; i < -exp10 - 1; i++)
+			out[n++] = '0';
+		for (int i = 0; i < ndig; i++)
+			out[n++] = mant[i];
+	} else {
+		for (int i = 0; i <= exp10; i++)
+			out[n++] = i < ndig ? mant[i] : '0';
+		out[n++] = '.';
+		if (ndig > exp10 + 1)
+			for (int i = exp10 + 1; i < ndig; i++)
+				out[n++] = mant[i];
+		else
+			out[n++] = '0';
+	}
+	out[n] = '\0';
+	snprintf(buf, size, "%s%s", sign, out);
+}
+
+void ut_fmt_yamlfloat(double value, char *buf, size_t size)
+{
+	if (isnan(value)) {
+		snprintf(buf, size, ".nan");
+		return;
+	}
+	if (isinf(value)) {
+		snprintf(buf, size, value < 0 ? "-.inf" : ".inf");
+		return;
+	}
+	char repr[40];
+	ut_fmt_pyfloat(value, repr, sizeof(repr));
+	char *e = strchr(repr, 'e');
+	if (e != NULL && strchr(repr, '.') == NULL) {
+		/* PyYAML turns 1e-05 into 1.0e-05 so it stays a float */
+		*e = '\0';
+		snprintf(buf, size, "%s.0e%s", repr, e + 1);
+		return;
+	}
+	snprintf(buf, size, "%s", repr);
+}
+
+void ut_fmt_g5(double value, char *buf, size_t size)
+{
+	snprintf(buf, size, "%20.5g", value);
+}
+
+double ut_round5(double value)
+{
+	char tmp[400];
+	if (!isfinite(value))
+		return value;
+	snprintf(tmp, sizeof(tmp), "%.5f", value);
+	return strtod(tmp, NULL);
+}
+
+int ut_parse_double(const char *text, double *out)
+{
+	char *end;
+	if (text == NULL || *text == '\0')
+		return -1;
+	errno = 0;
+	double value = strtod(text, &end);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (*end != '\0' || errno == ERANGE || !isfinite(value))
+		return -1;
+	*out = value;
+	return 0;
+}
+
+int ut_parse_long(const char *text, long lo, long hi, long *out)
+{
+	char *end;
+	if (text == NULL || *text == '\0')
+		return -1;
+	errno = 0;
+	long value = strtol(text, &end, 10);
+	if (*end != '\0' || errno == ERANGE || value < lo || value > hi)
+		return -1;
+	*out = value;
+	return 0;
+}
+
+int ut_read_file(const char *path, char **out, size_t *len, struct ut_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return ut_err_set(err, "%s: %s", path, strerror(errno));
+	struct ut_buf buf = {0};
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (ut_buf_append(&buf, chunk, n) != 0) {
+			fclose(f);
+			ut_buf_free(&buf);
+			return ut_err_set(err, "%s: out of memory", path);
+		}
+	}
+	int failed = ferror(f);
+	fclose(f);
+	if (failed) {
+		ut_buf_free(&buf);
+		return ut_err_set(err, "%s: read error", path);
+	}
+	if (buf.data == NULL && ut_buf_append(&buf, "", 0) != 0)
+		return ut_err_set(err, "%s: out of memory", path);
+	*out = buf.data;
+	if (len != NULL)
+		*len = buf.len;
+	return 0;
+}
+
+int ut_write_file_atomic(const char *path, const char *data, size_t len,
+			 struct ut_err *err)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
+		return ut_err_set(err, "%s: path too long", path);
+	int fd = mkstemp(tmp);
+	if (fd < 0)
+		return ut_err_set(err, "%s: %s", path, strerror(errno));
+	/* mkstemp uses 0600; give the file the umask's usual permissions */
+	mode_t mask = umask(0);
+	umask(mask);
+	size_t done = 0;
+	int rc = fchmod(fd, 0666 & ~mask);
+	while (rc == 0 && done < len) {
+		ssize_t w = write(fd, data + done, len - done);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -1;
+			break;
+		}
+		done += (size_t)w;
+	}
+	if (rc == 0)
+		rc = fsync(fd);
+	int saved = errno;
+	if (close(fd) != 0 && rc == 0) {
+		rc = -1;
+		saved = errno;
+	}
+	if (rc == 0 && rename(tmp, path) != 0) {
+		rc = -1;
+		saved = errno;
+	}
+	if (rc != 0) {
+		unlink(tmp);
+		return ut_err_set(err, "%s: %s", path, strerror(saved));
+	}
+	return 0;
+}
+
+int ut_mkdirs(const char *path, struct ut_err *err)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return ut_err_set(err, "%s: path too long", path);
+	for (char *p = tmp + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char saved = *p;
+		*p = '\0';
+		if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+			return ut_err_set(err, "%s: %s", tmp, strerror(errno));
+		*p = saved;
+		if (saved == '\0')
+			break;
+	}
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		return ut_err_set(err, "%s: not a directory", path);
+	return 0;
+}
+
+int ut_remove_tree(const char *path, struct ut_err *err)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : ut_err_set(err, "%s: %s", path, strerror(errno));
+	if (S_ISDIR(st.st_mode)) {
+		DIR *dir = opendir(path);
+		if (dir == NULL)
+			return ut_err_set(err, "%s: %s", path, strerror(errno));
+		struct dirent *entry;
+		int rc = 0;
+		while (rc == 0 && (entry = readdir(dir)) != NULL) {
+			if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+				continue;
+			char child[PATH_MAX];
+			if (snprintf(child, sizeof(child), "%s/%s", path, entry->d_name) >=
+			    (int)sizeof(child))
+				rc = ut_err_set(err, "%s: path too long", path);
+			else
+				rc = ut_remove_tree(child, err);
+		}
+		closedir(dir);
+		if (rc != 0)
+			return rc;
+		if (rmdir(path) != 0)
+			return ut_err_set(err, "%s: %s", path, strerror(errno));
+		return 0;
+	}
+	if (unlink(path) != 0 && errno != ENOENT)
+		return ut_err_set(err, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+double ut_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void ut_iso_time(double when, char *buf, size_t size)
+{
+	time_t secs = (time_t)when;
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int ut_buf_append(struct ut_buf *buf, const char *data, size_t len)
+{
+	if (buf->len + len + 1 > buf->cap) {
+		size_t cap = buf->cap ? buf->cap : 256;
+		while (cap < buf->len + len + 1)
+			cap *= 2;
+		char *grown = realloc(buf->data, cap);
+		if (grown == NULL)
+			return -1;
+		buf->data = grown;
+		buf->cap = cap;
+	}
+	if (len > 0)
+		memcpy(buf->data + buf->len, data, len);
+	buf->len += len;
+	buf->data[buf->len] = '\0';
+	return 0;
+}
+
+int ut_buf_printf(struct ut_buf *buf, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	if (ut_buf_append(buf, "", 0) != 0 || ut_buf_append(buf, NULL, 0) != 0)
+		return -1;
+	size_t need = buf->len + (size_t)n + 1;
+	if (need > buf->cap) {
+		size_t cap = buf->cap;
+		while (cap < need)
+			cap *= 2;
+		char *grown = realloc(buf->data, cap);
+		if (grown == NULL)
+			return -1;
+		buf->data = grown;
+		buf->cap = cap;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf->data + buf->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	buf->len += (size_t)n;
+	return 0;
+}
+
+void ut_buf_free(struct ut_buf *buf)
+{
+	free(buf->data);
+	buf->data = NULL;
+	buf->len = buf->cap = 0;
+}

@@ -1,0 +1,81 @@
+/*
+ * ut.h - small helpers shared by every part of yolo-evolve: error messages
+ * that travel with a return code, a level-gated logger, number formatting
+ * compatible with Python (YOLOv5 writes its files from Python), and file
+ * helpers.
+ *
+ * Convention: functions return 0 on success and -1 on failure; on failure
+ * they fill a struct ut_err with one line naming the file, line or key at
+ * fault. Only main() prints it and exits.
+ */
+#ifndef UT_H
+#define UT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define UT_ERR_LEN 1024
+
+struct ut_err {
+	char msg[UT_ERR_LEN];
+};
+
+/* Fill err (if not NULL) with a formatted message; always returns -1. */
+int ut_err_set(struct ut_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+enum ut_log_level { UT_LOG_ERROR, UT_LOG_WARN, UT_LOG_INFO, UT_LOG_DEBUG };
+
+/* The logger writes to stderr; the level is process state set once by main. */
+void ut_log_set_level(enum ut_log_level level);
+void ut_log(enum ut_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Format a double exactly as Python's repr() does (shortest string that
+ * reads back to the same double, "1.0" for integers, "1e-05" style
+ * exponents). buf must hold at least 32 bytes.
+ */
+void ut_fmt_pyfloat(double value, char *buf, size_t size);
+
+/* As PyYAML's safe_dump writes a float ("1.0e-05", ".nan", ".inf"). */
+void ut_fmt_yamlfloat(double value, char *buf, size_t size);
+
+/* As C/Python "%20.5g" (used by YOLOv5's evolve.csv and results.csv). */
+void ut_fmt_g5(double value, char *buf, size_t size);
+
+/* Round to 5 decimal places as Python's round(x, 5) does. */
+double ut_round5(double value);
+
+/* Parse a whole string as a finite double; returns -1 on anything else. */
+int ut_parse_double(const char *text, double *out);
+/* Parse a whole string as a long in [lo, hi]; returns -1 otherwise. */
+int ut_parse_long(const char *text, long lo, long hi, long *out);
+
+/* Read a whole file into a NUL-terminated malloc'ed buffer. */
+int ut_read_file(const char *path, char **out, size_t *len, struct ut_err *err);
+/* Write a file atomically (temporary file in the same folder + rename). */
+int ut_write_file_atomic(const char *path, const char *data, size_t len,
+			 struct ut_err *err);
+/* mkdir -p with mode 0777 (the umask applies). */
+int ut_mkdirs(const char *path, struct ut_err *err);
+/* Remove a file or folder tree; missing is fine. */
+int ut_remove_tree(const char *path, struct ut_err *err);
+
+/* Seconds since the epoch as a double, and as an ISO-8601 UTC string. */
+double ut_now(void);
+void ut_iso_time(double when, char *buf, size_t size);
+
+/* Dynamic string. */
+struct ut_buf {
+	char *data;
+	size_t len, cap;
+};
+int ut_buf_printf(struct ut_buf *buf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int ut_buf_append(struct ut_buf *buf, const char *data, size_t len);
+void ut_buf_free(struct ut_buf *buf);
+
+#define UT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
