@@ -122,6 +122,8 @@ int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
 			any_gain = 1;
 	if (!any_gain)
 		return ut_err_set(err, "no hyperparameter can mutate: every gain is 0");
+	if (!(opts->sigma > 0) || !(opts->mutation_prob > 0) || opts->top < 1)
+		return ut_err_set(err, "mutation needs sigma > 0, mutation probability > 0 and top >= 1");
 
 	struct ev_pcg rng;
 	ev_pcg_stream(&rng, seed, generation, EV_PCG_BREED);

@@ -33,7 +33,7 @@ struct meta_row {
 
 static const struct meta_row meta_rows[META_COUNT] = {
 #define META_ROW(name, gain, lower, upper, doc) {#name, doc, {gain, lower, upper}},
-	META_HYPS(META_ROW)
+    META_HYPS(META_ROW)
 #undef META_ROW
 };
 
@@ -157,8 +157,8 @@ static int reader_check_syntax(struct meta_reader *reader)
 }
 
 /* Check text's syntax and leave the reader before its first event. */
-static int reader_open(struct meta_reader *reader, const char *text, size_t len,
-		       const char *source, struct ut_err *err)
+static int reader_open(struct meta_reader *reader, const char *text, size_t len, const char *source,
+		       struct ut_err *err)
 {
 	memset(reader, 0, sizeof(*reader));
 	reader->source = source;
@@ -242,20 +242,26 @@ static int reader_begin(struct meta_reader *reader)
 }
 
 /*
- * Copy a scalar for a message: printable ASCII kept, anything else shown as
- * '?', so a hostile key can't break the one-line message; long ones cut.
+ * Copy a name for a message: printable ASCII kept, anything else shown as
+ * '?', so a hostile name can't break the one-line message; long ones cut.
  */
-static void show_scalar(const yaml_event_t *event, char *buf, size_t size)
+static void show_name(const char *text, size_t len, char *buf, size_t size)
 {
-	const unsigned char *text = event->data.scalar.value;
-	size_t len = event->data.scalar.length, n = 0;
-	for (size_t i = 0; i < len && i < META_SHOWN_NAME && n + 1 < size; i++)
-		buf[n++] = text[i] >= 0x20 && text[i] < 0x7f ? (char)text[i] : '?';
+	size_t n = 0;
+	for (size_t i = 0; i < len && i < META_SHOWN_NAME && n + 1 < size; i++) {
+		unsigned char c = (unsigned char)text[i];
+		buf[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
 	if (len > META_SHOWN_NAME && n + 4 < size) {
 		memcpy(buf + n, "...", 3);
 		n += 3;
 	}
 	buf[n] = '\0';
+}
+
+static void show_scalar(const yaml_event_t *event, char *buf, size_t size)
+{
+	show_name((const char *)event->data.scalar.value, event->data.scalar.length, buf, size);
 }
 
 /* The scalar event's text if it holds no NUL byte, else NULL. */
@@ -352,9 +358,9 @@ static int number_tag(const yaml_event_t *event)
 static const char *not_number(yaml_event_type_t type)
 {
 	static const char *const reasons[] = {
-		[YAML_SEQUENCE_START_EVENT] = "not a number but a list",
-		[YAML_MAPPING_START_EVENT] = "not a number but a mapping",
-		[YAML_ALIAS_EVENT] = "not a number but an alias (aliases are not supported)",
+	    [YAML_SEQUENCE_START_EVENT] = "not a number but a list",
+	    [YAML_MAPPING_START_EVENT] = "not a number but a mapping",
+	    [YAML_ALIAS_EVENT] = "not a number but an alias (aliases are not supported)",
 	};
 	if ((size_t)type < UT_ARRAY_LEN(reasons) && reasons[type] != NULL)
 		return reasons[type];
@@ -402,8 +408,7 @@ static int reader_number(struct meta_reader *reader, int k, const char *field, d
 }
 
 /* "value V outside [lo, hi]" with Python's float repr, into buf. */
-static void describe_outside(double value, const struct meta_bound *bound, char *buf,
-			     size_t size)
+static void describe_outside(double value, const struct meta_bound *bound, char *buf, size_t size)
 {
 	char shown[40], lower[40], upper[40];
 	ut_fmt_pyfloat(value, shown, sizeof(shown));
@@ -453,8 +458,8 @@ static int hyp_read_mapping(struct meta_reader *reader, const struct meta_table 
 }
 
 /* A NULL table means YOLOv5's default bounds. */
-int meta_hyp_parse(const char *text, size_t len, const char *source,
-		   const struct meta_table *table, struct meta_hyp *out, struct ut_err *err)
+int meta_hyp_parse(const char *text, size_t len, const char *source, const struct meta_table *table,
+		   struct meta_hyp *out, struct ut_err *err)
 {
 	struct meta_table defaults;
 	struct meta_reader reader;
@@ -467,8 +472,8 @@ int meta_hyp_parse(const char *text, size_t len, const char *source,
 	if (rc == 0)
 		rc = reader_begin(&reader);
 	if (rc > 0)
-		rc = ut_err_set(err, "%s: empty document (no hyperparameters)",
-				source_name(source));
+		rc =
+		    ut_err_set(err, "%s: empty document (no hyperparameters)", source_name(source));
 	if (rc == 0)
 		rc = hyp_read_mapping(&reader, table, &hyp);
 	reader_close(&reader);
@@ -558,8 +563,8 @@ static int row_from_list(struct meta_reader *reader, int k, struct meta_bound *b
 			return -1;
 		if (reader->event.type == YAML_SEQUENCE_END_EVENT || count == META_FIELDS)
 			break;
-		if (reader_number(reader, k, meta_field_names[count],
-				  bound_field(bound, count)) != 0)
+		if (reader_number(reader, k, meta_field_names[count], bound_field(bound, count)) !=
+		    0)
 			return -1;
 	}
 	if (count < META_FIELDS)
@@ -583,8 +588,8 @@ static int row_from_mapping(struct meta_reader *reader, int k, struct meta_bound
 		if (reader->event.type == YAML_MAPPING_END_EVENT)
 			return 0;
 		int f = reader->event.type == YAML_SCALAR_EVENT
-				? field_find(event_text(&reader->event))
-				: -1;
+			    ? field_find(event_text(&reader->event))
+			    : -1;
 		if (f < 0 || seen[f]) {
 			char shown[META_SHOWN_NAME + 8] = "?";
 			if (reader->event.type == YAML_SCALAR_EVENT)
@@ -686,6 +691,7 @@ int meta_table_write(FILE *out, const struct meta_table *table)
 /* Mark the key named by text[0..len) (spaces around it ignored) in keep. */
 static int restrict_one(const char *text, size_t len, int *keep, struct ut_err *err)
 {
+	char name[META_SHOWN_NAME + 8];
 	while (len > 0 && isspace((unsigned char)text[0])) {
 		text++;
 		len--;
@@ -694,12 +700,8 @@ static int restrict_one(const char *text, size_t len, int *keep, struct ut_err *
 		len--;
 	if (len == 0)
 		return ut_err_set(err, "key list: empty key name");
-	char name[META_SHOWN_NAME + 1];
-	if (len > META_SHOWN_NAME)
-		return ut_err_set(err, "key list: unknown key '%.*s...'", META_SHOWN_NAME, text);
-	memcpy(name, text, len);
-	name[len] = '\0';
-	int k = meta_find(name);
+	show_name(text, len, name, sizeof(name));
+	int k = len <= META_SHOWN_NAME && strlen(name) == len ? meta_find(name) : -1;
 	if (k < 0)
 		return ut_err_set(err, "key list: unknown key '%s'", name);
 	keep[k] = 1;
@@ -727,16 +729,15 @@ int meta_table_restrict(struct meta_table *table, const char *keys, struct ut_er
 	return 0;
 }
 
-int meta_hyp_check(const struct meta_hyp *hyp, const struct meta_table *table,
-		   const char *source, struct ut_err *err)
+int meta_hyp_check(const struct meta_hyp *hyp, const struct meta_table *table, const char *source,
+		   struct ut_err *err)
 {
 	for (int k = 0; k < META_COUNT; k++) {
 		if (inside(hyp->v[k], &table->k[k]))
 			continue;
 		char what[160];
 		describe_outside(hyp->v[k], &table->k[k], what, sizeof(what));
-		return ut_err_set(err, "%s: key '%s': %s", source_name(source), meta_name(k),
-				  what);
+		return ut_err_set(err, "%s: key '%s': %s", source_name(source), meta_name(k), what);
 	}
 	return 0;
 }

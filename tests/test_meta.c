@@ -24,8 +24,35 @@
 
 /* YOLOv5 v7.0 hyp.scratch-low.yaml values, in table order (anchors 3). */
 static const double scratch_low[META_COUNT] = {
-	0.01, 0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.20, 4.0, 0.0,
-	0.015, 0.7, 0.4, 0.0, 0.1, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0, 3.0,
+    [META_lr0] = 0.01,
+    [META_lrf] = 0.01,
+    [META_momentum] = 0.937,
+    [META_weight_decay] = 0.0005,
+    [META_warmup_epochs] = 3.0,
+    [META_warmup_momentum] = 0.8,
+    [META_warmup_bias_lr] = 0.1,
+    [META_box] = 0.05,
+    [META_cls] = 0.5,
+    [META_cls_pw] = 1.0,
+    [META_obj] = 1.0,
+    [META_obj_pw] = 1.0,
+    [META_iou_t] = 0.20,
+    [META_anchor_t] = 4.0,
+    [META_fl_gamma] = 0.0,
+    [META_hsv_h] = 0.015,
+    [META_hsv_s] = 0.7,
+    [META_hsv_v] = 0.4,
+    [META_degrees] = 0.0,
+    [META_translate] = 0.1,
+    [META_scale] = 0.5,
+    [META_shear] = 0.0,
+    [META_perspective] = 0.0,
+    [META_flipud] = 0.0,
+    [META_fliplr] = 0.5,
+    [META_mosaic] = 1.0,
+    [META_mixup] = 0.0,
+    [META_copy_paste] = 0.0,
+    [META_anchors] = 3.0,
 };
 
 /*
@@ -161,8 +188,7 @@ static char *hyp_text_with(int replace, const char *line)
 		if (number != replace)
 			assert_int_equal(ut_buf_append(&out, start, (size_t)(end - start)), 0);
 		else
-			assert_int_equal(ut_buf_printf(&out, "%s\n", line != NULL ? line : "#"),
-					 0);
+			assert_int_equal(ut_buf_printf(&out, "%s\n", line != NULL ? line : "#"), 0);
 		start = end;
 	}
 	free(text);
@@ -216,9 +242,9 @@ static void read_data_hyps(void **state)
 {
 	(void)state;
 	static const struct hyp_file files[] = {
-		{"data/hyps/hyp.scratch-low.yaml", 0.01, 0.5, 1.0, 0.5, 0.0, 0.0},
-		{"data/hyps/hyp.scratch-med.yaml", 0.1, 0.3, 0.7, 0.9, 0.1, 0.0},
-		{"data/hyps/hyp.scratch-high.yaml", 0.1, 0.3, 0.7, 0.9, 0.1, 0.1},
+	    {"data/hyps/hyp.scratch-low.yaml", 0.01, 0.5, 1.0, 0.5, 0.0, 0.0},
+	    {"data/hyps/hyp.scratch-med.yaml", 0.1, 0.3, 0.7, 0.9, 0.1, 0.0},
+	    {"data/hyps/hyp.scratch-high.yaml", 0.1, 0.3, 0.7, 0.9, 0.1, 0.1},
 	};
 	for (size_t i = 0; i < UT_ARRAY_LEN(files); i++) {
 		char path[4096];
@@ -257,19 +283,19 @@ static void parse_number_forms(void **state)
 		const char *line;
 		double want;
 	} forms[] = {
-		{META_lr0, "lr0: 1e-5", 1e-5},
-		{META_lr0, "lr0: 1.0e-05", 1e-5},
-		{META_lr0, "lr0: 1E-2", 0.01},
-		{META_lr0, "lr0: .05  # comment", 0.05},
-		{META_lr0, "lr0: !!float 0.02", 0.02},
-		{META_lr0, "'lr0': 0.03", 0.03},
-		{META_warmup_epochs, "warmup_epochs: 3", 3.0},
-		{META_warmup_epochs, "warmup_epochs: +2.", 2.0},
-		{META_iou_t, "iou_t: 0.20", 0.2},
-		{META_weight_decay, "weight_decay: 0", 0.0},
-		{META_anchors, "anchors: 4", 4.0},
-		{META_anchors, "anchors: 10", 10.0},
-		{META_momentum, "momentum: 0.6", 0.6},
+	    {META_lr0, "lr0: 1e-5", 1e-5},
+	    {META_lr0, "lr0: 1.0e-05", 1e-5},
+	    {META_lr0, "lr0: 1E-2", 0.01},
+	    {META_lr0, "lr0: .05  # comment", 0.05},
+	    {META_lr0, "lr0: !!float 0.02", 0.02},
+	    {META_lr0, "'lr0': 0.03", 0.03},
+	    {META_warmup_epochs, "warmup_epochs: 3", 3.0},
+	    {META_warmup_epochs, "warmup_epochs: +2.", 2.0},
+	    {META_iou_t, "iou_t: 0.20", 0.2},
+	    {META_weight_decay, "weight_decay: 0", 0.0},
+	    {META_anchors, "anchors: 4", 4.0},
+	    {META_anchors, "anchors: 10", 10.0},
+	    {META_momentum, "momentum: 0.6", 0.6},
 	};
 	for (size_t i = 0; i < UT_ARRAY_LEN(forms); i++) {
 		text = hyp_text_with(forms[i].key + 1, forms[i].line);
@@ -280,11 +306,11 @@ static void parse_number_forms(void **state)
 	}
 
 	static const char flow[] =
-		"{lr0: 0.01, lrf: 0.01, momentum: 0.937, weight_decay: 0.0005, warmup_epochs: 3,"
-		" warmup_momentum: 0.8, warmup_bias_lr: 0.1, box: 0.05, cls: 0.5, cls_pw: 1,"
-		" obj: 1, obj_pw: 1, iou_t: 0.2, anchor_t: 4, fl_gamma: 0, hsv_h: 0.015,"
-		" hsv_s: 0.7, hsv_v: 0.4, degrees: 0, translate: 0.1, scale: 0.5, shear: 0,"
-		" perspective: 0, flipud: 0, fliplr: 0.5, mosaic: 1, mixup: 0, copy_paste: 0}\n";
+	    "{lr0: 0.01, lrf: 0.01, momentum: 0.937, weight_decay: 0.0005, warmup_epochs: 3,"
+	    " warmup_momentum: 0.8, warmup_bias_lr: 0.1, box: 0.05, cls: 0.5, cls_pw: 1,"
+	    " obj: 1, obj_pw: 1, iou_t: 0.2, anchor_t: 4, fl_gamma: 0, hsv_h: 0.015,"
+	    " hsv_s: 0.7, hsv_v: 0.4, degrees: 0, translate: 0.1, scale: 0.5, shear: 0,"
+	    " perspective: 0, flipud: 0, fliplr: 0.5, mosaic: 1, mixup: 0, copy_paste: 0}\n";
 	assert_int_equal(meta_hyp_parse(flow, strlen(flow), SOURCE, &table, &hyp, &err), 0);
 	assert_memory_equal(hyp.v, scratch_low, sizeof(hyp.v));
 }
@@ -302,40 +328,40 @@ static void parse_bad_lines(void **state)
 {
 	(void)state;
 	static const struct bad_line cases[] = {
-		{8, "boxx: 0.05", "boxx", 8, "unknown key"},
-		{9, "lr0: 0.02", "lr0", 9, "duplicate key (first on line 1)"},
-		{29, "cls: 0.5", "cls", 29, "duplicate"},
-		{9, NULL, "cls", 0, "missing key"},
-		{1, NULL, "lr0", 0, "missing key"},
-		{1, "lr0: abc", "lr0", 1, "not a number"},
-		{1, "lr0: '0.01'", "lr0", 1, "not a number"},
-		{2, "lrf: \"0.01\"", "lrf", 2, "not a number"},
-		{2, "lrf: !!str 0.01", "lrf", 2, "not a number"},
-		{3, "momentum: [0.9]", "momentum", 3, "list"},
-		{3, "momentum: {a: 1}", "momentum", 3, "mapping"},
-		{4, "weight_decay:", "weight_decay", 4, "no value"},
-		{4, "weight_decay: null", "weight_decay", 4, "not a number"},
-		{4, "weight_decay: ~", "weight_decay", 4, "not a number"},
-		{5, "warmup_epochs: true", "warmup_epochs", 5, "not a number"},
-		{5, "warmup_epochs: 0x3", "warmup_epochs", 5, "not a number"},
-		{5, "warmup_epochs: 3.0.1", "warmup_epochs", 5, "not a number"},
-		{5, "warmup_epochs: 1e", "warmup_epochs", 5, "not a number"},
-		{5, "warmup_epochs: 1_0", "warmup_epochs", 5, "not a number"},
-		{5, "warmup_epochs: 3 epochs", "warmup_epochs", 5, "not a number"},
-		{6, "warmup_momentum: .nan", "warmup_momentum", 6, "NaN or infinite"},
-		{6, "warmup_momentum: .NaN", "warmup_momentum", 6, "NaN or infinite"},
-		{6, "warmup_momentum: nan", "warmup_momentum", 6, "NaN or infinite"},
-		{7, "warmup_bias_lr: .inf", "warmup_bias_lr", 7, "NaN or infinite"},
-		{7, "warmup_bias_lr: -.inf", "warmup_bias_lr", 7, "NaN or infinite"},
-		{7, "warmup_bias_lr: inf", "warmup_bias_lr", 7, "NaN or infinite"},
-		{7, "warmup_bias_lr: -Infinity", "warmup_bias_lr", 7, "NaN or infinite"},
-		{7, "warmup_bias_lr: 1e999", "warmup_bias_lr", 7, "NaN or infinite"},
-		{1, "lr0: 0.2", "lr0", 1, "value 0.2 outside [1e-05, 0.1]"},
-		{1, "lr0: 0", "lr0", 1, "outside"},
-		{3, "momentum: 0.5", "momentum", 3, "value 0.5 outside [0.6, 0.98]"},
-		{29, "anchors: 1", "anchors", 29, "outside [2.0, 10.0]"},
-		{23, "perspective: -0.0001", "perspective", 23, "outside"},
-		{10, "cls_pw:\n  9.0", "cls_pw", 11, "value 9.0 outside [0.5, 2.0]"},
+	    {8, "boxx: 0.05", "boxx", 8, "unknown key"},
+	    {9, "lr0: 0.02", "lr0", 9, "duplicate key (first on line 1)"},
+	    {29, "cls: 0.5", "cls", 29, "duplicate"},
+	    {9, NULL, "cls", 0, "missing key"},
+	    {1, NULL, "lr0", 0, "missing key"},
+	    {1, "lr0: abc", "lr0", 1, "not a number"},
+	    {1, "lr0: '0.01'", "lr0", 1, "not a number"},
+	    {2, "lrf: \"0.01\"", "lrf", 2, "not a number"},
+	    {2, "lrf: !!str 0.01", "lrf", 2, "not a number"},
+	    {3, "momentum: [0.9]", "momentum", 3, "list"},
+	    {3, "momentum: {a: 1}", "momentum", 3, "mapping"},
+	    {4, "weight_decay:", "weight_decay", 4, "no value"},
+	    {4, "weight_decay: null", "weight_decay", 4, "not a number"},
+	    {4, "weight_decay: ~", "weight_decay", 4, "not a number"},
+	    {5, "warmup_epochs: true", "warmup_epochs", 5, "not a number"},
+	    {5, "warmup_epochs: 0x3", "warmup_epochs", 5, "not a number"},
+	    {5, "warmup_epochs: 3.0.1", "warmup_epochs", 5, "not a number"},
+	    {5, "warmup_epochs: 1e", "warmup_epochs", 5, "not a number"},
+	    {5, "warmup_epochs: 1_0", "warmup_epochs", 5, "not a number"},
+	    {5, "warmup_epochs: 3 epochs", "warmup_epochs", 5, "not a number"},
+	    {6, "warmup_momentum: .nan", "warmup_momentum", 6, "NaN or infinite"},
+	    {6, "warmup_momentum: .NaN", "warmup_momentum", 6, "NaN or infinite"},
+	    {6, "warmup_momentum: nan", "warmup_momentum", 6, "NaN or infinite"},
+	    {7, "warmup_bias_lr: .inf", "warmup_bias_lr", 7, "NaN or infinite"},
+	    {7, "warmup_bias_lr: -.inf", "warmup_bias_lr", 7, "NaN or infinite"},
+	    {7, "warmup_bias_lr: inf", "warmup_bias_lr", 7, "NaN or infinite"},
+	    {7, "warmup_bias_lr: -Infinity", "warmup_bias_lr", 7, "NaN or infinite"},
+	    {7, "warmup_bias_lr: 1e999", "warmup_bias_lr", 7, "NaN or infinite"},
+	    {1, "lr0: 0.2", "lr0", 1, "value 0.2 outside [1e-05, 0.1]"},
+	    {1, "lr0: 0", "lr0", 1, "outside"},
+	    {3, "momentum: 0.5", "momentum", 3, "value 0.5 outside [0.6, 0.98]"},
+	    {29, "anchors: 1", "anchors", 29, "outside [2.0, 10.0]"},
+	    {23, "perspective: -0.0001", "perspective", 23, "outside"},
+	    {10, "cls_pw:\n  9.0", "cls_pw", 11, "value 9.0 outside [0.5, 2.0]"},
 	};
 	struct meta_table table;
 	meta_table_default(&table);
@@ -364,22 +390,22 @@ static void parse_bad_texts(void **state)
 {
 	(void)state;
 	static const struct bad_text cases[] = {
-		{"", 0, NULL, "empty document"},
-		{"# just a comment\n\n", 0, NULL, "empty document"},
-		{"- lr0\n- lrf\n", 1, NULL, "not a mapping"},
-		{"\n\n0.01\n", 3, NULL, "not a mapping"},
-		{"---\n", 0, NULL, "empty document"},
-		{"--- ~\n", 1, NULL, "not a mapping"},
-		{"--- null\n", 1, NULL, "not a mapping"},
-		{"lr0: 0.01\nlrf: 0.01\n  momentum: 0.937\n", 3, NULL, "syntax error"},
-		{"lr0: 0.01\nlrf: [0.01\nmomentum: 0.937\n", 3, NULL, "flow sequence on line 2"},
-		{"lr0: 0.01\n\tlrf: 0.01\n", 2, NULL, "syntax error"},
-		{"lr0: 0.01\nlrf: 0.01\nmomentum: \xff\n", 3, NULL, "syntax error"},
-		{"lr0: 0.01\n---\nlrf: 0.01\n", 2, NULL, "more than one"},
-		{"lr0: 0.01\n[a]: 1\n", 2, NULL, "key"},
-		{"lr0: 0.01\n\"lr0\\0x\": 1\n", 2, NULL, "unknown key"},
-		{"lr0: &x 0.01\nlrf: *x\n", 2, "lrf", "alias"},
-		{"&k lr0: 0.01\n*k : 0.02\n", 2, NULL, "a key must be a plain name"},
+	    {"", 0, NULL, "empty document"},
+	    {"# just a comment\n\n", 0, NULL, "empty document"},
+	    {"- lr0\n- lrf\n", 1, NULL, "not a mapping"},
+	    {"\n\n0.01\n", 3, NULL, "not a mapping"},
+	    {"---\n", 0, NULL, "empty document"},
+	    {"--- ~\n", 1, NULL, "not a mapping"},
+	    {"--- null\n", 1, NULL, "not a mapping"},
+	    {"lr0: 0.01\nlrf: 0.01\n  momentum: 0.937\n", 3, NULL, "syntax error"},
+	    {"lr0: 0.01\nlrf: [0.01\nmomentum: 0.937\n", 3, NULL, "flow sequence on line 2"},
+	    {"lr0: 0.01\n\tlrf: 0.01\n", 2, NULL, "syntax error"},
+	    {"lr0: 0.01\nlrf: 0.01\nmomentum: \xff\n", 3, NULL, "syntax error"},
+	    {"lr0: 0.01\n---\nlrf: 0.01\n", 2, NULL, "more than one"},
+	    {"lr0: 0.01\n[a]: 1\n", 2, NULL, "key"},
+	    {"lr0: 0.01\n\"lr0\\0x\": 1\n", 2, NULL, "unknown key"},
+	    {"lr0: &x 0.01\nlrf: *x\n", 2, "lrf", "alias"},
+	    {"&k lr0: 0.01\n*k : 0.02\n", 2, NULL, "a key must be a plain name"},
 	};
 	struct meta_table table;
 	meta_table_default(&table);
@@ -527,39 +553,39 @@ static void table_bad_inputs(void **state)
 {
 	(void)state;
 	static const struct bad_text cases[] = {
-		{"lr0: [1, 0, 0.1]\nlr1: [1, 0, 0.1]\n", 2, "lr1", "unknown key"},
-		{"lr0: {gian: 1}\n", 1, "lr0", "unknown field 'gian'"},
-		{"lr0:\n  gain: 1\n  gain: 2\n", 3, "lr0", "duplicate field 'gain'"},
-		{"lr0: [1, 0]\n", 1, "lr0", "3 numbers [gain, lower, upper], got 2"},
-		{"lr0: [1, 0, 0.1, 4]\n", 1, "lr0", "3 numbers"},
-		{"lr0: []\n", 1, "lr0", "got 0"},
-		{"\nlr0: [a, 0, 0.1]\n", 2, "lr0", "gain: not a number"},
-		{"lr0:\n  - 1\n  - 0\n  - '0.1'\n", 4, "lr0", "upper: not a number"},
-		{"lr0: {lower: x}\n", 1, "lr0", "lower: not a number"},
-		{"lr0: {upper: [1]}\n", 1, "lr0", "upper: not a number but a list"},
-		{"lr0: {upper: }\n", 1, "lr0", "upper: no value"},
-		{"lr0: 1\n", 1, "lr0", "expected [gain, lower, upper]"},
-		{"lr0:\n", 1, "lr0", "expected [gain, lower, upper]"},
-		{"lr0: [.nan, 0, 1]\n", 1, "lr0", "NaN or infinite"},
-		{"lr0: {upper: .inf}\n", 1, "lr0", "NaN or infinite"},
-		{"lr0: [1, -1e999, 1]\n", 1, "lr0", "NaN or infinite"},
-		{"lr0: [-1, 0, 0.1]\n", 1, "lr0", "negative gain"},
-		{"box: {gain: -0.5}\n", 1, "box", "negative gain"},
-		{"lr0: [1, 0.5, 0.1]\n", 1, "lr0", "lower > upper"},
-		{"momentum: [1, 0.5, 0.7]\nlr0:\n  lower: 0.5\n", 3, "lr0", "lower > upper"},
-		{"lr0: [1, 0, 0.1]\nlrf: [1, 0, 1]\nlr0: {gain: 2}\n", 3, "lr0",
-		 "duplicate key (first on line 1)"},
-		{"- [1, 0, 1]\n", 1, NULL, "not a mapping"},
-		{"lr0: [1, 0, 0.1\n", 2, NULL, "syntax error"},
-		{"lr0: [1, 0, 0.1]\n---\nlrf: [1, 0, 1]\n", 2, NULL, "more than one"},
+	    {"lr0: [1, 0, 0.1]\nlr1: [1, 0, 0.1]\n", 2, "lr1", "unknown key"},
+	    {"lr0: {gian: 1}\n", 1, "lr0", "unknown field 'gian'"},
+	    {"lr0:\n  gain: 1\n  gain: 2\n", 3, "lr0", "duplicate field 'gain'"},
+	    {"lr0: [1, 0]\n", 1, "lr0", "3 numbers [gain, lower, upper], got 2"},
+	    {"lr0: [1, 0, 0.1, 4]\n", 1, "lr0", "3 numbers"},
+	    {"lr0: []\n", 1, "lr0", "got 0"},
+	    {"\nlr0: [a, 0, 0.1]\n", 2, "lr0", "gain: not a number"},
+	    {"lr0:\n  - 1\n  - 0\n  - '0.1'\n", 4, "lr0", "upper: not a number"},
+	    {"lr0: {lower: x}\n", 1, "lr0", "lower: not a number"},
+	    {"lr0: {upper: [1]}\n", 1, "lr0", "upper: not a number but a list"},
+	    {"lr0: {upper: }\n", 1, "lr0", "upper: no value"},
+	    {"lr0: 1\n", 1, "lr0", "expected [gain, lower, upper]"},
+	    {"lr0:\n", 1, "lr0", "expected [gain, lower, upper]"},
+	    {"lr0: [.nan, 0, 1]\n", 1, "lr0", "NaN or infinite"},
+	    {"lr0: {upper: .inf}\n", 1, "lr0", "NaN or infinite"},
+	    {"lr0: [1, -1e999, 1]\n", 1, "lr0", "NaN or infinite"},
+	    {"lr0: [-1, 0, 0.1]\n", 1, "lr0", "negative gain"},
+	    {"box: {gain: -0.5}\n", 1, "box", "negative gain"},
+	    {"lr0: [1, 0.5, 0.1]\n", 1, "lr0", "lower > upper"},
+	    {"momentum: [1, 0.5, 0.7]\nlr0:\n  lower: 0.5\n", 3, "lr0", "lower > upper"},
+	    {"lr0: [1, 0, 0.1]\nlrf: [1, 0, 1]\nlr0: {gain: 2}\n", 3, "lr0",
+	     "duplicate key (first on line 1)"},
+	    {"- [1, 0, 1]\n", 1, NULL, "not a mapping"},
+	    {"lr0: [1, 0, 0.1\n", 2, NULL, "syntax error"},
+	    {"lr0: [1, 0, 0.1]\n---\nlrf: [1, 0, 1]\n", 2, NULL, "more than one"},
 	};
 	for (size_t i = 0; i < UT_ARRAY_LEN(cases); i++) {
 		struct ut_err err = {{0}};
 		struct meta_table table, before;
 		meta_table_default(&table);
 		before = table;
-		int rc = meta_table_parse(cases[i].text, strlen(cases[i].text), SOURCE, &table,
-					  &err);
+		int rc =
+		    meta_table_parse(cases[i].text, strlen(cases[i].text), SOURCE, &table, &err);
 		expect_error(rc, &err, cases[i].want_line, cases[i].key, cases[i].reason);
 		assert_memory_equal(&table, &before, sizeof(table));
 	}
@@ -619,13 +645,14 @@ static void restrict_keys(void **state)
 	static const struct {
 		const char *keys, *reason;
 	} bad[] = {
-		{"lr0,bogus", "unknown key 'bogus'"},
-		{"lr0, lr 0", "unknown key 'lr 0'"},
-		{"lr0,,momentum", "empty key name"},
-		{"lr0,", "empty key name"},
-		{"", "no keys"},
-		{"  ", "no keys"},
-		{NULL, "no keys"},
+	    {"lr0,bogus", "unknown key 'bogus'"},
+	    {"lr0, lr 0", "unknown key 'lr 0'"},
+	    {"lr0,bo\ngus", "unknown key 'bo?gus'"},
+	    {"lr0,,momentum", "empty key name"},
+	    {"lr0,", "empty key name"},
+	    {"", "no keys"},
+	    {"  ", "no keys"},
+	    {NULL, "no keys"},
 	};
 	for (size_t i = 0; i < UT_ARRAY_LEN(bad); i++) {
 		table = defaults;
@@ -668,19 +695,19 @@ static void check_bounds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(table_rows),
-		cmocka_unit_test(read_data_hyps),
-		cmocka_unit_test(parse_number_forms),
-		cmocka_unit_test(parse_bad_lines),
-		cmocka_unit_test(parse_bad_texts),
-		cmocka_unit_test(write_matches_yolov5),
-		cmocka_unit_test(write_parse_round_trip),
-		cmocka_unit_test(save_and_read),
-		cmocka_unit_test(table_overrides),
-		cmocka_unit_test(table_bad_inputs),
-		cmocka_unit_test(table_write_round_trip),
-		cmocka_unit_test(restrict_keys),
-		cmocka_unit_test(check_bounds),
+	    cmocka_unit_test(table_rows),
+	    cmocka_unit_test(read_data_hyps),
+	    cmocka_unit_test(parse_number_forms),
+	    cmocka_unit_test(parse_bad_lines),
+	    cmocka_unit_test(parse_bad_texts),
+	    cmocka_unit_test(write_matches_yolov5),
+	    cmocka_unit_test(write_parse_round_trip),
+	    cmocka_unit_test(save_and_read),
+	    cmocka_unit_test(table_overrides),
+	    cmocka_unit_test(table_bad_inputs),
+	    cmocka_unit_test(table_write_round_trip),
+	    cmocka_unit_test(restrict_keys),
+	    cmocka_unit_test(check_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

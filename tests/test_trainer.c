@@ -1,1 +1,308 @@
-int main(void){return 1;}
+/*
+ * test_trainer.c - the trainer contract: template parsing and expansion
+ * (no shell, ever), the trainer subprocess, wait statuses, results.csv as
+ * YOLOv5 writes it (and as a dying trainer leaves it), log tails.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "trainer.h"
+
+static char tmpdir[PATH_MAX];
+
+static int make_tmpdir(void **state)
+{
+	(void)state;
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(tmpdir, sizeof(tmpdir), "%s/ye_trainer_XXXXXX", base);
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int remove_tmpdir(void **state)
+{
+	(void)state;
+	return ut_remove_tree(tmpdir, NULL);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_template_words(void **state)
+{
+	(void)state;
+	struct ev_template tpl;
+	struct ut_err err;
+	assert_int_equal(ev_template_parse("prog --a 'b c' \"d \\\"e\\\"\" f\\ g --hyp={hyp}", &tpl, &err), 0);
+	assert_int_equal(tpl.argc, 6);
+	assert_string_equal(tpl.argv[0], "prog");
+	assert_string_equal(tpl.argv[2], "b c");
+	assert_string_equal(tpl.argv[3], "d \"e\"");
+	assert_string_equal(tpl.argv[4], "f g");
+	assert_string_equal(tpl.argv[5], "--hyp={hyp}");
+	assert_null(tpl.argv[6]);
+	ev_template_free(&tpl);
+}
+
+static void test_template_errors(void **state)
+{
+	(void)state;
+	struct ev_template tpl;
+	struct ut_err err;
+	assert_int_equal(ev_template_parse("prog --x {foo} --hyp {hyp}", &tpl, &err), -1);
+	assert_non_null(strstr(err.msg, "{foo}"));
+	assert_int_equal(ev_template_parse("prog --data {data}", &tpl, &err), -1);
+	assert_non_null(strstr(err.msg, "{hyp}"));
+	assert_int_equal(ev_template_parse("prog 'open {hyp}", &tpl, &err), -1);
+	assert_non_null(strstr(err.msg, "quote"));
+	assert_int_equal(ev_template_parse("   ", &tpl, &err), -1);
+	assert_int_equal(ev_template_parse("yolov5:/nonexistent/dir", &tpl, &err), -1);
+	assert_non_null(strstr(err.msg, "/nonexistent/dir"));
+}
+
+static void test_template_yolov5_and_native(void **state)
+{
+	(void)state;
+	char dir[PATH_MAX + 16], script[PATH_MAX + 32];
+	snprintf(dir, sizeof(dir), "%s/yolov5", tmpdir);
+	assert_int_equal(ut_mkdirs(dir, NULL), 0);
+	struct ev_template tpl;
+	struct ut_err err;
+	assert_int_equal(ev_template_parse(strcat(strcpy(script, "yolov5:"), dir), &tpl, &err), -1);
+	assert_non_null(strstr(err.msg, "train.py"));
+	snprintf(script, sizeof(script), "%s/train.py", dir);
+	write_text(script, "print('hi')\n");
+	snprintf(script, sizeof(script), "yolov5:%s", dir);
+	assert_int_equal(ev_template_parse(script, &tpl, &err), 0);
+	assert_string_equal(tpl.argv[0], "python3");
+	assert_non_null(strstr(tpl.argv[1], "/yolov5/train.py"));
+	static const char *const expected[] = {"--hyp", "{hyp}", "--data", "{data}", "--cfg", "{cfg}",
+		"--weights", "{weights}", "--epochs", "{epochs}", "--batch-size", "{batch}", "--img",
+		"{imgsz}", "--device", "{device}", "--project", "{project}", "--name", "{name}",
+		"--exist-ok"};
+	assert_int_equal(tpl.argc, 2 + (int)(sizeof(expected) / sizeof(expected[0])));
+	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+		assert_string_equal(tpl.argv[2 + i], expected[i]);
+	ev_template_free(&tpl);
+	assert_int_equal(ev_template_parse("native", &tpl, &err), 0);
+	assert_non_null(strstr(tpl.argv[0], "yolo-train"));
+	assert_string_equal(tpl.argv[tpl.argc - 2], "--seed");
+	ev_template_free(&tpl);
+}
+
+/* Values are inserted verbatim: nothing in them is ever interpreted. */
+static void test_template_expand_is_inert(void **state)
+{
+	(void)state;
+	struct ev_template tpl;
+	struct ut_err err;
+	assert_int_equal(ev_template_parse("prog --hyp {hyp} --x={name}-{epochs} {weights} {seed}", &tpl, &err), 0);
+	struct ev_vars vars = {.hyp = "/a b/$(rm -rf ~)/h.yaml", .name = "g`id`;x", .weights = "",
+			       .epochs = 30, .seed = 18446744073709551615ULL};
+	char **argv;
+	assert_int_equal(ev_template_expand(&tpl, &vars, &argv, &err), 0);
+	assert_string_equal(argv[2], "/a b/$(rm -rf ~)/h.yaml");
+	assert_string_equal(argv[3], "--x=g`id`;x-30");
+	assert_string_equal(argv[4], "");
+	assert_string_equal(argv[5], "18446744073709551615");
+	assert_null(argv[6]);
+	ev_argv_free(argv);
+	ev_template_free(&tpl);
+}
+
+static void test_spawn_runs_in_its_group_and_dir(void **state)
+{
+	(void)state;
+	char log[PATH_MAX + 16];
+	snprintf(log, sizeof(log), "%s/spawn.log", tmpdir);
+	char *const argv[] = {"sh", "-c", "pwd; echo $$ $(ps -o pgid= $$) $YE_TEST_VAR; exit 3", NULL};
+	char *const env[] = {"YE_TEST_VAR=hello", NULL};
+	struct ev_proc proc;
+	struct ut_err err;
+	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, env, &proc, &err), 0);
+	int status;
+	assert_int_equal(waitpid(proc.pid, &status, 0), proc.pid);
+	assert_int_equal(ev_exit_code(status), 3);
+	char *text;
+	assert_int_equal(ut_read_file(log, &text, NULL, &err), 0);
+	char expected[PATH_MAX + 64];
+	char real[PATH_MAX];
+	assert_non_null(realpath(tmpdir, real));
+	snprintf(expected, sizeof(expected), "%s\n%ld %ld hello\n", real, (long)proc.pid, (long)proc.pid);
+	assert_string_equal(text, expected);
+	free(text);
+}
+
+static void test_spawn_missing_program(void **state)
+{
+	(void)state;
+	char log[PATH_MAX + 16];
+	snprintf(log, sizeof(log), "%s/missing.log", tmpdir);
+	char *const argv[] = {"/nonexistent/trainer", NULL};
+	struct ev_proc proc;
+	struct ut_err err;
+	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, NULL, &proc, &err), -1);
+	assert_non_null(strstr(err.msg, "/nonexistent/trainer"));
+	assert_non_null(strstr(err.msg, "No such file"));
+}
+
+static void test_status_descriptions(void **state)
+{
+	(void)state;
+	char text[64];
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);
+		raise(SIGSEGV);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	ev_describe_status(status, text, sizeof(text));
+	assert_string_equal(text, "killed by SIGSEGV");
+	assert_int_equal(ev_exit_code(status), 128 + SIGSEGV);
+	pid = fork();
+	if (pid == 0)
+		_exit(1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	ev_describe_status(status, text, sizeof(text));
+	assert_string_equal(text, "exit status 1");
+}
+
+static void test_orphan_stop(void **state)
+{
+	(void)state;
+	char log[PATH_MAX + 16];
+	snprintf(log, sizeof(log), "%s/orphan.log", tmpdir);
+	char *const argv[] = {"sh", "-c", "sleep 100 & sleep 100", NULL};
+	struct ev_proc proc;
+	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, NULL, &proc, NULL), 0);
+	assert_true(ev_proc_is_alive(&proc));
+	struct ev_proc stale = {proc.pid, proc.start_ticks + 1}; /* a reused pid */
+	assert_false(ev_proc_is_alive(&stale));
+	ev_proc_stop_orphan(&proc, 5);
+	int status;
+	assert_int_equal(waitpid(proc.pid, &status, 0), proc.pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+	assert_int_equal(kill(-proc.pid, 0), -1); /* the whole group is gone */
+}
+
+static void test_results_reference_file(void **state)
+{
+	(void)state;
+	const char *shared = getenv("YE_SHARED");
+	assert_non_null(shared);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/reference/yolov5-outputs/train3ep-results.csv", shared);
+	struct ev_results res;
+	struct ut_err err;
+	assert_int_equal(ev_results_read(path, &res, &err), 0);
+	assert_int_equal(res.nrows, 3);
+	assert_true(res.complete);
+	assert_true(res.rows[1][0] == 1);
+	assert_true(res.rows[1][1] == 0.10832); /* train/box_loss */
+	assert_true(res.rows[0][13] == 0.0007);  /* x/lr2 */
+	double results[ST_RESULT_COUNT];
+	ev_results_pick(res.rows[0], results);
+	assert_true(results[ST_R_precision] == 0.0045973);
+	assert_true(results[ST_R_map] == 0.0012027);
+	assert_true(results[ST_R_val_cls] == 0.037487);
+	ev_results_free(&res);
+}
+
+static const char header[] =
+	"               epoch,      train/box_loss,      train/obj_loss,      train/cls_loss,"
+	"   metrics/precision,      metrics/recall,     metrics/mAP_0.5,metrics/mAP_0.5:0.95,"
+	"        val/box_loss,        val/obj_loss,        val/cls_loss,               x/lr0,"
+	"               x/lr1,               x/lr2\n";
+
+static void read_text(const char *text, struct ev_results *res)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/results.csv", tmpdir);
+	write_text(path, text);
+	assert_int_equal(ev_results_read(path, res, NULL), 0);
+}
+
+static void test_results_partial_and_bad(void **state)
+{
+	(void)state;
+	struct ev_results res;
+	char text[4096];
+	/* a row still being written is not a row */
+	snprintf(text, sizeof(text), "%s%s", header, "  0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6");
+	read_text(text, &res);
+	assert_int_equal(res.nrows, 0);
+	assert_false(res.complete);
+	ev_results_free(&res);
+	snprintf(text, sizeof(text), "%s%s", header, "0,1,1,1,0.5,0.5,0.6,0.4,1,1,1,0.1,0.1,0.1\n1,1,1,1,nan,nan,nan,nan,1,1,1,0.1,0.1,0.1\n");
+	read_text(text, &res);
+	assert_int_equal(res.nrows, 2);
+	assert_false(res.complete);
+	assert_non_null(strstr(res.problem, "metrics/precision"));
+	ev_results_free(&res);
+	read_text("\x01\x02garbage without commas\n\xff\xfe\n", &res);
+	assert_false(res.complete);
+	ev_results_free(&res);
+	read_text("epoch,foo\n1,2\n", &res);
+	assert_false(res.complete);
+	assert_non_null(strstr(res.problem, "no column"));
+	ev_results_free(&res);
+	struct ut_err err;
+	assert_int_equal(ev_results_read("/nonexistent/results.csv", &res, &err), 0);
+	assert_false(res.complete);
+	assert_string_equal(res.problem, "no results.csv");
+}
+
+static void test_log_tail(void **state)
+{
+	(void)state;
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/tail.log", tmpdir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 1000; i++)
+		fprintf(f, "line %d\n", i);
+	fprintf(f, "Traceback: boom\x1b[0m\n");
+	fclose(f);
+	char tail[64];
+	ev_log_tail(path, tail, sizeof(tail));
+	assert_true(strncmp(tail, "line ", 5) == 0); /* starts at a line */
+	assert_non_null(strstr(tail, "line 999\nTraceback: boom [0m\n"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_template_words),
+		cmocka_unit_test(test_template_errors),
+		cmocka_unit_test(test_template_yolov5_and_native),
+		cmocka_unit_test(test_template_expand_is_inert),
+		cmocka_unit_test(test_spawn_runs_in_its_group_and_dir),
+		cmocka_unit_test(test_spawn_missing_program),
+		cmocka_unit_test(test_status_descriptions),
+		cmocka_unit_test(test_orphan_stop),
+		cmocka_unit_test(test_results_reference_file),
+		cmocka_unit_test(test_results_partial_and_bad),
+		cmocka_unit_test(test_log_tail),
+	};
+	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages yolo-evolve needs to build, test and run.
+# Run as root (or with sudo). Safe to run again.
+set -euo pipefail
+packages=(
+	build-essential meson ninja-build pkg-config
+	libyaml-dev libsqlite3-dev libcsv-dev libcairo2-dev fonts-dejavu-core
+	libcmocka-dev sqlite3 clang llvm procps
+)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

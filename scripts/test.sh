@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build with warnings as errors and run every test; then the unit tests
+# again under AddressSanitizer and UndefinedBehaviorSanitizer. Ends with a
+# "N passed, N failed" line; exits non-zero if anything failed.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+passed=0
+failed=0
+
+count() { # add the Ok/Fail counts of a meson test log to the totals
+	local log=$1 ok fail
+	ok=$(grep -E '^Ok: ' "$log" | awk '{print $2}' | tail -1)
+	fail=$(grep -E '^(Fail|Unexpected Pass|Timeout): ' "$log" | awk '{s += $NF} END {print s + 0}')
+	passed=$((passed + ${ok:-0}))
+	failed=$((failed + ${fail:-0}))
+}
+
+run_suite() { # name, build dir, meson setup options..., -- meson test options...
+	local name=$1 dir=$2
+	shift 2
+	local setup=() testopts=()
+	while (($#)) && [ "$1" != -- ]; do setup+=("$1"); shift; done
+	(($#)) && shift
+	testopts=("$@")
+	echo "== $name =="
+	if ! { [ -d "$dir" ] || meson setup "$dir" "${setup[@]}" >/dev/null; } || ! ninja -C "$dir" >"$dir.build.log" 2>&1; then
+		cat "$dir.build.log" 2>/dev/null | tail -40
+		echo "build failed: $name"
+		failed=$((failed + 1))
+		return
+	fi
+	meson test -C "$dir" --print-errorlogs "${testopts[@]}" 2>&1 | tee "$dir.test.log" | grep -vE '^ *[0-9]+/[0-9]+ .* OK '
+	count "$dir.test.log"
+}
+
+run_suite "all tests (-Werror)" build-ci -Dwerror=true --
+run_suite "unit tests under ASan+UBSan" build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
