@@ -173,7 +173,20 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 	return rc;
 }
 
-/* Start generation gen on a free slot; the row is written before the fork. */
+struct start_record {
+	struct st_generation *gen;
+	struct ut_err *err;
+};
+
+static int write_start(struct st_db *db, void *arg)
+{
+	struct start_record *rec = arg;
+	if (st_epochs_clear(db, rec->gen->generation, rec->err) != 0)
+		return -1;
+	return st_generation_put(db, rec->gen, rec->err);
+}
+
+/* Start generation gen on a free slot and record it as running. */
 static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generation *gen)
 {
 	memset(slot, 0, sizeof(*slot));
@@ -191,9 +204,11 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	snprintf(gen->save_dir, sizeof(gen->save_dir), "%s", slot->save_dir);
 	snprintf(gen->host, sizeof(gen->host), "%s", run->host);
 	snprintf(gen->device, sizeof(gen->device), "%s", run->opts->device);
-	if (st_epochs_clear(run->db, gen->generation, run->err) != 0 ||
-	    st_generation_put(run->db, gen, run->err) != 0)
-		return -1;
+	/*
+	 * Spawn first, then record: if the evolver dies in between, the trainer
+	 * gets SIGTERM (parent-death signal) and the generation, absent from the
+	 * database, is bred again identically.
+	 */
 	if (spawn_trainer(run, slot, gen) != 0) {
 		gen->status = ST_INTERRUPTED;
 		snprintf(gen->error, sizeof(gen->error), "%s", run->err->msg);
@@ -203,8 +218,11 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	}
 	gen->pid = slot->proc.pid;
 	gen->pid_start = slot->proc.start_ticks;
-	if (st_generation_put(run->db, gen, run->err) != 0)
+	if (st_transaction(run->db, write_start, &(struct start_record){gen, run->err}, run->err) != 0) {
+		kill(-slot->proc.pid, SIGKILL);
+		waitpid(slot->proc.pid, NULL, 0);
 		return -1;
+	}
 	slot->busy = 1;
 	if (run->opts->timeout > 0)
 		slot->deadline = gen->started_at + run->opts->timeout;

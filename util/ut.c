@@ -235,8 +235,6 @@ int ut_write_file_atomic(const char *path, const char *data, size_t len,
 		}
 		done += (size_t)w;
 	}
-	if (rc == 0)
-		rc = fsync(fd);
 	int saved = errno;
 	if (close(fd) != 0 && rc == 0) {
 		rc = -1;

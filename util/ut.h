@@ -54,7 +54,11 @@ int ut_parse_long(const char *text, long lo, long hi, long *out);
 
 /* Read a whole file into a NUL-terminated malloc'ed buffer. */
 int ut_read_file(const char *path, char **out, size_t *len, struct ut_err *err);
-/* Write a file atomically (temporary file in the same folder + rename). */
+/*
+ * Replace a file atomically (temporary file in the same folder + rename):
+ * readers see the old or the new content, never a mix. No fsync: files
+ * written this way are derived from the database, which is the durable copy.
+ */
 int ut_write_file_atomic(const char *path, const char *data, size_t len,
 			 struct ut_err *err);
 /* mkdir -p with mode 0777 (the umask applies). */
