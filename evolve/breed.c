@@ -72,10 +72,15 @@ void ev_mutation_factors(const struct ev_breed_opts *opts,
 
 void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp)
 {
+	/*
+	 * YOLOv5 clamps, then rounds; rounding first keeps a bound that is not
+	 * a multiple of 1e-5 (possible with a user meta.yaml) from being
+	 * crossed. With YOLOv5's own bounds both orders agree.
+	 */
 	for (int k = 0; k < META_COUNT; k++) {
-		double value = fmax(hyp->v[k], table->k[k].lower);
-		value = fmin(value, table->k[k].upper);
-		hyp->v[k] = ut_round5(value);
+		double value = ut_round5(hyp->v[k]);
+		value = fmax(value, table->k[k].lower);
+		hyp->v[k] = fmin(value, table->k[k].upper);
 	}
 }
 

@@ -64,7 +64,7 @@ void ev_mutation_factors(const struct ev_breed_opts *opts,
 			 const struct meta_table *table, struct ev_pcg *rng,
 			 double v[META_COUNT]);
 
-/* Clamp every key to its bounds and round to 5 decimals. */
+/* Round every key to 5 decimals and clamp it to its bounds. */
 void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp);
 
 #endif

@@ -24,7 +24,10 @@
 struct cli {
 	const char *data, *cfg, *hyp, *weights, *device, *project, *name, *db, *trainer;
 	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
+	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
 	long generations, epochs, batch, imgsz, top, parallel, retries;
+	long per_device, prune_warmup, population;
+	int slurm_submit, parallel_set;
 	double mutation_prob, sigma, timeout, grace;
 	unsigned long long seed;
 	int exist_ok, resume, quiet, verbose, generations_set;
@@ -36,7 +39,9 @@ enum opt_id {
 	OPT_IMGSZ, OPT_DEVICE, OPT_PROJECT, OPT_NAME, OPT_EXIST_OK, OPT_DB, OPT_SEED,
 	OPT_TRAINER, OPT_RESUME, OPT_PARENT, OPT_TOP, OPT_MUTATION_PROB, OPT_SIGMA, OPT_META,
 	OPT_EVOLVE_KEYS, OPT_PARALLEL, OPT_TIMEOUT, OPT_RETRIES, OPT_GRACE, OPT_BEST, OPT_CSV,
-	OPT_QUIET, OPT_VERBOSE, OPT_HELP
+	OPT_QUIET, OPT_VERBOSE, OPT_DEVICES, OPT_PER_DEVICE, OPT_LAUNCHER, OPT_SLURM_ARGS,
+	OPT_SLURM_SUBMIT, OPT_PRUNE, OPT_PRUNE_WARMUP, OPT_PYTHON, OPT_ALGORITHM, OPT_POPULATION,
+	OPT_GA_DIR, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -71,6 +76,17 @@ static const struct option long_options[] = {
 	{"csv", required_argument, NULL, OPT_CSV},
 	{"quiet", no_argument, NULL, OPT_QUIET},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"devices", required_argument, NULL, OPT_DEVICES},
+	{"per-device", required_argument, NULL, OPT_PER_DEVICE},
+	{"launcher", required_argument, NULL, OPT_LAUNCHER},
+	{"slurm-args", required_argument, NULL, OPT_SLURM_ARGS},
+	{"slurm-submit", no_argument, NULL, OPT_SLURM_SUBMIT},
+	{"prune", required_argument, NULL, OPT_PRUNE},
+	{"prune-warmup", required_argument, NULL, OPT_PRUNE_WARMUP},
+	{"python", required_argument, NULL, OPT_PYTHON},
+	{"algorithm", required_argument, NULL, OPT_ALGORITHM},
+	{"population", required_argument, NULL, OPT_POPULATION},
+	{"ga-dir", required_argument, NULL, OPT_GA_DIR},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0}};
 
@@ -102,7 +118,19 @@ static const char run_help[] =
 	"  --sigma S           mutation scale (0.2)\n"
 	"  --meta PATH         meta.yaml overriding gains and bounds\n"
 	"  --evolve-keys K,..  mutate only these keys\n"
-	"  --parallel P        candidates at once (1)\n"
+	"  --parallel P        candidates at once on the CPU (1)\n"
+	"  --devices 0,1,..    GPUs; each trainer is pinned with CUDA_VISIBLE_DEVICES\n"
+	"  --per-device K      candidates per GPU (1); P = GPUs x K\n"
+	"  --launcher L        local (default) | slurm: each candidate is an srun job step\n"
+	"  --slurm-args S      extra srun options, e.g. '--partition=gpu --time=2:00:00'\n"
+	"  --slurm-submit      each candidate a Slurm job of its own, even inside an allocation\n"
+	"  --prune median      stop a candidate whose fitness at an epoch is below the median\n"
+	"                      of the finished candidates at that epoch (none)\n"
+	"  --prune-warmup E    first epoch (0-based) at which pruning may happen (3)\n"
+	"  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA)\n"
+	"  --population N      GA population size (50)\n"
+	"  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
+	"  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
 	"  --timeout S         stop a candidate after S seconds and record it failed (none)\n"
 	"  --retries N         rerun a crashed candidate up to N times (0)\n"
 	"  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
@@ -140,6 +168,16 @@ static void cli_defaults(struct cli *c)
 	c->mutation_prob = 0.8;
 	c->sigma = 0.2;
 	c->grace = 10;
+	c->devices = "";
+	c->launcher = "local";
+	c->slurm_args = "";
+	c->prune = "none";
+	c->python = "python3";
+	c->algorithm = "yolov5";
+	c->ga_dir = "";
+	c->per_device = 1;
+	c->prune_warmup = 3;
+	c->population = 50;
 }
 
 static int bad_value(const char *option, const char *value)
@@ -153,13 +191,17 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 	long *longs[] = {[OPT_GENERATIONS - 256] = &c->generations, [OPT_EPOCHS - 256] = &c->epochs,
 			 [OPT_BATCH - 256] = &c->batch, [OPT_IMGSZ - 256] = &c->imgsz,
 			 [OPT_TOP - 256] = &c->top, [OPT_PARALLEL - 256] = &c->parallel,
-			 [OPT_RETRIES - 256] = &c->retries, [OPT_HELP - 256] = NULL};
+			 [OPT_RETRIES - 256] = &c->retries, [OPT_PER_DEVICE - 256] = &c->per_device,
+			 [OPT_PRUNE_WARMUP - 256] = &c->prune_warmup,
+			 [OPT_POPULATION - 256] = &c->population, [OPT_HELP - 256] = NULL};
 	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
 			     [OPT_SIGMA - 256] = &c->sigma, [OPT_TIMEOUT - 256] = &c->timeout,
 			     [OPT_GRACE - 256] = &c->grace, [OPT_HELP - 256] = NULL};
 	int id = opt->val - 256;
 	if (longs[id] != NULL) {
-		long lo = (opt->val == OPT_RETRIES) ? 0 : 1;
+		long lo = (opt->val == OPT_RETRIES || opt->val == OPT_PRUNE_WARMUP) ? 0 : 1;
+		if (opt->val == OPT_POPULATION)
+			lo = 2;
 		long hi = opt->val == OPT_TOP ? EV_TOP_MAX : 100000000;
 		return ut_parse_long(value, lo, hi, longs[id]) == 0 ? 0 : bad_value(opt->name, value);
 	}
@@ -190,6 +232,13 @@ static const char **string_slot(struct cli *c, int id)
 	case OPT_EVOLVE_KEYS: return &c->evolve_keys;
 	case OPT_BEST: return &c->best_out;
 	case OPT_CSV: return &c->csv_out;
+	case OPT_DEVICES: return &c->devices;
+	case OPT_LAUNCHER: return &c->launcher;
+	case OPT_SLURM_ARGS: return &c->slurm_args;
+	case OPT_PRUNE: return &c->prune;
+	case OPT_PYTHON: return &c->python;
+	case OPT_ALGORITHM: return &c->algorithm;
+	case OPT_GA_DIR: return &c->ga_dir;
 	default: return NULL;
 	}
 }
@@ -218,6 +267,7 @@ static int parse_cli(int argc, char **argv, struct cli *c, const char *help)
 		case OPT_RESUME: c->resume = 1; break;
 		case OPT_QUIET: c->quiet = 1; break;
 		case OPT_VERBOSE: c->verbose = 1; break;
+		case OPT_SLURM_SUBMIT: c->slurm_submit = 1; break;
 		case OPT_HELP: fputs(help, stdout); return 1;
 		case OPT_SEED: {
 			char *end;
@@ -230,6 +280,8 @@ static int parse_cli(int argc, char **argv, struct cli *c, const char *help)
 		default:
 			if (id == OPT_GENERATIONS)
 				c->generations_set = 1;
+			if (id == OPT_PARALLEL)
+				c->parallel_set = 1;
 			if (parse_number(opt, optarg, c) != 0)
 				return -1;
 		}
@@ -294,6 +346,48 @@ static void run_dir_for(const struct cli *c, char *out, size_t size)
 
 /* ---- creating an evolution ------------------------------------------------------ */
 
+/* Number of ids in "0,1,2", 0 for "", -1 if malformed. */
+static long count_devices(const char *devices)
+{
+	if (devices[0] == '\0')
+		return 0;
+	long n = 0;
+	const char *p = devices;
+	for (;;) {
+		size_t digits = strspn(p, "0123456789");
+		if (digits == 0)
+			return -1;
+		n++;
+		p += digits;
+		if (*p == '\0')
+			return n;
+		if (*p++ != ',')
+			return -1;
+	}
+}
+
+static int one_of(const char *value, const char *const *choices)
+{
+	for (; *choices != NULL; choices++)
+		if (strcmp(value, *choices) == 0)
+			return 1;
+	return 0;
+}
+
+static int check_choices(const struct cli *c, struct ut_err *err)
+{
+	static const char *const launchers[] = {"local", "slurm", NULL};
+	static const char *const prunes[] = {"none", "median", NULL};
+	static const char *const algorithms[] = {"yolov5", "ga", NULL};
+	if (!one_of(c->launcher, launchers))
+		return ut_err_set(err, "--launcher '%s': use local or slurm", c->launcher);
+	if (!one_of(c->prune, prunes))
+		return ut_err_set(err, "--prune '%s': use none or median", c->prune);
+	if (!one_of(c->algorithm, algorithms))
+		return ut_err_set(err, "--algorithm '%s': use yolov5 or ga", c->algorithm);
+	return 0;
+}
+
 static int build_options(const struct cli *c, const char *run_dir, struct st_options *o,
 			 struct ut_err *err)
 {
@@ -315,13 +409,34 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 	snprintf(o->name, sizeof(o->name), "%s", slash + 1);
 	snprintf(o->device, sizeof(o->device), "%s", c->device);
 	snprintf(o->trainer, sizeof(o->trainer), "%s", c->trainer);
-	snprintf(o->algorithm, sizeof(o->algorithm), "yolov5");
+	snprintf(o->algorithm, sizeof(o->algorithm), "%s", c->algorithm);
+	snprintf(o->devices, sizeof(o->devices), "%s", c->devices);
+	snprintf(o->launcher, sizeof(o->launcher), "%s", c->launcher);
+	snprintf(o->slurm_args, sizeof(o->slurm_args), "%s", c->slurm_args);
+	snprintf(o->prune, sizeof(o->prune), "%s", c->prune);
+	snprintf(o->python, sizeof(o->python), "%s", c->python);
+	absolute_if_exists(c->ga_dir, o->ga_dir, sizeof(o->ga_dir));
+	o->per_device = c->per_device;
+	o->slurm_submit = c->slurm_submit;
+	o->prune_warmup = c->prune_warmup;
+	o->population = c->population;
+	if (check_choices(c, err) != 0)
+		return -1;
 	snprintf(o->parent, sizeof(o->parent), "%s", c->parent);
 	snprintf(o->evolve_keys, sizeof(o->evolve_keys), "%s", c->evolve_keys ? c->evolve_keys : "");
 	o->epochs = c->epochs;
 	o->imgsz = c->imgsz;
 	o->batch = c->batch;
 	o->parallel = c->parallel;
+	long ndevices = count_devices(c->devices);
+	if (ndevices < 0)
+		return ut_err_set(err, "--devices '%s': give GPU ids like 0,1,2", c->devices);
+	if (ndevices > 0) {
+		if (c->parallel_set && c->parallel != ndevices * c->per_device)
+			return ut_err_set(err, "--parallel %ld contradicts --devices %s x --per-device %ld",
+					  c->parallel, c->devices, c->per_device);
+		o->parallel = ndevices * c->per_device;
+	}
 	o->top = c->top;
 	o->generations = c->generations;
 	o->retries = c->retries;
@@ -341,7 +456,7 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 		return -1;
 	/* a template that cannot work is an error now, not 300 failures later */
 	struct ev_template tpl;
-	if (ev_template_parse(o->trainer, &tpl, err) != 0)
+	if (ev_template_parse(o->trainer, o->python, &tpl, err) != 0)
 		return -1;
 	ev_template_free(&tpl);
 	return 0;

@@ -21,6 +21,20 @@
 #include "trainer.h"
 
 #define PROGRESS_MS 1000
+#define PRUNE_MIN_REFERENCES 3 /* fewer finished candidates at an epoch: no pruning */
+
+/* Fitness at each epoch of one generation. */
+struct curve {
+	double *fitness;
+	size_t n;
+};
+
+/* The live terminal display (only when stderr is a terminal). */
+struct ev_progress {
+	int tty;
+	int lines; /* lines drawn last time, erased before the next log line */
+	double started;
+};
 
 struct ev_slot {
 	int busy;
@@ -29,7 +43,9 @@ struct ev_slot {
 	double deadline; /* timeout; 0 = none */
 	double kill_at;  /* SIGKILL after a SIGTERM; 0 = not signalled */
 	int timed_out;
+	long pruned_at;   /* epoch at which pruning stopped it, -1 if not */
 	size_t epochs_seen;
+	const char *device; /* GPU id this slot is pinned to, NULL for none */
 	char save_dir[PATH_MAX], log_path[PATH_MAX + 16], results_path[PATH_MAX + 16];
 };
 
@@ -44,6 +60,10 @@ struct ev_runner {
 	struct ev_slot *slots;
 	long nslots;
 	int stop_signal; /* first SIGINT/SIGTERM received, 0 if none */
+	char **devices;  /* GPU ids of --devices, NULL-terminated */
+	struct curve *curves; /* fitness per epoch of every generation, as gens */
+	int prune;
+	struct ev_progress progress;
 	char host[256];
 	struct ut_err *err;
 };
@@ -55,6 +75,23 @@ static int is_finished(enum st_status status)
 
 /* ---- generations in memory --------------------------------------------------- */
 
+static int curve_set(struct curve *curve, const double (*rows)[ST_EPOCH_COLS], size_t n)
+{
+	double *fitness = realloc(curve->fitness, (n ? n : 1) * sizeof(*fitness));
+	if (fitness == NULL)
+		return -1;
+	curve->fitness = fitness;
+	curve->n = 0;
+	for (size_t r = 0; r < n; r++) {
+		size_t epoch = (size_t)rows[r][0];
+		if (rows[r][0] < 0 || epoch != curve->n)
+			break; /* epochs must come in order, from 0 */
+		curve->fitness[curve->n++] = ev_fitness(rows[r][6], rows[r][7]);
+	}
+	return 0;
+}
+
+/* Every generation and the fitness curve of each from the epochs table. */
 static int load_generations(struct ev_runner *run)
 {
 	if (st_generations_load(run->db, &run->gens, &run->ngens, run->err) != 0)
@@ -63,7 +100,31 @@ static int load_generations(struct ev_runner *run)
 	for (size_t i = 0; i < run->ngens; i++)
 		if (run->gens[i].generation != (long)i)
 			return ut_err_set(run->err, "%s: generation %zu is missing", st_path(run->db), i);
-	return 0;
+	run->curves = calloc(run->cap ? run->cap : 1, sizeof(*run->curves));
+	double *rows;
+	size_t n;
+	if (run->curves == NULL || st_epochs_load(run->db, -1, &rows, &n, run->err) != 0)
+		return run->curves ? -1 : ut_err_set(run->err, "out of memory");
+	const size_t width = 1 + ST_EPOCH_COLS;
+	int rc = 0;
+	for (size_t start = 0, end; rc == 0 && start < n; start = end) {
+		long generation = (long)rows[start * width];
+		for (end = start; end < n && (long)rows[end * width] == generation; end++)
+			;
+		double (*block)[ST_EPOCH_COLS] = malloc((end - start) * sizeof(*block));
+		if (block == NULL) {
+			rc = ut_err_set(run->err, "out of memory");
+			break;
+		}
+		for (size_t r = start; r < end; r++)
+			memcpy(block[r - start], rows + r * width + 1, sizeof(block[0]));
+		if (generation >= 0 && (size_t)generation < run->ngens &&
+		    curve_set(&run->curves[generation], (const double(*)[ST_EPOCH_COLS])block, end - start) != 0)
+			rc = ut_err_set(run->err, "out of memory");
+		free(block);
+	}
+	free(rows);
+	return rc;
 }
 
 static struct st_generation *append_generation(struct ev_runner *run)
@@ -71,9 +132,13 @@ static struct st_generation *append_generation(struct ev_runner *run)
 	if (run->ngens == run->cap) {
 		size_t cap = run->cap ? run->cap * 2 : 64;
 		struct st_generation *grown = realloc(run->gens, cap * sizeof(*grown));
-		if (grown == NULL)
+		if (grown != NULL)
+			run->gens = grown;
+		struct curve *curves = grown ? realloc(run->curves, cap * sizeof(*curves)) : NULL;
+		if (curves == NULL)
 			return NULL;
-		run->gens = grown;
+		memset(curves + run->cap, 0, (cap - run->cap) * sizeof(*curves));
+		run->curves = curves;
 		run->cap = cap;
 	}
 	struct st_generation *gen = &run->gens[run->ngens++];
@@ -92,7 +157,7 @@ static struct st_generation *breed_next(struct ev_runner *run)
 	for (long j = 0; j <= horizon; j++)
 		if (!is_finished(run->gens[j].status))
 			return NULL;
-	struct ev_scored *pool = malloc((size_t)(horizon + 2) * sizeof(*pool));
+	struct ev_scored *pool = malloc((size_t)(horizon > 0 ? horizon + 1 : 1) * sizeof(*pool));
 	if (pool == NULL) {
 		ut_err_set(run->err, "out of memory");
 		return NULL;
@@ -161,14 +226,20 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 	if (meta_hyp_save(hyp_path, &gen->hyp, header, run->err) != 0)
 		return -1;
 	const struct st_options *o = run->opts;
+	/* a pinned trainer sees its GPU as device 0 */
 	struct ev_vars vars = {.hyp = hyp_path, .data = o->data, .cfg = o->cfg,
-			       .weights = o->weights, .device = o->device, .project = project,
+			       .weights = o->weights, .device = slot->device ? "0" : o->device,
+			       .project = project,
 			       .name = name, .save_dir = slot->save_dir, .epochs = o->epochs,
 			       .batch = o->batch, .imgsz = o->imgsz, .seed = gen->seed};
 	char **argv;
 	if (ev_template_expand(&run->tpl, &vars, &argv, run->err) != 0)
 		return -1;
-	int rc = ev_proc_spawn(argv, slot->save_dir, slot->log_path, NULL, &slot->proc, run->err);
+	char pin[64 + ST_STR];
+	char *env[] = {pin, NULL};
+	snprintf(pin, sizeof(pin), "CUDA_VISIBLE_DEVICES=%s", slot->device ? slot->device : "");
+	int rc = ev_proc_spawn(argv, slot->save_dir, slot->log_path, slot->device ? env : NULL,
+			       &slot->proc, run->err);
 	ev_argv_free(argv);
 	return rc;
 }
@@ -189,7 +260,10 @@ static int write_start(struct st_db *db, void *arg)
 /* Start generation gen on a free slot and record it as running. */
 static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generation *gen)
 {
+	const char *device = slot->device;
 	memset(slot, 0, sizeof(*slot));
+	slot->device = device;
+	slot->pruned_at = -1;
 	slot->generation = gen->generation;
 	if (prepare_save_dir(run, slot, gen) != 0)
 		return -1;
@@ -203,7 +277,7 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	gen->error[0] = '\0';
 	snprintf(gen->save_dir, sizeof(gen->save_dir), "%s", slot->save_dir);
 	snprintf(gen->host, sizeof(gen->host), "%s", run->host);
-	snprintf(gen->device, sizeof(gen->device), "%s", run->opts->device);
+	snprintf(gen->device, sizeof(gen->device), "%s", slot->device ? slot->device : run->opts->device);
 	/*
 	 * Spawn first, then record: if the evolver dies in between, the trainer
 	 * gets SIGTERM (parent-death signal) and the generation, absent from the
@@ -265,6 +339,54 @@ static int launch_ready(struct ev_runner *run)
 	return 0;
 }
 
+/* ---- pruning ---------------------------------------------------------------------- */
+
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * The first epoch >= the warmup at which this candidate's fitness is below
+ * the median fitness, at that epoch, of the finished (done or pruned)
+ * generations among 0 .. g-P: the same reference set as breeding, so the
+ * decision depends on results only, never on timing. -1: keep going.
+ */
+static long prune_epoch(const struct ev_runner *run, long generation,
+			const double (*rows)[ST_EPOCH_COLS], size_t nrows, double *median_out)
+{
+	long horizon = generation - run->nslots;
+	if (!run->prune || horizon < 0)
+		return -1;
+	double *refs = malloc((size_t)(horizon + 1) * sizeof(*refs));
+	if (refs == NULL)
+		return -1;
+	long found = -1;
+	for (size_t r = 0; r < nrows && found < 0; r++) {
+		long epoch = (long)rows[r][0];
+		if (epoch < run->opts->prune_warmup || epoch < 0)
+			continue;
+		size_t n = 0;
+		for (long j = 0; j <= horizon; j++) {
+			const struct st_generation *g = &run->gens[j];
+			if ((g->status == ST_DONE || g->status == ST_PRUNED) &&
+			    (size_t)epoch < run->curves[j].n)
+				refs[n++] = run->curves[j].fitness[epoch];
+		}
+		if (n < PRUNE_MIN_REFERENCES)
+			continue;
+		qsort(refs, n, sizeof(*refs), by_value);
+		double median = n % 2 ? refs[n / 2] : 0.5 * (refs[n / 2 - 1] + refs[n / 2]);
+		if (ev_fitness(rows[r][6], rows[r][7]) < median) {
+			found = (long)r;
+			*median_out = median;
+		}
+	}
+	free(refs);
+	return found;
+}
+
 /* ---- following and finishing ---------------------------------------------------- */
 
 struct epoch_batch {
@@ -298,6 +420,21 @@ static int follow(struct ev_runner *run, struct ev_slot *slot)
 	if (ev_results_read(slot->results_path, &res, run->err) != 0)
 		return -1;
 	int rc = 0;
+	double median;
+	long cut = slot->pruned_at >= 0 ? -1
+					 : prune_epoch(run, slot->generation,
+						       (const double(*)[ST_EPOCH_COLS])res.rows, res.nrows, &median);
+	if (cut >= 0) {
+		/* rows past the pruning epoch are never recorded */
+		res.nrows = (size_t)cut + 1;
+		slot->pruned_at = cut;
+		kill(-slot->proc.pid, SIGTERM);
+		slot->kill_at = ut_now() + run->params->grace;
+		ut_log(UT_LOG_INFO, "generation %ld: pruned at epoch %ld (fitness %.5f < median %.5f)",
+		       slot->generation, cut, ev_fitness(res.rows[cut][6], res.rows[cut][7]), median);
+	}
+	if (slot->pruned_at >= 0 && res.nrows > (size_t)slot->pruned_at + 1)
+		res.nrows = (size_t)slot->pruned_at + 1;
 	if (res.nrows > slot->epochs_seen) {
 		struct st_generation *gen = &run->gens[slot->generation];
 		gen->epochs_done = (long)res.nrows;
@@ -347,7 +484,19 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 	gen->epochs_done = (long)res.nrows;
 	gen->pid = 0;
 	int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !slot->timed_out;
-	if (run->stop_signal && !clean) {
+	double median = 0;
+	long cut = prune_epoch(run, slot->generation, (const double(*)[ST_EPOCH_COLS])res.rows,
+			       res.nrows, &median);
+	if (cut >= 0) {
+		res.nrows = (size_t)cut + 1;
+		gen->status = ST_PRUNED;
+		gen->has_results = 1;
+		gen->epochs_done = cut + 1;
+		ev_results_pick(res.rows[cut], gen->results);
+		gen->fitness = ev_fitness(gen->results[ST_R_map50], gen->results[ST_R_map]);
+		snprintf(gen->error, sizeof(gen->error), "pruned at epoch %ld: fitness %.5f < median %.5f",
+			 cut, gen->fitness, median);
+	} else if (run->stop_signal && !clean) {
 		gen->status = ST_INTERRUPTED;
 		snprintf(gen->error, sizeof(gen->error), "interrupted by SIG%s",
 			 sigabbrev_np(run->stop_signal));
@@ -363,6 +512,9 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 	}
 	struct epoch_batch batch = {slot->generation, &res, slot->epochs_seen, gen, run->err};
 	int rc = st_transaction(run->db, write_epochs, &batch, run->err);
+	if (rc == 0 && curve_set(&run->curves[slot->generation],
+				 (const double(*)[ST_EPOCH_COLS])res.rows, res.nrows) != 0)
+		rc = ut_err_set(run->err, "out of memory");
 	ev_results_free(&res);
 	slot->busy = 0;
 	if (rc != 0)
@@ -381,7 +533,7 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		gen->status = ST_INTERRUPTED;
 		return st_generation_put(run->db, gen, run->err);
 	}
-	if (gen->status == ST_DONE || gen->status == ST_FAILED)
+	if (gen->status != ST_INTERRUPTED)
 		return ev_write_exports(run->db, run->params->run_dir, run->err);
 	return 0;
 }
@@ -502,21 +654,78 @@ static int recover(struct ev_runner *run)
 	return 0;
 }
 
+/* ---- the terminal display ------------------------------------------------------- */
+
+static void progress_clear(struct ev_progress *progress)
+{
+	if (!progress->tty || progress->lines == 0)
+		return;
+	fprintf(stderr, "\033[%dA\033[J", progress->lines);
+	progress->lines = 0;
+}
+
+/* One line per slot, then the totals; redrawn after every event. */
+static void progress_draw(struct ev_runner *run)
+{
+	struct ev_progress *progress = &run->progress;
+	if (!progress->tty)
+		return;
+	size_t done = 0, failed = 0, pruned = 0, best = SIZE_MAX;
+	double seconds = 0;
+	for (size_t i = 0; i < run->ngens; i++) {
+		const struct st_generation *g = &run->gens[i];
+		done += g->status == ST_DONE;
+		failed += g->status == ST_FAILED;
+		pruned += g->status == ST_PRUNED;
+		if (is_finished(g->status))
+			seconds += g->seconds;
+		if (g->status == ST_DONE && (best == SIZE_MAX || g->fitness > run->gens[best].fitness))
+			best = i;
+	}
+	for (long s = 0; s < run->nslots; s++) {
+		const struct ev_slot *slot = &run->slots[s];
+		fprintf(stderr, "\033[K  slot %ld%s%s: ", s, slot->device ? " gpu " : "",
+			slot->device ? slot->device : "");
+		if (!slot->busy) {
+			fprintf(stderr, "idle\n");
+			continue;
+		}
+		const struct curve *c = &run->curves[slot->generation];
+		fprintf(stderr, "generation %ld  epoch %zu/%ld  fitness %.5f\n", slot->generation,
+			slot->epochs_seen, run->opts->epochs,
+			c->n ? c->fitness[c->n - 1] : 0.0);
+	}
+	size_t finished = done + failed + pruned;
+	double eta = finished ? seconds / (double)finished *
+					(double)(run->opts->generations - (long)finished) / (double)run->nslots
+			      : 0;
+	char best_text[64] = "none yet";
+	if (best != SIZE_MAX)
+		snprintf(best_text, sizeof(best_text), "%.5f (generation %zu)", run->gens[best].fitness,
+			 best);
+	fprintf(stderr, "\033[K  %zu/%ld finished  best %s  failed %zu  pruned %zu  ETA %.0f min\n",
+		finished, run->opts->generations, best_text, failed, pruned, eta / 60);
+	progress->lines = (int)run->nslots + 1;
+}
+
 /* ---- the loop ------------------------------------------------------------------- */
 
 static int loop(struct ev_runner *run, int sfd)
 {
 	for (;;) {
+		progress_clear(&run->progress);
 		if (launch_ready(run) != 0)
 			return -1;
 		if (busy_slots(run) == 0)
 			return 0;
+		progress_draw(run);
 		double next = check_deadlines(run);
 		int wait_ms = (int)fmax(0, ceil((next - ut_now()) * 1000));
 		struct pollfd fd = {.fd = sfd, .events = POLLIN};
 		int ready = poll(&fd, 1, wait_ms);
 		if (ready < 0 && errno != EINTR)
 			return ut_err_set(run->err, "poll: %s", strerror(errno));
+		progress_clear(&run->progress);
 		if (handle_signal(run, sfd) != 0)
 			return -1;
 		for (long s = 0; s < run->nslots; s++)
@@ -552,6 +761,28 @@ int ev_write_exports(struct st_db *db, const char *dir, struct ut_err *err)
 	return 0;
 }
 
+/* Slot s runs on GPU devices[s % n]: with K per GPU every GPU gets K slots. */
+static int split_devices(struct ev_runner *run)
+{
+	size_t n = 0;
+	const char *text = run->opts->devices;
+	if (text[0] == '\0')
+		return 0;
+	run->devices = calloc(strlen(text) + 2, sizeof(*run->devices));
+	if (run->devices == NULL)
+		return -1;
+	for (const char *p = text; *p;) {
+		size_t len = strcspn(p, ",");
+		run->devices[n] = strndup(p, len);
+		if (run->devices[n++] == NULL)
+			return -1;
+		p += len + (p[len] == ',');
+	}
+	for (long s = 0; s < run->nslots; s++)
+		run->slots[s].device = run->devices[(size_t)s % n];
+	return 0;
+}
+
 static int setup(struct ev_runner *run, int *sfd)
 {
 	ev_breed_opts_default(&run->breed);
@@ -561,12 +792,15 @@ static int setup(struct ev_runner *run, int *sfd)
 	run->breed.top = (int)run->opts->top;
 	run->breed.mutation_prob = run->opts->mutation_prob;
 	run->breed.sigma = run->opts->sigma;
-	if (ev_template_parse(run->opts->trainer, &run->tpl, run->err) != 0)
+	if (ev_template_parse(run->opts->trainer, run->opts->python, &run->tpl, run->err) != 0)
 		return -1;
 	run->nslots = run->opts->parallel > 0 ? run->opts->parallel : 1;
 	run->slots = calloc((size_t)run->nslots, sizeof(*run->slots));
-	if (run->slots == NULL)
+	if (run->slots == NULL || split_devices(run) != 0)
 		return ut_err_set(run->err, "out of memory");
+	run->prune = strcmp(run->opts->prune, "median") == 0;
+	run->progress.tty = isatty(STDERR_FILENO) && getenv("YE_NO_PROGRESS") == NULL;
+	run->progress.started = ut_now();
 	if (gethostname(run->host, sizeof(run->host)) != 0)
 		snprintf(run->host, sizeof(run->host), "unknown");
 	sigset_t mask;
@@ -607,8 +841,15 @@ int ev_run(struct st_db *db, const struct st_options *opts,
 		rc = 128 + run.stop_signal;
 	if (sfd >= 0)
 		close(sfd);
+	progress_clear(&run.progress);
 	ev_template_free(&run.tpl);
 	free(run.slots);
+	for (char **d = run.devices; d != NULL && *d != NULL; d++)
+		free(*d);
+	free(run.devices);
+	for (size_t i = 0; run.curves != NULL && i < run.ngens; i++)
+		free(run.curves[i].fitness);
+	free(run.curves);
 	free(run.gens);
 	return rc;
 }

@@ -145,7 +145,8 @@ static void native_program(char *buf, size_t size)
 	snprintf(buf, size, "yolo-train");
 }
 
-int ev_template_parse(const char *spec, struct ev_template *out, struct ut_err *err)
+int ev_template_parse(const char *spec, const char *python, struct ev_template *out,
+		      struct ut_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct ut_buf full = {0};
@@ -162,7 +163,8 @@ int ev_template_parse(const char *spec, struct ev_template *out, struct ut_err *
 		snprintf(script, sizeof(script), "%s/train.py", dir);
 		if (access(script, R_OK) != 0)
 			return ut_err_set(err, "trainer yolov5:%s: no train.py there", spec + 7);
-		rc = ut_buf_printf(&full, "python3 '%s'%s", script, yolov5_args);
+		rc = ut_buf_printf(&full, "'%s' '%s'%s", python && *python ? python : "python3", script,
+				   yolov5_args);
 	} else {
 		rc = ut_buf_printf(&full, "%s", spec);
 	}

@@ -29,8 +29,12 @@ struct ev_template {
 	char **argv;
 };
 
-/* Parse a template spec; errors name the spec and the bad placeholder. */
-int ev_template_parse(const char *spec, struct ev_template *out, struct ut_err *err);
+/*
+ * Parse a template spec; errors name the spec and the bad placeholder.
+ * python is the interpreter of `yolov5:DIR` (NULL or "": python3).
+ */
+int ev_template_parse(const char *spec, const char *python, struct ev_template *out,
+		      struct ut_err *err);
 void ev_template_free(struct ev_template *tpl);
 /* Expand placeholders into a NULL-terminated malloc'ed argv. */
 int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars,

@@ -99,17 +99,30 @@ static int prepare(struct st_db *db, const char *sql, sqlite3_stmt **stmt,
 
 /* ---- schema -------------------------------------------------------------- */
 
+/* Text columns of `evolution` and where they live in st_options. */
+#define ST_OPT_TEXT(X)                                                             \
+	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer) \
+	X(algorithm) X(parent) X(evolve_keys) X(devices) X(launcher) X(slurm_args) X(prune) \
+	X(python) X(ga_dir)
+#define ST_OPT_INT(X)                                                              \
+	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(retries) X(per_device) \
+	X(slurm_submit) X(prune_warmup) X(population)
+#define ST_OPT_REAL(X) X(mutation_prob) X(sigma) X(timeout)
+
 /* Schema version 1, generated from the tables of hyps and results. */
 static int schema_v1(struct ut_buf *sql)
 {
-	int rc = ut_buf_printf(sql,
-		"CREATE TABLE evolution(\n"
-		"  id INTEGER PRIMARY KEY CHECK (id = 1),\n"
-		"  data TEXT, cfg TEXT, weights TEXT, hyp_path TEXT, device TEXT,\n"
-		"  project TEXT, name TEXT, trainer TEXT, algorithm TEXT, parent TEXT,\n"
-		"  evolve_keys TEXT, epochs INTEGER, imgsz INTEGER, batch INTEGER,\n"
-		"  parallel INTEGER, top INTEGER, generations INTEGER,\n"
-		"  mutation_prob REAL, sigma REAL, timeout REAL, retries INTEGER,\n"
+	int rc = ut_buf_printf(sql, "CREATE TABLE evolution(\n  id INTEGER PRIMARY KEY CHECK (id = 1),\n");
+#define COL_TEXT(f) rc |= ut_buf_printf(sql, "  %s TEXT,\n", #f);
+#define COL_INT(f) rc |= ut_buf_printf(sql, "  %s INTEGER,\n", #f);
+#define COL_REAL(f) rc |= ut_buf_printf(sql, "  %s REAL,\n", #f);
+	ST_OPT_TEXT(COL_TEXT)
+	ST_OPT_INT(COL_INT)
+	ST_OPT_REAL(COL_REAL)
+#undef COL_TEXT
+#undef COL_INT
+#undef COL_REAL
+	rc |= ut_buf_printf(sql,
 		"  seed INTEGER, base_hyp TEXT, meta TEXT,\n"
 		"  created_at TEXT, updated_at TEXT, tool_version TEXT);\n"
 		"CREATE TABLE generations(\n"
@@ -318,13 +331,6 @@ int st_transaction(struct st_db *db, int (*fn)(struct st_db *, void *), void *ar
 
 /* ---- the evolution row ----------------------------------------------------- */
 
-/* Text columns of `evolution` and where they live in st_options. */
-#define ST_OPT_TEXT(X)                                                             \
-	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer) \
-	X(algorithm) X(parent) X(evolve_keys)
-#define ST_OPT_INT(X)                                                              \
-	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(retries)
-#define ST_OPT_REAL(X) X(mutation_prob) X(sigma) X(timeout)
 
 static char *format_to_string(int (*write_fn)(FILE *, const void *), const void *arg)
 {
@@ -351,31 +357,48 @@ static int write_meta(FILE *out, const void *table)
 	return meta_table_write(out, table);
 }
 
+/* INSERT ... ON CONFLICT DO UPDATE of the evolution row, from the option lists. */
+static int options_write_sql(struct ut_buf *sql)
+{
+	struct ut_buf cols = {0}, update = {0};
+	int rc = 0, n = 0;
+#define OPT_COL(f)                                                          \
+	rc |= ut_buf_printf(&cols, "%s, ", #f);                             \
+	rc |= ut_buf_printf(&update, "%s = excluded.%s, ", #f, #f);         \
+	n++;
+	ST_OPT_TEXT(OPT_COL)
+	ST_OPT_INT(OPT_COL)
+	ST_OPT_REAL(OPT_COL)
+	OPT_COL(seed)
+	OPT_COL(base_hyp)
+	OPT_COL(meta)
+	OPT_COL(tool_version)
+#undef OPT_COL
+	rc |= ut_buf_printf(sql, "INSERT INTO evolution(id, %screated_at, updated_at) VALUES(1", cols.data);
+	for (int i = 0; i < n; i++)
+		rc |= ut_buf_printf(sql, ", ?");
+	rc |= ut_buf_printf(sql, ", strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ','now'),"
+				 " strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ','now'))"
+				 " ON CONFLICT(id) DO UPDATE SET %supdated_at = excluded.updated_at",
+			    update.data);
+	ut_buf_free(&cols);
+	ut_buf_free(&update);
+	return rc;
+}
+
 int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_err *err)
 {
-	static const char sql[] =
-		"INSERT INTO evolution(id, data, cfg, weights, hyp_path, device, project, name,"
-		" trainer, algorithm, parent, evolve_keys, epochs, imgsz, batch, parallel, top,"
-		" generations, retries, mutation_prob, sigma, timeout, seed, base_hyp, meta,"
-		" created_at, updated_at, tool_version)"
-		" VALUES(1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-		" strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?)"
-		" ON CONFLICT(id) DO UPDATE SET data=excluded.data, cfg=excluded.cfg,"
-		" weights=excluded.weights, hyp_path=excluded.hyp_path, device=excluded.device,"
-		" project=excluded.project, name=excluded.name, trainer=excluded.trainer,"
-		" algorithm=excluded.algorithm, parent=excluded.parent,"
-		" evolve_keys=excluded.evolve_keys, epochs=excluded.epochs, imgsz=excluded.imgsz,"
-		" batch=excluded.batch, parallel=excluded.parallel, top=excluded.top,"
-		" generations=excluded.generations, retries=excluded.retries,"
-		" mutation_prob=excluded.mutation_prob, sigma=excluded.sigma,"
-		" timeout=excluded.timeout, seed=excluded.seed, base_hyp=excluded.base_hyp,"
-		" meta=excluded.meta, updated_at=excluded.updated_at,"
-		" tool_version=excluded.tool_version";
+	struct ut_buf sql = {0};
+	if (options_write_sql(&sql) != 0) {
+		ut_buf_free(&sql);
+		return ut_err_set(err, "%s: out of memory", db->path);
+	}
 	char *base = format_to_string(write_base, &opts->base);
 	char *meta = format_to_string(write_meta, &opts->meta);
 	sqlite3_stmt *stmt = NULL;
-	int rc = (base && meta) ? prepare(db, sql, &stmt, err)
+	int rc = (base && meta) ? prepare(db, sql.data, &stmt, err)
 			       : ut_err_set(err, "%s: out of memory", db->path);
+	ut_buf_free(&sql);
 	if (rc == 0) {
 		int i = 1;
 #define BIND_TEXT(f) sqlite3_bind_text(stmt, i++, opts->f, -1, SQLITE_TRANSIENT);
@@ -435,14 +458,21 @@ static int options_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_opti
 int st_options_read(struct st_db *db, struct st_options *opts, int *found,
 		    struct ut_err *err)
 {
-	static const char sql[] =
-		"SELECT data, cfg, weights, hyp_path, device, project, name, trainer, algorithm,"
-		" parent, evolve_keys, epochs, imgsz, batch, parallel, top, generations, retries,"
-		" mutation_prob, sigma, timeout, seed, base_hyp, meta FROM evolution WHERE id = 1";
-	sqlite3_stmt *stmt;
-	if (prepare(db, sql, &stmt, err) != 0)
+	struct ut_buf sql = {0};
+	int rc = ut_buf_printf(&sql, "SELECT ");
+#define OPT_COL(f) rc |= ut_buf_printf(&sql, "%s, ", #f);
+	ST_OPT_TEXT(OPT_COL)
+	ST_OPT_INT(OPT_COL)
+	ST_OPT_REAL(OPT_COL)
+#undef OPT_COL
+	rc |= ut_buf_printf(&sql, "seed, base_hyp, meta FROM evolution WHERE id = 1");
+	sqlite3_stmt *stmt = NULL;
+	rc = rc != 0 ? ut_err_set(err, "%s: out of memory", db->path)
+		     : prepare(db, sql.data, &stmt, err);
+	ut_buf_free(&sql);
+	if (rc != 0)
 		return -1;
-	int rc = sqlite3_step(stmt);
+	rc = sqlite3_step(stmt);
 	*found = rc == SQLITE_ROW;
 	if (rc == SQLITE_ROW)
 		rc = options_from_row(db, stmt, opts, err);

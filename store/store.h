@@ -42,7 +42,14 @@ struct st_options {
 	char data[ST_STR], cfg[ST_STR], weights[ST_STR], hyp_path[ST_STR];
 	char device[ST_STR], project[ST_STR], name[ST_STR], trainer[ST_STR];
 	char algorithm[64], parent[64], evolve_keys[ST_STR];
+	char devices[ST_STR];    /* "0,1,2" or "" for no GPU pinning */
+	char launcher[64];       /* local | slurm */
+	char slurm_args[ST_STR]; /* extra srun options */
+	char prune[64];          /* none | median */
+	char python[ST_STR];     /* interpreter of the yolov5:DIR template */
+	char ga_dir[ST_STR];     /* hyp yamls seeding the GA population */
 	long epochs, imgsz, batch, parallel, top, generations;
+	long per_device, slurm_submit, prune_warmup, population;
 	double mutation_prob, sigma, timeout;
 	long retries;
 	uint64_t seed;
