@@ -26,7 +26,7 @@ struct cli {
 	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
 	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
 	long generations, epochs, batch, imgsz, top, parallel, retries;
-	long per_device, prune_warmup, population;
+	long per_device, prune_warmup, population, log_max;
 	int slurm_submit, parallel_set;
 	double mutation_prob, sigma, timeout, grace;
 	unsigned long long seed;
@@ -41,7 +41,7 @@ enum opt_id {
 	OPT_EVOLVE_KEYS, OPT_PARALLEL, OPT_TIMEOUT, OPT_RETRIES, OPT_GRACE, OPT_BEST, OPT_CSV,
 	OPT_QUIET, OPT_VERBOSE, OPT_DEVICES, OPT_PER_DEVICE, OPT_LAUNCHER, OPT_SLURM_ARGS,
 	OPT_SLURM_SUBMIT, OPT_PRUNE, OPT_PRUNE_WARMUP, OPT_PYTHON, OPT_ALGORITHM, OPT_POPULATION,
-	OPT_GA_DIR, OPT_HELP
+	OPT_GA_DIR, OPT_LOG_MAX, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -87,6 +87,7 @@ static const struct option long_options[] = {
 	{"algorithm", required_argument, NULL, OPT_ALGORITHM},
 	{"population", required_argument, NULL, OPT_POPULATION},
 	{"ga-dir", required_argument, NULL, OPT_GA_DIR},
+	{"log-max", required_argument, NULL, OPT_LOG_MAX},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0}};
 
@@ -134,6 +135,7 @@ static const char run_help[] =
 	"  --timeout S         stop a candidate after S seconds and record it failed (none)\n"
 	"  --retries N         rerun a crashed candidate up to N times (0)\n"
 	"  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
+	"  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
 	"  --quiet | --verbose\n";
 
 static const char status_help[] =
@@ -178,6 +180,7 @@ static void cli_defaults(struct cli *c)
 	c->per_device = 1;
 	c->prune_warmup = 3;
 	c->population = 50;
+	c->log_max = 16;
 }
 
 static int bad_value(const char *option, const char *value)
@@ -193,7 +196,8 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 			 [OPT_TOP - 256] = &c->top, [OPT_PARALLEL - 256] = &c->parallel,
 			 [OPT_RETRIES - 256] = &c->retries, [OPT_PER_DEVICE - 256] = &c->per_device,
 			 [OPT_PRUNE_WARMUP - 256] = &c->prune_warmup,
-			 [OPT_POPULATION - 256] = &c->population, [OPT_HELP - 256] = NULL};
+			 [OPT_POPULATION - 256] = &c->population, [OPT_LOG_MAX - 256] = &c->log_max,
+			 [OPT_HELP - 256] = NULL};
 	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
 			     [OPT_SIGMA - 256] = &c->sigma, [OPT_TIMEOUT - 256] = &c->timeout,
 			     [OPT_GRACE - 256] = &c->grace, [OPT_HELP - 256] = NULL};
@@ -203,6 +207,8 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 		if (opt->val == OPT_POPULATION)
 			lo = 2;
 		long hi = opt->val == OPT_TOP ? EV_TOP_MAX : 100000000;
+		if (opt->val == OPT_PARALLEL || opt->val == OPT_PER_DEVICE)
+			hi = EV_MAX_SLOTS;
 		return ut_parse_long(value, lo, hi, longs[id]) == 0 ? 0 : bad_value(opt->name, value);
 	}
 	if (doubles[id] != NULL) {
@@ -436,6 +442,9 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 			return ut_err_set(err, "--parallel %ld contradicts --devices %s x --per-device %ld",
 					  c->parallel, c->devices, c->per_device);
 		o->parallel = ndevices * c->per_device;
+		if (o->parallel > EV_MAX_SLOTS)
+			return ut_err_set(err, "--devices x --per-device: at most %d candidates at once",
+					  EV_MAX_SLOTS);
 	}
 	o->top = c->top;
 	o->generations = c->generations;
@@ -538,7 +547,8 @@ static int cmd_run(int argc, char **argv)
 	snprintf(run_dir, sizeof(run_dir), "%s/%s", opts.project, opts.name);
 	ut_log(UT_LOG_INFO, "evolution %s: %ld generations, database %s", run_dir, opts.generations,
 	       db_path);
-	struct ev_run_params params = {.run_dir = run_dir, .grace = c.grace};
+	struct ev_run_params params = {.run_dir = run_dir, .grace = c.grace,
+				       .log_max = c.log_max * (1LL << 20)};
 	rc = ev_run(db, &opts, &params, &err);
 	if (rc < 0)
 		ut_log(UT_LOG_ERROR, "%s", err.msg);

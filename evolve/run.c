@@ -21,6 +21,7 @@
 #include "trainer.h"
 
 #define PROGRESS_MS 1000
+#define EV_LOG_MAX_DEFAULT (16LL << 20) /* bytes of trainer log before rotation */
 #define PRUNE_MIN_REFERENCES 3 /* fewer finished candidates at an epoch: no pruning */
 
 /* Fitness at each epoch of one generation. */
@@ -46,6 +47,7 @@ struct ev_slot {
 	long pruned_at;   /* epoch at which pruning stopped it, -1 if not */
 	size_t epochs_seen;
 	const char *device; /* GPU id this slot is pinned to, NULL for none */
+	struct ev_caplog log; /* the trainer's output, capped */
 	char save_dir[PATH_MAX], log_path[PATH_MAX + 16], results_path[PATH_MAX + 16];
 };
 
@@ -238,8 +240,13 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 	char pin[64 + ST_STR];
 	char *env[] = {pin, NULL};
 	snprintf(pin, sizeof(pin), "CUDA_VISIBLE_DEVICES=%s", slot->device ? slot->device : "");
-	int rc = ev_proc_spawn(argv, slot->save_dir, slot->log_path, slot->device ? env : NULL,
-			       &slot->proc, run->err);
+	long long cap = run->params->log_max > 0 ? run->params->log_max : EV_LOG_MAX_DEFAULT;
+	int rc = ev_caplog_open(&slot->log, slot->log_path, cap, run->err);
+	if (rc == 0)
+		rc = ev_proc_spawn(argv, slot->save_dir, NULL, slot->device ? env : NULL, &slot->proc,
+				   run->err);
+	if (rc != 0)
+		ev_caplog_close(&slot->log);
 	ev_argv_free(argv);
 	return rc;
 }
@@ -546,6 +553,17 @@ static struct ev_slot *slot_of(struct ev_runner *run, pid_t pid)
 	return NULL;
 }
 
+/* Take the last of the trainer's output and close its pipe and log. */
+static void close_output(struct ev_slot *slot)
+{
+	if (slot->proc.out_fd >= 0) {
+		ev_caplog_pump(&slot->log, slot->proc.out_fd);
+		close(slot->proc.out_fd);
+		slot->proc.out_fd = -1;
+	}
+	ev_caplog_close(&slot->log);
+}
+
 static int reap(struct ev_runner *run)
 {
 	int status;
@@ -556,6 +574,7 @@ static int reap(struct ev_runner *run)
 			continue;
 		/* the group may still hold children of the trainer */
 		kill(-pid, SIGKILL);
+		close_output(slot);
 		if (finish(run, slot, status) != 0)
 			return -1;
 	}
@@ -636,7 +655,7 @@ static int recover(struct ev_runner *run)
 		if (gen->status != ST_RUNNING && gen->status != ST_PENDING)
 			continue;
 		if (gen->pid > 0) {
-			struct ev_proc orphan = {(pid_t)gen->pid, gen->pid_start};
+			struct ev_proc orphan = {(pid_t)gen->pid, gen->pid_start, -1};
 			if (ev_proc_is_alive(&orphan)) {
 				ut_log(UT_LOG_WARN, "generation %ld: stopping orphaned trainer pid %ld",
 				       gen->generation, gen->pid);
@@ -714,17 +733,33 @@ static int loop(struct ev_runner *run, int sfd)
 {
 	for (;;) {
 		progress_clear(&run->progress);
-		if (launch_ready(run) != 0)
+		if (st_check_file(run->db, run->err) != 0 || launch_ready(run) != 0)
 			return -1;
 		if (busy_slots(run) == 0)
 			return 0;
 		progress_draw(run);
 		double next = check_deadlines(run);
 		int wait_ms = (int)fmax(0, ceil((next - ut_now()) * 1000));
-		struct pollfd fd = {.fd = sfd, .events = POLLIN};
-		int ready = poll(&fd, 1, wait_ms);
+		struct pollfd fds[1 + EV_MAX_SLOTS];
+		long owner[1 + EV_MAX_SLOTS];
+		nfds_t nfds = 1;
+		fds[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
+		for (long s = 0; s < run->nslots && nfds < UT_ARRAY_LEN(fds); s++) {
+			if (run->slots[s].busy && run->slots[s].proc.out_fd >= 0) {
+				owner[nfds] = s;
+				fds[nfds++] = (struct pollfd){.fd = run->slots[s].proc.out_fd, .events = POLLIN};
+			}
+		}
+		int ready = poll(fds, nfds, wait_ms);
 		if (ready < 0 && errno != EINTR)
 			return ut_err_set(run->err, "poll: %s", strerror(errno));
+		for (nfds_t i = 1; ready > 0 && i < nfds; i++) {
+			struct ev_slot *slot = &run->slots[owner[i]];
+			if (fds[i].revents && ev_caplog_pump(&slot->log, slot->proc.out_fd) == 0) {
+				close(slot->proc.out_fd); /* end of output; the exit comes by SIGCHLD */
+				slot->proc.out_fd = -1;
+			}
+		}
 		progress_clear(&run->progress);
 		if (handle_signal(run, sfd) != 0)
 			return -1;

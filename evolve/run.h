@@ -13,9 +13,12 @@
 #include "store.h"
 #include "ut.h"
 
+#define EV_MAX_SLOTS 4096 /* candidates at once */
+
 struct ev_run_params {
 	const char *run_dir; /* where candidates/, evolve.csv, hyp_evolve.yaml go */
 	double grace;        /* seconds between SIGTERM and SIGKILL (10) */
+	long long log_max;   /* bytes of trainer log before it rotates (0: 16 MiB) */
 };
 
 /*

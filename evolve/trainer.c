@@ -285,7 +285,7 @@ int ev_proc_is_alive(const struct ev_proc *proc)
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child_exec(char *const argv[], const char *workdir, const char *log_path,
-		       char *const env[], pid_t parent, int report_fd)
+		       int output_fd, char *const env[], pid_t parent, int report_fd)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -298,7 +298,7 @@ static void child_exec(char *const argv[], const char *workdir, const char *log_
 	if (getppid() != parent)
 		_exit(127); /* the evolver died before we got here */
 	int null_fd = open("/dev/null", O_RDONLY);
-	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0666);
+	int log_fd = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0666) : output_fd;
 	int failed = null_fd < 0 || log_fd < 0 || chdir(workdir) != 0 ||
 		     dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0;
 	for (char *const *e = env; !failed && e != NULL && *e != NULL; e++)
@@ -314,19 +314,27 @@ static void child_exec(char *const argv[], const char *workdir, const char *log_
 int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
 		  char *const env[], struct ev_proc *out, struct ut_err *err)
 {
-	int report[2];
+	int report[2], output[2] = {-1, -1};
 	if (pipe2(report, O_CLOEXEC) != 0)
 		return ut_err_set(err, "pipe: %s", strerror(errno));
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
+	if (log_path == NULL && pipe2(output, O_CLOEXEC) != 0) {
 		close(report[0]);
 		close(report[1]);
+		return ut_err_set(err, "pipe: %s", strerror(errno));
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0)
+		child_exec(argv, workdir, log_path, output[1], env, parent, report[1]);
+	close(report[1]);
+	if (output[1] >= 0)
+		close(output[1]);
+	if (pid < 0) {
+		close(report[0]);
+		if (output[0] >= 0)
+			close(output[0]);
 		return ut_err_set(err, "fork: %s", strerror(errno));
 	}
-	if (pid == 0)
-		child_exec(argv, workdir, log_path, env, parent, report[1]);
-	close(report[1]);
 	/* also set the group here, so a signal sent right away reaches it */
 	setpgid(pid, pid);
 	int code = 0;
@@ -337,11 +345,76 @@ int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
 	close(report[0]);
 	if (n > 0) {
 		waitpid(pid, NULL, 0);
+		if (output[0] >= 0)
+			close(output[0]);
 		return ut_err_set(err, "cannot run trainer %s: %s", argv[0], strerror(code));
 	}
+	if (output[0] >= 0)
+		fcntl(output[0], F_SETFL, fcntl(output[0], F_GETFL) | O_NONBLOCK);
 	out->pid = pid;
 	out->start_ticks = ev_proc_start_ticks(pid);
+	out->out_fd = output[0];
 	return 0;
+}
+
+int ev_caplog_open(struct ev_caplog *log, const char *path, long long cap, struct ut_err *err)
+{
+	snprintf(log->path, sizeof(log->path), "%s", path);
+	log->cap = cap > 0 ? cap : 1;
+	log->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+	if (log->fd < 0)
+		return ut_err_set(err, "%s: %s", path, strerror(errno));
+	struct stat st;
+	log->size = fstat(log->fd, &st) == 0 ? (long long)st.st_size : 0;
+	return 0;
+}
+
+static void caplog_rotate(struct ev_caplog *log)
+{
+	char old[sizeof(log->path) + 4];
+	snprintf(old, sizeof(old), "%s.1", log->path);
+	close(log->fd);
+	rename(log->path, old);
+	log->fd = open(log->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	log->size = 0;
+}
+
+void ev_caplog_write(struct ev_caplog *log, const char *data, size_t len)
+{
+	while (len > 0 && log->fd >= 0) {
+		if (log->size >= log->cap)
+			caplog_rotate(log);
+		size_t room = (size_t)(log->cap - log->size);
+		size_t chunk = len < room ? len : room;
+		ssize_t w = write(log->fd, data, chunk);
+		if (w <= 0)
+			return;
+		log->size += w;
+		data += w;
+		len -= (size_t)w;
+	}
+}
+
+int ev_caplog_pump(struct ev_caplog *log, int fd)
+{
+	char chunk[65536];
+	/* a bounded amount per call keeps the loop responsive */
+	for (int rounds = 0; rounds < 64; rounds++) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n == 0)
+			return 0;
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 1 : 0;
+		ev_caplog_write(log, chunk, (size_t)n);
+	}
+	return 1;
+}
+
+void ev_caplog_close(struct ev_caplog *log)
+{
+	if (log->fd >= 0)
+		close(log->fd);
+	log->fd = -1;
 }
 
 void ev_proc_stop_orphan(const struct ev_proc *proc, double grace)

@@ -45,11 +45,14 @@ void ev_argv_free(char **argv);
 struct ev_proc {
 	pid_t pid;
 	long long start_ticks; /* /proc/<pid>/stat starttime, against pid reuse */
+	int out_fd;            /* read end of its stdout+stderr pipe, or -1 */
 };
 
 /*
  * Start argv in its own process group with cwd = workdir, stdin from
- * /dev/null and stdout+stderr appended to log_path; env holds extra
+ * /dev/null and stdout+stderr appended to log_path, or, if log_path is
+ * NULL, sent into a pipe whose non-blocking read end is out->out_fd (the
+ * caller pumps it into a capped log, see ev_caplog); env holds extra
  * "KEY=VALUE" strings (NULL-terminated, may be NULL). The child gets SIGTERM
  * if the evolver dies. Fails (with the reason) if the program cannot be
  * executed.
@@ -65,6 +68,23 @@ int ev_proc_is_alive(const struct ev_proc *proc);
  * evolver): SIGTERM, wait up to grace seconds for the leader, then SIGKILL.
  */
 void ev_proc_stop_orphan(const struct ev_proc *proc, double grace);
+
+/*
+ * A log file that never grows past `cap` bytes: when full it is renamed
+ * to PATH.1 (replacing the previous one) and started again, so a trainer
+ * that prints gigabytes costs at most 2 x cap of disk.
+ */
+struct ev_caplog {
+	int fd;
+	long long size, cap;
+	char path[4096];
+};
+int ev_caplog_open(struct ev_caplog *log, const char *path, long long cap, struct ut_err *err);
+/* Append; rotates when full. Write errors are ignored (logs never stop training). */
+void ev_caplog_write(struct ev_caplog *log, const char *data, size_t len);
+/* Move what the pipe holds now into the log; returns 0 at end of file, 1 if more may come. */
+int ev_caplog_pump(struct ev_caplog *log, int fd);
+void ev_caplog_close(struct ev_caplog *log);
 
 /* Describe a wait status: "exit status 1", "killed by SIGSEGV". */
 void ev_describe_status(int status, char *buf, size_t size);

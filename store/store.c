@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ST_APPLICATION_ID 0x594f4556 /* "YOEV" */
@@ -20,6 +21,8 @@ struct st_db {
 	sqlite3 *sql;
 	int lock_fd;
 	char path[ST_STR];
+	dev_t dev; /* identity of the file opened, to notice it replaced */
+	ino_t ino;
 };
 
 static const char *const status_names[ST_STATUS_COUNT] = {
@@ -255,6 +258,11 @@ static int open_common(const char *path, int flags, int locked, struct st_db **o
 		st_close(db);
 		return -1;
 	}
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		db->dev = st.st_dev;
+		db->ino = st.st_ino;
+	}
 	sqlite3_busy_timeout(db->sql, 10000);
 	sqlite3_extended_result_codes(db->sql, 1);
 	int rc = 0;
@@ -301,6 +309,17 @@ void st_close(struct st_db *db)
 	if (db->lock_fd >= 0)
 		close(db->lock_fd); /* releases the flock */
 	free(db);
+}
+
+int st_check_file(const struct st_db *db, struct ut_err *err)
+{
+	struct stat st;
+	if (stat(db->path, &st) != 0)
+		return ut_err_set(err, "%s: deleted while the evolution ran (%s); nothing after this point was recorded",
+				  db->path, strerror(errno));
+	if (st.st_dev != db->dev || st.st_ino != db->ino)
+		return ut_err_set(err, "%s: replaced by another file while the evolution ran; stopping", db->path);
+	return 0;
 }
 
 const char *st_path(const struct st_db *db)

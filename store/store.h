@@ -111,6 +111,11 @@ int st_open(const char *path, int create, struct st_db **out, struct ut_err *err
 int st_open_readonly(const char *path, struct st_db **out, struct ut_err *err);
 void st_close(struct st_db *db);
 const char *st_path(const struct st_db *db);
+/*
+ * Is the file at the database's path still the one opened? SQLite would go
+ * on writing into a deleted or replaced file and lose everything silently.
+ */
+int st_check_file(const struct st_db *db, struct ut_err *err);
 
 /* The evolution row. read returns 1 in *found if present. */
 int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_err *err);

@@ -197,7 +197,7 @@ static void test_orphan_stop(void **state)
 	struct ev_proc proc;
 	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, NULL, &proc, NULL), 0);
 	assert_true(ev_proc_is_alive(&proc));
-	struct ev_proc stale = {proc.pid, proc.start_ticks + 1}; /* a reused pid */
+	struct ev_proc stale = {proc.pid, proc.start_ticks + 1, -1}; /* a reused pid */
 	assert_false(ev_proc_is_alive(&stale));
 	ev_proc_stop_orphan(&proc, 5);
 	int status;
