@@ -14,6 +14,7 @@
 
 #include "breed.h"
 #include "meta.h"
+#include "plots.h"
 #include "reports.h"
 #include "run.h"
 #include "store.h"
@@ -26,7 +27,8 @@ struct cli {
 	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
 	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
 	long generations, epochs, batch, imgsz, top, parallel, retries;
-	long per_device, prune_warmup, population, log_max;
+	long per_device, prune_warmup, population, log_max, report_every;
+	const char *out_dir;
 	int slurm_submit, parallel_set;
 	double mutation_prob, sigma, timeout, grace;
 	unsigned long long seed;
@@ -41,7 +43,7 @@ enum opt_id {
 	OPT_EVOLVE_KEYS, OPT_PARALLEL, OPT_TIMEOUT, OPT_RETRIES, OPT_GRACE, OPT_BEST, OPT_CSV,
 	OPT_QUIET, OPT_VERBOSE, OPT_DEVICES, OPT_PER_DEVICE, OPT_LAUNCHER, OPT_SLURM_ARGS,
 	OPT_SLURM_SUBMIT, OPT_PRUNE, OPT_PRUNE_WARMUP, OPT_PYTHON, OPT_ALGORITHM, OPT_POPULATION,
-	OPT_GA_DIR, OPT_LOG_MAX, OPT_HELP
+	OPT_GA_DIR, OPT_LOG_MAX, OPT_REPORT_EVERY, OPT_OUT, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -88,13 +90,15 @@ static const struct option long_options[] = {
 	{"population", required_argument, NULL, OPT_POPULATION},
 	{"ga-dir", required_argument, NULL, OPT_GA_DIR},
 	{"log-max", required_argument, NULL, OPT_LOG_MAX},
+	{"report-every", required_argument, NULL, OPT_REPORT_EVERY},
+	{"out", required_argument, NULL, OPT_OUT},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0}};
 
 static const char run_help[] =
 	"usage: yolo-evolve [options]            run a new evolution\n"
 	"       yolo-evolve --resume [--db PATH]  continue one from its database\n"
-	"       yolo-evolve status|export|import ... (see yolo-evolve COMMAND --help)\n"
+	"       yolo-evolve status|export|import|report ... (see yolo-evolve COMMAND --help)\n"
 	"\n"
 	"  --generations N     generations in total (300)\n"
 	"  --data PATH         dataset yaml passed to the trainer (data/coco128.yaml)\n"
@@ -136,6 +140,7 @@ static const char run_help[] =
 	"  --retries N         rerun a crashed candidate up to N times (0)\n"
 	"  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
 	"  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
+	"  --report-every N    redraw evolve.png and fitness.png every N finished (10; 0 never)\n"
 	"  --quiet | --verbose\n";
 
 static const char status_help[] =
@@ -181,6 +186,7 @@ static void cli_defaults(struct cli *c)
 	c->prune_warmup = 3;
 	c->population = 50;
 	c->log_max = 16;
+	c->report_every = 10;
 }
 
 static int bad_value(const char *option, const char *value)
@@ -197,6 +203,7 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 			 [OPT_RETRIES - 256] = &c->retries, [OPT_PER_DEVICE - 256] = &c->per_device,
 			 [OPT_PRUNE_WARMUP - 256] = &c->prune_warmup,
 			 [OPT_POPULATION - 256] = &c->population, [OPT_LOG_MAX - 256] = &c->log_max,
+			 [OPT_REPORT_EVERY - 256] = &c->report_every,
 			 [OPT_HELP - 256] = NULL};
 	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
 			     [OPT_SIGMA - 256] = &c->sigma, [OPT_TIMEOUT - 256] = &c->timeout,
@@ -206,6 +213,8 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 		long lo = (opt->val == OPT_RETRIES || opt->val == OPT_PRUNE_WARMUP) ? 0 : 1;
 		if (opt->val == OPT_POPULATION)
 			lo = 2;
+		if (opt->val == OPT_REPORT_EVERY)
+			lo = 0;
 		long hi = opt->val == OPT_TOP ? EV_TOP_MAX : 100000000;
 		if (opt->val == OPT_PARALLEL || opt->val == OPT_PER_DEVICE)
 			hi = EV_MAX_SLOTS;
@@ -245,6 +254,7 @@ static const char **string_slot(struct cli *c, int id)
 	case OPT_PYTHON: return &c->python;
 	case OPT_ALGORITHM: return &c->algorithm;
 	case OPT_GA_DIR: return &c->ga_dir;
+	case OPT_OUT: return &c->out_dir;
 	default: return NULL;
 	}
 }
@@ -548,12 +558,18 @@ static int cmd_run(int argc, char **argv)
 	ut_log(UT_LOG_INFO, "evolution %s: %ld generations, database %s", run_dir, opts.generations,
 	       db_path);
 	struct ev_run_params params = {.run_dir = run_dir, .grace = c.grace,
-				       .log_max = c.log_max * (1LL << 20)};
+				       .log_max = c.log_max * (1LL << 20),
+				       .report_every = c.report_every};
 	rc = ev_run(db, &opts, &params, &err);
-	if (rc < 0)
+	if (rc < 0) {
 		ut_log(UT_LOG_ERROR, "%s", err.msg);
-	else if (!c.quiet)
-		rp_print_summary(db, stdout);
+	} else {
+		struct ut_err plot_err;
+		if (rp_write_plots(db, run_dir, &plot_err) != 0)
+			ut_log(UT_LOG_WARN, "plots: %s", plot_err.msg);
+		if (!c.quiet)
+			rp_print_summary(db, stdout);
+	}
 	st_close(db);
 	return rc < 0 ? 1 : rc;
 }
@@ -677,13 +693,54 @@ static int cmd_import(int argc, char **argv)
 	return 0;
 }
 
+static const char report_help[] =
+	"usage: yolo-evolve report [--db PATH | --project DIR --name NAME] [--out DIR]\n"
+	"Write evolve.png, fitness.png, evolve.csv and hyp_evolve.yaml (into the run folder\n"
+	"unless --out) and print the summary.\n";
+
+static int cmd_report(int argc, char **argv)
+{
+	struct cli c;
+	struct st_db *db = NULL;
+	int rc = open_for_reading(argc, argv, report_help, &c, &db);
+	if (rc >= 0)
+		return rc;
+	static struct st_options opts;
+	struct ut_err err;
+	int found = 0;
+	char out[PATH_MAX * 2];
+	rc = st_options_read(db, &opts, &found, &err);
+	if (rc == 0 && !found)
+		rc = ut_err_set(&err, "%s: no evolution stored here", st_path(db));
+	if (rc == 0) {
+		if (c.out_dir != NULL)
+			snprintf(out, sizeof(out), "%s", c.out_dir);
+		else
+			snprintf(out, sizeof(out), "%s/%s", opts.project, opts.name);
+		rc = ut_mkdirs(out, &err);
+	}
+	if (rc == 0)
+		rc = rp_write_plots(db, out, &err);
+	if (rc == 0)
+		rc = ev_write_exports(db, out, &err);
+	if (rc == 0) {
+		rp_print_summary(db, stdout);
+		printf("reports written to %s\n", out);
+	} else {
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+	}
+	st_close(db);
+	return rc == 0 ? 0 : 1;
+}
+
 struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 };
 
 static const struct command commands[] = {
-	{"status", cmd_status}, {"export", cmd_export}, {"import", cmd_import}};
+	{"status", cmd_status}, {"export", cmd_export}, {"import", cmd_import},
+	{"report", cmd_report}};
 
 int main(int argc, char **argv)
 {

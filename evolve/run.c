@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "breed.h"
+#include "plots.h"
 #include "trainer.h"
 
 #define PROGRESS_MS 1000
@@ -65,6 +66,7 @@ struct ev_runner {
 	char **devices;  /* GPU ids of --devices, NULL-terminated */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
 	int prune;
+	long finished_count; /* generations finished by this process */
 	struct ev_progress progress;
 	char host[256];
 	struct ut_err *err;
@@ -540,8 +542,16 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		gen->status = ST_INTERRUPTED;
 		return st_generation_put(run->db, gen, run->err);
 	}
-	if (gen->status != ST_INTERRUPTED)
-		return ev_write_exports(run->db, run->params->run_dir, run->err);
+	if (gen->status == ST_INTERRUPTED)
+		return 0;
+	if (ev_write_exports(run->db, run->params->run_dir, run->err) != 0)
+		return -1;
+	run->finished_count++;
+	if (run->params->report_every > 0 && run->finished_count % run->params->report_every == 0) {
+		struct ut_err plot_err;
+		if (rp_write_plots(run->db, run->params->run_dir, &plot_err) != 0)
+			ut_log(UT_LOG_WARN, "plots: %s", plot_err.msg);
+	}
 	return 0;
 }
 

@@ -19,6 +19,7 @@ struct ev_run_params {
 	const char *run_dir; /* where candidates/, evolve.csv, hyp_evolve.yaml go */
 	double grace;        /* seconds between SIGTERM and SIGKILL (10) */
 	long long log_max;   /* bytes of trainer log before it rotates (0: 16 MiB) */
+	long report_every;   /* redraw evolve.png and fitness.png every N finished (0: never) */
 };
 
 /*

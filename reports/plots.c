@@ -31,8 +31,8 @@
 #define EV_PLOT_W 330
 #define EV_PLOT_H 290
 #define EV_GAP_X 55
-#define EV_TITLE_H 46 /* band above each plot */
-#define EV_CELL_H 400 /* title band + plot + x tick labels */
+#define EV_TITLE_H 46	/* band above each plot */
+#define EV_CELL_H 400	/* title band + plot + x tick labels */
 #define EV_HIST_BINS 19 /* YOLOv5's hist2d(x, y, 20): 20 edges, 19 bins */
 #define EV_POINT_R 7.0
 #define EV_POINT_ALPHA 0.8
@@ -71,8 +71,8 @@ static void set_colour(cairo_t *cr, struct rgb c, double alpha)
 static struct rgb viridis(double t)
 {
 	static const unsigned char stops[9][3] = {
-		{68, 1, 84},    {71, 45, 123},  {59, 82, 139},  {44, 114, 142}, {33, 145, 140},
-		{40, 174, 128}, {94, 201, 98},  {173, 220, 48}, {253, 231, 37},
+	    {68, 1, 84},    {71, 45, 123}, {59, 82, 139},  {44, 114, 142}, {33, 145, 140},
+	    {40, 174, 128}, {94, 201, 98}, {173, 220, 48}, {253, 231, 37},
 	};
 	double pos = (isfinite(t) ? fmin(fmax(t, 0.0), 1.0) : 0.0) * 8.0;
 	int i = pos >= 8.0 ? 7 : (int)pos;
@@ -144,8 +144,7 @@ static double value_of(const struct st_generation *gen, int key)
 }
 
 /* Min and max of a value over the done generations; 0 if none is done. */
-static int done_range(const struct st_generation *gens, size_t n, int key, double *lo,
-		      double *hi)
+static int done_range(const struct st_generation *gens, size_t n, int key, double *lo, double *hi)
 {
 	int found = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -241,10 +240,10 @@ static void draw_message(cairo_t *cr, const char *message, double x, double y)
 
 /* How an axis gets its ticks. */
 struct ticks {
-	int count;       /* about how many */
-	int digits;      /* labels as %.*g; 0: no labels */
+	int count;	 /* about how many */
+	int digits;	 /* labels as %.*g; 0: no labels */
 	double min_step; /* 1 for generation numbers */
-	int grid;        /* light lines across the plot at each tick */
+	int grid;	 /* light lines across the plot at each tick */
 };
 
 #define TICKS_MAX 32
@@ -272,10 +271,39 @@ static int tick_values(double lo, double hi, const struct ticks *t, double *valu
 	return count;
 }
 
+/* 1 if the labels of ticks two or more apart on x leave a gap between them. */
+static int x_labels_fit(cairo_t *cr, const struct rp_frame *f, const struct ticks *t,
+			const double *values, int count)
+{
+	if (count < 2)
+		return 1;
+	double widest = 0;
+	for (int i = 0; i < count; i++) {
+		char label[32];
+		snprintf(label, sizeof(label), "%.*g", t->digits, values[i]);
+		widest = fmax(widest, text_width(cr, label, TICK_FONT));
+	}
+	double spacing = (values[1] - values[0]) / (f->x_hi - f->x_lo) * f->width;
+	return spacing >= widest + 14;
+}
+
+/* x ticks as t asks, fewer where their labels would overlap. */
+static int x_tick_values(cairo_t *cr, const struct rp_frame *f, const struct ticks *t,
+			 double *values)
+{
+	struct ticks fewer = *t;
+	int count = tick_values(f->x_lo, f->x_hi, &fewer, values);
+	while (t->digits > 0 && fewer.count > 1 && !x_labels_fit(cr, f, t, values, count)) {
+		fewer.count--;
+		count = tick_values(f->x_lo, f->x_hi, &fewer, values);
+	}
+	return count;
+}
+
 static void draw_x_ticks(cairo_t *cr, const struct rp_frame *f, const struct ticks *t)
 {
 	double values[TICKS_MAX];
-	int count = tick_values(f->x_lo, f->x_hi, t, values);
+	int count = x_tick_values(cr, f, t, values);
 	double bottom = f->top + f->height;
 	for (int i = 0; i < count; i++) {
 		double px, py;
@@ -369,8 +397,7 @@ static int canvas_open(struct canvas *canvas, int width, int height, const char 
 	}
 	cairo_set_source_rgb(canvas->cr, 1, 1, 1);
 	cairo_paint(canvas->cr);
-	cairo_select_font_face(canvas->cr, FONT, CAIRO_FONT_SLANT_NORMAL,
-			       CAIRO_FONT_WEIGHT_NORMAL);
+	cairo_select_font_face(canvas->cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
 	return 0;
 }
 
@@ -429,8 +456,8 @@ static int load_evolution(struct st_db *db, struct evolution *evo, struct ut_err
 
 /* ---- evolve.png ---- */
 
-void rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens,
-		      size_t n, struct rp_evolve_layout *out)
+void rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens, size_t n,
+		      struct rp_evolve_layout *out)
 {
 	memset(out, 0, sizeof(*out));
 	for (int k = 0; k < META_COUNT; k++) {
@@ -498,8 +525,7 @@ static int *density_cell(struct density *d, const struct st_generation *gen, int
 	return &d->counts[xb][yb];
 }
 
-static void density_build(struct density *d, const struct st_generation *gens, size_t n,
-			  int key)
+static void density_build(struct density *d, const struct st_generation *gens, size_t n, int key)
 {
 	memset(d, 0, sizeof(*d));
 	done_range(gens, n, key, &d->x_lo, &d->x_hi);
@@ -529,7 +555,8 @@ static void draw_panel(cairo_t *cr, const struct rp_evolve_layout *lay, int p,
 	int key = lay->keys[p];
 	char title[128];
 	if (lay->best >= 0)
-		snprintf(title, sizeof(title), "%s = %.3g", meta_name(key), gens[lay->best].hyp.v[key]);
+		snprintf(title, sizeof(title), "%s = %.3g", meta_name(key),
+			 gens[lay->best].hyp.v[key]);
 	else
 		snprintf(title, sizeof(title), "%s", meta_name(key));
 	set_colour(cr, ink, 1);
@@ -597,8 +624,7 @@ static size_t trend_half(size_t done)
 	return half < 1 ? 1 : half > 25 ? 25 : half;
 }
 
-void rp_fitness_layout(const struct st_generation *gens, size_t n,
-		       struct rp_fitness_layout *out)
+void rp_fitness_layout(const struct st_generation *gens, size_t n, struct rp_fitness_layout *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->width = RP_FITNESS_WIDTH;
@@ -754,16 +780,18 @@ static void draw_marks(cairo_t *cr, const struct rp_fitness_layout *lay,
 static void draw_legend(cairo_t *cr, const struct rp_fitness_layout *lay, size_t done)
 {
 	char trend[64];
-	snprintf(trend, sizeof(trend), "trend (moving average of %zu)",
-		 2 * trend_half(done) + 1);
+	snprintf(trend, sizeof(trend), "trend (moving average of %zu)", 2 * trend_half(done) + 1);
 	const struct {
 		const char *label;
 		const struct rgb *colour;
 		char shape; /* 'o' point, 'x' mark, '-' line */
 	} entries[] = {
-		{"done", &done_blue, 'o'},        {"pruned", &pruned_grey, 'o'},
-		{"failed", &failed_red, 'x'},     {"best so far", &best_green, '-'},
-		{trend, &trend_orange, '-'},
+	    {"done", &done_blue, 'o'},
+	    {"pruned", &pruned_grey, 'o'},
+	    {"pruned, no fitness", &pruned_grey, 'x'},
+	    {"failed", &failed_red, 'x'},
+	    {"best so far", &best_green, '-'},
+	    {trend, &trend_orange, '-'},
 	};
 	double x = lay->frame.left, y = lay->frame.top - 40;
 	for (size_t e = 0; e < UT_ARRAY_LEN(entries); e++) {
@@ -794,8 +822,9 @@ static void draw_fitness_titles(cairo_t *cr, const struct rp_fitness_layout *lay
 		done += (size_t)rp_is_done(&gens[i]);
 	}
 	char title[256];
-	int len = snprintf(title, sizeof(title), "Fitness per generation: %zu done, %zu failed, %zu pruned",
-			   done, counts[ST_FAILED], counts[ST_PRUNED]);
+	int len = snprintf(title, sizeof(title),
+			   "Fitness per generation: %zu done, %zu failed, %zu pruned", done,
+			   counts[ST_FAILED], counts[ST_PRUNED]);
 	long best = rp_best_index(gens, n);
 	if (best >= 0 && len > 0 && (size_t)len < sizeof(title))
 		snprintf(title + len, sizeof(title) - (size_t)len, "; best: generation %ld, %.4g",

@@ -56,7 +56,7 @@
  */
 struct rp_frame {
 	double left, top, width, height; /* pixels */
-	double x_lo, x_hi, y_lo, y_hi;   /* data */
+	double x_lo, x_hi, y_lo, y_hi;	 /* data */
 };
 
 /* Pixel position (*px, *py) of the data point (x, y) in frame. */
@@ -79,11 +79,11 @@ void rp_running_best(const struct st_generation *gens, size_t n, double *best);
 struct rp_evolve_layout {
 	int width, height; /* image, pixels */
 	int columns, rows;
-	int panels;                         /* keys with gain > 0 */
-	int keys[META_COUNT];               /* meta key of each panel */
+	int panels;			    /* keys with gain > 0 */
+	int keys[META_COUNT];		    /* meta key of each panel */
 	struct rp_frame frames[META_COUNT]; /* plot area of each panel */
-	long best;                          /* index in gens of the best, -1: none */
-	const char *message;                /* drawn mid-image, NULL when there is data */
+	long best;			    /* index in gens of the best, -1: none */
+	const char *message;		    /* drawn mid-image, NULL when there is data */
 };
 
 /*
@@ -92,19 +92,18 @@ struct rp_evolve_layout {
  * values over the done generations, the y range (shared) their fitness,
  * each padded by 5%; with nothing done, x spans the key's bounds and y 0..1.
  */
-void rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens,
-		      size_t n, struct rp_evolve_layout *out);
+void rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens, size_t n,
+		      struct rp_evolve_layout *out);
 
 /* Where fitness.png puts everything. */
 struct rp_fitness_layout {
 	int width, height;     /* RP_FITNESS_WIDTH x RP_FITNESS_HEIGHT */
 	struct rp_frame frame; /* x: generation, y: fitness */
-	double marks_y;        /* pixel row of the failed (and fitness-less pruned) marks */
+	double marks_y;	       /* pixel row of the failed (and fitness-less pruned) marks */
 	const char *message;   /* NULL when a generation is done */
 };
 
-void rp_fitness_layout(const struct st_generation *gens, size_t n,
-		       struct rp_fitness_layout *out);
+void rp_fitness_layout(const struct st_generation *gens, size_t n, struct rp_fitness_layout *out);
 
 /*
  * Draw evolve.png / fitness.png of db into path, atomically (a temporary

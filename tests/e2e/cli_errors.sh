@@ -16,10 +16,10 @@ expect_error() {
 	errors=$(grep -c '^error:' "$log" || true)
 	if ((RC != 1 && RC != 2)); then
 		fail "$desc: exit status $RC, expected 1 or 2"
-		sed 's/^/       | /' "$log" | head -5
+		show_file "$log" 5
 	elif [[ "$errors" != 1 ]]; then
 		fail "$desc: $errors 'error:' lines, expected exactly one"
-		sed 's/^/       | /' "$log" | head -5
+		show_file "$log" 5
 	elif ! grep '^error:' "$log" | grep -qF -- "$culprit"; then
 		fail "$desc: the error does not mention '$culprit': $(grep '^error:' "$log")"
 	else
@@ -115,7 +115,7 @@ if wait_sql 20 "$DB" "SELECT count(*) FROM generations WHERE status = 'running'"
 	fi
 else
 	fail "the slow evolution never recorded a running generation"
-	cat lock_first.log
+	show_file lock_first.log
 fi
 
 section "--help"

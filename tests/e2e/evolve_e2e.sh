@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 P=$WORK/runs
 
 # Show the log of an evolution that should have worked.
-show_log() { sed 's/^/       | /' "$WORK/$1.log" | tail -8; }
+show_log() { show_file "$WORK/$1.log"; }
 
 section "(a) 40 generations improve fitness within the bounds"
 evolve "$P" a --epochs 3 --generations 40 --seed 3
@@ -72,7 +72,7 @@ if cmp -s a.csv b.csv; then
 	pass "seed 3 twice: identical generations tables ($(wc -l <a.csv) rows)"
 else
 	fail "seed 3 twice: the generations tables differ"
-	diff a.csv b.csv | head -4 | sed 's/^/       | /'
+	show_diff a.csv b.csv 4
 fi
 evolve "$P" c --epochs 3 --generations 40 --seed 4
 check_eq "evolution c (seed 4) exits 0" 0 "$RC"

@@ -60,6 +60,14 @@ pass() { CHECKS=$((CHECKS + 1)); echo "ok   - $*"; }
 fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL - $*"; }
 note() { echo "       $*"; }
 
+# show_diff A B [LINES]: the first lines of diff A B, indented (never fails).
+show_diff() {
+	{ diff "$1" "$2" || true; } | head -n "${3:-8}" | cut -c1-160 | sed 's/^/       | /' || true
+}
+
+# show_file FILE [LINES]: the last lines of FILE, indented (never fails).
+show_file() { tail -n "${2:-8}" "$1" 2>/dev/null | cut -c1-200 | sed 's/^/       | /' || true; }
+
 # check DESCRIPTION COMMAND...: pass if the command succeeds.
 check() {
 	local desc=$1
