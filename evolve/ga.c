@@ -52,10 +52,11 @@ int ev_ga_check(const struct ev_ga_params *p, const struct meta_table *table, st
 				  p->elite_min, p->elite_max, p->pop_size);
 	long smallest = p->tournament_min > 2 ? p->tournament_min : 2;
 	if (smallest > p->pop_size || p->tournament_min > p->tournament_max)
-		return ut_err_set(err,
-				  "GA tournament size %ld .. %ld: need min <= max and max(2, min) <= "
-				  "population size %ld",
-				  p->tournament_min, p->tournament_max, p->pop_size);
+		return ut_err_set(
+		    err,
+		    "GA tournament size %ld .. %ld: need min <= max and max(2, min) <= "
+		    "population size %ld",
+		    p->tournament_min, p->tournament_max, p->pop_size);
 	int genes[META_COUNT];
 	if (ev_ga_genes(table, genes) == 0)
 		return ut_err_set(err, "no hyperparameter can evolve: every gain is 0");
@@ -172,8 +173,8 @@ int ev_ga_load_seeds(const char *dir, const struct meta_table *table, struct met
 {
 	*out = NULL;
 	*n = 0;
-	char **names;
-	size_t count;
+	char **names = NULL;
+	size_t count = 0;
 	if (list_yaml(dir, &names, &count, err) != 0)
 		return -1;
 	if (count == 0) {
@@ -276,6 +277,8 @@ static void mark_elite(const double *fitness, long pop_size, long size, unsigned
 		for (long i = 0; i < pop_size; i++)
 			if (!is_elite[i] && (best < 0 || fitter(fitness[i], fitness[best])))
 				best = i;
+		if (best < 0)
+			break; /* size > pop_size: ev_ga_check rules it out */
 		is_elite[best] = 1;
 	}
 }
@@ -342,7 +345,8 @@ int ev_ga_next(const struct ev_ga_params *p, const struct meta_table *table, lon
 	if (ev_ga_check(p, table, err) != 0)
 		return -1;
 	if (k < 0 || k >= p->populations)
-		return ut_err_set(err, "GA population %ld: must be 0 .. %ld", k, p->populations - 1);
+		return ut_err_set(err, "GA population %ld: must be 0 .. %ld", k,
+				  p->populations - 1);
 	long *selected = malloc((size_t)p->pop_size * sizeof(*selected));
 	if (selected == NULL)
 		return ut_err_set(err, "GA breeding: out of memory");

@@ -56,12 +56,12 @@
 #define EV_GA_POP_MAX 1000000L
 
 struct ev_ga_params {
-	long pop_size;    /* individuals per population (50) */
-	long populations; /* populations the run evaluates (YOLOv5's --evolve) */
+	long pop_size;			     /* individuals per population (50) */
+	long populations;		     /* populations the run evaluates (YOLOv5's --evolve) */
 	double mutation_min, mutation_max;   /* per-gene mutation rate (0.01 .. 0.5) */
 	double crossover_min, crossover_max; /* crossover probability (0.5 .. 1.0) */
-	double step;                         /* mutation moves by uniform(-step, step) (0.1) */
-	long elite_min, elite_max;           /* elite size (2 .. 5) */
+	double step;			     /* mutation moves by uniform(-step, step) (0.1) */
+	long elite_min, elite_max;	     /* elite size (2 .. 5) */
 	long tournament_min, tournament_max; /* tournament size (2 .. 10) */
 };
 
@@ -75,8 +75,7 @@ void ev_ga_defaults(struct ev_ga_params *p);
  * pop_size and tournament_min <= tournament_max, and at least one key with
  * gain > 0. ev_ga_initial and ev_ga_next call it.
  */
-int ev_ga_check(const struct ev_ga_params *p, const struct meta_table *table,
-		struct ut_err *err);
+int ev_ga_check(const struct ev_ga_params *p, const struct meta_table *table, struct ut_err *err);
 
 /*
  * Schedules for population k of p->populations, exactly YOLOv5's
@@ -125,8 +124,8 @@ int ev_ga_initial(const struct ev_ga_params *p, const struct meta_table *table,
  * The elite is the elite_size best, ties going to the lower index. params
  * must have passed ev_ga_check and 0 <= k < populations.
  */
-int ev_ga_select(const struct ev_ga_params *p, long k, const double *fitness,
-		 struct ev_pcg *rng, long *selected, struct ut_err *err);
+int ev_ga_select(const struct ev_ga_params *p, long k, const double *fitness, struct ev_pcg *rng,
+		 long *selected, struct ut_err *err);
 
 /*
  * Breed population k + 1 into next[0 .. pop_size) from population k

@@ -473,12 +473,8 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 		return -1;
 	if (meta_hyp_read(o->hyp_path, &o->meta, &o->base, err) != 0)
 		return -1;
-	/* a template that cannot work is an error now, not 300 failures later */
-	struct ev_template tpl;
-	if (ev_template_parse(o->trainer, o->python, &tpl, err) != 0)
-		return -1;
-	ev_template_free(&tpl);
-	return 0;
+	/* a setting that cannot work is an error now, not 300 failures later */
+	return ev_check_options(o, err);
 }
 
 /* Make the run folder and a new database holding the options. */
@@ -497,8 +493,10 @@ static int create_evolution(const struct cli *c, struct st_db **db, struct st_op
 				  db_path);
 	if (ut_mkdirs(run_dir, err) != 0)
 		return -1;
-	if (build_options(c, run_dir, o, err) != 0)
+	if (build_options(c, run_dir, o, err) != 0) {
+		rmdir(run_dir); /* only if still empty */
 		return -1;
+	}
 	if (st_open(db_path, 1, db, err) != 0)
 		return -1;
 	if (st_options_write(*db, o, err) != 0) {

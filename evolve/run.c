@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "breed.h"
+#include "ga.h"
 #include "plots.h"
 #include "trainer.h"
 
@@ -66,6 +67,12 @@ struct ev_runner {
 	char **devices;  /* GPU ids of --devices, NULL-terminated */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
 	int prune;
+	int ga;                     /* population GA instead of YOLOv5's breeding */
+	struct ev_ga_params ga_params;
+	struct meta_hyp *ga_seeds;  /* hyps of --ga-dir */
+	size_t n_ga_seeds;
+	struct meta_hyp *ga_pop;    /* population ga_k, bred once */
+	long ga_k;
 	long finished_count; /* generations finished by this process */
 	struct ev_progress progress;
 	char host[256];
@@ -148,11 +155,12 @@ static struct st_generation *append_generation(struct ev_runner *run)
 	struct st_generation *gen = &run->gens[run->ngens++];
 	memset(gen, 0, sizeof(*gen));
 	gen->generation = (long)run->ngens - 1;
+	gen->population = -1;
 	return gen;
 }
 
 /* Breed the next generation if the determinism rule allows it now. */
-static struct st_generation *breed_next(struct ev_runner *run)
+static struct st_generation *breed_yolov5(struct ev_runner *run)
 {
 	long next = (long)run->ngens;
 	if (next >= run->opts->generations)
@@ -189,6 +197,67 @@ static struct st_generation *breed_next(struct ev_runner *run)
 	gen->status = ST_PENDING;
 	gen->seed = run->opts->seed;
 	return gen;
+}
+
+/*
+ * Population k of the GA is bred in one piece once population k-1 has
+ * finished; its members then run in parallel. Ranking uses our fitness
+ * (YOLOv5's GA ranks by mAP@.5 alone). Failed and pruned members rank last.
+ */
+static int ga_population(struct ev_runner *run, long k)
+{
+	const long size = run->ga_params.pop_size;
+	if (k == 0)
+		return ev_ga_initial(&run->ga_params, &run->opts->meta, &run->opts->base,
+				     run->ga_seeds, run->n_ga_seeds, run->opts->seed, run->ga_pop,
+				     run->err);
+	struct meta_hyp *previous = malloc((size_t)size * sizeof(*previous));
+	double *fitness = malloc((size_t)size * sizeof(*fitness));
+	int rc = previous && fitness ? 0 : ut_err_set(run->err, "out of memory");
+	for (long m = 0; rc == 0 && m < size; m++) {
+		const struct st_generation *g = &run->gens[(k - 1) * size + m];
+		previous[m] = g->hyp;
+		fitness[m] = g->status == ST_DONE && g->has_results ? g->fitness : NAN;
+	}
+	if (rc == 0)
+		rc = ev_ga_next(&run->ga_params, &run->opts->meta, k - 1, previous, fitness,
+				run->opts->seed, run->ga_pop, run->err);
+	free(previous);
+	free(fitness);
+	return rc;
+}
+
+static struct st_generation *breed_ga(struct ev_runner *run)
+{
+	long next = (long)run->ngens;
+	const long size = run->ga_params.pop_size;
+	if (next >= run->opts->generations)
+		return NULL;
+	long k = next / size;
+	for (long j = (k - 1) * size; k > 0 && j < k * size; j++)
+		if (!is_finished(run->gens[j].status))
+			return NULL;
+	if (run->ga_k != k) {
+		if (ga_population(run, k) != 0)
+			return NULL;
+		run->ga_k = k;
+	}
+	struct st_generation *gen = append_generation(run);
+	if (gen == NULL) {
+		ut_err_set(run->err, "out of memory");
+		return NULL;
+	}
+	gen->hyp = run->ga_pop[next % size];
+	gen->parent = -1;
+	gen->population = k;
+	gen->status = ST_PENDING;
+	gen->seed = run->opts->seed;
+	return gen;
+}
+
+static struct st_generation *breed_next(struct ev_runner *run)
+{
+	return run->ga ? breed_ga(run) : breed_yolov5(run);
 }
 
 /* ---- launching ---------------------------------------------------------------- */
@@ -806,6 +875,26 @@ int ev_write_exports(struct st_db *db, const char *dir, struct ut_err *err)
 	return 0;
 }
 
+static int ga_setup(struct ev_runner *run)
+{
+	run->ga = strcmp(run->opts->algorithm, "ga") == 0;
+	run->ga_k = -1;
+	if (!run->ga)
+		return 0;
+	ev_ga_defaults(&run->ga_params);
+	run->ga_params.pop_size = run->opts->population;
+	run->ga_params.populations =
+		(run->opts->generations + run->opts->population - 1) / run->opts->population;
+	if (ev_ga_check(&run->ga_params, &run->opts->meta, run->err) != 0)
+		return -1;
+	if (run->opts->ga_dir[0] != '\0' &&
+	    ev_ga_load_seeds(run->opts->ga_dir, &run->opts->meta, &run->ga_seeds, &run->n_ga_seeds,
+			     run->err) != 0)
+		return -1;
+	run->ga_pop = calloc((size_t)run->ga_params.pop_size, sizeof(*run->ga_pop));
+	return run->ga_pop ? 0 : ut_err_set(run->err, "out of memory");
+}
+
 /* Slot s runs on GPU devices[s % n]: with K per GPU every GPU gets K slots. */
 static int split_devices(struct ev_runner *run)
 {
@@ -844,6 +933,8 @@ static int setup(struct ev_runner *run, int *sfd)
 	if (run->slots == NULL || split_devices(run) != 0)
 		return ut_err_set(run->err, "out of memory");
 	run->prune = strcmp(run->opts->prune, "median") == 0;
+	if (ga_setup(run) != 0)
+		return -1;
 	run->progress.tty = isatty(STDERR_FILENO) && getenv("YE_NO_PROGRESS") == NULL;
 	run->progress.started = ut_now();
 	if (gethostname(run->host, sizeof(run->host)) != 0)
@@ -859,6 +950,31 @@ static int setup(struct ev_runner *run, int *sfd)
 	if (*sfd < 0)
 		return ut_err_set(run->err, "signalfd: %s", strerror(errno));
 	return 0;
+}
+
+int ev_check_options(const struct st_options *opts, struct ut_err *err)
+{
+	struct ev_runner run = {.opts = opts, .err = err};
+	struct ev_breed_opts breed;
+	ev_breed_opts_default(&breed);
+	int rc = 0;
+	if (ev_parent_parse(opts->parent, &breed.parent) != 0)
+		rc = ut_err_set(err, "--parent '%s': use single or weighted", opts->parent);
+	else if (!(opts->sigma > 0) || !(opts->mutation_prob > 0))
+		rc = ut_err_set(err, "--sigma and --mutation-prob must be > 0");
+	if (rc == 0 && ev_template_parse(opts->trainer, opts->python, &run.tpl, err) != 0)
+		rc = -1;
+	int any_gain = 0;
+	for (int k = 0; k < META_COUNT; k++)
+		any_gain |= opts->meta.k[k].gain > 0;
+	if (rc == 0 && !any_gain)
+		rc = ut_err_set(err, "no hyperparameter can mutate: every gain is 0 (see --meta, --evolve-keys)");
+	if (rc == 0)
+		rc = ga_setup(&run);
+	ev_template_free(&run.tpl);
+	free(run.ga_seeds);
+	free(run.ga_pop);
+	return rc;
 }
 
 int ev_run(struct st_db *db, const struct st_options *opts,
@@ -895,6 +1011,8 @@ int ev_run(struct st_db *db, const struct st_options *opts,
 	for (size_t i = 0; run.curves != NULL && i < run.ngens; i++)
 		free(run.curves[i].fitness);
 	free(run.curves);
+	free(run.ga_seeds);
+	free(run.ga_pop);
 	free(run.gens);
 	return rc;
 }

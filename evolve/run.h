@@ -30,6 +30,13 @@ struct ev_run_params {
 int ev_run(struct st_db *db, const struct st_options *opts,
 	   const struct ev_run_params *params, struct ut_err *err);
 
+/*
+ * Everything about the options that can be wrong before anything runs:
+ * parent method, mutation constants, trainer template, GA settings and
+ * seed folder. Errors name the option.
+ */
+int ev_check_options(const struct st_options *opts, struct ut_err *err);
+
 /* Write evolve.csv and hyp_evolve.yaml (if any generation is done) into dir. */
 int ev_write_exports(struct st_db *db, const char *dir, struct ut_err *err);
 

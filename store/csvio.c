@@ -216,6 +216,7 @@ static int import_rows(struct st_db *db, void *arg)
 		struct st_generation gen = {0};
 		gen.generation = plan->first_generation + (long)row;
 		gen.parent = -1;
+		gen.population = -1;
 		gen.status = ST_DONE;
 		gen.has_results = 1;
 		for (int r = 0; r < ST_RESULT_COUNT; r++)

@@ -131,6 +131,7 @@ static int schema_v1(struct ut_buf *sql)
 		"CREATE TABLE generations(\n"
 		"  generation INTEGER PRIMARY KEY,\n"
 		"  parent INTEGER,\n"
+		"  population INTEGER,\n"
 		"  status TEXT NOT NULL CHECK (status IN ('pending','running','done',"
 		"'failed','pruned','interrupted')),\n");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
@@ -521,7 +522,7 @@ int st_options_set_generations(struct st_db *db, long generations, struct ut_err
 /* Columns of `generations` in the order put/load bind and read them. */
 static int generation_columns(struct ut_buf *cols)
 {
-	int rc = ut_buf_printf(cols, "generation, parent, status");
+	int rc = ut_buf_printf(cols, "generation, parent, population, status");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		rc |= ut_buf_printf(cols, ", \"%s\"", result_columns[r]);
 	rc |= ut_buf_printf(cols, ", fitness");
@@ -533,7 +534,7 @@ static int generation_columns(struct ut_buf *cols)
 }
 
 #define GEN_TAIL_COLUMNS 13 /* seed .. epochs_done */
-#define GEN_COLUMNS (3 + ST_RESULT_COUNT + 1 + META_COUNT + GEN_TAIL_COLUMNS)
+#define GEN_COLUMNS (4 + ST_RESULT_COUNT + 1 + META_COUNT + GEN_TAIL_COLUMNS)
 
 static int put_sql(struct ut_buf *sql)
 {
@@ -595,6 +596,10 @@ int st_generation_put(struct st_db *db, const struct st_generation *gen, struct 
 		sqlite3_bind_int64(stmt, i++, gen->parent);
 	else
 		sqlite3_bind_null(stmt, i++);
+	if (gen->population >= 0)
+		sqlite3_bind_int64(stmt, i++, gen->population);
+	else
+		sqlite3_bind_null(stmt, i++);
 	sqlite3_bind_text(stmt, i++, st_status_name(gen->status), -1, SQLITE_STATIC);
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		bind_real_or_null(stmt, i++, gen->has_results, gen->results[r]);
@@ -639,6 +644,10 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 	gen->parent = sqlite3_column_type(stmt, i) == SQLITE_NULL
 			      ? -1
 			      : (long)sqlite3_column_int64(stmt, i);
+	i++;
+	gen->population = sqlite3_column_type(stmt, i) == SQLITE_NULL
+				  ? -1
+				  : (long)sqlite3_column_int64(stmt, i);
 	i++;
 	const char *status = (const char *)sqlite3_column_text(stmt, i++);
 	if (status == NULL || st_status_parse(status, &gen->status) != 0)

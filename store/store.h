@@ -80,7 +80,8 @@ const char *st_result_csv_name(int r);
 /* One candidate (one row of `generations`). */
 struct st_generation {
 	long generation;
-	long parent; /* -1: NULL */
+	long parent;     /* -1: NULL */
+	long population; /* GA population index; -1: NULL (not the GA) */
 	enum st_status status;
 	int has_results;
 	double results[ST_RESULT_COUNT];

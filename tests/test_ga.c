@@ -57,8 +57,9 @@ static double max_of_sample_prob(long i, long n, long t)
 	if (i < t - 1)
 		return 0.0;
 	/* C(i, t-1) / C(n, t) */
-	double log_p = lgamma((double)i + 1) - lgamma((double)t) - lgamma((double)(i - t + 2)) -
-		       (lgamma((double)n + 1) - lgamma((double)t + 1) - lgamma((double)(n - t + 1)));
+	double log_p =
+	    lgamma((double)i + 1) - lgamma((double)t) - lgamma((double)(i - t + 2)) -
+	    (lgamma((double)n + 1) - lgamma((double)t + 1) - lgamma((double)(n - t + 1)));
 	return exp(log_p);
 }
 
@@ -109,9 +110,9 @@ static void check_schedule(long populations, const struct schedule_row *rows, si
 			fail_msg("populations %ld, k %ld: elite %ld tournament %ld crossover %.17g "
 				 "mutation %.17g; wanted %ld %ld %g %g",
 				 populations, row->k, ev_ga_elite_size(&p, row->k),
-				 ev_ga_tournament_size(&p, row->k), ev_ga_crossover_rate(&p, row->k),
-				 ev_ga_mutation_rate(&p, row->k), row->elite, row->tournament,
-				 row->crossover, row->mutation);
+				 ev_ga_tournament_size(&p, row->k),
+				 ev_ga_crossover_rate(&p, row->k), ev_ga_mutation_rate(&p, row->k),
+				 row->elite, row->tournament, row->crossover, row->mutation);
 	}
 }
 
@@ -128,10 +129,10 @@ static void test_schedule_10(void **state)
 {
 	(void)state;
 	static const struct schedule_row rows[] = {
-		{0, 2, 10, 1.0, 0.5},
-		{2, 2, 8, 0.8, 0.3},
-		{5, 3, 5, 0.5, 0.01},
-		{9, 4, 2, 0.5, 0.01},
+	    {0, 2, 10, 1.0, 0.5},
+	    {2, 2, 8, 0.8, 0.3},
+	    {5, 3, 5, 0.5, 0.01},
+	    {9, 4, 2, 0.5, 0.01},
 	};
 	check_schedule(10, rows, UT_ARRAY_LEN(rows));
 }
@@ -147,10 +148,10 @@ static void test_schedule_100(void **state)
 {
 	(void)state;
 	static const struct schedule_row rows[] = {
-		{0, 2, 10, 1.0, 0.5},
-		{25, 2, 7, 0.75, 0.25},
-		{50, 3, 5, 0.5, 0.01},
-		{99, 4, 2, 0.5, 0.01},
+	    {0, 2, 10, 1.0, 0.5},
+	    {25, 2, 7, 0.75, 0.25},
+	    {50, 3, 5, 0.5, 0.01},
+	    {99, 4, 2, 0.5, 0.01},
 	};
 	check_schedule(100, rows, UT_ARRAY_LEN(rows));
 }
@@ -592,9 +593,8 @@ static long crossover_run(double rate, int rounds, long *points)
 	long switched = 0;
 	struct ut_err err;
 	for (int round = 0; round < rounds; round++) {
-		assert_int_equal(ev_ga_next(&p, &table, 0, population, fitness, (uint64_t)round,
-					    next, &err),
-				 0);
+		assert_int_equal(
+		    ev_ga_next(&p, &table, 0, population, fitness, (uint64_t)round, next, &err), 0);
 		for (int c = 0; c < 50; c++) {
 			const struct meta_hyp *child = &next[c];
 			assert_true(child->v[META_iou_t] == 777.0);
@@ -669,9 +669,8 @@ static void test_mutation_statistics(void **state)
 	double sum = 0, sum_abs = 0;
 	struct ut_err err;
 	for (int round = 0; round < 200; round++) {
-		assert_int_equal(ev_ga_next(&p, &table, 3, population, fitness, (uint64_t)round,
-					    next, &err),
-				 0);
+		assert_int_equal(
+		    ev_ga_next(&p, &table, 3, population, fitness, (uint64_t)round, next, &err), 0);
 		for (int c = 0; c < 50; c++) {
 			assert_true(next[c].v[META_box] == 5.0);
 			for (int k = 0; k < META_COUNT; k++) {
@@ -804,6 +803,49 @@ static void test_determinism(void **state)
 	assert_memory_equal(b, c, sizeof(b));
 }
 
+/*
+ * Population k + 1 draws from its own stream: with schedules that do not
+ * depend on k, breeding from k = 0 and k = 1 still differs, and the
+ * children come from the selection made on stream (seed, k + 1).
+ */
+static void test_stream_per_population(void **state)
+{
+	(void)state;
+	struct meta_table table;
+	meta_table_default(&table);
+	struct meta_hyp base;
+	base_hyp(&table, &base);
+	struct ev_ga_params p = params_for(10);
+	p.elite_min = p.elite_max = 3;
+	p.tournament_min = p.tournament_max = 2;
+	p.crossover_min = p.crossover_max = 0.0;
+	p.mutation_min = p.mutation_max = 0.0;
+	struct meta_hyp population[50], from0[50], from1[50];
+	double fitness[50];
+	struct ut_err err;
+	assert_int_equal(ev_ga_initial(&p, &table, &base, NULL, 0, 21, population, &err), 0);
+	for (int i = 0; i < 50; i++)
+		fitness[i] = population[i].v[META_lr0];
+	assert_int_equal(ev_ga_next(&p, &table, 0, population, fitness, 21, from0, &err), 0);
+	assert_int_equal(ev_ga_next(&p, &table, 1, population, fitness, 21, from1, &err), 0);
+	assert_memory_not_equal(from0, from1, sizeof(from0));
+
+	for (long k = 0; k < 2; k++) {
+		const struct meta_hyp *next = k == 0 ? from0 : from1;
+		struct ev_pcg rng;
+		ev_pcg_stream(&rng, 21, k + 1, EV_PCG_GA);
+		long selected[50];
+		assert_int_equal(ev_ga_select(&p, k, fitness, &rng, selected, &err), 0);
+		for (int c = 0; c < 50; c++) {
+			int found = 0;
+			for (int j = 0; j < 50 && !found; j++)
+				found = memcmp(&next[c], &population[selected[j]],
+					       sizeof(next[c])) == 0;
+			assert_true(found);
+		}
+	}
+}
+
 /* No crossover, no mutation: every child is a copy of a selected individual. */
 static void test_copies_without_variation(void **state)
 {
@@ -824,9 +866,8 @@ static void test_copies_without_variation(void **state)
 	long from_failed = 0;
 	int rounds = 400;
 	for (int round = 0; round < rounds; round++) {
-		assert_int_equal(ev_ga_next(&p, &table, 9, population, fitness, (uint64_t)round,
-					    next, &err),
-				 0);
+		assert_int_equal(
+		    ev_ga_next(&p, &table, 9, population, fitness, (uint64_t)round, next, &err), 0);
 		for (int c = 0; c < 50; c++) {
 			int source = -1;
 			for (int i = 0; i < 50 && source < 0; i++)
@@ -849,25 +890,26 @@ static void test_copies_without_variation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_schedule_10),
-		cmocka_unit_test(test_schedule_100),
-		cmocka_unit_test(test_schedule_small_population),
-		cmocka_unit_test(test_genes_follow_gain),
-		cmocka_unit_test(test_load_seeds_and_initial),
-		cmocka_unit_test(test_load_seeds_empty_and_errors),
-		cmocka_unit_test(test_initial_random_uniform),
-		cmocka_unit_test(test_param_errors),
-		cmocka_unit_test(test_selection_statistics),
-		cmocka_unit_test(test_elite_always_selected),
-		cmocka_unit_test(test_elite_ties_and_failures),
-		cmocka_unit_test(test_failed_tournaments),
-		cmocka_unit_test(test_crossover),
-		cmocka_unit_test(test_mutation_statistics),
-		cmocka_unit_test(test_mutation_bounds),
-		cmocka_unit_test(test_next_default_valid),
-		cmocka_unit_test(test_determinism),
-		cmocka_unit_test(test_copies_without_variation),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_schedule_10),
+	    cmocka_unit_test(test_schedule_100),
+	    cmocka_unit_test(test_schedule_small_population),
+	    cmocka_unit_test(test_genes_follow_gain),
+	    cmocka_unit_test(test_load_seeds_and_initial),
+	    cmocka_unit_test(test_load_seeds_empty_and_errors),
+	    cmocka_unit_test(test_initial_random_uniform),
+	    cmocka_unit_test(test_param_errors),
+	    cmocka_unit_test(test_selection_statistics),
+	    cmocka_unit_test(test_elite_always_selected),
+	    cmocka_unit_test(test_elite_ties_and_failures),
+	    cmocka_unit_test(test_failed_tournaments),
+	    cmocka_unit_test(test_crossover),
+	    cmocka_unit_test(test_mutation_statistics),
+	    cmocka_unit_test(test_mutation_bounds),
+	    cmocka_unit_test(test_next_default_valid),
+	    cmocka_unit_test(test_determinism),
+	    cmocka_unit_test(test_stream_per_population),
+	    cmocka_unit_test(test_copies_without_variation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,8 +41,16 @@ interrupted_run() {
 		if is_running "$BG"; then
 			local trainers
 			trainers=$(procs_matching "$run/candidates/")
-			kill -KILL "$BG"
-			wait "$BG" 2>/dev/null || true
+			kill -KILL "$BG" 2>/dev/null || true
+			RC=0
+			wait "$BG" 2>/dev/null || RC=$?
+			if ((RC != 137)); then
+				# it ended by itself just before the kill
+				((RC == 0)) && break
+				fail "run $1: yolo-evolve exited $RC by itself (start $starts)"
+				show_file "$log" 5
+				return
+			fi
 			kills=$((kills + 1))
 			[[ -n "$trainers" ]] && hits=$((hits + 1))
 			# its trainer gets SIGTERM from the kernel (parent-death signal)
