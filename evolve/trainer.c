@@ -465,24 +465,31 @@ void ev_results_pick(const double row[ST_EPOCH_COLS], double results[ST_RESULT_C
 int ev_results_read(const char *path, struct ev_results *out, struct ut_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	char *text;
-	size_t len;
 	if (access(path, F_OK) != 0) {
 		snprintf(out->problem, sizeof(out->problem), "no results.csv");
 		return 0;
 	}
+	char *text;
+	size_t len;
 	if (ut_read_file(path, &text, &len, err) != 0)
 		return -1;
+	int rc = ev_results_parse(text, len, path, out, err);
+	free(text);
+	return rc;
+}
+
+int ev_results_parse(const char *text, size_t len, const char *source, struct ev_results *out,
+		     struct ut_err *err)
+{
+	memset(out, 0, sizeof(*out));
 	/* a last line without its newline is still being written */
 	while (len > 0 && text[len - 1] != '\n')
 		len--;
 	struct st_csv_table csv;
-	if (len == 0 || st_csv_parse(text, len, path, &csv, NULL) != 0) {
-		free(text);
+	if (len == 0 || st_csv_parse(text, len, source, &csv, NULL) != 0) {
 		snprintf(out->problem, sizeof(out->problem), "results.csv has no complete header");
 		return 0;
 	}
-	free(text);
 	long cols[ST_EPOCH_COLS];
 	for (int c = 0; c < ST_EPOCH_COLS; c++) {
 		cols[c] = st_csv_column(&csv, st_epoch_csv_names[c]);
@@ -496,7 +503,7 @@ int ev_results_read(const char *path, struct ev_results *out, struct ut_err *err
 	out->rows = malloc((csv.nrows ? csv.nrows : 1) * sizeof(*out->rows));
 	if (out->rows == NULL) {
 		st_csv_free(&csv);
-		return ut_err_set(err, "%s: out of memory", path);
+		return ut_err_set(err, "%s: out of memory", source);
 	}
 	for (size_t r = 0; r < csv.nrows; r++) {
 		const double *cells = csv.cells + r * csv.ncols;

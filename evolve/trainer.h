@@ -103,6 +103,9 @@ struct ev_results {
  * name; a row with garbage is not counted.
  */
 int ev_results_read(const char *path, struct ev_results *out, struct ut_err *err);
+/* The same from text in memory; source names it in messages. */
+int ev_results_parse(const char *text, size_t len, const char *source, struct ev_results *out,
+		     struct ut_err *err);
 void ev_results_free(struct ev_results *res);
 /* The 7 evolve.csv results from a results.csv row. */
 void ev_results_pick(const double row[ST_EPOCH_COLS], double results[ST_RESULT_COUNT]);

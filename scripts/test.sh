@@ -36,5 +36,11 @@ run_suite() { # name, build dir, meson setup options..., -- meson test options..
 
 run_suite "all tests (-Werror)" build-ci -Dwerror=true --
 run_suite "unit tests under ASan+UBSan" build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit
+echo "== fuzzing (libFuzzer, ${FUZZ_SECONDS:-20} s per target) =="
+fuzz_log=$(mktemp)
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log" | grep -E '^fuzz|FAILED' || true
+passed=$((passed + $(grep -cE '^fuzz .*: ok' "$fuzz_log")))
+failed=$((failed + $(grep -cE '^fuzz .*: FAILED' "$fuzz_log")))
+rm -f "$fuzz_log"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

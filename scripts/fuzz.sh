@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets (clang, ASan + UBSan) and run each for a
+# bounded time on a copy of its seed corpus. A crash, leak or timeout
+# fails. Prints executions per target.
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 20)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+seconds=${1:-20}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+flags=(-g -O1 -std=c11 -D_GNU_SOURCE -DYE_VERSION='"fuzz"' -fsanitize=fuzzer,address,undefined
+	-fno-sanitize-recover=undefined -I"$root/util" -I"$root/meta" -I"$root/store" -I"$root/evolve")
+common=("$root/util/ut.c" "$root/meta/meta.c")
+store=("$root/store/store.c" "$root/store/csvio.c")
+declare -A sources=(
+	[hyp]="${common[*]}"
+	[meta]="${common[*]}"
+	[results_csv]="${common[*]} ${store[*]} $root/evolve/trainer.c"
+	[evolve_csv]="${common[*]} ${store[*]}"
+)
+declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv)
+status=0
+for target in hyp meta results_csv evolve_csv; do
+	# shellcheck disable=SC2086
+	clang "${flags[@]}" "$root/tests/fuzz/fuzz_$target.c" ${sources[$target]} \
+		-lyaml -lsqlite3 -lcsv -lm -o "$work/fuzz_$target"
+	cp -r "$root/tests/fuzz/corpus/${corpus[$target]}" "$work/corpus_$target"
+	if (cd "$work" && "./fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+		"corpus_$target" >"fuzz_$target.log" 2>&1); then
+		runs=$(grep -oE 'Done [0-9]+ runs' "$work/fuzz_$target.log" | grep -oE '[0-9]+' || echo '?')
+		echo "fuzz $target: ok, $runs executions in ${seconds}s"
+	else
+		echo "fuzz $target: FAILED"
+		tail -40 "$work/fuzz_$target.log"
+		cp "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$root/tests/fuzz/" 2>/dev/null || true
+		status=1
+	fi
+done
+exit $status
