@@ -239,8 +239,8 @@ static int take_lock(struct st_db *db, struct ut_err *err)
 	return 0;
 }
 
-static int open_common(const char *path, int flags, int locked, struct st_db **out,
-		       struct ut_err *err)
+static int open_common(const char *path, const char *uri, int flags, int locked,
+		       struct st_db **out, struct ut_err *err)
 {
 	struct st_db *db = calloc(1, sizeof(*db));
 	if (db == NULL)
@@ -251,7 +251,7 @@ static int open_common(const char *path, int flags, int locked, struct st_db **o
 		st_close(db);
 		return -1;
 	}
-	if (sqlite3_open_v2(path, &db->sql, flags, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(uri ? uri : path, &db->sql, flags, NULL) != SQLITE_OK) {
 		if (db->sql == NULL)
 			ut_err_set(err, "%s: out of memory", path);
 		else
@@ -291,14 +291,34 @@ int st_open(const char *path, int create, struct st_db **out, struct ut_err *err
 	if (!create && access(path, F_OK) != 0)
 		return ut_err_set(err, "%s: %s", path, strerror(errno));
 	int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
-	return open_common(path, flags, 1, out, err);
+	return open_common(path, NULL, flags, 1, out, err);
 }
 
 int st_open_readonly(const char *path, struct st_db **out, struct ut_err *err)
 {
 	if (access(path, R_OK) != 0)
 		return ut_err_set(err, "%s: %s", path, strerror(errno));
-	return open_common(path, SQLITE_OPEN_READONLY, 0, out, err);
+	if (open_common(path, NULL, SQLITE_OPEN_READONLY, 0, out, err) == 0)
+		return 0;
+	/*
+	 * A WAL database on read-only media cannot get its -shm file; if no
+	 * writer can be there either, read it as immutable.
+	 */
+	struct ut_buf uri = {0};
+	int rc = ut_buf_printf(&uri, "file:");
+	for (const char *p = path; rc == 0 && *p; p++)
+		rc = strchr("%?#", *p) ? ut_buf_printf(&uri, "%%%02X", (unsigned char)*p)
+				       : ut_buf_append(&uri, p, 1);
+	rc |= ut_buf_printf(&uri, "?immutable=1");
+	struct ut_err first = {{0}};
+	if (err != NULL)
+		first = *err;
+	if (rc == 0)
+		rc = open_common(path, uri.data, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, 0, out, err);
+	ut_buf_free(&uri);
+	if (rc != 0 && err != NULL)
+		*err = first;
+	return rc;
 }
 
 void st_close(struct st_db *db)

@@ -214,4 +214,22 @@ for k in "${HYP_KEYS[@]}"; do
 done
 check_eq "only lr0 and momentum ever differ from generation 0" "lr0 momentum " "$changed"
 
+section "(k) --parallel 3: same table whatever the finishing order"
+FIXTURE_DURATION_MS=5,60 evolve "$P" k1 --epochs 2 --generations 16 --seed 9 --parallel 3
+rc1=$RC
+FIXTURE_DURATION_MS=5,60 evolve "$P" k2 --epochs 2 --generations 16 --seed 9 --parallel 3
+check_eq "two --parallel 3 runs with random trainer durations exit 0" "0 0" "$rc1 $RC"
+gen_dump "$P/k1/evolve.db" >k1.csv
+gen_dump "$P/k2/evolve.db" >k2.csv
+check_eq "16 done generations" "16|16" \
+	"$(sql "$P/k1/evolve.db" "SELECT count(*), sum(status = 'done') FROM generations")"
+if cmp -s k1.csv k2.csv; then
+	pass "the two --parallel 3 runs have identical tables"
+else
+	fail "the two --parallel 3 runs differ"
+	show_diff k1.csv k2.csv 4
+fi
+check_eq "generation i descends only from generations <= i - 3" 0 \
+	"$(sql "$P/k1/evolve.db" "SELECT count(*) FROM generations WHERE parent > generation - 3")"
+
 ye_finish
