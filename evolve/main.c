@@ -341,13 +341,11 @@ static int default_hyp(char *out, size_t size)
 }
 
 /* A name may not climb out of the project folder. */
-static int check_name(const char *name)
+static int check_name(const char *name, struct ut_err *err)
 {
 	if (name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
-	    strcmp(name, "..") == 0) {
-		ut_log(UT_LOG_ERROR, "--name '%s': must be a plain folder name", name);
-		return -1;
-	}
+	    strcmp(name, "..") == 0)
+		return ut_err_set(err, "--name '%s': must be a plain folder name", name);
 	return 0;
 }
 
@@ -477,12 +475,15 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 	return ev_check_options(o, err);
 }
 
+static int create_database(const char *db_path, const struct st_options *o, struct st_db **db,
+			   struct ut_err *err);
+
 /* Make the run folder and a new database holding the options. */
 static int create_evolution(const struct cli *c, struct st_db **db, struct st_options *o,
 			    char *db_path, size_t db_size, struct ut_err *err)
 {
-	if (check_name(c->name) != 0)
-		return ut_err_set(err, "bad --name");
+	if (check_name(c->name, err) != 0)
+		return -1;
 	char run_dir[PATH_MAX];
 	run_dir_for(c, run_dir, sizeof(run_dir));
 	snprintf(db_path, db_size, "%s", c->db ? c->db : "");
@@ -497,14 +498,39 @@ static int create_evolution(const struct cli *c, struct st_db **db, struct st_op
 		rmdir(run_dir); /* only if still empty */
 		return -1;
 	}
-	if (st_open(db_path, 1, db, err) != 0)
+	return create_database(db_path, o, db, err);
+}
+
+/*
+ * The database appears under its name only once it holds its options: it
+ * is built as PATH.creating and renamed, so an interrupted creation never
+ * leaves a database that can be neither resumed nor replaced.
+ */
+static int create_database(const char *db_path, const struct st_options *o, struct st_db **db,
+			   struct ut_err *err)
+{
+	char tmp[PATH_MAX + 16];
+	snprintf(tmp, sizeof(tmp), "%s.creating", db_path);
+	static const char *const suffixes[] = {"", "-wal", "-shm", ".lock"};
+	char path[PATH_MAX + 32];
+	for (size_t i = 0; i < UT_ARRAY_LEN(suffixes); i++) {
+		snprintf(path, sizeof(path), "%s%s", tmp, suffixes[i]);
+		unlink(path);
+	}
+	struct st_db *building;
+	if (st_open(tmp, 1, &building, err) != 0)
 		return -1;
-	if (st_options_write(*db, o, err) != 0) {
-		st_close(*db);
-		unlink(db_path);
+	int rc = st_options_write(building, o, err);
+	st_close(building);
+	snprintf(path, sizeof(path), "%s.lock", tmp);
+	unlink(path);
+	if (rc == 0 && rename(tmp, db_path) != 0)
+		rc = ut_err_set(err, "%s: %s", db_path, strerror(errno));
+	if (rc != 0) {
+		unlink(tmp);
 		return -1;
 	}
-	return 0;
+	return st_open(db_path, 0, db, err);
 }
 
 static void db_path_for(const struct cli *c, char *out, size_t size)
@@ -684,6 +710,7 @@ static int cmd_import(int argc, char **argv)
 			snprintf(path, sizeof(path), "%s%s", db_path, suffixes[i]);
 			unlink(path);
 		}
+		rmdir(run_dir); /* only if nothing else is in it */
 		return 1;
 	}
 	printf("imported %ld generations into %s\ncontinue with: yolo-evolve --resume --db %s --generations N\n",

@@ -345,23 +345,6 @@ int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err)
 	return ferror(out) ? ut_err_set(err, "evolve.csv: write error") : 0;
 }
 
-/* pandas reads a column whose every value is an integer as int64 */
-static int column_is_integer(const struct done_rows *rows, int c)
-{
-	for (size_t i = 0; i < rows->n; i++) {
-		char text[64];
-		ut_fmt_g5(rows->values[i][c], text, sizeof(text));
-		const char *p = text;
-		while (*p == ' ')
-			p++;
-		if (*p == '-')
-			p++;
-		if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
-			return 0;
-	}
-	return 1;
-}
-
 int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 {
 	struct done_rows rows;
@@ -388,12 +371,9 @@ int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		fprintf(out, "%20.5g%s", rows.values[best][r], r + 1 < ST_RESULT_COUNT ? ", " : "\n\n");
 	for (int k = 0; k < META_COUNT; k++) {
-		int c = ST_RESULT_COUNT + k;
+		/* one row of mixed columns is float64 in pandas: every value a float */
 		char text[64];
-		if (column_is_integer(&rows, c))
-			snprintf(text, sizeof(text), "%.0f", rows.values[best][c]);
-		else
-			ut_fmt_yamlfloat(rows.values[best][c], text, sizeof(text));
+		ut_fmt_yamlfloat(rows.values[best][ST_RESULT_COUNT + k], text, sizeof(text));
 		fprintf(out, "%s: %s\n", meta_name(k), text);
 	}
 	free_done(&rows);

@@ -54,8 +54,7 @@ sed 's/^box: 0.05 /box: .nan  /' "$BASE_HYP" >nan.yaml
 expect_error ".nan value" "nan.yaml:$line: key 'box'" "${RUN[@]}" --hyp nan.yaml
 { cat "$BASE_HYP"; echo "lr0: 0.02"; } >dup.yaml
 expect_error "duplicate key" "key 'lr0'" "${RUN[@]}" --hyp dup.yaml
-grep -q 'duplicate' "$WORK/err$N.log" && pass "duplicate key: the message says 'duplicate'" ||
-	fail "duplicate key: the message does not say 'duplicate'"
+check "duplicate key: the message says 'duplicate'" grep -q 'duplicate' "$WORK/err$N.log"
 sed 's/^lr0: 0.01 /lr0: 5.0  /' "$BASE_HYP" >oob.yaml
 expect_error "out-of-bounds value" "key 'lr0'" "${RUN[@]}" --hyp oob.yaml
 
