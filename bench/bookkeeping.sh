@@ -17,7 +17,7 @@ now() { date +%s.%N; }
 evolve_run() {
 	local start end
 	start=$(now)
-	"$build/evolve/yolo-evolve" --generations "$n" --epochs 1 --data none --quiet \
+	"$build/evolve/yolo-evolve" --generations "$n" --epochs 1 --data none --quiet --report-every 0 \
 		--project "$work/evolve$1" --name exp --seed 1 \
 		--trainer "$fixture --hyp {hyp} --epochs {epochs} --save-dir {save_dir}" >/dev/null
 	end=$(now)

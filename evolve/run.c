@@ -357,10 +357,13 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	snprintf(gen->host, sizeof(gen->host), "%s", run->host);
 	snprintf(gen->device, sizeof(gen->device), "%s", slot->device ? slot->device : run->opts->device);
 	/*
-	 * Spawn first, then record: if the evolver dies in between, the trainer
-	 * gets SIGTERM (parent-death signal) and the generation, absent from the
-	 * database, is bred again identically.
+	 * Record, then spawn: an attempt is in the database before it can run.
+	 * The trainer's pid goes to save_dir/trainer.pid at once (no extra
+	 * transaction) and into the row with its first epoch; a resume after a
+	 * kill finds the orphan through either.
 	 */
+	if (st_transaction(run->db, write_start, &(struct start_record){gen, run->err}, run->err) != 0)
+		return -1;
 	if (spawn_trainer(run, slot, gen) != 0) {
 		gen->status = ST_INTERRUPTED;
 		snprintf(gen->error, sizeof(gen->error), "%s", run->err->msg);
@@ -370,9 +373,14 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	}
 	gen->pid = slot->proc.pid;
 	gen->pid_start = slot->proc.start_ticks;
-	if (st_transaction(run->db, write_start, &(struct start_record){gen, run->err}, run->err) != 0) {
+	ut_crash_point("spawned");
+	char pidfile[PATH_MAX + 16], text[64];
+	snprintf(pidfile, sizeof(pidfile), "%s/trainer.pid", slot->save_dir);
+	int len = snprintf(text, sizeof(text), "%ld %lld\n", (long)gen->pid, gen->pid_start);
+	if (ut_write_file_atomic(pidfile, text, (size_t)len, run->err) != 0) {
 		kill(-slot->proc.pid, SIGKILL);
 		waitpid(slot->proc.pid, NULL, 0);
+		ev_caplog_close(&slot->log);
 		return -1;
 	}
 	slot->busy = 1;
@@ -613,6 +621,7 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 	}
 	if (gen->status == ST_INTERRUPTED)
 		return 0;
+	ut_crash_point("finished");
 	if (ev_write_exports(run->db, run->params->run_dir, run->err) != 0)
 		return -1;
 	run->finished_count++;
@@ -726,6 +735,23 @@ static int handle_signal(struct ev_runner *run, int sfd)
 
 /* ---- recovery ------------------------------------------------------------------- */
 
+/* The pid a trainer was started with, from its save_dir (see launch). */
+static void read_pidfile(struct st_generation *gen)
+{
+	char path[ST_STR + 16];
+	snprintf(path, sizeof(path), "%s/trainer.pid", gen->save_dir);
+	FILE *f = gen->save_dir[0] ? fopen(path, "r") : NULL;
+	if (f == NULL)
+		return;
+	long pid;
+	long long start;
+	if (fscanf(f, "%ld %lld", &pid, &start) == 2 && pid > 0) {
+		gen->pid = pid;
+		gen->pid_start = start;
+	}
+	fclose(f);
+}
+
 /* Generations left running by a killed evolver: stop their trainers, rerun them. */
 static int recover(struct ev_runner *run)
 {
@@ -733,6 +759,8 @@ static int recover(struct ev_runner *run)
 		struct st_generation *gen = &run->gens[i];
 		if (gen->status != ST_RUNNING && gen->status != ST_PENDING)
 			continue;
+		if (gen->pid <= 0)
+			read_pidfile(gen);
 		if (gen->pid > 0) {
 			struct ev_proc orphan = {(pid_t)gen->pid, gen->pid_start, -1};
 			if (ev_proc_is_alive(&orphan)) {

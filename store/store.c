@@ -362,6 +362,7 @@ int st_transaction(struct st_db *db, int (*fn)(struct st_db *, void *), void *ar
 		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
+	ut_crash_point("transaction");
 	if (exec_sql(db, "COMMIT", err) != 0) {
 		sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
 		return -1;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,19 @@ int ut_remove_tree(const char *path, struct ut_err *err)
 	if (unlink(path) != 0 && errno != ENOENT)
 		return ut_err_set(err, "%s: %s", path, strerror(errno));
 	return 0;
+}
+
+void ut_crash_point(const char *name)
+{
+	static long reached;
+	const char *spec = getenv("YE_CRASH_AT");
+	if (spec == NULL)
+		return;
+	size_t len = strcspn(spec, ":");
+	if (strlen(name) != len || strncmp(spec, name, len) != 0 || spec[len] != ':')
+		return;
+	if (++reached == strtol(spec + len + 1, NULL, 10))
+		raise(SIGKILL);
 }
 
 double ut_now(void)

@@ -70,6 +70,16 @@ int ut_remove_tree(const char *path, struct ut_err *err);
 double ut_now(void);
 void ut_iso_time(double when, char *buf, size_t size);
 
+/*
+ * Fault injection for the crash tests: with YE_CRASH_AT="NAME:N" in the
+ * environment the process SIGKILLs itself the N-th time it reaches the
+ * point called NAME (N >= 1). Points: "transaction" (inside a database
+ * transaction, before COMMIT), "spawned" (a trainer started, not yet
+ * recorded), "finished" (a result committed, exports not yet written).
+ * Without the variable this is one getenv per call.
+ */
+void ut_crash_point(const char *name);
+
 /* Dynamic string. */
 struct ut_buf {
 	char *data;
