@@ -27,7 +27,7 @@ struct cli {
 	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
 	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
 	long generations, epochs, batch, imgsz, top, parallel, retries;
-	long per_device, prune_warmup, population, log_max, report_every;
+	long per_device, prune_warmup, population, log_max, report_every, lag;
 	const char *out_dir;
 	int slurm_submit, parallel_set;
 	double mutation_prob, sigma, timeout, grace;
@@ -43,7 +43,7 @@ enum opt_id {
 	OPT_EVOLVE_KEYS, OPT_PARALLEL, OPT_TIMEOUT, OPT_RETRIES, OPT_GRACE, OPT_BEST, OPT_CSV,
 	OPT_QUIET, OPT_VERBOSE, OPT_DEVICES, OPT_PER_DEVICE, OPT_LAUNCHER, OPT_SLURM_ARGS,
 	OPT_SLURM_SUBMIT, OPT_PRUNE, OPT_PRUNE_WARMUP, OPT_PYTHON, OPT_ALGORITHM, OPT_POPULATION,
-	OPT_GA_DIR, OPT_LOG_MAX, OPT_REPORT_EVERY, OPT_OUT, OPT_HELP
+	OPT_GA_DIR, OPT_LOG_MAX, OPT_REPORT_EVERY, OPT_OUT, OPT_LAG, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -92,6 +92,7 @@ static const struct option long_options[] = {
 	{"log-max", required_argument, NULL, OPT_LOG_MAX},
 	{"report-every", required_argument, NULL, OPT_REPORT_EVERY},
 	{"out", required_argument, NULL, OPT_OUT},
+	{"lag", required_argument, NULL, OPT_LAG},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0}};
 
@@ -124,6 +125,9 @@ static const char run_help[] =
 	"  --meta PATH         meta.yaml overriding gains and bounds\n"
 	"  --evolve-keys K,..  mutate only these keys\n"
 	"  --parallel P        candidates at once on the CPU (1)\n"
+	"  --lag L             generation i descends from generations 0 .. i-L and waits\n"
+	"                      for all of them (default and minimum: P, the candidates at\n"
+	"                      once); a larger L keeps slots busier, with staler parents\n"
 	"  --devices 0,1,..    GPUs; each trainer is pinned with CUDA_VISIBLE_DEVICES\n"
 	"  --per-device K      candidates per GPU (1); P = GPUs x K\n"
 	"  --launcher L        local (default) | slurm: each candidate is an srun job step\n"
@@ -203,7 +207,7 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 			 [OPT_RETRIES - 256] = &c->retries, [OPT_PER_DEVICE - 256] = &c->per_device,
 			 [OPT_PRUNE_WARMUP - 256] = &c->prune_warmup,
 			 [OPT_POPULATION - 256] = &c->population, [OPT_LOG_MAX - 256] = &c->log_max,
-			 [OPT_REPORT_EVERY - 256] = &c->report_every,
+			 [OPT_REPORT_EVERY - 256] = &c->report_every, [OPT_LAG - 256] = &c->lag,
 			 [OPT_HELP - 256] = NULL};
 	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
 			     [OPT_SIGMA - 256] = &c->sigma, [OPT_TIMEOUT - 256] = &c->timeout,
@@ -218,6 +222,8 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 		long hi = opt->val == OPT_TOP ? EV_TOP_MAX : 100000000;
 		if (opt->val == OPT_PARALLEL || opt->val == OPT_PER_DEVICE)
 			hi = EV_MAX_SLOTS;
+		if (opt->val == OPT_LAG)
+			lo = 0;
 		return ut_parse_long(value, lo, hi, longs[id]) == 0 ? 0 : bad_value(opt->name, value);
 	}
 	if (doubles[id] != NULL) {
@@ -434,6 +440,7 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 	o->slurm_submit = c->slurm_submit;
 	o->prune_warmup = c->prune_warmup;
 	o->population = c->population;
+	o->lag = c->lag;
 	if (check_choices(c, err) != 0)
 		return -1;
 	snprintf(o->parent, sizeof(o->parent), "%s", c->parent);

@@ -63,6 +63,7 @@ struct ev_runner {
 	size_t ngens, cap;
 	struct ev_slot *slots;
 	long nslots;
+	long lag; /* generation i descends from 0 .. i-lag (the slots, unless --lag) */
 	int stop_signal; /* first SIGINT/SIGTERM received, 0 if none */
 	char **devices;  /* GPU ids of --devices, NULL-terminated */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
@@ -165,7 +166,7 @@ static struct st_generation *breed_yolov5(struct ev_runner *run)
 	long next = (long)run->ngens;
 	if (next >= run->opts->generations)
 		return NULL;
-	long horizon = next - run->nslots; /* generations 0 .. horizon are parents */
+	long horizon = next - run->lag; /* generations 0 .. horizon are parents */
 	for (long j = 0; j <= horizon; j++)
 		if (!is_finished(run->gens[j].status))
 			return NULL;
@@ -442,7 +443,7 @@ static int by_value(const void *a, const void *b)
 static long prune_epoch(const struct ev_runner *run, long generation,
 			const double (*rows)[ST_EPOCH_COLS], size_t nrows, double *median_out)
 {
-	long horizon = generation - run->nslots;
+	long horizon = generation - run->lag;
 	if (!run->prune || horizon < 0)
 		return -1;
 	double *refs = malloc((size_t)(horizon + 1) * sizeof(*refs));
@@ -957,6 +958,7 @@ static int setup(struct ev_runner *run, int *sfd)
 	if (ev_template_parse(run->opts->trainer, run->opts->python, &run->tpl, run->err) != 0)
 		return -1;
 	run->nslots = run->opts->parallel > 0 ? run->opts->parallel : 1;
+	run->lag = run->opts->lag > run->nslots ? run->opts->lag : run->nslots;
 	run->slots = calloc((size_t)run->nslots, sizeof(*run->slots));
 	if (run->slots == NULL || split_devices(run) != 0)
 		return ut_err_set(run->err, "out of memory");

@@ -109,7 +109,7 @@ static int prepare(struct st_db *db, const char *sql, sqlite3_stmt **stmt,
 	X(python) X(ga_dir)
 #define ST_OPT_INT(X)                                                              \
 	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(retries) X(per_device) \
-	X(slurm_submit) X(prune_warmup) X(population)
+	X(slurm_submit) X(prune_warmup) X(population) X(lag)
 #define ST_OPT_REAL(X) X(mutation_prob) X(sigma) X(timeout)
 
 /* Schema version 1, generated from the tables of hyps and results. */

@@ -50,6 +50,7 @@ struct st_options {
 	char ga_dir[ST_STR];     /* hyp yamls seeding the GA population */
 	long epochs, imgsz, batch, parallel, top, generations;
 	long per_device, slurm_submit, prune_warmup, population;
+	long lag; /* breeding lag; 0 or < parallel: the number of slots */
 	double mutation_prob, sigma, timeout;
 	long retries;
 	uint64_t seed;
