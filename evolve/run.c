@@ -517,7 +517,7 @@ static int follow(struct ev_runner *run, struct ev_slot *slot)
 		slot->pruned_at = cut;
 		kill(-slot->proc.pid, SIGTERM);
 		slot->kill_at = ut_now() + run->params->grace;
-		ut_log(UT_LOG_INFO, "generation %ld: pruned at epoch %ld (fitness %.5f < median %.5f)",
+		ut_log(UT_LOG_DEBUG, "generation %ld: pruning at epoch %ld (fitness %.5f < median %.5f)",
 		       slot->generation, cut, ev_fitness(res.rows[cut][6], res.rows[cut][7]), median);
 	}
 	if (slot->pruned_at >= 0 && res.nrows > (size_t)slot->pruned_at + 1)
@@ -611,8 +611,8 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		       gen->generation, gen->fitness, gen->results[ST_R_map50], gen->results[ST_R_map],
 		       gen->seconds);
 	else
-		ut_log(UT_LOG_WARN, "generation %ld: %s: %s", gen->generation,
-		       st_status_name(gen->status), gen->error);
+		ut_log(gen->status == ST_PRUNED ? UT_LOG_INFO : UT_LOG_WARN, "generation %ld: %s: %s",
+		       gen->generation, st_status_name(gen->status), gen->error);
 	if (gen->status == ST_FAILED && is_retryable(slot, status) &&
 	    gen->attempts <= run->opts->retries && !run->stop_signal) {
 		ut_log(UT_LOG_INFO, "generation %ld: retrying (%ld of %ld retries)", gen->generation,

@@ -66,6 +66,11 @@
  *
  * Environment:
  *   FIXTURE_NOISE=SIGMA       noise standard deviation (>= 0, default 0.002).
+ *   FIXTURE_CROSSING=1        learning curves that cross: p(e) = (1 - exp(-k (e+1)/E))
+ *                             / (1 - exp(-k)) * (1 - exp(-3)) with speed
+ *                             k = 3 clamp(sqrt(lr0 / 0.01), 0.25, 4); the last row
+ *                             is unchanged, early epochs favour a large lr0
+ *                             (for judging pruning).
  *   FIXTURE_EPOCH_MS=N        sleep N ms per epoch (default 0).
  *   FIXTURE_DURATION_MS=LO,HI total run time drawn uniformly from [LO, HI] ms,
  *                             split evenly over the epochs; seeded from time
@@ -878,6 +883,12 @@ static void fx_row(const struct fx_run *run, long long epoch, double vals[FX_NCO
 {
 	double epochs = (double)run->epochs;
 	double p = 1.0 - exp(-3.0 * (double)(epoch + 1) / epochs);
+	if (getenv("FIXTURE_CROSSING") != NULL) {
+		/* learning speed grows with lr0; the last row is unchanged */
+		double k = 3.0 * fmin(4.0, fmax(0.25, sqrt(run->hyp[FX_HYP_lr0] / 0.01)));
+		p = (1.0 - exp(-k * (double)(epoch + 1) / epochs)) / (1.0 - exp(-k)) *
+		    (1.0 - exp(-3.0));
+	}
 	double map50 = run->map50 * p;
 	double lr = run->hyp[FX_HYP_lr0] * (1.0 - (double)epoch / epochs);
 
