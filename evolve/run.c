@@ -23,6 +23,7 @@
 #include "trainer.h"
 
 #define PROGRESS_MS 1000
+#define EXPORT_INTERVAL_S 1.0
 #define EV_LOG_MAX_DEFAULT (16LL << 20) /* bytes of trainer log before rotation */
 #define PRUNE_MIN_REFERENCES 3 /* fewer finished candidates at an epoch: no pruning */
 
@@ -75,6 +76,8 @@ struct ev_runner {
 	struct meta_hyp *ga_pop;    /* population ga_k, bred once */
 	long ga_k;
 	long finished_count; /* generations finished by this process */
+	double exported_at;  /* when evolve.csv and hyp_evolve.yaml were last written */
+	int exports_stale;
 	struct ev_progress progress;
 	char host[256];
 	struct ut_err *err;
@@ -623,8 +626,15 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 	if (gen->status == ST_INTERRUPTED)
 		return 0;
 	ut_crash_point("finished");
-	if (ev_write_exports(run->db, run->params->run_dir, run->err) != 0)
-		return -1;
+	/* evolve.csv grows with the run: rewrite it at most once a second (and at the end) */
+	if (ut_now() - run->exported_at >= EXPORT_INTERVAL_S) {
+		if (ev_write_exports(run->db, run->params->run_dir, run->err) != 0)
+			return -1;
+		run->exported_at = ut_now();
+		run->exports_stale = 0;
+	} else {
+		run->exports_stale = 1;
+	}
 	run->finished_count++;
 	if (run->params->report_every > 0 && run->finished_count % run->params->report_every == 0) {
 		struct ut_err plot_err;
@@ -1027,6 +1037,11 @@ int ev_run(struct st_db *db, const struct st_options *opts,
 		while (busy_slots(&run) > 0 && reap(&run) == 0)
 			poll(NULL, 0, 10);
 		*err = saved;
+	}
+	if (run.exports_stale) {
+		struct ut_err export_err;
+		if (ev_write_exports(db, params->run_dir, &export_err) != 0 && rc == 0)
+			rc = ut_err_set(err, "%s", export_err.msg);
 	}
 	if (rc == 0 && run.stop_signal)
 		rc = 128 + run.stop_signal;

@@ -45,7 +45,10 @@ die() {
 	exit 1
 }
 
+export PATH=$PATH:/usr/sbin:/sbin # the daemons live there; CI PATHs may lack it
 [[ $(id -u) == 0 ]] || die "must run as root"
+# munged's socket path must fit a sockaddr_un (108 bytes)
+((${#STATE} <= 80)) || die "STATE_DIR path too long for the munge socket (${#STATE} > 80 characters)"
 for b in munged munge unmunge slurmctld slurmd scontrol sinfo srun; do
 	command -v "$b" >/dev/null || die "$b not found (apt-get install slurm-wlm munge)"
 done
