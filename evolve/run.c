@@ -1038,7 +1038,8 @@ int ev_run(struct st_db *db, const struct st_options *opts,
 			poll(NULL, 0, 10);
 		*err = saved;
 	}
-	if (run.exports_stale) {
+	if (rc == 0 || run.exports_stale) {
+		/* also after a resume that had nothing left to run */
 		struct ut_err export_err;
 		if (ev_write_exports(db, params->run_dir, &export_err) != 0 && rc == 0)
 			rc = ut_err_set(err, "%s", export_err.msg);

@@ -1,1 +1,1355 @@
-int main(void){return 1;}
+/*
+ * test_store.c - tests of store/: the schema people query with sqlite3
+ * (columns named after the hyp table, the `best` and `evolve_csv` views),
+ * refusal of files that are not ours or are newer, the lock, round trips of
+ * the evolution row, generations and epochs, and YOLOv5's files: import of
+ * a real evolve.csv and byte-exact export of evolve.csv and hyp_evolve.yaml
+ * (golden files written by YOLOv5 v7.0), with every import error naming the
+ * file and line.
+ *
+ * Needs YE_SHARED (the shared folder holding reference/yolov5-outputs); the
+ * test fails when it is unset. Databases live in a mkdtemp() folder under
+ * $TMPDIR (or /tmp), removed at the end.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store.h"
+
+_Static_assert(META_COUNT == 29, "the golden rows below have 29 hyps");
+_Static_assert(ST_RESULT_COUNT == 7, "the golden rows below have 7 results");
+
+#define EVOLVE_COLS (ST_RESULT_COUNT + META_COUNT)
+
+/* The rows of reference/yolov5-outputs/evolve.csv (real YOLOv5 v7.0 output). */
+static const double golden_results[3][ST_RESULT_COUNT] = {
+    {0.0054488, 0.55131, 0.0061939, 0.0014991, 0.088283, 0.034144, 0.037471},
+    {0.0056284, 0.56173, 0.0061155, 0.0014915, 0.10467, 0.035697, 0.042046},
+    {0.0051757, 0.54282, 0.0059799, 0.0014987, 0.082925, 0.021114, 0.044698},
+};
+static const double golden_hyps[3][META_COUNT] = {
+    {0.01, 0.01, 0.937, 0.0005, 3, 0.8, 0.1, 0.05, 0.5, 1, 1, 1, 0.2, 4, 0,
+     0.015, 0.7, 0.4, 0, 0.1, 0.5, 0, 0, 0, 0.5, 1, 0, 0, 3},
+    {0.00857, 0.01036, 0.9677, 0.00039, 3, 0.69205, 0.08083, 0.05889, 0.49294, 1.1856,
+     1.0543, 1, 0.2, 4.3839, 0, 0.01273, 0.79708, 0.42108, 0, 0.07917, 0.5, 0, 0, 0,
+     0.5, 0.9601, 0, 0, 2.8861},
+    {0.00672, 0.01177, 0.98, 0.00023, 3.8133, 0.65892, 0.09964, 0.04942, 0.47913,
+     1.3306, 0.65414, 1.0348, 0.2, 2.8495, 0, 0.01852, 0.63602, 0.36191, 0, 0.08484,
+     0.69523, 0, 0, 0, 0.5, 1, 0, 0, 2.8861},
+};
+
+/* The rows of reference/yolov5-outputs/train3ep-results.csv. */
+static const double golden_epochs[3][ST_EPOCH_COLS] = {
+    {0, 0.11001, 0.024495, 0.038951, 0.0045973, 0.4537, 0.0048857, 0.0012027, 0.10373,
+     0.018866, 0.037487, 0.0937, 0.0007, 0.0007},
+    {1, 0.10832, 0.026598, 0.0391, 0.0056489, 0.52199, 0.0059101, 0.0015691, 0.099611,
+     0.019681, 0.037447, 0.086005, 0.001005, 0.001005},
+    {2, 0.10365, 0.032457, 0.038596, 0.0022544, 0.37037, 0.00209, 0.00055702, 0.09697,
+     0.020181, 0.037421, 0.077782, 0.000782, 0.000782},
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+#define assert_contains(text, part)                                                   \
+	do {                                                                          \
+		if (strstr((text), (part)) == NULL)                                   \
+			fail_msg("\"%s\" does not contain \"%s\"", (text), (part));   \
+	} while (0)
+
+#define assert_same_double(got, want)                                                 \
+	do {                                                                          \
+		double got_ = (got), want_ = (want);                                  \
+		if (!(got_ == want_))                                                 \
+			fail_msg("%s = %.17g, wanted %.17g", #got, got_, want_);      \
+	} while (0)
+
+#define assert_near(got, want, tolerance)                                             \
+	do {                                                                          \
+		double got_ = (got), want_ = (want);                                  \
+		if (!(fabs(got_ - want_) <= (tolerance)))                             \
+			fail_msg("%s = %.17g, wanted %.17g within %g", #got, got_, want_, \
+				 (double)(tolerance));                                \
+	} while (0)
+
+/* The temporary folder and where the golden files are, for every test. */
+struct fixture {
+	char dir[PATH_MAX];
+	char reference[PATH_MAX];
+};
+
+static int group_setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	const char *shared = getenv("YE_SHARED");
+	const char *tmp = getenv("TMPDIR");
+	if (fx == NULL || shared == NULL || *shared == '\0')
+		return -1;
+	snprintf(fx->reference, sizeof(fx->reference), "%s/reference/yolov5-outputs", shared);
+	snprintf(fx->dir, sizeof(fx->dir), "%s/test_store.XXXXXX",
+		 tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(fx->dir) == NULL) {
+		fprintf(stderr, "mkdtemp %s: %s\n", fx->dir, strerror(errno));
+		free(fx);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	struct fixture *fx = *state;
+	struct ut_err err = {{0}};
+	int rc = ut_remove_tree(fx->dir, &err);
+	if (rc != 0)
+		fprintf(stderr, "%s\n", err.msg);
+	free(fx);
+	return rc;
+}
+
+/* A path in the temporary folder. */
+static void tmp_path(void **state, const char *name, char *out, size_t size)
+{
+	const struct fixture *fx = *state;
+	assert_true(snprintf(out, size, "%s/%s", fx->dir, name) < (int)size);
+}
+
+/* A golden file's path. */
+static void reference_path(void **state, const char *name, char *out, size_t size)
+{
+	const struct fixture *fx = *state;
+	assert_true(snprintf(out, size, "%s/%s", fx->reference, name) < (int)size);
+}
+
+/* A whole file, malloc'ed and NUL-terminated. */
+static char *slurp(const char *path, size_t *len)
+{
+	char *text = NULL;
+	struct ut_err err = {{0}};
+	if (ut_read_file(path, &text, len, &err) != 0)
+		fail_msg("%s", err.msg);
+	return text;
+}
+
+static void write_bytes(const char *path, const char *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (f == NULL)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Create a new database at name in the temporary folder (path copied to path). */
+static struct st_db *create_db(void **state, const char *name, char *path, size_t size)
+{
+	struct st_db *db = NULL;
+	struct ut_err err = {{0}};
+	tmp_path(state, name, path, size);
+	if (st_open(path, 1, &db, &err) != 0)
+		fail_msg("st_open %s: %s", path, err.msg);
+	return db;
+}
+
+static sqlite3 *raw_open(const char *path)
+{
+	sqlite3 *sql = NULL;
+	if (sqlite3_open(path, &sql) != SQLITE_OK)
+		fail_msg("sqlite3_open %s: %s", path, sqlite3_errmsg(sql));
+	return sql;
+}
+
+static void raw_exec(sqlite3 *sql, const char *statements)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(sql, statements, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", statements, msg != NULL ? msg : "?");
+}
+
+static sqlite3_stmt *raw_prepare(sqlite3 *sql, const char *query)
+{
+	sqlite3_stmt *stmt = NULL;
+	if (sqlite3_prepare_v2(sql, query, -1, &stmt, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", query, sqlite3_errmsg(sql));
+	return stmt;
+}
+
+/* The integer of a one-row, one-column query. */
+static long long query_int(sqlite3 *sql, const char *query)
+{
+	sqlite3_stmt *stmt = raw_prepare(sql, query);
+	if (sqlite3_step(stmt) != SQLITE_ROW)
+		fail_msg("%s: no row (%s)", query, sqlite3_errmsg(sql));
+	long long value = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return value;
+}
+
+/* The text of a one-row, one-column query ("NULL" for NULL). */
+static void query_text(sqlite3 *sql, const char *query, char *out, size_t size)
+{
+	sqlite3_stmt *stmt = raw_prepare(sql, query);
+	if (sqlite3_step(stmt) != SQLITE_ROW)
+		fail_msg("%s: no row (%s)", query, sqlite3_errmsg(sql));
+	const unsigned char *text = sqlite3_column_text(stmt, 0);
+	snprintf(out, size, "%s", text != NULL ? (const char *)text : "NULL");
+	sqlite3_finalize(stmt);
+}
+
+static size_t generation_count(struct st_db *db)
+{
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	struct ut_err err = {{0}};
+	if (st_generations_load(db, &gens, &n, &err) != 0)
+		fail_msg("%s", err.msg);
+	free(gens);
+	return n;
+}
+
+/* Everything an export wrote, malloc'ed; *rc gets its return code. */
+static char *capture(int (*export_fn)(struct st_db *, FILE *, struct ut_err *), struct st_db *db,
+		     int *rc, struct ut_err *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	assert_non_null(mem);
+	*rc = export_fn(db, mem, err);
+	assert_int_equal(fclose(mem), 0);
+	return text;
+}
+
+static struct meta_hyp golden_hyp(int row)
+{
+	struct meta_hyp hyp;
+	memcpy(hyp.v, golden_hyps[row], sizeof(hyp.v));
+	return hyp;
+}
+
+/* The evolution row of a typical run, every field set and distinct. */
+static void sample_options(struct st_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	snprintf(opts->data, sizeof(opts->data), "data/coco128.yaml");
+	snprintf(opts->cfg, sizeof(opts->cfg), "models/yolov5s.yaml");
+	snprintf(opts->weights, sizeof(opts->weights), "yolov5s.pt");
+	snprintf(opts->hyp_path, sizeof(opts->hyp_path), "data/hyps/hyp.scratch-low.yaml");
+	snprintf(opts->device, sizeof(opts->device), "0,1");
+	snprintf(opts->project, sizeof(opts->project), "runs/evolve");
+	snprintf(opts->name, sizeof(opts->name), "it's \"odd\"\nname \xc3\xbc");
+	snprintf(opts->trainer, sizeof(opts->trainer), "yolov5:/opt/yolov5");
+	snprintf(opts->algorithm, sizeof(opts->algorithm), "ga");
+	snprintf(opts->parent, sizeof(opts->parent), "weighted");
+	snprintf(opts->evolve_keys, sizeof(opts->evolve_keys), "lr0,momentum,mosaic");
+	snprintf(opts->devices, sizeof(opts->devices), "0,1,2");
+	snprintf(opts->launcher, sizeof(opts->launcher), "slurm");
+	snprintf(opts->slurm_args, sizeof(opts->slurm_args), "--partition=gpu --time=2:00:00");
+	snprintf(opts->prune, sizeof(opts->prune), "median");
+	snprintf(opts->python, sizeof(opts->python), "/usr/bin/python3");
+	snprintf(opts->ga_dir, sizeof(opts->ga_dir), "seeds/");
+	opts->epochs = 300;
+	opts->imgsz = 640;
+	opts->batch = -1;
+	opts->parallel = 4;
+	opts->top = 5;
+	opts->generations = 300;
+	opts->per_device = 2;
+	opts->slurm_submit = 8;
+	opts->prune_warmup = 10;
+	opts->population = 16;
+	opts->lag = 3;
+	opts->retries = 2;
+	opts->mutation_prob = 0.8;
+	opts->sigma = 0.1 + 0.2; /* not the shortest decimal: must come back exactly */
+	opts->timeout = 3600.5;
+	opts->seed = 0xF123456789ABCDEFull; /* > 2^63 */
+	meta_table_default(&opts->meta);
+	opts->meta.k[META_lr0] = (struct meta_bound){0.5, 1e-4, 0.05};
+	opts->meta.k[META_mosaic].gain = 0;
+	opts->meta.k[META_anchors] = (struct meta_bound){2.0, 2.0, 5.0};
+	opts->base = golden_hyp(0);
+	opts->base.v[META_lr0] = 0.0123456789012345;
+	opts->base.v[META_anchors] = 4.0;
+}
+
+/* A finished candidate with every field set. */
+static struct st_generation sample_generation(long generation)
+{
+	struct st_generation gen;
+	memset(&gen, 0, sizeof(gen));
+	gen.generation = generation;
+	gen.parent = 3;
+	gen.population = 2;
+	gen.status = ST_DONE;
+	gen.has_results = 1;
+	memcpy(gen.results, golden_results[1], sizeof(gen.results));
+	gen.fitness = 0.1 * gen.results[ST_R_map50] + 0.9 * gen.results[ST_R_map];
+	gen.hyp = golden_hyp(1);
+	gen.seed = 0xFEDCBA9876543210ull;
+	snprintf(gen.device, sizeof(gen.device), "cuda:1");
+	snprintf(gen.host, sizeof(gen.host), "node-07");
+	snprintf(gen.save_dir, sizeof(gen.save_dir), "runs/evolve/exp/gen%ld", generation);
+	gen.pid = 4242;
+	gen.pid_start = 123456789;
+	gen.started_at = 1700000000.123;
+	gen.finished_at = 1700000360.625;
+	gen.seconds = 360.5;
+	gen.has_exit_status = 1;
+	gen.exit_status = 0;
+	gen.attempts = 2;
+	gen.epochs_done = 3;
+	return gen;
+}
+
+static void put_generation(struct st_db *db, const struct st_generation *gen)
+{
+	struct ut_err err = {{0}};
+	if (st_generation_put(db, gen, &err) != 0)
+		fail_msg("put generation %ld: %s", gen->generation, err.msg);
+}
+
+static void assert_generation_equal(const struct st_generation *got,
+				    const struct st_generation *want)
+{
+	assert_int_equal(got->generation, want->generation);
+	assert_int_equal(got->parent, want->parent);
+	assert_int_equal(got->population, want->population);
+	assert_int_equal(got->status, want->status);
+	assert_int_equal(got->has_results, want->has_results);
+	for (int r = 0; want->has_results && r < ST_RESULT_COUNT; r++)
+		assert_same_double(got->results[r], want->results[r]);
+	if (want->has_results)
+		assert_same_double(got->fitness, want->fitness);
+	for (int k = 0; k < META_COUNT; k++)
+		assert_same_double(got->hyp.v[k], want->hyp.v[k]);
+	assert_int_equal(got->seed, want->seed);
+	assert_string_equal(got->device, want->device);
+	assert_string_equal(got->host, want->host);
+	assert_string_equal(got->save_dir, want->save_dir);
+	assert_string_equal(got->error, want->error);
+	assert_int_equal(got->pid, want->pid);
+	assert_int_equal(got->pid_start, want->pid_start);
+	assert_near(got->started_at, want->started_at, 1e-3);
+	assert_near(got->finished_at, want->finished_at, 1e-3);
+	assert_same_double(got->seconds, want->finished_at > 0 ? want->seconds : 0);
+	assert_int_equal(got->has_exit_status, want->has_exit_status);
+	if (want->has_exit_status)
+		assert_int_equal(got->exit_status, want->exit_status);
+	assert_int_equal(got->attempts, want->attempts);
+	assert_int_equal(got->epochs_done, want->epochs_done);
+}
+
+/* A database with the sample options and the real evolve.csv imported. */
+static struct st_db *imported_db(void **state, const char *name)
+{
+	char path[PATH_MAX], csv[PATH_MAX];
+	struct st_db *db = create_db(state, name, path, sizeof(path));
+	struct st_options opts;
+	struct ut_err err = {{0}};
+	long imported = -1;
+	sample_options(&opts);
+	opts.meta.k[META_lr0] = (struct meta_bound){1.0, 1e-5, 0.1};
+	assert_int_equal(st_options_write(db, &opts, &err), 0);
+	reference_path(state, "evolve.csv", csv, sizeof(csv));
+	if (st_import_evolve_csv(db, csv, &opts.meta, &imported, &err) != 0)
+		fail_msg("import %s: %s", csv, err.msg);
+	assert_int_equal(imported, 3);
+	return db;
+}
+
+/* ---- schema --------------------------------------------------------------- */
+
+/* The declared type of a column of `generations`, or NULL if there is none. */
+static const char *column_type(char names[][64], char types[][16], int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return types[i];
+	return NULL;
+}
+
+static void schema_of_new_db(void **state)
+{
+	static const char *const columns[] = {
+	    "generation", "parent", "status", "precision", "recall", "map50", "map",
+	    "val_box", "val_obj", "val_cls", "fitness", "seed", "device", "host",
+	    "started_at", "finished_at", "seconds", "exit_status", "error", "save_dir",
+	    "attempts"};
+	char path[PATH_MAX], text[64];
+	struct st_db *db = create_db(state, "schema.db", path, sizeof(path));
+	sqlite3 *sql = st_handle(db);
+	assert_int_equal(query_int(sql, "PRAGMA user_version"), ST_SCHEMA_VERSION);
+	assert_int_equal(query_int(sql, "PRAGMA application_id"), 0x594f4556);
+	query_text(sql, "PRAGMA journal_mode", text, sizeof(text));
+	assert_string_equal(text, "wal");
+
+	char names[128][64], types[128][16];
+	int n = 0;
+	sqlite3_stmt *stmt = raw_prepare(sql, "PRAGMA table_info(generations)");
+	while (sqlite3_step(stmt) == SQLITE_ROW && n < 128) {
+		snprintf(names[n], sizeof(names[n]), "%s", sqlite3_column_text(stmt, 1));
+		snprintf(types[n], sizeof(types[n]), "%s", sqlite3_column_text(stmt, 2));
+		n++;
+	}
+	sqlite3_finalize(stmt);
+	for (int k = 0; k < META_COUNT; k++) {
+		const char *type = column_type(names, types, n, meta_name(k));
+		if (type == NULL || strcmp(type, "REAL") != 0)
+			fail_msg("generations.%s: type %s, wanted REAL", meta_name(k),
+				 type ? type : "(no column)");
+	}
+	for (size_t c = 0; c < UT_ARRAY_LEN(columns); c++)
+		if (column_type(names, types, n, columns[c]) == NULL)
+			fail_msg("generations has no column %s", columns[c]);
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		assert_string_equal(column_type(names, types, n, st_result_column(r)), "REAL");
+	assert_int_equal(query_int(sql, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"
+					" AND name IN ('best', 'evolve_csv')"),
+			 2);
+	st_close(db);
+}
+
+/* `best` and `evolve_csv` hold the done generations, in their orders and names. */
+static void views_work(void **state)
+{
+	char path[PATH_MAX];
+	struct st_db *db = create_db(state, "views.db", path, sizeof(path));
+	struct st_generation gen = sample_generation(0);
+	for (long g = 0; g < 4; g++) {
+		gen.generation = g;
+		gen.status = g == 2 ? ST_FAILED : ST_DONE;
+		gen.results[ST_R_map50] = 0.1 * (double)(g + 1);
+		gen.fitness = g == 1 ? 0.9 : 0.1 * (double)g;
+		put_generation(db, &gen);
+	}
+	sqlite3 *sql = st_handle(db);
+	sqlite3_stmt *stmt = raw_prepare(sql, "SELECT \"metrics/mAP_0.5\" FROM evolve_csv");
+	const double want_map50[] = {0.1, 0.2, 0.4};
+	for (size_t i = 0; i < UT_ARRAY_LEN(want_map50); i++) {
+		assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+		assert_same_double(sqlite3_column_double(stmt, 0), want_map50[i]);
+	}
+	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+	sqlite3_finalize(stmt);
+
+	stmt = raw_prepare(sql, "SELECT * FROM evolve_csv");
+	assert_int_equal(sqlite3_column_count(stmt), EVOLVE_COLS);
+	for (int c = 0; c < EVOLVE_COLS; c++)
+		assert_string_equal(sqlite3_column_name(stmt, c),
+				    c < ST_RESULT_COUNT ? st_result_csv_name(c)
+							: meta_name(c - ST_RESULT_COUNT));
+	sqlite3_finalize(stmt);
+
+	stmt = raw_prepare(sql, "SELECT generation FROM best");
+	const long want_best[] = {1, 3, 0};
+	for (size_t i = 0; i < UT_ARRAY_LEN(want_best); i++) {
+		assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int64(stmt, 0), want_best[i]);
+	}
+	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+	sqlite3_finalize(stmt);
+	st_close(db);
+}
+
+/* ---- versions, foreign files, reopening ----------------------------------- */
+
+static void newer_schema_refused(void **state)
+{
+	char path[PATH_MAX], pragma[64];
+	struct st_db *db = create_db(state, "newer.db", path, sizeof(path));
+	put_generation(db, &(struct st_generation){0});
+	st_close(db);
+	sqlite3 *sql = raw_open(path);
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", ST_SCHEMA_VERSION + 1);
+	raw_exec(sql, pragma);
+	sqlite3_close(sql);
+
+	struct ut_err err = {{0}};
+	db = NULL;
+	assert_int_equal(st_open(path, 0, &db, &err), -1);
+	assert_null(db);
+	assert_contains(err.msg, path);
+	assert_contains(err.msg, "newer");
+	assert_int_equal(st_open_readonly(path, &db, &err), -1);
+
+	sql = raw_open(path); /* left as it was */
+	assert_int_equal(query_int(sql, "PRAGMA user_version"), ST_SCHEMA_VERSION + 1);
+	assert_int_equal(query_int(sql, "SELECT count(*) FROM generations"), 1);
+	sqlite3_close(sql);
+}
+
+static void garbage_file_refused(void **state)
+{
+	static const char short_text[] = "generation,lr0\n0,0.01\n";
+	char long_garbage[4096];
+	uint32_t x = 12345;
+	for (size_t i = 0; i < sizeof(long_garbage); i++) {
+		x = x * 1103515245u + 12345u;
+		long_garbage[i] = (char)(x >> 24);
+	}
+	const struct {
+		const char *name, *data;
+		size_t len;
+	} files[] = {{"garbage.db", long_garbage, sizeof(long_garbage)},
+		     {"text.db", short_text, sizeof(short_text) - 1}};
+	for (size_t f = 0; f < UT_ARRAY_LEN(files); f++) {
+		char path[PATH_MAX];
+		tmp_path(state, files[f].name, path, sizeof(path));
+		write_bytes(path, files[f].data, files[f].len);
+		struct st_db *db = NULL;
+		struct ut_err err = {{0}};
+		assert_int_equal(st_open(path, 1, &db, &err), -1);
+		assert_null(db);
+		assert_contains(err.msg, path);
+		assert_contains(err.msg, "not a database");
+		assert_int_equal(st_open_readonly(path, &db, &err), -1);
+		size_t len;
+		char *after = slurp(path, &len);
+		assert_int_equal(len, files[f].len);
+		assert_memory_equal(after, files[f].data, len);
+		free(after);
+	}
+}
+
+/* Another program's database is refused and left exactly as it was. */
+static void foreign_db_refused(void **state)
+{
+	const long long app_ids[] = {1234, 0};
+	for (size_t a = 0; a < UT_ARRAY_LEN(app_ids); a++) {
+		char name[32], path[PATH_MAX], pragma[64], mode[32];
+		snprintf(name, sizeof(name), "foreign%zu.db", a);
+		tmp_path(state, name, path, sizeof(path));
+		sqlite3 *sql = raw_open(path);
+		raw_exec(sql, "CREATE TABLE notes(x); INSERT INTO notes VALUES('keep');");
+		snprintf(pragma, sizeof(pragma), "PRAGMA application_id = %lld", app_ids[a]);
+		raw_exec(sql, pragma);
+		sqlite3_close(sql);
+
+		struct st_db *db = NULL;
+		struct ut_err err = {{0}};
+		assert_int_equal(st_open(path, 1, &db, &err), -1);
+		assert_null(db);
+		assert_contains(err.msg, path);
+		assert_contains(err.msg, "not a yolo-evolve database");
+
+		sql = raw_open(path);
+		assert_int_equal(query_int(sql, "PRAGMA application_id"), app_ids[a]);
+		assert_int_equal(query_int(sql, "PRAGMA user_version"), 0);
+		assert_int_equal(query_int(sql, "SELECT count(*) FROM notes"), 1);
+		assert_int_equal(query_int(sql, "SELECT count(*) FROM sqlite_master"), 1);
+		query_text(sql, "PRAGMA journal_mode", mode, sizeof(mode));
+		sqlite3_close(sql);
+		/* refusing must not convert someone else's file to WAL */
+		assert_string_equal(mode, "delete");
+	}
+}
+
+static void reopen_keeps_rows(void **state)
+{
+	char path[PATH_MAX], missing[PATH_MAX];
+	struct st_db *db = create_db(state, "reopen.db", path, sizeof(path));
+	struct st_options opts, read;
+	struct ut_err err = {{0}};
+	int found = 0;
+	sample_options(&opts);
+	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
+	assert_int_equal(found, 0);
+	assert_int_equal(st_options_write(db, &opts, &err), 0);
+	struct st_generation gen = sample_generation(0);
+	put_generation(db, &gen);
+	gen.generation = 1;
+	put_generation(db, &gen);
+	st_close(db);
+
+	db = NULL;
+	if (st_open(path, 0, &db, &err) != 0)
+		fail_msg("reopen: %s", err.msg);
+	assert_int_equal(generation_count(db), 2);
+	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
+	assert_int_equal(found, 1);
+	assert_int_equal(query_int(st_handle(db), "PRAGMA user_version"), ST_SCHEMA_VERSION);
+	st_close(db);
+
+	/* read-only opening sees the same rows */
+	db = NULL;
+	if (st_open_readonly(path, &db, &err) != 0)
+		fail_msg("read-only: %s", err.msg);
+	assert_int_equal(generation_count(db), 2);
+	st_close(db);
+
+	/* create = 0 does not create */
+	tmp_path(state, "missing.db", missing, sizeof(missing));
+	db = NULL;
+	assert_int_equal(st_open(missing, 0, &db, &err), -1);
+	assert_null(db);
+	assert_contains(err.msg, missing);
+	assert_int_equal(access(missing, F_OK), -1);
+}
+
+/* ---- the lock ------------------------------------------------------------- */
+
+static void lock_in_process(void **state)
+{
+	char path[PATH_MAX], pid[32];
+	struct st_db *db = create_db(state, "lock.db", path, sizeof(path));
+	struct st_db *second = NULL;
+	struct ut_err err = {{0}};
+	assert_int_equal(st_open(path, 1, &second, &err), -1);
+	assert_null(second);
+	assert_contains(err.msg, path);
+	assert_contains(err.msg, "in use");
+	snprintf(pid, sizeof(pid), "pid %ld", (long)getpid());
+	assert_contains(err.msg, pid);
+
+	/* readers need no lock */
+	assert_int_equal(st_open_readonly(path, &second, &err), 0);
+	st_close(second);
+
+	st_close(db);
+	second = NULL;
+	if (st_open(path, 0, &second, &err) != 0)
+		fail_msg("open after close: %s", err.msg);
+	st_close(second);
+}
+
+/* A child holds the database; it is refused, then free once the child is killed. */
+static void lock_dies_with_holder(void **state)
+{
+	char path[PATH_MAX], pid[32];
+	tmp_path(state, "lock_child.db", path, sizeof(path));
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct st_db *db;
+		char byte = st_open(path, 1, &db, NULL) == 0 ? 'y' : 'n';
+		if (write(ready[1], &byte, 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	char byte = 0;
+	ssize_t got = read(ready[0], &byte, 1);
+	close(ready[0]);
+	struct st_db *db = NULL;
+	struct ut_err err = {{0}};
+	int rc = st_open(path, 0, &db, &err);
+	kill(child, SIGKILL);
+	int status = 0;
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_int_equal(got, 1);
+	assert_int_equal(byte, 'y');
+	assert_int_equal(rc, -1);
+	assert_contains(err.msg, "in use");
+	snprintf(pid, sizeof(pid), "pid %ld", (long)child);
+	assert_contains(err.msg, pid);
+
+	if (st_open(path, 0, &db, &err) != 0)
+		fail_msg("open after the holder died: %s", err.msg);
+	st_close(db);
+}
+
+/* The database replaced or deleted under a running evolver is noticed. */
+static void file_identity(void **state)
+{
+	char path[PATH_MAX], other[PATH_MAX];
+	struct st_db *db = create_db(state, "identity.db", path, sizeof(path));
+	struct ut_err err = {{0}};
+	assert_int_equal(st_check_file(db, &err), 0);
+	assert_string_equal(st_path(db), path);
+	tmp_path(state, "identity.other", other, sizeof(other));
+	write_bytes(other, "x", 1);
+	assert_int_equal(rename(other, path), 0);
+	assert_int_equal(st_check_file(db, &err), -1);
+	assert_contains(err.msg, "replaced");
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(st_check_file(db, &err), -1);
+	assert_contains(err.msg, "deleted");
+	st_close(db);
+}
+
+/* ---- the evolution row ---------------------------------------------------- */
+
+#define OPT_TEXT_FIELDS(X)                                                             \
+	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer) \
+	X(algorithm) X(parent) X(evolve_keys) X(devices) X(launcher) X(slurm_args)   \
+	X(prune) X(python) X(ga_dir)
+#define OPT_INT_FIELDS(X)                                                              \
+	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(per_device)   \
+	X(slurm_submit) X(prune_warmup) X(population) X(lag) X(retries)
+#define OPT_REAL_FIELDS(X) X(mutation_prob) X(sigma) X(timeout)
+
+static void assert_options_equal(const struct st_options *got, const struct st_options *want)
+{
+#define CHECK_TEXT(f) assert_string_equal(got->f, want->f);
+#define CHECK_INT(f) assert_int_equal(got->f, want->f);
+#define CHECK_REAL(f) assert_same_double(got->f, want->f);
+	OPT_TEXT_FIELDS(CHECK_TEXT)
+	OPT_INT_FIELDS(CHECK_INT)
+	OPT_REAL_FIELDS(CHECK_REAL)
+#undef CHECK_TEXT
+#undef CHECK_INT
+#undef CHECK_REAL
+	assert_int_equal(got->seed, want->seed);
+	for (int k = 0; k < META_COUNT; k++) {
+		assert_same_double(got->base.v[k], want->base.v[k]);
+		assert_same_double(got->meta.k[k].gain, want->meta.k[k].gain);
+		assert_same_double(got->meta.k[k].lower, want->meta.k[k].lower);
+		assert_same_double(got->meta.k[k].upper, want->meta.k[k].upper);
+	}
+}
+
+static void options_round_trip(void **state)
+{
+	char path[PATH_MAX];
+	struct st_db *db = create_db(state, "options.db", path, sizeof(path));
+	struct st_options opts, read;
+	struct ut_err err = {{0}};
+	int found = 0;
+	sample_options(&opts);
+	if (st_options_write(db, &opts, &err) != 0)
+		fail_msg("%s", err.msg);
+	memset(&read, 0xa5, sizeof(read));
+	if (st_options_read(db, &read, &found, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(found, 1);
+	assert_options_equal(&read, &opts);
+	assert_true(read.seed > (1ull << 63));
+
+	/* writing again replaces the one row */
+	opts.generations = 1000;
+	snprintf(opts.data, sizeof(opts.data), "data/VOC.yaml");
+	opts.seed = 7;
+	assert_int_equal(st_options_write(db, &opts, &err), 0);
+	assert_int_equal(st_options_set_generations(db, 1234, &err), 0);
+	opts.generations = 1234;
+	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
+	assert_options_equal(&read, &opts);
+	sqlite3 *sql = st_handle(db);
+	assert_int_equal(query_int(sql, "SELECT count(*) FROM evolution"), 1);
+	assert_int_equal(query_int(sql, "SELECT created_at IS NOT NULL AND updated_at IS NOT NULL"
+					" AND tool_version IS NOT NULL FROM evolution"),
+			 1);
+	st_close(db);
+}
+
+/* ---- generations and epochs ----------------------------------------------- */
+
+static void generation_round_trip(void **state)
+{
+	char path[PATH_MAX], text[64];
+	struct st_db *db = create_db(state, "generations.db", path, sizeof(path));
+	struct ut_err err = {{0}};
+
+	struct st_generation base; /* the base: no parent, failed, no results */
+	memset(&base, 0, sizeof(base));
+	base.generation = 0;
+	base.parent = -1;
+	base.population = -1;
+	base.status = ST_FAILED;
+	base.has_results = 0;
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		base.results[r] = 0.5; /* not to be stored */
+	base.fitness = 0.5;
+	base.hyp = golden_hyp(0);
+	base.seed = 1;
+	snprintf(base.error, sizeof(base.error), "CUDA out of memory; see %s", "train.log");
+	base.started_at = 1700000000.123;
+	base.has_exit_status = 1;
+	base.exit_status = 137;
+	base.attempts = 1;
+	put_generation(db, &base);
+
+	struct st_generation child = sample_generation(1);
+	put_generation(db, &child);
+	struct st_generation pending; /* queued: no times, no exit status */
+	memset(&pending, 0, sizeof(pending));
+	pending.generation = 2;
+	pending.parent = 1;
+	pending.population = -1;
+	pending.status = ST_PENDING;
+	pending.hyp = golden_hyp(2);
+	put_generation(db, &pending);
+
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	if (st_generations_load(db, &gens, &n, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(n, 3);
+	assert_generation_equal(&gens[0], &base);
+	assert_generation_equal(&gens[1], &child);
+	assert_generation_equal(&gens[2], &pending);
+	free(gens);
+
+	sqlite3 *sql = st_handle(db);
+	assert_int_equal(query_int(sql, "SELECT parent IS NULL AND population IS NULL AND precision IS NULL"
+					" AND map IS NULL AND fitness IS NULL AND finished_at IS NULL"
+					" AND seconds IS NULL AND exit_status = 137"
+					" FROM generations WHERE generation = 0"),
+			 1);
+	assert_int_equal(query_int(sql, "SELECT started_at IS NULL AND exit_status IS NULL"
+					" AND device IS NULL FROM generations WHERE generation = 2"),
+			 1);
+	query_text(sql, "SELECT started_at FROM generations WHERE generation = 0", text, sizeof(text));
+	assert_string_equal(text, "2023-11-14T22:13:20.123Z");
+	query_text(sql, "SELECT status FROM generations WHERE generation = 1", text, sizeof(text));
+	assert_string_equal(text, "done");
+
+	/* upsert: the retried base replaces its row, the others stay */
+	struct st_generation retried = child;
+	retried.generation = 0;
+	retried.parent = -1;
+	put_generation(db, &retried);
+	pending.status = ST_RUNNING;
+	pending.started_at = 1700000500.5;
+	put_generation(db, &pending);
+	child.status = ST_INTERRUPTED; /* a retry forgets old results */
+	child.has_results = 0;
+	child.finished_at = 0;
+	child.has_exit_status = 0;
+	put_generation(db, &child);
+	assert_int_equal(query_int(sql, "SELECT count(*) FROM generations"), 3);
+	if (st_generations_load(db, &gens, &n, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(n, 3);
+	assert_generation_equal(&gens[0], &retried);
+	assert_generation_equal(&gens[1], &child);
+	assert_generation_equal(&gens[2], &pending);
+	free(gens);
+	st_close(db);
+}
+
+static void epochs_round_trip(void **state)
+{
+	char path[PATH_MAX];
+	struct st_db *db = create_db(state, "epochs.db", path, sizeof(path));
+	struct ut_err err = {{0}};
+	for (int e = 0; e < 3; e++)
+		assert_int_equal(st_epoch_put(db, 4, golden_epochs[e], &err), 0);
+	double other[ST_EPOCH_COLS];
+	memcpy(other, golden_epochs[0], sizeof(other));
+	other[ST_EPOCH_COLS - 1] = NAN; /* a missing cell stays missing */
+	assert_int_equal(st_epoch_put(db, 7, other, &err), 0);
+	other[1] = 0.5; /* same (generation, epoch): replaced */
+	assert_int_equal(st_epoch_put(db, 7, other, &err), 0);
+
+	double *rows = NULL;
+	size_t n = 0;
+	const size_t width = 1 + ST_EPOCH_COLS;
+	assert_int_equal(st_epochs_load(db, 4, &rows, &n, &err), 0);
+	assert_int_equal(n, 3);
+	for (size_t e = 0; e < n; e++) {
+		assert_same_double(rows[e * width], 4);
+		for (int c = 0; c < ST_EPOCH_COLS; c++)
+			assert_same_double(rows[e * width + 1 + (size_t)c], golden_epochs[e][c]);
+	}
+	free(rows);
+
+	assert_int_equal(st_epochs_load(db, -1, &rows, &n, &err), 0);
+	assert_int_equal(n, 4);
+	assert_same_double(rows[3 * width], 7);
+	assert_same_double(rows[3 * width + 2], 0.5);
+	assert_true(isnan(rows[3 * width + ST_EPOCH_COLS]));
+	free(rows);
+
+	assert_int_equal(st_epochs_clear(db, 4, &err), 0);
+	assert_int_equal(st_epochs_load(db, 4, &rows, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(rows);
+	assert_int_equal(st_epochs_load(db, -1, &rows, &n, &err), 0);
+	assert_int_equal(n, 1);
+	free(rows);
+	st_close(db);
+}
+
+/* ---- YOLOv5's files --------------------------------------------------------- */
+
+static void import_real_evolve_csv(void **state)
+{
+	struct st_db *db = imported_db(state, "import.db");
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	struct ut_err err = {{0}};
+	if (st_generations_load(db, &gens, &n, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(n, 3);
+	for (size_t g = 0; g < n; g++) {
+		assert_int_equal(gens[g].generation, (long)g);
+		assert_int_equal(gens[g].status, ST_DONE);
+		assert_int_equal(gens[g].parent, -1);
+		assert_int_equal(gens[g].has_results, 1);
+		for (int r = 0; r < ST_RESULT_COUNT; r++)
+			assert_same_double(gens[g].results[r], golden_results[g][r]);
+		for (int k = 0; k < META_COUNT; k++)
+			assert_same_double(gens[g].hyp.v[k], golden_hyps[g][k]);
+		assert_same_double(gens[g].fitness,
+				   0.1 * golden_results[g][2] + 0.9 * golden_results[g][3]);
+	}
+	free(gens);
+	st_close(db);
+}
+
+static void export_matches_yolov5(void **state)
+{
+	char path[PATH_MAX];
+	struct st_db *db = imported_db(state, "export.db");
+	struct ut_err err = {{0}};
+	int rc = -1;
+	size_t len;
+
+	reference_path(state, "evolve.csv", path, sizeof(path));
+	char *want_csv = slurp(path, &len);
+	char *csv = capture(st_export_evolve_csv, db, &rc, &err);
+	assert_int_equal(rc, 0);
+	assert_string_equal(csv, want_csv);
+	assert_int_equal(strlen(csv), len);
+
+	reference_path(state, "hyp_evolve.yaml", path, sizeof(path));
+	char *want_yaml = slurp(path, &len);
+	char *yaml = capture(st_export_hyp_evolve, db, &rc, &err);
+	assert_int_equal(rc, 0);
+	assert_string_equal(yaml, want_yaml);
+	assert_int_equal(strlen(yaml), len);
+	st_close(db);
+
+	/* what we export imports back to the same bytes */
+	char again_path[PATH_MAX];
+	tmp_path(state, "exported.csv", again_path, sizeof(again_path));
+	write_bytes(again_path, csv, strlen(csv));
+	db = create_db(state, "reimport.db", path, sizeof(path));
+	struct meta_table table;
+	meta_table_default(&table);
+	long imported = 0;
+	if (st_import_evolve_csv(db, again_path, &table, &imported, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(imported, 3);
+	char *again = capture(st_export_evolve_csv, db, &rc, &err);
+	assert_string_equal(again, want_csv);
+	free(again);
+	st_close(db);
+	free(csv);
+	free(yaml);
+	free(want_csv);
+	free(want_yaml);
+}
+
+/*
+ * Generations 0 failed, 1-3 the reference rows, 4 pruned (with better
+ * partial results), 5 done but worse, 6 running: only the done ones are
+ * exported and the best is named by its generation number.
+ */
+static void export_skips_unfinished(void **state)
+{
+	char path[PATH_MAX], csv_path[PATH_MAX];
+	struct st_db *db = create_db(state, "gaps.db", path, sizeof(path));
+	struct ut_err err = {{0}};
+	struct st_generation failed = sample_generation(0);
+	failed.status = ST_FAILED;
+	failed.has_results = 0;
+	put_generation(db, &failed);
+	int rc = 0;
+	char *text = capture(st_export_hyp_evolve, db, &rc, &err);
+	assert_int_equal(rc, -1);
+	assert_contains(err.msg, path);
+	assert_contains(err.msg, "no finished generation");
+	free(text);
+
+	struct meta_table table;
+	meta_table_default(&table);
+	long imported = 0;
+	reference_path(state, "evolve.csv", csv_path, sizeof(csv_path));
+	if (st_import_evolve_csv(db, csv_path, &table, &imported, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(imported, 3);
+
+	struct st_generation pruned = sample_generation(4);
+	pruned.status = ST_PRUNED;
+	pruned.results[ST_R_map50] = 0.9;
+	pruned.results[ST_R_map] = 0.8;
+	put_generation(db, &pruned);
+	struct st_generation worse = sample_generation(5);
+	const double worse_results[ST_RESULT_COUNT] = {0.5, 0.25, 0.001, 0.0005, 0.1, 0.05, 0.025};
+	memcpy(worse.results, worse_results, sizeof(worse.results));
+	worse.hyp = golden_hyp(0);
+	put_generation(db, &worse);
+	struct st_generation running = sample_generation(6);
+	running.status = ST_RUNNING;
+	running.has_results = 0;
+	put_generation(db, &running);
+
+	/* evolve.csv: the reference, then generation 5 */
+	size_t len;
+	char *reference = slurp(csv_path, &len);
+	char *row0 = strchr(reference, '\n') + 1;
+	const char *hyps0 = row0;
+	for (int c = 0; c < ST_RESULT_COUNT; c++)
+		hyps0 = strchr(hyps0, ',') + 1;
+	struct ut_buf want = {0};
+	assert_int_equal(ut_buf_printf(&want, "%s", reference), 0);
+	assert_int_equal(ut_buf_printf(&want, "%s%.*s", "                 0.5,                0.25,"
+						"               0.001,              0.0005,"
+						"                 0.1,                0.05,"
+						"               0.025,",
+				       (int)(strchr(hyps0, '\n') + 1 - hyps0), hyps0),
+			 0);
+	char *csv = capture(st_export_evolve_csv, db, &rc, &err);
+	assert_int_equal(rc, 0);
+	assert_string_equal(csv, want.data);
+	free(csv);
+	ut_buf_free(&want);
+	free(reference);
+
+	/* hyp_evolve.yaml: the reference but for the generation numbers */
+	reference_path(state, "hyp_evolve.yaml", path, sizeof(path));
+	reference = slurp(path, &len);
+	const char *after_header = strstr(reference, "# Last generation: 2\n");
+	assert_non_null(after_header);
+	after_header = strchr(after_header, '\n') + 1;
+	assert_int_equal(ut_buf_printf(&want, "# YOLOv5 Hyperparameter Evolution Results\n"
+					      "# Best generation: 1\n# Last generation: 5\n%s",
+				       after_header),
+			 0);
+	char *yaml = capture(st_export_hyp_evolve, db, &rc, &err);
+	assert_int_equal(rc, 0);
+	assert_string_equal(yaml, want.data);
+	free(yaml);
+	ut_buf_free(&want);
+	free(reference);
+	st_close(db);
+}
+
+static void export_without_done(void **state)
+{
+	char path[PATH_MAX], header[1024];
+	struct st_db *db = create_db(state, "empty_export.db", path, sizeof(path));
+	struct ut_err err = {{0}};
+	int rc = 0;
+	char *text = capture(st_export_hyp_evolve, db, &rc, &err);
+	assert_int_equal(rc, -1);
+	assert_contains(err.msg, "no finished generation");
+	free(text);
+
+	/* evolve.csv of nothing is YOLOv5's header alone */
+	size_t len;
+	reference_path(state, "evolve.csv", path, sizeof(path));
+	char *reference = slurp(path, &len);
+	snprintf(header, sizeof(header), "%.*s", (int)(strchr(reference, '\n') + 1 - reference),
+		 reference);
+	text = capture(st_export_evolve_csv, db, &rc, &err);
+	assert_int_equal(rc, 0);
+	assert_string_equal(text, header);
+	free(text);
+	free(reference);
+	st_close(db);
+}
+
+/* ---- import errors ---------------------------------------------------------- */
+
+/* An evolve.csv as cells, edited per test and then written out. */
+struct csv_doc {
+	int ncols, nrows;
+	char names[EVOLVE_COLS + 1][32];
+	char cells[3][EVOLVE_COLS + 1][32];
+	int row_len[3];
+};
+
+static void doc_init(struct csv_doc *doc)
+{
+	memset(doc, 0, sizeof(*doc));
+	doc->ncols = EVOLVE_COLS;
+	doc->nrows = 3;
+	for (int c = 0; c < EVOLVE_COLS; c++)
+		snprintf(doc->names[c], sizeof(doc->names[c]), "%20s",
+			 c < ST_RESULT_COUNT ? st_result_csv_name(c) : meta_name(c - ST_RESULT_COUNT));
+	for (int row = 0; row < doc->nrows; row++) {
+		doc->row_len[row] = EVOLVE_COLS;
+		for (int c = 0; c < EVOLVE_COLS; c++)
+			snprintf(doc->cells[row][c], sizeof(doc->cells[row][c]), "%20.5g",
+				 c < ST_RESULT_COUNT ? golden_results[row][c]
+						     : golden_hyps[row][c - ST_RESULT_COUNT]);
+	}
+}
+
+static int doc_column(const struct csv_doc *doc, const char *name)
+{
+	for (int c = 0; c < doc->ncols; c++) {
+		const char *stripped = doc->names[c] + strspn(doc->names[c], " ");
+		if (strcmp(stripped, name) == 0)
+			return c;
+	}
+	fail_msg("no column %s", name);
+	return -1;
+}
+
+static void doc_drop(struct csv_doc *doc, const char *name)
+{
+	int drop = doc_column(doc, name);
+	for (int c = drop; c + 1 < doc->ncols; c++) {
+		memcpy(doc->names[c], doc->names[c + 1], sizeof(doc->names[c]));
+		for (int row = 0; row < doc->nrows; row++)
+			memcpy(doc->cells[row][c], doc->cells[row][c + 1], sizeof(doc->cells[row][c]));
+	}
+	doc->ncols--;
+	for (int row = 0; row < doc->nrows; row++)
+		doc->row_len[row] = doc->ncols;
+}
+
+static void doc_set(struct csv_doc *doc, int row, const char *name, const char *cell)
+{
+	snprintf(doc->cells[row][doc_column(doc, name)], sizeof(doc->cells[row][0]), "%s", cell);
+}
+
+static void doc_save(const struct csv_doc *doc, const char *path)
+{
+	struct ut_buf text = {0};
+	for (int c = 0; c < doc->ncols; c++)
+		assert_int_equal(ut_buf_printf(&text, "%s%s", doc->names[c],
+					       c + 1 < doc->ncols ? "," : "\n"),
+				 0);
+	for (int row = 0; row < doc->nrows; row++)
+		for (int c = 0; c < doc->row_len[row]; c++)
+			assert_int_equal(ut_buf_printf(&text, "%s%s", doc->cells[row][c],
+						       c + 1 < doc->row_len[row] ? "," : "\n"),
+					 0);
+	write_bytes(path, text.data, text.len);
+	ut_buf_free(&text);
+}
+
+/* Importing name fails naming the file and with every part of want; nothing changes. */
+static void assert_import_fails(void **state, struct st_db *db, const char *name,
+				const char *const want[], size_t nwant)
+{
+	char path[PATH_MAX];
+	struct meta_table table;
+	struct ut_err err = {{0}};
+	long imported = -7;
+	meta_table_default(&table);
+	tmp_path(state, name, path, sizeof(path));
+	size_t before = generation_count(db);
+	assert_int_equal(st_import_evolve_csv(db, path, &table, &imported, &err), -1);
+	assert_contains(err.msg, path);
+	for (size_t i = 0; i < nwant; i++)
+		assert_contains(err.msg, want[i]);
+	assert_null(strchr(err.msg, '\n'));
+	assert_int_equal(generation_count(db), before);
+	assert_int_equal(imported, -7);
+}
+
+static void import_errors(void **state)
+{
+	char path[PATH_MAX];
+	struct st_db *db = create_db(state, "import_errors.db", path, sizeof(path));
+	put_generation(db, &(struct st_generation){.generation = 0, .parent = -1, .population = -1});
+	struct csv_doc doc;
+
+	doc_init(&doc);
+	snprintf(doc.names[doc_column(&doc, "mixup")], sizeof(doc.names[0]), "%20s", "mixupp");
+	tmp_path(state, "unknown.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "unknown.csv",
+			    (const char *const[]){":1: ", "unknown column", "mixupp"}, 3);
+
+	doc_init(&doc);
+	doc_drop(&doc, "lr0");
+	tmp_path(state, "missing.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "missing.csv",
+			    (const char *const[]){":1: ", "missing column", "'lr0'"}, 3);
+
+	doc_init(&doc);
+	doc_drop(&doc, "metrics/recall");
+	tmp_path(state, "missing_result.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "missing_result.csv",
+			    (const char *const[]){":1: ", "missing column", "metrics/recall"}, 3);
+
+	doc_init(&doc);
+	doc_set(&doc, 1, "hsv_s", "abc");
+	tmp_path(state, "abc.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "abc.csv",
+			    (const char *const[]){":3: ", "'hsv_s'", "not a finite number"}, 3);
+
+	doc_init(&doc);
+	doc_set(&doc, 2, "metrics/precision", "nan");
+	tmp_path(state, "nan.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "nan.csv",
+			    (const char *const[]){":4: ", "'metrics/precision'"}, 2);
+
+	doc_init(&doc);
+	doc.row_len[1] = EVOLVE_COLS - 1;
+	tmp_path(state, "ragged.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "ragged.csv", (const char *const[]){":3: ", "36"}, 2);
+
+	doc_init(&doc);
+	doc_set(&doc, 0, "lr0", "5");
+	tmp_path(state, "bounds.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "bounds.csv",
+			    (const char *const[]){":2: ", "'lr0'", "outside"}, 3);
+
+	/* the last row out of bounds: the rows before it are not imported either */
+	doc_init(&doc);
+	doc_set(&doc, 2, "anchors", "11");
+	tmp_path(state, "bounds_last.csv", path, sizeof(path));
+	doc_save(&doc, path);
+	assert_import_fails(state, db, "bounds_last.csv",
+			    (const char *const[]){":4: ", "'anchors'", "outside"}, 3);
+
+	tmp_path(state, "empty.csv", path, sizeof(path));
+	write_bytes(path, "", 0);
+	assert_import_fails(state, db, "empty.csv", (const char *const[]){"empty"}, 1);
+
+	assert_import_fails(state, db, "no_such_file.csv",
+			    (const char *const[]){"No such file"}, 1);
+	st_close(db);
+}
+
+static void import_without_anchors(void **state)
+{
+	char path[PATH_MAX], csv[PATH_MAX];
+	struct st_db *db = create_db(state, "anchors.db", path, sizeof(path));
+	struct csv_doc doc;
+	doc_init(&doc);
+	doc_drop(&doc, "anchors");
+	tmp_path(state, "no_anchors.csv", csv, sizeof(csv));
+	doc_save(&doc, csv);
+	struct meta_table table;
+	meta_table_default(&table);
+	struct ut_err err = {{0}};
+	long imported = 0;
+	if (st_import_evolve_csv(db, csv, &table, &imported, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(imported, 3);
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
+	assert_int_equal(n, 3);
+	for (size_t g = 0; g < n; g++) {
+		assert_same_double(gens[g].hyp.v[META_anchors], 3.0);
+		assert_same_double(gens[g].hyp.v[META_lr0], golden_hyps[g][META_lr0]);
+		assert_same_double(gens[g].hyp.v[META_copy_paste], golden_hyps[g][META_copy_paste]);
+	}
+	free(gens);
+	st_close(db);
+}
+
+/* ---- st_csv_parse ------------------------------------------------------------- */
+
+static void parse_results_csv(void **state)
+{
+	char path[PATH_MAX];
+	size_t len;
+	reference_path(state, "train3ep-results.csv", path, sizeof(path));
+	char *text = slurp(path, &len);
+	struct st_csv_table table;
+	struct ut_err err = {{0}};
+	if (st_csv_parse(text, len, path, &table, &err) != 0)
+		fail_msg("%s", err.msg);
+	free(text);
+	assert_int_equal(table.ncols, ST_EPOCH_COLS);
+	assert_int_equal(table.nrows, 3);
+	for (size_t c = 0; c < table.ncols; c++)
+		assert_string_equal(table.names[c], st_epoch_csv_names[c]);
+	for (size_t row = 0; row < table.nrows; row++) {
+		assert_int_equal(table.lines[row], (long)row + 2);
+		for (size_t c = 0; c < table.ncols; c++)
+			assert_same_double(table.cells[row * table.ncols + c], golden_epochs[row][c]);
+	}
+	assert_int_equal(table.bad_cells, 0);
+	assert_int_equal(table.ragged, 0);
+	assert_int_equal(st_csv_column(&table, "metrics/mAP_0.5:0.95"), 7);
+	assert_int_equal(st_csv_column(&table, "x/lr2"), 13);
+	assert_int_equal(st_csv_column(&table, "               epoch"), -1);
+	assert_int_equal(st_csv_column(&table, "nope"), -1);
+	st_csv_free(&table);
+}
+
+static void parse_bad_cells(void **state)
+{
+	static const char text[] = " a , b,c\n"
+				   "1, 2 ,3\n"
+				   "4,xyz,\n"
+				   "nan,inf,1e999\n"
+				   "7,8";
+	struct st_csv_table table;
+	struct ut_err err = {{0}};
+	(void)state;
+	assert_int_equal(st_csv_parse(text, strlen(text), "t.csv", &table, &err), 0);
+	assert_int_equal(table.ncols, 3);
+	assert_string_equal(table.names[0], "a");
+	assert_string_equal(table.names[1], "b");
+	assert_string_equal(table.names[2], "c");
+	assert_int_equal(table.nrows, 4);
+	assert_same_double(table.cells[1], 2);
+	assert_same_double(table.cells[3], 4);
+	assert_true(isnan(table.cells[4]));
+	assert_true(isnan(table.cells[5]));
+	for (int c = 6; c < 9; c++)
+		assert_true(isnan(table.cells[c]));
+	assert_int_equal(table.bad_cells, 5);
+	assert_int_equal(table.first_bad_line, 3);
+	assert_int_equal(table.first_bad_col, 1);
+	assert_int_equal(table.ragged, 1);
+	assert_int_equal(table.ragged_line, 5);
+	assert_int_equal(table.lines[3], 5);
+	assert_same_double(table.cells[9], 7);
+	assert_true(isnan(table.cells[11])); /* the short row's missing cell */
+	st_csv_free(&table);
+
+	assert_int_equal(st_csv_parse("", 0, "empty.csv", &table, &err), -1);
+	assert_contains(err.msg, "empty.csv");
+	assert_contains(err.msg, "empty");
+}
+
+int main(void)
+{
+	const char *shared = getenv("YE_SHARED");
+	if (shared == NULL || *shared == '\0') {
+		fprintf(stderr, "test_store: YE_SHARED is not set (the shared folder with "
+				"reference/yolov5-outputs)\n");
+		return 1;
+	}
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(schema_of_new_db),
+	    cmocka_unit_test(views_work),
+	    cmocka_unit_test(newer_schema_refused),
+	    cmocka_unit_test(garbage_file_refused),
+	    cmocka_unit_test(foreign_db_refused),
+	    cmocka_unit_test(reopen_keeps_rows),
+	    cmocka_unit_test(lock_in_process),
+	    cmocka_unit_test(lock_dies_with_holder),
+	    cmocka_unit_test(file_identity),
+	    cmocka_unit_test(options_round_trip),
+	    cmocka_unit_test(generation_round_trip),
+	    cmocka_unit_test(epochs_round_trip),
+	    cmocka_unit_test(import_real_evolve_csv),
+	    cmocka_unit_test(export_matches_yolov5),
+	    cmocka_unit_test(export_skips_unfinished),
+	    cmocka_unit_test(export_without_done),
+	    cmocka_unit_test(import_errors),
+	    cmocka_unit_test(import_without_anchors),
+	    cmocka_unit_test(parse_results_csv),
+	    cmocka_unit_test(parse_bad_cells),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
