@@ -318,8 +318,8 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 	long long cap = run->params->log_max > 0 ? run->params->log_max : EV_LOG_MAX_DEFAULT;
 	int rc = ev_caplog_open(&slot->log, slot->log_path, cap, run->err);
 	if (rc == 0)
-		rc = ev_proc_spawn(argv, slot->save_dir, NULL, slot->device ? env : NULL, &slot->proc,
-				   run->err);
+		rc = ev_proc_spawn(argv, slot->save_dir, NULL, slot->device ? env : NULL, 1,
+				   &slot->proc, run->err);
 	if (rc != 0)
 		ev_caplog_close(&slot->log);
 	ev_argv_free(argv);
@@ -338,6 +338,8 @@ static int write_start(struct st_db *db, void *arg)
 		return -1;
 	return st_generation_put(db, rec->gen, rec->err);
 }
+
+static void close_output(struct ev_slot *slot);
 
 /* Start generation gen on a free slot and record it as running. */
 static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generation *gen)
@@ -381,10 +383,15 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	char pidfile[PATH_MAX + 16], text[64];
 	snprintf(pidfile, sizeof(pidfile), "%s/trainer.pid", slot->save_dir);
 	int len = snprintf(text, sizeof(text), "%ld %lld\n", (long)gen->pid, gen->pid_start);
-	if (ut_write_file_atomic(pidfile, text, (size_t)len, run->err) != 0) {
+	if (ut_write_file_atomic(pidfile, text, (size_t)len, run->err) != 0 ||
+	    ev_proc_release(&slot->proc, run->err) != 0) {
 		kill(-slot->proc.pid, SIGKILL);
 		waitpid(slot->proc.pid, NULL, 0);
-		ev_caplog_close(&slot->log);
+		close_output(slot);
+		gen->status = ST_INTERRUPTED;
+		snprintf(gen->error, sizeof(gen->error), "%s", run->err->msg);
+		struct ut_err ignored;
+		st_generation_put(run->db, gen, &ignored);
 		return -1;
 	}
 	slot->busy = 1;
@@ -773,8 +780,8 @@ static int recover(struct ev_runner *run)
 		if (gen->pid <= 0)
 			read_pidfile(gen);
 		if (gen->pid > 0) {
-			struct ev_proc orphan = {(pid_t)gen->pid, gen->pid_start, -1};
-			if (ev_proc_is_alive(&orphan)) {
+			struct ev_proc orphan = {(pid_t)gen->pid, gen->pid_start, -1, -1, -1, ""};
+			if (ev_proc_group_alive(&orphan)) {
 				ut_log(UT_LOG_WARN, "generation %ld: stopping orphaned trainer pid %ld",
 				       gen->generation, gen->pid);
 				ev_proc_stop_orphan(&orphan, run->params->grace);

@@ -4,6 +4,7 @@
  */
 #include "trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- templates ------------------------------------------------------------ */
@@ -284,8 +286,16 @@ int ev_proc_is_alive(const struct ev_proc *proc)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
+/* Descriptors a child needs between fork and exec. */
+struct child_fds {
+	int output; /* write end of the output pipe, or -1 */
+	int report; /* write end: errno if exec fails */
+	int go;     /* read end: one byte lets the child exec, EOF kills it */
+	int go_write;
+};
+
 static void child_exec(char *const argv[], const char *workdir, const char *log_path,
-		       int output_fd, char *const env[], pid_t parent, int report_fd)
+		       const struct child_fds *fds, char *const env[], pid_t parent)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -298,63 +308,87 @@ static void child_exec(char *const argv[], const char *workdir, const char *log_
 	if (getppid() != parent)
 		_exit(127); /* the evolver died before we got here */
 	int null_fd = open("/dev/null", O_RDONLY);
-	int log_fd = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0666) : output_fd;
+	int log_fd = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0666) : fds->output;
 	int failed = null_fd < 0 || log_fd < 0 || chdir(workdir) != 0 ||
 		     dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0;
 	for (char *const *e = env; !failed && e != NULL && *e != NULL; e++)
 		failed = putenv(*e) != 0;
+	/* wait until the evolver has recorded us; if it dies first, never run */
+	close(fds->go_write);
+	char go = 0;
+	ssize_t got;
+	do
+		got = read(fds->go, &go, 1);
+	while (got < 0 && errno == EINTR);
+	if (got != 1)
+		_exit(127);
 	if (!failed)
 		execvp(argv[0], argv);
 	int code = errno;
-	ssize_t ignored = write(report_fd, &code, sizeof(code));
+	ssize_t ignored = write(fds->report, &code, sizeof(code));
 	(void)ignored;
 	_exit(127);
 }
 
 int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
-		  char *const env[], struct ev_proc *out, struct ut_err *err)
+		  char *const env[], int hold, struct ev_proc *out, struct ut_err *err)
 {
-	int report[2], output[2] = {-1, -1};
-	if (pipe2(report, O_CLOEXEC) != 0)
-		return ut_err_set(err, "pipe: %s", strerror(errno));
-	if (log_path == NULL && pipe2(output, O_CLOEXEC) != 0) {
-		close(report[0]);
-		close(report[1]);
-		return ut_err_set(err, "pipe: %s", strerror(errno));
-	}
+	int report[2] = {-1, -1}, output[2] = {-1, -1}, go[2] = {-1, -1};
+	int rc = pipe2(report, O_CLOEXEC) | pipe2(go, O_CLOEXEC);
+	if (rc == 0 && log_path == NULL)
+		rc = pipe2(output, O_CLOEXEC);
 	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid == 0)
-		child_exec(argv, workdir, log_path, output[1], env, parent, report[1]);
-	close(report[1]);
-	if (output[1] >= 0)
-		close(output[1]);
+	pid_t pid = rc == 0 ? fork() : -1;
+	if (pid == 0) {
+		struct child_fds fds = {output[1], report[1], go[0], go[1]};
+		child_exec(argv, workdir, log_path, &fds, env, parent);
+	}
+	int saved = errno;
+	int unused[] = {report[1], output[1], go[0]};
+	for (size_t i = 0; i < UT_ARRAY_LEN(unused); i++)
+		if (unused[i] >= 0)
+			close(unused[i]);
 	if (pid < 0) {
-		close(report[0]);
-		if (output[0] >= 0)
-			close(output[0]);
-		return ut_err_set(err, "fork: %s", strerror(errno));
+		int mine[] = {report[0], output[0], go[1]};
+		for (size_t i = 0; i < UT_ARRAY_LEN(mine); i++)
+			if (mine[i] >= 0)
+				close(mine[i]);
+		return ut_err_set(err, "%s: %s", rc == 0 ? "fork" : "pipe", strerror(saved));
 	}
 	/* also set the group here, so a signal sent right away reaches it */
 	setpgid(pid, pid);
-	int code = 0;
-	ssize_t n;
-	do
-		n = read(report[0], &code, sizeof(code));
-	while (n < 0 && errno == EINTR);
-	close(report[0]);
-	if (n > 0) {
-		waitpid(pid, NULL, 0);
-		if (output[0] >= 0)
-			close(output[0]);
-		return ut_err_set(err, "cannot run trainer %s: %s", argv[0], strerror(code));
-	}
 	if (output[0] >= 0)
 		fcntl(output[0], F_SETFL, fcntl(output[0], F_GETFL) | O_NONBLOCK);
 	out->pid = pid;
 	out->start_ticks = ev_proc_start_ticks(pid);
 	out->out_fd = output[0];
-	return 0;
+	out->go_fd = go[1];
+	out->report_fd = report[0];
+	snprintf(out->program, sizeof(out->program), "%s", argv[0]);
+	return hold ? 0 : ev_proc_release(out, err);
+}
+
+int ev_proc_release(struct ev_proc *proc, struct ut_err *err)
+{
+	char go = 1;
+	ssize_t sent = write(proc->go_fd, &go, 1);
+	close(proc->go_fd);
+	proc->go_fd = -1;
+	int code = 0;
+	ssize_t n;
+	do
+		n = read(proc->report_fd, &code, sizeof(code));
+	while (n < 0 && errno == EINTR);
+	close(proc->report_fd);
+	proc->report_fd = -1;
+	if (sent == 1 && n == 0)
+		return 0; /* exec succeeded: the report pipe closed with it */
+	waitpid(proc->pid, NULL, 0);
+	if (proc->out_fd >= 0)
+		close(proc->out_fd);
+	proc->out_fd = -1;
+	return ut_err_set(err, "cannot run trainer %s: %s", proc->program,
+			  n > 0 ? strerror(code) : "it did not start");
 }
 
 int ev_caplog_open(struct ev_caplog *log, const char *path, long long cap, struct ut_err *err)
@@ -417,18 +451,80 @@ void ev_caplog_close(struct ev_caplog *log)
 	log->fd = -1;
 }
 
-void ev_proc_stop_orphan(const struct ev_proc *proc, double grace)
+/*
+ * Does process group pgid hold a process that is not a zombie? kill(-pgid,
+ * 0) would also count zombies, which linger where nobody reaps orphans.
+ */
+static int group_has_live_member(pid_t pgid)
 {
-	if (!ev_proc_is_alive(proc))
-		return;
-	int pidfd = (int)syscall(SYS_pidfd_open, proc->pid, 0);
-	kill(-proc->pid, SIGTERM);
+	DIR *proc = opendir("/proc");
+	if (proc == NULL)
+		return kill(-pgid, 0) == 0;
+	int found = 0;
+	struct dirent *entry;
+	while (!found && (entry = readdir(proc)) != NULL) {
+		if (entry->d_name[0] < '0' || entry->d_name[0] > '9')
+			continue;
+		char path[300], text[512];
+		snprintf(path, sizeof(path), "/proc/%s/stat", entry->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		text[n] = '\0';
+		const char *after = strrchr(text, ')'); /* comm may hold spaces */
+		char state;
+		long ppid, group;
+		if (after != NULL && sscanf(after + 1, " %c %ld %ld", &state, &ppid, &group) == 3)
+			found = group == (long)pgid && state != 'Z' && state != 'X';
+	}
+	closedir(proc);
+	return found;
+}
+
+int ev_proc_group_alive(const struct ev_proc *proc)
+{
+	if (proc->pid <= 0)
+		return 0;
+	long long ticks = ev_proc_start_ticks(proc->pid);
+	if (ticks >= 0)
+		return ticks == proc->start_ticks; /* a reused pid is not ours */
+	/*
+	 * The leader is gone but its group may live on (a wrapper's child).
+	 * Linux never hands out a pid still used as a process-group id, so a
+	 * group with this id is the one we started.
+	 */
+	return group_has_live_member(proc->pid);
+}
+
+/* Wait up to `seconds` for the group to empty; 1 if it did. */
+static int wait_group_gone(const struct ev_proc *proc, double seconds)
+{
+	int pidfd = ev_proc_is_alive(proc) ? (int)syscall(SYS_pidfd_open, proc->pid, 0) : -1;
 	if (pidfd >= 0) {
+		/* the leader's exit, without polling */
 		struct pollfd fd = {.fd = pidfd, .events = POLLIN};
-		poll(&fd, 1, (int)(grace * 1000));
+		poll(&fd, 1, (int)(seconds * 1000));
 		close(pidfd);
 	}
-	if (ev_proc_is_alive(proc) || kill(-proc->pid, 0) == 0)
+	/* what is left of the group: nothing tells us when it goes, so look */
+	for (double waited = 0; group_has_live_member(proc->pid); waited += 0.02) {
+		if (waited >= seconds)
+			return 0;
+		nanosleep(&(struct timespec){0, 20000000}, NULL);
+	}
+	return 1;
+}
+
+void ev_proc_stop_orphan(const struct ev_proc *proc, double grace)
+{
+	if (!ev_proc_group_alive(proc))
+		return;
+	kill(-proc->pid, SIGTERM);
+	if (!wait_group_gone(proc, grace))
 		kill(-proc->pid, SIGKILL);
 }
 

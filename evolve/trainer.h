@@ -46,6 +46,8 @@ struct ev_proc {
 	pid_t pid;
 	long long start_ticks; /* /proc/<pid>/stat starttime, against pid reuse */
 	int out_fd;            /* read end of its stdout+stderr pipe, or -1 */
+	int go_fd, report_fd;  /* while held: see ev_proc_release */
+	char program[256];
 };
 
 /*
@@ -58,11 +60,20 @@ struct ev_proc {
  * executed.
  */
 int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
-		  char *const env[], struct ev_proc *out, struct ut_err *err);
+		  char *const env[], int hold, struct ev_proc *out, struct ut_err *err);
+/*
+ * With hold = 1 the child waits before exec until ev_proc_release: its pid
+ * can be recorded first, and if the evolver dies before releasing it, the
+ * child exits without ever running the trainer. Release reports a failed
+ * exec as the error.
+ */
+int ev_proc_release(struct ev_proc *proc, struct ut_err *err);
 /* Start time of a live pid, or -1 if it does not exist. */
 long long ev_proc_start_ticks(pid_t pid);
-/* Is process group `proc` still the one we started (same pid and start)? */
+/* Is the leader `proc` still the process we started (same pid and start)? */
 int ev_proc_is_alive(const struct ev_proc *proc);
+/* Does anything of its process group live on (the leader, or its children)? */
+int ev_proc_group_alive(const struct ev_proc *proc);
 /*
  * Stop a process group we may not be the parent of (an orphan from a killed
  * evolver): SIGTERM, wait up to grace seconds for the leader, then SIGKILL.

@@ -15,6 +15,8 @@
 
 struct csv_state {
 	struct st_csv_table *table;
+	size_t fields;  /* fields seen in the current row */
+	int last_term;  /* terminator of the previous row, to spot CRLF */
 	struct ut_buf field;
 	double *row;
 	size_t row_len, row_cap;
@@ -46,6 +48,7 @@ static void on_field(void *text, size_t len, void *data)
 	struct csv_state *st = data;
 	if (st->oom)
 		return;
+	st->fields++;
 	char *cell = strip(text, len);
 	if (cell == NULL) {
 		st->oom = 1;
@@ -107,9 +110,17 @@ static int append_row(struct csv_state *st)
 static void on_row(int terminator, void *data)
 {
 	struct csv_state *st = data;
-	(void)terminator;
+	int crlf = terminator == '\n' && st->last_term == '\r';
+	st->last_term = terminator;
 	if (st->oom)
 		return;
+	if (st->fields == 0) {
+		/* CSV_REPALL_NL reports blank lines (and the LF of a CRLF) too */
+		if (!crlf)
+			st->line++;
+		return;
+	}
+	st->fields = 0;
 	if (st->in_header) {
 		st->in_header = 0;
 		st->table->names = st->names;
@@ -132,7 +143,7 @@ int st_csv_parse(const char *text, size_t len, const char *source,
 {
 	memset(out, 0, sizeof(*out));
 	struct csv_parser parser;
-	if (csv_init(&parser, 0) != 0)
+	if (csv_init(&parser, CSV_REPALL_NL) != 0)
 		return ut_err_set(err, "%s: out of memory", source);
 	struct csv_state st = {.table = out, .in_header = 1, .line = 1};
 	size_t done = csv_parse(&parser, text, len, on_field, on_row, &st);
@@ -197,6 +208,8 @@ static int map_columns(const struct st_csv_table *csv, const char *path,
 			return ut_err_set(err, "%s:1: missing column '%s'", path, meta_name(k));
 	}
 	for (size_t c = 0; c < csv->ncols; c++) {
+		if (st_csv_column(csv, csv->names[c]) != (long)c)
+			return ut_err_set(err, "%s:1: duplicate column '%s'", path, csv->names[c]);
 		int known = meta_find(csv->names[c]) >= 0;
 		for (int r = 0; r < ST_RESULT_COUNT && !known; r++)
 			known = strcmp(csv->names[c], st_result_csv_name(r)) == 0;

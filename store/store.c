@@ -267,10 +267,11 @@ static int open_common(const char *path, const char *uri, int flags, int locked,
 	sqlite3_busy_timeout(db->sql, 10000);
 	sqlite3_extended_result_codes(db->sql, 1);
 	int rc = 0;
+	/* make sure the file is ours (migrate checks) before changing anything in it */
 	if (flags & SQLITE_OPEN_READWRITE)
-		rc = exec_sql(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", err);
-	if (rc == 0 && (flags & SQLITE_OPEN_READWRITE))
 		rc = migrate(db, err);
+	if (rc == 0 && (flags & SQLITE_OPEN_READWRITE))
+		rc = exec_sql(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", err);
 	if (rc == 0 && !(flags & SQLITE_OPEN_READWRITE)) {
 		long version;
 		rc = pragma_int(db, "PRAGMA user_version", &version, err);

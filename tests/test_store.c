@@ -35,6 +35,7 @@ _Static_assert(ST_RESULT_COUNT == 7, "the golden rows below have 7 results");
 
 #define EVOLVE_COLS (ST_RESULT_COUNT + META_COUNT)
 
+/* clang-format off */
 /* The rows of reference/yolov5-outputs/evolve.csv (real YOLOv5 v7.0 output). */
 static const double golden_results[3][ST_RESULT_COUNT] = {
     {0.0054488, 0.55131, 0.0061939, 0.0014991, 0.088283, 0.034144, 0.037471},
@@ -61,28 +62,29 @@ static const double golden_epochs[3][ST_EPOCH_COLS] = {
     {2, 0.10365, 0.032457, 0.038596, 0.0022544, 0.37037, 0.00209, 0.00055702, 0.09697,
      0.020181, 0.037421, 0.077782, 0.000782, 0.000782},
 };
+/* clang-format on */
 
 /* ---- helpers ------------------------------------------------------------ */
 
-#define assert_contains(text, part)                                                   \
-	do {                                                                          \
-		if (strstr((text), (part)) == NULL)                                   \
-			fail_msg("\"%s\" does not contain \"%s\"", (text), (part));   \
+#define assert_contains(text, part)                                                                \
+	do {                                                                                       \
+		if (strstr((text), (part)) == NULL)                                                \
+			fail_msg("\"%s\" does not contain \"%s\"", (text), (part));                \
 	} while (0)
 
-#define assert_same_double(got, want)                                                 \
-	do {                                                                          \
-		double got_ = (got), want_ = (want);                                  \
-		if (!(got_ == want_))                                                 \
-			fail_msg("%s = %.17g, wanted %.17g", #got, got_, want_);      \
+#define assert_same_double(got, want)                                                              \
+	do {                                                                                       \
+		double got_ = (got), want_ = (want);                                               \
+		if (!(got_ == want_))                                                              \
+			fail_msg("%s = %.17g, wanted %.17g", #got, got_, want_);                   \
 	} while (0)
 
-#define assert_near(got, want, tolerance)                                             \
-	do {                                                                          \
-		double got_ = (got), want_ = (want);                                  \
-		if (!(fabs(got_ - want_) <= (tolerance)))                             \
-			fail_msg("%s = %.17g, wanted %.17g within %g", #got, got_, want_, \
-				 (double)(tolerance));                                \
+#define assert_near(got, want, tolerance)                                                          \
+	do {                                                                                       \
+		double got_ = (got), want_ = (want);                                               \
+		if (!(fabs(got_ - want_) <= (tolerance)))                                          \
+			fail_msg("%s = %.17g, wanted %.17g within %g", #got, got_, want_,          \
+				 (double)(tolerance));                                             \
 	} while (0)
 
 /* The temporary folder and where the golden files are, for every test. */
@@ -96,8 +98,10 @@ static int group_setup(void **state)
 	struct fixture *fx = calloc(1, sizeof(*fx));
 	const char *shared = getenv("YE_SHARED");
 	const char *tmp = getenv("TMPDIR");
-	if (fx == NULL || shared == NULL || *shared == '\0')
+	if (fx == NULL || shared == NULL || *shared == '\0') {
+		free(fx);
 		return -1;
+	}
 	snprintf(fx->reference, sizeof(fx->reference), "%s/reference/yolov5-outputs", shared);
 	snprintf(fx->dir, sizeof(fx->dir), "%s/test_store.XXXXXX",
 		 tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
@@ -386,10 +390,10 @@ static const char *column_type(char names[][64], char types[][16], int n, const 
 static void schema_of_new_db(void **state)
 {
 	static const char *const columns[] = {
-	    "generation", "parent", "status", "precision", "recall", "map50", "map",
-	    "val_box", "val_obj", "val_cls", "fitness", "seed", "device", "host",
-	    "started_at", "finished_at", "seconds", "exit_status", "error", "save_dir",
-	    "attempts"};
+	    "generation", "parent",   "status",	    "precision",   "recall",  "map50",
+	    "map",	  "val_box",  "val_obj",    "val_cls",	   "fitness", "seed",
+	    "device",	  "host",     "started_at", "finished_at", "seconds", "exit_status",
+	    "error",	  "save_dir", "attempts"};
 	char path[PATH_MAX], text[64];
 	struct st_db *db = create_db(state, "schema.db", path, sizeof(path));
 	sqlite3 *sql = st_handle(db);
@@ -687,13 +691,16 @@ static void file_identity(void **state)
 
 /* ---- the evolution row ---------------------------------------------------- */
 
-#define OPT_TEXT_FIELDS(X)                                                             \
-	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer) \
-	X(algorithm) X(parent) X(evolve_keys) X(devices) X(launcher) X(slurm_args)   \
+/* The fields of struct st_options, by type (as store.c stores them). */
+/* clang-format off */
+#define OPT_TEXT_FIELDS(X)                                                              \
+	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer)  \
+	X(algorithm) X(parent) X(evolve_keys) X(devices) X(launcher) X(slurm_args)     \
 	X(prune) X(python) X(ga_dir)
-#define OPT_INT_FIELDS(X)                                                              \
-	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(per_device)   \
+#define OPT_INT_FIELDS(X)                                                               \
+	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(per_device)    \
 	X(slurm_submit) X(prune_warmup) X(population) X(lag) X(retries)
+/* clang-format on */
 #define OPT_REAL_FIELDS(X) X(mutation_prob) X(sigma) X(timeout)
 
 static void assert_options_equal(const struct st_options *got, const struct st_options *want)
@@ -799,15 +806,18 @@ static void generation_round_trip(void **state)
 	free(gens);
 
 	sqlite3 *sql = st_handle(db);
-	assert_int_equal(query_int(sql, "SELECT parent IS NULL AND population IS NULL AND precision IS NULL"
-					" AND map IS NULL AND fitness IS NULL AND finished_at IS NULL"
-					" AND seconds IS NULL AND exit_status = 137"
-					" FROM generations WHERE generation = 0"),
+	assert_int_equal(
+	    query_int(sql, "SELECT parent IS NULL AND population IS NULL AND precision IS NULL"
+			   " AND map IS NULL AND fitness IS NULL AND finished_at IS NULL"
+			   " AND seconds IS NULL AND exit_status = 137"
+			   " FROM generations WHERE generation = 0"),
+	    1);
+	assert_int_equal(query_int(sql,
+				   "SELECT started_at IS NULL AND exit_status IS NULL"
+				   " AND device IS NULL FROM generations WHERE generation = 2"),
 			 1);
-	assert_int_equal(query_int(sql, "SELECT started_at IS NULL AND exit_status IS NULL"
-					" AND device IS NULL FROM generations WHERE generation = 2"),
-			 1);
-	query_text(sql, "SELECT started_at FROM generations WHERE generation = 0", text, sizeof(text));
+	query_text(sql, "SELECT started_at FROM generations WHERE generation = 0", text,
+		   sizeof(text));
 	assert_string_equal(text, "2023-11-14T22:13:20.123Z");
 	query_text(sql, "SELECT status FROM generations WHERE generation = 1", text, sizeof(text));
 	assert_string_equal(text, "done");
@@ -985,7 +995,8 @@ static void export_skips_unfinished(void **state)
 	pruned.results[ST_R_map] = 0.8;
 	put_generation(db, &pruned);
 	struct st_generation worse = sample_generation(5);
-	const double worse_results[ST_RESULT_COUNT] = {0.5, 0.25, 0.001, 0.0005, 0.1, 0.05, 0.025};
+	const double worse_results[ST_RESULT_COUNT] = {0.512345678, 0.25, 0.00123456, 0.000543219,
+						       0.1,	    0.05, 1234567.0};
 	memcpy(worse.results, worse_results, sizeof(worse.results));
 	worse.hyp = golden_hyp(0);
 	put_generation(db, &worse);
@@ -1003,10 +1014,11 @@ static void export_skips_unfinished(void **state)
 		hyps0 = strchr(hyps0, ',') + 1;
 	struct ut_buf want = {0};
 	assert_int_equal(ut_buf_printf(&want, "%s", reference), 0);
-	assert_int_equal(ut_buf_printf(&want, "%s%.*s", "                 0.5,                0.25,"
-						"               0.001,              0.0005,"
-						"                 0.1,                0.05,"
-						"               0.025,",
+	assert_int_equal(ut_buf_printf(&want, "%s%.*s",
+				       "             0.51235,                0.25,"
+				       "           0.0012346,          0.00054322,"
+				       "                 0.1,                0.05,"
+				       "          1.2346e+06,",
 				       (int)(strchr(hyps0, '\n') + 1 - hyps0), hyps0),
 			 0);
 	char *csv = capture(st_export_evolve_csv, db, &rc, &err);
@@ -1022,8 +1034,9 @@ static void export_skips_unfinished(void **state)
 	const char *after_header = strstr(reference, "# Last generation: 2\n");
 	assert_non_null(after_header);
 	after_header = strchr(after_header, '\n') + 1;
-	assert_int_equal(ut_buf_printf(&want, "# YOLOv5 Hyperparameter Evolution Results\n"
-					      "# Best generation: 1\n# Last generation: 5\n%s",
+	assert_int_equal(ut_buf_printf(&want,
+				       "# YOLOv5 Hyperparameter Evolution Results\n"
+				       "# Best generation: 1\n# Last generation: 5\n%s",
 				       after_header),
 			 0);
 	char *yaml = capture(st_export_hyp_evolve, db, &rc, &err);
@@ -1032,6 +1045,36 @@ static void export_skips_unfinished(void **state)
 	free(yaml);
 	ut_buf_free(&want);
 	free(reference);
+	st_close(db);
+}
+
+/*
+ * YOLOv5 writes hyp_evolve.yaml from evolve.csv, so from values rounded to
+ * 5 digits: np.argmax takes the first of equal ones (generation 1 is better
+ * unrounded but ties with generation 0 once rounded), and the hyps are the
+ * rounded values as PyYAML writes floats.
+ */
+static void best_ties_as_yolov5(void **state)
+{
+	char path[PATH_MAX];
+	struct st_db *db = create_db(state, "ties.db", path, sizeof(path));
+	const double maps[3] = {0.3, 0.300001, 0.2};
+	for (long g = 0; g < 3; g++) {
+		struct st_generation gen = sample_generation(g);
+		gen.results[ST_R_map50] = 0.5;
+		gen.results[ST_R_map] = maps[g];
+		gen.hyp.v[META_lr0] = 0.0123456789;
+		gen.hyp.v[META_weight_decay] = 1e-05;
+		put_generation(db, &gen);
+	}
+	struct ut_err err = {{0}};
+	int rc = -1;
+	char *yaml = capture(st_export_hyp_evolve, db, &rc, &err);
+	assert_int_equal(rc, 0);
+	assert_contains(yaml, "\n# Best generation: 0\n# Last generation: 2\n");
+	assert_contains(yaml, "\n\nlr0: 0.012346\n");
+	assert_contains(yaml, "\nweight_decay: 1.0e-05\n");
+	free(yaml);
 	st_close(db);
 }
 
@@ -1077,7 +1120,8 @@ static void doc_init(struct csv_doc *doc)
 	doc->nrows = 3;
 	for (int c = 0; c < EVOLVE_COLS; c++)
 		snprintf(doc->names[c], sizeof(doc->names[c]), "%20s",
-			 c < ST_RESULT_COUNT ? st_result_csv_name(c) : meta_name(c - ST_RESULT_COUNT));
+			 c < ST_RESULT_COUNT ? st_result_csv_name(c)
+					     : meta_name(c - ST_RESULT_COUNT));
 	for (int row = 0; row < doc->nrows; row++) {
 		doc->row_len[row] = EVOLVE_COLS;
 		for (int c = 0; c < EVOLVE_COLS; c++)
@@ -1104,11 +1148,23 @@ static void doc_drop(struct csv_doc *doc, const char *name)
 	for (int c = drop; c + 1 < doc->ncols; c++) {
 		memcpy(doc->names[c], doc->names[c + 1], sizeof(doc->names[c]));
 		for (int row = 0; row < doc->nrows; row++)
-			memcpy(doc->cells[row][c], doc->cells[row][c + 1], sizeof(doc->cells[row][c]));
+			memcpy(doc->cells[row][c], doc->cells[row][c + 1],
+			       sizeof(doc->cells[row][c]));
 	}
 	doc->ncols--;
 	for (int row = 0; row < doc->nrows; row++)
 		doc->row_len[row] = doc->ncols;
+}
+
+/* A column after the others, with the same cell in every row. */
+static void doc_add(struct csv_doc *doc, const char *name, const char *cell)
+{
+	snprintf(doc->names[doc->ncols], sizeof(doc->names[0]), "%20s", name);
+	for (int row = 0; row < doc->nrows; row++) {
+		snprintf(doc->cells[row][doc->ncols], sizeof(doc->cells[row][0]), "%20s", cell);
+		doc->row_len[row] = doc->ncols + 1;
+	}
+	doc->ncols++;
 }
 
 static void doc_set(struct csv_doc *doc, int row, const char *name, const char *cell)
@@ -1120,9 +1176,9 @@ static void doc_save(const struct csv_doc *doc, const char *path)
 {
 	struct ut_buf text = {0};
 	for (int c = 0; c < doc->ncols; c++)
-		assert_int_equal(ut_buf_printf(&text, "%s%s", doc->names[c],
-					       c + 1 < doc->ncols ? "," : "\n"),
-				 0);
+		assert_int_equal(
+		    ut_buf_printf(&text, "%s%s", doc->names[c], c + 1 < doc->ncols ? "," : "\n"),
+		    0);
 	for (int row = 0; row < doc->nrows; row++)
 		for (int c = 0; c < doc->row_len[row]; c++)
 			assert_int_equal(ut_buf_printf(&text, "%s%s", doc->cells[row][c],
@@ -1156,11 +1212,12 @@ static void import_errors(void **state)
 {
 	char path[PATH_MAX];
 	struct st_db *db = create_db(state, "import_errors.db", path, sizeof(path));
-	put_generation(db, &(struct st_generation){.generation = 0, .parent = -1, .population = -1});
+	put_generation(db,
+		       &(struct st_generation){.generation = 0, .parent = -1, .population = -1});
 	struct csv_doc doc;
 
 	doc_init(&doc);
-	snprintf(doc.names[doc_column(&doc, "mixup")], sizeof(doc.names[0]), "%20s", "mixupp");
+	doc_add(&doc, "mixupp", "0.5");
 	tmp_path(state, "unknown.csv", path, sizeof(path));
 	doc_save(&doc, path);
 	assert_import_fails(state, db, "unknown.csv",
@@ -1219,8 +1276,8 @@ static void import_errors(void **state)
 	write_bytes(path, "", 0);
 	assert_import_fails(state, db, "empty.csv", (const char *const[]){"empty"}, 1);
 
-	assert_import_fails(state, db, "no_such_file.csv",
-			    (const char *const[]){"No such file"}, 1);
+	assert_import_fails(state, db, "no_such_file.csv", (const char *const[]){"No such file"},
+			    1);
 	st_close(db);
 }
 
@@ -1228,26 +1285,40 @@ static void import_without_anchors(void **state)
 {
 	char path[PATH_MAX], csv[PATH_MAX];
 	struct st_db *db = create_db(state, "anchors.db", path, sizeof(path));
+	struct st_generation failed = sample_generation(4); /* numbering goes on after it */
+	failed.status = ST_FAILED;
+	put_generation(db, &failed);
 	struct csv_doc doc;
 	doc_init(&doc);
 	doc_drop(&doc, "anchors");
 	tmp_path(state, "no_anchors.csv", csv, sizeof(csv));
 	doc_save(&doc, csv);
+
+	/* the default 3 is checked against the bounds like any value */
 	struct meta_table table;
 	meta_table_default(&table);
+	table.k[META_anchors].lower = 4.0;
 	struct ut_err err = {{0}};
 	long imported = 0;
+	assert_int_equal(st_import_evolve_csv(db, csv, &table, &imported, &err), -1);
+	assert_contains(err.msg, "'anchors'");
+	assert_contains(err.msg, ":2: ");
+
+	table.k[META_anchors].lower = 2.0;
+	table.k[META_anchors].upper = 3.2;
 	if (st_import_evolve_csv(db, csv, &table, &imported, &err) != 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(imported, 3);
 	struct st_generation *gens = NULL;
 	size_t n = 0;
 	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
-	assert_int_equal(n, 3);
-	for (size_t g = 0; g < n; g++) {
+	assert_int_equal(n, 4);
+	for (size_t g = 1; g < n; g++) {
+		assert_int_equal(gens[g].generation, 4 + (long)g);
 		assert_same_double(gens[g].hyp.v[META_anchors], 3.0);
-		assert_same_double(gens[g].hyp.v[META_lr0], golden_hyps[g][META_lr0]);
-		assert_same_double(gens[g].hyp.v[META_copy_paste], golden_hyps[g][META_copy_paste]);
+		assert_same_double(gens[g].hyp.v[META_lr0], golden_hyps[g - 1][META_lr0]);
+		assert_same_double(gens[g].hyp.v[META_copy_paste],
+				   golden_hyps[g - 1][META_copy_paste]);
 	}
 	free(gens);
 	st_close(db);
@@ -1273,7 +1344,8 @@ static void parse_results_csv(void **state)
 	for (size_t row = 0; row < table.nrows; row++) {
 		assert_int_equal(table.lines[row], (long)row + 2);
 		for (size_t c = 0; c < table.ncols; c++)
-			assert_same_double(table.cells[row * table.ncols + c], golden_epochs[row][c]);
+			assert_same_double(table.cells[row * table.ncols + c],
+					   golden_epochs[row][c]);
 	}
 	assert_int_equal(table.bad_cells, 0);
 	assert_int_equal(table.ragged, 0);
@@ -1321,6 +1393,46 @@ static void parse_bad_cells(void **state)
 	assert_contains(err.msg, "empty");
 }
 
+/*
+ * Errors name lines of the file: blank lines (which libcsv skips) count,
+ * and CRLF ends a line once.
+ */
+static void blank_lines_keep_line_numbers(void **state)
+{
+	static const char text[] = "a,b\r\n1,2\r\n\r\n3,x\r\n\n4,5\n";
+	struct st_csv_table table;
+	struct ut_err err = {{0}};
+	assert_int_equal(st_csv_parse(text, strlen(text), "t.csv", &table, &err), 0);
+	assert_int_equal(table.nrows, 3);
+	assert_int_equal(table.lines[0], 2);
+	assert_int_equal(table.lines[1], 4);
+	assert_int_equal(table.lines[2], 6);
+	assert_int_equal(table.bad_cells, 1);
+	assert_int_equal(table.first_bad_line, 4);
+	st_csv_free(&table);
+
+	/* an evolve.csv with a blank line after its header: "abc" is on line 4 */
+	char path[PATH_MAX], csv[PATH_MAX];
+	struct st_db *db = create_db(state, "blank_lines.db", path, sizeof(path));
+	struct csv_doc doc;
+	doc_init(&doc);
+	doc_set(&doc, 1, "hsv_s", "abc");
+	tmp_path(state, "blank_line.csv", csv, sizeof(csv));
+	doc_save(&doc, csv);
+	size_t len;
+	char *saved = slurp(csv, &len);
+	char *first_row = strchr(saved, '\n') + 1;
+	struct ut_buf with_blank = {0};
+	assert_int_equal(
+	    ut_buf_printf(&with_blank, "%.*s\n%s", (int)(first_row - saved), saved, first_row), 0);
+	write_bytes(csv, with_blank.data, with_blank.len);
+	ut_buf_free(&with_blank);
+	free(saved);
+	assert_import_fails(state, db, "blank_line.csv",
+			    (const char *const[]){":4: ", "'hsv_s'", "not a finite number"}, 3);
+	st_close(db);
+}
+
 int main(void)
 {
 	const char *shared = getenv("YE_SHARED");
@@ -1345,11 +1457,13 @@ int main(void)
 	    cmocka_unit_test(import_real_evolve_csv),
 	    cmocka_unit_test(export_matches_yolov5),
 	    cmocka_unit_test(export_skips_unfinished),
+	    cmocka_unit_test(best_ties_as_yolov5),
 	    cmocka_unit_test(export_without_done),
 	    cmocka_unit_test(import_errors),
 	    cmocka_unit_test(import_without_anchors),
 	    cmocka_unit_test(parse_results_csv),
 	    cmocka_unit_test(parse_bad_cells),
+	    cmocka_unit_test(blank_lines_keep_line_numbers),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

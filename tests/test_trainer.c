@@ -138,7 +138,7 @@ static void test_spawn_runs_in_its_group_and_dir(void **state)
 	char *const env[] = {"YE_TEST_VAR=hello", NULL};
 	struct ev_proc proc;
 	struct ut_err err;
-	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, env, &proc, &err), 0);
+	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, env, 0, &proc, &err), 0);
 	int status;
 	assert_int_equal(waitpid(proc.pid, &status, 0), proc.pid);
 	assert_int_equal(ev_exit_code(status), 3);
@@ -160,7 +160,7 @@ static void test_spawn_missing_program(void **state)
 	char *const argv[] = {"/nonexistent/trainer", NULL};
 	struct ev_proc proc;
 	struct ut_err err;
-	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, NULL, &proc, &err), -1);
+	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, NULL, 0, &proc, &err), -1);
 	assert_non_null(strstr(err.msg, "/nonexistent/trainer"));
 	assert_non_null(strstr(err.msg, "No such file"));
 }
@@ -195,9 +195,9 @@ static void test_orphan_stop(void **state)
 	snprintf(log, sizeof(log), "%s/orphan.log", tmpdir);
 	char *const argv[] = {"sh", "-c", "sleep 100 & sleep 100", NULL};
 	struct ev_proc proc;
-	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, NULL, &proc, NULL), 0);
+	assert_int_equal(ev_proc_spawn(argv, tmpdir, log, NULL, 0, &proc, NULL), 0);
 	assert_true(ev_proc_is_alive(&proc));
-	struct ev_proc stale = {proc.pid, proc.start_ticks + 1, -1}; /* a reused pid */
+	struct ev_proc stale = {proc.pid, proc.start_ticks + 1, -1, -1, -1, ""}; /* a reused pid */
 	assert_false(ev_proc_is_alive(&stale));
 	ev_proc_stop_orphan(&proc, 5);
 	int status;
