@@ -1,0 +1,122 @@
+/*
+ * ops.h - the operations a YOLOv5 network needs, forward and backward, as
+ * one table of function pointers per backend (trainer/cpu/ is the
+ * specification; trainer/cuda/ must match it within stated tolerances).
+ *
+ * Conventions, on every backend:
+ *   - tensors are float32 NCHW, contiguous; shapes are in struct tr_shape;
+ *   - forward ops and data gradients ASSIGN their output (y = ..., dx = ...),
+ *     parameter gradients ACCUMULATE (dw += ..., dgamma += ...), so zeroing
+ *     the gradients of a step is one memset;
+ *   - every op returns 0, or -1 with a message in err; none allocates in
+ *     the training step except through the backend's own planned workspace.
+ *
+ * A tutorial in four lines:
+ *   struct tr_backend *cpu;
+ *   tr_cpu_backend_create(threads, &cpu, &err);
+ *   cpu->ops->conv_forward(cpu, &conv, x, w, NULL, y, &err);
+ *   tr_backend_destroy(cpu);
+ */
+#ifndef TR_OPS_H
+#define TR_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ut.h"
+
+struct tr_shape {
+	int n, c, h, w;
+};
+
+static inline size_t tr_shape_numel(struct tr_shape s)
+{
+	return (size_t)s.n * (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
+/* A view of float32 NCHW data owned elsewhere. */
+struct tr_tensor {
+	float *data;
+	struct tr_shape shape;
+};
+
+/* A 2-D convolution, groups = 1, square kernel, dilation 1. */
+struct tr_conv {
+	int cin, cout, k, stride, pad;
+};
+
+/* Output shape of a convolution applied to in. */
+struct tr_shape tr_conv_out_shape(const struct tr_conv *conv, struct tr_shape in);
+
+struct tr_backend;
+
+struct tr_ops {
+	const char *name;
+	/* y[n,cout,oh,ow] = conv(x, w[cout,cin,k,k]) + bias[cout] (bias may be NULL) */
+	int (*conv_forward)(struct tr_backend *b, const struct tr_conv *conv,
+			    const struct tr_tensor *x, const float *w, const float *bias,
+			    struct tr_tensor *y, struct ut_err *err);
+	/* dx = conv_transpose(dy, w) */
+	int (*conv_backward_data)(struct tr_backend *b, const struct tr_conv *conv,
+				  const struct tr_tensor *dy, const float *w, struct tr_tensor *dx,
+				  struct ut_err *err);
+	/* dw += corr(x, dy); dbias += sum(dy) over n, h, w (dbias may be NULL) */
+	int (*conv_backward_filter)(struct tr_backend *b, const struct tr_conv *conv,
+				    const struct tr_tensor *x, const struct tr_tensor *dy, float *dw,
+				    float *dbias, struct ut_err *err);
+	/*
+	 * Train-mode batch norm over (n, h, w) per channel: y = gamma * xhat +
+	 * beta with batch statistics; saves mean and 1/sqrt(var + eps) for the
+	 * backward pass; updates running_mean/var with momentum (PyTorch's
+	 * convention: r = (1 - m) r + m * batch, running_var from the unbiased
+	 * batch variance).
+	 */
+	int (*bn_forward_train)(struct tr_backend *b, const struct tr_tensor *x, const float *gamma,
+				const float *beta, float eps, float momentum, float *running_mean,
+				float *running_var, float *save_mean, float *save_invstd,
+				struct tr_tensor *y, struct ut_err *err);
+	/* Eval-mode batch norm with the running statistics. */
+	int (*bn_forward_eval)(struct tr_backend *b, const struct tr_tensor *x, const float *gamma,
+			       const float *beta, float eps, const float *running_mean,
+			       const float *running_var, struct tr_tensor *y, struct ut_err *err);
+	/* dx = ..., dgamma += ..., dbeta += ... (train-mode statistics) */
+	int (*bn_backward)(struct tr_backend *b, const struct tr_tensor *x, const struct tr_tensor *dy,
+			   const float *gamma, const float *save_mean, const float *save_invstd,
+			   struct tr_tensor *dx, float *dgamma, float *dbeta, struct ut_err *err);
+	/* y = x * sigmoid(x); dx = dy * d silu(x) / dx */
+	int (*silu_forward)(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
+			    struct ut_err *err);
+	int (*silu_backward)(struct tr_backend *b, const struct tr_tensor *x,
+			     const struct tr_tensor *dy, struct tr_tensor *dx, struct ut_err *err);
+	/* max pool k x k, stride 1, pad k/2 (SPPF uses k = 5); backward routes dy to the argmax */
+	int (*maxpool_forward)(struct tr_backend *b, int k, const struct tr_tensor *x,
+			       struct tr_tensor *y, struct ut_err *err);
+	int (*maxpool_backward)(struct tr_backend *b, int k, const struct tr_tensor *x,
+				const struct tr_tensor *dy, struct tr_tensor *dx, struct ut_err *err);
+	/* nearest-neighbour 2x upsample and its backward (sum of the 4 copies) */
+	int (*upsample2x_forward)(struct tr_backend *b, const struct tr_tensor *x,
+				  struct tr_tensor *y, struct ut_err *err);
+	int (*upsample2x_backward)(struct tr_backend *b, const struct tr_tensor *dy,
+				   struct tr_tensor *dx, struct ut_err *err);
+	/* y = concat(xs[0..count), channels); backward splits dy into dxs */
+	int (*concat_forward)(struct tr_backend *b, const struct tr_tensor *const *xs, int count,
+			      struct tr_tensor *y, struct ut_err *err);
+	int (*concat_backward)(struct tr_backend *b, const struct tr_tensor *dy,
+			       struct tr_tensor *const *dxs, int count, struct ut_err *err);
+	/* y = a + b (residual); its backward is the identity on both inputs */
+	int (*add_forward)(struct tr_backend *b, const struct tr_tensor *a, const struct tr_tensor *x,
+			   struct tr_tensor *y, struct ut_err *err);
+};
+
+/* A backend: its op table and private state behind an opaque pointer. */
+struct tr_backend {
+	const struct tr_ops *ops;
+	void *state;
+	void (*destroy)(struct tr_backend *b);
+};
+
+/* The CPU backend (oneDNN for convolutions, plain C + OpenMP for the rest). */
+int tr_cpu_backend_create(int threads, struct tr_backend **out, struct ut_err *err);
+void tr_backend_destroy(struct tr_backend *b);
+
+#endif
