@@ -100,6 +100,19 @@ static int prepare(struct st_db *db, const char *sql, sqlite3_stmt **stmt,
 	return 0;
 }
 
+/*
+ * Prepare SQL that was built into a buffer (build_rc != 0: building it ran
+ * out of memory); frees the buffer either way.
+ */
+static int prepare_built(struct st_db *db, int build_rc, struct ut_buf *sql, sqlite3_stmt **stmt,
+			 struct ut_err *err)
+{
+	int rc = build_rc != 0 || sql->data == NULL ? ut_err_set(err, "%s: out of memory", db->path)
+						     : prepare(db, sql->data, stmt, err);
+	ut_buf_free(sql);
+	return rc;
+}
+
 /* ---- schema -------------------------------------------------------------- */
 
 /* Text columns of `evolution` and where they live in st_options. */
@@ -509,10 +522,7 @@ int st_options_read(struct st_db *db, struct st_options *opts, int *found,
 #undef OPT_COL
 	rc |= ut_buf_printf(&sql, "seed, base_hyp, meta FROM evolution WHERE id = 1");
 	sqlite3_stmt *stmt = NULL;
-	rc = rc != 0 ? ut_err_set(err, "%s: out of memory", db->path)
-		     : prepare(db, sql.data, &stmt, err);
-	ut_buf_free(&sql);
-	if (rc != 0)
+	if (prepare_built(db, rc, &sql, &stmt, err) != 0)
 		return -1;
 	rc = sqlite3_step(stmt);
 	*found = rc == SQLITE_ROW;
@@ -603,16 +613,11 @@ static void bind_text_or_null(sqlite3_stmt *stmt, int i, const char *text)
 int st_generation_put(struct st_db *db, const struct st_generation *gen, struct ut_err *err)
 {
 	struct ut_buf sql = {0};
-	if (put_sql(&sql) != 0) {
-		ut_buf_free(&sql);
-		return ut_err_set(err, "%s: out of memory", db->path);
-	}
 	sqlite3_stmt *stmt;
-	int rc = prepare(db, sql.data, &stmt, err);
-	ut_buf_free(&sql);
-	if (rc != 0)
+	if (prepare_built(db, put_sql(&sql), &sql, &stmt, err) != 0)
 		return -1;
 	int i = 1;
+	int rc;
 	sqlite3_bind_int64(stmt, i++, gen->generation);
 	if (gen->parent >= 0)
 		sqlite3_bind_int64(stmt, i++, gen->parent);
@@ -720,12 +725,7 @@ int st_generations_load(struct st_db *db, struct st_generation **out, size_t *n,
 	}
 	ut_buf_free(&cols);
 	sqlite3_stmt *stmt = NULL;
-	if (rc != 0 || sql.data == NULL)
-		rc = ut_err_set(err, "%s: out of memory", db->path);
-	else
-		rc = prepare(db, sql.data, &stmt, err);
-	ut_buf_free(&sql);
-	if (rc != 0)
+	if (prepare_built(db, rc, &sql, &stmt, err) != 0)
 		return -1;
 	struct st_generation *rows = NULL;
 	size_t count = 0, cap = 0;
@@ -769,10 +769,7 @@ int st_epoch_put(struct st_db *db, long generation, const double row[ST_EPOCH_CO
 		rc |= ut_buf_printf(&sql, ", ?");
 	rc |= ut_buf_printf(&sql, ")");
 	sqlite3_stmt *stmt = NULL;
-	rc = rc != 0 ? ut_err_set(err, "%s: out of memory", db->path)
-		     : prepare(db, sql.data, &stmt, err);
-	ut_buf_free(&sql);
-	if (rc != 0)
+	if (prepare_built(db, rc, &sql, &stmt, err) != 0)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, generation);
 	sqlite3_bind_int64(stmt, 2, (sqlite3_int64)row[0]);
@@ -804,10 +801,7 @@ int st_epochs_load(struct st_db *db, long generation, double **out, size_t *n,
 	rc |= ut_buf_printf(&sql, " FROM epochs WHERE ?1 < 0 OR generation = ?1"
 				  " ORDER BY generation, epoch");
 	sqlite3_stmt *stmt = NULL;
-	rc = rc != 0 ? ut_err_set(err, "%s: out of memory", db->path)
-		     : prepare(db, sql.data, &stmt, err);
-	ut_buf_free(&sql);
-	if (rc != 0)
+	if (prepare_built(db, rc, &sql, &stmt, err) != 0)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, generation);
 	const size_t width = 1 + ST_EPOCH_COLS;
