@@ -22,7 +22,9 @@ trap '"$root/tests/slurm/stop.sh" "$state" --purge >/dev/null 2>&1 || true; rm -
 "$root/tests/slurm/start.sh" "$state" >/dev/null
 # shellcheck disable=SC1091
 source "$state/env.sh"
-job=$(salloc --no-shell -N1 -n4 --gres=gpu:2 --job-name=bench 2>&1 |
+# One CPU for the steps (one candidate at a time): the other 3 stay free for
+# the candidates that are jobs of their own.
+job=$(salloc --no-shell -N1 -n1 --job-name=bench 2>&1 |
 	sed -n 's/.*Granted job allocation \([0-9][0-9]*\).*/\1/p')
 [[ -n $job ]] || { echo "salloc failed" >&2; exit 1; }
 
@@ -37,7 +39,7 @@ run() {
 	job) extra=(--launcher slurm) ;;
 	esac
 	start=$(now)
-	env "${env[@]}" "$build/evolve/yolo-evolve" --generations "$n" --epochs 1 --data none --quiet \
+	timeout 600 env "${env[@]}" "$build/evolve/yolo-evolve" --generations "$n" --epochs 1 --data none --quiet \
 		--report-every 0 --project "$work/$kind$round" --name exp --seed 1 "${extra[@]}" \
 		--trainer "$build/tests/fixture_trainer --hyp {hyp} --epochs {epochs} --save-dir {save_dir}" \
 		>"$work/$kind$round.log" 2>&1 || { echo "$kind run failed:" >&2; tail "$work/$kind$round.log" >&2; exit 1; }
@@ -45,7 +47,7 @@ run() {
 	local ok
 	ok=$(sqlite3 "$work/$kind$round/exp/evolve.db" "SELECT count(*) FROM generations WHERE status = 'done'")
 	[[ $ok == "$n" ]] || { echo "$kind run: $ok of $n done" >&2; exit 1; }
-	echo "$end - $start" | bc
+	awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 

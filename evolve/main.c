@@ -17,6 +17,7 @@
 #include "plots.h"
 #include "reports.h"
 #include "run.h"
+#include "slurm.h"
 #include "store.h"
 #include "trainer.h"
 #include "ut.h"
@@ -401,6 +402,8 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	static const char *const algorithms[] = {"yolov5", "ga", NULL};
 	if (!one_of(c->launcher, launchers))
 		return ut_err_set(err, "--launcher '%s': use local or slurm", c->launcher);
+	if (ev_slurm_check_args(c->slurm_args, err) != 0)
+		return -1;
 	if (!one_of(c->prune, prunes))
 		return ut_err_set(err, "--prune '%s': use none or median", c->prune);
 	if (!one_of(c->algorithm, algorithms))

@@ -20,6 +20,7 @@
 #include "breed.h"
 #include "ga.h"
 #include "plots.h"
+#include "slurm.h"
 #include "trainer.h"
 
 #define PROGRESS_MS 1000
@@ -86,6 +87,17 @@ struct ev_runner {
 static int is_finished(enum st_status status)
 {
 	return status == ST_DONE || status == ST_FAILED || status == ST_PRUNED;
+}
+
+/* The Slurm launcher, and the job (step) name of a generation: "ye-<run name>-g<generation>". */
+static int slurm_launcher(const struct ev_runner *run)
+{
+	return strcmp(run->opts->launcher, "slurm") == 0;
+}
+
+static void slurm_job_name(const struct ev_runner *run, long generation, char *buf, size_t size)
+{
+	snprintf(buf, size, "ye-%s-g%ld", run->opts->name, generation);
 }
 
 /* ---- generations in memory --------------------------------------------------- */
@@ -312,6 +324,18 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 	char **argv;
 	if (ev_template_expand(&run->tpl, &vars, &argv, run->err) != 0)
 		return -1;
+	if (slurm_launcher(run)) {
+		char job_name[ST_STR + 32];
+		slurm_job_name(run, gen->generation, job_name, sizeof(job_name));
+		struct ev_slurm_job job = {.slurm_args = o->slurm_args, .gpus = slot->device != NULL,
+					   .submit = o->slurm_submit != 0, .job_name = job_name};
+		char **wrapped;
+		int wrc = ev_slurm_wrap(&job, argv, &wrapped, run->err);
+		ev_argv_free(argv);
+		if (wrc != 0)
+			return -1;
+		argv = wrapped;
+	}
 	char pin[64 + ST_STR];
 	char *env[] = {pin, NULL};
 	snprintf(pin, sizeof(pin), "CUDA_VISIBLE_DEVICES=%s", slot->device ? slot->device : "");
@@ -681,6 +705,15 @@ static int reap(struct ev_runner *run)
 		/* the group may still hold children of the trainer */
 		kill(-pid, SIGKILL);
 		close_output(slot);
+		if (slurm_launcher(run)) {
+			/* a srun killed by a signal (SIGKILL) could not end its step or job */
+			if (WIFSIGNALED(status)) {
+				char job_name[ST_STR + 32];
+				slurm_job_name(run, slot->generation, job_name, sizeof(job_name));
+				ev_slurm_cancel(job_name);
+			}
+			status = ev_slurm_wait_status(status);
+		}
 		if (finish(run, slot, status) != 0)
 			return -1;
 	}
@@ -786,6 +819,12 @@ static int recover(struct ev_runner *run)
 				       gen->generation, gen->pid);
 				ev_proc_stop_orphan(&orphan, run->params->grace);
 			}
+		}
+		if (slurm_launcher(run)) {
+			/* a step or job whose srun was killed along with the evolver */
+			char job_name[ST_STR + 32];
+			slurm_job_name(run, gen->generation, job_name, sizeof(job_name));
+			ev_slurm_cancel(job_name);
 		}
 		gen->status = ST_INTERRUPTED;
 		gen->pid = 0;

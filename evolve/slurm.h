@@ -24,6 +24,16 @@
  * (--slurm-submit) keeps running; ev_slurm_cancel() removes it by name.
  * The kernel's parent-death SIGTERM reaches srun like any SIGTERM.
  *
+ * On a real cluster: the candidate's folder must be on a file system the
+ * compute node shares (srun starts the trainer in srun's working folder,
+ * the save_dir); where memory is a consumable resource a step asks for all
+ * of the job's memory unless told otherwise, so steps would run one at a
+ * time: pass --slurm-args '--mem=16G' (or --mem-per-cpu). With submit the
+ * surrounding job's settings (-c, --mem, partition...) are not inherited:
+ * give them in slurm_args (SLURM_ACCOUNT, SLURM_PARTITION, SLURM_QOS,
+ * SLURM_RESERVATION, SLURM_CLUSTERS, SLURM_WCKEY, SLURM_TIMELIMIT and
+ * SLURM_CONF set by the user are kept).
+ *
  * Exit status: srun exits with the task's exit code, and with 128 + N when
  * the task died by signal N; ev_slurm_wait_status() turns the latter back
  * into a "killed by signal" wait status.

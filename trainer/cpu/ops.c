@@ -1,0 +1,993 @@
+/*
+ * trainer/cpu/ops.c - the CPU backend, the specification of every op in
+ * ops.h: convolutions through oneDNN's C API, everything else in plain C
+ * with OpenMP.
+ *
+ * Convolution primitives are created the first time a (kind, conv, input
+ * shape) appears and cached in the backend state with the memory objects and
+ * reorders they need; the buffers they share (reordered tensors, oneDNN's
+ * scratchpad) grow only when a new shape appears, so a steady-state training
+ * step allocates nothing.
+ *
+ * Determinism: every reduction runs per channel (or per plane) in a fixed
+ * order inside one thread, so results are bit-identical from run to run for
+ * a given thread count. A backend is used by one thread at a time.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "cpu.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+/* Below this many elements an elementwise op runs on one thread. */
+#define PAR_MIN 32768
+
+/* Any dnnl call: on failure fill err with file:line, the call and the status. */
+#define DNNL_CHECK(call)                                                              \
+	do {                                                                          \
+		dnnl_status_t status_ = (call);                                       \
+		if (status_ != dnnl_success)                                          \
+			return ut_err_set(err, "%s:%d: %s: %s", __FILE__, __LINE__, #call, \
+					  dnnl_status2str(status_));                  \
+	} while (0)
+
+/* ------------------------------------------------------------------------ */
+/* backend state                                                             */
+
+enum conv_kind { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
+
+#define CONV_PORTS 4
+
+/*
+ * One tensor argument of a convolution primitive. user is the caller's
+ * plain-layout buffer (handle set per call); prim, when not NULL, is the
+ * layout the primitive chose, held in the shared workspace ws[slot] and
+ * connected to user by reorder. An accumulating output (dw, dbias) always
+ * goes through prim and a reorder with a sum post-op, so the caller's
+ * buffer receives += rather than =.
+ */
+struct conv_port {
+	int arg;
+	int is_output, accumulate;
+	dnnl_memory_t user, prim;
+	dnnl_primitive_t reorder;
+};
+
+struct conv_prim {
+	enum conv_kind kind;
+	struct tr_conv conv;
+	int n, h, w, has_bias;
+	dnnl_primitive_desc_t hint_pd, pd;
+	dnnl_primitive_t prim;
+	dnnl_memory_t scratch;
+	int nports;
+	struct conv_port port[CONV_PORTS];
+};
+
+struct cpu_state {
+	int threads;
+	int any_layout; /* let oneDNN choose layouts (and reorder) instead of nchw/oihw */
+	dnnl_engine_t engine;
+	dnnl_stream_t stream;
+	struct conv_prim *prims;
+	int nprims, capprims;
+	void *ws[CONV_PORTS]; /* shared across primitives: one op runs at a time */
+	size_t ws_bytes[CONV_PORTS];
+	void *scratch;
+	size_t scratch_bytes;
+};
+
+static struct cpu_state *state_of(struct tr_backend *b)
+{
+	return (struct cpu_state *)b->state;
+}
+
+struct tr_shape tr_conv_out_shape(const struct tr_conv *conv, struct tr_shape in)
+{
+	struct tr_shape out = {in.n, conv->cout, 0, 0};
+	out.h = (in.h + 2 * conv->pad - conv->k) / conv->stride + 1;
+	out.w = (in.w + 2 * conv->pad - conv->k) / conv->stride + 1;
+	return out;
+}
+
+void tr_backend_destroy(struct tr_backend *b)
+{
+	if (b != NULL && b->destroy != NULL)
+		b->destroy(b);
+}
+
+/* Make buf hold at least bytes (64-byte aligned); contents are not kept. */
+static int grow_buffer(void **buf, size_t *cap, size_t bytes, struct ut_err *err)
+{
+	if (bytes <= *cap)
+		return 0;
+	size_t rounded = (bytes + 63) / 64 * 64;
+	void *fresh = aligned_alloc(64, rounded);
+	if (fresh == NULL)
+		return ut_err_set(err, "%s:%d: out of memory (%zu bytes)", __FILE__, __LINE__,
+				  rounded);
+	free(*buf);
+	*buf = fresh;
+	*cap = rounded;
+	return 0;
+}
+
+static void conv_prim_release(struct conv_prim *p)
+{
+	for (int i = 0; i < p->nports; i++) {
+		struct conv_port *port = &p->port[i];
+		if (port->reorder != NULL)
+			dnnl_primitive_destroy(port->reorder);
+		if (port->prim != NULL)
+			dnnl_memory_destroy(port->prim);
+		if (port->user != NULL)
+			dnnl_memory_destroy(port->user);
+	}
+	if (p->scratch != NULL)
+		dnnl_memory_destroy(p->scratch);
+	if (p->prim != NULL)
+		dnnl_primitive_destroy(p->prim);
+	if (p->pd != NULL)
+		dnnl_primitive_desc_destroy(p->pd);
+	if (p->hint_pd != NULL)
+		dnnl_primitive_desc_destroy(p->hint_pd);
+	memset(p, 0, sizeof(*p));
+}
+
+static void cpu_destroy(struct tr_backend *b)
+{
+	struct cpu_state *st = state_of(b);
+	if (st != NULL) {
+		for (int i = 0; i < st->nprims; i++)
+			conv_prim_release(&st->prims[i]);
+		free(st->prims);
+		for (int i = 0; i < CONV_PORTS; i++)
+			free(st->ws[i]);
+		free(st->scratch);
+		if (st->stream != NULL)
+			dnnl_stream_destroy(st->stream);
+		if (st->engine != NULL)
+			dnnl_engine_destroy(st->engine);
+		free(st);
+	}
+	free(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* convolution primitives                                                    */
+
+struct conv_descs {
+	dnnl_memory_desc_t src, wei, bias, dst;       /* layouts offered to oneDNN */
+	dnnl_memory_desc_t src_u, wei_u, bias_u, dst_u; /* the caller's plain layouts */
+	dnnl_dims_t strides, pad_l, pad_r;
+};
+
+static int conv_descs_init(const struct cpu_state *st, const struct conv_prim *p,
+			   struct conv_descs *d, struct ut_err *err)
+{
+	const struct tr_conv *c = &p->conv;
+	struct tr_shape out = tr_conv_out_shape(c, (struct tr_shape){p->n, c->cin, p->h, p->w});
+	dnnl_dims_t src = {p->n, c->cin, p->h, p->w};
+	dnnl_dims_t wei = {c->cout, c->cin, c->k, c->k};
+	dnnl_dims_t bias = {c->cout};
+	dnnl_dims_t dst = {out.n, out.c, out.h, out.w};
+	dnnl_format_tag_t act = st->any_layout ? dnnl_format_tag_any : dnnl_nchw;
+	dnnl_format_tag_t flt = st->any_layout ? dnnl_format_tag_any : dnnl_oihw;
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->src, 4, src, dnnl_f32, act));
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->wei, 4, wei, dnnl_f32, flt));
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->bias, 1, bias, dnnl_f32, dnnl_a));
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->dst, 4, dst, dnnl_f32, act));
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->src_u, 4, src, dnnl_f32, dnnl_nchw));
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->wei_u, 4, wei, dnnl_f32, dnnl_oihw));
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->bias_u, 1, bias, dnnl_f32, dnnl_a));
+	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->dst_u, 4, dst, dnnl_f32, dnnl_nchw));
+	for (int i = 0; i < 2; i++) {
+		d->strides[i] = c->stride;
+		d->pad_l[i] = c->pad;
+		/* PyTorch pads both sides by pad and floors the output size */
+		d->pad_r[i] = (dst[2 + i] - 1) * c->stride + c->k - (src[2 + i] + c->pad);
+	}
+	return 0;
+}
+
+/* The descriptors and primitive descriptors (hint_pd, pd) of one kind. */
+static int conv_pd_create(struct cpu_state *st, struct conv_prim *p, const struct conv_descs *d,
+			  struct ut_err *err)
+{
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_convolution_desc_t fwd, bwd;
+	int rc = 0;
+	DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+	dnnl_status_t s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+	const dnnl_memory_desc_t *bias = p->has_bias ? &d->bias : NULL;
+	if (s == dnnl_success)
+		s = dnnl_convolution_forward_desc_init(&fwd, dnnl_forward_training,
+						       dnnl_convolution_direct, &d->src, &d->wei,
+						       bias, &d->dst, d->strides, d->pad_l, d->pad_r);
+	if (s == dnnl_success && p->kind == CONV_FWD)
+		s = dnnl_primitive_desc_create(&p->pd, &fwd, attr, st->engine, NULL);
+	else if (s == dnnl_success) {
+		s = dnnl_primitive_desc_create(&p->hint_pd, &fwd, NULL, st->engine, NULL);
+		if (s == dnnl_success && p->kind == CONV_BWD_DATA)
+			s = dnnl_convolution_backward_data_desc_init(
+				&bwd, dnnl_convolution_direct, &d->src, &d->wei, &d->dst,
+				d->strides, d->pad_l, d->pad_r);
+		else if (s == dnnl_success)
+			s = dnnl_convolution_backward_weights_desc_init(
+				&bwd, dnnl_convolution_direct, &d->src, &d->wei, bias, &d->dst,
+				d->strides, d->pad_l, d->pad_r);
+		if (s == dnnl_success)
+			s = dnnl_primitive_desc_create(&p->pd, &bwd, attr, st->engine, p->hint_pd);
+	}
+	if (s != dnnl_success)
+		rc = ut_err_set(err, "%s:%d: convolution primitive descriptor (kind %d, %dx%d s%d p%d, "
+				"%d->%d, input %dx%dx%dx%d): %s",
+				__FILE__, __LINE__, (int)p->kind, p->conv.k, p->conv.k,
+				p->conv.stride, p->conv.pad, p->conv.cin, p->conv.cout, p->n,
+				p->conv.cin, p->h, p->w, dnnl_status2str(s));
+	dnnl_primitive_attr_destroy(attr);
+	return rc;
+}
+
+/*
+ * The arguments of each kind of convolution, in the order of their shared
+ * workspace slots: which oneDNN argument, how to query its layout, which of
+ * the caller's plain layouts it has, and whether it is an output that
+ * assigns or accumulates.
+ */
+enum user_layout { USER_SRC, USER_WEI, USER_BIAS, USER_DST };
+
+struct port_spec {
+	int arg;
+	dnnl_query_t query;
+	int index;
+	enum user_layout user;
+	int is_output, accumulate, bias_only;
+};
+
+static const struct port_spec port_specs[3][CONV_PORTS] = {
+	[CONV_FWD] = {
+		{DNNL_ARG_SRC, dnnl_query_src_md, 0, USER_SRC, 0, 0, 0},
+		{DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, USER_WEI, 0, 0, 0},
+		{DNNL_ARG_DST, dnnl_query_dst_md, 0, USER_DST, 1, 0, 0},
+		{DNNL_ARG_BIAS, dnnl_query_weights_md, 1, USER_BIAS, 0, 0, 1},
+	},
+	[CONV_BWD_DATA] = {
+		{DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, USER_DST, 0, 0, 0},
+		{DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, USER_WEI, 0, 0, 0},
+		{DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, USER_SRC, 1, 0, 0},
+		{0, dnnl_query_undef, 0, USER_SRC, 0, 0, 2},
+	},
+	[CONV_BWD_WEIGHTS] = {
+		{DNNL_ARG_SRC, dnnl_query_src_md, 0, USER_SRC, 0, 0, 0},
+		{DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, USER_DST, 0, 0, 0},
+		{DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, USER_WEI, 1, 1, 0},
+		{DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, USER_BIAS, 1, 1, 1},
+	},
+};
+
+/* A reorder between two layouts; with accumulate, dst += reorder(src). */
+static int reorder_create(struct cpu_state *st, const dnnl_memory_desc_t *from,
+			  const dnnl_memory_desc_t *to, int accumulate, dnnl_primitive_t *out,
+			  struct ut_err *err)
+{
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t post = NULL;
+	dnnl_primitive_desc_t rpd = NULL;
+	DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+	dnnl_status_t s = dnnl_success;
+	if (accumulate) {
+		s = dnnl_post_ops_create(&post);
+		if (s == dnnl_success)
+			s = dnnl_post_ops_append_sum(post, 1.0f);
+		if (s == dnnl_success)
+			s = dnnl_primitive_attr_set_post_ops(attr, post);
+	}
+	if (s == dnnl_success)
+		s = dnnl_reorder_primitive_desc_create(&rpd, from, st->engine, to, st->engine,
+						       attr);
+	if (s == dnnl_success)
+		s = dnnl_primitive_create(out, rpd);
+	if (rpd != NULL)
+		dnnl_primitive_desc_destroy(rpd);
+	if (post != NULL)
+		dnnl_post_ops_destroy(post);
+	dnnl_primitive_attr_destroy(attr);
+	if (s != dnnl_success)
+		return ut_err_set(err, "%s:%d: reorder primitive: %s", __FILE__, __LINE__,
+				  dnnl_status2str(s));
+	return 0;
+}
+
+/* Connect argument slot: user memory, and prim memory + reorder when needed. */
+static int conv_port_init(struct cpu_state *st, struct conv_prim *p, int slot,
+			  const struct port_spec *spec, const dnnl_memory_desc_t *user_md,
+			  struct ut_err *err)
+{
+	struct conv_port *port = &p->port[slot];
+	port->arg = spec->arg;
+	port->is_output = spec->is_output;
+	port->accumulate = spec->accumulate;
+	const dnnl_memory_desc_t *prim_md =
+		dnnl_primitive_desc_query_md(p->pd, spec->query, spec->index);
+	if (prim_md == NULL)
+		return ut_err_set(err, "%s:%d: dnnl_primitive_desc_query_md(%d, %d) failed",
+				  __FILE__, __LINE__, (int)spec->query, spec->index);
+	DNNL_CHECK(dnnl_memory_create(&port->user, user_md, st->engine, DNNL_MEMORY_NONE));
+	if (!spec->accumulate && dnnl_memory_desc_equal(prim_md, user_md))
+		return 0;
+	if (grow_buffer(&st->ws[slot], &st->ws_bytes[slot], dnnl_memory_desc_get_size(prim_md),
+			err) != 0)
+		return -1;
+	DNNL_CHECK(dnnl_memory_create(&port->prim, prim_md, st->engine, DNNL_MEMORY_NONE));
+	if (spec->is_output)
+		return reorder_create(st, prim_md, user_md, spec->accumulate, &port->reorder, err);
+	return reorder_create(st, user_md, prim_md, 0, &port->reorder, err);
+}
+
+static int conv_prim_build(struct cpu_state *st, struct conv_prim *p, struct ut_err *err)
+{
+	struct conv_descs d;
+	if (conv_descs_init(st, p, &d, err) != 0 || conv_pd_create(st, p, &d, err) != 0)
+		return -1;
+	const dnnl_memory_desc_t *user_md[] = {
+		[USER_SRC] = &d.src_u, [USER_WEI] = &d.wei_u,
+		[USER_BIAS] = &d.bias_u, [USER_DST] = &d.dst_u,
+	};
+	for (int slot = 0; slot < CONV_PORTS; slot++) {
+		const struct port_spec *spec = &port_specs[p->kind][slot];
+		if (spec->bias_only == 2 || (spec->bias_only && !p->has_bias))
+			break;
+		p->nports = slot + 1;
+		if (conv_port_init(st, p, slot, spec, user_md[spec->user], err) != 0)
+			return -1;
+	}
+	const dnnl_memory_desc_t *scratch_md =
+		dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+	if (scratch_md == NULL)
+		return ut_err_set(err, "%s:%d: no scratchpad descriptor", __FILE__, __LINE__);
+	size_t scratch_bytes = dnnl_memory_desc_get_size(scratch_md);
+	if (grow_buffer(&st->scratch, &st->scratch_bytes, scratch_bytes ? scratch_bytes : 64,
+			err) != 0)
+		return -1;
+	DNNL_CHECK(dnnl_memory_create(&p->scratch, scratch_md, st->engine, DNNL_MEMORY_NONE));
+	DNNL_CHECK(dnnl_primitive_create(&p->prim, p->pd));
+	return 0;
+}
+
+/* The cached primitive for (kind, conv, input shape, bias), built on first use. */
+static int conv_prim_get(struct cpu_state *st, enum conv_kind kind, const struct tr_conv *conv,
+			 struct tr_shape in, int has_bias, struct conv_prim **out,
+			 struct ut_err *err)
+{
+	for (int i = 0; i < st->nprims; i++) {
+		struct conv_prim *p = &st->prims[i];
+		if (p->kind == kind && p->n == in.n && p->h == in.h && p->w == in.w &&
+		    p->has_bias == has_bias && p->conv.cin == conv->cin &&
+		    p->conv.cout == conv->cout && p->conv.k == conv->k &&
+		    p->conv.stride == conv->stride && p->conv.pad == conv->pad) {
+			*out = p;
+			return 0;
+		}
+	}
+	if (st->nprims == st->capprims) {
+		int cap = st->capprims ? 2 * st->capprims : 64;
+		struct conv_prim *grown = realloc(st->prims, (size_t)cap * sizeof(*grown));
+		if (grown == NULL)
+			return ut_err_set(err, "%s:%d: out of memory", __FILE__, __LINE__);
+		st->prims = grown;
+		st->capprims = cap;
+	}
+	struct conv_prim *p = &st->prims[st->nprims];
+	memset(p, 0, sizeof(*p));
+	p->kind = kind;
+	p->conv = *conv;
+	p->n = in.n;
+	p->h = in.h;
+	p->w = in.w;
+	p->has_bias = has_bias;
+	if (conv_prim_build(st, p, err) != 0) {
+		conv_prim_release(p);
+		return -1;
+	}
+	st->nprims++;
+	*out = p;
+	return 0;
+}
+
+/* Run a cached primitive on the caller's buffers, one per port (in port order). */
+static int conv_prim_run(struct cpu_state *st, struct conv_prim *p, void *const data[CONV_PORTS],
+			 struct ut_err *err)
+{
+	dnnl_exec_arg_t args[CONV_PORTS + 1];
+	/* oneDNN's OpenMP runtime takes the calling thread's thread count */
+	omp_set_num_threads(st->threads);
+	for (int i = 0; i < p->nports; i++) {
+		struct conv_port *port = &p->port[i];
+		DNNL_CHECK(dnnl_memory_set_data_handle(port->user, data[i]));
+		args[i].arg = port->arg;
+		args[i].memory = port->user;
+		if (port->prim == NULL)
+			continue;
+		DNNL_CHECK(dnnl_memory_set_data_handle(port->prim, st->ws[i]));
+		args[i].memory = port->prim;
+		if (!port->is_output) {
+			dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, port->user}, {DNNL_ARG_TO, port->prim}};
+			DNNL_CHECK(dnnl_primitive_execute(port->reorder, st->stream, 2, r));
+		}
+	}
+	DNNL_CHECK(dnnl_memory_set_data_handle(p->scratch, st->scratch));
+	args[p->nports].arg = DNNL_ARG_SCRATCHPAD;
+	args[p->nports].memory = p->scratch;
+	DNNL_CHECK(dnnl_primitive_execute(p->prim, st->stream, p->nports + 1, args));
+	for (int i = 0; i < p->nports; i++) {
+		struct conv_port *port = &p->port[i];
+		if (port->prim == NULL || !port->is_output)
+			continue;
+		dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, port->prim}, {DNNL_ARG_TO, port->user}};
+		DNNL_CHECK(dnnl_primitive_execute(port->reorder, st->stream, 2, r));
+	}
+	DNNL_CHECK(dnnl_stream_wait(st->stream));
+	return 0;
+}
+
+static int same_shape(struct tr_shape a, struct tr_shape b)
+{
+	return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w;
+}
+
+static int shape_error(struct ut_err *err, const char *op, const char *what, struct tr_shape got,
+		       struct tr_shape want)
+{
+	return ut_err_set(err, "%s: %s has shape %dx%dx%dx%d, expected %dx%dx%dx%d", op, what,
+			  got.n, got.c, got.h, got.w, want.n, want.c, want.h, want.w);
+}
+
+/* Check a convolution's input and output shapes against its parameters. */
+static int conv_check(const char *op, const struct tr_conv *conv, struct tr_shape in,
+		      struct tr_shape out, struct ut_err *err)
+{
+	if (conv->cin < 1 || conv->cout < 1 || conv->k < 1 || conv->stride < 1 || conv->pad < 0 ||
+	    in.n < 1 || in.h + 2 * conv->pad < conv->k || in.w + 2 * conv->pad < conv->k)
+		return ut_err_set(err, "%s: bad convolution %d->%d k%d s%d p%d on %dx%dx%dx%d", op,
+				  conv->cin, conv->cout, conv->k, conv->stride, conv->pad, in.n,
+				  in.c, in.h, in.w);
+	if (in.c != conv->cin)
+		return ut_err_set(err, "%s: input has %d channels, convolution expects %d", op,
+				  in.c, conv->cin);
+	struct tr_shape want = tr_conv_out_shape(conv, in);
+	if (!same_shape(out, want))
+		return shape_error(err, op, "output", out, want);
+	return 0;
+}
+
+static int cpu_conv_forward(struct tr_backend *b, const struct tr_conv *conv,
+			    const struct tr_tensor *x, const float *w, const float *bias,
+			    struct tr_tensor *y, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct conv_prim *p;
+	if (conv_check("conv_forward", conv, x->shape, y->shape, err) != 0 ||
+	    conv_prim_get(st, CONV_FWD, conv, x->shape, bias != NULL, &p, err) != 0)
+		return -1;
+	/* oneDNN only reads its inputs; the casts drop const for its void * API */
+	void *const data[CONV_PORTS] = {(void *)x->data, (void *)w, y->data, (void *)bias};
+	return conv_prim_run(st, p, data, err);
+}
+
+static int cpu_conv_backward_data(struct tr_backend *b, const struct tr_conv *conv,
+				  const struct tr_tensor *dy, const float *w, struct tr_tensor *dx,
+				  struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct conv_prim *p;
+	if (conv_check("conv_backward_data", conv, dx->shape, dy->shape, err) != 0 ||
+	    conv_prim_get(st, CONV_BWD_DATA, conv, dx->shape, 0, &p, err) != 0)
+		return -1;
+	void *const data[CONV_PORTS] = {(void *)dy->data, (void *)w, dx->data, NULL};
+	return conv_prim_run(st, p, data, err);
+}
+
+static int cpu_conv_backward_filter(struct tr_backend *b, const struct tr_conv *conv,
+				    const struct tr_tensor *x, const struct tr_tensor *dy,
+				    float *dw, float *dbias, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct conv_prim *p;
+	if (conv_check("conv_backward_filter", conv, x->shape, dy->shape, err) != 0 ||
+	    conv_prim_get(st, CONV_BWD_WEIGHTS, conv, x->shape, dbias != NULL, &p, err) != 0)
+		return -1;
+	void *const data[CONV_PORTS] = {(void *)x->data, (void *)dy->data, dw, dbias};
+	return conv_prim_run(st, p, data, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* batch norm                                                                */
+
+/* Sum of a plane in double, in a fixed order (8 lanes, then the lanes). */
+static double plane_sum(const float *p, size_t len)
+{
+	double lane[8] = {0};
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8)
+		for (int l = 0; l < 8; l++)
+			lane[l] += p[i + l];
+	double total = 0;
+	for (; i < len; i++)
+		total += p[i];
+	for (int l = 0; l < 8; l++)
+		total += lane[l];
+	return total;
+}
+
+/* Sum of (p - mean)^2 over a plane, same order as plane_sum. */
+static double plane_sq_dev(const float *p, size_t len, double mean)
+{
+	double lane[8] = {0};
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8)
+		for (int l = 0; l < 8; l++) {
+			double d = p[i + l] - mean;
+			lane[l] += d * d;
+		}
+	double total = 0;
+	for (; i < len; i++) {
+		double d = p[i] - mean;
+		total += d * d;
+	}
+	for (int l = 0; l < 8; l++)
+		total += lane[l];
+	return total;
+}
+
+/* Sum of dy and of dy * (x - mean) over a plane. */
+static void plane_dot(const float *dy, const float *x, size_t len, double mean, double *sum_dy,
+		      double *sum_dy_xc)
+{
+	double a[8] = {0}, b[8] = {0};
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8)
+		for (int l = 0; l < 8; l++) {
+			a[l] += dy[i + l];
+			b[l] += dy[i + l] * (x[i + l] - mean);
+		}
+	double ta = 0, tb = 0;
+	for (; i < len; i++) {
+		ta += dy[i];
+		tb += dy[i] * (x[i] - mean);
+	}
+	for (int l = 0; l < 8; l++) {
+		ta += a[l];
+		tb += b[l];
+	}
+	*sum_dy += ta;
+	*sum_dy_xc += tb;
+}
+
+/* y[n,c,:,:] = x[n,c,:,:] * scale[c] + shift[c], for one channel */
+static void channel_affine(const float *x, float *y, struct tr_shape s, int c, float scale,
+			   float shift)
+{
+	size_t hw = (size_t)s.h * s.w;
+	for (int n = 0; n < s.n; n++) {
+		size_t off = ((size_t)n * s.c + c) * hw;
+		for (size_t i = 0; i < hw; i++)
+			y[off + i] = x[off + i] * scale + shift;
+	}
+}
+
+static int bn_check(const char *op, const struct tr_tensor *x, const struct tr_tensor *y,
+		    struct ut_err *err)
+{
+	if (!same_shape(x->shape, y->shape))
+		return shape_error(err, op, "output", y->shape, x->shape);
+	return 0;
+}
+
+/* x, y: [n,c,h,w]; gamma, beta, running_*, save_*: [c] */
+static int cpu_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x,
+				const float *gamma, const float *beta, float eps, float momentum,
+				float *running_mean, float *running_var, float *save_mean,
+				float *save_invstd, struct tr_tensor *y, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	size_t hw = (size_t)s.h * s.w, count = (size_t)s.n * hw;
+	if (bn_check("bn_forward_train", x, y, err) != 0)
+		return -1;
+	if (count < 2)
+		return ut_err_set(err, "bn_forward_train: %zu value per channel (training needs 2 or more)",
+				  count);
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (count * s.c > PAR_MIN)
+	for (int c = 0; c < s.c; c++) {
+		double sum = 0, sq = 0;
+		for (int n = 0; n < s.n; n++)
+			sum += plane_sum(x->data + ((size_t)n * s.c + c) * hw, hw);
+		double mean = sum / (double)count;
+		for (int n = 0; n < s.n; n++)
+			sq += plane_sq_dev(x->data + ((size_t)n * s.c + c) * hw, hw, mean);
+		double var = sq / (double)count; /* biased: normalisation */
+		double invstd = 1.0 / sqrt(var + eps);
+		double unbiased = sq / (double)(count - 1); /* running_var, as PyTorch */
+		save_mean[c] = (float)mean;
+		save_invstd[c] = (float)invstd;
+		running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+		running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+		double scale = gamma[c] * invstd;
+		channel_affine(x->data, y->data, s, c, (float)scale, (float)(beta[c] - mean * scale));
+	}
+	return 0;
+}
+
+static int cpu_bn_forward_eval(struct tr_backend *b, const struct tr_tensor *x, const float *gamma,
+			       const float *beta, float eps, const float *running_mean,
+			       const float *running_var, struct tr_tensor *y, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	if (bn_check("bn_forward_eval", x, y, err) != 0)
+		return -1;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN)
+	for (int c = 0; c < s.c; c++) {
+		double scale = gamma[c] / sqrt((double)running_var[c] + eps);
+		channel_affine(x->data, y->data, s, c, (float)scale,
+			       (float)(beta[c] - running_mean[c] * scale));
+	}
+	return 0;
+}
+
+/*
+ * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), with the
+ * batch statistics of the forward pass; dgamma += sum(dy * xhat); dbeta +=
+ * sum(dy). dx may alias dy (each channel is reduced before it is written).
+ */
+static int cpu_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
+			   const struct tr_tensor *dy, const float *gamma, const float *save_mean,
+			   const float *save_invstd, struct tr_tensor *dx, float *dgamma,
+			   float *dbeta, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	size_t hw = (size_t)s.h * s.w, count = (size_t)s.n * hw;
+	if (!same_shape(dy->shape, s))
+		return shape_error(err, "bn_backward", "dy", dy->shape, s);
+	if (!same_shape(dx->shape, s))
+		return shape_error(err, "bn_backward", "dx", dx->shape, s);
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (count * s.c > PAR_MIN)
+	for (int c = 0; c < s.c; c++) {
+		double mean = save_mean[c], invstd = save_invstd[c];
+		double sum_dy = 0, sum_dy_xc = 0;
+		for (int n = 0; n < s.n; n++) {
+			size_t off = ((size_t)n * s.c + c) * hw;
+			plane_dot(dy->data + off, x->data + off, hw, mean, &sum_dy, &sum_dy_xc);
+		}
+		double sum_dy_xhat = sum_dy_xc * invstd;
+		dgamma[c] += (float)sum_dy_xhat;
+		dbeta[c] += (float)sum_dy;
+		/* dx = k * dy + a * x + d, folded per channel */
+		double k = gamma[c] * invstd;
+		double mean_dy = sum_dy / (double)count;
+		double mean_dy_xhat = sum_dy_xhat / (double)count;
+		float kf = (float)k, af = (float)(-k * mean_dy_xhat * invstd);
+		float df = (float)(k * (-mean_dy + mean_dy_xhat * invstd * mean));
+		for (int n = 0; n < s.n; n++) {
+			size_t off = ((size_t)n * s.c + c) * hw;
+			for (size_t i = 0; i < hw; i++)
+				dx->data[off + i] = kf * dy->data[off + i] + af * x->data[off + i] + df;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* elementwise: SiLU, add (outputs may alias inputs)                         */
+
+static int cpu_silu_forward(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
+			    struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	if (!same_shape(x->shape, y->shape))
+		return shape_error(err, "silu_forward", "y", y->shape, x->shape);
+	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(x->shape);
+	const float *in = x->data;
+	float *out = y->data;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t i = 0; i < len; i++)
+		out[i] = in[i] / (1.0f + expf(-in[i]));
+	return 0;
+}
+
+/* d silu / dx = s * (1 + x * (1 - s)), s = sigmoid(x) */
+static int cpu_silu_backward(struct tr_backend *b, const struct tr_tensor *x,
+			     const struct tr_tensor *dy, struct tr_tensor *dx, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	if (!same_shape(x->shape, dy->shape))
+		return shape_error(err, "silu_backward", "dy", dy->shape, x->shape);
+	if (!same_shape(x->shape, dx->shape))
+		return shape_error(err, "silu_backward", "dx", dx->shape, x->shape);
+	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(x->shape);
+	const float *in = x->data, *grad = dy->data;
+	float *out = dx->data;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t i = 0; i < len; i++) {
+		float sig = 1.0f / (1.0f + expf(-in[i]));
+		out[i] = grad[i] * sig * (1.0f + in[i] * (1.0f - sig));
+	}
+	return 0;
+}
+
+static int cpu_add_forward(struct tr_backend *b, const struct tr_tensor *a,
+			   const struct tr_tensor *x, struct tr_tensor *y, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	if (!same_shape(a->shape, x->shape))
+		return shape_error(err, "add_forward", "second input", x->shape, a->shape);
+	if (!same_shape(a->shape, y->shape))
+		return shape_error(err, "add_forward", "output", y->shape, a->shape);
+	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(a->shape);
+	const float *pa = a->data, *px = x->data;
+	float *py = y->data;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t i = 0; i < len; i++)
+		py[i] = pa[i] + px[i];
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* max pool k x k, stride 1, pad k/2, -inf padding (PyTorch's first max wins) */
+
+/* Index in the plane of the max of the window around (i, j), as PyTorch picks it. */
+static size_t window_argmax(const float *plane, int h, int w, int k, int i, int j)
+{
+	int r = k / 2;
+	int i0 = i - r < 0 ? 0 : i - r, i1 = i - r + k > h ? h : i - r + k;
+	int j0 = j - r < 0 ? 0 : j - r, j1 = j - r + k > w ? w : j - r + k;
+	size_t best = (size_t)i0 * w + j0;
+	float max = -INFINITY;
+	for (int ii = i0; ii < i1; ii++)
+		for (int jj = j0; jj < j1; jj++) {
+			float v = plane[(size_t)ii * w + jj];
+			if (v > max || isnan(v)) {
+				max = v;
+				best = (size_t)ii * w + jj;
+			}
+		}
+	return best;
+}
+
+static int pool_check(const char *op, int k, struct tr_shape x, struct tr_shape y,
+		      struct ut_err *err)
+{
+	if (k < 1 || k % 2 == 0)
+		return ut_err_set(err, "%s: kernel %d (must be odd for pad k/2, stride 1)", op, k);
+	if (!same_shape(x, y))
+		return shape_error(err, op, "output", y, x);
+	return 0;
+}
+
+static int cpu_maxpool_forward(struct tr_backend *b, int k, const struct tr_tensor *x,
+			       struct tr_tensor *y, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	if (pool_check("maxpool_forward", k, s, y->shape, err) != 0)
+		return -1;
+	int planes = s.n * s.c;
+	size_t hw = (size_t)s.h * s.w;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
+	for (int p = 0; p < planes; p++) {
+		const float *in = x->data + (size_t)p * hw;
+		float *out = y->data + (size_t)p * hw;
+		for (int i = 0; i < s.h; i++)
+			for (int j = 0; j < s.w; j++)
+				out[(size_t)i * s.w + j] = in[window_argmax(in, s.h, s.w, k, i, j)];
+	}
+	return 0;
+}
+
+/* dx = 0, then dx[argmax] += dy per output, plane by plane (no races) */
+static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_tensor *x,
+				const struct tr_tensor *dy, struct tr_tensor *dx,
+				struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	if (pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
+	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0)
+		return -1;
+	int planes = s.n * s.c;
+	size_t hw = (size_t)s.h * s.w;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
+	for (int p = 0; p < planes; p++) {
+		const float *in = x->data + (size_t)p * hw, *grad = dy->data + (size_t)p * hw;
+		float *out = dx->data + (size_t)p * hw;
+		memset(out, 0, hw * sizeof(*out));
+		for (int i = 0; i < s.h; i++)
+			for (int j = 0; j < s.w; j++)
+				out[window_argmax(in, s.h, s.w, k, i, j)] += grad[(size_t)i * s.w + j];
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* nearest 2x upsample                                                       */
+
+static int up_check(const char *op, struct tr_shape small, struct tr_shape big,
+		    struct ut_err *err)
+{
+	struct tr_shape want = {small.n, small.c, 2 * small.h, 2 * small.w};
+	if (!same_shape(big, want))
+		return shape_error(err, op, "upsampled tensor", big, want);
+	return 0;
+}
+
+/* y[n,c,2h,2w]: y[i][j] = x[i/2][j/2] */
+static int cpu_upsample2x_forward(struct tr_backend *b, const struct tr_tensor *x,
+				  struct tr_tensor *y, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	if (up_check("upsample2x_forward", s, y->shape, err) != 0)
+		return -1;
+	int planes = s.n * s.c, ow = 2 * s.w;
+	size_t hw = (size_t)s.h * s.w;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 4)
+	for (int p = 0; p < planes; p++) {
+		const float *in = x->data + (size_t)p * hw;
+		float *out = y->data + (size_t)p * hw * 4;
+		for (int i = 0; i < 2 * s.h; i++)
+			for (int j = 0; j < ow; j++)
+				out[(size_t)i * ow + j] = in[(size_t)(i / 2) * s.w + j / 2];
+	}
+	return 0;
+}
+
+/* dx[i][j] = dy[2i][2j] + dy[2i][2j+1] + dy[2i+1][2j] + dy[2i+1][2j+1] */
+static int cpu_upsample2x_backward(struct tr_backend *b, const struct tr_tensor *dy,
+				   struct tr_tensor *dx, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = dx->shape;
+	if (up_check("upsample2x_backward", s, dy->shape, err) != 0)
+		return -1;
+	int planes = s.n * s.c, ow = 2 * s.w;
+	size_t hw = (size_t)s.h * s.w;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 4)
+	for (int p = 0; p < planes; p++) {
+		const float *g = dy->data + (size_t)p * hw * 4;
+		float *out = dx->data + (size_t)p * hw;
+		for (int i = 0; i < s.h; i++)
+			for (int j = 0; j < s.w; j++) {
+				const float *top = g + (size_t)(2 * i) * ow + 2 * j;
+				out[(size_t)i * s.w + j] = top[0] + top[1] + top[ow] + top[ow + 1];
+			}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* concat / split along channels                                             */
+
+static int concat_check(const char *op, const struct tr_tensor *const *parts, int count,
+			struct tr_shape whole, struct ut_err *err)
+{
+	int channels = 0;
+	if (count < 1)
+		return ut_err_set(err, "%s: %d inputs", op, count);
+	for (int i = 0; i < count; i++) {
+		struct tr_shape s = parts[i]->shape;
+		if (s.n != whole.n || s.h != whole.h || s.w != whole.w)
+			return ut_err_set(err, "%s: input %d is %dx%dx%dx%d, output %dx%dx%dx%d", op,
+					  i, s.n, s.c, s.h, s.w, whole.n, whole.c, whole.h,
+					  whole.w);
+		channels += s.c;
+	}
+	if (channels != whole.c)
+		return ut_err_set(err, "%s: inputs have %d channels in all, output %d", op,
+				  channels, whole.c);
+	return 0;
+}
+
+/* Copy each part to or from its channel range of whole, per sample. */
+static void concat_copy(struct cpu_state *st, const struct tr_tensor *const *parts, int count,
+			float *whole, struct tr_shape ws, int to_whole)
+{
+	size_t hw = (size_t)ws.h * ws.w;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(ws) > PAR_MIN)
+	for (int n = 0; n < ws.n; n++) {
+		size_t c0 = 0;
+		for (int i = 0; i < count; i++) {
+			size_t len = (size_t)parts[i]->shape.c * hw;
+			float *part = parts[i]->data + (size_t)n * len;
+			float *slice = whole + ((size_t)n * ws.c + c0) * hw;
+			if (to_whole)
+				memcpy(slice, part, len * sizeof(float));
+			else
+				memcpy(part, slice, len * sizeof(float));
+			c0 += (size_t)parts[i]->shape.c;
+		}
+	}
+}
+
+static int cpu_concat_forward(struct tr_backend *b, const struct tr_tensor *const *xs, int count,
+			      struct tr_tensor *y, struct ut_err *err)
+{
+	if (concat_check("concat_forward", xs, count, y->shape, err) != 0)
+		return -1;
+	concat_copy(state_of(b), xs, count, y->data, y->shape, 1);
+	return 0;
+}
+
+static int cpu_concat_backward(struct tr_backend *b, const struct tr_tensor *dy,
+			       struct tr_tensor *const *dxs, int count, struct ut_err *err)
+{
+	const struct tr_tensor *const *parts = (const struct tr_tensor *const *)dxs;
+	if (concat_check("concat_backward", parts, count, dy->shape, err) != 0)
+		return -1;
+	concat_copy(state_of(b), parts, count, dy->data, dy->shape, 0);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the table and the constructor                                             */
+
+static const struct tr_ops cpu_ops = {
+	.name = "cpu",
+	.conv_forward = cpu_conv_forward,
+	.conv_backward_data = cpu_conv_backward_data,
+	.conv_backward_filter = cpu_conv_backward_filter,
+	.bn_forward_train = cpu_bn_forward_train,
+	.bn_forward_eval = cpu_bn_forward_eval,
+	.bn_backward = cpu_bn_backward,
+	.silu_forward = cpu_silu_forward,
+	.silu_backward = cpu_silu_backward,
+	.maxpool_forward = cpu_maxpool_forward,
+	.maxpool_backward = cpu_maxpool_backward,
+	.upsample2x_forward = cpu_upsample2x_forward,
+	.upsample2x_backward = cpu_upsample2x_backward,
+	.concat_forward = cpu_concat_forward,
+	.concat_backward = cpu_concat_backward,
+	.add_forward = cpu_add_forward,
+};
+
+int tr_cpu_backend_create_layout(int threads, int any_layout, struct tr_backend **out,
+				 struct ut_err *err)
+{
+	if (threads < 1)
+		return ut_err_set(err, "cpu backend: %d threads", threads);
+	struct tr_backend *b = calloc(1, sizeof(*b));
+	struct cpu_state *st = calloc(1, sizeof(*st));
+	if (b == NULL || st == NULL) {
+		free(b);
+		free(st);
+		return ut_err_set(err, "%s:%d: out of memory", __FILE__, __LINE__);
+	}
+	b->ops = &cpu_ops;
+	b->state = st;
+	b->destroy = cpu_destroy;
+	st->threads = threads;
+	st->any_layout = any_layout;
+	dnnl_status_t s = dnnl_engine_create(&st->engine, dnnl_cpu, 0);
+	if (s == dnnl_success)
+		s = dnnl_stream_create(&st->stream, st->engine, dnnl_stream_default_flags);
+	if (s != dnnl_success) {
+		cpu_destroy(b);
+		return ut_err_set(err, "%s:%d: oneDNN CPU engine: %s", __FILE__, __LINE__,
+				  dnnl_status2str(s));
+	}
+	*out = b;
+	return 0;
+}
+
+int tr_cpu_backend_create(int threads, struct tr_backend **out, struct ut_err *err)
+{
+	return tr_cpu_backend_create_layout(threads, TR_CPU_DEFAULT_LAYOUT, out, err);
+}

@@ -1,0 +1,181 @@
+/*
+ * model.h - a YOLOv5 v7.0 detection network built from a YOLOv5 model yaml
+ * (models/yolov5s.yaml ...), as YOLOv5's parse_model builds it: the layer
+ * graph, its tensors under YOLOv5's state_dict names, and YOLOv5's
+ * initialisation.
+ *
+ * How to use it:
+ *   struct tr_model *model;
+ *   tr_model_from_file("models/yolov5s.yaml", 2, &model, &err);  // nc = 2
+ *   tr_model_init(model, &rng);             // from-scratch weights
+ *   tr_model_find(model, "model.24.m.0.bias")->data[4];
+ *   tr_model_free(model);
+ *
+ * Memory follows llm.c: every parameter lives in ONE float allocation
+ * (model->params), their gradients in one more of the same layout
+ * (model->grads, so zeroing them is one memset), the float buffers (BN
+ * running statistics, anchors) in a third and the BN batch counters
+ * (int64) in a fourth. Each tensor of the table model->tensors, in
+ * state_dict order, points into them; struct tr_convbn and struct
+ * tr_detect_head hold named pointers to the same memory.
+ *
+ * Supported modules: Conv, C3, SPPF, nn.Upsample, Concat, Detect, with
+ * groups = 1 and dilation = 1 (what YOLOv5's P5 models use).
+ */
+#ifndef TR_MODEL_H
+#define TR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "pcg.h"
+#include "ut.h"
+
+#define TR_NAME_LEN 64	 /* longest state_dict key, with its NUL */
+#define TR_MAX_FROM 8	 /* inputs of one layer (Concat, Detect) */
+#define TR_MAX_LEVELS 8	 /* Detect output levels */
+#define TR_FROM_INPUT -1 /* a layer input that is the image itself */
+
+/* YOLOv5's BatchNorm2d settings after initialize_weights(). */
+#define TR_BN_EPS 1e-3f
+#define TR_BN_MOMENTUM 0.03f
+
+enum tr_layer_type {
+	TR_LAYER_CONV,	   /* Conv: conv (no bias) + BN + SiLU */
+	TR_LAYER_C3,	   /* C3: CSP block of n bottlenecks */
+	TR_LAYER_SPPF,	   /* SPPF: cv1, three chained max pools, concat, cv2 */
+	TR_LAYER_UPSAMPLE, /* nn.Upsample(None, 2, 'nearest') */
+	TR_LAYER_CONCAT,   /* Concat along channels */
+	TR_LAYER_DETECT,   /* Detect: one 1x1 conv with bias per level */
+};
+
+/* What a tensor of the table is, and so which allocation holds it. */
+enum tr_tensor_kind {
+	TR_TENSOR_PARAM,   /* trainable: in params, with a gradient in grads */
+	TR_TENSOR_BUFFER,  /* float state (running_mean/var, anchors) */
+	TR_TENSOR_COUNTER, /* int64 state (num_batches_tracked) */
+};
+
+/*
+ * One state_dict entry. ndim 0 is a scalar (num_batches_tracked is 0-d in
+ * PyTorch's state_dict).
+ */
+struct tr_tensor_spec {
+	char name[TR_NAME_LEN];
+	enum tr_tensor_kind kind;
+	int ndim;
+	int shape[4];
+	size_t numel;
+	size_t offset;	  /* in elements, within its kind's allocation */
+	float *data;	  /* PARAM and BUFFER */
+	float *grad;	  /* PARAM only */
+	int64_t *counter; /* COUNTER only */
+};
+
+/*
+ * YOLOv5's Conv block: y = silu(bn(conv(x))). Its six state_dict entries are
+ * model->tensors[tensor0 .. tensor0 + 5]: conv.weight, bn.weight, bn.bias,
+ * bn.running_mean, bn.running_var, bn.num_batches_tracked.
+ */
+struct tr_convbn {
+	struct tr_conv conv;
+	int tensor0;
+	float *weight; /* [cout, cin, k, k] */
+	float *gamma, *beta;		 /* [cout] */
+	float *running_mean, *running_var; /* [cout] */
+	int64_t *num_batches_tracked;
+	float *grad_weight, *grad_gamma, *grad_beta;
+};
+
+/* One Detect output conv: [na * no, cin, 1, 1] weight and [na * no] bias. */
+struct tr_detect_head {
+	struct tr_conv conv;
+	int tensor0; /* weight, then bias */
+	float *weight, *bias;
+	float *grad_weight, *grad_bias;
+};
+
+struct tr_detect {
+	int layer;  /* its index in model->layers (the last one) */
+	int nc, na, no, nl; /* classes, anchors per level, nc + 5, levels */
+	int stride[TR_MAX_LEVELS];
+	struct tr_detect_head heads[TR_MAX_LEVELS];
+	int anchors_tensor;
+	float *anchors; /* [nl, na, 2] in grid units (pixels / stride) */
+};
+
+/*
+ * One row of the yaml. from[] holds absolute layer indices (YOLOv5's
+ * relative -1, -2 ... resolved) or TR_FROM_INPUT. For Conv, C3 and SPPF
+ * the layer's Conv blocks are model->convs[conv0 .. conv0 + nconv), in
+ * state_dict order: Conv: itself; C3: cv1, cv2, cv3, then m.j.cv1, m.j.cv2
+ * for each bottleneck j; SPPF: cv1, cv2.
+ */
+struct tr_layer {
+	enum tr_layer_type type;
+	int nfrom;
+	int from[TR_MAX_FROM];
+	int cin, cout; /* cin: the sum over the inputs */
+	int stride;    /* downsampling of its output relative to the image */
+	int repeats;   /* the yaml's number after depth scaling */
+	int bottlenecks, shortcut; /* C3 */
+	int pool_k;		   /* SPPF */
+	int conv0, nconv;
+	int64_t nparams;
+	int line; /* in the yaml, 1-based */
+};
+
+struct tr_model {
+	char source[256]; /* file name for messages */
+	int nc, in_channels;
+	double depth_multiple, width_multiple;
+	int nlayers;
+	struct tr_layer *layers;
+	int nconvs;
+	struct tr_convbn *convs;
+	struct tr_detect detect;
+	int ntensors;
+	struct tr_tensor_spec *tensors; /* state_dict order */
+	size_t nparam_values, nbuffer_values, ncounter_values;
+	float *params, *grads, *buffers;
+	int64_t *counters;
+};
+
+/*
+ * Build the network of a YOLOv5 model yaml. nc > 0 overrides the yaml's nc
+ * (YOLOv5's Model(cfg, nc=...)); 0 keeps it. The model comes back with
+ * YOLOv5's deterministic state after construction: conv weights and Detect
+ * biases zero (call tr_model_init), BN weight 1 and bias 0, running_mean 0,
+ * running_var 0.9 and num_batches_tracked 1 (YOLOv5's constructor runs one
+ * train-mode probe forward of a zero image with PyTorch's default momentum
+ * 0.1, before it sets momentum 0.03), anchors in grid units. On error
+ * returns -1 with one line naming the file, line and layer at fault.
+ */
+int tr_model_from_file(const char *path, int nc, struct tr_model **out, struct ut_err *err);
+/* The same from yaml text; source names it in messages. */
+int tr_model_from_text(const char *text, size_t len, const char *source, int nc,
+		       struct tr_model **out, struct ut_err *err);
+void tr_model_free(struct tr_model *model);
+
+/*
+ * YOLOv5's from-scratch initialisation: every conv weight and Detect bias
+ * drawn as PyTorch's default Conv2d init does (uniform in +-1/sqrt(fan_in)),
+ * from rng in state_dict order, then tr_detect_bias_prior(). BN parameters
+ * and buffers are reset to the state tr_model_from_* describes.
+ */
+void tr_model_init(struct tr_model *model, struct ev_pcg *rng);
+/*
+ * Add YOLOv5's Detect bias prior to the current biases: objectness
+ * log(8 / (640 / stride)^2), classes log(0.6 / (nc - 0.99999)).
+ */
+void tr_detect_bias_prior(struct tr_model *model);
+
+/* Trainable values (YOLOv5's "parameters" count). */
+int64_t tr_model_num_params(const struct tr_model *model);
+/* A tensor by its state_dict name, or NULL. */
+struct tr_tensor_spec *tr_model_find(const struct tr_model *model, const char *name);
+/* parse_model's summary: one line per layer (index, from, n, params, module, cout, stride). */
+int tr_model_describe(const struct tr_model *model, struct ut_buf *out);
+
+#endif
