@@ -367,6 +367,11 @@ static int conv_prim_get(struct cpu_state *st, enum conv_kind kind, const struct
 			 struct tr_shape in, int has_bias, struct conv_prim **out,
 			 struct ut_err *err)
 {
+	/*
+	 * oneDNN's OpenMP runtime takes the calling thread's thread count, both
+	 * when it plans a primitive and when it runs one: set it for both.
+	 */
+	omp_set_num_threads(st->threads);
 	for (int i = 0; i < st->nprims; i++) {
 		struct conv_prim *p = &st->prims[i];
 		if (p->kind == kind && p->n == in.n && p->h == in.h && p->w == in.w &&
@@ -407,8 +412,6 @@ static int conv_prim_run(struct cpu_state *st, struct conv_prim *p, void *const 
 			 struct ut_err *err)
 {
 	dnnl_exec_arg_t args[CONV_PORTS + 1];
-	/* oneDNN's OpenMP runtime takes the calling thread's thread count */
-	omp_set_num_threads(st->threads);
 	for (int i = 0; i < p->nports; i++) {
 		struct conv_port *port = &p->port[i];
 		DNNL_CHECK(dnnl_memory_set_data_handle(port->user, data[i]));
