@@ -24,3 +24,5 @@ echo
 echo "== the history is plain SQLite =="
 sqlite3 -header -column "$out/evolve/evolve.db" \
 	"SELECT generation, parent, round(fitness, 5) AS fitness, lr0, momentum, mosaic FROM best LIMIT 5"
+echo
+echo "plots: $out/evolve/evolve.png and $out/evolve/fitness.png; more: yolo-evolve status --db $out/evolve/evolve.db"

@@ -235,6 +235,35 @@ static void test_depth_rounding(void **state)
 	tr_model_free(model);
 }
 
+/*
+ * make_divisible rounds c * width up to a multiple of 8, except a width
+ * equal to parse_model's no = na * (nc + 5) (here 2 * 8 = 16), kept as is.
+ */
+static void test_width_rounding(void **state)
+{
+	(void)state;
+	static const char text[] = "nc: 3\n"
+				   "depth_multiple: 0.5\n"
+				   "width_multiple: 0.3\n"
+				   "anchors: [[10,13, 16,30]]\n"
+				   "backbone: [[-1, 1, Conv, [64, 3, 2]], [-1, 1, Conv, [16, 3, 2]],\n"
+				   "           [-1, 5, C3, [100]], [-1, 2, C3, [40, False, 1, 0.25]]]\n"
+				   "head: [[[3], 1, Detect, [nc, anchors]]]\n";
+	struct tr_model *model = NULL;
+	struct ut_err err = {{0}};
+	if (tr_model_from_text(text, strlen(text), "width.yaml", 0, &model, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(model->layers[0].cout, 24); /* ceil(19.2 / 8) * 8 */
+	assert_int_equal(model->layers[1].cout, 16); /* == no: not scaled */
+	assert_int_equal(model->layers[2].cout, 32); /* ceil(30 / 8) * 8 */
+	assert_int_equal(model->layers[2].bottlenecks, 2); /* round(2.5) = 2 */
+	assert_int_equal(model->layers[3].bottlenecks, 1);
+	assert_int_equal(model->convs[model->layers[3].conv0].conv.cout, 4); /* int(16 * 0.25) */
+	assert_false(model->layers[3].shortcut);
+	assert_int_equal(model->detect.stride[0], 4);
+	tr_model_free(model);
+}
+
 /* ---- the golden yolov5n nc=2 model ---- */
 
 static void test_golden_tensor_names_and_shapes(void **state)
@@ -558,6 +587,7 @@ int main(void)
 		cmocka_unit_test(test_param_counts_nc80),
 		cmocka_unit_test(test_yolov5s_layers),
 		cmocka_unit_test(test_depth_rounding),
+		cmocka_unit_test(test_width_rounding),
 		cmocka_unit_test(test_golden_tensor_names_and_shapes),
 		cmocka_unit_test(test_golden_strides_and_anchors),
 		cmocka_unit_test(test_golden_initial_state),
