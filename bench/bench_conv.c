@@ -1,7 +1,8 @@
 /*
  * bench/bench_conv.c - milliseconds per forward + backward (data and filter)
- * of one convolution on the CPU backend, for both convolution layouts
- * (plain nchw/oihw handed to oneDNN, or oneDNN's choice with reorders).
+ * of one convolution on the CPU backend, for each convolution layout
+ * (plain nchw/oihw handed to oneDNN, oneDNN's choice with reorders, and
+ * auto, the backend's default; see trainer/cpu/cpu.h).
  *
  * usage: bench_conv [threads [n cin cout hw k stride pad [iterations]]]
  * default: 2 threads, a YOLOv5s-like 3x3 64->64 layer at 80x80, batch 8.
@@ -34,11 +35,11 @@ static float *random_buffer(size_t len, unsigned *seed)
 }
 
 /* One layout: warm up (primitive creation), then time iterations of fwd+bwd. */
-static int bench_layout(int threads, int any, const struct tr_conv *conv, struct tr_shape in,
-			int iterations, double *ms, struct ut_err *err)
+static int bench_layout(int threads, enum tr_cpu_layout layout, const struct tr_conv *conv,
+			struct tr_shape in, int iterations, double *ms, struct ut_err *err)
 {
 	struct tr_backend *b;
-	if (tr_cpu_backend_create_layout(threads, any, &b, err) != 0)
+	if (tr_cpu_backend_create_layout(threads, layout, &b, err) != 0)
 		return -1;
 	struct tr_shape out = tr_conv_out_shape(conv, in);
 	size_t wlen = (size_t)conv->cout * conv->cin * conv->k * conv->k;
@@ -94,18 +95,20 @@ int main(int argc, char **argv)
 	if (argc >= 10)
 		iterations = atoi(argv[9]);
 	if (threads < 1 || iterations < 1) {
-		fprintf(stderr, "usage: bench_conv [threads [n cin cout hw k stride pad [iterations]]]\n");
+		fprintf(stderr,
+			"usage: bench_conv [threads [n cin cout hw k stride pad [iterations]]]\n");
 		return 2;
 	}
-	static const char *const names[] = {"plain", "any"};
-	for (int any = 0; any < 2; any++) {
+	static const char *const names[] = {"plain", "any", "auto"};
+	for (int layout = 0; layout < 3; layout++) {
 		struct ut_err err;
 		double ms;
-		if (bench_layout(threads, any, &conv, in, iterations, &ms, &err) != 0) {
+		if (bench_layout(threads, (enum tr_cpu_layout)layout, &conv, in, iterations, &ms,
+				 &err) != 0) {
 			fprintf(stderr, "bench_conv: %s\n", err.msg);
 			return 1;
 		}
-		printf("layout=%s ms=%.3f\n", names[any], ms);
+		printf("layout=%s ms=%.3f\n", names[layout], ms);
 	}
 	return 0;
 }

@@ -29,7 +29,7 @@
 
 #include <cmocka.h>
 
-#include "ops.h"
+#include "cpu/cpu.h"
 
 #define FD_TOL 1e-3
 #define FWD_ATOL 1e-5
@@ -73,22 +73,33 @@ static float *copy_buf(const float *src, size_t len)
 	return p;
 }
 
-static struct tr_backend *backend(void)
+static struct tr_backend *backend_layout(enum tr_cpu_layout layout)
 {
 	struct tr_backend *b = NULL;
 	struct ut_err err = {{0}};
-	int rc = tr_cpu_backend_create(2, &b, &err);
+	int rc = layout == TR_CPU_LAYOUT_AUTO ? tr_cpu_backend_create(2, &b, &err)
+					      : tr_cpu_backend_create_layout(2, layout, &b, &err);
 	if (rc != 0)
 		fail_msg("tr_cpu_backend_create: %s", err.msg);
 	return b;
 }
 
+/* The default backend (TR_CPU_LAYOUT_AUTO). */
+static struct tr_backend *backend(void)
+{
+	return backend_layout(TR_CPU_LAYOUT_AUTO);
+}
+
+/* Convolution tests run on every layout: each is a different oneDNN path. */
+static const enum tr_cpu_layout layouts[] = {TR_CPU_LAYOUT_AUTO, TR_CPU_LAYOUT_PLAIN,
+					     TR_CPU_LAYOUT_ANY};
+
 /* Run an op whose last argument is &ok_err; fail the test with its message. */
-#define OK(...)                                                              \
-	do {                                                                 \
-		struct ut_err ok_err = {{0}};                                \
-		if ((__VA_ARGS__) != 0)                                      \
-			fail_msg("%s failed: %s", #__VA_ARGS__, ok_err.msg); \
+#define OK(...)                                                                                    \
+	do {                                                                                       \
+		struct ut_err ok_err = {{0}};                                                      \
+		if ((__VA_ARGS__) != 0)                                                            \
+			fail_msg("%s failed: %s", #__VA_ARGS__, ok_err.msg);                       \
 	} while (0)
 
 static void assert_close_fwd(const char *what, const float *got, const double *want, size_t len)
@@ -165,14 +176,28 @@ static double *conv_reference(const struct tr_conv *cv, struct tr_shape in, cons
 					for (int ci = 0; ci < in.c; ci++)
 						for (int i = 0; i < cv->k; i++)
 							for (int j = 0; j < cv->k; j++) {
-								int ih = oh * cv->stride - cv->pad + i;
-								int iw = ow * cv->stride - cv->pad + j;
-								if (ih < 0 || iw < 0 || ih >= in.h || iw >= in.w)
+								int ih =
+								    oh * cv->stride - cv->pad + i;
+								int iw =
+								    ow * cv->stride - cv->pad + j;
+								if (ih < 0 || iw < 0 ||
+								    ih >= in.h || iw >= in.w)
 									continue;
-								acc += (double)x[((size_t)(n * in.c + ci) * in.h + ih) * in.w + iw] *
-								       w[((size_t)(co * in.c + ci) * cv->k + i) * cv->k + j];
+								acc +=
+								    (double)
+									x[((size_t)(n * in.c + ci) *
+									       in.h +
+									   ih) *
+									      in.w +
+									  iw] *
+								    w[((size_t)(co * in.c + ci) *
+									   cv->k +
+								       i) *
+									  cv->k +
+								      j];
 							}
-					y[((size_t)(n * out.c + co) * out.h + oh) * out.w + ow] = acc;
+					y[((size_t)(n * out.c + co) * out.h + oh) * out.w + ow] =
+					    acc;
 				}
 	return y;
 }
@@ -186,19 +211,16 @@ struct conv_case {
 
 /* YOLOv5's first layer (k6 s2 p2), 1x1, 3x3 s1 and s2, a Detect 1x1 with bias, odd sizes. */
 static const struct conv_case conv_cases[] = {
-	{"k6s2p2", {3, 4, 6, 2, 2}, {2, 3, 10, 10}, 0},
-	{"k1s1p0", {5, 6, 1, 1, 0}, {2, 5, 7, 6}, 0},
-	{"k3s1p1", {4, 5, 3, 1, 1}, {2, 4, 7, 9}, 0},
-	{"k3s2p1", {4, 3, 3, 2, 1}, {2, 4, 9, 8}, 0},
-	{"k1bias", {6, 7, 1, 1, 0}, {2, 6, 5, 5}, 1},
-	{"k3bias", {3, 4, 3, 2, 1}, {1, 3, 6, 7}, 1},
+    {"k6s2p2", {3, 4, 6, 2, 2}, {2, 3, 10, 10}, 0}, {"k1s1p0", {5, 6, 1, 1, 0}, {2, 5, 7, 6}, 0},
+    {"k3s1p1", {4, 5, 3, 1, 1}, {2, 4, 7, 9}, 0},   {"k3s2p1", {4, 3, 3, 2, 1}, {2, 4, 9, 8}, 0},
+    {"k1bias", {6, 7, 1, 1, 0}, {2, 6, 5, 5}, 1},   {"k3bias", {3, 4, 3, 2, 1}, {1, 3, 6, 7}, 1},
 };
 
-static void test_conv_forward_reference(void **state)
+static void conv_forward_reference(enum tr_cpu_layout layout)
 {
-	(void)state;
-	struct tr_backend *b = backend();
+	struct tr_backend *b = backend_layout(layout);
 	struct rng rng = {1};
+	print_message(" layout %d\n", (int)layout);
 	for (size_t t = 0; t < UT_ARRAY_LEN(conv_cases); t++) {
 		const struct conv_case *cc = &conv_cases[t];
 		struct tr_shape out = tr_conv_out_shape(&cc->conv, cc->in);
@@ -219,6 +241,13 @@ static void test_conv_forward_reference(void **state)
 	tr_backend_destroy(b);
 }
 
+static void test_conv_forward_reference(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < UT_ARRAY_LEN(layouts); i++)
+		conv_forward_reference(layouts[i]);
+}
+
 struct conv_fd {
 	struct tr_backend *b;
 	const struct tr_conv *conv;
@@ -232,23 +261,26 @@ static void conv_fd_forward(void *ctx)
 	OK(c->b->ops->conv_forward(c->b, c->conv, &c->x, c->w, c->bias, &c->y, &ok_err));
 }
 
-static void test_conv_gradients(void **state)
+static void conv_gradients(enum tr_cpu_layout layout)
 {
-	(void)state;
-	struct tr_backend *b = backend();
+	struct tr_backend *b = backend_layout(layout);
 	struct rng rng = {2};
 	for (size_t t = 0; t < UT_ARRAY_LEN(conv_cases); t++) {
 		const struct conv_case *cc = &conv_cases[t];
-		print_message(" %s\n", cc->name);
+		print_message(" %s, layout %d\n", cc->name, (int)layout);
 		struct tr_shape out = tr_conv_out_shape(&cc->conv, cc->in);
 		size_t xlen = tr_shape_numel(cc->in), ylen = tr_shape_numel(out);
 		size_t wlen = (size_t)cc->conv.cout * cc->conv.cin * cc->conv.k * cc->conv.k;
-		struct conv_fd c = {b, &cc->conv, {rand_buf(xlen, &rng), cc->in},
-				    {zero_buf(ylen), out}, rand_buf(wlen, &rng),
+		struct conv_fd c = {b,
+				    &cc->conv,
+				    {rand_buf(xlen, &rng), cc->in},
+				    {zero_buf(ylen), out},
+				    rand_buf(wlen, &rng),
 				    cc->bias ? rand_buf((size_t)cc->conv.cout, &rng) : NULL};
 		float *r = rand_buf(ylen, &rng);
 		float *dx = rand_buf(xlen, &rng); /* garbage: data gradients assign */
-		float *dw = zero_buf(wlen), *dbias = cc->bias ? zero_buf((size_t)cc->conv.cout) : NULL;
+		float *dw = zero_buf(wlen),
+		      *dbias = cc->bias ? zero_buf((size_t)cc->conv.cout) : NULL;
 		struct tr_tensor tdy = {r, out}, tdx = {dx, cc->in};
 		conv_fd_forward(&c);
 		OK(b->ops->conv_backward_data(b, &cc->conv, &tdy, c.w, &tdx, &ok_err));
@@ -270,11 +302,17 @@ static void test_conv_gradients(void **state)
 	tr_backend_destroy(b);
 }
 
-/* dw and dbias accumulate: twice the call, exactly twice the gradient; a prior value is kept. */
-static void test_conv_filter_accumulates(void **state)
+static void test_conv_gradients(void **state)
 {
 	(void)state;
-	struct tr_backend *b = backend();
+	for (size_t i = 0; i < UT_ARRAY_LEN(layouts); i++)
+		conv_gradients(layouts[i]);
+}
+
+/* dw and dbias accumulate: twice the call, exactly twice the gradient; a prior value is kept. */
+static void conv_filter_accumulates(enum tr_cpu_layout layout)
+{
+	struct tr_backend *b = backend_layout(layout);
 	struct rng rng = {3};
 	struct tr_conv cv = {8, 16, 3, 1, 1};
 	struct tr_shape in = {2, 8, 12, 12}, out = tr_conv_out_shape(&cv, in);
@@ -303,6 +341,13 @@ static void test_conv_filter_accumulates(void **state)
 	free(db_once);
 	free(db_twice);
 	tr_backend_destroy(b);
+}
+
+static void test_conv_filter_accumulates(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < UT_ARRAY_LEN(layouts); i++)
+		conv_filter_accumulates(layouts[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -369,8 +414,15 @@ static void test_bn_gradients(void **state)
 	struct rng rng = {4};
 	struct tr_shape s = {3, 4, 3, 5};
 	size_t len = tr_shape_numel(s);
-	struct bn_fd c = {b, {rand_buf(len, &rng), s}, {zero_buf(len), s}, rand_buf(4, &rng),
-			  rand_buf(4, &rng), zero_buf(4), zero_buf(4), zero_buf(4), zero_buf(4)};
+	struct bn_fd c = {b,
+			  {rand_buf(len, &rng), s},
+			  {zero_buf(len), s},
+			  rand_buf(4, &rng),
+			  rand_buf(4, &rng),
+			  zero_buf(4),
+			  zero_buf(4),
+			  zero_buf(4),
+			  zero_buf(4)};
 	for (int i = 0; i < 4; i++) {
 		c.rvar[i] = 1.0f;
 		c.gamma[i] += 1.5f;
@@ -380,10 +432,13 @@ static void test_bn_gradients(void **state)
 	float *dgamma2 = zero_buf(4), *dbeta2 = zero_buf(4);
 	struct tr_tensor tdy = {r, s}, tdx = {dx, s};
 	bn_fd_forward(&c);
-	OK(b->ops->bn_backward(b, &c.x, &tdy, c.gamma, c.smean, c.sinv, &tdx, dgamma, dbeta, &ok_err));
+	OK(b->ops->bn_backward(b, &c.x, &tdy, c.gamma, c.smean, c.sinv, &tdx, dgamma, dbeta,
+			       &ok_err));
 	/* accumulate: twice the call, exactly twice */
-	OK(b->ops->bn_backward(b, &c.x, &tdy, c.gamma, c.smean, c.sinv, &tdx, dgamma2, dbeta2, &ok_err));
-	OK(b->ops->bn_backward(b, &c.x, &tdy, c.gamma, c.smean, c.sinv, &tdx, dgamma2, dbeta2, &ok_err));
+	OK(b->ops->bn_backward(b, &c.x, &tdy, c.gamma, c.smean, c.sinv, &tdx, dgamma2, dbeta2,
+			       &ok_err));
+	OK(b->ops->bn_backward(b, &c.x, &tdy, c.gamma, c.smean, c.sinv, &tdx, dgamma2, dbeta2,
+			       &ok_err));
 	for (int i = 0; i < 4; i++) {
 		assert_true(dgamma2[i] == 2.0f * dgamma[i]);
 		assert_true(dbeta2[i] == 2.0f * dbeta[i]);
@@ -395,7 +450,8 @@ static void test_bn_gradients(void **state)
 	/* dx may alias dy */
 	float *alias = copy_buf(r, len);
 	struct tr_tensor talias = {alias, s};
-	OK(b->ops->bn_backward(b, &c.x, &talias, c.gamma, c.smean, c.sinv, &talias, dgamma, dbeta, &ok_err));
+	OK(b->ops->bn_backward(b, &c.x, &talias, c.gamma, c.smean, c.sinv, &talias, dgamma, dbeta,
+			       &ok_err));
 	assert_memory_equal(alias, dx, len * sizeof(float));
 	free(alias);
 	free(c.x.data);
@@ -618,7 +674,9 @@ static void test_maxpool(void **state)
 					for (int ii = i - r2; ii <= i + r2; ii++)
 						for (int jj = j - r2; jj <= j + r2; jj++)
 							if (ii >= 0 && jj >= 0 && ii < 6 && jj < 7)
-								m = fmax(m, c.x.data[(p * 6 + ii) * 7 + jj]);
+								m = fmax(m,
+									 c.x.data[(p * 6 + ii) * 7 +
+										  jj]);
 					ref[(p * 6 + i) * 7 + j] = m;
 				}
 		assert_close_fwd(k == 3 ? "maxpool3 y" : "maxpool5 y", c.y.data, ref, len);
@@ -682,7 +740,8 @@ static void run_layer(struct tr_backend *b, float *out)
 	struct tr_tensor tx = {x, in}, ty = {y, mid}, tz = {z, mid}, tr = {r, mid};
 	struct tr_tensor tdz = {dz, mid}, tdy = {dy, mid}, tdx = {dx, in};
 	OK(b->ops->conv_forward(b, &cv, &tx, w, NULL, &ty, &ok_err));
-	OK(b->ops->bn_forward_train(b, &ty, gamma, beta, 1e-3f, 0.03f, rm, rv, sm, si, &tz, &ok_err));
+	OK(b->ops->bn_forward_train(b, &ty, gamma, beta, 1e-3f, 0.03f, rm, rv, sm, si, &tz,
+				    &ok_err));
 	OK(b->ops->silu_backward(b, &tz, &tr, &tdz, &ok_err));
 	OK(b->ops->bn_backward(b, &ty, &tdz, gamma, sm, si, &tdy, dg, db, &ok_err));
 	OK(b->ops->conv_backward_data(b, &cv, &tdy, w, &tdx, &ok_err));
@@ -722,8 +781,8 @@ static void test_conv_errors(void **state)
 	assert_non_null(strstr(err.msg, "channels"));
 	assert_int_equal(b->ops->conv_forward(b, &cv, &x, buf, NULL, &y_bad, &err), -1);
 	assert_non_null(strstr(err.msg, "output"));
-	struct tr_shape out = tr_conv_out_shape(&(struct tr_conv){3, 16, 6, 2, 2},
-						(struct tr_shape){2, 3, 320, 320});
+	struct tr_shape out =
+	    tr_conv_out_shape(&(struct tr_conv){3, 16, 6, 2, 2}, (struct tr_shape){2, 3, 320, 320});
 	assert_int_equal(out.h, 160);
 	assert_int_equal(out.w, 160);
 	assert_int_equal(out.c, 16);
@@ -733,19 +792,19 @@ static void test_conv_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_conv_forward_reference),
-		cmocka_unit_test(test_conv_gradients),
-		cmocka_unit_test(test_conv_filter_accumulates),
-		cmocka_unit_test(test_conv_errors),
-		cmocka_unit_test(test_bn_running_stats),
-		cmocka_unit_test(test_bn_gradients),
-		cmocka_unit_test(test_silu),
-		cmocka_unit_test(test_add),
-		cmocka_unit_test(test_upsample),
-		cmocka_unit_test(test_concat),
-		cmocka_unit_test(test_maxpool),
-		cmocka_unit_test(test_maxpool_ties_and_padding),
-		cmocka_unit_test(test_determinism),
+	    cmocka_unit_test(test_conv_forward_reference),
+	    cmocka_unit_test(test_conv_gradients),
+	    cmocka_unit_test(test_conv_filter_accumulates),
+	    cmocka_unit_test(test_conv_errors),
+	    cmocka_unit_test(test_bn_running_stats),
+	    cmocka_unit_test(test_bn_gradients),
+	    cmocka_unit_test(test_silu),
+	    cmocka_unit_test(test_add),
+	    cmocka_unit_test(test_upsample),
+	    cmocka_unit_test(test_concat),
+	    cmocka_unit_test(test_maxpool),
+	    cmocka_unit_test(test_maxpool_ties_and_padding),
+	    cmocka_unit_test(test_determinism),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

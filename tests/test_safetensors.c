@@ -47,7 +47,8 @@ static const char *golden_dir(void)
 	static char dir[1024];
 	const char *shared = getenv("YE_SHARED");
 	if (shared == NULL || shared[0] == '\0')
-		fail_msg("YE_SHARED is not set (it must name the shared folder holding reference/golden)");
+		fail_msg("YE_SHARED is not set (it must name the shared folder holding "
+			 "reference/golden)");
 	snprintf(dir, sizeof(dir), "%s/reference/golden", shared);
 	return dir;
 }
@@ -104,7 +105,8 @@ static yaml_node_t *yaml_get(yaml_document_t *doc, yaml_node_t *map, const char 
 {
 	if (map == NULL || map->type != YAML_MAPPING_NODE)
 		return NULL;
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = yaml_document_get_node(doc, p->key);
 		if (k->type == YAML_SCALAR_NODE && strcmp((char *)k->data.scalar.value, key) == 0)
 			return yaml_document_get_node(doc, p->value);
@@ -144,15 +146,16 @@ static void check_against_yaml(const char *path, const struct tr_st_file *file)
 	assert_non_null(tensors);
 	assert_int_equal(tensors->type, YAML_MAPPING_NODE);
 	size_t listed = 0;
-	for (yaml_node_pair_t *p = tensors->data.mapping.pairs.start; p < tensors->data.mapping.pairs.top;
-	     p++, listed++) {
+	for (yaml_node_pair_t *p = tensors->data.mapping.pairs.start;
+	     p < tensors->data.mapping.pairs.top; p++, listed++) {
 		const char *name = yaml_text(yaml_document_get_node(&doc, p->key));
 		yaml_node_t *spec = yaml_document_get_node(&doc, p->value);
 		const struct tr_st_tensor *t = tr_st_find(file, name);
 		if (t == NULL)
 			fail_msg("%s: %s listed in the yaml is missing", path, name);
 		assert_string_equal(t->name, name);
-		assert_string_equal(tr_st_dtype_name(t->dtype), yaml_text(yaml_get(&doc, spec, "dtype")));
+		assert_string_equal(tr_st_dtype_name(t->dtype),
+				    yaml_text(yaml_get(&doc, spec, "dtype")));
 		yaml_node_t *shape = yaml_get(&doc, spec, "shape");
 		assert_non_null(shape);
 		assert_int_equal(shape->type, YAML_SEQUENCE_NODE);
@@ -162,7 +165,7 @@ static void check_against_yaml(const char *path, const struct tr_st_file *file)
 		size_t numel = 1;
 		for (int d = 0; d < ndim; d++) {
 			const char *dim = yaml_text(
-				yaml_document_get_node(&doc, shape->data.sequence.items.start[d]));
+			    yaml_document_get_node(&doc, shape->data.sequence.items.start[d]));
 			assert_int_equal(t->shape[d], atoll(dim));
 			numel *= (size_t)atoll(dim);
 		}
@@ -271,14 +274,18 @@ static void test_golden_values(void **state)
 	assert_non_null(grid);
 	const float *a = anchors->data;
 	size_t n = 0;
-	for (yaml_node_item_t *lv = grid->data.sequence.items.start; lv < grid->data.sequence.items.top; lv++) {
+	for (yaml_node_item_t *lv = grid->data.sequence.items.start;
+	     lv < grid->data.sequence.items.top; lv++) {
 		yaml_node_t *level = yaml_document_get_node(&doc, *lv);
-		for (yaml_node_item_t *pr = level->data.sequence.items.start; pr < level->data.sequence.items.top; pr++) {
+		for (yaml_node_item_t *pr = level->data.sequence.items.start;
+		     pr < level->data.sequence.items.top; pr++) {
 			yaml_node_t *pair = yaml_document_get_node(&doc, *pr);
 			for (int c = 0; c < 2; c++, n++) {
-				double want = yaml_double(yaml_document_get_node(&doc, pair->data.sequence.items.start[c]));
+				double want = yaml_double(yaml_document_get_node(
+				    &doc, pair->data.sequence.items.start[c]));
 				if (a[n] != (float)want)
-					fail_msg("model.24.anchors[%zu] = %.9g, yaml %.9g", n, (double)a[n], want);
+					fail_msg("model.24.anchors[%zu] = %.9g, yaml %.9g", n,
+						 (double)a[n], want);
 			}
 		}
 	}
@@ -297,7 +304,8 @@ static void test_golden_values(void **state)
 		snprintf(name, sizeof(name), "train_out/%d", i);
 		const struct tr_st_tensor *t = tr_st_find(file, name);
 		assert_non_null(t);
-		want = yaml_double(yaml_document_get_node(&doc, sums->data.sequence.items.start[i]));
+		want =
+		    yaml_double(yaml_document_get_node(&doc, sums->data.sequence.items.start[i]));
 		if (fabs(sum_f32(t) - want) > 1e-9 * fabs(want) + 1e-6)
 			fail_msg("%s sums to %.17g, yaml %.17g", name, sum_f32(t), want);
 	}
@@ -352,24 +360,26 @@ static void test_golden_rewrite(void **state)
 	size_t count;
 	char **paths = golden_files(&count);
 	for (size_t i = 0; i < count; i++) {
-		struct tr_st_file *file, *back;
+		struct tr_st_file *file = NULL, *back = NULL;
 		struct ut_err err;
-		char *orig, *image;
-		size_t orig_len, image_len;
+		char *orig = NULL, *image = NULL;
+		size_t orig_len = 0, image_len = 0;
 		if (tr_st_open(paths[i], &file, &err) != 0 ||
 		    ut_read_file(paths[i], &orig, &orig_len, &err) != 0)
 			fail_msg("%s", err.msg);
 		struct tr_st_entry *tensors;
 		struct tr_st_meta *meta;
 		file_entries(file, &tensors, &meta);
-		if (tr_st_serialize(tensors, tr_st_count(file), meta, tr_st_metadata_count(file), &image,
-				    &image_len, &err) != 0)
+		if (tr_st_serialize(tensors, tr_st_count(file), meta, tr_st_metadata_count(file),
+				    &image, &image_len, &err) != 0)
 			fail_msg("%s", err.msg);
 		if (image_len != orig_len || memcmp(image, orig, orig_len) != 0)
-			fail_msg("%s: rewritten image differs (%zu vs %zu bytes)", paths[i], image_len, orig_len);
+			fail_msg("%s: rewritten image differs (%zu vs %zu bytes)", paths[i],
+				 image_len, orig_len);
 		char out[512];
 		snprintf(out, sizeof(out), "%s/rewrite.safetensors", tmpdir);
-		if (tr_st_write(out, tensors, tr_st_count(file), meta, tr_st_metadata_count(file), &err) != 0 ||
+		if (tr_st_write(out, tensors, tr_st_count(file), meta, tr_st_metadata_count(file),
+				&err) != 0 ||
 		    tr_st_open(out, &back, &err) != 0)
 			fail_msg("%s", err.msg);
 		assert_same_files(file, back);
@@ -397,25 +407,26 @@ static void test_round_trip(void **state)
 	const int64_t shape2x3[] = {2, 3}, shape3[] = {3}, shape2[] = {2}, shape5[] = {5},
 		      shape0[] = {4, 0, 2}, shape1x1[] = {1, 1};
 	const struct tr_st_entry tensors[] = {
-		{"u8 first given", TR_ST_U8, 1, shape5, u8},
-		{"model.0.conv.weight", TR_ST_F32, 2, shape2x3, f32},
-		{"quote\" back\\slash\nnewline\ttab\x01\x7f", TR_ST_F64, 1, shape3, f64},
-		{"half", TR_ST_F16, 1, shape2, f16},
-		{"utf8 \xc3\xa9t\xc3\xa9", TR_ST_BF16, 1, shape3, bf16},
-		{"scalar", TR_ST_I64, 0, NULL, &i64},
-		{"empty", TR_ST_F32, 3, shape0, NULL},
-		{"one", TR_ST_F32, 2, shape1x1, &f32[1][1]},
+	    {"u8 first given", TR_ST_U8, 1, shape5, u8},
+	    {"model.0.conv.weight", TR_ST_F32, 2, shape2x3, f32},
+	    {"quote\" back\\slash\nnewline\ttab\x01\x7f", TR_ST_F64, 1, shape3, f64},
+	    {"half", TR_ST_F16, 1, shape2, f16},
+	    {"utf8 \xc3\xa9t\xc3\xa9", TR_ST_BF16, 1, shape3, bf16},
+	    {"scalar", TR_ST_I64, 0, NULL, &i64},
+	    {"empty", TR_ST_F32, 3, shape0, NULL},
+	    {"one", TR_ST_F32, 2, shape1x1, &f32[1][1]},
 	};
 	const struct tr_st_meta meta[] = {
-		{"model_yaml", "nc: 2\nanchors:\n  - [10, 13]\n"},
-		{"quote\"key", "back\\slash \xc3\xa9"},
-		{"empty", ""},
+	    {"model_yaml", "nc: 2\nanchors:\n  - [10, 13]\n"},
+	    {"quote\"key", "back\\slash \xc3\xa9"},
+	    {"empty", ""},
 	};
 	char path[512];
 	snprintf(path, sizeof(path), "%s/round.safetensors", tmpdir);
 	struct ut_err err;
 	struct tr_st_file *file;
-	if (tr_st_write(path, tensors, UT_ARRAY_LEN(tensors), meta, UT_ARRAY_LEN(meta), &err) != 0 ||
+	if (tr_st_write(path, tensors, UT_ARRAY_LEN(tensors), meta, UT_ARRAY_LEN(meta), &err) !=
+		0 ||
 	    tr_st_open(path, &file, &err) != 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(tr_st_count(file), UT_ARRAY_LEN(tensors));
@@ -437,8 +448,8 @@ static void test_round_trip(void **state)
 			assert_memory_equal(t->data, e->data, numel * tr_st_dtype_size(e->dtype));
 	}
 	/* layout: 8-byte (F64, I64 in given order), 4, 2 (F16, BF16), 1 */
-	static const char *const order[] = {"quote\"", "scalar", "model.0", "empty", "one", "half",
-					    "utf8", "u8"};
+	static const char *const order[] = {"quote\"", "scalar", "model.0", "empty",
+					    "one",     "half",	 "utf8",    "u8"};
 	for (size_t k = 0; k < UT_ARRAY_LEN(order); k++)
 		assert_memory_equal(tr_st_tensor_at(file, k)->name, order[k], strlen(order[k]));
 	for (size_t k = 0; k < UT_ARRAY_LEN(meta); k++)
@@ -449,7 +460,8 @@ static void test_round_trip(void **state)
 	size_t disk_len, image_len;
 	assert_int_equal(ut_read_file(path, &disk, &disk_len, &err), 0);
 	assert_int_equal(tr_st_serialize(tensors, UT_ARRAY_LEN(tensors), meta, UT_ARRAY_LEN(meta),
-					 &image, &image_len, &err), 0);
+					 &image, &image_len, &err),
+			 0);
 	assert_int_equal(image_len, disk_len);
 	assert_memory_equal(image, disk, disk_len);
 	uint64_t header_len;
@@ -493,20 +505,36 @@ static void test_writer_errors(void **state)
 		size_t meta_count;
 		const char *want;
 	} cases[] = {
-		{{{"a", TR_ST_F32, 1, two, value}, {"a", TR_ST_F32, 1, two, value}}, 2, {{0}}, 0, "tensor \"a\": duplicate"},
-		{{{"", TR_ST_F32, 1, two, value}}, 1, {{0}}, 0, "empty name"},
-		{{{"__metadata__", TR_ST_F32, 1, two, value}}, 1, {{0}}, 0, "__metadata__"},
-		{{{"neg", TR_ST_F32, 1, negative, value}}, 1, {{0}}, 0, "tensor \"neg\": shape[0] = -1"},
-		{{{"huge", TR_ST_F32, 2, huge, value}}, 1, {{0}}, 0, "tensor \"huge\""},
-		{{{"dtype", (enum tr_st_dtype)42, 1, two, value}}, 1, {{0}}, 0, "tensor \"dtype\": bad dtype"},
-		{{{"nodata", TR_ST_F32, 1, two, NULL}}, 1, {{0}}, 0, "tensor \"nodata\": no data"},
-		{{{"dims", TR_ST_F32, TR_ST_MAX_DIMS + 1, two, value}}, 1, {{0}}, 0, "tensor \"dims\": bad ndim"},
-		{{{0}}, 0, {{"k", "1"}, {"k", "2"}}, 2, "metadata key \"k\": duplicate"},
-		{{{0}}, 0, {{"k", NULL}}, 1, "metadata entry 0"},
+	    {{{"a", TR_ST_F32, 1, two, value}, {"a", TR_ST_F32, 1, two, value}},
+	     2,
+	     {{0}},
+	     0,
+	     "tensor \"a\": duplicate"},
+	    {{{"", TR_ST_F32, 1, two, value}}, 1, {{0}}, 0, "empty name"},
+	    {{{"__metadata__", TR_ST_F32, 1, two, value}}, 1, {{0}}, 0, "__metadata__"},
+	    {{{"neg", TR_ST_F32, 1, negative, value}},
+	     1,
+	     {{0}},
+	     0,
+	     "tensor \"neg\": shape[0] = -1"},
+	    {{{"huge", TR_ST_F32, 2, huge, value}}, 1, {{0}}, 0, "tensor \"huge\""},
+	    {{{"dtype", (enum tr_st_dtype)42, 1, two, value}},
+	     1,
+	     {{0}},
+	     0,
+	     "tensor \"dtype\": bad dtype"},
+	    {{{"nodata", TR_ST_F32, 1, two, NULL}}, 1, {{0}}, 0, "tensor \"nodata\": no data"},
+	    {{{"dims", TR_ST_F32, TR_ST_MAX_DIMS + 1, two, value}},
+	     1,
+	     {{0}},
+	     0,
+	     "tensor \"dims\": bad ndim"},
+	    {{{0}}, 0, {{"k", "1"}, {"k", "2"}}, 2, "metadata key \"k\": duplicate"},
+	    {{{0}}, 0, {{"k", NULL}}, 1, "metadata entry 0"},
 	};
 	for (size_t i = 0; i < UT_ARRAY_LEN(cases); i++) {
-		if (tr_st_write(path, cases[i].tensors, cases[i].count, cases[i].meta, cases[i].meta_count,
-				&err) == 0)
+		if (tr_st_write(path, cases[i].tensors, cases[i].count, cases[i].meta,
+				cases[i].meta_count, &err) == 0)
 			fail_msg("case %zu written", i);
 		assert_error(&err, path, cases[i].want);
 		assert_int_equal(access(path, F_OK), -1); /* nothing left behind */
@@ -561,7 +589,7 @@ static void expect_bad(const char *header, int raw, uint64_t length_override, si
 	ut_buf_free(&buf);
 }
 
-#define T(name, dtype, shape, offsets) \
+#define T(name, dtype, shape, offsets)                                                             \
 	"\"" name "\":{\"dtype\":\"" dtype "\",\"shape\":" shape ",\"data_offsets\":" offsets "}"
 
 static void test_bad_headers(void **state)
@@ -596,43 +624,62 @@ static void test_bad_headers(void **state)
 	expect_bad("{} {}", 0, 0, 0, "other than space padding");
 	expect_bad("{}\n", 0, 0, 0, "other than space padding");
 	expect_bad("{\"a\":[1]}", 0, 0, 0, "tensor \"a\": entry is not an object");
-	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0, 0, 4, "tensor \"a\": missing data_offsets");
-	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 0, 0, 4,
-		   "tensor \"a\": unknown field \"x\"");
-	expect_bad("{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 0, 4,
-		   "tensor \"a\": duplicate field dtype");
-	expect_bad("{" T("a", "F31", "[1]", "[0,4]") "}", 0, 0, 4, "tensor \"a\": dtype \"F31\" is not one of");
-	expect_bad("{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 0, 4, "tensor \"a\": dtype (not a string)");
-	expect_bad("{" T("a", "F32", "[-1]", "[0,4]") "}", 0, 0, 4, "tensor \"a\": shape[0] is not a non-negative integer");
-	expect_bad("{" T("a", "F32", "[1.5]", "[0,4]") "}", 0, 0, 4, "tensor \"a\": shape[0] is not");
-	expect_bad("{" T("a", "F32", "[1,\"2\"]", "[0,8]") "}", 0, 0, 8, "tensor \"a\": shape[1] is not");
-	expect_bad("{" T("a", "F32", "2", "[0,8]") "}", 0, 0, 8, "tensor \"a\": shape is not a list");
-	expect_bad("{" T("a", "F32", "[1,1,1,1,1,1,1,1,1]", "[0,4]") "}", 0, 0, 4, "tensor \"a\": shape has 9 dimensions");
+	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0, 0, 4,
+		   "tensor \"a\": missing data_offsets");
+	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 0, 0,
+		   4, "tensor \"a\": unknown field \"x\"");
+	expect_bad(
+	    "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 0,
+	    0, 4, "tensor \"a\": duplicate field dtype");
+	expect_bad("{" T("a", "F31", "[1]", "[0,4]") "}", 0, 0, 4,
+		   "tensor \"a\": dtype \"F31\" is not one of");
+	expect_bad("{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 0, 4,
+		   "tensor \"a\": dtype (not a string)");
+	expect_bad("{" T("a", "F32", "[-1]", "[0,4]") "}", 0, 0, 4,
+		   "tensor \"a\": shape[0] is not a non-negative integer");
+	expect_bad("{" T("a", "F32", "[1.5]", "[0,4]") "}", 0, 0, 4,
+		   "tensor \"a\": shape[0] is not");
+	expect_bad("{" T("a", "F32", "[1,\"2\"]", "[0,8]") "}", 0, 0, 8,
+		   "tensor \"a\": shape[1] is not");
+	expect_bad("{" T("a", "F32", "2", "[0,8]") "}", 0, 0, 8,
+		   "tensor \"a\": shape is not a list");
+	expect_bad("{" T("a", "F32", "[1,1,1,1,1,1,1,1,1]", "[0,4]") "}", 0, 0, 4,
+		   "tensor \"a\": shape has 9 dimensions");
 	expect_bad("{" T("a", "U8", "[4294967296,4294967296,4294967296]", "[0,4]") "}", 0, 0, 4,
 		   "tensor \"a\": shape has too many elements");
-	expect_bad("{" T("a", "F32", "[1]", "[0]") "}", 0, 0, 4, "tensor \"a\": data_offsets is not a list of 2");
-	expect_bad("{" T("a", "F32", "[1]", "[0,-4]") "}", 0, 0, 4, "tensor \"a\": data_offsets is not");
-	expect_bad("{" T("a", "F32", "[1]", "[0,1e300]") "}", 0, 0, 4, "tensor \"a\": data_offsets is not");
-	expect_bad("{" T("a", "F32", "[1]", "[0,8]") "}", 0, 0, 4, "tensor \"a\": data_offsets [0, 8] out of the 4-byte");
-	expect_bad("{" T("a", "F32", "[1]", "[4,0]") "}", 0, 0, 4, "tensor \"a\": data_offsets [4, 0] out of");
-	expect_bad("{" T("a", "F32", "[2]", "[0,4]") "}", 0, 0, 8, "tensor \"a\": data_offsets [0, 4] hold 4 bytes, shape and dtype need 2 x 4");
+	expect_bad("{" T("a", "F32", "[1]", "[0]") "}", 0, 0, 4,
+		   "tensor \"a\": data_offsets is not a list of 2");
+	expect_bad("{" T("a", "F32", "[1]", "[0,-4]") "}", 0, 0, 4,
+		   "tensor \"a\": data_offsets is not");
+	expect_bad("{" T("a", "F32", "[1]", "[0,1e300]") "}", 0, 0, 4,
+		   "tensor \"a\": data_offsets is not");
+	expect_bad("{" T("a", "F32", "[1]", "[0,8]") "}", 0, 0, 4,
+		   "tensor \"a\": data_offsets [0, 8] out of the 4-byte");
+	expect_bad("{" T("a", "F32", "[1]", "[4,0]") "}", 0, 0, 4,
+		   "tensor \"a\": data_offsets [4, 0] out of");
+	expect_bad("{" T("a", "F32", "[2]", "[0,4]") "}", 0, 0, 8,
+		   "tensor \"a\": data_offsets [0, 4] hold 4 bytes, shape and dtype need 2 x 4");
 	expect_bad("{" T("a", "U8", "[1]", "[0,1]") "," T("b", "F32", "[1]", "[1,5]") "}", 0, 0, 5,
 		   "tensor \"b\": data_offsets [1, 5] not aligned");
-	expect_bad("{" T("a", "F32", "[2]", "[0,8]") "," T("b", "F32", "[2]", "[4,12]") "}", 0, 0, 12,
-		   "tensor \"b\": data_offsets [4, 12] overlap tensor \"a\"");
-	expect_bad("{" T("a", "F32", "[1]", "[0,4]") "," T("b", "F32", "[1]", "[8,12]") "}", 0, 0, 12,
-		   "tensor \"b\": data_offsets [8, 12] leave a hole after tensor \"a\"");
-	expect_bad("{" T("a", "F32", "[1]", "[4,8]") "}", 0, 0, 8, "tensor \"a\": data_offsets start at 4");
-	expect_bad("{" T("a", "F32", "[1]", "[0,4]") "}", 0, 0, 12, "data section has 12 bytes but the tensors cover 4");
+	expect_bad("{" T("a", "F32", "[2]", "[0,8]") "," T("b", "F32", "[2]", "[4,12]") "}", 0, 0,
+		   12, "tensor \"b\": data_offsets [4, 12] overlap tensor \"a\"");
+	expect_bad("{" T("a", "F32", "[1]", "[0,4]") "," T("b", "F32", "[1]", "[8,12]") "}", 0, 0,
+		   12, "tensor \"b\": data_offsets [8, 12] leave a hole after tensor \"a\"");
+	expect_bad("{" T("a", "F32", "[1]", "[4,8]") "}", 0, 0, 8,
+		   "tensor \"a\": data_offsets start at 4");
+	expect_bad("{" T("a", "F32", "[1]", "[0,4]") "}", 0, 0, 12,
+		   "data section has 12 bytes but the tensors cover 4");
 	expect_bad("{" T("a", "F32", "[1]", "[0,4]") "," T("a", "F32", "[1]", "[4,8]") "}", 0, 0, 8,
 		   "tensor \"a\": duplicate name");
 	expect_bad("{" T("", "F32", "[1]", "[0,4]") "}", 0, 0, 4, "tensor \"\": empty name");
-	expect_bad("{" T("a\\nb", "F32", "[1]", "[0,4]") "," T("a\\nb", "F32", "[1]", "[4,8]") "}", 0, 0, 8,
-		   "tensor \"a\\x0ab\": duplicate name");
+	expect_bad("{" T("a\\nb", "F32", "[1]", "[0,4]") "," T("a\\nb", "F32", "[1]", "[4,8]") "}",
+		   0, 0, 8, "tensor \"a\\x0ab\": duplicate name");
 	expect_bad("{\"__metadata__\":[]}", 0, 0, 0, "__metadata__ is not an object");
-	expect_bad("{\"__metadata__\":{\"k\":1}}", 0, 0, 0, "__metadata__ key \"k\": value is not a string");
+	expect_bad("{\"__metadata__\":{\"k\":1}}", 0, 0, 0,
+		   "__metadata__ key \"k\": value is not a string");
 	expect_bad("{\"__metadata__\":{\"\":\"v\"}}", 0, 0, 0, "__metadata__ has an empty key");
-	expect_bad("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, 0, 0, "__metadata__ key \"k\": duplicate key");
+	expect_bad("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, 0, 0,
+		   "__metadata__ key \"k\": duplicate key");
 	expect_bad("{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, 0, "duplicate __metadata__");
 }
 
@@ -649,10 +696,20 @@ static void test_truncated(void **state)
 		fail_msg("%s", err.msg);
 	uint64_t header_len;
 	memcpy(&header_len, image, 8);
-	const size_t cuts[] = {0, 1, 7, 8, 9, 8 + (size_t)header_len / 2, 8 + (size_t)header_len - 1,
-			       8 + (size_t)header_len, 8 + (size_t)header_len + 1, len / 2, len - 4, len - 1};
-	static const char *const wants[] = {"too short", "too short", "too short", "exceeds",
-					    "exceeds", "exceeds", "exceeds", "out of the",
+	const size_t cuts[] = {0,
+			       1,
+			       7,
+			       8,
+			       9,
+			       8 + (size_t)header_len / 2,
+			       8 + (size_t)header_len - 1,
+			       8 + (size_t)header_len,
+			       8 + (size_t)header_len + 1,
+			       len / 2,
+			       len - 4,
+			       len - 1};
+	static const char *const wants[] = {"too short",  "too short",	"too short",  "exceeds",
+					    "exceeds",	  "exceeds",	"exceeds",    "out of the",
 					    "out of the", "out of the", "out of the", "out of the"};
 	char path[512];
 	snprintf(path, sizeof(path), "%s/truncated.safetensors", tmpdir);
@@ -700,24 +757,29 @@ static void test_checkpoint(void **state)
 	const int64_t nbt = 7, wshape[] = {2, 2}, bshape[] = {2}, nshape[] = {1};
 	char mname[256], bname[256];
 	struct ut_err err;
-	assert_int_equal(tr_ckpt_optimizer_name(mname, sizeof(mname), "model.0.conv.weight", "momentum", &err), 0);
+	assert_int_equal(
+	    tr_ckpt_optimizer_name(mname, sizeof(mname), "model.0.conv.weight", "momentum", &err),
+	    0);
 	assert_string_equal(mname, "optimizer.model.0.conv.weight.momentum");
-	assert_int_equal(tr_ckpt_optimizer_name(bname, sizeof(bname), "model.24.m.0.bias", "momentum", &err), 0);
+	assert_int_equal(
+	    tr_ckpt_optimizer_name(bname, sizeof(bname), "model.24.m.0.bias", "momentum", &err), 0);
 	char tiny[8];
-	assert_int_equal(tr_ckpt_optimizer_name(tiny, sizeof(tiny), "model.0.conv.weight", "momentum", &err), -1);
+	assert_int_equal(
+	    tr_ckpt_optimizer_name(tiny, sizeof(tiny), "model.0.conv.weight", "momentum", &err),
+	    -1);
 	const struct tr_st_entry tensors[] = {
-		{"model.0.conv.weight", TR_ST_F32, 2, wshape, weight},
-		{"model.0.bn.num_batches_tracked", TR_ST_I64, 1, nshape, &nbt},
-		{"model.24.m.0.bias", TR_ST_F32, 1, bshape, bias},
-		{mname, TR_ST_F32, 2, wshape, momentum},
-		{bname, TR_ST_F32, 1, bshape, bias_m},
+	    {"model.0.conv.weight", TR_ST_F32, 2, wshape, weight},
+	    {"model.0.bn.num_batches_tracked", TR_ST_I64, 1, nshape, &nbt},
+	    {"model.24.m.0.bias", TR_ST_F32, 1, bshape, bias},
+	    {mname, TR_ST_F32, 2, wshape, momentum},
+	    {bname, TR_ST_F32, 1, bshape, bias_m},
 	};
 	const struct tr_ckpt_info info = {
-		.epoch = 41,
-		.best_fitness = 0.1 + 0.2,
-		.ema_updates = 12345,
-		.model_yaml = "nc: 2\ndepth_multiple: 0.33\n",
-		.hyp = "lr0: 0.01\nmomentum: 0.937\n",
+	    .epoch = 41,
+	    .best_fitness = 0.1 + 0.2,
+	    .ema_updates = 12345,
+	    .model_yaml = "nc: 2\ndepth_multiple: 0.33\n",
+	    .hyp = "lr0: 0.01\nmomentum: 0.937\n",
 	};
 	const struct tr_st_meta extra[] = {{"optimizer", "SGD"}};
 	char path[512];
@@ -739,12 +801,14 @@ static void test_checkpoint(void **state)
 	const struct tr_st_tensor *m = tr_st_find(file, mname);
 	assert_non_null(m);
 	assert_memory_equal(m->data, momentum, sizeof(momentum));
-	assert_int_equal(*(const int64_t *)tr_st_find(file, "model.0.bn.num_batches_tracked")->data, 7);
+	assert_int_equal(*(const int64_t *)tr_st_find(file, "model.0.bn.num_batches_tracked")->data,
+			 7);
 	tr_st_close(file);
 
 	/* extra metadata may not shadow the info keys; best_fitness must be finite */
 	const struct tr_st_meta clash[] = {{"epoch", "3"}};
-	assert_int_equal(tr_ckpt_write(path, &info, tensors, UT_ARRAY_LEN(tensors), clash, 1, &err), -1);
+	assert_int_equal(tr_ckpt_write(path, &info, tensors, UT_ARRAY_LEN(tensors), clash, 1, &err),
+			 -1);
 	assert_error(&err, path, "metadata key \"epoch\": duplicate");
 	struct tr_ckpt_info nan_info = info;
 	nan_info.best_fitness = NAN;
@@ -760,12 +824,14 @@ static void test_checkpoint(void **state)
 	assert_int_equal(tr_ckpt_write(path, &info, bad, UT_ARRAY_LEN(bad), NULL, 0, &err), 0);
 	assert_int_equal(tr_ckpt_read(path, &back, &file, &err), -1);
 	assert_null(file);
-	assert_error(&err, path, "tensor \"optimizer.model.0.conv.weight.momentum\": dtype or shape differs");
+	assert_error(&err, path,
+		     "tensor \"optimizer.model.0.conv.weight.momentum\": dtype or shape differs");
 	memcpy(bad, tensors, sizeof(bad));
 	bad[3].name = "optimizer.model.9.conv.weight.momentum";
 	assert_int_equal(tr_ckpt_write(path, &info, bad, UT_ARRAY_LEN(bad), NULL, 0, &err), 0);
 	assert_int_equal(tr_ckpt_read(path, &back, &file, &err), -1);
-	assert_error(&err, path, "tensor \"optimizer.model.9.conv.weight.momentum\": no parameter tensor");
+	assert_error(&err, path,
+		     "tensor \"optimizer.model.9.conv.weight.momentum\": no parameter tensor");
 	bad[3].name = "optimizer.model.0.conv.weight.velocity";
 	assert_int_equal(tr_ckpt_write(path, &info, bad, UT_ARRAY_LEN(bad), NULL, 0, &err), 0);
 	assert_int_equal(tr_ckpt_read(path, &back, &file, &err), -1);
@@ -775,14 +841,16 @@ static void test_checkpoint(void **state)
 	const struct {
 		const char *key, *value, *want;
 	} metas[] = {
-		{"format", "yolo-evolve-checkpoint-2", "metadata format is \"yolo-evolve-checkpoint-2\""},
-		{"epoch", "1.5", "metadata epoch \"1.5\""},
-		{"epoch", "-2", "metadata epoch \"-2\""},
-		{"best_fitness", "nan", "metadata best_fitness \"nan\""},
-		{"ema_updates", "-1", "metadata ema_updates \"-1\""},
-		{"hyp", NULL, "metadata hyp missing"},
+	    {"format", "yolo-evolve-checkpoint-2",
+	     "metadata format is \"yolo-evolve-checkpoint-2\""},
+	    {"epoch", "1.5", "metadata epoch \"1.5\""},
+	    {"epoch", "-2", "metadata epoch \"-2\""},
+	    {"best_fitness", "nan", "metadata best_fitness \"nan\""},
+	    {"ema_updates", "-1", "metadata ema_updates \"-1\""},
+	    {"hyp", NULL, "metadata hyp missing"},
 	};
-	static const char *const keys[] = {"format", "epoch", "best_fitness", "ema_updates", "model_yaml", "hyp"};
+	static const char *const keys[] = {"format",	  "epoch",	"best_fitness",
+					   "ema_updates", "model_yaml", "hyp"};
 	for (size_t i = 0; i < UT_ARRAY_LEN(metas); i++) {
 		struct tr_st_meta meta[6];
 		size_t n = 0;
@@ -790,8 +858,8 @@ static void test_checkpoint(void **state)
 		for (size_t k = 0; k < 6; k++) {
 			if (strcmp(keys[k], metas[i].key) == 0 && metas[i].value == NULL)
 				continue;
-			meta[n++] = (struct tr_st_meta){keys[k],
-							strcmp(keys[k], metas[i].key) == 0 ? metas[i].value : good[k]};
+			meta[n++] = (struct tr_st_meta){
+			    keys[k], strcmp(keys[k], metas[i].key) == 0 ? metas[i].value : good[k]};
 		}
 		assert_int_equal(tr_st_write(path, tensors, 3, meta, n, &err), 0);
 		assert_int_equal(tr_ckpt_read(path, &back, &file, &err), -1);
@@ -807,14 +875,10 @@ static void test_checkpoint(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_golden_read),
-		cmocka_unit_test(test_golden_values),
-		cmocka_unit_test(test_golden_rewrite),
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_writer_errors),
-		cmocka_unit_test(test_bad_headers),
-		cmocka_unit_test(test_truncated),
-		cmocka_unit_test(test_checkpoint),
+	    cmocka_unit_test(test_golden_read),	   cmocka_unit_test(test_golden_values),
+	    cmocka_unit_test(test_golden_rewrite), cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_writer_errors),  cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_truncated),	   cmocka_unit_test(test_checkpoint),
 	};
 	return cmocka_run_group_tests(tests, setup_tmpdir, remove_tmpdir);
 }

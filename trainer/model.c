@@ -900,6 +900,7 @@ void tr_model_free(struct tr_model *model)
 	free(model->grads);
 	free(model->buffers);
 	free(model->counters);
+	free(model->acts);
 	free(model->tensors);
 	free(model->convs);
 	free(model->layers);
@@ -948,6 +949,322 @@ void tr_model_init(struct tr_model *model, struct ev_pcg *rng)
 	}
 	reset_batchnorm(model);
 	tr_detect_bias_prior(model);
+}
+
+/* ---- activations ---- */
+
+/*
+ * Walks the network handing out slices of one block: first with base NULL
+ * to count, then with the block to set every activation pointer.
+ */
+struct planner {
+	const struct tr_model *model;
+	float *base;
+	size_t used;
+};
+
+/* count floats at the given stride, for the largest batch and image */
+static float *take(struct planner *p, int channels, int stride)
+{
+	const struct tr_model *m = p->model;
+	size_t count = (size_t)m->max_batch * (size_t)channels * (size_t)(m->max_height / stride) *
+		       (size_t)(m->max_width / stride);
+	float *slice = p->base ? p->base + p->used : NULL;
+	p->used += (count + 15) / 16 * 16; /* keep every slice 64-byte aligned */
+	return slice;
+}
+
+static void plan_convbn(struct planner *p, struct tr_convbn *cb, int stride)
+{
+	cb->conv_out = take(p, cb->conv.cout, stride);
+	cb->bn_out = take(p, cb->conv.cout, stride);
+	cb->out = take(p, cb->conv.cout, stride);
+	cb->save_mean = p->base ? p->base + p->used : NULL;
+	cb->save_invstd = p->base ? p->base + p->used + cb->conv.cout : NULL;
+	p->used += (2 * (size_t)cb->conv.cout + 15) / 16 * 16;
+}
+
+static void plan_layer(struct planner *p, struct tr_model *m, struct tr_layer *layer)
+{
+	struct tr_convbn *convs = m->convs + layer->conv0;
+	int hidden = layer->nconv ? convs[0].conv.cout : 0;
+	for (int i = 0; i < layer->nconv; i++)
+		plan_convbn(p, &convs[i], layer->stride);
+	switch (layer->type) {
+	case TR_LAYER_CONV:
+		layer->out = convs[0].out;
+		break;
+	case TR_LAYER_C3:
+		layer->inner = layer->shortcut ? take(p, layer->bottlenecks * hidden, layer->stride) : NULL;
+		layer->cat = take(p, 2 * hidden, layer->stride);
+		layer->out = convs[2].out;
+		break;
+	case TR_LAYER_SPPF:
+		layer->inner = take(p, 3 * hidden, layer->stride);
+		layer->cat = take(p, 4 * hidden, layer->stride);
+		layer->out = convs[1].out;
+		break;
+	case TR_LAYER_UPSAMPLE:
+	case TR_LAYER_CONCAT:
+		layer->out = take(p, layer->cout, layer->stride);
+		break;
+	case TR_LAYER_DETECT:
+		for (int l = 0; l < m->detect.nl; l++) {
+			m->detect.raw[l] = take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
+			m->detect.outputs[l] = take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
+		}
+		m->detect.decoded = p->base ? p->base + p->used : NULL;
+		for (int l = 0; l < m->detect.nl; l++)
+			take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
+		break;
+	}
+}
+
+int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
+		  struct ut_err *err)
+{
+	model->max_stride = 1;
+	for (int i = 0; i < model->nlayers; i++)
+		if (model->layers[i].stride > model->max_stride)
+			model->max_stride = model->layers[i].stride;
+	if (max_batch < 1 || max_height < 1 || max_width < 1 || max_height % model->max_stride ||
+	    max_width % model->max_stride)
+		return ut_err_set(err, "%s: cannot plan for batch %d of %dx%d images (sizes must be "
+				  "multiples of %d)", model->source, max_batch, max_height, max_width,
+				  model->max_stride);
+	model->max_batch = max_batch;
+	model->max_height = max_height;
+	model->max_width = max_width;
+	struct planner p = {.model = model};
+	for (int i = 0; i < model->nlayers; i++)
+		plan_layer(&p, model, &model->layers[i]);
+	free(model->acts);
+	model->nact_values = p.used;
+	model->acts = alloc_floats(p.used);
+	if (!model->acts)
+		return ut_err_set(err, "%s: out of memory for %zu activations", model->source, p.used);
+	p.base = model->acts;
+	p.used = 0;
+	for (int i = 0; i < model->nlayers; i++)
+		plan_layer(&p, model, &model->layers[i]);
+	return 0;
+}
+
+/* ---- forward ---- */
+
+struct forward {
+	struct tr_model *model;
+	struct tr_backend *backend;
+	const struct tr_ops *ops;
+	int batch, height, width, train;
+	struct tr_tensor image;
+	struct ut_err *err;
+};
+
+static struct tr_tensor view(const struct forward *f, float *data, int channels, int stride)
+{
+	return (struct tr_tensor){.data = data,
+				  .shape = {f->batch, channels, f->height / stride,
+					    f->width / stride}};
+}
+
+static struct tr_tensor layer_input(const struct forward *f, int from)
+{
+	if (from == TR_FROM_INPUT)
+		return f->image;
+	const struct tr_layer *in = &f->model->layers[from];
+	return view(f, in->out, in->cout, in->stride);
+}
+
+/* y = silu(bn(conv(x))); out receives a view of y */
+static int convbn_forward(struct forward *f, struct tr_convbn *cb, const struct tr_tensor *x,
+			  int stride, struct tr_tensor *out)
+{
+	struct tr_backend *be = f->backend;
+	struct tr_tensor conv_out = view(f, cb->conv_out, cb->conv.cout, stride);
+	struct tr_tensor bn_out = view(f, cb->bn_out, cb->conv.cout, stride);
+	*out = view(f, cb->out, cb->conv.cout, stride);
+	if (f->ops->conv_forward(be, &cb->conv, x, cb->weight, NULL, &conv_out, f->err))
+		return -1;
+	if (f->train) {
+		if (f->ops->bn_forward_train(be, &conv_out, cb->gamma, cb->beta, TR_BN_EPS,
+					     TR_BN_MOMENTUM, cb->running_mean, cb->running_var,
+					     cb->save_mean, cb->save_invstd, &bn_out, f->err))
+			return -1;
+		++*cb->num_batches_tracked;
+	} else if (f->ops->bn_forward_eval(be, &conv_out, cb->gamma, cb->beta, TR_BN_EPS,
+					   cb->running_mean, cb->running_var, &bn_out, f->err)) {
+		return -1;
+	}
+	return f->ops->silu_forward(be, &bn_out, out, f->err);
+}
+
+/* C3: cv3(cat(m(cv1(x)), cv2(x))), m = bottlenecks t -> t + cv2(cv1(t)) (or without the add) */
+static int c3_forward(struct forward *f, struct tr_layer *layer, const struct tr_tensor *x)
+{
+	struct tr_convbn *convs = f->model->convs + layer->conv0;
+	int hidden = convs[0].conv.cout, s = layer->stride;
+	struct tr_tensor chain, side, inner, out;
+	if (convbn_forward(f, &convs[0], x, s, &chain) || convbn_forward(f, &convs[1], x, s, &side))
+		return -1;
+	for (int j = 0; j < layer->bottlenecks; j++) {
+		struct tr_convbn *pair = convs + 3 + 2 * j;
+		struct tr_tensor mid, t;
+		if (convbn_forward(f, &pair[0], &chain, s, &mid) ||
+		    convbn_forward(f, &pair[1], &mid, s, &t))
+			return -1;
+		if (layer->shortcut) {
+			inner = view(f, layer->inner + (size_t)j * tr_shape_numel(t.shape), hidden, s);
+			if (f->ops->add_forward(f->backend, &chain, &t, &inner, f->err))
+				return -1;
+			t = inner;
+		}
+		chain = t;
+	}
+	struct tr_tensor cat = view(f, layer->cat, 2 * hidden, s);
+	const struct tr_tensor *parts[2] = {&chain, &side};
+	if (f->ops->concat_forward(f->backend, parts, 2, &cat, f->err))
+		return -1;
+	return convbn_forward(f, &convs[2], &cat, s, &out);
+}
+
+/* SPPF: cv2(cat(y0, y1, y2, y3)), y0 = cv1(x), y(i+1) = maxpool(yi) */
+static int sppf_forward(struct forward *f, struct tr_layer *layer, const struct tr_tensor *x)
+{
+	struct tr_convbn *convs = f->model->convs + layer->conv0;
+	int hidden = convs[0].conv.cout, s = layer->stride;
+	struct tr_tensor pooled[4], out;
+	if (convbn_forward(f, &convs[0], x, s, &pooled[0]))
+		return -1;
+	for (int i = 1; i < 4; i++) {
+		pooled[i] = view(f, layer->inner + (size_t)(i - 1) * tr_shape_numel(pooled[0].shape),
+				 hidden, s);
+		if (f->ops->maxpool_forward(f->backend, layer->pool_k, &pooled[i - 1], &pooled[i],
+					    f->err))
+			return -1;
+	}
+	struct tr_tensor cat = view(f, layer->cat, 4 * hidden, s);
+	const struct tr_tensor *parts[4] = {&pooled[0], &pooled[1], &pooled[2], &pooled[3]};
+	if (f->ops->concat_forward(f->backend, parts, 4, &cat, f->err))
+		return -1;
+	return convbn_forward(f, &convs[1], &cat, s, &out);
+}
+
+static float sigmoidf(float v)
+{
+	return 1.0f / (1.0f + expf(-v));
+}
+
+/*
+ * One level's raw conv output [n, na * no, ny, nx] to YOLOv5's layout
+ * [n, na, ny, nx, no]; in eval mode also decoded into rows of
+ * f->model->detect.decoded starting at row first (per image).
+ */
+static void detect_level(struct forward *f, int l, int first)
+{
+	struct tr_detect *det = &f->model->detect;
+	int ny = f->height / det->stride[l], nx = f->width / det->stride[l];
+	float stride = (float)det->stride[l];
+	size_t plane = (size_t)ny * nx;
+	for (int n = 0; n < f->batch; n++)
+		for (int a = 0; a < det->na; a++)
+			for (size_t cell = 0; cell < plane; cell++) {
+				size_t row = ((size_t)n * det->na + a) * plane + cell;
+				const float *raw = det->raw[l] +
+						   ((size_t)n * det->na + a) * det->no * plane + cell;
+				float *out = det->outputs[l] + row * det->no;
+				for (int o = 0; o < det->no; o++)
+					out[o] = raw[(size_t)o * plane];
+				if (f->train)
+					continue;
+				float *dec = det->decoded +
+					     ((size_t)n * det->cells + first + (size_t)a * plane + cell) *
+						     det->no;
+				float gx = (float)(cell % nx) - 0.5f, gy = (float)(cell / nx) - 0.5f;
+				for (int o = 0; o < det->no; o++)
+					dec[o] = sigmoidf(out[o]);
+				const float *anchor = det->anchors + ((size_t)l * det->na + a) * 2;
+				dec[0] = (dec[0] * 2 + gx) * stride;
+				dec[1] = (dec[1] * 2 + gy) * stride;
+				dec[2] = (dec[2] * 2) * (dec[2] * 2) * (anchor[0] * stride);
+				dec[3] = (dec[3] * 2) * (dec[3] * 2) * (anchor[1] * stride);
+			}
+}
+
+static int detect_forward(struct forward *f, struct tr_layer *layer)
+{
+	struct tr_detect *det = &f->model->detect;
+	det->cells = 0;
+	for (int l = 0; l < det->nl; l++)
+		det->cells += det->na * (f->height / det->stride[l]) * (f->width / det->stride[l]);
+	int first = 0;
+	for (int l = 0; l < det->nl; l++) {
+		struct tr_detect_head *head = &det->heads[l];
+		struct tr_tensor x = layer_input(f, layer->from[l]);
+		struct tr_tensor raw = view(f, det->raw[l], head->conv.cout, det->stride[l]);
+		if (f->ops->conv_forward(f->backend, &head->conv, &x, head->weight, head->bias, &raw,
+					 f->err))
+			return -1;
+		detect_level(f, l, first);
+		first += det->na * raw.shape.h * raw.shape.w;
+	}
+	return 0;
+}
+
+static int layer_forward(struct forward *f, struct tr_layer *layer)
+{
+	struct tr_tensor x = layer_input(f, layer->from[0]), out;
+	switch (layer->type) {
+	case TR_LAYER_CONV:
+		return convbn_forward(f, &f->model->convs[layer->conv0], &x, layer->stride, &out);
+	case TR_LAYER_C3:
+		return c3_forward(f, layer, &x);
+	case TR_LAYER_SPPF:
+		return sppf_forward(f, layer, &x);
+	case TR_LAYER_UPSAMPLE:
+		out = view(f, layer->out, layer->cout, layer->stride);
+		return f->ops->upsample2x_forward(f->backend, &x, &out, f->err);
+	case TR_LAYER_CONCAT: {
+		struct tr_tensor inputs[TR_MAX_FROM];
+		const struct tr_tensor *parts[TR_MAX_FROM];
+		for (int i = 0; i < layer->nfrom; i++) {
+			inputs[i] = layer_input(f, layer->from[i]);
+			parts[i] = &inputs[i];
+		}
+		out = view(f, layer->out, layer->cout, layer->stride);
+		return f->ops->concat_forward(f->backend, parts, layer->nfrom, &out, f->err);
+	}
+	case TR_LAYER_DETECT:
+		return detect_forward(f, layer);
+	}
+	return ut_err_set(f->err, "layer type %d", (int)layer->type);
+}
+
+int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const float *images,
+		     int batch, int height, int width, int train, struct ut_err *err)
+{
+	if (!model->acts)
+		return ut_err_set(err, "%s: forward before tr_model_plan", model->source);
+	if (batch < 1 || batch > model->max_batch || height < 1 || height > model->max_height ||
+	    width < 1 || width > model->max_width || height % model->max_stride ||
+	    width % model->max_stride)
+		return ut_err_set(err, "%s: batch %d of %dx%d images outside the plan (%d of %dx%d, "
+				  "multiples of %d)", model->source, batch, height, width,
+				  model->max_batch, model->max_height, model->max_width,
+				  model->max_stride);
+	struct forward f = {.model = model, .backend = backend, .ops = backend->ops,
+			    .batch = batch, .height = height, .width = width, .train = train,
+			    .err = err};
+	f.image = (struct tr_tensor){.data = (float *)images,
+				     .shape = {batch, model->in_channels, height, width}};
+	for (int i = 0; i < model->nlayers; i++) {
+		if (layer_forward(&f, &model->layers[i])) {
+			char what[UT_ERR_LEN];
+			snprintf(what, sizeof(what), "%s", err ? err->msg : "");
+			return ut_err_set(err, "%s: forward of layer %d: %s", model->source, i, what);
+		}
+	}
+	return 0;
 }
 
 /* ---- queries ---- */

@@ -86,6 +86,9 @@ struct tr_convbn {
 	float *running_mean, *running_var; /* [cout] */
 	int64_t *num_batches_tracked;
 	float *grad_weight, *grad_gamma, *grad_beta;
+	/* activations (tr_model_plan): conv output, BN output, SiLU output, [n, cout, h, w] */
+	float *conv_out, *bn_out, *out;
+	float *save_mean, *save_invstd; /* [cout], BN batch statistics for the backward pass */
 };
 
 /* One Detect output conv: [na * no, cin, 1, 1] weight and [na * no] bias. */
@@ -103,6 +106,11 @@ struct tr_detect {
 	struct tr_detect_head heads[TR_MAX_LEVELS];
 	int anchors_tensor;
 	float *anchors; /* [nl, na, 2] in grid units (pixels / stride) */
+	/* activations (tr_model_plan) */
+	float *raw[TR_MAX_LEVELS];	 /* conv outputs [n, na * no, ny, nx] */
+	float *outputs[TR_MAX_LEVELS]; /* YOLOv5's raw level outputs [n, na, ny, nx, no] */
+	float *decoded;			 /* eval mode: [n, sum over levels of na * ny * nx, no] */
+	int cells;			 /* that sum, for the last forward's image size */
 };
 
 /*
@@ -124,6 +132,10 @@ struct tr_layer {
 	int conv0, nconv;
 	int64_t nparams;
 	int line; /* in the yaml, 1-based */
+	/* activations (tr_model_plan): the output [n, cout, h, w], and for C3 the
+	 * bottleneck outputs (with shortcut) and the concat [n, 2 * hidden, h, w],
+	 * for SPPF the three pools and the concat [n, 4 * hidden, h, w] */
+	float *out, *inner, *cat;
 };
 
 struct tr_model {
@@ -140,6 +152,10 @@ struct tr_model {
 	size_t nparam_values, nbuffer_values, ncounter_values;
 	float *params, *grads, *buffers;
 	int64_t *counters;
+	/* activations: one block for the largest batch and image size */
+	int max_batch, max_height, max_width, max_stride;
+	size_t nact_values;
+	float *acts;
 };
 
 /*
@@ -170,6 +186,26 @@ void tr_model_init(struct tr_model *model, struct ev_pcg *rng);
  * log(8 / (640 / stride)^2), classes log(0.6 / (nc - 0.99999)).
  */
 void tr_detect_bias_prior(struct tr_model *model);
+
+/*
+ * Plan and allocate the activations once, for batches of up to max_batch
+ * images of up to max_height x max_width pixels (multiples of the largest
+ * stride, 32 for the P5 models). Calling it again replaces the block.
+ */
+int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
+		  struct ut_err *err);
+
+/*
+ * The forward pass of images [batch, in_channels, height, width] (within
+ * the plan; height and width multiples of max_stride). train: BN with
+ * batch statistics, updating the running statistics and counters as
+ * PyTorch does; otherwise BN with the running statistics, and
+ * detect.decoded filled as YOLOv5's Detect does at inference (sigmoid, xy
+ * in pixels from the grid, wh from the anchors). Both fill
+ * detect.outputs[l], YOLOv5's raw level outputs.
+ */
+int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const float *images,
+		     int batch, int height, int width, int train, struct ut_err *err);
 
 /* Trainable values (YOLOv5's "parameters" count). */
 int64_t tr_model_num_params(const struct tr_model *model);

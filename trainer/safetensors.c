@@ -29,11 +29,11 @@
 #define MAX_JSON_INT 9007199254740992.0
 
 struct tr_st_file {
-	cJSON *root;             /* the parsed header; names point into it */
-	char *owned;             /* the file image when tr_st_open read it */
+	cJSON *root;		      /* the parsed header; names point into it */
+	char *owned;		      /* the file image when tr_st_open read it */
 	struct tr_st_tensor *tensors; /* file (offset) order */
 	size_t count;
-	size_t *by_name;         /* indices into tensors, sorted by name */
+	size_t *by_name; /* indices into tensors, sorted by name */
 	const char **meta_keys, **meta_values;
 	size_t meta_count;
 };
@@ -42,8 +42,8 @@ static const struct {
 	const char *name;
 	size_t size;
 } dtypes[] = {
-	[TR_ST_F64] = {"F64", 8}, [TR_ST_F32] = {"F32", 4}, [TR_ST_F16] = {"F16", 2},
-	[TR_ST_BF16] = {"BF16", 2}, [TR_ST_I64] = {"I64", 8}, [TR_ST_U8] = {"U8", 1},
+    [TR_ST_F64] = {"F64", 8},	[TR_ST_F32] = {"F32", 4}, [TR_ST_F16] = {"F16", 2},
+    [TR_ST_BF16] = {"BF16", 2}, [TR_ST_I64] = {"I64", 8}, [TR_ST_U8] = {"U8", 1},
 };
 
 const char *tr_st_dtype_name(enum tr_st_dtype dtype)
@@ -125,14 +125,15 @@ static int parse_shape(const cJSON *shape, struct tr_st_tensor *t, const char *l
 		return ut_err_set(err, "%s: tensor %s: shape is not a list", label, qname);
 	int ndim = cJSON_GetArraySize(shape);
 	if (ndim > TR_ST_MAX_DIMS)
-		return ut_err_set(err, "%s: tensor %s: shape has %d dimensions (at most %d)",
-				  label, qname, ndim, TR_ST_MAX_DIMS);
+		return ut_err_set(err, "%s: tensor %s: shape has %d dimensions (at most %d)", label,
+				  qname, ndim, TR_ST_MAX_DIMS);
 	uint64_t numel = 1;
 	int d = 0;
 	for (const cJSON *dim = shape->child; dim != NULL; dim = dim->next, d++) {
 		uint64_t value;
 		if (json_uint(dim, &value) != 0)
-			return ut_err_set(err, "%s: tensor %s: shape[%d] is not a non-negative integer",
+			return ut_err_set(err,
+					  "%s: tensor %s: shape[%d] is not a non-negative integer",
 					  label, qname, d);
 		if (__builtin_mul_overflow(numel, value, &numel) || numel > SIZE_MAX)
 			return ut_err_set(err, "%s: tensor %s: shape has too many elements", label,
@@ -150,22 +151,26 @@ static int parse_offsets(const cJSON *offsets, struct tr_st_tensor *t, size_t da
 	uint64_t begin, end;
 	if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
 	    json_uint(offsets->child, &begin) != 0 || json_uint(offsets->child->next, &end) != 0)
-		return ut_err_set(err, "%s: tensor %s: data_offsets is not a list of 2 non-negative integers",
-				  label, qname);
+		return ut_err_set(
+		    err, "%s: tensor %s: data_offsets is not a list of 2 non-negative integers",
+		    label, qname);
 	size_t size = dtypes[t->dtype].size;
 	if (end < begin || end > data_len)
-		return ut_err_set(err, "%s: tensor %s: data_offsets [%llu, %llu] out of the %zu-byte data section",
-				  label, qname, (unsigned long long)begin,
-				  (unsigned long long)end, data_len);
+		return ut_err_set(
+		    err,
+		    "%s: tensor %s: data_offsets [%llu, %llu] out of the %zu-byte data section",
+		    label, qname, (unsigned long long)begin, (unsigned long long)end, data_len);
 	if (__builtin_mul_overflow(t->numel, size, &t->nbytes) || end - begin != t->nbytes)
-		return ut_err_set(err, "%s: tensor %s: data_offsets [%llu, %llu] hold %llu bytes, shape and dtype need %zu x %zu",
-				  label, qname, (unsigned long long)begin,
-				  (unsigned long long)end, (unsigned long long)(end - begin),
-				  t->numel, size);
+		return ut_err_set(err,
+				  "%s: tensor %s: data_offsets [%llu, %llu] hold %llu bytes, shape "
+				  "and dtype need %zu x %zu",
+				  label, qname, (unsigned long long)begin, (unsigned long long)end,
+				  (unsigned long long)(end - begin), t->numel, size);
 	if (begin % size != 0)
-		return ut_err_set(err, "%s: tensor %s: data_offsets [%llu, %llu] not aligned to the %zu-byte element",
-				  label, qname, (unsigned long long)begin,
-				  (unsigned long long)end, size);
+		return ut_err_set(
+		    err,
+		    "%s: tensor %s: data_offsets [%llu, %llu] not aligned to the %zu-byte element",
+		    label, qname, (unsigned long long)begin, (unsigned long long)end, size);
 	t->offset = (size_t)begin;
 	return 0;
 }
@@ -201,17 +206,42 @@ static int parse_entry(const cJSON *entry, struct tr_st_tensor *t, const uint8_t
 					  field_names[k]);
 	char qdtype[160];
 	if (!cJSON_IsString(fields[0]) || dtype_from_name(fields[0]->valuestring, &t->dtype) != 0)
-		return ut_err_set(err, "%s: tensor %s: dtype %s is not one of F64 F32 F16 BF16 I64 U8",
+		return ut_err_set(err,
+				  "%s: tensor %s: dtype %s is not one of F64 F32 F16 BF16 I64 U8",
 				  label, qname,
-				  cJSON_IsString(fields[0]) ?
-					  quote(fields[0]->valuestring, qdtype, sizeof(qdtype)) :
-					  "(not a string)");
+				  cJSON_IsString(fields[0])
+				      ? quote(fields[0]->valuestring, qdtype, sizeof(qdtype))
+				      : "(not a string)");
 	t->name = entry->string;
 	if (parse_shape(fields[1], t, label, qname, err) != 0 ||
 	    parse_offsets(fields[2], t, data_len, label, qname, err) != 0)
 		return -1;
 	t->data = data + t->offset;
 	return 0;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Duplicate metadata keys, found by sorting a copy (a file may hold many). */
+static int check_unique_keys(const struct tr_st_file *file, const char *label, struct ut_err *err)
+{
+	const char **keys = calloc(file->meta_count + 1, sizeof(*keys));
+	if (keys == NULL)
+		return ut_err_set(err, "%s: out of memory", label);
+	memcpy(keys, file->meta_keys, file->meta_count * sizeof(*keys));
+	qsort(keys, file->meta_count, sizeof(*keys), cmp_str_ptr);
+	int rc = 0;
+	for (size_t i = 1; i < file->meta_count && rc == 0; i++) {
+		char qkey[160];
+		if (strcmp(keys[i - 1], keys[i]) == 0)
+			rc = ut_err_set(err, "%s: %s key %s: duplicate key", label, METADATA_KEY,
+					quote(keys[i], qkey, sizeof(qkey)));
+	}
+	free(keys);
+	return rc;
 }
 
 static int parse_metadata(struct tr_st_file *file, const cJSON *meta, const char *label,
@@ -232,14 +262,10 @@ static int parse_metadata(struct tr_st_file *file, const cJSON *meta, const char
 		if (!cJSON_IsString(item))
 			return ut_err_set(err, "%s: %s key %s: value is not a string", label,
 					  METADATA_KEY, qkey);
-		for (size_t i = 0; i < file->meta_count; i++)
-			if (strcmp(file->meta_keys[i], item->string) == 0)
-				return ut_err_set(err, "%s: %s key %s: duplicate key", label,
-						  METADATA_KEY, qkey);
 		file->meta_keys[file->meta_count] = item->string;
 		file->meta_values[file->meta_count++] = item->valuestring;
 	}
-	return 0;
+	return check_unique_keys(file, label, err);
 }
 
 static int cmp_offset(const void *a, const void *b)
@@ -296,10 +322,14 @@ static int check_tiling(const struct tr_st_file *file, size_t data_len, const ch
 			char qname[160], qprev[160];
 			quote(t->name, qname, sizeof(qname));
 			if (i == 0)
-				return ut_err_set(err, "%s: tensor %s: data_offsets start at %zu, leaving a hole at the start of the data section",
+				return ut_err_set(err,
+						  "%s: tensor %s: data_offsets start at %zu, "
+						  "leaving a hole at the start of the data section",
 						  label, qname, t->offset);
 			quote(file->tensors[i - 1].name, qprev, sizeof(qprev));
-			return ut_err_set(err, "%s: tensor %s: data_offsets [%zu, %zu] %s tensor %s, which ends at %zu",
+			return ut_err_set(err,
+					  "%s: tensor %s: data_offsets [%zu, %zu] %s tensor %s, "
+					  "which ends at %zu",
 					  label, qname, t->offset, t->offset + t->nbytes,
 					  t->offset < cursor ? "overlap" : "leave a hole after",
 					  qprev, cursor);
@@ -307,14 +337,15 @@ static int check_tiling(const struct tr_st_file *file, size_t data_len, const ch
 		cursor += t->nbytes;
 	}
 	if (cursor != data_len)
-		return ut_err_set(err, "%s: data section has %zu bytes but the tensors cover %zu (trailing bytes)",
-				  label, data_len, cursor);
+		return ut_err_set(
+		    err,
+		    "%s: data section has %zu bytes but the tensors cover %zu (trailing bytes)",
+		    label, data_len, cursor);
 	return 0;
 }
 
 /* Header bytes: '{' first, no control bytes, only spaces after the JSON. */
-static int check_header_bytes(const char *header, size_t len, const char *label,
-			      struct ut_err *err)
+static int check_header_bytes(const char *header, size_t len, const char *label, struct ut_err *err)
 {
 	if (len == 0 || header[0] != '{')
 		return ut_err_set(err, "%s: header does not start with '{'", label);
@@ -328,15 +359,15 @@ static int check_header_bytes(const char *header, size_t len, const char *label,
 }
 
 static int parse_header(struct tr_st_file *file, const char *header, size_t header_len,
-			const uint8_t *data, size_t data_len, const char *label,
-			struct ut_err *err)
+			const uint8_t *data, size_t data_len, const char *label, struct ut_err *err)
 {
 	if (check_header_bytes(header, header_len, label, err) != 0)
 		return -1;
 	/* A NUL-terminated copy: cJSON then never reads past the header. */
 	char *text = malloc(header_len + 1);
 	if (text == NULL)
-		return ut_err_set(err, "%s: out of memory for a %zu-byte header", label, header_len);
+		return ut_err_set(err, "%s: out of memory for a %zu-byte header", label,
+				  header_len);
 	memcpy(text, header, header_len);
 	text[header_len] = '\0';
 	const char *end = NULL;
@@ -348,7 +379,9 @@ static int parse_header(struct tr_st_file *file, const char *header, size_t head
 				  stop, header_len);
 	for (size_t i = stop; i < header_len; i++)
 		if (header[i] != ' ')
-			return ut_err_set(err, "%s: header has bytes other than space padding after the JSON object (byte %zu)",
+			return ut_err_set(err,
+					  "%s: header has bytes other than space padding after the "
+					  "JSON object (byte %zu)",
 					  label, i);
 	if (!cJSON_IsObject(file->root))
 		return ut_err_set(err, "%s: header is not a JSON object", label);
@@ -365,7 +398,8 @@ static int parse_header(struct tr_st_file *file, const char *header, size_t head
 			meta = entry;
 			continue;
 		}
-		if (parse_entry(entry, &file->tensors[file->count], data, data_len, label, err) != 0)
+		if (parse_entry(entry, &file->tensors[file->count], data, data_len, label, err) !=
+		    0)
 			return -1;
 		file->count++;
 	}
@@ -389,11 +423,13 @@ int tr_st_parse(const void *buf, size_t len, const char *label, struct tr_st_fil
 	for (int i = 7; i >= 0; i--)
 		header_len = header_len << 8 | bytes[i];
 	if (header_len > len - 8)
-		return ut_err_set(err, "%s: header length %llu exceeds the %zu bytes after it (truncated file?)",
-				  label, (unsigned long long)header_len, len - 8);
+		return ut_err_set(
+		    err, "%s: header length %llu exceeds the %zu bytes after it (truncated file?)",
+		    label, (unsigned long long)header_len, len - 8);
 	if (header_len % 8 != 0)
-		return ut_err_set(err, "%s: header length %llu is not a multiple of 8 (header not space-padded)",
-				  label, (unsigned long long)header_len);
+		return ut_err_set(
+		    err, "%s: header length %llu is not a multiple of 8 (header not space-padded)",
+		    label, (unsigned long long)header_len);
 	struct tr_st_file *file = calloc(1, sizeof(*file));
 	if (file == NULL)
 		return ut_err_set(err, "%s: out of memory", label);
@@ -483,8 +519,7 @@ size_t tr_st_metadata_count(const struct tr_st_file *file)
 	return file->meta_count;
 }
 
-int tr_st_metadata_at(const struct tr_st_file *file, size_t i, const char **key,
-		      const char **value)
+int tr_st_metadata_at(const struct tr_st_file *file, size_t i, const char **key, const char **value)
 {
 	if (i >= file->meta_count)
 		return -1;
@@ -511,14 +546,29 @@ static int json_string(struct ut_buf *out, const char *text)
 	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
 		const char *esc = NULL;
 		switch (*p) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		default: break;
+		case '"':
+			esc = "\\\"";
+			break;
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		case '\b':
+			esc = "\\b";
+			break;
+		case '\f':
+			esc = "\\f";
+			break;
+		default:
+			break;
 		}
 		int rc;
 		if (esc != NULL)
@@ -531,11 +581,6 @@ static int json_string(struct ut_buf *out, const char *text)
 			return -1;
 	}
 	return ut_buf_append(out, "\"", 1);
-}
-
-static int cmp_str_ptr(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Non-empty, unique names; kind says "tensor" or "metadata key". */
@@ -577,8 +622,8 @@ static int entry_bytes(const struct tr_st_entry *t, size_t *nbytes, struct ut_er
 	return 0;
 }
 
-static int validate(const struct tr_st_entry *tensors, size_t count,
-		    const struct tr_st_meta *meta, size_t meta_count, struct ut_err *err)
+static int validate(const struct tr_st_entry *tensors, size_t count, const struct tr_st_meta *meta,
+		    size_t meta_count, struct ut_err *err)
 {
 	const char **names = calloc(count + meta_count + 1, sizeof(*names));
 	if (names == NULL)
@@ -634,7 +679,8 @@ static int build_header(const struct tr_st_entry *tensors, const size_t *order, 
 		size_t nbytes = numel * tr_st_dtype_size(t->dtype);
 		rc |= k > 0 ? ut_buf_append(out, ",", 1) : 0;
 		rc |= json_string(out, t->name);
-		rc |= ut_buf_printf(out, ":{\"dtype\":\"%s\",\"shape\":[", tr_st_dtype_name(t->dtype));
+		rc |= ut_buf_printf(out, ":{\"dtype\":\"%s\",\"shape\":[",
+				    tr_st_dtype_name(t->dtype));
 		for (int d = 0; d < t->ndim; d++)
 			rc |= ut_buf_printf(out, d > 0 ? ",%lld" : "%lld", (long long)t->shape[d]);
 		rc |= ut_buf_printf(out, "],\"data_offsets\":[%zu,%zu]}", offset, offset + nbytes);
@@ -674,7 +720,8 @@ static int emit(FILE *f, const struct tr_st_entry *tensors, size_t count,
 	uint8_t len_bytes[8];
 	for (int i = 0; i < 8; i++)
 		len_bytes[i] = (uint8_t)((uint64_t)header.len >> (8 * i));
-	int ok = fwrite(len_bytes, 1, 8, f) == 8 && fwrite(header.data, 1, header.len, f) == header.len;
+	int ok =
+	    fwrite(len_bytes, 1, 8, f) == 8 && fwrite(header.data, 1, header.len, f) == header.len;
 	for (size_t k = 0; k < count && ok; k++) {
 		const struct tr_st_entry *t = &tensors[order[k]];
 		size_t nbytes;
@@ -688,9 +735,8 @@ static int emit(FILE *f, const struct tr_st_entry *tensors, size_t count,
 	return 0;
 }
 
-int tr_st_serialize(const struct tr_st_entry *tensors, size_t count,
-		    const struct tr_st_meta *meta, size_t meta_count, char **out,
-		    size_t *len, struct ut_err *err)
+int tr_st_serialize(const struct tr_st_entry *tensors, size_t count, const struct tr_st_meta *meta,
+		    size_t meta_count, char **out, size_t *len, struct ut_err *err)
 {
 	*out = NULL;
 	*len = 0;
@@ -758,18 +804,26 @@ int tr_ckpt_optimizer_name(char *buf, size_t size, const char *param, const char
 	return 0;
 }
 
-enum { META_FORMAT, META_EPOCH, META_BEST_FITNESS, META_EMA_UPDATES, META_MODEL_YAML, META_HYP,
-       META_INFO_COUNT };
+enum {
+	META_FORMAT,
+	META_EPOCH,
+	META_BEST_FITNESS,
+	META_EMA_UPDATES,
+	META_MODEL_YAML,
+	META_HYP,
+	META_INFO_COUNT
+};
 static const char *const info_keys[META_INFO_COUNT] = {
-	"format", "epoch", "best_fitness", "ema_updates", "model_yaml", "hyp",
+    "format", "epoch", "best_fitness", "ema_updates", "model_yaml", "hyp",
 };
 
 int tr_ckpt_write(const char *path, const struct tr_ckpt_info *info,
-		  const struct tr_st_entry *tensors, size_t count,
-		  const struct tr_st_meta *extra, size_t extra_count, struct ut_err *err)
+		  const struct tr_st_entry *tensors, size_t count, const struct tr_st_meta *extra,
+		  size_t extra_count, struct ut_err *err)
 {
 	if (!isfinite(info->best_fitness))
-		return ut_err_set(err, "%s: best_fitness %g is not finite", path, info->best_fitness);
+		return ut_err_set(err, "%s: best_fitness %g is not finite", path,
+				  info->best_fitness);
 	if (info->ema_updates < 0)
 		return ut_err_set(err, "%s: ema_updates %ld is negative", path, info->ema_updates);
 	char epoch[32], fitness[32], updates[32];
@@ -777,8 +831,12 @@ int tr_ckpt_write(const char *path, const struct tr_ckpt_info *info,
 	ut_fmt_pyfloat(info->best_fitness, fitness, sizeof(fitness));
 	snprintf(updates, sizeof(updates), "%ld", info->ema_updates);
 	const char *values[META_INFO_COUNT] = {
-		TR_CKPT_FORMAT, epoch, fitness, updates,
-		info->model_yaml != NULL ? info->model_yaml : "", info->hyp != NULL ? info->hyp : "",
+	    TR_CKPT_FORMAT,
+	    epoch,
+	    fitness,
+	    updates,
+	    info->model_yaml != NULL ? info->model_yaml : "",
+	    info->hyp != NULL ? info->hyp : "",
 	};
 	struct tr_st_meta *meta = calloc(META_INFO_COUNT + extra_count, sizeof(*meta));
 	if (meta == NULL)
@@ -805,15 +863,17 @@ static int check_optimizer_tensor(const struct tr_st_file *file, const struct tr
 	       strcmp(dot + 1, optimizer_slots[k]) != 0)
 		k++;
 	if (dot == NULL || dot == rest || k == UT_ARRAY_LEN(optimizer_slots))
-		return ut_err_set(err, "%s: tensor %s: not optimizer.<param>.{momentum,exp_avg,exp_avg_sq}",
-				  path, qname);
+		return ut_err_set(
+		    err, "%s: tensor %s: not optimizer.<param>.{momentum,exp_avg,exp_avg_sq}", path,
+		    qname);
 	if ((size_t)(dot - rest) >= sizeof(param))
 		return ut_err_set(err, "%s: tensor %s: name too long", path, qname);
 	memcpy(param, rest, (size_t)(dot - rest));
 	param[dot - rest] = '\0';
 	const struct tr_st_tensor *p = tr_st_find(file, param);
 	if (p == NULL)
-		return ut_err_set(err, "%s: tensor %s: no parameter tensor of that name", path, qname);
+		return ut_err_set(err, "%s: tensor %s: no parameter tensor of that name", path,
+				  qname);
 	if (p->dtype != t->dtype || p->ndim != t->ndim ||
 	    memcmp(p->shape, t->shape, sizeof(p->shape)) != 0)
 		return ut_err_set(err, "%s: tensor %s: dtype or shape differs from its parameter's",
@@ -828,13 +888,15 @@ static int read_info(const struct tr_st_file *file, struct tr_ckpt_info *info, c
 	for (int k = 0; k < META_INFO_COUNT; k++) {
 		values[k] = tr_st_metadata(file, info_keys[k]);
 		if (values[k] == NULL)
-			return ut_err_set(err, "%s: metadata %s missing (not a yolo-train checkpoint?)",
+			return ut_err_set(err,
+					  "%s: metadata %s missing (not a yolo-train checkpoint?)",
 					  path, info_keys[k]);
 	}
 	char qvalue[160];
 	if (strcmp(values[META_FORMAT], TR_CKPT_FORMAT) != 0)
 		return ut_err_set(err, "%s: metadata format is %s, expected \"%s\"", path,
-				  quote(values[META_FORMAT], qvalue, sizeof(qvalue)), TR_CKPT_FORMAT);
+				  quote(values[META_FORMAT], qvalue, sizeof(qvalue)),
+				  TR_CKPT_FORMAT);
 	long epoch, updates;
 	double fitness;
 	if (ut_parse_long(values[META_EPOCH], -1, LONG_MAX, &epoch) != 0)
@@ -847,11 +909,11 @@ static int read_info(const struct tr_st_file *file, struct tr_ckpt_info *info, c
 		return ut_err_set(err, "%s: metadata ema_updates %s is not an integer >= 0", path,
 				  quote(values[META_EMA_UPDATES], qvalue, sizeof(qvalue)));
 	*info = (struct tr_ckpt_info){
-		.epoch = epoch,
-		.best_fitness = fitness,
-		.ema_updates = updates,
-		.model_yaml = values[META_MODEL_YAML],
-		.hyp = values[META_HYP],
+	    .epoch = epoch,
+	    .best_fitness = fitness,
+	    .ema_updates = updates,
+	    .model_yaml = values[META_MODEL_YAML],
+	    .hyp = values[META_HYP],
 	};
 	return 0;
 }

@@ -69,12 +69,12 @@ size_t tr_st_dtype_size(enum tr_st_dtype dtype);
 struct tr_st_tensor {
 	const char *name;
 	enum tr_st_dtype dtype;
-	int ndim;                      /* 0 for a scalar ("shape": []) */
+	int ndim;		       /* 0 for a scalar ("shape": []) */
 	int64_t shape[TR_ST_MAX_DIMS]; /* shape[ndim..] are 0 */
-	size_t numel;                  /* product of shape; 1 for a scalar */
-	size_t nbytes;                 /* numel * element size */
-	size_t offset;                 /* data_offsets[0], from the data start */
-	const void *data;              /* naturally aligned if the buffer is */
+	size_t numel;		       /* product of shape; 1 for a scalar */
+	size_t nbytes;		       /* numel * element size */
+	size_t offset;		       /* data_offsets[0], from the data start */
+	const void *data;	       /* naturally aligned if the buffer is */
 };
 
 struct tr_st_file; /* opaque */
@@ -92,8 +92,8 @@ int tr_st_open(const char *path, struct tr_st_file **out, struct ut_err *err);
  * naturally aligned when buf is 8-byte aligned. label names the source in
  * error messages.
  */
-int tr_st_parse(const void *buf, size_t len, const char *label,
-		struct tr_st_file **out, struct ut_err *err);
+int tr_st_parse(const void *buf, size_t len, const char *label, struct tr_st_file **out,
+		struct ut_err *err);
 
 /* Free everything; NULL is fine. */
 void tr_st_close(struct tr_st_file *file);
@@ -132,9 +132,8 @@ struct tr_st_meta {
  * malloc'ed image (*out, *len; free it). Names must be unique, not empty
  * and not "__metadata__"; err names the first bad entry.
  */
-int tr_st_serialize(const struct tr_st_entry *tensors, size_t count,
-		    const struct tr_st_meta *meta, size_t meta_count, char **out,
-		    size_t *len, struct ut_err *err);
+int tr_st_serialize(const struct tr_st_entry *tensors, size_t count, const struct tr_st_meta *meta,
+		    size_t meta_count, char **out, size_t *len, struct ut_err *err);
 
 /*
  * Write the same image to path atomically (a temporary file in the same
@@ -149,19 +148,19 @@ int tr_st_write(const char *path, const struct tr_st_entry *tensors, size_t coun
 
 /* The scalars and texts of a checkpoint, stored as metadata. */
 struct tr_ckpt_info {
-	long epoch;             /* last finished epoch (YOLOv5's ckpt['epoch']) */
-	double best_fitness;    /* stored as Python repr, exact round trip */
-	long ema_updates;       /* ModelEMA.updates */
+	long epoch;		/* last finished epoch (YOLOv5's ckpt['epoch']) */
+	double best_fitness;	/* stored as Python repr, exact round trip */
+	long ema_updates;	/* ModelEMA.updates */
 	const char *model_yaml; /* the model yaml text */
-	const char *hyp;        /* the hyperparameter yaml text */
+	const char *hyp;	/* the hyperparameter yaml text */
 };
 
 /*
  * Build "optimizer.<param>.<slot>" in buf; -1 (err set) if it does not fit.
  * Slots: "momentum" (SGD), "exp_avg", "exp_avg_sq" (Adam, AdamW).
  */
-int tr_ckpt_optimizer_name(char *buf, size_t size, const char *param,
-			   const char *slot, struct ut_err *err);
+int tr_ckpt_optimizer_name(char *buf, size_t size, const char *param, const char *slot,
+			   struct ut_err *err);
 
 /*
  * Write a checkpoint: the tensors (model state and optimizer.* tensors),
@@ -170,9 +169,8 @@ int tr_ckpt_optimizer_name(char *buf, size_t size, const char *param,
  * those keys).
  */
 int tr_ckpt_write(const char *path, const struct tr_ckpt_info *info,
-		  const struct tr_st_entry *tensors, size_t count,
-		  const struct tr_st_meta *extra, size_t extra_count,
-		  struct ut_err *err);
+		  const struct tr_st_entry *tensors, size_t count, const struct tr_st_meta *extra,
+		  size_t extra_count, struct ut_err *err);
 
 /*
  * Read a checkpoint: tr_st_open, then insist on format ==
@@ -181,7 +179,7 @@ int tr_ckpt_write(const char *path, const struct tr_ckpt_info *info,
  * <param> in the file. On success *out is the open file and info's texts
  * point into it (valid until tr_st_close).
  */
-int tr_ckpt_read(const char *path, struct tr_ckpt_info *info,
-		 struct tr_st_file **out, struct ut_err *err);
+int tr_ckpt_read(const char *path, struct tr_ckpt_info *info, struct tr_st_file **out,
+		 struct ut_err *err);
 
 #endif

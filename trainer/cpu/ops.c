@@ -30,12 +30,12 @@
 #define PAR_MIN 32768
 
 /* Any dnnl call: on failure fill err with file:line, the call and the status. */
-#define DNNL_CHECK(call)                                                              \
-	do {                                                                          \
-		dnnl_status_t status_ = (call);                                       \
-		if (status_ != dnnl_success)                                          \
-			return ut_err_set(err, "%s:%d: %s: %s", __FILE__, __LINE__, #call, \
-					  dnnl_status2str(status_));                  \
+#define DNNL_CHECK(call)                                                                           \
+	do {                                                                                       \
+		dnnl_status_t status_ = (call);                                                    \
+		if (status_ != dnnl_success)                                                       \
+			return ut_err_set(err, "%s:%d: %s: %s", __FILE__, __LINE__, #call,         \
+					  dnnl_status2str(status_));                               \
 	} while (0)
 
 /* ------------------------------------------------------------------------ */
@@ -73,7 +73,7 @@ struct conv_prim {
 
 struct cpu_state {
 	int threads;
-	int any_layout; /* let oneDNN choose layouts (and reorder) instead of nchw/oihw */
+	enum tr_cpu_layout layout; /* see cpu.h */
 	dnnl_engine_t engine;
 	dnnl_stream_t stream;
 	struct conv_prim *prims;
@@ -164,7 +164,7 @@ static void cpu_destroy(struct tr_backend *b)
 /* convolution primitives                                                    */
 
 struct conv_descs {
-	dnnl_memory_desc_t src, wei, bias, dst;       /* layouts offered to oneDNN */
+	dnnl_memory_desc_t src, wei, bias, dst;		/* layouts offered to oneDNN */
 	dnnl_memory_desc_t src_u, wei_u, bias_u, dst_u; /* the caller's plain layouts */
 	dnnl_dims_t strides, pad_l, pad_r;
 };
@@ -178,8 +178,9 @@ static int conv_descs_init(const struct cpu_state *st, const struct conv_prim *p
 	dnnl_dims_t wei = {c->cout, c->cin, c->k, c->k};
 	dnnl_dims_t bias = {c->cout};
 	dnnl_dims_t dst = {out.n, out.c, out.h, out.w};
-	dnnl_format_tag_t act = st->any_layout ? dnnl_format_tag_any : dnnl_nchw;
-	dnnl_format_tag_t flt = st->any_layout ? dnnl_format_tag_any : dnnl_oihw;
+	int any = st->layout == TR_CPU_LAYOUT_ANY || (st->layout == TR_CPU_LAYOUT_AUTO && c->k > 1);
+	dnnl_format_tag_t act = any ? dnnl_format_tag_any : dnnl_nchw;
+	dnnl_format_tag_t flt = any ? dnnl_format_tag_any : dnnl_oihw;
 	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->src, 4, src, dnnl_f32, act));
 	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->wei, 4, wei, dnnl_f32, flt));
 	DNNL_CHECK(dnnl_memory_desc_init_by_tag(&d->bias, 1, bias, dnnl_f32, dnnl_a));
@@ -208,26 +209,27 @@ static int conv_pd_create(struct cpu_state *st, struct conv_prim *p, const struc
 	dnnl_status_t s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
 	const dnnl_memory_desc_t *bias = p->has_bias ? &d->bias : NULL;
 	if (s == dnnl_success)
-		s = dnnl_convolution_forward_desc_init(&fwd, dnnl_forward_training,
-						       dnnl_convolution_direct, &d->src, &d->wei,
-						       bias, &d->dst, d->strides, d->pad_l, d->pad_r);
+		s = dnnl_convolution_forward_desc_init(
+		    &fwd, dnnl_forward_training, dnnl_convolution_direct, &d->src, &d->wei, bias,
+		    &d->dst, d->strides, d->pad_l, d->pad_r);
 	if (s == dnnl_success && p->kind == CONV_FWD)
 		s = dnnl_primitive_desc_create(&p->pd, &fwd, attr, st->engine, NULL);
 	else if (s == dnnl_success) {
 		s = dnnl_primitive_desc_create(&p->hint_pd, &fwd, NULL, st->engine, NULL);
 		if (s == dnnl_success && p->kind == CONV_BWD_DATA)
 			s = dnnl_convolution_backward_data_desc_init(
-				&bwd, dnnl_convolution_direct, &d->src, &d->wei, &d->dst,
-				d->strides, d->pad_l, d->pad_r);
+			    &bwd, dnnl_convolution_direct, &d->src, &d->wei, &d->dst, d->strides,
+			    d->pad_l, d->pad_r);
 		else if (s == dnnl_success)
 			s = dnnl_convolution_backward_weights_desc_init(
-				&bwd, dnnl_convolution_direct, &d->src, &d->wei, bias, &d->dst,
-				d->strides, d->pad_l, d->pad_r);
+			    &bwd, dnnl_convolution_direct, &d->src, &d->wei, bias, &d->dst,
+			    d->strides, d->pad_l, d->pad_r);
 		if (s == dnnl_success)
 			s = dnnl_primitive_desc_create(&p->pd, &bwd, attr, st->engine, p->hint_pd);
 	}
 	if (s != dnnl_success)
-		rc = ut_err_set(err, "%s:%d: convolution primitive descriptor (kind %d, %dx%d s%d p%d, "
+		rc = ut_err_set(err,
+				"%s:%d: convolution primitive descriptor (kind %d, %dx%d s%d p%d, "
 				"%d->%d, input %dx%dx%dx%d): %s",
 				__FILE__, __LINE__, (int)p->kind, p->conv.k, p->conv.k,
 				p->conv.stride, p->conv.pad, p->conv.cin, p->conv.cout, p->n,
@@ -253,23 +255,26 @@ struct port_spec {
 };
 
 static const struct port_spec port_specs[3][CONV_PORTS] = {
-	[CONV_FWD] = {
-		{DNNL_ARG_SRC, dnnl_query_src_md, 0, USER_SRC, 0, 0, 0},
-		{DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, USER_WEI, 0, 0, 0},
-		{DNNL_ARG_DST, dnnl_query_dst_md, 0, USER_DST, 1, 0, 0},
-		{DNNL_ARG_BIAS, dnnl_query_weights_md, 1, USER_BIAS, 0, 0, 1},
+    [CONV_FWD] =
+	{
+	    {DNNL_ARG_SRC, dnnl_query_src_md, 0, USER_SRC, 0, 0, 0},
+	    {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, USER_WEI, 0, 0, 0},
+	    {DNNL_ARG_DST, dnnl_query_dst_md, 0, USER_DST, 1, 0, 0},
+	    {DNNL_ARG_BIAS, dnnl_query_weights_md, 1, USER_BIAS, 0, 0, 1},
 	},
-	[CONV_BWD_DATA] = {
-		{DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, USER_DST, 0, 0, 0},
-		{DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, USER_WEI, 0, 0, 0},
-		{DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, USER_SRC, 1, 0, 0},
-		{0, dnnl_query_undef, 0, USER_SRC, 0, 0, 2},
+    [CONV_BWD_DATA] =
+	{
+	    {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, USER_DST, 0, 0, 0},
+	    {DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, USER_WEI, 0, 0, 0},
+	    {DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, USER_SRC, 1, 0, 0},
+	    {0, dnnl_query_undef, 0, USER_SRC, 0, 0, 2},
 	},
-	[CONV_BWD_WEIGHTS] = {
-		{DNNL_ARG_SRC, dnnl_query_src_md, 0, USER_SRC, 0, 0, 0},
-		{DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, USER_DST, 0, 0, 0},
-		{DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, USER_WEI, 1, 1, 0},
-		{DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, USER_BIAS, 1, 1, 1},
+    [CONV_BWD_WEIGHTS] =
+	{
+	    {DNNL_ARG_SRC, dnnl_query_src_md, 0, USER_SRC, 0, 0, 0},
+	    {DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, USER_DST, 0, 0, 0},
+	    {DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, USER_WEI, 1, 1, 0},
+	    {DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, USER_BIAS, 1, 1, 1},
 	},
 };
 
@@ -316,7 +321,7 @@ static int conv_port_init(struct cpu_state *st, struct conv_prim *p, int slot,
 	port->is_output = spec->is_output;
 	port->accumulate = spec->accumulate;
 	const dnnl_memory_desc_t *prim_md =
-		dnnl_primitive_desc_query_md(p->pd, spec->query, spec->index);
+	    dnnl_primitive_desc_query_md(p->pd, spec->query, spec->index);
 	if (prim_md == NULL)
 		return ut_err_set(err, "%s:%d: dnnl_primitive_desc_query_md(%d, %d) failed",
 				  __FILE__, __LINE__, (int)spec->query, spec->index);
@@ -338,8 +343,10 @@ static int conv_prim_build(struct cpu_state *st, struct conv_prim *p, struct ut_
 	if (conv_descs_init(st, p, &d, err) != 0 || conv_pd_create(st, p, &d, err) != 0)
 		return -1;
 	const dnnl_memory_desc_t *user_md[] = {
-		[USER_SRC] = &d.src_u, [USER_WEI] = &d.wei_u,
-		[USER_BIAS] = &d.bias_u, [USER_DST] = &d.dst_u,
+	    [USER_SRC] = &d.src_u,
+	    [USER_WEI] = &d.wei_u,
+	    [USER_BIAS] = &d.bias_u,
+	    [USER_DST] = &d.dst_u,
 	};
 	for (int slot = 0; slot < CONV_PORTS; slot++) {
 		const struct port_spec *spec = &port_specs[p->kind][slot];
@@ -350,7 +357,7 @@ static int conv_prim_build(struct cpu_state *st, struct conv_prim *p, struct ut_
 			return -1;
 	}
 	const dnnl_memory_desc_t *scratch_md =
-		dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+	    dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
 	if (scratch_md == NULL)
 		return ut_err_set(err, "%s:%d: no scratchpad descriptor", __FILE__, __LINE__);
 	size_t scratch_bytes = dnnl_memory_desc_get_size(scratch_md);
@@ -422,7 +429,8 @@ static int conv_prim_run(struct cpu_state *st, struct conv_prim *p, void *const 
 		DNNL_CHECK(dnnl_memory_set_data_handle(port->prim, st->ws[i]));
 		args[i].memory = port->prim;
 		if (!port->is_output) {
-			dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, port->user}, {DNNL_ARG_TO, port->prim}};
+			dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, port->user},
+						{DNNL_ARG_TO, port->prim}};
 			DNNL_CHECK(dnnl_primitive_execute(port->reorder, st->stream, 2, r));
 		}
 	}
@@ -595,10 +603,10 @@ static int bn_check(const char *op, const struct tr_tensor *x, const struct tr_t
 }
 
 /* x, y: [n,c,h,w]; gamma, beta, running_*, save_*: [c] */
-static int cpu_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x,
-				const float *gamma, const float *beta, float eps, float momentum,
-				float *running_mean, float *running_var, float *save_mean,
-				float *save_invstd, struct tr_tensor *y, struct ut_err *err)
+static int cpu_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x, const float *gamma,
+				const float *beta, float eps, float momentum, float *running_mean,
+				float *running_var, float *save_mean, float *save_invstd,
+				struct tr_tensor *y, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = x->shape;
@@ -606,8 +614,9 @@ static int cpu_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x,
 	if (bn_check("bn_forward_train", x, y, err) != 0)
 		return -1;
 	if (count < 2)
-		return ut_err_set(err, "bn_forward_train: %zu value per channel (training needs 2 or more)",
-				  count);
+		return ut_err_set(
+		    err, "bn_forward_train: %zu value per channel (training needs 2 or more)",
+		    count);
 #pragma omp parallel for num_threads(st->threads) schedule(static) if (count * s.c > PAR_MIN)
 	for (int c = 0; c < s.c; c++) {
 		double sum = 0, sq = 0;
@@ -624,7 +633,8 @@ static int cpu_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x,
 		running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
 		running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
 		double scale = gamma[c] * invstd;
-		channel_affine(x->data, y->data, s, c, (float)scale, (float)(beta[c] - mean * scale));
+		channel_affine(x->data, y->data, s, c, (float)scale,
+			       (float)(beta[c] - mean * scale));
 	}
 	return 0;
 }
@@ -683,7 +693,8 @@ static int cpu_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 		for (int n = 0; n < s.n; n++) {
 			size_t off = ((size_t)n * s.c + c) * hw;
 			for (size_t i = 0; i < hw; i++)
-				dx->data[off + i] = kf * dy->data[off + i] + af * x->data[off + i] + df;
+				dx->data[off + i] =
+				    kf * dy->data[off + i] + af * x->data[off + i] + df;
 		}
 	}
 	return 0;
@@ -785,7 +796,8 @@ static int cpu_maxpool_forward(struct tr_backend *b, int k, const struct tr_tens
 		return -1;
 	int planes = s.n * s.c;
 	size_t hw = (size_t)s.h * s.w;
-#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
+#pragma omp parallel for num_threads(st->threads)                                                  \
+    schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
 	for (int p = 0; p < planes; p++) {
 		const float *in = x->data + (size_t)p * hw;
 		float *out = y->data + (size_t)p * hw;
@@ -808,14 +820,16 @@ static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_ten
 		return -1;
 	int planes = s.n * s.c;
 	size_t hw = (size_t)s.h * s.w;
-#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
+#pragma omp parallel for num_threads(st->threads)                                                  \
+    schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
 	for (int p = 0; p < planes; p++) {
 		const float *in = x->data + (size_t)p * hw, *grad = dy->data + (size_t)p * hw;
 		float *out = dx->data + (size_t)p * hw;
 		memset(out, 0, hw * sizeof(*out));
 		for (int i = 0; i < s.h; i++)
 			for (int j = 0; j < s.w; j++)
-				out[window_argmax(in, s.h, s.w, k, i, j)] += grad[(size_t)i * s.w + j];
+				out[window_argmax(in, s.h, s.w, k, i, j)] +=
+				    grad[(size_t)i * s.w + j];
 	}
 	return 0;
 }
@@ -823,8 +837,7 @@ static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_ten
 /* ------------------------------------------------------------------------ */
 /* nearest 2x upsample                                                       */
 
-static int up_check(const char *op, struct tr_shape small, struct tr_shape big,
-		    struct ut_err *err)
+static int up_check(const char *op, struct tr_shape small, struct tr_shape big, struct ut_err *err)
 {
 	struct tr_shape want = {small.n, small.c, 2 * small.h, 2 * small.w};
 	if (!same_shape(big, want))
@@ -842,7 +855,8 @@ static int cpu_upsample2x_forward(struct tr_backend *b, const struct tr_tensor *
 		return -1;
 	int planes = s.n * s.c, ow = 2 * s.w;
 	size_t hw = (size_t)s.h * s.w;
-#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 4)
+#pragma omp parallel for num_threads(st->threads)                                                  \
+    schedule(static) if (tr_shape_numel(s) > PAR_MIN / 4)
 	for (int p = 0; p < planes; p++) {
 		const float *in = x->data + (size_t)p * hw;
 		float *out = y->data + (size_t)p * hw * 4;
@@ -863,7 +877,8 @@ static int cpu_upsample2x_backward(struct tr_backend *b, const struct tr_tensor 
 		return -1;
 	int planes = s.n * s.c, ow = 2 * s.w;
 	size_t hw = (size_t)s.h * s.w;
-#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN / 4)
+#pragma omp parallel for num_threads(st->threads)                                                  \
+    schedule(static) if (tr_shape_numel(s) > PAR_MIN / 4)
 	for (int p = 0; p < planes; p++) {
 		const float *g = dy->data + (size_t)p * hw * 4;
 		float *out = dx->data + (size_t)p * hw;
@@ -888,8 +903,8 @@ static int concat_check(const char *op, const struct tr_tensor *const *parts, in
 	for (int i = 0; i < count; i++) {
 		struct tr_shape s = parts[i]->shape;
 		if (s.n != whole.n || s.h != whole.h || s.w != whole.w)
-			return ut_err_set(err, "%s: input %d is %dx%dx%dx%d, output %dx%dx%dx%d", op,
-					  i, s.n, s.c, s.h, s.w, whole.n, whole.c, whole.h,
+			return ut_err_set(err, "%s: input %d is %dx%dx%dx%d, output %dx%dx%dx%d",
+					  op, i, s.n, s.c, s.h, s.w, whole.n, whole.c, whole.h,
 					  whole.w);
 		channels += s.c;
 	}
@@ -943,25 +958,25 @@ static int cpu_concat_backward(struct tr_backend *b, const struct tr_tensor *dy,
 /* the table and the constructor                                             */
 
 static const struct tr_ops cpu_ops = {
-	.name = "cpu",
-	.conv_forward = cpu_conv_forward,
-	.conv_backward_data = cpu_conv_backward_data,
-	.conv_backward_filter = cpu_conv_backward_filter,
-	.bn_forward_train = cpu_bn_forward_train,
-	.bn_forward_eval = cpu_bn_forward_eval,
-	.bn_backward = cpu_bn_backward,
-	.silu_forward = cpu_silu_forward,
-	.silu_backward = cpu_silu_backward,
-	.maxpool_forward = cpu_maxpool_forward,
-	.maxpool_backward = cpu_maxpool_backward,
-	.upsample2x_forward = cpu_upsample2x_forward,
-	.upsample2x_backward = cpu_upsample2x_backward,
-	.concat_forward = cpu_concat_forward,
-	.concat_backward = cpu_concat_backward,
-	.add_forward = cpu_add_forward,
+    .name = "cpu",
+    .conv_forward = cpu_conv_forward,
+    .conv_backward_data = cpu_conv_backward_data,
+    .conv_backward_filter = cpu_conv_backward_filter,
+    .bn_forward_train = cpu_bn_forward_train,
+    .bn_forward_eval = cpu_bn_forward_eval,
+    .bn_backward = cpu_bn_backward,
+    .silu_forward = cpu_silu_forward,
+    .silu_backward = cpu_silu_backward,
+    .maxpool_forward = cpu_maxpool_forward,
+    .maxpool_backward = cpu_maxpool_backward,
+    .upsample2x_forward = cpu_upsample2x_forward,
+    .upsample2x_backward = cpu_upsample2x_backward,
+    .concat_forward = cpu_concat_forward,
+    .concat_backward = cpu_concat_backward,
+    .add_forward = cpu_add_forward,
 };
 
-int tr_cpu_backend_create_layout(int threads, int any_layout, struct tr_backend **out,
+int tr_cpu_backend_create_layout(int threads, enum tr_cpu_layout layout, struct tr_backend **out,
 				 struct ut_err *err)
 {
 	if (threads < 1)
@@ -977,7 +992,7 @@ int tr_cpu_backend_create_layout(int threads, int any_layout, struct tr_backend 
 	b->state = st;
 	b->destroy = cpu_destroy;
 	st->threads = threads;
-	st->any_layout = any_layout;
+	st->layout = layout;
 	dnnl_status_t s = dnnl_engine_create(&st->engine, dnnl_cpu, 0);
 	if (s == dnnl_success)
 		s = dnnl_stream_create(&st->stream, st->engine, dnnl_stream_default_flags);
@@ -992,5 +1007,5 @@ int tr_cpu_backend_create_layout(int threads, int any_layout, struct tr_backend 
 
 int tr_cpu_backend_create(int threads, struct tr_backend **out, struct ut_err *err)
 {
-	return tr_cpu_backend_create_layout(threads, TR_CPU_DEFAULT_LAYOUT, out, err);
+	return tr_cpu_backend_create_layout(threads, TR_CPU_LAYOUT_AUTO, out, err);
 }

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# scale.sh - evolution at scale, end to end: determinism for P = 2 and 4
+# with random trainer durations, median pruning decisions checked against
+# SQL, the population GA, the yolov5:DIR template against a stand-in for
+# YOLOv5's train.py, the live terminal display, capped logs, SIGTERM, umask.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+section "P = 2 and P = 4: the table does not depend on finishing order"
+for p in 2 4; do
+	FIXTURE_DURATION_MS=5,80 evolve "$WORK/det" "p${p}a" --epochs 2 --generations 20 --seed 5 --parallel "$p"
+	rc1=$RC
+	FIXTURE_DURATION_MS=5,80 evolve "$WORK/det" "p${p}b" --epochs 2 --generations 20 --seed 5 --parallel "$p"
+	check_eq "P=$p: both runs exit 0" "0 0" "$rc1 $RC"
+	gen_dump "$WORK/det/p${p}a/evolve.db" >"$WORK/p${p}a.csv"
+	gen_dump "$WORK/det/p${p}b/evolve.db" >"$WORK/p${p}b.csv"
+	check "P=$p: identical generations tables" cmp -s "$WORK/p${p}a.csv" "$WORK/p${p}b.csv"
+	# the rule: a parent of generation i is among 0 .. i-P
+	bad=$(sql "$WORK/det/p${p}a/evolve.db" "SELECT count(*) FROM generations WHERE parent IS NOT NULL AND parent > generation - $p")
+	check_eq "P=$p: every parent is at least P generations older" 0 "$bad"
+done
+evolve "$WORK/det" lag --epochs 2 --generations 20 --seed 5 --parallel 2 --lag 5
+check_eq "--lag 5 runs" 0 "$RC"
+bad=$(sql "$WORK/det/lag/evolve.db" "SELECT count(*) FROM generations WHERE parent IS NOT NULL AND parent > generation - 5")
+check_eq "--lag 5: every parent is at least 5 generations older" 0 "$bad"
+
+section "median pruning: decisions follow the rule"
+FIXTURE_CROSSING=1 evolve "$WORK/prune" p --epochs 8 --generations 40 --seed 3 --prune median --prune-warmup 2
+check_eq "pruned evolution exits 0" 0 "$RC"
+DB=$WORK/prune/p/evolve.db
+pruned=$(sql "$DB" "SELECT count(*) FROM generations WHERE status = 'pruned'")
+check "some generations were pruned ($pruned)" test "$pruned" -gt 0
+# the median of the reference set (done or pruned generations before this one) at an epoch
+MEDIAN_SQL="WITH f AS (SELECT e.generation AS g, e.epoch, 0.1 * e.map50 + 0.9 * e.map AS fit
+                       FROM epochs e JOIN generations USING (generation)
+                       WHERE status IN ('done', 'pruned')),
+  below AS (SELECT c.g, c.epoch, c.fit,
+                   (SELECT count(*) FROM f r WHERE r.g < c.g AND r.epoch = c.epoch) AS n,
+                   (SELECT count(*) FROM f r WHERE r.g < c.g AND r.epoch = c.epoch AND r.fit > c.fit) AS above,
+                   (SELECT count(*) FROM f r WHERE r.g < c.g AND r.epoch = c.epoch AND r.fit < c.fit) AS under
+            FROM f c WHERE c.epoch >= 2)"
+# a candidate is below the median when more than half of the references beat it
+early=$(sql "$DB" "$MEDIAN_SQL SELECT count(*) FROM below b JOIN generations g ON g.generation = b.g
+                    WHERE n >= 3 AND above * 2 > n AND (g.status = 'done' OR b.epoch < g.epochs_done - 1)")
+check_eq "no candidate ran on past an epoch where it was below the median" 0 "$early"
+wrong=$(sql "$DB" "$MEDIAN_SQL SELECT count(*) FROM below b JOIN generations g ON g.generation = b.g
+                    WHERE g.status = 'pruned' AND b.epoch = g.epochs_done - 1 AND NOT (n >= 3 AND above * 2 >= n)")
+check_eq "every pruned candidate was below the median at its last epoch" 0 "$wrong"
+check_eq "pruned rows keep only their epochs up to the pruning" 0 \
+	"$(sql "$DB" "SELECT count(*) FROM epochs JOIN generations USING (generation) WHERE status = 'pruned' AND epoch >= epochs_done")"
+check_eq "no pruned generation is a parent" 0 \
+	"$(sql "$DB" "SELECT count(*) FROM generations WHERE parent IN (SELECT generation FROM generations WHERE status = 'pruned')")"
+FIXTURE_CROSSING=1 evolve "$WORK/prune" q --epochs 8 --generations 40 --seed 3 --prune median --prune-warmup 2 --parallel 3
+FIXTURE_CROSSING=1 FIXTURE_DURATION_MS=5,60 evolve "$WORK/prune" r --epochs 8 --generations 40 --seed 3 --prune median --prune-warmup 2 --parallel 3
+gen_dump "$WORK/prune/q/evolve.db" >"$WORK/q.csv"
+gen_dump "$WORK/prune/r/evolve.db" >"$WORK/r.csv"
+check "pruning decisions do not depend on timing (P = 3, two runs)" cmp -s "$WORK/q.csv" "$WORK/r.csv"
+
+section "population GA"
+evolve "$WORK/ga" g --algorithm ga --population 6 --ga-dir "$YE_SOURCE_ROOT/data/hyps" --generations 24 --epochs 2 --seed 4 --parallel 3
+check_eq "GA evolution exits 0" 0 "$RC"
+DB=$WORK/ga/g/evolve.db
+check_eq "4 populations of 6" "0|6,1|6,2|6,3|6" "$(sql "$DB" "SELECT group_concat(population || '|' || n) FROM (SELECT population, count(*) AS n FROM generations GROUP BY population ORDER BY population)")"
+check_eq "the GA keeps keys inside their bounds" 0 \
+	"$(sql "$DB" "SELECT count(*) FROM generations WHERE lr0 < 1e-5 OR lr0 > 0.1 OR momentum < 0.6 OR momentum > 0.98 OR mosaic < 0 OR mosaic > 1")"
+check_eq "frozen keys keep the base value" 1 "$(sql "$DB" "SELECT count(DISTINCT iou_t || fl_gamma || perspective || fliplr) FROM generations")"
+evolve "$WORK/ga" h --algorithm ga --population 6 --ga-dir "$YE_SOURCE_ROOT/data/hyps" --generations 24 --epochs 2 --seed 4 --parallel 2
+check "the GA table is the same for P = 2 and P = 3" cmp -s <(gen_dump "$DB") <(gen_dump "$WORK/ga/h/evolve.db")
+seeds=$(sql "$DB" "SELECT count(*) FROM generations WHERE population = 0 AND lr0 = 0.01 AND momentum = 0.937")
+check_eq "the 3 hyp files seed population 0" 3 "$seeds"
+
+section "yolov5:DIR drives YOLOv5's train.py command line"
+mkdir -p "$WORK/yolov5"
+echo "# stand-in: never run by Python here" >"$WORK/yolov5/train.py"
+# a stand-in interpreter: drops the script and runs the fixture with YOLOv5's argv
+cat >"$WORK/fake-python" <<EOS
+#!/usr/bin/env bash
+[[ "\$1" == "$WORK/yolov5/train.py" ]] || { echo "unexpected script \$1" >&2; exit 3; }
+shift
+printf '%s\n' "\$@" >"\$PWD/argv.txt"
+exec "$FX" "\$@"
+EOS
+chmod +x "$WORK/fake-python"
+run_ye "$WORK/y5.log" --project "$WORK/y5" --name e --data "$WORK/data.yaml" --cfg yolov5n.yaml --weights '' \
+	--epochs 2 --generations 3 --imgsz 320 --batch-size 8 --device cpu --quiet \
+	--trainer "yolov5:$WORK/yolov5" --python "$WORK/fake-python"
+check_eq "yolov5:DIR evolution exits 0" 0 "$RC"
+check_eq "3 done generations" 3 "$(sql "$WORK/y5/e/evolve.db" "SELECT count(*) FROM generations WHERE status = 'done'")"
+argv=$(tr '\n' ' ' <"$WORK/y5/e/candidates/g00001/argv.txt")
+expect="--hyp $WORK/y5/e/candidates/g00001/evolve_hyp.yaml --data $WORK/data.yaml --cfg yolov5n.yaml --weights  --epochs 2 --batch-size 8 --img 320 --device cpu --project $WORK/y5/e/candidates --name g00001 --exist-ok "
+check_eq "YOLOv5's argv, exactly" "$expect" "$argv"
+check "results.csv found in project/name as YOLOv5 writes it" test -s "$WORK/y5/e/candidates/g00001/results.csv"
+
+section "live display on a terminal"
+FIXTURE_EPOCH_MS=40 script -qec "$YE --project $WORK/tty --name t --data none --trainer '$TRAINER' --generations 6 --epochs 3 --parallel 2" "$WORK/tty.typescript" >/dev/null
+check "the display shows the slots" grep -qa "slot 1: generation" "$WORK/tty.typescript"
+check "and the totals with the best so far" grep -qaE "finished  best [0-9.]+ \(generation" "$WORK/tty.typescript"
+check "it redraws in place (cursor up, clear)" grep -qa $'\033\\[3A\033\\[J' "$WORK/tty.typescript"
+"$YE" --project "$WORK/tty" --name p --data none --trainer "$TRAINER" --generations 3 --epochs 2 >"$WORK/plain.log" 2>&1
+check "not a terminal: plain log lines, no escapes" bash -c "! grep -qa $'\033' '$WORK/plain.log' && grep -q 'generation 2: done' '$WORK/plain.log'"
+
+section "capped trainer logs"
+FIXTURE_MODE=log FIXTURE_LOG_BYTES=5000000 evolve "$WORK/logs" l --generations 1 --epochs 1 --log-max 1
+check_eq "a 5 MB log does not stop the run" 0 "$RC"
+L=$WORK/logs/l/candidates/g00000
+size=$(stat -c %s "$L/train.log")
+old=$(stat -c %s "$L/train.log.1" 2>/dev/null || echo 0)
+check "train.log stays under 1 MiB ($size bytes)" test "$size" -le 1048576
+check "one rotated part is kept ($old bytes)" test "$old" -eq 1048576
+check "the end of the output is in train.log" grep -q "epoch 1/1" "$L/train.log"
+
+section "SIGTERM and umask"
+FIXTURE_EPOCH_MS=300 "$YE" --project "$WORK/term" --name t --data none --trainer "$TRAINER" --generations 5 --epochs 5 --quiet >"$WORK/term.log" 2>&1 &
+pid=$!
+BG_PIDS+=("$pid")
+wait_sql 10 "$WORK/term/t/evolve.db" "SELECT count(*) FROM generations WHERE status = 'running'" || true
+kill -TERM "$pid"
+if wait_pid_exit 15 "$pid"; then check_eq "SIGTERM: exit 143" 143 "$RC"; else fail "SIGTERM: still running"; fi
+check_eq "the running generation is interrupted" interrupted "$(sql "$WORK/term/t/evolve.db" "SELECT status FROM generations ORDER BY generation DESC LIMIT 1")"
+(umask 077 && "$YE" --project "$WORK/mask" --name u --data none --trainer "$TRAINER" --generations 1 --epochs 1 --quiet)
+check_eq "umask 077: the database is private" 600 "$(stat -c %a "$WORK/mask/u/evolve.db")"
+check_eq "umask 077: so is evolve.csv" 600 "$(stat -c %a "$WORK/mask/u/evolve.csv")"
+(umask 022 && "$YE" --project "$WORK/mask" --name v --data none --trainer "$TRAINER" --generations 1 --epochs 1 --quiet)
+check_eq "umask 022: readable by all" 644 "$(stat -c %a "$WORK/mask/v/evolve.db")"
+
+ye_finish
