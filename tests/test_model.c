@@ -392,6 +392,130 @@ static void test_golden_initial_state(void **state)
 	free(st.file);
 }
 
+/* Copy every model.* tensor of the golden file into the model. */
+static void load_golden_state(struct tr_model *model, const struct golden_st *st)
+{
+	for (int i = 0; i < model->ntensors; i++) {
+		const struct tr_tensor_spec *t = &model->tensors[i];
+		if (t->kind == TR_TENSOR_COUNTER)
+			memcpy(t->counter, golden_st_get(st, t->name, 8), 8);
+		else
+			memcpy(t->data, golden_st_get(st, t->name, t->numel * 4), t->numel * 4);
+	}
+}
+
+/*
+ * Largest error relative to the tensor's scale: max |ours - golden| over
+ * max |golden| (elementwise relative error is meaningless near zero).
+ */
+static double scaled_error(const float *ours, const float *golden, size_t count)
+{
+	double worst = 0, scale = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (!isfinite(ours[i]))
+			return INFINITY;
+		worst = fmax(worst, fabs((double)ours[i] - golden[i]));
+		scale = fmax(scale, fabs((double)golden[i]));
+	}
+	return worst / (scale > 0 ? scale : 1);
+}
+
+static void expect_close(const char *what, const float *ours, const float *golden, size_t count,
+			 double tolerance)
+{
+	double error = scaled_error(ours, golden, count);
+	print_message("%-44s scaled error %.3g\n", what, error);
+	if (!(error <= tolerance))
+		fail_msg("%s: scaled error %g > %g", what, error, tolerance);
+}
+
+/*
+ * The forward pass on the CPU backend against YOLOv5 itself: train mode
+ * (raw level outputs, BN running statistics after the update) and eval
+ * mode from the initial state (raw outputs and the decoded boxes).
+ */
+static void test_golden_forward(void **state)
+{
+	(void)state;
+	enum { BATCH = 2, SIZE = 320 };
+	struct golden_st st;
+	struct ut_err err = {{0}};
+	struct tr_backend *cpu = NULL;
+	golden_st_load(&st);
+	struct tr_model *model = load_model("yolov5n", 2);
+	if (tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
+		fail_msg("%s", err.msg);
+	load_golden_state(model, &st);
+	const float *images = golden_st_get(&st, "input/x", (size_t)BATCH * 3 * SIZE * SIZE * 4);
+	if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 1, &err))
+		fail_msg("%s", err.msg);
+	const struct tr_detect *det = &model->detect;
+	for (int l = 0; l < det->nl; l++) {
+		char name[64];
+		int cells = (SIZE / det->stride[l]) * (SIZE / det->stride[l]);
+		size_t count = (size_t)BATCH * det->na * cells * det->no;
+		snprintf(name, sizeof(name), "train_out/%d", l);
+		expect_close(name, det->outputs[l], golden_st_get(&st, name, count * 4), count, 1e-4);
+	}
+	double worst_mean = 0, worst_var = 0;
+	for (int i = 0; i < model->nconvs; i++) {
+		const struct tr_convbn *cb = &model->convs[i];
+		const struct tr_tensor_spec *t = &model->tensors[cb->tensor0];
+		char name[160];
+		size_t bytes = (size_t)cb->conv.cout * 4;
+		snprintf(name, sizeof(name), "after_train_fwd/%s", t[3].name);
+		worst_mean = fmax(worst_mean, scaled_error(cb->running_mean,
+							   golden_st_get(&st, name, bytes),
+							   (size_t)cb->conv.cout));
+		snprintf(name, sizeof(name), "after_train_fwd/%s", t[4].name);
+		worst_var = fmax(worst_var, scaled_error(cb->running_var,
+							 golden_st_get(&st, name, bytes),
+							 (size_t)cb->conv.cout));
+		snprintf(name, sizeof(name), "after_train_fwd/%s", t[5].name);
+		int64_t count;
+		memcpy(&count, golden_st_get(&st, name, 8), 8);
+		assert_int_equal(*cb->num_batches_tracked, count);
+	}
+	print_message("%-44s scaled error %.3g\n", "after_train_fwd/*.running_mean", worst_mean);
+	print_message("%-44s scaled error %.3g\n", "after_train_fwd/*.running_var", worst_var);
+	assert_true(worst_mean <= 1e-4);
+	assert_true(worst_var <= 1e-4);
+
+	load_golden_state(model, &st); /* eval from the initial state, as the golden deepcopy */
+	if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 0, &err))
+		fail_msg("%s", err.msg);
+	for (int l = 0; l < det->nl; l++) {
+		char name[64];
+		int cells = (SIZE / det->stride[l]) * (SIZE / det->stride[l]);
+		size_t count = (size_t)BATCH * det->na * cells * det->no;
+		snprintf(name, sizeof(name), "eval_out/raw/%d", l);
+		expect_close(name, det->outputs[l], golden_st_get(&st, name, count * 4), count, 1e-4);
+	}
+	assert_int_equal(det->cells, 6300);
+	size_t count = (size_t)BATCH * det->cells * det->no;
+	expect_close("eval_out/decoded", det->decoded,
+		     golden_st_get(&st, "eval_out/decoded", count * 4), count, 1e-4);
+	tr_backend_destroy(cpu);
+	tr_model_free(model);
+	free(st.file);
+}
+
+/* Plans outside the largest stride, forwards outside the plan. */
+static void test_plan_limits(void **state)
+{
+	(void)state;
+	struct ut_err err = {{0}};
+	struct tr_model *model = load_model("yolov5n", 2);
+	assert_int_equal(tr_model_plan(model, 1, 300, 320, &err), -1);
+	assert_non_null(strstr(err.msg, "multiples of 32"));
+	assert_int_equal(tr_model_plan(model, 1, 64, 64, &err), 0);
+	static float images[2 * 3 * 64 * 64];
+	struct tr_backend *none = NULL;
+	assert_int_equal(tr_model_forward(model, none, images, 2, 64, 64, 1, &err), -1);
+	assert_non_null(strstr(err.msg, "outside the plan"));
+	tr_model_free(model);
+}
+
 /* ---- initialisation ---- */
 
 static void test_init_statistics(void **state)
@@ -591,6 +715,8 @@ int main(void)
 		cmocka_unit_test(test_golden_tensor_names_and_shapes),
 		cmocka_unit_test(test_golden_strides_and_anchors),
 		cmocka_unit_test(test_golden_initial_state),
+		cmocka_unit_test(test_golden_forward),
+		cmocka_unit_test(test_plan_limits),
 		cmocka_unit_test(test_init_statistics),
 		cmocka_unit_test(test_detect_bias_prior),
 		cmocka_unit_test(test_small_model_and_anchor_count),

@@ -9,7 +9,11 @@
  *     parameter gradients ACCUMULATE (dw += ..., dgamma += ...), so zeroing
  *     the gradients of a step is one memset;
  *   - every op returns 0, or -1 with a message in err; none allocates in
- *     the training step except through the backend's own planned workspace.
+ *     the training step except through the backend's own planned workspace
+ *     (a convolution plans its primitive and grows that workspace the first
+ *     time its shape appears, so the first step is the slow one);
+ *   - outputs must not alias inputs, except where an op says so;
+ *   - a backend is used by one thread at a time.
  *
  * A tutorial in four lines:
  *   struct tr_backend *cpu;
@@ -45,8 +49,23 @@ struct tr_conv {
 	int cin, cout, k, stride, pad;
 };
 
-/* Output shape of a convolution applied to in. */
+/* Output shape of a convolution applied to in (PyTorch: floor((h + 2 pad - k) / stride) + 1). */
 struct tr_shape tr_conv_out_shape(const struct tr_conv *conv, struct tr_shape in);
+
+/*
+ * One level of YOLOv5's Detect at inference: x [n, na * no, h, w] is the
+ * level's 1x1 convolution output, no = nc + 5. Decoding writes rows
+ * [row0, row0 + na * h * w) of out [n, rows, no], row row0 + (a * h + y) * w
+ * + x for anchor a at cell (y, x), as YOLOv5 v7.0's Detect.forward in eval
+ * mode: s = sigmoid(everything); box x, y = (2 s - 0.5 + cell) * stride; box
+ * w, h = (2 s)^2 * anchor (pixels); objectness and classes = s.
+ */
+struct tr_detect_level {
+	int na, no;
+	const float *anchors; /* [na][2]: anchor width, height in pixels */
+	float stride;
+	int rows, row0;
+};
 
 struct tr_backend;
 
@@ -69,7 +88,7 @@ struct tr_ops {
 	 * beta with batch statistics; saves mean and 1/sqrt(var + eps) for the
 	 * backward pass; updates running_mean/var with momentum (PyTorch's
 	 * convention: r = (1 - m) r + m * batch, running_var from the unbiased
-	 * batch variance).
+	 * batch variance). Needs n * h * w >= 2, as PyTorch does.
 	 */
 	int (*bn_forward_train)(struct tr_backend *b, const struct tr_tensor *x, const float *gamma,
 				const float *beta, float eps, float momentum, float *running_mean,
@@ -79,16 +98,20 @@ struct tr_ops {
 	int (*bn_forward_eval)(struct tr_backend *b, const struct tr_tensor *x, const float *gamma,
 			       const float *beta, float eps, const float *running_mean,
 			       const float *running_var, struct tr_tensor *y, struct ut_err *err);
-	/* dx = ..., dgamma += ..., dbeta += ... (train-mode statistics) */
+	/* dx = ..., dgamma += ..., dbeta += ... (train-mode statistics); dx may alias dy */
 	int (*bn_backward)(struct tr_backend *b, const struct tr_tensor *x, const struct tr_tensor *dy,
 			   const float *gamma, const float *save_mean, const float *save_invstd,
 			   struct tr_tensor *dx, float *dgamma, float *dbeta, struct ut_err *err);
-	/* y = x * sigmoid(x); dx = dy * d silu(x) / dx */
+	/* y = x * sigmoid(x); dx = dy * d silu(x) / dx; y may alias x, dx may alias dy */
 	int (*silu_forward)(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
 			    struct ut_err *err);
 	int (*silu_backward)(struct tr_backend *b, const struct tr_tensor *x,
 			     const struct tr_tensor *dy, struct tr_tensor *dx, struct ut_err *err);
-	/* max pool k x k, stride 1, pad k/2 (SPPF uses k = 5); backward routes dy to the argmax */
+	/*
+	 * max pool k x k (k odd), stride 1, pad k/2 with -inf (SPPF uses k = 5);
+	 * backward routes dy to the argmax, the first maximum in row-major window
+	 * order on ties, as PyTorch's CPU kernel does.
+	 */
 	int (*maxpool_forward)(struct tr_backend *b, int k, const struct tr_tensor *x,
 			       struct tr_tensor *y, struct ut_err *err);
 	int (*maxpool_backward)(struct tr_backend *b, int k, const struct tr_tensor *x,
@@ -103,9 +126,15 @@ struct tr_ops {
 			      struct tr_tensor *y, struct ut_err *err);
 	int (*concat_backward)(struct tr_backend *b, const struct tr_tensor *dy,
 			       struct tr_tensor *const *dxs, int count, struct ut_err *err);
-	/* y = a + b (residual); its backward is the identity on both inputs */
+	/*
+	 * y = a + x (residual); its backward is the identity on both inputs. y
+	 * may alias a or x, so it also sums the gradients of a tensor used twice.
+	 */
 	int (*add_forward)(struct tr_backend *b, const struct tr_tensor *a, const struct tr_tensor *x,
 			   struct tr_tensor *y, struct ut_err *err);
+	/* Detect's eval-mode decode of one output level (inference only, no backward). */
+	int (*detect_decode)(struct tr_backend *b, const struct tr_detect_level *level,
+			     const struct tr_tensor *x, float *out, struct ut_err *err);
 };
 
 /* A backend: its op table and private state behind an opaque pointer. */

@@ -108,6 +108,20 @@ check "train.log stays under 1 MiB ($size bytes)" test "$size" -le 1048576
 check "one rotated part is kept ($old bytes)" test "$old" -eq 1048576
 check "the end of the output is in train.log" grep -q "epoch 1/1" "$L/train.log"
 
+section "reports"
+run_ye "$WORK/report.log" report --db "$WORK/det/p2a/evolve.db" --out "$WORK/report"
+check_eq "yolo-evolve report exits 0" 0 "$RC"
+for f in evolve.png fitness.png; do
+	check "$f is a PNG" bash -c "head -c 8 '$WORK/report/$f' | od -An -tx1 | grep -q '89 50 4e 47 0d 0a 1a 0a'"
+done
+check "report refreshes evolve.csv and hyp_evolve.yaml" test -s "$WORK/report/evolve.csv" -a -s "$WORK/report/hyp_evolve.yaml"
+check "report prints the top generations" grep -q "largest changes from the base hyp" "$WORK/report.log"
+check "run folders get the plots at the end of a run" test -s "$WORK/det/p2a/evolve.png" -a -s "$WORK/det/p2a/fitness.png"
+FIXTURE_MODE=fail evolve "$WORK/rep" allfail --generations 2 --epochs 1
+run_ye "$WORK/report2.log" report --db "$WORK/rep/allfail/evolve.db"
+check_eq "a report of failures only still works" 0 "$RC"
+check "and says nothing finished" grep -q "no generation has finished successfully yet" "$WORK/report2.log"
+
 section "SIGTERM and umask"
 FIXTURE_EPOCH_MS=300 "$YE" --project "$WORK/term" --name t --data none --trainer "$TRAINER" --generations 5 --epochs 5 --quiet >"$WORK/term.log" 2>&1 &
 pid=$!

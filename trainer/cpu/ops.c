@@ -955,6 +955,50 @@ static int cpu_concat_backward(struct tr_backend *b, const struct tr_tensor *dy,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Detect decode (inference)                                                 */
+
+static float sigmoidf(float v)
+{
+	return 1.0f / (1.0f + expf(-v));
+}
+
+/* See struct tr_detect_level in ops.h for the layout and the formulas. */
+static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level *level,
+			     const struct tr_tensor *x, float *out, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	int na = level->na, no = level->no;
+	if (na < 1 || no < 6 || s.c != na * no)
+		return ut_err_set(err, "detect_decode: %d channels for %d anchors x %d outputs",
+				  s.c, na, no);
+	if (level->row0 < 0 || level->row0 + na * s.h * s.w > level->rows)
+		return ut_err_set(err, "detect_decode: rows %d..%d outside %d", level->row0,
+				  level->row0 + na * s.h * s.w, level->rows);
+	size_t hw = (size_t)s.h * s.w;
+	int planes = s.n * na;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN)
+	for (int p = 0; p < planes; p++) {
+		int n = p / na, a = p % na;
+		const float *in = x->data + (size_t)p * no * hw; /* channels a * no .. */
+		float *rows = out + ((size_t)n * level->rows + level->row0 + (size_t)a * hw) * no;
+		float aw = level->anchors[2 * a], ah = level->anchors[2 * a + 1];
+		for (size_t cell = 0; cell < hw; cell++) {
+			float *row = rows + cell * no;
+			for (int k = 0; k < no; k++)
+				row[k] = sigmoidf(in[(size_t)k * hw + cell]);
+			float gx = (float)(cell % (size_t)s.w) - 0.5f;
+			float gy = (float)(cell / (size_t)s.w) - 0.5f;
+			row[0] = (row[0] * 2.0f + gx) * level->stride;
+			row[1] = (row[1] * 2.0f + gy) * level->stride;
+			row[2] = (row[2] * 2.0f) * (row[2] * 2.0f) * aw;
+			row[3] = (row[3] * 2.0f) * (row[3] * 2.0f) * ah;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table and the constructor                                             */
 
 static const struct tr_ops cpu_ops = {
@@ -974,6 +1018,7 @@ static const struct tr_ops cpu_ops = {
     .concat_forward = cpu_concat_forward,
     .concat_backward = cpu_concat_backward,
     .add_forward = cpu_add_forward,
+    .detect_decode = cpu_detect_decode,
 };
 
 int tr_cpu_backend_create_layout(int threads, enum tr_cpu_layout layout, struct tr_backend **out,
