@@ -9,7 +9,7 @@ seconds=${1:-20}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -DYE_VERSION='"fuzz"' -fsanitize=fuzzer,address,undefined
-	-fno-sanitize-recover=undefined -I"$root/util" -I"$root/meta" -I"$root/store" -I"$root/evolve")
+	-fno-sanitize-recover=undefined -I"$root/util" -I"$root/meta" -I"$root/store" -I"$root/evolve" -I"$root/trainer")
 common=("$root/util/ut.c" "$root/meta/meta.c")
 store=("$root/store/store.c" "$root/store/csvio.c")
 declare -A sources=(
@@ -17,13 +17,14 @@ declare -A sources=(
 	[meta]="${common[*]}"
 	[results_csv]="${common[*]} ${store[*]} $root/evolve/trainer.c"
 	[evolve_csv]="${common[*]} ${store[*]}"
+	[safetensors]="$root/util/ut.c $root/trainer/safetensors.c"
 )
-declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv)
+declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv [safetensors]=safetensors)
 status=0
-for target in hyp meta results_csv evolve_csv; do
+for target in hyp meta results_csv evolve_csv safetensors; do
 	# shellcheck disable=SC2086
 	clang "${flags[@]}" "$root/tests/fuzz/fuzz_$target.c" ${sources[$target]} \
-		-lyaml -lsqlite3 -lcsv -lm -o "$work/fuzz_$target"
+		-lyaml -lsqlite3 -lcsv -lcjson -lm -o "$work/fuzz_$target"
 	cp -r "$root/tests/fuzz/corpus/${corpus[$target]}" "$work/corpus_$target"
 	if (cd "$work" && "./fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
 		"corpus_$target" >"fuzz_$target.log" 2>&1); then
