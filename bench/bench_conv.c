@@ -6,7 +6,8 @@
  *
  * usage: bench_conv [threads [n cin cout hw k stride pad [iterations]]]
  * default: 2 threads, a YOLOv5s-like 3x3 64->64 layer at 80x80, batch 8.
- * Prints one line per layout: "layout=plain ms=12.345".
+ * Prints one line per layout: "layout=plain ms=12.345 median=13.000", ms
+ * being the fastest iteration (the least disturbed by other processes).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -16,6 +17,12 @@
 #include <time.h>
 
 #include "cpu/cpu.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
 
 static double now_ms(void)
 {
@@ -34,7 +41,7 @@ static float *random_buffer(size_t len, unsigned *seed)
 	return p;
 }
 
-/* One layout: warm up (primitive creation), then time iterations of fwd+bwd. */
+/* One layout: warm up (primitive creation), then time each of iterations fwd+bwd into ms[]. */
 static int bench_layout(int threads, enum tr_cpu_layout layout, const struct tr_conv *conv,
 			struct tr_shape in, int iterations, double *ms, struct ut_err *err)
 {
@@ -55,16 +62,15 @@ static int bench_layout(int threads, enum tr_cpu_layout layout, const struct tr_
 		goto done;
 	}
 	struct tr_tensor tx = {x, in}, tdx = {dx, in}, ty = {y, out}, tdy = {dy, out};
-	double start = 0;
 	for (int it = -3; it < iterations; it++) {
-		if (it == 0)
-			start = now_ms();
+		double start = now_ms();
 		if (b->ops->conv_forward(b, conv, &tx, w, NULL, &ty, err) != 0 ||
 		    b->ops->conv_backward_data(b, conv, &tdy, w, &tdx, err) != 0 ||
 		    b->ops->conv_backward_filter(b, conv, &tx, &tdy, dw, NULL, err) != 0)
 			goto done;
+		if (it >= 0)
+			ms[it] = now_ms() - start;
 	}
-	*ms = (now_ms() - start) / iterations;
 	rc = 0;
 done:
 	free(x);
@@ -100,15 +106,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const char *const names[] = {"plain", "any", "auto"};
+	double *ms = malloc((size_t)iterations * sizeof(*ms));
+	if (ms == NULL)
+		return 1;
 	for (int layout = 0; layout < 3; layout++) {
 		struct ut_err err;
-		double ms;
-		if (bench_layout(threads, (enum tr_cpu_layout)layout, &conv, in, iterations, &ms,
+		if (bench_layout(threads, (enum tr_cpu_layout)layout, &conv, in, iterations, ms,
 				 &err) != 0) {
 			fprintf(stderr, "bench_conv: %s\n", err.msg);
+			free(ms);
 			return 1;
 		}
-		printf("layout=%s ms=%.3f\n", names[layout], ms);
+		qsort(ms, (size_t)iterations, sizeof(*ms), cmp_double);
+		printf("layout=%s ms=%.3f median=%.3f\n", names[layout], ms[0], ms[iterations / 2]);
 	}
+	free(ms);
 	return 0;
 }

@@ -148,8 +148,11 @@ static void test_param_counts_nc80(void **state)
 	static const struct {
 		const char *name;
 		int64_t params;
-	} expected[] = {{"yolov5n", 1872157}, {"yolov5s", 7235389}, {"yolov5m", 21190557},
-			{"yolov5l", 46563709}, {"yolov5x", 86749405}};
+	} expected[] = {{"yolov5n", 1872157},
+			{"yolov5s", 7235389},
+			{"yolov5m", 21190557},
+			{"yolov5l", 46563709},
+			{"yolov5x", 86749405}};
 	for (size_t i = 0; i < UT_ARRAY_LEN(expected); i++) {
 		struct tr_model *model = load_model(expected[i].name, 0);
 		assert_int_equal(model->nc, 80);
@@ -166,20 +169,20 @@ static void test_param_counts_nc80(void **state)
 static void test_yolov5s_layers(void **state)
 {
 	(void)state;
-	static const int64_t params[25] = {3520,   18560,  18816,   73984,  115712, 295424, 625152,
-					   1180672, 1182720, 656896, 131584, 0,     0,      361984,
-					   33024,   0,       0,      90880,  147712, 0,      296448,
-					   590336,  0,       1182720, 229245};
+	static const int64_t params[25] = {
+	    3520,   18560,  18816,  73984,  115712, 295424,  625152, 1180672, 1182720,
+	    656896, 131584, 0,	    0,	    361984, 33024,   0,	     0,	      90880,
+	    147712, 0,	    296448, 590336, 0,	    1182720, 229245};
 	static const int cout[24] = {32,  64,  64,  128, 128, 256, 256, 512, 512, 512, 256, 256,
 				     512, 256, 128, 128, 256, 128, 128, 256, 256, 256, 512, 512};
-	static const int stride[24] = {2,  4,  4,  8,  8, 16, 16, 32, 32, 32, 32, 16,
-				       16, 16, 16, 8,  8, 8,  16, 16, 16, 32, 32, 32};
+	static const int stride[24] = {2,  4,  4,  8, 8, 16, 16, 32, 32, 32, 32, 16,
+				       16, 16, 16, 8, 8, 8,  16, 16, 16, 32, 32, 32};
 	static const enum tr_layer_type types[25] = {
-		TR_LAYER_CONV,	 TR_LAYER_CONV,	    TR_LAYER_C3,     TR_LAYER_CONV,	TR_LAYER_C3,
-		TR_LAYER_CONV,	 TR_LAYER_C3,	    TR_LAYER_CONV,   TR_LAYER_C3,	TR_LAYER_SPPF,
-		TR_LAYER_CONV,	 TR_LAYER_UPSAMPLE, TR_LAYER_CONCAT, TR_LAYER_C3,	TR_LAYER_CONV,
-		TR_LAYER_UPSAMPLE, TR_LAYER_CONCAT, TR_LAYER_C3,     TR_LAYER_CONV,	TR_LAYER_CONCAT,
-		TR_LAYER_C3,	 TR_LAYER_CONV,	    TR_LAYER_CONCAT, TR_LAYER_C3,	TR_LAYER_DETECT};
+	    TR_LAYER_CONV,     TR_LAYER_CONV,	  TR_LAYER_C3,	   TR_LAYER_CONV, TR_LAYER_C3,
+	    TR_LAYER_CONV,     TR_LAYER_C3,	  TR_LAYER_CONV,   TR_LAYER_C3,	  TR_LAYER_SPPF,
+	    TR_LAYER_CONV,     TR_LAYER_UPSAMPLE, TR_LAYER_CONCAT, TR_LAYER_C3,	  TR_LAYER_CONV,
+	    TR_LAYER_UPSAMPLE, TR_LAYER_CONCAT,	  TR_LAYER_C3,	   TR_LAYER_CONV, TR_LAYER_CONCAT,
+	    TR_LAYER_C3,       TR_LAYER_CONV,	  TR_LAYER_CONCAT, TR_LAYER_C3,	  TR_LAYER_DETECT};
 	struct tr_model *model = load_model("yolov5s", 0);
 	assert_int_equal(model->nlayers, 25);
 	for (int i = 0; i < 25; i++) {
@@ -242,20 +245,21 @@ static void test_depth_rounding(void **state)
 static void test_width_rounding(void **state)
 {
 	(void)state;
-	static const char text[] = "nc: 3\n"
-				   "depth_multiple: 0.5\n"
-				   "width_multiple: 0.3\n"
-				   "anchors: [[10,13, 16,30]]\n"
-				   "backbone: [[-1, 1, Conv, [64, 3, 2]], [-1, 1, Conv, [16, 3, 2]],\n"
-				   "           [-1, 5, C3, [100]], [-1, 2, C3, [40, False, 1, 0.25]]]\n"
-				   "head: [[[3], 1, Detect, [nc, anchors]]]\n";
+	static const char text[] =
+	    "nc: 3\n"
+	    "depth_multiple: 0.5\n"
+	    "width_multiple: 0.3\n"
+	    "anchors: [[10,13, 16,30]]\n"
+	    "backbone: [[-1, 1, Conv, [64, 3, 2]], [-1, 1, Conv, [16, 3, 2]],\n"
+	    "           [-1, 5, C3, [100]], [-1, 2, C3, [40, False, 1, 0.25]]]\n"
+	    "head: [[[3], 1, Detect, [nc, anchors]]]\n";
 	struct tr_model *model = NULL;
 	struct ut_err err = {{0}};
 	if (tr_model_from_text(text, strlen(text), "width.yaml", 0, &model, &err))
 		fail_msg("%s", err.msg);
-	assert_int_equal(model->layers[0].cout, 24); /* ceil(19.2 / 8) * 8 */
-	assert_int_equal(model->layers[1].cout, 16); /* == no: not scaled */
-	assert_int_equal(model->layers[2].cout, 32); /* ceil(30 / 8) * 8 */
+	assert_int_equal(model->layers[0].cout, 24);	   /* ceil(19.2 / 8) * 8 */
+	assert_int_equal(model->layers[1].cout, 16);	   /* == no: not scaled */
+	assert_int_equal(model->layers[2].cout, 32);	   /* ceil(30 / 8) * 8 */
 	assert_int_equal(model->layers[2].bottlenecks, 2); /* round(2.5) = 2 */
 	assert_int_equal(model->layers[3].bottlenecks, 1);
 	assert_int_equal(model->convs[model->layers[3].conv0].conv.cout, 4); /* int(16 * 0.25) */
@@ -277,15 +281,15 @@ static void test_golden_tensor_names_and_shapes(void **state)
 	for (yaml_node_pair_t *pair = tensors->data.mapping.pairs.start;
 	     pair < tensors->data.mapping.pairs.top; pair++) {
 		const char *name =
-			(const char *)yaml_document_get_node(&golden.doc, pair->key)->data.scalar.value;
+		    (const char *)yaml_document_get_node(&golden.doc, pair->key)->data.scalar.value;
 		if (strncmp(name, "model.", 6))
 			continue;
 		assert_true(matched < model->ntensors);
 		const struct tr_tensor_spec *t = &model->tensors[matched];
 		if (strcmp(t->name, name))
 			fail_msg("state_dict entry %d: golden %s, ours %s", matched, name, t->name);
-		yaml_node_t *shape = yget(&golden, yaml_document_get_node(&golden.doc, pair->value),
-					  "shape");
+		yaml_node_t *shape =
+		    yget(&golden, yaml_document_get_node(&golden.doc, pair->value), "shape");
 		if (t->kind == TR_TENSOR_COUNTER) {
 			/* 0-d in PyTorch; the golden file stores it as [1] */
 			assert_int_equal(t->ndim, 0);
@@ -423,8 +427,13 @@ static double scaled_error(const float *ours, const float *golden, size_t count)
 static void expect_close(const char *what, const float *ours, const float *golden, size_t count,
 			 double tolerance)
 {
-	double error = scaled_error(ours, golden, count);
-	print_message("%-44s scaled error %.3g\n", what, error);
+	double error = scaled_error(ours, golden, count), elementwise = 0;
+	for (size_t i = 0; i < count; i++) /* for the record: values away from zero */
+		if (fabsf(golden[i]) >= 1e-2f)
+			elementwise = fmax(elementwise, fabs((double)ours[i] - golden[i]) /
+							    fabs((double)golden[i]));
+	print_message("%-32s scaled error %.3g, elementwise (|golden| >= 0.01) %.3g\n", what, error,
+		      elementwise);
 	if (!(error <= tolerance))
 		fail_msg("%s: scaled error %g > %g", what, error, tolerance);
 }
@@ -455,7 +464,8 @@ static void test_golden_forward(void **state)
 		int cells = (SIZE / det->stride[l]) * (SIZE / det->stride[l]);
 		size_t count = (size_t)BATCH * det->na * cells * det->no;
 		snprintf(name, sizeof(name), "train_out/%d", l);
-		expect_close(name, det->outputs[l], golden_st_get(&st, name, count * 4), count, 1e-4);
+		expect_close(name, det->outputs[l], golden_st_get(&st, name, count * 4), count,
+			     1e-4);
 	}
 	double worst_mean = 0, worst_var = 0;
 	for (int i = 0; i < model->nconvs; i++) {
@@ -464,20 +474,20 @@ static void test_golden_forward(void **state)
 		char name[160];
 		size_t bytes = (size_t)cb->conv.cout * 4;
 		snprintf(name, sizeof(name), "after_train_fwd/%s", t[3].name);
-		worst_mean = fmax(worst_mean, scaled_error(cb->running_mean,
-							   golden_st_get(&st, name, bytes),
-							   (size_t)cb->conv.cout));
+		worst_mean =
+		    fmax(worst_mean, scaled_error(cb->running_mean, golden_st_get(&st, name, bytes),
+						  (size_t)cb->conv.cout));
 		snprintf(name, sizeof(name), "after_train_fwd/%s", t[4].name);
-		worst_var = fmax(worst_var, scaled_error(cb->running_var,
-							 golden_st_get(&st, name, bytes),
-							 (size_t)cb->conv.cout));
+		worst_var =
+		    fmax(worst_var, scaled_error(cb->running_var, golden_st_get(&st, name, bytes),
+						 (size_t)cb->conv.cout));
 		snprintf(name, sizeof(name), "after_train_fwd/%s", t[5].name);
 		int64_t count;
 		memcpy(&count, golden_st_get(&st, name, 8), 8);
 		assert_int_equal(*cb->num_batches_tracked, count);
 	}
-	print_message("%-44s scaled error %.3g\n", "after_train_fwd/*.running_mean", worst_mean);
-	print_message("%-44s scaled error %.3g\n", "after_train_fwd/*.running_var", worst_var);
+	print_message("%-32s scaled error %.3g\n", "after_train_fwd/*.running_mean", worst_mean);
+	print_message("%-32s scaled error %.3g\n", "after_train_fwd/*.running_var", worst_var);
 	assert_true(worst_mean <= 1e-4);
 	assert_true(worst_var <= 1e-4);
 
@@ -489,7 +499,8 @@ static void test_golden_forward(void **state)
 		int cells = (SIZE / det->stride[l]) * (SIZE / det->stride[l]);
 		size_t count = (size_t)BATCH * det->na * cells * det->no;
 		snprintf(name, sizeof(name), "eval_out/raw/%d", l);
-		expect_close(name, det->outputs[l], golden_st_get(&st, name, count * 4), count, 1e-4);
+		expect_close(name, det->outputs[l], golden_st_get(&st, name, count * 4), count,
+			     1e-4);
 	}
 	assert_int_equal(det->cells, 6300);
 	size_t count = (size_t)BATCH * det->cells * det->no;
@@ -554,7 +565,8 @@ static void test_init_statistics(void **state)
 	const struct tr_detect *det = &model->detect;
 	for (int l = 0; l < det->nl; l++) {
 		double bound = 1.0 / sqrt((double)det->heads[l].conv.cin);
-		double obj = log(8.0 / pow(640.0 / det->stride[l], 2)), cls = log(0.6 / (80 - 0.99999));
+		double obj = log(8.0 / pow(640.0 / det->stride[l], 2)),
+		       cls = log(0.6 / (80 - 0.99999));
 		for (int a = 0; a < det->na; a++)
 			for (int o = 0; o < det->no; o++) {
 				double prior = o == 4 ? obj : o >= 5 ? cls : 0;
@@ -574,7 +586,8 @@ static void test_init_statistics(void **state)
 	tr_model_free(model);
 }
 
-/* With the biases zeroed, the Detect prior alone: obj log(8 / (640 / s)^2), cls log(0.6 / (nc - 0.99999)). */
+/* With the biases zeroed, the Detect prior alone: obj log(8 / (640 / s)^2), cls log(0.6 / (nc -
+ * 0.99999)). */
 static void test_detect_bias_prior(void **state)
 {
 	(void)state;
@@ -609,14 +622,14 @@ static int build_small(const char *anchors, const char *head_row, struct tr_mode
 {
 	char text[2048];
 	snprintf(text, sizeof(text),
-		 "%s"				      /* lines 1-3 */
-		 "anchors: %s\n"		      /* 4 */
-		 "backbone:\n"			      /* 5 */
-		 "  [[-1, 1, Conv, [16, 3, 2]],\n"    /* 6: layer 0 */
-		 "   [-1, 1, Conv, [32, 3, 2]],\n"    /* 7: layer 1 */
-		 "  ]\n"			      /* 8 */
-		 "head:\n"			      /* 9 */
-		 "  [%s,\n"			      /* 10: layer 2 */
+		 "%s"					    /* lines 1-3 */
+		 "anchors: %s\n"			    /* 4 */
+		 "backbone:\n"				    /* 5 */
+		 "  [[-1, 1, Conv, [16, 3, 2]],\n"	    /* 6: layer 0 */
+		 "   [-1, 1, Conv, [32, 3, 2]],\n"	    /* 7: layer 1 */
+		 "  ]\n"				    /* 8 */
+		 "head:\n"				    /* 9 */
+		 "  [%s,\n"				    /* 10: layer 2 */
 		 "   [[1, 2], 1, Detect, [nc, anchors]],\n" /* 11: layer 3 */
 		 "  ]\n",
 		 small_header, anchors, head_row);
@@ -661,8 +674,8 @@ static void test_small_model_and_anchor_count(void **state)
 	tr_model_free(model);
 
 	/* levels given smallest-area last are reversed, as check_anchor_order does */
-	assert_int_equal(build_small("[[30,61, 62,45], [10,13, 16,30]]", "[-1, 1, Conv, [32, 3, 2]]",
-				     &model, &err),
+	assert_int_equal(build_small("[[30,61, 62,45], [10,13, 16,30]]",
+				     "[-1, 1, Conv, [32, 3, 2]]", &model, &err),
 			 0);
 	assert_float_equal(model->detect.anchors[0], 10.0f / 4, 0);
 	assert_float_equal(model->detect.anchors[4], 30.0f / 8, 0);
@@ -677,8 +690,7 @@ static void test_errors_name_the_row(void **state)
 		     "unknown module 'Foo'");
 	expect_error(anchors, "[-1, 1, Conv]", "small.yaml:10: layer 2 (head row 0)",
 		     "[from, number, module, args]");
-	expect_error(anchors, "[5, 1, Conv, [32, 3, 2]]", "small.yaml:10: layer 2",
-		     "from index 5");
+	expect_error(anchors, "[5, 1, Conv, [32, 3, 2]]", "small.yaml:10: layer 2", "from index 5");
 	expect_error(anchors, "[-3, 1, Conv, [32, 3, 2]]", "layer 2", "from index -3");
 	expect_error(anchors, "[-1, 0, Conv, [32, 3, 2]]", "layer 2", "number");
 	expect_error(anchors, "[-1, 1, Conv, []]", "layer 2", "output channels");
@@ -697,10 +709,18 @@ static void test_errors_name_the_row(void **state)
 	assert_int_equal(tr_model_from_text(broken, strlen(broken), "broken.yaml", 0, &model, &err),
 			 -1);
 	assert_non_null(strstr(err.msg, "broken.yaml:"));
-	static const char no_depth[] = "nc: 3\nwidth_multiple: 1\nanchors: 3\nbackbone: []\nhead: []\n";
+	static const char no_depth[] =
+	    "nc: 3\nwidth_multiple: 1\nanchors: 3\nbackbone: []\nhead: []\n";
 	assert_int_equal(
-		tr_model_from_text(no_depth, strlen(no_depth), "nodepth.yaml", 0, &model, &err), -1);
+	    tr_model_from_text(no_depth, strlen(no_depth), "nodepth.yaml", 0, &model, &err), -1);
 	assert_non_null(strstr(err.msg, "nodepth.yaml: depth_multiple"));
+	static const char detect_first[] =
+	    "nc: 3\ndepth_multiple: 1\nwidth_multiple: 1\n"
+	    "anchors: 3\nbackbone: []\nhead: [[-1, 1, Detect, [nc, 3]]]\n";
+	assert_int_equal(
+	    tr_model_from_text(detect_first, strlen(detect_first), "first.yaml", 0, &model, &err),
+	    -1);
+	assert_non_null(strstr(err.msg, "first.yaml:6: layer 0 (head row 0)"));
 	assert_int_equal(tr_model_from_file("/nonexistent/model.yaml", 0, &model, &err), -1);
 	assert_null(model);
 }
@@ -708,19 +728,19 @@ static void test_errors_name_the_row(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_param_counts_nc80),
-		cmocka_unit_test(test_yolov5s_layers),
-		cmocka_unit_test(test_depth_rounding),
-		cmocka_unit_test(test_width_rounding),
-		cmocka_unit_test(test_golden_tensor_names_and_shapes),
-		cmocka_unit_test(test_golden_strides_and_anchors),
-		cmocka_unit_test(test_golden_initial_state),
-		cmocka_unit_test(test_golden_forward),
-		cmocka_unit_test(test_plan_limits),
-		cmocka_unit_test(test_init_statistics),
-		cmocka_unit_test(test_detect_bias_prior),
-		cmocka_unit_test(test_small_model_and_anchor_count),
-		cmocka_unit_test(test_errors_name_the_row),
+	    cmocka_unit_test(test_param_counts_nc80),
+	    cmocka_unit_test(test_yolov5s_layers),
+	    cmocka_unit_test(test_depth_rounding),
+	    cmocka_unit_test(test_width_rounding),
+	    cmocka_unit_test(test_golden_tensor_names_and_shapes),
+	    cmocka_unit_test(test_golden_strides_and_anchors),
+	    cmocka_unit_test(test_golden_initial_state),
+	    cmocka_unit_test(test_golden_forward),
+	    cmocka_unit_test(test_plan_limits),
+	    cmocka_unit_test(test_init_statistics),
+	    cmocka_unit_test(test_detect_bias_prior),
+	    cmocka_unit_test(test_small_model_and_anchor_count),
+	    cmocka_unit_test(test_errors_name_the_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

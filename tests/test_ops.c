@@ -9,6 +9,7 @@
  *   - parameter gradients accumulate (+=), activations assign (=);
  *   - PyTorch's conventions: running_var from the unbiased variance,
  *     max pool ties go to the first maximum in scan order, -inf padding;
+ *   - Detect's inference decode against YOLOv5 v7.0's formulas;
  *   - bit-identical results from two runs on two backends;
  *   - shape errors are reported, not crashed on.
  *
@@ -211,9 +212,14 @@ struct conv_case {
 
 /* YOLOv5's first layer (k6 s2 p2), 1x1, 3x3 s1 and s2, a Detect 1x1 with bias, odd sizes. */
 static const struct conv_case conv_cases[] = {
-    {"k6s2p2", {3, 4, 6, 2, 2}, {2, 3, 10, 10}, 0}, {"k1s1p0", {5, 6, 1, 1, 0}, {2, 5, 7, 6}, 0},
-    {"k3s1p1", {4, 5, 3, 1, 1}, {2, 4, 7, 9}, 0},   {"k3s2p1", {4, 3, 3, 2, 1}, {2, 4, 9, 8}, 0},
-    {"k1bias", {6, 7, 1, 1, 0}, {2, 6, 5, 5}, 1},   {"k3bias", {3, 4, 3, 2, 1}, {1, 3, 6, 7}, 1},
+    {"k6s2p2", {3, 4, 6, 2, 2}, {2, 3, 10, 10}, 0}, /* YOLOv5's first layer */
+    {"k1s1p0", {5, 6, 1, 1, 0}, {2, 5, 7, 6}, 0},   /* C3's 1x1 */
+    {"k3s1p1", {4, 5, 3, 1, 1}, {2, 4, 7, 9}, 0},   /* bottleneck 3x3 */
+    {"k3s2p1", {4, 3, 3, 2, 1}, {2, 4, 9, 8}, 0},   /* downsampling, odd and even sizes */
+    {"k1bias", {6, 7, 1, 1, 0}, {2, 6, 5, 5}, 1},   /* Detect */
+    {"k3bias", {3, 4, 3, 2, 1}, {1, 3, 6, 7}, 1},   /* bias on a blocked layout */
+    {"k1s2p0", {4, 3, 1, 2, 0}, {1, 4, 8, 8}, 0},   /* negative right padding in oneDNN */
+    {"k2s2p0", {2, 3, 2, 2, 0}, {2, 2, 7, 9}, 1},   /* even kernel, floored output */
 };
 
 static void conv_forward_reference(enum tr_cpu_layout layout)
@@ -718,6 +724,74 @@ static void test_maxpool_ties_and_padding(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Detect decode                                                             */
+
+/* Two levels into one output, against YOLOv5 v7.0's formulas in double. */
+static void test_detect_decode(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct rng rng = {11};
+	const int na = 3, no = 7, n = 2;
+	const float anchors[2][6] = {{10, 13, 16, 30, 33, 23}, {30, 61, 62, 45, 59, 119}};
+	const struct tr_shape shapes[2] = {{n, na * no, 4, 6}, {n, na * no, 2, 3}};
+	const float strides[2] = {8, 16};
+	int rows = na * (4 * 6 + 2 * 3);
+	float *out = rand_buf((size_t)n * rows * no, &rng);
+	float *x[2];
+	int row0 = 0;
+	for (int l = 0; l < 2; l++) {
+		x[l] = rand_buf(tr_shape_numel(shapes[l]), &rng);
+		for (size_t i = 0; i < tr_shape_numel(shapes[l]); i++)
+			x[l][i] *= 4.0f;
+		struct tr_detect_level level = {na, no, anchors[l], strides[l], rows, row0};
+		struct tr_tensor tx = {x[l], shapes[l]};
+		OK(b->ops->detect_decode(b, &level, &tx, out, &ok_err));
+		row0 += na * shapes[l].h * shapes[l].w;
+	}
+	double *ref = malloc((size_t)n * rows * no * sizeof(*ref));
+	assert_non_null(ref);
+	row0 = 0;
+	for (int l = 0; l < 2; l++) {
+		struct tr_shape s = shapes[l];
+		for (int i = 0; i < n; i++)
+			for (int a = 0; a < na; a++)
+				for (int gy = 0; gy < s.h; gy++)
+					for (int gx = 0; gx < s.w; gx++) {
+						int row = row0 + (a * s.h + gy) * s.w + gx;
+						double *r = ref + ((size_t)i * rows + row) * no;
+						for (int k = 0; k < no; k++) {
+							double v =
+							    x[l][(((size_t)i * s.c + a * no + k) *
+								      s.h +
+								  gy) *
+								     s.w +
+								 gx];
+							r[k] = 1.0 / (1.0 + exp(-v));
+						}
+						r[0] = (r[0] * 2 + gx - 0.5) * strides[l];
+						r[1] = (r[1] * 2 + gy - 0.5) * strides[l];
+						r[2] = 4 * r[2] * r[2] * anchors[l][2 * a];
+						r[3] = 4 * r[3] * r[3] * anchors[l][2 * a + 1];
+					}
+		row0 += na * s.h * s.w;
+	}
+	/* boxes are in pixels (up to ~4 * 119): a relative tolerance */
+	for (size_t i = 0; i < (size_t)n * rows * no; i++)
+		if (fabs(out[i] - ref[i]) > 1e-5 + 1e-6 * fabs(ref[i]) * 4)
+			fail_msg("decode[%zu] = %.9g, reference %.9g", i, out[i], ref[i]);
+	struct tr_detect_level bad = {na, no, anchors[0], 8, 10, 0};
+	struct tr_tensor tx = {x[0], shapes[0]};
+	struct ut_err err = {{0}};
+	assert_int_equal(b->ops->detect_decode(b, &bad, &tx, out, &err), -1);
+	free(ref);
+	free(out);
+	free(x[0]);
+	free(x[1]);
+	tr_backend_destroy(b);
+}
+
+/* ------------------------------------------------------------------------ */
 /* determinism and errors                                                    */
 
 /* A small layer, forward and backward, into out (concatenated results). */
@@ -804,6 +878,7 @@ int main(void)
 	    cmocka_unit_test(test_concat),
 	    cmocka_unit_test(test_maxpool),
 	    cmocka_unit_test(test_maxpool_ties_and_padding),
+	    cmocka_unit_test(test_detect_decode),
 	    cmocka_unit_test(test_determinism),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

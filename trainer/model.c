@@ -2,7 +2,8 @@
  * model.c - YOLOv5 v7.0's parse_model in C: reads a model yaml with libyaml,
  * builds the layer graph with YOLOv5's channel and depth rounding, names
  * every tensor as YOLOv5's state_dict does, plans and allocates the memory
- * once, and initialises the weights as a freshly built YOLOv5 Model.
+ * once, initialises the weights as a freshly built YOLOv5 Model, and runs
+ * the forward pass (train and eval mode) on a backend's op table.
  *
  * Building happens in four steps: parse rows into layers (which registers
  * each tensor's name, kind and shape), allocate one block per tensor kind,
@@ -59,7 +60,7 @@ struct builder {
 /* ---- errors ---- */
 
 static int row_error(const struct builder *b, const struct row *row, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int row_error(const struct builder *b, const struct row *row, const char *fmt, ...)
 {
@@ -199,7 +200,8 @@ static bool node_int(const yaml_node_t *node, int *out)
 static bool node_number(const yaml_node_t *node, double *out)
 {
 	bool is_int;
-	return node && node->type == YAML_SCALAR_NODE && parse_number(scalar_text(node), out, &is_int);
+	return node && node->type == YAML_SCALAR_NODE &&
+	       parse_number(scalar_text(node), out, &is_int);
 }
 
 static int seq_len(const yaml_node_t *node)
@@ -219,10 +221,10 @@ static yaml_node_t *seq_item(const struct builder *b, const yaml_node_t *node, i
 static void read_arg(const struct builder *b, yaml_node_t *node, struct arg *arg)
 {
 	static const char *const nulls[] = {"~", "null", "Null", "NULL", "", NULL};
-	static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes", "YES",
-					    "on",   "On",   "ON",   NULL};
-	static const char *const falses[] = {"false", "False", "FALSE", "no",  "No", "NO",
-					     "off",   "Off",   "OFF",   NULL};
+	static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes",
+					    "YES",  "on",   "On",   "ON",  NULL};
+	static const char *const falses[] = {"false", "False", "FALSE", "no",  "No",
+					     "NO",    "off",   "Off",	"OFF", NULL};
 	memset(arg, 0, sizeof(*arg));
 	if (node->type != YAML_SCALAR_NODE) {
 		arg->kind = node->type == YAML_SEQUENCE_NODE ? ARG_LIST : ARG_STRING;
@@ -323,9 +325,11 @@ static int build_conv(struct builder *b, const struct row *row, struct tr_layer 
 	if (k < 1 || stride < 1 || pad < 0)
 		return row_error(b, row, "Conv needs k >= 1, s >= 1, p >= 0");
 	if (groups != 1 || dilation != 1)
-		return row_error(b, row, "Conv with groups or dilation other than 1 is not supported");
+		return row_error(b, row,
+				 "Conv with groups or dilation other than 1 is not supported");
 	if (row->nargs > 6 && !(row->args[6].kind == ARG_BOOL && row->args[6].number == 1))
-		return row_error(b, row, "Conv activations other than the default SiLU are not supported");
+		return row_error(b, row,
+				 "Conv activations other than the default SiLU are not supported");
 	if (row->nargs > 7)
 		return row_error(b, row, "Conv takes at most 7 arguments");
 	char prefix[TR_NAME_LEN];
@@ -356,7 +360,8 @@ static int build_c3(struct builder *b, const struct row *row, struct tr_layer *l
 		return row_error(b, row, "C3 with groups other than 1 is not supported");
 	if (row->nargs > 3) {
 		if (row->args[3].kind != ARG_NUMBER || row->args[3].number <= 0)
-			return row_error(b, row, "C3 argument 3 (expansion) must be a positive number");
+			return row_error(b, row,
+					 "C3 argument 3 (expansion) must be a positive number");
 		expansion = row->args[3].number;
 	}
 	if (row->nargs > 4)
@@ -471,21 +476,24 @@ static int detect_anchors(struct builder *b, const struct row *row, const struct
 	for (int l = 0; l < det->nl; l++) {
 		yaml_node_t *level = seq_item(b, arg->list, l);
 		if (level->type != YAML_SEQUENCE_NODE || seq_len(level) < 2 || seq_len(level) % 2)
-			return row_error(b, row, "Detect anchors level %d must be a list of w, h pairs", l);
+			return row_error(b, row,
+					 "Detect anchors level %d must be a list of w, h pairs", l);
 		if (l == 0) {
 			det->na = seq_len(level) / 2;
 			b->anchors_px = calloc((size_t)det->nl * det->na * 2, sizeof(float));
 			if (!b->anchors_px)
 				return row_error(b, row, "out of memory");
 		} else if (seq_len(level) != 2 * det->na) {
-			return row_error(b, row, "Detect anchors level %d has %d values, level 0 has %d",
-					 l, seq_len(level), 2 * det->na);
+			return row_error(b, row,
+					 "Detect anchors level %d has %d values, level 0 has %d", l,
+					 seq_len(level), 2 * det->na);
 		}
 		for (int j = 0; j < 2 * det->na; j++) {
 			double value;
 			if (!node_number(seq_item(b, level, j), &value) || value <= 0)
-				return row_error(b, row, "Detect anchor %d of level %d is not a positive number",
-						 j, l);
+				return row_error(
+				    b, row, "Detect anchor %d of level %d is not a positive number",
+				    j, l);
 			b->anchors_px[l * 2 * det->na + j] = (float)value;
 		}
 	}
@@ -500,6 +508,8 @@ static int build_detect(struct builder *b, const struct row *row, struct tr_laye
 	int nc = 0;
 	if (require_once(b, row) || arg_int(b, row, 0, 80, &nc))
 		return -1;
+	if (row->index == 0)
+		return row_error(b, row, "Detect cannot take the image itself");
 	if (row->nargs < 2 || row->nargs > 3)
 		return row_error(b, row, "Detect takes [nc, anchors]");
 	if (nc < 1)
@@ -513,20 +523,20 @@ static int build_detect(struct builder *b, const struct row *row, struct tr_laye
 	det->nc = nc;
 	det->no = nc + 5;
 	int ashape[3] = {det->nl, det->na, 2};
-	det->anchors_tensor = add_tensor(b, TR_TENSOR_BUFFER, 3, ashape, "model.%d.anchors", row->index);
+	det->anchors_tensor =
+	    add_tensor(b, TR_TENSOR_BUFFER, 3, ashape, "model.%d.anchors", row->index);
 	if (det->anchors_tensor < 0)
 		return -1;
 	for (int l = 0; l < det->nl; l++) {
 		const struct tr_layer *in = &m->layers[layer->from[l]];
 		struct tr_detect_head *head = &det->heads[l];
-		head->conv = (struct tr_conv){.cin = in->cout, .cout = det->na * det->no, .k = 1,
-					      .stride = 1, .pad = 0};
+		head->conv = (struct tr_conv){
+		    .cin = in->cout, .cout = det->na * det->no, .k = 1, .stride = 1, .pad = 0};
 		int wshape[4] = {head->conv.cout, head->conv.cin, 1, 1};
 		head->tensor0 = add_tensor(b, TR_TENSOR_PARAM, 4, wshape, "model.%d.m.%d.weight",
 					   row->index, l);
-		if (head->tensor0 < 0 ||
-		    add_tensor(b, TR_TENSOR_PARAM, 1, &head->conv.cout, "model.%d.m.%d.bias",
-			       row->index, l) < 0)
+		if (head->tensor0 < 0 || add_tensor(b, TR_TENSOR_PARAM, 1, &head->conv.cout,
+						    "model.%d.m.%d.bias", row->index, l) < 0)
 			return -1;
 		det->stride[l] = in->stride;
 	}
@@ -541,13 +551,13 @@ struct module_entry {
 };
 
 static const struct module_entry modules[] = {
-	{"Conv", TR_LAYER_CONV, build_conv},
-	{"C3", TR_LAYER_C3, build_c3},
-	{"SPPF", TR_LAYER_SPPF, build_sppf},
-	{"nn.Upsample", TR_LAYER_UPSAMPLE, build_upsample},
-	{"torch.nn.Upsample", TR_LAYER_UPSAMPLE, build_upsample},
-	{"Concat", TR_LAYER_CONCAT, build_concat},
-	{"Detect", TR_LAYER_DETECT, build_detect},
+    {"Conv", TR_LAYER_CONV, build_conv},
+    {"C3", TR_LAYER_C3, build_c3},
+    {"SPPF", TR_LAYER_SPPF, build_sppf},
+    {"nn.Upsample", TR_LAYER_UPSAMPLE, build_upsample},
+    {"torch.nn.Upsample", TR_LAYER_UPSAMPLE, build_upsample},
+    {"Concat", TR_LAYER_CONCAT, build_concat},
+    {"Detect", TR_LAYER_DETECT, build_detect},
 };
 
 static const struct module_entry *find_module(const char *name)
@@ -607,7 +617,8 @@ static int connect_inputs(struct builder *b, const struct row *row, struct tr_la
 		int from = row->from[i];
 		if (row->index == 0) {
 			if (from != -1 || row->nfrom != 1)
-				return row_error(b, row, "the first layer must take from -1 (the image)");
+				return row_error(b, row,
+						 "the first layer must take from -1 (the image)");
 			layer->from[0] = TR_FROM_INPUT;
 			layer->cin = m->in_channels;
 			layer->stride = 1;
@@ -701,17 +712,20 @@ static int read_header(struct builder *b, yaml_node_t *root, int nc)
 		return ut_err_set(b->err, "%s: nc must be a positive integer", m->source);
 	if (!node_number(map_get(b, root, "depth_multiple"), &m->depth_multiple) ||
 	    m->depth_multiple <= 0)
-		return ut_err_set(b->err, "%s: depth_multiple must be a positive number", m->source);
+		return ut_err_set(b->err, "%s: depth_multiple must be a positive number",
+				  m->source);
 	if (!node_number(map_get(b, root, "width_multiple"), &m->width_multiple) ||
 	    m->width_multiple <= 0)
-		return ut_err_set(b->err, "%s: width_multiple must be a positive number", m->source);
+		return ut_err_set(b->err, "%s: width_multiple must be a positive number",
+				  m->source);
 	m->in_channels = 3;
 	node = map_get(b, root, "ch");
 	if (node && (!node_int(node, &m->in_channels) || m->in_channels < 1))
 		return ut_err_set(b->err, "%s: ch must be a positive integer", m->source);
 	node = map_get(b, root, "activation");
 	if (node && !(node->type == YAML_SCALAR_NODE && !strcmp(scalar_text(node), "nn.SiLU()")))
-		return ut_err_set(b->err, "%s:%d: only the default activation nn.SiLU() is supported",
+		return ut_err_set(b->err,
+				  "%s:%d: only the default activation nn.SiLU() is supported",
 				  m->source, node_line(node));
 	b->anchors = map_get(b, root, "anchors");
 	if (!b->anchors)
@@ -803,7 +817,7 @@ static void set_anchors(struct tr_model *m, const float *anchors_px)
 		int source = reverse ? det->nl - 1 - l : l;
 		for (int j = 0; j < per_level; j++)
 			det->anchors[l * per_level + j] =
-				anchors_px[source * per_level + j] / (float)det->stride[l];
+			    anchors_px[source * per_level + j] / (float)det->stride[l];
 	}
 }
 
@@ -995,7 +1009,8 @@ static void plan_layer(struct planner *p, struct tr_model *m, struct tr_layer *l
 		layer->out = convs[0].out;
 		break;
 	case TR_LAYER_C3:
-		layer->inner = layer->shortcut ? take(p, layer->bottlenecks * hidden, layer->stride) : NULL;
+		layer->inner =
+		    layer->shortcut ? take(p, layer->bottlenecks * hidden, layer->stride) : NULL;
 		layer->cat = take(p, 2 * hidden, layer->stride);
 		layer->out = convs[2].out;
 		break;
@@ -1010,8 +1025,10 @@ static void plan_layer(struct planner *p, struct tr_model *m, struct tr_layer *l
 		break;
 	case TR_LAYER_DETECT:
 		for (int l = 0; l < m->detect.nl; l++) {
-			m->detect.raw[l] = take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
-			m->detect.outputs[l] = take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
+			m->detect.raw[l] =
+			    take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
+			m->detect.outputs[l] =
+			    take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
 		}
 		m->detect.decoded = p->base ? p->base + p->used : NULL;
 		for (int l = 0; l < m->detect.nl; l++)
@@ -1029,8 +1046,10 @@ int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max
 			model->max_stride = model->layers[i].stride;
 	if (max_batch < 1 || max_height < 1 || max_width < 1 || max_height % model->max_stride ||
 	    max_width % model->max_stride)
-		return ut_err_set(err, "%s: cannot plan for batch %d of %dx%d images (sizes must be "
-				  "multiples of %d)", model->source, max_batch, max_height, max_width,
+		return ut_err_set(err,
+				  "%s: cannot plan for batch %d of %dx%d images (sizes must be "
+				  "multiples of %d)",
+				  model->source, max_batch, max_height, max_width,
 				  model->max_stride);
 	model->max_batch = max_batch;
 	model->max_height = max_height;
@@ -1042,7 +1061,8 @@ int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max
 	model->nact_values = p.used;
 	model->acts = alloc_floats(p.used);
 	if (!model->acts)
-		return ut_err_set(err, "%s: out of memory for %zu activations", model->source, p.used);
+		return ut_err_set(err, "%s: out of memory for %zu activations", model->source,
+				  p.used);
 	p.base = model->acts;
 	p.used = 0;
 	for (int i = 0; i < model->nlayers; i++)
@@ -1063,9 +1083,8 @@ struct forward {
 
 static struct tr_tensor view(const struct forward *f, float *data, int channels, int stride)
 {
-	return (struct tr_tensor){.data = data,
-				  .shape = {f->batch, channels, f->height / stride,
-					    f->width / stride}};
+	return (struct tr_tensor){
+	    .data = data, .shape = {f->batch, channels, f->height / stride, f->width / stride}};
 }
 
 static struct tr_tensor layer_input(const struct forward *f, int from)
@@ -1114,7 +1133,8 @@ static int c3_forward(struct forward *f, struct tr_layer *layer, const struct tr
 		    convbn_forward(f, &pair[1], &mid, s, &t))
 			return -1;
 		if (layer->shortcut) {
-			inner = view(f, layer->inner + (size_t)j * tr_shape_numel(t.shape), hidden, s);
+			inner =
+			    view(f, layer->inner + (size_t)j * tr_shape_numel(t.shape), hidden, s);
 			if (f->ops->add_forward(f->backend, &chain, &t, &inner, f->err))
 				return -1;
 			t = inner;
@@ -1137,8 +1157,8 @@ static int sppf_forward(struct forward *f, struct tr_layer *layer, const struct 
 	if (convbn_forward(f, &convs[0], x, s, &pooled[0]))
 		return -1;
 	for (int i = 1; i < 4; i++) {
-		pooled[i] = view(f, layer->inner + (size_t)(i - 1) * tr_shape_numel(pooled[0].shape),
-				 hidden, s);
+		pooled[i] = view(
+		    f, layer->inner + (size_t)(i - 1) * tr_shape_numel(pooled[0].shape), hidden, s);
 		if (f->ops->maxpool_forward(f->backend, layer->pool_k, &pooled[i - 1], &pooled[i],
 					    f->err))
 			return -1;
@@ -1171,16 +1191,18 @@ static void detect_level(struct forward *f, int l, int first)
 			for (size_t cell = 0; cell < plane; cell++) {
 				size_t row = ((size_t)n * det->na + a) * plane + cell;
 				const float *raw = det->raw[l] +
-						   ((size_t)n * det->na + a) * det->no * plane + cell;
+						   ((size_t)n * det->na + a) * det->no * plane +
+						   cell;
 				float *out = det->outputs[l] + row * det->no;
 				for (int o = 0; o < det->no; o++)
 					out[o] = raw[(size_t)o * plane];
 				if (f->train)
 					continue;
-				float *dec = det->decoded +
-					     ((size_t)n * det->cells + first + (size_t)a * plane + cell) *
-						     det->no;
-				float gx = (float)(cell % nx) - 0.5f, gy = (float)(cell / nx) - 0.5f;
+				float *dec = det->decoded + ((size_t)n * det->cells + first +
+							     (size_t)a * plane + cell) *
+								det->no;
+				float gx = (float)(cell % nx) - 0.5f,
+				      gy = (float)(cell / nx) - 0.5f;
 				for (int o = 0; o < det->no; o++)
 					dec[o] = sigmoidf(out[o]);
 				const float *anchor = det->anchors + ((size_t)l * det->na + a) * 2;
@@ -1202,8 +1224,8 @@ static int detect_forward(struct forward *f, struct tr_layer *layer)
 		struct tr_detect_head *head = &det->heads[l];
 		struct tr_tensor x = layer_input(f, layer->from[l]);
 		struct tr_tensor raw = view(f, det->raw[l], head->conv.cout, det->stride[l]);
-		if (f->ops->conv_forward(f->backend, &head->conv, &x, head->weight, head->bias, &raw,
-					 f->err))
+		if (f->ops->conv_forward(f->backend, &head->conv, &x, head->weight, head->bias,
+					 &raw, f->err))
 			return -1;
 		detect_level(f, l, first);
 		first += det->na * raw.shape.h * raw.shape.w;
@@ -1248,12 +1270,18 @@ int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const f
 	if (batch < 1 || batch > model->max_batch || height < 1 || height > model->max_height ||
 	    width < 1 || width > model->max_width || height % model->max_stride ||
 	    width % model->max_stride)
-		return ut_err_set(err, "%s: batch %d of %dx%d images outside the plan (%d of %dx%d, "
-				  "multiples of %d)", model->source, batch, height, width,
-				  model->max_batch, model->max_height, model->max_width,
-				  model->max_stride);
-	struct forward f = {.model = model, .backend = backend, .ops = backend->ops,
-			    .batch = batch, .height = height, .width = width, .train = train,
+		return ut_err_set(err,
+				  "%s: batch %d of %dx%d images outside the plan (%d of %dx%d, "
+				  "multiples of %d)",
+				  model->source, batch, height, width, model->max_batch,
+				  model->max_height, model->max_width, model->max_stride);
+	struct forward f = {.model = model,
+			    .backend = backend,
+			    .ops = backend->ops,
+			    .batch = batch,
+			    .height = height,
+			    .width = width,
+			    .train = train,
 			    .err = err};
 	f.image = (struct tr_tensor){.data = (float *)images,
 				     .shape = {batch, model->in_channels, height, width}};
@@ -1261,7 +1289,8 @@ int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const f
 		if (layer_forward(&f, &model->layers[i])) {
 			char what[UT_ERR_LEN];
 			snprintf(what, sizeof(what), "%s", err ? err->msg : "");
-			return ut_err_set(err, "%s: forward of layer %d: %s", model->source, i, what);
+			return ut_err_set(err, "%s: forward of layer %d: %s", model->source, i,
+					  what);
 		}
 	}
 	return 0;
@@ -1285,9 +1314,9 @@ struct tr_tensor_spec *tr_model_find(const struct tr_model *model, const char *n
 static const char *layer_type_name(enum tr_layer_type type)
 {
 	static const char *const names[] = {
-		[TR_LAYER_CONV] = "Conv",	 [TR_LAYER_C3] = "C3",
-		[TR_LAYER_SPPF] = "SPPF",	 [TR_LAYER_UPSAMPLE] = "Upsample",
-		[TR_LAYER_CONCAT] = "Concat", [TR_LAYER_DETECT] = "Detect",
+	    [TR_LAYER_CONV] = "Conv",	  [TR_LAYER_C3] = "C3",
+	    [TR_LAYER_SPPF] = "SPPF",	  [TR_LAYER_UPSAMPLE] = "Upsample",
+	    [TR_LAYER_CONCAT] = "Concat", [TR_LAYER_DETECT] = "Detect",
 	};
 	return names[type];
 }

@@ -9,6 +9,9 @@
  *   tr_model_from_file("models/yolov5s.yaml", 2, &model, &err);  // nc = 2
  *   tr_model_init(model, &rng);             // from-scratch weights
  *   tr_model_find(model, "model.24.m.0.bias")->data[4];
+ *   tr_model_plan(model, 16, 640, 640, &err);  // activations, once
+ *   tr_model_forward(model, cpu, images, 16, 640, 640, 1, &err);  // train mode
+ *   model->detect.outputs[0];               // [16, 3, 80, 80, nc + 5]
  *   tr_model_free(model);
  *
  * Memory follows llm.c: every parameter lives in ONE float allocation
@@ -81,8 +84,8 @@ struct tr_tensor_spec {
 struct tr_convbn {
 	struct tr_conv conv;
 	int tensor0;
-	float *weight; /* [cout, cin, k, k] */
-	float *gamma, *beta;		 /* [cout] */
+	float *weight;			   /* [cout, cin, k, k] */
+	float *gamma, *beta;		   /* [cout] */
 	float *running_mean, *running_var; /* [cout] */
 	int64_t *num_batches_tracked;
 	float *grad_weight, *grad_gamma, *grad_beta;
@@ -100,17 +103,17 @@ struct tr_detect_head {
 };
 
 struct tr_detect {
-	int layer;  /* its index in model->layers (the last one) */
+	int layer;	    /* its index in model->layers (the last one) */
 	int nc, na, no, nl; /* classes, anchors per level, nc + 5, levels */
 	int stride[TR_MAX_LEVELS];
 	struct tr_detect_head heads[TR_MAX_LEVELS];
 	int anchors_tensor;
 	float *anchors; /* [nl, na, 2] in grid units (pixels / stride) */
 	/* activations (tr_model_plan) */
-	float *raw[TR_MAX_LEVELS];	 /* conv outputs [n, na * no, ny, nx] */
+	float *raw[TR_MAX_LEVELS];     /* conv outputs [n, na * no, ny, nx] */
 	float *outputs[TR_MAX_LEVELS]; /* YOLOv5's raw level outputs [n, na, ny, nx, no] */
-	float *decoded;			 /* eval mode: [n, sum over levels of na * ny * nx, no] */
-	int cells;			 /* that sum, for the last forward's image size */
+	float *decoded;		       /* eval mode: [n, sum over levels of na * ny * nx, no] */
+	int cells;		       /* that sum, for the last forward's image size */
 };
 
 /*
@@ -124,9 +127,9 @@ struct tr_layer {
 	enum tr_layer_type type;
 	int nfrom;
 	int from[TR_MAX_FROM];
-	int cin, cout; /* cin: the sum over the inputs */
-	int stride;    /* downsampling of its output relative to the image */
-	int repeats;   /* the yaml's number after depth scaling */
+	int cin, cout;		   /* cin: the sum over the inputs */
+	int stride;		   /* downsampling of its output relative to the image */
+	int repeats;		   /* the yaml's number after depth scaling */
 	int bottlenecks, shortcut; /* C3 */
 	int pool_k;		   /* SPPF */
 	int conv0, nconv;
