@@ -1,0 +1,530 @@
+/*
+ * loss.c - YOLOv5 v7.0's ComputeLoss and its hand-written gradient with
+ * respect to the raw Detect outputs. See loss.h for the contract.
+ *
+ * The forward pass repeats PyTorch's float32 operations in the same order
+ * (so the objectness targets, which are CIoU values, agree to the bit in
+ * most cells); means are summed in double. The backward pass works in
+ * double from the float forward values, with PyTorch's conventions at the
+ * kinks: min/max split the gradient in half on ties, clamp(0) passes it
+ * at exactly 0.
+ */
+#include "loss.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOFFSETS 5
+#define CIOU_EPS 1e-7f
+#define FOCAL_ALPHA 0.25f
+
+struct loss_order {
+	size_t cell; /* flat (b, a, gj, gi) */
+	size_t match;
+};
+
+struct tr_loss {
+	struct tr_loss_params params;
+	float anchors[TR_LOSS_MAX_LEVELS * TR_LOSS_MAX_ANCHORS * 2];
+	float balance[TR_LOSS_MAX_LEVELS];
+	size_t capacity;       /* targets */
+	size_t match_capacity; /* matches per level: 5 * na * capacity */
+	struct tr_loss_matches matches[TR_LOSS_MAX_LEVELS];
+	float *ciou;		  /* [match_capacity] of the level at hand */
+	struct loss_order *order; /* [match_capacity] */
+	void *memory;		  /* the one allocation behind the above */
+};
+
+/* The elementwise BCE (or focal) loss and its derivative by the logit. */
+struct bce_param {
+	float pos_weight;
+	float gamma; /* 0: plain BCE */
+};
+
+static float sigmoid_f(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+/* torch 1.13 binary_cross_entropy_with_logits with pos_weight, then FocalLoss. */
+static float bce_forward(const struct bce_param *bce, float x, float t)
+{
+	float max_val = -x > 0.0f ? -x : 0.0f;
+	float log_weight = (bce->pos_weight - 1.0f) * t + 1.0f;
+	float loss =
+	    (1.0f - t) * x + log_weight * (logf(expf(-max_val) + expf(-x - max_val)) + max_val);
+	if (bce->gamma > 0.0f) {
+		float prob = sigmoid_f(x);
+		float p_t = t * prob + (1.0f - t) * (1.0f - prob);
+		float alpha_factor = t * FOCAL_ALPHA + (1.0f - t) * (1.0f - FOCAL_ALPHA);
+		float modulating = powf(1.0f - p_t, bce->gamma);
+		loss *= alpha_factor * modulating;
+	}
+	return loss;
+}
+
+static double bce_backward(const struct bce_param *bce, float x, float t)
+{
+	double s = sigmoid_f(x), pw = bce->pos_weight, tt = t;
+	double grad = (pw * tt + 1.0 - tt) * s - pw * tt;
+	if (bce->gamma > 0.0f) {
+		double gamma = bce->gamma;
+		double p_t = tt * s + (1.0 - tt) * (1.0 - s);
+		double alpha_factor = tt * FOCAL_ALPHA + (1.0 - tt) * (1.0 - FOCAL_ALPHA);
+		double modulating = pow(1.0 - p_t, gamma);
+		double dmod =
+		    -gamma * pow(1.0 - p_t, gamma - 1.0) * (2.0 * tt - 1.0) * s * (1.0 - s);
+		double loss = bce_forward(&(struct bce_param){bce->pos_weight, 0.0f}, x, t);
+		grad = grad * alpha_factor * modulating + loss * alpha_factor * dmod;
+	}
+	return grad;
+}
+
+/* ---- CIoU of a predicted box (1) and its target (2), both xywh ---- */
+
+struct ciou {
+	float w1, h1, w2, h2;
+	float b1x1, b1x2, b1y1, b1y2, b2x1, b2x2, b2y1, b2y2;
+	float iw_raw, ih_raw, inter, uni, iou;
+	float cw, ch, c2, dx, dy, rho2, q1, at, v, alpha, value;
+};
+
+/* utils/metrics.py bbox_iou(CIoU=True), op for op in float32. */
+static void ciou_forward(struct ciou *c, const float box1[4], const float box2[4])
+{
+	c->w1 = box1[2], c->h1 = box1[3], c->w2 = box2[2], c->h2 = box2[3];
+	float w1_ = c->w1 * 0.5f, h1_ = c->h1 * 0.5f, w2_ = c->w2 * 0.5f, h2_ = c->h2 * 0.5f;
+	c->b1x1 = box1[0] - w1_, c->b1x2 = box1[0] + w1_;
+	c->b1y1 = box1[1] - h1_, c->b1y2 = box1[1] + h1_;
+	c->b2x1 = box2[0] - w2_, c->b2x2 = box2[0] + w2_;
+	c->b2y1 = box2[1] - h2_, c->b2y2 = box2[1] + h2_;
+	c->iw_raw = fminf(c->b1x2, c->b2x2) - fmaxf(c->b1x1, c->b2x1);
+	c->ih_raw = fminf(c->b1y2, c->b2y2) - fmaxf(c->b1y1, c->b2y1);
+	c->inter = (c->iw_raw < 0.0f ? 0.0f : c->iw_raw) * (c->ih_raw < 0.0f ? 0.0f : c->ih_raw);
+	c->uni = c->w1 * c->h1 + c->w2 * c->h2 - c->inter + CIOU_EPS;
+	c->iou = c->inter / c->uni;
+	c->cw = fmaxf(c->b1x2, c->b2x2) - fminf(c->b1x1, c->b2x1);
+	c->ch = fmaxf(c->b1y2, c->b2y2) - fminf(c->b1y1, c->b2y1);
+	c->c2 = c->cw * c->cw + c->ch * c->ch + CIOU_EPS;
+	c->dx = c->b2x1 + c->b2x2 - c->b1x1 - c->b1x2;
+	c->dy = c->b2y1 + c->b2y2 - c->b1y1 - c->b1y2;
+	c->rho2 = (c->dx * c->dx + c->dy * c->dy) * 0.25f;
+	c->q1 = c->w1 / c->h1;
+	c->at = atanf(c->w2 / c->h2) - atanf(c->q1);
+	c->v = (float)(4.0 / (M_PI * M_PI)) * (c->at * c->at);
+	c->alpha = c->v / (c->v - c->iou + (float)(1.0 + 1e-7));
+	c->value = c->iou - (c->rho2 / c->c2 + c->v * c->alpha);
+}
+
+/* PyTorch's share of the gradient of minimum/maximum(self, other) for self. */
+static double share_min(float self, float other)
+{
+	return self < other ? 1.0 : self == other ? 0.5 : 0.0;
+}
+
+static double share_max(float self, float other)
+{
+	return self > other ? 1.0 : self == other ? 0.5 : 0.0;
+}
+
+/* d value / d box1 (x, y, w, h) times grad, alpha held constant. */
+static void ciou_backward(const struct ciou *c, double grad, double out[4])
+{
+	double g_rho2 = -grad / c->c2;
+	double g_c2 = grad * c->rho2 / ((double)c->c2 * c->c2);
+	double g_v = -grad * c->alpha;
+	double g_inter = grad / c->uni;
+	double g_uni = -grad * c->inter / ((double)c->uni * c->uni);
+	double g_w1 = g_uni * c->h1, g_h1 = g_uni * c->w1;
+	g_inter -= g_uni;
+	double g_iw = c->iw_raw >= 0.0f ? g_inter * (c->ih_raw < 0.0f ? 0.0f : c->ih_raw) : 0.0;
+	double g_ih = c->ih_raw >= 0.0f ? g_inter * (c->iw_raw < 0.0f ? 0.0f : c->iw_raw) : 0.0;
+	double g_cw = g_c2 * 2.0 * c->cw, g_ch = g_c2 * 2.0 * c->ch;
+	double g_dx = g_rho2 * 0.5 * c->dx, g_dy = g_rho2 * 0.5 * c->dy;
+	double g_x1 =
+	    -g_iw * share_max(c->b1x1, c->b2x1) - g_cw * share_min(c->b1x1, c->b2x1) - g_dx;
+	double g_x2 =
+	    g_iw * share_min(c->b1x2, c->b2x2) + g_cw * share_max(c->b1x2, c->b2x2) - g_dx;
+	double g_y1 =
+	    -g_ih * share_max(c->b1y1, c->b2y1) - g_ch * share_min(c->b1y1, c->b2y1) - g_dy;
+	double g_y2 =
+	    g_ih * share_min(c->b1y2, c->b2y2) + g_ch * share_max(c->b1y2, c->b2y2) - g_dy;
+	double g_q1 = -g_v * (4.0 / (M_PI * M_PI)) * 2.0 * c->at / (1.0 + (double)c->q1 * c->q1);
+	g_w1 += g_q1 / c->h1;
+	g_h1 -= g_q1 * c->w1 / ((double)c->h1 * c->h1);
+	out[0] = g_x1 + g_x2;
+	out[1] = g_y1 + g_y2;
+	out[2] = g_w1 + 0.5 * (g_x2 - g_x1);
+	out[3] = g_h1 + 0.5 * (g_y2 - g_y1);
+}
+
+/* ---- context ---- */
+
+static int check_params(const struct tr_loss_params *p, struct ut_err *err)
+{
+	if (p->nl < 1 || p->nl > TR_LOSS_MAX_LEVELS)
+		return ut_err_set(err, "loss: nl %d outside [1, %d]", p->nl, TR_LOSS_MAX_LEVELS);
+	if (p->na < 1 || p->na > TR_LOSS_MAX_ANCHORS)
+		return ut_err_set(err, "loss: na %d outside [1, %d]", p->na, TR_LOSS_MAX_ANCHORS);
+	if (p->nc < 1)
+		return ut_err_set(err, "loss: nc %d must be at least 1", p->nc);
+	if (p->anchors == NULL)
+		return ut_err_set(err, "loss: no anchors");
+	for (int i = 0; i < p->nl * p->na * 2; i++)
+		if (!(p->anchors[i] > 0.0f) || !isfinite(p->anchors[i]))
+			return ut_err_set(err, "loss: anchor value %d (%g) must be positive", i,
+					  (double)p->anchors[i]);
+	const struct {
+		const char *name;
+		double value;
+	} gains[] = {{"box", p->hyp.box},
+		     {"obj", p->hyp.obj},
+		     {"cls", p->hyp.cls},
+		     {"cls_pw", p->hyp.cls_pw},
+		     {"obj_pw", p->hyp.obj_pw},
+		     {"fl_gamma", p->hyp.fl_gamma},
+		     {"label_smoothing", p->hyp.label_smoothing}};
+	for (size_t i = 0; i < sizeof(gains) / sizeof(gains[0]); i++)
+		if (!(gains[i].value >= 0.0) || !isfinite(gains[i].value))
+			return ut_err_set(err, "loss: hyp %s (%g) must be finite and >= 0",
+					  gains[i].name, gains[i].value);
+	if (!(p->hyp.anchor_t > 0.0) || !isfinite(p->hyp.anchor_t))
+		return ut_err_set(err, "loss: hyp anchor_t (%g) must be positive", p->hyp.anchor_t);
+	return 0;
+}
+
+int tr_loss_create(const struct tr_loss_params *params, size_t max_targets, struct tr_loss **out,
+		   struct ut_err *err)
+{
+	static const float balance3[3] = {4.0f, 1.0f, 0.4f};
+	static const float balance5[5] = {4.0f, 1.0f, 0.25f, 0.06f, 0.02f};
+	*out = NULL;
+	if (check_params(params, err))
+		return -1;
+	struct tr_loss *loss = calloc(1, sizeof(*loss));
+	if (loss == NULL)
+		return ut_err_set(err, "loss: out of memory");
+	loss->params = *params;
+	memcpy(loss->anchors, params->anchors, sizeof(float) * 2 * params->nl * params->na);
+	loss->params.anchors = loss->anchors;
+	for (int l = 0; l < params->nl; l++)
+		loss->balance[l] = params->nl == 3 ? balance3[l] : balance5[l];
+	if (tr_loss_reserve(loss, max_targets > 0 ? max_targets : 1, err)) {
+		tr_loss_free(loss);
+		return -1;
+	}
+	*out = loss;
+	return 0;
+}
+
+void tr_loss_free(struct tr_loss *loss)
+{
+	if (loss == NULL)
+		return;
+	free(loss->memory);
+	free(loss);
+}
+
+int tr_loss_reserve(struct tr_loss *loss, size_t nt, struct ut_err *err)
+{
+	if (nt <= loss->capacity)
+		return 0;
+	size_t per_target = (size_t)NOFFSETS * loss->params.na;
+	if (nt > SIZE_MAX / 256 / per_target / TR_LOSS_MAX_LEVELS)
+		return ut_err_set(err, "loss: %zu targets are too many", nt);
+	size_t m = per_target * nt;
+	/* per level: b, a, gj, gi, tcls (int32), tbox (4 floats), anch (2 floats) */
+	size_t level_bytes = m * (5 * sizeof(int32_t) + 6 * sizeof(float));
+	size_t bytes =
+	    level_bytes * loss->params.nl + m * (sizeof(float) + sizeof(struct loss_order));
+	char *memory = malloc(bytes);
+	if (memory == NULL)
+		return ut_err_set(err, "loss: out of memory for %zu targets", nt);
+	free(loss->memory);
+	loss->memory = memory;
+	loss->capacity = nt;
+	loss->match_capacity = m;
+	/* order first: it has the strictest alignment */
+	loss->order = (struct loss_order *)memory;
+	char *next = memory + m * sizeof(struct loss_order);
+	for (int l = 0; l < loss->params.nl; l++) {
+		struct tr_loss_matches *lm = &loss->matches[l];
+		lm->n = 0;
+		lm->tbox = (float *)next, next += m * 4 * sizeof(float);
+		lm->anch = (float *)next, next += m * 2 * sizeof(float);
+		int32_t **ints[5] = {&lm->b, &lm->a, &lm->gj, &lm->gi, &lm->tcls};
+		for (int k = 0; k < 5; k++)
+			*ints[k] = (int32_t *)next, next += m * sizeof(int32_t);
+	}
+	loss->ciou = (float *)next;
+	return 0;
+}
+
+void tr_loss_scale_hyp(struct tr_loss_hyp *hyp, int nl, int nc, int imgsz)
+{
+	hyp->box *= 3.0 / nl;
+	hyp->cls *= (double)nc / 80.0 * 3.0 / nl;
+	hyp->obj *= pow((double)imgsz / 640.0, 2.0) * 3.0 / nl;
+}
+
+const struct tr_loss_matches *tr_loss_matches(const struct tr_loss *loss, int level)
+{
+	if (level < 0 || level >= loss->params.nl)
+		return NULL;
+	return &loss->matches[level];
+}
+
+/* ---- build_targets ---- */
+
+/* Python's x % 1 for a float. */
+static float py_mod1(float x)
+{
+	float r = fmodf(x, 1.0f);
+	return r != 0.0f && r < 0.0f ? r + 1.0f : r;
+}
+
+static int check_batch(const struct tr_loss *loss, const struct tr_loss_batch *batch,
+		       struct ut_err *err)
+{
+	if (batch->bs < 1)
+		return ut_err_set(err, "loss: batch size %d must be at least 1", batch->bs);
+	for (int l = 0; l < loss->params.nl; l++)
+		if (batch->ny[l] < 1 || batch->nx[l] < 1)
+			return ut_err_set(err, "loss: level %d grid %dx%d is empty", l,
+					  batch->nx[l], batch->ny[l]);
+	if (batch->nt > 0 && batch->targets == NULL)
+		return ut_err_set(err, "loss: %zu targets but no target rows", batch->nt);
+	for (size_t n = 0; n < batch->nt; n++) {
+		const float *t = batch->targets + 6 * n;
+		if (!(t[0] >= 0.0f && (long)t[0] < batch->bs))
+			return ut_err_set(err, "loss: target %zu: image %g outside [0, %d)", n,
+					  (double)t[0], batch->bs);
+		if (!(t[1] >= 0.0f && (long)t[1] < loss->params.nc))
+			return ut_err_set(err, "loss: target %zu: class %g outside [0, %d)", n,
+					  (double)t[1], loss->params.nc);
+		for (int k = 2; k < 6; k++)
+			if (!isfinite(t[k]))
+				return ut_err_set(err, "loss: target %zu: value %d is not finite",
+						  n, k);
+	}
+	return 0;
+}
+
+/* Whether offset o (centre, x-1, y-1, x+1, y+1 neighbour) applies to gxy. */
+static int offset_applies(int o, float gx, float gy, float nx, float ny)
+{
+	switch (o) {
+	case 1:
+		return py_mod1(gx) < 0.5f && gx > 1.0f;
+	case 2:
+		return py_mod1(gy) < 0.5f && gy > 1.0f;
+	case 3:
+		return py_mod1(nx - gx) < 0.5f && nx - gx > 1.0f;
+	case 4:
+		return py_mod1(ny - gy) < 0.5f && ny - gy > 1.0f;
+	default:
+		return 1;
+	}
+}
+
+static void build_level(struct tr_loss *loss, const struct tr_loss_batch *batch, int l)
+{
+	static const float offsets[NOFFSETS][2] = {
+	    {0, 0}, {0.5f, 0}, {0, 0.5f}, {-0.5f, 0}, {0, -0.5f}};
+	const int na = loss->params.na;
+	const float nx = (float)batch->nx[l], ny = (float)batch->ny[l];
+	const float anchor_t = (float)loss->params.hyp.anchor_t;
+	const float *anchors = loss->anchors + (size_t)l * na * 2;
+	struct tr_loss_matches *lm = &loss->matches[l];
+	size_t n = 0;
+	for (int o = 0; o < NOFFSETS; o++) {
+		for (int a = 0; a < na; a++) {
+			for (size_t k = 0; k < batch->nt; k++) {
+				const float *target = batch->targets + 6 * k;
+				float gx = target[2] * nx, gy = target[3] * ny;
+				float gw = target[4] * nx, gh = target[5] * ny;
+				float rw = gw / anchors[2 * a], rh = gh / anchors[2 * a + 1];
+				float worst = fmaxf(fmaxf(rw, 1.0f / rw), fmaxf(rh, 1.0f / rh));
+				if (!(worst < anchor_t) || !offset_applies(o, gx, gy, nx, ny))
+					continue;
+				long gi = (long)(gx - offsets[o][0]),
+				     gj = (long)(gy - offsets[o][1]);
+				gi = gi < 0 ? 0 : gi > batch->nx[l] - 1 ? batch->nx[l] - 1 : gi;
+				gj = gj < 0 ? 0 : gj > batch->ny[l] - 1 ? batch->ny[l] - 1 : gj;
+				lm->b[n] = (int32_t)target[0];
+				lm->tcls[n] = (int32_t)target[1];
+				lm->a[n] = a;
+				lm->gj[n] = (int32_t)gj;
+				lm->gi[n] = (int32_t)gi;
+				/* YOLOv5 clamps gij in place before taking gxy - gij */
+				lm->tbox[4 * n] = gx - (float)gi;
+				lm->tbox[4 * n + 1] = gy - (float)gj;
+				lm->tbox[4 * n + 2] = gw;
+				lm->tbox[4 * n + 3] = gh;
+				lm->anch[2 * n] = anchors[2 * a];
+				lm->anch[2 * n + 1] = anchors[2 * a + 1];
+				n++;
+			}
+		}
+	}
+	lm->n = n;
+}
+
+int tr_loss_build_targets(struct tr_loss *loss, const struct tr_loss_batch *batch,
+			  struct ut_err *err)
+{
+	if (check_batch(loss, batch, err) || tr_loss_reserve(loss, batch->nt, err))
+		return -1;
+	for (int l = 0; l < loss->params.nl; l++)
+		build_level(loss, batch, l);
+	return 0;
+}
+
+/* ---- the loss of one level ---- */
+
+static int compare_order(const void *pa, const void *pb)
+{
+	const struct loss_order *a = pa, *b = pb;
+	if (a->cell != b->cell)
+		return a->cell < b->cell ? -1 : 1;
+	return a->match < b->match ? -1 : a->match > b->match;
+}
+
+struct level_sums {
+	float box, obj, cls; /* the level's means (obj not yet balanced) */
+};
+
+/* The float32 predicted box of match m from the raw outputs ps. */
+static void predicted_box(const float *ps, const float anch[2], float box[4])
+{
+	box[0] = sigmoid_f(ps[0]) * 2.0f - 0.5f;
+	box[1] = sigmoid_f(ps[1]) * 2.0f - 0.5f;
+	float uw = sigmoid_f(ps[2]) * 2.0f, uh = sigmoid_f(ps[3]) * 2.0f;
+	box[2] = uw * uw * anch[0];
+	box[3] = uh * uh * anch[1];
+}
+
+static size_t cell_of(const struct tr_loss_matches *lm, size_t m, int na, int ny, int nx)
+{
+	return (((size_t)lm->b[m] * na + lm->a[m]) * ny + lm->gj[m]) * nx + lm->gi[m];
+}
+
+/*
+ * Forward of level l into sums; with grad, also d loss / d pred of the level
+ * (scales: d loss / d each mean, i.e. bs * gain (* balance)).
+ */
+static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, int l,
+		       struct level_sums *sums)
+{
+	const struct tr_loss_params *p = &loss->params;
+	const struct tr_loss_matches *lm = &loss->matches[l];
+	const int na = p->na, ny = batch->ny[l], nx = batch->nx[l], nc = p->nc, width = 5 + nc;
+	const size_t ncell = (size_t)batch->bs * na * ny * nx;
+	const float *pred = batch->pred[l];
+	float *grad = batch->grad[l];
+	const float cp = (float)(1.0 - 0.5 * p->hyp.label_smoothing);
+	const float cn = (float)(0.5 * p->hyp.label_smoothing);
+	const struct bce_param bce_cls = {(float)p->hyp.cls_pw, (float)p->hyp.fl_gamma};
+	const struct bce_param bce_obj = {(float)p->hyp.obj_pw, (float)p->hyp.fl_gamma};
+	const float fbs = (float)batch->bs;
+	const double scale_box = (double)fbs * (float)p->hyp.box / (double)(lm->n ? lm->n : 1);
+	const double scale_cls =
+	    (double)fbs * (float)p->hyp.cls / ((double)(lm->n ? lm->n : 1) * nc);
+	const double scale_obj = (double)fbs * (float)p->hyp.obj * loss->balance[l] / (double)ncell;
+
+	/* objectness against 0 everywhere; the matched cells are corrected below */
+	double obj_sum = 0.0;
+	for (size_t c = 0; c < ncell; c++) {
+		const float *ps = pred + c * width;
+		obj_sum += bce_forward(&bce_obj, ps[4], 0.0f);
+		if (grad != NULL) {
+			float *gs = grad + c * width;
+			memset(gs, 0, sizeof(float) * width);
+			gs[4] = (float)(scale_obj * bce_backward(&bce_obj, ps[4], 0.0f));
+		}
+	}
+
+	double box_sum = 0.0, cls_sum = 0.0;
+	for (size_t m = 0; m < lm->n; m++) {
+		size_t cell = cell_of(lm, m, na, ny, nx);
+		const float *ps = pred + cell * width;
+		float box[4];
+		struct ciou c;
+		predicted_box(ps, lm->anch + 2 * m, box);
+		ciou_forward(&c, box, lm->tbox + 4 * m);
+		box_sum += 1.0f - c.value;
+		loss->ciou[m] = c.value;
+		loss->order[m] = (struct loss_order){cell, m};
+		if (nc > 1)
+			for (int k = 0; k < nc; k++) {
+				float t = k == lm->tcls[m] ? cp : cn;
+				cls_sum += bce_forward(&bce_cls, ps[5 + k], t);
+			}
+		if (grad == NULL)
+			continue;
+		float *gs = grad + cell * width;
+		double dbox[4];
+		ciou_backward(&c, -scale_box, dbox);
+		const float *anch = lm->anch + 2 * m;
+		for (int k = 0; k < 4; k++) {
+			/* xy = 2 s - 0.5, wh = (2 s)^2 anch: d/ds is 2, or 2 (2 s) anch 2 */
+			float s = sigmoid_f(ps[k]);
+			double dsig = (double)s * (1.0 - s);
+			double dout =
+			    k < 2 ? 2.0 * dbox[k] : 4.0 * dbox[k] * anch[k - 2] * (s * 2.0f);
+			gs[k] += (float)(dout * dsig);
+		}
+		if (nc > 1)
+			for (int k = 0; k < nc; k++) {
+				float t = k == lm->tcls[m] ? cp : cn;
+				gs[5 + k] +=
+				    (float)(scale_cls * bce_backward(&bce_cls, ps[5 + k], t));
+			}
+	}
+
+	/* tobj[b, a, gj, gi] = clamp(ciou, 0): the last match of a cell wins */
+	qsort(loss->order, lm->n, sizeof(*loss->order), compare_order);
+	for (size_t i = 0; i < lm->n; i++) {
+		if (i + 1 < lm->n && loss->order[i + 1].cell == loss->order[i].cell)
+			continue;
+		size_t cell = loss->order[i].cell;
+		float tobj = loss->ciou[loss->order[i].match];
+		tobj = tobj < 0.0f ? 0.0f : tobj;
+		const float *ps = pred + cell * width;
+		obj_sum += (double)bce_forward(&bce_obj, ps[4], tobj) -
+			   (double)bce_forward(&bce_obj, ps[4], 0.0f);
+		if (grad != NULL)
+			grad[cell * width + 4] =
+			    (float)(scale_obj * bce_backward(&bce_obj, ps[4], tobj));
+	}
+	sums->obj = (float)(obj_sum / (double)ncell);
+	sums->box = lm->n ? (float)(box_sum / (double)lm->n) : 0.0f;
+	sums->cls = lm->n && nc > 1 ? (float)(cls_sum / ((double)lm->n * nc)) : 0.0f;
+}
+
+int tr_loss_compute(struct tr_loss *loss, const struct tr_loss_batch *batch,
+		    struct tr_loss_result *result, struct ut_err *err)
+{
+	for (int l = 0; l < loss->params.nl; l++)
+		if (batch->pred[l] == NULL)
+			return ut_err_set(err, "loss: level %d has no predictions", l);
+	if (tr_loss_build_targets(loss, batch, err))
+		return -1;
+	float lbox = 0.0f, lobj = 0.0f, lcls = 0.0f;
+	for (int l = 0; l < loss->params.nl; l++) {
+		struct level_sums sums;
+		level_loss(loss, batch, l, &sums);
+		lbox += sums.box;
+		lobj += sums.obj * loss->balance[l];
+		lcls += sums.cls;
+	}
+	lbox *= (float)loss->params.hyp.box;
+	lobj *= (float)loss->params.hyp.obj;
+	lcls *= (float)loss->params.hyp.cls;
+	result->loss = (lbox + lobj + lcls) * (float)batch->bs;
+	result->items[0] = lbox;
+	result->items[1] = lobj;
+	result->items[2] = lcls;
+	return 0;
+}
