@@ -23,6 +23,7 @@
 
 #include "model.h"
 #include "pcg.h"
+#include "safetensors.h"
 #include "ut.h"
 
 /* ---- paths and files ---- */
@@ -511,6 +512,243 @@ static void test_golden_forward(void **state)
 	free(st.file);
 }
 
+/* A float32 tensor of an open safetensors file, with its element count checked. */
+static const float *st_floats(const struct tr_st_file *file, const char *name, size_t count)
+{
+	const struct tr_st_tensor *t = tr_st_find(file, name);
+	if (t == NULL)
+		fail_msg("golden file has no %s", name);
+	if (t->dtype != TR_ST_F32 || t->numel != count)
+		fail_msg("%s: expected %zu float32 values, found %zu of %s", name, count, t->numel,
+			 tr_st_dtype_name(t->dtype));
+	return t->data;
+}
+
+static struct tr_st_file *open_golden(const char *relative)
+{
+	char path[1024];
+	struct ut_err err = {{0}};
+	struct tr_st_file *file = NULL;
+	env_path("YE_SHARED", relative, path, sizeof(path));
+	if (tr_st_open(path, &file, &err))
+		fail_msg("%s", err.msg);
+	return file;
+}
+
+/*
+ * The backward pass against YOLOv5's loss.backward() (golden loss_v5n_nc2):
+ * the golden weights and images, one train-mode forward, then the backward
+ * pass from dLoss/d(raw Detect outputs) = grad_p/l, and every one of the
+ * 177 parameter gradients compared with grad/<key>. Then a second backward
+ * of the same forward must double every gradient (they accumulate).
+ */
+static void test_golden_backward(void **state)
+{
+	(void)state;
+	enum { BATCH = 2, SIZE = 320 };
+	struct ut_err err = {{0}};
+	struct tr_backend *cpu = NULL;
+	struct tr_st_file *weights = open_golden("reference/golden/model_v5n_nc2.safetensors");
+	struct tr_st_file *loss = open_golden("reference/golden/loss_v5n_nc2.safetensors");
+	struct tr_model *model = load_model("yolov5n", 2);
+	if (tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
+		fail_msg("%s", err.msg);
+	for (int i = 0; i < model->ntensors; i++) {
+		const struct tr_tensor_spec *t = &model->tensors[i];
+		if (t->kind == TR_TENSOR_COUNTER) {
+			const struct tr_st_tensor *c = tr_st_find(weights, t->name);
+			assert_non_null(c);
+			assert_int_equal(c->dtype, TR_ST_I64);
+			memcpy(t->counter, c->data, 8);
+		} else {
+			memcpy(t->data, st_floats(weights, t->name, t->numel), t->numel * 4);
+		}
+	}
+	const float *images = st_floats(weights, "input/x", (size_t)BATCH * 3 * SIZE * SIZE);
+	const struct tr_detect *det = &model->detect;
+	const float *dout[TR_MAX_LEVELS];
+	for (int l = 0; l < det->nl; l++) {
+		char name[32];
+		int cells = (SIZE / det->stride[l]) * (SIZE / det->stride[l]);
+		snprintf(name, sizeof(name), "grad_p/%d", l);
+		dout[l] = st_floats(loss, name, (size_t)BATCH * det->na * cells * det->no);
+	}
+
+	/* no train forward yet: refused */
+	assert_int_equal(tr_model_backward(model, cpu, dout, &err), -1);
+	assert_non_null(strstr(err.msg, "train-mode forward"));
+
+	memset(model->grads, 0, model->nparam_values * sizeof(float));
+	if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 1, &err) ||
+	    tr_model_backward(model, cpu, dout, &err))
+		fail_msg("%s", err.msg);
+	double worst = 0;
+	const char *worst_name = "";
+	int compared = 0;
+	for (int i = 0; i < model->ntensors; i++) {
+		const struct tr_tensor_spec *t = &model->tensors[i];
+		if (t->kind != TR_TENSOR_PARAM)
+			continue;
+		char name[TR_NAME_LEN + 8];
+		snprintf(name, sizeof(name), "grad/%s", t->name);
+		double error = scaled_error(t->grad, st_floats(loss, name, t->numel), t->numel);
+		if (!(error <= 1e-4))
+			fail_msg("%s: scaled error %g > 1e-4", name, error);
+		if (error > worst) {
+			worst = error;
+			worst_name = t->name;
+		}
+		compared++;
+	}
+	assert_int_equal(compared, 177);
+	print_message("%-32s worst scaled error %.3g (%s)\n", "grad/* (177 parameters)", worst,
+		      worst_name);
+
+	/* a second backward of the same forward adds the same gradients again */
+	float *first = malloc(model->nparam_values * sizeof(float));
+	assert_non_null(first);
+	memcpy(first, model->grads, model->nparam_values * sizeof(float));
+	if (tr_model_backward(model, cpu, dout, &err))
+		fail_msg("%s", err.msg);
+	for (size_t i = 0; i < model->nparam_values; i++)
+		assert_float_equal(model->grads[i], 2 * first[i], 1e-6 * fabsf(first[i]) + 1e-12);
+	free(first);
+
+	/* an eval forward cannot be differentiated */
+	if (tr_model_forward(model, cpu, images, 1, SIZE, SIZE, 0, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(tr_model_backward(model, cpu, dout, &err), -1);
+	tr_backend_destroy(cpu);
+	tr_model_free(model);
+	tr_st_close(loss);
+	tr_st_close(weights);
+}
+
+/*
+ * Finite differences on a small network with what yolov5n lacks: a layer
+ * output with three consumers (3: Conv 4, Conv 8 and Detect), a layer
+ * nothing consumes (8), and C3 with and without shortcut, Upsample and
+ * Concat. For "loss" = sum(outputs * r), the directional derivative along
+ * a random direction over one layer's parameters at a time, by central
+ * differences in train mode, must match the gradient's projection. No
+ * SPPF here: on maps this small its max pools have near-ties that a step
+ * of h flips, which spoils central differences by several percent (the
+ * golden test covers SPPF).
+ */
+static void test_backward_finite_differences(void **state)
+{
+	(void)state;
+	static const char text[] = "nc: 1\n"
+				   "depth_multiple: 1.0\n"
+				   "width_multiple: 1.0\n"
+				   "anchors: [[10,13, 16,30], [30,61, 62,45]]\n"
+				   "backbone:\n"
+				   "  [[-1, 1, Conv, [8, 3, 2]],\n"
+				   "   [-1, 1, C3, [8]],\n"
+				   "   [-1, 1, Conv, [16, 3, 2]],\n"
+				   "   [-1, 1, Conv, [16, 1, 1]],\n"
+				   "   [-1, 1, Conv, [8, 1, 1]],\n"
+				   "  ]\n"
+				   "head:\n"
+				   "  [[-1, 1, nn.Upsample, [None, 2, 'nearest']],\n"
+				   "   [[-1, 1], 1, Concat, [1]],\n"
+				   "   [-1, 2, C3, [8, False]],\n"
+				   "   [3, 1, Conv, [8, 1, 1]],\n"
+				   "   [[7, 3], 1, Detect, [nc, anchors]],\n"
+				   "  ]\n";
+	enum { BATCH = 2, SIZE = 32 };
+	struct tr_model *model = NULL;
+	struct tr_backend *cpu = NULL;
+	struct ut_err err = {{0}};
+	struct ev_pcg rng;
+	if (tr_model_from_text(text, strlen(text), "fd.yaml", 0, &model, &err) ||
+	    tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
+		fail_msg("%s", err.msg);
+	ev_pcg_seed(&rng, 3, 5);
+	tr_model_init(model, &rng);
+	/* BN weights and biases away from 1 and 0, so their gradients are not special */
+	for (int i = 0; i < model->nconvs; i++)
+		for (int c = 0; c < model->convs[i].conv.cout; c++) {
+			model->convs[i].gamma[c] = (float)(0.5 + ev_pcg_uniform(&rng));
+			model->convs[i].beta[c] = (float)(ev_pcg_uniform(&rng) - 0.5);
+		}
+	static float images[BATCH * 3 * SIZE * SIZE];
+	for (size_t i = 0; i < UT_ARRAY_LEN(images); i++)
+		images[i] = (float)ev_pcg_uniform(&rng);
+	const struct tr_detect *det = &model->detect;
+	float *r[TR_MAX_LEVELS];
+	size_t counts[TR_MAX_LEVELS];
+	for (int l = 0; l < det->nl; l++) {
+		int cells = (SIZE / det->stride[l]) * (SIZE / det->stride[l]);
+		counts[l] = (size_t)BATCH * det->na * cells * det->no;
+		r[l] = malloc(counts[l] * sizeof(float));
+		assert_non_null(r[l]);
+		for (size_t i = 0; i < counts[l]; i++)
+			r[l][i] = (float)(2 * ev_pcg_uniform(&rng) - 1);
+	}
+	memset(model->grads, 0, model->nparam_values * sizeof(float));
+	if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 1, &err) ||
+	    tr_model_backward(model, cpu, (const float *const *)r, &err))
+		fail_msg("%s", err.msg);
+	assert_false(model->layers[8].grad_written); /* the unused layer */
+	float *direction = calloc(model->nparam_values, sizeof(float));
+	assert_non_null(direction);
+	double worst = 0;
+	for (int i = 0; i < model->nlayers; i++) {
+		const struct tr_layer *layer = &model->layers[i];
+		if (layer->nparams == 0)
+			continue;
+		/* the layer's parameters are a contiguous run of the block */
+		size_t first = SIZE_MAX, last = 0;
+		for (int t = 0; t < model->ntensors; t++) {
+			const struct tr_tensor_spec *spec = &model->tensors[t];
+			char prefix[32];
+			snprintf(prefix, sizeof(prefix), "model.%d.", i);
+			if (spec->kind != TR_TENSOR_PARAM ||
+			    strncmp(spec->name, prefix, strlen(prefix)))
+				continue;
+			first = spec->offset < first ? spec->offset : first;
+			last =
+			    spec->offset + spec->numel > last ? spec->offset + spec->numel : last;
+		}
+		double projected = 0, h = 1e-3, loss[2];
+		memset(direction, 0, model->nparam_values * sizeof(float));
+		for (size_t j = first; j < last; j++) {
+			direction[j] = (float)(2 * ev_pcg_uniform(&rng) - 1);
+			projected += (double)direction[j] * model->grads[j];
+		}
+		for (int side = 0; side < 2; side++) {
+			float *saved = malloc((last - first) * sizeof(float));
+			assert_non_null(saved);
+			memcpy(saved, model->params + first, (last - first) * sizeof(float));
+			for (size_t j = first; j < last; j++)
+				model->params[j] += (float)((side ? -h : h) * direction[j]);
+			if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 1, &err))
+				fail_msg("%s", err.msg);
+			memcpy(model->params + first, saved, (last - first) * sizeof(float));
+			free(saved);
+			loss[side] = 0;
+			for (int l = 0; l < det->nl; l++)
+				for (size_t k = 0; k < counts[l]; k++)
+					loss[side] += (double)det->outputs[l][k] * r[l][k];
+		}
+		double numeric = (loss[0] - loss[1]) / (2 * h);
+		double error = fabs(numeric - projected) / fmax(fabs(projected), 1e-3);
+		if (i == 8)
+			assert_true(projected == 0 && fabs(numeric) < 1e-6);
+		else if (!(error <= 1e-2))
+			fail_msg("layer %d: finite difference %.6g, gradient %.6g", i, numeric,
+				 projected);
+		worst = fmax(worst, i == 8 ? 0 : error);
+	}
+	print_message("%-32s worst relative error %.3g\n", "finite differences per layer", worst);
+	free(direction);
+	for (int l = 0; l < det->nl; l++)
+		free(r[l]);
+	tr_backend_destroy(cpu);
+	tr_model_free(model);
+}
+
 /* Plans outside the largest stride, forwards outside the plan. */
 static void test_plan_limits(void **state)
 {
@@ -736,6 +974,8 @@ int main(void)
 	    cmocka_unit_test(test_golden_strides_and_anchors),
 	    cmocka_unit_test(test_golden_initial_state),
 	    cmocka_unit_test(test_golden_forward),
+	    cmocka_unit_test(test_golden_backward),
+	    cmocka_unit_test(test_backward_finite_differences),
 	    cmocka_unit_test(test_plan_limits),
 	    cmocka_unit_test(test_init_statistics),
 	    cmocka_unit_test(test_detect_bias_prior),

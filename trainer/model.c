@@ -915,6 +915,7 @@ void tr_model_free(struct tr_model *model)
 	free(model->buffers);
 	free(model->counters);
 	free(model->acts);
+	free(model->act_grads);
 	free(model->tensors);
 	free(model->convs);
 	free(model->layers);
@@ -968,73 +969,110 @@ void tr_model_init(struct tr_model *model, struct ev_pcg *rng)
 /* ---- activations ---- */
 
 /*
- * Walks the network handing out slices of one block: first with base NULL
- * to count, then with the block to set every activation pointer.
+ * Walks the network handing out slices of two blocks, the activations and
+ * their gradients: first with the bases NULL to count, then with the
+ * blocks to set every pointer. largest is the biggest slice, the size of
+ * the scratch slice at the end of the gradient block.
  */
-struct planner {
-	const struct tr_model *model;
+struct region {
 	float *base;
 	size_t used;
 };
 
+struct planner {
+	const struct tr_model *model;
+	struct region acts, grads;
+	size_t largest;
+};
+
 /* count floats at the given stride, for the largest batch and image */
-static float *take(struct planner *p, int channels, int stride)
+static float *take(struct planner *p, struct region *r, int channels, int stride)
 {
 	const struct tr_model *m = p->model;
 	size_t count = (size_t)m->max_batch * (size_t)channels * (size_t)(m->max_height / stride) *
 		       (size_t)(m->max_width / stride);
-	float *slice = p->base ? p->base + p->used : NULL;
-	p->used += (count + 15) / 16 * 16; /* keep every slice 64-byte aligned */
+	float *slice = r->base ? r->base + r->used : NULL;
+	r->used += (count + 15) / 16 * 16; /* keep every slice 64-byte aligned */
+	if (count > p->largest)
+		p->largest = count;
 	return slice;
 }
 
 static void plan_convbn(struct planner *p, struct tr_convbn *cb, int stride)
 {
-	cb->conv_out = take(p, cb->conv.cout, stride);
-	cb->bn_out = take(p, cb->conv.cout, stride);
-	cb->out = take(p, cb->conv.cout, stride);
-	cb->save_mean = p->base ? p->base + p->used : NULL;
-	cb->save_invstd = p->base ? p->base + p->used + cb->conv.cout : NULL;
-	p->used += (2 * (size_t)cb->conv.cout + 15) / 16 * 16;
+	struct region *r = &p->acts;
+	cb->conv_out = take(p, r, cb->conv.cout, stride);
+	cb->bn_out = take(p, r, cb->conv.cout, stride);
+	cb->out = take(p, r, cb->conv.cout, stride);
+	cb->save_mean = r->base ? r->base + r->used : NULL;
+	cb->save_invstd = r->base ? r->base + r->used + cb->conv.cout : NULL;
+	r->used += (2 * (size_t)cb->conv.cout + 15) / 16 * 16;
+	cb->grad = take(p, &p->grads, cb->conv.cout, stride);
+}
+
+static void plan_detect(struct planner *p, struct tr_detect *det)
+{
+	int largest = 0;
+	for (int l = 0; l < det->nl; l++) {
+		det->raw[l] = take(p, &p->acts, det->heads[l].conv.cout, det->stride[l]);
+		det->outputs[l] = take(p, &p->acts, det->heads[l].conv.cout, det->stride[l]);
+		if (det->stride[l] < det->stride[largest])
+			largest = l;
+	}
+	det->decoded = p->acts.base ? p->acts.base + p->acts.used : NULL;
+	for (int l = 0; l < det->nl; l++)
+		take(p, &p->acts, det->heads[l].conv.cout, det->stride[l]);
+	det->grad_raw = take(p, &p->grads, det->heads[largest].conv.cout, det->stride[largest]);
 }
 
 static void plan_layer(struct planner *p, struct tr_model *m, struct tr_layer *layer)
 {
 	struct tr_convbn *convs = m->convs + layer->conv0;
-	int hidden = layer->nconv ? convs[0].conv.cout : 0;
+	int hidden = layer->nconv ? convs[0].conv.cout : 0, s = layer->stride;
 	for (int i = 0; i < layer->nconv; i++)
-		plan_convbn(p, &convs[i], layer->stride);
+		plan_convbn(p, &convs[i], s);
+	layer->inner = layer->cat = layer->grad_cat = layer->grad_inner = NULL;
 	switch (layer->type) {
 	case TR_LAYER_CONV:
 		layer->out = convs[0].out;
+		layer->grad = convs[0].grad;
 		break;
 	case TR_LAYER_C3:
-		layer->inner =
-		    layer->shortcut ? take(p, layer->bottlenecks * hidden, layer->stride) : NULL;
-		layer->cat = take(p, 2 * hidden, layer->stride);
+		if (layer->shortcut) {
+			layer->inner = take(p, &p->acts, layer->bottlenecks * hidden, s);
+			layer->grad_inner = take(p, &p->grads, hidden, s);
+		}
+		layer->cat = take(p, &p->acts, 2 * hidden, s);
+		layer->grad_cat = take(p, &p->grads, 2 * hidden, s);
 		layer->out = convs[2].out;
+		layer->grad = convs[2].grad;
 		break;
 	case TR_LAYER_SPPF:
-		layer->inner = take(p, 3 * hidden, layer->stride);
-		layer->cat = take(p, 4 * hidden, layer->stride);
+		layer->inner = take(p, &p->acts, 3 * hidden, s);
+		layer->cat = take(p, &p->acts, 4 * hidden, s);
+		layer->grad_inner = take(p, &p->grads, 3 * hidden, s);
+		layer->grad_cat = take(p, &p->grads, 4 * hidden, s);
 		layer->out = convs[1].out;
+		layer->grad = convs[1].grad;
 		break;
 	case TR_LAYER_UPSAMPLE:
 	case TR_LAYER_CONCAT:
-		layer->out = take(p, layer->cout, layer->stride);
+		layer->out = take(p, &p->acts, layer->cout, s);
+		layer->grad = take(p, &p->grads, layer->cout, s);
 		break;
 	case TR_LAYER_DETECT:
-		for (int l = 0; l < m->detect.nl; l++) {
-			m->detect.raw[l] =
-			    take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
-			m->detect.outputs[l] =
-			    take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
-		}
-		m->detect.decoded = p->base ? p->base + p->used : NULL;
-		for (int l = 0; l < m->detect.nl; l++)
-			take(p, m->detect.heads[l].conv.cout, m->detect.stride[l]);
+		layer->out = layer->grad = NULL;
+		plan_detect(p, &m->detect);
 		break;
 	}
+}
+
+static void plan_all(struct planner *p, struct tr_model *model)
+{
+	for (int i = 0; i < model->nlayers; i++)
+		plan_layer(p, model, &model->layers[i]);
+	model->scratch = p->grads.base ? p->grads.base + p->grads.used : NULL;
+	p->grads.used += (p->largest + 15) / 16 * 16;
 }
 
 int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
@@ -1054,19 +1092,21 @@ int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max
 	model->max_batch = max_batch;
 	model->max_height = max_height;
 	model->max_width = max_width;
+	model->fwd_train = 0;
 	struct planner p = {.model = model};
-	for (int i = 0; i < model->nlayers; i++)
-		plan_layer(&p, model, &model->layers[i]);
+	plan_all(&p, model);
 	free(model->acts);
-	model->nact_values = p.used;
-	model->acts = alloc_floats(p.used);
-	if (!model->acts)
-		return ut_err_set(err, "%s: out of memory for %zu activations", model->source,
-				  p.used);
-	p.base = model->acts;
-	p.used = 0;
-	for (int i = 0; i < model->nlayers; i++)
-		plan_layer(&p, model, &model->layers[i]);
+	free(model->act_grads);
+	model->nact_values = p.acts.used;
+	model->nact_grad_values = p.grads.used;
+	model->acts = alloc_floats(p.acts.used);
+	model->act_grads = alloc_floats(p.grads.used);
+	if (!model->acts || !model->act_grads)
+		return ut_err_set(err, "%s: out of memory for %zu activations and %zu gradients",
+				  model->source, p.acts.used, p.grads.used);
+	p = (struct planner){
+	    .model = model, .acts = {.base = model->acts}, .grads = {.base = model->act_grads}};
+	plan_all(&p, model);
 	return 0;
 }
 
@@ -1285,11 +1325,308 @@ int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const f
 			    .err = err};
 	f.image = (struct tr_tensor){.data = (float *)images,
 				     .shape = {batch, model->in_channels, height, width}};
+	model->fwd_train = 0; /* until this pass has finished */
 	for (int i = 0; i < model->nlayers; i++) {
 		if (layer_forward(&f, &model->layers[i])) {
 			char what[UT_ERR_LEN];
 			snprintf(what, sizeof(what), "%s", err ? err->msg : "");
 			return ut_err_set(err, "%s: forward of layer %d: %s", model->source, i,
+					  what);
+		}
+	}
+	model->fwd_batch = batch;
+	model->fwd_height = height;
+	model->fwd_width = width;
+	model->fwd_train = train;
+	model->fwd_images = images;
+	return 0;
+}
+
+/* ---- backward ---- */
+
+/*
+ * The backward pass walks the layers in reverse. Every layer with an
+ * output gradient (layer->grad) receives it from its consumers, which come
+ * later in the network and so run first: the first consumer assigns it,
+ * later ones write their part into model->scratch and add it
+ * (grad_input_begin / grad_input_end). Inside a Conv block the gradient
+ * goes through SiLU and BN in place in cb->grad.
+ */
+
+/* Where the gradient of layer input `from` goes: its grad, or scratch when that already holds
+ * another consumer's part. NULL data for the image (its gradient is not needed). */
+static struct tr_tensor grad_input_begin(const struct forward *f, int from, float *scratch,
+					 int *accumulate)
+{
+	*accumulate = 0;
+	if (from == TR_FROM_INPUT)
+		return (struct tr_tensor){.data = NULL, .shape = f->image.shape};
+	struct tr_layer *in = &f->model->layers[from];
+	struct tr_tensor target = view(f, in->grad, in->cout, in->stride);
+	if (in->grad_written) {
+		*accumulate = 1;
+		target.data = scratch;
+	} else {
+		in->grad_written = 1;
+	}
+	return target;
+}
+
+/* With accumulate, add the part in target (scratch) to the input's grad. */
+static int grad_input_end(struct forward *f, int from, const struct tr_tensor *target,
+			  int accumulate)
+{
+	if (!accumulate)
+		return 0;
+	const struct tr_layer *in = &f->model->layers[from];
+	struct tr_tensor grad = view(f, in->grad, in->cout, in->stride);
+	return f->ops->add_forward(f->backend, &grad, target, &grad, f->err);
+}
+
+/*
+ * Conv block backward: dy = dLoss/d cb->out (may be cb->grad itself) through
+ * SiLU and BN into cb->grad, then grad_weight += corr(x, cb->grad) and, when
+ * dx->data is not NULL, dx = conv_transpose(cb->grad). x is the block's
+ * input [n, cin, h * conv stride, w * conv stride]; stride its output's.
+ */
+static int convbn_backward(struct forward *f, struct tr_convbn *cb, const struct tr_tensor *dy,
+			   const struct tr_tensor *x, int stride, struct tr_tensor *dx)
+{
+	struct tr_backend *be = f->backend;
+	struct tr_tensor bn_out = view(f, cb->bn_out, cb->conv.cout, stride);
+	struct tr_tensor conv_out = view(f, cb->conv_out, cb->conv.cout, stride);
+	struct tr_tensor grad = view(f, cb->grad, cb->conv.cout, stride);
+	if (f->ops->silu_backward(be, &bn_out, dy, &grad, f->err) ||
+	    f->ops->bn_backward(be, &conv_out, &grad, cb->gamma, cb->save_mean, cb->save_invstd,
+				&grad, cb->grad_gamma, cb->grad_beta, f->err) ||
+	    f->ops->conv_backward_filter(be, &cb->conv, x, &grad, cb->grad_weight, NULL, f->err))
+		return -1;
+	if (dx->data == NULL)
+		return 0;
+	return f->ops->conv_backward_data(be, &cb->conv, &grad, cb->weight, dx, f->err);
+}
+
+/* A Conv block whose input is layer input `from` (Conv layers, C3 cv1/cv2, SPPF cv1). */
+static int convbn_backward_to_input(struct forward *f, struct tr_convbn *cb,
+				    const struct tr_tensor *dy, int from, int stride)
+{
+	struct tr_tensor x = layer_input(f, from);
+	int accumulate;
+	struct tr_tensor dx = grad_input_begin(f, from, f->model->scratch, &accumulate);
+	if (convbn_backward(f, cb, dy, &x, stride, &dx))
+		return -1;
+	return grad_input_end(f, from, &dx, accumulate);
+}
+
+/*
+ * C3 backward. Forward: c0 = cv1(x), c(j+1) = c(j) + t(j) (or t(j) without
+ * shortcut), t(j) = m.j.cv2(m.j.cv1(c(j))), out = cv3(cat(c(B), cv2(x))).
+ * With shortcut, grad_inner holds dLoss/d c(j+1) and collects dLoss/d c(j).
+ */
+static int c3_backward(struct forward *f, struct tr_layer *layer)
+{
+	struct tr_model *m = f->model;
+	struct tr_convbn *convs = m->convs + layer->conv0;
+	int hidden = convs[0].conv.cout, s = layer->stride, nb = layer->bottlenecks;
+	size_t plane = (size_t)f->batch * hidden * (f->height / s) * (f->width / s);
+	struct tr_tensor grad = view(f, layer->grad, layer->cout, s);
+	struct tr_tensor cat = view(f, layer->cat, 2 * hidden, s);
+	struct tr_tensor grad_cat = view(f, layer->grad_cat, 2 * hidden, s);
+	if (convbn_backward(f, &convs[2], &grad, &cat, s, &grad_cat))
+		return -1;
+	/* dLoss/d c(B): the chain buffer, the last bottleneck's grad, or cv1's grad */
+	float *grad_chain = nb == 0	      ? convs[0].grad
+			    : layer->shortcut ? layer->grad_inner
+					      : convs[3 + 2 * (nb - 1) + 1].grad;
+	struct tr_tensor dchain = view(f, grad_chain, hidden, s);
+	struct tr_tensor dside = view(f, convs[1].grad, hidden, s);
+	struct tr_tensor *parts[2] = {&dchain, &dside};
+	if (f->ops->concat_backward(f->backend, &grad_cat, parts, 2, f->err))
+		return -1;
+	for (int j = nb - 1; j >= 0; j--) {
+		struct tr_convbn *pair = convs + 3 + 2 * j;
+		struct tr_tensor mid = view(f, pair[0].out, hidden, s);
+		struct tr_tensor dmid = view(f, pair[0].grad, hidden, s);
+		/* c(j): cv1's output, or the previous bottleneck's */
+		float *chain_in = j == 0	    ? convs[0].out
+				  : layer->shortcut ? layer->inner + (size_t)(j - 1) * plane
+						    : pair[-1].out;
+		struct tr_tensor c = view(f, chain_in, hidden, s);
+		if (!layer->shortcut) {
+			struct tr_tensor dt = view(f, pair[1].grad, hidden, s);
+			struct tr_tensor dc =
+			    view(f, j == 0 ? convs[0].grad : pair[-1].grad, hidden, s);
+			if (convbn_backward(f, &pair[1], &dt, &mid, s, &dmid) ||
+			    convbn_backward(f, &pair[0], &dmid, &c, s, &dc))
+				return -1;
+			continue;
+		}
+		struct tr_tensor dnext = view(f, layer->grad_inner, hidden, s);
+		struct tr_tensor part = view(f, m->scratch, hidden, s);
+		struct tr_tensor dc = j == 0 ? view(f, convs[0].grad, hidden, s) : dnext;
+		if (convbn_backward(f, &pair[1], &dnext, &mid, s, &dmid) ||
+		    convbn_backward(f, &pair[0], &dmid, &c, s, &part) ||
+		    f->ops->add_forward(f->backend, &dnext, &part, &dc, f->err))
+			return -1;
+	}
+	struct tr_tensor dcv2 = view(f, convs[1].grad, hidden, s);
+	struct tr_tensor dcv1 = view(f, convs[0].grad, hidden, s);
+	if (convbn_backward_to_input(f, &convs[1], &dcv2, layer->from[0], s))
+		return -1;
+	return convbn_backward_to_input(f, &convs[0], &dcv1, layer->from[0], s);
+}
+
+/* SPPF backward: pool i's gradient adds its share to pool i - 1's, down to cv1's output. */
+static int sppf_backward(struct forward *f, struct tr_layer *layer)
+{
+	struct tr_model *m = f->model;
+	struct tr_convbn *convs = m->convs + layer->conv0;
+	int hidden = convs[0].conv.cout, s = layer->stride;
+	size_t plane = (size_t)f->batch * hidden * (f->height / s) * (f->width / s);
+	struct tr_tensor grad = view(f, layer->grad, layer->cout, s);
+	struct tr_tensor cat = view(f, layer->cat, 4 * hidden, s);
+	struct tr_tensor grad_cat = view(f, layer->grad_cat, 4 * hidden, s);
+	struct tr_tensor pooled[4], dpooled[4], part = view(f, m->scratch, hidden, s);
+	struct tr_tensor *parts[4];
+	pooled[0] = view(f, convs[0].out, hidden, s);
+	dpooled[0] = view(f, convs[0].grad, hidden, s);
+	for (int i = 1; i < 4; i++) {
+		pooled[i] = view(f, layer->inner + (size_t)(i - 1) * plane, hidden, s);
+		dpooled[i] = view(f, layer->grad_inner + (size_t)(i - 1) * plane, hidden, s);
+	}
+	for (int i = 0; i < 4; i++)
+		parts[i] = &dpooled[i];
+	if (convbn_backward(f, &convs[1], &grad, &cat, s, &grad_cat) ||
+	    f->ops->concat_backward(f->backend, &grad_cat, parts, 4, f->err))
+		return -1;
+	for (int i = 3; i >= 1; i--)
+		if (f->ops->maxpool_backward(f->backend, layer->pool_k, &pooled[i - 1], &dpooled[i],
+					     &part, f->err) ||
+		    f->ops->add_forward(f->backend, &dpooled[i - 1], &part, &dpooled[i - 1],
+					f->err))
+			return -1;
+	return convbn_backward_to_input(f, &convs[0], &dpooled[0], layer->from[0], s);
+}
+
+/* Concat backward: split the gradient among the inputs (adding where one already has some). */
+static int concat_backward(struct forward *f, struct tr_layer *layer)
+{
+	struct tr_tensor grad = view(f, layer->grad, layer->cout, layer->stride);
+	struct tr_tensor targets[TR_MAX_FROM];
+	struct tr_tensor *parts[TR_MAX_FROM];
+	int accumulate[TR_MAX_FROM];
+	float *scratch = f->model->scratch;
+	for (int i = 0; i < layer->nfrom; i++) {
+		targets[i] = grad_input_begin(f, layer->from[i], scratch, &accumulate[i]);
+		if (targets[i].data == NULL)
+			return ut_err_set(f->err, "Concat of the image itself has no backward");
+		if (accumulate[i])
+			scratch += tr_shape_numel(targets[i].shape);
+		parts[i] = &targets[i];
+	}
+	if (f->ops->concat_backward(f->backend, &grad, parts, layer->nfrom, f->err))
+		return -1;
+	for (int i = 0; i < layer->nfrom; i++)
+		if (grad_input_end(f, layer->from[i], &targets[i], accumulate[i]))
+			return -1;
+	return 0;
+}
+
+static int upsample_backward(struct forward *f, struct tr_layer *layer)
+{
+	struct tr_tensor grad = view(f, layer->grad, layer->cout, layer->stride);
+	int accumulate;
+	struct tr_tensor dx = grad_input_begin(f, layer->from[0], f->model->scratch, &accumulate);
+	if (dx.data == NULL)
+		return ut_err_set(f->err, "Upsample of the image itself has no backward");
+	if (f->ops->upsample2x_backward(f->backend, &grad, &dx, f->err))
+		return -1;
+	return grad_input_end(f, layer->from[0], &dx, accumulate);
+}
+
+/* Detect backward: dout[l] [n, na, ny, nx, no] to grad_raw [n, na * no, ny, nx], then the conv. */
+static int detect_backward(struct forward *f, struct tr_layer *layer, const float *const *dout)
+{
+	struct tr_detect *det = &f->model->detect;
+	for (int l = 0; l < det->nl; l++) {
+		struct tr_detect_head *head = &det->heads[l];
+		struct tr_tensor draw = view(f, det->grad_raw, head->conv.cout, det->stride[l]);
+		size_t plane = (size_t)draw.shape.h * draw.shape.w;
+		for (int n = 0; n < f->batch; n++)
+			for (int a = 0; a < det->na; a++)
+				for (size_t cell = 0; cell < plane; cell++) {
+					size_t row = ((size_t)n * det->na + a) * plane + cell;
+					const float *from = dout[l] + row * det->no;
+					float *to = draw.data +
+						    ((size_t)n * det->na + a) * det->no * plane +
+						    cell;
+					for (int o = 0; o < det->no; o++)
+						to[(size_t)o * plane] = from[o];
+				}
+		struct tr_tensor x = layer_input(f, layer->from[l]);
+		if (f->ops->conv_backward_filter(f->backend, &head->conv, &x, &draw,
+						 head->grad_weight, head->grad_bias, f->err))
+			return -1;
+		int accumulate;
+		struct tr_tensor dx =
+		    grad_input_begin(f, layer->from[l], f->model->scratch, &accumulate);
+		if (dx.data != NULL && (f->ops->conv_backward_data(f->backend, &head->conv, &draw,
+								   head->weight, &dx, f->err) ||
+					grad_input_end(f, layer->from[l], &dx, accumulate)))
+			return -1;
+	}
+	return 0;
+}
+
+static int layer_backward(struct forward *f, struct tr_layer *layer, const float *const *dout)
+{
+	if (layer->type == TR_LAYER_DETECT)
+		return detect_backward(f, layer, dout);
+	if (!layer->grad_written) /* nothing consumes its output: no gradient flows */
+		return 0;
+	switch (layer->type) {
+	case TR_LAYER_CONV: {
+		struct tr_convbn *cb = &f->model->convs[layer->conv0];
+		struct tr_tensor grad = view(f, layer->grad, layer->cout, layer->stride);
+		return convbn_backward_to_input(f, cb, &grad, layer->from[0], layer->stride);
+	}
+	case TR_LAYER_C3:
+		return c3_backward(f, layer);
+	case TR_LAYER_SPPF:
+		return sppf_backward(f, layer);
+	case TR_LAYER_UPSAMPLE:
+		return upsample_backward(f, layer);
+	case TR_LAYER_CONCAT:
+		return concat_backward(f, layer);
+	case TR_LAYER_DETECT:
+		break;
+	}
+	return ut_err_set(f->err, "layer type %d", (int)layer->type);
+}
+
+int tr_model_backward(struct tr_model *model, struct tr_backend *backend, const float *const *dout,
+		      struct ut_err *err)
+{
+	if (!model->acts || !model->fwd_train)
+		return ut_err_set(err, "%s: backward needs a train-mode forward pass first",
+				  model->source);
+	struct forward f = {.model = model,
+			    .backend = backend,
+			    .ops = backend->ops,
+			    .batch = model->fwd_batch,
+			    .height = model->fwd_height,
+			    .width = model->fwd_width,
+			    .train = 1,
+			    .err = err};
+	f.image = (struct tr_tensor){.data = (float *)model->fwd_images,
+				     .shape = {f.batch, model->in_channels, f.height, f.width}};
+	for (int i = 0; i < model->nlayers; i++)
+		model->layers[i].grad_written = 0;
+	for (int i = model->nlayers - 1; i >= 0; i--) {
+		if (layer_backward(&f, &model->layers[i], dout)) {
+			char what[UT_ERR_LEN];
+			snprintf(what, sizeof(what), "%s", err ? err->msg : "");
+			return ut_err_set(err, "%s: backward of layer %d: %s", model->source, i,
 					  what);
 		}
 	}

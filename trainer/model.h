@@ -12,6 +12,8 @@
  *   tr_model_plan(model, 16, 640, 640, &err);  // activations, once
  *   tr_model_forward(model, cpu, images, 16, 640, 640, 1, &err);  // train mode
  *   model->detect.outputs[0];               // [16, 3, 80, 80, nc + 5]
+ *   memset(model->grads, 0, model->nparam_values * sizeof(float));
+ *   tr_model_backward(model, cpu, dloss_doutputs, &err);  // grads += ...
  *   tr_model_free(model);
  *
  * Memory follows llm.c: every parameter lives in ONE float allocation
@@ -92,6 +94,9 @@ struct tr_convbn {
 	/* activations (tr_model_plan): conv output, BN output, SiLU output, [n, cout, h, w] */
 	float *conv_out, *bn_out, *out;
 	float *save_mean, *save_invstd; /* [cout], BN batch statistics for the backward pass */
+	/* activation gradient (tr_model_plan), [n, cout, h, w]: dLoss/d out, then, in place,
+	 * dLoss/d bn_out and dLoss/d conv_out as the backward pass goes through SiLU and BN */
+	float *grad;
 };
 
 /* One Detect output conv: [na * no, cin, 1, 1] weight and [na * no] bias. */
@@ -114,6 +119,7 @@ struct tr_detect {
 	float *outputs[TR_MAX_LEVELS]; /* YOLOv5's raw level outputs [n, na, ny, nx, no] */
 	float *decoded;		       /* eval mode: [n, sum over levels of na * ny * nx, no] */
 	int cells;		       /* that sum, for the last forward's image size */
+	float *grad_raw; /* backward: dLoss/d raw[l], one level at a time (the largest's size) */
 };
 
 /*
@@ -139,6 +145,12 @@ struct tr_layer {
 	 * bottleneck outputs (with shortcut) and the concat [n, 2 * hidden, h, w],
 	 * for SPPF the three pools and the concat [n, 4 * hidden, h, w] */
 	float *out, *inner, *cat;
+	/* activation gradients (tr_model_plan): grad = dLoss/d out (for Conv, C3 and SPPF
+	 * the grad of the Conv block that makes out); grad_cat = dLoss/d cat; grad_inner:
+	 * C3 with shortcut, dLoss/d the bottleneck chain [n, hidden, h, w]; SPPF, dLoss/d
+	 * the three pools [3][n, hidden, h, w] */
+	float *grad, *grad_cat, *grad_inner;
+	int grad_written; /* backward: grad holds a consumer's contribution (others add to it) */
 };
 
 struct tr_model {
@@ -159,6 +171,13 @@ struct tr_model {
 	int max_batch, max_height, max_width, max_stride;
 	size_t nact_values;
 	float *acts;
+	/* activation gradients: one block of the same plan, and a scratch slice as large as
+	 * the largest activation, where a second consumer's gradient lands before it is added */
+	size_t nact_grad_values;
+	float *act_grads, *scratch;
+	/* the last forward pass, which tr_model_backward differentiates */
+	int fwd_batch, fwd_height, fwd_width, fwd_train;
+	const float *fwd_images;
 };
 
 /*
@@ -209,6 +228,22 @@ int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max
  */
 int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const float *images,
 		     int batch, int height, int width, int train, struct ut_err *err);
+
+/*
+ * The backward pass of the last forward, which must have been in train mode
+ * (it uses the saved BN batch statistics and every activation) and whose
+ * images must still be there, unchanged (the first conv's weight gradient
+ * reads them).
+ * dout[l] = dLoss/d detect.outputs[l], YOLOv5's raw level outputs
+ * [batch, na, ny, nx, no]. Parameter gradients ACCUMULATE into
+ * model->grads (+=; zero them with one memset of nparam_values floats),
+ * so calling it for several batches sums their gradients. Activation
+ * gradients live in the planned block; nothing is allocated (the backend
+ * may grow its convolution workspace the first time a shape appears).
+ * The gradient with respect to the images is not computed.
+ */
+int tr_model_backward(struct tr_model *model, struct tr_backend *backend, const float *const *dout,
+		      struct ut_err *err);
 
 /* Trainable values (YOLOv5's "parameters" count). */
 int64_t tr_model_num_params(const struct tr_model *model);
