@@ -1,0 +1,719 @@
+/*
+ * augment.c - YOLOv5 v7.0 letterbox, augment_hsv and random_perspective on
+ * 8-bit BGR images, with OpenCV 4.6's integer arithmetic for the resize,
+ * colour conversions and warps (see augment.h for why that matters).
+ */
+#include "augment.h"
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Python's math.pi and OpenCV's CV_PI (the same double). */
+static const double pi = 3.141592653589793;
+
+int tr_aug_image_alloc(struct tr_image *im, int width, int height, struct ut_err *err)
+{
+	im->width = 0;
+	im->height = 0;
+	im->data = NULL;
+	if (width < 1 || height < 1 || (size_t)width > SIZE_MAX / 3 / (size_t)height)
+		return ut_err_set(err, "image size %dx%d is not valid", width, height);
+	im->data = malloc((size_t)width * (size_t)height * 3);
+	if (im->data == NULL)
+		return ut_err_set(err, "out of memory for a %dx%d image", width, height);
+	im->width = width;
+	im->height = height;
+	return 0;
+}
+
+void tr_aug_image_free(struct tr_image *im)
+{
+	free(im->data);
+	im->data = NULL;
+	im->width = 0;
+	im->height = 0;
+}
+
+/* Python's round() on a double: halves go to even (the default FP mode). */
+static double py_round(double x)
+{
+	return nearbyint(x);
+}
+
+/* OpenCV's cvRound/saturate_cast<int> of a double (ties to even). */
+static int sat_round_int(double x)
+{
+	if (!(x > (double)INT_MIN))
+		return INT_MIN;
+	if (x >= (double)INT_MAX)
+		return INT_MAX;
+	return (int)nearbyint(x);
+}
+
+static int clamp_int(int v, int lo, int hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static uint8_t sat_u8(int v)
+{
+	return (uint8_t)clamp_int(v, 0, 255);
+}
+
+/* --- resize --- */
+
+enum { RESIZE_COEF_BITS = 11, RESIZE_COEF_ONE = 1 << RESIZE_COEF_BITS };
+
+/*
+ * One axis of the INTER_LINEAR table: source index and the two 11-bit
+ * weights of each destination index. The offset is computed in double and
+ * rounded to float, the fraction in float, as OpenCV does. Along x a
+ * position outside the source takes the edge pixel with weight one; along
+ * y OpenCV keeps the unclamped index and weights and clamps only the rows
+ * read (clamp_rows), which rounds differently in the vertical pass.
+ */
+static void resize_axis(int src_len, int dst_len, bool clamp_weights, int *index, int16_t *weight)
+{
+	double scale = 1.0 / ((double)dst_len / (double)src_len);
+	for (int d = 0; d < dst_len; d++) {
+		float f = (float)(((double)d + 0.5) * scale - 0.5);
+		int s = (int)floorf(f);
+		f -= (float)s;
+		if (clamp_weights && s < 0) {
+			s = 0;
+			f = 0.f;
+		}
+		if (clamp_weights && s >= src_len - 1) {
+			s = src_len - 1;
+			f = 0.f;
+		}
+		index[d] = s;
+		weight[2 * d] = (int16_t)lrintf((1.f - f) * RESIZE_COEF_ONE);
+		weight[2 * d + 1] = (int16_t)lrintf(f * RESIZE_COEF_ONE);
+	}
+}
+
+/*
+ * The vertical pass on one row of n values, as OpenCV 4.6's SSE2 loop
+ * descales it: ((a>>4)*b0 >> 16) + ((c>>4)*b1 >> 16), then rounded by 2
+ * bits. Checked against cv2 4.6 for every row width from 3 bytes up: its
+ * result never follows the exact 22-bit rounding of the scalar template.
+ */
+static void resize_vertical(const int32_t *row0, const int32_t *row1, int16_t b0, int16_t b1,
+			    uint8_t *dst, int n)
+{
+	for (int x = 0; x < n; x++) {
+		int a = clamp_int(row0[x] >> 4, INT16_MIN, INT16_MAX);
+		int c = clamp_int(row1[x] >> 4, INT16_MIN, INT16_MAX);
+		int sum = clamp_int(((a * b0) >> 16) + ((c * b1) >> 16), INT16_MIN, INT16_MAX);
+		dst[x] = sat_u8((sum + 2) >> 2);
+	}
+}
+
+/* Exact 2x shrink: OpenCV's fast INTER_AREA, (sum of 2x2 + 2) >> 2. */
+static void resize_half(const struct tr_image *src, struct tr_image *dst)
+{
+	size_t sstride = (size_t)src->width * 3;
+	for (int y = 0; y < dst->height; y++) {
+		const uint8_t *s0 = src->data + (size_t)(2 * y) * sstride;
+		const uint8_t *s1 = s0 + sstride;
+		uint8_t *d = dst->data + (size_t)y * dst->width * 3;
+		for (int x = 0; x < dst->width; x++)
+			for (int c = 0; c < 3; c++) {
+				int i = 6 * x + c;
+				d[3 * x + c] = (uint8_t)((s0[i] + s0[i + 3] + s1[i] + s1[i + 3] + 2) >> 2);
+			}
+	}
+}
+
+/* Horizontal pass of one source row into n = 3 * dst width 11-bit sums. */
+static void resize_horizontal(const uint8_t *row, const int *xi, const int16_t *xw, int src_w,
+			      int dst_w, int32_t *out)
+{
+	for (int dx = 0; dx < dst_w; dx++) {
+		int s = xi[dx];
+		int s1 = s + 1 < src_w ? s + 1 : s;
+		for (int c = 0; c < 3; c++)
+			out[3 * dx + c] = row[3 * s + c] * xw[2 * dx] + row[3 * s1 + c] * xw[2 * dx + 1];
+	}
+}
+
+void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst)
+{
+	int sw = src->width, sh = src->height, dw = dst->width, dh = dst->height;
+	if (sw == dw && sh == dh) {
+		memcpy(dst->data, src->data, (size_t)sw * sh * 3);
+		return;
+	}
+	if (sw == 2 * dw && sh == 2 * dh) {
+		resize_half(src, dst);
+		return;
+	}
+	int *xi = malloc(sizeof(int) * (size_t)(dw + dh));
+	int16_t *wt = malloc(sizeof(int16_t) * 2 * (size_t)(dw + dh));
+	int32_t *rows = malloc(sizeof(int32_t) * 2 * 3 * (size_t)dw);
+	if (xi == NULL || wt == NULL || rows == NULL) {
+		free(xi);
+		free(wt);
+		free(rows);
+		memset(dst->data, 0, (size_t)dw * dh * 3);
+		return;
+	}
+	int *yi = xi + dw;
+	int16_t *xw = wt, *yw = wt + 2 * dw;
+	resize_axis(sw, dw, true, xi, xw);
+	resize_axis(sh, dh, false, yi, yw);
+	int32_t *r0 = rows, *r1 = rows + 3 * dw;
+	size_t sstride = (size_t)sw * 3;
+	for (int y = 0; y < dh; y++) {
+		int s0 = clamp_int(yi[y], 0, sh - 1), s1 = clamp_int(yi[y] + 1, 0, sh - 1);
+		resize_horizontal(src->data + (size_t)s0 * sstride, xi, xw, sw, dw, r0);
+		resize_horizontal(src->data + (size_t)s1 * sstride, xi, xw, sw, dw, r1);
+		resize_vertical(r0, r1, yw[2 * y], yw[2 * y + 1], dst->data + (size_t)y * dw * 3,
+				3 * dw);
+	}
+	free(xi);
+	free(wt);
+	free(rows);
+}
+
+/* --- letterbox --- */
+
+struct tr_aug_letterbox_opts tr_aug_letterbox_defaults(int new_shape)
+{
+	struct tr_aug_letterbox_opts o = {
+		.new_width = new_shape,
+		.new_height = new_shape,
+		.color = 114,
+		.auto_rect = true,
+		.scale_fill = false,
+		.scaleup = true,
+		.stride = 32,
+	};
+	return o;
+}
+
+/* Python's int % for a positive modulus. */
+static int py_mod(int a, int m)
+{
+	int r = a % m;
+	return r < 0 ? r + m : r;
+}
+
+int tr_aug_letterbox(const struct tr_image *src, const struct tr_aug_letterbox_opts *opts,
+		     struct tr_image *out, struct tr_aug_letterbox_info *info, struct ut_err *err)
+{
+	out->data = NULL;
+	if (opts->new_width < 1 || opts->new_height < 1 || opts->stride < 1)
+		return ut_err_set(err, "letterbox: new shape %dx%d or stride %d is not valid",
+				  opts->new_width, opts->new_height, opts->stride);
+	double r = fmin((double)opts->new_height / src->height, (double)opts->new_width / src->width);
+	if (!opts->scaleup)
+		r = fmin(r, 1.0);
+	double ratio_w = r, ratio_h = r;
+	int unpad_w = (int)py_round(src->width * r), unpad_h = (int)py_round(src->height * r);
+	double dw = opts->new_width - unpad_w, dh = opts->new_height - unpad_h;
+	if (opts->auto_rect) {
+		dw = py_mod(opts->new_width - unpad_w, opts->stride);
+		dh = py_mod(opts->new_height - unpad_h, opts->stride);
+	} else if (opts->scale_fill) {
+		dw = 0.0;
+		dh = 0.0;
+		unpad_w = opts->new_width;
+		unpad_h = opts->new_height;
+		ratio_w = (double)opts->new_width / src->width;
+		ratio_h = (double)opts->new_height / src->height;
+	}
+	dw /= 2;
+	dh /= 2;
+	int top = (int)py_round(dh - 0.1), bottom = (int)py_round(dh + 0.1);
+	int left = (int)py_round(dw - 0.1), right = (int)py_round(dw + 0.1);
+	if (unpad_w < 1 || unpad_h < 1)
+		return ut_err_set(err, "letterbox: %dx%d image resizes to nothing", src->width,
+				  src->height);
+	struct tr_image resized;
+	if (tr_aug_image_alloc(&resized, unpad_w, unpad_h, err) != 0)
+		return -1;
+	tr_aug_resize_linear(src, &resized);
+	if (tr_aug_image_alloc(out, unpad_w + left + right, unpad_h + top + bottom, err) != 0) {
+		tr_aug_image_free(&resized);
+		return -1;
+	}
+	memset(out->data, opts->color, (size_t)out->width * out->height * 3);
+	for (int y = 0; y < unpad_h; y++)
+		memcpy(out->data + ((size_t)(y + top) * out->width + left) * 3,
+		       resized.data + (size_t)y * unpad_w * 3, (size_t)unpad_w * 3);
+	tr_aug_image_free(&resized);
+	info->ratio_w = ratio_w;
+	info->ratio_h = ratio_h;
+	info->dw = dw;
+	info->dh = dh;
+	info->top = top;
+	info->left = left;
+	return 0;
+}
+
+/* --- HSV --- */
+
+enum { HSV_SHIFT = 12 };
+
+/*
+ * OpenCV's 8-bit BGR->HSV: s = diff * round(255<<12 / v), h from the
+ * sector formula times round(180<<12 / (6 diff)), both descaled by 12 bits
+ * with rounding. The tables are tiny; they are rebuilt per call so that no
+ * global state exists.
+ */
+void tr_aug_bgr_to_hsv(const uint8_t *bgr, uint8_t *hsv, int width, int height)
+{
+	int sdiv[256], hdiv[256];
+	sdiv[0] = hdiv[0] = 0;
+	for (int i = 1; i < 256; i++) {
+		sdiv[i] = sat_round_int((255 << HSV_SHIFT) / (1.0 * i));
+		hdiv[i] = sat_round_int((180 << HSV_SHIFT) / (6.0 * i));
+	}
+	size_t count = (size_t)width * height;
+	for (size_t i = 0; i < count; i++) {
+		int b = bgr[3 * i], g = bgr[3 * i + 1], r = bgr[3 * i + 2];
+		int v = b > g ? b : g;
+		v = v > r ? v : r;
+		int vmin = b < g ? b : g;
+		vmin = vmin < r ? vmin : r;
+		int diff = v - vmin;
+		int s = (diff * sdiv[v] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
+		int h;
+		if (v == r)
+			h = g - b;
+		else if (v == g)
+			h = b - r + 2 * diff;
+		else
+			h = r - g + 4 * diff;
+		h = (h * hdiv[diff] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
+		if (h < 0)
+			h += 180;
+		hsv[3 * i] = sat_u8(h);
+		hsv[3 * i + 1] = (uint8_t)s;
+		hsv[3 * i + 2] = (uint8_t)v;
+	}
+}
+
+/*
+ * The six sectors of the hue circle: which of v, v(1-s), v(1-sf),
+ * v(1-s(1-f)) goes to b, g and r.
+ */
+static const int hsv_sector[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1},
+				     {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
+
+/*
+ * The pixels of a row that OpenCV's vectorized HSV->BGR loop handles:
+ * whole blocks of 4 vectors of 8 floats (cv2 4.6's AVX2 dispatch, which
+ * x86-64 machines with AVX2 run; checked against it for widths 1..333).
+ * The rest of the row takes the scalar path, which rounds instead of
+ * truncating.
+ */
+enum { HSV_LANES = 8, HSV_BLOCK = 4 * HSV_LANES };
+
+/*
+ * One pixel as the vector loop computes it: float maths, truncated. The
+ * AVX2 build contracts 1 - s*f into a fused multiply-add; fmaf reproduces
+ * that (exhaustively equal to cv2 over all 180*256*256 inputs).
+ */
+static void hsv_to_bgr_vector(const uint8_t *hsv, uint8_t *bgr)
+{
+	const float hscale = 6.0f / 180;
+	float h = (float)hsv[0] * hscale;
+	float s = (float)hsv[1] * (1.0f / 255.0f);
+	float v = (float)hsv[2] * (1.0f / 255.0f);
+	float pre = truncf(h);
+	float f = h - pre;
+	float tab[4];
+	tab[0] = v;
+	tab[1] = v * (1.0f - s);
+	tab[2] = v * fmaf(-s, f, 1.0f);
+	tab[3] = v * fmaf(-s, 1.0f - f, 1.0f);
+	float sector_f = pre - truncf(pre * (1.0f / 6.0f)) * 6.0f;
+	int sector = (int)sector_f;
+	if (sector < 0 || sector > 5)
+		sector = sector < 0 ? 0 : 5;
+	for (int c = 0; c < 3; c++) {
+		float out = tab[hsv_sector[sector][c]] * 255.0f;
+		bgr[c] = sat_u8((int)out);
+	}
+}
+
+/*
+ * One pixel as the scalar tail computes it: float maths, rounded. Here the
+ * compiler fused only 1 - s*h (exhaustively checked like the vector path).
+ */
+static void hsv_to_bgr_scalar(const uint8_t *hsv, uint8_t *bgr)
+{
+	const float hscale = 6.0f / 180;
+	float h = hsv[0];
+	float s = hsv[1] * (1.0f / 255.0f);
+	float v = hsv[2] * (1.0f / 255.0f);
+	float out[3];
+	if (s == 0) {
+		out[0] = out[1] = out[2] = v;
+	} else {
+		h *= hscale;
+		h = fmodf(h, 6.f);
+		int sector = (int)floorf(h);
+		h -= (float)sector;
+		if ((unsigned)sector >= 6u) {
+			sector = 0;
+			h = 0.f;
+		}
+		float tab[4] = {v, v * (1.f - s), v * fmaf(-s, h, 1.f), v * (1.f - s * (1.f - h))};
+		for (int c = 0; c < 3; c++)
+			out[c] = tab[hsv_sector[sector][c]];
+	}
+	for (int c = 0; c < 3; c++)
+		bgr[c] = sat_u8((int)lrintf(out[c] * 255.0f));
+}
+
+void tr_aug_hsv_to_bgr(const uint8_t *hsv, uint8_t *bgr, int width, int height)
+{
+	int vector_end = width - width % HSV_BLOCK;
+	for (int y = 0; y < height; y++) {
+		size_t row = (size_t)y * width * 3;
+		for (int x = 0; x < width; x++) {
+			size_t i = row + 3 * (size_t)x;
+			if (x < vector_end)
+				hsv_to_bgr_vector(hsv + i, bgr + i);
+			else
+				hsv_to_bgr_scalar(hsv + i, bgr + i);
+		}
+	}
+}
+
+void tr_aug_hsv_gains(double hgain, double sgain, double vgain, const double uniform[3],
+		      double gains[3])
+{
+	gains[0] = uniform[0] * hgain + 1;
+	gains[1] = uniform[1] * sgain + 1;
+	gains[2] = uniform[2] * vgain + 1;
+}
+
+/* numpy's float64 -> uint8 astype for values already in [0, 256). */
+static uint8_t trunc_u8(double x)
+{
+	return (uint8_t)(int)x;
+}
+
+int tr_aug_hsv(struct tr_image *im, const double gains[3], struct ut_err *err)
+{
+	uint8_t lut[3][256];
+	for (int x = 0; x < 256; x++) {
+		double hue = fmod(x * gains[0], 180.0);
+		if (hue < 0)
+			hue += 180.0; /* Python's % takes the divisor's sign */
+		lut[0][x] = trunc_u8(hue);
+		lut[1][x] = trunc_u8(fmin(fmax(x * gains[1], 0.0), 255.0));
+		lut[2][x] = trunc_u8(fmin(fmax(x * gains[2], 0.0), 255.0));
+	}
+	size_t bytes = (size_t)im->width * im->height * 3;
+	uint8_t *hsv = malloc(bytes);
+	if (hsv == NULL)
+		return ut_err_set(err, "out of memory for a %dx%d HSV buffer", im->width, im->height);
+	tr_aug_bgr_to_hsv(im->data, hsv, im->width, im->height);
+	for (size_t i = 0; i < bytes; i++)
+		hsv[i] = lut[i % 3][hsv[i]];
+	tr_aug_hsv_to_bgr(hsv, im->data, im->width, im->height);
+	free(hsv);
+	return 0;
+}
+
+/* --- warps --- */
+
+enum {
+	INTER_BITS = 5,
+	INTER_TAB = 1 << INTER_BITS,
+	REMAP_COEF_BITS = 15,
+	AB_BITS = 10,
+	AB_SCALE = 1 << AB_BITS,
+};
+
+/* saturate_cast<short>. */
+static int sat_s16(int v)
+{
+	return clamp_int(v, INT16_MIN, INT16_MAX);
+}
+
+/*
+ * Blend the 2x2 source neighbourhood at 1/32-pixel position (X, Y) (fixed
+ * point, INTER_BITS fraction) with 15-bit weights; corners outside the
+ * source read the border grey.
+ */
+static void remap_pixel(const struct tr_image *src, int X, int Y, uint8_t border, uint8_t *out)
+{
+	int sx = sat_s16(X >> INTER_BITS), sy = sat_s16(Y >> INTER_BITS);
+	int fx = X & (INTER_TAB - 1), fy = Y & (INTER_TAB - 1);
+	int w[4] = {(INTER_TAB - fy) * (INTER_TAB - fx) * 32, (INTER_TAB - fy) * fx * 32,
+		    fy * (INTER_TAB - fx) * 32, fy * fx * 32};
+	int acc[3] = {0, 0, 0};
+	for (int k = 0; k < 4; k++) {
+		int px = sx + (k & 1), py = sy + (k >> 1);
+		bool inside = px >= 0 && px < src->width && py >= 0 && py < src->height;
+		const uint8_t *p = src->data + ((size_t)py * src->width + px) * 3;
+		for (int c = 0; c < 3; c++)
+			acc[c] += (inside ? p[c] : border) * w[k];
+	}
+	for (int c = 0; c < 3; c++)
+		out[c] = sat_u8((acc[c] + (1 << (REMAP_COEF_BITS - 1))) >> REMAP_COEF_BITS);
+}
+
+/* warpAffine's inverse of the 2x3 forward map, as OpenCV computes it. */
+static void invert_affine(const double M[9], double inv[6])
+{
+	double D = M[0] * M[4] - M[1] * M[3];
+	D = D != 0 ? 1. / D : 0;
+	double a11 = M[4] * D, a22 = M[0] * D;
+	double m01 = M[1] * -D, m10 = M[3] * -D;
+	inv[0] = a11;
+	inv[1] = m01;
+	inv[3] = m10;
+	inv[4] = a22;
+	inv[2] = -inv[0] * M[2] - inv[1] * M[5];
+	inv[5] = -inv[3] * M[2] - inv[4] * M[5];
+}
+
+/* cv::invert of a 3x3 double matrix (the explicit cofactor formula). */
+static void invert3(const double m[9], double t[9])
+{
+#define E(i, j) m[3 * (i) + (j)]
+	double d = E(0, 0) * (E(1, 1) * E(2, 2) - E(1, 2) * E(2, 1)) -
+		   E(0, 1) * (E(1, 0) * E(2, 2) - E(1, 2) * E(2, 0)) +
+		   E(0, 2) * (E(1, 0) * E(2, 1) - E(1, 1) * E(2, 0));
+	if (d == 0) {
+		memset(t, 0, 9 * sizeof(double));
+		return;
+	}
+	d = 1. / d;
+	t[0] = (E(1, 1) * E(2, 2) - E(1, 2) * E(2, 1)) * d;
+	t[1] = (E(0, 2) * E(2, 1) - E(0, 1) * E(2, 2)) * d;
+	t[2] = (E(0, 1) * E(1, 2) - E(0, 2) * E(1, 1)) * d;
+	t[3] = (E(1, 2) * E(2, 0) - E(1, 0) * E(2, 2)) * d;
+	t[4] = (E(0, 0) * E(2, 2) - E(0, 2) * E(2, 0)) * d;
+	t[5] = (E(0, 2) * E(1, 0) - E(0, 0) * E(1, 2)) * d;
+	t[6] = (E(1, 0) * E(2, 1) - E(1, 1) * E(2, 0)) * d;
+	t[7] = (E(0, 1) * E(2, 0) - E(0, 0) * E(2, 1)) * d;
+	t[8] = (E(0, 0) * E(1, 1) - E(0, 1) * E(1, 0)) * d;
+#undef E
+}
+
+/*
+ * warpAffine: per destination pixel the source position in 1/1024 pixel,
+ * row part round((m1*y + m2) * 1024) + 16 plus column part
+ * round(m0*x * 1024), shifted down to 1/32 pixel.
+ */
+static void warp_affine(const struct tr_image *src, const double M[9], uint8_t border,
+			struct tr_image *dst)
+{
+	double m[6];
+	invert_affine(M, m);
+	int round_delta = AB_SCALE / INTER_TAB / 2;
+	for (int y = 0; y < dst->height; y++) {
+		int X0 = sat_round_int((m[1] * y + m[2]) * AB_SCALE) + round_delta;
+		int Y0 = sat_round_int((m[4] * y + m[5]) * AB_SCALE) + round_delta;
+		uint8_t *row = dst->data + (size_t)y * dst->width * 3;
+		for (int x = 0; x < dst->width; x++) {
+			int adelta = sat_round_int(m[0] * x * AB_SCALE);
+			int bdelta = sat_round_int(m[3] * x * AB_SCALE);
+			int X = (int)(((int64_t)X0 + adelta) >> (AB_BITS - INTER_BITS));
+			int Y = (int)(((int64_t)Y0 + bdelta) >> (AB_BITS - INTER_BITS));
+			remap_pixel(src, X, Y, border, row + 3 * (size_t)x);
+		}
+	}
+}
+
+/*
+ * warpPerspective: OpenCV walks the output in blocks of bw0 columns and
+ * evaluates (m0*xb + m1*y + m2) + m0*x1 with xb the block's first column,
+ * so the block width is part of the arithmetic.
+ */
+static void warp_perspective(const struct tr_image *src, const double M[9], uint8_t border,
+			     struct tr_image *dst)
+{
+	double m[9];
+	invert3(M, m);
+	int bh0 = dst->height < 16 ? dst->height : 16;
+	int bw0 = 1024 / bh0 < dst->width ? 1024 / bh0 : dst->width;
+	for (int y = 0; y < dst->height; y++) {
+		uint8_t *row = dst->data + (size_t)y * dst->width * 3;
+		for (int xb = 0; xb < dst->width; xb += bw0) {
+			double X0 = m[0] * xb + m[1] * y + m[2];
+			double Y0 = m[3] * xb + m[4] * y + m[5];
+			double W0 = m[6] * xb + m[7] * y + m[8];
+			int bw = dst->width - xb < bw0 ? dst->width - xb : bw0;
+			for (int x1 = 0; x1 < bw; x1++) {
+				double W = W0 + m[6] * x1;
+				W = W != 0 ? INTER_TAB / W : 0;
+				double fX = fmax((double)INT_MIN, fmin((double)INT_MAX, (X0 + m[0] * x1) * W));
+				double fY = fmax((double)INT_MIN, fmin((double)INT_MAX, (Y0 + m[3] * x1) * W));
+				remap_pixel(src, sat_round_int(fX), sat_round_int(fY), border,
+					    row + 3 * (size_t)(xb + x1));
+			}
+		}
+	}
+}
+
+void tr_aug_warp(const struct tr_image *src, const double M[9], bool perspective, uint8_t border,
+		 struct tr_image *dst)
+{
+	if (perspective)
+		warp_perspective(src, M, border, dst);
+	else
+		warp_affine(src, M, border, dst);
+}
+
+/* --- random_perspective --- */
+
+void tr_aug_perspective_draws(const struct tr_aug_perspective *p, const double frac[TR_AUG_DRAWS],
+			      double draws[TR_AUG_DRAWS], double lo[TR_AUG_DRAWS],
+			      double hi[TR_AUG_DRAWS])
+{
+	const double range[TR_AUG_DRAWS][2] = {
+		{-p->perspective, p->perspective}, {-p->perspective, p->perspective},
+		{-p->degrees, p->degrees},	   {1 - p->scale, 1 + p->scale},
+		{-p->shear, p->shear},		   {-p->shear, p->shear},
+		{0.5 - p->translate, 0.5 + p->translate},
+		{0.5 - p->translate, 0.5 + p->translate},
+	};
+	for (int i = 0; i < TR_AUG_DRAWS; i++) {
+		draws[i] = range[i][0] + (range[i][1] - range[i][0]) * frac[i];
+		if (lo != NULL)
+			lo[i] = range[i][0];
+		if (hi != NULL)
+			hi[i] = range[i][1];
+	}
+}
+
+/* out = a @ b for row-major 3x3 matrices, sums in index order. */
+static void matmul3(const double a[9], const double b[9], double out[9])
+{
+	double t[9];
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			t[3 * i + j] = a[3 * i] * b[j] + a[3 * i + 1] * b[3 + j] + a[3 * i + 2] * b[6 + j];
+	memcpy(out, t, sizeof(t));
+}
+
+static void eye3(double m[9])
+{
+	memset(m, 0, 9 * sizeof(double));
+	m[0] = m[4] = m[8] = 1;
+}
+
+void tr_aug_perspective_matrix(const struct tr_aug_perspective *p, int in_w, int in_h,
+			       const double draws[TR_AUG_DRAWS], double M[9])
+{
+	int height = in_h + 2 * p->border_h, width = in_w + 2 * p->border_w;
+	double C[9], P[9], R[9], S[9], T[9];
+	eye3(C);
+	C[2] = -in_w / 2.0;
+	C[5] = -in_h / 2.0;
+	eye3(P);
+	P[6] = draws[TR_AUG_DRAW_PERSP_X];
+	P[7] = draws[TR_AUG_DRAW_PERSP_Y];
+	/* cv2.getRotationMatrix2D(center=(0, 0), angle=a, scale=s) */
+	eye3(R);
+	double angle = draws[TR_AUG_DRAW_ANGLE] * (pi / 180);
+	double alpha = cos(angle) * draws[TR_AUG_DRAW_SCALE];
+	double beta = sin(angle) * draws[TR_AUG_DRAW_SCALE];
+	R[0] = alpha;
+	R[1] = beta;
+	R[3] = -beta;
+	R[4] = alpha;
+	eye3(S);
+	S[1] = tan(draws[TR_AUG_DRAW_SHEAR_X] * pi / 180);
+	S[3] = tan(draws[TR_AUG_DRAW_SHEAR_Y] * pi / 180);
+	eye3(T);
+	T[2] = draws[TR_AUG_DRAW_TRANS_X] * width;
+	T[5] = draws[TR_AUG_DRAW_TRANS_Y] * height;
+	matmul3(T, S, M);
+	matmul3(M, R, M);
+	matmul3(M, P, M);
+	matmul3(M, C, M);
+}
+
+bool tr_aug_box_candidate(const float before[4], const double after[4], double wh_thr,
+			  double ar_thr, double area_thr)
+{
+	const double eps = 1e-16;
+	float w1 = before[2] - before[0], h1 = before[3] - before[1];
+	double w2 = after[2] - after[0], h2 = after[3] - after[1];
+	double ar = fmax(w2 / (h2 + eps), h2 / (w2 + eps));
+	float area1 = (float)(w1 * h1 + eps);
+	return w2 > wh_thr && h2 > wh_thr && w2 * h2 / area1 > area_thr && ar < ar_thr;
+}
+
+/* Transform one box's four corners, take their bounds, clip to the image. */
+static void warp_box(const double M[9], bool perspective, const float *box, int width, int height,
+		     double out[4])
+{
+	const int corners[4][2] = {{0, 1}, {2, 3}, {0, 3}, {2, 1}};
+	double xmin = INFINITY, ymin = INFINITY, xmax = -INFINITY, ymax = -INFINITY;
+	for (int k = 0; k < 4; k++) {
+		double x = box[corners[k][0]], y = box[corners[k][1]];
+		double tx = M[0] * x + M[1] * y + M[2];
+		double ty = M[3] * x + M[4] * y + M[5];
+		if (perspective) {
+			double tw = M[6] * x + M[7] * y + M[8];
+			tx /= tw;
+			ty /= tw;
+		}
+		xmin = fmin(xmin, tx);
+		xmax = fmax(xmax, tx);
+		ymin = fmin(ymin, ty);
+		ymax = fmax(ymax, ty);
+	}
+	out[0] = fmin(fmax(xmin, 0), width);
+	out[1] = fmin(fmax(ymin, 0), height);
+	out[2] = fmin(fmax(xmax, 0), width);
+	out[3] = fmin(fmax(ymax, 0), height);
+}
+
+static bool is_identity(const double M[9])
+{
+	for (int i = 0; i < 9; i++)
+		if (M[i] != (i % 4 == 0 ? 1.0 : 0.0))
+			return false;
+	return true;
+}
+
+int tr_aug_random_perspective(const struct tr_image *src, const struct tr_aug_perspective *p,
+			      const double draws[TR_AUG_DRAWS], struct tr_image *out, float *labels,
+			      int *n, double M[9], struct ut_err *err)
+{
+	int height = src->height + 2 * p->border_h, width = src->width + 2 * p->border_w;
+	double m[9];
+	tr_aug_perspective_matrix(p, src->width, src->height, draws, m);
+	if (M != NULL)
+		memcpy(M, m, sizeof(m));
+	if (tr_aug_image_alloc(out, width, height, err) != 0)
+		return -1;
+	bool perspective = p->perspective != 0;
+	if (p->border_h != 0 || p->border_w != 0 || !is_identity(m))
+		tr_aug_warp(src, m, perspective, 114, out);
+	else
+		memcpy(out->data, src->data, (size_t)width * height * 3);
+	int kept = 0;
+	for (int i = 0; i < *n; i++) {
+		float *row = labels + 5 * (size_t)i;
+		double box[4];
+		warp_box(m, perspective, row + 1, width, height, box);
+		float scaled[4];
+		for (int k = 0; k < 4; k++)
+			scaled[k] = row[1 + k] * (float)draws[TR_AUG_DRAW_SCALE];
+		if (!tr_aug_box_candidate(scaled, box, 2, 100, 0.1))
+			continue;
+		float *dst = labels + 5 * (size_t)kept++;
+		dst[0] = row[0];
+		for (int k = 0; k < 4; k++)
+			dst[1 + k] = (float)box[k];
+	}
+	*n = kept;
+	return 0;
+}
