@@ -18,13 +18,15 @@ declare -A sources=(
 	[results_csv]="${common[*]} ${store[*]} $root/evolve/trainer.c"
 	[evolve_csv]="${common[*]} ${store[*]}"
 	[safetensors]="$root/util/ut.c $root/trainer/safetensors.c"
+	[data_yaml]="$root/util/ut.c $root/trainer/dataset.c"
+	[labels]="$root/util/ut.c $root/trainer/dataset.c"
 )
-declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv [safetensors]=safetensors)
+declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv [safetensors]=safetensors [data_yaml]=data_yaml [labels]=labels)
 status=0
-for target in hyp meta results_csv evolve_csv safetensors; do
+for target in hyp meta results_csv evolve_csv safetensors data_yaml labels; do
 	# shellcheck disable=SC2086
 	clang "${flags[@]}" "$root/tests/fuzz/fuzz_$target.c" ${sources[$target]} \
-		-lyaml -lsqlite3 -lcsv -lcjson -lm -o "$work/fuzz_$target"
+		-lyaml -lsqlite3 -lcsv -lcjson -ljpeg -lpng -lm -o "$work/fuzz_$target"
 	cp -r "$root/tests/fuzz/corpus/${corpus[$target]}" "$work/corpus_$target"
 	if (cd "$work" && "./fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
 		"corpus_$target" >"fuzz_$target.log" 2>&1); then
