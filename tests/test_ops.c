@@ -523,6 +523,47 @@ static void test_silu(void **state)
 	tr_backend_destroy(b);
 }
 
+/*
+ * SiLU on a tensor large enough to be split across threads, over a wide
+ * range (the vectorised exp clamps its argument) and with a NaN: forward
+ * and exact backward against double precision.
+ */
+static void test_silu_wide(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct rng rng = {15};
+	struct tr_shape s = {2, 8, 64, 65};
+	size_t len = tr_shape_numel(s);
+	float *x = rand_buf(len, &rng), *y = zero_buf(len), *dy = rand_buf(len, &rng);
+	float *dx = zero_buf(len);
+	for (size_t i = 0; i < len; i++)
+		x[i] = (x[i] - 0.5f) * 240.0f;
+	x[7] = NAN;
+	struct tr_tensor tx = {x, s}, ty = {y, s}, tdy = {dy, s}, tdx = {dx, s};
+	OK(b->ops->silu_forward(b, &tx, &ty, &ok_err));
+	OK(b->ops->silu_backward(b, &tx, &tdy, &tdx, &ok_err));
+	assert_true(isnan(y[7]) && isnan(dx[7]));
+	x[7] = y[7] = dy[7] = dx[7] = 0.0f;
+	double *ref = malloc(len * sizeof(*ref)), *dref = malloc(len * sizeof(*dref));
+	assert_non_null(ref);
+	assert_non_null(dref);
+	for (size_t i = 0; i < len; i++) {
+		double v = x[i], sig = 1.0 / (1.0 + exp(-v));
+		ref[i] = v * sig;
+		dref[i] = dy[i] * sig * (1.0 + v * (1.0 - sig));
+	}
+	assert_close_fwd("silu y", y, ref, len);
+	assert_close_fwd("silu dx", dx, dref, len);
+	free(ref);
+	free(dref);
+	free(x);
+	free(y);
+	free(dy);
+	free(dx);
+	tr_backend_destroy(b);
+}
+
 static void test_add(void **state)
 {
 	(void)state;
@@ -873,6 +914,7 @@ int main(void)
 	    cmocka_unit_test(test_bn_running_stats),
 	    cmocka_unit_test(test_bn_gradients),
 	    cmocka_unit_test(test_silu),
+	    cmocka_unit_test(test_silu_wide),
 	    cmocka_unit_test(test_add),
 	    cmocka_unit_test(test_upsample),
 	    cmocka_unit_test(test_concat),

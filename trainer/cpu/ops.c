@@ -11,7 +11,9 @@
  *
  * Determinism: every reduction runs per channel (or per plane) in a fixed
  * order inside one thread, so results are bit-identical from run to run for
- * a given thread count. A backend is used by one thread at a time.
+ * a given thread count. A backend is used by one thread at a time. The hot
+ * element-wise loops are vectorised (see "vector kernels") without changing
+ * that.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -20,6 +22,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +85,8 @@ struct cpu_state {
 	size_t ws_bytes[CONV_PORTS];
 	void *scratch;
 	size_t scratch_bytes;
+	void *pool; /* max pool's per-thread scratch */
+	size_t pool_bytes;
 };
 
 static struct cpu_state *state_of(struct tr_backend *b)
@@ -151,6 +156,7 @@ static void cpu_destroy(struct tr_backend *b)
 		for (int i = 0; i < CONV_PORTS; i++)
 			free(st->ws[i]);
 		free(st->scratch);
+		free(st->pool);
 		if (st->stream != NULL)
 			dnnl_stream_destroy(st->stream);
 		if (st->engine != NULL)
@@ -520,10 +526,107 @@ static int cpu_conv_backward_filter(struct tr_backend *b, const struct tr_conv *
 }
 
 /* ------------------------------------------------------------------------ */
+/* vector kernels                                                            */
+
+/*
+ * The hot element-wise loops are written as plain C that gcc vectorises
+ * (#pragma omp simd), and compiled twice (target_clones): for AVX2 and for
+ * baseline x86-64, picked at load time. With -ffp-contract=off both clones
+ * do the same IEEE operations on each element, so they give the same bits,
+ * and an element's result does not depend on where it falls in a vector.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VEC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VEC_CLONES
+#endif
+
+/*
+ * gcc if-converts (and so vectorises) the clamps below only when it may
+ * assume that floating-point comparisons do not trap; nothing here reads
+ * the floating-point exception flags.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+/*
+ * exp(x) within about 2 ulp (Cephes' expf polynomial), vectorisable: x is
+ * clamped to [-87.3, 88.3] (so expf's underflow to 0 and overflow to inf
+ * become 1.2e-38 and 2.2e38: SiLU and sigmoid do not notice), split as
+ * n ln2 + r with |r| <= ln2 / 2, n rounded to nearest by adding 1.5 * 2^23.
+ * NaN goes in, a number comes out: callers keep x in their result.
+ */
+static inline float vec_expf(float x)
+{
+	const float magic = 12582912.0f; /* 1.5 * 2^23 */
+	x = x < -87.3f ? -87.3f : x;
+	x = x > 88.3f ? 88.3f : x;
+	float nf = (x * 1.44269504088896341f + magic) - magic;
+	float r = x - nf * 0.693359375f;
+	r = r - nf * -2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * (r * r) + r + 1.0f;
+	union {
+		uint32_t bits;
+		float value;
+	} scale = {(uint32_t)((int32_t)nf + 127) << 23};
+	return p * scale.value;
+}
+
+/* y = x * sigmoid(x) over len floats */
+VEC_CLONES static void silu_forward_range(const float *x, float *y, ptrdiff_t len)
+{
+#pragma omp simd
+	for (ptrdiff_t i = 0; i < len; i++)
+		y[i] = x[i] / (1.0f + vec_expf(-x[i]));
+}
+
+/* dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x); dx may be dy */
+VEC_CLONES static void silu_backward_range(const float *x, const float *dy, float *dx,
+					   ptrdiff_t len)
+{
+#pragma omp simd
+	for (ptrdiff_t i = 0; i < len; i++) {
+		float sig = 1.0f / (1.0f + vec_expf(-x[i]));
+		dx[i] = dy[i] * sig * (1.0f + x[i] * (1.0f - sig));
+	}
+}
+
+/* y = a + x; y may be a or x */
+VEC_CLONES static void add_range(const float *a, const float *x, float *y, ptrdiff_t len)
+{
+#pragma omp simd
+	for (ptrdiff_t i = 0; i < len; i++)
+		y[i] = a[i] + x[i];
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+/*
+ * The part [*lo, *hi) of len elements that thread t of nt takes: equal
+ * runs of whole 64-byte lines, the last thread taking what is left.
+ */
+static void thread_range(ptrdiff_t len, int t, int nt, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+	ptrdiff_t per = (len / nt + 15) / 16 * 16;
+	*lo = per * t < len ? per * t : len;
+	*hi = t == nt - 1 || per * (t + 1) > len ? len : per * (t + 1);
+}
+
+/* ------------------------------------------------------------------------ */
 /* batch norm                                                                */
 
 /* Sum of a plane in double, in a fixed order (8 lanes, then the lanes). */
-static double plane_sum(const float *p, size_t len)
+VEC_CLONES static double plane_sum(const float *p, size_t len)
 {
 	double lane[8] = {0};
 	size_t i = 0;
@@ -539,7 +642,7 @@ static double plane_sum(const float *p, size_t len)
 }
 
 /* Sum of (p - mean)^2 over a plane, same order as plane_sum. */
-static double plane_sq_dev(const float *p, size_t len, double mean)
+VEC_CLONES static double plane_sq_dev(const float *p, size_t len, double mean)
 {
 	double lane[8] = {0};
 	size_t i = 0;
@@ -559,8 +662,8 @@ static double plane_sq_dev(const float *p, size_t len, double mean)
 }
 
 /* Sum of dy and of dy * (x - mean) over a plane. */
-static void plane_dot(const float *dy, const float *x, size_t len, double mean, double *sum_dy,
-		      double *sum_dy_xc)
+VEC_CLONES static void plane_dot(const float *dy, const float *x, size_t len, double mean,
+				 double *sum_dy, double *sum_dy_xc)
 {
 	double a[8] = {0}, b[8] = {0};
 	size_t i = 0;
@@ -582,13 +685,23 @@ static void plane_dot(const float *dy, const float *x, size_t len, double mean, 
 	*sum_dy_xc += tb;
 }
 
+/* out = k * dy + a * x + d over a plane; out may be dy */
+VEC_CLONES static void plane_axpbyc(const float *dy, const float *x, float *out, size_t len,
+				    float k, float a, float d)
+{
+#pragma omp simd
+	for (size_t i = 0; i < len; i++)
+		out[i] = k * dy[i] + a * x[i] + d;
+}
+
 /* y[n,c,:,:] = x[n,c,:,:] * scale[c] + shift[c], for one channel */
-static void channel_affine(const float *x, float *y, struct tr_shape s, int c, float scale,
-			   float shift)
+VEC_CLONES static void channel_affine(const float *x, float *y, struct tr_shape s, int c,
+				      float scale, float shift)
 {
 	size_t hw = (size_t)s.h * s.w;
 	for (int n = 0; n < s.n; n++) {
 		size_t off = ((size_t)n * s.c + c) * hw;
+#pragma omp simd
 		for (size_t i = 0; i < hw; i++)
 			y[off + i] = x[off + i] * scale + shift;
 	}
@@ -692,9 +805,7 @@ static int cpu_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 		float df = (float)(k * (-mean_dy + mean_dy_xhat * invstd * mean));
 		for (int n = 0; n < s.n; n++) {
 			size_t off = ((size_t)n * s.c + c) * hw;
-			for (size_t i = 0; i < hw; i++)
-				dx->data[off + i] =
-				    kf * dy->data[off + i] + af * x->data[off + i] + df;
+			plane_axpbyc(dy->data + off, x->data + off, dx->data + off, hw, kf, af, df);
 		}
 	}
 	return 0;
@@ -710,11 +821,12 @@ static int cpu_silu_forward(struct tr_backend *b, const struct tr_tensor *x, str
 	if (!same_shape(x->shape, y->shape))
 		return shape_error(err, "silu_forward", "y", y->shape, x->shape);
 	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(x->shape);
-	const float *in = x->data;
-	float *out = y->data;
-#pragma omp parallel for num_threads(st->threads) schedule(static) if (len > PAR_MIN)
-	for (ptrdiff_t i = 0; i < len; i++)
-		out[i] = in[i] / (1.0f + expf(-in[i]));
+#pragma omp parallel num_threads(st->threads) if (len > PAR_MIN)
+	{
+		ptrdiff_t lo, hi;
+		thread_range(len, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+		silu_forward_range(x->data + lo, y->data + lo, hi - lo);
+	}
 	return 0;
 }
 
@@ -728,12 +840,11 @@ static int cpu_silu_backward(struct tr_backend *b, const struct tr_tensor *x,
 	if (!same_shape(x->shape, dx->shape))
 		return shape_error(err, "silu_backward", "dx", dx->shape, x->shape);
 	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(x->shape);
-	const float *in = x->data, *grad = dy->data;
-	float *out = dx->data;
-#pragma omp parallel for num_threads(st->threads) schedule(static) if (len > PAR_MIN)
-	for (ptrdiff_t i = 0; i < len; i++) {
-		float sig = 1.0f / (1.0f + expf(-in[i]));
-		out[i] = grad[i] * sig * (1.0f + in[i] * (1.0f - sig));
+#pragma omp parallel num_threads(st->threads) if (len > PAR_MIN)
+	{
+		ptrdiff_t lo, hi;
+		thread_range(len, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+		silu_backward_range(x->data + lo, dy->data + lo, dx->data + lo, hi - lo);
 	}
 	return 0;
 }
@@ -747,34 +858,79 @@ static int cpu_add_forward(struct tr_backend *b, const struct tr_tensor *a,
 	if (!same_shape(a->shape, y->shape))
 		return shape_error(err, "add_forward", "output", y->shape, a->shape);
 	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(a->shape);
-	const float *pa = a->data, *px = x->data;
-	float *py = y->data;
-#pragma omp parallel for num_threads(st->threads) schedule(static) if (len > PAR_MIN)
-	for (ptrdiff_t i = 0; i < len; i++)
-		py[i] = pa[i] + px[i];
+#pragma omp parallel num_threads(st->threads) if (len > PAR_MIN)
+	{
+		ptrdiff_t lo, hi;
+		thread_range(len, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+		add_range(a->data + lo, x->data + lo, y->data + lo, hi - lo);
+	}
 	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* max pool k x k, stride 1, pad k/2, -inf padding (PyTorch's first max wins) */
 
-/* Index in the plane of the max of the window around (i, j), as PyTorch picks it. */
-static size_t window_argmax(const float *plane, int h, int w, int k, int i, int j)
+/*
+ * The index in the plane of each output's max, as PyTorch's scan of the
+ * window row by row picks it: the first max, except that a NaN replaces
+ * whatever came before it. Separable: a row pass keeps each row's max over
+ * the window's columns and its column (rmax, rcol), then a column pass
+ * takes the first max over the window's rows, which is the first in the
+ * row-by-row order. 2k comparisons an output rather than k^2.
+ */
+static void pool_plane_argmax(const float *in, int h, int w, int k, float *rmax, int *rcol,
+			      int *arg)
 {
 	int r = k / 2;
-	int i0 = i - r < 0 ? 0 : i - r, i1 = i - r + k > h ? h : i - r + k;
-	int j0 = j - r < 0 ? 0 : j - r, j1 = j - r + k > w ? w : j - r + k;
-	size_t best = (size_t)i0 * w + j0;
-	float max = -INFINITY;
-	for (int ii = i0; ii < i1; ii++)
-		for (int jj = j0; jj < j1; jj++) {
-			float v = plane[(size_t)ii * w + jj];
-			if (v > max || isnan(v)) {
-				max = v;
-				best = (size_t)ii * w + jj;
-			}
+	for (int i = 0; i < h; i++)
+		for (int j = 0; j < w; j++) {
+			int j0 = j - r < 0 ? 0 : j - r, j1 = j - r + k > w ? w : j - r + k;
+			const float *row = in + (size_t)i * w;
+			float max = -INFINITY;
+			int best = j0;
+			for (int jj = j0; jj < j1; jj++)
+				if (row[jj] > max || isnan(row[jj])) {
+					max = row[jj];
+					best = jj;
+				}
+			rmax[(size_t)i * w + j] = max;
+			rcol[(size_t)i * w + j] = best;
 		}
-	return best;
+	for (int i = 0; i < h; i++) {
+		int i0 = i - r < 0 ? 0 : i - r, i1 = i - r + k > h ? h : i - r + k;
+		for (int j = 0; j < w; j++) {
+			int j0 = j - r < 0 ? 0 : j - r;
+			float max = -INFINITY;
+			int best = i0 * w + j0;
+			for (int ii = i0; ii < i1; ii++) {
+				float v = rmax[(size_t)ii * w + j];
+				if (v > max || isnan(v)) {
+					max = v;
+					best = ii * w + rcol[(size_t)ii * w + j];
+				}
+			}
+			arg[(size_t)i * w + j] = best;
+		}
+	}
+}
+
+/* Per-thread scratch of pool_plane_argmax for planes of hw, grown on a new shape. */
+static int pool_scratch(struct cpu_state *st, size_t hw, struct ut_err *err)
+{
+	size_t per_thread = hw * (sizeof(float) + 2 * sizeof(int));
+	return grow_buffer(&st->pool, &st->pool_bytes, per_thread * (size_t)st->threads, err);
+}
+
+/* Run pool_plane_argmax on the plane with thread t's scratch. */
+static const int *pool_argmax(struct cpu_state *st, const float *in, struct tr_shape s, int k)
+{
+	size_t hw = (size_t)s.h * s.w;
+	char *base = (char *)st->pool +
+		     (size_t)omp_get_thread_num() * hw * (sizeof(float) + 2 * sizeof(int));
+	float *rmax = (float *)base;
+	int *rcol = (int *)(rmax + hw), *arg = rcol + hw;
+	pool_plane_argmax(in, s.h, s.w, k, rmax, rcol, arg);
+	return arg;
 }
 
 static int pool_check(const char *op, int k, struct tr_shape x, struct tr_shape y,
@@ -796,14 +952,16 @@ static int cpu_maxpool_forward(struct tr_backend *b, int k, const struct tr_tens
 		return -1;
 	int planes = s.n * s.c;
 	size_t hw = (size_t)s.h * s.w;
+	if (pool_scratch(st, hw, err) != 0)
+		return -1;
 #pragma omp parallel for num_threads(st->threads)                                                  \
     schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
 	for (int p = 0; p < planes; p++) {
 		const float *in = x->data + (size_t)p * hw;
 		float *out = y->data + (size_t)p * hw;
-		for (int i = 0; i < s.h; i++)
-			for (int j = 0; j < s.w; j++)
-				out[(size_t)i * s.w + j] = in[window_argmax(in, s.h, s.w, k, i, j)];
+		const int *arg = pool_argmax(st, in, s, k);
+		for (size_t i = 0; i < hw; i++)
+			out[i] = in[arg[i]];
 	}
 	return 0;
 }
@@ -820,16 +978,17 @@ static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_ten
 		return -1;
 	int planes = s.n * s.c;
 	size_t hw = (size_t)s.h * s.w;
+	if (pool_scratch(st, hw, err) != 0)
+		return -1;
 #pragma omp parallel for num_threads(st->threads)                                                  \
     schedule(static) if (tr_shape_numel(s) > PAR_MIN / 8)
 	for (int p = 0; p < planes; p++) {
 		const float *in = x->data + (size_t)p * hw, *grad = dy->data + (size_t)p * hw;
 		float *out = dx->data + (size_t)p * hw;
+		const int *arg = pool_argmax(st, in, s, k);
 		memset(out, 0, hw * sizeof(*out));
-		for (int i = 0; i < s.h; i++)
-			for (int j = 0; j < s.w; j++)
-				out[window_argmax(in, s.h, s.w, k, i, j)] +=
-				    grad[(size_t)i * s.w + j];
+		for (size_t i = 0; i < hw; i++)
+			out[arg[i]] += grad[i];
 	}
 	return 0;
 }
