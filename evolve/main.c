@@ -3,6 +3,7 @@
  * and the subcommands status, export and import. Only this file exits.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -777,8 +778,27 @@ static const struct command commands[] = {
 	{"status", cmd_status}, {"export", cmd_export}, {"import", cmd_import},
 	{"report", cmd_report}};
 
+/*
+ * Started with stdin, stdout or stderr closed, the next file opened (the
+ * database, a log) would take that number and receive writes meant for the
+ * terminal: give every closed one /dev/null first.
+ */
+static void ensure_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1)
+			continue;
+		int opened = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+		if (opened >= 0 && opened != fd) {
+			dup2(opened, fd);
+			close(opened);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
+	ensure_std_fds();
 	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
 		printf("yolo-evolve %s\n", YE_VERSION);
 		return 0;

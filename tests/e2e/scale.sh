@@ -91,7 +91,7 @@ check_eq "YOLOv5's argv, exactly" "$expect" "$argv"
 check "results.csv found in project/name as YOLOv5 writes it" test -s "$WORK/y5/e/candidates/g00001/results.csv"
 
 section "live display on a terminal"
-FIXTURE_EPOCH_MS=40 script -qec "$YE --project $WORK/tty --name t --data none --trainer '$TRAINER' --generations 6 --epochs 3 --parallel 2" "$WORK/tty.typescript" >/dev/null
+FIXTURE_EPOCH_MS=40 script -qec "$YE --project $WORK/tty --name t --data none --trainer '$TRAINER' --generations 6 --epochs 3 --parallel 2" "$WORK/tty.typescript" >/dev/null </dev/null
 check "the display shows the slots" grep -qa "slot 1: generation" "$WORK/tty.typescript"
 check "and the totals with the best so far" grep -qaE "finished  best [0-9.]+ \(generation" "$WORK/tty.typescript"
 check "it redraws in place (cursor up, clear)" grep -qa $'\033\\[3A\033\\[J' "$WORK/tty.typescript"
