@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "yaml_doc.h"
+
 #include "autoanchor.h"
 #include "pcg.h"
 #include "safetensors.h"
@@ -133,16 +135,7 @@ static void golden_load(struct golden *g)
 	if (tr_st_open(path, &g->file, &err) != 0)
 		fail_msg("%s", err.msg);
 	snprintf(path, sizeof(path), "%s/reference/golden/autoanchor.yaml", shared);
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("%s: cannot open", path);
-	yaml_parser_t parser;
-	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
-	if (!yaml_parser_load(&parser, &g->doc))
-		fail_msg("%s: not valid YAML", path);
-	yaml_parser_delete(&parser);
-	fclose(f);
+	test_yaml_load(path, &g->doc);
 
 	g->n_images = (size_t)yaml_double(&g->doc, "n_images");
 	g->n_labels = (size_t)yaml_double(&g->doc, "n_labels");

@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "yaml_doc.h"
+
 #include "model.h"
 #include "pcg.h"
 #include "safetensors.h"
@@ -57,18 +59,8 @@ struct golden_yaml {
 static void golden_yaml_load(struct golden_yaml *golden)
 {
 	char path[1024];
-	char *text;
-	size_t len;
-	struct ut_err err = {{0}};
 	env_path("YE_SHARED", "reference/golden/model_v5n_nc2.yaml", path, sizeof(path));
-	if (ut_read_file(path, &text, &len, &err))
-		fail_msg("%s", err.msg);
-	yaml_parser_t parser;
-	assert_true(yaml_parser_initialize(&parser));
-	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	assert_true(yaml_parser_load(&parser, &golden->doc));
-	yaml_parser_delete(&parser);
-	free(text);
+	test_yaml_load(path, &golden->doc);
 	golden->root = yaml_document_get_root_node(&golden->doc);
 	assert_non_null(golden->root);
 }

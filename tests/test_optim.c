@@ -24,6 +24,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "yaml_doc.h"
 #include <math.h>
 #include <yaml.h>
 
@@ -80,16 +82,7 @@ static void load_yaml(yaml_document_t *doc)
 {
 	char path[4096];
 	golden_path(path, sizeof(path), "yaml");
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("cannot open %s", path);
-	yaml_parser_t parser;
-	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
-	if (!yaml_parser_load(&parser, doc))
-		fail_msg("%s: yaml error %s", path, parser.problem);
-	yaml_parser_delete(&parser);
-	fclose(f);
+	test_yaml_load(path, doc);
 }
 
 static struct tr_st_file *open_golden(void)

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "yaml_doc.h"
+
 #include "safetensors.h"
 
 /* --- helpers --- */
@@ -125,16 +127,7 @@ static void load_yaml(const char *st_path, yaml_document_t *doc)
 {
 	char path[1100];
 	snprintf(path, sizeof(path), "%.*s.yaml", (int)(strlen(st_path) - 12), st_path);
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("%s: cannot open", path);
-	yaml_parser_t parser;
-	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
-	if (!yaml_parser_load(&parser, doc))
-		fail_msg("%s: yaml error %s", path, parser.problem);
-	yaml_parser_delete(&parser);
-	fclose(f);
+	test_yaml_load(path, doc);
 }
 
 /* Compare every tensor of the yaml's tensors: section with the file. */
