@@ -3,6 +3,7 @@
  */
 #include "checkpoint.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,22 +63,40 @@ static int check_tensor(const struct tr_tensor_spec *spec, const struct tr_st_te
 
 int tr_model_load(struct tr_model *model, const char *path, struct ut_err *err)
 {
+	return tr_model_load_prefix(model, path, "", err);
+}
+
+/* The stored name of a model tensor: prefix + state_dict key. */
+static const struct tr_st_tensor *find_prefixed(const struct tr_st_file *file, const char *prefix,
+						const char *name)
+{
+	char full[TR_NAME_LEN + 64];
+	snprintf(full, sizeof(full), "%s%s", prefix, name);
+	return tr_st_find(file, full);
+}
+
+int tr_model_load_prefix(struct tr_model *model, const char *path, const char *prefix,
+			 struct ut_err *err)
+{
 	struct tr_st_file *file;
 	if (tr_st_open(path, &file, err) != 0)
 		return -1;
 	int rc = 0;
+	size_t plen = strlen(prefix);
 	/* check everything first, so that a bad file changes nothing */
 	for (int t = 0; rc == 0 && t < model->ntensors; t++)
-		rc = check_tensor(&model->tensors[t], tr_st_find(file, model->tensors[t].name), path, err);
+		rc = check_tensor(&model->tensors[t], find_prefixed(file, prefix, model->tensors[t].name),
+				  path, err);
 	for (size_t i = 0; rc == 0 && i < tr_st_count(file); i++) {
 		const char *name = tr_st_tensor_at(file, i)->name;
-		if (strncmp(name, "model.", 6) == 0 && tr_model_find(model, name) == NULL)
+		if (strncmp(name, prefix, plen) == 0 && strncmp(name + plen, "model.", 6) == 0 &&
+		    tr_model_find(model, name + plen) == NULL)
 			rc = ut_err_set(err, "%s: tensor '%s' is not part of this model (%s)", path, name,
 					model->source);
 	}
 	for (int t = 0; rc == 0 && t < model->ntensors; t++) {
 		const struct tr_tensor_spec *spec = &model->tensors[t];
-		const struct tr_st_tensor *stored = tr_st_find(file, spec->name);
+		const struct tr_st_tensor *stored = find_prefixed(file, prefix, spec->name);
 		if (spec->kind == TR_TENSOR_COUNTER)
 			memcpy(spec->counter, stored->data, spec->numel * sizeof(int64_t));
 		else

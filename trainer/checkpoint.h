@@ -25,5 +25,11 @@ int tr_model_save(const struct tr_model *model, const char *path, const struct t
  * the file and the tensor; on error the model is unchanged.
  */
 int tr_model_load(struct tr_model *model, const char *path, struct ut_err *err);
+/*
+ * The same for tensors stored under "<prefix><state_dict key>": a
+ * yolo-train checkpoint keeps the EMA weights under the prefix "ema.".
+ */
+int tr_model_load_prefix(struct tr_model *model, const char *path, const char *prefix,
+			 struct ut_err *err);
 
 #endif

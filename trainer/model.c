@@ -54,6 +54,7 @@ struct builder {
 	int na_top, no_top;   /* parse_model's na and no, from the top-level anchors */
 	int cap_layers, cap_convs, cap_tensors;
 	float *anchors_px; /* Detect's anchors in pixels, [nl, na, 2] */
+	int anchors_count; /* > 0: Model(anchors=N) replaced the yaml's anchors by this count */
 	struct ut_err *err;
 };
 
@@ -245,6 +246,10 @@ static void read_arg(const struct builder *b, yaml_node_t *node, struct arg *arg
 	} else if (!strcmp(text, "nc")) {
 		arg->kind = ARG_NUMBER;
 		arg->number = b->model->nc;
+		arg->is_int = true;
+	} else if (!strcmp(text, "anchors") && b->anchors_count > 0) {
+		arg->kind = ARG_NUMBER;
+		arg->number = b->anchors_count;
 		arg->is_int = true;
 	} else if (!strcmp(text, "anchors")) {
 		read_arg(b, b->anchors, arg);
@@ -730,7 +735,9 @@ static int read_header(struct builder *b, yaml_node_t *root, int nc)
 	b->anchors = map_get(b, root, "anchors");
 	if (!b->anchors)
 		return ut_err_set(b->err, "%s: missing anchors", m->source);
-	if (b->anchors->type == YAML_SEQUENCE_NODE && seq_len(b->anchors) > 0 &&
+	if (b->anchors_count > 0)
+		b->na_top = b->anchors_count;
+	else if (b->anchors->type == YAML_SEQUENCE_NODE && seq_len(b->anchors) > 0 &&
 	    seq_item(b, b->anchors, 0)->type == YAML_SEQUENCE_NODE)
 		b->na_top = seq_len(seq_item(b, b->anchors, 0)) / 2;
 	else if (!node_int(b->anchors, &b->na_top) || b->na_top < 1)
@@ -839,12 +846,18 @@ static void reset_batchnorm(struct tr_model *m)
 int tr_model_from_text(const char *text, size_t len, const char *source, int nc,
 		       struct tr_model **out, struct ut_err *err)
 {
+	return tr_model_from_text_anchors(text, len, source, nc, 0, out, err);
+}
+
+int tr_model_from_text_anchors(const char *text, size_t len, const char *source, int nc,
+			       int anchors_count, struct tr_model **out, struct ut_err *err)
+{
 	*out = NULL;
 	struct tr_model *m = calloc(1, sizeof(*m));
 	if (!m)
 		return ut_err_set(err, "%s: out of memory", source);
 	snprintf(m->source, sizeof(m->source), "%s", source);
-	struct builder b = {.model = m, .err = err};
+	struct builder b = {.model = m, .anchors_count = anchors_count, .err = err};
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	int rc = -1;

@@ -194,6 +194,13 @@ int tr_model_from_file(const char *path, int nc, struct tr_model **out, struct u
 /* The same from yaml text; source names it in messages. */
 int tr_model_from_text(const char *text, size_t len, const char *source, int nc,
 		       struct tr_model **out, struct ut_err *err);
+/*
+ * The same with YOLOv5's Model(cfg, anchors=N): anchors_count > 0 replaces
+ * the yaml's top-level anchors by that count per level (placeholder anchors
+ * 0, 1, 2, ... that AutoAnchor then replaces); 0 keeps the yaml's.
+ */
+int tr_model_from_text_anchors(const char *text, size_t len, const char *source, int nc,
+			       int anchors_count, struct tr_model **out, struct ut_err *err);
 void tr_model_free(struct tr_model *model);
 
 /*
