@@ -21,6 +21,7 @@
 #define TR_VAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "loader.h"
@@ -50,6 +51,9 @@ struct tr_val_results {
 	double *maps;		       /* [nc]: AP@.5:.95 per class, summary.map where absent */
 	long *labels_per_class;	       /* [nc] */
 	long *images_per_class;	       /* [nc] images with a label of the class */
+	/* added after the first version: */
+	int nc;		     /* entries of maps and the per-class counts: 1 with single_cls */
+	double speed_ms[3];  /* per image: pre-process, inference, NMS (val.py's dt) */
 };
 
 struct tr_val; /* opaque */
@@ -77,5 +81,41 @@ void tr_val_results_free(struct tr_val_results *res);
  */
 void tr_val_print(const struct tr_val_results *res, const char *const *names, bool per_class,
 		  FILE *out);
+
+/* --- the per-image mapping val.py does, exposed for tests --- */
+
+/* utils.general.xywh2xyxy of n boxes [n, 4] in float32 (out may be xywh). */
+void tr_val_xywh2xyxy(const float *xywh, size_t n, float *xyxy);
+
+/*
+ * utils.general.scale_boxes with the loader's ratio_pad, then clip_boxes:
+ * the first four columns of n rows of `stride` floats (x1, y1, x2, y2 in
+ * the letterboxed image) minus the padding, divided by the gain ratio_h,
+ * clamped to [0, w0] and [0, h0]. float32 arithmetic with the double
+ * ratio and padding rounded to float first, as torch does with Python
+ * scalars.
+ */
+void tr_val_scale_boxes(float *boxes, size_t n, size_t stride, const struct tr_batch_image *info);
+/* utils.general.clip_boxes: the same clamping alone. */
+void tr_val_clip_boxes(float *boxes, size_t n, size_t stride, int h0, int w0);
+
+/*
+ * Image si of a batch as val.py sees it: its labels (targets rows of image
+ * si) as [n, 5] rows class, x1, y1, x2, y2 in the original image (targets
+ * scaled to pixels of the batch's width and height, xywh2xyxy,
+ * scale_boxes); class 0 with single_cls. labels must hold a row per target
+ * of the batch. Returns the number of rows.
+ */
+size_t tr_val_image_labels(const struct tr_batch *batch, int si, bool single_cls, float *labels);
+
+/*
+ * Add one image's detections [n_det, 6] (x1, y1, x2, y2, conf, cls in the
+ * letterboxed image, as tr_nms gives them; changed in place: class 0 with
+ * single_cls) and labels (from tr_val_image_labels) to the statistics, as
+ * val.py's per-image loop does: no detections and no labels add nothing
+ * but the image count. Classes must lie in [0, nc); err says otherwise.
+ */
+int tr_val_add_image(struct tr_val *val, float *detections, size_t n_det, const float *labels,
+		     size_t n_labels, const struct tr_batch_image *info, struct ut_err *err);
 
 #endif
