@@ -180,6 +180,137 @@ void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst)
 	free(rows);
 }
 
+/*
+ * One axis of OpenCV's INTER_AREA table (computeResizeAreaTab): for each
+ * destination index the source cells it covers, partial cells at either
+ * end weighted by the covered fraction, all divided by the cell width.
+ * Returns the number of entries (at most 2 * src_len).
+ */
+struct area_alpha {
+	int di, si;
+	float alpha;
+};
+
+static int area_axis(int src_len, int dst_len, int cn, double scale, struct area_alpha *tab)
+{
+	int k = 0;
+	for (int d = 0; d < dst_len; d++) {
+		double fs1 = d * scale, fs2 = fs1 + scale;
+		double cell = fmin(scale, src_len - fs1);
+		int s1 = (int)ceil(fs1), s2 = (int)floor(fs2);
+		s2 = s2 < src_len - 1 ? s2 : src_len - 1;
+		s1 = s1 < s2 ? s1 : s2;
+		if (s1 - fs1 > 1e-3)
+			tab[k++] = (struct area_alpha){d * cn, (s1 - 1) * cn,
+						       (float)((s1 - fs1) / cell)};
+		for (int s = s1; s < s2; s++)
+			tab[k++] = (struct area_alpha){d * cn, s * cn, (float)(1.0 / cell)};
+		if (fs2 - s2 > 1e-3)
+			tab[k++] = (struct area_alpha){d * cn, s2 * cn,
+						       (float)(fmin(fmin(fs2 - s2, 1.), cell) / cell)};
+	}
+	return k;
+}
+
+/* OpenCV's saturate_cast<uchar>(float): round half to even, then clamp. */
+static uint8_t sat_u8_float(float v)
+{
+	return sat_u8((int)lrintf(v));
+}
+
+/*
+ * Integer shrink factors (resizeAreaFast): the mean of each kx x ky cell,
+ * sum * (1.f / area) rounded to even. OpenCV's SIMD loop for the 2x2 case
+ * is resize_half (it rounds halves up); it covers rows of 16 or more
+ * destination pixels except their last < 16, which take this scalar path.
+ */
+static void resize_area_fast(const struct tr_image *src, struct tr_image *dst, int kx, int ky)
+{
+	float scale = 1.f / (float)(kx * ky);
+	size_t sstride = (size_t)src->width * 3;
+	for (int y = 0; y < dst->height; y++) {
+		const uint8_t *s0 = src->data + (size_t)(ky * y) * sstride;
+		uint8_t *d = dst->data + (size_t)y * dst->width * 3;
+		for (int x = 0; x < dst->width; x++)
+			for (int c = 0; c < 3; c++) {
+				int sum = 0;
+				for (int sy = 0; sy < ky; sy++)
+					for (int sx = 0; sx < kx; sx++)
+						sum += s0[(size_t)sy * sstride + 3 * (size_t)(kx * x + sx) + c];
+				d[3 * x + c] = sat_u8_float((float)sum * scale);
+			}
+	}
+}
+
+/* The general shrink (ResizeArea_Invoker): float sums of weighted cells. */
+static int resize_area_general(const struct tr_image *src, struct tr_image *dst, double scale_x,
+			       double scale_y)
+{
+	int sw = src->width, sh = src->height, n = 3 * dst->width;
+	struct area_alpha *xtab = malloc(sizeof(*xtab) * 2 * (size_t)(sw + sh));
+	float *buf = malloc(sizeof(float) * 2 * (size_t)n);
+	if (xtab == NULL || buf == NULL) {
+		free(xtab);
+		free(buf);
+		return -1;
+	}
+	struct area_alpha *ytab = xtab + 2 * (size_t)sw;
+	int xn = area_axis(sw, dst->width, 3, scale_x, xtab);
+	int yn = area_axis(sh, dst->height, 1, scale_y, ytab);
+	float *sum = buf + n;
+	for (int i = 0; i < n; i++)
+		sum[i] = 0.f;
+	int prev = ytab[0].di;
+	for (int j = 0; j < yn; j++) {
+		const uint8_t *row = src->data + (size_t)ytab[j].si * sw * 3;
+		float beta = ytab[j].alpha;
+		for (int i = 0; i < n; i++)
+			buf[i] = 0.f;
+		for (int k = 0; k < xn; k++)
+			for (int c = 0; c < 3; c++)
+				buf[xtab[k].di + c] = buf[xtab[k].di + c] +
+						      (float)row[xtab[k].si + c] * xtab[k].alpha;
+		uint8_t *d = dst->data + (size_t)prev * n;
+		if (ytab[j].di != prev) {
+			for (int i = 0; i < n; i++) {
+				d[i] = sat_u8_float(sum[i]);
+				sum[i] = beta * buf[i];
+			}
+			prev = ytab[j].di;
+		} else {
+			for (int i = 0; i < n; i++)
+				sum[i] += beta * buf[i];
+		}
+	}
+	uint8_t *d = dst->data + (size_t)prev * n;
+	for (int i = 0; i < n; i++)
+		d[i] = sat_u8_float(sum[i]);
+	free(xtab);
+	free(buf);
+	return 0;
+}
+
+int tr_aug_resize_area(const struct tr_image *src, struct tr_image *dst)
+{
+	int sw = src->width, sh = src->height, dw = dst->width, dh = dst->height;
+	double scale_x = 1.0 / ((double)dw / sw), scale_y = 1.0 / ((double)dh / sh);
+	if (scale_x < 1 || scale_y < 1) {
+		tr_aug_resize_linear(src, dst);
+		return 0;
+	}
+	int kx = (int)nearbyint(scale_x), ky = (int)nearbyint(scale_y);
+	if (fabs(scale_x - kx) < DBL_EPSILON && fabs(scale_y - ky) < DBL_EPSILON) {
+		if (kx == 1 && ky == 1)
+			memcpy(dst->data, src->data, (size_t)sw * sh * 3);
+		else if (kx == 2 && ky == 2)
+			resize_half(src, dst);
+		else
+			resize_area_fast(src, dst, kx, ky);
+		return 0;
+	}
+	return resize_area_general(src, dst, scale_x, scale_y);
+}
+
 /* --- letterbox --- */
 
 struct tr_aug_letterbox_opts tr_aug_letterbox_defaults(int new_shape)

@@ -52,6 +52,17 @@ void tr_aug_image_free(struct tr_image *im);
  */
 void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst);
 
+/*
+ * cv2.resize(src, (dst->width, dst->height), interpolation=INTER_AREA) for
+ * a shrink (dst no larger than src on either axis), as YOLOv5's load_image
+ * uses it: integer factors average whole cells, other factors sum
+ * area-weighted cells in float as OpenCV 4.6 does, then round. A dst
+ * larger than src on some axis falls back to INTER_LINEAR (OpenCV uses a
+ * bilinear variant there that nothing here needs). Returns -1 only when
+ * its tables cannot be allocated (dst is then unchanged).
+ */
+int tr_aug_resize_area(const struct tr_image *src, struct tr_image *dst);
+
 /* YOLOv5 letterbox() arguments; tr_aug_letterbox_defaults gives its defaults. */
 struct tr_aug_letterbox_opts {
 	int new_width;

@@ -136,8 +136,14 @@ static int uniform_int(struct ev_pcg *rng, double lo, double hi)
 int tr_mosaic_plan(struct ev_pcg *rng, int size, long index, long n_images,
 		   struct tr_mosaic_plan *plan, struct ut_err *err)
 {
+	return tr_mosaic_plan_pool(rng, size, index, NULL, n_images, plan, err);
+}
+
+int tr_mosaic_plan_pool(struct ev_pcg *rng, int size, long index, const long *pool, long n_images,
+			struct tr_mosaic_plan *plan, struct ut_err *err)
+{
 	if (size < 2 || n_images < 1 || n_images > (long)UINT32_MAX || index < 0 ||
-	    index >= n_images)
+	    (pool == NULL && index >= n_images))
 		return ut_err_set(err, "mosaic: size %d, index %ld of %ld images is not valid",
 				  size, index, n_images);
 	plan->size = size;
@@ -146,8 +152,10 @@ int tr_mosaic_plan(struct ev_pcg *rng, int size, long index, long n_images,
 	plan->yc = uniform_int(rng, lo, hi);
 	plan->xc = uniform_int(rng, lo, hi);
 	plan->indices[0] = index;
-	for (int i = 1; i < 4; i++)
-		plan->indices[i] = (long)ev_pcg_below(rng, (uint32_t)n_images);
+	for (int i = 1; i < 4; i++) {
+		long pick = (long)ev_pcg_below(rng, (uint32_t)n_images);
+		plan->indices[i] = pool != NULL ? pool[pick] : pick;
+	}
 	for (int i = 3; i > 0; i--) { /* random.shuffle's walk */
 		int j = (int)ev_pcg_below(rng, (uint32_t)i + 1);
 		long swap = plan->indices[i];

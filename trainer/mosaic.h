@@ -98,6 +98,14 @@ struct tr_mosaic_plan {
  */
 int tr_mosaic_plan(struct ev_pcg *rng, int size, long index, long n_images,
 		   struct tr_mosaic_plan *plan, struct ut_err *err);
+/*
+ * The same draws, the 3 extra indices taken from a list of n_images
+ * dataset indices (pool[uniform in [0, n_images)]), as YOLOv5's
+ * random.choices(self.indices, k=3) once --image-weights has replaced
+ * self.indices. pool NULL is range(n_images), i.e. tr_mosaic_plan.
+ */
+int tr_mosaic_plan_pool(struct ev_pcg *rng, int size, long index, const long *pool, long n_images,
+			struct tr_mosaic_plan *plan, struct ut_err *err);
 
 /* One of the four images, as load_image returns it (long side s). */
 struct tr_mosaic_tile {
