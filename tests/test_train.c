@@ -1,0 +1,107 @@
+/*
+ * test_train.c - the pure parts of train.c: model.half().float() rounding
+ * and increment_path. The training run itself is tested end to end
+ * (tests/e2e/train_e2e.sh).
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pcg.h"
+#include "train.h"
+
+/* An IEEE half's value, decoded independently of the code under test. */
+static double half_value(uint16_t bits)
+{
+	int sign = bits >> 15, exponent = (bits >> 10) & 31, mantissa = bits & 1023;
+	double v;
+	if (exponent == 0)
+		v = ldexp(mantissa, -24);
+	else if (exponent == 31)
+		v = mantissa ? NAN : INFINITY;
+	else
+		v = ldexp(1024 + mantissa, exponent - 25);
+	return sign ? -v : v;
+}
+
+/* Every finite half value comes back unchanged. */
+static void test_halves_are_fixed_points(void **state)
+{
+	(void)state;
+	for (uint32_t bits = 0; bits < 65536; bits++) {
+		double v = half_value((uint16_t)bits);
+		if (!isfinite(v))
+			continue;
+		assert_true((double)tr_round_to_half((float)v) == v);
+	}
+}
+
+/* Any float rounds to the nearest half, ties to the even mantissa. */
+static void test_rounds_to_nearest_even(void **state)
+{
+	(void)state;
+	/* the halves sorted by value: the positive ones in bit order */
+	struct ev_pcg rng;
+	ev_pcg_seed(&rng, 7, 1);
+	for (int i = 0; i < 200000; i++) {
+		uint32_t lo = ev_pcg_below(&rng, 0x7bff); /* below the largest finite half */
+		double a = half_value((uint16_t)lo), b = half_value((uint16_t)(lo + 1));
+		double frac = ev_pcg_uniform(&rng);
+		if (i % 7 == 0)
+			frac = 0.5; /* a tie */
+		float x = (float)(a + (b - a) * frac);
+		double got = tr_round_to_half(x);
+		double da = fabs((double)x - a), db = fabs(b - (double)x);
+		double want = da < db ? a : db < da ? b : ((lo & 1) == 0 ? a : b);
+		assert_true(got == want);
+		assert_true((double)tr_round_to_half(-x) == -want);
+	}
+	assert_true(isinf(tr_round_to_half(65520.0f)));
+	assert_true(tr_round_to_half(65519.0f) == 65504.0f);
+	assert_true(tr_round_to_half(1e-9f) == 0.0f);
+	assert_true(isnan(tr_round_to_half(NAN)));
+}
+
+static void test_increment_path(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/ye-train-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char base[256], got[300], want[300];
+	snprintf(base, sizeof(base), "%s/exp", dir);
+	tr_train_increment_path(base, false, got, sizeof(got));
+	assert_string_equal(got, base); /* free */
+	assert_int_equal(mkdir(base, 0777), 0);
+	tr_train_increment_path(base, true, got, sizeof(got));
+	assert_string_equal(got, base); /* exist_ok */
+	tr_train_increment_path(base, false, got, sizeof(got));
+	snprintf(want, sizeof(want), "%s2", base);
+	assert_string_equal(got, want);
+	assert_int_equal(mkdir(want, 0777), 0);
+	tr_train_increment_path(base, false, got, sizeof(got));
+	snprintf(want, sizeof(want), "%s3", base);
+	assert_string_equal(got, want);
+	snprintf(want, sizeof(want), "%s2", base);
+	rmdir(want);
+	rmdir(base);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_halves_are_fixed_points),
+	    cmocka_unit_test(test_rounds_to_nearest_even),
+	    cmocka_unit_test(test_increment_path),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

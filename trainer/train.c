@@ -1,0 +1,997 @@
+/*
+ * train.c - YOLOv5 v7.0's train.py training run (see train.h).
+ *
+ * The run is one struct tr_run that owns everything (data, loaders, the
+ * model and its EMA copy, the optimizer state, the loss, validation) and a
+ * handful of functions in train.py's order: setup, then per epoch
+ * train_epoch, validate, log, save. All memory is planned before the first
+ * epoch: the step allocates nothing.
+ */
+#include "train.h"
+
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "autoanchor.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "loader.h"
+#include "loss.h"
+#include "meta.h"
+#include "metrics.h"
+#include "model.h"
+#include "ops.h"
+#include "optim.h"
+#include "pcg.h"
+#include "val.h"
+
+#define RESULTS_COLUMNS 14
+#define MAX_PATH 4096
+
+/* PCG stream ids of the run's own draws (the loader keys its own by sample). */
+enum { STREAM_INIT = 1, STREAM_ANCHORS = 2 };
+
+struct tr_run {
+	const struct tr_train_opts *opts;
+	char save_dir[MAX_PATH], last[MAX_PATH], best[MAX_PATH], results_path[MAX_PATH];
+	char *model_text, *hyp_text;
+	size_t model_len;
+	struct meta_hyp hyp;
+	struct tr_loss_hyp loss_hyp; /* scaled to the model and image size, as train.py */
+	struct tr_data_yaml data;
+	struct tr_data_split train_split, val_split;
+	int nc;
+	struct tr_loader *train_loader, *val_loader;
+	struct tr_backend *backend;
+	struct tr_model *model, *ema;
+	struct tr_loss *loss;
+	struct tr_val *val;
+	enum tr_optim_kind kind;
+	struct tr_optim_sched sched;
+	struct tr_optim_ema ema_state;
+	long steps;		/* optimizer steps so far (Adam's bias correction) */
+	float *slot0, *slot1;	/* optimizer state, the layout of model->params */
+	bool *frozen;		/* per tensor of model->tensors */
+	float *images;		/* one batch as floats, [batch, 3, h, w] */
+	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] */
+	double *class_weights;	/* labels_to_class_weights * nc (image weights) */
+	double *maps;		/* AP@.5:.95 per class of the last validation */
+	double *image_weights;
+	long start_epoch, epochs;
+	long resume_last_opt_step; /* the accumulation point, so a resumed run steps where it would have */
+	double best_fitness;
+	struct tr_val_results results; /* the last validation */
+	bool have_results;
+	/* EarlyStopping */
+	double stop_best;
+	long stop_best_epoch;
+	bool possible_stop;
+};
+
+void tr_train_defaults(struct tr_train_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->weights = "";
+	opts->cfg = "";
+	opts->data = "";
+	opts->hyp = "";
+	opts->epochs = 300;
+	opts->batch_size = 16;
+	opts->imgsz = 640;
+	opts->device = "";
+	opts->optimizer = "SGD";
+	opts->workers = 8;
+	opts->project = "runs/train";
+	opts->name = "exp";
+	opts->patience = 100;
+	opts->freeze[0] = 0;
+	opts->n_freeze = 1;
+	opts->save_period = -1;
+	opts->seed = 0;
+}
+
+void tr_train_increment_path(const char *path, bool exist_ok, char *buf, size_t size)
+{
+	struct stat st;
+	snprintf(buf, size, "%s", path);
+	if (exist_ok || stat(path, &st) != 0)
+		return;
+	for (int n = 2; n < 9999; n++) {
+		snprintf(buf, size, "%s%d", path, n);
+		if (stat(buf, &st) != 0)
+			return;
+	}
+}
+
+float tr_round_to_half(float value)
+{
+	if (!isfinite(value) || value == 0.0f)
+		return value;
+	float mag = fabsf(value);
+	if (mag >= 65520.0f) /* rounds past the largest half, 65504 */
+		return copysignf(INFINITY, value);
+	int exponent;
+	frexpf(mag, &exponent); /* mag in [2^(e-1), 2^e) */
+	int quantum = exponent - 11; /* 11 significant bits */
+	if (quantum < -24)	     /* half subnormals: steps of 2^-24 */
+		quantum = -24;
+	float steps = nearbyintf(ldexpf(mag, -quantum)); /* ties to even */
+	return copysignf(ldexpf(steps, quantum), value);
+}
+
+/* ---- setup ---- */
+
+static int cpu_count(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+static int make_dirs(struct tr_run *run, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	if (o->save_dir != NULL) {
+		snprintf(run->save_dir, sizeof(run->save_dir), "%s", o->save_dir);
+	} else {
+		char path[MAX_PATH];
+		snprintf(path, sizeof(path), "%s/%s", o->project, o->name);
+		tr_train_increment_path(path, o->exist_ok, run->save_dir, sizeof(run->save_dir));
+	}
+	char weights[MAX_PATH + 16];
+	snprintf(weights, sizeof(weights), "%s/weights", run->save_dir);
+	if (ut_mkdirs(weights, err) != 0)
+		return -1;
+	snprintf(run->last, sizeof(run->last), "%s/last.safetensors", weights);
+	snprintf(run->best, sizeof(run->best), "%s/best.safetensors", weights);
+	snprintf(run->results_path, sizeof(run->results_path), "%s/results.csv", run->save_dir);
+	return 0;
+}
+
+/* The hyp file, read with no bounds (train.py takes any value). */
+static int load_hyp(struct tr_run *run, const char *text, size_t len, const char *source,
+		    struct ut_err *err)
+{
+	struct meta_table open_bounds;
+	meta_table_default(&open_bounds);
+	for (int k = 0; k < META_COUNT; k++) {
+		open_bounds.k[k].lower = -DBL_MAX;
+		open_bounds.k[k].upper = DBL_MAX;
+	}
+	return meta_hyp_parse(text, len, source, &open_bounds, &run->hyp, err);
+}
+
+static int write_text(const char *dir, const char *file, const char *text, struct ut_err *err)
+{
+	char path[MAX_PATH + 64];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	return ut_write_file_atomic(path, text, strlen(text), err);
+}
+
+static int open_data(struct tr_run *run, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	if (tr_data_yaml_load(o->data, &run->data, err) != 0)
+		return -1;
+	run->nc = o->single_cls ? 1 : run->data.nc;
+	struct tr_data_open_opts open = {.nc = run->data.nc, .use_cache = true};
+	ut_log(UT_LOG_INFO, "train: scanning %s", run->data.train[0]);
+	if (tr_data_split_open((const char *const *)run->data.train, run->data.n_train, &open,
+			       &run->train_split, err) != 0)
+		return -1;
+	char summary[256];
+	tr_data_summary_format(&run->train_split.summary, summary, sizeof(summary));
+	ut_log(UT_LOG_INFO, "train: %s", summary);
+	if (tr_data_split_open((const char *const *)run->data.val, run->data.n_val, &open,
+			       &run->val_split, err) != 0)
+		return -1;
+	tr_data_summary_format(&run->val_split.summary, summary, sizeof(summary));
+	ut_log(UT_LOG_INFO, "val: %s", summary);
+	return 0;
+}
+
+/* The model yaml text: --cfg, else the one stored in the weights. */
+static int read_model_text(struct tr_run *run, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	if (o->cfg[0] != '\0')
+		return ut_read_file(o->cfg, &run->model_text, &run->model_len, err);
+	if (o->weights[0] == '\0')
+		return ut_err_set(err, "--cfg or --weights is required");
+	struct tr_ckpt_info info;
+	struct tr_st_file *file;
+	if (tr_ckpt_read(o->weights, &info, &file, err) != 0)
+		return -1;
+	run->model_text = strdup(info.model_yaml);
+	tr_st_close(file);
+	if (run->model_text == NULL)
+		return ut_err_set(err, "out of memory");
+	run->model_len = strlen(run->model_text);
+	return 0;
+}
+
+static bool freeze_match(const struct tr_train_opts *o, const char *name)
+{
+	int layer;
+	if (sscanf(name, "model.%d.", &layer) != 1)
+		return false;
+	if (o->n_freeze == 1)
+		return layer < o->freeze[0];
+	for (int i = 0; i < o->n_freeze; i++)
+		if (o->freeze[i] == layer)
+			return true;
+	return false;
+}
+
+static int build_models(struct tr_run *run, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	const char *source = o->cfg[0] ? o->cfg : o->weights;
+	int anchors = run->hyp.anchors_given ? (int)nearbyint(run->hyp.v[META_anchors]) : 0;
+	if (run->hyp.anchors_given && anchors < 1)
+		return ut_err_set(err, "%s: anchors %g: need at least 1 per level", o->hyp,
+				  run->hyp.v[META_anchors]);
+	if (tr_model_from_text_anchors(run->model_text, run->model_len, source, run->nc, anchors,
+				       &run->model, err) != 0 ||
+	    tr_model_from_text_anchors(run->model_text, run->model_len, source, run->nc, anchors,
+				       &run->ema, err) != 0)
+		return -1;
+	struct ev_pcg rng;
+	ev_pcg_seed(&rng, (uint64_t)o->seed + 1, STREAM_INIT);
+	tr_model_init(run->model, &rng);
+	if (o->weights[0] != '\0' && !o->resume) {
+		/* transfer: everything but the anchors when cfg or the anchors hyp set them */
+		if (tr_model_load(run->model, o->weights, err) != 0)
+			return -1;
+		ut_log(UT_LOG_INFO, "transferred %d items from %s", run->model->ntensors, o->weights);
+	}
+	run->frozen = calloc((size_t)run->model->ntensors, sizeof(*run->frozen));
+	if (run->frozen == NULL)
+		return ut_err_set(err, "out of memory");
+	for (int t = 0; t < run->model->ntensors; t++) {
+		const struct tr_tensor_spec *spec = &run->model->tensors[t];
+		run->frozen[t] = spec->kind == TR_TENSOR_PARAM && freeze_match(o, spec->name);
+		if (run->frozen[t])
+			ut_log(UT_LOG_INFO, "freezing %s", spec->name);
+	}
+	return 0;
+}
+
+/* ModelEMA(model): a copy of every state entry, updates 0. */
+static void copy_model_state(struct tr_model *dst, const struct tr_model *src)
+{
+	memcpy(dst->params, src->params, src->nparam_values * sizeof(float));
+	memcpy(dst->buffers, src->buffers, src->nbuffer_values * sizeof(float));
+	memcpy(dst->counters, src->counters, src->ncounter_values * sizeof(int64_t));
+}
+
+static int check_imgsz(struct tr_run *run, struct ut_err *err)
+{
+	int gs = run->model->detect.stride[run->model->detect.nl - 1];
+	for (int l = 0; l < run->model->detect.nl; l++)
+		if (run->model->detect.stride[l] > gs)
+			gs = run->model->detect.stride[l];
+	if (gs < 32)
+		gs = 32;
+	long imgsz = run->opts->imgsz;
+	long fixed = (long)ceil((double)imgsz / gs) * gs;
+	if (fixed < 2 * gs)
+		fixed = 2 * gs;
+	if (fixed != imgsz)
+		ut_log(UT_LOG_WARN, "--imgsz %ld must be a multiple of max stride %d, updating to %ld",
+		       imgsz, gs, fixed);
+	return (int)fixed;
+}
+
+static struct tr_loader_hyp loader_hyp(const struct meta_hyp *h)
+{
+	return (struct tr_loader_hyp){
+	    .hsv_h = h->v[META_hsv_h], .hsv_s = h->v[META_hsv_s], .hsv_v = h->v[META_hsv_v],
+	    .degrees = h->v[META_degrees], .translate = h->v[META_translate],
+	    .scale = h->v[META_scale], .shear = h->v[META_shear],
+	    .perspective = h->v[META_perspective], .flipud = h->v[META_flipud],
+	    .fliplr = h->v[META_fliplr], .mosaic = h->v[META_mosaic], .mixup = h->v[META_mixup],
+	    .copy_paste = h->v[META_copy_paste]};
+}
+
+static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	bool cache = o->cache != NULL;
+	struct tr_loader_opts train = tr_loader_train_defaults(imgsz, (int)o->batch_size);
+	train.stride = stride;
+	train.workers = (int)o->workers;
+	train.prefetch = 2 * (o->workers > 0 ? (int)o->workers : 1);
+	train.seed = (uint64_t)o->seed;
+	train.rect = o->rect;
+	train.shuffle = !o->rect;
+	train.cache_ram = cache;
+	train.single_cls = o->single_cls;
+	train.hyp = loader_hyp(&run->hyp);
+	if (tr_loader_create(&run->train_split, &train, &run->train_loader, err) != 0)
+		return -1;
+	struct tr_loader_opts val = tr_loader_val_defaults(imgsz, (int)o->batch_size * 2);
+	val.stride = stride;
+	val.workers = (int)o->workers;
+	val.prefetch = train.prefetch;
+	val.seed = (uint64_t)o->seed;
+	val.cache_ram = cache && !o->noval;
+	val.single_cls = o->single_cls;
+	return tr_loader_create(&run->val_split, &val, &run->val_loader, err);
+}
+
+/* Activations and the float batch, once, for the largest batch of each loader. */
+static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	int th, tw, vh, vw;
+	tr_loader_max_shape(run->train_loader, &th, &tw);
+	tr_loader_max_shape(run->val_loader, &vh, &vw);
+	if (th < imgsz)
+		th = imgsz;
+	if (tw < imgsz)
+		tw = imgsz;
+	int batch = (int)o->batch_size, val_batch = 2 * batch;
+	if (tr_model_plan(run->model, batch, th, tw, err) != 0 ||
+	    tr_model_plan(run->ema, val_batch, vh, vw, err) != 0)
+		return -1;
+	size_t image_floats = (size_t)batch * 3 * th * tw;
+	run->images = malloc(image_floats * sizeof(float));
+	if (run->images == NULL)
+		return ut_err_set(err, "out of memory for the batch images");
+	const struct tr_detect *det = &run->model->detect;
+	for (int l = 0; l < det->nl; l++) {
+		size_t cells = (size_t)(th / det->stride[l]) * (size_t)(tw / det->stride[l]);
+		run->grad_out[l] = malloc((size_t)batch * det->na * cells * det->no * sizeof(float));
+		if (run->grad_out[l] == NULL)
+			return ut_err_set(err, "out of memory for the output gradients");
+	}
+	run->slot0 = calloc(run->model->nparam_values, sizeof(float));
+	run->slot1 = calloc(run->model->nparam_values, sizeof(float));
+	run->class_weights = calloc((size_t)run->nc, sizeof(double));
+	run->maps = calloc((size_t)run->nc, sizeof(double));
+	run->image_weights = calloc((size_t)run->train_split.n_items + 1, sizeof(double));
+	if (!run->slot0 || !run->slot1 || !run->class_weights || !run->maps || !run->image_weights)
+		return ut_err_set(err, "out of memory");
+	return 0;
+}
+
+static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
+{
+	const struct meta_hyp *h = &run->hyp;
+	const struct tr_detect *det = &run->model->detect;
+	run->loss_hyp = (struct tr_loss_hyp){
+	    .box = h->v[META_box], .obj = h->v[META_obj], .cls = h->v[META_cls],
+	    .cls_pw = h->v[META_cls_pw], .obj_pw = h->v[META_obj_pw],
+	    .fl_gamma = h->v[META_fl_gamma], .anchor_t = h->v[META_anchor_t],
+	    .label_smoothing = run->opts->label_smoothing};
+	tr_loss_scale_hyp(&run->loss_hyp, det->nl, run->nc, imgsz);
+	struct tr_loss_params params = {.nl = det->nl, .na = det->na, .nc = run->nc,
+					.anchors = det->anchors, .hyp = run->loss_hyp};
+	if (tr_loss_create(&params, 256, &run->loss, err) != 0)
+		return -1;
+	struct tr_val_opts vo = tr_val_defaults(run->nc);
+	vo.single_cls = run->opts->single_cls;
+	return tr_val_create(&vo, &run->val, err);
+}
+
+/* check_anchors on the training labels; new anchors go into the model. */
+static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
+{
+	const struct tr_data_split *split = &run->train_split;
+	struct tr_detect *det = &run->model->detect;
+	size_t n = (size_t)split->n_items, total = 0;
+	double *shapes = malloc((n + 1) * 2 * sizeof(double));
+	size_t *counts = malloc((n + 1) * sizeof(size_t));
+	for (size_t i = 0; i < n; i++)
+		total += (size_t)split->items[i].labels.n_labels;
+	float *wh = malloc((total + 1) * 2 * sizeof(float));
+	float *anchors_px = malloc((size_t)det->nl * det->na * 2 * sizeof(float));
+	int rc = -1;
+	if (!shapes || !counts || !wh || !anchors_px) {
+		ut_err_set(err, "out of memory for AutoAnchor");
+		goto done;
+	}
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct tr_data_item *it = &split->items[i];
+		shapes[2 * i] = it->width;
+		shapes[2 * i + 1] = it->height;
+		counts[i] = (size_t)it->labels.n_labels;
+		for (int k = 0; k < it->labels.n_labels; k++, j++) {
+			wh[2 * j] = it->labels.labels[k].w;
+			wh[2 * j + 1] = it->labels.labels[k].h;
+		}
+	}
+	for (int l = 0; l < det->nl; l++)
+		for (int a = 0; a < 2 * det->na; a++)
+			anchors_px[(l * det->na) * 2 + a] =
+			    det->anchors[(l * det->na) * 2 + a] * (float)det->stride[l];
+	struct tr_anchor_dataset dataset = {.n_images = n, .shapes_wh = shapes,
+					    .label_counts = counts, .labels_wh = wh};
+	double strides[TR_MAX_LEVELS];
+	for (int l = 0; l < det->nl; l++)
+		strides[l] = det->stride[l];
+	struct ev_pcg rng;
+	ev_pcg_seed(&rng, (uint64_t)run->opts->seed, STREAM_ANCHORS);
+	struct tr_anchor_auto_params params = {
+	    .dataset = &dataset, .imgsz = imgsz, .thr = run->hyp.v[META_anchor_t],
+	    .n_levels = det->nl, .per_level = det->na, .strides = strides, .generations = 1000,
+	    .rng = &rng};
+	struct tr_anchor_auto_result result;
+	if (tr_anchor_autoanchor(&params, anchors_px, &result, err) != 0)
+		goto done;
+	if (result.replaced) {
+		for (int l = 0; l < det->nl; l++)
+			for (int a = 0; a < 2 * det->na; a++)
+				det->anchors[(l * det->na) * 2 + a] =
+				    anchors_px[(l * det->na) * 2 + a] / (float)det->stride[l];
+	}
+	rc = 0;
+done:
+	free(shapes);
+	free(counts);
+	free(wh);
+	free(anchors_px);
+	return rc;
+}
+
+/* model.half().float(): YOLOv5 rounds the whole state to half precision once. */
+static void round_state_to_half(struct tr_model *model)
+{
+	for (size_t i = 0; i < model->nparam_values; i++)
+		model->params[i] = tr_round_to_half(model->params[i]);
+	for (size_t i = 0; i < model->nbuffer_values; i++)
+		model->buffers[i] = tr_round_to_half(model->buffers[i]);
+}
+
+static int make_schedule(struct tr_run *run, struct ut_err *err)
+{
+	const struct meta_hyp *h = &run->hyp;
+	struct tr_optim_config config = {
+	    .kind = run->kind, .lr0 = h->v[META_lr0], .lrf = h->v[META_lrf],
+	    .momentum = h->v[META_momentum], .weight_decay = h->v[META_weight_decay],
+	    .warmup_epochs = h->v[META_warmup_epochs], .warmup_momentum = h->v[META_warmup_momentum],
+	    .warmup_bias_lr = h->v[META_warmup_bias_lr], .batch_size = run->opts->batch_size,
+	    .nb = tr_loader_num_batches(run->train_loader), .epochs = run->epochs,
+	    .start_epoch = run->start_epoch, .cos_lr = run->opts->cos_lr};
+	if (tr_optim_sched_init(&run->sched, &config, err) != 0)
+		return -1;
+	if (run->opts->resume) /* YOLOv5 restarts at -1; we continue exactly */
+		run->sched.last_opt_step = run->resume_last_opt_step;
+	return 0;
+}
+
+/* ---- checkpoints ---- */
+
+/* Tensor entries of one model under a name prefix ("" or "ema."). */
+static int add_model_entries(const struct tr_model *model, const char *prefix,
+			     struct tr_st_entry *entries, char (*names)[TR_NAME_LEN + 16],
+			     int64_t (*shapes)[4], size_t *count)
+{
+	for (int t = 0; t < model->ntensors; t++) {
+		const struct tr_tensor_spec *spec = &model->tensors[t];
+		size_t i = (*count)++;
+		snprintf(names[i], sizeof(names[i]), "%s%s", prefix, spec->name);
+		for (int d = 0; d < spec->ndim; d++)
+			shapes[i][d] = spec->shape[d];
+		bool counter = spec->kind == TR_TENSOR_COUNTER;
+		entries[i] = (struct tr_st_entry){names[i], counter ? TR_ST_I64 : TR_ST_F32, spec->ndim,
+						  shapes[i],
+						  counter ? (const void *)spec->counter
+							  : (const void *)spec->data};
+	}
+	return 0;
+}
+
+static const char *slot_name(enum tr_optim_kind kind, int slot)
+{
+	if (kind == TR_OPTIM_SGD)
+		return slot == 0 ? "momentum" : NULL;
+	return slot == 0 ? "exp_avg" : "exp_avg_sq";
+}
+
+/*
+ * A checkpoint as YOLOv5's ckpt: the training model under its state_dict
+ * names, the EMA under "ema.<name>", the optimizer state, and the scalars.
+ */
+static int save_checkpoint(struct tr_run *run, const char *path, long epoch, struct ut_err *err)
+{
+	const struct tr_model *m = run->model;
+	size_t cap = (size_t)m->ntensors * 4;
+	struct tr_st_entry *entries = calloc(cap, sizeof(*entries));
+	char(*names)[TR_NAME_LEN + 16] = calloc(cap, sizeof(*names));
+	int64_t(*shapes)[4] = calloc(cap, sizeof(*shapes));
+	int rc = -1;
+	if (!entries || !names || !shapes) {
+		ut_err_set(err, "%s: out of memory", path);
+		goto done;
+	}
+	size_t count = 0;
+	add_model_entries(run->model, "", entries, names, shapes, &count);
+	add_model_entries(run->ema, "ema.", entries, names, shapes, &count);
+	for (int slot = 0; slot < 2; slot++) {
+		const char *sname = slot_name(run->kind, slot);
+		if (sname == NULL)
+			continue;
+		float *state = slot == 0 ? run->slot0 : run->slot1;
+		for (int t = 0; t < m->ntensors; t++) {
+			const struct tr_tensor_spec *spec = &m->tensors[t];
+			if (spec->kind != TR_TENSOR_PARAM)
+				continue;
+			size_t i = count++;
+			if (tr_ckpt_optimizer_name(names[i], sizeof(names[i]), spec->name, sname, err))
+				goto done;
+			for (int d = 0; d < spec->ndim; d++)
+				shapes[i][d] = spec->shape[d];
+			entries[i] = (struct tr_st_entry){names[i], TR_ST_F32, spec->ndim, shapes[i],
+							  state + spec->offset};
+		}
+	}
+	char steps[32], optimizer[32], last_step[32];
+	snprintf(steps, sizeof(steps), "%ld", run->steps);
+	snprintf(optimizer, sizeof(optimizer), "%s", run->opts->optimizer);
+	snprintf(last_step, sizeof(last_step), "%ld", run->sched.last_opt_step);
+	struct tr_st_meta extra[] = {
+	    {"optimizer_steps", steps}, {"optimizer", optimizer}, {"last_opt_step", last_step}};
+	struct tr_ckpt_info info = {.epoch = epoch, .best_fitness = run->best_fitness,
+				    .ema_updates = run->ema_state.updates,
+				    .model_yaml = run->model_text, .hyp = run->hyp_text};
+	rc = tr_ckpt_write(path, &info, entries, count, extra, UT_ARRAY_LEN(extra), err);
+done:
+	free(entries);
+	free(names);
+	free(shapes);
+	return rc;
+}
+
+/* smart_resume: model, EMA, optimizer state, epoch and best fitness from last.safetensors. */
+static int resume_from(struct tr_run *run, struct ut_err *err)
+{
+	const char *path = run->opts->weights;
+	struct tr_ckpt_info info;
+	struct tr_st_file *file;
+	if (tr_model_load(run->model, path, err) != 0 ||
+	    tr_model_load_prefix(run->ema, path, "ema.", err) != 0 ||
+	    tr_ckpt_read(path, &info, &file, err) != 0)
+		return -1;
+	int rc = 0;
+	const char *steps = tr_st_metadata(file, "optimizer_steps");
+	const char *kind = tr_st_metadata(file, "optimizer");
+	const char *last_step = tr_st_metadata(file, "last_opt_step");
+	if (last_step == NULL || ut_parse_long(last_step, -1, LONG_MAX, &run->resume_last_opt_step))
+		rc = ut_err_set(err, "%s: metadata last_opt_step missing or bad", path);
+	else if (steps == NULL || ut_parse_long(steps, 0, LONG_MAX, &run->steps) != 0)
+		rc = ut_err_set(err, "%s: metadata optimizer_steps missing or bad", path);
+	else if (kind == NULL || strcmp(kind, run->opts->optimizer) != 0)
+		rc = ut_err_set(err, "%s: optimizer %s, this run uses %s", path, kind ? kind : "?",
+				run->opts->optimizer);
+	for (int slot = 0; rc == 0 && slot < 2; slot++) {
+		const char *sname = slot_name(run->kind, slot);
+		float *state = slot == 0 ? run->slot0 : run->slot1;
+		for (int t = 0; rc == 0 && sname && t < run->model->ntensors; t++) {
+			const struct tr_tensor_spec *spec = &run->model->tensors[t];
+			char name[TR_NAME_LEN + 32];
+			if (spec->kind != TR_TENSOR_PARAM)
+				continue;
+			rc = tr_ckpt_optimizer_name(name, sizeof(name), spec->name, sname, err);
+			const struct tr_st_tensor *stored = rc ? NULL : tr_st_find(file, name);
+			if (rc == 0 && (stored == NULL || stored->numel != spec->numel))
+				rc = ut_err_set(err, "%s: tensor '%s' missing or of the wrong size", path, name);
+			if (rc == 0)
+				memcpy(state + spec->offset, stored->data, spec->numel * sizeof(float));
+		}
+	}
+	if (rc == 0) {
+		run->start_epoch = info.epoch + 1;
+		run->best_fitness = info.best_fitness;
+		run->ema_state.updates = info.ema_updates;
+		if (run->start_epoch >= run->epochs)
+			rc = ut_err_set(err, "%s: training to %ld epochs is finished, nothing to resume",
+					path, run->epochs);
+		else
+			ut_log(UT_LOG_INFO, "resuming training from %s from epoch %ld to %ld total epochs",
+			       path, run->start_epoch, run->epochs);
+	}
+	tr_st_close(file);
+	return rc;
+}
+
+/* ---- one epoch ---- */
+
+static double rss_gib(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long pages = 0, resident = 0;
+	if (f != NULL) {
+		if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+			resident = 0;
+		fclose(f);
+	}
+	return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1e9;
+}
+
+static void progress_line(const struct tr_run *run, long epoch, const float mloss[3], size_t nt,
+			  int size, long done, long nb, FILE *out)
+{
+	char ep[32], mem[32];
+	snprintf(ep, sizeof(ep), "%ld/%ld", epoch, run->epochs - 1);
+	snprintf(mem, sizeof(mem), "%.3gG", rss_gib());
+	fprintf(out, "%11s%11s%11.4g%11.4g%11.4g%11.4g%11.4g", ep, mem, mloss[0], mloss[1],
+		mloss[2], (double)nt, (double)size);
+	int width = 20, filled = (int)(width * done / (nb > 0 ? nb : 1));
+	fprintf(out, " %3ld%% |", 100 * done / (nb > 0 ? nb : 1));
+	for (int i = 0; i < width; i++)
+		fputs(i < filled ? "#" : " ", out);
+	fprintf(out, "| %ld/%ld", done, nb);
+}
+
+static void images_to_float(const struct tr_batch *batch, float *out)
+{
+	size_t n = (size_t)batch->n * 3 * batch->height * batch->width;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (float)batch->images[i] / 255.0f;
+}
+
+/* The optimizer step: clip, update the unfrozen parameters, zero grads, EMA. */
+static void optimizer_step(struct tr_run *run)
+{
+	struct tr_model *m = run->model;
+	for (int t = 0; t < m->ntensors; t++)
+		if (run->frozen[t])
+			memset(m->tensors[t].grad, 0, m->tensors[t].numel * sizeof(float));
+	tr_optim_clip_grad_norm(m->grads, m->nparam_values, TR_OPTIM_MAX_GRAD_NORM);
+	run->steps++;
+	for (int t = 0; t < m->ntensors; t++) {
+		const struct tr_tensor_spec *spec = &m->tensors[t];
+		if (spec->kind != TR_TENSOR_PARAM || run->frozen[t])
+			continue;
+		struct tr_optim_hparams hp =
+		    tr_optim_sched_hparams(&run->sched, tr_optim_group_of(spec->name));
+		tr_optim_update(run->kind, &hp, run->steps, spec->data, spec->grad,
+				run->slot0 + spec->offset, run->slot1 + spec->offset, spec->numel);
+	}
+	memset(m->grads, 0, m->nparam_values * sizeof(float));
+	double d = tr_optim_ema_next_decay(&run->ema_state);
+	tr_optim_ema_update(run->ema->params, m->params, m->nparam_values, d);
+	tr_optim_ema_update(run->ema->buffers, m->buffers, m->nbuffer_values, d);
+}
+
+/* Forward, loss, backward of one batch; the step when accumulation is due. */
+static int train_batch(struct tr_run *run, const struct tr_batch *batch, long epoch, long ni,
+		       float items[3], struct ut_err *err)
+{
+	struct tr_model *m = run->model;
+	const struct tr_detect *det = &m->detect;
+	images_to_float(batch, run->images);
+	if (tr_model_forward(m, run->backend, run->images, batch->n, batch->height, batch->width, 1,
+			     err) != 0)
+		return -1;
+	struct tr_loss_batch lb = {.bs = batch->n, .targets = batch->targets, .nt = batch->nt};
+	for (int l = 0; l < det->nl; l++) {
+		lb.ny[l] = batch->height / det->stride[l];
+		lb.nx[l] = batch->width / det->stride[l];
+		lb.pred[l] = det->outputs[l];
+		lb.grad[l] = run->grad_out[l];
+	}
+	struct tr_loss_result result;
+	if (tr_loss_reserve(run->loss, batch->nt, err) != 0 ||
+	    tr_loss_compute(run->loss, &lb, &result, err) != 0)
+		return -1;
+	if (!isfinite(result.loss))
+		return ut_err_set(err, "epoch %ld batch %ld: the loss is %g (box %g obj %g cls %g); "
+				  "training diverged, try a lower lr0",
+				  epoch, batch->number, (double)result.loss, (double)result.items[0],
+				  (double)result.items[1], (double)result.items[2]);
+	if (tr_model_backward(m, run->backend, (const float *const *)run->grad_out, err) != 0)
+		return -1;
+	if (tr_optim_sched_step_due(&run->sched, ni))
+		optimizer_step(run);
+	memcpy(items, result.items, sizeof(result.items));
+	return 0;
+}
+
+static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	const double *weights = NULL;
+	if (o->image_weights) {
+		/* cw = class_weights * (1 - maps)^2 / nc, then per image */
+		double *cw = calloc((size_t)run->nc, sizeof(double));
+		if (cw == NULL)
+			return ut_err_set(err, "out of memory");
+		for (int c = 0; c < run->nc; c++)
+			cw[c] = run->class_weights[c] * (1 - run->maps[c]) * (1 - run->maps[c]) / run->nc;
+		tr_labels_image_weights(&run->train_split, run->nc, o->single_cls, cw,
+					run->image_weights);
+		free(cw);
+		weights = run->image_weights;
+	}
+	if (tr_loader_start_epoch(run->train_loader, epoch, weights, err) != 0)
+		return -1;
+	long nb = tr_loader_num_batches(run->train_loader);
+	memset(run->model->grads, 0, run->model->nparam_values * sizeof(float));
+	mloss[0] = mloss[1] = mloss[2] = 0;
+	if (o->progress_tty)
+		fprintf(stderr, "\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "Mem", "box_loss",
+			"obj_loss", "cls_loss", "Instances", "Size");
+	const struct tr_batch *batch;
+	int rc;
+	while ((rc = tr_loader_next(run->train_loader, &batch, err)) == 1) {
+		long i = batch->number;
+		long ni = tr_optim_sched_batch(&run->sched, epoch, i);
+		float items[3];
+		if (train_batch(run, batch, epoch, ni, items, err) != 0)
+			return -1;
+		for (int k = 0; k < 3; k++) /* mloss = (mloss * i + items) / (i + 1), float32 */
+			mloss[k] = (mloss[k] * (float)i + items[k]) / (float)(i + 1);
+		if (o->progress_tty) {
+			fputs("\r", stderr);
+			progress_line(run, epoch, mloss, batch->nt, batch->width, i + 1, nb, stderr);
+			fputs("\033[K", stderr);
+			fflush(stderr);
+		}
+		if (o->stop != NULL && *o->stop)
+			return TR_TRAIN_STOPPED;
+	}
+	if (rc < 0)
+		return -1;
+	if (!o->progress_tty) {
+		progress_line(run, epoch, mloss, 0, 0, nb, nb, stderr);
+		fputc('\n', stderr);
+	} else {
+		fputc('\n', stderr);
+	}
+	return 0;
+}
+
+/* val.run on the EMA model with the training loss. */
+static int validate(struct tr_run *run, struct ut_err *err)
+{
+	if (run->have_results)
+		tr_val_results_free(&run->results);
+	run->have_results = false;
+	tr_val_reset(run->val);
+	if (tr_loader_start_epoch(run->val_loader, 0, NULL, err) != 0)
+		return -1;
+	const struct tr_batch *batch;
+	int rc;
+	while ((rc = tr_loader_next(run->val_loader, &batch, err)) == 1) {
+		if (tr_val_batch(run->val, run->ema, run->backend, batch, run->loss, err) != 0)
+			return -1;
+		if (run->opts->stop != NULL && *run->opts->stop)
+			return TR_TRAIN_STOPPED;
+	}
+	if (rc < 0 || tr_val_finish(run->val, &run->results, err) != 0)
+		return -1;
+	run->have_results = true;
+	for (int c = 0; c < run->nc; c++)
+		run->maps[c] = run->results.maps[c];
+	tr_val_print(&run->results, (const char *const *)run->data.names, false, stderr);
+	return 0;
+}
+
+/* One results.csv row, as YOLOv5's logger writes it ('%20s' header, '%20.5g' values). */
+static int log_results(struct tr_run *run, long epoch, const float mloss[3], const double lr[3],
+		       struct ut_err *err)
+{
+	static const char *const header[RESULTS_COLUMNS] = {
+	    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision",
+	    "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss",
+	    "val/obj_loss", "val/cls_loss", "x/lr0", "x/lr1", "x/lr2"};
+	struct tr_val_summary s = {0};
+	double vloss[3] = {0, 0, 0};
+	if (run->have_results) {
+		s = run->results.summary;
+		memcpy(vloss, run->results.loss, sizeof(vloss));
+	}
+	double values[RESULTS_COLUMNS] = {(double)epoch, mloss[0], mloss[1], mloss[2], s.mp, s.mr,
+					  s.map50, s.map, vloss[0], vloss[1], vloss[2],
+					  lr[0], lr[1], lr[2]};
+	struct stat st;
+	bool fresh = stat(run->results_path, &st) != 0;
+	FILE *f = fopen(run->results_path, "a");
+	if (f == NULL)
+		return ut_err_set(err, "%s: %s", run->results_path, strerror(errno));
+	for (int c = 0; fresh && c < RESULTS_COLUMNS; c++)
+		fprintf(f, "%20s%s", header[c], c + 1 < RESULTS_COLUMNS ? "," : "\n");
+	for (int c = 0; c < RESULTS_COLUMNS; c++) {
+		char cell[64];
+		ut_fmt_g5(values[c], cell, sizeof(cell));
+		fprintf(f, "%s%s", cell, c + 1 < RESULTS_COLUMNS ? "," : "\n");
+	}
+	int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+	if (fclose(f) != 0 || bad)
+		return ut_err_set(err, "%s: %s", run->results_path, strerror(errno));
+	return 0;
+}
+
+/* EarlyStopping.__call__; true = stop. */
+static bool early_stop(struct tr_run *run, long epoch, double fitness)
+{
+	if (fitness >= run->stop_best) {
+		run->stop_best_epoch = epoch;
+		run->stop_best = fitness;
+	}
+	double patience = run->opts->patience > 0 ? (double)run->opts->patience : INFINITY;
+	long delta = epoch - run->stop_best_epoch;
+	run->possible_stop = (double)delta >= patience - 1;
+	bool stop = (double)delta >= patience;
+	if (stop)
+		ut_log(UT_LOG_INFO,
+		       "stopping training early as no improvement observed in last %ld epochs; "
+		       "best results at epoch %ld",
+		       run->opts->patience, run->stop_best_epoch);
+	return stop;
+}
+
+static int end_epoch(struct tr_run *run, long epoch, const float mloss[3], bool *stop,
+		     struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	double lr[3];
+	for (int g = 0; g < 3; g++)
+		lr[g] = run->sched.lr[g];
+	tr_optim_sched_epoch_end(&run->sched);
+	bool final_epoch = epoch + 1 == run->epochs || run->possible_stop;
+	if (!o->noval || final_epoch) {
+		int rc = validate(run, err);
+		if (rc != 0)
+			return rc;
+	}
+	double fitness = run->have_results ? tr_fitness(&run->results.summary) : 0.0;
+	*stop = early_stop(run, epoch, fitness);
+	if (fitness > run->best_fitness)
+		run->best_fitness = fitness;
+	if (log_results(run, epoch, mloss, lr, err) != 0)
+		return -1;
+	if (!o->nosave || final_epoch) {
+		if (save_checkpoint(run, run->last, epoch, err) != 0)
+			return -1;
+		if (run->best_fitness == fitness && save_checkpoint(run, run->best, epoch, err) != 0)
+			return -1;
+		if (o->save_period > 0 && epoch % o->save_period == 0) {
+			char path[MAX_PATH + 64];
+			snprintf(path, sizeof(path), "%s/weights/epoch%ld.safetensors", run->save_dir,
+				 epoch);
+			if (save_checkpoint(run, path, epoch, err) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- the run ---- */
+
+static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
+{
+	if (o->data[0] == '\0')
+		return ut_err_set(err, "--data is required");
+	if (o->hyp[0] == '\0')
+		return ut_err_set(err, "--hyp is required");
+	if (o->epochs < 1)
+		return ut_err_set(err, "--epochs %ld: must be at least 1", o->epochs);
+	if (o->batch_size < 1)
+		return ut_err_set(err, "--batch-size %ld: must be at least 1 (-1, AutoBatch, needs a GPU)",
+				  o->batch_size);
+	if (o->imgsz < 1)
+		return ut_err_set(err, "--imgsz %ld: must be positive", o->imgsz);
+	if (o->device[0] != '\0' && strcmp(o->device, "cpu") != 0)
+		return ut_err_set(err, "--device %s: this build has no CUDA backend; use --device cpu",
+				  o->device);
+	if (o->multi_scale)
+		return ut_err_set(err, "--multi-scale is not supported yet");
+	if (o->quad)
+		return ut_err_set(err, "--quad is not supported yet");
+	if (o->cache != NULL && strcmp(o->cache, "ram") != 0 && strcmp(o->cache, "disk") != 0)
+		return ut_err_set(err, "--cache %s: expected ram or disk", o->cache);
+	return 0;
+}
+
+static int setup(struct tr_run *run, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	size_t hyp_len;
+	if (check_opts(o, err) != 0 || tr_optim_kind_parse(o->optimizer, &run->kind, err) != 0 ||
+	    ut_read_file(o->hyp, &run->hyp_text, &hyp_len, err) != 0 ||
+	    load_hyp(run, run->hyp_text, hyp_len, o->hyp, err) != 0 || make_dirs(run, err) != 0)
+		return -1;
+	if (write_text(run->save_dir, "hyp.yaml", run->hyp_text, err) != 0 ||
+	    (o->opt_yaml != NULL && write_text(run->save_dir, "opt.yaml", o->opt_yaml, err) != 0))
+		return -1;
+	if (!o->resume)
+		unlink(run->results_path);
+	run->epochs = o->epochs;
+	int threads = o->threads > 0 ? (int)o->threads : cpu_count();
+	if (open_data(run, err) != 0 || read_model_text(run, err) != 0 ||
+	    build_models(run, err) != 0 || tr_cpu_backend_create(threads, &run->backend, err) != 0)
+		return -1;
+	copy_model_state(run->ema, run->model); /* ModelEMA(model) comes before AutoAnchor */
+	int stride = 32;
+	for (int l = 0; l < run->model->detect.nl; l++)
+		if (run->model->detect.stride[l] > stride)
+			stride = run->model->detect.stride[l];
+	int imgsz = check_imgsz(run, err);
+	if (make_loaders(run, imgsz, stride, err) != 0 || plan_memory(run, imgsz, err) != 0)
+		return -1;
+	tr_labels_class_weights(&run->train_split, run->nc, o->single_cls, run->class_weights);
+	for (int c = 0; c < run->nc; c++)
+		run->class_weights[c] *= run->nc;
+	if (o->resume && resume_from(run, err) != 0)
+		return -1;
+	if (!o->resume) {
+		if (!o->noautoanchor && autoanchor(run, imgsz, err) != 0)
+			return -1;
+		if (o->noautoanchor && run->hyp.anchors_given)
+			return ut_err_set(err, "%s: the anchors hyp makes placeholder anchors that only "
+					  "AutoAnchor replaces; drop --noautoanchor or the anchors key", o->hyp);
+		round_state_to_half(run->model);
+	}
+	if (make_loss(run, imgsz, err) != 0)
+		return -1;
+	return make_schedule(run, err);
+}
+
+static void teardown(struct tr_run *run)
+{
+	tr_loader_free(run->train_loader);
+	tr_loader_free(run->val_loader);
+	if (run->have_results)
+		tr_val_results_free(&run->results);
+	tr_val_free(run->val);
+	tr_loss_free(run->loss);
+	tr_model_free(run->model);
+	tr_model_free(run->ema);
+	if (run->backend != NULL)
+		tr_backend_destroy(run->backend);
+	for (int l = 0; l < TR_MAX_LEVELS; l++)
+		free(run->grad_out[l]);
+	free(run->images);
+	free(run->slot0);
+	free(run->slot1);
+	free(run->frozen);
+	free(run->class_weights);
+	free(run->maps);
+	free(run->image_weights);
+	free(run->model_text);
+	free(run->hyp_text);
+	tr_data_split_free(&run->train_split);
+	tr_data_split_free(&run->val_split);
+	tr_data_yaml_free(&run->data);
+}
+
+int tr_train(const struct tr_train_opts *opts, struct ut_err *err)
+{
+	struct tr_run run = {.opts = opts};
+	int rc = setup(&run, err);
+	double t0 = ut_now();
+	long epoch = run.start_epoch;
+	if (rc == 0)
+		ut_log(UT_LOG_INFO, "image size %ld, %ld epochs, results to %s", opts->imgsz,
+		       run.epochs, run.save_dir);
+	for (; rc == 0 && epoch < run.epochs; epoch++) {
+		float mloss[3];
+		bool stop = false;
+		rc = train_epoch(&run, epoch, mloss, err);
+		if (rc == 0)
+			rc = end_epoch(&run, epoch, mloss, &stop, err);
+		if (rc == 0 && stop)
+			break;
+	}
+	if (rc == 0)
+		ut_log(UT_LOG_INFO, "%ld epochs completed in %.3f hours; results in %s",
+		       epoch - run.start_epoch + (epoch < run.epochs ? 1 : 0),
+		       (ut_now() - t0) / 3600, run.save_dir);
+	teardown(&run);
+	return rc;
+}

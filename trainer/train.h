@@ -1,0 +1,78 @@
+/*
+ * train.h - YOLOv5 v7.0's train.py as a library call: the run yolo-train
+ * makes from its options (trainer/yolo_train.c parses them).
+ *
+ *	struct tr_train_opts opts;
+ *	tr_train_defaults(&opts);            // train.py's defaults
+ *	opts.cfg = "models/yolov5n.yaml"; opts.data = "data.yaml"; ...
+ *	int rc = tr_train(&opts, &err);       // 0 done, TR_TRAIN_STOPPED, -1 error
+ *
+ * What one run does, as train.py: save_dir (project/name, incremented
+ * unless exist_ok), hyp.yaml and opt.yaml there; data and model (from the
+ * model yaml, from-scratch init or --weights); optional freeze; the loaders;
+ * AutoAnchor; YOLOv5's optimizer groups, warmup, schedule, accumulation and
+ * EMA; per epoch training, validation of the EMA model (every epoch, or only
+ * the last with noval), a results.csv row, last/best checkpoints; early
+ * stopping; resume from a checkpoint.
+ */
+#ifndef TR_TRAIN_H
+#define TR_TRAIN_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "ut.h"
+
+#define TR_TRAIN_STOPPED 1 /* tr_train's return when *stop became non-zero */
+#define TR_TRAIN_MAX_FREEZE 64
+
+struct tr_train_opts {
+	const char *weights;   /* "" or a .safetensors to start from (or to resume) */
+	const char *cfg;       /* model yaml; "" = the one stored in weights */
+	const char *data;      /* data.yaml */
+	const char *hyp;       /* hyp.yaml */
+	long epochs;
+	long batch_size;
+	long imgsz;
+	bool rect, resume, nosave, noval, noautoanchor, cos_lr, single_cls, image_weights;
+	bool exist_ok, sync_bn, multi_scale, quad;
+	const char *cache;     /* NULL, "ram" or "disk" (both keep images in memory) */
+	const char *device;    /* "", "cpu", or GPU ids */
+	const char *optimizer; /* SGD, Adam, AdamW */
+	long workers;	       /* loader threads */
+	long threads;	       /* compute threads; 0 = the CPUs this process may use */
+	const char *project, *name;
+	double label_smoothing;
+	long patience;
+	int freeze[TR_TRAIN_MAX_FREEZE]; /* one value n: layers 0..n-1; several: those layers */
+	int n_freeze;
+	long save_period;
+	long seed;
+	bool progress_tty;		    /* a live progress line (stderr is a terminal) */
+	const volatile sig_atomic_t *stop;  /* non-zero asks the run to stop after this batch */
+	const char *opt_yaml;		    /* text of save_dir/opt.yaml (may be NULL: none written) */
+	const char *save_dir;		    /* NULL: project/name incremented; else this (resume) */
+};
+
+/* train.py's defaults: epochs 300, batch 16, imgsz 640, SGD, workers 8, ... */
+void tr_train_defaults(struct tr_train_opts *opts);
+
+/*
+ * Train. Returns 0 when the epochs are done (or early stopping ended the
+ * run), TR_TRAIN_STOPPED when *opts->stop asked it to stop (within one
+ * batch; the last finished epoch's checkpoint and results stay), -1 on an
+ * error (err: one line naming the file, option or tensor; a NaN loss is an
+ * error naming the epoch and batch).
+ */
+int tr_train(const struct tr_train_opts *opts, struct ut_err *err);
+
+/*
+ * YOLOv5's increment_path for save_dir: path itself when it does not exist
+ * or exist_ok, else path2, path3, ... (the first free). buf gets it.
+ */
+void tr_train_increment_path(const char *path, bool exist_ok, char *buf, size_t size);
+
+/* Round a float to the nearest IEEE half (ties to even) and back, as model.half().float(). */
+float tr_round_to_half(float value);
+
+#endif
