@@ -465,8 +465,9 @@ int tr_mixup_blend(struct tr_image *im, struct tr_boxes *boxes, const struct tr_
 	double q = 1 - r;
 	for (size_t i = 0; i < bytes; i++)
 		im->data[i] = (uint8_t)(int)(im->data[i] * r + im2->data[i] * q);
-	memcpy(boxes->rows + 5 * (size_t)boxes->n, boxes2->rows,
-	       sizeof(float) * 5 * (size_t)boxes2->n);
+	if (boxes2->n > 0) /* rows may be NULL when empty: memcpy must not see it */
+		memcpy(boxes->rows + 5 * (size_t)boxes->n, boxes2->rows,
+		       sizeof(float) * 5 * (size_t)boxes2->n);
 	boxes->n += boxes2->n;
 	return 0;
 }
