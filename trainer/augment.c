@@ -105,11 +105,14 @@ static void resize_axis(int src_len, int dst_len, bool clamp_weights, int *index
 static void resize_vertical(const int32_t *row0, const int32_t *row1, int16_t b0, int16_t b1,
 			    uint8_t *dst, int n)
 {
+	/*
+	 * OpenCV saturates a, c and sum to int16 and the result to uint8;
+	 * none of it can bite here: rows are u8 times 11-bit weights summing
+	 * to 2048, so a, c <= 32640 and sum <= 1020 (this loop vectorizes).
+	 */
 	for (int x = 0; x < n; x++) {
-		int a = clamp_int(row0[x] >> 4, INT16_MIN, INT16_MAX);
-		int c = clamp_int(row1[x] >> 4, INT16_MIN, INT16_MAX);
-		int sum = clamp_int(((a * b0) >> 16) + ((c * b1) >> 16), INT16_MIN, INT16_MAX);
-		dst[x] = sat_u8((sum + 2) >> 2);
+		int a = row0[x] >> 4, c = row1[x] >> 4;
+		dst[x] = (uint8_t)((((a * b0) >> 16) + ((c * b1) >> 16) + 2) >> 2);
 	}
 }
 
@@ -168,10 +171,25 @@ void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst)
 	resize_axis(sh, dh, false, yi, yw);
 	int32_t *r0 = rows, *r1 = rows + 3 * dw;
 	size_t sstride = (size_t)sw * 3;
+	int have0 = -1, have1 = -1; /* source rows now in r0, r1 (reused as OpenCV does) */
 	for (int y = 0; y < dh; y++) {
 		int s0 = clamp_int(yi[y], 0, sh - 1), s1 = clamp_int(yi[y] + 1, 0, sh - 1);
-		resize_horizontal(src->data + (size_t)s0 * sstride, xi, xw, sw, dw, r0);
-		resize_horizontal(src->data + (size_t)s1 * sstride, xi, xw, sw, dw, r1);
+		if (s0 == have1 && s0 != have0) {
+			int32_t *swap = r0;
+			r0 = r1;
+			r1 = swap;
+			have0 = have1;
+			have1 = -1;
+		}
+		if (s0 != have0)
+			resize_horizontal(src->data + (size_t)s0 * sstride, xi, xw, sw, dw, r0);
+		have0 = s0;
+		if (s1 == s0 && have1 != s1) {
+			memcpy(r1, r0, sizeof(int32_t) * 3 * (size_t)dw);
+		} else if (s1 != have1) {
+			resize_horizontal(src->data + (size_t)s1 * sstride, xi, xw, sw, dw, r1);
+		}
+		have1 = s1;
 		resize_vertical(r0, r1, yw[2 * y], yw[2 * y + 1], dst->data + (size_t)y * dw * 3,
 				3 * dw);
 	}
