@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,15 @@ static int prepare_save_dir(struct ev_runner *run, struct ev_slot *slot,
 	return 0;
 }
 
+/* The CPUs this process may use, divided among the slots (at least 1 each). */
+static int cpu_share(long slots)
+{
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+	long share = cpus / (slots > 0 ? slots : 1);
+	return share > 0 ? (int)share : 1;
+}
+
 static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 			 const struct st_generation *gen)
 {
@@ -336,13 +346,21 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 			return -1;
 		argv = wrapped;
 	}
-	char pin[64 + ST_STR];
-	char *env[] = {pin, NULL};
+	char pin[64 + ST_STR], threads[64];
+	char *env[3] = {NULL, NULL, NULL};
+	int nenv = 0;
 	snprintf(pin, sizeof(pin), "CUDA_VISIBLE_DEVICES=%s", slot->device ? slot->device : "");
+	if (slot->device != NULL)
+		env[nenv++] = pin;
+	if (!slurm_launcher(run) && getenv("OMP_NUM_THREADS") == NULL) {
+		/* candidates side by side share the CPUs instead of each taking all of them */
+		snprintf(threads, sizeof(threads), "OMP_NUM_THREADS=%d", cpu_share(run->nslots));
+		env[nenv++] = threads;
+	}
 	long long cap = run->params->log_max > 0 ? run->params->log_max : EV_LOG_MAX_DEFAULT;
 	int rc = ev_caplog_open(&slot->log, slot->log_path, cap, run->err);
 	if (rc == 0)
-		rc = ev_proc_spawn(argv, slot->save_dir, NULL, slot->device ? env : NULL, 1,
+		rc = ev_proc_spawn(argv, slot->save_dir, NULL, nenv > 0 ? env : NULL, 1,
 				   &slot->proc, run->err);
 	if (rc != 0)
 		ev_caplog_close(&slot->log);

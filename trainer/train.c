@@ -129,8 +129,13 @@ float tr_round_to_half(float value)
 
 /* ---- setup ---- */
 
+/* OMP_NUM_THREADS when set (yolo-evolve sets it for candidates side by side), else every CPU allowed. */
 static int cpu_count(void)
 {
+	long omp;
+	const char *env = getenv("OMP_NUM_THREADS");
+	if (env != NULL && ut_parse_long(env, 1, 4096, &omp) == 0)
+		return (int)omp;
 	cpu_set_t set;
 	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
 		return CPU_COUNT(&set);
@@ -726,9 +731,12 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 		fprintf(stderr, "\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "Mem", "box_loss",
 			"obj_loss", "cls_loss", "Instances", "Size");
 	const struct tr_batch *batch;
-	int rc;
+	size_t last_nt = 0;
+	int last_size = 0, rc;
 	while ((rc = tr_loader_next(run->train_loader, &batch, err)) == 1) {
 		long i = batch->number;
+		last_nt = batch->nt;
+		last_size = batch->width;
 		long ni = tr_optim_sched_batch(&run->sched, epoch, i);
 		float items[3];
 		if (train_batch(run, batch, epoch, ni, items, err) != 0)
@@ -747,7 +755,7 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 	if (rc < 0)
 		return -1;
 	if (!o->progress_tty) {
-		progress_line(run, epoch, mloss, 0, 0, nb, nb, stderr);
+		progress_line(run, epoch, mloss, last_nt, last_size, nb, nb, stderr);
 		fputc('\n', stderr);
 	} else {
 		fputc('\n', stderr);
