@@ -448,8 +448,7 @@ static int hyp_read_mapping(struct meta_reader *reader, const struct meta_table 
 			return -1;
 	if (k != META_END || reader_finish(reader) != 0)
 		return -1;
-	hyp->anchors_given = seen[META_anchors] != 0;
-	if (!hyp->anchors_given)
+	if (seen[META_anchors] == 0)
 		hyp->v[META_anchors] = META_ANCHORS_DEFAULT;
 	for (k = 0; k < META_COUNT; k++)
 		if (seen[k] == 0 && k != META_anchors)

@@ -9,7 +9,6 @@
 #ifndef META_H
 #define META_H
 
-#include <stdbool.h>
 #include <stdio.h>
 
 #include "meta_table.h"
@@ -25,7 +24,6 @@ enum meta_key {
 /* A full set of hyperparameter values, in table order. */
 struct meta_hyp {
 	double v[META_COUNT];
-	bool anchors_given; /* the file had `anchors` (else v[META_anchors] is the default 3) */
 };
 
 /* Mutation gain and bounds of one key. */

@@ -1088,8 +1088,9 @@ static void plan_all(struct planner *p, struct tr_model *model)
 	p->grads.used += (p->largest + 15) / 16 * 16;
 }
 
-int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
-		  struct ut_err *err)
+/* The plan of tr_model_plan; without gradients for a model that only infers. */
+static int plan_model(struct tr_model *model, int max_batch, int max_height, int max_width,
+		      bool gradients, struct ut_err *err)
 {
 	model->max_stride = 1;
 	for (int i = 0; i < model->nlayers; i++)
@@ -1110,17 +1111,31 @@ int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max
 	plan_all(&p, model);
 	free(model->acts);
 	free(model->act_grads);
+	model->act_grads = NULL;
 	model->nact_values = p.acts.used;
-	model->nact_grad_values = p.grads.used;
+	model->nact_grad_values = gradients ? p.grads.used : 0;
 	model->acts = alloc_floats(p.acts.used);
-	model->act_grads = alloc_floats(p.grads.used);
-	if (!model->acts || !model->act_grads)
+	if (gradients)
+		model->act_grads = alloc_floats(p.grads.used);
+	if (!model->acts || (gradients && !model->act_grads))
 		return ut_err_set(err, "%s: out of memory for %zu activations and %zu gradients",
 				  model->source, p.acts.used, p.grads.used);
 	p = (struct planner){
 	    .model = model, .acts = {.base = model->acts}, .grads = {.base = model->act_grads}};
 	plan_all(&p, model);
 	return 0;
+}
+
+int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
+		  struct ut_err *err)
+{
+	return plan_model(model, max_batch, max_height, max_width, true, err);
+}
+
+int tr_model_plan_inference(struct tr_model *model, int max_batch, int max_height, int max_width,
+			    struct ut_err *err)
+{
+	return plan_model(model, max_batch, max_height, max_width, false, err);
 }
 
 /* ---- forward ---- */
@@ -1620,7 +1635,7 @@ static int layer_backward(struct forward *f, struct tr_layer *layer, const float
 int tr_model_backward(struct tr_model *model, struct tr_backend *backend, const float *const *dout,
 		      struct ut_err *err)
 {
-	if (!model->acts || !model->fwd_train)
+	if (!model->acts || !model->act_grads || !model->fwd_train)
 		return ut_err_set(err, "%s: backward needs a train-mode forward pass first",
 				  model->source);
 	struct forward f = {.model = model,

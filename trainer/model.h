@@ -223,6 +223,12 @@ void tr_detect_bias_prior(struct tr_model *model);
  */
 int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
 		  struct ut_err *err);
+/*
+ * The same without the activation gradients, for a model that only infers
+ * (the EMA copy, yolo-val): forward passes work, tr_model_backward fails.
+ */
+int tr_model_plan_inference(struct tr_model *model, int max_batch, int max_height, int max_width,
+			    struct ut_err *err);
 
 /*
  * The forward pass of images [batch, in_channels, height, width] (within

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml.h>
 
 #include "autoanchor.h"
 #include "checkpoint.h"
@@ -45,6 +46,7 @@ struct tr_run {
 	char *model_text, *hyp_text;
 	size_t model_len;
 	struct meta_hyp hyp;
+	bool anchors_given; /* the hyp file has `anchors` */
 	struct tr_loss_hyp loss_hyp; /* scaled to the model and image size, as train.py */
 	struct tr_data_yaml data;
 	struct tr_data_split train_split, val_split;
@@ -163,10 +165,40 @@ static int make_dirs(struct tr_run *run, struct ut_err *err)
 	return 0;
 }
 
+/*
+ * Does the hyp file set `anchors`? Only then is the model built with that
+ * many placeholder anchors (YOLOv5: Model(anchors=hyp.get('anchors'))); the
+ * parsed hyp says 3 either way.
+ */
+static bool hyp_sets_anchors(const char *text, size_t len)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	bool found = false;
+	if (!yaml_parser_initialize(&parser))
+		return false;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (yaml_parser_load(&parser, &doc)) {
+		yaml_node_t *root = yaml_document_get_root_node(&doc);
+		for (yaml_node_pair_t *p = root && root->type == YAML_MAPPING_NODE
+					       ? root->data.mapping.pairs.start
+					       : NULL;
+		     p != NULL && p < root->data.mapping.pairs.top; p++) {
+			yaml_node_t *key = yaml_document_get_node(&doc, p->key);
+			found |= key->type == YAML_SCALAR_NODE &&
+				 strcmp((const char *)key->data.scalar.value, "anchors") == 0;
+		}
+		yaml_document_delete(&doc);
+	}
+	yaml_parser_delete(&parser);
+	return found;
+}
+
 /* The hyp file, read with no bounds (train.py takes any value). */
 static int load_hyp(struct tr_run *run, const char *text, size_t len, const char *source,
 		    struct ut_err *err)
 {
+	run->anchors_given = hyp_sets_anchors(text, len);
 	struct meta_table open_bounds;
 	meta_table_default(&open_bounds);
 	for (int k = 0; k < META_COUNT; k++) {
@@ -242,8 +274,8 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 {
 	const struct tr_train_opts *o = run->opts;
 	const char *source = o->cfg[0] ? o->cfg : o->weights;
-	int anchors = run->hyp.anchors_given ? (int)nearbyint(run->hyp.v[META_anchors]) : 0;
-	if (run->hyp.anchors_given && anchors < 1)
+	int anchors = run->anchors_given ? (int)nearbyint(run->hyp.v[META_anchors]) : 0;
+	if (run->anchors_given && anchors < 1)
 		return ut_err_set(err, "%s: anchors %g: need at least 1 per level", o->hyp,
 				  run->hyp.v[META_anchors]);
 	if (tr_model_from_text_anchors(run->model_text, run->model_len, source, run->nc, anchors,
@@ -348,7 +380,7 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		tw = imgsz;
 	int batch = (int)o->batch_size, val_batch = 2 * batch;
 	if (tr_model_plan(run->model, batch, th, tw, err) != 0 ||
-	    tr_model_plan(run->ema, val_batch, vh, vw, err) != 0)
+	    tr_model_plan_inference(run->ema, val_batch, vh, vw, err) != 0)
 		return -1;
 	size_t image_floats = (size_t)batch * 3 * th * tw;
 	run->images = malloc(image_floats * sizeof(float));
@@ -940,7 +972,7 @@ static int setup(struct tr_run *run, struct ut_err *err)
 	if (!o->resume) {
 		if (!o->noautoanchor && autoanchor(run, imgsz, err) != 0)
 			return -1;
-		if (o->noautoanchor && run->hyp.anchors_given)
+		if (o->noautoanchor && run->anchors_given)
 			return ut_err_set(err, "%s: the anchors hyp makes placeholder anchors that only "
 					  "AutoAnchor replaces; drop --noautoanchor or the anchors key", o->hyp);
 		round_state_to_half(run->model);
