@@ -592,6 +592,37 @@ done:
 	return rc;
 }
 
+/*
+ * Keep the header and the rows of epochs up to `epoch` in results.csv: a run
+ * killed after writing an epoch's row but before its checkpoint repeats
+ * that epoch on resume, and its row must not appear twice.
+ */
+static int trim_results(const char *path, long epoch, struct ut_err *err)
+{
+	char *text;
+	size_t len;
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return 0;
+	if (ut_read_file(path, &text, &len, err) != 0)
+		return -1;
+	size_t keep = 0;
+	for (size_t line = 0; line < len;) {
+		char *end = memchr(text + line, '\n', len - line);
+		size_t next = end ? (size_t)(end - text) + 1 : len;
+		char *after;
+		long row_epoch = strtol(text + line, &after, 10);
+		bool header = line == 0;
+		if (!header && (after == text + line || row_epoch > epoch || end == NULL))
+			break;
+		keep = next;
+		line = next;
+	}
+	int rc = keep == len ? 0 : ut_write_file_atomic(path, text, keep, err);
+	free(text);
+	return rc;
+}
+
 /* smart_resume: model, EMA, optimizer state, epoch and best fitness from last.safetensors. */
 static int resume_from(struct tr_run *run, struct ut_err *err)
 {
@@ -637,6 +668,8 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 			rc = ut_err_set(err, "%s: training to %ld epochs is finished, nothing to resume",
 					path, run->epochs);
 		else
+			rc = trim_results(run->results_path, info.epoch, err);
+		if (rc == 0)
 			ut_log(UT_LOG_INFO, "resuming training from %s from epoch %ld to %ld total epochs",
 			       path, run->start_epoch, run->epochs);
 	}

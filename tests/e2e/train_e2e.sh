@@ -80,6 +80,36 @@ RC=0
 check_eq "--resume of a finished run: exit 1" 1 "$RC"
 check "--resume of a finished run: says so" grep -q "nothing to resume" "$WORK/resume2.log"
 
+section "SIGKILL at random moments, then --resume: the same results.csv"
+"$YT" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --epochs 3 --batch-size 8 --imgsz 96 \
+	--workers 2 --threads 1 --project "$WORK/runs" --name killed --seed 1 >"$WORK/killed.log" 2>&1 &
+pid=$!
+deadline=$((SECONDS + 240))
+until [[ -s $WORK/runs/killed/weights/last.safetensors ]] || ((SECONDS > deadline)); do sleep 0.02; done
+kill -KILL "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+kills=1
+RANDOM=7
+for attempt in $(seq 1 12); do
+	"$YT" --resume "$WORK/runs/killed/weights/last.safetensors" >>"$WORK/killed.log" 2>&1 &
+	pid=$!
+	sleep "0.$((RANDOM % 9 + 1))"
+	if ! kill -KILL "$pid" 2>/dev/null; then
+		wait "$pid" 2>/dev/null || true
+		break
+	fi
+	wait "$pid" 2>/dev/null || true
+	kills=$((kills + 1))
+done
+RC=0
+"$YT" --resume "$WORK/runs/killed/weights/last.safetensors" >>"$WORK/killed.log" 2>&1 || RC=$?
+note "$kills SIGKILLs survived"
+check "SIGKILL: the run finished (or was finished by the last resume)" \
+	grep -q "epochs completed\|nothing to resume" "$WORK/killed.log"
+check "SIGKILL: results.csv equals the run that was never killed" \
+	cmp -s "$R/results.csv" "$WORK/runs/killed/results.csv"
+show_diff "$R/results.csv" "$WORK/runs/killed/results.csv"
+
 section "a NaN loss stops the run with an error"
 sed -e 's/^lr0:.*/lr0: 1.0e+30/' -e 's/^warmup_bias_lr:.*/warmup_bias_lr: 1.0e+30/' "$BASE_HYP" >"$WORK/nan.yaml"
 RC=0
