@@ -2,6 +2,11 @@
  * augment.c - YOLOv5 v7.0 letterbox, augment_hsv and random_perspective on
  * 8-bit BGR images, with OpenCV 4.6's integer arithmetic for the resize,
  * colour conversions and warps (see augment.h for why that matters).
+ *
+ * The hot loops (resize passes, the warp's blend, HSV->BGR) have SSE2 or
+ * gcc-vector versions next to the scalar definition; each computes the
+ * same integers or the same IEEE float operations, so the bytes do not
+ * depend on which one ran.
  */
 #include "augment.h"
 
@@ -10,6 +15,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Python's math.pi and OpenCV's CV_PI (the same double). */
 static const double pi = 3.141592653589793;
@@ -108,9 +117,23 @@ static void resize_vertical(const int32_t *row0, const int32_t *row1, int16_t b0
 	/*
 	 * OpenCV saturates a, c and sum to int16 and the result to uint8;
 	 * none of it can bite here: rows are u8 times 11-bit weights summing
-	 * to 2048, so a, c <= 32640 and sum <= 1020 (this loop vectorizes).
+	 * to 2048, so a, c <= 32640 and sum <= 1020.
 	 */
-	for (int x = 0; x < n; x++) {
+	int x = 0;
+#ifdef __SSE2__
+	/* OpenCV's own loop: a, c packed to int16, (a * b) >> 16 by mulhi */
+	__m128i w0 = _mm_set1_epi16(b0), w1 = _mm_set1_epi16(b1), two = _mm_set1_epi16(2);
+	for (; x + 8 <= n; x += 8) {
+		__m128i a = _mm_packs_epi32(_mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row0 + x)), 4),
+					    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row0 + x + 4)), 4));
+		__m128i c = _mm_packs_epi32(_mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row1 + x)), 4),
+					    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row1 + x + 4)), 4));
+		__m128i sum = _mm_add_epi16(_mm_mulhi_epi16(a, w0), _mm_mulhi_epi16(c, w1));
+		sum = _mm_srai_epi16(_mm_add_epi16(sum, two), 2);
+		_mm_storel_epi64((__m128i *)(dst + x), _mm_packus_epi16(sum, sum));
+	}
+#endif
+	for (; x < n; x++) {
 		int a = row0[x] >> 4, c = row1[x] >> 4;
 		dst[x] = (uint8_t)((((a * b0) >> 16) + ((c * b1) >> 16) + 2) >> 2);
 	}
@@ -138,6 +161,21 @@ static void resize_horizontal(const uint8_t *row, const int *xi, const int16_t *
 {
 	for (int dx = 0; dx < dst_w; dx++) {
 		int s = xi[dx];
+#ifdef __SSE2__
+		/*
+		 * Pixels s and s + 1 from one 8-byte read (so s + 2 < src_w), the
+		 * 4th sum stored lands on the next pixel's first (so not the last).
+		 */
+		if (s + 2 < src_w && dx + 1 < dst_w) {
+			__m128i p = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(row + 3 * s)),
+						      _mm_setzero_si128());
+			__m128i pairs = _mm_unpacklo_epi16(p, _mm_srli_si128(p, 6));
+			__m128i w = _mm_set1_epi32((int)((uint32_t)(uint16_t)xw[2 * dx + 1] << 16 |
+							 (uint16_t)xw[2 * dx]));
+			_mm_storeu_si128((__m128i *)(out + 3 * dx), _mm_madd_epi16(pairs, w));
+			continue;
+		}
+#endif
 		int s1 = s + 1 < src_w ? s + 1 : s;
 		for (int c = 0; c < 3; c++)
 			out[3 * dx + c] = row[3 * s + c] * xw[2 * dx] + row[3 * s1 + c] * xw[2 * dx + 1];
@@ -409,21 +447,34 @@ int tr_aug_letterbox(const struct tr_image *src, const struct tr_aug_letterbox_o
 
 enum { HSV_SHIFT = 12 };
 
-/*
- * OpenCV's 8-bit BGR->HSV: s = diff * round(255<<12 / v), h from the
- * sector formula times round(180<<12 / (6 diff)), both descaled by 12 bits
- * with rounding. The tables are tiny; they are rebuilt per call so that no
- * global state exists.
- */
-void tr_aug_bgr_to_hsv(const uint8_t *bgr, uint8_t *hsv, int width, int height)
-{
+/* Per-channel lookup tables applied between BGR->HSV and back. */
+struct hsv_lut {
+	uint8_t ch[3][256];
+};
+
+/* OpenCV's 12-bit division tables of BGR->HSV: round(255<<12 / v), round(180<<12 / 6d). */
+struct hsv_div {
 	int sdiv[256], hdiv[256];
-	sdiv[0] = hdiv[0] = 0;
+};
+
+static void hsv_div_init(struct hsv_div *d)
+{
+	d->sdiv[0] = d->hdiv[0] = 0;
 	for (int i = 1; i < 256; i++) {
-		sdiv[i] = sat_round_int((255 << HSV_SHIFT) / (1.0 * i));
-		hdiv[i] = sat_round_int((180 << HSV_SHIFT) / (6.0 * i));
+		d->sdiv[i] = sat_round_int((255 << HSV_SHIFT) / (1.0 * i));
+		d->hdiv[i] = sat_round_int((180 << HSV_SHIFT) / (6.0 * i));
 	}
-	size_t count = (size_t)width * height;
+}
+
+/*
+ * OpenCV's 8-bit BGR->HSV of count pixels: s = diff * sdiv[v], h from the
+ * sector formula times hdiv[diff], both descaled by 12 bits with rounding;
+ * then each channel goes through its lookup table (augment_hsv's; the
+ * identity for a plain conversion).
+ */
+static void bgr_to_hsv_lut(const struct hsv_div *d, const uint8_t *bgr, uint8_t *hsv,
+			   size_t count, const struct hsv_lut *lut)
+{
 	for (size_t i = 0; i < count; i++) {
 		int b = bgr[3 * i], g = bgr[3 * i + 1], r = bgr[3 * i + 2];
 		int v = b > g ? b : g;
@@ -431,7 +482,7 @@ void tr_aug_bgr_to_hsv(const uint8_t *bgr, uint8_t *hsv, int width, int height)
 		int vmin = b < g ? b : g;
 		vmin = vmin < r ? vmin : r;
 		int diff = v - vmin;
-		int s = (diff * sdiv[v] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
+		int s = (diff * d->sdiv[v] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
 		int h;
 		if (v == r)
 			h = g - b;
@@ -439,13 +490,23 @@ void tr_aug_bgr_to_hsv(const uint8_t *bgr, uint8_t *hsv, int width, int height)
 			h = b - r + 2 * diff;
 		else
 			h = r - g + 4 * diff;
-		h = (h * hdiv[diff] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
+		h = (h * d->hdiv[diff] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
 		if (h < 0)
 			h += 180;
-		hsv[3 * i] = sat_u8(h);
-		hsv[3 * i + 1] = (uint8_t)s;
-		hsv[3 * i + 2] = (uint8_t)v;
+		hsv[3 * i] = lut->ch[0][sat_u8(h)];
+		hsv[3 * i + 1] = lut->ch[1][s];
+		hsv[3 * i + 2] = lut->ch[2][v];
 	}
+}
+
+void tr_aug_bgr_to_hsv(const uint8_t *bgr, uint8_t *hsv, int width, int height)
+{
+	struct hsv_div d;
+	struct hsv_lut identity;
+	hsv_div_init(&d);
+	for (int x = 0; x < 256; x++)
+		identity.ch[0][x] = identity.ch[1][x] = identity.ch[2][x] = (uint8_t)x;
+	bgr_to_hsv_lut(&d, bgr, hsv, (size_t)width * height, &identity);
 }
 
 /*
@@ -493,6 +554,80 @@ static void hsv_to_bgr_vector(const uint8_t *hsv, uint8_t *bgr)
 }
 
 /*
+ * HSV_LANES pixels as the vector loop computes them, with gcc vector
+ * types (compiled for AVX2 and for baseline x86-64, the same IEEE
+ * operations either way). The fused 1 - s*f of hsv_to_bgr_vector is done
+ * in double: s*f is exact there (two 24-bit mantissas), and over every
+ * s = k/255 and f of an 8-bit hue the rounded result equals fmaf's
+ * (checked exhaustively), so no FMA unit or libm call is needed.
+ */
+#if defined(__GNUC__)
+typedef float hsv_vf __attribute__((vector_size(4 * HSV_LANES)));
+typedef int32_t hsv_vi __attribute__((vector_size(4 * HSV_LANES)));
+typedef double hsv_vd __attribute__((vector_size(8 * HSV_LANES)));
+typedef uint8_t hsv_v8 __attribute__((vector_size(HSV_LANES)));
+typedef uint8_t hsv_vb __attribute__((vector_size(2 * HSV_LANES)));
+
+/* Inlined, so that it is compiled for each clone of hsv_to_bgr_span. */
+__attribute__((always_inline)) static inline void hsv_to_bgr_lanes(const uint8_t *hsv, uint8_t *bgr)
+{
+	hsv_vb lo, hi8 = {0};
+	memcpy(&lo, hsv, sizeof(lo));
+	memcpy(&hi8, hsv + sizeof(lo), 3 * HSV_LANES - sizeof(lo));
+	hsv_vi hi = __builtin_convertvector(
+		__builtin_shufflevector(lo, hi8, 0, 3, 6, 9, 12, 15, 18, 21), hsv_vi);
+	hsv_vi si = __builtin_convertvector(
+		__builtin_shufflevector(lo, hi8, 1, 4, 7, 10, 13, 16, 19, 22), hsv_vi);
+	hsv_vi vi = __builtin_convertvector(
+		__builtin_shufflevector(lo, hi8, 2, 5, 8, 11, 14, 17, 20, 23), hsv_vi);
+	const float hscale = 6.0f / 180;
+	hsv_vf h = __builtin_convertvector(hi, hsv_vf) * hscale;
+	hsv_vf s = __builtin_convertvector(si, hsv_vf) * (1.0f / 255.0f);
+	hsv_vf v = __builtin_convertvector(vi, hsv_vf) * (1.0f / 255.0f);
+	/* h >= 0 and small: truncf is the conversion to int and back */
+	hsv_vf pre = __builtin_convertvector(__builtin_convertvector(h, hsv_vi), hsv_vf);
+	hsv_vf f = h - pre;
+	hsv_vf sixth = __builtin_convertvector(
+		__builtin_convertvector(pre * (1.0f / 6.0f), hsv_vi), hsv_vf);
+	hsv_vi sector = __builtin_convertvector(pre - sixth * 6.0f, hsv_vi);
+	hsv_vi tab[4];
+	tab[0] = __builtin_convertvector(v * 255.0f, hsv_vi);
+	tab[1] = __builtin_convertvector(v * (1.0f - s) * 255.0f, hsv_vi);
+	hsv_vd sd = __builtin_convertvector(s, hsv_vd);
+	hsv_vf fused2 = __builtin_convertvector(1.0 - sd * __builtin_convertvector(f, hsv_vd), hsv_vf);
+	hsv_vf fused3 =
+		__builtin_convertvector(1.0 - sd * __builtin_convertvector(1.0f - f, hsv_vd), hsv_vf);
+	tab[2] = __builtin_convertvector(v * fused2 * 255.0f, hsv_vi);
+	tab[3] = __builtin_convertvector(v * fused3 * 255.0f, hsv_vi);
+	/*
+	 * An 8-bit h gives pre in 0..8, so the sector is in 0..5 (no clamp);
+	 * each channel takes the table its sector names, by masks.
+	 */
+	hsv_vi out[3] = {{0}, {0}, {0}};
+	for (int sec = 0; sec < 6; sec++) {
+		hsv_vi mask = sector == sec;
+		for (int c = 0; c < 3; c++)
+			out[c] |= mask & tab[hsv_sector[sec][c]];
+	}
+	hsv_v8 b = __builtin_convertvector(out[0], hsv_v8), g = __builtin_convertvector(out[1], hsv_v8),
+	       r = __builtin_convertvector(out[2], hsv_v8);
+	hsv_vb bg = __builtin_shufflevector(b, g, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	hsv_vb rr = __builtin_shufflevector(r, r, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+	hsv_vb first = __builtin_shufflevector(bg, rr, 0, 8, 16, 1, 9, 17, 2, 10, 18, 3, 11, 19, 4,
+					       12, 20, 5);
+	hsv_v8 rest = __builtin_shufflevector(bg, rr, 13, 21, 6, 14, 22, 7, 15, 23);
+	memcpy(bgr, &first, sizeof(first));
+	memcpy(bgr + sizeof(first), &rest, sizeof(rest));
+}
+#else
+static void hsv_to_bgr_lanes(const uint8_t *hsv, uint8_t *bgr)
+{
+	for (int k = 0; k < HSV_LANES; k++)
+		hsv_to_bgr_vector(hsv + 3 * k, bgr + 3 * k);
+}
+#endif
+
+/*
  * One pixel as the scalar tail computes it: float maths, rounded. Here the
  * compiler fused only 1 - s*h (exhaustively checked like the vector path).
  */
@@ -522,18 +657,38 @@ static void hsv_to_bgr_scalar(const uint8_t *hsv, uint8_t *bgr)
 		bgr[c] = sat_u8((int)lrintf(out[c] * 255.0f));
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HSV_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HSV_CLONES
+#endif
+
+/*
+ * Pixels x0 <= x < x1 of one row (hsv and bgr point at pixel x0), x0 a
+ * multiple of HSV_LANES: those below vector_end as OpenCV's vector loop,
+ * the rest as its scalar tail.
+ */
+HSV_CLONES static void hsv_to_bgr_span(const uint8_t *hsv, uint8_t *bgr, int x0, int x1,
+					int vector_end)
+{
+	int x = x0;
+	for (; x + HSV_LANES <= (x1 < vector_end ? x1 : vector_end); x += HSV_LANES)
+		hsv_to_bgr_lanes(hsv + 3 * (size_t)(x - x0), bgr + 3 * (size_t)(x - x0));
+	for (; x < x1; x++) {
+		size_t i = 3 * (size_t)(x - x0);
+		if (x < vector_end)
+			hsv_to_bgr_vector(hsv + i, bgr + i);
+		else
+			hsv_to_bgr_scalar(hsv + i, bgr + i);
+	}
+}
+
 void tr_aug_hsv_to_bgr(const uint8_t *hsv, uint8_t *bgr, int width, int height)
 {
 	int vector_end = width - width % HSV_BLOCK;
 	for (int y = 0; y < height; y++) {
 		size_t row = (size_t)y * width * 3;
-		for (int x = 0; x < width; x++) {
-			size_t i = row + 3 * (size_t)x;
-			if (x < vector_end)
-				hsv_to_bgr_vector(hsv + i, bgr + i);
-			else
-				hsv_to_bgr_scalar(hsv + i, bgr + i);
-		}
+		hsv_to_bgr_span(hsv + row, bgr + row, 0, width, vector_end);
 	}
 }
 
@@ -551,26 +706,33 @@ static uint8_t trunc_u8(double x)
 	return (uint8_t)(int)x;
 }
 
+/* augment_hsv works through each row in pieces this wide (a stack buffer). */
+enum { HSV_CHUNK = 8 * HSV_BLOCK };
+
 int tr_aug_hsv(struct tr_image *im, const double gains[3], struct ut_err *err)
 {
-	uint8_t lut[3][256];
+	(void)err;
+	struct hsv_lut lut;
 	for (int x = 0; x < 256; x++) {
 		double hue = fmod(x * gains[0], 180.0);
 		if (hue < 0)
 			hue += 180.0; /* Python's % takes the divisor's sign */
-		lut[0][x] = trunc_u8(hue);
-		lut[1][x] = trunc_u8(fmin(fmax(x * gains[1], 0.0), 255.0));
-		lut[2][x] = trunc_u8(fmin(fmax(x * gains[2], 0.0), 255.0));
+		lut.ch[0][x] = trunc_u8(hue);
+		lut.ch[1][x] = trunc_u8(fmin(fmax(x * gains[1], 0.0), 255.0));
+		lut.ch[2][x] = trunc_u8(fmin(fmax(x * gains[2], 0.0), 255.0));
 	}
-	size_t bytes = (size_t)im->width * im->height * 3;
-	uint8_t *hsv = malloc(bytes);
-	if (hsv == NULL)
-		return ut_err_set(err, "out of memory for a %dx%d HSV buffer", im->width, im->height);
-	tr_aug_bgr_to_hsv(im->data, hsv, im->width, im->height);
-	for (size_t i = 0; i < bytes; i++)
-		hsv[i] = lut[i % 3][hsv[i]];
-	tr_aug_hsv_to_bgr(hsv, im->data, im->width, im->height);
-	free(hsv);
+	struct hsv_div d;
+	hsv_div_init(&d);
+	uint8_t hsv[3 * HSV_CHUNK];
+	int width = im->width, vector_end = width - width % HSV_BLOCK;
+	for (int y = 0; y < im->height; y++) {
+		uint8_t *row = im->data + (size_t)y * width * 3;
+		for (int x0 = 0; x0 < width; x0 += HSV_CHUNK) {
+			int x1 = width - x0 < HSV_CHUNK ? width : x0 + HSV_CHUNK;
+			bgr_to_hsv_lut(&d, row + 3 * (size_t)x0, hsv, (size_t)(x1 - x0), &lut);
+			hsv_to_bgr_span(hsv, row + 3 * (size_t)x0, x0, x1, vector_end);
+		}
+	}
 	return 0;
 }
 
@@ -611,6 +773,63 @@ static void remap_pixel(const struct tr_image *src, int X, int Y, uint8_t border
 	}
 	for (int c = 0; c < 3; c++)
 		out[c] = sat_u8((acc[c] + (1 << (REMAP_COEF_BITS - 1))) >> REMAP_COEF_BITS);
+}
+
+/*
+ * remap_pixel when all four corners are inside the source; row0 points at
+ * the top-left corner, and 8 bytes are read there and one row below (see
+ * remap_any). The weights are 32 w' with w' = (32 - fy)(32 - fx) etc., so
+ * (sum p w + 2^14) >> 15 equals (sum p w' + 512) >> 10: blend the two
+ * rows in 16 bits, then the two columns with one multiply-add into 32.
+ */
+#ifdef __SSE2__
+static void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, uint8_t *out)
+{
+	__m128i zero = _mm_setzero_si128();
+	__m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)row0), zero);
+	__m128i b = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(row0 + stride)), zero);
+	/* 32 a + fy (b - a) = (32 - fy) a + fy b, at most 8160 */
+	__m128i v = _mm_add_epi16(_mm_slli_epi16(a, INTER_BITS),
+				  _mm_mullo_epi16(_mm_sub_epi16(b, a), _mm_set1_epi16((short)fy)));
+	__m128i pairs = _mm_unpacklo_epi16(v, _mm_srli_si128(v, 6));
+	__m128i sum = _mm_madd_epi16(pairs, _mm_set1_epi32((fx << 16) | (INTER_TAB - fx)));
+	sum = _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(512)), 10);
+	sum = _mm_packs_epi32(sum, sum);
+	uint32_t bgr = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(sum, sum));
+	memcpy(out, &bgr, 3);
+}
+#else
+static void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, uint8_t *out)
+{
+	const uint8_t *row1 = row0 + stride;
+	for (int c = 0; c < 3; c++) {
+		int top = (INTER_TAB - fx) * row0[c] + fx * row0[3 + c];
+		int bottom = (INTER_TAB - fx) * row1[c] + fx * row1[3 + c];
+		out[c] = (uint8_t)(((INTER_TAB - fy) * top + fy * bottom + 512) >> 10);
+	}
+}
+#endif
+
+/*
+ * remap_pixel by cases: all four corners inside (remap_inside, which reads
+ * 8 bytes from the top-left corner in both rows, so on the last pair of
+ * rows it needs 3 columns to the right), all outside (the weights sum to
+ * 2^15, so the blend is the border grey itself), or some of each.
+ */
+static void remap_any(const struct tr_image *src, int X, int Y, uint8_t border, uint8_t *out)
+{
+	int sx = sat_s16(X >> INTER_BITS), sy = sat_s16(Y >> INTER_BITS);
+	int w = src->width, h = src->height;
+	if ((unsigned)sx < (unsigned)(w - 1) && (unsigned)sy < (unsigned)(h - 1) &&
+	    (sy < h - 2 || sx < w - 2)) {
+		size_t stride = (size_t)w * 3;
+		remap_inside(src->data + (size_t)sy * stride + 3 * (size_t)sx, stride,
+			     X & (INTER_TAB - 1), Y & (INTER_TAB - 1), out);
+	} else if (sx < -1 || sx >= w || sy < -1 || sy >= h) {
+		out[0] = out[1] = out[2] = border;
+	} else {
+		remap_pixel(src, X, Y, border, out);
+	}
 }
 
 /* warpAffine's inverse of the 2x3 forward map, as OpenCV computes it. */
@@ -655,24 +874,33 @@ static void invert3(const double m[9], double t[9])
 /*
  * warpAffine: per destination pixel the source position in 1/1024 pixel,
  * row part round((m1*y + m2) * 1024) + 16 plus column part
- * round(m0*x * 1024), shifted down to 1/32 pixel.
+ * round(m0*x * 1024), shifted down to 1/32 pixel. The column parts are
+ * tabulated (as OpenCV does) for bands of WARP_BAND columns.
  */
+enum { WARP_BAND = 1024 };
+
 static void warp_affine(const struct tr_image *src, const double M[9], uint8_t border,
 			struct tr_image *dst)
 {
 	double m[6];
 	invert_affine(M, m);
 	int round_delta = AB_SCALE / INTER_TAB / 2;
-	for (int y = 0; y < dst->height; y++) {
-		int X0 = sat_round_int((m[1] * y + m[2]) * AB_SCALE) + round_delta;
-		int Y0 = sat_round_int((m[4] * y + m[5]) * AB_SCALE) + round_delta;
-		uint8_t *row = dst->data + (size_t)y * dst->width * 3;
-		for (int x = 0; x < dst->width; x++) {
-			int adelta = sat_round_int(m[0] * x * AB_SCALE);
-			int bdelta = sat_round_int(m[3] * x * AB_SCALE);
-			int X = (int)(((int64_t)X0 + adelta) >> (AB_BITS - INTER_BITS));
-			int Y = (int)(((int64_t)Y0 + bdelta) >> (AB_BITS - INTER_BITS));
-			remap_pixel(src, X, Y, border, row + 3 * (size_t)x);
+	int adelta[WARP_BAND], bdelta[WARP_BAND];
+	for (int xb = 0; xb < dst->width; xb += WARP_BAND) {
+		int bw = dst->width - xb < WARP_BAND ? dst->width - xb : WARP_BAND;
+		for (int x = 0; x < bw; x++) {
+			adelta[x] = sat_round_int(m[0] * (xb + x) * AB_SCALE);
+			bdelta[x] = sat_round_int(m[3] * (xb + x) * AB_SCALE);
+		}
+		for (int y = 0; y < dst->height; y++) {
+			int X0 = sat_round_int((m[1] * y + m[2]) * AB_SCALE) + round_delta;
+			int Y0 = sat_round_int((m[4] * y + m[5]) * AB_SCALE) + round_delta;
+			uint8_t *row = dst->data + ((size_t)y * dst->width + xb) * 3;
+			for (int x = 0; x < bw; x++) {
+				int X = (int)(((int64_t)X0 + adelta[x]) >> (AB_BITS - INTER_BITS));
+				int Y = (int)(((int64_t)Y0 + bdelta[x]) >> (AB_BITS - INTER_BITS));
+				remap_any(src, X, Y, border, row + 3 * (size_t)x);
+			}
 		}
 	}
 }
@@ -701,8 +929,8 @@ static void warp_perspective(const struct tr_image *src, const double M[9], uint
 				W = W != 0 ? INTER_TAB / W : 0;
 				double fX = fmax((double)INT_MIN, fmin((double)INT_MAX, (X0 + m[0] * x1) * W));
 				double fY = fmax((double)INT_MIN, fmin((double)INT_MAX, (Y0 + m[3] * x1) * W));
-				remap_pixel(src, sat_round_int(fX), sat_round_int(fY), border,
-					    row + 3 * (size_t)(xb + x1));
+				remap_any(src, sat_round_int(fX), sat_round_int(fY), border,
+					  row + 3 * (size_t)(xb + x1));
 			}
 		}
 	}
