@@ -20,6 +20,13 @@
 #include <emmintrin.h>
 #endif
 
+/* For the per-pixel helpers of hot loops (and their per-clone copies). */
+#if defined(__GNUC__)
+#define AUG_INLINE __attribute__((always_inline)) static inline
+#else
+#define AUG_INLINE static inline
+#endif
+
 /* Python's math.pi and OpenCV's CV_PI (the same double). */
 static const double pi = 3.141592653589793;
 
@@ -44,6 +51,33 @@ void tr_aug_image_free(struct tr_image *im)
 	im->data = NULL;
 	im->width = 0;
 	im->height = 0;
+}
+
+int tr_aug_buffer_image(struct tr_aug_buffer *b, int width, int height, struct tr_image *im,
+			struct ut_err *err)
+{
+	if (width < 1 || height < 1 || (size_t)width > SIZE_MAX / 3 / (size_t)height)
+		return ut_err_set(err, "image size %dx%d is not valid", width, height);
+	size_t bytes = (size_t)width * (size_t)height * 3;
+	if (bytes > b->capacity) {
+		free(b->data);
+		b->capacity = 0;
+		b->data = malloc(bytes);
+		if (b->data == NULL)
+			return ut_err_set(err, "out of memory for a %dx%d image", width, height);
+		b->capacity = bytes;
+	}
+	im->width = width;
+	im->height = height;
+	im->data = b->data;
+	return 0;
+}
+
+void tr_aug_buffer_free(struct tr_aug_buffer *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->capacity = 0;
 }
 
 /* Python's round() on a double: halves go to even (the default FP mode). */
@@ -569,7 +603,7 @@ typedef uint8_t hsv_v8 __attribute__((vector_size(HSV_LANES)));
 typedef uint8_t hsv_vb __attribute__((vector_size(2 * HSV_LANES)));
 
 /* Inlined, so that it is compiled for each clone of hsv_to_bgr_span. */
-__attribute__((always_inline)) static inline void hsv_to_bgr_lanes(const uint8_t *hsv, uint8_t *bgr)
+AUG_INLINE void hsv_to_bgr_lanes(const uint8_t *hsv, uint8_t *bgr)
 {
 	hsv_vb lo, hi8 = {0};
 	memcpy(&lo, hsv, sizeof(lo));
@@ -603,14 +637,14 @@ __attribute__((always_inline)) static inline void hsv_to_bgr_lanes(const uint8_t
 	 * An 8-bit h gives pre in 0..8, so the sector is in 0..5 (no clamp);
 	 * each channel takes the table its sector names, by masks.
 	 */
-	hsv_vi out[3] = {{0}, {0}, {0}};
-	for (int sec = 0; sec < 6; sec++) {
-		hsv_vi mask = sector == sec;
-		for (int c = 0; c < 3; c++)
-			out[c] |= mask & tab[hsv_sector[sec][c]];
-	}
-	hsv_v8 b = __builtin_convertvector(out[0], hsv_v8), g = __builtin_convertvector(out[1], hsv_v8),
-	       r = __builtin_convertvector(out[2], hsv_v8);
+	hsv_vi m0 = sector == 0, m1 = sector == 1, m2 = sector == 2, m3 = sector == 3,
+	       m4 = sector == 4, m5 = sector == 5;
+	/* hsv_sector spelled out: b takes tab 1, 1, 3, 0, 0, 2 by sector, and so on */
+	hsv_vi out_b = ((m0 | m1) & tab[1]) | (m2 & tab[3]) | ((m3 | m4) & tab[0]) | (m5 & tab[2]);
+	hsv_vi out_g = (m0 & tab[3]) | ((m1 | m2) & tab[0]) | (m3 & tab[2]) | ((m4 | m5) & tab[1]);
+	hsv_vi out_r = ((m0 | m5) & tab[0]) | (m1 & tab[2]) | ((m2 | m3) & tab[1]) | (m4 & tab[3]);
+	hsv_v8 b = __builtin_convertvector(out_b, hsv_v8), g = __builtin_convertvector(out_g, hsv_v8),
+	       r = __builtin_convertvector(out_r, hsv_v8);
 	hsv_vb bg = __builtin_shufflevector(b, g, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	hsv_vb rr = __builtin_shufflevector(r, r, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
 	hsv_vb first = __builtin_shufflevector(bg, rr, 0, 8, 16, 1, 9, 17, 2, 10, 18, 3, 11, 19, 4,
@@ -783,7 +817,8 @@ static void remap_pixel(const struct tr_image *src, int X, int Y, uint8_t border
  * rows in 16 bits, then the two columns with one multiply-add into 32.
  */
 #ifdef __SSE2__
-static void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, uint8_t *out)
+AUG_INLINE void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, bool spill,
+			     uint8_t *out)
 {
 	__m128i zero = _mm_setzero_si128();
 	__m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)row0), zero);
@@ -796,11 +831,13 @@ static void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, uin
 	sum = _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(512)), 10);
 	sum = _mm_packs_epi32(sum, sum);
 	uint32_t bgr = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(sum, sum));
-	memcpy(out, &bgr, 3);
+	memcpy(out, &bgr, spill ? 4 : 3);
 }
 #else
-static void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, uint8_t *out)
+AUG_INLINE void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, bool spill,
+			     uint8_t *out)
 {
+	(void)spill;
 	const uint8_t *row1 = row0 + stride;
 	for (int c = 0; c < 3; c++) {
 		int top = (INTER_TAB - fx) * row0[c] + fx * row0[3 + c];
@@ -814,9 +851,11 @@ static void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, uin
  * remap_pixel by cases: all four corners inside (remap_inside, which reads
  * 8 bytes from the top-left corner in both rows, so on the last pair of
  * rows it needs 3 columns to the right), all outside (the weights sum to
- * 2^15, so the blend is the border grey itself), or some of each.
+ * 2^15, so the blend is the border grey itself), or some of each. spill:
+ * out may take a 4th byte, the next pixel's, which is written later.
  */
-static void remap_any(const struct tr_image *src, int X, int Y, uint8_t border, uint8_t *out)
+AUG_INLINE void remap_any(const struct tr_image *src, int X, int Y, uint8_t border, bool spill,
+			  uint8_t *out)
 {
 	int sx = sat_s16(X >> INTER_BITS), sy = sat_s16(Y >> INTER_BITS);
 	int w = src->width, h = src->height;
@@ -824,7 +863,7 @@ static void remap_any(const struct tr_image *src, int X, int Y, uint8_t border, 
 	    (sy < h - 2 || sx < w - 2)) {
 		size_t stride = (size_t)w * 3;
 		remap_inside(src->data + (size_t)sy * stride + 3 * (size_t)sx, stride,
-			     X & (INTER_TAB - 1), Y & (INTER_TAB - 1), out);
+			     X & (INTER_TAB - 1), Y & (INTER_TAB - 1), spill, out);
 	} else if (sx < -1 || sx >= w || sy < -1 || sy >= h) {
 		out[0] = out[1] = out[2] = border;
 	} else {
@@ -899,7 +938,8 @@ static void warp_affine(const struct tr_image *src, const double M[9], uint8_t b
 			for (int x = 0; x < bw; x++) {
 				int X = (int)(((int64_t)X0 + adelta[x]) >> (AB_BITS - INTER_BITS));
 				int Y = (int)(((int64_t)Y0 + bdelta[x]) >> (AB_BITS - INTER_BITS));
-				remap_any(src, X, Y, border, row + 3 * (size_t)x);
+				bool spill = xb + x + 1 < dst->width;
+				remap_any(src, X, Y, border, spill, row + 3 * (size_t)x);
 			}
 		}
 	}
@@ -930,7 +970,7 @@ static void warp_perspective(const struct tr_image *src, const double M[9], uint
 				double fX = fmax((double)INT_MIN, fmin((double)INT_MAX, (X0 + m[0] * x1) * W));
 				double fY = fmax((double)INT_MIN, fmin((double)INT_MAX, (Y0 + m[3] * x1) * W));
 				remap_any(src, sat_round_int(fX), sat_round_int(fY), border,
-					  row + 3 * (size_t)(xb + x1));
+					  xb + x1 + 1 < dst->width, row + 3 * (size_t)(xb + x1));
 			}
 		}
 	}
@@ -1065,12 +1105,23 @@ int tr_aug_random_perspective(const struct tr_image *src, const struct tr_aug_pe
 			      int *n, double M[9], struct ut_err *err)
 {
 	int height = src->height + 2 * p->border_h, width = src->width + 2 * p->border_w;
+	if (tr_aug_image_alloc(out, width, height, err) != 0)
+		return -1;
+	return tr_aug_random_perspective_into(src, p, draws, out, labels, n, M, err);
+}
+
+int tr_aug_random_perspective_into(const struct tr_image *src, const struct tr_aug_perspective *p,
+				   const double draws[TR_AUG_DRAWS], struct tr_image *out,
+				   float *labels, int *n, double M[9], struct ut_err *err)
+{
+	int height = src->height + 2 * p->border_h, width = src->width + 2 * p->border_w;
+	if (out->width != width || out->height != height || out->data == NULL)
+		return ut_err_set(err, "random_perspective: output is %dx%d, it must be %dx%d",
+				  out->width, out->height, width, height);
 	double m[9];
 	tr_aug_perspective_matrix(p, src->width, src->height, draws, m);
 	if (M != NULL)
 		memcpy(M, m, sizeof(m));
-	if (tr_aug_image_alloc(out, width, height, err) != 0)
-		return -1;
 	bool perspective = p->perspective != 0;
 	if (p->border_h != 0 || p->border_w != 0 || !is_identity(m))
 		tr_aug_warp(src, m, perspective, 114, out);

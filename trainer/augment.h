@@ -46,6 +46,23 @@ int tr_aug_image_alloc(struct tr_image *im, int width, int height, struct ut_err
 void tr_aug_image_free(struct tr_image *im);
 
 /*
+ * A pixel buffer kept from one image to the next (a loader worker's
+ * canvas, say), so that big images are not allocated, and page-faulted in,
+ * per sample. tr_aug_buffer_image points im at it, grown first when
+ * width x height does not fit: im borrows the memory (never
+ * tr_aug_image_free it) until the next call on b or tr_aug_buffer_free.
+ * A zeroed struct is an empty buffer.
+ */
+struct tr_aug_buffer {
+	uint8_t *data;
+	size_t capacity;
+};
+
+int tr_aug_buffer_image(struct tr_aug_buffer *b, int width, int height, struct tr_image *im,
+			struct ut_err *err);
+void tr_aug_buffer_free(struct tr_aug_buffer *b);
+
+/*
  * cv2.resize(src, (dst->width, dst->height), interpolation=INTER_LINEAR)
  * into dst (allocated by the caller). An exact 2x shrink in both directions
  * takes OpenCV's INTER_AREA shortcut (mean of 2x2, rounded), as cv2 does.
@@ -165,5 +182,14 @@ bool tr_aug_box_candidate(const float before[4], const double after[4], double w
 int tr_aug_random_perspective(const struct tr_image *src, const struct tr_aug_perspective *p,
 			      const double draws[TR_AUG_DRAWS], struct tr_image *out, float *labels,
 			      int *n, double M[9], struct ut_err *err);
+
+/*
+ * The same into an out the caller provides, already sized
+ * (src->width + 2 border_w) x (src->height + 2 border_h); -1 (err set)
+ * when it is not.
+ */
+int tr_aug_random_perspective_into(const struct tr_image *src, const struct tr_aug_perspective *p,
+				   const double draws[TR_AUG_DRAWS], struct tr_image *out,
+				   float *labels, int *n, double M[9], struct ut_err *err);
 
 #endif

@@ -28,6 +28,23 @@ struct loaded {
 	bool owned; /* false: borrowed from the RAM cache */
 };
 
+/*
+ * One worker's pixel buffers, kept across samples and epochs so that a
+ * sample allocates (and page-faults in) nothing big: the resized tiles of
+ * a mosaic, its canvas, the sample and mixup's second mosaic.
+ */
+struct scratch {
+	struct tr_aug_buffer tile[4];
+	struct tr_aug_buffer canvas;
+	struct tr_aug_buffer sample;
+	struct tr_aug_buffer second;
+};
+
+struct worker {
+	struct tr_loader *L;
+	struct scratch scratch;
+};
+
 enum slot_state { SLOT_EMPTY, SLOT_BUSY, SLOT_READY, SLOT_FAILED };
 
 /* One batch being made or ready; its buffers are sized once at create. */
@@ -69,6 +86,7 @@ struct tr_loader {
 	struct ut_err fail_err;
 	pthread_t *threads;
 	int n_threads;
+	struct worker *workers; /* [max(workers, 1)]: workers == 0 uses the first */
 };
 
 struct tr_loader_opts tr_loader_train_defaults(int imgsz, int batch_size)
@@ -371,11 +389,12 @@ int tr_loader_create(const struct tr_data_split *split, const struct tr_loader_o
 	L->items = malloc(sizeof(long) * (size_t)L->n);
 	L->order = malloc(sizeof(long) * (size_t)L->n);
 	L->batch_shape = malloc(sizeof(int) * 2 * (size_t)L->n_batches);
+	L->workers = calloc(opts->workers > 0 ? (size_t)opts->workers : 1, sizeof(*L->workers));
 	if (opts->cache_ram) {
 		L->cache = calloc((size_t)L->n, sizeof(*L->cache));
 		L->cache_hw0 = calloc((size_t)L->n, 2 * sizeof(int));
 	}
-	if (L->items == NULL || L->order == NULL || L->batch_shape == NULL ||
+	if (L->items == NULL || L->order == NULL || L->batch_shape == NULL || L->workers == NULL ||
 	    (opts->cache_ram && (L->cache == NULL || L->cache_hw0 == NULL))) {
 		tr_loader_free(L);
 		return ut_err_set(err, "loader: out of memory for %ld images", L->n);
@@ -399,6 +418,15 @@ int tr_loader_create(const struct tr_data_split *split, const struct tr_loader_o
 	return 0;
 }
 
+static void scratch_free(struct scratch *sc)
+{
+	for (int i = 0; i < 4; i++)
+		tr_aug_buffer_free(&sc->tile[i]);
+	tr_aug_buffer_free(&sc->canvas);
+	tr_aug_buffer_free(&sc->sample);
+	tr_aug_buffer_free(&sc->second);
+}
+
 void tr_loader_free(struct tr_loader *L)
 {
 	if (L == NULL)
@@ -413,6 +441,9 @@ void tr_loader_free(struct tr_loader *L)
 	free(L->items);
 	free(L->order);
 	free(L->batch_shape);
+	for (int w = 0; L->workers != NULL && w < (L->opts.workers > 0 ? L->opts.workers : 1); w++)
+		scratch_free(&L->workers[w].scratch);
+	free(L->workers);
 	pthread_mutex_destroy(&L->lock);
 	pthread_mutex_destroy(&L->cache_lock);
 	pthread_cond_destroy(&L->ready);
@@ -437,9 +468,11 @@ void tr_loader_max_shape(const struct tr_loader *L, int *height, int *width)
  * Decode dataset image `index` and resize it so its long side is imgsz
  * (r = imgsz / max(h0, w0), new size int(w0 r) x int(h0 r), at least 1):
  * INTER_LINEAR when augmenting or enlarging, INTER_AREA when shrinking for
- * validation. With cache_ram the first result is kept and lent out after.
+ * validation. With cache_ram the first result is kept and lent out after;
+ * without, a resized image goes into buf when one is given (lent too).
  */
-static int load_image(struct tr_loader *L, long index, struct loaded *out, struct ut_err *err)
+static int load_image(struct tr_loader *L, long index, struct tr_aug_buffer *buf,
+		      struct loaded *out, struct ut_err *err)
 {
 	out->owned = false;
 	if (L->cache != NULL) {
@@ -465,19 +498,26 @@ static int load_image(struct tr_loader *L, long index, struct loaded *out, struc
 	if (r != 1) {
 		int w = (int)(im.width * r), h = (int)(im.height * r);
 		struct tr_image resized;
-		if (tr_aug_image_alloc(&resized, w > 0 ? w : 1, h > 0 ? h : 1, err) != 0) {
+		bool lent = buf != NULL && L->cache == NULL;
+		int rc = lent ? tr_aug_buffer_image(buf, w > 0 ? w : 1, h > 0 ? h : 1, &resized, err)
+			      : tr_aug_image_alloc(&resized, w > 0 ? w : 1, h > 0 ? h : 1, err);
+		if (rc != 0) {
 			tr_aug_image_free(&im);
 			return -1;
 		}
-		int rc = 0;
 		if (L->opts.augment || r > 1)
 			tr_aug_resize_linear(&im, &resized);
 		else
 			rc = tr_aug_resize_area(&im, &resized);
 		tr_aug_image_free(&im);
 		if (rc != 0) {
-			tr_aug_image_free(&resized);
+			if (!lent)
+				tr_aug_image_free(&resized);
 			return ut_err_set(err, "%s: out of memory resizing", path);
+		}
+		if (lent) {
+			out->im = resized;
+			return 0;
 		}
 		im = resized;
 	}
@@ -582,11 +622,13 @@ static void mosaic_parts_free(struct mosaic_parts *m)
 
 /*
  * load_mosaic(index): 4 images around a random centre on a 2s canvas,
- * copy_paste, random_perspective with border -s/2. out is s x s; boxes
- * (empty on entry) get class x1 y1 x2 y2 in pixels.
+ * copy_paste, random_perspective with border -s/2. out (s x s) is lent
+ * from out_buf, the tiles and canvas from sc; boxes (empty on entry) get
+ * class x1 y1 x2 y2 in pixels.
  */
-static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, struct tr_image *out,
-		       struct tr_boxes *boxes, struct ut_err *err)
+static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, struct scratch *sc,
+		       struct tr_aug_buffer *out_buf, struct tr_image *out, struct tr_boxes *boxes,
+		       struct ut_err *err)
 {
 	struct tr_mosaic_plan plan;
 	if (tr_mosaic_plan_pool(rng, L->opts.imgsz, index, L->pool, L->n, &plan, err) != 0)
@@ -597,7 +639,7 @@ static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, stru
 	bool segmented = true;
 	for (int i = 0; i < 4 && rc == 0; i++) {
 		long j = plan.indices[i];
-		rc = load_image(L, j, &m.im[i], err);
+		rc = load_image(L, j, &sc->tile[i], &m.im[i], err);
 		if (rc == 0)
 			rc = label_rows(L, j, &m.rows[i], &m.tiles[i].n, err);
 		if (rc == 0)
@@ -609,17 +651,21 @@ static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, stru
 	}
 	struct tr_segments segs = {0};
 	struct tr_image canvas = {0};
+	int s = plan.size, side = 2 * s + 2 * plan.border;
+	if (rc == 0)
+		rc = tr_aug_buffer_image(&sc->canvas, 2 * s, 2 * s, &canvas, err);
 	if (rc == 0) {
 		/* copy_paste needs one polygon per box: all tiles or none */
 		for (int i = 0; i < 4 && !segmented; i++)
 			m.tiles[i].segments = NULL;
-		rc = tr_mosaic_assemble(&plan, m.tiles, &canvas, boxes, &segs, err);
+		rc = tr_mosaic_assemble_into(&plan, m.tiles, &canvas, boxes, &segs, err);
 	}
 	mosaic_parts_free(&m);
 	struct tr_mosaic_hyp hyp = mosaic_hyp(&L->opts.hyp);
 	if (rc == 0)
-		rc = tr_mosaic_finish(rng, &hyp, &plan, &canvas, boxes, &segs, out, err);
-	tr_aug_image_free(&canvas);
+		rc = tr_aug_buffer_image(out_buf, side, side, out, err);
+	if (rc == 0)
+		rc = tr_mosaic_finish_into(rng, &hyp, &plan, &canvas, boxes, &segs, out, err);
 	tr_segments_free(&segs);
 	return rc;
 }
@@ -627,6 +673,7 @@ static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, stru
 /* A sample as __getitem__ returns it, before collate: HWC BGR image. */
 struct sample {
 	struct tr_image im;
+	bool lent; /* im is a worker's scratch, not to be freed */
 	struct tr_boxes boxes; /* class x y w h normalised */
 	struct tr_batch_image info;
 };
@@ -637,10 +684,10 @@ struct sample {
  * random_perspective without border when augmenting.
  */
 static int plain_sample(struct tr_loader *L, struct ev_pcg *rng, long index, int height, int width,
-			struct sample *s, struct ut_err *err)
+			struct scratch *sc, struct sample *s, struct ut_err *err)
 {
 	struct loaded l;
-	if (load_image(L, index, &l, err) != 0)
+	if (load_image(L, index, &sc->tile[0], &l, err) != 0)
 		return -1;
 	struct tr_aug_letterbox_opts lb = tr_aug_letterbox_defaults(width);
 	lb.new_height = height;
@@ -696,34 +743,37 @@ static int plain_sample(struct tr_loader *L, struct ev_pcg *rng, long index, int
 	for (int i = 0; i < TR_AUG_DRAWS; i++)
 		frac[i] = ev_pcg_uniform(rng);
 	tr_aug_perspective_draws(&p, frac, draws, NULL, NULL);
-	rc = tr_aug_random_perspective(&boxed, &p, draws, &s->im, s->boxes.rows, &s->boxes.n, NULL,
-				       err);
+	s->lent = true;
+	rc = tr_aug_buffer_image(&sc->sample, width, height, &s->im, err);
+	if (rc == 0)
+		rc = tr_aug_random_perspective_into(&boxed, &p, draws, &s->im, s->boxes.rows,
+						    &s->boxes.n, NULL, err);
 	tr_aug_image_free(&boxed);
 	return rc;
 }
 
 /* Mosaic, then mixup with probability hyp.mixup (a second mosaic). */
-static int mosaic_sample(struct tr_loader *L, struct ev_pcg *rng, long index, struct sample *s,
-			 struct ut_err *err)
+static int mosaic_sample(struct tr_loader *L, struct ev_pcg *rng, long index, struct scratch *sc,
+			 struct sample *s, struct ut_err *err)
 {
-	if (load_mosaic(L, rng, index, &s->im, &s->boxes, err) != 0)
+	s->lent = true;
+	if (load_mosaic(L, rng, index, sc, &sc->sample, &s->im, &s->boxes, err) != 0)
 		return -1;
 	if (!(ev_pcg_uniform(rng) < L->opts.hyp.mixup))
 		return 0;
 	long other = (long)ev_pcg_below(rng, (uint32_t)L->n); /* random.randint(0, n - 1) */
 	struct tr_image im2 = {0};
 	struct tr_boxes boxes2 = {0};
-	int rc = load_mosaic(L, rng, other, &im2, &boxes2, err);
+	int rc = load_mosaic(L, rng, other, sc, &sc->second, &im2, &boxes2, err);
 	if (rc == 0)
 		rc = tr_mixup(rng, &s->im, &s->boxes, &im2, &boxes2, NULL, err);
-	tr_aug_image_free(&im2);
 	tr_boxes_free(&boxes2);
 	return rc;
 }
 
 /* __getitem__ for position k of the epoch, shaped height x width. */
-static int make_sample(struct tr_loader *L, long k, int height, int width, struct sample *s,
-		       struct ut_err *err)
+static int make_sample(struct tr_loader *L, long k, int height, int width, struct scratch *sc,
+		       struct sample *s, struct ut_err *err)
 {
 	const struct tr_loader_opts *o = &L->opts;
 	long index = L->order[k];
@@ -736,9 +786,9 @@ static int make_sample(struct tr_loader *L, long k, int height, int width, struc
 		const struct tr_data_item *it = &L->split->items[s->info.item];
 		s->info.h0 = it->height;
 		s->info.w0 = it->width;
-		rc = mosaic_sample(L, &rng, index, s, err);
+		rc = mosaic_sample(L, &rng, index, sc, s, err);
 	} else {
-		rc = plain_sample(L, &rng, index, height, width, s, err);
+		rc = plain_sample(L, &rng, index, height, width, sc, s, err);
 	}
 	if (rc != 0)
 		return -1;
@@ -797,7 +847,8 @@ static int append_targets(struct slot *slot, int image, const struct tr_boxes *b
 }
 
 /* Make batch `number` into slot (collate_fn). */
-static int build_batch(struct tr_loader *L, long number, struct slot *slot, struct ut_err *err)
+static int build_batch(struct tr_loader *L, long number, struct slot *slot, struct scratch *sc,
+		       struct ut_err *err)
 {
 	struct tr_batch *b = &slot->batch;
 	long first = number * L->opts.batch_size;
@@ -815,13 +866,14 @@ static int build_batch(struct tr_loader *L, long number, struct slot *slot, stru
 		struct sample s;
 		memset(&s, 0, sizeof(s));
 		int i = (int)(k - first);
-		int rc = make_sample(L, k, b->height, b->width, &s, err);
+		int rc = make_sample(L, k, b->height, b->width, sc, &s, err);
 		if (rc == 0) {
 			to_chw_rgb(&s.im, b->images + (size_t)i * pixels);
 			b->info[i] = s.info;
 			rc = append_targets(slot, i, &s.boxes, err);
 		}
-		tr_aug_image_free(&s.im);
+		if (!s.lent)
+			tr_aug_image_free(&s.im);
 		tr_boxes_free(&s.boxes);
 		if (rc != 0)
 			return -1;
@@ -833,7 +885,8 @@ static int build_batch(struct tr_loader *L, long number, struct slot *slot, stru
 
 static void *worker_main(void *arg)
 {
-	struct tr_loader *L = arg;
+	struct worker *self = arg;
+	struct tr_loader *L = self->L;
 	pthread_mutex_lock(&L->lock);
 	for (;;) {
 		if (atomic_load(&L->stop) || L->next_claim >= L->n_batches)
@@ -848,7 +901,7 @@ static void *worker_main(void *arg)
 		slot->state = SLOT_BUSY;
 		pthread_mutex_unlock(&L->lock);
 		struct ut_err err;
-		int rc = build_batch(L, number, slot, &err);
+		int rc = build_batch(L, number, slot, &self->scratch, &err);
 		pthread_mutex_lock(&L->lock);
 		if (rc != 0)
 			slot->err = err;
@@ -957,7 +1010,8 @@ int tr_loader_start_epoch(struct tr_loader *L, long epoch, const double *image_w
 	if (L->threads == NULL)
 		return ut_err_set(err, "loader: out of memory for %d workers", L->opts.workers);
 	for (int i = 0; i < L->opts.workers; i++) {
-		int rc = pthread_create(&L->threads[i], NULL, worker_main, L);
+		L->workers[i].L = L;
+		int rc = pthread_create(&L->threads[i], NULL, worker_main, &L->workers[i]);
 		if (rc != 0) {
 			tr_loader_stop(L);
 			L->started = false;
@@ -984,7 +1038,7 @@ int tr_loader_next(struct tr_loader *L, const struct tr_batch **batch, struct ut
 	struct slot *slot = &L->slots[number % L->n_slots];
 	if (L->opts.workers == 0) {
 		slot->number = number;
-		if (build_batch(L, number, slot, &slot->err) != 0)
+		if (build_batch(L, number, slot, &L->workers[0].scratch, &slot->err) != 0)
 			slot->state = SLOT_FAILED;
 		else
 			slot->state = SLOT_READY;

@@ -246,11 +246,9 @@ static int paste_tile(const struct tr_mosaic_tile *tile, const struct placement 
 	return 0;
 }
 
-int tr_mosaic_assemble(const struct tr_mosaic_plan *plan, const struct tr_mosaic_tile tiles[4],
-		       struct tr_image *canvas, struct tr_boxes *boxes, struct tr_segments *segs,
-		       struct ut_err *err)
+/* Every tile must be 1..s on both sides. */
+static int check_tiles(const struct tr_mosaic_tile tiles[4], int s, struct ut_err *err)
 {
-	int s = plan->size;
 	for (int i = 0; i < 4; i++) {
 		const struct tr_image *im = tiles[i].image;
 		if (im == NULL || im->width < 1 || im->height < 1 || im->width > s ||
@@ -259,16 +257,39 @@ int tr_mosaic_assemble(const struct tr_mosaic_plan *plan, const struct tr_mosaic
 					  im != NULL ? im->width : 0, im != NULL ? im->height : 0,
 					  s, s);
 	}
-	if (tr_aug_image_alloc(canvas, 2 * s, 2 * s, err) != 0)
+	return 0;
+}
+
+int tr_mosaic_assemble(const struct tr_mosaic_plan *plan, const struct tr_mosaic_tile tiles[4],
+		       struct tr_image *canvas, struct tr_boxes *boxes, struct tr_segments *segs,
+		       struct ut_err *err)
+{
+	int s = plan->size;
+	if (check_tiles(tiles, s, err) != 0 || tr_aug_image_alloc(canvas, 2 * s, 2 * s, err) != 0)
 		return -1;
+	if (tr_mosaic_assemble_into(plan, tiles, canvas, boxes, segs, err) != 0) {
+		tr_aug_image_free(canvas);
+		return -1;
+	}
+	return 0;
+}
+
+int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan,
+			    const struct tr_mosaic_tile tiles[4], struct tr_image *canvas,
+			    struct tr_boxes *boxes, struct tr_segments *segs, struct ut_err *err)
+{
+	int s = plan->size;
+	if (check_tiles(tiles, s, err) != 0)
+		return -1;
+	if (canvas->width != 2 * s || canvas->height != 2 * s || canvas->data == NULL)
+		return ut_err_set(err, "mosaic: canvas is %dx%d, it must be %dx%d", canvas->width,
+				  canvas->height, 2 * s, 2 * s);
 	memset(canvas->data, 114, (size_t)canvas->width * canvas->height * 3);
 	for (int i = 0; i < 4; i++) {
 		struct placement p = place_tile(i, plan->xc, plan->yc, tiles[i].image->width,
 						tiles[i].image->height, s);
-		if (paste_tile(&tiles[i], &p, s, canvas, boxes, segs, err) != 0) {
-			tr_aug_image_free(canvas);
+		if (paste_tile(&tiles[i], &p, s, canvas, boxes, segs, err) != 0)
 			return -1;
-		}
 	}
 	return 0;
 }
@@ -278,7 +299,21 @@ int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 		     struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
 		     struct ut_err *err)
 {
-	out->data = NULL;
+	int side = canvas->width + 2 * plan->border;
+	if (tr_aug_image_alloc(out, side, canvas->height + 2 * plan->border, err) != 0)
+		return -1;
+	if (tr_mosaic_finish_into(rng, hyp, plan, canvas, boxes, segs, out, err) != 0) {
+		tr_aug_image_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+			  const struct tr_mosaic_plan *plan, struct tr_image *canvas,
+			  struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
+			  struct ut_err *err)
+{
 	if (hyp->copy_paste > 0 && segs != NULL && segs->n > 0 &&
 	    tr_copy_paste(rng, hyp->copy_paste, canvas, boxes, segs, err) != 0)
 		return -1;
@@ -295,7 +330,8 @@ int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 	for (int i = 0; i < TR_AUG_DRAWS; i++)
 		frac[i] = ev_pcg_uniform(rng);
 	tr_aug_perspective_draws(&p, frac, draws, NULL, NULL);
-	return tr_aug_random_perspective(canvas, &p, draws, out, boxes->rows, &boxes->n, NULL, err);
+	return tr_aug_random_perspective_into(canvas, &p, draws, out, boxes->rows, &boxes->n, NULL,
+					      err);
 }
 
 /* --- copy_paste --- */

@@ -125,6 +125,10 @@ struct tr_mosaic_tile {
 int tr_mosaic_assemble(const struct tr_mosaic_plan *plan, const struct tr_mosaic_tile tiles[4],
 		       struct tr_image *canvas, struct tr_boxes *boxes, struct tr_segments *segs,
 		       struct ut_err *err);
+/* The same onto a canvas the caller provides, already 2s x 2s. */
+int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan,
+			    const struct tr_mosaic_tile tiles[4], struct tr_image *canvas,
+			    struct tr_boxes *boxes, struct tr_segments *segs, struct ut_err *err);
 
 /*
  * The rest of load_mosaic: copy_paste(p = hyp->copy_paste) when segs holds
@@ -138,6 +142,14 @@ int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 		     const struct tr_mosaic_plan *plan, struct tr_image *canvas,
 		     struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
 		     struct ut_err *err);
+/*
+ * The same into an out the caller provides, already sized as the canvas
+ * plus twice the plan's border on each axis.
+ */
+int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+			  const struct tr_mosaic_plan *plan, struct tr_image *canvas,
+			  struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
+			  struct ut_err *err);
 
 /*
  * copy_paste(im, labels, segments, p): when p > 0 and there are segments,
