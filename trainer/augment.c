@@ -517,16 +517,11 @@ static void bgr_to_hsv_lut(const struct hsv_div *d, const uint8_t *bgr, uint8_t 
 		vmin = vmin < r ? vmin : r;
 		int diff = v - vmin;
 		int s = (diff * d->sdiv[v] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
-		int h;
-		if (v == r)
-			h = g - b;
-		else if (v == g)
-			h = b - r + 2 * diff;
-		else
-			h = r - g + 4 * diff;
+		/* selects, not branches: which channel is largest is data, not pattern */
+		int h_b = r - g + 4 * diff, h_g = b - r + 2 * diff, h_r = g - b;
+		int h = v == r ? h_r : v == g ? h_g : h_b;
 		h = (h * d->hdiv[diff] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
-		if (h < 0)
-			h += 180;
+		h += h < 0 ? 180 : 0;
 		hsv[3 * i] = lut->ch[0][sat_u8(h)];
 		hsv[3 * i + 1] = lut->ch[1][s];
 		hsv[3 * i + 2] = lut->ch[2][v];
@@ -831,7 +826,10 @@ AUG_INLINE void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy,
 	sum = _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(512)), 10);
 	sum = _mm_packs_epi32(sum, sum);
 	uint32_t bgr = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(sum, sum));
-	memcpy(out, &bgr, spill ? 4 : 3);
+	if (spill)
+		memcpy(out, &bgr, 4);
+	else
+		memcpy(out, &bgr, 3);
 }
 #else
 AUG_INLINE void remap_inside(const uint8_t *row0, size_t stride, int fx, int fy, bool spill,
