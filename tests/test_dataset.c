@@ -225,7 +225,7 @@ static void test_cache(void **state)
 	char dir[64];
 	fixture_copy(dir, sizeof(dir));
 	char cache[256];
-	snprintf(cache, sizeof(cache), "%s/labels/train.cache", dir);
+	snprintf(cache, sizeof(cache), "%s/labels/train.yecache", dir);
 	struct tr_data_split split;
 	struct stat st;
 	open_fixture(dir, &split);

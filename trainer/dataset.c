@@ -1182,7 +1182,7 @@ static uint64_t split_key(char **images, char **labels, int n, int nc)
 	return h;
 }
 
-/* pathlib's Path(labels[0]).parent.with_suffix(".cache"). */
+/* Path(labels[0]).parent with ".yecache": YOLOv5 keeps its own ".cache" beside it. */
 static char *cache_path_for(const char *label_path)
 {
 	char *dir = dir_of(label_path);
@@ -1194,7 +1194,7 @@ static char *cache_path_for(const char *label_path)
 	if (dot != NULL && dot != base && dot[1] != '\0')
 		*dot = '\0';
 	struct ut_buf out = {0};
-	int rc = ut_buf_printf(&out, "%s.cache", dir);
+	int rc = ut_buf_printf(&out, "%s.yecache", dir);
 	free(dir);
 	return rc == 0 ? out.data : NULL;
 }

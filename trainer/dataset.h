@@ -153,7 +153,7 @@ struct tr_data_summary {
 
 struct tr_data_open_opts {
 	int nc;		/* classes; labels must be below it */
-	bool use_cache; /* read and write <labels dir>.cache */
+	bool use_cache; /* read and write <labels dir>.yecache */
 };
 
 struct tr_data_split {
