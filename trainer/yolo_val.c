@@ -349,6 +349,8 @@ static int run(const struct cli *c, struct ut_err *err)
 
 int main(int argc, char **argv)
 {
+	/* idle OpenMP threads sleep instead of spinning over the loader threads */
+	ut_reexec_with_env("OMP_WAIT_POLICY", "PASSIVE", argv);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	struct cli c = {.task = "val",
 			.imgsz = 640,

@@ -388,3 +388,11 @@ void ut_buf_free(struct ut_buf *buf)
 	buf->data = NULL;
 	buf->len = buf->cap = 0;
 }
+
+void ut_reexec_with_env(const char *name, const char *value, char **argv)
+{
+	if (getenv(name) != NULL || setenv(name, value, 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+	/* exec failed: go on as we are, with the variable set for children */
+}

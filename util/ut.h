@@ -80,6 +80,14 @@ void ut_iso_time(double when, char *buf, size_t size);
  */
 void ut_crash_point(const char *name);
 
+/*
+ * When the environment variable `name` is unset: set it to value and
+ * restart this program with the same argv (execv of /proc/self/exe), for
+ * settings a library reads once when it loads (libgomp's OMP_WAIT_POLICY).
+ * Returns only when the variable was already set or the exec failed.
+ */
+void ut_reexec_with_env(const char *name, const char *value, char **argv);
+
 /* Dynamic string. */
 struct ut_buf {
 	char *data;

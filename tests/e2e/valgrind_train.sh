@@ -12,6 +12,8 @@ if ! command -v valgrind >/dev/null; then
 	echo "valgrind not installed: skipped"
 	exit 77
 fi
+# set, so yolo-train does not re-exec itself (out of valgrind's sight) to set it
+export OMP_WAIT_POLICY=PASSIVE
 VG=(valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect
 	--suppressions="$YE_SOURCE_ROOT/tests/valgrind/onednn-jit.supp")
 "$GEN_DATASET" "$WORK/data" --train 8 --val 4 --size 64 --classes 2 --seed 1 >/dev/null
