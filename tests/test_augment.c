@@ -7,7 +7,9 @@
  * and c2 (warpAffine) random_perspective with the recorded draws (M, bytes,
  * filtered labels). Images must be identical; on a mismatch the message
  * gives the largest difference and how many bytes differ. Then a few
- * properties that need no golden. YE_SHARED unset is a failure, not a skip.
+ * properties that need no golden, among them the pieces the loader uses to
+ * skip work (the source box of a warp, a resize of part of an image).
+ * YE_SHARED unset is a failure, not a skip.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -330,6 +332,94 @@ static void test_letterbox_noop(void **state)
 	tr_aug_image_free(&out);
 }
 
+/* --- the parts of a warp or resize that the loader computes alone --- */
+
+/* A test-local xorshift, so that the cases do not depend on libc's rand. */
+static uint32_t next_u32(uint64_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return (uint32_t)(*state >> 32);
+}
+
+static double next_unit(uint64_t *state)
+{
+	return next_u32(state) / 4294967296.0;
+}
+
+/*
+ * tr_aug_warp_source_box: a source whose pixels outside the box are
+ * scrambled warps to the same bytes, for affine maps that rotate, shear,
+ * scale and push the output partly off the source.
+ */
+static void test_warp_source_box(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x9e3779b97f4a7c15u;
+	struct tr_image a1 = golden_image("a1_square_320/out"), scrambled, want, got;
+	struct ut_err err;
+	assert_int_equal(tr_aug_image_alloc(&scrambled, a1.width, a1.height, &err), 0);
+	assert_int_equal(tr_aug_image_alloc(&want, 257, 190, &err), 0);
+	assert_int_equal(tr_aug_image_alloc(&got, 257, 190, &err), 0);
+	for (int trial = 0; trial < 60; trial++) {
+		double angle = (next_unit(&rng) - 0.5) * 2 * M_PI, scale = 0.4 + 1.4 * next_unit(&rng);
+		double shear = (next_unit(&rng) - 0.5) * 0.4;
+		double M[9] = {scale * cos(angle), scale * sin(angle) + shear,
+			       (next_unit(&rng) - 0.3) * 400, -scale * sin(angle),
+			       scale * cos(angle), (next_unit(&rng) - 0.3) * 300, 0, 0, 1};
+		int box[4];
+		tr_aug_warp_source_box(M, false, a1.width, a1.height, want.width, want.height, box);
+		assert_true(box[0] >= 0 && box[0] <= box[2] && box[2] <= a1.width);
+		assert_true(box[1] >= 0 && box[1] <= box[3] && box[3] <= a1.height);
+		for (int y = 0; y < a1.height; y++)
+			for (int x = 0; x < a1.width; x++) {
+				bool inside = x >= box[0] && x < box[2] && y >= box[1] && y < box[3];
+				size_t i = ((size_t)y * a1.width + x) * 3;
+				for (int c = 0; c < 3; c++)
+					scrambled.data[i + c] =
+						inside ? a1.data[i + c] : (uint8_t)next_u32(&rng);
+			}
+		tr_aug_warp(&a1, M, false, 114, &want);
+		tr_aug_warp(&scrambled, M, false, 114, &got);
+		assert_memory_equal(got.data, want.data, (size_t)want.width * want.height * 3);
+	}
+	tr_aug_image_free(&scrambled);
+	tr_aug_image_free(&want);
+	tr_aug_image_free(&got);
+}
+
+/* tr_aug_resize_linear_region gives the region the bytes of the whole resize. */
+static void test_resize_region(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x2545f4914f6cdd1du;
+	struct tr_image a1 = golden_image("a1_square_320/out"), whole, part;
+	struct ut_err err;
+	const int sizes[][2] = {{480, 470}, {211, 333}, {160, 160}, {320, 320}, {97, 501}};
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		int w = sizes[k][0], h = sizes[k][1];
+		assert_int_equal(tr_aug_image_alloc(&whole, w, h, &err), 0);
+		assert_int_equal(tr_aug_image_alloc(&part, w, h, &err), 0);
+		tr_aug_resize_linear(&a1, &whole);
+		for (int trial = 0; trial < 8; trial++) {
+			int x0 = (int)(next_unit(&rng) * w) - 5, y0 = (int)(next_unit(&rng) * h) - 5;
+			int x1 = x0 + 1 + (int)(next_unit(&rng) * w), y1 = y0 + (int)(next_unit(&rng) * h);
+			memset(part.data, 7, (size_t)w * h * 3);
+			tr_aug_resize_linear_region(&a1, &part, x0, y0, x1, y1);
+			for (int y = y0 < 0 ? 0 : y0; y < (y1 < h ? y1 : h); y++) {
+				int first = x0 < 0 ? 0 : x0, last = x1 < w ? x1 : w;
+				size_t at = ((size_t)y * w + first) * 3;
+				if (last > first)
+					assert_memory_equal(part.data + at, whole.data + at,
+							    (size_t)(last - first) * 3);
+			}
+		}
+		tr_aug_image_free(&whole);
+		tr_aug_image_free(&part);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +431,8 @@ int main(void)
 		cmocka_unit_test(test_perspective_identity),
 		cmocka_unit_test(test_hsv_unit_gains),
 		cmocka_unit_test(test_letterbox_noop),
+		cmocka_unit_test(test_warp_source_box),
+		cmocka_unit_test(test_resize_region),
 	};
 	return cmocka_run_group_tests(tests, open_golden, close_golden);
 }

@@ -218,7 +218,19 @@ static void resize_horizontal(const uint8_t *row, const int *xi, const int16_t *
 
 void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst)
 {
+	tr_aug_resize_linear_region(src, dst, 0, 0, dst->width, dst->height);
+}
+
+void tr_aug_resize_linear_region(const struct tr_image *src, struct tr_image *dst, int x0, int y0,
+				 int x1, int y1)
+{
 	int sw = src->width, sh = src->height, dw = dst->width, dh = dst->height;
+	x0 = clamp_int(x0, 0, dw);
+	x1 = clamp_int(x1, x0, dw);
+	y0 = clamp_int(y0, 0, dh);
+	y1 = clamp_int(y1, y0, dh);
+	if (x0 == x1 || y0 == y1)
+		return;
 	if (sw == dw && sh == dh) {
 		memcpy(dst->data, src->data, (size_t)sw * sh * 3);
 		return;
@@ -243,8 +255,11 @@ void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst)
 	resize_axis(sh, dh, false, yi, yw);
 	int32_t *r0 = rows, *r1 = rows + 3 * dw;
 	size_t sstride = (size_t)sw * 3;
+	int n = x1 - x0;
+	const int *xi0 = xi + x0;
+	const int16_t *xw0 = xw + 2 * x0;
 	int have0 = -1, have1 = -1; /* source rows now in r0, r1 (reused as OpenCV does) */
-	for (int y = 0; y < dh; y++) {
+	for (int y = y0; y < y1; y++) {
 		int s0 = clamp_int(yi[y], 0, sh - 1), s1 = clamp_int(yi[y] + 1, 0, sh - 1);
 		if (s0 == have1 && s0 != have0) {
 			int32_t *swap = r0;
@@ -254,16 +269,16 @@ void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst)
 			have1 = -1;
 		}
 		if (s0 != have0)
-			resize_horizontal(src->data + (size_t)s0 * sstride, xi, xw, sw, dw, r0);
+			resize_horizontal(src->data + (size_t)s0 * sstride, xi0, xw0, sw, n, r0);
 		have0 = s0;
 		if (s1 == s0 && have1 != s1) {
-			memcpy(r1, r0, sizeof(int32_t) * 3 * (size_t)dw);
+			memcpy(r1, r0, sizeof(int32_t) * 3 * (size_t)n);
 		} else if (s1 != have1) {
-			resize_horizontal(src->data + (size_t)s1 * sstride, xi, xw, sw, dw, r1);
+			resize_horizontal(src->data + (size_t)s1 * sstride, xi0, xw0, sw, n, r1);
 		}
 		have1 = s1;
-		resize_vertical(r0, r1, yw[2 * y], yw[2 * y + 1], dst->data + (size_t)y * dw * 3,
-				3 * dw);
+		resize_vertical(r0, r1, yw[2 * y], yw[2 * y + 1],
+				dst->data + ((size_t)y * dw + (size_t)x0) * 3, 3 * n);
 	}
 	free(xi);
 	free(wt);
@@ -971,6 +986,41 @@ static void warp_perspective(const struct tr_image *src, const double M[9], uint
 					  xb + x1 + 1 < dst->width, row + 3 * (size_t)(xb + x1));
 			}
 		}
+	}
+}
+
+void tr_aug_warp_source_box(const double M[9], bool perspective, int src_w, int src_h, int dst_w,
+			    int dst_h, int box[4])
+{
+	box[0] = box[1] = 0;
+	box[2] = src_w;
+	box[3] = src_h;
+	if (perspective)
+		return;
+	double m[6];
+	invert_affine(M, m);
+	/*
+	 * Affine: the extremes are at the corners. The fixed-point positions
+	 * stray from the exact ones by under 1/32 pixel; each read takes
+	 * column sx and sx + 1 (and the bytes of sx + 2 in an 8-byte load):
+	 * a margin of 3 pixels covers all of it.
+	 */
+	double lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+	for (int k = 0; k < 4; k++) {
+		double x = (k & 1) ? dst_w - 1 : 0, y = (k & 2) ? dst_h - 1 : 0;
+		double sx = m[0] * x + m[1] * y + m[2], sy = m[3] * x + m[4] * y + m[5];
+		lo[0] = fmin(lo[0], sx);
+		hi[0] = fmax(hi[0], sx);
+		lo[1] = fmin(lo[1], sy);
+		hi[1] = fmax(hi[1], sy);
+	}
+	if (!(isfinite(lo[0]) && isfinite(lo[1]) && isfinite(hi[0]) && isfinite(hi[1])))
+		return;
+	int len[2] = {src_w, src_h};
+	for (int a = 0; a < 2; a++) {
+		double first = fmax(floor(lo[a]) - 3, 0), last = fmin(floor(hi[a]) + 4, len[a]);
+		box[a] = (int)fmin(first, len[a]);
+		box[2 + a] = (int)fmax(last, box[a]);
 	}
 }
 

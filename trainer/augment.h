@@ -68,6 +68,14 @@ void tr_aug_buffer_free(struct tr_aug_buffer *b);
  * takes OpenCV's INTER_AREA shortcut (mean of 2x2, rounded), as cv2 does.
  */
 void tr_aug_resize_linear(const struct tr_image *src, struct tr_image *dst);
+/*
+ * The same for the pixels of dst in [x0, x1) x [y0, y1) only (clipped to
+ * dst), with the values the whole resize gives them; other pixels may keep
+ * what they held. For inputs of which only a part will be read (a mosaic
+ * tile that the warp sees in part).
+ */
+void tr_aug_resize_linear_region(const struct tr_image *src, struct tr_image *dst, int x0, int y0,
+				 int x1, int y1);
 
 /*
  * cv2.resize(src, (dst->width, dst->height), interpolation=INTER_AREA) for
@@ -164,6 +172,15 @@ void tr_aug_perspective_matrix(const struct tr_aug_perspective *p, int in_w, int
  */
 void tr_aug_warp(const struct tr_image *src, const double M[9], bool perspective, uint8_t border,
 		 struct tr_image *dst);
+
+/*
+ * The part of a src_w x src_h source that tr_aug_warp reads for a dst_w x
+ * dst_h output: box = x0 y0 x1 y1 (exclusive ends), within the source and
+ * perhaps empty. Bounded for affine warps; a perspective one (or a
+ * degenerate M) gets the whole source.
+ */
+void tr_aug_warp_source_box(const double M[9], bool perspective, int src_w, int src_h, int dst_w,
+			    int dst_h, int box[4]);
 
 /*
  * box_candidates(box1, box2, wh_thr, ar_thr, area_thr) for one box:

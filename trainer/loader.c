@@ -7,6 +7,11 @@
  * Sample k of an epoch draws only from the stream (seed, epoch, k) and the
  * epoch's order only from (seed, epoch, -1), so whichever thread makes a
  * batch, its bytes are the same.
+ *
+ * Speed: each worker keeps its big pixel buffers (struct scratch) from
+ * sample to sample, and a mosaic's tiles are resized only where its warp
+ * will read the canvas (the warp's draws are known first unless
+ * copy_paste draws); pixels nobody reads are left as they were.
  */
 #include "loader.h"
 
@@ -464,15 +469,23 @@ void tr_loader_max_shape(const struct tr_loader *L, int *height, int *width)
 
 /* --- load_image --- */
 
+/* Which part of a mosaic tile is needed: tile `tile` of plan, box on the canvas. */
+struct tile_clip {
+	const struct tr_mosaic_plan *plan;
+	int tile;
+	int box[4];
+};
+
 /*
  * Decode dataset image `index` and resize it so its long side is imgsz
  * (r = imgsz / max(h0, w0), new size int(w0 r) x int(h0 r), at least 1):
  * INTER_LINEAR when augmenting or enlarging, INTER_AREA when shrinking for
  * validation. With cache_ram the first result is kept and lent out after;
- * without, a resized image goes into buf when one is given (lent too).
+ * without, a resized image goes into buf when one is given (lent too), and
+ * with clip only the part of it that a mosaic's warp reads is resized.
  */
 static int load_image(struct tr_loader *L, long index, struct tr_aug_buffer *buf,
-		      struct loaded *out, struct ut_err *err)
+		      const struct tile_clip *clip, struct loaded *out, struct ut_err *err)
 {
 	out->owned = false;
 	if (L->cache != NULL) {
@@ -505,9 +518,14 @@ static int load_image(struct tr_loader *L, long index, struct tr_aug_buffer *buf
 			tr_aug_image_free(&im);
 			return -1;
 		}
-		if (L->opts.augment || r > 1)
+		if ((L->opts.augment || r > 1) && lent && clip != NULL) {
+			int box[4];
+			tr_mosaic_tile_box(clip->plan, clip->tile, resized.width, resized.height,
+					   clip->box, box);
+			tr_aug_resize_linear_region(&im, &resized, box[0], box[1], box[2], box[3]);
+		} else if (L->opts.augment || r > 1) {
 			tr_aug_resize_linear(&im, &resized);
-		else
+		} else
 			rc = tr_aug_resize_area(&im, &resized);
 		tr_aug_image_free(&im);
 		if (rc != 0) {
@@ -633,25 +651,35 @@ static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, stru
 	struct tr_mosaic_plan plan;
 	if (tr_mosaic_plan_pool(rng, L->opts.imgsz, index, L->pool, L->n, &plan, err) != 0)
 		return -1;
+	struct tr_mosaic_hyp hyp = mosaic_hyp(&L->opts.hyp);
 	struct mosaic_parts m;
 	memset(&m, 0, sizeof(m));
 	int rc = 0;
-	bool segmented = true;
+	bool segmented = true, polygons = false;
 	for (int i = 0; i < 4 && rc == 0; i++) {
-		long j = plan.indices[i];
-		rc = load_image(L, j, &sc->tile[i], &m.im[i], err);
+		rc = label_rows(L, plan.indices[i], &m.rows[i], &m.tiles[i].n, err);
 		if (rc == 0)
-			rc = label_rows(L, j, &m.rows[i], &m.tiles[i].n, err);
-		if (rc == 0)
-			rc = tile_segments(L, j, &m.poly[i], err);
-		m.tiles[i].image = &m.im[i].im;
+			rc = tile_segments(L, plan.indices[i], &m.poly[i], err);
 		m.tiles[i].labels = m.rows[i];
 		m.tiles[i].segments = m.poly[i];
 		segmented = segmented && (m.poly[i] != NULL || m.tiles[i].n == 0);
+		polygons = polygons || m.poly[i] != NULL;
+	}
+	/*
+	 * Unless copy_paste will draw first, the warp is known before any
+	 * pixel: the tiles are resized only where it reads the canvas.
+	 */
+	int s = plan.size, side = 2 * s + 2 * plan.border;
+	struct tile_clip clip = {.plan = &plan, .box = {0, 0, 2 * s, 2 * s}};
+	if (!(hyp.copy_paste > 0 && segmented && polygons))
+		tr_mosaic_read_box(rng, &hyp, &plan, clip.box);
+	for (int i = 0; i < 4 && rc == 0; i++) {
+		clip.tile = i;
+		rc = load_image(L, plan.indices[i], &sc->tile[i], &clip, &m.im[i], err);
+		m.tiles[i].image = &m.im[i].im;
 	}
 	struct tr_segments segs = {0};
 	struct tr_image canvas = {0};
-	int s = plan.size, side = 2 * s + 2 * plan.border;
 	if (rc == 0)
 		rc = tr_aug_buffer_image(&sc->canvas, 2 * s, 2 * s, &canvas, err);
 	if (rc == 0) {
@@ -661,7 +689,6 @@ static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, stru
 		rc = tr_mosaic_assemble_into(&plan, m.tiles, &canvas, boxes, &segs, err);
 	}
 	mosaic_parts_free(&m);
-	struct tr_mosaic_hyp hyp = mosaic_hyp(&L->opts.hyp);
 	if (rc == 0)
 		rc = tr_aug_buffer_image(out_buf, side, side, out, err);
 	if (rc == 0)
@@ -687,7 +714,7 @@ static int plain_sample(struct tr_loader *L, struct ev_pcg *rng, long index, int
 			struct scratch *sc, struct sample *s, struct ut_err *err)
 {
 	struct loaded l;
-	if (load_image(L, index, &sc->tile[0], &l, err) != 0)
+	if (load_image(L, index, &sc->tile[0], NULL, &l, err) != 0)
 		return -1;
 	struct tr_aug_letterbox_opts lb = tr_aug_letterbox_defaults(width);
 	lb.new_height = height;

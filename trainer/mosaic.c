@@ -246,6 +246,20 @@ static int paste_tile(const struct tr_mosaic_tile *tile, const struct placement 
 	return 0;
 }
 
+void tr_mosaic_tile_box(const struct tr_mosaic_plan *plan, int i, int width, int height,
+			const int canvas_box[4], int tile_box[4])
+{
+	struct placement p = place_tile(i, plan->xc, plan->yc, width, height, plan->size);
+	/* canvas (xa, ya) shows tile pixel (xa + dx, ya + dy) */
+	int dx = p.x1b - p.x1a, dy = p.y1b - p.y1a;
+	int x0 = imax(canvas_box[0], p.x1a), y0 = imax(canvas_box[1], p.y1a);
+	int x1 = imin(canvas_box[2], p.x2a), y1 = imin(canvas_box[3], p.y2a);
+	tile_box[0] = x0 + dx;
+	tile_box[1] = y0 + dy;
+	tile_box[2] = imax(x1, x0) + dx;
+	tile_box[3] = imax(y1, y0) + dy;
+}
+
 /* Every tile must be 1..s on both sides. */
 static int check_tiles(const struct tr_mosaic_tile tiles[4], int s, struct ut_err *err)
 {
@@ -309,15 +323,12 @@ int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 	return 0;
 }
 
-int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
-			  const struct tr_mosaic_plan *plan, struct tr_image *canvas,
-			  struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
-			  struct ut_err *err)
+/* random_perspective's settings for a mosaic and its 8 draws from rng. */
+static void mosaic_perspective(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+			       const struct tr_mosaic_plan *plan, struct tr_aug_perspective *p,
+			       double draws[TR_AUG_DRAWS])
 {
-	if (hyp->copy_paste > 0 && segs != NULL && segs->n > 0 &&
-	    tr_copy_paste(rng, hyp->copy_paste, canvas, boxes, segs, err) != 0)
-		return -1;
-	struct tr_aug_perspective p = {
+	*p = (struct tr_aug_perspective){
 	    .degrees = hyp->degrees,
 	    .translate = hyp->translate,
 	    .scale = hyp->scale,
@@ -326,12 +337,37 @@ int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 	    .border_h = plan->border,
 	    .border_w = plan->border,
 	};
-	double frac[TR_AUG_DRAWS], draws[TR_AUG_DRAWS];
+	double frac[TR_AUG_DRAWS];
 	for (int i = 0; i < TR_AUG_DRAWS; i++)
 		frac[i] = ev_pcg_uniform(rng);
-	tr_aug_perspective_draws(&p, frac, draws, NULL, NULL);
+	tr_aug_perspective_draws(p, frac, draws, NULL, NULL);
+}
+
+int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+			  const struct tr_mosaic_plan *plan, struct tr_image *canvas,
+			  struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
+			  struct ut_err *err)
+{
+	if (hyp->copy_paste > 0 && segs != NULL && segs->n > 0 &&
+	    tr_copy_paste(rng, hyp->copy_paste, canvas, boxes, segs, err) != 0)
+		return -1;
+	struct tr_aug_perspective p;
+	double draws[TR_AUG_DRAWS];
+	mosaic_perspective(rng, hyp, plan, &p, draws);
 	return tr_aug_random_perspective_into(canvas, &p, draws, out, boxes->rows, &boxes->n, NULL,
 					      err);
+}
+
+void tr_mosaic_read_box(const struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+			const struct tr_mosaic_plan *plan, int box[4])
+{
+	struct ev_pcg ahead = *rng;
+	struct tr_aug_perspective p;
+	double draws[TR_AUG_DRAWS], M[9];
+	mosaic_perspective(&ahead, hyp, plan, &p, draws);
+	int side = 2 * plan->size, out = side + 2 * plan->border;
+	tr_aug_perspective_matrix(&p, side, side, draws, M);
+	tr_aug_warp_source_box(M, p.perspective != 0, side, side, out, out, box);
 }
 
 /* --- copy_paste --- */

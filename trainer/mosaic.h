@@ -125,6 +125,14 @@ struct tr_mosaic_tile {
 int tr_mosaic_assemble(const struct tr_mosaic_plan *plan, const struct tr_mosaic_tile tiles[4],
 		       struct tr_image *canvas, struct tr_boxes *boxes, struct tr_segments *segs,
 		       struct ut_err *err);
+/*
+ * The part of tile i (width x height, 0 top left .. 3 bottom right) that
+ * lands inside canvas_box (x0 y0 x1 y1 on the canvas, exclusive ends), in
+ * the tile's own pixels; empty (x1 <= x0 or y1 <= y0) when none does.
+ */
+void tr_mosaic_tile_box(const struct tr_mosaic_plan *plan, int i, int width, int height,
+			const int canvas_box[4], int tile_box[4]);
+
 /* The same onto a canvas the caller provides, already 2s x 2s. */
 int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan,
 			    const struct tr_mosaic_tile tiles[4], struct tr_image *canvas,
@@ -150,6 +158,16 @@ int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 			  const struct tr_mosaic_plan *plan, struct tr_image *canvas,
 			  struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
 			  struct ut_err *err);
+
+/*
+ * The part of the 2s x 2s canvas (x0 y0 x1 y1, exclusive ends) that
+ * tr_mosaic_finish_into will read, from a copy of rng (rng is not
+ * advanced). Valid only when copy_paste draws nothing (hyp->copy_paste 0
+ * or no segments): the warp's draws then come first. Lets a caller resize
+ * only the parts of the tiles inside it (tr_mosaic_tile_box).
+ */
+void tr_mosaic_read_box(const struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+			const struct tr_mosaic_plan *plan, int box[4]);
 
 /*
  * copy_paste(im, labels, segments, p): when p > 0 and there are segments,
