@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "pcg.h"
+#include "safetensors.h"
 #include "train.h"
 
 /* An IEEE half's value, decoded independently of the code under test. */
@@ -96,12 +97,46 @@ static void test_increment_path(void **state)
 	rmdir(dir);
 }
 
+/* --multi-scale's resize against torch's F.interpolate (tests/data/bilinear_golden.py). */
+static void test_bilinear_matches_torch(void **state)
+{
+	(void)state;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/tests/data/bilinear.safetensors", getenv("YE_SOURCE_ROOT"));
+	struct tr_st_file *file;
+	struct ut_err err;
+	assert_int_equal(tr_st_open(path, &file, &err), 0);
+	const struct tr_st_tensor *in = tr_st_find(file, "input");
+	assert_non_null(in);
+	int planes = (int)(in->shape[0] * in->shape[1]), ih = (int)in->shape[2], iw = (int)in->shape[3];
+	static const int sizes[][2] = {{8, 11}, {3, 4}, {12, 20}};
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		char name[32];
+		snprintf(name, sizeof(name), "out_%dx%d", sizes[k][0], sizes[k][1]);
+		const struct tr_st_tensor *want = tr_st_find(file, name);
+		assert_non_null(want);
+		float *got = malloc(want->numel * sizeof(float));
+		tr_resize_bilinear(in->data, planes, ih, iw, got, sizes[k][0], sizes[k][1]);
+		const float *ref = want->data;
+		for (size_t i = 0; i < want->numel; i++)
+			assert_true(fabsf(got[i] - ref[i]) <= 1e-6f);
+		free(got);
+	}
+	/* the same size is a copy */
+	float *same = malloc(in->numel * sizeof(float));
+	tr_resize_bilinear(in->data, planes, ih, iw, same, ih, iw);
+	assert_memory_equal(same, in->data, in->numel * sizeof(float));
+	free(same);
+	tr_st_close(file);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_halves_are_fixed_points),
 	    cmocka_unit_test(test_rounds_to_nearest_even),
 	    cmocka_unit_test(test_increment_path),
+	    cmocka_unit_test(test_bilinear_matches_torch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,7 @@
 #include "meta.h"
 #include "metrics.h"
 #include "model.h"
+#include "mosaic.h"
 #include "ops.h"
 #include "optim.h"
 #include "pcg.h"
@@ -39,6 +40,8 @@
 
 /* PCG stream ids of the run's own draws (the loader keys its own by sample). */
 enum { STREAM_INIT = 1, STREAM_ANCHORS = 2 };
+/* Mixed into the seed for the per-batch --multi-scale draws (tr_sample_stream keys). */
+#define STREAM_MULTI_SCALE 0x6d756c7469ULL
 
 struct tr_run {
 	const struct tr_train_opts *opts;
@@ -63,6 +66,9 @@ struct tr_run {
 	float *slot0, *slot1;	/* optimizer state, the layout of model->params */
 	bool *frozen;		/* per tensor of model->tensors */
 	float *images;		/* one batch as floats, [batch, 3, h, w] */
+	float *scaled;		/* --multi-scale: the batch resized, [batch, 3, h', w'] */
+	int gs;			/* grid size: the largest stride, at least 32 */
+	int imgsz;		/* --imgsz made a multiple of gs */
 	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] */
 	double *class_weights;	/* labels_to_class_weights * nc (image weights) */
 	double *maps;		/* AP@.5:.95 per class of the last validation */
@@ -127,6 +133,40 @@ float tr_round_to_half(float value)
 		quantum = -24;
 	float steps = nearbyintf(ldexpf(mag, -quantum)); /* ties to even */
 	return copysignf(ldexpf(steps, quantum), value);
+}
+
+void tr_resize_bilinear(const float *in, int planes, int in_h, int in_w, float *out, int out_h,
+			int out_w)
+{
+	/* area_pixel_compute_source_index: scale * (dst + 0.5) - 0.5, at least 0 */
+	float scale_h = (float)in_h / (float)out_h, scale_w = (float)in_w / (float)out_w;
+	for (int y = 0; y < out_h; y++) {
+		float sy = scale_h * ((float)y + 0.5f) - 0.5f;
+		if (sy < 0)
+			sy = 0;
+		int y0 = (int)sy, y1 = y0 + (y0 < in_h - 1);
+		float ly = sy - (float)y0, hy = 1.0f - ly;
+		for (int x = 0; x < out_w; x++) {
+			float sx = scale_w * ((float)x + 0.5f) - 0.5f;
+			if (sx < 0)
+				sx = 0;
+			int x0 = (int)sx, x1 = x0 + (x0 < in_w - 1);
+			float lx = sx - (float)x0, hx = 1.0f - lx;
+			for (int p = 0; p < planes; p++) {
+				const float *src = in + (size_t)p * in_h * in_w;
+				out[((size_t)p * out_h + y) * out_w + x] =
+				    hy * (hx * src[y0 * in_w + x0] + lx * src[y0 * in_w + x1]) +
+				    ly * (hx * src[y1 * in_w + x0] + lx * src[y1 * in_w + x1]);
+			}
+		}
+	}
+}
+
+/* The largest side --multi-scale can draw: randrange(imgsz / 2, 1.5 imgsz + gs) // gs * gs. */
+static int multi_scale_max(int imgsz, int gs)
+{
+	int stop = (int)floor(imgsz * 1.5 + gs); /* exclusive */
+	return (stop - 1) / gs * gs;
 }
 
 /* ---- setup ---- */
@@ -379,10 +419,19 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 	if (tw < imgsz)
 		tw = imgsz;
 	int batch = (int)o->batch_size, val_batch = 2 * batch;
+	int loader_h = th, loader_w = tw;
+	if (o->multi_scale) { /* any batch may grow to the largest draw in both sides */
+		int most = multi_scale_max(imgsz, run->gs);
+		th = th > most ? th : most;
+		tw = tw > most ? tw : most;
+		run->scaled = malloc((size_t)batch * 3 * th * tw * sizeof(float));
+		if (run->scaled == NULL)
+			return ut_err_set(err, "out of memory for the multi-scale images");
+	}
 	if (tr_model_plan(run->model, batch, th, tw, err) != 0 ||
 	    tr_model_plan_inference(run->ema, val_batch, vh, vw, err) != 0)
 		return -1;
-	size_t image_floats = (size_t)batch * 3 * th * tw;
+	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
 	run->images = malloc(image_floats * sizeof(float));
 	if (run->images == NULL)
 		return ut_err_set(err, "out of memory for the batch images");
@@ -737,6 +786,27 @@ static void optimizer_step(struct tr_run *run)
 	tr_optim_ema_update(run->ema->buffers, m->buffers, m->nbuffer_values, d);
 }
 
+/*
+ * --multi-scale: sz = randrange(imgsz / 2, 1.5 imgsz + gs) // gs * gs from the
+ * batch's own stream, and both sides scaled by sz / the longer side, rounded
+ * up to the grid (train.py's rule). The size stays when the scale is 1.
+ */
+static void multi_scale_shape(const struct tr_run *run, long epoch, long number, int *height,
+			      int *width)
+{
+	struct ev_pcg rng;
+	int imgsz = run->imgsz, gs = run->gs;
+	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_MULTI_SCALE, epoch, number);
+	int start = imgsz / 2, stop = (int)floor(imgsz * 1.5 + gs);
+	int size = (start + (int)ev_pcg_below(&rng, (uint32_t)(stop - start))) / gs * gs;
+	double longer = *height > *width ? *height : *width;
+	double factor = size / longer;
+	if (factor == 1.0)
+		return;
+	*height = (int)ceil(*height * factor / gs) * gs;
+	*width = (int)ceil(*width * factor / gs) * gs;
+}
+
 /* Forward, loss, backward of one batch; the step when accumulation is due. */
 static int train_batch(struct tr_run *run, const struct tr_batch *batch, long epoch, long ni,
 		       float items[3], struct ut_err *err)
@@ -744,13 +814,22 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	struct tr_model *m = run->model;
 	const struct tr_detect *det = &m->detect;
 	images_to_float(batch, run->images);
-	if (tr_model_forward(m, run->backend, run->images, batch->n, batch->height, batch->width, 1,
-			     err) != 0)
+	const float *images = run->images;
+	int height = batch->height, width = batch->width;
+	if (run->opts->multi_scale) {
+		multi_scale_shape(run, epoch, batch->number, &height, &width);
+		if (height != batch->height || width != batch->width) {
+			tr_resize_bilinear(run->images, batch->n * 3, batch->height, batch->width,
+					   run->scaled, height, width);
+			images = run->scaled;
+		}
+	}
+	if (tr_model_forward(m, run->backend, images, batch->n, height, width, 1, err) != 0)
 		return -1;
 	struct tr_loss_batch lb = {.bs = batch->n, .targets = batch->targets, .nt = batch->nt};
 	for (int l = 0; l < det->nl; l++) {
-		lb.ny[l] = batch->height / det->stride[l];
-		lb.nx[l] = batch->width / det->stride[l];
+		lb.ny[l] = height / det->stride[l];
+		lb.nx[l] = width / det->stride[l];
 		lb.pred[l] = det->outputs[l];
 		lb.grad[l] = run->grad_out[l];
 	}
@@ -962,8 +1041,6 @@ static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
 	if (o->device[0] != '\0' && strcmp(o->device, "cpu") != 0)
 		return ut_err_set(err, "--device %s: this build has no CUDA backend; use --device cpu",
 				  o->device);
-	if (o->multi_scale)
-		return ut_err_set(err, "--multi-scale is not supported yet");
 	if (o->quad)
 		return ut_err_set(err, "--quad is not supported yet");
 	if (o->cache != NULL && strcmp(o->cache, "ram") != 0 && strcmp(o->cache, "disk") != 0)
@@ -995,6 +1072,8 @@ static int setup(struct tr_run *run, struct ut_err *err)
 		if (run->model->detect.stride[l] > stride)
 			stride = run->model->detect.stride[l];
 	int imgsz = check_imgsz(run, err);
+	run->gs = stride;
+	run->imgsz = imgsz;
 	if (make_loaders(run, imgsz, stride, err) != 0 || plan_memory(run, imgsz, err) != 0)
 		return -1;
 	tr_labels_class_weights(&run->train_split, run->nc, o->single_cls, run->class_weights);
@@ -1030,6 +1109,7 @@ static void teardown(struct tr_run *run)
 	for (int l = 0; l < TR_MAX_LEVELS; l++)
 		free(run->grad_out[l]);
 	free(run->images);
+	free(run->scaled);
 	free(run->slot0);
 	free(run->slot1);
 	free(run->frozen);

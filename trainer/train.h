@@ -72,6 +72,13 @@ int tr_train(const struct tr_train_opts *opts, struct ut_err *err);
  */
 void tr_train_increment_path(const char *path, bool exist_ok, char *buf, size_t size);
 
+/*
+ * torch.nn.functional.interpolate(mode='bilinear', align_corners=False) of
+ * `planes` float planes in_h x in_w to out_h x out_w (--multi-scale).
+ */
+void tr_resize_bilinear(const float *in, int planes, int in_h, int in_w, float *out, int out_h,
+			int out_w);
+
 /* Round a float to the nearest IEEE half (ties to even) and back, as model.half().float(). */
 float tr_round_to_half(float value);
 

@@ -52,7 +52,7 @@ static const struct opt_def options[] = {
     {"cache", "cache", OPT_MAYBE_STR, OFF(cache), "[ram|disk] keep images in memory (ram)"},
     {"image-weights", "image_weights", OPT_FLAG, OFF(image_weights), "weighted image selection"},
     {"device", "device", OPT_STR, OFF(device), "cpu (or a GPU id with a CUDA build)"},
-    {"multi-scale", "multi_scale", OPT_FLAG, OFF(multi_scale), "vary image size +/- 50% (not yet)"},
+    {"multi-scale", "multi_scale", OPT_FLAG, OFF(multi_scale), "vary image size +/- 50% per batch"},
     {"single-cls", "single_cls", OPT_FLAG, OFF(single_cls), "train as a single-class dataset"},
     {"optimizer", "optimizer", OPT_STR, OFF(optimizer), "SGD, Adam or AdamW (SGD)"},
     {"sync-bn", "sync_bn", OPT_FLAG, OFF(sync_bn), "SyncBatchNorm (no effect on one device)"},

@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${GEN_DATASET:?set GEN_DATASET to the built gen-dataset}"
 
 YT=$YOLO_TRAIN
+n=0
 CFG=$YE_SOURCE_ROOT/models/yolov5n.yaml
 REF_CSV=$YE_SHARED/reference/training/A_low_s0/results.csv
 
@@ -109,6 +110,19 @@ check "SIGKILL: the run finished (or was finished by the last resume)" \
 check "SIGKILL: results.csv equals the run that was never killed" \
 	cmp -s "$R/results.csv" "$WORK/runs/killed/results.csv"
 show_diff "$R/results.csv" "$WORK/runs/killed/results.csv"
+
+section "options that change the run: --multi-scale, --rect, --image-weights, --single-cls, Adam, --freeze"
+for opts in "--multi-scale" "--rect --cos-lr" "--image-weights --cache ram" "--single-cls --optimizer Adam" \
+	"--optimizer AdamW --freeze 10 --label-smoothing 0.1" "--noval --nosave --noautoanchor"; do
+	name=opt$((++n))
+	# shellcheck disable=SC2086
+	train "$name" 2 --seed 1 $opts
+	check_eq "$opts: exit 0" 0 "$RC"
+	[[ $RC == 0 ]] || show_file "$WORK/$name.log" 6
+	check_eq "$opts: 2 rows" 2 "$(rows "$WORK/runs/$name/results.csv")"
+	check "$opts: results differ from the plain run" \
+		bash -c "! cmp -s <(cut -d, -f2- '$R/results.csv' | head -3) <(cut -d, -f2- '$WORK/runs/$name/results.csv' | head -3)"
+done
 
 section "a NaN loss stops the run with an error"
 sed -e 's/^lr0:.*/lr0: 1.0e+30/' -e 's/^warmup_bias_lr:.*/warmup_bias_lr: 1.0e+30/' "$BASE_HYP" >"$WORK/nan.yaml"
