@@ -42,6 +42,7 @@
 enum { STREAM_INIT = 1, STREAM_ANCHORS = 2 };
 /* Mixed into the seed for the per-batch --multi-scale draws (tr_sample_stream keys). */
 #define STREAM_MULTI_SCALE 0x6d756c7469ULL
+#define STREAM_QUAD 0x71756164ULL
 
 struct tr_run {
 	const struct tr_train_opts *opts;
@@ -69,6 +70,9 @@ struct tr_run {
 	float *scaled;		/* --multi-scale: the batch resized, [batch, 3, h', w'] */
 	int gs;			/* grid size: the largest stride, at least 32 */
 	int imgsz;		/* --imgsz made a multiple of gs */
+	float *quad_targets;	/* --quad: the targets of the combined images */
+	float *quad_src;	/* --quad: one image as floats 0..255 */
+	size_t quad_cap;
 	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] */
 	double *class_weights;	/* labels_to_class_weights * nc (image weights) */
 	double *maps;		/* AP@.5:.95 per class of the last validation */
@@ -428,7 +432,17 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		if (run->scaled == NULL)
 			return ut_err_set(err, "out of memory for the multi-scale images");
 	}
-	if (tr_model_plan(run->model, batch, th, tw, err) != 0 ||
+	int plan_batch = batch;
+	if (o->quad) { /* collate_fn4: batch / 4 images of twice the size */
+		plan_batch = batch / 4;
+		th *= 2;
+		tw *= 2;
+		run->scaled = malloc((size_t)batch * 3 * loader_h * loader_w * sizeof(float));
+		run->quad_src = malloc((size_t)3 * loader_h * loader_w * sizeof(float));
+		if (run->scaled == NULL || run->quad_src == NULL)
+			return ut_err_set(err, "out of memory for the quad images");
+	}
+	if (tr_model_plan(run->model, plan_batch, th, tw, err) != 0 ||
 	    tr_model_plan_inference(run->ema, val_batch, vh, vw, err) != 0)
 		return -1;
 	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
@@ -438,7 +452,7 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 	const struct tr_detect *det = &run->model->detect;
 	for (int l = 0; l < det->nl; l++) {
 		size_t cells = (size_t)(th / det->stride[l]) * (size_t)(tw / det->stride[l]);
-		run->grad_out[l] = malloc((size_t)batch * det->na * cells * det->no * sizeof(float));
+		run->grad_out[l] = malloc((size_t)plan_batch * det->na * cells * det->no * sizeof(float));
 		if (run->grad_out[l] == NULL)
 			return ut_err_set(err, "out of memory for the output gradients");
 	}
@@ -807,6 +821,73 @@ static void multi_scale_shape(const struct tr_run *run, long epoch, long number,
 	*width = (int)ceil(*width * factor / gs) * gs;
 }
 
+/*
+ * collate_fn4 (--quad): every 4 images of the batch become one of twice the
+ * size, with probability 0.5 the first of them upsampled 2x (bilinear, then
+ * truncated to uint8 as .type(uint8) does) with its labels, else the four
+ * tiled (first top left, second below it, third top right, fourth below
+ * that) with their labels halved and shifted. A rest of fewer than 4 images
+ * is dropped. The combined images go to run->scaled as floats / 255.
+ */
+static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_out, size_t *nt_out,
+		      struct ut_err *err)
+{
+	int n = batch->n / 4, h = batch->height, w = batch->width;
+	size_t plane = (size_t)h * w, big = 4 * plane;
+	if (batch->nt > run->quad_cap) {
+		float *grown = realloc(run->quad_targets, batch->nt * 6 * sizeof(float));
+		if (grown == NULL)
+			return ut_err_set(err, "out of memory for the quad targets");
+		run->quad_targets = grown;
+		run->quad_cap = batch->nt;
+	}
+	struct ev_pcg rng;
+	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_QUAD, batch->epoch, batch->number);
+	size_t nt = 0;
+	for (int q = 0; q < n; q++) {
+		float *out = run->scaled + (size_t)q * 3 * big;
+		int first = 4 * q;
+		bool upsample = ev_pcg_uniform(&rng) < 0.5;
+		if (upsample) { /* interpolate the uint8 values, truncate back to uint8, then / 255 */
+			const uint8_t *in = batch->images + (size_t)first * 3 * plane;
+			for (size_t i = 0; i < 3 * plane; i++)
+				run->quad_src[i] = in[i];
+			tr_resize_bilinear(run->quad_src, 3, h, w, out, 2 * h, 2 * w);
+			for (size_t i = 0; i < 3 * big; i++)
+				out[i] = (float)(uint8_t)out[i] / 255.0f;
+		} else {
+			for (int k = 0; k < 4; k++) {
+				const float *in = run->images + (size_t)(first + k) * 3 * plane;
+				int oy = (k & 1) * h, ox = (k >> 1) * w;
+				for (int c = 0; c < 3; c++)
+					for (int y = 0; y < h; y++)
+						memcpy(out + ((size_t)c * 2 * h + oy + y) * 2 * w + ox,
+						       in + ((size_t)c * h + y) * w, (size_t)w * sizeof(float));
+			}
+		}
+		for (size_t t = 0; t < batch->nt; t++) {
+			const float *row = batch->targets + 6 * t;
+			int k = (int)row[0] - first;
+			if (k < 0 || k > 3 || (upsample && k != 0))
+				continue;
+			float *dst = run->quad_targets + 6 * nt++;
+			dst[0] = (float)q;
+			dst[1] = row[1];
+			if (upsample) {
+				memcpy(dst + 2, row + 2, 4 * sizeof(float));
+				continue;
+			}
+			dst[2] = (row[2] + (float)(k >> 1)) * 0.5f;
+			dst[3] = (row[3] + (float)(k & 1)) * 0.5f;
+			dst[4] = row[4] * 0.5f;
+			dst[5] = row[5] * 0.5f;
+		}
+	}
+	*n_out = n;
+	*nt_out = nt;
+	return 0;
+}
+
 /* Forward, loss, backward of one batch; the step when accumulation is due. */
 static int train_batch(struct tr_run *run, const struct tr_batch *batch, long epoch, long ni,
 		       float items[3], struct ut_err *err)
@@ -815,8 +896,21 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	const struct tr_detect *det = &m->detect;
 	images_to_float(batch, run->images);
 	const float *images = run->images;
-	int height = batch->height, width = batch->width;
-	if (run->opts->multi_scale) {
+	int height = batch->height, width = batch->width, n = batch->n;
+	const float *targets = batch->targets;
+	size_t nt = batch->nt;
+	if (run->opts->quad) {
+		if (quad_batch(run, batch, &n, &nt, err) != 0)
+			return -1;
+		if (n == 0) { /* fewer than 4 images left: collate_fn4 has nothing to make */
+			memset(items, 0, 3 * sizeof(float));
+			return 0;
+		}
+		images = run->scaled;
+		targets = run->quad_targets;
+		height *= 2;
+		width *= 2;
+	} else if (run->opts->multi_scale) {
 		multi_scale_shape(run, epoch, batch->number, &height, &width);
 		if (height != batch->height || width != batch->width) {
 			tr_resize_bilinear(run->images, batch->n * 3, batch->height, batch->width,
@@ -824,9 +918,9 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 			images = run->scaled;
 		}
 	}
-	if (tr_model_forward(m, run->backend, images, batch->n, height, width, 1, err) != 0)
+	if (tr_model_forward(m, run->backend, images, n, height, width, 1, err) != 0)
 		return -1;
-	struct tr_loss_batch lb = {.bs = batch->n, .targets = batch->targets, .nt = batch->nt};
+	struct tr_loss_batch lb = {.bs = n, .targets = targets, .nt = nt};
 	for (int l = 0; l < det->nl; l++) {
 		lb.ny[l] = height / det->stride[l];
 		lb.nx[l] = width / det->stride[l];
@@ -834,9 +928,14 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 		lb.grad[l] = run->grad_out[l];
 	}
 	struct tr_loss_result result;
-	if (tr_loss_reserve(run->loss, batch->nt, err) != 0 ||
+	if (tr_loss_reserve(run->loss, nt, err) != 0 ||
 	    tr_loss_compute(run->loss, &lb, &result, err) != 0)
 		return -1;
+	for (int l = 0; run->opts->quad && l < det->nl; l++) { /* train.py: loss *= 4 */
+		size_t count = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no;
+		for (size_t i = 0; i < count; i++)
+			run->grad_out[l][i] *= 4.0f;
+	}
 	if (!isfinite(result.loss))
 		return ut_err_set(err, "epoch %ld batch %ld: the loss is %g (box %g obj %g cls %g); "
 				  "training diverged, try a lower lr0",
@@ -1041,8 +1140,10 @@ static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
 	if (o->device[0] != '\0' && strcmp(o->device, "cpu") != 0)
 		return ut_err_set(err, "--device %s: this build has no CUDA backend; use --device cpu",
 				  o->device);
-	if (o->quad)
-		return ut_err_set(err, "--quad is not supported yet");
+	if (o->quad && o->batch_size < 4)
+		return ut_err_set(err, "--quad needs --batch-size 4 or more (%ld)", o->batch_size);
+	if (o->quad && o->multi_scale)
+		return ut_err_set(err, "--quad and --multi-scale together are not supported");
 	if (o->cache != NULL && strcmp(o->cache, "ram") != 0 && strcmp(o->cache, "disk") != 0)
 		return ut_err_set(err, "--cache %s: expected ram or disk", o->cache);
 	return 0;
@@ -1110,6 +1211,8 @@ static void teardown(struct tr_run *run)
 		free(run->grad_out[l]);
 	free(run->images);
 	free(run->scaled);
+	free(run->quad_src);
+	free(run->quad_targets);
 	free(run->slot0);
 	free(run->slot1);
 	free(run->frozen);

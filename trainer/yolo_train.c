@@ -61,7 +61,7 @@ static const struct opt_def options[] = {
     {"project", "project", OPT_STR, OFF(project), "save to project/name (runs/train)"},
     {"name", "name", OPT_STR, OFF(name), "save to project/name (exp)"},
     {"exist-ok", "exist_ok", OPT_FLAG, OFF(exist_ok), "reuse project/name instead of name2, ..."},
-    {"quad", "quad", OPT_FLAG, OFF(quad), "quad dataloader (not yet)"},
+    {"quad", "quad", OPT_FLAG, OFF(quad), "quad dataloader: 4 images make one of twice the size"},
     {"cos-lr", "cos_lr", OPT_FLAG, OFF(cos_lr), "cosine learning-rate schedule"},
     {"label-smoothing", "label_smoothing", OPT_DOUBLE, OFF(label_smoothing), "label smoothing epsilon (0)"},
     {"patience", "patience", OPT_LONG, OFF(patience), "early stopping patience in epochs (100)"},

@@ -111,9 +111,9 @@ check "SIGKILL: results.csv equals the run that was never killed" \
 	cmp -s "$R/results.csv" "$WORK/runs/killed/results.csv"
 show_diff "$R/results.csv" "$WORK/runs/killed/results.csv"
 
-section "options that change the run: --multi-scale, --rect, --image-weights, --single-cls, Adam, --freeze"
+section "options that change the run: --multi-scale, --rect, --image-weights, --single-cls, Adam, --freeze, --quad"
 for opts in "--multi-scale" "--rect --cos-lr" "--image-weights --cache ram" "--single-cls --optimizer Adam" \
-	"--optimizer AdamW --freeze 10 --label-smoothing 0.1" "--noval --nosave --noautoanchor"; do
+	"--optimizer AdamW --freeze 10 --label-smoothing 0.1" "--noval --nosave --noautoanchor" "--quad"; do
 	name=opt$((++n))
 	# shellcheck disable=SC2086
 	train "$name" 2 --seed 1 $opts
