@@ -28,7 +28,7 @@ trap 'rm -rf "$work"' EXIT
 watch_rows() {
 	local csv=$1 pid=$2 seen=1 n
 	while kill -0 "$pid" 2>/dev/null; do
-		n=$(wc -l <"$csv" 2>/dev/null || echo 0)
+		n=$( { wc -l <"$csv"; } 2>/dev/null || echo 0)
 		while ((n > seen)); do
 			date +%s.%N
 			seen=$((seen + 1))
@@ -53,6 +53,9 @@ ours=$(median_gap "$work/ours.times")
 echo "yolo-train: ${ours} s/epoch (median of epochs 1-$((epochs - 1)))"
 
 if [[ -n "$yolov5" && -f "$yolov5/train.py" ]]; then
+	# YOLOv5 resolves a relative `path:` against its own folder: give it an absolute one
+	sed "s|^path: .*|path: $(dirname "$data")|" "$data" >"$work/data.yaml"
+	data=$work/data.yaml
 	YREF_THREADS=2 /usr/bin/python3 "$shared/reference/harness/yolo_launch.py" "$yolov5" train.py \
 		--weights '' --cfg models/yolov5n.yaml --hyp "$hyp" --data "$data" --img 320 --batch 16 \
 		--epochs "$epochs" --workers 2 --device cpu --seed 0 --noplots --project "$work" \

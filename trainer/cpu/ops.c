@@ -553,16 +553,19 @@ static int cpu_conv_backward_filter(struct tr_backend *b, const struct tr_conv *
 
 /*
  * exp(x) within about 2 ulp (Cephes' expf polynomial), vectorisable: x is
- * clamped to [-87.3, 88.3] (so expf's underflow to 0 and overflow to inf
- * become 1.2e-38 and 2.2e38: SiLU and sigmoid do not notice), split as
- * n ln2 + r with |r| <= ln2 / 2, n rounded to nearest by adding 1.5 * 2^23.
- * NaN goes in, a number comes out: callers keep x in their result.
+ * split as n ln2 + r with |r| <= ln2 / 2, n rounded to nearest by adding
+ * 1.5 * 2^23, and 2^n built from n clamped to [-126, 127] afterwards (so expf's
+ * underflow to 0 and overflow to inf become tiny and huge finite values or
+ * inf: SiLU and sigmoid do not notice). NaN in, NaN out.
+ *
+ * The clamp is on n, not on x, on purpose: with x clamped to a
+ * constant, gcc evaluated the whole expression for that constant as a
+ * second path, and x / (1 + exp(87.3)) is a denormal for |x| < 1, whose
+ * microcode assists made SiLU forward 6.5x slower (6.8 vs 1.04 ns/element).
  */
 static inline float vec_expf(float x)
 {
 	const float magic = 12582912.0f; /* 1.5 * 2^23 */
-	x = x < -87.3f ? -87.3f : x;
-	x = x > 88.3f ? 88.3f : x;
 	float nf = (x * 1.44269504088896341f + magic) - magic;
 	float r = x - nf * 0.693359375f;
 	r = r - nf * -2.12194440e-4f;
@@ -573,10 +576,13 @@ static inline float vec_expf(float x)
 	p = p * r + 1.6666665459e-1f;
 	p = p * r + 5.0000001201e-1f;
 	p = p * (r * r) + r + 1.0f;
+	nf = !(nf >= -126.0f) ? -126.0f : nf; /* NaN too: p carries it */
+	nf = nf > 127.0f ? 127.0f : nf;
+	int32_t n = (int32_t)nf;
 	union {
 		uint32_t bits;
 		float value;
-	} scale = {(uint32_t)((int32_t)nf + 127) << 23};
+	} scale = {(uint32_t)(n + 127) << 23};
 	return p * scale.value;
 }
 
