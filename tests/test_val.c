@@ -570,9 +570,47 @@ static void test_batch_with_model(void **state)
 	net_close(&net);
 }
 
+/* A batch larger than the model's plan is forwarded in chunks: the same results. */
+static void test_batch_in_chunks(void **state)
+{
+	(void)state;
+	struct net net;
+	net_open(&net);
+	struct small_batch a, b;
+	small_batch(&a, 1);
+	small_batch(&b, 2);
+	struct ut_err err;
+	struct tr_val *whole = make_val(2, false), *chunked = make_val(2, false);
+	if (tr_val_batch(whole, net.model, net.cpu, &a.batch, net.loss, &err) != 0 ||
+	    tr_val_batch(whole, net.model, net.cpu, &b.batch, net.loss, &err) != 0)
+		fail_msg("%s", err.msg);
+	if (tr_model_plan_inference(net.model, 1, 64, 96, &err) != 0)
+		fail_msg("%s", err.msg);
+	if (tr_val_batch(chunked, net.model, net.cpu, &a.batch, net.loss, &err) != 0 ||
+	    tr_val_batch(chunked, net.model, net.cpu, &b.batch, net.loss, &err) != 0)
+		fail_msg("%s", err.msg);
+	struct tr_val_results res, want;
+	finish(chunked, &res);
+	finish(whole, &want);
+	assert_int_equal(res.seen, want.seen);
+	for (int k = 0; k < 3; k++)
+		if (fabs(res.loss[k] - want.loss[k]) > 1e-5 * fabs(want.loss[k]))
+			fail_msg("loss %d: chunked %.9g, whole %.9g", k, res.loss[k], want.loss[k]);
+	assert_true(fabs(res.summary.map50 - want.summary.map50) < 1e-9);
+	assert_true(fabs(res.summary.map - want.summary.map) < 1e-9);
+	assert_true(fabs(res.summary.mp - want.summary.mp) < 1e-9);
+	assert_true(fabs(res.summary.mr - want.summary.mr) < 1e-9);
+	tr_val_results_free(&res);
+	tr_val_results_free(&want);
+	tr_val_free(whole);
+	tr_val_free(chunked);
+	net_close(&net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_batch_in_chunks),
 	    cmocka_unit_test(test_golden_mapping),    cmocka_unit_test(test_golden_metrics),
 	    cmocka_unit_test(test_golden_single_cls), cmocka_unit_test(test_scale_by_hand),
 	    cmocka_unit_test(test_edge_images),	      cmocka_unit_test(test_one_match),

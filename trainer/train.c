@@ -36,6 +36,9 @@
 #include "val.h"
 
 #define RESULTS_COLUMNS 14
+/* Validation forwards its batches (2 x batch size, as train.py) this many images at a
+ * time: the EMA model's activations for all of them were the run's largest memory. */
+#define VAL_CHUNK 8
 #define MAX_PATH 4096
 
 /* PCG stream ids of the run's own draws (the loader keys its own by sample). */
@@ -443,7 +446,8 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 			return ut_err_set(err, "out of memory for the quad images");
 	}
 	if (tr_model_plan(run->model, plan_batch, th, tw, err) != 0 ||
-	    tr_model_plan_inference(run->ema, val_batch, vh, vw, err) != 0)
+	    tr_model_plan_inference(run->ema, val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
+				    err) != 0)
 		return -1;
 	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
 	run->images = malloc(image_floats * sizeof(float));

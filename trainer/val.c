@@ -39,6 +39,11 @@ struct tr_val {
 	struct val_array images;  /* float [n, 3, h, w] */
 	struct val_array nms_ws;  /* bytes */
 	struct val_array labels;  /* float [nt][5] */
+	/* a batch forwarded in chunks: the gathered raw outputs and decoded rows */
+	struct val_array raw[TR_MAX_LEVELS]; /* float [n, na, ny, nx, no] */
+	struct val_array decoded;	      /* float [n, cells, no] */
+	const float *pred[TR_MAX_LEVELS];    /* the batch's raw outputs, wherever they are */
+	const float *rows;		      /* the batch's decoded rows */
 	float *dets;		  /* [max_det][6] */
 	uint8_t *correct;	  /* [max_det][TR_N_IOUV] */
 	unsigned char *class_seen; /* [nc] per image */
@@ -107,6 +112,9 @@ int tr_val_create(const struct tr_val_opts *opts, struct tr_val **out, struct ut
 	val->images.elem = sizeof(float);
 	val->nms_ws.elem = 1;
 	val->labels.elem = 5 * sizeof(float);
+	val->decoded.elem = sizeof(float);
+	for (int l = 0; l < TR_MAX_LEVELS; l++)
+		val->raw[l].elem = sizeof(float);
 	size_t max_det = (size_t)opts->max_det;
 	val->labels_per_class = calloc((size_t)val->nc, sizeof(long));
 	val->images_per_class = calloc((size_t)val->nc, sizeof(long));
@@ -133,6 +141,9 @@ void tr_val_free(struct tr_val *val)
 	array_free(&val->images);
 	array_free(&val->nms_ws);
 	array_free(&val->labels);
+	array_free(&val->decoded);
+	for (int l = 0; l < TR_MAX_LEVELS; l++)
+		array_free(&val->raw[l]);
 	free(val->labels_per_class);
 	free(val->images_per_class);
 	free(val->class_seen);
@@ -325,7 +336,7 @@ static int batch_loss(struct tr_val *val, const struct tr_model *model, const st
 	for (int l = 0; l < det->nl; l++) {
 		lb.ny[l] = batch->height / det->stride[l];
 		lb.nx[l] = batch->width / det->stride[l];
-		lb.pred[l] = det->outputs[l];
+		lb.pred[l] = val->pred[l];
 		lb.grad[l] = NULL;
 	}
 	struct tr_loss_result result;
@@ -349,12 +360,60 @@ static int batch_image(struct tr_val *val, const struct tr_model *model,
 	nms.agnostic = val->opts.single_cls;
 	size_t n_det = 0;
 	double t0 = monotonic_seconds();
-	tr_nms(det->decoded + (size_t)si * cells * (size_t)det->no, cells, det->nc, &nms,
+	tr_nms(val->rows + (size_t)si * cells * (size_t)det->no, cells, det->nc, &nms,
 	       val->nms_ws.data, val->dets, &n_det);
 	val->seconds[2] += monotonic_seconds() - t0;
 	float *labels = val->labels.data;
 	const size_t n_labels = tr_val_image_labels(batch, si, val->opts.single_cls, labels);
 	return tr_val_add_image(val, val->dets, n_det, labels, n_labels, &batch->info[si], err);
+}
+
+/*
+ * The eval forward pass of the batch, in chunks of at most model->max_batch
+ * images when the model was planned for fewer (its activations are the
+ * biggest memory of a validation): each chunk's raw level outputs and
+ * decoded rows are gathered into val's arrays, so the loss and NMS see the
+ * whole batch as val.py does. BN uses running statistics here, so images do
+ * not affect each other.
+ */
+static int forward_batch(struct tr_val *val, struct tr_model *model, struct tr_backend *backend,
+			 const struct tr_batch *batch, struct ut_err *err)
+{
+	const struct tr_detect *det = &model->detect;
+	const float *images = val->images.data;
+	int step = model->max_batch > 0 ? model->max_batch : batch->n;
+	if (batch->n <= step) {
+		if (tr_model_forward(model, backend, images, batch->n, batch->height, batch->width, 0,
+				     err) != 0)
+			return -1;
+		for (int l = 0; l < det->nl; l++)
+			val->pred[l] = det->outputs[l];
+		val->rows = det->decoded;
+		return 0;
+	}
+	size_t image_floats = (size_t)3 * batch->height * batch->width;
+	for (int first = 0; first < batch->n; first += step) {
+		int n = batch->n - first < step ? batch->n - first : step;
+		if (tr_model_forward(model, backend, images + (size_t)first * image_floats, n,
+				     batch->height, batch->width, 0, err) != 0)
+			return -1;
+		for (int l = 0; l < det->nl; l++) {
+			size_t per = (size_t)det->na * (batch->height / det->stride[l]) *
+				     (batch->width / det->stride[l]) * det->no;
+			if (array_reserve(&val->raw[l], per * batch->n, err) != 0)
+				return -1;
+			memcpy((float *)val->raw[l].data + per * first, det->outputs[l],
+			       per * n * sizeof(float));
+			val->pred[l] = val->raw[l].data;
+		}
+		size_t per_rows = (size_t)det->cells * det->no;
+		if (array_reserve(&val->decoded, per_rows * batch->n, err) != 0)
+			return -1;
+		memcpy((float *)val->decoded.data + per_rows * first, det->decoded,
+		       per_rows * n * sizeof(float));
+		val->rows = val->decoded.data;
+	}
+	return 0;
 }
 
 int tr_val_batch(struct tr_val *val, struct tr_model *model, struct tr_backend *backend,
@@ -369,8 +428,7 @@ int tr_val_batch(struct tr_val *val, struct tr_model *model, struct tr_backend *
 	if (batch_to_float(val, batch, err) != 0)
 		return -1;
 	double t1 = monotonic_seconds();
-	if (tr_model_forward(model, backend, val->images.data, batch->n, batch->height,
-			     batch->width, 0, err) != 0)
+	if (forward_batch(val, model, backend, batch, err) != 0)
 		return -1;
 	double t2 = monotonic_seconds();
 	val->seconds[0] += t1 - t0;
