@@ -394,8 +394,12 @@ static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err
 	bool cache = o->cache != NULL;
 	struct tr_loader_opts train = tr_loader_train_defaults(imgsz, (int)o->batch_size);
 	train.stride = stride;
-	train.workers = (int)o->workers;
-	train.prefetch = 2 * (o->workers > 0 ? (int)o->workers : 1);
+	/* create_dataloader: min(CPUs, batch size, --workers) */
+	int workers = (int)o->workers, cpus = cpu_count();
+	workers = workers < cpus ? workers : cpus;
+	workers = workers < o->batch_size ? workers : (int)o->batch_size;
+	train.workers = workers;
+	train.prefetch = 2 * (workers > 0 ? workers : 1);
 	train.seed = (uint64_t)o->seed;
 	train.rect = o->rect;
 	train.shuffle = !o->rect;
@@ -406,7 +410,7 @@ static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err
 		return -1;
 	struct tr_loader_opts val = tr_loader_val_defaults(imgsz, (int)o->batch_size * 2);
 	val.stride = stride;
-	val.workers = (int)o->workers;
+	val.workers = workers;
 	val.prefetch = train.prefetch;
 	val.seed = (uint64_t)o->seed;
 	val.cache_ram = cache && !o->noval;

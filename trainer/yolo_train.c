@@ -56,7 +56,7 @@ static const struct opt_def options[] = {
     {"single-cls", "single_cls", OPT_FLAG, OFF(single_cls), "train as a single-class dataset"},
     {"optimizer", "optimizer", OPT_STR, OFF(optimizer), "SGD, Adam or AdamW (SGD)"},
     {"sync-bn", "sync_bn", OPT_FLAG, OFF(sync_bn), "SyncBatchNorm (no effect on one device)"},
-    {"workers", "workers", OPT_LONG, OFF(workers), "data loader threads (8)"},
+    {"workers", "workers", OPT_LONG, OFF(workers), "data loader threads (8; at most the CPUs and the batch size)"},
     {"threads", "threads", OPT_LONG, OFF(threads), "compute threads (0 = $OMP_NUM_THREADS, else every CPU allowed)"},
     {"project", "project", OPT_STR, OFF(project), "save to project/name (runs/train)"},
     {"name", "name", OPT_STR, OFF(name), "save to project/name (exp)"},
