@@ -420,6 +420,116 @@ static void test_resize_region(void **state)
 	}
 }
 
+/* A little-endian reader over the bytes of tests/data/perspective_segments.bin. */
+struct cursor {
+	const char *data;
+	size_t len, at;
+};
+
+static const void *take(struct cursor *c, size_t bytes)
+{
+	if (c->at + bytes > c->len)
+		fail_msg("perspective_segments.bin ends at byte %zu", c->len);
+	const void *p = c->data + c->at;
+	c->at += bytes;
+	return p;
+}
+
+static int32_t take_int(struct cursor *c)
+{
+	int32_t v;
+	memcpy(&v, take(c, sizeof(v)), sizeof(v));
+	return v;
+}
+
+/*
+ * random_perspective with polygon segments against YOLOv5's own call
+ * (tests/data/perspective_segments.py): affine and perspective with
+ * segments, then the same affine draws without them. Bytes and boxes must
+ * be identical; the golden must hold a box that area_thr 0.10 would drop.
+ */
+static void test_random_perspective_segments(void **state)
+{
+	(void)state;
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL)
+		fail_msg("YE_SOURCE_ROOT is not set");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/tests/data/perspective_segments.bin", root);
+	struct cursor c = {0};
+	struct ut_err err;
+	char *data;
+	if (ut_read_file(path, &data, &c.len, &err) != 0)
+		fail_msg("%s", err.msg);
+	c.data = data;
+	int cases = take_int(&c), only_at_1pct = 0;
+	assert_int_equal(cases, 3);
+	for (int k = 0; k < cases; k++) {
+		int w = take_int(&c), h = take_int(&c), border = take_int(&c);
+		int use_segments = take_int(&c), n = take_int(&c), n_seg = take_int(&c);
+		double hyp[5], draws[TR_AUG_DRAWS];
+		memcpy(hyp, take(&c, sizeof(hyp)), sizeof(hyp));
+		memcpy(draws, take(&c, sizeof(draws)), sizeof(draws));
+		struct tr_aug_perspective p = {hyp[0], hyp[1], hyp[2], hyp[3], hyp[4], border, border};
+		float labels[8 * 5];
+		assert_true(n <= 8 && n_seg <= 8);
+		memcpy(labels, take(&c, 5 * sizeof(float) * n), 5 * sizeof(float) * n);
+		struct tr_polygon poly[8];
+		float xy[8][64];
+		for (int i = 0; i < n_seg; i++) {
+			poly[i].points = take_int(&c);
+			assert_in_range(poly[i].points, 1, 32);
+			memcpy(xy[i], take(&c, 2 * sizeof(float) * poly[i].points),
+			       2 * sizeof(float) * poly[i].points);
+			poly[i].xy = xy[i];
+		}
+		int want_n = take_int(&c);
+		const float *want = take(&c, 5 * sizeof(float) * want_n);
+		struct tr_image src, out;
+		assert_int_equal(tr_aug_image_alloc(&src, w, h, &err), 0);
+		assert_int_equal(tr_aug_image_alloc(&out, w + 2 * border, h + 2 * border, &err), 0);
+		for (size_t i = 0; i < (size_t)w * h * 3; i++) /* the generator's pattern */
+			src.data[i] = (uint8_t)((i * 2654435761u) >> 13);
+		float before[8 * 5];
+		memcpy(before, labels, sizeof(before));
+		if (tr_aug_random_perspective_segments_into(&src, &p, draws, poly,
+							    use_segments ? n_seg : 0, &out, labels,
+							    &n, NULL, &err) != 0)
+			fail_msg("case %d: %s", k, err.msg);
+		assert_int_equal(n, want_n);
+		for (int i = 0; i < 5 * n; i++)
+			if (memcmp(&labels[i], &want[i], sizeof(float)) != 0)
+				fail_msg("case %d: box %d value %d is %.9g, YOLOv5 %.9g", k, i / 5,
+					 i % 5, labels[i], want[i]);
+		size_t bytes = (size_t)out.width * out.height * 3;
+		if (memcmp(out.data, take(&c, bytes), bytes) != 0)
+			fail_msg("case %d: image differs from YOLOv5", k);
+		/* teeth: some kept box passes the 1% area test and fails the 10% one */
+		for (int i = 0; i < n && use_segments; i++) {
+			for (int j = 0; j < 8; j++) {
+				if (j >= 6 || before[5 * j] != labels[5 * i])
+					continue;
+				float s4[4];
+				double box[4];
+				for (int q = 0; q < 4; q++) {
+					s4[q] = before[5 * j + 1 + q] * (float)draws[TR_AUG_DRAW_SCALE];
+					box[q] = labels[5 * i + 1 + q];
+				}
+				if (tr_aug_box_candidate(s4, box, 2, 100, 0.01) &&
+				    !tr_aug_box_candidate(s4, box, 2, 100, 0.1)) {
+					only_at_1pct++;
+					break;
+				}
+			}
+		}
+		tr_aug_image_free(&src);
+		tr_aug_image_free(&out);
+	}
+	assert_int_equal(c.at, c.len);
+	assert_true(only_at_1pct >= 2);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +543,7 @@ int main(void)
 		cmocka_unit_test(test_letterbox_noop),
 		cmocka_unit_test(test_warp_source_box),
 		cmocka_unit_test(test_resize_region),
+		cmocka_unit_test(test_random_perspective_segments),
 	};
 	return cmocka_run_group_tests(tests, open_golden, close_golden);
 }

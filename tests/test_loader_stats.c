@@ -782,7 +782,8 @@ static void test_mixup(void **state)
  * sample then adds X ~ Hypergeometric(4, m, 2): E = m / 2, var = 2 (m/4)
  * (1 - m/4) (2/3); the sum over samples within 4.5 sd. Every added target
  * is the mirror (x -> 1 - x) of one of the sample's own, and one the p = 1
- * run adds too. With p = 0 the polygon set gives the box set's bytes.
+ * run adds too. With p = 0 the polygon set gives the box set's pixels and
+ * (within the resampling's error) its boxes, plus those only area_thr 0.01 keeps.
  */
 static void test_copy_paste(void **state)
 {
@@ -798,12 +799,29 @@ static void test_copy_paste(void **state)
 	run_loader(&fx->polygons, &h, 34, &half);
 	double added = 0, expected = 0, var = 0;
 	for (int k = 0; k < none.n; k++) {
-		/* (b): the same pixels and boxes (labels to 6 decimals) */
-		assert_int_equal(boxes.nt[k], none.nt[k]);
+		/*
+		 * (b): the same pixels; the box set's targets, in order, among the
+		 * polygon set's, which keeps more: the segment path's area_thr is
+		 * 0.01, not 0.10. A polygon's box is the bounds of 1000 points
+		 * resampled along it, which miss its corners by less than one
+		 * step (4/999 of an edge, at most 1/3 of a tile, itself at most
+		 * the output's size), so each xyxy side moves by less than
+		 * 4/999/3 of the output: xywh by twice that.
+		 */
+		assert_true(boxes.nt[k] <= none.nt[k]);
 		assert_memory_equal(image(&boxes, k), image(&none, k), 3 * PLANE);
-		for (int i = 0; i < 5 * none.nt[k]; i++)
-			assert_true(fabsf(target(&boxes, k, 0)[i] - target(&none, k, 0)[i]) <
-				    2e-6f);
+		int matched = 0;
+		for (int t = 0; t < none.nt[k] && matched < boxes.nt[k]; t++) {
+			const float *b = target(&boxes, k, matched), *s = target(&none, k, t);
+			float tol = 2 * (4.f / 999) / 3 + 2e-6f;
+			bool same = b[0] == s[0];
+			for (int i = 1; i < 5; i++)
+				same = same && fabsf(b[i] - s[i]) <= tol;
+			matched += same;
+		}
+		if (matched != boxes.nt[k])
+			fail_msg("sample %d: %d of the box set's %d targets in the polygon set's %d",
+				 k, matched, boxes.nt[k], none.nt[k]);
 		int m = all.nt[k] - none.nt[k], x = half.nt[k] - none.nt[k];
 		assert_true(m >= 0 && m <= 4 && x >= 0 && x <= 2 && x <= m);
 		assert_memory_equal(target(&none, k, 0), target(&half, k, 0),

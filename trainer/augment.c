@@ -1158,14 +1158,104 @@ int tr_aug_random_perspective(const struct tr_image *src, const struct tr_aug_pe
 	return tr_aug_random_perspective_into(src, p, draws, out, labels, n, M, err);
 }
 
+/*
+ * Is any coordinate of any polygon nonzero? (use_segments: any(x.any() for
+ * x in segments)).
+ */
+static bool any_segment(const struct tr_polygon *segments, int n_segments)
+{
+	for (int i = 0; i < n_segments; i++)
+		for (int k = 0; k < 2 * segments[i].points; k++)
+			if (segments[i].xy[k] != 0)
+				return true;
+	return false;
+}
+
+/*
+ * Point `at` of 1000 along the closed polygon, as resample_segments'
+ * np.interp(np.linspace(0, points, 1000), np.arange(points + 1), closed):
+ * the float64 position q = at * (points / 999) (the last one exactly
+ * points), j = floor(q), value = (f[j+1] - f[j]) * (q - j) + f[j].
+ */
+static void resample_point(const struct tr_polygon *poly, int at, double *x, double *y)
+{
+	const int samples = 1000;
+	int points = poly->points;
+	if (at == samples - 1) { /* linspace's last is stop: f[points] = f[0] */
+		*x = poly->xy[0];
+		*y = poly->xy[1];
+		return;
+	}
+	double q = at * ((double)points / (samples - 1));
+	int j = (int)q;
+	const float *a = poly->xy + 2 * j, *b = poly->xy + 2 * ((j + 1) % points);
+	*x = ((double)b[0] - a[0]) * (q - j) + a[0];
+	*y = ((double)b[1] - a[1]) * (q - j) + a[1];
+}
+
+/*
+ * segment2box of the warped, resampled polygon: bounds of the points
+ * inside [0, width] x [0, height]; zeros when none is or their x are all 0
+ * (YOLOv5's `if any(x)`).
+ */
+static void warp_segment(const double M[9], bool perspective, const struct tr_polygon *poly,
+			 int width, int height, double out[4])
+{
+	double xmin = INFINITY, ymin = INFINITY, xmax = -INFINITY, ymax = -INFINITY;
+	bool any_x = false;
+	for (int at = 0; at < 1000; at++) {
+		double x, y;
+		resample_point(poly, at, &x, &y);
+		/* numpy's xy @ M.T: OpenBLAS sums k = 0, 1 in one FMA, then + M[., 2] */
+		double tx = fma(y, M[1], x * M[0]) + M[2];
+		double ty = fma(y, M[4], x * M[3]) + M[5];
+		if (perspective) {
+			double tw = fma(y, M[7], x * M[6]) + M[8];
+			tx /= tw;
+			ty /= tw;
+		}
+		if (!(tx >= 0 && ty >= 0 && tx <= width && ty <= height))
+			continue;
+		any_x = any_x || tx != 0;
+		xmin = fmin(xmin, tx);
+		xmax = fmax(xmax, tx);
+		ymin = fmin(ymin, ty);
+		ymax = fmax(ymax, ty);
+	}
+	if (!any_x) {
+		xmin = ymin = xmax = ymax = 0;
+	}
+	out[0] = xmin;
+	out[1] = ymin;
+	out[2] = xmax;
+	out[3] = ymax;
+}
+
 int tr_aug_random_perspective_into(const struct tr_image *src, const struct tr_aug_perspective *p,
 				   const double draws[TR_AUG_DRAWS], struct tr_image *out,
 				   float *labels, int *n, double M[9], struct ut_err *err)
+{
+	return tr_aug_random_perspective_segments_into(src, p, draws, NULL, 0, out, labels, n, M,
+						       err);
+}
+
+int tr_aug_random_perspective_segments_into(const struct tr_image *src,
+					    const struct tr_aug_perspective *p,
+					    const double draws[TR_AUG_DRAWS],
+					    const struct tr_polygon *segments, int n_segments,
+					    struct tr_image *out, float *labels, int *n, double M[9],
+					    struct ut_err *err)
 {
 	int height = src->height + 2 * p->border_h, width = src->width + 2 * p->border_w;
 	if (out->width != width || out->height != height || out->data == NULL)
 		return ut_err_set(err, "random_perspective: output is %dx%d, it must be %dx%d",
 				  out->width, out->height, width, height);
+	if (n_segments > *n)
+		return ut_err_set(err, "random_perspective: %d segments for %d boxes", n_segments,
+				  *n);
+	for (int i = 0; i < n_segments; i++)
+		if (segments[i].points < 1)
+			return ut_err_set(err, "random_perspective: segment %d has no points", i);
 	double m[9];
 	tr_aug_perspective_matrix(p, src->width, src->height, draws, m);
 	if (M != NULL)
@@ -1175,15 +1265,19 @@ int tr_aug_random_perspective_into(const struct tr_image *src, const struct tr_a
 		tr_aug_warp(src, m, perspective, 114, out);
 	else
 		memcpy(out->data, src->data, (size_t)width * height * 3);
+	bool use_segments = any_segment(segments, n_segments);
 	int kept = 0;
 	for (int i = 0; i < *n; i++) {
 		float *row = labels + 5 * (size_t)i;
-		double box[4];
-		warp_box(m, perspective, row + 1, width, height, box);
+		double box[4] = {0, 0, 0, 0};
+		if (!use_segments)
+			warp_box(m, perspective, row + 1, width, height, box);
+		else if (i < n_segments)
+			warp_segment(m, perspective, &segments[i], width, height, box);
 		float scaled[4];
 		for (int k = 0; k < 4; k++)
 			scaled[k] = row[1 + k] * (float)draws[TR_AUG_DRAW_SCALE];
-		if (!tr_aug_box_candidate(scaled, box, 2, 100, 0.1))
+		if (!tr_aug_box_candidate(scaled, box, 2, 100, use_segments ? 0.01 : 0.1))
 			continue;
 		float *dst = labels + 5 * (size_t)kept++;
 		dst[0] = row[0];

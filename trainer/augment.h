@@ -134,6 +134,12 @@ void tr_aug_hsv_gains(double hgain, double sgain, double vgain, const double uni
  */
 int tr_aug_hsv(struct tr_image *im, const double gains[3], struct ut_err *err);
 
+/* One closed polygon, xy pairs (a YOLOv5 segment, float32 as it has them). */
+struct tr_polygon {
+	float *xy;
+	int points;
+};
+
 /* random_perspective() hyperparameters and its border (mosaic uses -s/2). */
 struct tr_aug_perspective {
 	double degrees, translate, scale, shear, perspective;
@@ -190,11 +196,12 @@ bool tr_aug_box_candidate(const float before[4], const double after[4], double w
 			  double ar_thr, double area_thr);
 
 /*
- * random_perspective(im, targets) with the given draws: out (allocated
- * here) is the warped image (or a copy when M is the identity and there is
- * no border), labels (n rows of cls x1 y1 x2 y2, pixels) are transformed,
- * clipped and filtered in place by box_candidates(2, 100, 0.1); *n is
- * updated. M (may be NULL) receives the matrix.
+ * random_perspective(im, targets) with the given draws and no segments:
+ * out (allocated here) is the warped image (or a copy when M is the
+ * identity and there is no border), labels (n rows of cls x1 y1 x2 y2,
+ * pixels) are transformed (their 4 corners), clipped and filtered in place
+ * by box_candidates(2, 100, 0.1); *n is updated. M (may be NULL) receives
+ * the matrix.
  */
 int tr_aug_random_perspective(const struct tr_image *src, const struct tr_aug_perspective *p,
 			      const double draws[TR_AUG_DRAWS], struct tr_image *out, float *labels,
@@ -208,5 +215,27 @@ int tr_aug_random_perspective(const struct tr_image *src, const struct tr_aug_pe
 int tr_aug_random_perspective_into(const struct tr_image *src, const struct tr_aug_perspective *p,
 				   const double draws[TR_AUG_DRAWS], struct tr_image *out,
 				   float *labels, int *n, double M[9], struct ut_err *err);
+
+/*
+ * random_perspective(im, targets, segments): the same with n_segments <= *n
+ * polygons (pixels; segments may be NULL when n_segments is 0). When one
+ * of them has a nonzero coordinate (use_segments), box i < n_segments is
+ * segment2box of polygon i resampled to 1000 points (resample_segments:
+ * np.interp along the closed polygon, float64) and warped, i.e. the bounds
+ * of the warped points inside the image (zeros when none is, or when all
+ * their x are 0); boxes i >= n_segments become zeros, as YOLOv5's
+ * np.zeros leaves them; and box_candidates keeps area ratios above 0.01.
+ * Otherwise it is tr_aug_random_perspective_into. The points are warped
+ * as numpy's xy @ M.T computes on x86-64 with OpenBLAS's FMA kernel:
+ * fma(y, m1, x * m0) + m2 (other BLAS may differ by an ulp in float64;
+ * the boxes are float32). -1 (err set) when n_segments > *n or a polygon
+ * has no points.
+ */
+int tr_aug_random_perspective_segments_into(const struct tr_image *src,
+					    const struct tr_aug_perspective *p,
+					    const double draws[TR_AUG_DRAWS],
+					    const struct tr_polygon *segments, int n_segments,
+					    struct tr_image *out, float *labels, int *n, double M[9],
+					    struct ut_err *err);
 
 #endif

@@ -354,8 +354,10 @@ int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 	struct tr_aug_perspective p;
 	double draws[TR_AUG_DRAWS];
 	mosaic_perspective(rng, hyp, plan, &p, draws);
-	return tr_aug_random_perspective_into(canvas, &p, draws, out, boxes->rows, &boxes->n, NULL,
-					      err);
+	const struct tr_polygon *poly = segs != NULL ? segs->poly : NULL;
+	int n_poly = segs != NULL ? segs->n : 0;
+	return tr_aug_random_perspective_segments_into(canvas, &p, draws, poly, n_poly, out,
+						       boxes->rows, &boxes->n, NULL, err);
 }
 
 void tr_mosaic_read_box(const struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,

@@ -60,12 +60,6 @@ int tr_boxes_push(struct tr_boxes *b, const float row[5], struct ut_err *err);
 /* Free rows and zero the struct; a zeroed struct is fine. */
 void tr_boxes_free(struct tr_boxes *b);
 
-/* One closed polygon, xy pairs. */
-struct tr_polygon {
-	float *xy;
-	int points;
-};
-
 /* A growable list of polygons that owns their points. */
 struct tr_segments {
 	struct tr_polygon *poly;
@@ -143,8 +137,11 @@ int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan,
  * polygons, then random_perspective with border (plan border, plan border)
  * and 8 draws from rng. canvas is modified by copy_paste; out (allocated
  * here, s x s) gets the warped image; boxes are transformed and filtered in
- * place. Segments are used by copy_paste only: the boxes given to
- * random_perspective are the boxes (augment.c has no segment path yet).
+ * place. When segs holds polygons (one per box, as copy_paste leaves
+ * them) the boxes come from the warped polygons and box_candidates keeps
+ * 1% of the area (tr_aug_random_perspective_segments_into), as YOLOv5
+ * does. The loader passes polygons only when all four tiles have them:
+ * YOLOv5 would pair a mixed mosaic's fewer polygons with the first boxes.
  */
 int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 		     const struct tr_mosaic_plan *plan, struct tr_image *canvas,
