@@ -273,8 +273,9 @@ static int prepare(struct session *s, const struct cli *c, int imgsz, struct ut_
 		return -1;
 	int height, width;
 	tr_loader_max_shape(s->loader, &height, &width);
+	/* activations for at most 8 images: tr_val_batch forwards larger batches in chunks */
 	int batch = (int)c->batch_size < s->split.n_items ? (int)c->batch_size : s->split.n_items;
-	if (tr_model_plan(s->model, batch, height, width, err) != 0)
+	if (tr_model_plan_inference(s->model, batch < 8 ? batch : 8, height, width, err) != 0)
 		return -1;
 	if (tr_cpu_backend_create((int)c->threads, &s->cpu, err) != 0)
 		return -1;
