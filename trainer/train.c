@@ -898,7 +898,7 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 
 /* Forward, loss, backward of one batch; the step when accumulation is due. */
 static int train_batch(struct tr_run *run, const struct tr_batch *batch, long epoch, long ni,
-		       float items[3], struct ut_err *err)
+		       float items[3], int *size, struct ut_err *err)
 {
 	struct tr_model *m = run->model;
 	const struct tr_detect *det = &m->detect;
@@ -926,6 +926,7 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 			images = run->scaled;
 		}
 	}
+	*size = width; /* what the network sees (--quad, --multi-scale) */
 	if (tr_model_forward(m, run->backend, images, n, height, width, 1, err) != 0)
 		return -1;
 	struct tr_loss_batch lb = {.bs = n, .targets = targets, .nt = nt};
@@ -987,16 +988,15 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 	while ((rc = tr_loader_next(run->train_loader, &batch, err)) == 1) {
 		long i = batch->number;
 		last_nt = batch->nt;
-		last_size = batch->width;
 		long ni = tr_optim_sched_batch(&run->sched, epoch, i);
 		float items[3];
-		if (train_batch(run, batch, epoch, ni, items, err) != 0)
+		if (train_batch(run, batch, epoch, ni, items, &last_size, err) != 0)
 			return -1;
 		for (int k = 0; k < 3; k++) /* mloss = (mloss * i + items) / (i + 1), float32 */
 			mloss[k] = (mloss[k] * (float)i + items[k]) / (float)(i + 1);
 		if (o->progress_tty) {
 			fputs("\r", stderr);
-			progress_line(run, epoch, mloss, batch->nt, batch->width, i + 1, nb, stderr);
+			progress_line(run, epoch, mloss, batch->nt, last_size, i + 1, nb, stderr);
 			fputs("\033[K", stderr);
 			fflush(stderr);
 		}
