@@ -113,6 +113,14 @@ int tr_loader_start_epoch(struct tr_loader *loader, long epoch, const double *im
  * could not be read or memory ran out (err names the image).
  */
 int tr_loader_next(struct tr_loader *loader, const struct tr_batch **batch, struct ut_err *err);
+/* A batch's images as the network takes them: floats / 255, [n, 3, height, width]. */
+static inline void tr_batch_images_to_float(const struct tr_batch *batch, float *out)
+{
+	size_t count = (size_t)batch->n * 3 * (size_t)batch->height * (size_t)batch->width;
+	for (size_t i = 0; i < count; i++)
+		out[i] = (float)batch->images[i] / 255.0f;
+}
+
 /* Stop the workers of the current epoch and join them. */
 void tr_loader_stop(struct tr_loader *loader);
 void tr_loader_free(struct tr_loader *loader);

@@ -777,13 +777,6 @@ static void progress_line(const struct tr_run *run, long epoch, const float mlos
 	fprintf(out, "| %ld/%ld", done, nb);
 }
 
-static void images_to_float(const struct tr_batch *batch, float *out)
-{
-	size_t n = (size_t)batch->n * 3 * batch->height * batch->width;
-	for (size_t i = 0; i < n; i++)
-		out[i] = (float)batch->images[i] / 255.0f;
-}
-
 /* The optimizer step: clip, update the unfrozen parameters, zero grads, EMA. */
 static void optimizer_step(struct tr_run *run)
 {
@@ -902,7 +895,7 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 {
 	struct tr_model *m = run->model;
 	const struct tr_detect *det = &m->detect;
-	images_to_float(batch, run->images);
+	tr_batch_images_to_float(batch, run->images);
 	const float *images = run->images;
 	int height = batch->height, width = batch->width, n = batch->n;
 	const float *targets = batch->targets;

@@ -319,9 +319,7 @@ static int batch_to_float(struct tr_val *val, const struct tr_batch *batch, stru
 	const size_t count = (size_t)batch->n * 3 * (size_t)batch->height * (size_t)batch->width;
 	if (array_reserve(&val->images, count, err) != 0)
 		return -1;
-	float *images = val->images.data;
-	for (size_t i = 0; i < count; i++)
-		images[i] = (float)batch->images[i] / 255.0f;
+	tr_batch_images_to_float(batch, val->images.data);
 	return 0;
 }
 
