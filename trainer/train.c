@@ -359,14 +359,13 @@ static void copy_model_state(struct tr_model *dst, const struct tr_model *src)
 	memcpy(dst->counters, src->counters, src->ncounter_values * sizeof(int64_t));
 }
 
-static int check_imgsz(struct tr_run *run, struct ut_err *err)
+/* train.py's gs (the largest stride, at least 32) and check_img_size: run->gs and run->imgsz. */
+static void check_imgsz(struct tr_run *run)
 {
-	int gs = run->model->detect.stride[run->model->detect.nl - 1];
+	int gs = 32;
 	for (int l = 0; l < run->model->detect.nl; l++)
 		if (run->model->detect.stride[l] > gs)
 			gs = run->model->detect.stride[l];
-	if (gs < 32)
-		gs = 32;
 	long imgsz = run->opts->imgsz;
 	long fixed = (long)ceil((double)imgsz / gs) * gs;
 	if (fixed < 2 * gs)
@@ -374,7 +373,8 @@ static int check_imgsz(struct tr_run *run, struct ut_err *err)
 	if (fixed != imgsz)
 		ut_log(UT_LOG_WARN, "--imgsz %ld must be a multiple of max stride %d, updating to %ld",
 		       imgsz, gs, fixed);
-	return (int)fixed;
+	run->gs = gs;
+	run->imgsz = (int)fixed;
 }
 
 static struct tr_loader_hyp loader_hyp(const struct meta_hyp *h)
@@ -1169,14 +1169,9 @@ static int setup(struct tr_run *run, struct ut_err *err)
 	    build_models(run, err) != 0 || tr_cpu_backend_create(threads, &run->backend, err) != 0)
 		return -1;
 	copy_model_state(run->ema, run->model); /* ModelEMA(model) comes before AutoAnchor */
-	int stride = 32;
-	for (int l = 0; l < run->model->detect.nl; l++)
-		if (run->model->detect.stride[l] > stride)
-			stride = run->model->detect.stride[l];
-	int imgsz = check_imgsz(run, err);
-	run->gs = stride;
-	run->imgsz = imgsz;
-	if (make_loaders(run, imgsz, stride, err) != 0 || plan_memory(run, imgsz, err) != 0)
+	check_imgsz(run);
+	int imgsz = run->imgsz;
+	if (make_loaders(run, imgsz, run->gs, err) != 0 || plan_memory(run, imgsz, err) != 0)
 		return -1;
 	tr_labels_class_weights(&run->train_split, run->nc, o->single_cls, run->class_weights);
 	for (int c = 0; c < run->nc; c++)
