@@ -58,6 +58,15 @@ static void env_path(char *buf, const char *name)
 	snprintf(buf, PATH_LEN, "%s", value);
 }
 
+/* A metadata value of the golden; a missing one fails the test. */
+static const char *meta(const struct tr_st_file *golden, const char *key)
+{
+	const char *value = tr_st_metadata(golden, key);
+	if (value == NULL)
+		fail_msg("the golden has no metadata %s", key);
+	return value;
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -77,7 +86,7 @@ static void write_hyp(const struct paths *p, const struct tr_st_file *golden, co
 	if (in == NULL || out == NULL)
 		fail_msg("%s or %s: cannot open", src, path);
 	char zero[512];
-	snprintf(zero, sizeof(zero), ",%s,", tr_st_metadata(golden, "zero_hyps"));
+	snprintf(zero, sizeof(zero), ",%s,", meta(golden, "zero_hyps"));
 	while (fgets(line, sizeof(line), in) != NULL) {
 		if (sscanf(line, "%127[^:]:", name) != 1) {
 			fputs(line, out);
@@ -113,7 +122,7 @@ static void copy_file(const char *from, const char *to)
 /* The golden's images and labels in work/{images,labels}/train; data.yaml: both splits there. */
 static void write_data(struct paths *p, const struct tr_st_file *golden)
 {
-	char *names = strdup(tr_st_metadata(golden, "images"));
+	char *names = strdup(meta(golden, "images"));
 	char from[PATH_LEN + 256], to[PATH_LEN + 256], cmd[PATH_LEN + 64];
 	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/images/train' '%s/labels/train'", p->work,
 		 p->work);
@@ -152,8 +161,8 @@ static void train(const struct paths *p, const struct tr_st_file *golden, const 
 	o.data = p->data;
 	o.hyp = hyp;
 	o.epochs = 1;
-	o.batch_size = atol(tr_st_metadata(golden, "batch_size"));
-	o.imgsz = atol(tr_st_metadata(golden, "imgsz"));
+	o.batch_size = atol(meta(golden, "batch_size"));
+	o.imgsz = atol(meta(golden, "imgsz"));
 	o.rect = true;
 	o.noautoanchor = true;
 	o.workers = 0;
@@ -210,7 +219,7 @@ static int compare_run(const struct paths *p, const struct tr_st_file *golden, c
 	struct tr_st_file *run = NULL, *init = NULL;
 	if (tr_st_open(path, &run, &err) != 0 || tr_st_open(p->init, &init, &err) != 0)
 		fail_msg("%s", err.msg);
-	size_t samples = (size_t)atol(tr_st_metadata(golden, "samples"));
+	size_t samples = (size_t)atol(meta(golden, "samples"));
 	int bad = 0, compared = 0;
 	*worst = 0;
 	for (size_t i = 0; i < tr_st_count(golden); i++) {
