@@ -120,7 +120,7 @@ static int measure(struct setup *s, long batches, struct sums *acc, struct ut_er
 		if (tr_loader_start_epoch(s->loader, epoch, NULL, err) != 0)
 			return -1;
 		const struct tr_batch *b;
-		int rc;
+		int rc = 0;
 		while (acc->n < batches && (rc = tr_loader_next(s->loader, &b, err)) == 1) {
 			tr_batch_images_to_float(b, s->images);
 			if (tr_model_forward(s->model, s->backend, s->images, b->n, b->height,
