@@ -18,11 +18,9 @@
 #include <stdlib.h>
 
 #include "checkpoint.h"
-#include "loader.h"
-#include "loss.h"
-#include "meta.h"
 #include "model.h"
 #include "ops.h"
+#include "train.h"
 
 struct sums {
 	double n, s[4], q[4];
@@ -76,31 +74,12 @@ static int make(struct setup *s, char **argv, long imgsz, long batch, long seed,
 	    tr_model_plan_inference(s->model, (int)batch, (int)imgsz, (int)imgsz, err) != 0 ||
 	    tr_cpu_backend_create((int)threads, &s->backend, err) != 0)
 		return -1;
-	const double *h = s->hyp.v;
 	struct tr_loader_opts opts = tr_loader_train_defaults((int)imgsz, (int)batch);
 	opts.workers = 2;
 	opts.seed = (uint64_t)seed;
-	opts.hyp = (struct tr_loader_hyp){.hsv_h = h[META_hsv_h],
-					  .hsv_s = h[META_hsv_s],
-					  .hsv_v = h[META_hsv_v],
-					  .degrees = h[META_degrees],
-					  .translate = h[META_translate],
-					  .scale = h[META_scale],
-					  .shear = h[META_shear],
-					  .perspective = h[META_perspective],
-					  .flipud = h[META_flipud],
-					  .fliplr = h[META_fliplr],
-					  .mosaic = h[META_mosaic],
-					  .mixup = h[META_mixup],
-					  .copy_paste = h[META_copy_paste]};
+	opts.hyp = tr_train_loader_hyp(&s->hyp);
 	const struct tr_detect *det = &s->model->detect;
-	struct tr_loss_hyp lh = {.box = h[META_box],
-				 .obj = h[META_obj],
-				 .cls = h[META_cls],
-				 .cls_pw = h[META_cls_pw],
-				 .obj_pw = h[META_obj_pw],
-				 .fl_gamma = h[META_fl_gamma],
-				 .anchor_t = h[META_anchor_t]};
+	struct tr_loss_hyp lh = tr_train_loss_hyp(&s->hyp, 0.0);
 	tr_loss_scale_hyp(&lh, det->nl, s->yaml.nc, (int)imgsz);
 	struct tr_loss_params params = {
 	    .nl = det->nl, .na = det->na, .nc = s->yaml.nc, .anchors = det->anchors, .hyp = lh};

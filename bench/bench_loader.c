@@ -11,34 +11,13 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "loader.h"
-#include "meta.h"
+#include "train.h"
 
 static double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static struct tr_loader_hyp loader_hyp(const struct meta_hyp *h)
-{
-	struct tr_loader_hyp l = {
-		.hsv_h = h->v[META_hsv_h],
-		.hsv_s = h->v[META_hsv_s],
-		.hsv_v = h->v[META_hsv_v],
-		.degrees = h->v[META_degrees],
-		.translate = h->v[META_translate],
-		.scale = h->v[META_scale],
-		.shear = h->v[META_shear],
-		.perspective = h->v[META_perspective],
-		.flipud = h->v[META_flipud],
-		.fliplr = h->v[META_fliplr],
-		.mosaic = h->v[META_mosaic],
-		.mixup = h->v[META_mixup],
-		.copy_paste = h->v[META_copy_paste],
-	};
-	return l;
 }
 
 /* Time `batches` batches after the first; -1 on a loader error. */
@@ -65,7 +44,8 @@ static int run(struct tr_loader *loader, long batches, double *seconds, struct u
 int main(int argc, char **argv)
 {
 	if (argc != 7) {
-		fprintf(stderr, "usage: bench_loader DATA_YAML HYP_YAML IMGSZ BATCH WORKERS BATCHES\n");
+		fprintf(stderr,
+			"usage: bench_loader DATA_YAML HYP_YAML IMGSZ BATCH WORKERS BATCHES\n");
 		return 2;
 	}
 	struct ut_err err;
@@ -96,7 +76,7 @@ int main(int argc, char **argv)
 	}
 	struct tr_loader_opts opts = tr_loader_train_defaults((int)imgsz, (int)batch);
 	opts.workers = (int)workers;
-	opts.hyp = loader_hyp(&hyp);
+	opts.hyp = tr_train_loader_hyp(&hyp);
 	opts.seed = 0;
 	struct tr_loader *loader;
 	double seconds = 0;

@@ -377,7 +377,7 @@ static void check_imgsz(struct tr_run *run)
 	run->imgsz = (int)fixed;
 }
 
-static struct tr_loader_hyp loader_hyp(const struct meta_hyp *h)
+struct tr_loader_hyp tr_train_loader_hyp(const struct meta_hyp *h)
 {
 	return (struct tr_loader_hyp){
 	    .hsv_h = h->v[META_hsv_h], .hsv_s = h->v[META_hsv_s], .hsv_v = h->v[META_hsv_v],
@@ -386,6 +386,15 @@ static struct tr_loader_hyp loader_hyp(const struct meta_hyp *h)
 	    .perspective = h->v[META_perspective], .flipud = h->v[META_flipud],
 	    .fliplr = h->v[META_fliplr], .mosaic = h->v[META_mosaic], .mixup = h->v[META_mixup],
 	    .copy_paste = h->v[META_copy_paste]};
+}
+
+struct tr_loss_hyp tr_train_loss_hyp(const struct meta_hyp *h, double label_smoothing)
+{
+	return (struct tr_loss_hyp){
+	    .box = h->v[META_box], .obj = h->v[META_obj], .cls = h->v[META_cls],
+	    .cls_pw = h->v[META_cls_pw], .obj_pw = h->v[META_obj_pw],
+	    .fl_gamma = h->v[META_fl_gamma], .anchor_t = h->v[META_anchor_t],
+	    .label_smoothing = label_smoothing};
 }
 
 static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err *err)
@@ -405,7 +414,7 @@ static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err
 	train.shuffle = !o->rect;
 	train.cache_ram = cache;
 	train.single_cls = o->single_cls;
-	train.hyp = loader_hyp(&run->hyp);
+	train.hyp = tr_train_loader_hyp(&run->hyp);
 	if (tr_loader_create(&run->train_split, &train, &run->train_loader, err) != 0)
 		return -1;
 	struct tr_loader_opts val = tr_loader_val_defaults(imgsz, (int)o->batch_size * 2);
@@ -476,13 +485,8 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 
 static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
 {
-	const struct meta_hyp *h = &run->hyp;
 	const struct tr_detect *det = &run->model->detect;
-	run->loss_hyp = (struct tr_loss_hyp){
-	    .box = h->v[META_box], .obj = h->v[META_obj], .cls = h->v[META_cls],
-	    .cls_pw = h->v[META_cls_pw], .obj_pw = h->v[META_obj_pw],
-	    .fl_gamma = h->v[META_fl_gamma], .anchor_t = h->v[META_anchor_t],
-	    .label_smoothing = run->opts->label_smoothing};
+	run->loss_hyp = tr_train_loss_hyp(&run->hyp, run->opts->label_smoothing);
 	tr_loss_scale_hyp(&run->loss_hyp, det->nl, run->nc, imgsz);
 	struct tr_loss_params params = {.nl = det->nl, .na = det->na, .nc = run->nc,
 					.anchors = det->anchors, .hyp = run->loss_hyp};

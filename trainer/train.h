@@ -21,6 +21,9 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "loader.h"
+#include "loss.h"
+#include "meta.h"
 #include "ut.h"
 
 #define TR_TRAIN_STOPPED 1 /* tr_train's return when *stop became non-zero */
@@ -78,6 +81,10 @@ void tr_train_increment_path(const char *path, bool exist_ok, char *buf, size_t 
  */
 void tr_resize_bilinear(const float *in, int planes, int in_h, int in_w, float *out, int out_h,
 			int out_w);
+
+/* The loader's augmentation hyps and ComputeLoss's hyps (unscaled) from a hyp file's values. */
+struct tr_loader_hyp tr_train_loader_hyp(const struct meta_hyp *h);
+struct tr_loss_hyp tr_train_loss_hyp(const struct meta_hyp *h, double label_smoothing);
 
 /* Round a float to the nearest IEEE half (ties to even) and back, as model.half().float(). */
 float tr_round_to_half(float value);
