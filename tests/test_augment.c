@@ -1,6 +1,6 @@
 /*
  * test_augment.c - letterbox, augment_hsv and random_perspective against
- * YOLOv5 v7.0 (../shared/reference/golden/augment.*).
+ * YOLOv5 v7.0 (tests/golden/yolov5/augment.*).
  *
  * Every case of the golden: a1..a4 letterbox (bytes, ratio, padding, the
  * a1 labels), b augment_hsv with the recorded gains, c1 (warpPerspective)
@@ -9,7 +9,7 @@
  * gives the largest difference and how many bytes differ. Then a few
  * properties that need no golden, among them the pieces the loader uses to
  * skip work (the source box of a warp, a resize of part of an image).
- * YE_SHARED unset is a failure, not a skip.
+ * YE_SOURCE_ROOT unset is a failure, not a skip.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -30,14 +30,13 @@ static struct tr_st_file *golden;
 static int open_golden(void **state)
 {
 	(void)state;
-	const char *shared = getenv("YE_SHARED");
-	if (shared == NULL || shared[0] == '\0') {
-		fprintf(stderr, "YE_SHARED is not set (it must name the shared folder holding "
-				"reference/golden)\n");
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL || root[0] == '\0') {
+		fprintf(stderr, "YE_SOURCE_ROOT is not set (it must name the repository root)\n");
 		return -1;
 	}
 	char path[1024];
-	snprintf(path, sizeof(path), "%s/reference/golden/augment.safetensors", shared);
+	snprintf(path, sizeof(path), "%s/tests/golden/yolov5/augment.safetensors", root);
 	struct ut_err err;
 	if (tr_st_open(path, &golden, &err) != 0) {
 		fprintf(stderr, "%s\n", err.msg);

@@ -2,10 +2,10 @@
  * test_autoanchor.c - trainer/autoanchor against YOLOv5 v7.0's
  * check_anchors, and the k-means + evolution on synthetic labels.
  *
- * Golden: $YE_SHARED/reference/golden/autoanchor.{yaml,safetensors}
+ * Golden: $YE_SOURCE_ROOT/tests/golden/yolov5/autoanchor.{yaml,safetensors}
  * (check_anchors run for real on the thermal train split). The images'
- * label counts come from $YE_SHARED/datasets/thermal-dogs-people/labels/
- * train, in the yaml's image order. YE_SHARED unset is a failure, not a skip.
+ * label counts come from $YE_SOURCE_ROOT/tests/data/thermal-dogs-people/labels/
+ * train, in the yaml's image order. YE_SOURCE_ROOT unset is a failure, not a skip.
  *
  * YOLOv5 never ran k-means for the golden (BPR was 1.0), and its random
  * draws cannot be reproduced, so the evolution is checked by behaviour:
@@ -37,13 +37,12 @@ static const double default_strides[3] = {8, 16, 32};
 
 /* --- golden helpers --- */
 
-static const char *shared_dir(void)
+static const char *root_dir(void)
 {
-	const char *shared = getenv("YE_SHARED");
-	if (shared == NULL || shared[0] == '\0')
-		fail_msg("YE_SHARED is not set (it must name the shared folder holding "
-			 "reference/golden)");
-	return shared;
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL || root[0] == '\0')
+		fail_msg("YE_SOURCE_ROOT is not set (it must name the repository root)");
+	return root;
 }
 
 static const void *tensor(const struct tr_st_file *file, const char *name, enum tr_st_dtype dtype,
@@ -128,13 +127,13 @@ struct golden {
 
 static void golden_load(struct golden *g)
 {
-	const char *shared = shared_dir();
+	const char *root = root_dir();
 	char path[2048];
-	snprintf(path, sizeof(path), "%s/reference/golden/autoanchor.safetensors", shared);
+	snprintf(path, sizeof(path), "%s/tests/golden/yolov5/autoanchor.safetensors", root);
 	struct ut_err err;
 	if (tr_st_open(path, &g->file, &err) != 0)
 		fail_msg("%s", err.msg);
-	snprintf(path, sizeof(path), "%s/reference/golden/autoanchor.yaml", shared);
+	snprintf(path, sizeof(path), "%s/tests/golden/yolov5/autoanchor.yaml", root);
 	test_yaml_load(path, &g->doc);
 
 	g->n_images = (size_t)yaml_double(&g->doc, "n_images");
@@ -173,7 +172,7 @@ static void golden_load(struct golden *g)
 		const char *dot = strrchr(image, '.');
 		int stem = dot ? (int)(dot - image) : (int)strlen(image);
 		snprintf(path, sizeof(path),
-			 "%s/datasets/thermal-dogs-people/labels/train/%.*s.txt", shared, stem,
+			 "%s/tests/data/thermal-dogs-people/labels/train/%.*s.txt", root, stem,
 			 image);
 		g->counts[i] = count_labels(path);
 		total += g->counts[i];

@@ -44,7 +44,7 @@ static struct tr_model *yolov5n(int nc)
 
 static void golden_path(char *buf, size_t size)
 {
-	snprintf(buf, size, "%s/reference/golden/model_v5n_nc2.safetensors", env("YE_SHARED"));
+	snprintf(buf, size, "%s/tests/golden/yolov5/model_v5n_nc2.safetensors", env("YE_SOURCE_ROOT"));
 }
 
 /* Every model tensor equals the file's. */
@@ -173,7 +173,7 @@ static int teardown(void **state)
 int main(void)
 {
 	env("YE_SOURCE_ROOT");
-	env("YE_SHARED");
+	env("YE_SOURCE_ROOT");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_load_yolov5_weights),
 		cmocka_unit_test(test_save_load_round_trip),

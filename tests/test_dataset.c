@@ -1,9 +1,9 @@
 /*
- * test_dataset.c - trainer/dataset.c: data.yaml, the thermal dataset from
- * ../shared/datasets (counts as YOLOv5 v7.0 finds them), every bad-input
- * case of tests/data/dataset (one fixture file each), the label cache
- * (created, hit, invalidated) and EXIF orientation. YE_SHARED and
- * YE_SOURCE_ROOT unset are failures, not skips.
+ * test_dataset.c - trainer/dataset.c: data.yaml, the thermal-dogs-people
+ * subset in tests/data (counts as tests/golden/README.md lists them), every
+ * bad-input case of tests/data/dataset (one fixture file each), the label
+ * cache (created, hit, invalidated) and EXIF orientation. YE_SOURCE_ROOT
+ * unset is a failure, not a skip.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,7 +65,7 @@ static void test_thermal(void **state)
 {
 	(void)state;
 	char path[1024];
-	snprintf(path, sizeof(path), "%s/datasets/thermal-dogs-people/data.yaml", env_dir("YE_SHARED"));
+	snprintf(path, sizeof(path), "%s/tests/data/thermal-dogs-people/data.yaml", env_dir("YE_SOURCE_ROOT"));
 	struct tr_data_yaml yaml;
 	struct ut_err err;
 	if (tr_data_yaml_load(path, &yaml, &err) != 0)
@@ -79,12 +79,12 @@ static void test_thermal(void **state)
 	static const struct {
 		int images, empty;
 		long labels;
-	} expect[3] = {{142, 11, 181}, {41, 5, 49}, {20, 2, 27}};
+	} expect[3] = {{16, 3, 18}, {6, 3, 3}, {6, 1, 8}}; /* tests/golden/README.md */
 	char **sources[3] = {yaml.train, yaml.val, yaml.test};
 	int n_sources[3] = {yaml.n_train, yaml.n_val, yaml.n_test};
 	for (int s = 0; s < 3; s++) {
 		struct tr_data_split split;
-		/* the shared folder is read-only: no cache */
+		/* no label cache written into the source tree */
 		struct tr_data_open_opts opts = {.nc = yaml.nc, .use_cache = false};
 		if (tr_data_split_open((const char *const *)sources[s], n_sources[s], &opts, &split, &err) != 0)
 			fail_msg("%s", err.msg);

@@ -7,7 +7,7 @@
  * largest gradient. Then the analytic gradient against central finite
  * differences of an independent double-precision loss, and the errors.
  *
- * Needs YE_SHARED (../shared); fails when it is unset.
+ * Golden: tests/golden/yolov5/loss_*. Needs YE_SOURCE_ROOT; fails when it is unset.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -33,10 +33,10 @@
 static struct tr_st_file *open_golden(const char *name)
 {
 	char path[1024];
-	const char *root = getenv("YE_SHARED");
+	const char *root = getenv("YE_SOURCE_ROOT");
 	if (root == NULL || *root == '\0')
-		fail_msg("YE_SHARED is not set");
-	assert_true(snprintf(path, sizeof(path), "%s/reference/golden/%s.safetensors", root, name) <
+		fail_msg("YE_SOURCE_ROOT is not set");
+	assert_true(snprintf(path, sizeof(path), "%s/tests/golden/yolov5/%s.safetensors", root, name) <
 		    (int)sizeof(path));
 	struct tr_st_file *file = NULL;
 	struct ut_err err = {{0}};

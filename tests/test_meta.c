@@ -58,7 +58,7 @@ static const double scratch_low[META_COUNT] = {
 /*
  * What real YOLOv5 (PyYAML safe_dump, sort_keys=False) wrote after the
  * comment header of runs/evolve/exp/hyp_evolve.yaml for those values:
- * /work/shared/reference/yolov5-outputs/hyp_evolve.yaml.
+ * tests/golden/yolov5-outputs/hyp_evolve.yaml.
  */
 static const char yolov5_hyp_low[] = "lr0: 0.01\n"
 				     "lrf: 0.01\n"

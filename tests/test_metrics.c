@@ -1,10 +1,10 @@
 /*
  * test_metrics.c - trainer/metrics against YOLOv5 v7.0's own outputs.
  *
- * Golden files $YE_SHARED/reference/golden/{metrics,nms}.{yaml,safetensors}
- * (see ../shared/reference/README.md): ap_per_class, val.py's summary and
+ * Golden files $YE_SOURCE_ROOT/tests/golden/yolov5/{metrics,nms}.{yaml,safetensors}
+ * (see tests/golden/README.md): ap_per_class, val.py's summary and
  * fitness, bbox_iou in its four kinds and the CIoU gradient, process_batch
- * and box_iou, and non_max_suppression's three runs. YE_SHARED unset is a
+ * and box_iou, and non_max_suppression's three runs. YE_SOURCE_ROOT unset is a
  * failure, not a skip. Each check prints the largest difference it saw.
  */
 #include <math.h>
@@ -28,11 +28,10 @@
 
 static void golden_path(const char *name, char *buf, size_t size)
 {
-	const char *shared = getenv("YE_SHARED");
-	if (shared == NULL || shared[0] == '\0')
-		fail_msg("YE_SHARED is not set (it must name the shared folder holding "
-			 "reference/golden)");
-	snprintf(buf, size, "%s/reference/golden/%s", shared, name);
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL || root[0] == '\0')
+		fail_msg("YE_SOURCE_ROOT is not set (it must name the repository root)");
+	snprintf(buf, size, "%s/tests/golden/yolov5/%s", root, name);
 }
 
 static struct tr_st_file *open_golden(const char *name)

@@ -2,12 +2,11 @@
  * test_model.c - YOLOv5 models from yaml (trainer/model.c) against YOLOv5
  * v7.0 itself: parameter counts of the five P5 models, yolov5s layer by
  * layer, every state_dict name and shape of the golden yolov5n nc=2 model
- * (../shared/reference/golden/model_v5n_nc2), strides, anchors, the
+ * (tests/golden/yolov5/model_v5n_nc2), strides, anchors, the
  * deterministic initial state, the statistics of the random init, and
  * errors that name the yaml row at fault.
  *
- * Needs YE_SOURCE_ROOT (the repository root) and YE_SHARED (../shared);
- * fails when either is unset.
+ * Needs YE_SOURCE_ROOT (the repository root); fails when it is unset.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -59,7 +58,7 @@ struct golden_yaml {
 static void golden_yaml_load(struct golden_yaml *golden)
 {
 	char path[1024];
-	env_path("YE_SHARED", "reference/golden/model_v5n_nc2.yaml", path, sizeof(path));
+	env_path("YE_SOURCE_ROOT", "tests/golden/yolov5/model_v5n_nc2.yaml", path, sizeof(path));
 	test_yaml_load(path, &golden->doc);
 	golden->root = yaml_document_get_root_node(&golden->doc);
 	assert_non_null(golden->root);
@@ -97,7 +96,7 @@ static double ynumber(yaml_node_t *node)
 
 /*
  * A minimal safetensors reader for the golden file (the format is in
- * ../shared/reference/README.md): finds one tensor's bytes by name.
+ * tests/golden/README.md): finds one tensor's bytes by name.
  */
 struct golden_st {
 	char *file;
@@ -108,7 +107,7 @@ static void golden_st_load(struct golden_st *st)
 {
 	char path[1024];
 	struct ut_err err = {{0}};
-	env_path("YE_SHARED", "reference/golden/model_v5n_nc2.safetensors", path, sizeof(path));
+	env_path("YE_SOURCE_ROOT", "tests/golden/yolov5/model_v5n_nc2.safetensors", path, sizeof(path));
 	if (ut_read_file(path, &st->file, &st->len, &err))
 		fail_msg("%s", err.msg);
 	uint64_t header = 0;
@@ -521,7 +520,7 @@ static struct tr_st_file *open_golden(const char *relative)
 	char path[1024];
 	struct ut_err err = {{0}};
 	struct tr_st_file *file = NULL;
-	env_path("YE_SHARED", relative, path, sizeof(path));
+	env_path("YE_SOURCE_ROOT", relative, path, sizeof(path));
 	if (tr_st_open(path, &file, &err))
 		fail_msg("%s", err.msg);
 	return file;
@@ -540,8 +539,8 @@ static void test_golden_backward(void **state)
 	enum { BATCH = 2, SIZE = 320 };
 	struct ut_err err = {{0}};
 	struct tr_backend *cpu = NULL;
-	struct tr_st_file *weights = open_golden("reference/golden/model_v5n_nc2.safetensors");
-	struct tr_st_file *loss = open_golden("reference/golden/loss_v5n_nc2.safetensors");
+	struct tr_st_file *weights = open_golden("tests/golden/yolov5/model_v5n_nc2.safetensors");
+	struct tr_st_file *loss = open_golden("tests/golden/yolov5/loss_v5n_nc2.safetensors");
 	struct tr_model *model = load_model("yolov5n", 2);
 	if (tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
 		fail_msg("%s", err.msg);

@@ -1,14 +1,14 @@
 /*
  * test_optim.c - the optimizer side of yolo-train against YOLOv5 v7.0.
  *
- * Golden: $YE_SHARED/reference/golden/lr_schedule.{yaml,safetensors}, made
+ * Golden: $YE_SOURCE_ROOT/tests/golden/yolov5/lr_schedule.{yaml,safetensors}, made
  * by replaying train.py's warmup/scheduler logic with yolov5's
  * smart_optimizer and torch's LambdaLR. Every row of every run's iter and
  * epoch tables is compared EXACTLY (==, no tolerance): accumulate, the
  * optimizer-step flag, the three groups' lr and momentum, lf(epoch) and the
  * lr at the end of each epoch and after scheduler.step(). The yaml's
  * hyperparameters, run shapes, weight_decay scaling table and the group
- * membership of all 177 parameter names are checked too. YE_SHARED unset
+ * membership of all 177 parameter names are checked too. YE_SOURCE_ROOT unset
  * is a failure, not a skip.
  *
  * The SGD/Adam/AdamW, EMA and clipping reference numbers below were
@@ -39,11 +39,10 @@
 
 static void golden_path(char *buf, size_t size, const char *suffix)
 {
-	const char *shared = getenv("YE_SHARED");
-	if (shared == NULL || shared[0] == '\0')
-		fail_msg("YE_SHARED is not set (it must name the shared folder holding "
-			 "reference/golden/lr_schedule.*)");
-	snprintf(buf, size, "%s/reference/golden/lr_schedule.%s", shared, suffix);
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL || root[0] == '\0')
+		fail_msg("YE_SOURCE_ROOT is not set (it must name the repository root)");
+	snprintf(buf, size, "%s/tests/golden/yolov5/lr_schedule.%s", root, suffix);
 }
 
 static yaml_node_t *yaml_get(yaml_document_t *doc, yaml_node_t *map, const char *key)

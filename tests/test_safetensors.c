@@ -1,12 +1,12 @@
 /*
  * test_safetensors.c - the safetensors reader, writer and checkpoints.
  *
- * Golden files: every .safetensors in $YE_SHARED/reference/golden must read
+ * Golden files: every .safetensors in tests/golden/yolov5 must read
  * with exactly the tensors, dtypes and shapes its .yaml lists, a few values
  * must equal YOLOv5's, and rewriting its tensors must reproduce the file
  * byte for byte. Then round trips of every dtype and awkward names, a list
  * of bad files (each must fail with one line naming the file and the field)
- * and checkpoints. YE_SHARED unset is a failure, not a skip.
+ * and checkpoints. YE_SOURCE_ROOT unset is a failure, not a skip.
  */
 #include <dirent.h>
 #include <math.h>
@@ -47,11 +47,10 @@ static int remove_tmpdir(void **state)
 static const char *golden_dir(void)
 {
 	static char dir[1024];
-	const char *shared = getenv("YE_SHARED");
-	if (shared == NULL || shared[0] == '\0')
-		fail_msg("YE_SHARED is not set (it must name the shared folder holding "
-			 "reference/golden)");
-	snprintf(dir, sizeof(dir), "%s/reference/golden", shared);
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL || root[0] == '\0')
+		fail_msg("YE_SOURCE_ROOT is not set (it must name the repository root)");
+	snprintf(dir, sizeof(dir), "%s/tests/golden/yolov5", root);
 	return dir;
 }
 

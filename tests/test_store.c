@@ -7,7 +7,7 @@
  * (golden files written by YOLOv5 v7.0), with every import error naming the
  * file and line.
  *
- * Needs YE_SHARED (the shared folder holding reference/yolov5-outputs); the
+ * Needs YE_SOURCE_ROOT (golden files in tests/golden/yolov5-outputs); the
  * test fails when it is unset. Databases live in a mkdtemp() folder under
  * $TMPDIR (or /tmp), removed at the end.
  */
@@ -96,13 +96,13 @@ struct fixture {
 static int group_setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
-	const char *shared = getenv("YE_SHARED");
+	const char *root = getenv("YE_SOURCE_ROOT");
 	const char *tmp = getenv("TMPDIR");
-	if (fx == NULL || shared == NULL || *shared == '\0') {
+	if (fx == NULL || root == NULL || *root == '\0') {
 		free(fx);
 		return -1;
 	}
-	snprintf(fx->reference, sizeof(fx->reference), "%s/reference/yolov5-outputs", shared);
+	snprintf(fx->reference, sizeof(fx->reference), "%s/tests/golden/yolov5-outputs", root);
 	snprintf(fx->dir, sizeof(fx->dir), "%s/test_store.XXXXXX",
 		 tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
 	if (mkdtemp(fx->dir) == NULL) {
@@ -1435,10 +1435,9 @@ static void blank_lines_keep_line_numbers(void **state)
 
 int main(void)
 {
-	const char *shared = getenv("YE_SHARED");
-	if (shared == NULL || *shared == '\0') {
-		fprintf(stderr, "test_store: YE_SHARED is not set (the shared folder with "
-				"reference/yolov5-outputs)\n");
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL || *root == '\0') {
+		fprintf(stderr, "test_store: YE_SOURCE_ROOT is not set (the repository root)\n");
 		return 1;
 	}
 	const struct CMUnitTest tests[] = {

@@ -4,8 +4,8 @@
  *
  * Golden: tests/data/train_step_golden.safetensors, made by
  * scripts/make_train_step_golden.py from a real train.py run (see there):
- * the shared initial weights (reference/golden/model_v5n_nc2), the first 16
- * thermal-dogs-people train images (copied) as both splits, hyp.scratch-low with
+ * YOLOv5's seed-0 initial weights (tests/golden/yolov5/model_v5n_nc2), the
+ * first 16 thermal-dogs-people train images (tests/data, copied) as both splits, hyp.scratch-low with
  * every augmentation at 0, --rect --noautoanchor, batch 8, one epoch. So
  * both trainers see the same two batches, and the whole step is compared:
  * loader, forward, loss, backward, warmup lr and momentum, SGD with
@@ -23,7 +23,7 @@
  * are printed with 5 significant digits). Teeth: the same run with
  * weight_decay 0.0006 or lr0 0.011 must fail the comparison.
  *
- * YE_SHARED and YE_SOURCE_ROOT unset are failures, not skips.
+ * YE_SOURCE_ROOT unset is a failure, not a skip.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -46,7 +46,7 @@
 #define LOSS_TOL 2e-4
 
 struct paths {
-	char shared[PATH_LEN], root[PATH_LEN], work[64];
+	char root[PATH_LEN], work[64];
 	char golden[PATH_LEN], init[PATH_LEN], cfg[PATH_LEN], data[PATH_LEN];
 };
 
@@ -76,12 +76,12 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
-/* The shared scratch-low hyp with the golden's zero_hyps at 0 and one key (or none) replaced. */
+/* YOLOv5's scratch-low hyp (the golden run's) with the golden's zero_hyps at 0 and one key (or none) replaced. */
 static void write_hyp(const struct paths *p, const struct tr_st_file *golden, const char *path,
 		      const char *key, const char *value)
 {
 	char src[PATH_LEN], line[512], name[128];
-	snprintf(src, sizeof(src), "%s/reference/training/A_low_s0/hyp.yaml", p->shared);
+	snprintf(src, sizeof(src), "%s/tests/golden/training/A_low_s0/hyp.yaml", p->root);
 	FILE *in = fopen(src, "r"), *out = fopen(path, "w");
 	if (in == NULL || out == NULL)
 		fail_msg("%s or %s: cannot open", src, path);
@@ -105,7 +105,7 @@ static void write_hyp(const struct paths *p, const struct tr_st_file *golden, co
 	fclose(out);
 }
 
-/* Copy a file: the test's own copy of the images keeps label caches out of the shared dataset. */
+/* Copy a file: the test's own copy of the images keeps label caches out of the source tree. */
 static void copy_file(const char *from, const char *to)
 {
 	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
@@ -127,14 +127,14 @@ static void write_data(struct paths *p, const struct tr_st_file *golden)
 	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/images/train' '%s/labels/train'", p->work,
 		 p->work);
 	assert_int_equal(system(cmd), 0);
-	const char *src = "datasets/thermal-dogs-people";
+	const char *src = "tests/data/thermal-dogs-people";
 	for (char *save = NULL, *n = strtok_r(names, ",", &save); n;
 	     n = strtok_r(NULL, ",", &save)) {
-		snprintf(from, sizeof(from), "%s/%s/images/train/%s", p->shared, src, n);
+		snprintf(from, sizeof(from), "%s/%s/images/train/%s", p->root, src, n);
 		snprintf(to, sizeof(to), "%s/images/train/%s", p->work, n);
 		copy_file(from, to);
 		char *dot = strrchr(n, '.');
-		snprintf(from, sizeof(from), "%s/%s/labels/train/%.*s.txt", p->shared, src,
+		snprintf(from, sizeof(from), "%s/%s/labels/train/%.*s.txt", p->root, src,
 			 (int)(dot - n), n);
 		snprintf(to, sizeof(to), "%s/labels/train/%.*s.txt", p->work, (int)(dot - n), n);
 		if (access(from, F_OK) == 0)
@@ -301,15 +301,14 @@ static void check_losses(const struct paths *p, const struct tr_st_file *golden,
 static int setup(void **state)
 {
 	struct paths *p = calloc(1, sizeof(*p));
-	env_path(p->shared, "YE_SHARED");
 	env_path(p->root, "YE_SOURCE_ROOT");
 	snprintf(p->work, sizeof(p->work), "/tmp/ye-train-step-XXXXXX");
 	if (mkdtemp(p->work) == NULL)
 		fail_msg("mkdtemp failed");
 	snprintf(p->golden, sizeof(p->golden), "%s/tests/data/train_step_golden.safetensors",
 		 p->root);
-	snprintf(p->init, sizeof(p->init), "%s/reference/golden/model_v5n_nc2.safetensors",
-		 p->shared);
+	snprintf(p->init, sizeof(p->init), "%s/tests/golden/yolov5/model_v5n_nc2.safetensors",
+		 p->root);
 	snprintf(p->cfg, sizeof(p->cfg), "%s/models/yolov5n.yaml", p->root);
 	*state = p;
 	return 0;

@@ -216,10 +216,10 @@ static void test_orphan_stop(void **state)
 static void test_results_reference_file(void **state)
 {
 	(void)state;
-	const char *shared = getenv("YE_SHARED");
-	assert_non_null(shared);
+	const char *root = getenv("YE_SOURCE_ROOT");
+	assert_non_null(root);
 	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/reference/yolov5-outputs/train3ep-results.csv", shared);
+	snprintf(path, sizeof(path), "%s/tests/golden/yolov5-outputs/train3ep-results.csv", root);
 	struct ev_results res;
 	struct ut_err err;
 	assert_int_equal(ev_results_read(path, &res, &err), 0);

@@ -3,7 +3,7 @@
 with polygon segments (load_mosaic's call) and the same call without them.
 
 Runs /tmp/yolov5's own utils.augmentations.random_perspective (commit of
-../shared/reference/golden/augment.yaml) with random.uniform replaced by
+tests/golden/yolov5/augment.yaml) with random.uniform replaced by
 lo + frac * (hi - lo) for fixed fractions, on a 96x96 canvas with border
 (-24, -24) as a mosaic of s = 48 has it. Source byte i of the HWC canvas is
 ((i * 2654435761) >> 13) & 255 (not stored; the test recomputes it).

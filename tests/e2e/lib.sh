@@ -1,8 +1,8 @@
 # lib.sh - helpers shared by the end-to-end tests (sourced, never run).
 #
-# Environment (meson sets it): YOLO_EVOLVE, FIXTURE_TRAINER, YE_SOURCE_ROOT,
-# YE_SHARED. Each script gets its own temporary folder $WORK, removed at exit
-# together with every process the script started there. Checks print
+# Environment (meson sets it): YOLO_EVOLVE, FIXTURE_TRAINER, YE_SOURCE_ROOT.
+# Each script gets its own temporary folder $WORK, removed at exit together
+# with every process the script started there. Checks print
 # "ok   - ..." or "FAIL - ..."; ye_finish exits 1 if any check failed.
 
 set -eEuo pipefail
@@ -10,13 +10,12 @@ set -eEuo pipefail
 : "${YOLO_EVOLVE:?set YOLO_EVOLVE to the built yolo-evolve}"
 : "${FIXTURE_TRAINER:?set FIXTURE_TRAINER to the built fixture_trainer}"
 : "${YE_SOURCE_ROOT:?set YE_SOURCE_ROOT to the repository root}"
-: "${YE_SHARED:?set YE_SHARED to the shared folder}"
 
 YE=$YOLO_EVOLVE
 FX=$FIXTURE_TRAINER
 TRAINER="$FX --hyp {hyp} --epochs {epochs} --save-dir {save_dir} --seed {seed}"
 BASE_HYP=$YE_SOURCE_ROOT/data/hyps/hyp.scratch-low.yaml
-REF_OUT=$YE_SHARED/reference/yolov5-outputs
+REF_OUT=$YE_SOURCE_ROOT/tests/golden/yolov5-outputs # real YOLOv5 v7.0 output files
 
 # The 29 hyperparameters in meta/meta_table.h order (database columns).
 HYP_KEYS=(lr0 lrf momentum weight_decay warmup_epochs warmup_momentum warmup_bias_lr box cls

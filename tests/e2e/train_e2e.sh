@@ -11,7 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 YT=$YOLO_TRAIN
 n=0
 CFG=$YE_SOURCE_ROOT/models/yolov5n.yaml
-REF_CSV=$YE_SHARED/reference/training/A_low_s0/results.csv
+REF_CSV=$YE_SOURCE_ROOT/tests/golden/training/A_low_s0/results.csv
 
 section "a tiny dataset"
 "$GEN_DATASET" "$WORK/data" --train 48 --val 12 --size 96 --classes 2 --seed 3 >/dev/null

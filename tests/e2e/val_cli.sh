@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${YOLO_VAL:?set YOLO_VAL to the built yolo-val}"
 : "${GEN_DATASET:?set GEN_DATASET to the built gen-dataset}"
 
-WEIGHTS=$YE_SHARED/reference/golden/model_v5n_nc2.safetensors
+WEIGHTS=$YE_SOURCE_ROOT/tests/golden/yolov5/model_v5n_nc2.safetensors
 CFG=$YE_SOURCE_ROOT/models/yolov5n.yaml
 
 run_val() {

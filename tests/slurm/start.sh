@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # start.sh - start a private one-node Slurm cluster (munged + slurmctld +
 # slurmd) for yolo-evolve's tests, all of its state under STATE_DIR, on
-# 127.0.0.1 only. Adapted from ../shared/slurm-local (no accounting daemon).
+# 127.0.0.1 only. A single-node setup with no accounting daemon.
 #
 # usage: tests/slurm/start.sh STATE_DIR
 #   then: source STATE_DIR/env.sh   (sets SLURM_CONF: srun/squeue/scancel work)
