@@ -102,9 +102,10 @@ static int split_args(const char *text, struct words *w, struct ut_err *err)
 					rc = ut_buf_append(&word, p++, 1);
 				}
 				if (rc == 0 && *p != quote) {
+					char q[UT_QUOTE_LEN];
 					ut_buf_free(&word);
 					return ut_err_set(err, "--slurm-args: unterminated %c quote in '%s'",
-							  quote, text);
+							  quote, ut_quote(text, q, sizeof(q)));
 				}
 				p++;
 			} else {

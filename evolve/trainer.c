@@ -105,8 +105,10 @@ static int check_placeholders(const struct ev_template *tpl, struct ut_err *err)
 	for (int i = 0; i < tpl->argc; i++) {
 		for (const char *p = strchr(tpl->argv[i], '{'); p; p = strchr(p + 1, '{')) {
 			const char *end = strchr(p, '}');
+			char q[UT_QUOTE_LEN];
 			if (end == NULL)
-				return ut_err_set(err, "trainer template: unclosed '{' in '%s'", tpl->argv[i]);
+				return ut_err_set(err, "trainer template: unclosed '{' in '%s'",
+						  ut_quote(tpl->argv[i], q, sizeof(q)));
 			size_t len = (size_t)(end - p - 1);
 			int known = 0;
 			for (size_t k = 0; k < UT_ARRAY_LEN(placeholders); k++)

@@ -23,9 +23,6 @@
 /* A hyp.yaml without `anchors` means YOLOv5's default of 3 anchors per cell. */
 #define META_ANCHORS_DEFAULT 3.0
 
-/* Longest key name shown in a message; longer ones are cut with "...". */
-#define META_SHOWN_NAME 64
-
 struct meta_row {
 	const char *name, *doc;
 	struct meta_bound bound;
@@ -241,27 +238,10 @@ static int reader_begin(struct meta_reader *reader)
 	return fail_at(reader, reader_line(reader), "top level is not a mapping of keys");
 }
 
-/*
- * Copy a name for a message: printable ASCII kept, anything else shown as
- * '?', so a hostile name can't break the one-line message; long ones cut.
- */
-static void show_name(const char *text, size_t len, char *buf, size_t size)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < len && i < META_SHOWN_NAME && n + 1 < size; i++) {
-		unsigned char c = (unsigned char)text[i];
-		buf[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-	}
-	if (len > META_SHOWN_NAME && n + 4 < size) {
-		memcpy(buf + n, "...", 3);
-		n += 3;
-	}
-	buf[n] = '\0';
-}
-
+/* A scalar quoted for a message (ut_quote: escaped, cut), so a hostile name keeps it one line. */
 static void show_scalar(const yaml_event_t *event, char *buf, size_t size)
 {
-	show_name((const char *)event->data.scalar.value, event->data.scalar.length, buf, size);
+	ut_quote_n((const char *)event->data.scalar.value, event->data.scalar.length, buf, size);
 }
 
 /* The scalar event's text if it holds no NUL byte, else NULL. */
@@ -278,7 +258,7 @@ static const char *event_text(const yaml_event_t *event)
  */
 static int reader_key(struct meta_reader *reader, unsigned long *seen)
 {
-	char shown[META_SHOWN_NAME + 8];
+	char shown[UT_QUOTE_LEN];
 	if (reader_next(reader) != 0)
 		return -1;
 	if (reader->event.type == YAML_MAPPING_END_EVENT)
@@ -591,7 +571,7 @@ static int row_from_mapping(struct meta_reader *reader, int k, struct meta_bound
 			    ? field_find(event_text(&reader->event))
 			    : -1;
 		if (f < 0 || seen[f]) {
-			char shown[META_SHOWN_NAME + 8] = "?";
+			char shown[UT_QUOTE_LEN] = "?";
 			if (reader->event.type == YAML_SCALAR_EVENT)
 				show_scalar(&reader->event, shown, sizeof(shown));
 			return fail_at(reader, reader_line(reader),
@@ -691,7 +671,7 @@ int meta_table_write(FILE *out, const struct meta_table *table)
 /* Mark the key named by text[0..len) (spaces around it ignored) in keep. */
 static int restrict_one(const char *text, size_t len, int *keep, struct ut_err *err)
 {
-	char name[META_SHOWN_NAME + 8];
+	char name[32], shown[UT_QUOTE_LEN];
 	while (len > 0 && isspace((unsigned char)text[0])) {
 		text++;
 		len--;
@@ -700,10 +680,15 @@ static int restrict_one(const char *text, size_t len, int *keep, struct ut_err *
 		len--;
 	if (len == 0)
 		return ut_err_set(err, "key list: empty key name");
-	show_name(text, len, name, sizeof(name));
-	int k = len <= META_SHOWN_NAME && strlen(name) == len ? meta_find(name) : -1;
+	int k = -1;
+	if (len < sizeof(name) && memchr(text, '\0', len) == NULL) {
+		memcpy(name, text, len);
+		name[len] = '\0';
+		k = meta_find(name);
+	}
 	if (k < 0)
-		return ut_err_set(err, "key list: unknown key '%s'", name);
+		return ut_err_set(err, "key list: unknown key '%s'",
+				  ut_quote_n(text, len, shown, sizeof(shown)));
 	keep[k] = 1;
 	return 0;
 }

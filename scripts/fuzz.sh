@@ -33,9 +33,15 @@ for target in hyp meta results_csv evolve_csv safetensors data_yaml labels; do
 		runs=$(grep -oE 'Done [0-9]+ runs' "$work/fuzz_$target.log" | grep -oE '[0-9]+' || echo '?')
 		echo "fuzz $target: ok, $runs executions in ${seconds}s"
 	else
-		echo "fuzz $target: FAILED"
-		tail -40 "$work/fuzz_$target.log"
-		cp "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$root/tests/fuzz/" 2>/dev/null || true
+		echo "fuzz $target: FAILED; libFuzzer's report:"
+		grep -vE '^#[0-9]+|^INFO: |^MS: [0-9]+ ' "$work/fuzz_$target.log" | tail -60 | sed 's/^/    /'
+		for input in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
+			[ -e "$input" ] || continue
+			cp "$input" "$root/tests/fuzz/"
+			echo "fuzz $target: crashing input saved as tests/fuzz/$(basename "$input")" \
+				"(replay: build the target as above and run it on that file; keep it in" \
+				"tests/fuzz/corpus/${corpus[$target]}/ once fixed)"
+		done
 		status=1
 	fi
 done

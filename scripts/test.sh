@@ -38,9 +38,15 @@ run_suite "all tests (-Werror)" build-ci -Dwerror=true --
 run_suite "unit tests under ASan+UBSan" build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit
 echo "== fuzzing (libFuzzer, ${FUZZ_SECONDS:-20} s per target) =="
 fuzz_log=$(mktemp)
-bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log" | grep -E '^fuzz|FAILED' || true
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log"
+fuzz_rc=${PIPESTATUS[0]}
+fuzz_failed=$(grep -cE '^fuzz .*: FAILED' "$fuzz_log")
 passed=$((passed + $(grep -cE '^fuzz .*: ok' "$fuzz_log")))
-failed=$((failed + $(grep -cE '^fuzz .*: FAILED' "$fuzz_log")))
+if ((fuzz_rc != 0 && fuzz_failed == 0)); then
+	echo "fuzzing did not run to the end (scripts/fuzz.sh exit $fuzz_rc)"
+	fuzz_failed=1
+fi
+failed=$((failed + fuzz_failed))
 rm -f "$fuzz_log"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

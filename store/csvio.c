@@ -207,14 +207,17 @@ static int map_columns(const struct st_csv_table *csv, const char *path,
 		if (plan->hyp_col[k] < 0 && k != META_anchors)
 			return ut_err_set(err, "%s:1: missing column '%s'", path, meta_name(k));
 	}
+	char q[UT_QUOTE_LEN];
 	for (size_t c = 0; c < csv->ncols; c++) {
 		if (st_csv_column(csv, csv->names[c]) != (long)c)
-			return ut_err_set(err, "%s:1: duplicate column '%s'", path, csv->names[c]);
+			return ut_err_set(err, "%s:1: duplicate column '%s'", path,
+					  ut_quote(csv->names[c], q, sizeof(q)));
 		int known = meta_find(csv->names[c]) >= 0;
 		for (int r = 0; r < ST_RESULT_COUNT && !known; r++)
 			known = strcmp(csv->names[c], st_result_csv_name(r)) == 0;
 		if (!known)
-			return ut_err_set(err, "%s:1: unknown column '%s'", path, csv->names[c]);
+			return ut_err_set(err, "%s:1: unknown column '%s'", path,
+					  ut_quote(csv->names[c], q, sizeof(q)));
 	}
 	return 0;
 }
@@ -260,9 +263,10 @@ int st_import_evolve_csv(struct st_db *db, const char *path, const struct meta_t
 	rc = map_columns(&csv, path, &plan, err);
 	if (rc == 0 && csv.ragged)
 		rc = ut_err_set(err, "%s:%ld: expected %zu values", path, csv.ragged_line, csv.ncols);
+	char q[UT_QUOTE_LEN];
 	if (rc == 0 && csv.bad_cells)
 		rc = ut_err_set(err, "%s:%ld: column '%s': not a finite number", path,
-				csv.first_bad_line, csv.names[csv.first_bad_col]);
+				csv.first_bad_line, ut_quote(csv.names[csv.first_bad_col], q, sizeof(q)));
 	for (size_t row = 0; rc == 0 && row < csv.nrows; row++) {
 		struct meta_hyp hyp;
 		for (int k = 0; k < META_COUNT; k++)

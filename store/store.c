@@ -677,9 +677,10 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 				  : (long)sqlite3_column_int64(stmt, i);
 	i++;
 	const char *status = (const char *)sqlite3_column_text(stmt, i++);
+	char q[UT_QUOTE_LEN];
 	if (status == NULL || st_status_parse(status, &gen->status) != 0)
 		return ut_err_set(err, "%s: generation %ld: bad status '%s'", db->path,
-				  gen->generation, status ? status : "NULL");
+				  gen->generation, status ? ut_quote(status, q, sizeof(q)) : "NULL");
 	int present = 0;
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		gen->results[r] = column_real(stmt, i++, r == 0 ? &gen->has_results : NULL);

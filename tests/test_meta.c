@@ -647,7 +647,7 @@ static void restrict_keys(void **state)
 	} bad[] = {
 	    {"lr0,bogus", "unknown key 'bogus'"},
 	    {"lr0, lr 0", "unknown key 'lr 0'"},
-	    {"lr0,bo\ngus", "unknown key 'bo?gus'"},
+	    {"lr0,bo\ngus", "unknown key 'bo\\ngus'"},
 	    {"lr0,,momentum", "empty key name"},
 	    {"lr0,", "empty key name"},
 	    {"", "no keys"},

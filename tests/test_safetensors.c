@@ -665,7 +665,7 @@ static void test_bad_headers(void **state)
 		   "tensor \"a\": duplicate name");
 	expect_bad("{" T("", "F32", "[1]", "[0,4]") "}", 0, 0, 4, "tensor \"\": empty name");
 	expect_bad("{" T("a\\nb", "F32", "[1]", "[0,4]") "," T("a\\nb", "F32", "[1]", "[4,8]") "}",
-		   0, 0, 8, "tensor \"a\\x0ab\": duplicate name");
+		   0, 0, 8, "tensor \"a\\nb\": duplicate name");
 	expect_bad("{\"__metadata__\":[]}", 0, 0, 0, "__metadata__ is not an object");
 	expect_bad("{\"__metadata__\":{\"k\":1}}", 0, 0, 0,
 		   "__metadata__ key \"k\": value is not a string");

@@ -87,12 +87,13 @@ int tr_model_load_prefix(struct tr_model *model, const char *path, const char *p
 	for (int t = 0; rc == 0 && t < model->ntensors; t++)
 		rc = check_tensor(&model->tensors[t], find_prefixed(file, prefix, model->tensors[t].name),
 				  path, err);
+	char q[UT_QUOTE_LEN];
 	for (size_t i = 0; rc == 0 && i < tr_st_count(file); i++) {
 		const char *name = tr_st_tensor_at(file, i)->name;
 		if (strncmp(name, prefix, plen) == 0 && strncmp(name + plen, "model.", 6) == 0 &&
 		    tr_model_find(model, name + plen) == NULL)
-			rc = ut_err_set(err, "%s: tensor '%s' is not part of this model (%s)", path, name,
-					model->source);
+			rc = ut_err_set(err, "%s: tensor '%s' is not part of this model (%s)", path,
+					ut_quote(name, q, sizeof(q)), model->source);
 	}
 	for (int t = 0; rc == 0 && t < model->ntensors; t++) {
 		const struct tr_tensor_spec *spec = &model->tensors[t];

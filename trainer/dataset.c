@@ -390,19 +390,22 @@ void tr_data_yaml_free(struct tr_data_yaml *yaml)
 /* One whitespace-separated number as numpy's float32 conversion reads it. */
 static int parse_value(const char *tok, size_t len, float *out, struct ut_err *err)
 {
-	char buf[64];
+	char buf[64], q[UT_QUOTE_LEN];
 	if (len >= sizeof(buf))
-		return ut_err_set(err, "could not convert string to float: '%.20s...'", tok);
+		return ut_err_set(err, "could not convert string to float: '%s'",
+				  ut_quote_n(tok, len, q, sizeof(q)));
 	memcpy(buf, tok, len);
 	buf[len] = '\0';
 	/* Python's float() knows no hex floats; strtod does */
 	if (strpbrk(buf, "xXpP") != NULL)
-		return ut_err_set(err, "could not convert string to float: '%s'", buf);
+		return ut_err_set(err, "could not convert string to float: '%s'",
+				  ut_quote(buf, q, sizeof(q)));
 	char *end;
 	errno = 0;
 	double v = strtod(buf, &end);
 	if (end == buf || *end != '\0')
-		return ut_err_set(err, "could not convert string to float: '%s'", buf);
+		return ut_err_set(err, "could not convert string to float: '%s'",
+				  ut_quote(buf, q, sizeof(q)));
 	*out = (float)v;
 	return 0;
 }

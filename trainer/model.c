@@ -657,8 +657,9 @@ static int build_row(struct builder *b, yaml_node_t *node, struct row *row)
 	if (read_row(b, node, row))
 		return -1;
 	const struct module_entry *entry = find_module(row->module);
+	char q[UT_QUOTE_LEN];
 	if (!entry)
-		return row_error(b, row, "unknown module '%s'", row->module);
+		return row_error(b, row, "unknown module '%s'", ut_quote(row->module, q, sizeof(q)));
 	if (m->nlayers > 0 && m->layers[m->nlayers - 1].type == TR_LAYER_DETECT)
 		return row_error(b, row, "Detect must be the last layer");
 	if (grow((void **)&m->layers, &b->cap_layers, m->nlayers, sizeof(*m->layers)))

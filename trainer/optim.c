@@ -34,7 +34,9 @@ int tr_optim_kind_parse(const char *text, enum tr_optim_kind *out, struct ut_err
 			return 0;
 		}
 	}
-	return ut_err_set(err, "optimizer: '%s' is not one of SGD, Adam, AdamW", text);
+	char q[UT_QUOTE_LEN];
+	return ut_err_set(err, "optimizer: '%s' is not one of SGD, Adam, AdamW",
+			  ut_quote(text, q, sizeof(q)));
 }
 
 static bool ends_with(const char *text, const char *suffix)

@@ -67,27 +67,11 @@ static int dtype_from_name(const char *name, enum tr_st_dtype *out)
 	return -1;
 }
 
-/*
- * A name quoted for an error message: printable ASCII kept, anything else
- * as \xNN, cut at about 120 characters, so messages stay on one line.
- */
+/* A name in double quotes for an error message (ut_quote: escaped, cut), one line whatever it holds. */
 static const char *quote(const char *text, char *buf, size_t size)
 {
-	size_t n = 0;
-	buf[n++] = '"';
-	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-		if (n + 8 >= size || n > 120) {
-			memcpy(buf + n, "...", 3);
-			n += 3;
-			break;
-		}
-		if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
-			buf[n++] = (char)*p;
-		else
-			n += (size_t)snprintf(buf + n, size - n, "\\x%02x", *p);
-	}
-	buf[n++] = '"';
-	buf[n] = '\0';
+	char inner[UT_QUOTE_LEN];
+	snprintf(buf, size, "\"%s\"", ut_quote(text, inner, sizeof(inner)));
 	return buf;
 }
 
@@ -179,7 +163,7 @@ static int parse_offsets(const cJSON *offsets, struct tr_st_tensor *t, size_t da
 static int parse_entry(const cJSON *entry, struct tr_st_tensor *t, const uint8_t *data,
 		       size_t data_len, const char *label, struct ut_err *err)
 {
-	char qname[160];
+	char qname[UT_QUOTE_LEN + 2];
 	quote(entry->string, qname, sizeof(qname));
 	if (entry->string[0] == '\0')
 		return ut_err_set(err, "%s: tensor %s: empty name", label, qname);
@@ -191,7 +175,7 @@ static int parse_entry(const cJSON *entry, struct tr_st_tensor *t, const uint8_t
 		int k = 0;
 		while (k < 3 && strcmp(field->string, field_names[k]) != 0)
 			k++;
-		char qfield[160];
+		char qfield[UT_QUOTE_LEN + 2];
 		if (k == 3)
 			return ut_err_set(err, "%s: tensor %s: unknown field %s", label, qname,
 					  quote(field->string, qfield, sizeof(qfield)));
@@ -204,7 +188,7 @@ static int parse_entry(const cJSON *entry, struct tr_st_tensor *t, const uint8_t
 		if (fields[k] == NULL)
 			return ut_err_set(err, "%s: tensor %s: missing %s", label, qname,
 					  field_names[k]);
-	char qdtype[160];
+	char qdtype[UT_QUOTE_LEN + 2];
 	if (!cJSON_IsString(fields[0]) || dtype_from_name(fields[0]->valuestring, &t->dtype) != 0)
 		return ut_err_set(err,
 				  "%s: tensor %s: dtype %s is not one of F64 F32 F16 BF16 I64 U8",
@@ -235,7 +219,7 @@ static int check_unique_keys(const struct tr_st_file *file, const char *label, s
 	qsort(keys, file->meta_count, sizeof(*keys), cmp_str_ptr);
 	int rc = 0;
 	for (size_t i = 1; i < file->meta_count && rc == 0; i++) {
-		char qkey[160];
+		char qkey[UT_QUOTE_LEN + 2];
 		if (strcmp(keys[i - 1], keys[i]) == 0)
 			rc = ut_err_set(err, "%s: %s key %s: duplicate key", label, METADATA_KEY,
 					quote(keys[i], qkey, sizeof(qkey)));
@@ -255,7 +239,7 @@ static int parse_metadata(struct tr_st_file *file, const cJSON *meta, const char
 	if (file->meta_keys == NULL || file->meta_values == NULL)
 		return ut_err_set(err, "%s: out of memory", label);
 	for (const cJSON *item = meta->child; item != NULL; item = item->next) {
-		char qkey[160];
+		char qkey[UT_QUOTE_LEN + 2];
 		quote(item->string, qkey, sizeof(qkey));
 		if (item->string[0] == '\0')
 			return ut_err_set(err, "%s: %s has an empty key", label, METADATA_KEY);
@@ -299,7 +283,7 @@ static int index_names(struct tr_st_file *file, const char *label, struct ut_err
 	qsort(order, file->count, sizeof(*order), cmp_name_ptr);
 	for (size_t i = 0; i < file->count; i++) {
 		if (i > 0 && strcmp(order[i - 1]->name, order[i]->name) == 0) {
-			char qname[160];
+			char qname[UT_QUOTE_LEN + 2];
 			ut_err_set(err, "%s: tensor %s: duplicate name", label,
 				   quote(order[i]->name, qname, sizeof(qname)));
 			free(order);
@@ -319,7 +303,7 @@ static int check_tiling(const struct tr_st_file *file, size_t data_len, const ch
 	for (size_t i = 0; i < file->count; i++) {
 		const struct tr_st_tensor *t = &file->tensors[i];
 		if (t->offset != cursor) {
-			char qname[160], qprev[160];
+			char qname[UT_QUOTE_LEN + 2], qprev[UT_QUOTE_LEN + 2];
 			quote(t->name, qname, sizeof(qname));
 			if (i == 0)
 				return ut_err_set(err,
@@ -588,7 +572,7 @@ static int check_unique(const char **names, size_t n, const char *kind, struct u
 {
 	qsort(names, n, sizeof(*names), cmp_str_ptr);
 	for (size_t i = 0; i < n; i++) {
-		char qname[160];
+		char qname[UT_QUOTE_LEN + 2];
 		if (names[i][0] == '\0')
 			return ut_err_set(err, "%s: empty name", kind);
 		if (i > 0 && strcmp(names[i - 1], names[i]) == 0)
@@ -601,7 +585,7 @@ static int check_unique(const char **names, size_t n, const char *kind, struct u
 /* Entry i's byte count, or -1 (err set) for a bad dtype, shape or data. */
 static int entry_bytes(const struct tr_st_entry *t, size_t *nbytes, struct ut_err *err)
 {
-	char qname[160];
+	char qname[UT_QUOTE_LEN + 2];
 	quote(t->name, qname, sizeof(qname));
 	if (tr_st_dtype_size(t->dtype) == 0)
 		return ut_err_set(err, "tensor %s: bad dtype %d", qname, (int)t->dtype);
@@ -854,7 +838,7 @@ int tr_ckpt_write(const char *path, const struct tr_ckpt_info *info,
 static int check_optimizer_tensor(const struct tr_st_file *file, const struct tr_st_tensor *t,
 				  const char *path, struct ut_err *err)
 {
-	char qname[160], param[1024];
+	char qname[UT_QUOTE_LEN + 2], param[1024];
 	quote(t->name, qname, sizeof(qname));
 	const char *rest = t->name + strlen(OPTIMIZER_PREFIX);
 	const char *dot = strrchr(rest, '.');
@@ -892,7 +876,7 @@ static int read_info(const struct tr_st_file *file, struct tr_ckpt_info *info, c
 					  "%s: metadata %s missing (not a yolo-train checkpoint?)",
 					  path, info_keys[k]);
 	}
-	char qvalue[160];
+	char qvalue[UT_QUOTE_LEN + 2];
 	if (strcmp(values[META_FORMAT], TR_CKPT_FORMAT) != 0)
 		return ut_err_set(err, "%s: metadata format is %s, expected \"%s\"", path,
 				  quote(values[META_FORMAT], qvalue, sizeof(qvalue)),

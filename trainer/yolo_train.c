@@ -133,8 +133,9 @@ static const struct opt_def *find_option(const char *name, size_t len, bool by_k
 static int parse_freeze(struct tr_train_opts *o, const char *text, int index, struct ut_err *err)
 {
 	long layer;
+	char q[UT_QUOTE_LEN];
 	if (ut_parse_long(text, 0, 100000, &layer) != 0)
-		return ut_err_set(err, "--freeze: '%s' is not a layer index", text);
+		return ut_err_set(err, "--freeze: '%s' is not a layer index", ut_quote(text, q, sizeof(q)));
 	if (index >= TR_TRAIN_MAX_FREEZE)
 		return ut_err_set(err, "--freeze: at most %d values", TR_TRAIN_MAX_FREEZE);
 	o->freeze[index] = (int)layer;
@@ -147,6 +148,7 @@ static int set_option(struct tr_train_opts *o, const struct opt_def *def, const 
 		      const char *where, struct ut_err *err)
 {
 	char *field = (char *)o + def->offset;
+	char q[UT_QUOTE_LEN];
 	switch (def->kind) {
 	case OPT_STR:
 	case OPT_MAYBE_STR:
@@ -154,11 +156,13 @@ static int set_option(struct tr_train_opts *o, const struct opt_def *def, const 
 		return 0;
 	case OPT_LONG:
 		if (ut_parse_long(text, -1000000000L, 1000000000L, (long *)field) != 0)
-			return ut_err_set(err, "%s%s: '%s' is not an integer", where, def->name, text);
+			return ut_err_set(err, "%s%s: '%s' is not an integer", where, def->name,
+					  ut_quote(text, q, sizeof(q)));
 		return 0;
 	case OPT_DOUBLE:
 		if (ut_parse_double(text, (double *)field) != 0)
-			return ut_err_set(err, "%s%s: '%s' is not a number", where, def->name, text);
+			return ut_err_set(err, "%s%s: '%s' is not a number", where, def->name,
+					  ut_quote(text, q, sizeof(q)));
 		return 0;
 	case OPT_FLAG:
 		*(bool *)field = text == NULL || strcmp(text, "true") == 0 || strcmp(text, "True") == 0;
@@ -182,8 +186,9 @@ static int parse_args(int argc, char **argv, struct tr_train_opts *o, const char
 {
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
+		char q[UT_QUOTE_LEN];
 		if (strncmp(arg, "--", 2) != 0)
-			return ut_err_set(err, "unexpected argument '%s'", arg);
+			return ut_err_set(err, "unexpected argument '%s'", ut_quote(arg, q, sizeof(q)));
 		const char *name = arg + 2, *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
 		const struct opt_def *def = find_option(name, len, false);

@@ -242,8 +242,9 @@ static int open_split(struct session *s, const struct cli *c, struct ut_err *err
 		sources = s->yaml.test;
 		n = s->yaml.n_test;
 	}
+	char q[UT_QUOTE_LEN];
 	if (sources == NULL || n == 0)
-		return ut_err_set(err, "%s: no '%s' split", c->data, c->task);
+		return ut_err_set(err, "%s: no '%s' split", c->data, ut_quote(c->task, q, sizeof(q)));
 	struct tr_data_open_opts opts = {.nc = s->yaml.nc, .use_cache = true};
 	if (tr_data_split_open((const char *const *)sources, n, &opts, &s->split, err) != 0)
 		return -1;

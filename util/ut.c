@@ -19,13 +19,100 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Length of the valid UTF-8 sequence of 2-4 bytes at p (at most avail), else 0. */
+static size_t utf8_sequence(const unsigned char *p, size_t avail)
+{
+	size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	if (len == 0 || len > avail)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	/* no overlong forms, surrogates or code points past U+10FFFF */
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+		return 0;
+	return len;
+}
+
+/* One control byte as its escape ("\n", "\x1b") into out (5 bytes); returns its length. */
+static size_t escape_control(unsigned char c, char *out)
+{
+	static const char names[] = {['\n'] = 'n', ['\t'] = 't', ['\r'] = 'r'};
+	if (c < sizeof(names) && names[c] != 0) {
+		out[0] = '\\';
+		out[1] = names[c];
+		return 2;
+	}
+	snprintf(out, 5, "\\x%02x", c);
+	return 4;
+}
+
+/*
+ * Copy len bytes of text into buf (size > 0) with control characters
+ * escaped; with `quoting`, also backslashes, invalid UTF-8 and NULs, and
+ * the copy cut after UT_QUOTE_MAX bytes of text with "...".
+ */
+static void escape_text(const char *text, size_t len, int quoting, char *buf, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t n = 0, i = 0;
+	while (i < len && (quoting || p[i] != '\0')) {
+		char piece[8];
+		size_t piece_len = 1, used = 1;
+		if (quoting && i >= UT_QUOTE_MAX) {
+			memcpy(piece, "...", 3);
+			piece_len = 3;
+			used = len - i;
+		} else if (p[i] < 0x20 || p[i] == 0x7f) {
+			piece_len = escape_control(p[i], piece);
+		} else if (quoting && p[i] == '\\') {
+			memcpy(piece, "\\\\", 2);
+			piece_len = 2;
+		} else if (p[i] >= 0x80 && quoting) {
+			used = utf8_sequence(p + i, len - i);
+			piece_len = used;
+			if (used == 0) {
+				snprintf(piece, sizeof(piece), "\\x%02x", p[i]);
+				piece_len = 4;
+				used = 1;
+			} else {
+				memcpy(piece, p + i, used);
+			}
+		} else {
+			piece[0] = (char)p[i];
+		}
+		if (n + piece_len >= size)
+			break;
+		memcpy(buf + n, piece, piece_len);
+		n += piece_len;
+		i += used;
+	}
+	buf[n] = '\0';
+}
+
+const char *ut_quote_n(const char *text, size_t len, char *buf, size_t size)
+{
+	if (size == 0)
+		return buf;
+	escape_text(text != NULL ? text : "", text != NULL ? len : 0, 1, buf, size);
+	return buf;
+}
+
+const char *ut_quote(const char *text, char *buf, size_t size)
+{
+	return ut_quote_n(text, text != NULL ? strlen(text) : 0, buf, size);
+}
+
 int ut_err_set(struct ut_err *err, const char *fmt, ...)
 {
 	if (err != NULL) {
+		char raw[UT_ERR_LEN];
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		vsnprintf(raw, sizeof(raw), fmt, ap);
 		va_end(ap);
+		escape_text(raw, strlen(raw), 0, err->msg, sizeof(err->msg));
 	}
 	return -1;
 }
@@ -42,12 +129,13 @@ void ut_log(enum ut_log_level level, const char *fmt, ...)
 	static const char *const prefix[] = {"error: ", "warning: ", "", "debug: "};
 	if (level > log_level)
 		return;
+	char raw[4096], line[4096];
 	va_list ap;
 	va_start(ap, fmt);
-	fputs(prefix[level], stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	escape_text(raw, strlen(raw), 0, line, sizeof(line));
+	fprintf(stderr, "%s%s\n", prefix[level], line);
 }
 
 /* Shortest "%.*e" digits that read back to value exactly. */

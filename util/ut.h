@@ -20,13 +20,36 @@ struct ut_err {
 	char msg[UT_ERR_LEN];
 };
 
-/* Fill err (if not NULL) with a formatted message; always returns -1. */
+/*
+ * Fill err (if not NULL) with a formatted message; always returns -1. The
+ * message stays one line whatever the arguments hold: control characters
+ * come out as \n, \t, \r or \xNN. The arguments may point into err->msg.
+ */
 int ut_err_set(struct ut_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Bytes of user text that a message quotes; longer text is cut with "...". */
+#define UT_QUOTE_MAX 60
+/* Room for ut_quote's output (every byte escaped as \xNN, plus "..."). */
+#define UT_QUOTE_LEN (UT_QUOTE_MAX * 4 + 4)
+
+/*
+ * User text (a column name, a yaml key, a path, a label line) made safe to
+ * quote in a one-line message: printable ASCII and valid UTF-8 kept, a
+ * backslash doubled, control characters and invalid bytes escaped (\n, \t,
+ * \r, \xNN), cut after UT_QUOTE_MAX bytes with "...". ut_quote_n takes
+ * len bytes (NULs included). Returns buf, which should hold UT_QUOTE_LEN.
+ */
+const char *ut_quote(const char *text, char *buf, size_t size);
+const char *ut_quote_n(const char *text, size_t len, char *buf, size_t size);
+
 enum ut_log_level { UT_LOG_ERROR, UT_LOG_WARN, UT_LOG_INFO, UT_LOG_DEBUG };
 
-/* The logger writes to stderr; the level is process state set once by main. */
+/*
+ * The logger writes one line per call to stderr (control characters in
+ * the message escaped as in ut_err_set); the level is process state set
+ * once by main.
+ */
 void ut_log_set_level(enum ut_log_level level);
 void ut_log(enum ut_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
