@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -475,7 +476,8 @@ static void small_batch(struct small_batch *sb, uint64_t seed)
 }
 
 /* The same pipeline by hand: forward, loss items, NMS and tr_val_add_image per image. */
-static void by_hand(struct net *net, struct tr_val *val, const struct small_batch *sb, float items[3])
+static void by_hand(struct net *net, struct tr_val *val, const struct small_batch *sb, float items[3],
+		    size_t n_dets[2])
 {
 	struct ut_err err;
 	static float images[2 * 3 * 64 * 96];
@@ -502,12 +504,53 @@ static void by_hand(struct net *net, struct tr_val *val, const struct small_batc
 		size_t n_det;
 		tr_nms(det->decoded + (size_t)si * (size_t)det->cells * (size_t)det->no,
 		       (size_t)det->cells, det->nc, &nms, ws, dets, &n_det);
+		n_dets[si] = n_det;
 		float labels[3 * 5];
 		size_t n_labels = tr_val_image_labels(&sb->batch, si, false, labels);
 		if (tr_val_add_image(val, dets, n_det, labels, n_labels, &sb->info[si], &err) != 0)
 			fail_msg("%s", err.msg);
 	}
 	free(ws);
+}
+
+/*
+ * Labels the network really detects: the first two targets become the best
+ * detection of each image (a random network's boxes are anchor-shaped, so
+ * made-up labels would match nothing and the comparison below would see
+ * zero true positives on both sides); the third stays as it was.
+ */
+static void targets_from_detections(struct net *net, struct small_batch *sb)
+{
+	struct tr_val *scratch = make_val(2, false);
+	float items[3];
+	size_t n_dets[2];
+	by_hand(net, scratch, sb, items, n_dets);
+	tr_val_free(scratch);
+	const struct tr_detect *det = &net->model->detect;
+	struct tr_nms_params nms = tr_nms_val_params();
+	void *ws = malloc(tr_nms_workspace_size((size_t)det->cells, det->nc));
+	assert_non_null(ws);
+	for (int si = 0; si < 2; si++) {
+		static float dets[300 * 6];
+		size_t n_det;
+		tr_nms(det->decoded + (size_t)si * (size_t)det->cells * (size_t)det->no,
+		       (size_t)det->cells, det->nc, &nms, ws, dets, &n_det);
+		assert_true(n_det > 0);
+		/* dets are xyxy in the 64 x 96 batch frame, best first; targets are normalised xywh */
+		const float *d = dets;
+		float x0 = fmaxf(d[0], 0), y0 = fmaxf(d[1], 0), x1 = fminf(d[2], 96), y1 = fminf(d[3], 64);
+		const float t[6] = {(float)si, d[5], (x0 + x1) / 2 / 96, (y0 + y1) / 2 / 64,
+				    (x1 - x0) / 96, (y1 - y0) / 64};
+		memcpy(sb->targets[si], t, sizeof(t));
+	}
+	free(ws);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static void test_batch_with_model(void **state)
@@ -518,14 +561,22 @@ static void test_batch_with_model(void **state)
 	struct small_batch a, b;
 	small_batch(&a, 1);
 	small_batch(&b, 2);
+	targets_from_detections(&net, &a);
+	targets_from_detections(&net, &b);
 	struct ut_err err;
 	struct tr_val *val = make_val(2, false), *hand = make_val(2, false);
+	double t0 = now_ms();
 	if (tr_val_batch(val, net.model, net.cpu, &a.batch, net.loss, &err) != 0 ||
 	    tr_val_batch(val, net.model, net.cpu, &b.batch, net.loss, &err) != 0)
 		fail_msg("%s", err.msg);
+	double elapsed_ms = now_ms() - t0;
 	float items_a[3], items_b[3];
-	by_hand(&net, hand, &a, items_a);
-	by_hand(&net, hand, &b, items_b);
+	size_t dets_a[2], dets_b[2];
+	by_hand(&net, hand, &a, items_a, dets_a);
+	by_hand(&net, hand, &b, items_b, dets_b);
+	print_message("detections per image: %zu %zu %zu %zu\n", dets_a[0], dets_a[1], dets_b[0],
+		      dets_b[1]);
+	assert_true(dets_a[0] > 0 && dets_a[1] > 0 && dets_b[0] > 0 && dets_b[1] > 0);
 	struct tr_val_results res, want;
 	finish(val, &res);
 	finish(hand, &want);
@@ -537,10 +588,20 @@ static void test_batch_with_model(void **state)
 		if ((float)res.loss[k] != mean)
 			fail_msg("loss %d: %.9g, by hand %.9g", k, res.loss[k], (double)mean);
 	}
+	/* the labels taken from detections are found: the summaries compare real numbers */
+	print_message("P %.4f R %.4f mAP@.5 %.4f mAP@.5:.95 %.4f\n", res.summary.mp, res.summary.mr,
+		      res.summary.map50, res.summary.map);
+	assert_true(res.summary.map50 > 0 && res.summary.mr > 0);
 	assert_memory_equal(&res.summary, &want.summary, sizeof(res.summary));
 	assert_int_equal(res.ap.nc, want.ap.nc);
+	/* per-image times: measured, and no more than the calls took in all */
+	assert_true(res.speed_ms[1] > 0);
 	for (int k = 0; k < 3; k++)
-		assert_true(res.speed_ms[k] >= 0);
+		assert_true(res.speed_ms[k] >= 0 && isfinite(res.speed_ms[k]));
+	double per_image_total = res.speed_ms[0] + res.speed_ms[1] + res.speed_ms[2];
+	if (per_image_total * (double)res.seen > elapsed_ms)
+		fail_msg("speed: %.3f ms per image x %ld images > %.3f ms the calls took",
+			 per_image_total, res.seen, elapsed_ms);
 	tr_val_results_free(&res);
 	tr_val_results_free(&want);
 
