@@ -335,16 +335,12 @@ static void absolute_if_exists(const char *path, char *out, size_t size)
 		snprintf(out, size, "%s", path);
 }
 
+/* YOLOv5's default hyp, shipped with us (ut_data_file: installed or source tree). */
 static int default_hyp(char *out, size_t size)
 {
-	static const char *const dirs[] = {YE_DATADIR, YE_SOURCE_DATADIR};
-	for (size_t i = 0; i < UT_ARRAY_LEN(dirs); i++) {
-		snprintf(out, size, "%s/hyps/hyp.scratch-low.yaml", dirs[i]);
-		if (access(out, R_OK) == 0)
-			return 0;
-	}
-	ut_log(UT_LOG_ERROR, "hyp.scratch-low.yaml not found in %s or %s: give --hyp", YE_DATADIR,
-	       YE_SOURCE_DATADIR);
+	if (ut_data_file("data/hyps/hyp.scratch-low.yaml", out, size) == 0)
+		return 0;
+	ut_log(UT_LOG_ERROR, "hyp.scratch-low.yaml is not installed with yolo-evolve: give --hyp");
 	return -1;
 }
 

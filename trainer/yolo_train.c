@@ -37,7 +37,7 @@ static const struct opt_def options[] = {
     {"weights", "weights", OPT_STR, OFF(weights), "initial weights (.safetensors), '' = from scratch"},
     {"cfg", "cfg", OPT_STR, OFF(cfg), "model yaml (models/yolov5s.yaml ...)"},
     {"data", "data", OPT_STR, OFF(data), "dataset yaml"},
-    {"hyp", "hyp", OPT_STR, OFF(hyp), "hyperparameter yaml"},
+    {"hyp", "hyp", OPT_STR, OFF(hyp), "hyperparameter yaml (data/hyps/hyp.scratch-low.yaml)"},
     {"epochs", "epochs", OPT_LONG, OFF(epochs), "total training epochs (300)"},
     {"batch-size", "batch_size", OPT_LONG, OFF(batch_size), "images per batch (16)"},
     {"batch", "batch_size", OPT_LONG, OFF(batch_size), NULL},
@@ -394,6 +394,22 @@ static int prepare_resume(struct tr_train_opts *o, const char *resume_path, char
 	return 0;
 }
 
+/*
+ * --cfg and --hyp found as YOLOv5 finds them (ut_data_file: `yolov5n.yaml`,
+ * `models/yolov5n.yaml` from any folder); --hyp defaults to YOLOv5's
+ * data/hyps/hyp.scratch-low.yaml, shipped with us. opt.yaml records the
+ * paths found, as train.py's check_yaml does.
+ */
+static void find_shipped_files(struct tr_train_opts *o, char *cfg, char *hyp, size_t size)
+{
+	if (o->hyp[0] == '\0')
+		o->hyp = "data/hyps/hyp.scratch-low.yaml";
+	if (o->cfg[0] != '\0' && ut_data_file(o->cfg, cfg, size) == 0)
+		o->cfg = cfg;
+	if (ut_data_file(o->hyp, hyp, size) == 0)
+		o->hyp = hyp;
+}
+
 int main(int argc, char **argv)
 {
 	struct tr_train_opts opts;
@@ -413,9 +429,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "yolo-train: %s\n", err.msg);
 		return 2;
 	}
-	static char last[4096], save_dir[4096], hyp[4200];
+	static char last[4096], save_dir[4096], hyp[4200], cfg_found[4200];
 	char **keep = NULL;
 	int n_keep = 0, status = 0;
+	if (!opts.resume)
+		find_shipped_files(&opts, cfg_found, hyp, sizeof(hyp));
 	if (opts.resume && prepare_resume(&opts, resume_path, last, save_dir, hyp, sizeof(last), &keep,
 					  &n_keep, &err) != 0) {
 		fprintf(stderr, "yolo-train: %s\n", err.msg);

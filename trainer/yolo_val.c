@@ -182,8 +182,11 @@ static void cleanup(struct session *s)
 
 static int build_model(struct session *s, const struct cli *c, int nc, struct ut_err *err)
 {
-	if (c->cfg != NULL)
-		return tr_model_from_file(c->cfg, nc, &s->model, err);
+	if (c->cfg != NULL) {
+		char cfg[4096];
+		ut_data_file(c->cfg, cfg, sizeof(cfg)); /* yolov5n.yaml as YOLOv5 finds it */
+		return tr_model_from_file(cfg, nc, &s->model, err);
+	}
 	const char *text = tr_st_metadata(s->weights, "model_yaml");
 	if (text == NULL) {
 		s->usage_error = 1;

@@ -484,3 +484,72 @@ void ut_reexec_with_env(const char *name, const char *value, char **argv)
 	execv("/proc/self/exe", argv);
 	/* exec failed: go on as we are, with the variable set for children */
 }
+
+/* ---- shipped data files ------------------------------------------------------- */
+
+/* The folder of the running program, "" if unknown. */
+static void program_dir(char *out, size_t size)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	out[0] = '\0';
+	if (n <= 0)
+		return;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		snprintf(out, size, "%s", self);
+	}
+}
+
+/* Is dir inside root (both absolute, root without a trailing slash)? */
+static int inside(const char *dir, const char *root)
+{
+	size_t len = strlen(root);
+	return len > 0 && strncmp(dir, root, len) == 0 && (dir[len] == '/' || dir[len] == '\0');
+}
+
+/* Try DATA/path, DATA/models/NAME, DATA/data/hyps/NAME; 0 when one is readable. */
+static int try_data_dir(const char *data, const char *path, char *out, size_t size)
+{
+	const char *slash = strrchr(path, '/');
+	const char *name = slash != NULL ? slash + 1 : path;
+	const char *const subdirs[] = {"", "models/", "data/hyps/"};
+	for (size_t i = 0; i < UT_ARRAY_LEN(subdirs); i++) {
+		if (snprintf(out, size, "%s/%s%s", data, subdirs[i], i == 0 ? path : name) >= (int)size)
+			continue;
+		struct stat st;
+		char resolved[PATH_MAX];
+		if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, R_OK) == 0) {
+			if (realpath(out, resolved) != NULL) /* BIN/../share/... read plainly */
+				snprintf(out, size, "%s", resolved);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int ut_data_file(const char *path, char *out, size_t size)
+{
+	struct stat st;
+	snprintf(out, size, "%s", path);
+	if (path[0] == '\0' || stat(path, &st) == 0 || path[0] == '/')
+		return path[0] != '\0' && stat(path, &st) == 0 ? 0 : -1;
+	char bin[PATH_MAX], data[PATH_MAX + 32];
+	program_dir(bin, sizeof(bin));
+	if (bin[0] != '\0' || YE_BIN_TO_DATADIR[0] == '/') {
+		if (YE_BIN_TO_DATADIR[0] == '/') /* an absolute bindir or datadir: not relocatable */
+			snprintf(data, sizeof(data), "%s", YE_BIN_TO_DATADIR);
+		else
+			snprintf(data, sizeof(data), "%s/%s", bin, YE_BIN_TO_DATADIR);
+		if (try_data_dir(data, path, out, size) == 0)
+			return 0;
+	}
+	if (try_data_dir(YE_DATADIR, path, out, size) == 0)
+		return 0;
+	if (bin[0] != '\0' && inside(bin, YE_BUILD_ROOT) && try_data_dir(YE_SOURCE_ROOT, path, out, size) == 0)
+		return 0;
+	snprintf(out, size, "%s", path);
+	return -1;
+}

@@ -111,6 +111,20 @@ void ut_crash_point(const char *name);
  */
 void ut_reexec_with_env(const char *name, const char *value, char **argv);
 
+/*
+ * The files shipped with yolo-evolve (model yamls, hyp files), found as
+ * YOLOv5 finds them under its repository: `path` as given when it exists;
+ * else, for a relative path, DATA/path, DATA/models/NAME and
+ * DATA/data/hyps/NAME (NAME its last part) in each data folder in turn:
+ * the installed one beside the running program (BIN/../share/yolo-evolve,
+ * so an installed tree can move), the one of the configured prefix, and the
+ * source tree only when the program runs from its build tree. So
+ * `--cfg yolov5n.yaml`, `--cfg models/yolov5n.yaml` and
+ * `--hyp data/hyps/hyp.scratch-low.yaml` work from any folder. out gets the
+ * path found; returns -1 (out = path) when there is none.
+ */
+int ut_data_file(const char *path, char *out, size_t size);
+
 /* Dynamic string. */
 struct ut_buf {
 	char *data;

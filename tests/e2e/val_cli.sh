@@ -3,7 +3,7 @@
 # val.py's table and speed line; every bad input is one "error:" line naming
 # the option or file, exit 2 (usage) or 1 (runtime), never a crash.
 #
-# Weights: the shared golden yolov5n nc=2 state_dict (no model_yaml stored,
+# Weights: the golden yolov5n nc=2 state_dict (tests/golden/yolov5) (no model_yaml stored,
 # so --cfg is needed). Environment (meson sets it): YOLO_VAL, GEN_DATASET.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
