@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build with warnings as errors and run every test; then the unit tests
-# again under AddressSanitizer and UndefinedBehaviorSanitizer. Ends with a
+# Check the format (.clang-format), build with warnings as errors and run
+# every test; then the unit tests again under AddressSanitizer and
+# UndefinedBehaviorSanitizer, and the fuzzers. Ends with a
 # "N passed, N failed" line; exits non-zero if anything failed.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +35,8 @@ run_suite() { # name, build dir, meson setup options..., -- meson test options..
 	count "$dir.test.log"
 }
 
+echo "== format (scripts/format.sh --check) =="
+if bash scripts/format.sh --check; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 run_suite "all tests (-Werror)" build-ci -Dwerror=true --
 run_suite "unit tests under ASan+UBSan" build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit
 echo "== fuzzing (libFuzzer, ${FUZZ_SECONDS:-20} s per target) =="
