@@ -487,6 +487,14 @@ void ut_reexec_with_env(const char *name, const char *value, char **argv)
 
 /* ---- shipped data files ------------------------------------------------------- */
 
+/* meson sets these (util/meson.build); a build without it (the fuzzers) finds no data files */
+#ifndef YE_DATADIR
+#define YE_DATADIR "/nonexistent"
+#define YE_BIN_TO_DATADIR "/nonexistent"
+#define YE_SOURCE_ROOT "/nonexistent"
+#define YE_BUILD_ROOT "/nonexistent"
+#endif
+
 /* The folder of the running program, "" if unknown. */
 static void program_dir(char *out, size_t size)
 {
