@@ -527,7 +527,6 @@ struct new_place {
 static int check_new_evolution(const struct cli *c, struct new_place *place, struct st_options *o,
 			       struct ut_err *err)
 {
-	char quoted[PATH_MAX];
 	if (c->data == NULL)
 		return ut_err_set(err, "--data is required for a new evolution: the dataset yaml for the trainer (a --trainer template without {data} takes --data none)");
 	if (check_name(c->name, err) != 0)
@@ -540,7 +539,7 @@ static int check_new_evolution(const struct cli *c, struct new_place *place, str
 		return ut_err_set(err, "%s already holds an evolution: continue it with --resume, or choose another --name",
 				  place->db_path);
 	if (c->db != NULL) {
-		char folder[PATH_MAX];
+		char folder[PATH_MAX], quoted[PATH_MAX];
 		const char *slash = strrchr(c->db, '/');
 		snprintf(folder, sizeof(folder), "%.*s", slash ? (int)(slash - c->db) + 1 : 1,
 			 slash ? c->db : ".");
