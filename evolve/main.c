@@ -528,7 +528,9 @@ static int check_new_evolution(const struct cli *c, struct new_place *place, str
 			       struct ut_err *err)
 {
 	if (c->data == NULL)
-		return ut_err_set(err, "--data is required for a new evolution: the dataset yaml for the trainer (a --trainer template without {data} takes --data none)");
+		return ut_err_set(err,
+				  "--data is required for a new evolution: the dataset yaml for the "
+				  "trainer (a template without {data} takes --data none)");
 	if (check_name(c->name, err) != 0)
 		return -1;
 	run_dir_for(c, place->run_dir, sizeof(place->run_dir));
@@ -562,7 +564,8 @@ static int create_evolution(const struct new_place *place, struct st_options *o,
 {
 	if (ut_mkdirs(place->run_dir, err) != 0)
 		return -1;
-	if (set_place(place->run_dir, o, err) != 0 || create_database(place->db_path, o, db, err) != 0) {
+	if (set_place(place->run_dir, o, err) != 0 ||
+	    create_database(place->db_path, o, db, err) != 0) {
 		rmdir(place->run_dir); /* only if still empty */
 		return -1;
 	}
@@ -672,7 +675,8 @@ static int cmd_run(int argc, char **argv)
 	       db_path);
 	struct ev_run_params params = {.run_dir = run_dir, .grace = c.grace,
 				       .log_max = c.log_max * (1LL << 20),
-				       .report_every = c.report_every, .max_failures = c.max_failures};
+				       .report_every = c.report_every,
+				       .max_failures = c.max_failures};
 	rc = ev_run(db, &opts, &params, &err);
 	if (rc < 0) {
 		ut_log(UT_LOG_ERROR, "%s", err.msg);
@@ -686,8 +690,8 @@ static int cmd_run(int argc, char **argv)
 	if (rc == EV_BREAKER || rc == EV_NO_SUCCESS)
 		log_indented(UT_LOG_ERROR, err.msg);
 	if (rc == EV_BREAKER)
-		ut_log(UT_LOG_WARN, "fix the cause, then continue with: yolo-evolve --resume --db %s",
-		       db_path);
+		ut_log(UT_LOG_WARN,
+		       "fix the cause, then continue with: yolo-evolve --resume --db %s", db_path);
 	st_close(db);
 	return rc < 0 ? 1 : rc;
 }

@@ -117,8 +117,8 @@ static int find_below(const char *dir, const char *name, int depth, char *out, s
  * Where the trainer will find path: as given, or for yolov5:DIR, a
  * relative name YOLOv5's check_file finds under DIR/data, models or utils.
  */
-static int locate(const struct preflight *pf, const struct input *in, const char *path,
-		  char *found, size_t size, struct ut_err *err)
+static int locate(const struct preflight *pf, const struct input *in, const char *path, char *found,
+		  size_t size, struct ut_err *err)
 {
 	static const char *const yolov5_dirs[] = {"data", "models", "utils"};
 	snprintf(found, size, "%s", path);
@@ -169,8 +169,9 @@ static int load_mapping(const struct input *in, const char *path, yaml_document_
 	yaml_node_t *root = yaml_document_get_root_node(doc);
 	if (root == NULL || root->type != YAML_MAPPING_NODE) {
 		yaml_document_delete(doc);
-		return ut_err_set(err, "%s %s: expected a YAML mapping (key: value lines)%s", in->option,
-				  ev_quote(path, quoted, sizeof(quoted)), root ? "" : ", the file is empty");
+		return ut_err_set(err, "%s %s: expected a YAML mapping (key: value lines)%s",
+				  in->option, ev_quote(path, quoted, sizeof(quoted)),
+				  root ? "" : ", the file is empty");
 	}
 	return 0;
 }
@@ -182,7 +183,8 @@ static const yaml_node_t *mapping_get(yaml_document_t *doc, const char *key)
 	for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
 	     pair < root->data.mapping.pairs.top; pair++) {
 		const yaml_node_t *k = yaml_document_get_node(doc, pair->key);
-		if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0)
+		if (k->type == YAML_SCALAR_NODE &&
+		    strcmp((const char *)k->data.scalar.value, key) == 0)
 			return yaml_document_get_node(doc, pair->value);
 	}
 	return NULL;
@@ -229,9 +231,12 @@ static int check_data_root(const struct preflight *pf, const struct input *in, c
 		snprintf(resolved, sizeof(resolved), "%s", root);
 	} else if (pf->yolov5_dir[0] != '\0') {
 		if (!inside(file, pf->yolov5_dir))
-			return ut_err_set(err, "%s %s: path: %s is relative, and YOLOv5 resolves it against its own folder %s, not this file's: give an absolute path",
-					  in->option, quoted, quoted_root,
-					  ev_quote(pf->yolov5_dir, resolved, sizeof(resolved)));
+			return ut_err_set(
+			    err,
+			    "%s %s: path: %s is relative, and YOLOv5 resolves it against its own "
+			    "folder %s, not this file's: give an absolute path",
+			    in->option, quoted, quoted_root,
+			    ev_quote(pf->yolov5_dir, resolved, sizeof(resolved)));
 		snprintf(resolved, sizeof(resolved), "%s/%s", pf->yolov5_dir, root);
 	} else {
 		const char *slash = strrchr(file, '/');
@@ -264,10 +269,11 @@ static int check_data(const struct preflight *pf, const struct input *in, const 
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < UT_ARRAY_LEN(required); i++) {
 		const yaml_node_t *value = mapping_get(&doc, required[i]);
-		if (value == NULL || (value->type == YAML_SCALAR_NODE && scalar_text(value) == NULL))
+		if (value == NULL ||
+		    (value->type == YAML_SCALAR_NODE && scalar_text(value) == NULL))
 			rc = ut_err_set(err, "%s %s: no '%s:' (%s); is this a dataset yaml?",
-					in->option, ev_quote(file, quoted, sizeof(quoted)), required[i],
-					meaning[i]);
+					in->option, ev_quote(file, quoted, sizeof(quoted)),
+					required[i], meaning[i]);
 	}
 	if (rc == 0)
 		rc = check_data_root(pf, in, file, &doc, err);
@@ -280,7 +286,8 @@ static int check_cfg(const struct preflight *pf, const struct input *in, const c
 {
 	char file[PATH_MAX];
 	yaml_document_t doc;
-	if (locate(pf, in, path, file, sizeof(file), err) != 0 || load_mapping(in, file, &doc, err) != 0)
+	if (locate(pf, in, path, file, sizeof(file), err) != 0 ||
+	    load_mapping(in, file, &doc, err) != 0)
 		return -1;
 	yaml_document_delete(&doc);
 	return 0;
@@ -290,17 +297,19 @@ static int check_weights(const struct preflight *pf, const struct input *in, con
 			 struct ut_err *err)
 {
 	size_t len = strlen(path);
-	int release_name = strchr(path, '/') == NULL && len > 3 && strcmp(path + len - 3, ".pt") == 0;
+	int release_name =
+	    strchr(path, '/') == NULL && len > 3 && strcmp(path + len - 3, ".pt") == 0;
 	/* YOLOv5 fetches its release weights (yolov5s.pt ...) by name, and URLs */
-	if (pf->yolov5_dir[0] != '\0' && (is_url(path) || (release_name && access(path, F_OK) != 0)))
+	if (pf->yolov5_dir[0] != '\0' &&
+	    (is_url(path) || (release_name && access(path, F_OK) != 0)))
 		return 0;
 	return ev_check_readable(in->option, path, err);
 }
 
 static const struct input inputs[] = {
-	{"--data", "data", offsetof(struct st_options, data), check_data},
-	{"--cfg", "cfg", offsetof(struct st_options, cfg), check_cfg},
-	{"--weights", "weights", offsetof(struct st_options, weights), check_weights},
+    {"--data", "data", offsetof(struct st_options, data), check_data},
+    {"--cfg", "cfg", offsetof(struct st_options, cfg), check_cfg},
+    {"--weights", "weights", offsetof(struct st_options, weights), check_weights},
 };
 
 /* ---- the program ----------------------------------------------------------------- */
@@ -321,8 +330,8 @@ static int on_path(const char *name)
 		size_t len = strcspn(path, ":");
 		char candidate[PATH_MAX];
 		/* an empty entry is the current folder */
-		if (snprintf(candidate, sizeof(candidate), "%.*s%s%s", (int)len, path, len ? "/" : "",
-			     name) < (int)sizeof(candidate) &&
+		if (snprintf(candidate, sizeof(candidate), "%.*s%s%s", (int)len, path,
+			     len ? "/" : "", name) < (int)sizeof(candidate) &&
 		    is_executable(candidate))
 			return 1;
 		if (path[len] == '\0')
@@ -339,10 +348,12 @@ static int check_program(const struct preflight *pf, struct ut_err *err)
 	if (strchr(program, '/') != NULL ? is_executable(program) : on_path(program))
 		return 0;
 	if (pf->native)
-		return ut_err_set(err, "--trainer native: yolo-train is neither beside yolo-evolve nor on PATH (build it, or give another --trainer)");
+		return ut_err_set(err, "--trainer native: yolo-train is neither beside yolo-evolve "
+				       "nor on PATH (build it, or give another --trainer)");
 	if (pf->yolov5_dir[0] != '\0')
 		return ut_err_set(err, "--python %s: %s", quoted,
-				  strchr(program, '/') ? "not an executable file" : "not found on PATH");
+				  strchr(program, '/') ? "not an executable file"
+						       : "not found on PATH");
 	return ut_err_set(err, "--trainer: program %s %s", quoted,
 			  strchr(program, '/') ? "is not an executable file" : "not found on PATH");
 }
@@ -352,8 +363,10 @@ int ev_preflight(const struct st_options *opts, struct ut_err *err)
 	struct ev_template tpl;
 	if (ev_template_parse(opts->trainer, opts->python, &tpl, err) != 0)
 		return -1;
-	struct preflight pf = {.opts = opts, .tpl = &tpl, .native = strcmp(opts->trainer, "native") == 0};
-	if (strncmp(opts->trainer, "yolov5:", 7) == 0 && realpath(opts->trainer + 7, pf.yolov5_dir) == NULL)
+	struct preflight pf = {
+	    .opts = opts, .tpl = &tpl, .native = strcmp(opts->trainer, "native") == 0};
+	if (strncmp(opts->trainer, "yolov5:", 7) == 0 &&
+	    realpath(opts->trainer + 7, pf.yolov5_dir) == NULL)
 		pf.yolov5_dir[0] = '\0';
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < UT_ARRAY_LEN(inputs); i++) {
@@ -366,7 +379,8 @@ int ev_preflight(const struct st_options *opts, struct ut_err *err)
 		rc = inputs[i].check(&pf, &inputs[i], path, err);
 	}
 	if (rc == 0 && pf.native && opts->cfg[0] == '\0' && opts->weights[0] == '\0')
-		rc = ut_err_set(err, "--cfg or --weights is required by the native trainer (a model yaml such as models/yolov5s.yaml)");
+		rc = ut_err_set(err, "--cfg or --weights is required by the native trainer (a "
+				     "model yaml such as models/yolov5s.yaml)");
 	if (rc == 0)
 		rc = check_program(&pf, err);
 	ev_template_free(&tpl);

@@ -668,7 +668,8 @@ static int count_failure(struct ev_runner *run, const struct st_generation *gen)
 	if (gen->generation == 0 && gen->parent < 0 && gen->population < 0)
 		snprintf(what, sizeof(what), "generation 0 (the base hyp) failed");
 	else if (run->failures_in_row >= limit)
-		snprintf(what, sizeof(what), "%ld candidates failed in a row (the last: generation %ld)%s",
+		snprintf(what, sizeof(what),
+			 "%ld candidates failed in a row (the last: generation %ld)%s",
 			 run->failures_in_row, gen->generation,
 			 run->same_error ? ", all with the same error" : "");
 	else

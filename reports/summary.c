@@ -187,7 +187,9 @@ int rp_print_status(struct st_db *db, FILE *out)
 				g->epochs_done, g->pid, g->host);
 	}
 	if (ov.stale > 0)
-		fprintf(out, "interrupted: %zu generation(s) left running by an evolver that is gone; --resume reruns them\n",
+		fprintf(out,
+			"interrupted: %zu generation(s) left running by an evolver that is gone; "
+			"--resume reruns them\n",
 			ov.stale);
 	size_t shown = 0;
 	for (size_t i = ov.n; i-- > 0 && shown < 5;) {

@@ -20,7 +20,7 @@
 struct st_db {
 	sqlite3 *sql;
 	int lock_fd;
-	long version; /* schema version of the file (older ones are read, not migrated, read-only) */
+	long version; /* schema version of the file: older ones are read as they are, read-only */
 	char path[ST_STR];
 	dev_t dev; /* identity of the file opened, to notice it replaced */
 	ino_t ino;
@@ -334,7 +334,8 @@ static int open_common(const char *path, const char *uri, int flags, int locked,
 		/* an older schema is read as it is: reading must never migrate */
 		rc = pragma_int(db, "PRAGMA user_version", &db->version, err);
 		if (rc == 0 && (db->version < 1 || db->version > ST_SCHEMA_VERSION))
-			rc = ut_err_set(err, "%s: not a yolo-evolve database of schema version 1 to %d",
+			rc = ut_err_set(err,
+					"%s: not a yolo-evolve database of schema version 1 to %d",
 					path, ST_SCHEMA_VERSION);
 	} else {
 		db->version = ST_SCHEMA_VERSION;
@@ -625,7 +626,8 @@ int st_stop_read(struct st_db *db, char *reason, size_t size, struct ut_err *err
 	int step = sqlite3_step(stmt);
 	if (step == SQLITE_ROW)
 		copy_text(reason, size, sqlite3_column_text(stmt, 0));
-	int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : sql_fail(db, "read evolution", err);
+	int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0
+							  : sql_fail(db, "read evolution", err);
 	sqlite3_finalize(stmt);
 	return rc;
 }

@@ -1061,8 +1061,8 @@ static int fx_act(const struct fx_run *run, const struct fx_env *env, struct fx_
 	case FX_MODE_FAIL:
 	case FX_MODE_CRASH:
 	case FX_MODE_HANG:
-		rc = fx_train(run, env->fail_epochs < run->epochs ? env->fail_epochs : run->epochs, 1,
-			      &csv, err);
+		rc = fx_train(run, env->fail_epochs < run->epochs ? env->fail_epochs : run->epochs,
+			      1, &csv, err);
 		break;
 	case FX_MODE_GARBAGE:
 		rc = fx_train(run, run->epochs, 0, &csv, err);

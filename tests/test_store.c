@@ -774,7 +774,8 @@ static void stop_reason_round_trip(void **state)
 	assert_int_equal(st_stop_write(db, NULL, &err), 0);
 	assert_int_equal(st_stop_read(db, reason, sizeof(reason), &err), 0);
 	assert_string_equal(reason, "");
-	assert_int_equal(query_int(sql, "SELECT stop_reason IS NULL AND stopped_at IS NULL FROM evolution"), 1);
+	assert_int_equal(
+	    query_int(sql, "SELECT stop_reason IS NULL AND stopped_at IS NULL FROM evolution"), 1);
 	st_close(db);
 }
 
