@@ -174,8 +174,10 @@ int rp_print_status(struct st_db *db, FILE *out)
 		fprintf(out, "evolver: pid %ld is running this evolution\n", ov.writer_pid);
 	else if (ov.writer == 1)
 		fprintf(out, "evolver: running\n");
-	else if (ov.writer == 0)
+	else if (ov.writer == 0 && ((long)ov.n < ov.target || ov.counts[ST_INTERRUPTED] > 0))
 		fprintf(out, "evolver: none is running; yolo-evolve --resume continues\n");
+	else if (ov.writer == 0)
+		fprintf(out, "evolver: none is running\n");
 	if (ov.stop_reason[0] != '\0') {
 		fprintf(out, "stopped by the circuit breaker: ");
 		print_indented(out, ov.stop_reason);
