@@ -16,6 +16,7 @@
 #include "breed.h"
 #include "meta.h"
 #include "plots.h"
+#include "preflight.h"
 #include "reports.h"
 #include "run.h"
 #include "slurm.h"
@@ -29,7 +30,7 @@ struct cli {
 	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
 	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
 	long generations, epochs, batch, imgsz, top, parallel, retries;
-	long per_device, prune_warmup, population, log_max, report_every, lag;
+	long per_device, prune_warmup, population, log_max, report_every, lag, max_failures;
 	const char *out_dir;
 	int slurm_submit, parallel_set;
 	double mutation_prob, sigma, timeout, grace;
@@ -45,7 +46,8 @@ enum opt_id {
 	OPT_EVOLVE_KEYS, OPT_PARALLEL, OPT_TIMEOUT, OPT_RETRIES, OPT_GRACE, OPT_BEST, OPT_CSV,
 	OPT_QUIET, OPT_VERBOSE, OPT_DEVICES, OPT_PER_DEVICE, OPT_LAUNCHER, OPT_SLURM_ARGS,
 	OPT_SLURM_SUBMIT, OPT_PRUNE, OPT_PRUNE_WARMUP, OPT_PYTHON, OPT_ALGORITHM, OPT_POPULATION,
-	OPT_GA_DIR, OPT_LOG_MAX, OPT_REPORT_EVERY, OPT_OUT, OPT_LAG, OPT_HELP
+	OPT_GA_DIR, OPT_LOG_MAX, OPT_REPORT_EVERY, OPT_OUT, OPT_LAG, OPT_MAX_FAILURES,
+	OPT_HELP /* last: it sizes the tables of parse_number */
 };
 
 static const struct option long_options[] = {
@@ -95,16 +97,18 @@ static const struct option long_options[] = {
 	{"report-every", required_argument, NULL, OPT_REPORT_EVERY},
 	{"out", required_argument, NULL, OPT_OUT},
 	{"lag", required_argument, NULL, OPT_LAG},
+	{"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0}};
 
 static const char run_help[] =
-	"usage: yolo-evolve [options]            run a new evolution\n"
-	"       yolo-evolve --resume [--db PATH]  continue one from its database\n"
+	"usage: yolo-evolve --data DATA.yaml [options]  run a new evolution\n"
+	"       yolo-evolve --resume [--db PATH]        continue one from its database\n"
 	"       yolo-evolve status|export|import|report ... (see yolo-evolve COMMAND --help)\n"
 	"\n"
 	"  --generations N     generations in total (300)\n"
-	"  --data PATH         dataset yaml passed to the trainer (data/coco128.yaml)\n"
+	"  --data PATH         dataset yaml passed to the trainer; required for a new\n"
+	"                      evolution (a template of your own without {data}: --data none)\n"
 	"  --cfg PATH          model yaml ('')\n"
 	"  --hyp PATH          base hyp.yaml (hyp.scratch-low.yaml shipped with us)\n"
 	"  --weights PATH      initial weights ('' = from scratch)\n"
@@ -144,10 +148,17 @@ static const char run_help[] =
 	"  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
 	"  --timeout S         stop a candidate after S seconds and record it failed (none)\n"
 	"  --retries N         rerun a crashed candidate up to N times (0)\n"
+	"  --max-failures K    circuit breaker: stop when the base generation fails or K\n"
+	"                      candidates fail in a row (5; 0 = never stop); --resume goes on\n"
 	"  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
 	"  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
 	"  --report-every N    redraw evolve.png and fitness.png every N finished (10; 0 never)\n"
-	"  --quiet | --verbose\n";
+	"  --quiet | --verbose\n"
+	"\n"
+	"Before generation 0 the inputs the trainer gets and the trainer program are\n"
+	"checked. Exit status: 0 done; 1 error; 2 bad command line or failed check (nothing\n"
+	"created); 3 stopped by the circuit breaker; 4 no candidate succeeded; 129, 130, 143\n"
+	"stopped by SIGHUP, SIGINT, SIGTERM (continue with --resume).\n";
 
 static const char status_help[] =
 	"usage: yolo-evolve status [--db PATH | --project DIR --name NAME]\n"
@@ -157,14 +168,13 @@ static const char export_help[] =
 	"  --best FILE   the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header); - for stdout\n"
 	"  --csv FILE    YOLOv5's evolve.csv of the done generations; - for stdout\n";
 static const char import_help[] =
-	"usage: yolo-evolve import EVOLVE_CSV [run options]\n"
+	"usage: yolo-evolve import EVOLVE_CSV --data DATA.yaml [run options]\n"
 	"Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv; each row\n"
 	"becomes a done generation. Continue it with: yolo-evolve --resume --db DB --generations N\n";
 
 static void cli_defaults(struct cli *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->data = "data/coco128.yaml";
 	c->cfg = "";
 	c->weights = "";
 	c->device = "";
@@ -193,6 +203,7 @@ static void cli_defaults(struct cli *c)
 	c->population = 50;
 	c->log_max = 16;
 	c->report_every = 10;
+	c->max_failures = EV_MAX_FAILURES_DEFAULT;
 }
 
 static int bad_value(const char *option, const char *value)
@@ -210,7 +221,7 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 			 [OPT_PRUNE_WARMUP - 256] = &c->prune_warmup,
 			 [OPT_POPULATION - 256] = &c->population, [OPT_LOG_MAX - 256] = &c->log_max,
 			 [OPT_REPORT_EVERY - 256] = &c->report_every, [OPT_LAG - 256] = &c->lag,
-			 [OPT_HELP - 256] = NULL};
+			 [OPT_MAX_FAILURES - 256] = &c->max_failures, [OPT_HELP - 256] = NULL};
 	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
 			     [OPT_SIGMA - 256] = &c->sigma, [OPT_TIMEOUT - 256] = &c->timeout,
 			     [OPT_GRACE - 256] = &c->grace, [OPT_HELP - 256] = NULL};
@@ -219,7 +230,7 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 		long lo = (opt->val == OPT_RETRIES || opt->val == OPT_PRUNE_WARMUP) ? 0 : 1;
 		if (opt->val == OPT_POPULATION)
 			lo = 2;
-		if (opt->val == OPT_REPORT_EVERY)
+		if (opt->val == OPT_REPORT_EVERY || opt->val == OPT_MAX_FAILURES)
 			lo = 0;
 		long hi = opt->val == OPT_TOP ? EV_TOP_MAX : 100000000;
 		if (opt->val == OPT_PARALLEL || opt->val == OPT_PER_DEVICE)
@@ -408,8 +419,15 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	return 0;
 }
 
-static int build_options(const struct cli *c, const char *run_dir, struct st_options *o,
-			 struct ut_err *err)
+/* Put the option's name before a message about its file (meta's messages name file and line). */
+static int for_option(const char *option, struct ut_err *err)
+{
+	struct ut_err cause = *err;
+	return ut_err_set(err, "%s: %s", option, cause.msg);
+}
+
+/* The options of a new evolution, all but its place (set_place); the files it reads checked. */
+static int build_options(const struct cli *c, struct st_options *o, struct ut_err *err)
 {
 	memset(o, 0, sizeof(*o));
 	absolute_if_exists(c->data, o->data, sizeof(o->data));
@@ -419,14 +437,11 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 	if (c->hyp != NULL)
 		snprintf(hyp, sizeof(hyp), "%s", c->hyp);
 	else if (default_hyp(hyp, sizeof(hyp)) != 0)
-		return ut_err_set(err, "no base hyp");
+		return ut_err_set(err, "no base hyp: give --hyp");
+	if (ev_check_readable("--hyp", hyp, err) != 0 ||
+	    (c->meta != NULL && ev_check_readable("--meta", c->meta, err) != 0))
+		return -1;
 	absolute_if_exists(hyp, o->hyp_path, sizeof(o->hyp_path));
-	char absolute_run[PATH_MAX];
-	if (realpath(run_dir, absolute_run) == NULL)
-		return ut_err_set(err, "%s: %s", run_dir, strerror(errno));
-	const char *slash = strrchr(absolute_run, '/');
-	snprintf(o->project, sizeof(o->project), "%.*s", (int)(slash - absolute_run), absolute_run);
-	snprintf(o->name, sizeof(o->name), "%s", slash + 1);
 	snprintf(o->device, sizeof(o->device), "%s", c->device);
 	snprintf(o->trainer, sizeof(o->trainer), "%s", c->trainer);
 	snprintf(o->algorithm, sizeof(o->algorithm), "%s", c->algorithm);
@@ -473,39 +488,84 @@ static int build_options(const struct cli *c, const char *run_dir, struct st_opt
 		return ut_err_set(err, "--parent '%s': use single or weighted", c->parent);
 	meta_table_default(&o->meta);
 	if (c->meta != NULL && meta_table_read(c->meta, &o->meta, err) != 0)
-		return -1;
+		return for_option("--meta", err);
 	if (c->evolve_keys != NULL && meta_table_restrict(&o->meta, c->evolve_keys, err) != 0)
 		return -1;
 	if (meta_hyp_read(o->hyp_path, &o->meta, &o->base, err) != 0)
-		return -1;
+		return for_option("--hyp", err);
 	/* a setting that cannot work is an error now, not 300 failures later */
 	return ev_check_options(o, err);
+}
+
+/* project and name of the options: the run folder, made absolute once it exists. */
+static int set_place(const char *run_dir, struct st_options *o, struct ut_err *err)
+{
+	char absolute_run[PATH_MAX];
+	if (realpath(run_dir, absolute_run) == NULL)
+		return ut_err_set(err, "%s: %s", run_dir, strerror(errno));
+	const char *slash = strrchr(absolute_run, '/');
+	snprintf(o->project, sizeof(o->project), "%.*s", (int)(slash - absolute_run), absolute_run);
+	snprintf(o->name, sizeof(o->name), "%s", slash + 1);
+	return 0;
+}
+
+/* Where a new evolution goes. */
+struct new_place {
+	char run_dir[PATH_MAX];
+	char db_path[PATH_MAX];
+};
+
+/*
+ * Everything about a new evolution that can be known before anything is
+ * made: the options, the files and the trainer (preflight.h), the place.
+ * A failure here is the user's to fix (exit 2) and leaves nothing behind.
+ */
+static int check_new_evolution(const struct cli *c, struct new_place *place, struct st_options *o,
+			       struct ut_err *err)
+{
+	if (c->data == NULL)
+		return ut_err_set(err,
+				  "--data is required for a new evolution: the dataset yaml for the "
+				  "trainer (a template without {data} takes --data none)");
+	if (check_name(c->name, err) != 0)
+		return -1;
+	run_dir_for(c, place->run_dir, sizeof(place->run_dir));
+	snprintf(place->db_path, sizeof(place->db_path), "%s", c->db ? c->db : "");
+	if (c->db == NULL)
+		snprintf(place->db_path, sizeof(place->db_path), "%s/evolve.db", place->run_dir);
+	if (access(place->db_path, F_OK) == 0)
+		return ut_err_set(err, "%s already holds an evolution: continue it with --resume, or choose another --name",
+				  place->db_path);
+	if (c->db != NULL) {
+		char folder[PATH_MAX], quoted[PATH_MAX];
+		const char *slash = strrchr(c->db, '/');
+		snprintf(folder, sizeof(folder), "%.*s", slash ? (int)(slash - c->db) + 1 : 1,
+			 slash ? c->db : ".");
+		struct stat st;
+		if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode))
+			return ut_err_set(err, "--db %s: its folder does not exist",
+					  ev_quote(c->db, quoted, sizeof(quoted)));
+	}
+	if (build_options(c, o, err) != 0)
+		return -1;
+	return ev_preflight(o, err);
 }
 
 static int create_database(const char *db_path, const struct st_options *o, struct st_db **db,
 			   struct ut_err *err);
 
-/* Make the run folder and a new database holding the options. */
-static int create_evolution(const struct cli *c, struct st_db **db, struct st_options *o,
-			    char *db_path, size_t db_size, struct ut_err *err)
+/* Make the run folder and a new database holding the (checked) options. */
+static int create_evolution(const struct new_place *place, struct st_options *o, struct st_db **db,
+			    struct ut_err *err)
 {
-	if (check_name(c->name, err) != 0)
+	if (ut_mkdirs(place->run_dir, err) != 0)
 		return -1;
-	char run_dir[PATH_MAX];
-	run_dir_for(c, run_dir, sizeof(run_dir));
-	snprintf(db_path, db_size, "%s", c->db ? c->db : "");
-	if (c->db == NULL)
-		snprintf(db_path, db_size, "%s/evolve.db", run_dir);
-	if (access(db_path, F_OK) == 0)
-		return ut_err_set(err, "%s already holds an evolution: continue it with --resume, or choose another --name",
-				  db_path);
-	if (ut_mkdirs(run_dir, err) != 0)
-		return -1;
-	if (build_options(c, run_dir, o, err) != 0) {
-		rmdir(run_dir); /* only if still empty */
+	if (set_place(place->run_dir, o, err) != 0 ||
+	    create_database(place->db_path, o, db, err) != 0) {
+		rmdir(place->run_dir); /* only if still empty */
 		return -1;
 	}
-	return create_database(db_path, o, db, err);
+	return 0;
 }
 
 /*
@@ -550,6 +610,21 @@ static void db_path_for(const struct cli *c, char *out, size_t size)
 
 /* ---- commands ------------------------------------------------------------------------ */
 
+/* A message that may end with a trainer's log tail: its lines after the first indented. */
+static void log_indented(enum ut_log_level level, const char *text)
+{
+	struct ut_buf out = {0};
+	int rc = 0;
+	for (const char *p = text; rc == 0 && *p; p++) {
+		if (*p != '\n')
+			rc = ut_buf_append(&out, p, 1);
+		else if (p[1] != '\0')
+			rc = ut_buf_append(&out, "\n    ", 5);
+	}
+	ut_log(level, "%s", rc == 0 && out.data ? out.data : text);
+	ut_buf_free(&out);
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct cli c;
@@ -563,6 +638,7 @@ static int cmd_run(int argc, char **argv)
 	struct ut_err err = {{0}};
 	struct st_db *db = NULL;
 	static struct st_options opts;
+	static struct new_place place;
 	char db_path[PATH_MAX];
 	if (c.resume) {
 		db_path_for(&c, db_path, sizeof(db_path));
@@ -577,7 +653,12 @@ static int cmd_run(int argc, char **argv)
 			rc = st_options_set_generations(db, c.generations, &err);
 		}
 	} else {
-		rc = create_evolution(&c, &db, &opts, db_path, sizeof(db_path), &err);
+		if (check_new_evolution(&c, &place, &opts, &err) != 0) {
+			ut_log(UT_LOG_ERROR, "%s", err.msg);
+			return 2;
+		}
+		snprintf(db_path, sizeof(db_path), "%s", place.db_path);
+		rc = create_evolution(&place, &opts, &db, &err);
 	}
 	if (rc != 0) {
 		ut_log(UT_LOG_ERROR, "%s", err.msg);
@@ -590,7 +671,8 @@ static int cmd_run(int argc, char **argv)
 	       db_path);
 	struct ev_run_params params = {.run_dir = run_dir, .grace = c.grace,
 				       .log_max = c.log_max * (1LL << 20),
-				       .report_every = c.report_every};
+				       .report_every = c.report_every,
+				       .max_failures = c.max_failures};
 	rc = ev_run(db, &opts, &params, &err);
 	if (rc < 0) {
 		ut_log(UT_LOG_ERROR, "%s", err.msg);
@@ -601,6 +683,11 @@ static int cmd_run(int argc, char **argv)
 		if (!c.quiet)
 			rp_print_summary(db, stdout);
 	}
+	if (rc == EV_BREAKER || rc == EV_NO_SUCCESS)
+		log_indented(UT_LOG_ERROR, err.msg);
+	if (rc == EV_BREAKER)
+		ut_log(UT_LOG_WARN,
+		       "fix the cause, then continue with: yolo-evolve --resume --db %s", db_path);
 	st_close(db);
 	return rc < 0 ? 1 : rc;
 }
@@ -692,13 +779,15 @@ static int cmd_import(int argc, char **argv)
 	struct ut_err err;
 	struct st_db *db = NULL;
 	static struct st_options opts;
-	char db_path[PATH_MAX];
+	static struct new_place place;
 	long imported = 0;
-	if (access(c.positional, R_OK) != 0) {
-		ut_log(UT_LOG_ERROR, "%s: %s", c.positional, strerror(errno));
-		return 1;
+	if (ev_check_readable("import", c.positional, &err) != 0 ||
+	    check_new_evolution(&c, &place, &opts, &err) != 0) {
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+		return 2;
 	}
-	if (create_evolution(&c, &db, &opts, db_path, sizeof(db_path), &err) != 0) {
+	const char *db_path = place.db_path;
+	if (create_evolution(&place, &opts, &db, &err) != 0) {
 		ut_log(UT_LOG_ERROR, "%s", err.msg);
 		return 1;
 	}

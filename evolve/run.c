@@ -1,7 +1,7 @@
 /*
  * run.c - the evolution loop (see run.h). One thread; children are
- * followed through a signalfd (SIGCHLD, SIGINT, SIGTERM) and a poll timeout
- * that also paces the reading of each trainer's results.csv.
+ * followed through a signalfd (SIGCHLD, SIGINT, SIGTERM, SIGHUP) and a poll
+ * timeout that also paces the reading of each trainer's results.csv.
  */
 #include "run.h"
 
@@ -67,7 +67,12 @@ struct ev_runner {
 	struct ev_slot *slots;
 	long nslots;
 	long lag; /* generation i descends from 0 .. i-lag (the slots, unless --lag) */
-	int stop_signal; /* first SIGINT/SIGTERM received, 0 if none */
+	int stop_signal; /* first SIGINT/SIGTERM/SIGHUP received, 0 if none */
+	int tripped;     /* the circuit breaker stopped the evolution */
+	char stop_reason[ST_STR]; /* why it tripped, as recorded in the database */
+	long failures_in_row;     /* candidates failed in a row, in finishing order */
+	int same_error;           /* ... all with first_error (the common error) */
+	char first_error[ST_STR];
 	char **devices;  /* GPU ids of --devices, NULL-terminated */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
 	int prune;
@@ -88,6 +93,12 @@ struct ev_runner {
 static int is_finished(enum st_status status)
 {
 	return status == ST_DONE || status == ST_FAILED || status == ST_PRUNED;
+}
+
+/* A signal or the circuit breaker ends the run: launch nothing more. */
+static int stopping(const struct ev_runner *run)
+{
+	return run->stop_signal != 0 || run->tripped;
 }
 
 /* The Slurm launcher, and the job (step) name of a generation: "ye-<run name>-g<generation>". */
@@ -461,7 +472,7 @@ static struct ev_slot *free_slot(struct ev_runner *run)
 static int launch_ready(struct ev_runner *run)
 {
 	struct ev_slot *slot;
-	while (!run->stop_signal && (slot = free_slot(run)) != NULL) {
+	while (!stopping(run) && (slot = free_slot(run)) != NULL) {
 		struct st_generation *gen = NULL;
 		for (size_t i = 0; i < run->ngens && gen == NULL; i++)
 			if (run->gens[i].status == ST_INTERRUPTED || run->gens[i].status == ST_PENDING)
@@ -609,6 +620,63 @@ static void describe_failure(struct ev_slot *slot, int status, const struct ev_r
 	snprintf(gen->error, sizeof(gen->error), "%s%s%s", what, tail[0] ? "; log: " : "", tail);
 }
 
+/* ---- the circuit breaker ----------------------------------------------------------- */
+
+static void signal_all(struct ev_runner *run, int sig);
+static int busy_slots(const struct ev_runner *run);
+
+/*
+ * Stop as on SIGTERM, for a reason: launch nothing more, stop the running
+ * trainers (recorded `interrupted`, rerun by --resume) and record why.
+ */
+static int trip(struct ev_runner *run, const char *what, const char *error)
+{
+	run->tripped = 1;
+	size_t len = strlen(error);
+	while (len > 0 && error[len - 1] == '\n')
+		len--; /* a log tail ends with its last newline */
+	snprintf(run->stop_reason, sizeof(run->stop_reason), "%s: %.*s", what, (int)len, error);
+	int busy = busy_slots(run);
+	ut_log(UT_LOG_WARN, "circuit breaker: %s; launching nothing more%s", what,
+	       busy ? ", stopping the running trainers" : "");
+	signal_all(run, SIGTERM);
+	return st_stop_write(run->db, run->stop_reason, run->err);
+}
+
+/*
+ * Count a finished candidate: a failure extends the run of failures, any
+ * other result ends it. The breaker trips when the base hyp itself fails
+ * (nothing can work: every later candidate descends from it) or after
+ * max_failures failures in a row.
+ */
+static int count_failure(struct ev_runner *run, const struct st_generation *gen)
+{
+	if (gen->status != ST_FAILED) {
+		run->failures_in_row = 0;
+		return 0;
+	}
+	if (run->failures_in_row++ == 0) {
+		snprintf(run->first_error, sizeof(run->first_error), "%s", gen->error);
+		run->same_error = 1;
+	} else if (strcmp(run->first_error, gen->error) != 0) {
+		run->same_error = 0;
+	}
+	long limit = run->params->max_failures;
+	if (limit <= 0 || run->tripped)
+		return 0;
+	char what[160];
+	if (gen->generation == 0 && gen->parent < 0 && gen->population < 0)
+		snprintf(what, sizeof(what), "generation 0 (the base hyp) failed");
+	else if (run->failures_in_row >= limit)
+		snprintf(what, sizeof(what),
+			 "%ld candidates failed in a row (the last: generation %ld)%s",
+			 run->failures_in_row, gen->generation,
+			 run->same_error ? ", all with the same error" : "");
+	else
+		return 0;
+	return trip(run, what, gen->error);
+}
+
 /* A trainer ended: decide its status and record everything in one transaction. */
 static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 {
@@ -635,10 +703,13 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		gen->fitness = ev_fitness(gen->results[ST_R_map50], gen->results[ST_R_map]);
 		snprintf(gen->error, sizeof(gen->error), "pruned at epoch %ld: fitness %.5f < median %.5f",
 			 cut, gen->fitness, median);
-	} else if (run->stop_signal && !clean) {
+	} else if (stopping(run) && !clean) {
 		gen->status = ST_INTERRUPTED;
-		snprintf(gen->error, sizeof(gen->error), "interrupted by SIG%s",
-			 sigabbrev_np(run->stop_signal));
+		if (run->stop_signal)
+			snprintf(gen->error, sizeof(gen->error), "interrupted by SIG%s",
+				 sigabbrev_np(run->stop_signal));
+		else
+			snprintf(gen->error, sizeof(gen->error), "stopped by the circuit breaker");
 	} else if (clean && res.complete) {
 		gen->status = ST_DONE;
 		gen->has_results = 1;
@@ -666,7 +737,7 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		ut_log(gen->status == ST_PRUNED ? UT_LOG_INFO : UT_LOG_WARN, "generation %ld: %s: %s",
 		       gen->generation, st_status_name(gen->status), gen->error);
 	if (gen->status == ST_FAILED && is_retryable(slot, status) &&
-	    gen->attempts <= run->opts->retries && !run->stop_signal) {
+	    gen->attempts <= run->opts->retries && !stopping(run)) {
 		ut_log(UT_LOG_INFO, "generation %ld: retrying (%ld of %ld retries)", gen->generation,
 		       gen->attempts, run->opts->retries);
 		gen->status = ST_INTERRUPTED;
@@ -674,6 +745,8 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 	}
 	if (gen->status == ST_INTERRUPTED)
 		return 0;
+	if (count_failure(run, gen) != 0)
+		return -1;
 	ut_crash_point("finished");
 	/* evolve.csv grows with the run: rewrite it at most once a second (and at the end) */
 	if (ut_now() - run->exported_at >= EXPORT_INTERVAL_S) {
@@ -1048,12 +1121,67 @@ static int setup(struct ev_runner *run, int *sfd)
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	/*
+	 * A hangup (the terminal or ssh session went away) stops like SIGTERM.
+	 * Under nohup SIGHUP is ignored and must stay so: Linux queues a blocked
+	 * signal even when it is ignored, so blocking it would bring it to us.
+	 */
+	struct sigaction hup;
+	if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
+		sigaddset(&mask, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0)
 		return ut_err_set(run->err, "sigprocmask: %s", strerror(errno));
 	*sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (*sfd < 0)
 		return ut_err_set(run->err, "signalfd: %s", strerror(errno));
 	return 0;
+}
+
+/*
+ * A resume after the breaker stopped the evolution: the cause is presumably
+ * fixed, so the record goes and the count starts again; a failed base
+ * generation runs again (nothing was bred from it), as another attempt.
+ */
+static int reset_breaker(struct ev_runner *run)
+{
+	char reason[ST_STR];
+	if (st_stop_read(run->db, reason, sizeof(reason), run->err) != 0)
+		return -1;
+	if (reason[0] == '\0')
+		return 0;
+	ut_log(UT_LOG_INFO, "the circuit breaker had stopped this evolution; continuing");
+	if (run->ngens > 0 && run->gens[0].status == ST_FAILED && run->gens[0].parent < 0 &&
+	    run->gens[0].population < 0) {
+		run->gens[0].status = ST_INTERRUPTED;
+		if (st_generation_put(run->db, &run->gens[0], run->err) != 0)
+			return -1;
+		ut_log(UT_LOG_INFO, "generation 0 (the base hyp) runs again");
+	}
+	return st_stop_write(run->db, NULL, run->err);
+}
+
+/* How a run that did not fail ended (see enum ev_outcome); err says why if not finished. */
+static int outcome(const struct ev_runner *run)
+{
+	if (run->tripped) {
+		ut_err_set(run->err, "circuit breaker: %s", run->stop_reason);
+		return EV_BREAKER;
+	}
+	if (run->stop_signal)
+		return 128 + run->stop_signal;
+	const struct st_generation *failed = NULL;
+	for (size_t i = 0; i < run->ngens; i++) {
+		if (run->gens[i].status == ST_DONE)
+			return EV_FINISHED;
+		if (run->gens[i].status == ST_FAILED)
+			failed = &run->gens[i];
+	}
+	if (failed != NULL)
+		ut_err_set(run->err, "no candidate succeeded; the last failure, generation %ld: %s",
+			   failed->generation, failed->error);
+	else
+		ut_err_set(run->err, "no candidate succeeded");
+	return EV_NO_SUCCESS;
 }
 
 int ev_check_options(const struct st_options *opts, struct ut_err *err)
@@ -1092,6 +1220,8 @@ int ev_run(struct st_db *db, const struct st_options *opts,
 	if (rc == 0)
 		rc = recover(&run);
 	if (rc == 0)
+		rc = reset_breaker(&run);
+	if (rc == 0)
 		rc = loop(&run, sfd);
 	if (rc != 0 && busy_slots(&run) > 0) {
 		/* an error ends the run: stop trainers, keep what finished */
@@ -1108,8 +1238,8 @@ int ev_run(struct st_db *db, const struct st_options *opts,
 		if (ev_write_exports(db, params->run_dir, &export_err) != 0 && rc == 0)
 			rc = ut_err_set(err, "%s", export_err.msg);
 	}
-	if (rc == 0 && run.stop_signal)
-		rc = 128 + run.stop_signal;
+	if (rc == 0)
+		rc = outcome(&run);
 	if (sfd >= 0)
 		close(sfd);
 	progress_clear(&run.progress);

@@ -1,7 +1,8 @@
 /*
  * run.h - the evolution loop: breed, launch trainers on P slots, follow
  * their results.csv, record every outcome in the database, stop cleanly on
- * SIGINT/SIGTERM, and recover from a killed evolver.
+ * SIGINT/SIGTERM/SIGHUP or when the circuit breaker trips, and recover from
+ * a killed evolver.
  *
  * Determinism rule (DESIGN.md): generation i is bred only once every
  * generation in 0 .. i-P has finished, and only from the done ones among
@@ -15,17 +16,34 @@
 
 #define EV_MAX_SLOTS 4096 /* candidates at once */
 
+#define EV_MAX_FAILURES_DEFAULT 5
+
 struct ev_run_params {
 	const char *run_dir; /* where candidates/, evolve.csv, hyp_evolve.yaml go */
 	double grace;        /* seconds between SIGTERM and SIGKILL (10) */
 	long long log_max;   /* bytes of trainer log before it rotates (0: 16 MiB) */
 	long report_every;   /* redraw evolve.png and fitness.png every N finished (0: never) */
+	/*
+	 * The circuit breaker: stop when the base generation fails or this many
+	 * candidates fail in a row (finishing order, this process only); 0: off.
+	 */
+	long max_failures;
+};
+
+/* How ev_run ended when it did not fail; main exits with these. */
+enum ev_outcome {
+	EV_FINISHED = 0,   /* every generation finished, at least one done */
+	EV_BREAKER = 3,    /* stopped by the circuit breaker (err says why) */
+	EV_NO_SUCCESS = 4, /* every generation finished, none done (err says why) */
+	/* 128 + signal number: stopped by SIGHUP (129), SIGINT (130) or SIGTERM (143) */
 };
 
 /*
  * Run (or continue) the evolution stored in db until opts->generations
- * generations exist and none is running. Returns 0 when finished, 128 +
- * signal number when stopped by SIGINT/SIGTERM, -1 on error (err set).
+ * generations exist and none is running. Returns an ev_outcome or 128 +
+ * signal number, -1 on error (err set). A stop by signal or breaker records
+ * the candidates it stopped `interrupted`: --resume reruns them. On resume
+ * after a breaker stop, a failed base generation runs again (a new attempt).
  */
 int ev_run(struct st_db *db, const struct st_options *opts,
 	   const struct ev_run_params *params, struct ut_err *err);

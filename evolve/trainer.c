@@ -195,6 +195,16 @@ int ev_template_parse(const char *spec, const char *python, struct ev_template *
 	return rc;
 }
 
+int ev_template_uses(const struct ev_template *tpl, const char *name)
+{
+	char token[32];
+	snprintf(token, sizeof(token), "{%s}", name);
+	for (int i = 0; i < tpl->argc; i++)
+		if (strstr(tpl->argv[i], token) != NULL)
+			return 1;
+	return 0;
+}
+
 void ev_template_free(struct ev_template *tpl)
 {
 	ev_argv_free(tpl->argv);

@@ -36,6 +36,8 @@ struct ev_template {
 int ev_template_parse(const char *spec, const char *python, struct ev_template *out,
 		      struct ut_err *err);
 void ev_template_free(struct ev_template *tpl);
+/* Does the template pass placeholder {name} (e.g. "data") to the trainer? */
+int ev_template_uses(const struct ev_template *tpl, const char *name);
 /* Expand placeholders into a NULL-terminated malloc'ed argv. */
 int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars,
 		       char ***argv, struct ut_err *err);

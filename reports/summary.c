@@ -17,7 +17,30 @@ struct overview {
 	double trainer_seconds;
 	long target;
 	struct meta_hyp base;
+	int writer;      /* an evolver holds the database: 1, none: 0, unknown: -1 */
+	long writer_pid; /* its pid, 0 if unknown */
+	size_t stale;    /* rows it left `running` that are shown as interrupted */
+	char stop_reason[ST_STR];
 };
+
+/*
+ * Rows left `running` (or `pending`) by an evolver that is gone run no
+ * more: show them as what --resume will find them to be, interrupted.
+ * Only this copy changes; the database is never written from here.
+ */
+static void show_stale_as_interrupted(struct overview *ov)
+{
+	if (ov->writer != 0)
+		return;
+	for (size_t i = 0; i < ov->n; i++) {
+		struct st_generation *g = &ov->gens[i];
+		if (g->status != ST_RUNNING && g->status != ST_PENDING)
+			continue;
+		g->status = ST_INTERRUPTED;
+		snprintf(g->error, sizeof(g->error), "its evolver is gone; --resume reruns it");
+		ov->stale++;
+	}
+}
 
 static int load_overview(struct st_db *db, struct overview *ov, FILE *out)
 {
@@ -36,6 +59,13 @@ static int load_overview(struct st_db *db, struct overview *ov, FILE *out)
 		ov->base = opts->base;
 	}
 	free(opts);
+	if (st_stop_read(db, ov->stop_reason, sizeof(ov->stop_reason), &err) != 0) {
+		fprintf(out, "error: %s\n", err.msg);
+		free(ov->gens);
+		return -1;
+	}
+	ov->writer = st_writer_alive(db, &ov->writer_pid);
+	show_stale_as_interrupted(ov);
 	for (size_t i = 0; i < ov->n; i++) {
 		ov->counts[ov->gens[i].status]++;
 		ov->trainer_seconds += ov->gens[i].seconds;
@@ -121,6 +151,18 @@ int rp_print_summary(struct st_db *db, FILE *out)
 	return 0;
 }
 
+/* Text that may end with a trainer's log tail: its lines after the first indented. */
+static void print_indented(FILE *out, const char *text)
+{
+	for (const char *p = text; *p; p++) {
+		if (*p != '\n')
+			fputc(*p, out);
+		else if (p[1] != '\0')
+			fputs("\n    ", out);
+	}
+	fputc('\n', out);
+}
+
 int rp_print_status(struct st_db *db, FILE *out)
 {
 	if (rp_print_summary(db, out) != 0)
@@ -128,12 +170,29 @@ int rp_print_status(struct st_db *db, FILE *out)
 	struct overview ov;
 	if (load_overview(db, &ov, out) != 0)
 		return -1;
+	if (ov.writer == 1 && ov.writer_pid > 0)
+		fprintf(out, "evolver: pid %ld is running this evolution\n", ov.writer_pid);
+	else if (ov.writer == 1)
+		fprintf(out, "evolver: running\n");
+	else if (ov.writer == 0 && ((long)ov.n < ov.target || ov.counts[ST_INTERRUPTED] > 0))
+		fprintf(out, "evolver: none is running; yolo-evolve --resume continues\n");
+	else if (ov.writer == 0)
+		fprintf(out, "evolver: none is running\n");
+	if (ov.stop_reason[0] != '\0') {
+		fprintf(out, "stopped by the circuit breaker: ");
+		print_indented(out, ov.stop_reason);
+	}
 	for (size_t i = 0; i < ov.n; i++) {
 		const struct st_generation *g = &ov.gens[i];
 		if (g->status == ST_RUNNING)
 			fprintf(out, "running: generation %ld, epoch %ld, pid %ld on %s\n", g->generation,
 				g->epochs_done, g->pid, g->host);
 	}
+	if (ov.stale > 0)
+		fprintf(out,
+			"interrupted: %zu generation(s) left running by an evolver that is gone; "
+			"--resume reruns them\n",
+			ov.stale);
 	size_t shown = 0;
 	for (size_t i = ov.n; i-- > 0 && shown < 5;) {
 		const struct st_generation *g = &ov.gens[i];

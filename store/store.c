@@ -20,6 +20,7 @@
 struct st_db {
 	sqlite3 *sql;
 	int lock_fd;
+	long version; /* schema version of the file: older ones are read as they are, read-only */
 	char path[ST_STR];
 	dev_t dev; /* identity of the file opened, to notice it replaced */
 	ino_t ino;
@@ -176,9 +177,19 @@ static int schema_v1(struct ut_buf *sql)
 	return rc;
 }
 
+/*
+ * Version 2: why the evolution stopped by itself (the circuit breaker of
+ * evolve/run.c), NULL while it has not or once a resume cleared it.
+ */
+static int schema_v2(struct ut_buf *sql)
+{
+	return ut_buf_printf(sql, "ALTER TABLE evolution ADD COLUMN stop_reason TEXT;\n"
+				  "ALTER TABLE evolution ADD COLUMN stopped_at TEXT;\n");
+}
+
 typedef int (*migration_fn)(struct ut_buf *sql);
 /* migrations[i] takes the schema from version i to i + 1 */
-static const migration_fn migrations[ST_SCHEMA_VERSION] = {schema_v1};
+static const migration_fn migrations[ST_SCHEMA_VERSION] = {schema_v1, schema_v2};
 
 static int pragma_int(struct st_db *db, const char *pragma, long *out, struct ut_err *err)
 {
@@ -249,7 +260,41 @@ static int take_lock(struct st_db *db, struct ut_err *err)
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(db->lock_fd, 0) != 0 || pwrite(db->lock_fd, pid, (size_t)len, 0) != len)
 		return ut_err_set(err, "%s: %s", lock_path, strerror(errno));
+	/*
+	 * The same holder also shows itself as a record lock, which others can
+	 * test without taking anything (st_writer_alive): a reader probing the
+	 * flock would make an evolver starting at that instant refuse.
+	 */
+	struct flock shown = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (fcntl(db->lock_fd, F_OFD_SETLK, &shown) != 0)
+		return ut_err_set(err, "%s: record lock: %s", lock_path, strerror(errno));
 	return 0;
+}
+
+int st_writer_alive(const struct st_db *db, long *pid)
+{
+	if (pid != NULL)
+		*pid = 0;
+	if (db->lock_fd >= 0) {
+		if (pid != NULL)
+			*pid = (long)getpid();
+		return 1;
+	}
+	char lock_path[ST_STR + 8];
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", db->path);
+	int fd = open(lock_path, O_RDONLY | O_CLOEXEC); /* never O_CREAT: reading writes nothing */
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	int rc = fcntl(fd, F_OFD_GETLK, &probe) != 0 ? -1 : probe.l_type != F_UNLCK;
+	if (rc == 1 && pid != NULL) {
+		char text[32];
+		ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+		text[n > 0 ? n : 0] = '\0';
+		*pid = strtol(text, NULL, 10);
+	}
+	close(fd);
+	return rc;
 }
 
 static int open_common(const char *path, const char *uri, int flags, int locked,
@@ -286,11 +331,14 @@ static int open_common(const char *path, const char *uri, int flags, int locked,
 	if (rc == 0 && (flags & SQLITE_OPEN_READWRITE))
 		rc = exec_sql(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", err);
 	if (rc == 0 && !(flags & SQLITE_OPEN_READWRITE)) {
-		long version;
-		rc = pragma_int(db, "PRAGMA user_version", &version, err);
-		if (rc == 0 && version != ST_SCHEMA_VERSION)
-			rc = ut_err_set(err, "%s: not a yolo-evolve database of schema version %d",
+		/* an older schema is read as it is: reading must never migrate */
+		rc = pragma_int(db, "PRAGMA user_version", &db->version, err);
+		if (rc == 0 && (db->version < 1 || db->version > ST_SCHEMA_VERSION))
+			rc = ut_err_set(err,
+					"%s: not a yolo-evolve database of schema version 1 to %d",
 					path, ST_SCHEMA_VERSION);
+	} else {
+		db->version = ST_SCHEMA_VERSION;
 	}
 	if (rc != 0) {
 		st_close(db);
@@ -545,6 +593,41 @@ int st_options_set_generations(struct st_db *db, long generations, struct ut_err
 		return -1;
 	sqlite3_bind_int64(stmt, 1, generations);
 	int rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "update evolution", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int st_stop_write(struct st_db *db, const char *reason, struct ut_err *err)
+{
+	sqlite3_stmt *stmt;
+	if (prepare(db, "UPDATE evolution SET stop_reason = ?1,"
+			" stopped_at = CASE WHEN ?1 IS NULL THEN NULL"
+			" ELSE strftime('%Y-%m-%dT%H:%M:%fZ','now') END,"
+			" updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 1",
+		    &stmt, err) != 0)
+		return -1;
+	if (reason != NULL && reason[0] != '\0')
+		sqlite3_bind_text(stmt, 1, reason, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(stmt, 1);
+	int rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "update evolution", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int st_stop_read(struct st_db *db, char *reason, size_t size, struct ut_err *err)
+{
+	reason[0] = '\0';
+	if (db->version < 2)
+		return 0; /* an older file read as it is: no such column, nothing recorded */
+	sqlite3_stmt *stmt;
+	if (prepare(db, "SELECT stop_reason FROM evolution WHERE id = 1", &stmt, err) != 0)
+		return -1;
+	int step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW)
+		copy_text(reason, size, sqlite3_column_text(stmt, 0));
+	int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0
+							  : sql_fail(db, "read evolution", err);
 	sqlite3_finalize(stmt);
 	return rc;
 }

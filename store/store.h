@@ -7,7 +7,9 @@
  *
  * An open database holds an exclusive lock file (<db>.lock, flock) so a
  * second yolo-evolve on the same database refuses to start; the lock dies
- * with the process, so a killed evolver never blocks its own resume.
+ * with the process, so a killed evolver never blocks its own resume. The
+ * holder also shows itself as a record lock on that file, which readers
+ * test (st_writer_alive) to tell running rows from a dead evolver's.
  */
 #ifndef ST_STORE_H
 #define ST_STORE_H
@@ -20,7 +22,7 @@
 #include "ut.h"
 
 #define ST_STR 1024
-#define ST_SCHEMA_VERSION 1
+#define ST_SCHEMA_VERSION 2
 
 struct st_db;
 
@@ -109,8 +111,18 @@ extern const char *const st_epoch_csv_names[ST_EPOCH_COLS];
  * another process holds the lock or the file is not a yolo-evolve database.
  */
 int st_open(const char *path, int create, struct st_db **out, struct ut_err *err);
-/* Open read-only without the lock (status, export, reports, sqlite3-like use). */
+/*
+ * Open read-only without the lock (status, export, reports, sqlite3-like
+ * use). A file of an older schema version is read as it is, never migrated.
+ */
 int st_open_readonly(const char *path, struct st_db **out, struct ut_err *err);
+/*
+ * Does a yolo-evolve hold the database's lock now, i.e. are its `running`
+ * rows really running? 1 yes (its pid in *pid if not NULL and known, else
+ * 0), 0 no, -1 cannot tell (treat as yes). Tests the lock without taking
+ * it and writes nothing; a handle from st_open is the holder itself.
+ */
+int st_writer_alive(const struct st_db *db, long *pid);
 void st_close(struct st_db *db);
 const char *st_path(const struct st_db *db);
 /*
@@ -125,6 +137,13 @@ int st_options_read(struct st_db *db, struct st_options *opts, int *found,
 		    struct ut_err *err);
 /* Update only the target number of generations (after --generations on resume). */
 int st_options_set_generations(struct st_db *db, long generations, struct ut_err *err);
+/*
+ * Why the evolution stopped by itself (evolution.stop_reason, with
+ * stopped_at): write NULL or "" to clear it. read gives "" when nothing is
+ * recorded (or the file predates the column).
+ */
+int st_stop_write(struct st_db *db, const char *reason, struct ut_err *err);
+int st_stop_read(struct st_db *db, char *reason, size_t size, struct ut_err *err);
 
 /* Insert or replace a whole generation row (one transaction). */
 int st_generation_put(struct st_db *db, const struct st_generation *gen, struct ut_err *err);

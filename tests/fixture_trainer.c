@@ -89,6 +89,9 @@
  *                             without newline, exit 0; log: first
  *                             FIXTURE_LOG_BYTES (default 100000000) bytes of
  *                             80-byte log lines on stdout, then as ok.
+ *   FIXTURE_FAIL_EPOCHS=N     with modes fail, crash and hang: act after N
+ *                             epochs (default 1, at most --epochs) instead
+ *                             of after the first.
  *   FIXTURE_FAIL_IF=KEY<V | KEY>V  apply FIXTURE_MODE only when the hyp value
  *                             of KEY is strictly below / above V; else ok.
  *   FIXTURE_CRASH_ONCE=DIR    with mode crash: crash only if DIR/<H>.crashed
@@ -242,6 +245,7 @@ struct fx_env {
 	int has_duration;
 	double duration_lo_ms, duration_hi_ms;
 	long long log_bytes;
+	long long fail_epochs; /* epochs before fail, crash or hang */
 	int has_fail_if;
 	enum fx_hyp_key fail_key;
 	char fail_op; /* '<' or '>' */
@@ -674,7 +678,8 @@ static int fx_read_env(struct fx_env *env, struct fx_err *err)
 	if (fx_env_mode(env, err) != 0 || fx_env_duration(env, err) != 0 ||
 	    fx_env_fail_if(env, err) != 0)
 		return -1;
-	if (fx_env_ll("FIXTURE_EPOCH_MS", 0, &env->epoch_ms, err) != 0)
+	if (fx_env_ll("FIXTURE_EPOCH_MS", 0, &env->epoch_ms, err) != 0 ||
+	    fx_env_ll("FIXTURE_FAIL_EPOCHS", 1, &env->fail_epochs, err) != 0)
 		return -1;
 	return fx_env_ll("FIXTURE_LOG_BYTES", 100000000, &env->log_bytes, err);
 }
@@ -1056,7 +1061,8 @@ static int fx_act(const struct fx_run *run, const struct fx_env *env, struct fx_
 	case FX_MODE_FAIL:
 	case FX_MODE_CRASH:
 	case FX_MODE_HANG:
-		rc = fx_train(run, 1, 1, &csv, err);
+		rc = fx_train(run, env->fail_epochs < run->epochs ? env->fail_epochs : run->epochs,
+			      1, &csv, err);
 		break;
 	case FX_MODE_GARBAGE:
 		rc = fx_train(run, run->epochs, 0, &csv, err);

@@ -5,7 +5,8 @@
  * panel (and not where another panel's best sits), no panel for a frozen
  * key, a running-best line that never goes down, failed generations as red
  * marks, and the documented pictures for an empty database, failures only
- * and a single generation.
+ * and a single generation. And `status`: running rows are running only
+ * while an evolver holds the database.
  */
 #include <dirent.h>
 #include <math.h>
@@ -22,6 +23,7 @@
 #include <fontconfig/fontconfig.h>
 
 #include "plots.h"
+#include "reports.h"
 
 struct fixture {
 	char dir[64];
@@ -668,6 +670,68 @@ static void test_single_generation(void **state)
 	free(gens);
 }
 
+/* ---- status ---- */
+
+/* What rp_print_status prints for db (malloc'ed). */
+static char *status_text(struct st_db *db)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	assert_non_null(mem);
+	assert_int_equal(rp_print_status(db, mem), 0);
+	fclose(mem);
+	return text;
+}
+
+static char *file_bytes(const char *path, size_t *len)
+{
+	char *text;
+	struct ut_err err;
+	if (ut_read_file(path, &text, len, &err) != 0)
+		fail_msg("%s", err.msg);
+	return text;
+}
+
+/*
+ * Rows `running` while their evolver holds the database are running; once
+ * it is gone (killed: nothing updated them) they show as interrupted, and
+ * looking writes nothing.
+ */
+static void test_status_stale_rows(void **state)
+{
+	struct fixture *fx = *state;
+	put(fx, 0, ST_DONE, 0.3, spread);
+	put(fx, 1, ST_RUNNING, NAN, spread);
+	put(fx, 2, ST_RUNNING, NAN, spread);
+	struct st_db *reader = NULL;
+	struct ut_err err;
+	if (st_open_readonly(fx->db_path, &reader, &err) != 0)
+		fail_msg("%s", err.msg);
+	char *live = status_text(reader);
+	assert_non_null(strstr(live, "1 done, 0 failed, 0 pruned, 2 running, 0 interrupted"));
+	assert_non_null(strstr(live, "running: generation 1"));
+	assert_non_null(strstr(live, "evolver: pid "));
+	free(live);
+
+	st_close(fx->db); /* the evolver is gone, its rows stay `running` */
+	fx->db = NULL;
+	size_t before_len, after_len;
+	char *before = file_bytes(fx->db_path, &before_len);
+	char *dead = status_text(reader);
+	char *after = file_bytes(fx->db_path, &after_len);
+	assert_non_null(strstr(dead, "1 done, 0 failed, 0 pruned, 0 running, 2 interrupted"));
+	assert_null(strstr(dead, "running: generation"));
+	assert_non_null(strstr(dead, "2 generation(s) left running by an evolver that is gone"));
+	assert_non_null(strstr(dead, "evolver: none is running"));
+	assert_int_equal(before_len, after_len);
+	assert_memory_equal(before, after, before_len);
+	free(dead);
+	free(before);
+	free(after);
+	st_close(reader);
+}
+
 /* ---- errors ---- */
 
 static void test_errors(void **state)
@@ -705,6 +769,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failures_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_generation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_stale_rows, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	/* drop cairo's and fontconfig's caches, so LeakSanitizer sees only our own leaks */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -667,6 +668,162 @@ static void lock_dies_with_holder(void **state)
 
 	if (st_open(path, 0, &db, &err) != 0)
 		fail_msg("open after the holder died: %s", err.msg);
+	st_close(db);
+}
+
+/*
+ * st_writer_alive: a reader tells a live evolver (the holder of the lock)
+ * from a dead one's leftovers, without taking the lock or writing a byte:
+ * an evolver can start while a reader looks, and the lock file stays as it was.
+ */
+static void writer_alive(void **state)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8];
+	tmp_path(state, "alive.db", path, sizeof(path));
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct st_db *db;
+		char byte = st_open(path, 1, &db, NULL) == 0 ? 'y' : 'n';
+		if (write(ready[1], &byte, 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	char byte = 0;
+	ssize_t got = read(ready[0], &byte, 1);
+	close(ready[0]);
+	struct st_db *reader = NULL, *writer = NULL;
+	struct ut_err err = {{0}};
+	long pid = -1;
+	int opened = st_open_readonly(path, &reader, &err);
+	int alive = opened == 0 ? st_writer_alive(reader, &pid) : -2;
+	struct stat before, after;
+	int stat_rc = stat(lock, &before);
+	/* the probe takes nothing: a second evolver is still refused only by the holder */
+	int refused = st_open(path, 0, &writer, &err);
+	kill(child, SIGKILL);
+	int status = 0;
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_int_equal(got, 1);
+	assert_int_equal(byte, 'y');
+	assert_int_equal(opened, 0);
+	assert_int_equal(alive, 1);
+	assert_int_equal(pid, (long)child);
+	assert_int_equal(refused, -1);
+	assert_contains(err.msg, "in use");
+
+	/* the holder is gone: its lock file stays, its lock does not */
+	assert_int_equal(st_writer_alive(reader, &pid), 0);
+	assert_int_equal(pid, 0);
+	assert_int_equal(stat_rc, 0);
+	assert_int_equal(stat(lock, &after), 0);
+	assert_int_equal(after.st_size, before.st_size);
+	assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+	st_close(reader);
+
+	/* no lock file at all (a copied database): nobody; and the probe makes none */
+	assert_int_equal(unlink(lock), 0);
+	assert_int_equal(st_open_readonly(path, &reader, &err), 0);
+	assert_int_equal(st_writer_alive(reader, NULL), 0);
+	assert_int_equal(access(lock, F_OK), -1);
+	st_close(reader);
+
+	/* a handle of st_open is the holder itself; a reader beside it sees it */
+	if (st_open(path, 0, &writer, &err) != 0)
+		fail_msg("open after the holder died: %s", err.msg);
+	assert_int_equal(st_writer_alive(writer, &pid), 1);
+	assert_int_equal(pid, (long)getpid());
+	assert_int_equal(st_open_readonly(path, &reader, &err), 0);
+	assert_int_equal(st_writer_alive(reader, &pid), 1);
+	assert_int_equal(pid, (long)getpid());
+	st_close(reader);
+	st_close(writer);
+}
+
+/* The stop record of the circuit breaker: written, read, cleared. */
+static void stop_reason_round_trip(void **state)
+{
+	char path[PATH_MAX], reason[ST_STR];
+	struct st_db *db = create_db(state, "stop.db", path, sizeof(path));
+	struct st_options opts;
+	struct ut_err err = {{0}};
+	sample_options(&opts);
+	assert_int_equal(st_options_write(db, &opts, &err), 0);
+	assert_int_equal(st_stop_read(db, reason, sizeof(reason), &err), 0);
+	assert_string_equal(reason, "");
+	const char *why = "generation 0 (the base hyp) failed: exit status 1; log: a\nb";
+	assert_int_equal(st_stop_write(db, why, &err), 0);
+	assert_int_equal(st_stop_read(db, reason, sizeof(reason), &err), 0);
+	assert_string_equal(reason, why);
+	sqlite3 *sql = st_handle(db);
+	assert_int_equal(query_int(sql, "SELECT stopped_at IS NOT NULL FROM evolution"), 1);
+
+	/* readers see it too */
+	struct st_db *reader = NULL;
+	assert_int_equal(st_open_readonly(path, &reader, &err), 0);
+	assert_int_equal(st_stop_read(reader, reason, sizeof(reason), &err), 0);
+	assert_string_equal(reason, why);
+	st_close(reader);
+
+	assert_int_equal(st_stop_write(db, NULL, &err), 0);
+	assert_int_equal(st_stop_read(db, reason, sizeof(reason), &err), 0);
+	assert_string_equal(reason, "");
+	assert_int_equal(
+	    query_int(sql, "SELECT stop_reason IS NULL AND stopped_at IS NULL FROM evolution"), 1);
+	st_close(db);
+}
+
+/*
+ * A database of schema version 1 (before the stop record): read as it is,
+ * never migrated by a reader; migrated to the current version, rows kept,
+ * by the next evolver.
+ */
+static void migrate_from_v1(void **state)
+{
+	char path[PATH_MAX], reason[ST_STR] = "x";
+	struct st_db *db = create_db(state, "v1.db", path, sizeof(path));
+	struct st_options opts, read;
+	struct ut_err err = {{0}};
+	int found = 0;
+	sample_options(&opts);
+	assert_int_equal(st_options_write(db, &opts, &err), 0);
+	struct st_generation gen = sample_generation(0);
+	put_generation(db, &gen);
+	st_close(db);
+	/* back to version 1 as an older yolo-evolve made it */
+	sqlite3 *sql = raw_open(path);
+	raw_exec(sql, "ALTER TABLE evolution DROP COLUMN stop_reason;"
+		      "ALTER TABLE evolution DROP COLUMN stopped_at; PRAGMA user_version = 1;");
+	sqlite3_close(sql);
+
+	struct st_db *reader = NULL;
+	if (st_open_readonly(path, &reader, &err) != 0)
+		fail_msg("read-only open of a version 1 file: %s", err.msg);
+	assert_int_equal(generation_count(reader), 1);
+	assert_int_equal(st_stop_read(reader, reason, sizeof(reason), &err), 0);
+	assert_string_equal(reason, "");
+	st_close(reader);
+	sql = raw_open(path);
+	assert_int_equal(query_int(sql, "PRAGMA user_version"), 1);
+	sqlite3_close(sql);
+
+	db = NULL;
+	if (st_open(path, 0, &db, &err) != 0)
+		fail_msg("open (migrate) a version 1 file: %s", err.msg);
+	assert_int_equal(query_int(st_handle(db), "PRAGMA user_version"), ST_SCHEMA_VERSION);
+	assert_int_equal(generation_count(db), 1);
+	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
+	assert_int_equal(found, 1);
+	assert_string_equal(read.data, opts.data);
+	assert_int_equal(st_stop_write(db, "stopped", &err), 0);
+	assert_int_equal(st_stop_read(db, reason, sizeof(reason), &err), 0);
+	assert_string_equal(reason, "stopped");
 	st_close(db);
 }
 
@@ -1450,6 +1607,9 @@ int main(void)
 	    cmocka_unit_test(lock_in_process),
 	    cmocka_unit_test(lock_dies_with_holder),
 	    cmocka_unit_test(file_identity),
+	    cmocka_unit_test(writer_alive),
+	    cmocka_unit_test(stop_reason_round_trip),
+	    cmocka_unit_test(migrate_from_v1),
 	    cmocka_unit_test(options_round_trip),
 	    cmocka_unit_test(generation_round_trip),
 	    cmocka_unit_test(epochs_round_trip),

@@ -128,6 +128,9 @@ for cmd in "" status export import; do
 done
 
 section "shell syntax in values is inert"
+# the files exist (the pre-flight checks read them) under names that are shell syntax
+printf 'train: images/train\nval: images/val\nnames: [a]\n' >"$WORK/\$(touch pwned)"
+printf 'nc: 1\n' >"$WORK/; touch pwned_cfg"
 run_ye pwn.log --project "$WORK/\$(touch pwned_project)" --name '$(touch pwned_name)' \
 	--data '$(touch pwned)' --device '`touch pwned_device`' --cfg '; touch pwned_cfg' \
 	--generations 2 --epochs 1 --quiet \
@@ -136,8 +139,9 @@ check_eq "evolution with \$(...) in --data, --name, --project, --device, --cfg e
 found=$(find "$WORK" -name 'pwned*' | head -3)
 check_eq "no file named pwned* appeared anywhere" "" "$found"
 opt="$WORK/\$(touch pwned_project)/\$(touch pwned_name)/candidates/g00000/opt.yaml"
-if [[ -f "$opt" ]] && grep -qF "data: '\$(touch pwned)'" "$opt"; then
-	pass "the trainer got --data '\$(touch pwned)' literally"
+if [[ -f "$opt" ]] && grep -qF "data: '$WORK/\$(touch pwned)'" "$opt" &&
+	grep -qF "cfg: '$WORK/; touch pwned_cfg'" "$opt"; then
+	pass "the trainer got --data '$WORK/\$(touch pwned)' and --cfg literally"
 else
 	fail "the trainer did not get --data literally (opt.yaml: ${opt:-none})"
 fi

@@ -97,7 +97,9 @@ gen_dump "$P/s/evolve.db" >s.csv
 if cmp -s w.csv s.csv; then fail "--parent weighted bred exactly as single"; else pass "--parent weighted breeds differently from single"; fi
 
 section "(d) failing candidates are recorded and never parents"
-FIXTURE_FAIL_IF='lr0>0.0105' FIXTURE_MODE=fail evolve "$P" d --epochs 3 --generations 25 --seed 3
+# --max-failures 0: the circuit breaker (fail_fast.sh) would stop a long run of failures
+FIXTURE_FAIL_IF='lr0>0.0105' FIXTURE_MODE=fail evolve "$P" d --epochs 3 --generations 25 --seed 3 \
+	--max-failures 0
 check_eq "evolution with failing candidates exits 0" 0 "$RC" || show_log d
 D=$P/d/evolve.db
 check_eq "all 25 generations finished (done or failed)" "25|25" \
@@ -124,11 +126,13 @@ check_eq "with failures, evolve.csv holds a row per done generation" \
 	"$(($(sql "$D" "SELECT count(*) FROM generations WHERE status = 'done'") + 1))" "$(wc -l <"$P/d/evolve.csv")"
 
 section "(e) crash, nan, garbage, noresults, truncated, hang"
+# every candidate fails: with the circuit breaker off, the evolution goes on to the end
+# and says, by exit status 4, that nothing succeeded
 # mode  pattern-in-error  expected-exit-status (empty: any)
 while read -r mode pattern code; do
-	FIXTURE_MODE=$mode evolve "$P" "m_$mode" --epochs 2 --generations 2 --seed 1
+	FIXTURE_MODE=$mode evolve "$P" "m_$mode" --epochs 2 --generations 2 --seed 1 --max-failures 0
 	M=$P/m_$mode/evolve.db
-	if [[ "$RC" != 0 ]]; then
+	if [[ "$RC" != 4 ]]; then
 		fail "mode $mode: the evolution exits $RC"
 		show_log "m_$mode"
 		continue
@@ -150,8 +154,9 @@ noresults results.csv 0
 truncated results.csv 0
 EOF
 t0=$SECONDS
-FIXTURE_MODE=hang evolve "$P" m_hang --epochs 2 --generations 2 --seed 1 --timeout 2 --grace 1
-check_eq "mode hang with --timeout 2: the evolution exits 0" 0 "$RC"
+FIXTURE_MODE=hang evolve "$P" m_hang --epochs 2 --generations 2 --seed 1 --timeout 2 --grace 1 \
+	--max-failures 0
+check_eq "mode hang with --timeout 2: the evolution exits 4 (no success)" 4 "$RC"
 check_eq "mode hang: 2 generations 'failed' with 'timeout'" "2|2" \
 	"$(sql "$P/m_hang/evolve.db" "SELECT count(*), sum(status = 'failed' AND error LIKE '%timeout%') FROM generations")"
 check "mode hang: took under 12 s ($((SECONDS - t0)) s)" test $((SECONDS - t0)) -lt 12
@@ -165,7 +170,7 @@ check_eq "evolution with --retries 1 exits 0" 0 "$RC" || show_log f
 check_eq "every generation done with attempts = 2" "6|6|6" \
 	"$(sql "$P/f/evolve.db" "SELECT count(*), sum(status = 'done'), sum(attempts = 2) FROM generations")"
 check "the first attempt's folder is kept (g00000.attempt1)" test -d "$P/f/candidates/g00000.attempt1"
-FIXTURE_MODE=crash evolve "$P" f2 --epochs 2 --generations 2 --seed 2 --retries 1
+FIXTURE_MODE=crash evolve "$P" f2 --epochs 2 --generations 2 --seed 2 --retries 1 --max-failures 0
 check_eq "a candidate crashing every time: failed after 2 attempts" "2|2" \
 	"$(sql "$P/f2/evolve.db" "SELECT sum(status = 'failed'), sum(attempts = 2) FROM generations")"
 

@@ -67,7 +67,8 @@ section "corrupt evolve.csv files are refused, leaving no database"
 # CULPRIT (one of its '|'-separated alternatives)
 import_error() {
 	local name=$1 where=$2 culprit=$3
-	run_ye "$name.log" import "$WORK/$name.csv" --project "$P" --name "$name" --trainer "$TRAINER"
+	run_ye "$name.log" import "$WORK/$name.csv" --project "$P" --name "$name" --data none \
+		--trainer "$TRAINER"
 	local msg
 	msg=$(grep '^error:' "$name.log" || true)
 	local named=0 alt

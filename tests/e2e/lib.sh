@@ -27,7 +27,7 @@ DET_COLS="generation,parent,status,precision,recall,map50,map,val_box,val_obj,va
 
 # Keep the fixture quiet and fast unless a test asks otherwise.
 unset FIXTURE_MODE FIXTURE_FAIL_IF FIXTURE_CRASH_ONCE FIXTURE_EPOCH_MS FIXTURE_DURATION_MS \
-	FIXTURE_LOG_BYTES FIXTURE_NOISE 2>/dev/null || true
+	FIXTURE_LOG_BYTES FIXTURE_NOISE FIXTURE_FAIL_EPOCHS 2>/dev/null || true
 
 YE_T0=$(date +%s.%N)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ye-e2e.XXXXXX")

@@ -69,8 +69,11 @@ seeds=$(sql "$DB" "SELECT count(*) FROM generations WHERE population = 0 AND lr0
 check_eq "the 3 hyp files seed population 0" 3 "$seeds"
 
 section "yolov5:DIR drives YOLOv5's train.py command line"
-mkdir -p "$WORK/yolov5"
+mkdir -p "$WORK/yolov5/models"
 echo "# stand-in: never run by Python here" >"$WORK/yolov5/train.py"
+# --cfg yolov5n.yaml is found in DIR/models as YOLOv5 finds it; data.yaml must be one
+cp "$YE_SOURCE_ROOT/models/yolov5n.yaml" "$WORK/yolov5/models/"
+printf 'path: %s\ntrain: images/train\nval: images/val\nnames: [a]\n' "$WORK" >"$WORK/data.yaml"
 # a stand-in interpreter: drops the script and runs the fixture with YOLOv5's argv
 cat >"$WORK/fake-python" <<EOS
 #!/usr/bin/env bash
@@ -117,7 +120,7 @@ done
 check "report refreshes evolve.csv and hyp_evolve.yaml" test -s "$WORK/report/evolve.csv" -a -s "$WORK/report/hyp_evolve.yaml"
 check "report prints the top generations" grep -q "largest changes from the base hyp" "$WORK/report.log"
 check "run folders get the plots at the end of a run" test -s "$WORK/det/p2a/evolve.png" -a -s "$WORK/det/p2a/fitness.png"
-FIXTURE_MODE=fail evolve "$WORK/rep" allfail --generations 2 --epochs 1
+FIXTURE_MODE=fail evolve "$WORK/rep" allfail --generations 2 --epochs 1 --max-failures 0
 run_ye "$WORK/report2.log" report --db "$WORK/rep/allfail/evolve.db"
 check_eq "a report of failures only still works" 0 "$RC"
 check "and says nothing finished" grep -q "no generation has finished successfully yet" "$WORK/report2.log"

@@ -245,8 +245,8 @@ check_eq "every candidate a Slurm job without CUDA_VISIBLE_DEVICES" 0 "$bad"
 
 section "a trainer that crashes in its step is recorded with its signal"
 FIXTURE_MODE=crash run_ye "$WORK/crash.log" --project "$WORK/crash" --name crash "${OPTS[@]}" \
-	--launcher slurm --generations 2
-check_eq "run exits 0" 0 "$RC"
+	--launcher slurm --generations 2 --max-failures 0
+check_eq "run exits 4 (no candidate succeeded)" 4 "$RC"
 check_eq "2 generations 'failed' with SIGSEGV and exit_status 139" "2|2|2" \
 	"$(sql "$WORK/crash/crash/evolve.db" "SELECT count(*), sum(status = 'failed' AND instr(error, 'SIGSEGV') > 0), sum(exit_status = 139) FROM generations")"
 note "$(sql "$WORK/crash/crash/evolve.db" "SELECT error FROM generations LIMIT 1" | tr '\n' ' ' | head -c 150)"
