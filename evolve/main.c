@@ -208,7 +208,8 @@ static void cli_defaults(struct cli *c)
 
 static int bad_value(const char *option, const char *value)
 {
-	ut_log(UT_LOG_ERROR, "--%s: invalid value '%s'", option, value);
+	char q[UT_QUOTE_LEN];
+	ut_log(UT_LOG_ERROR, "--%s: invalid value '%s'", option, ut_quote(value, q, sizeof(q)));
 	return -1;
 }
 
@@ -408,14 +409,15 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	static const char *const launchers[] = {"local", "slurm", NULL};
 	static const char *const prunes[] = {"none", "median", NULL};
 	static const char *const algorithms[] = {"yolov5", "ga", NULL};
+	char q[UT_QUOTE_LEN];
 	if (!one_of(c->launcher, launchers))
-		return ut_err_set(err, "--launcher '%s': use local or slurm", c->launcher);
+		return ut_err_set(err, "--launcher '%s': use local or slurm", ut_quote(c->launcher, q, sizeof(q)));
 	if (ev_slurm_check_args(c->slurm_args, err) != 0)
 		return -1;
 	if (!one_of(c->prune, prunes))
-		return ut_err_set(err, "--prune '%s': use none or median", c->prune);
+		return ut_err_set(err, "--prune '%s': use none or median", ut_quote(c->prune, q, sizeof(q)));
 	if (!one_of(c->algorithm, algorithms))
-		return ut_err_set(err, "--algorithm '%s': use yolov5 or ga", c->algorithm);
+		return ut_err_set(err, "--algorithm '%s': use yolov5 or ga", ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
 }
 
@@ -429,9 +431,14 @@ static int for_option(const char *option, struct ut_err *err)
 /* The options of a new evolution, all but its place (set_place); the files it reads checked. */
 static int build_options(const struct cli *c, struct st_options *o, struct ut_err *err)
 {
+	char q[UT_QUOTE_LEN];
 	memset(o, 0, sizeof(*o));
 	absolute_if_exists(c->data, o->data, sizeof(o->data));
-	absolute_if_exists(c->cfg, o->cfg, sizeof(o->cfg));
+	/* the native trainer finds yolov5n.yaml or models/yolov5n.yaml as YOLOv5 does: record where */
+	char cfg[PATH_MAX];
+	if (strcmp(c->trainer, "native") != 0 || ut_data_file(c->cfg, cfg, sizeof(cfg)) != 0)
+		snprintf(cfg, sizeof(cfg), "%s", c->cfg);
+	absolute_if_exists(cfg, o->cfg, sizeof(o->cfg));
 	absolute_if_exists(c->weights, o->weights, sizeof(o->weights));
 	char hyp[PATH_MAX];
 	if (c->hyp != NULL)
@@ -466,7 +473,7 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	o->parallel = c->parallel;
 	long ndevices = count_devices(c->devices);
 	if (ndevices < 0)
-		return ut_err_set(err, "--devices '%s': give GPU ids like 0,1,2", c->devices);
+		return ut_err_set(err, "--devices '%s': give GPU ids like 0,1,2", ut_quote(c->devices, q, sizeof(q)));
 	if (ndevices > 0) {
 		if (c->parallel_set && c->parallel != ndevices * c->per_device)
 			return ut_err_set(err, "--parallel %ld contradicts --devices %s x --per-device %ld",
@@ -485,7 +492,7 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	o->seed = c->seed;
 	enum ev_parent parent;
 	if (ev_parent_parse(c->parent, &parent) != 0)
-		return ut_err_set(err, "--parent '%s': use single or weighted", c->parent);
+		return ut_err_set(err, "--parent '%s': use single or weighted", ut_quote(c->parent, q, sizeof(q)));
 	meta_table_default(&o->meta);
 	if (c->meta != NULL && meta_table_read(c->meta, &o->meta, err) != 0)
 		return for_option("--meta", err);

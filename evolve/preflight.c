@@ -37,32 +37,8 @@ struct input {
 
 const char *ev_quote(const char *text, char *buf, size_t size)
 {
-	static const char tail[] = "...'"; /* ends a text too long for buf */
-	size_t n = 0;
-	char piece[8];
-	if (size < sizeof(tail) + 1) {
-		if (size > 0)
-			buf[0] = '\0';
-		return buf;
-	}
-	buf[n++] = '\'';
-	const unsigned char *p = (const unsigned char *)text;
-	for (; *p; p++) {
-		if (*p == '\'' || *p == '\\')
-			snprintf(piece, sizeof(piece), "\\%c", *p);
-		else if (*p == '\n')
-			snprintf(piece, sizeof(piece), "\\n");
-		else if (*p < 0x20 || *p == 0x7f)
-			snprintf(piece, sizeof(piece), "\\x%02x", *p);
-		else
-			snprintf(piece, sizeof(piece), "%c", *p);
-		size_t len = strlen(piece);
-		if (n + len + sizeof(tail) > size)
-			break;
-		memcpy(buf + n, piece, len);
-		n += len;
-	}
-	snprintf(buf + n, size - n, "%s", *p ? tail : "'");
+	char inner[PATH_MAX * 4 + 4];
+	snprintf(buf, size, "'%s'", ut_quote_path(text, inner, sizeof(inner) < size ? sizeof(inner) : size - 2));
 	return buf;
 }
 

@@ -17,9 +17,9 @@
 #include "ut.h"
 
 /*
- * User text for a message, single-quoted, with quotes, backslashes and
- * control characters escaped (\n, \xNN), so a path with a newline or an
- * escape sequence cannot forge or garble a line. Returns buf.
+ * A path for a message, single-quoted and escaped by ut_quote_path
+ * (backslashes, control characters as \n, \xNN), so a path with a newline
+ * or an escape sequence cannot forge or garble a line. Returns buf.
  */
 const char *ev_quote(const char *text, char *buf, size_t size);
 

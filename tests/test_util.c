@@ -64,11 +64,22 @@ static void quote_cuts(void **state)
 	ut_quote(text, buf, sizeof(buf));
 	assert_int_equal(strlen(buf), UT_QUOTE_MAX * 4 + 3);
 	assert_string_equal(buf + UT_QUOTE_MAX * 4, "...");
-	/* a small buffer is never overrun and stays terminated */
+	/* a small buffer is never overrun, stays terminated and marks the cut */
 	char small[6];
 	memset(small, '#', sizeof(small));
 	ut_quote("\n\n\n\n", small, sizeof(small));
-	assert_string_equal(small, "\\n\\n");
+	assert_string_equal(small, "\\n...");
+	/* a path is not cut at UT_QUOTE_MAX, only where the buffer ends */
+	char path[300], shown[400];
+	memset(path, 'p', sizeof(path) - 1);
+	path[sizeof(path) - 1] = '\0';
+	path[5] = '\n';
+	ut_quote_path(path, shown, sizeof(shown));
+	assert_int_equal(strlen(shown), sizeof(path));
+	assert_memory_equal(shown, "ppppp\\npp", 9);
+	ut_quote_path(path, shown, 100);
+	assert_int_equal(strlen(shown), 99);
+	assert_string_equal(shown + 96, "...");
 }
 
 static void err_set_one_line(void **state)

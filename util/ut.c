@@ -51,16 +51,18 @@ static size_t escape_control(unsigned char c, char *out)
 /*
  * Copy len bytes of text into buf (size > 0) with control characters
  * escaped; with `quoting`, also backslashes, invalid UTF-8 and NULs, and
- * the copy cut after UT_QUOTE_MAX bytes of text with "...".
+ * the copy cut after `max` bytes of text, or where buf ends, with "...".
  */
-static void escape_text(const char *text, size_t len, int quoting, char *buf, size_t size)
+static void escape_text(const char *text, size_t len, int quoting, size_t max, char *buf,
+			size_t size)
 {
 	const unsigned char *p = (const unsigned char *)text;
 	size_t n = 0, i = 0;
+	size_t room = quoting && size > 4 ? size - 3 : size; /* quoting keeps room for "..." */
 	while (i < len && (quoting || p[i] != '\0')) {
 		char piece[8];
 		size_t piece_len = 1, used = 1;
-		if (quoting && i >= UT_QUOTE_MAX) {
+		if (quoting && i >= max) {
 			memcpy(piece, "...", 3);
 			piece_len = 3;
 			used = len - i;
@@ -82,8 +84,13 @@ static void escape_text(const char *text, size_t len, int quoting, char *buf, si
 		} else {
 			piece[0] = (char)p[i];
 		}
-		if (n + piece_len >= size)
+		if (n + piece_len >= room) {
+			if (room != size) { /* the room kept for it */
+				memcpy(buf + n, "...", 3);
+				n += 3;
+			}
 			break;
+		}
 		memcpy(buf + n, piece, piece_len);
 		n += piece_len;
 		i += used;
@@ -95,7 +102,16 @@ const char *ut_quote_n(const char *text, size_t len, char *buf, size_t size)
 {
 	if (size == 0)
 		return buf;
-	escape_text(text != NULL ? text : "", text != NULL ? len : 0, 1, buf, size);
+	escape_text(text != NULL ? text : "", text != NULL ? len : 0, 1, UT_QUOTE_MAX, buf, size);
+	return buf;
+}
+
+const char *ut_quote_path(const char *path, char *buf, size_t size)
+{
+	if (size == 0)
+		return buf;
+	escape_text(path != NULL ? path : "", path != NULL ? strlen(path) : 0, 1, (size_t)-1, buf,
+		    size);
 	return buf;
 }
 
@@ -112,7 +128,7 @@ int ut_err_set(struct ut_err *err, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(raw, sizeof(raw), fmt, ap);
 		va_end(ap);
-		escape_text(raw, strlen(raw), 0, err->msg, sizeof(err->msg));
+		escape_text(raw, strlen(raw), 0, 0, err->msg, sizeof(err->msg));
 	}
 	return -1;
 }
@@ -134,7 +150,7 @@ void ut_log(enum ut_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	escape_text(raw, strlen(raw), 0, line, sizeof(line));
+	escape_text(raw, strlen(raw), 0, 0, line, sizeof(line));
 	fprintf(stderr, "%s%s\n", prefix[level], line);
 }
 

@@ -42,6 +42,8 @@ int ut_err_set(struct ut_err *err, const char *fmt, ...)
  */
 const char *ut_quote(const char *text, char *buf, size_t size);
 const char *ut_quote_n(const char *text, size_t len, char *buf, size_t size);
+/* A path escaped as ut_quote does, but whole (cut only where buf ends, with "..."). */
+const char *ut_quote_path(const char *path, char *buf, size_t size);
 
 enum ut_log_level { UT_LOG_ERROR, UT_LOG_WARN, UT_LOG_INFO, UT_LOG_DEBUG };
 
