@@ -47,9 +47,8 @@ static int by_fitness_desc(const void *a, const void *b)
 	return (x->generation > y->generation) - (x->generation < y->generation);
 }
 
-void ev_mutation_factors(const struct ev_breed_opts *opts,
-			 const struct meta_table *table, struct ev_pcg *rng,
-			 double v[META_COUNT])
+void ev_mutation_factors(const struct ev_breed_opts *opts, const struct meta_table *table,
+			 struct ev_pcg *rng, double v[META_COUNT])
 {
 	int changed = 0;
 	while (!changed) {
@@ -61,8 +60,8 @@ void ev_mutation_factors(const struct ev_breed_opts *opts,
 			normal[k] = ev_pcg_normal(rng);
 		double scale = ev_pcg_uniform(rng);
 		for (int k = 0; k < META_COUNT; k++) {
-			double factor = table->k[k].gain * mutate[k] * normal[k] * scale *
-						opts->sigma + 1.0;
+			double factor =
+			    table->k[k].gain * mutate[k] * normal[k] * scale * opts->sigma + 1.0;
 			v[k] = fmin(fmax(factor, 0.3), 3.0);
 			if (v[k] != 1.0)
 				changed = 1;
@@ -86,8 +85,8 @@ void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp)
 
 /* Choose the parent hyp among the top candidates of a sorted pool. */
 static void select_parent(const struct ev_breed_opts *opts, struct ev_pcg *rng,
-			  const struct ev_scored *top, size_t n,
-			  struct meta_hyp *parent_hyp, long *parent)
+			  const struct ev_scored *top, size_t n, struct meta_hyp *parent_hyp,
+			  long *parent)
 {
 	double weights[EV_TOP_MAX];
 	double lowest = top[n - 1].fitness;
@@ -112,9 +111,8 @@ static void select_parent(const struct ev_breed_opts *opts, struct ev_pcg *rng,
 }
 
 int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
-	     const struct meta_hyp *base, struct ev_scored *pool, size_t n,
-	     uint64_t seed, long generation, struct meta_hyp *child,
-	     long *parent, struct ut_err *err)
+	     const struct meta_hyp *base, struct ev_scored *pool, size_t n, uint64_t seed,
+	     long generation, struct meta_hyp *child, long *parent, struct ut_err *err)
 {
 	*parent = -1;
 	if (generation == 0) {
@@ -128,7 +126,8 @@ int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
 	if (!any_gain)
 		return ut_err_set(err, "no hyperparameter can mutate: every gain is 0");
 	if (!(opts->sigma > 0) || !(opts->mutation_prob > 0) || opts->top < 1)
-		return ut_err_set(err, "mutation needs sigma > 0, mutation probability > 0 and top >= 1");
+		return ut_err_set(
+		    err, "mutation needs sigma > 0, mutation probability > 0 and top >= 1");
 
 	struct ev_pcg rng;
 	ev_pcg_stream(&rng, seed, generation, EV_PCG_BREED);

@@ -25,9 +25,9 @@ enum ev_parent { EV_PARENT_SINGLE, EV_PARENT_WEIGHTED };
 
 struct ev_breed_opts {
 	enum ev_parent parent;
-	int top;              /* how many of the best may be parents (5), <= EV_TOP_MAX */
+	int top;	      /* how many of the best may be parents (5), <= EV_TOP_MAX */
 	double mutation_prob; /* mp, probability that a key mutates (0.8) */
-	double sigma;         /* s, mutation scale (0.2) */
+	double sigma;	      /* s, mutation scale (0.2) */
 };
 
 /* A finished candidate that may become a parent. */
@@ -55,14 +55,12 @@ const char *ev_parent_name(enum ev_parent parent);
  * Returns -1 (with err) if no key can mutate.
  */
 int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
-	     const struct meta_hyp *base, struct ev_scored *pool, size_t n,
-	     uint64_t seed, long generation, struct meta_hyp *child,
-	     long *parent, struct ut_err *err);
+	     const struct meta_hyp *base, struct ev_scored *pool, size_t n, uint64_t seed,
+	     long generation, struct meta_hyp *child, long *parent, struct ut_err *err);
 
 /* Multiply-and-clip mutation factors for one generation (exposed for tests). */
-void ev_mutation_factors(const struct ev_breed_opts *opts,
-			 const struct meta_table *table, struct ev_pcg *rng,
-			 double v[META_COUNT]);
+void ev_mutation_factors(const struct ev_breed_opts *opts, const struct meta_table *table,
+			 struct ev_pcg *rng, double v[META_COUNT]);
 
 /* Round every key to 5 decimals and clamp it to its bounds. */
 void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp);

@@ -40,137 +40,177 @@ struct cli {
 };
 
 enum opt_id {
-	OPT_GENERATIONS = 256, OPT_DATA, OPT_CFG, OPT_HYP, OPT_WEIGHTS, OPT_EPOCHS, OPT_BATCH,
-	OPT_IMGSZ, OPT_DEVICE, OPT_PROJECT, OPT_NAME, OPT_EXIST_OK, OPT_DB, OPT_SEED,
-	OPT_TRAINER, OPT_RESUME, OPT_PARENT, OPT_TOP, OPT_MUTATION_PROB, OPT_SIGMA, OPT_META,
-	OPT_EVOLVE_KEYS, OPT_PARALLEL, OPT_TIMEOUT, OPT_RETRIES, OPT_GRACE, OPT_BEST, OPT_CSV,
-	OPT_QUIET, OPT_VERBOSE, OPT_DEVICES, OPT_PER_DEVICE, OPT_LAUNCHER, OPT_SLURM_ARGS,
-	OPT_SLURM_SUBMIT, OPT_PRUNE, OPT_PRUNE_WARMUP, OPT_PYTHON, OPT_ALGORITHM, OPT_POPULATION,
-	OPT_GA_DIR, OPT_LOG_MAX, OPT_REPORT_EVERY, OPT_OUT, OPT_LAG, OPT_MAX_FAILURES,
+	OPT_GENERATIONS = 256,
+	OPT_DATA,
+	OPT_CFG,
+	OPT_HYP,
+	OPT_WEIGHTS,
+	OPT_EPOCHS,
+	OPT_BATCH,
+	OPT_IMGSZ,
+	OPT_DEVICE,
+	OPT_PROJECT,
+	OPT_NAME,
+	OPT_EXIST_OK,
+	OPT_DB,
+	OPT_SEED,
+	OPT_TRAINER,
+	OPT_RESUME,
+	OPT_PARENT,
+	OPT_TOP,
+	OPT_MUTATION_PROB,
+	OPT_SIGMA,
+	OPT_META,
+	OPT_EVOLVE_KEYS,
+	OPT_PARALLEL,
+	OPT_TIMEOUT,
+	OPT_RETRIES,
+	OPT_GRACE,
+	OPT_BEST,
+	OPT_CSV,
+	OPT_QUIET,
+	OPT_VERBOSE,
+	OPT_DEVICES,
+	OPT_PER_DEVICE,
+	OPT_LAUNCHER,
+	OPT_SLURM_ARGS,
+	OPT_SLURM_SUBMIT,
+	OPT_PRUNE,
+	OPT_PRUNE_WARMUP,
+	OPT_PYTHON,
+	OPT_ALGORITHM,
+	OPT_POPULATION,
+	OPT_GA_DIR,
+	OPT_LOG_MAX,
+	OPT_REPORT_EVERY,
+	OPT_OUT,
+	OPT_LAG,
+	OPT_MAX_FAILURES,
 	OPT_HELP /* last: it sizes the tables of parse_number */
 };
 
 static const struct option long_options[] = {
-	{"generations", required_argument, NULL, OPT_GENERATIONS},
-	{"data", required_argument, NULL, OPT_DATA},
-	{"cfg", required_argument, NULL, OPT_CFG},
-	{"hyp", required_argument, NULL, OPT_HYP},
-	{"weights", required_argument, NULL, OPT_WEIGHTS},
-	{"epochs", required_argument, NULL, OPT_EPOCHS},
-	{"batch-size", required_argument, NULL, OPT_BATCH},
-	{"imgsz", required_argument, NULL, OPT_IMGSZ},
-	{"img", required_argument, NULL, OPT_IMGSZ},
-	{"device", required_argument, NULL, OPT_DEVICE},
-	{"project", required_argument, NULL, OPT_PROJECT},
-	{"name", required_argument, NULL, OPT_NAME},
-	{"exist-ok", no_argument, NULL, OPT_EXIST_OK},
-	{"db", required_argument, NULL, OPT_DB},
-	{"seed", required_argument, NULL, OPT_SEED},
-	{"trainer", required_argument, NULL, OPT_TRAINER},
-	{"resume", no_argument, NULL, OPT_RESUME},
-	{"parent", required_argument, NULL, OPT_PARENT},
-	{"top", required_argument, NULL, OPT_TOP},
-	{"mutation-prob", required_argument, NULL, OPT_MUTATION_PROB},
-	{"sigma", required_argument, NULL, OPT_SIGMA},
-	{"meta", required_argument, NULL, OPT_META},
-	{"evolve-keys", required_argument, NULL, OPT_EVOLVE_KEYS},
-	{"parallel", required_argument, NULL, OPT_PARALLEL},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"retries", required_argument, NULL, OPT_RETRIES},
-	{"grace", required_argument, NULL, OPT_GRACE},
-	{"best", required_argument, NULL, OPT_BEST},
-	{"csv", required_argument, NULL, OPT_CSV},
-	{"quiet", no_argument, NULL, OPT_QUIET},
-	{"verbose", no_argument, NULL, OPT_VERBOSE},
-	{"devices", required_argument, NULL, OPT_DEVICES},
-	{"per-device", required_argument, NULL, OPT_PER_DEVICE},
-	{"launcher", required_argument, NULL, OPT_LAUNCHER},
-	{"slurm-args", required_argument, NULL, OPT_SLURM_ARGS},
-	{"slurm-submit", no_argument, NULL, OPT_SLURM_SUBMIT},
-	{"prune", required_argument, NULL, OPT_PRUNE},
-	{"prune-warmup", required_argument, NULL, OPT_PRUNE_WARMUP},
-	{"python", required_argument, NULL, OPT_PYTHON},
-	{"algorithm", required_argument, NULL, OPT_ALGORITHM},
-	{"population", required_argument, NULL, OPT_POPULATION},
-	{"ga-dir", required_argument, NULL, OPT_GA_DIR},
-	{"log-max", required_argument, NULL, OPT_LOG_MAX},
-	{"report-every", required_argument, NULL, OPT_REPORT_EVERY},
-	{"out", required_argument, NULL, OPT_OUT},
-	{"lag", required_argument, NULL, OPT_LAG},
-	{"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
-	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0}};
+    {"generations", required_argument, NULL, OPT_GENERATIONS},
+    {"data", required_argument, NULL, OPT_DATA},
+    {"cfg", required_argument, NULL, OPT_CFG},
+    {"hyp", required_argument, NULL, OPT_HYP},
+    {"weights", required_argument, NULL, OPT_WEIGHTS},
+    {"epochs", required_argument, NULL, OPT_EPOCHS},
+    {"batch-size", required_argument, NULL, OPT_BATCH},
+    {"imgsz", required_argument, NULL, OPT_IMGSZ},
+    {"img", required_argument, NULL, OPT_IMGSZ},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"project", required_argument, NULL, OPT_PROJECT},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"exist-ok", no_argument, NULL, OPT_EXIST_OK},
+    {"db", required_argument, NULL, OPT_DB},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"trainer", required_argument, NULL, OPT_TRAINER},
+    {"resume", no_argument, NULL, OPT_RESUME},
+    {"parent", required_argument, NULL, OPT_PARENT},
+    {"top", required_argument, NULL, OPT_TOP},
+    {"mutation-prob", required_argument, NULL, OPT_MUTATION_PROB},
+    {"sigma", required_argument, NULL, OPT_SIGMA},
+    {"meta", required_argument, NULL, OPT_META},
+    {"evolve-keys", required_argument, NULL, OPT_EVOLVE_KEYS},
+    {"parallel", required_argument, NULL, OPT_PARALLEL},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"retries", required_argument, NULL, OPT_RETRIES},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"best", required_argument, NULL, OPT_BEST},
+    {"csv", required_argument, NULL, OPT_CSV},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"devices", required_argument, NULL, OPT_DEVICES},
+    {"per-device", required_argument, NULL, OPT_PER_DEVICE},
+    {"launcher", required_argument, NULL, OPT_LAUNCHER},
+    {"slurm-args", required_argument, NULL, OPT_SLURM_ARGS},
+    {"slurm-submit", no_argument, NULL, OPT_SLURM_SUBMIT},
+    {"prune", required_argument, NULL, OPT_PRUNE},
+    {"prune-warmup", required_argument, NULL, OPT_PRUNE_WARMUP},
+    {"python", required_argument, NULL, OPT_PYTHON},
+    {"algorithm", required_argument, NULL, OPT_ALGORITHM},
+    {"population", required_argument, NULL, OPT_POPULATION},
+    {"ga-dir", required_argument, NULL, OPT_GA_DIR},
+    {"log-max", required_argument, NULL, OPT_LOG_MAX},
+    {"report-every", required_argument, NULL, OPT_REPORT_EVERY},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"lag", required_argument, NULL, OPT_LAG},
+    {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0}};
 
 static const char run_help[] =
-	"usage: yolo-evolve --data DATA.yaml [options]  run a new evolution\n"
-	"       yolo-evolve --resume [--db PATH]        continue one from its database\n"
-	"       yolo-evolve status|export|import|report ... (see yolo-evolve COMMAND --help)\n"
-	"\n"
-	"  --generations N     generations in total (300)\n"
-	"  --data PATH         dataset yaml passed to the trainer; required for a new\n"
-	"                      evolution (a template of your own without {data}: --data none)\n"
-	"  --cfg PATH          model yaml ('')\n"
-	"  --hyp PATH          base hyp.yaml (hyp.scratch-low.yaml shipped with us)\n"
-	"  --weights PATH      initial weights ('' = from scratch)\n"
-	"  --epochs N          epochs per candidate (30)\n"
-	"  --batch-size N      batch size (16)\n"
-	"  --imgsz N           image size (640)\n"
-	"  --device S          trainer device, e.g. 0 or cpu ('')\n"
-	"  --project DIR       runs/evolve;  --name NAME: exp (exp2, exp3... unless --exist-ok)\n"
-	"  --db PATH           database (PROJECT/NAME/evolve.db)\n"
-	"  --seed N            evolution seed (0): same seed + same results = same table\n"
-	"  --trainer T         native | yolov5:DIR | a template such as\n"
-	"                      'python3 my_train.py --hyp {hyp} --save-dir {save_dir}'\n"
-	"                      placeholders: {hyp} {data} {cfg} {weights} {epochs} {batch}\n"
-	"                      {imgsz} {device} {project} {name} {save_dir} {seed}\n"
-	"  --resume            continue the evolution in --db (or PROJECT/NAME)\n"
-	"  --parent M          single (weighted random parent, default) | weighted (mean)\n"
-	"  --top N             parents come from the best N (5)\n"
-	"  --mutation-prob P   probability that a key mutates (0.8)\n"
-	"  --sigma S           mutation scale (0.2)\n"
-	"  --meta PATH         meta.yaml overriding gains and bounds\n"
-	"  --evolve-keys K,..  mutate only these keys\n"
-	"  --parallel P        candidates at once on the CPU (1)\n"
-	"  --lag L             generation i descends from generations 0 .. i-L and waits\n"
-	"                      for all of them (default and minimum: P, the candidates at\n"
-	"                      once); a larger L keeps slots busier, with staler parents\n"
-	"  --devices 0,1,..    GPUs; each trainer is pinned with CUDA_VISIBLE_DEVICES\n"
-	"  --per-device K      candidates per GPU (1); P = GPUs x K\n"
-	"  --launcher L        local (default) | slurm: each candidate is an srun job step\n"
-	"  --slurm-args S      extra srun options, e.g. '--partition=gpu --time=2:00:00'\n"
-	"  --slurm-submit      each candidate a Slurm job of its own, even inside an allocation\n"
-	"  --prune median      stop a candidate whose fitness at an epoch is below the median\n"
-	"                      of the finished candidates at that epoch (none)\n"
-	"  --prune-warmup E    first epoch (0-based) at which pruning may happen (3)\n"
-	"  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA)\n"
-	"  --population N      GA population size (50)\n"
-	"  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
-	"  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
-	"  --timeout S         stop a candidate after S seconds and record it failed (none)\n"
-	"  --retries N         rerun a crashed candidate up to N times (0)\n"
-	"  --max-failures K    circuit breaker: stop when the base generation fails or K\n"
-	"                      candidates fail in a row (5; 0 = never stop); --resume goes on\n"
-	"  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
-	"  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
-	"  --report-every N    redraw evolve.png and fitness.png every N finished (10; 0 never)\n"
-	"  --quiet | --verbose\n"
-	"\n"
-	"Before generation 0 the inputs the trainer gets and the trainer program are\n"
-	"checked. Exit status: 0 done; 1 error; 2 bad command line or failed check (nothing\n"
-	"created); 3 stopped by the circuit breaker; 4 no candidate succeeded; 129, 130, 143\n"
-	"stopped by SIGHUP, SIGINT, SIGTERM (continue with --resume).\n";
+    "usage: yolo-evolve --data DATA.yaml [options]  run a new evolution\n"
+    "       yolo-evolve --resume [--db PATH]        continue one from its database\n"
+    "       yolo-evolve status|export|import|report ... (see yolo-evolve COMMAND --help)\n"
+    "\n"
+    "  --generations N     generations in total (300)\n"
+    "  --data PATH         dataset yaml passed to the trainer; required for a new\n"
+    "                      evolution (a template of your own without {data}: --data none)\n"
+    "  --cfg PATH          model yaml ('')\n"
+    "  --hyp PATH          base hyp.yaml (hyp.scratch-low.yaml shipped with us)\n"
+    "  --weights PATH      initial weights ('' = from scratch)\n"
+    "  --epochs N          epochs per candidate (30)\n"
+    "  --batch-size N      batch size (16)\n"
+    "  --imgsz N           image size (640)\n"
+    "  --device S          trainer device, e.g. 0 or cpu ('')\n"
+    "  --project DIR       runs/evolve;  --name NAME: exp (exp2, exp3... unless --exist-ok)\n"
+    "  --db PATH           database (PROJECT/NAME/evolve.db)\n"
+    "  --seed N            evolution seed (0): same seed + same results = same table\n"
+    "  --trainer T         native | yolov5:DIR | a template such as\n"
+    "                      'python3 my_train.py --hyp {hyp} --save-dir {save_dir}'\n"
+    "                      placeholders: {hyp} {data} {cfg} {weights} {epochs} {batch}\n"
+    "                      {imgsz} {device} {project} {name} {save_dir} {seed}\n"
+    "  --resume            continue the evolution in --db (or PROJECT/NAME)\n"
+    "  --parent M          single (weighted random parent, default) | weighted (mean)\n"
+    "  --top N             parents come from the best N (5)\n"
+    "  --mutation-prob P   probability that a key mutates (0.8)\n"
+    "  --sigma S           mutation scale (0.2)\n"
+    "  --meta PATH         meta.yaml overriding gains and bounds\n"
+    "  --evolve-keys K,..  mutate only these keys\n"
+    "  --parallel P        candidates at once on the CPU (1)\n"
+    "  --lag L             generation i descends from generations 0 .. i-L and waits\n"
+    "                      for all of them (default and minimum: P, the candidates at\n"
+    "                      once); a larger L keeps slots busier, with staler parents\n"
+    "  --devices 0,1,..    GPUs; each trainer is pinned with CUDA_VISIBLE_DEVICES\n"
+    "  --per-device K      candidates per GPU (1); P = GPUs x K\n"
+    "  --launcher L        local (default) | slurm: each candidate is an srun job step\n"
+    "  --slurm-args S      extra srun options, e.g. '--partition=gpu --time=2:00:00'\n"
+    "  --slurm-submit      each candidate a Slurm job of its own, even inside an allocation\n"
+    "  --prune median      stop a candidate whose fitness at an epoch is below the median\n"
+    "                      of the finished candidates at that epoch (none)\n"
+    "  --prune-warmup E    first epoch (0-based) at which pruning may happen (3)\n"
+    "  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA)\n"
+    "  --population N      GA population size (50)\n"
+    "  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
+    "  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
+    "  --timeout S         stop a candidate after S seconds and record it failed (none)\n"
+    "  --retries N         rerun a crashed candidate up to N times (0)\n"
+    "  --max-failures K    circuit breaker: stop when the base generation fails or K\n"
+    "                      candidates fail in a row (5; 0 = never stop); --resume goes on\n"
+    "  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
+    "  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
+    "  --report-every N    redraw evolve.png and fitness.png every N finished (10; 0 never)\n"
+    "  --quiet | --verbose\n"
+    "\n"
+    "Before generation 0 the inputs the trainer gets and the trainer program are\n"
+    "checked. Exit status: 0 done; 1 error; 2 bad command line or failed check (nothing\n"
+    "created); 3 stopped by the circuit breaker; 4 no candidate succeeded; 129, 130, 143\n"
+    "stopped by SIGHUP, SIGINT, SIGTERM (continue with --resume).\n";
 
 static const char status_help[] =
-	"usage: yolo-evolve status [--db PATH | --project DIR --name NAME]\n"
-	"Progress, the best generations so far, failures.\n";
+    "usage: yolo-evolve status [--db PATH | --project DIR --name NAME]\n"
+    "Progress, the best generations so far, failures.\n";
 static const char export_help[] =
-	"usage: yolo-evolve export [--db PATH | --project DIR --name NAME] [--best FILE] [--csv FILE]\n"
-	"  --best FILE   the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header); - for stdout\n"
-	"  --csv FILE    YOLOv5's evolve.csv of the done generations; - for stdout\n";
+    "usage: yolo-evolve export [--db PATH | --project DIR --name NAME] [--best FILE] [--csv FILE]\n"
+    "  --best FILE   the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header); - for "
+    "stdout\n"
+    "  --csv FILE    YOLOv5's evolve.csv of the done generations; - for stdout\n";
 static const char import_help[] =
-	"usage: yolo-evolve import EVOLVE_CSV --data DATA.yaml [run options]\n"
-	"Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv; each row\n"
-	"becomes a done generation. Continue it with: yolo-evolve --resume --db DB --generations N\n";
+    "usage: yolo-evolve import EVOLVE_CSV --data DATA.yaml [run options]\n"
+    "Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv; each row\n"
+    "becomes a done generation. Continue it with: yolo-evolve --resume --db DB --generations N\n";
 
 static void cli_defaults(struct cli *c)
 {
@@ -215,17 +255,26 @@ static int bad_value(const char *option, const char *value)
 
 static int parse_number(const struct option *opt, const char *value, struct cli *c)
 {
-	long *longs[] = {[OPT_GENERATIONS - 256] = &c->generations, [OPT_EPOCHS - 256] = &c->epochs,
-			 [OPT_BATCH - 256] = &c->batch, [OPT_IMGSZ - 256] = &c->imgsz,
-			 [OPT_TOP - 256] = &c->top, [OPT_PARALLEL - 256] = &c->parallel,
-			 [OPT_RETRIES - 256] = &c->retries, [OPT_PER_DEVICE - 256] = &c->per_device,
+	long *longs[] = {[OPT_GENERATIONS - 256] = &c->generations,
+			 [OPT_EPOCHS - 256] = &c->epochs,
+			 [OPT_BATCH - 256] = &c->batch,
+			 [OPT_IMGSZ - 256] = &c->imgsz,
+			 [OPT_TOP - 256] = &c->top,
+			 [OPT_PARALLEL - 256] = &c->parallel,
+			 [OPT_RETRIES - 256] = &c->retries,
+			 [OPT_PER_DEVICE - 256] = &c->per_device,
 			 [OPT_PRUNE_WARMUP - 256] = &c->prune_warmup,
-			 [OPT_POPULATION - 256] = &c->population, [OPT_LOG_MAX - 256] = &c->log_max,
-			 [OPT_REPORT_EVERY - 256] = &c->report_every, [OPT_LAG - 256] = &c->lag,
-			 [OPT_MAX_FAILURES - 256] = &c->max_failures, [OPT_HELP - 256] = NULL};
+			 [OPT_POPULATION - 256] = &c->population,
+			 [OPT_LOG_MAX - 256] = &c->log_max,
+			 [OPT_REPORT_EVERY - 256] = &c->report_every,
+			 [OPT_LAG - 256] = &c->lag,
+			 [OPT_MAX_FAILURES - 256] = &c->max_failures,
+			 [OPT_HELP - 256] = NULL};
 	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
-			     [OPT_SIGMA - 256] = &c->sigma, [OPT_TIMEOUT - 256] = &c->timeout,
-			     [OPT_GRACE - 256] = &c->grace, [OPT_HELP - 256] = NULL};
+			     [OPT_SIGMA - 256] = &c->sigma,
+			     [OPT_TIMEOUT - 256] = &c->timeout,
+			     [OPT_GRACE - 256] = &c->grace,
+			     [OPT_HELP - 256] = NULL};
 	int id = opt->val - 256;
 	if (longs[id] != NULL) {
 		long lo = (opt->val == OPT_RETRIES || opt->val == OPT_PRUNE_WARMUP) ? 0 : 1;
@@ -238,7 +287,8 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 			hi = EV_MAX_SLOTS;
 		if (opt->val == OPT_LAG)
 			lo = 0;
-		return ut_parse_long(value, lo, hi, longs[id]) == 0 ? 0 : bad_value(opt->name, value);
+		return ut_parse_long(value, lo, hi, longs[id]) == 0 ? 0
+								    : bad_value(opt->name, value);
 	}
 	if (doubles[id] != NULL) {
 		if (ut_parse_double(value, doubles[id]) != 0 || *doubles[id] < 0)
@@ -253,29 +303,52 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 static const char **string_slot(struct cli *c, int id)
 {
 	switch (id) {
-	case OPT_DATA: return &c->data;
-	case OPT_CFG: return &c->cfg;
-	case OPT_HYP: return &c->hyp;
-	case OPT_WEIGHTS: return &c->weights;
-	case OPT_DEVICE: return &c->device;
-	case OPT_PROJECT: return &c->project;
-	case OPT_NAME: return &c->name;
-	case OPT_DB: return &c->db;
-	case OPT_TRAINER: return &c->trainer;
-	case OPT_PARENT: return &c->parent;
-	case OPT_META: return &c->meta;
-	case OPT_EVOLVE_KEYS: return &c->evolve_keys;
-	case OPT_BEST: return &c->best_out;
-	case OPT_CSV: return &c->csv_out;
-	case OPT_DEVICES: return &c->devices;
-	case OPT_LAUNCHER: return &c->launcher;
-	case OPT_SLURM_ARGS: return &c->slurm_args;
-	case OPT_PRUNE: return &c->prune;
-	case OPT_PYTHON: return &c->python;
-	case OPT_ALGORITHM: return &c->algorithm;
-	case OPT_GA_DIR: return &c->ga_dir;
-	case OPT_OUT: return &c->out_dir;
-	default: return NULL;
+	case OPT_DATA:
+		return &c->data;
+	case OPT_CFG:
+		return &c->cfg;
+	case OPT_HYP:
+		return &c->hyp;
+	case OPT_WEIGHTS:
+		return &c->weights;
+	case OPT_DEVICE:
+		return &c->device;
+	case OPT_PROJECT:
+		return &c->project;
+	case OPT_NAME:
+		return &c->name;
+	case OPT_DB:
+		return &c->db;
+	case OPT_TRAINER:
+		return &c->trainer;
+	case OPT_PARENT:
+		return &c->parent;
+	case OPT_META:
+		return &c->meta;
+	case OPT_EVOLVE_KEYS:
+		return &c->evolve_keys;
+	case OPT_BEST:
+		return &c->best_out;
+	case OPT_CSV:
+		return &c->csv_out;
+	case OPT_DEVICES:
+		return &c->devices;
+	case OPT_LAUNCHER:
+		return &c->launcher;
+	case OPT_SLURM_ARGS:
+		return &c->slurm_args;
+	case OPT_PRUNE:
+		return &c->prune;
+	case OPT_PYTHON:
+		return &c->python;
+	case OPT_ALGORITHM:
+		return &c->algorithm;
+	case OPT_GA_DIR:
+		return &c->ga_dir;
+	case OPT_OUT:
+		return &c->out_dir;
+	default:
+		return NULL;
 	}
 }
 
@@ -289,7 +362,8 @@ static int parse_cli(int argc, char **argv, struct cli *c, const char *help)
 	while ((id = getopt_long(argc, argv, ":", long_options, &index)) != -1) {
 		if (id == '?' || id == ':') {
 			ut_log(UT_LOG_ERROR, "%s '%s' (see --help)",
-			       id == '?' ? "unknown option" : "missing value for", argv[optind - 1]);
+			       id == '?' ? "unknown option" : "missing value for",
+			       argv[optind - 1]);
 			return -1;
 		}
 		const struct option *opt = &long_options[index];
@@ -299,12 +373,24 @@ static int parse_cli(int argc, char **argv, struct cli *c, const char *help)
 			continue;
 		}
 		switch (id) {
-		case OPT_EXIST_OK: c->exist_ok = 1; break;
-		case OPT_RESUME: c->resume = 1; break;
-		case OPT_QUIET: c->quiet = 1; break;
-		case OPT_VERBOSE: c->verbose = 1; break;
-		case OPT_SLURM_SUBMIT: c->slurm_submit = 1; break;
-		case OPT_HELP: fputs(help, stdout); return 1;
+		case OPT_EXIST_OK:
+			c->exist_ok = 1;
+			break;
+		case OPT_RESUME:
+			c->resume = 1;
+			break;
+		case OPT_QUIET:
+			c->quiet = 1;
+			break;
+		case OPT_VERBOSE:
+			c->verbose = 1;
+			break;
+		case OPT_SLURM_SUBMIT:
+			c->slurm_submit = 1;
+			break;
+		case OPT_HELP:
+			fputs(help, stdout);
+			return 1;
 		case OPT_SEED: {
 			char *end;
 			errno = 0;
@@ -411,13 +497,16 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	static const char *const algorithms[] = {"yolov5", "ga", NULL};
 	char q[UT_QUOTE_LEN];
 	if (!one_of(c->launcher, launchers))
-		return ut_err_set(err, "--launcher '%s': use local or slurm", ut_quote(c->launcher, q, sizeof(q)));
+		return ut_err_set(err, "--launcher '%s': use local or slurm",
+				  ut_quote(c->launcher, q, sizeof(q)));
 	if (ev_slurm_check_args(c->slurm_args, err) != 0)
 		return -1;
 	if (!one_of(c->prune, prunes))
-		return ut_err_set(err, "--prune '%s': use none or median", ut_quote(c->prune, q, sizeof(q)));
+		return ut_err_set(err, "--prune '%s': use none or median",
+				  ut_quote(c->prune, q, sizeof(q)));
 	if (!one_of(c->algorithm, algorithms))
-		return ut_err_set(err, "--algorithm '%s': use yolov5 or ga", ut_quote(c->algorithm, q, sizeof(q)));
+		return ut_err_set(err, "--algorithm '%s': use yolov5 or ga",
+				  ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
 }
 
@@ -434,7 +523,8 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	char q[UT_QUOTE_LEN];
 	memset(o, 0, sizeof(*o));
 	absolute_if_exists(c->data, o->data, sizeof(o->data));
-	/* the native trainer finds yolov5n.yaml or models/yolov5n.yaml as YOLOv5 does: record where */
+	/* the native trainer finds yolov5n.yaml or models/yolov5n.yaml as YOLOv5 does: record where
+	 */
 	char cfg[PATH_MAX];
 	if (strcmp(c->trainer, "native") != 0 || ut_data_file(c->cfg, cfg, sizeof(cfg)) != 0)
 		snprintf(cfg, sizeof(cfg), "%s", c->cfg);
@@ -466,21 +556,25 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	if (check_choices(c, err) != 0)
 		return -1;
 	snprintf(o->parent, sizeof(o->parent), "%s", c->parent);
-	snprintf(o->evolve_keys, sizeof(o->evolve_keys), "%s", c->evolve_keys ? c->evolve_keys : "");
+	snprintf(o->evolve_keys, sizeof(o->evolve_keys), "%s",
+		 c->evolve_keys ? c->evolve_keys : "");
 	o->epochs = c->epochs;
 	o->imgsz = c->imgsz;
 	o->batch = c->batch;
 	o->parallel = c->parallel;
 	long ndevices = count_devices(c->devices);
 	if (ndevices < 0)
-		return ut_err_set(err, "--devices '%s': give GPU ids like 0,1,2", ut_quote(c->devices, q, sizeof(q)));
+		return ut_err_set(err, "--devices '%s': give GPU ids like 0,1,2",
+				  ut_quote(c->devices, q, sizeof(q)));
 	if (ndevices > 0) {
 		if (c->parallel_set && c->parallel != ndevices * c->per_device)
-			return ut_err_set(err, "--parallel %ld contradicts --devices %s x --per-device %ld",
-					  c->parallel, c->devices, c->per_device);
+			return ut_err_set(
+			    err, "--parallel %ld contradicts --devices %s x --per-device %ld",
+			    c->parallel, c->devices, c->per_device);
 		o->parallel = ndevices * c->per_device;
 		if (o->parallel > EV_MAX_SLOTS)
-			return ut_err_set(err, "--devices x --per-device: at most %d candidates at once",
+			return ut_err_set(err,
+					  "--devices x --per-device: at most %d candidates at once",
 					  EV_MAX_SLOTS);
 	}
 	o->top = c->top;
@@ -492,7 +586,8 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	o->seed = c->seed;
 	enum ev_parent parent;
 	if (ev_parent_parse(c->parent, &parent) != 0)
-		return ut_err_set(err, "--parent '%s': use single or weighted", ut_quote(c->parent, q, sizeof(q)));
+		return ut_err_set(err, "--parent '%s': use single or weighted",
+				  ut_quote(c->parent, q, sizeof(q)));
 	meta_table_default(&o->meta);
 	if (c->meta != NULL && meta_table_read(c->meta, &o->meta, err) != 0)
 		return for_option("--meta", err);
@@ -531,9 +626,9 @@ static int check_new_evolution(const struct cli *c, struct new_place *place, str
 			       struct ut_err *err)
 {
 	if (c->data == NULL)
-		return ut_err_set(err,
-				  "--data is required for a new evolution: the dataset yaml for the "
-				  "trainer (a template without {data} takes --data none)");
+		return ut_err_set(
+		    err, "--data is required for a new evolution: the dataset yaml for the "
+			 "trainer (a template without {data} takes --data none)");
 	if (check_name(c->name, err) != 0)
 		return -1;
 	run_dir_for(c, place->run_dir, sizeof(place->run_dir));
@@ -541,7 +636,9 @@ static int check_new_evolution(const struct cli *c, struct new_place *place, str
 	if (c->db == NULL)
 		snprintf(place->db_path, sizeof(place->db_path), "%s/evolve.db", place->run_dir);
 	if (access(place->db_path, F_OK) == 0)
-		return ut_err_set(err, "%s already holds an evolution: continue it with --resume, or choose another --name",
+		return ut_err_set(err,
+				  "%s already holds an evolution: continue it with --resume, or "
+				  "choose another --name",
 				  place->db_path);
 	if (c->db != NULL) {
 		char folder[PATH_MAX], quoted[PATH_MAX];
@@ -676,7 +773,8 @@ static int cmd_run(int argc, char **argv)
 	snprintf(run_dir, sizeof(run_dir), "%s/%s", opts.project, opts.name);
 	ut_log(UT_LOG_INFO, "evolution %s: %ld generations, database %s", run_dir, opts.generations,
 	       db_path);
-	struct ev_run_params params = {.run_dir = run_dir, .grace = c.grace,
+	struct ev_run_params params = {.run_dir = run_dir,
+				       .grace = c.grace,
 				       .log_max = c.log_max * (1LL << 20),
 				       .report_every = c.report_every,
 				       .max_failures = c.max_failures};
@@ -743,7 +841,8 @@ static int export_one(struct st_db *db, const char *path,
 	int rc = fn(db, mem, &err);
 	fclose(mem);
 	if (rc == 0 && strcmp(path, "-") == 0)
-		rc = fwrite(text, 1, len, stdout) == len ? 0 : ut_err_set(&err, "stdout: write error");
+		rc = fwrite(text, 1, len, stdout) == len ? 0
+							 : ut_err_set(&err, "stdout: write error");
 	else if (rc == 0)
 		rc = ut_write_file_atomic(path, text, len, &err);
 	free(text);
@@ -816,15 +915,16 @@ static int cmd_import(int argc, char **argv)
 		rmdir(run_dir); /* only if nothing else is in it */
 		return 1;
 	}
-	printf("imported %ld generations into %s\ncontinue with: yolo-evolve --resume --db %s --generations N\n",
+	printf("imported %ld generations into %s\ncontinue with: yolo-evolve --resume --db %s "
+	       "--generations N\n",
 	       imported, db_path, db_path);
 	return 0;
 }
 
 static const char report_help[] =
-	"usage: yolo-evolve report [--db PATH | --project DIR --name NAME] [--out DIR]\n"
-	"Write evolve.png, fitness.png, evolve.csv and hyp_evolve.yaml (into the run folder\n"
-	"unless --out) and print the summary.\n";
+    "usage: yolo-evolve report [--db PATH | --project DIR --name NAME] [--out DIR]\n"
+    "Write evolve.png, fitness.png, evolve.csv and hyp_evolve.yaml (into the run folder\n"
+    "unless --out) and print the summary.\n";
 
 static int cmd_report(int argc, char **argv)
 {
@@ -867,8 +967,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"status", cmd_status}, {"export", cmd_export}, {"import", cmd_import},
-	{"report", cmd_report}};
+    {"status", cmd_status}, {"export", cmd_export}, {"import", cmd_import}, {"report", cmd_report}};
 
 /*
  * Started with stdin, stdout or stderr closed, the next file opened (the

@@ -25,8 +25,7 @@ void ev_pcg_seed(struct ev_pcg *rng, uint64_t initstate, uint64_t initseq)
 	ev_pcg_next(rng);
 }
 
-void ev_pcg_stream(struct ev_pcg *rng, uint64_t seed, long generation,
-		   enum ev_pcg_purpose purpose)
+void ev_pcg_stream(struct ev_pcg *rng, uint64_t seed, long generation, enum ev_pcg_purpose purpose)
 {
 	/* 8 bits of purpose below the generation keep every stream distinct */
 	uint64_t sequence = ((uint64_t)generation << 8) | (uint64_t)purpose;

@@ -24,8 +24,7 @@ enum ev_pcg_purpose { EV_PCG_BREED = 1, EV_PCG_TRAIN_SEED = 2, EV_PCG_GA = 3 };
 /* pcg32_srandom: seed the generator with a start state and a sequence. */
 void ev_pcg_seed(struct ev_pcg *rng, uint64_t initstate, uint64_t initseq);
 /* The stream of one generation of an evolution. */
-void ev_pcg_stream(struct ev_pcg *rng, uint64_t seed, long generation,
-		   enum ev_pcg_purpose purpose);
+void ev_pcg_stream(struct ev_pcg *rng, uint64_t seed, long generation, enum ev_pcg_purpose purpose);
 /* Next 32 random bits. */
 uint32_t ev_pcg_next(struct ev_pcg *rng);
 /* Uniform double in [0, 1) with 53 random bits. */

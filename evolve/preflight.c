@@ -38,7 +38,8 @@ struct input {
 const char *ev_quote(const char *text, char *buf, size_t size)
 {
 	char inner[PATH_MAX * 4 + 4];
-	snprintf(buf, size, "'%s'", ut_quote_path(text, inner, sizeof(inner) < size ? sizeof(inner) : size - 2));
+	snprintf(buf, size, "'%s'",
+		 ut_quote_path(text, inner, sizeof(inner) < size ? sizeof(inner) : size - 2));
 	return buf;
 }
 

@@ -27,7 +27,7 @@
 #define PROGRESS_MS 1000
 #define EXPORT_INTERVAL_S 1.0
 #define EV_LOG_MAX_DEFAULT (16LL << 20) /* bytes of trainer log before rotation */
-#define PRUNE_MIN_REFERENCES 3 /* fewer finished candidates at an epoch: no pruning */
+#define PRUNE_MIN_REFERENCES 3		/* fewer finished candidates at an epoch: no pruning */
 
 /* Fitness at each epoch of one generation. */
 struct curve {
@@ -47,11 +47,11 @@ struct ev_slot {
 	long generation;
 	struct ev_proc proc;
 	double deadline; /* timeout; 0 = none */
-	double kill_at;  /* SIGKILL after a SIGTERM; 0 = not signalled */
+	double kill_at;	 /* SIGKILL after a SIGTERM; 0 = not signalled */
 	int timed_out;
-	long pruned_at;   /* epoch at which pruning stopped it, -1 if not */
+	long pruned_at; /* epoch at which pruning stopped it, -1 if not */
 	size_t epochs_seen;
-	const char *device; /* GPU id this slot is pinned to, NULL for none */
+	const char *device;   /* GPU id this slot is pinned to, NULL for none */
 	struct ev_caplog log; /* the trainer's output, capped */
 	char save_dir[PATH_MAX], log_path[PATH_MAX + 16], results_path[PATH_MAX + 16];
 };
@@ -66,21 +66,21 @@ struct ev_runner {
 	size_t ngens, cap;
 	struct ev_slot *slots;
 	long nslots;
-	long lag; /* generation i descends from 0 .. i-lag (the slots, unless --lag) */
+	long lag;	 /* generation i descends from 0 .. i-lag (the slots, unless --lag) */
 	int stop_signal; /* first SIGINT/SIGTERM/SIGHUP received, 0 if none */
-	int tripped;     /* the circuit breaker stopped the evolution */
+	int tripped;	 /* the circuit breaker stopped the evolution */
 	char stop_reason[ST_STR]; /* why it tripped, as recorded in the database */
-	long failures_in_row;     /* candidates failed in a row, in finishing order */
-	int same_error;           /* ... all with first_error (the common error) */
+	long failures_in_row;	  /* candidates failed in a row, in finishing order */
+	int same_error;		  /* ... all with first_error (the common error) */
 	char first_error[ST_STR];
-	char **devices;  /* GPU ids of --devices, NULL-terminated */
+	char **devices;	      /* GPU ids of --devices, NULL-terminated */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
 	int prune;
-	int ga;                     /* population GA instead of YOLOv5's breeding */
+	int ga; /* population GA instead of YOLOv5's breeding */
 	struct ev_ga_params ga_params;
-	struct meta_hyp *ga_seeds;  /* hyps of --ga-dir */
+	struct meta_hyp *ga_seeds; /* hyps of --ga-dir */
 	size_t n_ga_seeds;
-	struct meta_hyp *ga_pop;    /* population ga_k, bred once */
+	struct meta_hyp *ga_pop; /* population ga_k, bred once */
 	long ga_k;
 	long finished_count; /* generations finished by this process */
 	double exported_at;  /* when evolve.csv and hyp_evolve.yaml were last written */
@@ -138,7 +138,8 @@ static int load_generations(struct ev_runner *run)
 	run->cap = run->ngens;
 	for (size_t i = 0; i < run->ngens; i++)
 		if (run->gens[i].generation != (long)i)
-			return ut_err_set(run->err, "%s: generation %zu is missing", st_path(run->db), i);
+			return ut_err_set(run->err, "%s: generation %zu is missing",
+					  st_path(run->db), i);
 	run->curves = calloc(run->cap ? run->cap : 1, sizeof(*run->curves));
 	double *rows;
 	size_t n;
@@ -150,7 +151,7 @@ static int load_generations(struct ev_runner *run)
 		long generation = (long)rows[start * width];
 		for (end = start; end < n && (long)rows[end * width] == generation; end++)
 			;
-		double (*block)[ST_EPOCH_COLS] = malloc((end - start) * sizeof(*block));
+		double(*block)[ST_EPOCH_COLS] = malloc((end - start) * sizeof(*block));
 		if (block == NULL) {
 			rc = ut_err_set(run->err, "out of memory");
 			break;
@@ -158,7 +159,8 @@ static int load_generations(struct ev_runner *run)
 		for (size_t r = start; r < end; r++)
 			memcpy(block[r - start], rows + r * width + 1, sizeof(block[0]));
 		if (generation >= 0 && (size_t)generation < run->ngens &&
-		    curve_set(&run->curves[generation], (const double(*)[ST_EPOCH_COLS])block, end - start) != 0)
+		    curve_set(&run->curves[generation], (const double(*)[ST_EPOCH_COLS])block,
+			      end - start) != 0)
 			rc = ut_err_set(run->err, "out of memory");
 		free(block);
 	}
@@ -210,8 +212,8 @@ static struct st_generation *breed_yolov5(struct ev_runner *run)
 	}
 	struct meta_hyp child;
 	long parent;
-	int rc = ev_breed(&run->breed, &run->opts->meta, &run->opts->base, pool, n,
-			  run->opts->seed, next, &child, &parent, run->err);
+	int rc = ev_breed(&run->breed, &run->opts->meta, &run->opts->base, pool, n, run->opts->seed,
+			  next, &child, &parent, run->err);
 	free(pool);
 	if (rc != 0)
 		return NULL;
@@ -337,19 +339,28 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 		return -1;
 	const struct st_options *o = run->opts;
 	/* a pinned trainer sees its GPU as device 0 */
-	struct ev_vars vars = {.hyp = hyp_path, .data = o->data, .cfg = o->cfg,
-			       .weights = o->weights, .device = slot->device ? "0" : o->device,
+	struct ev_vars vars = {.hyp = hyp_path,
+			       .data = o->data,
+			       .cfg = o->cfg,
+			       .weights = o->weights,
+			       .device = slot->device ? "0" : o->device,
 			       .project = project,
-			       .name = name, .save_dir = slot->save_dir, .epochs = o->epochs,
-			       .batch = o->batch, .imgsz = o->imgsz, .seed = gen->seed};
+			       .name = name,
+			       .save_dir = slot->save_dir,
+			       .epochs = o->epochs,
+			       .batch = o->batch,
+			       .imgsz = o->imgsz,
+			       .seed = gen->seed};
 	char **argv;
 	if (ev_template_expand(&run->tpl, &vars, &argv, run->err) != 0)
 		return -1;
 	if (slurm_launcher(run)) {
 		char job_name[ST_STR + 32];
 		slurm_job_name(run, gen->generation, job_name, sizeof(job_name));
-		struct ev_slurm_job job = {.slurm_args = o->slurm_args, .gpus = slot->device != NULL,
-					   .submit = o->slurm_submit != 0, .job_name = job_name};
+		struct ev_slurm_job job = {.slurm_args = o->slurm_args,
+					   .gpus = slot->device != NULL,
+					   .submit = o->slurm_submit != 0,
+					   .job_name = job_name};
 		char **wrapped;
 		int wrc = ev_slurm_wrap(&job, argv, &wrapped, run->err);
 		ev_argv_free(argv);
@@ -414,14 +425,16 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	gen->error[0] = '\0';
 	snprintf(gen->save_dir, sizeof(gen->save_dir), "%s", slot->save_dir);
 	snprintf(gen->host, sizeof(gen->host), "%s", run->host);
-	snprintf(gen->device, sizeof(gen->device), "%s", slot->device ? slot->device : run->opts->device);
+	snprintf(gen->device, sizeof(gen->device), "%s",
+		 slot->device ? slot->device : run->opts->device);
 	/*
 	 * Record, then spawn: an attempt is in the database before it can run.
 	 * The trainer's pid goes to save_dir/trainer.pid at once (no extra
 	 * transaction) and into the row with its first epoch; a resume after a
 	 * kill finds the orphan through either.
 	 */
-	if (st_transaction(run->db, write_start, &(struct start_record){gen, run->err}, run->err) != 0)
+	if (st_transaction(run->db, write_start, &(struct start_record){gen, run->err}, run->err) !=
+	    0)
 		return -1;
 	if (spawn_trainer(run, slot, gen) != 0) {
 		gen->status = ST_INTERRUPTED;
@@ -475,7 +488,8 @@ static int launch_ready(struct ev_runner *run)
 	while (!stopping(run) && (slot = free_slot(run)) != NULL) {
 		struct st_generation *gen = NULL;
 		for (size_t i = 0; i < run->ngens && gen == NULL; i++)
-			if (run->gens[i].status == ST_INTERRUPTED || run->gens[i].status == ST_PENDING)
+			if (run->gens[i].status == ST_INTERRUPTED ||
+			    run->gens[i].status == ST_PENDING)
 				gen = &run->gens[i];
 		if (gen == NULL) {
 			run->err->msg[0] = '\0';
@@ -571,24 +585,28 @@ static int follow(struct ev_runner *run, struct ev_slot *slot)
 		return -1;
 	int rc = 0;
 	double median;
-	long cut = slot->pruned_at >= 0 ? -1
-					 : prune_epoch(run, slot->generation,
-						       (const double(*)[ST_EPOCH_COLS])res.rows, res.nrows, &median);
+	long cut = slot->pruned_at >= 0
+		       ? -1
+		       : prune_epoch(run, slot->generation,
+				     (const double(*)[ST_EPOCH_COLS])res.rows, res.nrows, &median);
 	if (cut >= 0) {
 		/* rows past the pruning epoch are never recorded */
 		res.nrows = (size_t)cut + 1;
 		slot->pruned_at = cut;
 		kill(-slot->proc.pid, SIGTERM);
 		slot->kill_at = ut_now() + run->params->grace;
-		ut_log(UT_LOG_DEBUG, "generation %ld: pruning at epoch %ld (fitness %.5f < median %.5f)",
-		       slot->generation, cut, ev_fitness(res.rows[cut][6], res.rows[cut][7]), median);
+		ut_log(UT_LOG_DEBUG,
+		       "generation %ld: pruning at epoch %ld (fitness %.5f < median %.5f)",
+		       slot->generation, cut, ev_fitness(res.rows[cut][6], res.rows[cut][7]),
+		       median);
 	}
 	if (slot->pruned_at >= 0 && res.nrows > (size_t)slot->pruned_at + 1)
 		res.nrows = (size_t)slot->pruned_at + 1;
 	if (res.nrows > slot->epochs_seen) {
 		struct st_generation *gen = &run->gens[slot->generation];
 		gen->epochs_done = (long)res.nrows;
-		struct epoch_batch batch = {slot->generation, &res, slot->epochs_seen, gen, run->err};
+		struct epoch_batch batch = {slot->generation, &res, slot->epochs_seen, gen,
+					    run->err};
 		rc = st_transaction(run->db, write_epochs, &batch, run->err);
 		if (rc == 0) {
 			const double *last = res.rows[res.nrows - 1];
@@ -701,8 +719,9 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		gen->epochs_done = cut + 1;
 		ev_results_pick(res.rows[cut], gen->results);
 		gen->fitness = ev_fitness(gen->results[ST_R_map50], gen->results[ST_R_map]);
-		snprintf(gen->error, sizeof(gen->error), "pruned at epoch %ld: fitness %.5f < median %.5f",
-			 cut, gen->fitness, median);
+		snprintf(gen->error, sizeof(gen->error),
+			 "pruned at epoch %ld: fitness %.5f < median %.5f", cut, gen->fitness,
+			 median);
 	} else if (stopping(run) && !clean) {
 		gen->status = ST_INTERRUPTED;
 		if (run->stop_signal)
@@ -730,16 +749,19 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 	if (rc != 0)
 		return -1;
 	if (gen->status == ST_DONE)
-		ut_log(UT_LOG_INFO, "generation %ld: done, fitness %.5f (mAP@.5 %.5f, mAP@.5:.95 %.5f) in %.1f s",
-		       gen->generation, gen->fitness, gen->results[ST_R_map50], gen->results[ST_R_map],
-		       gen->seconds);
+		ut_log(
+		    UT_LOG_INFO,
+		    "generation %ld: done, fitness %.5f (mAP@.5 %.5f, mAP@.5:.95 %.5f) in %.1f s",
+		    gen->generation, gen->fitness, gen->results[ST_R_map50], gen->results[ST_R_map],
+		    gen->seconds);
 	else
-		ut_log(gen->status == ST_PRUNED ? UT_LOG_INFO : UT_LOG_WARN, "generation %ld: %s: %s",
-		       gen->generation, st_status_name(gen->status), gen->error);
+		ut_log(gen->status == ST_PRUNED ? UT_LOG_INFO : UT_LOG_WARN,
+		       "generation %ld: %s: %s", gen->generation, st_status_name(gen->status),
+		       gen->error);
 	if (gen->status == ST_FAILED && is_retryable(slot, status) &&
 	    gen->attempts <= run->opts->retries && !stopping(run)) {
-		ut_log(UT_LOG_INFO, "generation %ld: retrying (%ld of %ld retries)", gen->generation,
-		       gen->attempts, run->opts->retries);
+		ut_log(UT_LOG_INFO, "generation %ld: retrying (%ld of %ld retries)",
+		       gen->generation, gen->attempts, run->opts->retries);
 		gen->status = ST_INTERRUPTED;
 		return st_generation_put(run->db, gen, run->err);
 	}
@@ -835,7 +857,8 @@ static double check_deadlines(struct ev_runner *run)
 			slot->timed_out = 1;
 			kill(-slot->proc.pid, SIGTERM);
 			slot->kill_at = now + run->params->grace;
-			ut_log(UT_LOG_WARN, "generation %ld: timeout, stopping the trainer", slot->generation);
+			ut_log(UT_LOG_WARN, "generation %ld: timeout, stopping the trainer",
+			       slot->generation);
 		}
 		if (slot->kill_at > 0 && now >= slot->kill_at)
 			kill(-slot->proc.pid, SIGKILL);
@@ -864,7 +887,8 @@ static int handle_signal(struct ev_runner *run, int sfd)
 			continue; /* reaped below */
 		if (run->stop_signal == 0) {
 			run->stop_signal = sig;
-			ut_log(UT_LOG_WARN, "SIG%s: stopping; running trainers get SIGTERM (again to kill now)",
+			ut_log(UT_LOG_WARN,
+			       "SIG%s: stopping; running trainers get SIGTERM (again to kill now)",
 			       sigabbrev_np(sig));
 			signal_all(run, SIGTERM);
 		} else {
@@ -906,7 +930,8 @@ static int recover(struct ev_runner *run)
 		if (gen->pid > 0) {
 			struct ev_proc orphan = {(pid_t)gen->pid, gen->pid_start, -1, -1, -1, ""};
 			if (ev_proc_group_alive(&orphan)) {
-				ut_log(UT_LOG_WARN, "generation %ld: stopping orphaned trainer pid %ld",
+				ut_log(UT_LOG_WARN,
+				       "generation %ld: stopping orphaned trainer pid %ld",
 				       gen->generation, gen->pid);
 				ev_proc_stop_orphan(&orphan, run->params->grace);
 			}
@@ -922,7 +947,8 @@ static int recover(struct ev_runner *run)
 		snprintf(gen->error, sizeof(gen->error), "the evolver stopped while it ran");
 		if (st_generation_put(run->db, gen, run->err) != 0)
 			return -1;
-		ut_log(UT_LOG_INFO, "generation %ld: was running when the evolver stopped; it runs again",
+		ut_log(UT_LOG_INFO,
+		       "generation %ld: was running when the evolver stopped; it runs again",
 		       gen->generation);
 	}
 	return 0;
@@ -953,7 +979,8 @@ static void progress_draw(struct ev_runner *run)
 		pruned += g->status == ST_PRUNED;
 		if (is_finished(g->status))
 			seconds += g->seconds;
-		if (g->status == ST_DONE && (best == SIZE_MAX || g->fitness > run->gens[best].fitness))
+		if (g->status == ST_DONE &&
+		    (best == SIZE_MAX || g->fitness > run->gens[best].fitness))
 			best = i;
 	}
 	for (long s = 0; s < run->nslots; s++) {
@@ -966,17 +993,17 @@ static void progress_draw(struct ev_runner *run)
 		}
 		const struct curve *c = &run->curves[slot->generation];
 		fprintf(stderr, "generation %ld  epoch %zu/%ld  fitness %.5f\n", slot->generation,
-			slot->epochs_seen, run->opts->epochs,
-			c->n ? c->fitness[c->n - 1] : 0.0);
+			slot->epochs_seen, run->opts->epochs, c->n ? c->fitness[c->n - 1] : 0.0);
 	}
 	size_t finished = done + failed + pruned;
 	double eta = finished ? seconds / (double)finished *
-					(double)(run->opts->generations - (long)finished) / (double)run->nslots
+				    (double)(run->opts->generations - (long)finished) /
+				    (double)run->nslots
 			      : 0;
 	char best_text[64] = "none yet";
 	if (best != SIZE_MAX)
-		snprintf(best_text, sizeof(best_text), "%.5f (generation %zu)", run->gens[best].fitness,
-			 best);
+		snprintf(best_text, sizeof(best_text), "%.5f (generation %zu)",
+			 run->gens[best].fitness, best);
 	fprintf(stderr, "\033[K  %zu/%ld finished  best %s  failed %zu  pruned %zu  ETA %.0f min\n",
 		finished, run->opts->generations, best_text, failed, pruned, eta / 60);
 	progress->lines = (int)run->nslots + 1;
@@ -1002,7 +1029,8 @@ static int loop(struct ev_runner *run, int sfd)
 		for (long s = 0; s < run->nslots && nfds < UT_ARRAY_LEN(fds); s++) {
 			if (run->slots[s].busy && run->slots[s].proc.out_fd >= 0) {
 				owner[nfds] = s;
-				fds[nfds++] = (struct pollfd){.fd = run->slots[s].proc.out_fd, .events = POLLIN};
+				fds[nfds++] = (struct pollfd){.fd = run->slots[s].proc.out_fd,
+							      .events = POLLIN};
 			}
 		}
 		int ready = poll(fds, nfds, wait_ms);
@@ -1011,7 +1039,8 @@ static int loop(struct ev_runner *run, int sfd)
 		for (nfds_t i = 1; ready > 0 && i < nfds; i++) {
 			struct ev_slot *slot = &run->slots[owner[i]];
 			if (fds[i].revents && ev_caplog_pump(&slot->log, slot->proc.out_fd) == 0) {
-				close(slot->proc.out_fd); /* end of output; the exit comes by SIGCHLD */
+				close(slot->proc
+					  .out_fd); /* end of output; the exit comes by SIGCHLD */
 				slot->proc.out_fd = -1;
 			}
 		}
@@ -1060,7 +1089,7 @@ static int ga_setup(struct ev_runner *run)
 	ev_ga_defaults(&run->ga_params);
 	run->ga_params.pop_size = run->opts->population;
 	run->ga_params.populations =
-		(run->opts->generations + run->opts->population - 1) / run->opts->population;
+	    (run->opts->generations + run->opts->population - 1) / run->opts->population;
 	if (ev_ga_check(&run->ga_params, &run->opts->meta, run->err) != 0)
 		return -1;
 	if (run->opts->ga_dir[0] != '\0' &&
@@ -1200,7 +1229,9 @@ int ev_check_options(const struct st_options *opts, struct ut_err *err)
 	for (int k = 0; k < META_COUNT; k++)
 		any_gain |= opts->meta.k[k].gain > 0;
 	if (rc == 0 && !any_gain)
-		rc = ut_err_set(err, "no hyperparameter can mutate: every gain is 0 (see --meta, --evolve-keys)");
+		rc = ut_err_set(
+		    err,
+		    "no hyperparameter can mutate: every gain is 0 (see --meta, --evolve-keys)");
 	if (rc == 0)
 		rc = ga_setup(&run);
 	ev_template_free(&run.tpl);
@@ -1209,8 +1240,8 @@ int ev_check_options(const struct st_options *opts, struct ut_err *err)
 	return rc;
 }
 
-int ev_run(struct st_db *db, const struct st_options *opts,
-	   const struct ev_run_params *params, struct ut_err *err)
+int ev_run(struct st_db *db, const struct st_options *opts, const struct ev_run_params *params,
+	   struct ut_err *err)
 {
 	struct ev_runner run = {.db = db, .opts = opts, .params = params, .err = err};
 	int sfd = -1;

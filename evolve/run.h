@@ -20,7 +20,7 @@
 
 struct ev_run_params {
 	const char *run_dir; /* where candidates/, evolve.csv, hyp_evolve.yaml go */
-	double grace;        /* seconds between SIGTERM and SIGKILL (10) */
+	double grace;	     /* seconds between SIGTERM and SIGKILL (10) */
 	long long log_max;   /* bytes of trainer log before it rotates (0: 16 MiB) */
 	long report_every;   /* redraw evolve.png and fitness.png every N finished (0: never) */
 	/*
@@ -33,7 +33,7 @@ struct ev_run_params {
 /* How ev_run ended when it did not fail; main exits with these. */
 enum ev_outcome {
 	EV_FINISHED = 0,   /* every generation finished, at least one done */
-	EV_BREAKER = 3,    /* stopped by the circuit breaker (err says why) */
+	EV_BREAKER = 3,	   /* stopped by the circuit breaker (err says why) */
 	EV_NO_SUCCESS = 4, /* every generation finished, none done (err says why) */
 	/* 128 + signal number: stopped by SIGHUP (129), SIGINT (130) or SIGTERM (143) */
 };
@@ -45,8 +45,8 @@ enum ev_outcome {
  * the candidates it stopped `interrupted`: --resume reruns them. On resume
  * after a breaker stop, a failed base generation runs again (a new attempt).
  */
-int ev_run(struct st_db *db, const struct st_options *opts,
-	   const struct ev_run_params *params, struct ut_err *err);
+int ev_run(struct st_db *db, const struct st_options *opts, const struct ev_run_params *params,
+	   struct ut_err *err);
 
 /*
  * Everything about the options that can be wrong before anything runs:

@@ -104,8 +104,9 @@ static int split_args(const char *text, struct words *w, struct ut_err *err)
 				if (rc == 0 && *p != quote) {
 					char q[UT_QUOTE_LEN];
 					ut_buf_free(&word);
-					return ut_err_set(err, "--slurm-args: unterminated %c quote in '%s'",
-							  quote, ut_quote(text, q, sizeof(q)));
+					return ut_err_set(
+					    err, "--slurm-args: unterminated %c quote in '%s'",
+					    quote, ut_quote(text, q, sizeof(q)));
 				}
 				p++;
 			} else {
@@ -151,9 +152,9 @@ static int in_allocation(void)
  */
 static int drop_for_submit(const char *entry, size_t name_len)
 {
-	static const char *const keep[] = {"SLURM_CONF",        "SLURM_ACCOUNT", "SLURM_PARTITION",
-					   "SLURM_QOS",         "SLURM_RESERVATION",
-					   "SLURM_CLUSTERS",    "SLURM_WCKEY",   "SLURM_TIMELIMIT"};
+	static const char *const keep[] = {"SLURM_CONF",  "SLURM_ACCOUNT",     "SLURM_PARTITION",
+					   "SLURM_QOS",	  "SLURM_RESERVATION", "SLURM_CLUSTERS",
+					   "SLURM_WCKEY", "SLURM_TIMELIMIT"};
 	if (name_len == 18 && strncmp(entry, "SRUN_CPUS_PER_TASK", 18) == 0)
 		return 1;
 	if (strncmp(entry, "SLURM_", 6) != 0)
@@ -262,7 +263,7 @@ static int run_capture(char *const argv[], char *out, size_t size, double timeou
 	posix_spawnattr_setsigdefault(&attr, &dfl);
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-						POSIX_SPAWN_SETPGROUP);
+					    POSIX_SPAWN_SETPGROUP);
 	pid_t pid;
 	int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);

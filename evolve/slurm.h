@@ -44,10 +44,11 @@
 #include "ut.h"
 
 struct ev_slurm_job {
-	const char *slurm_args; /* extra srun options, split like a shell (no expansion); NULL = none */
-	int gpus;               /* 1: ask --gres=gpu:1 */
-	int submit;             /* 1: a job of its own even inside an allocation */
-	const char *job_name;   /* --job-name (step name inside an allocation); NULL = none */
+	const char
+	    *slurm_args; /* extra srun options, split like a shell (no expansion); NULL = none */
+	int gpus;	 /* 1: ask --gres=gpu:1 */
+	int submit;	 /* 1: a job of its own even inside an allocation */
+	const char *job_name; /* --job-name (step name inside an allocation); NULL = none */
 };
 
 /*

@@ -24,13 +24,13 @@
 /* ---- templates ------------------------------------------------------------ */
 
 static const char yolov5_args[] =
-	" --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
-	" --batch-size {batch} --img {imgsz} --device {device} --project {project}"
-	" --name {name} --exist-ok";
+    " --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
+    " --batch-size {batch} --img {imgsz} --device {device} --project {project}"
+    " --name {name} --exist-ok";
 static const char native_args[] =
-	" --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
-	" --batch-size {batch} --imgsz {imgsz} --device {device} --project {project}"
-	" --name {name} --exist-ok --seed {seed}";
+    " --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
+    " --batch-size {batch} --imgsz {imgsz} --device {device} --project {project}"
+    " --name {name} --exist-ok --seed {seed}";
 
 /* Append one word to the template. */
 static int push_word(struct ev_template *tpl, const char *word, size_t len)
@@ -76,7 +76,8 @@ static int split_words(const char *spec, struct ev_template *tpl, struct ut_err 
 					rc |= ut_buf_append(&word, p++, 1);
 				}
 				if (*p != quote)
-					rc = ut_err_set(err, "trainer template: unterminated %c quote", quote);
+					rc = ut_err_set(
+					    err, "trainer template: unterminated %c quote", quote);
 				else
 					p++;
 				break;
@@ -95,8 +96,9 @@ static int split_words(const char *spec, struct ev_template *tpl, struct ut_err 
 	return rc;
 }
 
-static const char *const placeholders[] = {"hyp", "data", "cfg", "weights", "epochs", "batch",
-					   "imgsz", "device", "project", "name", "save_dir", "seed"};
+static const char *const placeholders[] = {"hyp",     "data",  "cfg",	   "weights",
+					   "epochs",  "batch", "imgsz",	   "device",
+					   "project", "name",  "save_dir", "seed"};
 
 /* Every {...} in the words must be a known placeholder. */
 static int check_placeholders(const struct ev_template *tpl, struct ut_err *err)
@@ -112,10 +114,12 @@ static int check_placeholders(const struct ev_template *tpl, struct ut_err *err)
 			size_t len = (size_t)(end - p - 1);
 			int known = 0;
 			for (size_t k = 0; k < UT_ARRAY_LEN(placeholders); k++)
-				if (strlen(placeholders[k]) == len && strncmp(p + 1, placeholders[k], len) == 0)
+				if (strlen(placeholders[k]) == len &&
+				    strncmp(p + 1, placeholders[k], len) == 0)
 					known = 1;
 			if (!known)
-				return ut_err_set(err, "trainer template: unknown placeholder {%.*s}",
+				return ut_err_set(err,
+						  "trainer template: unknown placeholder {%.*s}",
 						  (int)len, p + 1);
 			if (len == 3 && strncmp(p + 1, "hyp", 3) == 0)
 				has_hyp = 1;
@@ -124,7 +128,8 @@ static int check_placeholders(const struct ev_template *tpl, struct ut_err *err)
 	if (tpl->argc == 0)
 		return ut_err_set(err, "trainer template: empty");
 	if (!has_hyp)
-		return ut_err_set(err, "trainer template: no {hyp} placeholder, the trainer would never see the candidate");
+		return ut_err_set(err, "trainer template: no {hyp} placeholder, the trainer would "
+				       "never see the candidate");
 	return 0;
 }
 
@@ -167,8 +172,8 @@ int ev_template_parse(const char *spec, const char *python, struct ev_template *
 		snprintf(script, sizeof(script), "%s/train.py", dir);
 		if (access(script, R_OK) != 0)
 			return ut_err_set(err, "trainer yolov5:%s: no train.py there", spec + 7);
-		rc = ut_buf_printf(&full, "'%s' '%s'%s", python && *python ? python : "python3", script,
-				   yolov5_args);
+		rc = ut_buf_printf(&full, "'%s' '%s'%s", python && *python ? python : "python3",
+				   script, yolov5_args);
 	} else {
 		rc = ut_buf_printf(&full, "%s", spec);
 	}
@@ -226,8 +231,9 @@ static int expand_word(const char *word, const struct ev_vars *vars, struct ut_b
 	snprintf(batch, sizeof(batch), "%ld", vars->batch);
 	snprintf(imgsz, sizeof(imgsz), "%ld", vars->imgsz);
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)vars->seed);
-	const char *values[] = {vars->hyp, vars->data, vars->cfg, vars->weights, epochs, batch,
-				imgsz, vars->device, vars->project, vars->name, vars->save_dir, seed};
+	const char *values[] = {vars->hyp,     vars->data, vars->cfg,	   vars->weights,
+				epochs,	       batch,	   imgsz,	   vars->device,
+				vars->project, vars->name, vars->save_dir, seed};
 	int rc = ut_buf_append(out, "", 0);
 	for (const char *p = word; rc == 0 && *p;) {
 		size_t k = UT_ARRAY_LEN(placeholders);
@@ -248,8 +254,8 @@ static int expand_word(const char *word, const struct ev_vars *vars, struct ut_b
 	return rc;
 }
 
-int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars,
-		       char ***argv, struct ut_err *err)
+int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars, char ***argv,
+		       struct ut_err *err)
 {
 	char **words = calloc((size_t)tpl->argc + 1, sizeof(*words));
 	if (words == NULL)
@@ -302,7 +308,7 @@ int ev_proc_is_alive(const struct ev_proc *proc)
 struct child_fds {
 	int output; /* write end of the output pipe, or -1 */
 	int report; /* write end: errno if exec fails */
-	int go;     /* read end: one byte lets the child exec, EOF kills it */
+	int go;	    /* read end: one byte lets the child exec, EOF kills it */
 	int go_write;
 };
 
@@ -321,8 +327,8 @@ static void child_exec(char *const argv[], const char *workdir, const char *log_
 		_exit(127); /* the evolver died before we got here */
 	int null_fd = open("/dev/null", O_RDONLY);
 	int log_fd = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0666) : fds->output;
-	int failed = null_fd < 0 || log_fd < 0 || chdir(workdir) != 0 ||
-		     dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0;
+	int failed = null_fd < 0 || log_fd < 0 || chdir(workdir) != 0 || dup2(null_fd, 0) < 0 ||
+		     dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0;
 	for (char *const *e = env; !failed && e != NULL && *e != NULL; e++)
 		failed = putenv(*e) != 0;
 	/* wait until the evolver has recorded us; if it dies first, never run */
@@ -342,8 +348,8 @@ static void child_exec(char *const argv[], const char *workdir, const char *log_
 	_exit(127);
 }
 
-int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
-		  char *const env[], int hold, struct ev_proc *out, struct ut_err *err)
+int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path, char *const env[],
+		  int hold, struct ev_proc *out, struct ut_err *err)
 {
 	int report[2] = {-1, -1}, output[2] = {-1, -1}, go[2] = {-1, -1};
 	int rc = pipe2(report, O_CLOEXEC) | pipe2(go, O_CLOEXEC);
@@ -545,9 +551,8 @@ void ev_describe_status(int status, char *buf, size_t size)
 	if (WIFEXITED(status))
 		snprintf(buf, size, "exit status %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
-		snprintf(buf, size, "killed by SIG%s", sigabbrev_np(WTERMSIG(status))
-							       ? sigabbrev_np(WTERMSIG(status))
-							       : "?");
+		snprintf(buf, size, "killed by SIG%s",
+			 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
 	else
 		snprintf(buf, size, "wait status %d", status);
 }
@@ -602,8 +607,8 @@ int ev_results_parse(const char *text, size_t len, const char *source, struct ev
 	for (int c = 0; c < ST_EPOCH_COLS; c++) {
 		cols[c] = st_csv_column(&csv, st_epoch_csv_names[c]);
 		if (cols[c] < 0) {
-			snprintf(out->problem, sizeof(out->problem), "results.csv has no column '%s'",
-				 st_epoch_csv_names[c]);
+			snprintf(out->problem, sizeof(out->problem),
+				 "results.csv has no column '%s'", st_epoch_csv_names[c]);
 			st_csv_free(&csv);
 			return 0;
 		}
@@ -630,8 +635,8 @@ int ev_results_parse(const char *text, size_t len, const char *source, struct ev
 	ev_results_pick(out->rows[out->nrows - 1], results);
 	for (int r = 0; r < ST_RESULT_COUNT; r++) {
 		if (!isfinite(results[r])) {
-			snprintf(out->problem, sizeof(out->problem), "results.csv: %s is not a finite number",
-				 st_result_csv_name(r));
+			snprintf(out->problem, sizeof(out->problem),
+				 "results.csv: %s is not a finite number", st_result_csv_name(r));
 			return 0;
 		}
 	}

@@ -39,15 +39,15 @@ void ev_template_free(struct ev_template *tpl);
 /* Does the template pass placeholder {name} (e.g. "data") to the trainer? */
 int ev_template_uses(const struct ev_template *tpl, const char *name);
 /* Expand placeholders into a NULL-terminated malloc'ed argv. */
-int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars,
-		       char ***argv, struct ut_err *err);
+int ev_template_expand(const struct ev_template *tpl, const struct ev_vars *vars, char ***argv,
+		       struct ut_err *err);
 void ev_argv_free(char **argv);
 
 /* A started trainer: its pid is also its process group. */
 struct ev_proc {
 	pid_t pid;
 	long long start_ticks; /* /proc/<pid>/stat starttime, against pid reuse */
-	int out_fd;            /* read end of its stdout+stderr pipe, or -1 */
+	int out_fd;	       /* read end of its stdout+stderr pipe, or -1 */
 	int go_fd, report_fd;  /* while held: see ev_proc_release */
 	char program[256];
 };
@@ -61,8 +61,8 @@ struct ev_proc {
  * if the evolver dies. Fails (with the reason) if the program cannot be
  * executed.
  */
-int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path,
-		  char *const env[], int hold, struct ev_proc *out, struct ut_err *err);
+int ev_proc_spawn(char *const argv[], const char *workdir, const char *log_path, char *const env[],
+		  int hold, struct ev_proc *out, struct ut_err *err);
 /*
  * With hold = 1 the child waits before exec until ev_proc_release: its pid
  * can be recorded first, and if the evolver dies before releasing it, the
@@ -108,8 +108,8 @@ int ev_exit_code(int status);
 struct ev_results {
 	size_t nrows;
 	double (*rows)[ST_EPOCH_COLS]; /* in results.csv column order */
-	int complete;                  /* last row has all 7 results finite */
-	char problem[256];             /* why not complete, if not */
+	int complete;		       /* last row has all 7 results finite */
+	char problem[256];	       /* why not complete, if not */
 };
 /*
  * Read save_dir/results.csv (absent: zero rows). Columns are matched by

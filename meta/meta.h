@@ -18,7 +18,7 @@ enum meta_key {
 #define META_ENUM(name, gain, lower, upper, doc) META_##name,
 	META_HYPS(META_ENUM)
 #undef META_ENUM
-	META_COUNT
+	    META_COUNT
 };
 
 /* A full set of hyperparameter values, in table order. */
@@ -51,19 +51,18 @@ void meta_table_default(struct meta_table *table);
  * bounds. Errors name `source:line: key`: unknown, missing, duplicate,
  * not a number, NaN/inf, out of bounds. source is used only in messages.
  */
-int meta_hyp_parse(const char *text, size_t len, const char *source,
-		   const struct meta_table *table, struct meta_hyp *out,
-		   struct ut_err *err);
-int meta_hyp_read(const char *path, const struct meta_table *table,
-		  struct meta_hyp *out, struct ut_err *err);
+int meta_hyp_parse(const char *text, size_t len, const char *source, const struct meta_table *table,
+		   struct meta_hyp *out, struct ut_err *err);
+int meta_hyp_read(const char *path, const struct meta_table *table, struct meta_hyp *out,
+		  struct ut_err *err);
 
 /*
  * Write hyp.yaml in YOLOv5's key order, values as PyYAML writes Python
  * floats. `header` (may be NULL) is written first, verbatim.
  */
 int meta_hyp_write(FILE *out, const struct meta_hyp *hyp, const char *header);
-int meta_hyp_save(const char *path, const struct meta_hyp *hyp,
-		  const char *header, struct ut_err *err);
+int meta_hyp_save(const char *path, const struct meta_hyp *hyp, const char *header,
+		  struct ut_err *err);
 
 /*
  * Apply a user meta.yaml to table: a mapping from key to either a list
@@ -71,10 +70,9 @@ int meta_hyp_save(const char *path, const struct meta_hyp *hyp,
  * name file, line and key (unknown key, non-number, NaN/inf, negative gain,
  * lower > upper, duplicate).
  */
-int meta_table_parse(const char *text, size_t len, const char *source,
-		     struct meta_table *table, struct ut_err *err);
-int meta_table_read(const char *path, struct meta_table *table,
-		    struct ut_err *err);
+int meta_table_parse(const char *text, size_t len, const char *source, struct meta_table *table,
+		     struct ut_err *err);
+int meta_table_read(const char *path, struct meta_table *table, struct ut_err *err);
 /* Write the table as meta.yaml (readable back by meta_table_parse). */
 int meta_table_write(FILE *out, const struct meta_table *table);
 
@@ -82,11 +80,10 @@ int meta_table_write(FILE *out, const struct meta_table *table);
  * Restrict mutation to a comma-separated list of keys: every other key gets
  * gain 0. An unknown key in the list is an error naming it.
  */
-int meta_table_restrict(struct meta_table *table, const char *keys,
-			struct ut_err *err);
+int meta_table_restrict(struct meta_table *table, const char *keys, struct ut_err *err);
 
 /* Check a hyp against the bounds; the first violation is the error. */
-int meta_hyp_check(const struct meta_hyp *hyp, const struct meta_table *table,
-		   const char *source, struct ut_err *err);
+int meta_hyp_check(const struct meta_hyp *hyp, const struct meta_table *table, const char *source,
+		   struct ut_err *err);
 
 #endif

@@ -17,9 +17,9 @@ struct overview {
 	double trainer_seconds;
 	long target;
 	struct meta_hyp base;
-	int writer;      /* an evolver holds the database: 1, none: 0, unknown: -1 */
+	int writer;	 /* an evolver holds the database: 1, none: 0, unknown: -1 */
 	long writer_pid; /* its pid, 0 if unknown */
-	size_t stale;    /* rows it left `running` that are shown as interrupted */
+	size_t stale;	 /* rows it left `running` that are shown as interrupted */
 	char stop_reason[ST_STR];
 };
 
@@ -83,8 +83,8 @@ static int by_fitness(const void *a, const void *b)
 }
 
 /* The keys that differ most (relative) from the base hyp, as "key=value" text. */
-static void describe_changes(const struct meta_hyp *hyp, const struct meta_hyp *base,
-			     char *buf, size_t size)
+static void describe_changes(const struct meta_hyp *hyp, const struct meta_hyp *base, char *buf,
+			     size_t size)
 {
 	int used[META_COUNT] = {0};
 	size_t len = 0;
@@ -143,7 +143,9 @@ int rp_print_summary(struct st_db *db, FILE *out)
 	struct overview ov;
 	if (load_overview(db, &ov, out) != 0)
 		return -1;
-	fprintf(out, "%zu of %ld generations: %zu done, %zu failed, %zu pruned, %zu running, %zu interrupted; trainer time %.1f s\n",
+	fprintf(out,
+		"%zu of %ld generations: %zu done, %zu failed, %zu pruned, %zu running, %zu "
+		"interrupted; trainer time %.1f s\n",
 		ov.n, ov.target, ov.counts[ST_DONE], ov.counts[ST_FAILED], ov.counts[ST_PRUNED],
 		ov.counts[ST_RUNNING], ov.counts[ST_INTERRUPTED], ov.trainer_seconds);
 	print_top(&ov, out);
@@ -185,8 +187,8 @@ int rp_print_status(struct st_db *db, FILE *out)
 	for (size_t i = 0; i < ov.n; i++) {
 		const struct st_generation *g = &ov.gens[i];
 		if (g->status == ST_RUNNING)
-			fprintf(out, "running: generation %ld, epoch %ld, pid %ld on %s\n", g->generation,
-				g->epochs_done, g->pid, g->host);
+			fprintf(out, "running: generation %ld, epoch %ld, pid %ld on %s\n",
+				g->generation, g->epochs_done, g->pid, g->host);
 	}
 	if (ov.stale > 0)
 		fprintf(out,

@@ -15,8 +15,8 @@
 
 struct csv_state {
 	struct st_csv_table *table;
-	size_t fields;  /* fields seen in the current row */
-	int last_term;  /* terminator of the previous row, to spot CRLF */
+	size_t fields; /* fields seen in the current row */
+	int last_term; /* terminator of the previous row, to spot CRLF */
 	struct ut_buf field;
 	double *row;
 	size_t row_len, row_cap;
@@ -138,8 +138,8 @@ static void on_row(int terminator, void *data)
 	st->line++;
 }
 
-int st_csv_parse(const char *text, size_t len, const char *source,
-		 struct st_csv_table *out, struct ut_err *err)
+int st_csv_parse(const char *text, size_t len, const char *source, struct st_csv_table *out,
+		 struct ut_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct csv_parser parser;
@@ -194,13 +194,14 @@ struct import_plan {
 	struct ut_err *err;
 };
 
-static int map_columns(const struct st_csv_table *csv, const char *path,
-		       struct import_plan *plan, struct ut_err *err)
+static int map_columns(const struct st_csv_table *csv, const char *path, struct import_plan *plan,
+		       struct ut_err *err)
 {
 	for (int r = 0; r < ST_RESULT_COUNT; r++) {
 		plan->result_col[r] = st_csv_column(csv, st_result_csv_name(r));
 		if (plan->result_col[r] < 0)
-			return ut_err_set(err, "%s:1: missing column '%s'", path, st_result_csv_name(r));
+			return ut_err_set(err, "%s:1: missing column '%s'", path,
+					  st_result_csv_name(r));
 	}
 	for (int k = 0; k < META_COUNT; k++) {
 		plan->hyp_col[k] = st_csv_column(csv, meta_name(k));
@@ -262,15 +263,19 @@ int st_import_evolve_csv(struct st_db *db, const char *path, const struct meta_t
 	struct import_plan plan = {.csv = &csv, .err = err};
 	rc = map_columns(&csv, path, &plan, err);
 	if (rc == 0 && csv.ragged)
-		rc = ut_err_set(err, "%s:%ld: expected %zu values", path, csv.ragged_line, csv.ncols);
+		rc = ut_err_set(err, "%s:%ld: expected %zu values", path, csv.ragged_line,
+				csv.ncols);
 	char q[UT_QUOTE_LEN];
 	if (rc == 0 && csv.bad_cells)
 		rc = ut_err_set(err, "%s:%ld: column '%s': not a finite number", path,
-				csv.first_bad_line, ut_quote(csv.names[csv.first_bad_col], q, sizeof(q)));
+				csv.first_bad_line,
+				ut_quote(csv.names[csv.first_bad_col], q, sizeof(q)));
 	for (size_t row = 0; rc == 0 && row < csv.nrows; row++) {
 		struct meta_hyp hyp;
 		for (int k = 0; k < META_COUNT; k++)
-			hyp.v[k] = plan.hyp_col[k] >= 0 ? csv.cells[row * csv.ncols + plan.hyp_col[k]] : 3.0;
+			hyp.v[k] = plan.hyp_col[k] >= 0
+				       ? csv.cells[row * csv.ncols + plan.hyp_col[k]]
+				       : 3.0;
 		char where[ST_STR + 32];
 		snprintf(where, sizeof(where), "%s:%ld", path, csv.lines[row]);
 		rc = meta_hyp_check(&hyp, table, where, err);
@@ -354,7 +359,8 @@ int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err)
 	for (size_t i = 0; i < rows.n; i++) {
 		for (int c = 0; c < ncols; c++) {
 			const struct st_generation *g = &rows.gens[i];
-			double value = c < ST_RESULT_COUNT ? g->results[c] : g->hyp.v[c - ST_RESULT_COUNT];
+			double value =
+			    c < ST_RESULT_COUNT ? g->results[c] : g->hyp.v[c - ST_RESULT_COUNT];
 			fprintf(out, "%20.5g%s", value, c + 1 < ncols ? "," : "\n");
 		}
 	}
@@ -380,13 +386,16 @@ int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 			best = i;
 		}
 	}
-	fprintf(out, "# YOLOv5 Hyperparameter Evolution Results\n# Best generation: %ld\n"
-		     "# Last generation: %ld\n# ",
+	fprintf(out,
+		"# YOLOv5 Hyperparameter Evolution Results\n# Best generation: %ld\n"
+		"# Last generation: %ld\n# ",
 		rows.gens[best].generation, rows.gens[rows.n - 1].generation);
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
-		fprintf(out, "%20s%s", st_result_csv_name(r), r + 1 < ST_RESULT_COUNT ? ", " : "\n# ");
+		fprintf(out, "%20s%s", st_result_csv_name(r),
+			r + 1 < ST_RESULT_COUNT ? ", " : "\n# ");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
-		fprintf(out, "%20.5g%s", rows.values[best][r], r + 1 < ST_RESULT_COUNT ? ", " : "\n\n");
+		fprintf(out, "%20.5g%s", rows.values[best][r],
+			r + 1 < ST_RESULT_COUNT ? ", " : "\n\n");
 	for (int k = 0; k < META_COUNT; k++) {
 		/* one row of mixed columns is float64 in pandas: every value a float */
 		char text[64];

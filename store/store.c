@@ -26,8 +26,8 @@ struct st_db {
 	ino_t ino;
 };
 
-static const char *const status_names[ST_STATUS_COUNT] = {
-	"pending", "running", "done", "failed", "pruned", "interrupted"};
+static const char *const status_names[ST_STATUS_COUNT] = {"pending", "running", "done",
+							  "failed",  "pruned",	"interrupted"};
 
 const char *st_status_name(enum st_status status)
 {
@@ -47,12 +47,12 @@ int st_status_parse(const char *name, enum st_status *out)
 
 static const char *const result_columns[] = {
 #define ST_RESULT_COL(col, csv) #col,
-	ST_RESULTS(ST_RESULT_COL)
+    ST_RESULTS(ST_RESULT_COL)
 #undef ST_RESULT_COL
 };
 static const char *const result_csv_names[] = {
 #define ST_RESULT_CSV(col, csv) csv,
-	ST_RESULTS(ST_RESULT_CSV)
+    ST_RESULTS(ST_RESULT_CSV)
 #undef ST_RESULT_CSV
 };
 
@@ -66,14 +66,23 @@ const char *st_result_csv_name(int r)
 	return result_csv_names[r];
 }
 
-const char *const st_epoch_csv_names[ST_EPOCH_COLS] = {
-	"epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
-	"metrics/precision", "metrics/recall", "metrics/mAP_0.5",
-	"metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss",
-	"x/lr0", "x/lr1", "x/lr2"};
+const char *const st_epoch_csv_names[ST_EPOCH_COLS] = {"epoch",
+						       "train/box_loss",
+						       "train/obj_loss",
+						       "train/cls_loss",
+						       "metrics/precision",
+						       "metrics/recall",
+						       "metrics/mAP_0.5",
+						       "metrics/mAP_0.5:0.95",
+						       "val/box_loss",
+						       "val/obj_loss",
+						       "val/cls_loss",
+						       "x/lr0",
+						       "x/lr1",
+						       "x/lr2"};
 static const char *const epoch_columns[ST_EPOCH_COLS] = {
-	"epoch", "train_box", "train_obj", "train_cls", "precision", "recall",
-	"map50", "map", "val_box", "val_obj", "val_cls", "lr0", "lr1", "lr2"};
+    "epoch", "train_box", "train_obj", "train_cls", "precision", "recall", "map50",
+    "map",   "val_box",	  "val_obj",   "val_cls",   "lr0",	 "lr1",	   "lr2"};
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -93,8 +102,7 @@ static int exec_sql(struct st_db *db, const char *sql, struct ut_err *err)
 	return 0;
 }
 
-static int prepare(struct st_db *db, const char *sql, sqlite3_stmt **stmt,
-		   struct ut_err *err)
+static int prepare(struct st_db *db, const char *sql, sqlite3_stmt **stmt, struct ut_err *err)
 {
 	if (sqlite3_prepare_v2(db->sql, sql, -1, stmt, NULL) != SQLITE_OK)
 		return sql_fail(db, "prepare", err);
@@ -109,7 +117,7 @@ static int prepare_built(struct st_db *db, int build_rc, struct ut_buf *sql, sql
 			 struct ut_err *err)
 {
 	int rc = build_rc != 0 || sql->data == NULL ? ut_err_set(err, "%s: out of memory", db->path)
-						     : prepare(db, sql->data, stmt, err);
+						    : prepare(db, sql->data, stmt, err);
 	ut_buf_free(sql);
 	return rc;
 }
@@ -117,19 +125,23 @@ static int prepare_built(struct st_db *db, int build_rc, struct ut_buf *sql, sql
 /* ---- schema -------------------------------------------------------------- */
 
 /* Text columns of `evolution` and where they live in st_options. */
-#define ST_OPT_TEXT(X)                                                             \
-	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer) \
-	X(algorithm) X(parent) X(evolve_keys) X(devices) X(launcher) X(slurm_args) X(prune) \
+/* clang-format 14 reflows these lists differently on every pass: */
+/* clang-format off */
+#define ST_OPT_TEXT(X)                                                                             \
+	X(data) X(cfg) X(weights) X(hyp_path) X(device) X(project) X(name) X(trainer)              \
+	X(algorithm) X(parent) X(evolve_keys) X(devices) X(launcher) X(slurm_args) X(prune)        \
 	X(python) X(ga_dir)
-#define ST_OPT_INT(X)                                                              \
-	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(retries) X(per_device) \
+#define ST_OPT_INT(X)                                                                              \
+	X(epochs) X(imgsz) X(batch) X(parallel) X(top) X(generations) X(retries) X(per_device)     \
 	X(slurm_submit) X(prune_warmup) X(population) X(lag)
+/* clang-format on */
 #define ST_OPT_REAL(X) X(mutation_prob) X(sigma) X(timeout)
 
 /* Schema version 1, generated from the tables of hyps and results. */
 static int schema_v1(struct ut_buf *sql)
 {
-	int rc = ut_buf_printf(sql, "CREATE TABLE evolution(\n  id INTEGER PRIMARY KEY CHECK (id = 1),\n");
+	int rc = ut_buf_printf(
+	    sql, "CREATE TABLE evolution(\n  id INTEGER PRIMARY KEY CHECK (id = 1),\n");
 #define COL_TEXT(f) rc |= ut_buf_printf(sql, "  %s TEXT,\n", #f);
 #define COL_INT(f) rc |= ut_buf_printf(sql, "  %s INTEGER,\n", #f);
 #define COL_REAL(f) rc |= ut_buf_printf(sql, "  %s REAL,\n", #f);
@@ -140,40 +152,41 @@ static int schema_v1(struct ut_buf *sql)
 #undef COL_INT
 #undef COL_REAL
 	rc |= ut_buf_printf(sql,
-		"  seed INTEGER, base_hyp TEXT, meta TEXT,\n"
-		"  created_at TEXT, updated_at TEXT, tool_version TEXT);\n"
-		"CREATE TABLE generations(\n"
-		"  generation INTEGER PRIMARY KEY,\n"
-		"  parent INTEGER,\n"
-		"  population INTEGER,\n"
-		"  status TEXT NOT NULL CHECK (status IN ('pending','running','done',"
-		"'failed','pruned','interrupted')),\n");
+			    "  seed INTEGER, base_hyp TEXT, meta TEXT,\n"
+			    "  created_at TEXT, updated_at TEXT, tool_version TEXT);\n"
+			    "CREATE TABLE generations(\n"
+			    "  generation INTEGER PRIMARY KEY,\n"
+			    "  parent INTEGER,\n"
+			    "  population INTEGER,\n"
+			    "  status TEXT NOT NULL CHECK (status IN ('pending','running','done',"
+			    "'failed','pruned','interrupted')),\n");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		rc |= ut_buf_printf(sql, "  \"%s\" REAL,\n", result_columns[r]);
 	rc |= ut_buf_printf(sql, "  fitness REAL,\n");
 	for (int k = 0; k < META_COUNT; k++)
 		rc |= ut_buf_printf(sql, "  \"%s\" REAL NOT NULL,\n", meta_name(k));
-	rc |= ut_buf_printf(sql,
-		"  seed INTEGER, device TEXT, host TEXT, pid INTEGER, pid_start INTEGER,\n"
-		"  started_at TEXT, finished_at TEXT, seconds REAL, exit_status INTEGER,\n"
-		"  error TEXT, save_dir TEXT, attempts INTEGER NOT NULL DEFAULT 0,\n"
-		"  epochs_done INTEGER NOT NULL DEFAULT 0);\n"
-		"CREATE INDEX generations_fitness ON generations(status, fitness);\n"
-		"CREATE TABLE epochs(\n"
-		"  generation INTEGER NOT NULL, epoch INTEGER NOT NULL,\n");
+	rc |= ut_buf_printf(
+	    sql, "  seed INTEGER, device TEXT, host TEXT, pid INTEGER, pid_start INTEGER,\n"
+		 "  started_at TEXT, finished_at TEXT, seconds REAL, exit_status INTEGER,\n"
+		 "  error TEXT, save_dir TEXT, attempts INTEGER NOT NULL DEFAULT 0,\n"
+		 "  epochs_done INTEGER NOT NULL DEFAULT 0);\n"
+		 "CREATE INDEX generations_fitness ON generations(status, fitness);\n"
+		 "CREATE TABLE epochs(\n"
+		 "  generation INTEGER NOT NULL, epoch INTEGER NOT NULL,\n");
 	for (int c = 1; c < ST_EPOCH_COLS; c++)
 		rc |= ut_buf_printf(sql, "  \"%s\" REAL,\n", epoch_columns[c]);
 	rc |= ut_buf_printf(sql,
-		"  PRIMARY KEY (generation, epoch));\n"
-		"CREATE VIEW best AS SELECT * FROM generations WHERE status = 'done'\n"
-		"  ORDER BY fitness DESC, generation;\n"
-		"CREATE VIEW evolve_csv AS SELECT ");
+			    "  PRIMARY KEY (generation, epoch));\n"
+			    "CREATE VIEW best AS SELECT * FROM generations WHERE status = 'done'\n"
+			    "  ORDER BY fitness DESC, generation;\n"
+			    "CREATE VIEW evolve_csv AS SELECT ");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		rc |= ut_buf_printf(sql, "\"%s\" AS \"%s\", ", result_columns[r],
 				    result_csv_names[r]);
 	for (int k = 0; k < META_COUNT; k++)
 		rc |= ut_buf_printf(sql, "\"%s\"%s", meta_name(k), k + 1 < META_COUNT ? ", " : "");
-	rc |= ut_buf_printf(sql, "\n  FROM generations WHERE status = 'done' ORDER BY generation;\n");
+	rc |=
+	    ut_buf_printf(sql, "\n  FROM generations WHERE status = 'done' ORDER BY generation;\n");
 	return rc;
 }
 
@@ -216,14 +229,16 @@ static int migrate(struct st_db *db, struct ut_err *err)
 	if (tables > 0 && app_id != ST_APPLICATION_ID)
 		return ut_err_set(err, "%s: not a yolo-evolve database", db->path);
 	if (version > ST_SCHEMA_VERSION)
-		return ut_err_set(err, "%s: schema version %ld is newer than this yolo-evolve (%d); upgrade it",
-				  db->path, version, ST_SCHEMA_VERSION);
+		return ut_err_set(
+		    err, "%s: schema version %ld is newer than this yolo-evolve (%d); upgrade it",
+		    db->path, version, ST_SCHEMA_VERSION);
 	for (long v = version; v < ST_SCHEMA_VERSION; v++) {
 		struct ut_buf sql = {0};
 		int rc = ut_buf_printf(&sql, "BEGIN IMMEDIATE;\n");
 		rc |= migrations[v](&sql);
-		rc |= ut_buf_printf(&sql, "PRAGMA application_id = %d;\nPRAGMA user_version = %ld;\nCOMMIT;\n",
-				    ST_APPLICATION_ID, v + 1);
+		rc |= ut_buf_printf(
+		    &sql, "PRAGMA application_id = %d;\nPRAGMA user_version = %ld;\nCOMMIT;\n",
+		    ST_APPLICATION_ID, v + 1);
 		if (rc != 0) {
 			ut_buf_free(&sql);
 			return ut_err_set(err, "%s: out of memory", db->path);
@@ -253,8 +268,9 @@ static int take_lock(struct st_db *db, struct ut_err *err)
 		if (n > 0)
 			holder[n] = '\0';
 		holder[strcspn(holder, "\n")] = '\0';
-		return ut_err_set(err, "%s is in use by another yolo-evolve (pid %s): wait for it or stop it",
-				  db->path, holder);
+		return ut_err_set(
+		    err, "%s is in use by another yolo-evolve (pid %s): wait for it or stop it",
+		    db->path, holder);
 	}
 	char pid[32];
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
@@ -297,8 +313,8 @@ int st_writer_alive(const struct st_db *db, long *pid)
 	return rc;
 }
 
-static int open_common(const char *path, const char *uri, int flags, int locked,
-		       struct st_db **out, struct ut_err *err)
+static int open_common(const char *path, const char *uri, int flags, int locked, struct st_db **out,
+		       struct ut_err *err)
 {
 	struct st_db *db = calloc(1, sizeof(*db));
 	if (db == NULL)
@@ -376,7 +392,8 @@ int st_open_readonly(const char *path, struct st_db **out, struct ut_err *err)
 	if (err != NULL)
 		first = *err;
 	if (rc == 0)
-		rc = open_common(path, uri.data, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, 0, out, err);
+		rc = open_common(path, uri.data, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, 0, out,
+				 err);
 	ut_buf_free(&uri);
 	if (rc != 0 && err != NULL)
 		*err = first;
@@ -398,10 +415,14 @@ int st_check_file(const struct st_db *db, struct ut_err *err)
 {
 	struct stat st;
 	if (stat(db->path, &st) != 0)
-		return ut_err_set(err, "%s: deleted while the evolution ran (%s); nothing after this point was recorded",
+		return ut_err_set(err,
+				  "%s: deleted while the evolution ran (%s); nothing after this "
+				  "point was recorded",
 				  db->path, strerror(errno));
 	if (st.st_dev != db->dev || st.st_ino != db->ino)
-		return ut_err_set(err, "%s: replaced by another file while the evolution ran; stopping", db->path);
+		return ut_err_set(err,
+				  "%s: replaced by another file while the evolution ran; stopping",
+				  db->path);
 	return 0;
 }
 
@@ -434,7 +455,6 @@ int st_transaction(struct st_db *db, int (*fn)(struct st_db *, void *), void *ar
 
 /* ---- the evolution row ----------------------------------------------------- */
 
-
 static char *format_to_string(int (*write_fn)(FILE *, const void *), const void *arg)
 {
 	char *text = NULL;
@@ -465,9 +485,9 @@ static int options_write_sql(struct ut_buf *sql)
 {
 	struct ut_buf cols = {0}, update = {0};
 	int rc = 0, n = 0;
-#define OPT_COL(f)                                                          \
-	rc |= ut_buf_printf(&cols, "%s, ", #f);                             \
-	rc |= ut_buf_printf(&update, "%s = excluded.%s, ", #f, #f);         \
+#define OPT_COL(f)                                                                                 \
+	rc |= ut_buf_printf(&cols, "%s, ", #f);                                                    \
+	rc |= ut_buf_printf(&update, "%s = excluded.%s, ", #f, #f);                                \
 	n++;
 	ST_OPT_TEXT(OPT_COL)
 	ST_OPT_INT(OPT_COL)
@@ -477,12 +497,14 @@ static int options_write_sql(struct ut_buf *sql)
 	OPT_COL(meta)
 	OPT_COL(tool_version)
 #undef OPT_COL
-	rc |= ut_buf_printf(sql, "INSERT INTO evolution(id, %screated_at, updated_at) VALUES(1", cols.data);
+	rc |= ut_buf_printf(sql, "INSERT INTO evolution(id, %screated_at, updated_at) VALUES(1",
+			    cols.data);
 	for (int i = 0; i < n; i++)
 		rc |= ut_buf_printf(sql, ", ?");
-	rc |= ut_buf_printf(sql, ", strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ','now'),"
-				 " strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ','now'))"
-				 " ON CONFLICT(id) DO UPDATE SET %supdated_at = excluded.updated_at",
+	rc |= ut_buf_printf(sql,
+			    ", strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ','now'),"
+			    " strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ','now'))"
+			    " ON CONFLICT(id) DO UPDATE SET %supdated_at = excluded.updated_at",
 			    update.data);
 	ut_buf_free(&cols);
 	ut_buf_free(&update);
@@ -500,7 +522,7 @@ int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_
 	char *meta = format_to_string(write_meta, &opts->meta);
 	sqlite3_stmt *stmt = NULL;
 	int rc = (base && meta) ? prepare(db, sql.data, &stmt, err)
-			       : ut_err_set(err, "%s: out of memory", db->path);
+				: ut_err_set(err, "%s: out of memory", db->path);
 	ut_buf_free(&sql);
 	if (rc == 0) {
 		int i = 1;
@@ -558,8 +580,7 @@ static int options_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_opti
 	return meta_hyp_parse(base, strlen(base), source, &opts->meta, &opts->base, err);
 }
 
-int st_options_read(struct st_db *db, struct st_options *opts, int *found,
-		    struct ut_err *err)
+int st_options_read(struct st_db *db, struct st_options *opts, int *found, struct ut_err *err)
 {
 	struct ut_buf sql = {0};
 	int rc = ut_buf_printf(&sql, "SELECT ");
@@ -587,8 +608,9 @@ int st_options_read(struct st_db *db, struct st_options *opts, int *found,
 int st_options_set_generations(struct st_db *db, long generations, struct ut_err *err)
 {
 	sqlite3_stmt *stmt;
-	if (prepare(db, "UPDATE evolution SET generations = ?,"
-			" updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 1",
+	if (prepare(db,
+		    "UPDATE evolution SET generations = ?,"
+		    " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 1",
 		    &stmt, err) != 0)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, generations);
@@ -600,10 +622,11 @@ int st_options_set_generations(struct st_db *db, long generations, struct ut_err
 int st_stop_write(struct st_db *db, const char *reason, struct ut_err *err)
 {
 	sqlite3_stmt *stmt;
-	if (prepare(db, "UPDATE evolution SET stop_reason = ?1,"
-			" stopped_at = CASE WHEN ?1 IS NULL THEN NULL"
-			" ELSE strftime('%Y-%m-%dT%H:%M:%fZ','now') END,"
-			" updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 1",
+	if (prepare(db,
+		    "UPDATE evolution SET stop_reason = ?1,"
+		    " stopped_at = CASE WHEN ?1 IS NULL THEN NULL"
+		    " ELSE strftime('%Y-%m-%dT%H:%M:%fZ','now') END,"
+		    " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 1",
 		    &stmt, err) != 0)
 		return -1;
 	if (reason != NULL && reason[0] != '\0')
@@ -626,8 +649,8 @@ int st_stop_read(struct st_db *db, char *reason, size_t size, struct ut_err *err
 	int step = sqlite3_step(stmt);
 	if (step == SQLITE_ROW)
 		copy_text(reason, size, sqlite3_column_text(stmt, 0));
-	int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0
-							  : sql_fail(db, "read evolution", err);
+	int rc =
+	    step == SQLITE_ROW || step == SQLITE_DONE ? 0 : sql_fail(db, "read evolution", err);
 	sqlite3_finalize(stmt);
 	return rc;
 }
@@ -669,7 +692,8 @@ static int put_sql(struct ut_buf *sql)
 	while (p != NULL && *p) {
 		const char *end = strchr(p, ',');
 		int len = end ? (int)(end - p) : (int)strlen(p);
-		rc |= ut_buf_printf(sql, "%s%.*s = excluded.%.*s", first ? "" : ", ", len, p, len, p);
+		rc |=
+		    ut_buf_printf(sql, "%s%.*s = excluded.%.*s", first ? "" : ", ", len, p, len, p);
 		first = 0;
 		p = end ? end + 2 : NULL;
 	}
@@ -751,19 +775,18 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 	memset(gen, 0, sizeof(*gen));
 	int i = 0;
 	gen->generation = (long)sqlite3_column_int64(stmt, i++);
-	gen->parent = sqlite3_column_type(stmt, i) == SQLITE_NULL
-			      ? -1
-			      : (long)sqlite3_column_int64(stmt, i);
+	gen->parent =
+	    sqlite3_column_type(stmt, i) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(stmt, i);
 	i++;
-	gen->population = sqlite3_column_type(stmt, i) == SQLITE_NULL
-				  ? -1
-				  : (long)sqlite3_column_int64(stmt, i);
+	gen->population =
+	    sqlite3_column_type(stmt, i) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(stmt, i);
 	i++;
 	const char *status = (const char *)sqlite3_column_text(stmt, i++);
 	char q[UT_QUOTE_LEN];
 	if (status == NULL || st_status_parse(status, &gen->status) != 0)
 		return ut_err_set(err, "%s: generation %ld: bad status '%s'", db->path,
-				  gen->generation, status ? ut_quote(status, q, sizeof(q)) : "NULL");
+				  gen->generation,
+				  status ? ut_quote(status, q, sizeof(q)) : "NULL");
 	int present = 0;
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		gen->results[r] = column_real(stmt, i++, r == 0 ? &gen->has_results : NULL);
@@ -793,8 +816,7 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 	return 0;
 }
 
-int st_generations_load(struct st_db *db, struct st_generation **out, size_t *n,
-			struct ut_err *err)
+int st_generations_load(struct st_db *db, struct st_generation **out, size_t *n, struct ut_err *err)
 {
 	struct ut_buf cols = {0}, sql = {0};
 	int rc = generation_columns(&cols);
@@ -802,9 +824,10 @@ int st_generations_load(struct st_db *db, struct st_generation **out, size_t *n,
 	char *started = cols.data ? strstr(cols.data, "started_at, finished_at") : NULL;
 	if (rc == 0 && started != NULL) {
 		*started = '\0';
-		rc |= ut_buf_printf(&sql, "SELECT %s(julianday(started_at) - 2440587.5) * 86400.0,"
-					  " (julianday(finished_at) - 2440587.5) * 86400.0%s"
-					  " FROM generations ORDER BY generation",
+		rc |= ut_buf_printf(&sql,
+				    "SELECT %s(julianday(started_at) - 2440587.5) * 86400.0,"
+				    " (julianday(finished_at) - 2440587.5) * 86400.0%s"
+				    " FROM generations ORDER BY generation",
 				    cols.data, started + strlen("started_at, finished_at"));
 	}
 	ut_buf_free(&cols);
@@ -875,8 +898,7 @@ int st_epochs_clear(struct st_db *db, long generation, struct ut_err *err)
 	return rc;
 }
 
-int st_epochs_load(struct st_db *db, long generation, double **out, size_t *n,
-		   struct ut_err *err)
+int st_epochs_load(struct st_db *db, long generation, double **out, size_t *n, struct ut_err *err)
 {
 	struct ut_buf sql = {0};
 	int rc = ut_buf_printf(&sql, "SELECT generation");

@@ -44,12 +44,12 @@ struct st_options {
 	char data[ST_STR], cfg[ST_STR], weights[ST_STR], hyp_path[ST_STR];
 	char device[ST_STR], project[ST_STR], name[ST_STR], trainer[ST_STR];
 	char algorithm[64], parent[64], evolve_keys[ST_STR];
-	char devices[ST_STR];    /* "0,1,2" or "" for no GPU pinning */
-	char launcher[64];       /* local | slurm */
+	char devices[ST_STR];	 /* "0,1,2" or "" for no GPU pinning */
+	char launcher[64];	 /* local | slurm */
 	char slurm_args[ST_STR]; /* extra srun options */
-	char prune[64];          /* none | median */
-	char python[ST_STR];     /* interpreter of the yolov5:DIR template */
-	char ga_dir[ST_STR];     /* hyp yamls seeding the GA population */
+	char prune[64];		 /* none | median */
+	char python[ST_STR];	 /* interpreter of the yolov5:DIR template */
+	char ga_dir[ST_STR];	 /* hyp yamls seeding the GA population */
 	long epochs, imgsz, batch, parallel, top, generations;
 	long per_device, slurm_submit, prune_warmup, population;
 	long lag; /* breeding lag; 0 or < parallel: the number of slots */
@@ -61,20 +61,20 @@ struct st_options {
 };
 
 /* The 7 results YOLOv5 records per generation, in evolve.csv order. */
-#define ST_RESULTS(X)                                                          \
-	X(precision, "metrics/precision")                                      \
-	X(recall, "metrics/recall")                                            \
-	X(map50, "metrics/mAP_0.5")                                            \
-	X(map, "metrics/mAP_0.5:0.95")                                         \
-	X(val_box, "val/box_loss")                                             \
-	X(val_obj, "val/obj_loss")                                             \
+#define ST_RESULTS(X)                                                                              \
+	X(precision, "metrics/precision")                                                          \
+	X(recall, "metrics/recall")                                                                \
+	X(map50, "metrics/mAP_0.5")                                                                \
+	X(map, "metrics/mAP_0.5:0.95")                                                             \
+	X(val_box, "val/box_loss")                                                                 \
+	X(val_obj, "val/obj_loss")                                                                 \
 	X(val_cls, "val/cls_loss")
 
 enum st_result {
 #define ST_RESULT_ENUM(col, csv) ST_R_##col,
 	ST_RESULTS(ST_RESULT_ENUM)
 #undef ST_RESULT_ENUM
-	ST_RESULT_COUNT
+	    ST_RESULT_COUNT
 };
 /* Column name and YOLOv5 csv name of result r. */
 const char *st_result_column(int r);
@@ -83,7 +83,7 @@ const char *st_result_csv_name(int r);
 /* One candidate (one row of `generations`). */
 struct st_generation {
 	long generation;
-	long parent;     /* -1: NULL */
+	long parent;	 /* -1: NULL */
 	long population; /* GA population index; -1: NULL (not the GA) */
 	enum st_status status;
 	int has_results;
@@ -92,8 +92,8 @@ struct st_generation {
 	struct meta_hyp hyp;
 	uint64_t seed;
 	char device[64], host[256], save_dir[ST_STR], error[ST_STR];
-	long pid;               /* trainer pid (process group) while running, 0 if none */
-	long long pid_start;    /* its start time (clock ticks), to spot pid reuse */
+	long pid;	     /* trainer pid (process group) while running, 0 if none */
+	long long pid_start; /* its start time (clock ticks), to spot pid reuse */
 	double started_at, finished_at, seconds; /* 0: NULL */
 	int has_exit_status;
 	int exit_status; /* exit code, or 128 + signal */
@@ -133,8 +133,7 @@ int st_check_file(const struct st_db *db, struct ut_err *err);
 
 /* The evolution row. read returns 1 in *found if present. */
 int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_err *err);
-int st_options_read(struct st_db *db, struct st_options *opts, int *found,
-		    struct ut_err *err);
+int st_options_read(struct st_db *db, struct st_options *opts, int *found, struct ut_err *err);
 /* Update only the target number of generations (after --generations on resume). */
 int st_options_set_generations(struct st_db *db, long generations, struct ut_err *err);
 /*
@@ -161,8 +160,7 @@ int st_epochs_clear(struct st_db *db, long generation, struct ut_err *err);
  * The rows of `epochs` for one generation (-1: all), each as generation then
  * the 14 values; *out is malloc'ed, n rows of 1 + ST_EPOCH_COLS doubles.
  */
-int st_epochs_load(struct st_db *db, long generation, double **out, size_t *n,
-		   struct ut_err *err);
+int st_epochs_load(struct st_db *db, long generation, double **out, size_t *n, struct ut_err *err);
 
 /* Run fn inside one transaction (BEGIN IMMEDIATE ... COMMIT / ROLLBACK). */
 int st_transaction(struct st_db *db, int (*fn)(struct st_db *, void *), void *arg,
@@ -187,8 +185,8 @@ struct st_csv_table {
 	int ragged; /* a row had a different number of cells */
 	long ragged_line;
 };
-int st_csv_parse(const char *text, size_t len, const char *source,
-		 struct st_csv_table *out, struct ut_err *err);
+int st_csv_parse(const char *text, size_t len, const char *source, struct st_csv_table *out,
+		 struct ut_err *err);
 void st_csv_free(struct st_csv_table *table);
 /* Column index by (stripped) name, or -1. */
 long st_csv_column(const struct st_csv_table *table, const char *name);

@@ -103,8 +103,8 @@ static void assert_same_image(const char *label, const struct tr_image *got, con
 			max_diff = d;
 	}
 	if (differ != 0)
-		fail_msg("%s: %zu of %zu bytes differ from YOLOv5, by up to %d", label, differ, bytes,
-			 max_diff);
+		fail_msg("%s: %zu of %zu bytes differ from YOLOv5, by up to %d", label, differ,
+			 bytes, max_diff);
 }
 
 static void assert_close(const char *label, double got, double want, double tol)
@@ -123,10 +123,10 @@ struct letterbox_case {
 };
 
 static const struct letterbox_case letterbox_cases[] = {
-	{"a1_square_320", 416, 416, false, true, 0.0, 0.0},
-	{"a2_crop300w_320", 300, 416, false, true, 44.5, 0.0},
-	{"a3_crop300w_320_auto", 300, 416, true, true, 12.5, 0.0},
-	{"a4_small_scaleup_false", 150, 200, false, false, 85.0, 60.0},
+    {"a1_square_320", 416, 416, false, true, 0.0, 0.0},
+    {"a2_crop300w_320", 300, 416, false, true, 44.5, 0.0},
+    {"a3_crop300w_320_auto", 300, 416, true, true, 12.5, 0.0},
+    {"a4_small_scaleup_false", 150, 200, false, false, 85.0, 60.0},
 };
 
 static void test_letterbox(void **state)
@@ -164,8 +164,9 @@ static void test_letterbox_labels(void **state)
 	double w = 320.0 / 416 * 416, h = 320.0 / 416 * 416;
 	for (size_t i = 0; i < (size_t)xywhn->shape[0]; i++) {
 		const float *r = in + 5 * i;
-		float got[5] = {r[0], (float)(w * (r[1] - r[3] / 2)), (float)(h * (r[2] - r[4] / 2)),
-				(float)(w * (r[1] + r[3] / 2)), (float)(h * (r[2] + r[4] / 2))};
+		float got[5] = {r[0], (float)(w * (r[1] - r[3] / 2)),
+				(float)(h * (r[2] - r[4] / 2)), (float)(w * (r[1] + r[3] / 2)),
+				(float)(h * (r[2] + r[4] / 2))};
 		for (int k = 0; k < 5; k++)
 			assert_close("a1 label", got[k], want[5 * i + k], 1e-4);
 	}
@@ -195,23 +196,23 @@ static void test_hsv(void **state)
 struct perspective_case {
 	const char *name;
 	struct tr_aug_perspective hyp;
-	double frac[TR_AUG_DRAWS];	 /* the recorded fractions */
+	double frac[TR_AUG_DRAWS];  /* the recorded fractions */
 	double draws[TR_AUG_DRAWS]; /* the recorded values */
 	bool warp_perspective;
 };
 
 static const struct perspective_case perspective_cases[] = {
-	{"c1_full",
-	 {10, 0.1, 0.5, 2, 0.0005, 0, 0},
-	 {0.8, 0.3, 0.65, 0.4, 0.7, 0.2, 0.55, 0.35},
-	 {0.00030000000000000003, -0.00020000000000000004, 3.0, 0.9, 0.7999999999999998, -1.2,
-	  0.51, 0.47},
-	 true},
-	{"c2_scratch_low_affine",
-	 {0.0, 0.1, 0.5, 0.0, 0.0, 0, 0},
-	 {0.5, 0.5, 0.5, 0.25, 0.5, 0.5, 0.8, 0.3},
-	 {0.0, 0.0, 0.0, 0.75, 0.0, 0.0, 0.56, 0.46},
-	 false},
+    {"c1_full",
+     {10, 0.1, 0.5, 2, 0.0005, 0, 0},
+     {0.8, 0.3, 0.65, 0.4, 0.7, 0.2, 0.55, 0.35},
+     {0.00030000000000000003, -0.00020000000000000004, 3.0, 0.9, 0.7999999999999998, -1.2, 0.51,
+      0.47},
+     true},
+    {"c2_scratch_low_affine",
+     {0.0, 0.1, 0.5, 0.0, 0.0, 0, 0},
+     {0.5, 0.5, 0.5, 0.25, 0.5, 0.5, 0.8, 0.3},
+     {0.0, 0.0, 0.0, 0.75, 0.0, 0.0, 0.56, 0.46},
+     false},
 };
 
 static void test_random_perspective(void **state)
@@ -225,7 +226,7 @@ static void test_random_perspective(void **state)
 			assert_close("draw", draws[k], c->draws[k], 0);
 
 		const struct tr_st_tensor *in_labels =
-			tensor("a1_square_320/labels_xyxy", TR_ST_F32);
+		    tensor("a1_square_320/labels_xyxy", TR_ST_F32);
 		int n = (int)in_labels->shape[0];
 		float labels[16 * 5];
 		assert_true(n <= 16);
@@ -234,9 +235,8 @@ static void test_random_perspective(void **state)
 		struct tr_image a1 = golden_image("a1_square_320/out"), out;
 		double M[9];
 		struct ut_err err;
-		assert_int_equal(tr_aug_random_perspective(&a1, &c->hyp, draws, &out, labels, &n, M,
-							   &err),
-				 0);
+		assert_int_equal(
+		    tr_aug_random_perspective(&a1, &c->hyp, draws, &out, labels, &n, M, &err), 0);
 		char name[128];
 		snprintf(name, sizeof(name), "%s/M", c->name);
 		const struct tr_st_tensor *m = tensor(name, TR_ST_F64);
@@ -362,22 +362,30 @@ static void test_warp_source_box(void **state)
 	assert_int_equal(tr_aug_image_alloc(&want, 257, 190, &err), 0);
 	assert_int_equal(tr_aug_image_alloc(&got, 257, 190, &err), 0);
 	for (int trial = 0; trial < 60; trial++) {
-		double angle = (next_unit(&rng) - 0.5) * 2 * M_PI, scale = 0.4 + 1.4 * next_unit(&rng);
+		double angle = (next_unit(&rng) - 0.5) * 2 * M_PI,
+		       scale = 0.4 + 1.4 * next_unit(&rng);
 		double shear = (next_unit(&rng) - 0.5) * 0.4;
-		double M[9] = {scale * cos(angle), scale * sin(angle) + shear,
-			       (next_unit(&rng) - 0.3) * 400, -scale * sin(angle),
-			       scale * cos(angle), (next_unit(&rng) - 0.3) * 300, 0, 0, 1};
+		double M[9] = {scale * cos(angle),
+			       scale * sin(angle) + shear,
+			       (next_unit(&rng) - 0.3) * 400,
+			       -scale * sin(angle),
+			       scale * cos(angle),
+			       (next_unit(&rng) - 0.3) * 300,
+			       0,
+			       0,
+			       1};
 		int box[4];
 		tr_aug_warp_source_box(M, false, a1.width, a1.height, want.width, want.height, box);
 		assert_true(box[0] >= 0 && box[0] <= box[2] && box[2] <= a1.width);
 		assert_true(box[1] >= 0 && box[1] <= box[3] && box[3] <= a1.height);
 		for (int y = 0; y < a1.height; y++)
 			for (int x = 0; x < a1.width; x++) {
-				bool inside = x >= box[0] && x < box[2] && y >= box[1] && y < box[3];
+				bool inside =
+				    x >= box[0] && x < box[2] && y >= box[1] && y < box[3];
 				size_t i = ((size_t)y * a1.width + x) * 3;
 				for (int c = 0; c < 3; c++)
 					scrambled.data[i + c] =
-						inside ? a1.data[i + c] : (uint8_t)next_u32(&rng);
+					    inside ? a1.data[i + c] : (uint8_t)next_u32(&rng);
 			}
 		tr_aug_warp(&a1, M, false, 114, &want);
 		tr_aug_warp(&scrambled, M, false, 114, &got);
@@ -402,8 +410,10 @@ static void test_resize_region(void **state)
 		assert_int_equal(tr_aug_image_alloc(&part, w, h, &err), 0);
 		tr_aug_resize_linear(&a1, &whole);
 		for (int trial = 0; trial < 8; trial++) {
-			int x0 = (int)(next_unit(&rng) * w) - 5, y0 = (int)(next_unit(&rng) * h) - 5;
-			int x1 = x0 + 1 + (int)(next_unit(&rng) * w), y1 = y0 + (int)(next_unit(&rng) * h);
+			int x0 = (int)(next_unit(&rng) * w) - 5,
+			    y0 = (int)(next_unit(&rng) * h) - 5;
+			int x1 = x0 + 1 + (int)(next_unit(&rng) * w),
+			    y1 = y0 + (int)(next_unit(&rng) * h);
 			memset(part.data, 7, (size_t)w * h * 3);
 			tr_aug_resize_linear_region(&a1, &part, x0, y0, x1, y1);
 			for (int y = y0 < 0 ? 0 : y0; y < (y1 < h ? y1 : h); y++) {
@@ -469,7 +479,8 @@ static void test_random_perspective_segments(void **state)
 		double hyp[5], draws[TR_AUG_DRAWS];
 		memcpy(hyp, take(&c, sizeof(hyp)), sizeof(hyp));
 		memcpy(draws, take(&c, sizeof(draws)), sizeof(draws));
-		struct tr_aug_perspective p = {hyp[0], hyp[1], hyp[2], hyp[3], hyp[4], border, border};
+		struct tr_aug_perspective p = {hyp[0], hyp[1], hyp[2], hyp[3],
+					       hyp[4], border, border};
 		float labels[8 * 5];
 		assert_true(n <= 8 && n_seg <= 8);
 		memcpy(labels, take(&c, 5 * sizeof(float) * n), 5 * sizeof(float) * n);
@@ -511,7 +522,8 @@ static void test_random_perspective_segments(void **state)
 				float s4[4];
 				double box[4];
 				for (int q = 0; q < 4; q++) {
-					s4[q] = before[5 * j + 1 + q] * (float)draws[TR_AUG_DRAW_SCALE];
+					s4[q] =
+					    before[5 * j + 1 + q] * (float)draws[TR_AUG_DRAW_SCALE];
 					box[q] = labels[5 * i + 1 + q];
 				}
 				if (tr_aug_box_candidate(s4, box, 2, 100, 0.01) &&
@@ -532,17 +544,17 @@ static void test_random_perspective_segments(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_letterbox),
-		cmocka_unit_test(test_letterbox_labels),
-		cmocka_unit_test(test_hsv),
-		cmocka_unit_test(test_random_perspective),
-		cmocka_unit_test(test_warp_golden_matrix),
-		cmocka_unit_test(test_perspective_identity),
-		cmocka_unit_test(test_hsv_unit_gains),
-		cmocka_unit_test(test_letterbox_noop),
-		cmocka_unit_test(test_warp_source_box),
-		cmocka_unit_test(test_resize_region),
-		cmocka_unit_test(test_random_perspective_segments),
+	    cmocka_unit_test(test_letterbox),
+	    cmocka_unit_test(test_letterbox_labels),
+	    cmocka_unit_test(test_hsv),
+	    cmocka_unit_test(test_random_perspective),
+	    cmocka_unit_test(test_warp_golden_matrix),
+	    cmocka_unit_test(test_perspective_identity),
+	    cmocka_unit_test(test_hsv_unit_gains),
+	    cmocka_unit_test(test_letterbox_noop),
+	    cmocka_unit_test(test_warp_source_box),
+	    cmocka_unit_test(test_resize_region),
+	    cmocka_unit_test(test_random_perspective_segments),
 	};
 	return cmocka_run_group_tests(tests, open_golden, close_golden);
 }

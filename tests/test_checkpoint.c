@@ -44,7 +44,8 @@ static struct tr_model *yolov5n(int nc)
 
 static void golden_path(char *buf, size_t size)
 {
-	snprintf(buf, size, "%s/tests/golden/yolov5/model_v5n_nc2.safetensors", env("YE_SOURCE_ROOT"));
+	snprintf(buf, size, "%s/tests/golden/yolov5/model_v5n_nc2.safetensors",
+		 env("YE_SOURCE_ROOT"));
 }
 
 /* Every model tensor equals the file's. */
@@ -87,15 +88,19 @@ static void test_save_load_round_trip(void **state)
 	*tr_model_find(model, "model.3.bn.num_batches_tracked")->counter = 12345;
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/ckpt.safetensors", tmpdir);
-	struct tr_ckpt_info info = {.epoch = 7, .best_fitness = 0.1 + 0.2, .ema_updates = 99,
-				    .model_yaml = "nc: 2\n", .hyp = "lr0: 0.01\n"};
+	struct tr_ckpt_info info = {.epoch = 7,
+				    .best_fitness = 0.1 + 0.2,
+				    .ema_updates = 99,
+				    .model_yaml = "nc: 2\n",
+				    .hyp = "lr0: 0.01\n"};
 	struct ut_err err;
 	assert_int_equal(tr_model_save(model, path, &info, &err), 0);
 	struct tr_model *copy = yolov5n(2);
 	assert_int_equal(tr_model_load(copy, path, &err), 0);
 	assert_memory_equal(copy->params, model->params, model->nparam_values * sizeof(float));
 	assert_memory_equal(copy->buffers, model->buffers, model->nbuffer_values * sizeof(float));
-	assert_memory_equal(copy->counters, model->counters, model->ncounter_values * sizeof(int64_t));
+	assert_memory_equal(copy->counters, model->counters,
+			    model->ncounter_values * sizeof(int64_t));
 	struct tr_ckpt_info back;
 	struct tr_st_file *file;
 	assert_int_equal(tr_ckpt_read(path, &back, &file, &err), 0);
@@ -160,7 +165,8 @@ static void test_refuses_bad_files(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/ye_ckpt_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	snprintf(tmpdir, sizeof(tmpdir), "%s/ye_ckpt_XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	return mkdtemp(tmpdir) == NULL ? -1 : 0;
 }
 
@@ -175,9 +181,9 @@ int main(void)
 	env("YE_SOURCE_ROOT");
 	env("YE_SOURCE_ROOT");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_load_yolov5_weights),
-		cmocka_unit_test(test_save_load_round_trip),
-		cmocka_unit_test(test_refuses_bad_files),
+	    cmocka_unit_test(test_load_yolov5_weights),
+	    cmocka_unit_test(test_save_load_round_trip),
+	    cmocka_unit_test(test_refuses_bad_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -65,7 +65,8 @@ static void test_thermal(void **state)
 {
 	(void)state;
 	char path[1024];
-	snprintf(path, sizeof(path), "%s/tests/data/thermal-dogs-people/data.yaml", env_dir("YE_SOURCE_ROOT"));
+	snprintf(path, sizeof(path), "%s/tests/data/thermal-dogs-people/data.yaml",
+		 env_dir("YE_SOURCE_ROOT"));
 	struct tr_data_yaml yaml;
 	struct ut_err err;
 	if (tr_data_yaml_load(path, &yaml, &err) != 0)
@@ -86,7 +87,8 @@ static void test_thermal(void **state)
 		struct tr_data_split split;
 		/* no label cache written into the source tree */
 		struct tr_data_open_opts opts = {.nc = yaml.nc, .use_cache = false};
-		if (tr_data_split_open((const char *const *)sources[s], n_sources[s], &opts, &split, &err) != 0)
+		if (tr_data_split_open((const char *const *)sources[s], n_sources[s], &opts, &split,
+				       &err) != 0)
 			fail_msg("%s", err.msg);
 		assert_int_equal(split.n_items, expect[s].images);
 		assert_int_equal(split.summary.found, expect[s].images);
@@ -121,7 +123,8 @@ static void open_fixture(const char *dir, struct tr_data_split *split)
 	if (tr_data_yaml_load(yaml_path, &yaml, &err) != 0)
 		fail_msg("%s", err.msg);
 	struct tr_data_open_opts opts = {.nc = yaml.nc, .use_cache = true};
-	if (tr_data_split_open((const char *const *)yaml.train, yaml.n_train, &opts, split, &err) != 0)
+	if (tr_data_split_open((const char *const *)yaml.train, yaml.n_train, &opts, split, &err) !=
+	    0)
 		fail_msg("%s", err.msg);
 	tr_data_yaml_free(&yaml);
 }
@@ -143,7 +146,8 @@ static void test_bad_inputs(void **state)
 	assert_int_equal(split.summary.labels, 6);
 	assert_true(has_message(&split, "corrupt.jpg", "corrupt JPEG"));
 	assert_true(has_message(&split, "tiny.png", "(5, 5) <10 pixels"));
-	assert_true(has_message(&split, "four_cols.txt", "labels require 5 columns, 4 columns detected"));
+	assert_true(
+	    has_message(&split, "four_cols.txt", "labels require 5 columns, 4 columns detected"));
 	assert_true(has_message(&split, "class_oob.txt", "exceeds nc=2"));
 	assert_true(has_message(&split, "negative.txt", "negative label values"));
 	assert_true(has_message(&split, "over_one.txt", "non-normalized"));
@@ -294,7 +298,8 @@ static void test_yaml(void **state)
 	(void)state;
 	struct tr_data_yaml yaml;
 	struct ut_err err;
-	const char *text = "path: ../sets/x\ntrain: [a/images, b.txt]\nval: /abs/val\ntest:\nnames: [p, q, r]\n";
+	const char *text =
+	    "path: ../sets/x\ntrain: [a/images, b.txt]\nval: /abs/val\ntest:\nnames: [p, q, r]\n";
 	if (tr_data_yaml_parse(text, strlen(text), "/d/cfg/data.yaml", &yaml, &err) != 0)
 		fail_msg("%s", err.msg);
 	assert_string_equal(yaml.root, "/d/sets/x");
@@ -314,8 +319,10 @@ static void test_yaml(void **state)
 	tr_data_yaml_free(&yaml);
 
 	expect_yaml_error("val: v\nnames: [a]\n", "'train:' field missing");
-	expect_yaml_error("train: t\nval: v\nnames: [a, b]\nnc: 3\n", "/d/data.yaml:4: nc: nc is 3 but names has 2");
-	expect_yaml_error("train: t\nval: v\nnames: {0: a, 2: b}\n", "data.yaml:3: names: keys must be");
+	expect_yaml_error("train: t\nval: v\nnames: [a, b]\nnc: 3\n",
+			  "/d/data.yaml:4: nc: nc is 3 but names has 2");
+	expect_yaml_error("train: t\nval: v\nnames: {0: a, 2: b}\n",
+			  "data.yaml:3: names: keys must be");
 	expect_yaml_error("train: t\nval: v\nnames: 7\n", "names: expected a list");
 	expect_yaml_error("train: {a: 1}\nval: v\nnames: [a]\n", ":1: train:");
 	expect_yaml_error("train: t\ntrain: u\nval: v\nnames: [a]\n", ":2: train: duplicate key");
@@ -335,16 +342,17 @@ static void test_labels(void **state)
 	static const struct {
 		const char *text, *reason;
 	} bad[] = {
-		{"0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n", "different numbers of columns"},
-		{"0 0.5 0.5 0.2 0.2 0.1\n", "6 columns detected"},
-		{"0.5 0.5 0.5 0.2 0.2\n", "not an integer"},
-		{"0 nan 0.5 0.2 0.2\n", "negative label values"},
-		{"0 inf 0.5 0.2 0.2\n", "non-normalized"},
-		{"0 0x1 0.5 0.2 0.2\n", "could not convert"},
-		{"0 0.1 0.1 0.2 0.2 0.3\n1 0.1 0.1 0.2 0.2 0.3 0.3\n", "not whole x y pairs"},
+	    {"0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n", "different numbers of columns"},
+	    {"0 0.5 0.5 0.2 0.2 0.1\n", "6 columns detected"},
+	    {"0.5 0.5 0.5 0.2 0.2\n", "not an integer"},
+	    {"0 nan 0.5 0.2 0.2\n", "negative label values"},
+	    {"0 inf 0.5 0.2 0.2\n", "non-normalized"},
+	    {"0 0x1 0.5 0.2 0.2\n", "could not convert"},
+	    {"0 0.1 0.1 0.2 0.2 0.3\n1 0.1 0.1 0.2 0.2 0.3 0.3\n", "not whole x y pairs"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(tr_data_labels_parse(bad[i].text, strlen(bad[i].text), 2, &lb, &err), -1);
+		assert_int_equal(
+		    tr_data_labels_parse(bad[i].text, strlen(bad[i].text), 2, &lb, &err), -1);
 		if (strstr(err.msg, bad[i].reason) == NULL)
 			fail_msg("'%s' gave '%s'", bad[i].text, err.msg);
 	}
@@ -371,12 +379,15 @@ static void test_errors(void **state)
 	assert_non_null(strstr(err.msg, "does not exist"));
 	/* only bad images: an error, not an empty dataset */
 	run("mkdir -p '%s/only/images' '%s/only/labels' && cp '%s/images/train/corrupt.jpg' "
-	    "'%s/images/train/tiny.png' '%s/only/images/'", dir, dir, dir, dir, dir);
+	    "'%s/images/train/tiny.png' '%s/only/images/'",
+	    dir, dir, dir, dir, dir);
 	snprintf(src, sizeof(src), "%s/only/images", dir);
 	assert_int_equal(tr_data_split_open(sources, 1, &opts, &split, &err), -1);
 	assert_non_null(strstr(err.msg, "no usable images"));
 	/* a .txt list, relative to its folder */
-	run("printf './images/train/good.jpg\\nimages/train/dups.jpg\\nnotes.md\\n' > '%s/list.txt'", dir);
+	run("printf './images/train/good.jpg\\nimages/train/dups.jpg\\nnotes.md\\n' > "
+	    "'%s/list.txt'",
+	    dir);
 	snprintf(src, sizeof(src), "%s/list.txt", dir);
 	if (tr_data_split_open(sources, 1, &opts, &split, &err) != 0)
 		fail_msg("%s", err.msg);
@@ -389,9 +400,10 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_yaml),	   cmocka_unit_test(test_labels), cmocka_unit_test(test_images),
-		cmocka_unit_test(test_bad_inputs), cmocka_unit_test(test_cache),  cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_thermal),
+	    cmocka_unit_test(test_yaml),    cmocka_unit_test(test_labels),
+	    cmocka_unit_test(test_images),  cmocka_unit_test(test_bad_inputs),
+	    cmocka_unit_test(test_cache),   cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_thermal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

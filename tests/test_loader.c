@@ -32,9 +32,9 @@ enum { N_IMAGES = 21, NC = 3, IMGSZ = 64 };
 
 /* (width, height) of each fixture image, file NNN.png in this order. */
 static const int sizes[N_IMAGES][2] = {
-    {64, 48},  {48, 64}, {80, 40}, {40, 80},  {64, 64}, {100, 30}, {30, 90},
-    {57, 43},  {120, 90}, {90, 120}, {70, 70}, {33, 50}, {50, 33}, {96, 64},
-    {64, 96},  {128, 40}, {40, 128}, {45, 45}, {81, 61}, {61, 81}, {200, 150},
+    {64, 48}, {48, 64},	 {80, 40},  {40, 80}, {64, 64}, {100, 30}, {30, 90},
+    {57, 43}, {120, 90}, {90, 120}, {70, 70}, {33, 50}, {50, 33},  {96, 64},
+    {64, 96}, {128, 40}, {40, 128}, {45, 45}, {81, 61}, {61, 81},  {200, 150},
 };
 
 /* Images with a class-2 box (the rare class). */
@@ -88,8 +88,8 @@ static int write_image(const char *dir, int i, struct ut_err *err)
 	int n = i % 4;
 	for (int j = 0; j < n; j++) {
 		char line[64];
-		snprintf(line, sizeof(line), "%d %.6f %.6f %.6f %.6f\n", (i + j) % 2, 0.2 + 0.15 * j,
-			 0.3 + 0.1 * j, 0.2, 0.25);
+		snprintf(line, sizeof(line), "%d %.6f %.6f %.6f %.6f\n", (i + j) % 2,
+			 0.2 + 0.15 * j, 0.3 + 0.1 * j, 0.2, 0.25);
 		strcat(text, line);
 	}
 	if (has_rare(i))
@@ -545,7 +545,7 @@ static void test_image_weights(void **state)
 	}
 	double p = share / all; /* expected share of rare draws */
 	assert_int_equal(total, 10 * N_IMAGES);
-	assert_int_equal(zero, 0); /* background images have weight 0 */
+	assert_int_equal(zero, 0);	     /* background images have weight 0 */
 	assert_true(p > 3 * 2.0 / N_IMAGES); /* 3 times their uniform share */
 	double sd = sqrt(total * p * (1 - p));
 	assert_true(fabs(rare - total * p) < 4 * sd);

@@ -820,8 +820,9 @@ static void test_copy_paste(void **state)
 			matched += same;
 		}
 		if (matched != boxes.nt[k])
-			fail_msg("sample %d: %d of the box set's %d targets in the polygon set's %d",
-				 k, matched, boxes.nt[k], none.nt[k]);
+			fail_msg(
+			    "sample %d: %d of the box set's %d targets in the polygon set's %d", k,
+			    matched, boxes.nt[k], none.nt[k]);
 		int m = all.nt[k] - none.nt[k], x = half.nt[k] - none.nt[k];
 		assert_true(m >= 0 && m <= 4 && x >= 0 && x <= 2 && x <= m);
 		assert_memory_equal(target(&none, k, 0), target(&half, k, 0),

@@ -36,8 +36,8 @@ static struct tr_st_file *open_golden(const char *name)
 	const char *root = getenv("YE_SOURCE_ROOT");
 	if (root == NULL || *root == '\0')
 		fail_msg("YE_SOURCE_ROOT is not set");
-	assert_true(snprintf(path, sizeof(path), "%s/tests/golden/yolov5/%s.safetensors", root, name) <
-		    (int)sizeof(path));
+	assert_true(snprintf(path, sizeof(path), "%s/tests/golden/yolov5/%s.safetensors", root,
+			     name) < (int)sizeof(path));
 	struct tr_st_file *file = NULL;
 	struct ut_err err = {{0}};
 	if (tr_st_open(path, &file, &err))

@@ -46,8 +46,8 @@ static struct tr_st_file *open_golden(const char *name)
 }
 
 /* A tensor that must exist with this dtype and element count. */
-static const void *tensor(const struct tr_st_file *file, const char *name,
-			  enum tr_st_dtype dtype, size_t numel)
+static const void *tensor(const struct tr_st_file *file, const char *name, enum tr_st_dtype dtype,
+			  size_t numel)
 {
 	const struct tr_st_tensor *t = tr_st_find(file, name);
 	if (t == NULL)
@@ -160,8 +160,13 @@ static void test_ap_per_class(void **state)
 	for (size_t i = 0; i < n_t; i++)
 		target_cls[i] = (int)target_cls_f[i];
 
-	struct tr_ap_input in = { .tp = tp, .conf = conf, .pred_cls = pred_cls, .n = n,
-				  .n_iou = 10, .target_cls = target_cls, .n_targets = n_t };
+	struct tr_ap_input in = {.tp = tp,
+				 .conf = conf,
+				 .pred_cls = pred_cls,
+				 .n = n,
+				 .n_iou = 10,
+				 .target_cls = target_cls,
+				 .n_targets = n_t};
 	struct tr_ap_result res;
 	struct ut_err err;
 	if (tr_ap_per_class(&in, &res, &err) != 0)
@@ -186,12 +191,12 @@ static void test_ap_per_class(void **state)
 	check_close("yaml ap50_95", res.ap_mean, want_ap50_95, 3, tol);
 	struct tr_val_summary sum;
 	tr_val_summary(&res, &sum);
-	double got[5] = { sum.mp, sum.mr, sum.map50, sum.map, tr_fitness(&sum) };
-	double want[5] = { yaml_number(&y, "ap_per_class", "mp", -1),
-			   yaml_number(&y, "ap_per_class", "mr", -1),
-			   yaml_number(&y, "ap_per_class", "map50", -1),
-			   yaml_number(&y, "ap_per_class", "map", -1),
-			   yaml_number(&y, "ap_per_class", "fitness([mp,mr,map50,map])", 0) };
+	double got[5] = {sum.mp, sum.mr, sum.map50, sum.map, tr_fitness(&sum)};
+	double want[5] = {yaml_number(&y, "ap_per_class", "mp", -1),
+			  yaml_number(&y, "ap_per_class", "mr", -1),
+			  yaml_number(&y, "ap_per_class", "map50", -1),
+			  yaml_number(&y, "ap_per_class", "map", -1),
+			  yaml_number(&y, "ap_per_class", "fitness([mp,mr,map50,map])", 0)};
 	check_close("summary mp mr map50 map fitness", got, want, 5, tol);
 	yaml_document_delete(&y.doc);
 
@@ -205,11 +210,16 @@ static void test_ap_per_class(void **state)
 static void test_ap_empty(void **state)
 {
 	(void)state;
-	uint8_t tp[10] = { 1 };
-	double conf[1] = { 0.5 };
-	int cls[1] = { 0 };
-	struct tr_ap_input in = { .tp = tp, .conf = conf, .pred_cls = cls, .n = 1, .n_iou = 10,
-				  .target_cls = NULL, .n_targets = 0 };
+	uint8_t tp[10] = {1};
+	double conf[1] = {0.5};
+	int cls[1] = {0};
+	struct tr_ap_input in = {.tp = tp,
+				 .conf = conf,
+				 .pred_cls = cls,
+				 .n = 1,
+				 .n_iou = 10,
+				 .target_cls = NULL,
+				 .n_targets = 0};
 	struct tr_ap_result res;
 	struct ut_err err;
 	assert_int_equal(tr_ap_per_class(&in, &res, &err), 0);
@@ -232,8 +242,10 @@ static void test_bbox_iou(void **state)
 	static const struct {
 		const char *name;
 		enum tr_iou_kind kind;
-	} kinds[] = { { "iou/iou", TR_IOU }, { "iou/giou", TR_GIOU }, { "iou/diou", TR_DIOU },
-		      { "iou/ciou", TR_CIOU } };
+	} kinds[] = {{"iou/iou", TR_IOU},
+		     {"iou/giou", TR_GIOU},
+		     {"iou/diou", TR_DIOU},
+		     {"iou/ciou", TR_CIOU}};
 	float *got = malloc(n * sizeof(float)), *got_xyxy = malloc(n * sizeof(float));
 	float *g1 = malloc(n * 4 * sizeof(float)), *g2 = malloc(n * 4 * sizeof(float));
 	assert_non_null(got);
@@ -266,8 +278,8 @@ static void test_bbox_iou(void **state)
 	double ciou_sum = 0.0;
 	for (size_t i = 0; i < n; i++) {
 		/* d/dbox of sum(1 - CIoU): upstream gradient -1 */
-		float c = tr_bbox_ciou_backward(b1 + 4 * i, b2 + 4 * i, -1.0f, g1 + 4 * i,
-						g2 + 4 * i);
+		float c =
+		    tr_bbox_ciou_backward(b1 + 4 * i, b2 + 4 * i, -1.0f, g1 + 4 * i, g2 + 4 * i);
 		assert_true(c == tr_bbox_iou(b1 + 4 * i, b2 + 4 * i, TR_XYWH, TR_CIOU));
 		ciou_sum += c;
 	}
@@ -299,8 +311,8 @@ static double ciou_frozen(const double *p, const double *q, double alpha)
 	       ay2 = p[1] + p[3] / 2;
 	double bx1 = q[0] - q[2] / 2, bx2 = q[0] + q[2] / 2, by1 = q[1] - q[3] / 2,
 	       by2 = q[1] + q[3] / 2;
-	double inter = fmax(fmin(ax2, bx2) - fmax(ax1, bx1), 0) *
-		       fmax(fmin(ay2, by2) - fmax(ay1, by1), 0);
+	double inter =
+	    fmax(fmin(ax2, bx2) - fmax(ax1, bx1), 0) * fmax(fmin(ay2, by2) - fmax(ay1, by1), 0);
 	double uni = p[2] * p[3] + q[2] * q[3] - inter + 1e-7;
 	double cw = fmax(ax2, bx2) - fmin(ax1, bx1), ch = fmax(ay2, by2) - fmin(ay1, by1);
 	double c2 = cw * cw + ch * ch + 1e-7;
@@ -315,9 +327,9 @@ static void test_ciou_gradient_fd(void **state)
 {
 	(void)state;
 	static const float pairs[][2][4] = {
-		{ { 10.0f, 12.0f, 8.0f, 5.0f }, { 12.5f, 11.0f, 6.0f, 9.0f } },	 /* overlap */
-		{ { 10.0f, 12.0f, 8.0f, 5.0f }, { 30.0f, 21.0f, 3.0f, 7.0f } },	 /* apart */
-		{ { 10.0f, 10.0f, 20.0f, 10.0f }, { 11.0f, 9.0f, 5.0f, 4.0f } }, /* inside */
+	    {{10.0f, 12.0f, 8.0f, 5.0f}, {12.5f, 11.0f, 6.0f, 9.0f}},  /* overlap */
+	    {{10.0f, 12.0f, 8.0f, 5.0f}, {30.0f, 21.0f, 3.0f, 7.0f}},  /* apart */
+	    {{10.0f, 10.0f, 20.0f, 10.0f}, {11.0f, 9.0f, 5.0f, 4.0f}}, /* inside */
 	};
 	for (size_t t = 0; t < sizeof(pairs) / sizeof(pairs[0]); t++) {
 		float g[2][4];
@@ -339,8 +351,9 @@ static void test_ciou_gradient_fd(void **state)
 			*x = x0;
 			double fd = (up - down) / (2 * h), an = g[k / 4][k % 4];
 			if (fabs(fd - an) > 1e-4 * fmax(1.0, fabs(fd)))
-				fail_msg("pair %zu box%d[%d]: analytic %.8g, finite difference %.8g",
-					 t, k / 4 + 1, k % 4, an, fd);
+				fail_msg(
+				    "pair %zu box%d[%d]: analytic %.8g, finite difference %.8g", t,
+				    k / 4 + 1, k % 4, an, fd);
 		}
 	}
 }
@@ -399,8 +412,8 @@ static void test_process_batch(void **state)
 static void test_process_batch_order(void **state)
 {
 	(void)state;
-	const float dets[2 * 6] = { 0, 0, 10, 6, 0.9f, 1, 0, 0, 10, 10, 0.8f, 1 };
-	const float labels[5] = { 1, 0, 0, 10, 10 };
+	const float dets[2 * 6] = {0, 0, 10, 6, 0.9f, 1, 0, 0, 10, 10, 0.8f, 1};
+	const float labels[5] = {1, 0, 0, 10, 10};
 	float iouv[TR_N_IOUV];
 	tr_iouv(iouv);
 	uint8_t correct[2 * TR_N_IOUV];
@@ -465,8 +478,11 @@ static void test_nms_multilabel_agnostic(void **state)
 static void test_nms_detect_defaults(void **state)
 {
 	(void)state;
-	struct tr_nms_params p = { .conf_thres = 0.25, .iou_thres = 0.45, .agnostic = false,
-				   .multi_label = false, .max_det = 1000 };
+	struct tr_nms_params p = {.conf_thres = 0.25,
+				  .iou_thres = 0.45,
+				  .agnostic = false,
+				  .multi_label = false,
+				  .max_det = 1000};
 	run_nms("detect_defaults_maxdet1000", &p);
 }
 
@@ -475,19 +491,20 @@ static void test_nms_cap_and_classes(void **state)
 {
 	(void)state;
 	/* three far-apart boxes of classes 0, 1, 1 and one overlapping the first */
-	const float pred[4 * 7] = { 10, 10, 4, 4, 0.9f, 0.9f, 0.1f,   50, 50, 4, 4, 0.8f, 0.1f, 0.9f,
-				    90, 90, 4, 4, 0.7f, 0.1f, 0.9f,   10, 10.5f, 4, 4, 0.6f, 0.9f, 0.1f };
+	const float pred[4 * 7] = {10,	 10,   4,     4,    0.9f, 0.9f, 0.1f, 50,  50,	 4,
+				   4,	 0.8f, 0.1f,  0.9f, 90,	  90,	4,    4,   0.7f, 0.1f,
+				   0.9f, 10,   10.5f, 4,    4,	  0.6f, 0.9f, 0.1f};
 	void *ws = malloc(tr_nms_workspace_size(4, 2));
 	assert_non_null(ws);
 	float out[6 * 8];
 	size_t n_out;
-	struct tr_nms_params p = { .conf_thres = 0.25, .iou_thres = 0.45, .max_det = 8 };
+	struct tr_nms_params p = {.conf_thres = 0.25, .iou_thres = 0.45, .max_det = 8};
 	tr_nms(pred, 4, 2, &p, ws, out, &n_out);
 	assert_int_equal(n_out, 3);
 	p.max_det = 2;
 	tr_nms(pred, 4, 2, &p, ws, out, &n_out);
 	assert_int_equal(n_out, 2);
-	const int only1[1] = { 1 };
+	const int only1[1] = {1};
 	p.max_det = 8;
 	p.classes = only1;
 	p.n_classes = 1;
@@ -500,16 +517,16 @@ static void test_nms_cap_and_classes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ap_per_class),
-		cmocka_unit_test(test_ap_empty),
-		cmocka_unit_test(test_bbox_iou),
-		cmocka_unit_test(test_ciou_gradient_fd),
-		cmocka_unit_test(test_process_batch),
-		cmocka_unit_test(test_process_batch_order),
-		cmocka_unit_test(test_nms_multilabel),
-		cmocka_unit_test(test_nms_multilabel_agnostic),
-		cmocka_unit_test(test_nms_detect_defaults),
-		cmocka_unit_test(test_nms_cap_and_classes),
+	    cmocka_unit_test(test_ap_per_class),
+	    cmocka_unit_test(test_ap_empty),
+	    cmocka_unit_test(test_bbox_iou),
+	    cmocka_unit_test(test_ciou_gradient_fd),
+	    cmocka_unit_test(test_process_batch),
+	    cmocka_unit_test(test_process_batch_order),
+	    cmocka_unit_test(test_nms_multilabel),
+	    cmocka_unit_test(test_nms_multilabel_agnostic),
+	    cmocka_unit_test(test_nms_detect_defaults),
+	    cmocka_unit_test(test_nms_cap_and_classes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,7 +107,8 @@ static void golden_st_load(struct golden_st *st)
 {
 	char path[1024];
 	struct ut_err err = {{0}};
-	env_path("YE_SOURCE_ROOT", "tests/golden/yolov5/model_v5n_nc2.safetensors", path, sizeof(path));
+	env_path("YE_SOURCE_ROOT", "tests/golden/yolov5/model_v5n_nc2.safetensors", path,
+		 sizeof(path));
 	if (ut_read_file(path, &st->file, &st->len, &err))
 		fail_msg("%s", err.msg);
 	uint64_t header = 0;

@@ -114,8 +114,8 @@ static void test_pcg_below_and_choice(void **state)
 static void scratch_low(struct meta_hyp *hyp)
 {
 	static const double values[META_COUNT] = {
-		0.01, 0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.2, 4.0, 0.0,
-		0.015, 0.7, 0.4, 0.0, 0.1, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0, 3.0};
+	    0.01,  0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.2, 4.0, 0.0,
+	    0.015, 0.7,	 0.4,	0.0,	0.1, 0.5, 0.0, 0.0,  0.0, 0.5, 1.0, 0.0, 0.0, 3.0};
 	memcpy(hyp->v, values, sizeof(values));
 }
 
@@ -232,13 +232,16 @@ static void test_breed_bounds_and_frozen(void **state)
 		pool[i].generation = i;
 		pool[i].fitness = i < 2 ? 0.3 : 0.1; /* the two bound-hugging parents win */
 		for (int k = 0; k < META_COUNT; k++)
-			pool[i].hyp.v[k] = i == 0 ? table.k[k].lower : i == 1 ? table.k[k].upper : base.v[k];
+			pool[i].hyp.v[k] = i == 0   ? table.k[k].lower
+					   : i == 1 ? table.k[k].upper
+						    : base.v[k];
 	}
 	int at_lower = 0, at_upper = 0;
 	for (long g = 1; g < 3000; g++) {
 		struct meta_hyp child;
 		long parent;
-		assert_int_equal(ev_breed(&opts, &table, &base, pool, 3, 11, g, &child, &parent, NULL), 0);
+		assert_int_equal(
+		    ev_breed(&opts, &table, &base, pool, 3, 11, g, &child, &parent, NULL), 0);
 		assert_true(parent >= 0 && parent < 3);
 		const struct ev_scored *from = NULL; /* ev_breed sorted the pool */
 		for (int i = 0; i < 3; i++)
@@ -246,7 +249,8 @@ static void test_breed_bounds_and_frozen(void **state)
 				from = &pool[i];
 		assert_non_null(from);
 		for (int k = 0; k < META_COUNT; k++) {
-			assert_true(child.v[k] >= table.k[k].lower && child.v[k] <= table.k[k].upper);
+			assert_true(child.v[k] >= table.k[k].lower &&
+				    child.v[k] <= table.k[k].upper);
 			assert_true(has_5_decimals(child.v[k]));
 			if (table.k[k].gain == 0)
 				assert_true(child.v[k] == from->hyp.v[k]);
@@ -276,7 +280,8 @@ static void test_breed_parent_frequencies(void **state)
 			pool[i] = (struct ev_scored){i, fitness[i], base};
 		struct meta_hyp child;
 		long parent;
-		assert_int_equal(ev_breed(&opts, &table, &base, pool, 7, 3, g, &child, &parent, NULL), 0);
+		assert_int_equal(
+		    ev_breed(&opts, &table, &base, pool, 7, 3, g, &child, &parent, NULL), 0);
 		picks[parent]++;
 	}
 	/* top 5: 0.5, 0.4, 0.3, 0.2, 0.1; weights 0.4, 0.3, 0.2, 0.1, ~0 of 1.0 */
@@ -383,21 +388,21 @@ static void test_constrain_rounds_like_python(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pcg_reference_outputs),
-		cmocka_unit_test(test_pcg_save_restore),
-		cmocka_unit_test(test_pcg_streams_differ),
-		cmocka_unit_test(test_pcg_uniform_normal_moments),
-		cmocka_unit_test(test_pcg_below_and_choice),
-		cmocka_unit_test(test_fitness),
-		cmocka_unit_test(test_mutation_statistics),
-		cmocka_unit_test(test_mutation_redraws_until_change),
-		cmocka_unit_test(test_breed_generation0_is_base),
-		cmocka_unit_test(test_breed_bounds_and_frozen),
-		cmocka_unit_test(test_breed_parent_frequencies),
-		cmocka_unit_test(test_breed_weighted_mean),
-		cmocka_unit_test(test_breed_deterministic_and_order_free),
-		cmocka_unit_test(test_breed_rejects_impossible_mutation),
-		cmocka_unit_test(test_constrain_rounds_like_python),
+	    cmocka_unit_test(test_pcg_reference_outputs),
+	    cmocka_unit_test(test_pcg_save_restore),
+	    cmocka_unit_test(test_pcg_streams_differ),
+	    cmocka_unit_test(test_pcg_uniform_normal_moments),
+	    cmocka_unit_test(test_pcg_below_and_choice),
+	    cmocka_unit_test(test_fitness),
+	    cmocka_unit_test(test_mutation_statistics),
+	    cmocka_unit_test(test_mutation_redraws_until_change),
+	    cmocka_unit_test(test_breed_generation0_is_base),
+	    cmocka_unit_test(test_breed_bounds_and_frozen),
+	    cmocka_unit_test(test_breed_parent_frequencies),
+	    cmocka_unit_test(test_breed_weighted_mean),
+	    cmocka_unit_test(test_breed_deterministic_and_order_free),
+	    cmocka_unit_test(test_breed_rejects_impossible_mutation),
+	    cmocka_unit_test(test_constrain_rounds_like_python),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

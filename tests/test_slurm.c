@@ -81,17 +81,20 @@ static void test_outside_allocation(void **state)
 	(void)state;
 	clear_slurm_env();
 	struct ev_slurm_job job = {.slurm_args = "", .gpus = 0, .job_name = "ye-exp-g3"};
-	expect_wrap(&job, "srun --ntasks=1 --nodes=1 --job-name=ye-exp-g3 -- /opt/fx --hyp /r/g 1/hyp.yaml"
-			  " --epochs 3");
+	expect_wrap(
+	    &job, "srun --ntasks=1 --nodes=1 --job-name=ye-exp-g3 -- /opt/fx --hyp /r/g 1/hyp.yaml"
+		  " --epochs 3");
 	job.gpus = 1;
 	job.slurm_args = NULL;
-	expect_wrap(&job, "srun --ntasks=1 --nodes=1 --gres=gpu:1 --job-name=ye-exp-g3 -- /opt/fx --hyp"
-			  " /r/g 1/hyp.yaml --epochs 3");
+	expect_wrap(&job,
+		    "srun --ntasks=1 --nodes=1 --gres=gpu:1 --job-name=ye-exp-g3 -- /opt/fx --hyp"
+		    " /r/g 1/hyp.yaml --epochs 3");
 	/* outside an allocation --slurm-submit changes nothing: srun allocates anyway */
 	job.submit = 1;
 	setenv("SLURM_CONF", "/etc/slurm/x.conf", 1);
-	expect_wrap(&job, "srun --ntasks=1 --nodes=1 --gres=gpu:1 --job-name=ye-exp-g3 -- /opt/fx --hyp"
-			  " /r/g 1/hyp.yaml --epochs 3");
+	expect_wrap(&job,
+		    "srun --ntasks=1 --nodes=1 --gres=gpu:1 --job-name=ye-exp-g3 -- /opt/fx --hyp"
+		    " /r/g 1/hyp.yaml --epochs 3");
 	clear_slurm_env();
 }
 
@@ -101,17 +104,19 @@ static void test_inside_allocation(void **state)
 	clear_slurm_env();
 	setenv("SLURM_JOB_ID", "42", 1);
 	setenv("SLURM_NTASKS", "4", 1);
-	struct ev_slurm_job job = {.slurm_args = "--partition=gpu  --time 2:00:00", .gpus = 1,
-				   .job_name = "ye-exp-g3"};
-	expect_wrap(&job, "srun --ntasks=1 --nodes=1 --exact --gres=gpu:1 --job-name=ye-exp-g3"
-			  " --partition=gpu --time 2:00:00 -- /opt/fx --hyp /r/g 1/hyp.yaml --epochs 3");
+	struct ev_slurm_job job = {
+	    .slurm_args = "--partition=gpu  --time 2:00:00", .gpus = 1, .job_name = "ye-exp-g3"};
+	expect_wrap(&job,
+		    "srun --ntasks=1 --nodes=1 --exact --gres=gpu:1 --job-name=ye-exp-g3"
+		    " --partition=gpu --time 2:00:00 -- /opt/fx --hyp /r/g 1/hyp.yaml --epochs 3");
 	/* the old spelling alone also means "inside" */
 	unsetenv("SLURM_JOB_ID");
 	setenv("SLURM_JOBID", "42", 1);
 	job.slurm_args = NULL;
 	job.job_name = NULL;
 	job.gpus = 0;
-	expect_wrap(&job, "srun --ntasks=1 --nodes=1 --exact -- /opt/fx --hyp /r/g 1/hyp.yaml --epochs 3");
+	expect_wrap(
+	    &job, "srun --ntasks=1 --nodes=1 --exact -- /opt/fx --hyp /r/g 1/hyp.yaml --epochs 3");
 	clear_slurm_env();
 }
 
@@ -152,8 +157,9 @@ static void test_quoting(void **state)
 {
 	(void)state;
 	clear_slurm_env();
-	struct ev_slurm_job job = {
-		.slurm_args = "--comment='a b' \"--x=\\\"q\\\"\" --y=$HOME\\ z '' --w=*", .job_name = "n"};
+	struct ev_slurm_job job = {.slurm_args =
+				       "--comment='a b' \"--x=\\\"q\\\"\" --y=$HOME\\ z '' --w=*",
+				   .job_name = "n"};
 	char **out = NULL;
 	struct ut_err err = {{0}};
 	assert_int_equal(ev_slurm_wrap(&job, trainer, &out, &err), 0);
@@ -230,7 +236,8 @@ static void test_cancel(void **state)
 {
 	(void)state;
 	char bin[PATH_MAX + 8], body[PATH_MAX * 2 + 512], text[4096], old_path[8192];
-	snprintf(old_path, sizeof(old_path), "%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	snprintf(old_path, sizeof(old_path), "%s",
+		 getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
 	snprintf(bin, sizeof(bin), "%s/bin", tmpdir);
 	assert_int_equal(mkdir(bin, 0755), 0);
 	/* squeue: job 7 (a job of its own) and its step, plus a step of allocation 5 */
@@ -274,12 +281,12 @@ static void test_cancel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_outside_allocation),
-		cmocka_unit_test(test_inside_allocation),
-		cmocka_unit_test(test_submit_inside_allocation),
-		cmocka_unit_test(test_quoting),
-		cmocka_unit_test(test_wait_status),
-		cmocka_unit_test(test_cancel),
+	    cmocka_unit_test(test_outside_allocation),
+	    cmocka_unit_test(test_inside_allocation),
+	    cmocka_unit_test(test_submit_inside_allocation),
+	    cmocka_unit_test(test_quoting),
+	    cmocka_unit_test(test_wait_status),
+	    cmocka_unit_test(test_cancel),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

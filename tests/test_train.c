@@ -4,9 +4,9 @@
  * (tests/e2e/train_e2e.sh).
  */
 #include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,13 +102,15 @@ static void test_bilinear_matches_torch(void **state)
 {
 	(void)state;
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/tests/data/bilinear.safetensors", getenv("YE_SOURCE_ROOT"));
+	snprintf(path, sizeof(path), "%s/tests/data/bilinear.safetensors",
+		 getenv("YE_SOURCE_ROOT"));
 	struct tr_st_file *file;
 	struct ut_err err;
 	assert_int_equal(tr_st_open(path, &file, &err), 0);
 	const struct tr_st_tensor *in = tr_st_find(file, "input");
 	assert_non_null(in);
-	int planes = (int)(in->shape[0] * in->shape[1]), ih = (int)in->shape[2], iw = (int)in->shape[3];
+	int planes = (int)(in->shape[0] * in->shape[1]), ih = (int)in->shape[2],
+	    iw = (int)in->shape[3];
 	static const int sizes[][2] = {{8, 11}, {3, 4}, {12, 20}};
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		char name[32];

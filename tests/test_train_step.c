@@ -5,13 +5,12 @@
  * Golden: tests/data/train_step_golden.safetensors, made by
  * scripts/make_train_step_golden.py from a real train.py run (see there):
  * YOLOv5's seed-0 initial weights (tests/golden/yolov5/model_v5n_nc2), the
- * first 16 thermal-dogs-people train images (tests/data, copied) as both splits, hyp.scratch-low with
- * every augmentation at 0, --rect --noautoanchor, batch 8, one epoch. So
- * both trainers see the same two batches, and the whole step is compared:
- * loader, forward, loss, backward, warmup lr and momentum, SGD with
- * Nesterov and the decay groups, the BN running statistics, the EMA, and
- * the validation of the EMA (its losses; P/R/mAP two steps from the
- * initialisation hang on near-equal confidences and are no check).
+ * first 16 thermal-dogs-people train images (tests/data, copied) as both splits, hyp.scratch-low
+ * with every augmentation at 0, --rect --noautoanchor, batch 8, one epoch. So both trainers see the
+ * same two batches, and the whole step is compared: loader, forward, loss, backward, warmup lr and
+ * momentum, SGD with Nesterov and the decay groups, the BN running statistics, the EMA, and the
+ * validation of the EMA (its losses; P/R/mAP two steps from the initialisation hang on near-equal
+ * confidences and are no check).
  *
  * Tolerance, per tensor, on the change from the initial weights (model:
  * from their half rounding, as train.py; EMA: from the weights themselves)
@@ -76,7 +75,8 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
-/* YOLOv5's scratch-low hyp (the golden run's) with the golden's zero_hyps at 0 and one key (or none) replaced. */
+/* YOLOv5's scratch-low hyp (the golden run's) with the golden's zero_hyps at 0 and one key (or
+ * none) replaced. */
 static void write_hyp(const struct paths *p, const struct tr_st_file *golden, const char *path,
 		      const char *key, const char *value)
 {

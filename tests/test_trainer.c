@@ -52,7 +52,9 @@ static void test_template_words(void **state)
 	(void)state;
 	struct ev_template tpl;
 	struct ut_err err;
-	assert_int_equal(ev_template_parse("prog --a 'b c' \"d \\\"e\\\"\" f\\ g --hyp={hyp}", NULL, &tpl, &err), 0);
+	assert_int_equal(
+	    ev_template_parse("prog --a 'b c' \"d \\\"e\\\"\" f\\ g --hyp={hyp}", NULL, &tpl, &err),
+	    0);
 	assert_int_equal(tpl.argc, 6);
 	assert_string_equal(tpl.argv[0], "prog");
 	assert_string_equal(tpl.argv[2], "b c");
@@ -87,7 +89,8 @@ static void test_template_yolov5_and_native(void **state)
 	assert_int_equal(ut_mkdirs(dir, NULL), 0);
 	struct ev_template tpl;
 	struct ut_err err;
-	assert_int_equal(ev_template_parse(strcat(strcpy(script, "yolov5:"), dir), NULL, &tpl, &err), -1);
+	assert_int_equal(
+	    ev_template_parse(strcat(strcpy(script, "yolov5:"), dir), NULL, &tpl, &err), -1);
 	assert_non_null(strstr(err.msg, "train.py"));
 	snprintf(script, sizeof(script), "%s/train.py", dir);
 	write_text(script, "print('hi')\n");
@@ -95,10 +98,11 @@ static void test_template_yolov5_and_native(void **state)
 	assert_int_equal(ev_template_parse(script, NULL, &tpl, &err), 0);
 	assert_string_equal(tpl.argv[0], "python3");
 	assert_non_null(strstr(tpl.argv[1], "/yolov5/train.py"));
-	static const char *const expected[] = {"--hyp", "{hyp}", "--data", "{data}", "--cfg", "{cfg}",
-		"--weights", "{weights}", "--epochs", "{epochs}", "--batch-size", "{batch}", "--img",
-		"{imgsz}", "--device", "{device}", "--project", "{project}", "--name", "{name}",
-		"--exist-ok"};
+	static const char *const expected[] = {
+	    "--hyp",	 "{hyp}",     "--data",	   "{data}",   "--cfg",	       "{cfg}",
+	    "--weights", "{weights}", "--epochs",  "{epochs}", "--batch-size", "{batch}",
+	    "--img",	 "{imgsz}",   "--device",  "{device}", "--project",    "{project}",
+	    "--name",	 "{name}",    "--exist-ok"};
 	assert_int_equal(tpl.argc, 2 + (int)(sizeof(expected) / sizeof(expected[0])));
 	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
 		assert_string_equal(tpl.argv[2 + i], expected[i]);
@@ -115,9 +119,14 @@ static void test_template_expand_is_inert(void **state)
 	(void)state;
 	struct ev_template tpl;
 	struct ut_err err;
-	assert_int_equal(ev_template_parse("prog --hyp {hyp} --x={name}-{epochs} {weights} {seed}", NULL, &tpl, &err), 0);
-	struct ev_vars vars = {.hyp = "/a b/$(rm -rf ~)/h.yaml", .name = "g`id`;x", .weights = "",
-			       .epochs = 30, .seed = 18446744073709551615ULL};
+	assert_int_equal(ev_template_parse("prog --hyp {hyp} --x={name}-{epochs} {weights} {seed}",
+					   NULL, &tpl, &err),
+			 0);
+	struct ev_vars vars = {.hyp = "/a b/$(rm -rf ~)/h.yaml",
+			       .name = "g`id`;x",
+			       .weights = "",
+			       .epochs = 30,
+			       .seed = 18446744073709551615ULL};
 	char **argv;
 	assert_int_equal(ev_template_expand(&tpl, &vars, &argv, &err), 0);
 	assert_string_equal(argv[2], "/a b/$(rm -rf ~)/h.yaml");
@@ -134,7 +143,8 @@ static void test_spawn_runs_in_its_group_and_dir(void **state)
 	(void)state;
 	char log[PATH_MAX + 16];
 	snprintf(log, sizeof(log), "%s/spawn.log", tmpdir);
-	char *const argv[] = {"sh", "-c", "pwd; echo $$ $(ps -o pgid= $$) $YE_TEST_VAR; exit 3", NULL};
+	char *const argv[] = {"sh", "-c", "pwd; echo $$ $(ps -o pgid= $$) $YE_TEST_VAR; exit 3",
+			      NULL};
 	char *const env[] = {"YE_TEST_VAR=hello", NULL};
 	struct ev_proc proc;
 	struct ut_err err;
@@ -147,7 +157,8 @@ static void test_spawn_runs_in_its_group_and_dir(void **state)
 	char expected[PATH_MAX + 64];
 	char real[PATH_MAX];
 	assert_non_null(realpath(tmpdir, real));
-	snprintf(expected, sizeof(expected), "%s\n%ld %ld hello\n", real, (long)proc.pid, (long)proc.pid);
+	snprintf(expected, sizeof(expected), "%s\n%ld %ld hello\n", real, (long)proc.pid,
+		 (long)proc.pid);
 	assert_string_equal(text, expected);
 	free(text);
 }
@@ -227,7 +238,7 @@ static void test_results_reference_file(void **state)
 	assert_true(res.complete);
 	assert_true(res.rows[1][0] == 1);
 	assert_true(res.rows[1][1] == 0.10832); /* train/box_loss */
-	assert_true(res.rows[0][13] == 0.0007);  /* x/lr2 */
+	assert_true(res.rows[0][13] == 0.0007); /* x/lr2 */
 	double results[ST_RESULT_COUNT];
 	ev_results_pick(res.rows[0], results);
 	assert_true(results[ST_R_precision] == 0.0045973);
@@ -237,10 +248,10 @@ static void test_results_reference_file(void **state)
 }
 
 static const char header[] =
-	"               epoch,      train/box_loss,      train/obj_loss,      train/cls_loss,"
-	"   metrics/precision,      metrics/recall,     metrics/mAP_0.5,metrics/mAP_0.5:0.95,"
-	"        val/box_loss,        val/obj_loss,        val/cls_loss,               x/lr0,"
-	"               x/lr1,               x/lr2\n";
+    "               epoch,      train/box_loss,      train/obj_loss,      train/cls_loss,"
+    "   metrics/precision,      metrics/recall,     metrics/mAP_0.5,metrics/mAP_0.5:0.95,"
+    "        val/box_loss,        val/obj_loss,        val/cls_loss,               x/lr0,"
+    "               x/lr1,               x/lr2\n";
 
 static void read_text(const char *text, struct ev_results *res)
 {
@@ -261,7 +272,9 @@ static void test_results_partial_and_bad(void **state)
 	assert_int_equal(res.nrows, 0);
 	assert_false(res.complete);
 	ev_results_free(&res);
-	snprintf(text, sizeof(text), "%s%s", header, "0,1,1,1,0.5,0.5,0.6,0.4,1,1,1,0.1,0.1,0.1\n1,1,1,1,nan,nan,nan,nan,1,1,1,0.1,0.1,0.1\n");
+	snprintf(text, sizeof(text), "%s%s", header,
+		 "0,1,1,1,0.5,0.5,0.6,0.4,1,1,1,0.1,0.1,0.1\n1,1,1,1,nan,nan,nan,nan,1,1,1,0.1,0.1,"
+		 "0.1\n");
 	read_text(text, &res);
 	assert_int_equal(res.nrows, 2);
 	assert_false(res.complete);
@@ -300,17 +313,17 @@ static void test_log_tail(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_template_words),
-		cmocka_unit_test(test_template_errors),
-		cmocka_unit_test(test_template_yolov5_and_native),
-		cmocka_unit_test(test_template_expand_is_inert),
-		cmocka_unit_test(test_spawn_runs_in_its_group_and_dir),
-		cmocka_unit_test(test_spawn_missing_program),
-		cmocka_unit_test(test_status_descriptions),
-		cmocka_unit_test(test_orphan_stop),
-		cmocka_unit_test(test_results_reference_file),
-		cmocka_unit_test(test_results_partial_and_bad),
-		cmocka_unit_test(test_log_tail),
+	    cmocka_unit_test(test_template_words),
+	    cmocka_unit_test(test_template_errors),
+	    cmocka_unit_test(test_template_yolov5_and_native),
+	    cmocka_unit_test(test_template_expand_is_inert),
+	    cmocka_unit_test(test_spawn_runs_in_its_group_and_dir),
+	    cmocka_unit_test(test_spawn_missing_program),
+	    cmocka_unit_test(test_status_descriptions),
+	    cmocka_unit_test(test_orphan_stop),
+	    cmocka_unit_test(test_results_reference_file),
+	    cmocka_unit_test(test_results_partial_and_bad),
+	    cmocka_unit_test(test_log_tail),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

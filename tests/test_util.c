@@ -29,9 +29,9 @@ static void quote_escapes(void **state)
 	    {"del\x7f", "del\\x7f"},
 	    {"back\\slash", "back\\\\slash"},
 	    {"caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac"}, /* valid UTF-8 kept */
-	    {"bad\xff\xc3(", "bad\\xff\\xc3("},			 /* invalid bytes escaped */
-	    {"\xed\xa0\x80", "\\xed\\xa0\\x80"},			 /* a surrogate is invalid */
-	    {"\xc0\xaf", "\\xc0\\xaf"},					 /* an overlong form too */
+	    {"bad\xff\xc3(", "bad\\xff\\xc3("},			      /* invalid bytes escaped */
+	    {"\xed\xa0\x80", "\\xed\\xa0\\x80"},		      /* a surrogate is invalid */
+	    {"\xc0\xaf", "\\xc0\\xaf"},				      /* an overlong form too */
 	};
 	char buf[UT_QUOTE_LEN];
 	for (size_t i = 0; i < UT_ARRAY_LEN(cases); i++) {

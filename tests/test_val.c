@@ -110,8 +110,7 @@ static void golden_batch(const struct tr_st_file *file, struct golden_batch *gb)
 }
 
 /* Bitwise equality of float arrays, reporting the first difference. */
-static void check_floats(const char *what, int image, const float *got, const float *want,
-			 size_t n)
+static void check_floats(const char *what, int image, const float *got, const float *want, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
@@ -333,10 +332,11 @@ static void test_edge_images(void **state)
 	/* nothing is correct anywhere: val.py skips ap_per_class, every metric is 0 */
 	assert_zero_summary(&res);
 	char *table = print_table(&res);
-	const char *want = "                 Class     Images  Instances          P          R      "
-			   "mAP50   mAP50-95\n"
-			   "                   all          3          2          0          0      "
-			   "    0          0\n";
+	const char *want =
+	    "                 Class     Images  Instances          P          R      "
+	    "mAP50   mAP50-95\n"
+	    "                   all          3          2          0          0      "
+	    "    0          0\n";
 	assert_string_equal(table, want);
 	free(table);
 	tr_val_results_free(&res);
@@ -361,8 +361,8 @@ static void test_one_match(void **state)
 	/* label (1, 30, 38, 50, 54) in the original image is (15, 26, 25, 34) letterboxed */
 	const float labels[1][5] = {{1, 30, 38, 50, 54}};
 	float dets[1][6] = {{15, 26, 25, 34, 0.9f, 1}};
-	assert_int_equal(tr_val_add_image(val, &dets[0][0], 1, &labels[0][0], 1, &simple_info, &err),
-			 0);
+	assert_int_equal(
+	    tr_val_add_image(val, &dets[0][0], 1, &labels[0][0], 1, &simple_info, &err), 0);
 	struct tr_val_results res;
 	finish(val, &res);
 	assert_int_equal(res.ap.nc, 1);
@@ -393,9 +393,8 @@ static void test_bad_classes(void **state)
 	val = make_val(2, true);
 	float dets2[1][6] = {{10, 10, 50, 50, 0.5f, 1}};
 	const float labels0[1][5] = {{0, 10, 10, 50, 50}};
-	assert_int_equal(tr_val_add_image(val, &dets2[0][0], 1, &labels0[0][0], 1, &simple_info,
-					  &err),
-			 0);
+	assert_int_equal(
+	    tr_val_add_image(val, &dets2[0][0], 1, &labels0[0][0], 1, &simple_info, &err), 0);
 	assert_true(dets2[0][5] == 0.0f);
 	tr_val_free(val);
 
@@ -429,16 +428,12 @@ static void net_open(struct net *net)
 	if (tr_model_plan(net->model, 2, 64, 96, &err) != 0 ||
 	    tr_cpu_backend_create(1, &net->cpu, &err) != 0)
 		fail_msg("%s", err.msg);
-	struct tr_loss_params params = {.nl = net->model->detect.nl,
-					.na = net->model->detect.na,
-					.nc = 2,
-					.anchors = net->model->detect.anchors,
-					.hyp = {.box = 0.05,
-						.obj = 1.0,
-						.cls = 0.5,
-						.cls_pw = 1,
-						.obj_pw = 1,
-						.anchor_t = 4}};
+	struct tr_loss_params params = {
+	    .nl = net->model->detect.nl,
+	    .na = net->model->detect.na,
+	    .nc = 2,
+	    .anchors = net->model->detect.anchors,
+	    .hyp = {.box = 0.05, .obj = 1.0, .cls = 0.5, .cls_pw = 1, .obj_pw = 1, .anchor_t = 4}};
 	if (tr_loss_create(&params, 16, &net->loss, &err) != 0)
 		fail_msg("%s", err.msg);
 }
@@ -464,20 +459,31 @@ static void small_batch(struct small_batch *sb, uint64_t seed)
 	ev_pcg_seed(&rng, seed, 1);
 	for (size_t i = 0; i < sizeof(sb->images); i++)
 		sb->images[i] = (uint8_t)ev_pcg_below(&rng, 256);
-	const float targets[3][6] = {
-	    {0, 0, 0.5f, 0.5f, 0.3f, 0.4f}, {0, 1, 0.2f, 0.3f, 0.1f, 0.2f}, {1, 1, 0.7f, 0.6f, 0.4f, 0.3f}};
+	const float targets[3][6] = {{0, 0, 0.5f, 0.5f, 0.3f, 0.4f},
+				     {0, 1, 0.2f, 0.3f, 0.1f, 0.2f},
+				     {1, 1, 0.7f, 0.6f, 0.4f, 0.3f}};
 	memcpy(sb->targets, targets, sizeof(targets));
 	for (int i = 0; i < 2; i++)
-		sb->info[i] = (struct tr_batch_image){
-		    .item = i, .h0 = 48, .w0 = 96, .ratio_h = 1, .ratio_w = 1, .pad_w = 0, .pad_h = 8};
-	sb->batch = (struct tr_batch){.number = (long)seed, .n = 2, .height = 64, .width = 96,
-				      .images = sb->images, .targets = &sb->targets[0][0], .nt = 3,
+		sb->info[i] = (struct tr_batch_image){.item = i,
+						      .h0 = 48,
+						      .w0 = 96,
+						      .ratio_h = 1,
+						      .ratio_w = 1,
+						      .pad_w = 0,
+						      .pad_h = 8};
+	sb->batch = (struct tr_batch){.number = (long)seed,
+				      .n = 2,
+				      .height = 64,
+				      .width = 96,
+				      .images = sb->images,
+				      .targets = &sb->targets[0][0],
+				      .nt = 3,
 				      .info = sb->info};
 }
 
 /* The same pipeline by hand: forward, loss items, NMS and tr_val_add_image per image. */
-static void by_hand(struct net *net, struct tr_val *val, const struct small_batch *sb, float items[3],
-		    size_t n_dets[2])
+static void by_hand(struct net *net, struct tr_val *val, const struct small_batch *sb,
+		    float items[3], size_t n_dets[2])
 {
 	struct ut_err err;
 	static float images[2 * 3 * 64 * 96];
@@ -536,11 +542,13 @@ static void targets_from_detections(struct net *net, struct small_batch *sb)
 		tr_nms(det->decoded + (size_t)si * (size_t)det->cells * (size_t)det->no,
 		       (size_t)det->cells, det->nc, &nms, ws, dets, &n_det);
 		assert_true(n_det > 0);
-		/* dets are xyxy in the 64 x 96 batch frame, best first; targets are normalised xywh */
+		/* dets are xyxy in the 64 x 96 batch frame, best first; targets are normalised xywh
+		 */
 		const float *d = dets;
-		float x0 = fmaxf(d[0], 0), y0 = fmaxf(d[1], 0), x1 = fminf(d[2], 96), y1 = fminf(d[3], 64);
-		const float t[6] = {(float)si, d[5], (x0 + x1) / 2 / 96, (y0 + y1) / 2 / 64,
-				    (x1 - x0) / 96, (y1 - y0) / 64};
+		float x0 = fmaxf(d[0], 0), y0 = fmaxf(d[1], 0), x1 = fminf(d[2], 96),
+		      y1 = fminf(d[3], 64);
+		const float t[6] = {(float)si,		d[5],		(x0 + x1) / 2 / 96,
+				    (y0 + y1) / 2 / 64, (x1 - x0) / 96, (y1 - y0) / 64};
 		memcpy(sb->targets[si], t, sizeof(t));
 	}
 	free(ws);
@@ -671,11 +679,11 @@ static void test_batch_in_chunks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_batch_in_chunks),
-	    cmocka_unit_test(test_golden_mapping),    cmocka_unit_test(test_golden_metrics),
-	    cmocka_unit_test(test_golden_single_cls), cmocka_unit_test(test_scale_by_hand),
-	    cmocka_unit_test(test_edge_images),	      cmocka_unit_test(test_one_match),
-	    cmocka_unit_test(test_bad_classes),	      cmocka_unit_test(test_batch_with_model),
+	    cmocka_unit_test(test_batch_in_chunks),  cmocka_unit_test(test_golden_mapping),
+	    cmocka_unit_test(test_golden_metrics),   cmocka_unit_test(test_golden_single_cls),
+	    cmocka_unit_test(test_scale_by_hand),    cmocka_unit_test(test_edge_images),
+	    cmocka_unit_test(test_one_match),	     cmocka_unit_test(test_bad_classes),
+	    cmocka_unit_test(test_batch_with_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,10 +158,12 @@ static void resize_vertical(const int32_t *row0, const int32_t *row1, int16_t b0
 	/* OpenCV's own loop: a, c packed to int16, (a * b) >> 16 by mulhi */
 	__m128i w0 = _mm_set1_epi16(b0), w1 = _mm_set1_epi16(b1), two = _mm_set1_epi16(2);
 	for (; x + 8 <= n; x += 8) {
-		__m128i a = _mm_packs_epi32(_mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row0 + x)), 4),
-					    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row0 + x + 4)), 4));
-		__m128i c = _mm_packs_epi32(_mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row1 + x)), 4),
-					    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row1 + x + 4)), 4));
+		__m128i a = _mm_packs_epi32(
+		    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row0 + x)), 4),
+		    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row0 + x + 4)), 4));
+		__m128i c = _mm_packs_epi32(
+		    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row1 + x)), 4),
+		    _mm_srai_epi32(_mm_loadu_si128((const __m128i *)(row1 + x + 4)), 4));
 		__m128i sum = _mm_add_epi16(_mm_mulhi_epi16(a, w0), _mm_mulhi_epi16(c, w1));
 		sum = _mm_srai_epi16(_mm_add_epi16(sum, two), 2);
 		_mm_storel_epi64((__m128i *)(dst + x), _mm_packus_epi16(sum, sum));
@@ -184,7 +186,8 @@ static void resize_half(const struct tr_image *src, struct tr_image *dst)
 		for (int x = 0; x < dst->width; x++)
 			for (int c = 0; c < 3; c++) {
 				int i = 6 * x + c;
-				d[3 * x + c] = (uint8_t)((s0[i] + s0[i + 3] + s1[i] + s1[i + 3] + 2) >> 2);
+				d[3 * x + c] =
+				    (uint8_t)((s0[i] + s0[i + 3] + s1[i] + s1[i + 3] + 2) >> 2);
 			}
 	}
 }
@@ -201,18 +204,19 @@ static void resize_horizontal(const uint8_t *row, const int *xi, const int16_t *
 		 * 4th sum stored lands on the next pixel's first (so not the last).
 		 */
 		if (s + 2 < src_w && dx + 1 < dst_w) {
-			__m128i p = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(row + 3 * s)),
-						      _mm_setzero_si128());
+			__m128i p = _mm_unpacklo_epi8(
+			    _mm_loadl_epi64((const __m128i *)(row + 3 * s)), _mm_setzero_si128());
 			__m128i pairs = _mm_unpacklo_epi16(p, _mm_srli_si128(p, 6));
-			__m128i w = _mm_set1_epi32((int)((uint32_t)(uint16_t)xw[2 * dx + 1] << 16 |
-							 (uint16_t)xw[2 * dx]));
+			__m128i w = _mm_set1_epi32(
+			    (int)((uint32_t)(uint16_t)xw[2 * dx + 1] << 16 | (uint16_t)xw[2 * dx]));
 			_mm_storeu_si128((__m128i *)(out + 3 * dx), _mm_madd_epi16(pairs, w));
 			continue;
 		}
 #endif
 		int s1 = s + 1 < src_w ? s + 1 : s;
 		for (int c = 0; c < 3; c++)
-			out[3 * dx + c] = row[3 * s + c] * xw[2 * dx] + row[3 * s1 + c] * xw[2 * dx + 1];
+			out[3 * dx + c] =
+			    row[3 * s + c] * xw[2 * dx] + row[3 * s1 + c] * xw[2 * dx + 1];
 	}
 }
 
@@ -306,13 +310,13 @@ static int area_axis(int src_len, int dst_len, int cn, double scale, struct area
 		s2 = s2 < src_len - 1 ? s2 : src_len - 1;
 		s1 = s1 < s2 ? s1 : s2;
 		if (s1 - fs1 > 1e-3)
-			tab[k++] = (struct area_alpha){d * cn, (s1 - 1) * cn,
-						       (float)((s1 - fs1) / cell)};
+			tab[k++] =
+			    (struct area_alpha){d * cn, (s1 - 1) * cn, (float)((s1 - fs1) / cell)};
 		for (int s = s1; s < s2; s++)
 			tab[k++] = (struct area_alpha){d * cn, s * cn, (float)(1.0 / cell)};
 		if (fs2 - s2 > 1e-3)
-			tab[k++] = (struct area_alpha){d * cn, s2 * cn,
-						       (float)(fmin(fmin(fs2 - s2, 1.), cell) / cell)};
+			tab[k++] = (struct area_alpha){
+			    d * cn, s2 * cn, (float)(fmin(fmin(fs2 - s2, 1.), cell) / cell)};
 	}
 	return k;
 }
@@ -341,7 +345,8 @@ static void resize_area_fast(const struct tr_image *src, struct tr_image *dst, i
 				int sum = 0;
 				for (int sy = 0; sy < ky; sy++)
 					for (int sx = 0; sx < kx; sx++)
-						sum += s0[(size_t)sy * sstride + 3 * (size_t)(kx * x + sx) + c];
+						sum += s0[(size_t)sy * sstride +
+							  3 * (size_t)(kx * x + sx) + c];
 				d[3 * x + c] = sat_u8_float((float)sum * scale);
 			}
 	}
@@ -421,13 +426,13 @@ int tr_aug_resize_area(const struct tr_image *src, struct tr_image *dst)
 struct tr_aug_letterbox_opts tr_aug_letterbox_defaults(int new_shape)
 {
 	struct tr_aug_letterbox_opts o = {
-		.new_width = new_shape,
-		.new_height = new_shape,
-		.color = 114,
-		.auto_rect = true,
-		.scale_fill = false,
-		.scaleup = true,
-		.stride = 32,
+	    .new_width = new_shape,
+	    .new_height = new_shape,
+	    .color = 114,
+	    .auto_rect = true,
+	    .scale_fill = false,
+	    .scaleup = true,
+	    .stride = 32,
 	};
 	return o;
 }
@@ -446,7 +451,8 @@ int tr_aug_letterbox(const struct tr_image *src, const struct tr_aug_letterbox_o
 	if (opts->new_width < 1 || opts->new_height < 1 || opts->stride < 1)
 		return ut_err_set(err, "letterbox: new shape %dx%d or stride %d is not valid",
 				  opts->new_width, opts->new_height, opts->stride);
-	double r = fmin((double)opts->new_height / src->height, (double)opts->new_width / src->width);
+	double r =
+	    fmin((double)opts->new_height / src->height, (double)opts->new_width / src->width);
 	if (!opts->scaleup)
 		r = fmin(r, 1.0);
 	double ratio_w = r, ratio_h = r;
@@ -521,8 +527,8 @@ static void hsv_div_init(struct hsv_div *d)
  * then each channel goes through its lookup table (augment_hsv's; the
  * identity for a plain conversion).
  */
-static void bgr_to_hsv_lut(const struct hsv_div *d, const uint8_t *bgr, uint8_t *hsv,
-			   size_t count, const struct hsv_lut *lut)
+static void bgr_to_hsv_lut(const struct hsv_div *d, const uint8_t *bgr, uint8_t *hsv, size_t count,
+			   const struct hsv_lut *lut)
 {
 	for (size_t i = 0; i < count; i++) {
 		int b = bgr[3 * i], g = bgr[3 * i + 1], r = bgr[3 * i + 2];
@@ -619,11 +625,11 @@ AUG_INLINE void hsv_to_bgr_lanes(const uint8_t *hsv, uint8_t *bgr)
 	memcpy(&lo, hsv, sizeof(lo));
 	memcpy(&hi8, hsv + sizeof(lo), 3 * HSV_LANES - sizeof(lo));
 	hsv_vi hi = __builtin_convertvector(
-		__builtin_shufflevector(lo, hi8, 0, 3, 6, 9, 12, 15, 18, 21), hsv_vi);
+	    __builtin_shufflevector(lo, hi8, 0, 3, 6, 9, 12, 15, 18, 21), hsv_vi);
 	hsv_vi si = __builtin_convertvector(
-		__builtin_shufflevector(lo, hi8, 1, 4, 7, 10, 13, 16, 19, 22), hsv_vi);
+	    __builtin_shufflevector(lo, hi8, 1, 4, 7, 10, 13, 16, 19, 22), hsv_vi);
 	hsv_vi vi = __builtin_convertvector(
-		__builtin_shufflevector(lo, hi8, 2, 5, 8, 11, 14, 17, 20, 23), hsv_vi);
+	    __builtin_shufflevector(lo, hi8, 2, 5, 8, 11, 14, 17, 20, 23), hsv_vi);
 	const float hscale = 6.0f / 180;
 	hsv_vf h = __builtin_convertvector(hi, hsv_vf) * hscale;
 	hsv_vf s = __builtin_convertvector(si, hsv_vf) * (1.0f / 255.0f);
@@ -631,16 +637,17 @@ AUG_INLINE void hsv_to_bgr_lanes(const uint8_t *hsv, uint8_t *bgr)
 	/* h >= 0 and small: truncf is the conversion to int and back */
 	hsv_vf pre = __builtin_convertvector(__builtin_convertvector(h, hsv_vi), hsv_vf);
 	hsv_vf f = h - pre;
-	hsv_vf sixth = __builtin_convertvector(
-		__builtin_convertvector(pre * (1.0f / 6.0f), hsv_vi), hsv_vf);
+	hsv_vf sixth =
+	    __builtin_convertvector(__builtin_convertvector(pre * (1.0f / 6.0f), hsv_vi), hsv_vf);
 	hsv_vi sector = __builtin_convertvector(pre - sixth * 6.0f, hsv_vi);
 	hsv_vi tab[4];
 	tab[0] = __builtin_convertvector(v * 255.0f, hsv_vi);
 	tab[1] = __builtin_convertvector(v * (1.0f - s) * 255.0f, hsv_vi);
 	hsv_vd sd = __builtin_convertvector(s, hsv_vd);
-	hsv_vf fused2 = __builtin_convertvector(1.0 - sd * __builtin_convertvector(f, hsv_vd), hsv_vf);
+	hsv_vf fused2 =
+	    __builtin_convertvector(1.0 - sd * __builtin_convertvector(f, hsv_vd), hsv_vf);
 	hsv_vf fused3 =
-		__builtin_convertvector(1.0 - sd * __builtin_convertvector(1.0f - f, hsv_vd), hsv_vf);
+	    __builtin_convertvector(1.0 - sd * __builtin_convertvector(1.0f - f, hsv_vd), hsv_vf);
 	tab[2] = __builtin_convertvector(v * fused2 * 255.0f, hsv_vi);
 	tab[3] = __builtin_convertvector(v * fused3 * 255.0f, hsv_vi);
 	/*
@@ -653,12 +660,14 @@ AUG_INLINE void hsv_to_bgr_lanes(const uint8_t *hsv, uint8_t *bgr)
 	hsv_vi out_b = ((m0 | m1) & tab[1]) | (m2 & tab[3]) | ((m3 | m4) & tab[0]) | (m5 & tab[2]);
 	hsv_vi out_g = (m0 & tab[3]) | ((m1 | m2) & tab[0]) | (m3 & tab[2]) | ((m4 | m5) & tab[1]);
 	hsv_vi out_r = ((m0 | m5) & tab[0]) | (m1 & tab[2]) | ((m2 | m3) & tab[1]) | (m4 & tab[3]);
-	hsv_v8 b = __builtin_convertvector(out_b, hsv_v8), g = __builtin_convertvector(out_g, hsv_v8),
+	hsv_v8 b = __builtin_convertvector(out_b, hsv_v8),
+	       g = __builtin_convertvector(out_g, hsv_v8),
 	       r = __builtin_convertvector(out_r, hsv_v8);
-	hsv_vb bg = __builtin_shufflevector(b, g, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	hsv_vb bg =
+	    __builtin_shufflevector(b, g, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	hsv_vb rr = __builtin_shufflevector(r, r, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
-	hsv_vb first = __builtin_shufflevector(bg, rr, 0, 8, 16, 1, 9, 17, 2, 10, 18, 3, 11, 19, 4,
-					       12, 20, 5);
+	hsv_vb first =
+	    __builtin_shufflevector(bg, rr, 0, 8, 16, 1, 9, 17, 2, 10, 18, 3, 11, 19, 4, 12, 20, 5);
 	hsv_v8 rest = __builtin_shufflevector(bg, rr, 13, 21, 6, 14, 22, 7, 15, 23);
 	memcpy(bgr, &first, sizeof(first));
 	memcpy(bgr + sizeof(first), &rest, sizeof(rest));
@@ -713,7 +722,7 @@ static void hsv_to_bgr_scalar(const uint8_t *hsv, uint8_t *bgr)
  * the rest as its scalar tail.
  */
 HSV_CLONES static void hsv_to_bgr_span(const uint8_t *hsv, uint8_t *bgr, int x0, int x1,
-					int vector_end)
+				       int vector_end)
 {
 	int x = x0;
 	for (; x + HSV_LANES <= (x1 < vector_end ? x1 : vector_end); x += HSV_LANES)
@@ -980,8 +989,10 @@ static void warp_perspective(const struct tr_image *src, const double M[9], uint
 			for (int x1 = 0; x1 < bw; x1++) {
 				double W = W0 + m[6] * x1;
 				W = W != 0 ? INTER_TAB / W : 0;
-				double fX = fmax((double)INT_MIN, fmin((double)INT_MAX, (X0 + m[0] * x1) * W));
-				double fY = fmax((double)INT_MIN, fmin((double)INT_MAX, (Y0 + m[3] * x1) * W));
+				double fX = fmax((double)INT_MIN,
+						 fmin((double)INT_MAX, (X0 + m[0] * x1) * W));
+				double fY = fmax((double)INT_MIN,
+						 fmin((double)INT_MAX, (Y0 + m[3] * x1) * W));
 				remap_any(src, sat_round_int(fX), sat_round_int(fY), border,
 					  xb + x1 + 1 < dst->width, row + 3 * (size_t)(xb + x1));
 			}
@@ -1040,11 +1051,14 @@ void tr_aug_perspective_draws(const struct tr_aug_perspective *p, const double f
 			      double hi[TR_AUG_DRAWS])
 {
 	const double range[TR_AUG_DRAWS][2] = {
-		{-p->perspective, p->perspective}, {-p->perspective, p->perspective},
-		{-p->degrees, p->degrees},	   {1 - p->scale, 1 + p->scale},
-		{-p->shear, p->shear},		   {-p->shear, p->shear},
-		{0.5 - p->translate, 0.5 + p->translate},
-		{0.5 - p->translate, 0.5 + p->translate},
+	    {-p->perspective, p->perspective},
+	    {-p->perspective, p->perspective},
+	    {-p->degrees, p->degrees},
+	    {1 - p->scale, 1 + p->scale},
+	    {-p->shear, p->shear},
+	    {-p->shear, p->shear},
+	    {0.5 - p->translate, 0.5 + p->translate},
+	    {0.5 - p->translate, 0.5 + p->translate},
 	};
 	for (int i = 0; i < TR_AUG_DRAWS; i++) {
 		draws[i] = range[i][0] + (range[i][1] - range[i][0]) * frac[i];
@@ -1061,7 +1075,8 @@ static void matmul3(const double a[9], const double b[9], double out[9])
 	double t[9];
 	for (int i = 0; i < 3; i++)
 		for (int j = 0; j < 3; j++)
-			t[3 * i + j] = a[3 * i] * b[j] + a[3 * i + 1] * b[3 + j] + a[3 * i + 2] * b[6 + j];
+			t[3 * i + j] =
+			    a[3 * i] * b[j] + a[3 * i + 1] * b[3 + j] + a[3 * i + 2] * b[6 + j];
 	memcpy(out, t, sizeof(t));
 }
 
@@ -1243,8 +1258,8 @@ int tr_aug_random_perspective_segments_into(const struct tr_image *src,
 					    const struct tr_aug_perspective *p,
 					    const double draws[TR_AUG_DRAWS],
 					    const struct tr_polygon *segments, int n_segments,
-					    struct tr_image *out, float *labels, int *n, double M[9],
-					    struct ut_err *err)
+					    struct tr_image *out, float *labels, int *n,
+					    double M[9], struct ut_err *err)
 {
 	int height = src->height + 2 * p->border_h, width = src->width + 2 * p->border_w;
 	if (out->width != width || out->height != height || out->data == NULL)

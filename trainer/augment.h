@@ -235,7 +235,7 @@ int tr_aug_random_perspective_segments_into(const struct tr_image *src,
 					    const struct tr_aug_perspective *p,
 					    const double draws[TR_AUG_DRAWS],
 					    const struct tr_polygon *segments, int n_segments,
-					    struct tr_image *out, float *labels, int *n, double M[9],
-					    struct ut_err *err);
+					    struct tr_image *out, float *labels, int *n,
+					    double M[9], struct ut_err *err);
 
 #endif

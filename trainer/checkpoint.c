@@ -22,13 +22,13 @@ int tr_model_save(const struct tr_model *model, const char *path, const struct t
 		for (int d = 0; d < spec->ndim; d++)
 			shapes[t][d] = spec->shape[d];
 		int counter = spec->kind == TR_TENSOR_COUNTER;
-		entries[t] = (struct tr_st_entry){spec->name, counter ? TR_ST_I64 : TR_ST_F32, spec->ndim,
-						  shapes[t],
-						  counter ? (const void *)spec->counter
-							  : (const void *)spec->data};
+		entries[t] = (struct tr_st_entry){
+		    spec->name, counter ? TR_ST_I64 : TR_ST_F32, spec->ndim, shapes[t],
+		    counter ? (const void *)spec->counter : (const void *)spec->data};
 	}
-	int rc = info != NULL ? tr_ckpt_write(path, info, entries, (size_t)model->ntensors, NULL, 0, err)
-			      : tr_st_write(path, entries, (size_t)model->ntensors, NULL, 0, err);
+	int rc = info != NULL
+		     ? tr_ckpt_write(path, info, entries, (size_t)model->ntensors, NULL, 0, err)
+		     : tr_st_write(path, entries, (size_t)model->ntensors, NULL, 0, err);
 	free(entries);
 	free(shapes);
 	return rc;
@@ -51,7 +51,8 @@ static int check_tensor(const struct tr_tensor_spec *spec, const struct tr_st_te
 		char want[64] = "", got[64] = "";
 		size_t w = 0, g = 0;
 		for (int d = 0; d < spec->ndim; d++)
-			w += (size_t)snprintf(want + w, sizeof(want) - w, "%s%d", d ? "," : "", spec->shape[d]);
+			w += (size_t)snprintf(want + w, sizeof(want) - w, "%s%d", d ? "," : "",
+					      spec->shape[d]);
 		for (int d = 0; d < stored->ndim && g < sizeof(got); d++)
 			g += (size_t)snprintf(got + g, sizeof(got) - g, "%s%lld", d ? "," : "",
 					      (long long)stored->shape[d]);
@@ -85,8 +86,8 @@ int tr_model_load_prefix(struct tr_model *model, const char *path, const char *p
 	size_t plen = strlen(prefix);
 	/* check everything first, so that a bad file changes nothing */
 	for (int t = 0; rc == 0 && t < model->ntensors; t++)
-		rc = check_tensor(&model->tensors[t], find_prefixed(file, prefix, model->tensors[t].name),
-				  path, err);
+		rc = check_tensor(&model->tensors[t],
+				  find_prefixed(file, prefix, model->tensors[t].name), path, err);
 	char q[UT_QUOTE_LEN];
 	for (size_t i = 0; rc == 0 && i < tr_st_count(file); i++) {
 		const char *name = tr_st_tensor_at(file, i)->name;

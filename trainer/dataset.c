@@ -61,7 +61,8 @@ static char *dir_of(const char *path)
 static char *join_norm(const char *base, const char *rel)
 {
 	struct ut_buf joined = {0};
-	int rc = rel[0] == '/' ? ut_buf_printf(&joined, "%s", rel) : ut_buf_printf(&joined, "%s/%s", base, rel);
+	int rc = rel[0] == '/' ? ut_buf_printf(&joined, "%s", rel)
+			       : ut_buf_printf(&joined, "%s/%s", base, rel);
 	if (rc != 0)
 		return NULL;
 	char *src = joined.data;
@@ -77,7 +78,8 @@ static char *join_norm(const char *base, const char *rel)
 	if (absolute)
 		out[n++] = '/';
 	char *save = NULL;
-	for (char *part = strtok_r(src, "/", &save); part != NULL; part = strtok_r(NULL, "/", &save)) {
+	for (char *part = strtok_r(src, "/", &save); part != NULL;
+	     part = strtok_r(NULL, "/", &save)) {
 		if (strcmp(part, ".") == 0)
 			continue;
 		if (strcmp(part, "..") == 0 && n > fixed + (absolute ? 1 : 0)) {
@@ -138,10 +140,11 @@ struct yaml_ctx {
 	struct ut_err *err;
 };
 
-static int yaml_fail(const struct yaml_ctx *ctx, const yaml_node_t *node, const char *key, const char *what)
+static int yaml_fail(const struct yaml_ctx *ctx, const yaml_node_t *node, const char *key,
+		     const char *what)
 {
-	return ut_err_set(ctx->err, "%s:%lu: %s: %s", ctx->file, (unsigned long)node->start_mark.line + 1, key,
-			  what);
+	return ut_err_set(ctx->err, "%s:%lu: %s: %s", ctx->file,
+			  (unsigned long)node->start_mark.line + 1, key, what);
 }
 
 static bool is_null_scalar(const yaml_node_t *node)
@@ -149,12 +152,13 @@ static bool is_null_scalar(const yaml_node_t *node)
 	if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
 		return false;
 	const char *v = (const char *)node->data.scalar.value;
-	return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
-	       strcmp(v, "NULL") == 0;
+	return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
 /* A scalar's text, with embedded NULs refused. */
-static int scalar_text(const struct yaml_ctx *ctx, const yaml_node_t *node, const char *key, const char **out)
+static int scalar_text(const struct yaml_ctx *ctx, const yaml_node_t *node, const char *key,
+		       const char **out)
 {
 	if (node->type != YAML_SCALAR_NODE)
 		return yaml_fail(ctx, node, key, "expected a string");
@@ -165,8 +169,8 @@ static int scalar_text(const struct yaml_ctx *ctx, const yaml_node_t *node, cons
 }
 
 /* train/val/test: a string or a list of strings, each resolved under root. */
-static int yaml_sources(const struct yaml_ctx *ctx, const yaml_node_t *node, const char *key, const char *root,
-			char ***out, int *n_out)
+static int yaml_sources(const struct yaml_ctx *ctx, const yaml_node_t *node, const char *key,
+			const char *root, char ***out, int *n_out)
 {
 	int cap = 0;
 	const char *text;
@@ -187,7 +191,8 @@ static int yaml_sources(const struct yaml_ctx *ctx, const yaml_node_t *node, con
 	}
 	if (node->type != YAML_SEQUENCE_NODE)
 		return yaml_fail(ctx, node, key, "expected a path or a list of paths");
-	for (yaml_node_item_t *item = node->data.sequence.items.start; item < node->data.sequence.items.top; item++) {
+	for (yaml_node_item_t *item = node->data.sequence.items.start;
+	     item < node->data.sequence.items.top; item++) {
 		const yaml_node_t *child = yaml_document_get_node(ctx->doc, *item);
 		if (scalar_text(ctx, child, key, &text) != 0)
 			return -1;
@@ -219,7 +224,8 @@ static int yaml_names(const struct yaml_ctx *ctx, const yaml_node_t *node, struc
 			return ut_err_set(ctx->err, "%s: out of memory", ctx->file);
 		out->nc = n;
 		for (int i = 0; i < n; i++) {
-			const yaml_node_t *child = yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
+			const yaml_node_t *child =
+			    yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
 			if (scalar_text(ctx, child, "names", &text) != 0)
 				return -1;
 			if ((out->names[i] = dup_str(text)) == NULL)
@@ -236,7 +242,8 @@ static int yaml_names(const struct yaml_ctx *ctx, const yaml_node_t *node, struc
 	if (out->names == NULL)
 		return ut_err_set(ctx->err, "%s: out of memory", ctx->file);
 	out->nc = n;
-	for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+	for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+	     pair < node->data.mapping.pairs.top; pair++) {
 		const yaml_node_t *key = yaml_document_get_node(ctx->doc, pair->key);
 		const yaml_node_t *value = yaml_document_get_node(ctx->doc, pair->value);
 		long index;
@@ -261,10 +268,12 @@ static int yaml_walk(const struct yaml_ctx *ctx, const char *yaml_path, struct t
 {
 	yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
 	if (root == NULL || root->type != YAML_MAPPING_NODE)
-		return ut_err_set(ctx->err, "%s:%lu: expected a mapping of keys (train, val, names, ...)",
+		return ut_err_set(ctx->err,
+				  "%s:%lu: expected a mapping of keys (train, val, names, ...)",
 				  ctx->file, root ? (unsigned long)root->start_mark.line + 1 : 1ul);
 	const yaml_node_t *found[KEY_COUNT] = {0};
-	for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
+	for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
+	     pair < root->data.mapping.pairs.top; pair++) {
 		const yaml_node_t *key = yaml_document_get_node(ctx->doc, pair->key);
 		if (key->type != YAML_SCALAR_NODE)
 			return yaml_fail(ctx, key, "(key)", "keys must be strings");
@@ -279,7 +288,8 @@ static int yaml_walk(const struct yaml_ctx *ctx, const char *yaml_path, struct t
 	static const enum yaml_key required[] = {KEY_TRAIN, KEY_VAL, KEY_NAMES};
 	for (size_t i = 0; i < UT_ARRAY_LEN(required); i++)
 		if (found[required[i]] == NULL)
-			return ut_err_set(ctx->err, "%s: '%s:' field missing", ctx->file, yaml_keys[required[i]]);
+			return ut_err_set(ctx->err, "%s: '%s:' field missing", ctx->file,
+					  yaml_keys[required[i]]);
 
 	char *yaml_dir = dir_of(yaml_path);
 	if (yaml_dir == NULL)
@@ -295,7 +305,8 @@ static int yaml_walk(const struct yaml_ctx *ctx, const char *yaml_path, struct t
 	if (out->root == NULL)
 		return ut_err_set(ctx->err, "%s: out of memory", ctx->file);
 
-	if (yaml_sources(ctx, found[KEY_TRAIN], "train", out->root, &out->train, &out->n_train) != 0 ||
+	if (yaml_sources(ctx, found[KEY_TRAIN], "train", out->root, &out->train, &out->n_train) !=
+		0 ||
 	    yaml_sources(ctx, found[KEY_VAL], "val", out->root, &out->val, &out->n_val) != 0 ||
 	    (found[KEY_TEST] != NULL &&
 	     yaml_sources(ctx, found[KEY_TEST], "test", out->root, &out->test, &out->n_test) != 0))
@@ -315,15 +326,16 @@ static int yaml_walk(const struct yaml_ctx *ctx, const char *yaml_path, struct t
 			return yaml_fail(ctx, found[KEY_NC], "nc", "expected a positive integer");
 		if (nc != out->nc) {
 			char what[128];
-			snprintf(what, sizeof(what), "nc is %ld but names has %d entries", nc, out->nc);
+			snprintf(what, sizeof(what), "nc is %ld but names has %d entries", nc,
+				 out->nc);
 			return yaml_fail(ctx, found[KEY_NC], "nc", what);
 		}
 	}
 	return 0;
 }
 
-int tr_data_yaml_parse(const char *text, size_t len, const char *yaml_path, struct tr_data_yaml *out,
-		       struct ut_err *err)
+int tr_data_yaml_parse(const char *text, size_t len, const char *yaml_path,
+		       struct tr_data_yaml *out, struct ut_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	yaml_parser_t parser;
@@ -332,7 +344,8 @@ int tr_data_yaml_parse(const char *text, size_t len, const char *yaml_path, stru
 		return ut_err_set(err, "%s: out of memory", yaml_path);
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		ut_err_set(err, "%s:%lu: %s", yaml_path, (unsigned long)parser.problem_mark.line + 1,
+		ut_err_set(err, "%s:%lu: %s", yaml_path,
+			   (unsigned long)parser.problem_mark.line + 1,
 			   parser.problem ? parser.problem : "YAML syntax error");
 		yaml_parser_delete(&parser);
 		return -1;
@@ -422,7 +435,8 @@ static bool is_space(char c)
 }
 
 /* Split text into non-blank lines and count their columns. */
-static int split_rows(const char *text, size_t len, struct row_span **rows, int *n_rows, struct ut_err *err)
+static int split_rows(const char *text, size_t len, struct row_span **rows, int *n_rows,
+		      struct ut_err *err)
 {
 	int cap = 0;
 	*rows = NULL;
@@ -444,7 +458,8 @@ static int split_rows(const char *text, size_t len, struct row_span **rows, int 
 		if (columns > 0) {
 			if (*n_rows == cap) {
 				cap = cap ? cap * 2 : 16;
-				struct row_span *bigger = realloc(*rows, (size_t)cap * sizeof(**rows));
+				struct row_span *bigger =
+				    realloc(*rows, (size_t)cap * sizeof(**rows));
 				if (bigger == NULL) {
 					free(*rows);
 					*rows = NULL;
@@ -499,11 +514,13 @@ static int check_label(const struct tr_data_label *label, float cls, int nc, str
 			return ut_err_set(err, "negative label values [%g]", (double)v[k]);
 	for (int k = 1; k < 5; k++)
 		if (!(v[k] <= 1))
-			return ut_err_set(err, "non-normalized or out of bounds coordinates [%g]", (double)v[k]);
+			return ut_err_set(err, "non-normalized or out of bounds coordinates [%g]",
+					  (double)v[k]);
 	if (cls != floorf(cls))
 		return ut_err_set(err, "class %g is not an integer", (double)cls);
 	if (cls >= (float)nc)
-		return ut_err_set(err, "label class %g exceeds nc=%d (classes are 0..%d)", (double)cls, nc, nc - 1);
+		return ut_err_set(err, "label class %g exceeds nc=%d (classes are 0..%d)",
+				  (double)cls, nc, nc - 1);
 	return 0;
 }
 
@@ -538,7 +555,8 @@ static int remove_duplicates(struct tr_data_labels *out, struct ut_err *err)
 	qsort_r(order, (size_t)n, sizeof(*order), compare_index, out->labels);
 	int kept = 0;
 	for (int i = 0; i < n; i++)
-		if (i == 0 || compare_labels(&out->labels[order[i]], &out->labels[order[kept - 1]]) != 0)
+		if (i == 0 ||
+		    compare_labels(&out->labels[order[i]], &out->labels[order[kept - 1]]) != 0)
 			order[kept++] = order[i];
 	if (kept == n) {
 		free(order);
@@ -546,7 +564,8 @@ static int remove_duplicates(struct tr_data_labels *out, struct ut_err *err)
 	}
 	struct tr_data_label *labels = malloc((size_t)kept * sizeof(*labels));
 	int *seg_start = out->seg_start ? malloc(((size_t)kept + 1) * sizeof(*seg_start)) : NULL;
-	float *seg_xy = out->seg_start ? malloc(((size_t)out->seg_start[n] * 2 + 1) * sizeof(*seg_xy)) : NULL;
+	float *seg_xy =
+	    out->seg_start ? malloc(((size_t)out->seg_start[n] * 2 + 1) * sizeof(*seg_xy)) : NULL;
 	if (labels == NULL || (out->seg_start && (seg_start == NULL || seg_xy == NULL))) {
 		free(order);
 		free(labels);
@@ -561,7 +580,8 @@ static int remove_duplicates(struct tr_data_labels *out, struct ut_err *err)
 			continue;
 		int from = out->seg_start[order[i]], count = out->seg_start[order[i] + 1] - from;
 		seg_start[i] = points;
-		memcpy(seg_xy + 2 * points, out->seg_xy + 2 * from, (size_t)count * 2 * sizeof(float));
+		memcpy(seg_xy + 2 * points, out->seg_xy + 2 * from,
+		       (size_t)count * 2 * sizeof(float));
 		points += count;
 	}
 	if (seg_start != NULL)
@@ -579,8 +599,8 @@ static int remove_duplicates(struct tr_data_labels *out, struct ut_err *err)
 }
 
 /* Fill out from rows; segment mode when any row has more than 6 columns. */
-static int labels_from_rows(const struct row_span *rows, int n_rows, int nc, struct tr_data_labels *out,
-			    struct ut_err *err)
+static int labels_from_rows(const struct row_span *rows, int n_rows, int nc,
+			    struct tr_data_labels *out, struct ut_err *err)
 {
 	bool segments = false;
 	size_t total_points = 0;
@@ -594,12 +614,14 @@ static int labels_from_rows(const struct row_span *rows, int n_rows, int nc, str
 			return ut_err_set(err, "rows have different numbers of columns (%d and %d)",
 					  rows[0].columns, rows[r].columns);
 		if (segments && (rows[r].columns < 3 || (rows[r].columns - 1) % 2 != 0))
-			return ut_err_set(err, "polygon row %d has %d coordinates, not whole x y pairs", r + 1,
-					  rows[r].columns - 1);
+			return ut_err_set(err,
+					  "polygon row %d has %d coordinates, not whole x y pairs",
+					  r + 1, rows[r].columns - 1);
 		total_points += (size_t)(rows[r].columns - 1) / 2;
 	}
 	if (!segments && rows[0].columns != 5)
-		return ut_err_set(err, "labels require 5 columns, %d columns detected", rows[0].columns);
+		return ut_err_set(err, "labels require 5 columns, %d columns detected",
+				  rows[0].columns);
 	if (n_rows <= 0 || total_points > INT_MAX / 2)
 		return ut_err_set(err, "too many polygon points");
 	float *values = malloc((size_t)max_columns * sizeof(*values));
@@ -608,7 +630,8 @@ static int labels_from_rows(const struct row_span *rows, int n_rows, int nc, str
 		out->seg_start = malloc(((size_t)n_rows + 1) * sizeof(*out->seg_start));
 		out->seg_xy = malloc((total_points * 2 + 1) * sizeof(*out->seg_xy));
 	}
-	if (values == NULL || out->labels == NULL || (segments && (out->seg_start == NULL || out->seg_xy == NULL))) {
+	if (values == NULL || out->labels == NULL ||
+	    (segments && (out->seg_start == NULL || out->seg_xy == NULL))) {
 		free(values);
 		return ut_err_set(err, "out of memory");
 	}
@@ -622,7 +645,8 @@ static int labels_from_rows(const struct row_span *rows, int n_rows, int nc, str
 		if (segments) {
 			int count = (rows[r].columns - 1) / 2;
 			out->seg_start[r] = points;
-			memcpy(out->seg_xy + 2 * points, values + 1, (size_t)count * 2 * sizeof(float));
+			memcpy(out->seg_xy + 2 * points, values + 1,
+			       (size_t)count * 2 * sizeof(float));
 			polygon_box(values + 1, count, label);
 			points += count;
 		} else {
@@ -645,7 +669,8 @@ static int labels_from_rows(const struct row_span *rows, int n_rows, int nc, str
 	return remove_duplicates(out, err);
 }
 
-int tr_data_labels_parse(const char *text, size_t len, int nc, struct tr_data_labels *out, struct ut_err *err)
+int tr_data_labels_parse(const char *text, size_t len, int nc, struct tr_data_labels *out,
+			 struct ut_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (memchr(text, '\0', len) != NULL)
@@ -729,7 +754,9 @@ static int exif_orientation(const uint8_t *app1, size_t len)
 		if (read_u16(tiff + at, big) != 0x0112)
 			continue;
 		unsigned type = read_u16(tiff + at + 2, big);
-		unsigned value = type == 3 ? read_u16(tiff + at + 8, big) : type == 4 ? read_u32(tiff + at + 8, big) : 0;
+		unsigned value = type == 3   ? read_u16(tiff + at + 8, big)
+				 : type == 4 ? read_u32(tiff + at + 8, big)
+					     : 0;
 		return value >= 1 && value <= 8 ? (int)value : 1;
 	}
 	return 1;
@@ -765,8 +792,8 @@ static void orient_size(int orientation, int *width, int *height)
 }
 
 /* Header of a JPEG: size, EXIF orientation; decode into out when non-NULL. */
-static int jpeg_read(const uint8_t *data, size_t len, struct tr_data_image_info *info, struct tr_image *out,
-		     struct ut_err *err)
+static int jpeg_read(const uint8_t *data, size_t len, struct tr_data_image_info *info,
+		     struct tr_image *out, struct ut_err *err)
 {
 	struct jpeg_decompress_struct cinfo;
 	struct jpeg_fail fail;
@@ -786,7 +813,8 @@ static int jpeg_read(const uint8_t *data, size_t len, struct tr_data_image_info 
 	info->format = TR_DATA_FMT_JPEG;
 	info->orientation = 1;
 	for (jpeg_saved_marker_ptr m = cinfo.marker_list; m != NULL; m = m->next)
-		if (m->marker == JPEG_APP0 + 1 && (info->orientation = exif_orientation(m->data, m->data_length)) != 1)
+		if (m->marker == JPEG_APP0 + 1 &&
+		    (info->orientation = exif_orientation(m->data, m->data_length)) != 1)
 			break;
 	info->width = (int)cinfo.image_width;
 	info->height = (int)cinfo.image_height;
@@ -799,7 +827,8 @@ static int jpeg_read(const uint8_t *data, size_t len, struct tr_data_image_info 
 	bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
 	cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_EXT_BGR;
 	jpeg_start_decompress(&cinfo);
-	size_t w = cinfo.output_width, h = cinfo.output_height, ch = (size_t)cinfo.output_components;
+	size_t w = cinfo.output_width, h = cinfo.output_height,
+	       ch = (size_t)cinfo.output_components;
 	if (w == 0 || h == 0 || w > SIZE_MAX / 4 / h) {
 		snprintf(fail.message, sizeof(fail.message), "image size %zux%zu", w, h);
 		longjmp(fail.jump, 1);
@@ -859,12 +888,13 @@ static void png_on_error(png_structp png, png_const_charp msg)
 	png_longjmp(png, 1);
 }
 
-static int png_read(const uint8_t *data, size_t len, struct tr_data_image_info *info, struct tr_image *out,
-		    struct ut_err *err)
+static int png_read(const uint8_t *data, size_t len, struct tr_data_image_info *info,
+		    struct tr_image *out, struct ut_err *err)
 {
 	char message[256] = "";
 	struct png_source src = {data, len, 0};
-	png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, message, png_on_error, png_on_warning);
+	png_structp png =
+	    png_create_read_struct(PNG_LIBPNG_VER_STRING, message, png_on_error, png_on_warning);
 	png_infop pinfo = png ? png_create_info_struct(png) : NULL;
 	png_bytep *volatile rows = NULL;
 	uint8_t *volatile pixels = NULL;
@@ -926,8 +956,8 @@ static int png_read(const uint8_t *data, size_t len, struct tr_data_image_info *
  * core header), uncompressed 8-bit palette, 24-bit, and 32-bit (BI_RGB or
  * BI_BITFIELDS with the usual masks, alpha dropped); bottom-up or top-down.
  */
-static int bmp_read(const uint8_t *data, size_t len, struct tr_data_image_info *info, struct tr_image *out,
-		    struct ut_err *err)
+static int bmp_read(const uint8_t *data, size_t len, struct tr_data_image_info *info,
+		    struct tr_image *out, struct ut_err *err)
 {
 	if (len < 26)
 		return ut_err_set(err, "corrupt BMP: truncated header");
@@ -950,11 +980,15 @@ static int bmp_read(const uint8_t *data, size_t len, struct tr_data_image_info *
 	bool top_down = height < 0;
 	height = top_down ? -height : height;
 	if (width <= 0 || height <= 0 || width > (1 << 20) || height > (1 << 20))
-		return ut_err_set(err, "corrupt BMP: size %lldx%lld", (long long)width, (long long)height);
-	if (!(bpp == 24 || bpp == 32 || bpp == 8) || !(compression == 0 || (compression == 3 && bpp == 32)))
-		return ut_err_set(err, "unsupported BMP: %u bits, compression %u", bpp, compression);
-	if (compression == 3 && (len < 66 || read_u32(data + 54, false) != 0xFF0000 ||
-				 read_u32(data + 58, false) != 0xFF00 || read_u32(data + 62, false) != 0xFF))
+		return ut_err_set(err, "corrupt BMP: size %lldx%lld", (long long)width,
+				  (long long)height);
+	if (!(bpp == 24 || bpp == 32 || bpp == 8) ||
+	    !(compression == 0 || (compression == 3 && bpp == 32)))
+		return ut_err_set(err, "unsupported BMP: %u bits, compression %u", bpp,
+				  compression);
+	if (compression == 3 &&
+	    (len < 66 || read_u32(data + 54, false) != 0xFF0000 ||
+	     read_u32(data + 58, false) != 0xFF00 || read_u32(data + 62, false) != 0xFF))
 		return ut_err_set(err, "unsupported BMP: 32-bit masks other than BGRA");
 	size_t stride = (((size_t)width * bpp + 31) / 32) * 4;
 	size_t palette = 14 + (size_t)header, entries = colors ? colors : 256;
@@ -971,13 +1005,16 @@ static int bmp_read(const uint8_t *data, size_t len, struct tr_data_image_info *
 	if (pixels == NULL)
 		return ut_err_set(err, "out of memory");
 	for (int64_t y = 0; y < height; y++) {
-		const uint8_t *src = data + offset + (size_t)(top_down ? y : height - 1 - y) * stride;
+		const uint8_t *src =
+		    data + offset + (size_t)(top_down ? y : height - 1 - y) * stride;
 		uint8_t *dst = pixels + (size_t)y * (size_t)width * 3;
 		for (int64_t x = 0; x < width; x++, dst += 3) {
-			const uint8_t *p = bpp == 8 ? data + palette + (size_t)src[x] * 4 : src + x * (bpp / 8);
+			const uint8_t *p =
+			    bpp == 8 ? data + palette + (size_t)src[x] * 4 : src + x * (bpp / 8);
 			if (bpp == 8 && src[x] >= entries) {
 				free(pixels);
-				return ut_err_set(err, "corrupt BMP: palette index %u out of range", src[x]);
+				return ut_err_set(err, "corrupt BMP: palette index %u out of range",
+						  src[x]);
 			}
 			dst[0] = p[0];
 			dst[1] = p[1];
@@ -991,8 +1028,8 @@ static int bmp_read(const uint8_t *data, size_t len, struct tr_data_image_info *
 }
 
 /* The decoder for data's signature (content, not the file extension). */
-static int read_any(const uint8_t *data, size_t len, struct tr_data_image_info *info, struct tr_image *out,
-		    struct ut_err *err)
+static int read_any(const uint8_t *data, size_t len, struct tr_data_image_info *info,
+		    struct tr_image *out, struct ut_err *err)
 {
 	memset(info, 0, sizeof(*info));
 	if (out != NULL)
@@ -1006,7 +1043,8 @@ static int read_any(const uint8_t *data, size_t len, struct tr_data_image_info *
 	return ut_err_set(err, "unsupported or corrupt image (not JPEG, PNG or BMP)");
 }
 
-int tr_data_image_probe(const uint8_t *data, size_t len, struct tr_data_image_info *info, struct ut_err *err)
+int tr_data_image_probe(const uint8_t *data, size_t len, struct tr_data_image_info *info,
+			struct ut_err *err)
 {
 	return read_any(data, len, info, NULL, err);
 }
@@ -1025,15 +1063,37 @@ static int orient_image(struct tr_image *im, int orientation, struct ut_err *err
 		for (int x = 0; x < ow; x++) {
 			int sx, sy;
 			switch (orientation) {
-			case 2: sx = w - 1 - x; sy = y; break;
-			case 3: sx = w - 1 - x; sy = h - 1 - y; break;
-			case 4: sx = x; sy = h - 1 - y; break;
-			case 5: sx = y; sy = x; break;
-			case 6: sx = y; sy = h - 1 - x; break;
-			case 7: sx = w - 1 - y; sy = h - 1 - x; break;
-			default: sx = w - 1 - y; sy = x; break; /* 8 */
+			case 2:
+				sx = w - 1 - x;
+				sy = y;
+				break;
+			case 3:
+				sx = w - 1 - x;
+				sy = h - 1 - y;
+				break;
+			case 4:
+				sx = x;
+				sy = h - 1 - y;
+				break;
+			case 5:
+				sx = y;
+				sy = x;
+				break;
+			case 6:
+				sx = y;
+				sy = h - 1 - x;
+				break;
+			case 7:
+				sx = w - 1 - y;
+				sy = h - 1 - x;
+				break;
+			default:
+				sx = w - 1 - y;
+				sy = x;
+				break; /* 8 */
 			}
-			memcpy(pixels + ((size_t)y * ow + x) * 3, im->data + ((size_t)sy * w + sx) * 3, 3);
+			memcpy(pixels + ((size_t)y * ow + x) * 3,
+			       im->data + ((size_t)sy * w + sx) * 3, 3);
 		}
 	}
 	free(im->data);
@@ -1078,7 +1138,8 @@ int tr_data_image_load(const char *path, struct tr_image *out, struct ut_err *er
 /* YOLOv5 v7.0 IMG_FORMATS; only jpg/jpeg/png/bmp decode here. */
 static bool is_image_name(const char *path)
 {
-	static const char *const formats[] = {"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm"};
+	static const char *const formats[] = {"bmp", "dng", "jpeg", "jpg",  "mpo",
+					      "png", "tif", "tiff", "webp", "pfm"};
 	const char *dot = strrchr(path, '.');
 	if (dot == NULL)
 		return false;
@@ -1111,7 +1172,8 @@ static int list_dir(const char *dir, struct path_list *list, struct ut_err *err)
 		struct stat st;
 		if (stat(path.data, &st) == 0 && S_ISDIR(st.st_mode))
 			rc = list_dir(path.data, list, err);
-		else if (is_image_name(path.data) && push_str(&list->paths, &list->n, &list->cap, path.data) == 0)
+		else if (is_image_name(path.data) &&
+			 push_str(&list->paths, &list->n, &list->cap, path.data) == 0)
 			path.data = NULL;
 		else if (is_image_name(path.data))
 			rc = ut_err_set(err, "out of memory");
@@ -1131,7 +1193,8 @@ static int list_file(const char *file, struct path_list *list, struct ut_err *er
 	char *dir = dir_of(file);
 	int rc = dir == NULL ? ut_err_set(err, "out of memory") : 0;
 	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line != NULL && rc == 0; line = strtok_r(NULL, "\n", &save)) {
+	for (char *line = strtok_r(text, "\n", &save); line != NULL && rc == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
 		size_t n = strlen(line);
 		while (n > 0 && (is_space(line[n - 1]) || line[n - 1] == ' '))
 			line[--n] = '\0';
@@ -1249,7 +1312,8 @@ static int probe_file(const char *path, struct tr_data_image_info *info, struct 
 			return rc;
 		}
 		if (fseek(f, -2, SEEK_END) == 0 && fread(tail, 1, 2, f) == 2)
-			info->jpeg_no_eoi = info->format == TR_DATA_FMT_JPEG && !(tail[0] == 0xFF && tail[1] == 0xD9);
+			info->jpeg_no_eoi = info->format == TR_DATA_FMT_JPEG &&
+					    !(tail[0] == 0xFF && tail[1] == 0xD9);
 	}
 	free(head);
 	fclose(f);
@@ -1269,14 +1333,19 @@ static int verify_pair(const char *image, const char *label, int nc, struct tr_d
 	memset(item, 0, sizeof(*item));
 	if (probe_file(image, &info, &why) != 0) {
 		sum->corrupt++;
-		return ut_buf_printf(message, "%s: ignoring corrupt image: %s", image, why.msg) ? -1 : 0;
+		return ut_buf_printf(message, "%s: ignoring corrupt image: %s", image, why.msg) ? -1
+												: 0;
 	}
 	if (info.width < MIN_IMAGE_SIDE || info.height < MIN_IMAGE_SIDE) {
 		sum->corrupt++;
-		return ut_buf_printf(message, "%s: ignoring corrupt image: image size (%d, %d) <10 pixels", image,
-				     info.width, info.height) ? -1 : 0;
+		return ut_buf_printf(message,
+				     "%s: ignoring corrupt image: image size (%d, %d) <10 pixels",
+				     image, info.width, info.height)
+			   ? -1
+			   : 0;
 	}
-	if (info.jpeg_no_eoi && ut_buf_printf(message, "%s: corrupt JPEG (no end marker), kept", image) != 0)
+	if (info.jpeg_no_eoi &&
+	    ut_buf_printf(message, "%s: corrupt JPEG (no end marker), kept", image) != 0)
 		return -1;
 	char *text = NULL;
 	size_t len = 0;
@@ -1290,16 +1359,19 @@ static int verify_pair(const char *image, const char *label, int nc, struct tr_d
 			free(text);
 			sum->corrupt++;
 			message->len = 0;
-			return ut_buf_printf(message, "%s: ignoring corrupt image/label: %s: %s", image, label,
-					     why.msg) ? -1 : 0;
+			return ut_buf_printf(message, "%s: ignoring corrupt image/label: %s: %s",
+					     image, label, why.msg)
+				   ? -1
+				   : 0;
 		}
 		free(text);
 		if (item->labels.n_labels == 0)
 			sum->empty++;
 		if (item->labels.duplicates > 0) {
 			sum->duplicates++;
-			if (ut_buf_printf(message, "%s%s: %d duplicate labels removed", message->len ? "; " : "",
-					  image, item->labels.duplicates) != 0)
+			if (ut_buf_printf(message, "%s%s: %d duplicate labels removed",
+					  message->len ? "; " : "", image,
+					  item->labels.duplicates) != 0)
 				return -1;
 		}
 	}
@@ -1346,9 +1418,11 @@ static int cache_read_item(struct cache_reader *r, char **images, char **labels,
 {
 	int index, has_seg, n;
 	memset(item, 0, sizeof(*item));
-	if (take_i32(r, 0, n_images - 1, &index) != 0 || take_i32(r, 1, INT_MAX, &item->width) != 0 ||
+	if (take_i32(r, 0, n_images - 1, &index) != 0 ||
+	    take_i32(r, 1, INT_MAX, &item->width) != 0 ||
 	    take_i32(r, 1, INT_MAX, &item->height) != 0 || take_i32(r, 0, INT_MAX / 2, &n) != 0 ||
-	    take_i32(r, 0, 1, &has_seg) != 0 || take_i32(r, 0, INT_MAX, &item->labels.duplicates) != 0)
+	    take_i32(r, 0, 1, &has_seg) != 0 ||
+	    take_i32(r, 0, INT_MAX, &item->labels.duplicates) != 0)
 		return -1;
 	if ((size_t)n > (r->len - r->at) / sizeof(struct tr_data_label))
 		return -1;
@@ -1362,16 +1436,21 @@ static int cache_read_item(struct cache_reader *r, char **images, char **labels,
 	if (!has_seg)
 		return 0;
 	item->labels.seg_start = malloc(((size_t)n + 1) * sizeof(int));
-	if (item->labels.seg_start == NULL || take(r, item->labels.seg_start, ((size_t)n + 1) * sizeof(int)) != 0)
+	if (item->labels.seg_start == NULL ||
+	    take(r, item->labels.seg_start, ((size_t)n + 1) * sizeof(int)) != 0)
 		return -1;
 	for (int i = 0; i < n; i++)
-		if (item->labels.seg_start[0] != 0 || item->labels.seg_start[i + 1] <= item->labels.seg_start[i])
+		if (item->labels.seg_start[0] != 0 ||
+		    item->labels.seg_start[i + 1] <= item->labels.seg_start[i])
 			return -1;
 	size_t floats = (size_t)item->labels.seg_start[n] * 2;
 	if (floats > (r->len - r->at) / sizeof(float))
 		return -1;
 	item->labels.seg_xy = malloc(floats * sizeof(float) + 1);
-	return item->labels.seg_xy == NULL || take(r, item->labels.seg_xy, floats * sizeof(float)) != 0 ? -1 : 0;
+	return item->labels.seg_xy == NULL ||
+		       take(r, item->labels.seg_xy, floats * sizeof(float)) != 0
+		   ? -1
+		   : 0;
 }
 
 static void free_items(struct tr_data_split *split)
@@ -1390,7 +1469,8 @@ static void free_items(struct tr_data_split *split)
 }
 
 /* Fill split from the cache file when it matches key; 0 on a hit. */
-static int cache_load(struct tr_data_split *split, uint64_t key, char **images, char **labels, int n_images)
+static int cache_load(struct tr_data_split *split, uint64_t key, char **images, char **labels,
+		      int n_images)
 {
 	char *data;
 	size_t len;
@@ -1405,11 +1485,11 @@ static int cache_load(struct tr_data_split *split, uint64_t key, char **images, 
 	int64_t n_labels;
 	int n_items, n_messages;
 	int rc = -1;
-	if (take(&r, magic, 8) != 0 || memcmp(magic, CACHE_MAGIC, 8) != 0 || take(&r, &version, 4) != 0 ||
-	    version != CACHE_VERSION || take(&r, &marker, 4) != 0 || marker != 0x01020304u ||
-	    take(&r, &stored, 8) != 0 || stored != key || take(&r, counts, sizeof(counts)) != 0 ||
-	    take(&r, &n_labels, 8) != 0 || take_i32(&r, 0, n_images, &n_items) != 0 ||
-	    take_i32(&r, 0, n_images, &n_messages) != 0)
+	if (take(&r, magic, 8) != 0 || memcmp(magic, CACHE_MAGIC, 8) != 0 ||
+	    take(&r, &version, 4) != 0 || version != CACHE_VERSION || take(&r, &marker, 4) != 0 ||
+	    marker != 0x01020304u || take(&r, &stored, 8) != 0 || stored != key ||
+	    take(&r, counts, sizeof(counts)) != 0 || take(&r, &n_labels, 8) != 0 ||
+	    take_i32(&r, 0, n_images, &n_items) != 0 || take_i32(&r, 0, n_images, &n_messages) != 0)
 		goto done;
 	split->items = calloc((size_t)n_items + 1, sizeof(*split->items));
 	if (split->items == NULL)
@@ -1429,7 +1509,7 @@ static int cache_load(struct tr_data_split *split, uint64_t key, char **images, 
 	}
 	if (r.at != r.len)
 		goto done;
-	split->summary = (struct tr_data_summary){counts[0], counts[1], counts[2], counts[3],
+	split->summary = (struct tr_data_summary){counts[0], counts[1], counts[2],     counts[3],
 						  counts[4], counts[5], (long)n_labels};
 	rc = 0;
 done:
@@ -1439,7 +1519,8 @@ done:
 	return rc;
 }
 
-static int cache_save(const struct tr_data_split *split, uint64_t key, const int *index, struct ut_err *err)
+static int cache_save(const struct tr_data_split *split, uint64_t key, const int *index,
+		      struct ut_err *err)
 {
 	struct ut_buf buf = {0};
 	const struct tr_data_summary *s = &split->summary;
@@ -1447,23 +1528,29 @@ static int cache_save(const struct tr_data_split *split, uint64_t key, const int
 	int32_t counts[6] = {s->images, s->found, s->missing, s->empty, s->corrupt, s->duplicates};
 	int64_t n_labels = s->labels;
 	int32_t sizes[2] = {split->n_items, split->n_messages};
-	int rc = ut_buf_append(&buf, CACHE_MAGIC, 8) | ut_buf_append(&buf, (const char *)head, sizeof(head)) |
-		 ut_buf_append(&buf, (const char *)&key, 8) | ut_buf_append(&buf, (const char *)counts, sizeof(counts)) |
-		 ut_buf_append(&buf, (const char *)&n_labels, 8) | ut_buf_append(&buf, (const char *)sizes, 8);
+	int rc = ut_buf_append(&buf, CACHE_MAGIC, 8) |
+		 ut_buf_append(&buf, (const char *)head, sizeof(head)) |
+		 ut_buf_append(&buf, (const char *)&key, 8) |
+		 ut_buf_append(&buf, (const char *)counts, sizeof(counts)) |
+		 ut_buf_append(&buf, (const char *)&n_labels, 8) |
+		 ut_buf_append(&buf, (const char *)sizes, 8);
 	for (int i = 0; i < split->n_items && rc == 0; i++) {
 		const struct tr_data_labels *lb = &split->items[i].labels;
-		int32_t fields[6] = {index[i], split->items[i].width, split->items[i].height, lb->n_labels,
-				     lb->seg_start != NULL, lb->duplicates};
+		int32_t fields[6] = {index[i],	   split->items[i].width, split->items[i].height,
+				     lb->n_labels, lb->seg_start != NULL, lb->duplicates};
 		rc = ut_buf_append(&buf, (const char *)fields, sizeof(fields)) |
-		     ut_buf_append(&buf, (const char *)lb->labels, (size_t)lb->n_labels * sizeof(*lb->labels));
+		     ut_buf_append(&buf, (const char *)lb->labels,
+				   (size_t)lb->n_labels * sizeof(*lb->labels));
 		if (lb->seg_start != NULL && rc == 0)
-			rc = ut_buf_append(&buf, (const char *)lb->seg_start, ((size_t)lb->n_labels + 1) * sizeof(int)) |
+			rc = ut_buf_append(&buf, (const char *)lb->seg_start,
+					   ((size_t)lb->n_labels + 1) * sizeof(int)) |
 			     ut_buf_append(&buf, (const char *)lb->seg_xy,
 					   (size_t)lb->seg_start[lb->n_labels] * 2 * sizeof(float));
 	}
 	for (int i = 0; i < split->n_messages && rc == 0; i++) {
 		uint32_t n = (uint32_t)strlen(split->messages[i]);
-		rc = ut_buf_append(&buf, (const char *)&n, 4) | ut_buf_append(&buf, split->messages[i], n);
+		rc = ut_buf_append(&buf, (const char *)&n, 4) |
+		     ut_buf_append(&buf, split->messages[i], n);
 	}
 	if (rc != 0) {
 		ut_buf_free(&buf);
@@ -1475,8 +1562,8 @@ static int cache_save(const struct tr_data_split *split, uint64_t key, const int
 }
 
 /* Check every pair; index[i] is item i's position in the image list. */
-static int verify_all(struct tr_data_split *split, char **images, char **labels, int n, int nc, int *index,
-		      struct ut_err *err)
+static int verify_all(struct tr_data_split *split, char **images, char **labels, int n, int nc,
+		      int *index, struct ut_err *err)
 {
 	split->items = calloc((size_t)n, sizeof(*split->items));
 	if (split->items == NULL)
@@ -1503,24 +1590,28 @@ static int verify_all(struct tr_data_split *split, char **images, char **labels,
 	return 0;
 }
 
-static int list_sources(const char *const *sources, int n_sources, struct path_list *list, struct ut_err *err)
+static int list_sources(const char *const *sources, int n_sources, struct path_list *list,
+			struct ut_err *err)
 {
 	for (int s = 0; s < n_sources; s++) {
 		struct stat st;
 		if (stat(sources[s], &st) != 0)
 			return ut_err_set(err, "%s does not exist", sources[s]);
-		if ((S_ISDIR(st.st_mode) ? list_dir(sources[s], list, err) : list_file(sources[s], list, err)) != 0)
+		if ((S_ISDIR(st.st_mode) ? list_dir(sources[s], list, err)
+					 : list_file(sources[s], list, err)) != 0)
 			return -1;
 	}
 	if (list->n == 0)
-		return ut_err_set(err, "no images found in %s%s", n_sources ? sources[0] : "(no source)",
+		return ut_err_set(err, "no images found in %s%s",
+				  n_sources ? sources[0] : "(no source)",
 				  n_sources > 1 ? " and the other sources" : "");
 	qsort(list->paths, (size_t)list->n, sizeof(char *), compare_paths);
 	return 0;
 }
 
-int tr_data_split_open(const char *const *sources, int n_sources, const struct tr_data_open_opts *opts,
-		       struct tr_data_split *out, struct ut_err *err)
+int tr_data_split_open(const char *const *sources, int n_sources,
+		       const struct tr_data_open_opts *opts, struct tr_data_split *out,
+		       struct ut_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	struct path_list images = {0};
@@ -1536,7 +1627,8 @@ int tr_data_split_open(const char *const *sources, int n_sources, const struct t
 	if (rc == 0 && (out->cache_path = cache_path_for(labels[0])) == NULL)
 		rc = ut_err_set(err, "out of memory");
 	uint64_t key = rc == 0 ? split_key(images.paths, labels, images.n, opts->nc) : 0;
-	if (rc == 0 && opts->use_cache && cache_load(out, key, images.paths, labels, images.n) == 0) {
+	if (rc == 0 && opts->use_cache &&
+	    cache_load(out, key, images.paths, labels, images.n) == 0) {
 		out->cache_hit = true;
 	} else if (rc == 0) {
 		out->summary.images = images.n;
@@ -1552,8 +1644,9 @@ int tr_data_split_open(const char *const *sources, int n_sources, const struct t
 	for (int i = 0; rc == 0 && i < out->n_messages; i++)
 		ut_log(UT_LOG_WARN, "%s", out->messages[i]);
 	if (rc == 0 && out->n_items == 0)
-		rc = ut_err_set(err, "%s: no usable images (%d listed, %d corrupt)", n_sources ? sources[0] : "?",
-				out->summary.images, out->summary.corrupt);
+		rc = ut_err_set(err, "%s: no usable images (%d listed, %d corrupt)",
+				n_sources ? sources[0] : "?", out->summary.images,
+				out->summary.corrupt);
 	if (rc == 0 && out->summary.found == 0)
 		ut_log(UT_LOG_WARN, "%s: no labels found", sources[0]);
 	free_strv(images.paths, images.n);
@@ -1573,6 +1666,6 @@ void tr_data_split_free(struct tr_data_split *split)
 
 void tr_data_summary_format(const struct tr_data_summary *summary, char *buf, size_t size)
 {
-	snprintf(buf, size, "%d found, %d missing, %d empty, %d corrupt", summary->found, summary->missing,
-		 summary->empty, summary->corrupt);
+	snprintf(buf, size, "%d found, %d missing, %d empty, %d corrupt", summary->found,
+		 summary->missing, summary->empty, summary->corrupt);
 }

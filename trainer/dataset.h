@@ -7,11 +7,10 @@
  *	if (tr_data_yaml_load("data.yaml", &yaml, &err) != 0) ...   // err names file:line key
  *	struct tr_data_split train;
  *	struct tr_data_open_opts opts = {.nc = yaml.nc, .use_cache = true};
- *	if (tr_data_split_open((const char *const *)yaml.train, yaml.n_train, &opts, &train, &err) != 0) ...
- *	for (int i = 0; i < train.n_items; i++) {
- *		struct tr_data_item *it = &train.items[i];   // path, shape, labels, segments
- *		struct tr_image im;
- *		tr_data_image_load(it->image_path, &im, &err);  // BGR, EXIF applied
+ *	if (tr_data_split_open((const char *const *)yaml.train, yaml.n_train, &opts, &train, &err)
+ *!= 0) ... for (int i = 0; i < train.n_items; i++) { struct tr_data_item *it = &train.items[i];  //
+ *path, shape, labels, segments struct tr_image im; tr_data_image_load(it->image_path, &im, &err);
+ * // BGR, EXIF applied
  *	}
  *	tr_data_split_free(&train);
  *	tr_data_yaml_free(&yaml);
@@ -47,10 +46,10 @@
 /* ---- data.yaml ---- */
 
 struct tr_data_yaml {
-	char *root;	     /* resolved `path` */
+	char *root;		     /* resolved `path` */
 	char **train, **val, **test; /* resolved sources: folders or .txt lists */
 	int n_train, n_val, n_test;
-	char **names;	     /* nc class names */
+	char **names; /* nc class names */
 	int nc;
 };
 
@@ -60,8 +59,8 @@ struct tr_data_yaml {
  * and names are required; nc, when present, must equal the number of names.
  * On failure out is zeroed and err says "file:line: key: problem".
  */
-int tr_data_yaml_parse(const char *text, size_t len, const char *yaml_path, struct tr_data_yaml *out,
-		       struct ut_err *err);
+int tr_data_yaml_parse(const char *text, size_t len, const char *yaml_path,
+		       struct tr_data_yaml *out, struct ut_err *err);
 /* Read and parse a data.yaml file; its folder is made absolute first. */
 int tr_data_yaml_load(const char *path, struct tr_data_yaml *out, struct ut_err *err);
 /* Free everything; a zeroed struct is fine. */
@@ -83,7 +82,7 @@ struct tr_data_label {
 struct tr_data_labels {
 	int n_labels;
 	struct tr_data_label *labels;
-	int *seg_start;	/* NULL without segments */
+	int *seg_start; /* NULL without segments */
 	float *seg_xy;
 	int duplicates; /* rows removed as duplicates */
 };
@@ -142,13 +141,13 @@ struct tr_data_item {
 
 /* cache_labels' counts: label files found, missing, empty; bad pairs. */
 struct tr_data_summary {
-	int images;   /* image files listed */
-	int found;    /* label file present */
-	int missing;  /* no label file: background image, kept */
-	int empty;    /* label file without labels, kept */
-	int corrupt;  /* image or label bad: skipped */
+	int images;	/* image files listed */
+	int found;	/* label file present */
+	int missing;	/* no label file: background image, kept */
+	int empty;	/* label file without labels, kept */
+	int corrupt;	/* image or label bad: skipped */
 	int duplicates; /* files that had duplicate rows removed */
-	long labels;  /* boxes in the usable images */
+	long labels;	/* boxes in the usable images */
 };
 
 struct tr_data_open_opts {
@@ -175,8 +174,9 @@ struct tr_data_split {
  * and a stale or missing one is rebuilt (a failed write is a warning).
  * Fails when a source does not exist, lists no images, or no image is usable.
  */
-int tr_data_split_open(const char *const *sources, int n_sources, const struct tr_data_open_opts *opts,
-		       struct tr_data_split *out, struct ut_err *err);
+int tr_data_split_open(const char *const *sources, int n_sources,
+		       const struct tr_data_open_opts *opts, struct tr_data_split *out,
+		       struct ut_err *err);
 void tr_data_split_free(struct tr_data_split *split);
 
 /* The summary as YOLOv5 prints it: "N found, N missing, N empty, N corrupt". */

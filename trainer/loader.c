@@ -64,10 +64,10 @@ struct slot {
 struct tr_loader {
 	const struct tr_data_split *split;
 	struct tr_loader_opts opts;
-	long n;		     /* images */
-	long *items;	     /* dataset index -> split item (rect: by aspect ratio) */
+	long n;	     /* images */
+	long *items; /* dataset index -> split item (rect: by aspect ratio) */
 	long n_batches;
-	int *batch_shape;    /* rect: [n_batches][2] height, width */
+	int *batch_shape; /* rect: [n_batches][2] height, width */
 	int max_h, max_w;
 
 	struct tr_image *cache; /* cache_ram: [n] by dataset index, filled on first use */
@@ -75,7 +75,7 @@ struct tr_loader {
 	pthread_mutex_t cache_lock;
 
 	long epoch;
-	long *order;	 /* [n] dataset index of each position of the epoch */
+	long *order;	  /* [n] dataset index of each position of the epoch */
 	const long *pool; /* image weights: mosaic's extra picks come from order */
 	bool started;
 
@@ -97,16 +97,21 @@ struct tr_loader {
 struct tr_loader_opts tr_loader_train_defaults(int imgsz, int batch_size)
 {
 	struct tr_loader_opts o = {
-		.imgsz = imgsz,
-		.stride = 32,
-		.batch_size = batch_size,
-		.workers = 2,
-		.prefetch = 4,
-		.augment = true,
-		.shuffle = true,
-		/* hyp.scratch-low.yaml */
-		.hyp = {.hsv_h = 0.015, .hsv_s = 0.7, .hsv_v = 0.4, .translate = 0.1,
-			.scale = 0.5, .fliplr = 0.5, .mosaic = 1.0},
+	    .imgsz = imgsz,
+	    .stride = 32,
+	    .batch_size = batch_size,
+	    .workers = 2,
+	    .prefetch = 4,
+	    .augment = true,
+	    .shuffle = true,
+	    /* hyp.scratch-low.yaml */
+	    .hyp = {.hsv_h = 0.015,
+		    .hsv_s = 0.7,
+		    .hsv_v = 0.4,
+		    .translate = 0.1,
+		    .scale = 0.5,
+		    .fliplr = 0.5,
+		    .mosaic = 1.0},
 	};
 	return o;
 }
@@ -114,13 +119,13 @@ struct tr_loader_opts tr_loader_train_defaults(int imgsz, int batch_size)
 struct tr_loader_opts tr_loader_val_defaults(int imgsz, int batch_size)
 {
 	struct tr_loader_opts o = {
-		.imgsz = imgsz,
-		.stride = 32,
-		.batch_size = batch_size,
-		.workers = 2,
-		.prefetch = 4,
-		.rect = true,
-		.pad = 0.5,
+	    .imgsz = imgsz,
+	    .stride = 32,
+	    .batch_size = batch_size,
+	    .workers = 2,
+	    .prefetch = 4,
+	    .rect = true,
+	    .pad = 0.5,
 	};
 	return o;
 }
@@ -134,13 +139,13 @@ static int check_hyp(const struct tr_loader_hyp *h, struct ut_err *err)
 		double value;
 		double hi;
 	} keys[] = {
-		{"hsv_h", h->hsv_h, INFINITY},	{"hsv_s", h->hsv_s, INFINITY},
-		{"hsv_v", h->hsv_v, INFINITY},	{"degrees", h->degrees, INFINITY},
-		{"translate", h->translate, 1}, {"scale", h->scale, INFINITY},
-		{"shear", h->shear, INFINITY},	{"perspective", h->perspective, INFINITY},
-		{"flipud", h->flipud, 1},	{"fliplr", h->fliplr, 1},
-		{"mosaic", h->mosaic, 1},	{"mixup", h->mixup, 1},
-		{"copy_paste", h->copy_paste, 1},
+	    {"hsv_h", h->hsv_h, INFINITY},    {"hsv_s", h->hsv_s, INFINITY},
+	    {"hsv_v", h->hsv_v, INFINITY},    {"degrees", h->degrees, INFINITY},
+	    {"translate", h->translate, 1},   {"scale", h->scale, INFINITY},
+	    {"shear", h->shear, INFINITY},    {"perspective", h->perspective, INFINITY},
+	    {"flipud", h->flipud, 1},	      {"fliplr", h->fliplr, 1},
+	    {"mosaic", h->mosaic, 1},	      {"mixup", h->mixup, 1},
+	    {"copy_paste", h->copy_paste, 1},
 	};
 	for (size_t i = 0; i < UT_ARRAY_LEN(keys); i++)
 		if (!(keys[i].value >= 0 && keys[i].value <= keys[i].hi))
@@ -512,8 +517,9 @@ static int load_image(struct tr_loader *L, long index, struct tr_aug_buffer *buf
 		int w = (int)(im.width * r), h = (int)(im.height * r);
 		struct tr_image resized;
 		bool lent = buf != NULL && L->cache == NULL;
-		int rc = lent ? tr_aug_buffer_image(buf, w > 0 ? w : 1, h > 0 ? h : 1, &resized, err)
-			      : tr_aug_image_alloc(&resized, w > 0 ? w : 1, h > 0 ? h : 1, err);
+		int rc = lent
+			     ? tr_aug_buffer_image(buf, w > 0 ? w : 1, h > 0 ? h : 1, &resized, err)
+			     : tr_aug_image_alloc(&resized, w > 0 ? w : 1, h > 0 ? h : 1, err);
 		if (rc != 0) {
 			tr_aug_image_free(&im);
 			return -1;
@@ -608,15 +614,15 @@ static int tile_segments(const struct tr_loader *L, long index, struct tr_polygo
 static struct tr_mosaic_hyp mosaic_hyp(const struct tr_loader_hyp *h)
 {
 	struct tr_mosaic_hyp m = {
-		.degrees = h->degrees,
-		.translate = h->translate,
-		.scale = h->scale,
-		.shear = h->shear,
-		.perspective = h->perspective,
-		.flipud = h->flipud,
-		.fliplr = h->fliplr,
-		.mixup = h->mixup,
-		.copy_paste = h->copy_paste,
+	    .degrees = h->degrees,
+	    .translate = h->translate,
+	    .scale = h->scale,
+	    .shear = h->shear,
+	    .perspective = h->perspective,
+	    .flipud = h->flipud,
+	    .fliplr = h->fliplr,
+	    .mixup = h->mixup,
+	    .copy_paste = h->copy_paste,
 	};
 	return m;
 }
@@ -700,7 +706,7 @@ static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, stru
 /* A sample as __getitem__ returns it, before collate: HWC BGR image. */
 struct sample {
 	struct tr_image im;
-	bool lent; /* im is a worker's scratch, not to be freed */
+	bool lent;	       /* im is a worker's scratch, not to be freed */
 	struct tr_boxes boxes; /* class x y w h normalised */
 	struct tr_batch_image info;
 };
@@ -760,11 +766,11 @@ static int plain_sample(struct tr_loader *L, struct ev_pcg *rng, long index, int
 	}
 	const struct tr_loader_hyp *hyp = &L->opts.hyp;
 	struct tr_aug_perspective p = {
-		.degrees = hyp->degrees,
-		.translate = hyp->translate,
-		.scale = hyp->scale,
-		.shear = hyp->shear,
-		.perspective = hyp->perspective,
+	    .degrees = hyp->degrees,
+	    .translate = hyp->translate,
+	    .scale = hyp->scale,
+	    .shear = hyp->shear,
+	    .perspective = hyp->perspective,
 	};
 	double frac[TR_AUG_DRAWS], draws[TR_AUG_DRAWS];
 	for (int i = 0; i < TR_AUG_DRAWS; i++)

@@ -71,8 +71,8 @@ struct tr_loader_opts tr_loader_val_defaults(int imgsz, int batch_size);
 
 /* What val.py needs to map a sample's boxes back to its original image. */
 struct tr_batch_image {
-	long item;	   /* index in split->items */
-	int h0, w0;	   /* original size (after EXIF orientation) */
+	long item;		 /* index in split->items */
+	int h0, w0;		 /* original size (after EXIF orientation) */
 	double ratio_h, ratio_w; /* shapes[1][0]: letterboxed / original */
 	double pad_w, pad_h;	 /* shapes[1][1]: letterbox padding (dw, dh) */
 };

@@ -19,8 +19,8 @@
 #define IOU_EPS 1e-7f
 #define NMS_MAX_WH 7680.0f
 #define NMS_MAX_CANDIDATES 30000
-#define AP_GRID 1000	 /* px = linspace(0, 1, 1000) */
-#define AP_INTERP 101	 /* compute_ap's 101-point recall grid */
+#define AP_GRID 1000  /* px = linspace(0, 1, 1000) */
+#define AP_INTERP 101 /* compute_ap's 101-point recall grid */
 #define AP_EPS 1e-16
 
 void tr_iouv(float iouv[TR_N_IOUV])
@@ -78,11 +78,11 @@ static void np_aheapsort(const double *v, size_t *index, size_t n)
 
 #define NP_SMALL_QUICKSORT 15
 #define NP_QS_STACK 128
-#define SWAP_IDX(a, b)               \
-	do {                         \
-		size_t swap_ = (a);  \
-		(a) = (b);           \
-		(b) = swap_;         \
+#define SWAP_IDX(a, b)                                                                             \
+	do {                                                                                       \
+		size_t swap_ = (a);                                                                \
+		(a) = (b);                                                                         \
+		(b) = swap_;                                                                       \
 	} while (0)
 
 /*
@@ -151,7 +151,7 @@ static void np_argsort(const double *v, size_t num, size_t *index)
 				*pj-- = *pk--;
 			*pj = vi;
 		}
-stack_pop:
+	stack_pop:
 		if (sptr == stack)
 			break;
 		pr = *(--sptr);
@@ -354,7 +354,7 @@ float tr_bbox_ciou_backward(const float box1[4], const float box2[4], float grad
 	float g_ih = s.ih_raw >= 0.0f ? g_inter * iw : 0.0f;
 
 	/* corner gradients: [x1, y1, x2, y2] of each box */
-	float ga[4] = { 0 }, gb[4] = { 0 };
+	float ga[4] = {0}, gb[4] = {0};
 	ga[2] += pick_grad(a->x2, b->x2, g_iw, 1);
 	gb[2] += pick_grad(b->x2, a->x2, g_iw, 1);
 	ga[0] -= pick_grad(a->x1, b->x1, g_iw, 0);
@@ -427,9 +427,13 @@ void tr_box_iou(const float *box1, size_t n, const float *box2, size_t m, float 
 
 struct tr_nms_params tr_nms_val_params(void)
 {
-	struct tr_nms_params p = { .conf_thres = 0.001, .iou_thres = 0.6, .agnostic = false,
-				   .multi_label = true, .max_det = 300, .classes = NULL,
-				   .n_classes = 0 };
+	struct tr_nms_params p = {.conf_thres = 0.001,
+				  .iou_thres = 0.6,
+				  .agnostic = false,
+				  .multi_label = true,
+				  .max_det = 300,
+				  .classes = NULL,
+				  .n_classes = 0};
 	return p;
 }
 
@@ -501,8 +505,7 @@ static size_t nms_candidates(const float *pred, size_t n, int nc,
 		float obj = x[4];
 		if (!(obj > conf_thres))
 			continue;
-		float box[4] = { x[0] - x[2] / 2, x[1] - x[3] / 2, x[0] + x[2] / 2,
-				 x[1] + x[3] / 2 };
+		float box[4] = {x[0] - x[2] / 2, x[1] - x[3] / 2, x[0] + x[2] / 2, x[1] + x[3] / 2};
 		int best = 0;
 		float best_conf = 0.0f;
 		for (int c = 0; c < nc; c++) {
@@ -726,8 +729,7 @@ static void ap_work_free(struct ap_work *w)
 }
 
 /* Unique label classes (ascending) and their counts into out and w. */
-static int ap_classes(const struct tr_ap_input *in, struct tr_ap_result *out,
-		      struct ap_work *w)
+static int ap_classes(const struct tr_ap_input *in, struct tr_ap_result *out, struct ap_work *w)
 {
 	int *sorted = malloc((in->n_targets + 1) * sizeof(*sorted));
 	out->classes = malloc((in->n_targets + 1) * sizeof(*out->classes));
@@ -751,8 +753,8 @@ static int ap_classes(const struct tr_ap_input *in, struct tr_ap_result *out,
 }
 
 /* P and R curves on the confidence grid and AP per threshold for class ci. */
-static void ap_one_class(const struct tr_ap_input *in, struct tr_ap_result *out,
-			 struct ap_work *w, size_t ci)
+static void ap_one_class(const struct tr_ap_input *in, struct tr_ap_result *out, struct ap_work *w,
+			 size_t ci)
 {
 	const size_t n_iou = (size_t)in->n_iou;
 	const double n_l = (double)w->label_count[ci];
@@ -783,8 +785,8 @@ static void ap_one_class(const struct tr_ap_input *in, struct tr_ap_result *out,
 		cp[g] = np_interp(x, w->neg_conf, w->precision, n_p, 1.0);
 	}
 	for (size_t j = 0; j < n_iou; j++)
-		out->ap[ci * n_iou + j] = compute_ap(w->recall + j * n_p, w->precision + j * n_p,
-						     n_p, w->mrec, w->mpre);
+		out->ap[ci * n_iou + j] =
+		    compute_ap(w->recall + j * n_p, w->precision + j * n_p, n_p, w->mrec, w->mpre);
 }
 
 /*
@@ -804,8 +806,9 @@ static size_t best_f1_index(const struct ap_work *w, size_t nc)
 		mean[g] = sum / (double)nc;
 	}
 	for (size_t k = 0; k < AP_GRID + 2 * HALF; k++)
-		padded[k] = k < HALF ? mean[0]
-			    : k >= AP_GRID + HALF ? mean[AP_GRID - 1] : mean[k - HALF];
+		padded[k] = k < HALF		  ? mean[0]
+			    : k >= AP_GRID + HALF ? mean[AP_GRID - 1]
+						  : mean[k - HALF];
 	const double weight = 1.0 / WIDTH;
 	size_t best = 0;
 	double best_value = -INFINITY;
@@ -828,7 +831,7 @@ int tr_ap_per_class(const struct tr_ap_input *in, struct tr_ap_result *out, stru
 		return ut_err_set(err, "ap_per_class: n_iou %d must be positive", in->n_iou);
 	const size_t n = in->n, n_iou = (size_t)in->n_iou;
 	out->n_iou = in->n_iou;
-	struct ap_work w = { 0 };
+	struct ap_work w = {0};
 	int rc = 0;
 	if (ap_classes(in, out, &w) != 0)
 		goto oom;

@@ -26,9 +26,9 @@
 #ifndef TR_METRICS_H
 #define TR_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdbool.h>
 
 #include "ut.h"
 
@@ -68,11 +68,11 @@ void tr_box_iou(const float *box1, size_t n, const float *box2, size_t m, float 
 /* --- non-maximum suppression --- */
 
 struct tr_nms_params {
-	double conf_thres; /* compared in float32, as torch does */
-	double iou_thres;  /* suppress when IoU > iou_thres */
-	bool agnostic;	   /* one class for suppression */
-	bool multi_label;  /* every (box, class) with conf > conf_thres */
-	int max_det;	   /* keep at most this many per image */
+	double conf_thres;  /* compared in float32, as torch does */
+	double iou_thres;   /* suppress when IoU > iou_thres */
+	bool agnostic;	    /* one class for suppression */
+	bool multi_label;   /* every (box, class) with conf > conf_thres */
+	int max_det;	    /* keep at most this many per image */
 	const int *classes; /* keep only these classes; NULL for all */
 	int n_classes;
 };
@@ -112,29 +112,29 @@ int tr_process_batch(const float *detections, size_t n_det, const float *labels,
 
 /* The inputs of ap_per_class: one row per detection over all images. */
 struct tr_ap_input {
-	const uint8_t *tp;	 /* [n, n_iou], 0/1 (process_batch's correct) */
-	const double *conf;	 /* [n] */
-	const int *pred_cls;	 /* [n] */
+	const uint8_t *tp;   /* [n, n_iou], 0/1 (process_batch's correct) */
+	const double *conf;  /* [n] */
+	const int *pred_cls; /* [n] */
 	size_t n;
-	int n_iou;		 /* columns of tp: 10 in val.py */
-	const int *target_cls;	 /* [n_targets], one per label */
+	int n_iou;	       /* columns of tp: 10 in val.py */
+	const int *target_cls; /* [n_targets], one per label */
 	size_t n_targets;
 };
 
 /* ap_per_class's results, one row per class that has labels (malloc'ed). */
 struct tr_ap_result {
-	size_t nc;	/* number of classes with labels */
+	size_t nc; /* number of classes with labels */
 	int n_iou;
-	int *classes;	/* [nc] ascending (unique_classes) */
-	double *tp;	/* [nc] round(r * n_labels) */
-	double *fp;	/* [nc] round(tp / (p + eps) - tp) */
-	double *p;	/* [nc] precision at the max-F1 confidence */
-	double *r;	/* [nc] recall there */
-	double *f1;	/* [nc] */
-	double *ap;	/* [nc, n_iou] 101-point interpolated AP */
-	double *ap50;	/* [nc] ap[:, 0] */
+	int *classes;	 /* [nc] ascending (unique_classes) */
+	double *tp;	 /* [nc] round(r * n_labels) */
+	double *fp;	 /* [nc] round(tp / (p + eps) - tp) */
+	double *p;	 /* [nc] precision at the max-F1 confidence */
+	double *r;	 /* [nc] recall there */
+	double *f1;	 /* [nc] */
+	double *ap;	 /* [nc, n_iou] 101-point interpolated AP */
+	double *ap50;	 /* [nc] ap[:, 0] */
 	double *ap_mean; /* [nc] ap.mean(1), AP@.5:.95 */
-	size_t i_best;	/* index in the 1000-point confidence grid */
+	size_t i_best;	 /* index in the 1000-point confidence grid */
 };
 
 /*

@@ -659,7 +659,8 @@ static int build_row(struct builder *b, yaml_node_t *node, struct row *row)
 	const struct module_entry *entry = find_module(row->module);
 	char q[UT_QUOTE_LEN];
 	if (!entry)
-		return row_error(b, row, "unknown module '%s'", ut_quote(row->module, q, sizeof(q)));
+		return row_error(b, row, "unknown module '%s'",
+				 ut_quote(row->module, q, sizeof(q)));
 	if (m->nlayers > 0 && m->layers[m->nlayers - 1].type == TR_LAYER_DETECT)
 		return row_error(b, row, "Detect must be the last layer");
 	if (grow((void **)&m->layers, &b->cap_layers, m->nlayers, sizeof(*m->layers)))
@@ -739,7 +740,7 @@ static int read_header(struct builder *b, yaml_node_t *root, int nc)
 	if (b->anchors_count > 0)
 		b->na_top = b->anchors_count;
 	else if (b->anchors->type == YAML_SEQUENCE_NODE && seq_len(b->anchors) > 0 &&
-	    seq_item(b, b->anchors, 0)->type == YAML_SEQUENCE_NODE)
+		 seq_item(b, b->anchors, 0)->type == YAML_SEQUENCE_NODE)
 		b->na_top = seq_len(seq_item(b, b->anchors, 0)) / 2;
 	else if (!node_int(b->anchors, &b->na_top) || b->na_top < 1)
 		return ut_err_set(b->err, "%s:%d: anchors must be a list per level or a count",

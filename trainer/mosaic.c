@@ -288,9 +288,9 @@ int tr_mosaic_assemble(const struct tr_mosaic_plan *plan, const struct tr_mosaic
 	return 0;
 }
 
-int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan,
-			    const struct tr_mosaic_tile tiles[4], struct tr_image *canvas,
-			    struct tr_boxes *boxes, struct tr_segments *segs, struct ut_err *err)
+int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan, const struct tr_mosaic_tile tiles[4],
+			    struct tr_image *canvas, struct tr_boxes *boxes,
+			    struct tr_segments *segs, struct ut_err *err)
 {
 	int s = plan->size;
 	if (check_tiles(tiles, s, err) != 0)

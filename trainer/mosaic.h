@@ -128,9 +128,9 @@ void tr_mosaic_tile_box(const struct tr_mosaic_plan *plan, int i, int width, int
 			const int canvas_box[4], int tile_box[4]);
 
 /* The same onto a canvas the caller provides, already 2s x 2s. */
-int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan,
-			    const struct tr_mosaic_tile tiles[4], struct tr_image *canvas,
-			    struct tr_boxes *boxes, struct tr_segments *segs, struct ut_err *err);
+int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan, const struct tr_mosaic_tile tiles[4],
+			    struct tr_image *canvas, struct tr_boxes *boxes,
+			    struct tr_segments *segs, struct ut_err *err);
 
 /*
  * The rest of load_mosaic: copy_paste(p = hyp->copy_paste) when segs holds

@@ -81,8 +81,8 @@ struct tr_ops {
 				  struct ut_err *err);
 	/* dw += corr(x, dy); dbias += sum(dy) over n, h, w (dbias may be NULL) */
 	int (*conv_backward_filter)(struct tr_backend *b, const struct tr_conv *conv,
-				    const struct tr_tensor *x, const struct tr_tensor *dy, float *dw,
-				    float *dbias, struct ut_err *err);
+				    const struct tr_tensor *x, const struct tr_tensor *dy,
+				    float *dw, float *dbias, struct ut_err *err);
 	/*
 	 * Train-mode batch norm over (n, h, w) per channel: y = gamma * xhat +
 	 * beta with batch statistics; saves mean and 1/sqrt(var + eps) for the
@@ -99,9 +99,10 @@ struct tr_ops {
 			       const float *beta, float eps, const float *running_mean,
 			       const float *running_var, struct tr_tensor *y, struct ut_err *err);
 	/* dx = ..., dgamma += ..., dbeta += ... (train-mode statistics); dx may alias dy */
-	int (*bn_backward)(struct tr_backend *b, const struct tr_tensor *x, const struct tr_tensor *dy,
-			   const float *gamma, const float *save_mean, const float *save_invstd,
-			   struct tr_tensor *dx, float *dgamma, float *dbeta, struct ut_err *err);
+	int (*bn_backward)(struct tr_backend *b, const struct tr_tensor *x,
+			   const struct tr_tensor *dy, const float *gamma, const float *save_mean,
+			   const float *save_invstd, struct tr_tensor *dx, float *dgamma,
+			   float *dbeta, struct ut_err *err);
 	/* y = x * sigmoid(x); dx = dy * d silu(x) / dx; y may alias x, dx may alias dy */
 	int (*silu_forward)(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
 			    struct ut_err *err);
@@ -115,7 +116,8 @@ struct tr_ops {
 	int (*maxpool_forward)(struct tr_backend *b, int k, const struct tr_tensor *x,
 			       struct tr_tensor *y, struct ut_err *err);
 	int (*maxpool_backward)(struct tr_backend *b, int k, const struct tr_tensor *x,
-				const struct tr_tensor *dy, struct tr_tensor *dx, struct ut_err *err);
+				const struct tr_tensor *dy, struct tr_tensor *dx,
+				struct ut_err *err);
 	/* nearest-neighbour 2x upsample and its backward (sum of the 4 copies) */
 	int (*upsample2x_forward)(struct tr_backend *b, const struct tr_tensor *x,
 				  struct tr_tensor *y, struct ut_err *err);
@@ -130,8 +132,8 @@ struct tr_ops {
 	 * y = a + x (residual); its backward is the identity on both inputs. y
 	 * may alias a or x, so it also sums the gradients of a tensor used twice.
 	 */
-	int (*add_forward)(struct tr_backend *b, const struct tr_tensor *a, const struct tr_tensor *x,
-			   struct tr_tensor *y, struct ut_err *err);
+	int (*add_forward)(struct tr_backend *b, const struct tr_tensor *a,
+			   const struct tr_tensor *x, struct tr_tensor *y, struct ut_err *err);
 	/* Detect's eval-mode decode of one output level (inference only, no backward). */
 	int (*detect_decode)(struct tr_backend *b, const struct tr_detect_level *level,
 			     const struct tr_tensor *x, float *out, struct ut_err *err);

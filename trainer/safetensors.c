@@ -67,7 +67,8 @@ static int dtype_from_name(const char *name, enum tr_st_dtype *out)
 	return -1;
 }
 
-/* A name in double quotes for an error message (ut_quote: escaped, cut), one line whatever it holds. */
+/* A name in double quotes for an error message (ut_quote: escaped, cut), one line whatever it
+ * holds. */
 static const char *quote(const char *text, char *buf, size_t size)
 {
 	char inner[UT_QUOTE_LEN];

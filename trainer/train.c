@@ -53,7 +53,7 @@ struct tr_run {
 	char *model_text, *hyp_text;
 	size_t model_len;
 	struct meta_hyp hyp;
-	bool anchors_given; /* the hyp file has `anchors` */
+	bool anchors_given;	     /* the hyp file has `anchors` */
 	struct tr_loss_hyp loss_hyp; /* scaled to the model and image size, as train.py */
 	struct tr_data_yaml data;
 	struct tr_data_split train_split, val_split;
@@ -66,22 +66,23 @@ struct tr_run {
 	enum tr_optim_kind kind;
 	struct tr_optim_sched sched;
 	struct tr_optim_ema ema_state;
-	long steps;		/* optimizer steps so far (Adam's bias correction) */
-	float *slot0, *slot1;	/* optimizer state, the layout of model->params */
-	bool *frozen;		/* per tensor of model->tensors */
-	float *images;		/* one batch as floats, [batch, 3, h, w] */
-	float *scaled;		/* --multi-scale: the batch resized, [batch, 3, h', w'] */
-	int gs;			/* grid size: the largest stride, at least 32 */
-	int imgsz;		/* --imgsz made a multiple of gs */
-	float *quad_targets;	/* --quad: the targets of the combined images */
-	float *quad_src;	/* --quad: one image as floats 0..255 */
+	long steps;	      /* optimizer steps so far (Adam's bias correction) */
+	float *slot0, *slot1; /* optimizer state, the layout of model->params */
+	bool *frozen;	      /* per tensor of model->tensors */
+	float *images;	      /* one batch as floats, [batch, 3, h, w] */
+	float *scaled;	      /* --multi-scale: the batch resized, [batch, 3, h', w'] */
+	int gs;		      /* grid size: the largest stride, at least 32 */
+	int imgsz;	      /* --imgsz made a multiple of gs */
+	float *quad_targets;  /* --quad: the targets of the combined images */
+	float *quad_src;      /* --quad: one image as floats 0..255 */
 	size_t quad_cap;
 	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] */
-	double *class_weights;	/* labels_to_class_weights * nc (image weights) */
-	double *maps;		/* AP@.5:.95 per class of the last validation */
+	double *class_weights;		/* labels_to_class_weights * nc (image weights) */
+	double *maps;			/* AP@.5:.95 per class of the last validation */
 	double *image_weights;
 	long start_epoch, epochs;
-	long resume_last_opt_step; /* the accumulation point, so a resumed run steps where it would have */
+	long resume_last_opt_step; /* the accumulation point, so a resumed run steps where it would
+				      have */
 	double best_fitness;
 	struct tr_val_results results; /* the last validation */
 	bool have_results;
@@ -134,7 +135,7 @@ float tr_round_to_half(float value)
 	if (mag >= 65520.0f) /* rounds past the largest half, 65504 */
 		return copysignf(INFINITY, value);
 	int exponent;
-	frexpf(mag, &exponent); /* mag in [2^(e-1), 2^e) */
+	frexpf(mag, &exponent);	     /* mag in [2^(e-1), 2^e) */
 	int quantum = exponent - 11; /* 11 significant bits */
 	if (quantum < -24)	     /* half subnormals: steps of 2^-24 */
 		quantum = -24;
@@ -178,7 +179,8 @@ static int multi_scale_max(int imgsz, int gs)
 
 /* ---- setup ---- */
 
-/* OMP_NUM_THREADS when set (yolo-evolve sets it for candidates side by side), else every CPU allowed. */
+/* OMP_NUM_THREADS when set (yolo-evolve sets it for candidates side by side), else every CPU
+ * allowed. */
 static int cpu_count(void)
 {
 	long omp;
@@ -337,7 +339,8 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 		/* transfer: everything but the anchors when cfg or the anchors hyp set them */
 		if (tr_model_load(run->model, o->weights, err) != 0)
 			return -1;
-		ut_log(UT_LOG_INFO, "transferred %d items from %s", run->model->ntensors, o->weights);
+		ut_log(UT_LOG_INFO, "transferred %d items from %s", run->model->ntensors,
+		       o->weights);
 	}
 	run->frozen = calloc((size_t)run->model->ntensors, sizeof(*run->frozen));
 	if (run->frozen == NULL)
@@ -371,30 +374,40 @@ static void check_imgsz(struct tr_run *run)
 	if (fixed < 2 * gs)
 		fixed = 2 * gs;
 	if (fixed != imgsz)
-		ut_log(UT_LOG_WARN, "--imgsz %ld must be a multiple of max stride %d, updating to %ld",
-		       imgsz, gs, fixed);
+		ut_log(UT_LOG_WARN,
+		       "--imgsz %ld must be a multiple of max stride %d, updating to %ld", imgsz,
+		       gs, fixed);
 	run->gs = gs;
 	run->imgsz = (int)fixed;
 }
 
 struct tr_loader_hyp tr_train_loader_hyp(const struct meta_hyp *h)
 {
-	return (struct tr_loader_hyp){
-	    .hsv_h = h->v[META_hsv_h], .hsv_s = h->v[META_hsv_s], .hsv_v = h->v[META_hsv_v],
-	    .degrees = h->v[META_degrees], .translate = h->v[META_translate],
-	    .scale = h->v[META_scale], .shear = h->v[META_shear],
-	    .perspective = h->v[META_perspective], .flipud = h->v[META_flipud],
-	    .fliplr = h->v[META_fliplr], .mosaic = h->v[META_mosaic], .mixup = h->v[META_mixup],
-	    .copy_paste = h->v[META_copy_paste]};
+	return (struct tr_loader_hyp){.hsv_h = h->v[META_hsv_h],
+				      .hsv_s = h->v[META_hsv_s],
+				      .hsv_v = h->v[META_hsv_v],
+				      .degrees = h->v[META_degrees],
+				      .translate = h->v[META_translate],
+				      .scale = h->v[META_scale],
+				      .shear = h->v[META_shear],
+				      .perspective = h->v[META_perspective],
+				      .flipud = h->v[META_flipud],
+				      .fliplr = h->v[META_fliplr],
+				      .mosaic = h->v[META_mosaic],
+				      .mixup = h->v[META_mixup],
+				      .copy_paste = h->v[META_copy_paste]};
 }
 
 struct tr_loss_hyp tr_train_loss_hyp(const struct meta_hyp *h, double label_smoothing)
 {
-	return (struct tr_loss_hyp){
-	    .box = h->v[META_box], .obj = h->v[META_obj], .cls = h->v[META_cls],
-	    .cls_pw = h->v[META_cls_pw], .obj_pw = h->v[META_obj_pw],
-	    .fl_gamma = h->v[META_fl_gamma], .anchor_t = h->v[META_anchor_t],
-	    .label_smoothing = label_smoothing};
+	return (struct tr_loss_hyp){.box = h->v[META_box],
+				    .obj = h->v[META_obj],
+				    .cls = h->v[META_cls],
+				    .cls_pw = h->v[META_cls_pw],
+				    .obj_pw = h->v[META_obj_pw],
+				    .fl_gamma = h->v[META_fl_gamma],
+				    .anchor_t = h->v[META_anchor_t],
+				    .label_smoothing = label_smoothing};
 }
 
 static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err *err)
@@ -469,7 +482,8 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 	const struct tr_detect *det = &run->model->detect;
 	for (int l = 0; l < det->nl; l++) {
 		size_t cells = (size_t)(th / det->stride[l]) * (size_t)(tw / det->stride[l]);
-		run->grad_out[l] = malloc((size_t)plan_batch * det->na * cells * det->no * sizeof(float));
+		run->grad_out[l] =
+		    malloc((size_t)plan_batch * det->na * cells * det->no * sizeof(float));
 		if (run->grad_out[l] == NULL)
 			return ut_err_set(err, "out of memory for the output gradients");
 	}
@@ -488,8 +502,11 @@ static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
 	const struct tr_detect *det = &run->model->detect;
 	run->loss_hyp = tr_train_loss_hyp(&run->hyp, run->opts->label_smoothing);
 	tr_loss_scale_hyp(&run->loss_hyp, det->nl, run->nc, imgsz);
-	struct tr_loss_params params = {.nl = det->nl, .na = det->na, .nc = run->nc,
-					.anchors = det->anchors, .hyp = run->loss_hyp};
+	struct tr_loss_params params = {.nl = det->nl,
+					.na = det->na,
+					.nc = run->nc,
+					.anchors = det->anchors,
+					.hyp = run->loss_hyp};
 	if (tr_loss_create(&params, 256, &run->loss, err) != 0)
 		return -1;
 	struct tr_val_opts vo = tr_val_defaults(run->nc);
@@ -529,17 +546,21 @@ static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 		for (int a = 0; a < 2 * det->na; a++)
 			anchors_px[(l * det->na) * 2 + a] =
 			    det->anchors[(l * det->na) * 2 + a] * (float)det->stride[l];
-	struct tr_anchor_dataset dataset = {.n_images = n, .shapes_wh = shapes,
-					    .label_counts = counts, .labels_wh = wh};
+	struct tr_anchor_dataset dataset = {
+	    .n_images = n, .shapes_wh = shapes, .label_counts = counts, .labels_wh = wh};
 	double strides[TR_MAX_LEVELS];
 	for (int l = 0; l < det->nl; l++)
 		strides[l] = det->stride[l];
 	struct ev_pcg rng;
 	ev_pcg_seed(&rng, (uint64_t)run->opts->seed, STREAM_ANCHORS);
-	struct tr_anchor_auto_params params = {
-	    .dataset = &dataset, .imgsz = imgsz, .thr = run->hyp.v[META_anchor_t],
-	    .n_levels = det->nl, .per_level = det->na, .strides = strides, .generations = 1000,
-	    .rng = &rng};
+	struct tr_anchor_auto_params params = {.dataset = &dataset,
+					       .imgsz = imgsz,
+					       .thr = run->hyp.v[META_anchor_t],
+					       .n_levels = det->nl,
+					       .per_level = det->na,
+					       .strides = strides,
+					       .generations = 1000,
+					       .rng = &rng};
 	struct tr_anchor_auto_result result;
 	if (tr_anchor_autoanchor(&params, anchors_px, &result, err) != 0)
 		goto done;
@@ -570,13 +591,19 @@ static void round_state_to_half(struct tr_model *model)
 static int make_schedule(struct tr_run *run, struct ut_err *err)
 {
 	const struct meta_hyp *h = &run->hyp;
-	struct tr_optim_config config = {
-	    .kind = run->kind, .lr0 = h->v[META_lr0], .lrf = h->v[META_lrf],
-	    .momentum = h->v[META_momentum], .weight_decay = h->v[META_weight_decay],
-	    .warmup_epochs = h->v[META_warmup_epochs], .warmup_momentum = h->v[META_warmup_momentum],
-	    .warmup_bias_lr = h->v[META_warmup_bias_lr], .batch_size = run->opts->batch_size,
-	    .nb = tr_loader_num_batches(run->train_loader), .epochs = run->epochs,
-	    .start_epoch = run->start_epoch, .cos_lr = run->opts->cos_lr};
+	struct tr_optim_config config = {.kind = run->kind,
+					 .lr0 = h->v[META_lr0],
+					 .lrf = h->v[META_lrf],
+					 .momentum = h->v[META_momentum],
+					 .weight_decay = h->v[META_weight_decay],
+					 .warmup_epochs = h->v[META_warmup_epochs],
+					 .warmup_momentum = h->v[META_warmup_momentum],
+					 .warmup_bias_lr = h->v[META_warmup_bias_lr],
+					 .batch_size = run->opts->batch_size,
+					 .nb = tr_loader_num_batches(run->train_loader),
+					 .epochs = run->epochs,
+					 .start_epoch = run->start_epoch,
+					 .cos_lr = run->opts->cos_lr};
 	if (tr_optim_sched_init(&run->sched, &config, err) != 0)
 		return -1;
 	if (run->opts->resume) /* YOLOv5 restarts at -1; we continue exactly */
@@ -598,10 +625,9 @@ static int add_model_entries(const struct tr_model *model, const char *prefix,
 		for (int d = 0; d < spec->ndim; d++)
 			shapes[i][d] = spec->shape[d];
 		bool counter = spec->kind == TR_TENSOR_COUNTER;
-		entries[i] = (struct tr_st_entry){names[i], counter ? TR_ST_I64 : TR_ST_F32, spec->ndim,
-						  shapes[i],
-						  counter ? (const void *)spec->counter
-							  : (const void *)spec->data};
+		entries[i] = (struct tr_st_entry){
+		    names[i], counter ? TR_ST_I64 : TR_ST_F32, spec->ndim, shapes[i],
+		    counter ? (const void *)spec->counter : (const void *)spec->data};
 	}
 	return 0;
 }
@@ -642,12 +668,13 @@ static int save_checkpoint(struct tr_run *run, const char *path, long epoch, str
 			if (spec->kind != TR_TENSOR_PARAM)
 				continue;
 			size_t i = count++;
-			if (tr_ckpt_optimizer_name(names[i], sizeof(names[i]), spec->name, sname, err))
+			if (tr_ckpt_optimizer_name(names[i], sizeof(names[i]), spec->name, sname,
+						   err))
 				goto done;
 			for (int d = 0; d < spec->ndim; d++)
 				shapes[i][d] = spec->shape[d];
-			entries[i] = (struct tr_st_entry){names[i], TR_ST_F32, spec->ndim, shapes[i],
-							  state + spec->offset};
+			entries[i] = (struct tr_st_entry){names[i], TR_ST_F32, spec->ndim,
+							  shapes[i], state + spec->offset};
 		}
 	}
 	char steps[32], optimizer[32], last_step[32];
@@ -656,9 +683,11 @@ static int save_checkpoint(struct tr_run *run, const char *path, long epoch, str
 	snprintf(last_step, sizeof(last_step), "%ld", run->sched.last_opt_step);
 	struct tr_st_meta extra[] = {
 	    {"optimizer_steps", steps}, {"optimizer", optimizer}, {"last_opt_step", last_step}};
-	struct tr_ckpt_info info = {.epoch = epoch, .best_fitness = run->best_fitness,
+	struct tr_ckpt_info info = {.epoch = epoch,
+				    .best_fitness = run->best_fitness,
 				    .ema_updates = run->ema_state.updates,
-				    .model_yaml = run->model_text, .hyp = run->hyp_text};
+				    .model_yaml = run->model_text,
+				    .hyp = run->hyp_text};
 	rc = tr_ckpt_write(path, &info, entries, count, extra, UT_ARRAY_LEN(extra), err);
 done:
 	free(entries);
@@ -730,9 +759,11 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 			rc = tr_ckpt_optimizer_name(name, sizeof(name), spec->name, sname, err);
 			const struct tr_st_tensor *stored = rc ? NULL : tr_st_find(file, name);
 			if (rc == 0 && (stored == NULL || stored->numel != spec->numel))
-				rc = ut_err_set(err, "%s: tensor '%s' missing or of the wrong size", path, name);
+				rc = ut_err_set(err, "%s: tensor '%s' missing or of the wrong size",
+						path, name);
 			if (rc == 0)
-				memcpy(state + spec->offset, stored->data, spec->numel * sizeof(float));
+				memcpy(state + spec->offset, stored->data,
+				       spec->numel * sizeof(float));
 		}
 	}
 	if (rc == 0) {
@@ -740,13 +771,15 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 		run->best_fitness = info.best_fitness;
 		run->ema_state.updates = info.ema_updates;
 		if (run->start_epoch >= run->epochs)
-			rc = ut_err_set(err, "%s: training to %ld epochs is finished, nothing to resume",
+			rc = ut_err_set(err,
+					"%s: training to %ld epochs is finished, nothing to resume",
 					path, run->epochs);
 		else
 			rc = trim_results(run->results_path, info.epoch, err);
 		if (rc == 0)
-			ut_log(UT_LOG_INFO, "resuming training from %s from epoch %ld to %ld total epochs",
-			       path, run->start_epoch, run->epochs);
+			ut_log(UT_LOG_INFO,
+			       "resuming training from %s from epoch %ld to %ld total epochs", path,
+			       run->start_epoch, run->epochs);
 	}
 	tr_st_close(file);
 	return rc;
@@ -847,13 +880,15 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 		run->quad_cap = batch->nt;
 	}
 	struct ev_pcg rng;
-	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_QUAD, batch->epoch, batch->number);
+	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_QUAD, batch->epoch,
+			 batch->number);
 	size_t nt = 0;
 	for (int q = 0; q < n; q++) {
 		float *out = run->scaled + (size_t)q * 3 * big;
 		int first = 4 * q;
 		bool upsample = ev_pcg_uniform(&rng) < 0.5;
-		if (upsample) { /* interpolate the uint8 values, truncate back to uint8, then / 255 */
+		if (upsample) { /* interpolate the uint8 values, truncate back to uint8, then / 255
+				 */
 			const uint8_t *in = batch->images + (size_t)first * 3 * plane;
 			for (size_t i = 0; i < 3 * plane; i++)
 				run->quad_src[i] = in[i];
@@ -866,8 +901,10 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 				int oy = (k & 1) * h, ox = (k >> 1) * w;
 				for (int c = 0; c < 3; c++)
 					for (int y = 0; y < h; y++)
-						memcpy(out + ((size_t)c * 2 * h + oy + y) * 2 * w + ox,
-						       in + ((size_t)c * h + y) * w, (size_t)w * sizeof(float));
+						memcpy(out + ((size_t)c * 2 * h + oy + y) * 2 * w +
+							   ox,
+						       in + ((size_t)c * h + y) * w,
+						       (size_t)w * sizeof(float));
 			}
 		}
 		for (size_t t = 0; t < batch->nt; t++) {
@@ -943,10 +980,12 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 			run->grad_out[l][i] *= 4.0f;
 	}
 	if (!isfinite(result.loss))
-		return ut_err_set(err, "epoch %ld batch %ld: the loss is %g (box %g obj %g cls %g); "
+		return ut_err_set(err,
+				  "epoch %ld batch %ld: the loss is %g (box %g obj %g cls %g); "
 				  "training diverged, try a lower lr0",
-				  epoch, batch->number, (double)result.loss, (double)result.items[0],
-				  (double)result.items[1], (double)result.items[2]);
+				  epoch, batch->number, (double)result.loss,
+				  (double)result.items[0], (double)result.items[1],
+				  (double)result.items[2]);
 	if (tr_model_backward(m, run->backend, (const float *const *)run->grad_out, err) != 0)
 		return -1;
 	if (tr_optim_sched_step_due(&run->sched, ni))
@@ -965,7 +1004,8 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 		if (cw == NULL)
 			return ut_err_set(err, "out of memory");
 		for (int c = 0; c < run->nc; c++)
-			cw[c] = run->class_weights[c] * (1 - run->maps[c]) * (1 - run->maps[c]) / run->nc;
+			cw[c] = run->class_weights[c] * (1 - run->maps[c]) * (1 - run->maps[c]) /
+				run->nc;
 		tr_labels_image_weights(&run->train_split, run->nc, o->single_cls, cw,
 					run->image_weights);
 		free(cw);
@@ -1041,19 +1081,29 @@ static int validate(struct tr_run *run, struct ut_err *err)
 static int log_results(struct tr_run *run, long epoch, const float mloss[3], const double lr[3],
 		       struct ut_err *err)
 {
-	static const char *const header[RESULTS_COLUMNS] = {
-	    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision",
-	    "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss",
-	    "val/obj_loss", "val/cls_loss", "x/lr0", "x/lr1", "x/lr2"};
+	static const char *const header[RESULTS_COLUMNS] = {"epoch",
+							    "train/box_loss",
+							    "train/obj_loss",
+							    "train/cls_loss",
+							    "metrics/precision",
+							    "metrics/recall",
+							    "metrics/mAP_0.5",
+							    "metrics/mAP_0.5:0.95",
+							    "val/box_loss",
+							    "val/obj_loss",
+							    "val/cls_loss",
+							    "x/lr0",
+							    "x/lr1",
+							    "x/lr2"};
 	struct tr_val_summary s = {0};
 	double vloss[3] = {0, 0, 0};
 	if (run->have_results) {
 		s = run->results.summary;
 		memcpy(vloss, run->results.loss, sizeof(vloss));
 	}
-	double values[RESULTS_COLUMNS] = {(double)epoch, mloss[0], mloss[1], mloss[2], s.mp, s.mr,
-					  s.map50, s.map, vloss[0], vloss[1], vloss[2],
-					  lr[0], lr[1], lr[2]};
+	double values[RESULTS_COLUMNS] = {(double)epoch, mloss[0], mloss[1], mloss[2], s.mp,
+					  s.mr,		 s.map50,  s.map,    vloss[0], vloss[1],
+					  vloss[2],	 lr[0],	   lr[1],    lr[2]};
 	struct stat st;
 	bool fresh = stat(run->results_path, &st) != 0;
 	FILE *f = fopen(run->results_path, "a");
@@ -1114,12 +1164,13 @@ static int end_epoch(struct tr_run *run, long epoch, const float mloss[3], bool 
 	if (!o->nosave || final_epoch) {
 		if (save_checkpoint(run, run->last, epoch, err) != 0)
 			return -1;
-		if (run->best_fitness == fitness && save_checkpoint(run, run->best, epoch, err) != 0)
+		if (run->best_fitness == fitness &&
+		    save_checkpoint(run, run->best, epoch, err) != 0)
 			return -1;
 		if (o->save_period > 0 && epoch % o->save_period == 0) {
 			char path[MAX_PATH + 64];
-			snprintf(path, sizeof(path), "%s/weights/epoch%ld.safetensors", run->save_dir,
-				 epoch);
+			snprintf(path, sizeof(path), "%s/weights/epoch%ld.safetensors",
+				 run->save_dir, epoch);
 			if (save_checkpoint(run, path, epoch, err) != 0)
 				return -1;
 		}
@@ -1138,12 +1189,14 @@ static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
 	if (o->epochs < 1)
 		return ut_err_set(err, "--epochs %ld: must be at least 1", o->epochs);
 	if (o->batch_size < 1)
-		return ut_err_set(err, "--batch-size %ld: must be at least 1 (-1, AutoBatch, needs a GPU)",
-				  o->batch_size);
+		return ut_err_set(
+		    err, "--batch-size %ld: must be at least 1 (-1, AutoBatch, needs a GPU)",
+		    o->batch_size);
 	if (o->imgsz < 1)
 		return ut_err_set(err, "--imgsz %ld: must be positive", o->imgsz);
 	if (o->device[0] != '\0' && strcmp(o->device, "cpu") != 0)
-		return ut_err_set(err, "--device %s: this build has no CUDA backend; use --device cpu",
+		return ut_err_set(err,
+				  "--device %s: this build has no CUDA backend; use --device cpu",
 				  o->device);
 	if (o->quad && o->batch_size < 4)
 		return ut_err_set(err, "--quad needs --batch-size 4 or more (%ld)", o->batch_size);
@@ -1186,8 +1239,11 @@ static int setup(struct tr_run *run, struct ut_err *err)
 		if (!o->noautoanchor && autoanchor(run, imgsz, err) != 0)
 			return -1;
 		if (o->noautoanchor && run->anchors_given)
-			return ut_err_set(err, "%s: the anchors hyp makes placeholder anchors that only "
-					  "AutoAnchor replaces; drop --noautoanchor or the anchors key", o->hyp);
+			return ut_err_set(
+			    err,
+			    "%s: the anchors hyp makes placeholder anchors that only "
+			    "AutoAnchor replaces; drop --noautoanchor or the anchors key",
+			    o->hyp);
 		round_state_to_half(run->model);
 	}
 	if (make_loss(run, imgsz, err) != 0)

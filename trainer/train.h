@@ -30,10 +30,10 @@
 #define TR_TRAIN_MAX_FREEZE 64
 
 struct tr_train_opts {
-	const char *weights;   /* "" or a .safetensors to start from (or to resume) */
-	const char *cfg;       /* model yaml; "" = the one stored in weights */
-	const char *data;      /* data.yaml */
-	const char *hyp;       /* hyp.yaml */
+	const char *weights; /* "" or a .safetensors to start from (or to resume) */
+	const char *cfg;     /* model yaml; "" = the one stored in weights */
+	const char *data;    /* data.yaml */
+	const char *hyp;     /* hyp.yaml */
 	long epochs;
 	long batch_size;
 	long imgsz;
@@ -51,10 +51,10 @@ struct tr_train_opts {
 	int n_freeze;
 	long save_period;
 	long seed;
-	bool progress_tty;		    /* a live progress line (stderr is a terminal) */
-	const volatile sig_atomic_t *stop;  /* non-zero asks the run to stop after this batch */
-	const char *opt_yaml;		    /* text of save_dir/opt.yaml (may be NULL: none written) */
-	const char *save_dir;		    /* NULL: project/name incremented; else this (resume) */
+	bool progress_tty;		   /* a live progress line (stderr is a terminal) */
+	const volatile sig_atomic_t *stop; /* non-zero asks the run to stop after this batch */
+	const char *opt_yaml; /* text of save_dir/opt.yaml (may be NULL: none written) */
+	const char *save_dir; /* NULL: project/name incremented; else this (resume) */
 };
 
 /* train.py's defaults: epochs 300, batch 16, imgsz 640, SGD, workers 8, ... */

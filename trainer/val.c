@@ -28,25 +28,25 @@ struct tr_val {
 	float iouv[TR_N_IOUV];
 	/* the current run */
 	long seen, n_batches, n_labels;
-	float loss_sum[3]; /* float32 sums, as val.py's loss tensor */
-	double seconds[3]; /* pre-process, inference, NMS */
-	struct val_array tp;	     /* uint8 [n_det][TR_N_IOUV] */
-	struct val_array conf;	     /* double [n_det] */
-	struct val_array pred_cls;   /* int [n_det] */
-	struct val_array target_cls; /* int [n_labels] */
+	float loss_sum[3];			   /* float32 sums, as val.py's loss tensor */
+	double seconds[3];			   /* pre-process, inference, NMS */
+	struct val_array tp;			   /* uint8 [n_det][TR_N_IOUV] */
+	struct val_array conf;			   /* double [n_det] */
+	struct val_array pred_cls;		   /* int [n_det] */
+	struct val_array target_cls;		   /* int [n_labels] */
 	long *labels_per_class, *images_per_class; /* [nc] */
 	/* scratch, grown on demand and kept between runs */
-	struct val_array images;  /* float [n, 3, h, w] */
-	struct val_array nms_ws;  /* bytes */
-	struct val_array labels;  /* float [nt][5] */
+	struct val_array images; /* float [n, 3, h, w] */
+	struct val_array nms_ws; /* bytes */
+	struct val_array labels; /* float [nt][5] */
 	/* a batch forwarded in chunks: the gathered raw outputs and decoded rows */
 	struct val_array raw[TR_MAX_LEVELS]; /* float [n, na, ny, nx, no] */
-	struct val_array decoded;	      /* float [n, cells, no] */
+	struct val_array decoded;	     /* float [n, cells, no] */
 	const float *pred[TR_MAX_LEVELS];    /* the batch's raw outputs, wherever they are */
-	const float *rows;		      /* the batch's decoded rows */
-	float *dets;		  /* [max_det][6] */
-	uint8_t *correct;	  /* [max_det][TR_N_IOUV] */
-	unsigned char *class_seen; /* [nc] per image */
+	const float *rows;		     /* the batch's decoded rows */
+	float *dets;			     /* [max_det][6] */
+	uint8_t *correct;		     /* [max_det][TR_N_IOUV] */
+	unsigned char *class_seen;	     /* [nc] per image */
 };
 
 static double monotonic_seconds(void)
@@ -324,8 +324,8 @@ static int batch_to_float(struct tr_val *val, const struct tr_batch *batch, stru
 }
 
 /* compute_loss(train_out, targets)[1] added to the running sums. */
-static int batch_loss(struct tr_val *val, const struct tr_model *model, const struct tr_batch *batch,
-		      struct tr_loss *loss, struct ut_err *err)
+static int batch_loss(struct tr_val *val, const struct tr_model *model,
+		      const struct tr_batch *batch, struct tr_loss *loss, struct ut_err *err)
 {
 	const struct tr_detect *det = &model->detect;
 	if (det->nl > TR_LOSS_MAX_LEVELS)
@@ -381,8 +381,8 @@ static int forward_batch(struct tr_val *val, struct tr_model *model, struct tr_b
 	const float *images = val->images.data;
 	int step = model->max_batch > 0 ? model->max_batch : batch->n;
 	if (batch->n <= step) {
-		if (tr_model_forward(model, backend, images, batch->n, batch->height, batch->width, 0,
-				     err) != 0)
+		if (tr_model_forward(model, backend, images, batch->n, batch->height, batch->width,
+				     0, err) != 0)
 			return -1;
 		for (int l = 0; l < det->nl; l++)
 			val->pred[l] = det->outputs[l];
@@ -514,8 +514,8 @@ void tr_val_results_free(struct tr_val_results *res)
 	res->labels_per_class = res->images_per_class = NULL;
 }
 
-static void print_row(FILE *out, const char *name, long images, long instances, double p,
-		      double r, double map50, double map)
+static void print_row(FILE *out, const char *name, long images, long instances, double p, double r,
+		      double map50, double map)
 {
 	fprintf(out, "%22s%11ld%11ld%11.3g%11.3g%11.3g%11.3g\n", name, images, instances, p, r,
 		map50, map);
@@ -539,8 +539,7 @@ void tr_val_print(const struct tr_val_results *res, const char *const *names, bo
 			snprintf(fallback, sizeof(fallback), "%d", c);
 			name = fallback;
 		}
-		const long instances =
-		    c >= 0 && c < res->nc ? res->labels_per_class[c] : 0;
+		const long instances = c >= 0 && c < res->nc ? res->labels_per_class[c] : 0;
 		print_row(out, name, res->seen, instances, res->ap.p[i], res->ap.r[i],
 			  res->ap.ap50[i], res->ap.ap_mean[i]);
 	}

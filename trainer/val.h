@@ -52,8 +52,8 @@ struct tr_val_results {
 	long *labels_per_class;	       /* [nc] */
 	long *images_per_class;	       /* [nc] images with a label of the class */
 	/* added after the first version: */
-	int nc;		     /* entries of maps and the per-class counts: 1 with single_cls */
-	double speed_ms[3];  /* per image: pre-process, inference, NMS (val.py's dt) */
+	int nc;		    /* entries of maps and the per-class counts: 1 with single_cls */
+	double speed_ms[3]; /* per image: pre-process, inference, NMS (val.py's dt) */
 };
 
 struct tr_val; /* opaque */

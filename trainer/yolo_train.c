@@ -27,14 +27,15 @@ struct opt_def {
 	const char *name; /* on the command line, with dashes */
 	const char *key;  /* in opt.yaml (train.py's dest) */
 	enum opt_kind kind;
-	size_t offset;	  /* in struct tr_train_opts */
+	size_t offset; /* in struct tr_train_opts */
 	const char *help;
 };
 
 #define OFF(field) offsetof(struct tr_train_opts, field)
 
 static const struct opt_def options[] = {
-    {"weights", "weights", OPT_STR, OFF(weights), "initial weights (.safetensors), '' = from scratch"},
+    {"weights", "weights", OPT_STR, OFF(weights),
+     "initial weights (.safetensors), '' = from scratch"},
     {"cfg", "cfg", OPT_STR, OFF(cfg), "model yaml (models/yolov5s.yaml ...)"},
     {"data", "data", OPT_STR, OFF(data), "dataset yaml"},
     {"hyp", "hyp", OPT_STR, OFF(hyp), "hyperparameter yaml (data/hyps/hyp.scratch-low.yaml)"},
@@ -45,7 +46,8 @@ static const struct opt_def options[] = {
     {"img", "imgsz", OPT_LONG, OFF(imgsz), NULL},
     {"img-size", "imgsz", OPT_LONG, OFF(imgsz), NULL},
     {"rect", "rect", OPT_FLAG, OFF(rect), "rectangular training batches"},
-    {"resume", "resume", OPT_FLAG, OFF(resume), "[PATH] resume from last.safetensors (most recent run)"},
+    {"resume", "resume", OPT_FLAG, OFF(resume),
+     "[PATH] resume from last.safetensors (most recent run)"},
     {"nosave", "nosave", OPT_FLAG, OFF(nosave), "only save the final checkpoint"},
     {"noval", "noval", OPT_FLAG, OFF(noval), "only validate the final epoch"},
     {"noautoanchor", "noautoanchor", OPT_FLAG, OFF(noautoanchor), "disable AutoAnchor"},
@@ -57,14 +59,17 @@ static const struct opt_def options[] = {
     {"single-cls", "single_cls", OPT_FLAG, OFF(single_cls), "train as a single-class dataset"},
     {"optimizer", "optimizer", OPT_STR, OFF(optimizer), "SGD, Adam or AdamW (SGD)"},
     {"sync-bn", "sync_bn", OPT_FLAG, OFF(sync_bn), "SyncBatchNorm (no effect on one device)"},
-    {"workers", "workers", OPT_LONG, OFF(workers), "data loader threads (8; at most the CPUs and the batch size)"},
-    {"threads", "threads", OPT_LONG, OFF(threads), "compute threads (0 = $OMP_NUM_THREADS, else every CPU allowed)"},
+    {"workers", "workers", OPT_LONG, OFF(workers),
+     "data loader threads (8; at most the CPUs and the batch size)"},
+    {"threads", "threads", OPT_LONG, OFF(threads),
+     "compute threads (0 = $OMP_NUM_THREADS, else every CPU allowed)"},
     {"project", "project", OPT_STR, OFF(project), "save to project/name (runs/train)"},
     {"name", "name", OPT_STR, OFF(name), "save to project/name (exp)"},
     {"exist-ok", "exist_ok", OPT_FLAG, OFF(exist_ok), "reuse project/name instead of name2, ..."},
     {"quad", "quad", OPT_FLAG, OFF(quad), "quad dataloader: 4 images make one of twice the size"},
     {"cos-lr", "cos_lr", OPT_FLAG, OFF(cos_lr), "cosine learning-rate schedule"},
-    {"label-smoothing", "label_smoothing", OPT_DOUBLE, OFF(label_smoothing), "label smoothing epsilon (0)"},
+    {"label-smoothing", "label_smoothing", OPT_DOUBLE, OFF(label_smoothing),
+     "label smoothing epsilon (0)"},
     {"patience", "patience", OPT_LONG, OFF(patience), "early stopping patience in epochs (100)"},
     {"freeze", "freeze", OPT_FREEZE, 0, "N (layers 0..N-1) or several layer indices"},
     {"save-period", "save_period", OPT_LONG, OFF(save_period), "also save every N epochs (-1 off)"},
@@ -135,7 +140,8 @@ static int parse_freeze(struct tr_train_opts *o, const char *text, int index, st
 	long layer;
 	char q[UT_QUOTE_LEN];
 	if (ut_parse_long(text, 0, 100000, &layer) != 0)
-		return ut_err_set(err, "--freeze: '%s' is not a layer index", ut_quote(text, q, sizeof(q)));
+		return ut_err_set(err, "--freeze: '%s' is not a layer index",
+				  ut_quote(text, q, sizeof(q)));
 	if (index >= TR_TRAIN_MAX_FREEZE)
 		return ut_err_set(err, "--freeze: at most %d values", TR_TRAIN_MAX_FREEZE);
 	o->freeze[index] = (int)layer;
@@ -165,7 +171,8 @@ static int set_option(struct tr_train_opts *o, const struct opt_def *def, const 
 					  ut_quote(text, q, sizeof(q)));
 		return 0;
 	case OPT_FLAG:
-		*(bool *)field = text == NULL || strcmp(text, "true") == 0 || strcmp(text, "True") == 0;
+		*(bool *)field =
+		    text == NULL || strcmp(text, "true") == 0 || strcmp(text, "True") == 0;
 		return 0;
 	case OPT_FREEZE:
 		return parse_freeze(o, text, 0, err);
@@ -188,15 +195,17 @@ static int parse_args(int argc, char **argv, struct tr_train_opts *o, const char
 		const char *arg = argv[i];
 		char q[UT_QUOTE_LEN];
 		if (strncmp(arg, "--", 2) != 0)
-			return ut_err_set(err, "unexpected argument '%s'", ut_quote(arg, q, sizeof(q)));
+			return ut_err_set(err, "unexpected argument '%s'",
+					  ut_quote(arg, q, sizeof(q)));
 		const char *name = arg + 2, *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
 		const struct opt_def *def = find_option(name, len, false);
 		if (def == NULL)
-			return ut_err_set(err, "unknown option '--%.*s' (see --help)", (int)len, name);
+			return ut_err_set(err, "unknown option '--%.*s' (see --help)", (int)len,
+					  name);
 		const char *value = eq ? eq + 1 : NULL;
-		bool optional = def->kind == OPT_FLAG || def->kind == OPT_MAYBE_STR ||
-				def->kind == OPT_IGNORED;
+		bool optional =
+		    def->kind == OPT_FLAG || def->kind == OPT_MAYBE_STR || def->kind == OPT_IGNORED;
 		if (value == NULL && !optional) {
 			if (i + 1 >= argc)
 				return ut_err_set(err, "--%s needs a value", def->name);
@@ -249,7 +258,8 @@ static int opt_yaml(const struct tr_train_opts *o, struct ut_buf *out)
 			break;
 		}
 		case OPT_FLAG:
-			rc = ut_buf_printf(out, "%s: %s\n", def->key, *(const bool *)field ? "true" : "false");
+			rc = ut_buf_printf(out, "%s: %s\n", def->key,
+					   *(const bool *)field ? "true" : "false");
 			break;
 		case OPT_FREEZE:
 			rc = ut_buf_printf(out, "%s:\n", def->key);
@@ -308,16 +318,18 @@ static int read_opt_yaml(const char *path, struct tr_train_opts *o, char ***keep
 			     rc == 0 && it < v->data.sequence.items.top; it++, n++) {
 				yaml_node_t *item = yaml_document_get_node(&doc, *it);
 				rc = item->type == YAML_SCALAR_NODE
-					 ? parse_freeze(o, (const char *)item->data.scalar.value, n, err)
-					 : ut_err_set(err, "%s: freeze: not a list of integers", path);
+					 ? parse_freeze(o, (const char *)item->data.scalar.value, n,
+							err)
+					 : ut_err_set(err, "%s: freeze: not a list of integers",
+						      path);
 			}
 			continue;
 		}
 		if (v->type != YAML_SCALAR_NODE)
 			continue;
 		const char *value = (const char *)v->data.scalar.value;
-		if ((def->kind == OPT_STR || def->kind == OPT_MAYBE_STR) && strcmp(value, "null") == 0 &&
-		    v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+		if ((def->kind == OPT_STR || def->kind == OPT_MAYBE_STR) &&
+		    strcmp(value, "null") == 0 && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
 			*(const char **)((char *)o + def->offset) = NULL;
 			continue;
 		}
@@ -353,20 +365,23 @@ static int latest_run(const char *project, char *buf, size_t size, struct ut_err
 		struct stat st;
 		if (entry->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "%s/%s/weights/last.safetensors", project, entry->d_name);
+		snprintf(path, sizeof(path), "%s/%s/weights/last.safetensors", project,
+			 entry->d_name);
 		if (stat(path, &st) == 0 && (double)st.st_mtime > newest) {
 			newest = (double)st.st_mtime;
 			snprintf(buf, size, "%s", path);
 		}
 	}
 	closedir(dir);
-	return newest < 0 ? ut_err_set(err, "--resume: no weights/last.safetensors under %s", project)
-			  : 0;
+	return newest < 0
+		   ? ut_err_set(err, "--resume: no weights/last.safetensors under %s", project)
+		   : 0;
 }
 
 /* train.py's resume: save_dir and options from the checkpoint's run. */
-static int prepare_resume(struct tr_train_opts *o, const char *resume_path, char *last, char *save_dir,
-			  char *hyp, size_t size, char ***keep, int *n_keep, struct ut_err *err)
+static int prepare_resume(struct tr_train_opts *o, const char *resume_path, char *last,
+			  char *save_dir, char *hyp, size_t size, char ***keep, int *n_keep,
+			  struct ut_err *err)
 {
 	if (resume_path != NULL)
 		snprintf(last, size, "%s", resume_path);
@@ -434,8 +449,8 @@ int main(int argc, char **argv)
 	int n_keep = 0, status = 0;
 	if (!opts.resume)
 		find_shipped_files(&opts, cfg_found, hyp, sizeof(hyp));
-	if (opts.resume && prepare_resume(&opts, resume_path, last, save_dir, hyp, sizeof(last), &keep,
-					  &n_keep, &err) != 0) {
+	if (opts.resume && prepare_resume(&opts, resume_path, last, save_dir, hyp, sizeof(last),
+					  &keep, &n_keep, &err) != 0) {
 		fprintf(stderr, "yolo-train: %s\n", err.msg);
 		status = 1;
 	}

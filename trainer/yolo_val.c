@@ -65,8 +65,10 @@ static const struct opt options[] = {
 
 static void usage(FILE *to)
 {
-	fprintf(to, "usage: yolo-val --weights FILE.safetensors --data data.yaml [options]\n"
-		    "YOLOv5 v7.0's val.py: P, R, mAP@.5 and mAP@.5:.95 of weights on a dataset split.\n");
+	fprintf(
+	    to,
+	    "usage: yolo-val --weights FILE.safetensors --data data.yaml [options]\n"
+	    "YOLOv5 v7.0's val.py: P, R, mAP@.5 and mAP@.5:.95 of weights on a dataset split.\n");
 	for (size_t i = 0; i < UT_ARRAY_LEN(options); i++) {
 		char names[48];
 		snprintf(names, sizeof(names), "%s%s%s", options[i].name,
@@ -81,7 +83,8 @@ static const struct opt *find_option(const char *arg, size_t len)
 	for (size_t i = 0; i < UT_ARRAY_LEN(options); i++) {
 		const struct opt *o = &options[i];
 		if ((strlen(o->name) == len && strncmp(arg, o->name, len) == 0) ||
-		    (o->alias != NULL && strlen(o->alias) == len && strncmp(arg, o->alias, len) == 0))
+		    (o->alias != NULL && strlen(o->alias) == len &&
+		     strncmp(arg, o->alias, len) == 0))
 			return o;
 	}
 	return NULL;
@@ -126,8 +129,9 @@ static int parse_args(int argc, char **argv, struct cli *c, struct ut_err *err)
 		size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
 		const struct opt *o = arg[0] == '-' ? find_option(arg, len) : NULL;
 		if (o == NULL)
-			return ut_err_set(err, arg[0] == '-' ? "unknown option %s" : "unexpected argument %s",
-					  arg);
+			return ut_err_set(
+			    err, arg[0] == '-' ? "unknown option %s" : "unexpected argument %s",
+			    arg);
 		if (o->kind == OPT_FLAG) {
 			if (eq != NULL)
 				return ut_err_set(err, "%s takes no value", o->name);
@@ -247,7 +251,8 @@ static int open_split(struct session *s, const struct cli *c, struct ut_err *err
 	}
 	char q[UT_QUOTE_LEN];
 	if (sources == NULL || n == 0)
-		return ut_err_set(err, "%s: no '%s' split", c->data, ut_quote(c->task, q, sizeof(q)));
+		return ut_err_set(err, "%s: no '%s' split", c->data,
+				  ut_quote(c->task, q, sizeof(q)));
 	struct tr_data_open_opts opts = {.nc = s->yaml.nc, .use_cache = true};
 	if (tr_data_split_open((const char *const *)sources, n, &opts, &s->split, err) != 0)
 		return -1;
@@ -334,7 +339,8 @@ static int run(const struct cli *c, struct ut_err *err)
 		int stride = max_stride(s.model);
 		imgsz = (imgsz + stride - 1) / stride * stride;
 		if (imgsz != c->imgsz)
-			ut_log(UT_LOG_WARN, "--imgsz %ld must be a multiple of max stride %d, using %d",
+			ut_log(UT_LOG_WARN,
+			       "--imgsz %ld must be a multiple of max stride %d, using %d",
 			       c->imgsz, stride, imgsz);
 		rc = open_split(&s, c, err);
 	}

@@ -196,9 +196,8 @@ void ut_fmt_pyfloat(double value, char *buf, size_t size)
 	const char *sign = value < 0 ? "-" : "";
 	if (exp10 < -4 || exp10 >= 16) {
 		/* Python: d[.ddd]e[+-]XX, at least two exponent digits */
-		snprintf(buf, size, "%s%c%s%s%se%c%02d", sign, mant[0],
-			 ndig > 1 ? "." : "", mant + 1, "", exp10 < 0 ? '-' : '+',
-			 abs(exp10));
+		snprintf(buf, size, "%s%c%s%s%se%c%02d", sign, mant[0], ndig > 1 ? "." : "",
+			 mant + 1, "", exp10 < 0 ? '-' : '+', abs(exp10));
 		return;
 	}
 	char out[64];
@@ -316,8 +315,7 @@ int ut_read_file(const char *path, char **out, size_t *len, struct ut_err *err)
 	return 0;
 }
 
-int ut_write_file_atomic(const char *path, const char *data, size_t len,
-			 struct ut_err *err)
+int ut_write_file_atomic(const char *path, const char *data, size_t len, struct ut_err *err)
 {
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
@@ -541,7 +539,8 @@ static int try_data_dir(const char *data, const char *path, char *out, size_t si
 	const char *name = slash != NULL ? slash + 1 : path;
 	const char *const subdirs[] = {"", "models/", "data/hyps/"};
 	for (size_t i = 0; i < UT_ARRAY_LEN(subdirs); i++) {
-		if (snprintf(out, size, "%s/%s%s", data, subdirs[i], i == 0 ? path : name) >= (int)size)
+		if (snprintf(out, size, "%s/%s%s", data, subdirs[i], i == 0 ? path : name) >=
+		    (int)size)
 			continue;
 		struct stat st;
 		char resolved[PATH_MAX];
@@ -563,7 +562,8 @@ int ut_data_file(const char *path, char *out, size_t size)
 	char bin[PATH_MAX], data[PATH_MAX + 32];
 	program_dir(bin, sizeof(bin));
 	if (bin[0] != '\0' || YE_BIN_TO_DATADIR[0] == '/') {
-		if (YE_BIN_TO_DATADIR[0] == '/') /* an absolute bindir or datadir: not relocatable */
+		if (YE_BIN_TO_DATADIR[0] ==
+		    '/') /* an absolute bindir or datadir: not relocatable */
 			snprintf(data, sizeof(data), "%s", YE_BIN_TO_DATADIR);
 		else
 			snprintf(data, sizeof(data), "%s/%s", bin, YE_BIN_TO_DATADIR);
@@ -572,7 +572,8 @@ int ut_data_file(const char *path, char *out, size_t size)
 	}
 	if (try_data_dir(YE_DATADIR, path, out, size) == 0)
 		return 0;
-	if (bin[0] != '\0' && inside(bin, YE_BUILD_ROOT) && try_data_dir(YE_SOURCE_ROOT, path, out, size) == 0)
+	if (bin[0] != '\0' && inside(bin, YE_BUILD_ROOT) &&
+	    try_data_dir(YE_SOURCE_ROOT, path, out, size) == 0)
 		return 0;
 	snprintf(out, size, "%s", path);
 	return -1;

@@ -25,8 +25,7 @@ struct ut_err {
  * message stays one line whatever the arguments hold: control characters
  * come out as \n, \t, \r or \xNN. The arguments may point into err->msg.
  */
-int ut_err_set(struct ut_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int ut_err_set(struct ut_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Bytes of user text that a message quotes; longer text is cut with "...". */
 #define UT_QUOTE_MAX 60
@@ -53,8 +52,7 @@ enum ut_log_level { UT_LOG_ERROR, UT_LOG_WARN, UT_LOG_INFO, UT_LOG_DEBUG };
  * once by main.
  */
 void ut_log_set_level(enum ut_log_level level);
-void ut_log(enum ut_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void ut_log(enum ut_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * Format a double exactly as Python's repr() does (shortest string that
@@ -84,8 +82,7 @@ int ut_read_file(const char *path, char **out, size_t *len, struct ut_err *err);
  * readers see the old or the new content, never a mix. No fsync: files
  * written this way are derived from the database, which is the durable copy.
  */
-int ut_write_file_atomic(const char *path, const char *data, size_t len,
-			 struct ut_err *err);
+int ut_write_file_atomic(const char *path, const char *data, size_t len, struct ut_err *err);
 /* mkdir -p with mode 0777 (the umask applies). */
 int ut_mkdirs(const char *path, struct ut_err *err);
 /* Remove a file or folder tree; missing is fine. */
@@ -132,8 +129,7 @@ struct ut_buf {
 	char *data;
 	size_t len, cap;
 };
-int ut_buf_printf(struct ut_buf *buf, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int ut_buf_printf(struct ut_buf *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ut_buf_append(struct ut_buf *buf, const char *data, size_t len);
 void ut_buf_free(struct ut_buf *buf);
 

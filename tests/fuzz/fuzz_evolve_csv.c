@@ -75,8 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (after != before + imported)
 		abort();
-	if (after > 5000 && sqlite3_exec(st_handle(db), "DELETE FROM generations", NULL, NULL,
-					 NULL) != SQLITE_OK)
+	if (after > 5000 &&
+	    sqlite3_exec(st_handle(db), "DELETE FROM generations", NULL, NULL, NULL) != SQLITE_OK)
 		abort();
 	return 0;
 }

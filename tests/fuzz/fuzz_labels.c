@@ -19,8 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	for (int i = 0; i < lb.n_labels; i++) {
 		const struct tr_data_label *l = &lb.labels[i];
-		if (l->cls < 0 || l->cls >= 3 || !(l->x >= 0 && l->x <= 1) || !(l->y >= 0 && l->y <= 1) ||
-		    !(l->w >= 0 && l->w <= 1) || !(l->h >= 0 && l->h <= 1))
+		if (l->cls < 0 || l->cls >= 3 || !(l->x >= 0 && l->x <= 1) ||
+		    !(l->y >= 0 && l->y <= 1) || !(l->w >= 0 && l->w <= 1) ||
+		    !(l->h >= 0 && l->h <= 1))
 			abort();
 		for (int j = 0; j < i; j++)
 			if (memcmp(&lb.labels[j], l, sizeof(*l)) == 0)
