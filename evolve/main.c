@@ -715,18 +715,20 @@ static void db_path_for(const struct cli *c, char *out, size_t size)
 /* ---- commands ------------------------------------------------------------------------ */
 
 /* A message that may end with a trainer's log tail: its lines after the first indented. */
+/*
+ * A reason and the trainer's log tail under it: the first line through the
+ * logger, the others indented as they are (ev_log_tail made them printable).
+ */
 static void log_indented(enum ut_log_level level, const char *text)
 {
-	struct ut_buf out = {0};
-	int rc = 0;
-	for (const char *p = text; rc == 0 && *p; p++) {
-		if (*p != '\n')
-			rc = ut_buf_append(&out, p, 1);
-		else if (p[1] != '\0')
-			rc = ut_buf_append(&out, "\n    ", 5);
+	size_t first = strcspn(text, "\n");
+	ut_log(level, "%.*s", (int)first, text);
+	for (const char *line = text + first; *line == '\n' && line[1] != '\0';) {
+		line++;
+		size_t len = strcspn(line, "\n");
+		fprintf(stderr, "    %.*s\n", (int)len, line);
+		line += len;
 	}
-	ut_log(level, "%s", rc == 0 && out.data ? out.data : text);
-	ut_buf_free(&out);
 }
 
 static int cmd_run(int argc, char **argv)
@@ -778,6 +780,9 @@ static int cmd_run(int argc, char **argv)
 				       .log_max = c.log_max * (1LL << 20),
 				       .report_every = c.report_every,
 				       .max_failures = c.max_failures};
+	static char report[UT_ERR_LEN * 2];
+	params.report = report;
+	params.report_size = sizeof(report);
 	rc = ev_run(db, &opts, &params, &err);
 	if (rc < 0) {
 		ut_log(UT_LOG_ERROR, "%s", err.msg);
@@ -789,7 +794,7 @@ static int cmd_run(int argc, char **argv)
 			rp_print_summary(db, stdout);
 	}
 	if (rc == EV_BREAKER || rc == EV_NO_SUCCESS)
-		log_indented(UT_LOG_ERROR, err.msg);
+		log_indented(UT_LOG_ERROR, report);
 	if (rc == EV_BREAKER)
 		ut_log(UT_LOG_WARN,
 		       "fix the cause, then continue with: yolo-evolve --resume --db %s", db_path);

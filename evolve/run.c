@@ -1192,8 +1192,12 @@ static int reset_breaker(struct ev_runner *run)
 /* How a run that did not fail ended (see enum ev_outcome); err says why if not finished. */
 static int outcome(const struct ev_runner *run)
 {
+	char *report = run->params->report;
+	size_t report_size = report != NULL ? run->params->report_size : 0;
 	if (run->tripped) {
 		ut_err_set(run->err, "circuit breaker: %s", run->stop_reason);
+		if (report_size > 0)
+			snprintf(report, report_size, "circuit breaker: %s", run->stop_reason);
 		return EV_BREAKER;
 	}
 	if (run->stop_signal)
@@ -1205,11 +1209,18 @@ static int outcome(const struct ev_runner *run)
 		if (run->gens[i].status == ST_FAILED)
 			failed = &run->gens[i];
 	}
-	if (failed != NULL)
+	if (failed != NULL) {
 		ut_err_set(run->err, "no candidate succeeded; the last failure, generation %ld: %s",
 			   failed->generation, failed->error);
-	else
+		if (report_size > 0)
+			snprintf(report, report_size,
+				 "no candidate succeeded; the last failure, generation %ld: %s",
+				 failed->generation, failed->error);
+	} else {
 		ut_err_set(run->err, "no candidate succeeded");
+		if (report_size > 0)
+			snprintf(report, report_size, "no candidate succeeded");
+	}
 	return EV_NO_SUCCESS;
 }
 

@@ -28,6 +28,13 @@ struct ev_run_params {
 	 * candidates fail in a row (finishing order, this process only); 0: off.
 	 */
 	long max_failures;
+	/*
+	 * Filled (when not NULL) with the whole reason of EV_BREAKER and
+	 * EV_NO_SUCCESS, the trainer's log tail on the lines after the first:
+	 * err holds it escaped onto one line.
+	 */
+	char *report;
+	size_t report_size;
 };
 
 /* How ev_run ended when it did not fail; main exits with these. */
