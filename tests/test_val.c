@@ -481,9 +481,15 @@ static void small_batch(struct small_batch *sb, uint64_t seed)
 				      .info = sb->info};
 }
 
+/* The per-image outcome of by_hand: detections after NMS, the best one (xyxy, conf, cls). */
+struct hand_dets {
+	size_t n[2];
+	float best[2][6];
+};
+
 /* The same pipeline by hand: forward, loss items, NMS and tr_val_add_image per image. */
 static void by_hand(struct net *net, struct tr_val *val, const struct small_batch *sb,
-		    float items[3], size_t n_dets[2])
+		    float items[3], struct hand_dets *out)
 {
 	struct ut_err err;
 	static float images[2 * 3 * 64 * 96];
@@ -510,7 +516,9 @@ static void by_hand(struct net *net, struct tr_val *val, const struct small_batc
 		size_t n_det;
 		tr_nms(det->decoded + (size_t)si * (size_t)det->cells * (size_t)det->no,
 		       (size_t)det->cells, det->nc, &nms, ws, dets, &n_det);
-		n_dets[si] = n_det;
+		out->n[si] = n_det;
+		if (n_det > 0)
+			memcpy(out->best[si], dets, sizeof(out->best[si])); /* NMS sorts by conf */
 		float labels[3 * 5];
 		size_t n_labels = tr_val_image_labels(&sb->batch, si, false, labels);
 		if (tr_val_add_image(val, dets, n_det, labels, n_labels, &sb->info[si], &err) != 0)
@@ -529,29 +537,19 @@ static void targets_from_detections(struct net *net, struct small_batch *sb)
 {
 	struct tr_val *scratch = make_val(2, false);
 	float items[3];
-	size_t n_dets[2];
-	by_hand(net, scratch, sb, items, n_dets);
+	struct hand_dets dets;
+	by_hand(net, scratch, sb, items, &dets);
 	tr_val_free(scratch);
-	const struct tr_detect *det = &net->model->detect;
-	struct tr_nms_params nms = tr_nms_val_params();
-	void *ws = malloc(tr_nms_workspace_size((size_t)det->cells, det->nc));
-	assert_non_null(ws);
 	for (int si = 0; si < 2; si++) {
-		static float dets[300 * 6];
-		size_t n_det;
-		tr_nms(det->decoded + (size_t)si * (size_t)det->cells * (size_t)det->no,
-		       (size_t)det->cells, det->nc, &nms, ws, dets, &n_det);
-		assert_true(n_det > 0);
-		/* dets are xyxy in the 64 x 96 batch frame, best first; targets are normalised xywh
-		 */
-		const float *d = dets;
+		assert_true(dets.n[si] > 0);
+		/* xyxy in the 64 x 96 batch frame to a normalised xywh target */
+		const float *d = dets.best[si];
 		float x0 = fmaxf(d[0], 0), y0 = fmaxf(d[1], 0), x1 = fminf(d[2], 96),
 		      y1 = fminf(d[3], 64);
 		const float t[6] = {(float)si,		d[5],		(x0 + x1) / 2 / 96,
 				    (y0 + y1) / 2 / 64, (x1 - x0) / 96, (y1 - y0) / 64};
 		memcpy(sb->targets[si], t, sizeof(t));
 	}
-	free(ws);
 }
 
 static double now_ms(void)
@@ -579,12 +577,12 @@ static void test_batch_with_model(void **state)
 		fail_msg("%s", err.msg);
 	double elapsed_ms = now_ms() - t0;
 	float items_a[3], items_b[3];
-	size_t dets_a[2], dets_b[2];
-	by_hand(&net, hand, &a, items_a, dets_a);
-	by_hand(&net, hand, &b, items_b, dets_b);
-	print_message("detections per image: %zu %zu %zu %zu\n", dets_a[0], dets_a[1], dets_b[0],
-		      dets_b[1]);
-	assert_true(dets_a[0] > 0 && dets_a[1] > 0 && dets_b[0] > 0 && dets_b[1] > 0);
+	struct hand_dets dets_a, dets_b;
+	by_hand(&net, hand, &a, items_a, &dets_a);
+	by_hand(&net, hand, &b, items_b, &dets_b);
+	print_message("detections per image: %zu %zu %zu %zu\n", dets_a.n[0], dets_a.n[1],
+		      dets_b.n[0], dets_b.n[1]);
+	assert_true(dets_a.n[0] > 0 && dets_a.n[1] > 0 && dets_b.n[0] > 0 && dets_b.n[1] > 0);
 	struct tr_val_results res, want;
 	finish(val, &res);
 	finish(hand, &want);
