@@ -1,5 +1,5 @@
 /*
- * bench_loader.c - training batches per second of trainer/loader.c, the
+ * bench_loader.c - training batches per second of trainer/data/loader.c, the
  * work YOLOv5's DataLoader does for train.py (mosaic and the rest per the
  * hyp file). bench/loader.sh runs it next to YOLOv5's own loader.
  *

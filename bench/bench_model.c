@@ -1,6 +1,6 @@
 /*
  * bench_model.c - forward + backward of a whole YOLOv5 model on the CPU
- * backend (trainer/model.c), the work of one training step without the
+ * backend (trainer/nn/model.c), the work of one training step without the
  * loss and the optimizer. bench/bench_model.sh runs it next to PyTorch.
  *
  * usage: bench_model MODEL_YAML IMAGE_SIZE BATCH THREADS [ITERATIONS] [WARMUP]
@@ -51,20 +51,20 @@ static int step(struct bench *b, struct ut_err *err)
 	return tr_model_backward(m, b->cpu, (const float *const *)b->dout, err);
 }
 
-static float *random_floats(size_t count, struct ev_pcg *rng)
+static float *random_floats(size_t count, struct ut_pcg *rng)
 {
 	float *values = malloc(count * sizeof(float));
 	if (values)
 		for (size_t i = 0; i < count; i++)
-			values[i] = (float)ev_pcg_uniform(rng);
+			values[i] = (float)ut_pcg_uniform(rng);
 	return values;
 }
 
 static int run(const char *yaml, int iterations, int warmup, int threads, struct bench *b,
 	       struct ut_err *err)
 {
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 1, 1);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 1, 1);
 	if (tr_model_from_file(yaml, 80, &b->model, err) ||
 	    tr_model_plan(b->model, b->batch, b->size, b->size, err) ||
 	    tr_cpu_backend_create(threads, &b->cpu, err))

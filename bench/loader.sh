@@ -1,6 +1,6 @@
 #!/bin/sh
 # bench/loader.sh - training batches per second of our data loader
-# (trainer/loader.c) next to YOLOv5 v7.0's own create_dataloader, in the
+# (trainer/data/loader.c) next to YOLOv5 v7.0's own create_dataloader, in the
 # same run, on the same data and hyp: mosaic on, augment on, batch 16,
 # imgsz 320 and 640, 1 and 2 workers.
 # usage: bench/loader.sh BENCH_LOADER_BINARY [YOLOV5_CHECKOUT] [DATA_YAML] [HYP_YAML] [batches]

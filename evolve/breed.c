@@ -48,17 +48,17 @@ static int by_fitness_desc(const void *a, const void *b)
 }
 
 void ev_mutation_factors(const struct ev_breed_opts *opts, const struct meta_table *table,
-			 struct ev_pcg *rng, double v[META_COUNT])
+			 struct ut_pcg *rng, double v[META_COUNT])
 {
 	int changed = 0;
 	while (!changed) {
 		/* same draw layout as YOLOv5: ng uniforms, ng normals, one scalar */
 		double mutate[META_COUNT], normal[META_COUNT];
 		for (int k = 0; k < META_COUNT; k++)
-			mutate[k] = ev_pcg_uniform(rng) < opts->mutation_prob ? 1.0 : 0.0;
+			mutate[k] = ut_pcg_uniform(rng) < opts->mutation_prob ? 1.0 : 0.0;
 		for (int k = 0; k < META_COUNT; k++)
-			normal[k] = ev_pcg_normal(rng);
-		double scale = ev_pcg_uniform(rng);
+			normal[k] = ut_pcg_normal(rng);
+		double scale = ut_pcg_uniform(rng);
 		for (int k = 0; k < META_COUNT; k++) {
 			double factor =
 			    table->k[k].gain * mutate[k] * normal[k] * scale * opts->sigma + 1.0;
@@ -84,7 +84,7 @@ void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp)
 }
 
 /* Choose the parent hyp among the top candidates of a sorted pool. */
-static void select_parent(const struct ev_breed_opts *opts, struct ev_pcg *rng,
+static void select_parent(const struct ev_breed_opts *opts, struct ut_pcg *rng,
 			  const struct ev_scored *top, size_t n, struct meta_hyp *parent_hyp,
 			  long *parent)
 {
@@ -93,7 +93,7 @@ static void select_parent(const struct ev_breed_opts *opts, struct ev_pcg *rng,
 	for (size_t i = 0; i < n; i++)
 		weights[i] = top[i].fitness - lowest + 1e-6;
 	if (opts->parent == EV_PARENT_SINGLE || n == 1) {
-		size_t pick = ev_pcg_choice(rng, weights, n);
+		size_t pick = ut_pcg_choice(rng, weights, n);
 		*parent_hyp = top[pick].hyp;
 		*parent = top[pick].generation;
 		return;
@@ -129,8 +129,8 @@ int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
 		return ut_err_set(
 		    err, "mutation needs sigma > 0, mutation probability > 0 and top >= 1");
 
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, seed, generation, EV_PCG_BREED);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, seed, generation, UT_PCG_BREED);
 	struct meta_hyp parent_hyp = *base;
 	if (n > 0) {
 		qsort(pool, n, sizeof(*pool), by_fitness_desc);

@@ -60,7 +60,7 @@ int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
 
 /* Multiply-and-clip mutation factors for one generation (exposed for tests). */
 void ev_mutation_factors(const struct ev_breed_opts *opts, const struct meta_table *table,
-			 struct ev_pcg *rng, double v[META_COUNT]);
+			 struct ut_pcg *rng, double v[META_COUNT]);
 
 /* Round every key to 5 decimals and clamp it to its bounds. */
 void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp);

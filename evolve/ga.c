@@ -206,9 +206,9 @@ int ev_ga_load_seeds(const char *dir, const struct meta_table *table, struct met
 }
 
 /* Uniform in [lower, upper], as Python's random.uniform (clamped for rounding). */
-static double uniform_between(struct ev_pcg *rng, double lower, double upper)
+static double uniform_between(struct ut_pcg *rng, double lower, double upper)
 {
-	double value = lower + (upper - lower) * ev_pcg_uniform(rng);
+	double value = lower + (upper - lower) * ut_pcg_uniform(rng);
 	return fmin(fmax(value, lower), upper);
 }
 
@@ -229,8 +229,8 @@ int ev_ga_initial(const struct ev_ga_params *p, const struct meta_table *table,
 		for (int g = 0; g < ngenes; g++)
 			individual->v[genes[g]] = seeds[n_seeds - 1 - i].v[genes[g]];
 	}
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, seed, 0, EV_PCG_GA);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, seed, 0, UT_PCG_GA);
 	for (size_t i = n_seeds; i < (size_t)p->pop_size; i++) {
 		out[i] = *base;
 		for (int g = 0; g < ngenes; g++) {
@@ -250,7 +250,7 @@ static int fitter(double a, double b)
 }
 
 /* One tournament over `size` distinct indices; order[] is scratch of pop_size. */
-static long tournament(struct ev_pcg *rng, const double *fitness, long pop_size, long size,
+static long tournament(struct ut_pcg *rng, const double *fitness, long pop_size, long size,
 		       long *order)
 {
 	for (long i = 0; i < pop_size; i++)
@@ -258,7 +258,7 @@ static long tournament(struct ev_pcg *rng, const double *fitness, long pop_size,
 	long winner = -1;
 	for (long i = 0; i < size; i++) {
 		/* partial Fisher-Yates: order[i] is the i-th contestant drawn */
-		long j = i + (long)ev_pcg_below(rng, (uint32_t)(pop_size - i));
+		long j = i + (long)ut_pcg_below(rng, (uint32_t)(pop_size - i));
 		long contestant = order[j];
 		order[j] = order[i];
 		order[i] = contestant;
@@ -283,7 +283,7 @@ static void mark_elite(const double *fitness, long pop_size, long size, unsigned
 	}
 }
 
-int ev_ga_select(const struct ev_ga_params *p, long k, const double *fitness, struct ev_pcg *rng,
+int ev_ga_select(const struct ev_ga_params *p, long k, const double *fitness, struct ut_pcg *rng,
 		 long *selected, struct ut_err *err)
 {
 	long pop_size = p->pop_size;
@@ -316,21 +316,21 @@ int ev_ga_select(const struct ev_ga_params *p, long k, const double *fitness, st
 /* One child of the selected list: parents, crossover, mutation. */
 static void breed_child(const struct ev_ga_params *p, const struct meta_table *table,
 			const int *genes, int ngenes, double crossover_rate, double mutation_rate,
-			const struct meta_hyp *pop, const long *selected, struct ev_pcg *rng,
+			const struct meta_hyp *pop, const long *selected, struct ut_pcg *rng,
 			struct meta_hyp *child)
 {
 	uint32_t count = (uint32_t)p->pop_size;
-	const struct meta_hyp *parent1 = &pop[selected[ev_pcg_below(rng, count)]];
-	const struct meta_hyp *parent2 = &pop[selected[ev_pcg_below(rng, count)]];
+	const struct meta_hyp *parent1 = &pop[selected[ut_pcg_below(rng, count)]];
+	const struct meta_hyp *parent2 = &pop[selected[ut_pcg_below(rng, count)]];
 	*child = *parent1;
 	/* a single gene has no crossover point; the draw is made all the same */
-	if (ev_pcg_uniform(rng) < crossover_rate && ngenes >= 2) {
-		int point = 1 + (int)ev_pcg_below(rng, (uint32_t)(ngenes - 1));
+	if (ut_pcg_uniform(rng) < crossover_rate && ngenes >= 2) {
+		int point = 1 + (int)ut_pcg_below(rng, (uint32_t)(ngenes - 1));
 		for (int g = point; g < ngenes; g++)
 			child->v[genes[g]] = parent2->v[genes[g]];
 	}
 	for (int g = 0; g < ngenes; g++) {
-		if (ev_pcg_uniform(rng) < mutation_rate) {
+		if (ut_pcg_uniform(rng) < mutation_rate) {
 			const struct meta_bound *bound = &table->k[genes[g]];
 			double moved = child->v[genes[g]] + uniform_between(rng, -p->step, p->step);
 			child->v[genes[g]] = fmin(fmax(moved, bound->lower), bound->upper);
@@ -350,8 +350,8 @@ int ev_ga_next(const struct ev_ga_params *p, const struct meta_table *table, lon
 	long *selected = malloc((size_t)p->pop_size * sizeof(*selected));
 	if (selected == NULL)
 		return ut_err_set(err, "GA breeding: out of memory");
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, seed, k + 1, EV_PCG_GA);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, seed, k + 1, UT_PCG_GA);
 	if (ev_ga_select(p, k, fitness, &rng, selected, err) != 0) {
 		free(selected);
 		return -1;

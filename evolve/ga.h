@@ -26,8 +26,8 @@
  * set. Keys with gain 0 keep the base hyp's value in every individual.
  *
  * Other differences from YOLOv5, all for determinism or robustness:
- *   - randomness is our PCG, one stream per population (ev_pcg_stream with
- *     EV_PCG_GA and the population index), so population k + 1 is a pure
+ *   - randomness is our PCG, one stream per population (ut_pcg_stream with
+ *     UT_PCG_GA and the population index), so population k + 1 is a pure
  *     function of the evolution seed and population k and its fitness;
  *   - seed files are read in sorted name order (YOLOv5: os.listdir order);
  *   - a failed individual (fitness NaN) ranks below every other one;
@@ -124,7 +124,7 @@ int ev_ga_initial(const struct ev_ga_params *p, const struct meta_table *table,
  * The elite is the elite_size best, ties going to the lower index. params
  * must have passed ev_ga_check and 0 <= k < populations.
  */
-int ev_ga_select(const struct ev_ga_params *p, long k, const double *fitness, struct ev_pcg *rng,
+int ev_ga_select(const struct ev_ga_params *p, long k, const double *fitness, struct ut_pcg *rng,
 		 long *selected, struct ut_err *err);
 
 /*

@@ -9,7 +9,7 @@ seconds=${1:-20}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -DYE_VERSION='"fuzz"' -fsanitize=fuzzer,address,undefined
-	-fno-sanitize-recover=undefined -I"$root/util" -I"$root/meta" -I"$root/store" -I"$root/evolve" -I"$root/trainer")
+	-fno-sanitize-recover=undefined -I"$root/util" -I"$root/meta" -I"$root/store" -I"$root/evolve" -I"$root/trainer/io" -I"$root/trainer/data")
 common=("$root/util/ut.c" "$root/meta/meta.c")
 store=("$root/store/store.c" "$root/store/csvio.c")
 declare -A sources=(
@@ -17,9 +17,9 @@ declare -A sources=(
 	[meta]="${common[*]}"
 	[results_csv]="${common[*]} ${store[*]} $root/evolve/trainer.c"
 	[evolve_csv]="${common[*]} ${store[*]}"
-	[safetensors]="$root/util/ut.c $root/trainer/safetensors.c"
-	[data_yaml]="$root/util/ut.c $root/trainer/dataset.c"
-	[labels]="$root/util/ut.c $root/trainer/dataset.c"
+	[safetensors]="$root/util/ut.c $root/trainer/io/safetensors.c"
+	[data_yaml]="$root/util/ut.c $root/trainer/data/dataset.c"
+	[labels]="$root/util/ut.c $root/trainer/data/dataset.c"
 )
 declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv [safetensors]=safetensors [data_yaml]=data_yaml [labels]=labels)
 status=0

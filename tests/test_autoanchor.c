@@ -1,5 +1,5 @@
 /*
- * test_autoanchor.c - trainer/autoanchor against YOLOv5 v7.0's
+ * test_autoanchor.c - trainer/nn/autoanchor against YOLOv5 v7.0's
  * check_anchors, and the k-means + evolution on synthetic labels.
  *
  * Golden: $YE_SOURCE_ROOT/tests/golden/yolov5/autoanchor.{yaml,safetensors}
@@ -270,8 +270,8 @@ static void test_golden_autoanchor(void **state)
 	(void)state;
 	struct golden g;
 	golden_load(&g);
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 0, 0);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 0, 0);
 	float anchors[18];
 	memcpy(anchors, g.anchors, sizeof(anchors));
 	struct tr_anchor_auto_params params = {&g.dataset, g.imgsz,	    g.thr, g.scale, 3,
@@ -306,15 +306,15 @@ struct synthetic {
  */
 static void synthetic_make(struct synthetic *s)
 {
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 42, 7);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 42, 7);
 	for (size_t i = 0; i < SYN_IMAGES; i++) {
 		s->shapes[2 * i] = 640;
 		s->shapes[2 * i + 1] = 480;
 		s->counts[i] = SYN_PER_IMAGE;
 	}
 	for (size_t j = 0; j < SYN_LABELS; j++) {
-		double u = ev_pcg_uniform(&rng), v = ev_pcg_uniform(&rng);
+		double u = ut_pcg_uniform(&rng), v = ut_pcg_uniform(&rng);
 		double w_px, h_px;
 		switch (j % 3) {
 		case 0:
@@ -343,8 +343,8 @@ static void assert_sorted_by_area(const float *anchors, size_t k)
 static void run_kmeans(const float *wh0, uint64_t seed, float *anchors, double *history,
 		       struct tr_anchor_kmeans_result *result)
 {
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, seed, 1);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, seed, 1);
 	struct tr_anchor_kmeans_params params = {wh0, SYN_LABELS, 9, 320, 4.0, 1000, &rng, history};
 	struct ut_err err;
 	if (tr_anchor_kmeans(&params, anchors, result, &err) != 0)
@@ -411,8 +411,8 @@ static void test_autoanchor_replaces(void **state)
 	(void)state;
 	static struct synthetic s;
 	synthetic_make(&s);
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 3, 2);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 3, 2);
 	float anchors[18];
 	memcpy(anchors, default_anchors, sizeof(anchors));
 	struct tr_anchor_auto_params params = {&s.dataset,	320,  4.0, NULL, 3, 3,
@@ -434,8 +434,8 @@ static void test_small_labels(void **state)
 {
 	(void)state;
 	const float wh0[] = {1, 1, 1, 2.5f, 2.5f, 2.5f, 10, 10, 1.5f, 1.9f, 20, 30};
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 9, 9);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 9, 9);
 	struct tr_anchor_kmeans_params params = {wh0, 6, 2, 320, 4.0, 50, &rng, NULL};
 	struct tr_anchor_kmeans_result result;
 	float anchors[4];

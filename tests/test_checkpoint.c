@@ -82,8 +82,8 @@ static void test_save_load_round_trip(void **state)
 {
 	(void)state;
 	struct tr_model *model = yolov5n(2);
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 5, 7);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 5, 7);
 	tr_model_init(model, &rng);
 	*tr_model_find(model, "model.3.bn.num_batches_tracked")->counter = 12345;
 	char path[PATH_MAX + 32];

@@ -1,5 +1,5 @@
 /*
- * test_dataset.c - trainer/dataset.c: data.yaml, the thermal-dogs-people
+ * test_dataset.c - trainer/data/dataset.c: data.yaml, the thermal-dogs-people
  * subset in tests/data (counts as tests/golden/README.md lists them), every
  * bad-input case of tests/data/dataset (one fixture file each), the label
  * cache (created, hit, invalidated) and EXIF orientation. YE_SOURCE_ROOT

@@ -397,8 +397,8 @@ static void check_selection_distribution(long populations, long k)
 	for (long i = 0; i < n; i++)
 		fitness[i] = (double)i;
 	long wins[50] = {0}, trials = 0;
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, 2024, k, EV_PCG_GA);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, 2024, k, UT_PCG_GA);
 	struct ut_err err;
 	for (int round = 0; round < 3000; round++) {
 		long selected[50];
@@ -442,16 +442,16 @@ static void test_elite_always_selected(void **state)
 {
 	(void)state;
 	struct ev_ga_params p = params_for(10);
-	struct ev_pcg shuffle, rng;
-	ev_pcg_stream(&shuffle, 5, 0, EV_PCG_BREED);
-	ev_pcg_stream(&rng, 5, 1, EV_PCG_GA);
+	struct ut_pcg shuffle, rng;
+	ut_pcg_stream(&shuffle, 5, 0, UT_PCG_BREED);
+	ut_pcg_stream(&rng, 5, 1, UT_PCG_GA);
 	struct ut_err err;
 	for (int round = 0; round < 200; round++) {
 		long k = round % 10;
 		long elite = ev_ga_elite_size(&p, k);
 		double fitness[50];
 		for (int i = 0; i < 50; i++)
-			fitness[i] = ev_pcg_uniform(&shuffle);
+			fitness[i] = ut_pcg_uniform(&shuffle);
 		long selected[50];
 		assert_int_equal(ev_ga_select(&p, k, fitness, &rng, selected, &err), 0);
 		/* the elite-th best value */
@@ -477,8 +477,8 @@ static void test_elite_ties_and_failures(void **state)
 {
 	(void)state;
 	struct ev_ga_params p = params_for(10);
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, 9, 1, EV_PCG_GA);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, 9, 1, UT_PCG_GA);
 	struct ut_err err;
 	double fitness[50];
 	long selected[50];
@@ -520,8 +520,8 @@ static void test_failed_tournaments(void **state)
 	(void)state;
 	struct ev_ga_params p = params_for(10);
 	long t = ev_ga_tournament_size(&p, 0); /* 10 */
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, 77, 1, EV_PCG_GA);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, 77, 1, UT_PCG_GA);
 	struct ut_err err;
 	double fitness[50];
 	long selected[50];
@@ -832,8 +832,8 @@ static void test_stream_per_population(void **state)
 
 	for (long k = 0; k < 2; k++) {
 		const struct meta_hyp *next = k == 0 ? from0 : from1;
-		struct ev_pcg rng;
-		ev_pcg_stream(&rng, 21, k + 1, EV_PCG_GA);
+		struct ut_pcg rng;
+		ut_pcg_stream(&rng, 21, k + 1, UT_PCG_GA);
 		long selected[50];
 		assert_int_equal(ev_ga_select(&p, k, fitness, &rng, selected, &err), 0);
 		for (int c = 0; c < 50; c++) {

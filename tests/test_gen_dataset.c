@@ -1,5 +1,5 @@
 /*
- * test_gen_dataset.c - the synthetic shapes dataset (trainer/gen_dataset.h):
+ * test_gen_dataset.c - the synthetic shapes dataset (tools/gen_dataset.h):
  * boxes are the exact bounds of each object's drawn pixels, shapes are big
  * enough to learn, the files on disk are complete and parse as YOLO labels,
  * PNGs read back to the generated pixels, and the same seed gives the same

@@ -1,5 +1,5 @@
 /*
- * test_loader.c - the YOLOv5 data loader (trainer/loader.h) on a dataset
+ * test_loader.c - the YOLOv5 data loader (trainer/data/loader.h) on a dataset
  * of 21 PNGs of mixed sizes and aspect ratios written at start-up.
  *
  * Exact checks: rect validation shapes and every validation batch's bytes
@@ -70,14 +70,14 @@ static int write_image(const char *dir, int i, struct ut_err *err)
 	struct tr_image im;
 	if (tr_aug_image_alloc(&im, sizes[i][0], sizes[i][1], err) != 0)
 		return -1;
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 1000 + (uint64_t)i, 7);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 1000 + (uint64_t)i, 7);
 	for (int y = 0; y < im.height; y++)
 		for (int x = 0; x < im.width; x++)
 			for (int c = 0; c < 3; c++)
 				im.data[((size_t)y * im.width + x) * 3 + c] =
 				    (uint8_t)(x * 255 / im.width + y * 3 + c * 60 +
-					      (int)ev_pcg_below(&rng, 32));
+					      (int)ut_pcg_below(&rng, 32));
 	char path[512];
 	snprintf(path, sizeof(path), "%s/images/train/%03d.png", dir, i);
 	int rc = tr_gen_write_png(path, &im, err);

@@ -1,6 +1,6 @@
 /*
  * test_loader_stats.c - one statistical check per augmentation hyp of the
- * training loader (trainer/loader.h), on 16 identical 128x96 PNGs written
+ * training loader (trainer/data/loader.h), on 16 identical 128x96 PNGs written
  * at start-up: a grey 90 background, a dark unlabelled marker in the top
  * left (so flips show) and one labelled 32x32 box of colour BGR (160, 127,
  * 60) centred in the image (polygon labels in a second copy of the set).

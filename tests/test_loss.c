@@ -1,5 +1,5 @@
 /*
- * test_loss.c - YOLOv5's ComputeLoss (trainer/loss.c) against YOLOv5 v7.0:
+ * test_loss.c - YOLOv5's ComputeLoss (trainer/nn/loss.c) against YOLOv5 v7.0:
  * the four loss_variants cases (random predictions; base, focal loss, pos
  * weights with label smoothing, anchor_t 2.5) and loss_v5n_nc2 (the
  * yolov5n nc=2 train outputs of model_v5n_nc2): build_targets exactly,

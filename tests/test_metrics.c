@@ -1,5 +1,5 @@
 /*
- * test_metrics.c - trainer/metrics against YOLOv5 v7.0's own outputs.
+ * test_metrics.c - trainer/eval/metrics against YOLOv5 v7.0's own outputs.
  *
  * Golden files $YE_SOURCE_ROOT/tests/golden/yolov5/{metrics,nms}.{yaml,safetensors}
  * (see tests/golden/README.md): ap_per_class, val.py's summary and

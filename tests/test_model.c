@@ -1,5 +1,5 @@
 /*
- * test_model.c - YOLOv5 models from yaml (trainer/model.c) against YOLOv5
+ * test_model.c - YOLOv5 models from yaml (trainer/nn/model.c) against YOLOv5
  * v7.0 itself: parameter counts of the five P5 models, yolov5s layer by
  * layer, every state_dict name and shape of the golden yolov5n nc=2 model
  * (tests/golden/yolov5/model_v5n_nc2), strides, anchors, the
@@ -652,21 +652,21 @@ static void test_backward_finite_differences(void **state)
 	struct tr_model *model = NULL;
 	struct tr_backend *cpu = NULL;
 	struct ut_err err = {{0}};
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	if (tr_model_from_text(text, strlen(text), "fd.yaml", 0, &model, &err) ||
 	    tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
 		fail_msg("%s", err.msg);
-	ev_pcg_seed(&rng, 3, 5);
+	ut_pcg_seed(&rng, 3, 5);
 	tr_model_init(model, &rng);
 	/* BN weights and biases away from 1 and 0, so their gradients are not special */
 	for (int i = 0; i < model->nconvs; i++)
 		for (int c = 0; c < model->convs[i].conv.cout; c++) {
-			model->convs[i].gamma[c] = (float)(0.5 + ev_pcg_uniform(&rng));
-			model->convs[i].beta[c] = (float)(ev_pcg_uniform(&rng) - 0.5);
+			model->convs[i].gamma[c] = (float)(0.5 + ut_pcg_uniform(&rng));
+			model->convs[i].beta[c] = (float)(ut_pcg_uniform(&rng) - 0.5);
 		}
 	static float images[BATCH * 3 * SIZE * SIZE];
 	for (size_t i = 0; i < UT_ARRAY_LEN(images); i++)
-		images[i] = (float)ev_pcg_uniform(&rng);
+		images[i] = (float)ut_pcg_uniform(&rng);
 	const struct tr_detect *det = &model->detect;
 	float *r[TR_MAX_LEVELS];
 	size_t counts[TR_MAX_LEVELS];
@@ -676,7 +676,7 @@ static void test_backward_finite_differences(void **state)
 		r[l] = malloc(counts[l] * sizeof(float));
 		assert_non_null(r[l]);
 		for (size_t i = 0; i < counts[l]; i++)
-			r[l][i] = (float)(2 * ev_pcg_uniform(&rng) - 1);
+			r[l][i] = (float)(2 * ut_pcg_uniform(&rng) - 1);
 	}
 	memset(model->grads, 0, model->nparam_values * sizeof(float));
 	if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 1, &err) ||
@@ -706,7 +706,7 @@ static void test_backward_finite_differences(void **state)
 		double projected = 0, h = 1e-3, loss[2];
 		memset(direction, 0, model->nparam_values * sizeof(float));
 		for (size_t j = first; j < last; j++) {
-			direction[j] = (float)(2 * ev_pcg_uniform(&rng) - 1);
+			direction[j] = (float)(2 * ut_pcg_uniform(&rng) - 1);
 			projected += (double)direction[j] * model->grads[j];
 		}
 		for (int side = 0; side < 2; side++) {
@@ -763,8 +763,8 @@ static void test_init_statistics(void **state)
 {
 	(void)state;
 	struct tr_model *model = load_model("yolov5s", 0);
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 7, 11);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 7, 11);
 	tr_model_init(model, &rng);
 	for (int i = 0; i < model->nconvs; i++) {
 		const struct tr_convbn *cb = &model->convs[i];
@@ -806,10 +806,10 @@ static void test_init_statistics(void **state)
 	}
 	/* the same seed gives the same weights; another seed others */
 	struct tr_model *again = load_model("yolov5s", 0);
-	ev_pcg_seed(&rng, 7, 11);
+	ut_pcg_seed(&rng, 7, 11);
 	tr_model_init(again, &rng);
 	assert_memory_equal(model->params, again->params, model->nparam_values * sizeof(float));
-	ev_pcg_seed(&rng, 8, 11);
+	ut_pcg_seed(&rng, 8, 11);
 	tr_model_init(again, &rng);
 	assert_memory_not_equal(model->params, again->params, model->nparam_values * sizeof(float));
 	tr_model_free(again);

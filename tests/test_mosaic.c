@@ -1,5 +1,5 @@
 /*
- * test_mosaic.c - mosaic, copy_paste, mixup and flips (trainer/mosaic.h).
+ * test_mosaic.c - mosaic, copy_paste, mixup and flips (trainer/data/mosaic.h).
  *
  * No golden here: the draws come from our PCG streams, not Python's, so
  * the checks are statistical (flip rates, Beta(32, 32) moments, the mosaic
@@ -53,7 +53,7 @@ static void test_fliplr_half_flipud_never(void **state)
 	must(tr_aug_image_alloc(&im, 8, 4, &err), &err);
 	int lr = 0, ud = 0;
 	for (long index = 0; index < 1000; index++) {
-		struct ev_pcg rng;
+		struct ut_pcg rng;
 		tr_sample_stream(&rng, 42, 3, index);
 		float labels[5] = {0, 0.25f, 0.125f, 0.1f, 0.1f};
 		struct tr_flip_done done = tr_flip_random(&rng, 0.0, 0.5, &im, labels, 1);
@@ -76,7 +76,7 @@ static void test_flipud_one_always(void **state)
 	struct tr_image im;
 	must(tr_aug_image_alloc(&im, 5, 3, &err), &err);
 	for (long index = 0; index < 200; index++) {
-		struct ev_pcg rng;
+		struct ut_pcg rng;
 		tr_sample_stream(&rng, 7, 0, index);
 		float labels[5] = {1, 0.5f, 0.25f, 0.2f, 0.2f};
 		struct tr_flip_done done = tr_flip_random(&rng, 1.0, 0.0, &im, labels, 1);
@@ -109,7 +109,7 @@ static void test_flip_pixels(void **state)
 static void test_beta_moments(void **state)
 {
 	(void)state;
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, 1, 0, 0);
 	enum { N = 40000 };
 	double sum = 0, sum2 = 0;
@@ -132,7 +132,7 @@ static void test_gamma_moments(void **state)
 	(void)state;
 	const double shapes[] = {0.5, 1.0, 2.5, 32.0};
 	for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
-		struct ev_pcg rng;
+		struct ut_pcg rng;
 		tr_sample_stream(&rng, 2, (long)k, 0);
 		enum { N = 40000 };
 		double sum = 0, sum2 = 0;
@@ -172,7 +172,7 @@ static void test_mixup_truncates_and_concatenates(void **state)
 	struct tr_image c;
 	must(tr_aug_image_alloc(&c, 3, 2, &err), &err);
 	assert_int_equal(tr_mixup_blend(&a, &ba, &c, &bb, 0.5, &err), -1);
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, 5, 1, 2);
 	double r;
 	must(tr_mixup(&rng, &a, &ba, &b, &bb, &r, &err), &err);
@@ -196,19 +196,19 @@ struct tiles {
 
 static const uint8_t tile_colour[4][3] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}, {255, 255, 255}};
 
-static void make_tiles(struct ev_pcg *rng, int s, struct tiles *t)
+static void make_tiles(struct ut_pcg *rng, int s, struct tiles *t)
 {
 	struct ut_err err;
 	for (int i = 0; i < 4; i++) {
 		/* load_image: the long side is s, the other anything up to s */
-		int other = s / 3 + (int)ev_pcg_below(rng, (uint32_t)(s - s / 3 + 1));
+		int other = s / 3 + (int)ut_pcg_below(rng, (uint32_t)(s - s / 3 + 1));
 		int w = i % 2 ? s : other, h = i % 2 ? other : s;
 		must(tr_aug_image_alloc(&t->image[i], w, h, &err), &err);
 		fill(&t->image[i], 60, 60, 60);
-		int x1 = (int)ev_pcg_below(rng, (uint32_t)(w / 2)),
-		    y1 = (int)ev_pcg_below(rng, (uint32_t)(h / 2));
-		int x2 = x1 + 4 + (int)ev_pcg_below(rng, (uint32_t)(w - x1 - 4));
-		int y2 = y1 + 4 + (int)ev_pcg_below(rng, (uint32_t)(h - y1 - 4));
+		int x1 = (int)ut_pcg_below(rng, (uint32_t)(w / 2)),
+		    y1 = (int)ut_pcg_below(rng, (uint32_t)(h / 2));
+		int x2 = x1 + 4 + (int)ut_pcg_below(rng, (uint32_t)(w - x1 - 4));
+		int y2 = y1 + 4 + (int)ut_pcg_below(rng, (uint32_t)(h - y1 - 4));
 		paint_rect(&t->image[i], x1, y1, x2, y2, tile_colour[i]);
 		float *l = t->labels[i];
 		l[0] = (float)i;
@@ -305,7 +305,7 @@ static void test_mosaic_canvas_centre_and_boxes(void **state)
 	struct ut_err err;
 	int below_centre = 0;
 	for (long index = 0; index < 300; index++) {
-		struct ev_pcg rng;
+		struct ut_pcg rng;
 		tr_sample_stream(&rng, 11, 0, index);
 		struct tr_mosaic_plan plan;
 		must(tr_mosaic_plan(&rng, s, index % 50, 50, &plan, &err), &err);
@@ -358,7 +358,7 @@ static void test_mosaic_plan_odd_size_and_errors(void **state)
 {
 	(void)state;
 	struct ut_err err;
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, 3, 0, 0);
 	struct tr_mosaic_plan plan;
 	must(tr_mosaic_plan(&rng, 65, 0, 1, &plan, &err), &err);
@@ -387,7 +387,7 @@ static void test_mosaic_identity_perspective_is_centre_crop(void **state)
 	(void)state;
 	const int s = 32;
 	struct ut_err err;
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, 9, 1, 1);
 	struct tr_mosaic_plan plan;
 	must(tr_mosaic_plan(&rng, s, 0, 4, &plan, &err), &err);
@@ -418,7 +418,7 @@ static void make_sample(uint64_t seed, long epoch, long index, struct tr_image *
 {
 	const int s = 48;
 	struct ut_err err;
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, seed, epoch, index);
 	struct tr_image second;
 	struct tr_boxes boxes2 = {0};
@@ -458,10 +458,10 @@ static void test_determinism(void **state)
 	assert_int_equal(ba.n, bb.n);
 	assert_memory_equal(ba.rows, bb.rows, sizeof(float) * 5 * (size_t)ba.n);
 	assert_true(memcmp(a.data, c.data, (size_t)a.width * a.height * 3) != 0);
-	struct ev_pcg r1, r2;
+	struct ut_pcg r1, r2;
 	tr_sample_stream(&r1, 1234, 2, 7);
 	tr_sample_stream(&r2, 1234, 3, 7);
-	assert_true(ev_pcg_next(&r1) != ev_pcg_next(&r2));
+	assert_true(ut_pcg_next(&r1) != ut_pcg_next(&r2));
 	tr_aug_image_free(&a);
 	tr_aug_image_free(&b);
 	tr_aug_image_free(&c);
@@ -502,7 +502,7 @@ static void test_copy_paste_mirrors_polygon(void **state)
 	const float poly[] = {4, 5, 9, 5, 9, 11, 4, 11};
 	must(tr_boxes_push(&boxes, row, &err), &err);
 	must(tr_segments_push(&segs, poly, 4, &err), &err);
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, 1, 0, 0);
 	must(tr_copy_paste(&rng, 1.0, &im, &boxes, &segs, &err), &err);
 	assert_int_equal(boxes.n, 2);
@@ -540,13 +540,13 @@ static void test_copy_paste_respects_ioa_and_p(void **state)
 	const float poly[] = {15, 2, 25, 2, 25, 18, 15, 18};
 	must(tr_boxes_push(&boxes, row, &err), &err);
 	must(tr_segments_push(&segs, poly, 4, &err), &err);
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, 1, 0, 0);
 	must(tr_copy_paste(&rng, 1.0, &im, &boxes, &segs, &err), &err);
 	assert_int_equal(boxes.n, 1);
 	assert_memory_equal(im.data, before.data, 40 * 20 * 3);
 	/* p = 0 draws nothing and changes nothing */
-	struct ev_pcg copy = rng;
+	struct ut_pcg copy = rng;
 	must(tr_copy_paste(&rng, 0.0, &im, &boxes, &segs, &err), &err);
 	assert_true(rng.state == copy.state);
 	/* IoA over the other box's area: 0.25 passes, 0.5 does not */
@@ -590,7 +590,7 @@ static void test_mosaic_with_segments(void **state)
 	struct ut_err err;
 	int grew = 0;
 	for (long index = 0; index < 40; index++) {
-		struct ev_pcg rng;
+		struct ut_pcg rng;
 		tr_sample_stream(&rng, 77, 0, index);
 		struct tr_mosaic_plan plan;
 		must(tr_mosaic_plan(&rng, s, 0, 1, &plan, &err), &err);

@@ -1,5 +1,5 @@
 /*
- * test_ops.c - the CPU backend's ops (trainer/ops.h), which are the
+ * test_ops.c - the CPU backend's ops (trainer/nn/ops.h), which are the
  * specification every other backend is compared against:
  *   - forward values against naive double-precision C references
  *     (convolution with YOLOv5's kernel/stride/pad combinations, max pool,

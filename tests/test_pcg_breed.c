@@ -22,42 +22,42 @@ static void test_pcg_reference_outputs(void **state)
 	(void)state;
 	static const uint32_t round1[] = {0xa15c02b7, 0x7b47f409, 0xba1d3330,
 					  0x83d2f293, 0xbfa4784b, 0xcbed606e};
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 42, 54);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 42, 54);
 	for (size_t i = 0; i < 6; i++)
-		assert_int_equal(ev_pcg_next(&rng), round1[i]);
+		assert_int_equal(ut_pcg_next(&rng), round1[i]);
 }
 
 static void test_pcg_save_restore(void **state)
 {
 	(void)state;
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, 12345, 17, EV_PCG_BREED);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, 12345, 17, UT_PCG_BREED);
 	for (int i = 0; i < 100; i++)
-		ev_pcg_next(&rng);
-	struct ev_pcg saved = rng; /* the whole state is two integers */
+		ut_pcg_next(&rng);
+	struct ut_pcg saved = rng; /* the whole state is two integers */
 	uint32_t expected[50];
 	for (int i = 0; i < 50; i++)
-		expected[i] = ev_pcg_next(&rng);
-	struct ev_pcg restored = {saved.state, saved.inc};
+		expected[i] = ut_pcg_next(&rng);
+	struct ut_pcg restored = {saved.state, saved.inc};
 	for (int i = 0; i < 50; i++)
-		assert_int_equal(ev_pcg_next(&restored), expected[i]);
+		assert_int_equal(ut_pcg_next(&restored), expected[i]);
 }
 
 static void test_pcg_streams_differ(void **state)
 {
 	(void)state;
-	struct ev_pcg a, b, c, a2;
-	ev_pcg_stream(&a, 1, 5, EV_PCG_BREED);
-	ev_pcg_stream(&b, 1, 6, EV_PCG_BREED);
-	ev_pcg_stream(&c, 1, 5, EV_PCG_GA);
-	ev_pcg_stream(&a2, 1, 5, EV_PCG_BREED);
+	struct ut_pcg a, b, c, a2;
+	ut_pcg_stream(&a, 1, 5, UT_PCG_BREED);
+	ut_pcg_stream(&b, 1, 6, UT_PCG_BREED);
+	ut_pcg_stream(&c, 1, 5, UT_PCG_GA);
+	ut_pcg_stream(&a2, 1, 5, UT_PCG_BREED);
 	int same_ab = 0, same_ac = 0;
 	for (int i = 0; i < 64; i++) {
-		uint32_t x = ev_pcg_next(&a);
-		same_ab += x == ev_pcg_next(&b);
-		same_ac += x == ev_pcg_next(&c);
-		assert_int_equal(x, ev_pcg_next(&a2));
+		uint32_t x = ut_pcg_next(&a);
+		same_ab += x == ut_pcg_next(&b);
+		same_ac += x == ut_pcg_next(&c);
+		assert_int_equal(x, ut_pcg_next(&a2));
 	}
 	assert_true(same_ab < 2);
 	assert_true(same_ac < 2);
@@ -66,15 +66,15 @@ static void test_pcg_streams_differ(void **state)
 static void test_pcg_uniform_normal_moments(void **state)
 {
 	(void)state;
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 7, 7);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 7, 7);
 	const int n = 200000;
 	double sum_u = 0, sum_n = 0, sum_n2 = 0;
 	for (int i = 0; i < n; i++) {
-		double u = ev_pcg_uniform(&rng);
+		double u = ut_pcg_uniform(&rng);
 		assert_true(u >= 0 && u < 1);
 		sum_u += u;
-		double z = ev_pcg_normal(&rng);
+		double z = ut_pcg_normal(&rng);
 		assert_true(isfinite(z));
 		sum_n += z;
 		sum_n2 += z * z;
@@ -87,11 +87,11 @@ static void test_pcg_uniform_normal_moments(void **state)
 static void test_pcg_below_and_choice(void **state)
 {
 	(void)state;
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 3, 9);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 3, 9);
 	int counts[7] = {0};
 	for (int i = 0; i < 70000; i++) {
-		uint32_t v = ev_pcg_below(&rng, 7);
+		uint32_t v = ut_pcg_below(&rng, 7);
 		assert_true(v < 7);
 		counts[v]++;
 	}
@@ -100,13 +100,13 @@ static void test_pcg_below_and_choice(void **state)
 	const double weights[] = {1, 0, 3, 6};
 	int picks[4] = {0};
 	for (int i = 0; i < 100000; i++)
-		picks[ev_pcg_choice(&rng, weights, 4)]++;
+		picks[ut_pcg_choice(&rng, weights, 4)]++;
 	assert_int_equal(picks[1], 0);
 	assert_true(fabs(picks[0] / 1e5 - 0.1) < 0.005);
 	assert_true(fabs(picks[2] / 1e5 - 0.3) < 0.006);
 	assert_true(fabs(picks[3] / 1e5 - 0.6) < 0.006);
 	const double bad[] = {1, NAN};
-	assert_int_equal(ev_pcg_choice(&rng, bad, 2), 0);
+	assert_int_equal(ut_pcg_choice(&rng, bad, 2), 0);
 }
 
 /* ---- breeding ----------------------------------------------------------- */
@@ -135,8 +135,8 @@ static void test_mutation_statistics(void **state)
 	meta_table_default(&table);
 	struct ev_breed_opts opts;
 	ev_breed_opts_default(&opts);
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 99, 1);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 99, 1);
 	const int n = 40000;
 	long mutated = 0, genes = 0;
 	double sq_lr0 = 0, sq_momentum = 0;
@@ -180,8 +180,8 @@ static void test_mutation_redraws_until_change(void **state)
 	struct ev_breed_opts opts;
 	ev_breed_opts_default(&opts);
 	opts.mutation_prob = 1e-3; /* most draws change nothing and are redrawn */
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 5, 5);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 5, 5);
 	for (int i = 0; i < 200; i++) {
 		double v[META_COUNT];
 		ev_mutation_factors(&opts, &table, &rng, v);
@@ -313,8 +313,8 @@ static void test_breed_weighted_mean(void **state)
 	assert_int_equal(ev_breed(&opts, &table, &base, pool, 2, 8, 12, &child, &parent, NULL), 0);
 	assert_int_equal(parent, 4);
 	/* replay the generation's stream: no draw is spent on a weighted parent */
-	struct ev_pcg rng;
-	ev_pcg_stream(&rng, 8, 12, EV_PCG_BREED);
+	struct ut_pcg rng;
+	ut_pcg_stream(&rng, 8, 12, UT_PCG_BREED);
 	double v[META_COUNT];
 	ev_mutation_factors(&opts, &table, &rng, v);
 	double w0 = 0.2 + 1e-6, w1 = 1e-6;

@@ -51,12 +51,12 @@ static void test_rounds_to_nearest_even(void **state)
 {
 	(void)state;
 	/* the halves sorted by value: the positive ones in bit order */
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 7, 1);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 7, 1);
 	for (int i = 0; i < 200000; i++) {
-		uint32_t lo = ev_pcg_below(&rng, 0x7bff); /* below the largest finite half */
+		uint32_t lo = ut_pcg_below(&rng, 0x7bff); /* below the largest finite half */
 		double a = half_value((uint16_t)lo), b = half_value((uint16_t)(lo + 1));
-		double frac = ev_pcg_uniform(&rng);
+		double frac = ut_pcg_uniform(&rng);
 		if (i % 7 == 0)
 			frac = 0.5; /* a tie */
 		float x = (float)(a + (b - a) * frac);

@@ -422,8 +422,8 @@ static void net_open(struct net *net)
 	snprintf(path, sizeof(path), "%s/models/yolov5n.yaml", source_root());
 	if (tr_model_from_file(path, 2, &net->model, &err) != 0)
 		fail_msg("%s", err.msg);
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, 7, 11);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 7, 11);
 	tr_model_init(net->model, &rng);
 	if (tr_model_plan(net->model, 2, 64, 96, &err) != 0 ||
 	    tr_cpu_backend_create(1, &net->cpu, &err) != 0)
@@ -455,10 +455,10 @@ struct small_batch {
 
 static void small_batch(struct small_batch *sb, uint64_t seed)
 {
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, seed, 1);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, seed, 1);
 	for (size_t i = 0; i < sizeof(sb->images); i++)
-		sb->images[i] = (uint8_t)ev_pcg_below(&rng, 256);
+		sb->images[i] = (uint8_t)ut_pcg_below(&rng, 256);
 	const float targets[3][6] = {{0, 0, 0.5f, 0.5f, 0.3f, 0.4f},
 				     {0, 1, 0.2f, 0.3f, 0.1f, 0.2f},
 				     {1, 1, 0.7f, 0.6f, 0.4f, 0.3f}};

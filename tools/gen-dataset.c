@@ -1,5 +1,5 @@
 /*
- * gen-dataset - write the synthetic shapes dataset (trainer/gen_dataset.h):
+ * gen-dataset - write the synthetic shapes dataset (tools/gen_dataset.h):
  *
  *	gen-dataset OUT_DIR [--train N] [--val M] [--size S] [--classes C] [--seed K]
  *

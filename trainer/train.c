@@ -332,8 +332,8 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 	    tr_model_from_text_anchors(run->model_text, run->model_len, source, run->nc, anchors,
 				       &run->ema, err) != 0)
 		return -1;
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, (uint64_t)o->seed + 1, STREAM_INIT);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, (uint64_t)o->seed + 1, STREAM_INIT);
 	tr_model_init(run->model, &rng);
 	if (o->weights[0] != '\0' && !o->resume) {
 		/* transfer: everything but the anchors when cfg or the anchors hyp set them */
@@ -551,8 +551,8 @@ static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 	double strides[TR_MAX_LEVELS];
 	for (int l = 0; l < det->nl; l++)
 		strides[l] = det->stride[l];
-	struct ev_pcg rng;
-	ev_pcg_seed(&rng, (uint64_t)run->opts->seed, STREAM_ANCHORS);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, (uint64_t)run->opts->seed, STREAM_ANCHORS);
 	struct tr_anchor_auto_params params = {.dataset = &dataset,
 					       .imgsz = imgsz,
 					       .thr = run->hyp.v[META_anchor_t],
@@ -846,11 +846,11 @@ static void optimizer_step(struct tr_run *run)
 static void multi_scale_shape(const struct tr_run *run, long epoch, long number, int *height,
 			      int *width)
 {
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	int imgsz = run->imgsz, gs = run->gs;
 	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_MULTI_SCALE, epoch, number);
 	int start = imgsz / 2, stop = (int)floor(imgsz * 1.5 + gs);
-	int size = (start + (int)ev_pcg_below(&rng, (uint32_t)(stop - start))) / gs * gs;
+	int size = (start + (int)ut_pcg_below(&rng, (uint32_t)(stop - start))) / gs * gs;
 	double longer = *height > *width ? *height : *width;
 	double factor = size / longer;
 	if (factor == 1.0)
@@ -879,14 +879,14 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 		run->quad_targets = grown;
 		run->quad_cap = batch->nt;
 	}
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_QUAD, batch->epoch,
 			 batch->number);
 	size_t nt = 0;
 	for (int q = 0; q < n; q++) {
 		float *out = run->scaled + (size_t)q * 3 * big;
 		int first = 4 * q;
-		bool upsample = ev_pcg_uniform(&rng) < 0.5;
+		bool upsample = ut_pcg_uniform(&rng) < 0.5;
 		if (upsample) { /* interpolate the uint8 values, truncate back to uint8, then / 255
 				 */
 			const uint8_t *in = batch->images + (size_t)first * 3 * plane;

@@ -24,7 +24,7 @@
  * label fits an anchor when x > 1 / anchor_t. It is computed in float32, as
  * YOLOv5 computes it in torch, so the check matches YOLOv5 bit for bit.
  *
- * All randomness comes from a caller's struct ev_pcg. YOLOv5 draws from
+ * All randomness comes from a caller's struct ut_pcg. YOLOv5 draws from
  * numpy's, Python's and scipy's generators, which we cannot reproduce, so
  * k-means starts and mutations differ from YOLOv5's: the algorithm is the
  * same, the draws are not. Runs with the same seed are identical.
@@ -58,7 +58,7 @@ void tr_anchor_label_wh(const struct tr_anchor_dataset *dataset, int imgsz, cons
 			float *wh);
 
 /* check_anchors' per-image augment scale: n draws of U(0.9, 1.1). */
-void tr_anchor_draw_scale(struct ev_pcg *rng, size_t n, double *scale);
+void tr_anchor_draw_scale(struct ut_pcg *rng, size_t n, double *scale);
 
 struct tr_anchor_fit {
 	double bpr; /* best possible recall: labels whose best x > 1/thr, share */
@@ -88,7 +88,7 @@ struct tr_anchor_kmeans_params {
 	int imgsz;	  /* for the random start when k-means fails */
 	double thr;	  /* anchor_t */
 	int generations;  /* 1000 in YOLOv5 */
-	struct ev_pcg *rng;
+	struct ut_pcg *rng;
 	/*
 	 * May be NULL; else generations + 1 entries: the fitness of the
 	 * k-means anchors, then the best fitness after each generation.
@@ -128,7 +128,7 @@ struct tr_anchor_auto_params {
 	int per_level;	       /* anchors per layer */
 	const double *strides; /* [n_levels] */
 	int generations;       /* 1000 in YOLOv5 */
-	struct ev_pcg *rng;
+	struct ut_pcg *rng;
 };
 
 struct tr_anchor_auto_result {

@@ -44,18 +44,18 @@ static uint64_t mix64(uint64_t z)
 }
 
 /* One stream per image: (seed, split, index). */
-static void image_stream(struct ev_pcg *rng, uint64_t seed, enum tr_gen_split split, long index)
+static void image_stream(struct ut_pcg *rng, uint64_t seed, enum tr_gen_split split, long index)
 {
 	uint64_t key = mix64(seed ^ 0x67656e6461746173ULL); /* "gendatas" */
 	key = mix64(key ^ (uint64_t)split);
 	key = mix64(key ^ (uint64_t)index);
-	ev_pcg_seed(rng, mix64(key + 1), key | (1ULL << 62));
+	ut_pcg_seed(rng, mix64(key + 1), key | (1ULL << 62));
 }
 
 /* Uniform integer in [lo, hi]. */
-static int rand_range(struct ev_pcg *rng, int lo, int hi)
+static int rand_range(struct ut_pcg *rng, int lo, int hi)
 {
-	return lo + (int)ev_pcg_below(rng, (uint32_t)(hi - lo + 1));
+	return lo + (int)ut_pcg_below(rng, (uint32_t)(hi - lo + 1));
 }
 
 static uint8_t clamp_u8(double v)
@@ -67,18 +67,18 @@ static uint8_t clamp_u8(double v)
  * Background: a muted base colour, a linear gradient, smooth value noise
  * on a coarse grid (bilinear) and fine per-pixel noise, per channel.
  */
-static void draw_background(struct ev_pcg *rng, struct tr_image *im)
+static void draw_background(struct ut_pcg *rng, struct tr_image *im)
 {
 	enum { GRID = 9 };
 	int size = im->width;
 	double base[3], grad_x[3], grad_y[3], grid[3][GRID][GRID];
 	for (int c = 0; c < 3; c++) {
 		base[c] = rand_range(rng, 70, 180);
-		grad_x[c] = (ev_pcg_uniform(rng) - 0.5) * 40;
-		grad_y[c] = (ev_pcg_uniform(rng) - 0.5) * 40;
+		grad_x[c] = (ut_pcg_uniform(rng) - 0.5) * 40;
+		grad_y[c] = (ut_pcg_uniform(rng) - 0.5) * 40;
 		for (int gy = 0; gy < GRID; gy++)
 			for (int gx = 0; gx < GRID; gx++)
-				grid[c][gy][gx] = (ev_pcg_uniform(rng) - 0.5) * 40;
+				grid[c][gy][gx] = (ut_pcg_uniform(rng) - 0.5) * 40;
 	}
 	double cell = (double)size / (GRID - 1);
 	for (int y = 0; y < size; y++) {
@@ -99,7 +99,7 @@ static void draw_background(struct ev_pcg *rng, struct tr_image *im)
 					ty;
 				double v = base[c] + grad_x[c] * ((double)x / size - 0.5) +
 					   grad_y[c] * ((double)y / size - 0.5) + smooth +
-					   (ev_pcg_uniform(rng) - 0.5) * 16;
+					   (ut_pcg_uniform(rng) - 0.5) * 16;
 				px[c] = clamp_u8(v);
 			}
 		}
@@ -161,11 +161,11 @@ static bool inside_shape(const struct shape *s, double x, double y)
 }
 
 /* A triangle with one side on a box edge and the apex on the opposite one. */
-static void make_triangle(struct ev_pcg *rng, struct shape *s)
+static void make_triangle(struct ut_pcg *rng, struct shape *s)
 {
-	double apex = 0.15 + 0.7 * ev_pcg_uniform(rng);
+	double apex = 0.15 + 0.7 * ut_pcg_uniform(rng);
 	double x0 = s->x0, y0 = s->y0, x1 = s->x0 + s->w, y1 = s->y0 + s->h;
-	switch (ev_pcg_below(rng, 4)) {
+	switch (ut_pcg_below(rng, 4)) {
 	case 0: /* apex up */
 		s->tri[0][0] = x0, s->tri[0][1] = y1, s->tri[1][0] = x1, s->tri[1][1] = y1;
 		s->tri[2][0] = x0 + apex * s->w, s->tri[2][1] = y0;
@@ -191,7 +191,7 @@ static bool boxes_overlap(const int a[4], const struct tr_gen_object *b, int gap
 }
 
 /* Choose a box for a new object that keeps clear of the others (false: none found). */
-static bool place_box(struct ev_pcg *rng, int size, const struct tr_gen_sample *s, int box[4])
+static bool place_box(struct ut_pcg *rng, int size, const struct tr_gen_sample *s, int box[4])
 {
 	for (int attempt = 0; attempt < 20; attempt++) {
 		int w = rand_range(rng, (int)(0.15 * size), (int)(0.45 * size));
@@ -213,10 +213,10 @@ static bool place_box(struct ev_pcg *rng, int size, const struct tr_gen_sample *
  * Saturated colour: each channel near 0 or near 255, never all alike, and
  * (within a few tries) far from the background under the object's centre.
  */
-static void shape_colour(struct ev_pcg *rng, const uint8_t background[3], int colour[3])
+static void shape_colour(struct ut_pcg *rng, const uint8_t background[3], int colour[3])
 {
 	for (int attempt = 0; attempt < 8; attempt++) {
-		uint32_t pattern = 1 + ev_pcg_below(rng, 6); /* 1..6: neither black nor white */
+		uint32_t pattern = 1 + ut_pcg_below(rng, 6); /* 1..6: neither black nor white */
 		int distance = 0;
 		for (int c = 0; c < 3; c++) {
 			colour[c] =
@@ -229,7 +229,7 @@ static void shape_colour(struct ev_pcg *rng, const uint8_t background[3], int co
 }
 
 /* Paint one object, record its pixel bounds; false if nothing was drawn. */
-static bool draw_object(struct ev_pcg *rng, struct tr_gen_sample *s, int cls, const int box[4])
+static bool draw_object(struct ut_pcg *rng, struct tr_gen_sample *s, int cls, const int box[4])
 {
 	struct shape sh = {
 	    .kind = (enum shape_kind)(cls % 3),
@@ -254,7 +254,7 @@ static bool draw_object(struct ev_pcg *rng, struct tr_gen_sample *s, int cls, co
 				continue;
 			uint8_t *px = s->image.data + ((size_t)y * size + x) * 3;
 			for (int c = 0; c < 3; c++)
-				px[c] = clamp_u8(colour[c] + (ev_pcg_uniform(rng) - 0.5) * 20);
+				px[c] = clamp_u8(colour[c] + (ut_pcg_uniform(rng) - 0.5) * 20);
 			s->object_map[(size_t)y * size + x] = (uint8_t)id;
 			o->x1 = x < o->x1 ? x : o->x1;
 			o->y1 = y < o->y1 ? y : o->y1;
@@ -279,13 +279,13 @@ int tr_gen_sample(uint64_t seed, enum tr_gen_split split, long index, int size, 
 		tr_gen_sample_free(out);
 		return ut_err_set(err, "out of memory for a %dx%d object map", size, size);
 	}
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	image_stream(&rng, seed, split, index);
 	draw_background(&rng, &out->image);
 	int wanted = rand_range(&rng, 1, TR_GEN_MAX_OBJECTS);
 	for (int i = 0; i < wanted; i++) {
 		int box[4];
-		int cls = (int)ev_pcg_below(&rng, (uint32_t)classes);
+		int cls = (int)ut_pcg_below(&rng, (uint32_t)classes);
 		if (!place_box(&rng, size, out, box))
 			break;
 		if (draw_object(&rng, out, cls, box))

@@ -49,10 +49,10 @@ void tr_anchor_label_wh(const struct tr_anchor_dataset *dataset, int imgsz, cons
 	}
 }
 
-void tr_anchor_draw_scale(struct ev_pcg *rng, size_t n, double *scale)
+void tr_anchor_draw_scale(struct ut_pcg *rng, size_t n, double *scale)
 {
 	for (size_t i = 0; i < n; i++)
-		scale[i] = 0.9 + 0.2 * ev_pcg_uniform(rng);
+		scale[i] = 0.9 + 0.2 * ut_pcg_uniform(rng);
 }
 
 /* x for one label and one anchor: min over sides of min(r, 1/r), float32. */
@@ -117,7 +117,7 @@ struct kmeans_work {
 	size_t *code;	 /* [n] nearest centroid */
 	double *sums;	 /* [k][2] */
 	size_t *members; /* [k] */
-	struct ev_pcg *rng;
+	struct ut_pcg *rng;
 };
 
 /* Nearest centroid of every point; returns the mean distance. */
@@ -173,7 +173,7 @@ static size_t kmeans_once(struct kmeans_work *w, size_t k, double *book, size_t 
 	for (size_t i = 0; i < w->n; i++)
 		order[i] = i;
 	for (size_t c = 0; c < k; c++) { /* partial Fisher-Yates */
-		size_t pick = c + ev_pcg_below(w->rng, (uint32_t)(w->n - c));
+		size_t pick = c + ut_pcg_below(w->rng, (uint32_t)(w->n - c));
 		size_t swap = order[c];
 		order[c] = order[pick];
 		order[pick] = swap;
@@ -197,7 +197,7 @@ static size_t kmeans_once(struct kmeans_work *w, size_t k, double *book, size_t 
  * starts; returns how many the best start kept (< k means failure), or
  * (size_t)-1 out of memory.
  */
-static size_t kmeans_pixels(const float *wh, size_t n, size_t k, struct ev_pcg *rng, double *book)
+static size_t kmeans_pixels(const float *wh, size_t n, size_t k, struct ut_pcg *rng, double *book)
 {
 	double mean[2] = {0, 0}, sigma[2] = {0, 0};
 	for (size_t i = 0; i < n; i++)
@@ -256,10 +256,10 @@ static int compare_double(const void *a, const void *b)
 }
 
 /* YOLOv5's fallback start: 2k sorted uniforms, paired, times imgsz. */
-static void random_start(struct ev_pcg *rng, size_t k, int imgsz, double *book)
+static void random_start(struct ut_pcg *rng, size_t k, int imgsz, double *book)
 {
 	for (size_t i = 0; i < 2 * k; i++)
-		book[i] = ev_pcg_uniform(rng);
+		book[i] = ut_pcg_uniform(rng);
 	qsort(book, 2 * k, sizeof(*book), compare_double);
 	for (size_t i = 0; i < 2 * k; i++)
 		book[i] *= imgsz;
@@ -290,15 +290,15 @@ static double fitness_of(const float *wh, size_t n, const double *book, float *s
 }
 
 /* One mutation factor per size; redrawn until at least one differs from 1. */
-static void draw_mutation(struct ev_pcg *rng, size_t count, double *factor)
+static void draw_mutation(struct ut_pcg *rng, size_t count, double *factor)
 {
 	int changed = 0;
 	while (!changed) {
 		for (size_t i = 0; i < count; i++)
-			factor[i] = ev_pcg_uniform(rng) < MUTATION_PROB;
-		double amount = ev_pcg_uniform(rng);
+			factor[i] = ut_pcg_uniform(rng) < MUTATION_PROB;
+		double amount = ut_pcg_uniform(rng);
 		for (size_t i = 0; i < count; i++) {
-			double normal = ev_pcg_normal(rng);
+			double normal = ut_pcg_normal(rng);
 			double v = factor[i] * amount * normal * MUTATION_SIGMA + 1.0;
 			factor[i] = fmin(fmax(v, 0.3), 3.0);
 			changed |= factor[i] != 1.0;

@@ -16,7 +16,7 @@ static uint64_t mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
-void tr_sample_stream(struct ev_pcg *rng, uint64_t seed, long epoch, long index)
+void tr_sample_stream(struct ut_pcg *rng, uint64_t seed, long epoch, long index)
 {
 	/*
 	 * The sequence (stream selector) is a hash of all three keys, the start
@@ -27,26 +27,26 @@ void tr_sample_stream(struct ev_pcg *rng, uint64_t seed, long epoch, long index)
 	uint64_t key = mix64(seed ^ 0x6d6f73616963ULL); /* "mosaic" */
 	key = mix64(key ^ (uint64_t)epoch);
 	key = mix64(key ^ (uint64_t)index);
-	ev_pcg_seed(rng, mix64(key ^ 0x5851f42d4c957f2dULL), key | (1ULL << 62));
+	ut_pcg_seed(rng, mix64(key ^ 0x5851f42d4c957f2dULL), key | (1ULL << 62));
 }
 
 /* --- random variates --- */
 
-double tr_rand_gamma(struct ev_pcg *rng, double shape)
+double tr_rand_gamma(struct ut_pcg *rng, double shape)
 {
 	if (shape < 1) {
 		/* Gamma(a) = Gamma(a + 1) * U^(1/a) */
-		double u = 1.0 - ev_pcg_uniform(rng);
+		double u = 1.0 - ut_pcg_uniform(rng);
 		return tr_rand_gamma(rng, shape + 1) * pow(u, 1.0 / shape);
 	}
 	double d = shape - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
 	for (;;) {
-		double x = ev_pcg_normal(rng);
+		double x = ut_pcg_normal(rng);
 		double v = 1.0 + c * x;
 		if (v <= 0)
 			continue;
 		v = v * v * v;
-		double u = ev_pcg_uniform(rng);
+		double u = ut_pcg_uniform(rng);
 		if (u < 1.0 - 0.0331 * (x * x) * (x * x))
 			return d * v;
 		if (log(u) < 0.5 * x * x + d * (1.0 - v + log(v)))
@@ -54,7 +54,7 @@ double tr_rand_gamma(struct ev_pcg *rng, double shape)
 	}
 }
 
-double tr_rand_beta(struct ev_pcg *rng, double a, double b)
+double tr_rand_beta(struct ut_pcg *rng, double a, double b)
 {
 	double x = tr_rand_gamma(rng, a);
 	double y = tr_rand_gamma(rng, b);
@@ -128,18 +128,18 @@ void tr_segments_free(struct tr_segments *s)
 /* --- mosaic --- */
 
 /* Python's random.uniform(lo, hi) then int(): truncation toward zero. */
-static int uniform_int(struct ev_pcg *rng, double lo, double hi)
+static int uniform_int(struct ut_pcg *rng, double lo, double hi)
 {
-	return (int)(lo + (hi - lo) * ev_pcg_uniform(rng));
+	return (int)(lo + (hi - lo) * ut_pcg_uniform(rng));
 }
 
-int tr_mosaic_plan(struct ev_pcg *rng, int size, long index, long n_images,
+int tr_mosaic_plan(struct ut_pcg *rng, int size, long index, long n_images,
 		   struct tr_mosaic_plan *plan, struct ut_err *err)
 {
 	return tr_mosaic_plan_pool(rng, size, index, NULL, n_images, plan, err);
 }
 
-int tr_mosaic_plan_pool(struct ev_pcg *rng, int size, long index, const long *pool, long n_images,
+int tr_mosaic_plan_pool(struct ut_pcg *rng, int size, long index, const long *pool, long n_images,
 			struct tr_mosaic_plan *plan, struct ut_err *err)
 {
 	if (size < 2 || n_images < 1 || n_images > (long)UINT32_MAX || index < 0 ||
@@ -153,11 +153,11 @@ int tr_mosaic_plan_pool(struct ev_pcg *rng, int size, long index, const long *po
 	plan->xc = uniform_int(rng, lo, hi);
 	plan->indices[0] = index;
 	for (int i = 1; i < 4; i++) {
-		long pick = (long)ev_pcg_below(rng, (uint32_t)n_images);
+		long pick = (long)ut_pcg_below(rng, (uint32_t)n_images);
 		plan->indices[i] = pool != NULL ? pool[pick] : pick;
 	}
 	for (int i = 3; i > 0; i--) { /* random.shuffle's walk */
-		int j = (int)ev_pcg_below(rng, (uint32_t)i + 1);
+		int j = (int)ut_pcg_below(rng, (uint32_t)i + 1);
 		long swap = plan->indices[i];
 		plan->indices[i] = plan->indices[j];
 		plan->indices[j] = swap;
@@ -308,7 +308,7 @@ int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan, const struct tr_m
 	return 0;
 }
 
-int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+int tr_mosaic_finish(struct ut_pcg *rng, const struct tr_mosaic_hyp *hyp,
 		     const struct tr_mosaic_plan *plan, struct tr_image *canvas,
 		     struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
 		     struct ut_err *err)
@@ -324,7 +324,7 @@ int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 }
 
 /* random_perspective's settings for a mosaic and its 8 draws from rng. */
-static void mosaic_perspective(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+static void mosaic_perspective(struct ut_pcg *rng, const struct tr_mosaic_hyp *hyp,
 			       const struct tr_mosaic_plan *plan, struct tr_aug_perspective *p,
 			       double draws[TR_AUG_DRAWS])
 {
@@ -339,11 +339,11 @@ static void mosaic_perspective(struct ev_pcg *rng, const struct tr_mosaic_hyp *h
 	};
 	double frac[TR_AUG_DRAWS];
 	for (int i = 0; i < TR_AUG_DRAWS; i++)
-		frac[i] = ev_pcg_uniform(rng);
+		frac[i] = ut_pcg_uniform(rng);
 	tr_aug_perspective_draws(p, frac, draws, NULL, NULL);
 }
 
-int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+int tr_mosaic_finish_into(struct ut_pcg *rng, const struct tr_mosaic_hyp *hyp,
 			  const struct tr_mosaic_plan *plan, struct tr_image *canvas,
 			  struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
 			  struct ut_err *err)
@@ -360,10 +360,10 @@ int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
 						       boxes->rows, &boxes->n, NULL, err);
 }
 
-void tr_mosaic_read_box(const struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+void tr_mosaic_read_box(const struct ut_pcg *rng, const struct tr_mosaic_hyp *hyp,
 			const struct tr_mosaic_plan *plan, int box[4])
 {
-	struct ev_pcg ahead = *rng;
+	struct ut_pcg ahead = *rng;
 	struct tr_aug_perspective p;
 	double draws[TR_AUG_DRAWS], M[9];
 	mosaic_perspective(&ahead, hyp, plan, &p, draws);
@@ -437,12 +437,12 @@ void tr_fill_polygon(uint8_t *mask, int width, int height, const float *xy, int 
 }
 
 /* random.sample(range(n), k): k distinct indices in draw order. */
-static void sample_indices(struct ev_pcg *rng, int n, int k, int *pool)
+static void sample_indices(struct ut_pcg *rng, int n, int k, int *pool)
 {
 	for (int i = 0; i < n; i++)
 		pool[i] = i;
 	for (int i = 0; i < k; i++) {
-		int j = i + (int)ev_pcg_below(rng, (uint32_t)(n - i));
+		int j = i + (int)ut_pcg_below(rng, (uint32_t)(n - i));
 		int swap = pool[i];
 		pool[i] = pool[j];
 		pool[j] = swap;
@@ -489,7 +489,7 @@ static int mirror_one(int j, int w, struct tr_boxes *boxes, struct tr_segments *
 	return 0;
 }
 
-int tr_copy_paste(struct ev_pcg *rng, double p, struct tr_image *im, struct tr_boxes *boxes,
+int tr_copy_paste(struct ut_pcg *rng, double p, struct tr_image *im, struct tr_boxes *boxes,
 		  struct tr_segments *segs, struct ut_err *err)
 {
 	int n = segs->n;
@@ -546,7 +546,7 @@ int tr_mixup_blend(struct tr_image *im, struct tr_boxes *boxes, const struct tr_
 	return 0;
 }
 
-int tr_mixup(struct ev_pcg *rng, struct tr_image *im, struct tr_boxes *boxes,
+int tr_mixup(struct ut_pcg *rng, struct tr_image *im, struct tr_boxes *boxes,
 	     const struct tr_image *im2, const struct tr_boxes *boxes2, double *ratio,
 	     struct ut_err *err)
 {
@@ -588,14 +588,14 @@ void tr_flip_ud(struct tr_image *im, float *labels, int n)
 		labels[5 * (size_t)i + 2] = 1 - labels[5 * (size_t)i + 2];
 }
 
-struct tr_flip_done tr_flip_random(struct ev_pcg *rng, double flipud, double fliplr,
+struct tr_flip_done tr_flip_random(struct ut_pcg *rng, double flipud, double fliplr,
 				   struct tr_image *im, float *labels, int n)
 {
 	struct tr_flip_done done = {false, false};
-	done.ud = ev_pcg_uniform(rng) < flipud;
+	done.ud = ut_pcg_uniform(rng) < flipud;
 	if (done.ud)
 		tr_flip_ud(im, labels, n);
-	done.lr = ev_pcg_uniform(rng) < fliplr;
+	done.lr = ut_pcg_uniform(rng) < fliplr;
 	if (done.lr)
 		tr_flip_lr(im, labels, n);
 	return done;

@@ -7,36 +7,36 @@
  * (evolution seed, generation, purpose), so a generation's random choices do
  * not depend on how many draws other generations made.
  */
-#ifndef EV_PCG_H
-#define EV_PCG_H
+#ifndef UT_PCG_H
+#define UT_PCG_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct ev_pcg {
+struct ut_pcg {
 	uint64_t state;
 	uint64_t inc; /* stream selector, always odd */
 };
 
 /* What a stream is used for; part of the stream's identity. */
-enum ev_pcg_purpose { EV_PCG_BREED = 1, EV_PCG_TRAIN_SEED = 2, EV_PCG_GA = 3 };
+enum ut_pcg_purpose { UT_PCG_BREED = 1, UT_PCG_TRAIN_SEED = 2, UT_PCG_GA = 3 };
 
 /* pcg32_srandom: seed the generator with a start state and a sequence. */
-void ev_pcg_seed(struct ev_pcg *rng, uint64_t initstate, uint64_t initseq);
+void ut_pcg_seed(struct ut_pcg *rng, uint64_t initstate, uint64_t initseq);
 /* The stream of one generation of an evolution. */
-void ev_pcg_stream(struct ev_pcg *rng, uint64_t seed, long generation, enum ev_pcg_purpose purpose);
+void ut_pcg_stream(struct ut_pcg *rng, uint64_t seed, long generation, enum ut_pcg_purpose purpose);
 /* Next 32 random bits. */
-uint32_t ev_pcg_next(struct ev_pcg *rng);
+uint32_t ut_pcg_next(struct ut_pcg *rng);
 /* Uniform double in [0, 1) with 53 random bits. */
-double ev_pcg_uniform(struct ev_pcg *rng);
+double ut_pcg_uniform(struct ut_pcg *rng);
 /* Standard normal draw (Box-Muller, one value per call). */
-double ev_pcg_normal(struct ev_pcg *rng);
+double ut_pcg_normal(struct ut_pcg *rng);
 /* Uniform integer in [0, bound) without modulo bias; bound > 0. */
-uint32_t ev_pcg_below(struct ev_pcg *rng, uint32_t bound);
+uint32_t ut_pcg_below(struct ut_pcg *rng, uint32_t bound);
 /*
  * Index i chosen with probability weights[i] / sum(weights). Weights must be
  * finite and >= 0 with a positive sum; otherwise returns 0.
  */
-size_t ev_pcg_choice(struct ev_pcg *rng, const double *weights, size_t n);
+size_t ut_pcg_choice(struct ut_pcg *rng, const double *weights, size_t n);
 
 #endif

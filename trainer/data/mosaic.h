@@ -9,7 +9,7 @@
  * (run seed, epoch, dataset index), so a sample's pixels do not depend on
  * which worker thread made it or in what order:
  *
- *	struct ev_pcg rng;
+ *	struct ut_pcg rng;
  *	tr_sample_stream(&rng, seed, epoch, index);
  *	struct tr_mosaic_plan plan;
  *	tr_mosaic_plan(&rng, 640, index, n_images, &plan);   // centre, 4 indices
@@ -39,12 +39,12 @@
 #include "ut.h"
 
 /* The per-sample stream: one PCG32 sequence per (seed, epoch, index). */
-void tr_sample_stream(struct ev_pcg *rng, uint64_t seed, long epoch, long index);
+void tr_sample_stream(struct ut_pcg *rng, uint64_t seed, long epoch, long index);
 
 /* Gamma(shape, 1) by Marsaglia-Tsang (shape < 1 boosted); shape > 0. */
-double tr_rand_gamma(struct ev_pcg *rng, double shape);
+double tr_rand_gamma(struct ut_pcg *rng, double shape);
 /* Beta(a, b) = X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b). */
-double tr_rand_beta(struct ev_pcg *rng, double a, double b);
+double tr_rand_beta(struct ut_pcg *rng, double a, double b);
 
 /* A growable table of boxes, rows of 5 floats (class x1 y1 x2 y2). */
 struct tr_boxes {
@@ -90,7 +90,7 @@ struct tr_mosaic_plan {
  * 3 more indices uniform in [0, n_images), and shuffle the four. size >= 2,
  * n_images >= 1, 0 <= index < n_images.
  */
-int tr_mosaic_plan(struct ev_pcg *rng, int size, long index, long n_images,
+int tr_mosaic_plan(struct ut_pcg *rng, int size, long index, long n_images,
 		   struct tr_mosaic_plan *plan, struct ut_err *err);
 /*
  * The same draws, the 3 extra indices taken from a list of n_images
@@ -98,7 +98,7 @@ int tr_mosaic_plan(struct ev_pcg *rng, int size, long index, long n_images,
  * random.choices(self.indices, k=3) once --image-weights has replaced
  * self.indices. pool NULL is range(n_images), i.e. tr_mosaic_plan.
  */
-int tr_mosaic_plan_pool(struct ev_pcg *rng, int size, long index, const long *pool, long n_images,
+int tr_mosaic_plan_pool(struct ut_pcg *rng, int size, long index, const long *pool, long n_images,
 			struct tr_mosaic_plan *plan, struct ut_err *err);
 
 /* One of the four images, as load_image returns it (long side s). */
@@ -143,7 +143,7 @@ int tr_mosaic_assemble_into(const struct tr_mosaic_plan *plan, const struct tr_m
  * does. The loader passes polygons only when all four tiles have them:
  * YOLOv5 would pair a mixed mosaic's fewer polygons with the first boxes.
  */
-int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+int tr_mosaic_finish(struct ut_pcg *rng, const struct tr_mosaic_hyp *hyp,
 		     const struct tr_mosaic_plan *plan, struct tr_image *canvas,
 		     struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
 		     struct ut_err *err);
@@ -151,7 +151,7 @@ int tr_mosaic_finish(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
  * The same into an out the caller provides, already sized as the canvas
  * plus twice the plan's border on each axis.
  */
-int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+int tr_mosaic_finish_into(struct ut_pcg *rng, const struct tr_mosaic_hyp *hyp,
 			  const struct tr_mosaic_plan *plan, struct tr_image *canvas,
 			  struct tr_boxes *boxes, struct tr_segments *segs, struct tr_image *out,
 			  struct ut_err *err);
@@ -163,7 +163,7 @@ int tr_mosaic_finish_into(struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
  * or no segments): the warp's draws then come first. Lets a caller resize
  * only the parts of the tiles inside it (tr_mosaic_tile_box).
  */
-void tr_mosaic_read_box(const struct ev_pcg *rng, const struct tr_mosaic_hyp *hyp,
+void tr_mosaic_read_box(const struct ut_pcg *rng, const struct tr_mosaic_hyp *hyp,
 			const struct tr_mosaic_plan *plan, int box[4]);
 
 /*
@@ -175,7 +175,7 @@ void tr_mosaic_read_box(const struct ev_pcg *rng, const struct tr_mosaic_hyp *hy
  * mirrored mask take the mirrored image. segs must have boxes->n polygons
  * (one per box) on entry; pixel coordinates.
  */
-int tr_copy_paste(struct ev_pcg *rng, double p, struct tr_image *im, struct tr_boxes *boxes,
+int tr_copy_paste(struct ut_pcg *rng, double p, struct tr_image *im, struct tr_boxes *boxes,
 		  struct tr_segments *segs, struct ut_err *err);
 
 /*
@@ -200,7 +200,7 @@ void tr_fill_polygon(uint8_t *mask, int width, int height, const float *xy, int 
 int tr_mixup_blend(struct tr_image *im, struct tr_boxes *boxes, const struct tr_image *im2,
 		   const struct tr_boxes *boxes2, double r, struct ut_err *err);
 /* mixup with r ~ Beta(32, 32) from rng; *ratio (may be NULL) receives r. */
-int tr_mixup(struct ev_pcg *rng, struct tr_image *im, struct tr_boxes *boxes,
+int tr_mixup(struct ut_pcg *rng, struct tr_image *im, struct tr_boxes *boxes,
 	     const struct tr_image *im2, const struct tr_boxes *boxes2, double *ratio,
 	     struct ut_err *err);
 
@@ -218,7 +218,7 @@ struct tr_flip_done {
  * uniform < fliplr. Both coins are always drawn, so the stream's position
  * after it does not depend on the hyps.
  */
-struct tr_flip_done tr_flip_random(struct ev_pcg *rng, double flipud, double fliplr,
+struct tr_flip_done tr_flip_random(struct ut_pcg *rng, double flipud, double fliplr,
 				   struct tr_image *im, float *labels, int n);
 
 /*

@@ -940,11 +940,11 @@ void tr_model_free(struct tr_model *model)
 /* ---- initialisation ---- */
 
 /* PyTorch's Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a = sqrt(5)). */
-static void fill_uniform(float *values, size_t count, int fan_in, struct ev_pcg *rng)
+static void fill_uniform(float *values, size_t count, int fan_in, struct ut_pcg *rng)
 {
 	double bound = 1.0 / sqrt((double)fan_in);
 	for (size_t i = 0; i < count; i++)
-		values[i] = (float)(bound * (2.0 * ev_pcg_uniform(rng) - 1.0));
+		values[i] = (float)(bound * (2.0 * ut_pcg_uniform(rng) - 1.0));
 }
 
 void tr_detect_bias_prior(struct tr_model *model)
@@ -963,7 +963,7 @@ void tr_detect_bias_prior(struct tr_model *model)
 	}
 }
 
-void tr_model_init(struct tr_model *model, struct ev_pcg *rng)
+void tr_model_init(struct tr_model *model, struct ut_pcg *rng)
 {
 	for (int i = 0; i < model->nconvs; i++) {
 		const struct tr_conv *conv = &model->convs[i].conv;

@@ -650,7 +650,7 @@ static void mosaic_parts_free(struct mosaic_parts *m)
  * from out_buf, the tiles and canvas from sc; boxes (empty on entry) get
  * class x1 y1 x2 y2 in pixels.
  */
-static int load_mosaic(struct tr_loader *L, struct ev_pcg *rng, long index, struct scratch *sc,
+static int load_mosaic(struct tr_loader *L, struct ut_pcg *rng, long index, struct scratch *sc,
 		       struct tr_aug_buffer *out_buf, struct tr_image *out, struct tr_boxes *boxes,
 		       struct ut_err *err)
 {
@@ -716,7 +716,7 @@ struct sample {
  * to height x width, labels to pixel xyxy (float32 as numpy), then
  * random_perspective without border when augmenting.
  */
-static int plain_sample(struct tr_loader *L, struct ev_pcg *rng, long index, int height, int width,
+static int plain_sample(struct tr_loader *L, struct ut_pcg *rng, long index, int height, int width,
 			struct scratch *sc, struct sample *s, struct ut_err *err)
 {
 	struct loaded l;
@@ -774,7 +774,7 @@ static int plain_sample(struct tr_loader *L, struct ev_pcg *rng, long index, int
 	};
 	double frac[TR_AUG_DRAWS], draws[TR_AUG_DRAWS];
 	for (int i = 0; i < TR_AUG_DRAWS; i++)
-		frac[i] = ev_pcg_uniform(rng);
+		frac[i] = ut_pcg_uniform(rng);
 	tr_aug_perspective_draws(&p, frac, draws, NULL, NULL);
 	s->lent = true;
 	rc = tr_aug_buffer_image(&sc->sample, width, height, &s->im, err);
@@ -786,15 +786,15 @@ static int plain_sample(struct tr_loader *L, struct ev_pcg *rng, long index, int
 }
 
 /* Mosaic, then mixup with probability hyp.mixup (a second mosaic). */
-static int mosaic_sample(struct tr_loader *L, struct ev_pcg *rng, long index, struct scratch *sc,
+static int mosaic_sample(struct tr_loader *L, struct ut_pcg *rng, long index, struct scratch *sc,
 			 struct sample *s, struct ut_err *err)
 {
 	s->lent = true;
 	if (load_mosaic(L, rng, index, sc, &sc->sample, &s->im, &s->boxes, err) != 0)
 		return -1;
-	if (!(ev_pcg_uniform(rng) < L->opts.hyp.mixup))
+	if (!(ut_pcg_uniform(rng) < L->opts.hyp.mixup))
 		return 0;
-	long other = (long)ev_pcg_below(rng, (uint32_t)L->n); /* random.randint(0, n - 1) */
+	long other = (long)ut_pcg_below(rng, (uint32_t)L->n); /* random.randint(0, n - 1) */
 	struct tr_image im2 = {0};
 	struct tr_boxes boxes2 = {0};
 	int rc = load_mosaic(L, rng, other, sc, &sc->second, &im2, &boxes2, err);
@@ -810,10 +810,10 @@ static int make_sample(struct tr_loader *L, long k, int height, int width, struc
 {
 	const struct tr_loader_opts *o = &L->opts;
 	long index = L->order[k];
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, o->seed, L->epoch, k);
 	s->info.item = L->items[index];
-	bool mosaic = o->augment && !o->rect && ev_pcg_uniform(&rng) < o->hyp.mosaic;
+	bool mosaic = o->augment && !o->rect && ut_pcg_uniform(&rng) < o->hyp.mosaic;
 	int rc;
 	if (mosaic) {
 		const struct tr_data_item *it = &L->split->items[s->info.item];
@@ -835,7 +835,7 @@ static int make_sample(struct tr_loader *L, long k, int height, int width, struc
 		return 0;
 	double u[3], gains[3];
 	for (int i = 0; i < 3; i++)
-		u[i] = 2 * ev_pcg_uniform(&rng) - 1; /* np.random.uniform(-1, 1, 3) */
+		u[i] = 2 * ut_pcg_uniform(&rng) - 1; /* np.random.uniform(-1, 1, 3) */
 	if (o->hyp.hsv_h != 0 || o->hyp.hsv_s != 0 || o->hyp.hsv_v != 0) {
 		tr_aug_hsv_gains(o->hyp.hsv_h, o->hyp.hsv_s, o->hyp.hsv_v, u, gains);
 		if (tr_aug_hsv(&s->im, gains, err) != 0)
@@ -963,7 +963,7 @@ void tr_loader_stop(struct tr_loader *L)
 /* The epoch's order: identity (rect, no shuffle), a shuffle, or weighted draws. */
 static int epoch_order(struct tr_loader *L, long epoch, const double *weights, struct ut_err *err)
 {
-	struct ev_pcg rng;
+	struct ut_pcg rng;
 	tr_sample_stream(&rng, L->opts.seed, epoch, -1);
 	L->pool = NULL;
 	if (weights != NULL) {
@@ -986,7 +986,7 @@ static int epoch_order(struct tr_loader *L, long epoch, const double *weights, s
 			return ut_err_set(err, "loader: image weights sum to %g", total);
 		}
 		for (long k = 0; k < L->n; k++) {
-			double x = ev_pcg_uniform(&rng) * total;
+			double x = ut_pcg_uniform(&rng) * total;
 			long lo = 0, hi = L->n - 1;
 			while (lo < hi) {
 				long mid = lo + (hi - lo) / 2;
@@ -1005,7 +1005,7 @@ static int epoch_order(struct tr_loader *L, long epoch, const double *weights, s
 		L->order[i] = i;
 	if (L->opts.shuffle && !L->opts.rect)
 		for (long i = L->n - 1; i > 0; i--) {
-			long j = (long)ev_pcg_below(&rng, (uint32_t)(i + 1));
+			long j = (long)ut_pcg_below(&rng, (uint32_t)(i + 1));
 			long swap = L->order[i];
 			L->order[i] = L->order[j];
 			L->order[j] = swap;

@@ -209,7 +209,7 @@ void tr_model_free(struct tr_model *model);
  * from rng in state_dict order, then tr_detect_bias_prior(). BN parameters
  * and buffers are reset to the state tr_model_from_* describes.
  */
-void tr_model_init(struct tr_model *model, struct ev_pcg *rng);
+void tr_model_init(struct tr_model *model, struct ut_pcg *rng);
 /*
  * Add YOLOv5's Detect bias prior to the current biases: objectness
  * log(8 / (640 / stride)^2), classes log(0.6 / (nc - 0.99999)).
