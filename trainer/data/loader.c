@@ -14,6 +14,7 @@
  * copy_paste draws); pixels nobody reads are left as they were.
  */
 #include "loader.h"
+#include "npsort.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -180,118 +181,6 @@ static double aspect(const struct tr_data_item *it)
 	return (double)it->height / (double)it->width;
 }
 
-/* numpy's aheapsort: the fallback of its introsort past the depth limit. */
-static void np_aheapsort(const double *v, long *tosort, long n)
-{
-	long *a = tosort - 1; /* 1-based */
-	for (long l = n >> 1; l > 0; --l) {
-		long tmp = a[l], i = l, j = l << 1;
-		while (j <= n) {
-			if (j < n && v[a[j]] < v[a[j + 1]])
-				j += 1;
-			if (!(v[tmp] < v[a[j]]))
-				break;
-			a[i] = a[j];
-			i = j;
-			j += j;
-		}
-		a[i] = tmp;
-	}
-	for (; n > 1;) {
-		long tmp = a[n], i = 1, j = 2;
-		a[n] = a[1];
-		n -= 1;
-		while (j <= n) {
-			if (j < n && v[a[j]] < v[a[j + 1]])
-				j++;
-			if (!(v[tmp] < v[a[j]]))
-				break;
-			a[i] = a[j];
-			i = j;
-			j += j;
-		}
-		a[i] = tmp;
-	}
-}
-
-static void swap_long(long *a, long *b)
-{
-	long t = *a;
-	*a = *b;
-	*b = t;
-}
-
-/*
- * numpy 1.24's argsort (kind 'quicksort': median-of-3 introsort, insertion
- * sort below 16, heapsort past depth 2 log2 n), step for step, so images
- * with equal aspect ratios fall in the same batches as in YOLOv5.
- */
-static void np_argsort(const double *v, long *tosort, long num)
-{
-	enum { SMALL = 15, STACK = 128 };
-	long *stack[STACK], **sptr = stack;
-	int depth[STACK / 2], *psdepth = depth;
-	long *pl = tosort, *pr = tosort + num - 1;
-	int cdepth = 0;
-	for (unsigned long m = (unsigned long)num; m > 1; m >>= 1)
-		cdepth++;
-	cdepth *= 2;
-	for (;;) {
-		if (cdepth < 0) {
-			np_aheapsort(v, pl, pr - pl + 1);
-			goto pop;
-		}
-		while (pr - pl > SMALL) {
-			long *pm = pl + ((pr - pl) >> 1);
-			if (v[*pm] < v[*pl])
-				swap_long(pm, pl);
-			if (v[*pr] < v[*pm])
-				swap_long(pr, pm);
-			if (v[*pm] < v[*pl])
-				swap_long(pm, pl);
-			double vp = v[*pm];
-			long *pi = pl, *pj = pr - 1;
-			swap_long(pm, pj);
-			for (;;) {
-				do
-					++pi;
-				while (v[*pi] < vp);
-				do
-					--pj;
-				while (vp < v[*pj]);
-				if (pi >= pj)
-					break;
-				swap_long(pi, pj);
-			}
-			swap_long(pi, pr - 1);
-			if (pi - pl < pr - pi) {
-				*sptr++ = pi + 1;
-				*sptr++ = pr;
-				pr = pi - 1;
-			} else {
-				*sptr++ = pl;
-				*sptr++ = pi - 1;
-				pl = pi + 1;
-			}
-			*psdepth++ = --cdepth;
-		}
-		for (long *pi = pl + 1; pi <= pr; ++pi) {
-			long vi = *pi;
-			double vv = v[vi];
-			long *pj = pi, *pk = pi - 1;
-			while (pj > pl && vv < v[*pk])
-				*pj-- = *pk--;
-			*pj = vi;
-		}
-	pop:
-		if (sptr == stack)
-			break;
-		pr = *(--sptr);
-		pl = *(--sptr);
-		cdepth = *(--psdepth);
-	}
-}
-
 /* irect = ar.argsort() with ar = h / w per image, as YOLOv5 orders rect batches. */
 static int rect_order(const struct tr_data_split *split, long *items, struct ut_err *err)
 {
@@ -299,11 +188,18 @@ static int rect_order(const struct tr_data_split *split, long *items, struct ut_
 	double *ar = malloc(sizeof(double) * (size_t)n);
 	if (ar == NULL)
 		return ut_err_set(err, "loader: out of memory for %ld aspect ratios", n);
-	for (long i = 0; i < n; i++) {
-		ar[i] = aspect(&split->items[i]);
-		items[i] = i;
+	size_t *order = malloc(sizeof(size_t) * (size_t)n);
+	if (order == NULL) {
+		free(ar);
+		return ut_err_set(err, "loader: out of memory for %ld aspect ratios", n);
 	}
-	np_argsort(ar, items, n);
+	for (long i = 0; i < n; i++)
+		ar[i] = aspect(&split->items[i]);
+	/* numpy's order, step for step: images of equal aspect ratio batch as in YOLOv5 */
+	ut_np_argsort(ar, (size_t)n, order);
+	for (long i = 0; i < n; i++)
+		items[i] = (long)order[i];
+	free(order);
 	free(ar);
 	return 0;
 }

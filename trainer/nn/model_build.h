@@ -8,7 +8,8 @@
 
 #include "model.h"
 
-/* One aligned block per tensor kind (params, grads, buffers, counters), then every named pointer into them. */
+/* One aligned block per tensor kind (params, grads, buffers, counters), then every named pointer
+ * into them. */
 int tr_model_allocate(struct tr_model *m, struct ut_err *err);
 
 /* BN as YOLOv5's constructor leaves it (see model.h). */

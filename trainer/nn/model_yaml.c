@@ -849,4 +849,3 @@ int tr_model_from_file(const char *path, int nc, struct tr_model **out, struct u
 	free(text);
 	return rc;
 }
-
