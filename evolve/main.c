@@ -29,6 +29,7 @@ struct cli {
 	const char *data, *cfg, *hyp, *weights, *device, *project, *name, *db, *trainer;
 	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
 	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
+	const char *space; /* NULL: the trainer's */
 	long generations, epochs, batch, imgsz, top, parallel, retries;
 	long per_device, prune_warmup, population, log_max, report_every, lag, max_failures;
 	const char *out_dir;
@@ -55,6 +56,7 @@ enum opt_id {
 	OPT_DB,
 	OPT_SEED,
 	OPT_TRAINER,
+	OPT_SPACE,
 	OPT_RESUME,
 	OPT_PARENT,
 	OPT_TOP,
@@ -106,6 +108,7 @@ static const struct option long_options[] = {
     {"db", required_argument, NULL, OPT_DB},
     {"seed", required_argument, NULL, OPT_SEED},
     {"trainer", required_argument, NULL, OPT_TRAINER},
+    {"space", required_argument, NULL, OPT_SPACE},
     {"resume", no_argument, NULL, OPT_RESUME},
     {"parent", required_argument, NULL, OPT_PARENT},
     {"top", required_argument, NULL, OPT_TOP},
@@ -158,10 +161,11 @@ static const char run_help[] =
     "  --project DIR       runs/evolve;  --name NAME: exp (exp2, exp3... unless --exist-ok)\n"
     "  --db PATH           database (PROJECT/NAME/evolve.db)\n"
     "  --seed N            evolution seed (0): same seed + same results = same table\n"
-    "  --trainer T         native | yolov5:DIR | a template such as\n"
+    "  --trainer T         native | yolov5:DIR | ultralytics[:PYTHON] | a template such as\n"
     "                      'python3 my_train.py --hyp {hyp} --save-dir {save_dir}'\n"
     "                      placeholders: {hyp} {data} {cfg} {weights} {epochs} {batch}\n"
     "                      {imgsz} {device} {project} {name} {save_dir} {seed}\n"
+    "  --space S           hyperparameters: yolov5 | ultralytics (default: the trainer's)\n"
     "  --resume            continue the evolution in --db (or PROJECT/NAME)\n"
     "  --parent M          single (weighted random parent, default) | weighted (mean)\n"
     "  --top N             parents come from the best N (5)\n"
@@ -321,6 +325,8 @@ static const char **string_slot(struct cli *c, int id)
 		return &c->db;
 	case OPT_TRAINER:
 		return &c->trainer;
+	case OPT_SPACE:
+		return &c->space;
 	case OPT_PARENT:
 		return &c->parent;
 	case OPT_META:
@@ -434,12 +440,37 @@ static void absolute_if_exists(const char *path, char *out, size_t size)
 }
 
 /* YOLOv5's default hyp, shipped with us (ut_data_file: installed or source tree). */
-static int default_hyp(char *out, size_t size)
+static int default_hyp(enum meta_space space, char *out, size_t size)
 {
-	if (ut_data_file("data/hyps/hyp.scratch-low.yaml", out, size) == 0)
+	const char *name = space == META_SPACE_ULTRALYTICS ? "data/ultralytics/hyp.ultralytics.yaml"
+							   : "data/hyps/hyp.scratch-low.yaml";
+	if (ut_data_file(name, out, size) == 0)
 		return 0;
-	ut_log(UT_LOG_ERROR, "hyp.scratch-low.yaml is not installed with yolo-evolve: give --hyp");
+	ut_log(UT_LOG_ERROR, "%s is not installed with yolo-evolve: give --hyp", name);
 	return -1;
+}
+
+/*
+ * The hyperparameter space: --space, else the trainer's. A built-in trainer
+ * takes only its own space; a user template may take either.
+ */
+static int choose_space(const struct cli *c, enum meta_space *space, struct ut_err *err)
+{
+	char q[UT_QUOTE_LEN];
+	enum meta_space trainer_space = ev_template_space(c->trainer);
+	*space = trainer_space;
+	if (c->space == NULL)
+		return 0;
+	if (meta_space_parse(c->space, space) != 0)
+		return ut_err_set(err, "--space '%s': use yolov5 or ultralytics",
+				  ut_quote(c->space, q, sizeof(q)));
+	int builtin = strcmp(c->trainer, "native") == 0 || strncmp(c->trainer, "yolov5:", 7) == 0 ||
+		      trainer_space == META_SPACE_ULTRALYTICS;
+	if (builtin && *space != trainer_space)
+		return ut_err_set(err, "--space %s: the trainer %s takes the %s space", c->space,
+				  ut_quote(c->trainer, q, sizeof(q)),
+				  meta_space_name(trainer_space));
+	return 0;
 }
 
 /* A name may not climb out of the project folder. */
@@ -530,10 +561,16 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 		snprintf(cfg, sizeof(cfg), "%s", c->cfg);
 	absolute_if_exists(cfg, o->cfg, sizeof(o->cfg));
 	absolute_if_exists(c->weights, o->weights, sizeof(o->weights));
+	enum meta_space space;
+	if (choose_space(c, &space, err) != 0)
+		return -1;
+	if (space == META_SPACE_ULTRALYTICS && strcmp(c->algorithm, "yolov5") != 0)
+		return ut_err_set(err, "--algorithm %s: the ultralytics space evolves with yolov5",
+				  c->algorithm);
 	char hyp[PATH_MAX];
 	if (c->hyp != NULL)
 		snprintf(hyp, sizeof(hyp), "%s", c->hyp);
-	else if (default_hyp(hyp, sizeof(hyp)) != 0)
+	else if (default_hyp(space, hyp, sizeof(hyp)) != 0)
 		return ut_err_set(err, "no base hyp: give --hyp");
 	if (ev_check_readable("--hyp", hyp, err) != 0 ||
 	    (c->meta != NULL && ev_check_readable("--meta", c->meta, err) != 0))
@@ -588,7 +625,7 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	if (ev_parent_parse(c->parent, &parent) != 0)
 		return ut_err_set(err, "--parent '%s': use single or weighted",
 				  ut_quote(c->parent, q, sizeof(q)));
-	meta_table_default(&o->meta);
+	meta_table_default_space(&o->meta, space);
 	if (c->meta != NULL && meta_table_read(c->meta, &o->meta, err) != 0)
 		return for_option("--meta", err);
 	if (c->evolve_keys != NULL && meta_table_restrict(&o->meta, c->evolve_keys, err) != 0)

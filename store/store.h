@@ -22,7 +22,7 @@
 #include "ut.h"
 
 #define ST_STR 1024
-#define ST_SCHEMA_VERSION 2
+#define ST_SCHEMA_VERSION 3
 
 struct st_db;
 
@@ -125,6 +125,8 @@ int st_open_readonly(const char *path, struct st_db **out, struct ut_err *err);
 int st_writer_alive(const struct st_db *db, long *pid);
 void st_close(struct st_db *db);
 const char *st_path(const struct st_db *db);
+/* The hyperparameter space of the evolution row (YOLOv5's until it is written or read). */
+enum meta_space st_space(const struct st_db *db);
 /*
  * Is the file at the database's path still the one opened? SQLite would go
  * on writing into a deleted or replaced file and lose everything silently.

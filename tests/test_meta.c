@@ -109,7 +109,9 @@ static double rng_uniform(struct rng *rng)
 static struct meta_hyp hyp_low(void)
 {
 	struct meta_hyp hyp;
-	memcpy(hyp.v, scratch_low, sizeof(hyp.v));
+	memcpy(hyp.v, scratch_low, sizeof(scratch_low));
+	for (int k = META_COUNT; k < META_ALL; k++)
+		hyp.v[k] = NAN;
 	return hyp;
 }
 
@@ -205,7 +207,9 @@ static void table_rows(void **state)
 	assert_int_equal(META_COUNT, 29);
 	assert_string_equal(meta_name(0), "lr0");
 	assert_string_equal(meta_name(META_COUNT - 1), "anchors");
-	assert_null(meta_name(META_COUNT));
+	assert_string_equal(meta_name(META_COUNT), "dfl"); /* Ultralytics' keys follow */
+	assert_string_equal(meta_name(META_ALL - 1), "close_mosaic");
+	assert_null(meta_name(META_ALL));
 	assert_null(meta_name(-1));
 	assert_non_null(strstr(meta_doc(META_lr0), "learning rate"));
 	assert_int_equal(meta_find("momentum"), META_momentum);
@@ -312,7 +316,7 @@ static void parse_number_forms(void **state)
 	    " hsv_s: 0.7, hsv_v: 0.4, degrees: 0, translate: 0.1, scale: 0.5, shear: 0,"
 	    " perspective: 0, flipud: 0, fliplr: 0.5, mosaic: 1, mixup: 0, copy_paste: 0}\n";
 	assert_int_equal(meta_hyp_parse(flow, strlen(flow), SOURCE, &table, &hyp, &err), 0);
-	assert_memory_equal(hyp.v, scratch_low, sizeof(hyp.v));
+	assert_memory_equal(hyp.v, scratch_low, sizeof(scratch_low));
 }
 
 /* A bad line in place of line `at` of the scratch-low text. */

@@ -142,7 +142,7 @@ static void test_mutation_statistics(void **state)
 	double sq_lr0 = 0, sq_momentum = 0;
 	long n_lr0 = 0, n_momentum = 0;
 	for (int i = 0; i < n; i++) {
-		double v[META_COUNT];
+		double v[META_ALL];
 		ev_mutation_factors(&opts, &table, &rng, v);
 		int changed = 0;
 		for (int k = 0; k < META_COUNT; k++) {
@@ -183,7 +183,7 @@ static void test_mutation_redraws_until_change(void **state)
 	struct ev_pcg rng;
 	ev_pcg_seed(&rng, 5, 5);
 	for (int i = 0; i < 200; i++) {
-		double v[META_COUNT];
+		double v[META_ALL];
 		ev_mutation_factors(&opts, &table, &rng, v);
 		int changed = 0;
 		for (int k = 0; k < META_COUNT; k++)
@@ -315,7 +315,7 @@ static void test_breed_weighted_mean(void **state)
 	/* replay the generation's stream: no draw is spent on a weighted parent */
 	struct ev_pcg rng;
 	ev_pcg_stream(&rng, 8, 12, EV_PCG_BREED);
-	double v[META_COUNT];
+	double v[META_ALL];
 	ev_mutation_factors(&opts, &table, &rng, v);
 	double w0 = 0.2 + 1e-6, w1 = 1e-6;
 	double mean = (0.02 * w0 + 0.01 * w1) / (w0 + w1);

@@ -242,7 +242,9 @@ static char *capture(int (*export_fn)(struct st_db *, FILE *, struct ut_err *), 
 static struct meta_hyp golden_hyp(int row)
 {
 	struct meta_hyp hyp;
-	memcpy(hyp.v, golden_hyps[row], sizeof(hyp.v));
+	memcpy(hyp.v, golden_hyps[row], sizeof(golden_hyps[row]));
+	for (int k = META_COUNT; k < META_ALL; k++)
+		hyp.v[k] = NAN;
 	return hyp;
 }
 
@@ -796,10 +798,18 @@ static void migrate_from_v1(void **state)
 	struct st_generation gen = sample_generation(0);
 	put_generation(db, &gen);
 	st_close(db);
-	/* back to version 1 as an older yolo-evolve made it */
+	/* back to version 1 as an older yolo-evolve made it (its hyp columns stay nullable) */
 	sqlite3 *sql = raw_open(path);
 	raw_exec(sql, "ALTER TABLE evolution DROP COLUMN stop_reason;"
-		      "ALTER TABLE evolution DROP COLUMN stopped_at; PRAGMA user_version = 1;");
+		      "ALTER TABLE evolution DROP COLUMN stopped_at;"
+		      "ALTER TABLE evolution DROP COLUMN space;"
+		      "ALTER TABLE epochs DROP COLUMN train_dfl;"
+		      "ALTER TABLE epochs DROP COLUMN val_dfl;"
+		      "ALTER TABLE generations DROP COLUMN dfl;"
+		      "ALTER TABLE generations DROP COLUMN bgr;"
+		      "ALTER TABLE generations DROP COLUMN cutmix;"
+		      "ALTER TABLE generations DROP COLUMN close_mosaic;"
+		      "ALTER TABLE generations DROP COLUMN val_dfl; PRAGMA user_version = 1;");
 	sqlite3_close(sql);
 
 	struct st_db *reader = NULL;
