@@ -27,7 +27,7 @@
 /* Everything the command line can say; strings point into argv. */
 struct cli {
 	const char *data, *cfg, *hyp, *weights, *device, *project, *name, *db, *trainer;
-	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
+	const char *parent, *meta, *evolve_keys, *best_out, *csv_out, *ndjson_out, *tune_csv_out;
 	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
 	const char *space; /* NULL: the trainer's */
 	long generations, epochs, batch, imgsz, top, parallel, retries;
@@ -70,6 +70,8 @@ enum opt_id {
 	OPT_GRACE,
 	OPT_BEST,
 	OPT_CSV,
+	OPT_NDJSON,
+	OPT_TUNE_CSV,
 	OPT_QUIET,
 	OPT_VERBOSE,
 	OPT_DEVICES,
@@ -122,6 +124,8 @@ static const struct option long_options[] = {
     {"grace", required_argument, NULL, OPT_GRACE},
     {"best", required_argument, NULL, OPT_BEST},
     {"csv", required_argument, NULL, OPT_CSV},
+    {"ndjson", required_argument, NULL, OPT_NDJSON},
+    {"tune-csv", required_argument, NULL, OPT_TUNE_CSV},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"devices", required_argument, NULL, OPT_DEVICES},
@@ -208,13 +212,19 @@ static const char status_help[] =
     "Progress, the best generations so far, failures.\n";
 static const char export_help[] =
     "usage: yolo-evolve export [--db PATH | --project DIR --name NAME] [--best FILE] [--csv FILE]\n"
-    "  --best FILE   the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header); - for "
-    "stdout\n"
-    "  --csv FILE    YOLOv5's evolve.csv of the done generations; - for stdout\n";
+    "                          [--ndjson FILE] [--tune-csv FILE]\n"
+    "  --best FILE      the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header, or\n"
+    "                   the Ultralytics Tuner's best_hyperparameters.yaml); - for stdout\n"
+    "  --csv FILE       YOLOv5's evolve.csv of the done generations; - for stdout\n"
+    "  --ndjson FILE    the Ultralytics Tuner's tune_results.ndjson (8.4.x); - for stdout\n"
+    "  --tune-csv FILE  the Ultralytics Tuner's tune_results.csv (8.3.x); - for stdout\n";
 static const char import_help[] =
-    "usage: yolo-evolve import EVOLVE_CSV --data DATA.yaml [run options]\n"
-    "Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv; each row\n"
-    "becomes a done generation. Continue it with: yolo-evolve --resume --db DB --generations N\n";
+    "usage: yolo-evolve import FILE --data DATA.yaml [run options]\n"
+    "Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv, or from the\n"
+    "Ultralytics Tuner's tune_results.ndjson or tune_results.csv (with --trainer\n"
+    "ultralytics[:PYTHON] or --space ultralytics); each row becomes a done generation (a\n"
+    "Tuner iteration without metrics a failed one). Continue it with:\n"
+    "yolo-evolve --resume --db DB --generations N\n";
 
 static void cli_defaults(struct cli *c)
 {
@@ -337,6 +347,10 @@ static const char **string_slot(struct cli *c, int id)
 		return &c->best_out;
 	case OPT_CSV:
 		return &c->csv_out;
+	case OPT_NDJSON:
+		return &c->ndjson_out;
+	case OPT_TUNE_CSV:
+		return &c->tune_csv_out;
 	case OPT_DEVICES:
 		return &c->devices;
 	case OPT_LAUNCHER:
@@ -900,8 +914,9 @@ static int cmd_export(int argc, char **argv)
 	int rc = open_for_reading(argc, argv, export_help, &c, &db);
 	if (rc >= 0)
 		return rc;
-	if (c.best_out == NULL && c.csv_out == NULL) {
-		ut_log(UT_LOG_ERROR, "export: give --best FILE and/or --csv FILE");
+	if (c.best_out == NULL && c.csv_out == NULL && c.ndjson_out == NULL &&
+	    c.tune_csv_out == NULL) {
+		ut_log(UT_LOG_ERROR, "export: give --best, --csv, --ndjson and/or --tune-csv FILE");
 		st_close(db);
 		return 2;
 	}
@@ -910,8 +925,25 @@ static int cmd_export(int argc, char **argv)
 		rc |= export_one(db, c.best_out, st_export_hyp_evolve);
 	if (c.csv_out != NULL)
 		rc |= export_one(db, c.csv_out, st_export_evolve_csv);
+	if (c.ndjson_out != NULL)
+		rc |= export_one(db, c.ndjson_out, st_export_tuner_ndjson);
+	if (c.tune_csv_out != NULL)
+		rc |= export_one(db, c.tune_csv_out, st_export_tuner_csv);
 	st_close(db);
 	return rc == 0 ? 0 : 1;
+}
+
+/* Is the file to import one of the Ultralytics Tuner's? (unreadable: no, the import says why) */
+static int is_tuner_file(const char *path)
+{
+	struct ut_err ignored;
+	char *text = NULL;
+	size_t len = 0;
+	if (ut_read_file(path, &text, &len, &ignored) != 0)
+		return 0;
+	int tuner = st_is_tuner_file(path, text, len);
+	free(text);
+	return tuner;
 }
 
 static int cmd_import(int argc, char **argv)
@@ -941,7 +973,9 @@ static int cmd_import(int argc, char **argv)
 	}
 	char run_dir[PATH_MAX * 2];
 	snprintf(run_dir, sizeof(run_dir), "%s/%s", opts.project, opts.name);
-	rc = st_import_evolve_csv(db, c.positional, &opts.meta, &imported, &err);
+	rc = is_tuner_file(c.positional)
+		 ? st_import_tuner(db, c.positional, &opts.meta, &imported, &err)
+		 : st_import_evolve_csv(db, c.positional, &opts.meta, &imported, &err);
 	if (rc == 0)
 		rc = ev_write_exports(db, run_dir, &err);
 	st_close(db);

@@ -358,11 +358,11 @@ int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err)
 	struct done_rows rows;
 	if (load_done(db, &rows, err) != 0)
 		return -1;
-	if (rows.n > 0 && meta_hyp_space(&rows.gens[0].hyp) != META_SPACE_YOLOV5) {
+	if (st_space(db) != META_SPACE_YOLOV5) {
 		free_done(&rows);
 		return ut_err_set(err,
 				  "%s: evolve.csv is YOLOv5's: this evolution has the %s space",
-				  st_path(db), meta_space_name(meta_hyp_space(&rows.gens[0].hyp)));
+				  st_path(db), meta_space_name(st_space(db)));
 	}
 	const int ncols = ST_RESULT_COUNT + META_COUNT;
 	for (int c = 0; c < ncols; c++)

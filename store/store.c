@@ -307,6 +307,8 @@ static int migrate(struct st_db *db, struct ut_err *err)
 	return 0;
 }
 
+static int space_read(struct st_db *db, struct ut_err *err);
+
 /* ---- open / close -------------------------------------------------------- */
 
 static int take_lock(struct st_db *db, struct ut_err *err)
@@ -410,6 +412,8 @@ static int open_common(const char *path, const char *uri, int flags, int locked,
 	} else {
 		db->version = ST_SCHEMA_VERSION;
 	}
+	if (rc == 0)
+		rc = space_read(db, err); /* YOLOv5's until the evolution row names another */
 	if (rc != 0) {
 		st_close(db);
 		return -1;
@@ -906,7 +910,9 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		gen->results[r] = column_real(stmt, i++, r == 0 ? &gen->has_results : NULL);
 	double val_dfl = column_real(stmt, i++, NULL);
-	gen->fitness = column_real(stmt, i++, NULL);
+	/* a Tuner's tune_results.csv gives a fitness and no metrics */
+	gen->fitness = column_real(stmt, i++, &present);
+	gen->has_results |= present;
 	for (int k = 0; k < META_ALL; k++)
 		gen->hyp.v[k] = column_real(stmt, i++, NULL);
 	if (meta_hyp_space(&gen->hyp) == META_SPACE_ULTRALYTICS)

@@ -210,4 +210,19 @@ int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err);
  */
 int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err);
 
+/*
+ * The Ultralytics Tuner's files (store/tunerio.c). st_is_tuner_file: is the
+ * file (path, its text) a tune_results.ndjson (by its name) or a
+ * tune_results.csv (header starting `fitness,`)? Import adds its iterations
+ * as generations of an ultralytics-space evolution (a record without
+ * training metrics as `failed`); errors name file, line and key and import
+ * nothing. Export writes the done generations in the Tuner's formats (the
+ * dataset named as the package names it); both refuse a YOLOv5 evolution.
+ */
+int st_is_tuner_file(const char *path, const char *text, size_t len);
+int st_import_tuner(struct st_db *db, const char *path, const struct meta_table *table,
+		    long *imported, struct ut_err *err);
+int st_export_tuner_ndjson(struct st_db *db, FILE *out, struct ut_err *err);
+int st_export_tuner_csv(struct st_db *db, FILE *out, struct ut_err *err);
+
 #endif

@@ -29,7 +29,72 @@ if ! "$PY" -c "import ultralytics" >/dev/null 2>&1; then
 			>>"$WORK/venv.log" 2>&1; then
 		fail "cannot install ultralytics $UL_VERSION (needs Debian's python3-torch etc.: scripts/install-deps.sh)"
 		show_file "$WORK/venv.log"
-		ye_finish
+		section "the Tuner's files: import, export, round trip, and back to the Tuner"
+# the package's own Tuner, 2 iterations of 1 epoch: a genuine tune_results.ndjson
+cat >"$WORK/tune.py" <<'PY'
+import sys
+from ultralytics import YOLO
+cfg, data, project, iterations, resume = sys.argv[1:6]
+YOLO(cfg).tune(data=data, epochs=1, iterations=int(iterations), imgsz=64, batch=8, device="cpu",
+               plots=False, save=False, workers=0, project=project, name="tune", resume=resume == "1")
+PY
+"$PY" "$WORK/tune.py" "$CFG" "$WORK/ds/data.yaml" "$WORK/tuner" 2 0 >"$WORK/tune.log" 2>&1 || true
+TUNE=$WORK/tuner/tune/tune_results.ndjson
+check_eq "the package's Tuner wrote 2 records" 2 "$(wc -l <"$TUNE" 2>/dev/null || echo none)"
+[[ -s "$TUNE" ]] || show_file "$WORK/tune.log" 15
+IMP=(--data "$WORK/ds/data.yaml" --cfg "$CFG" --trainer "ultralytics:$PY" --epochs 1 --batch 8
+	--imgsz 64 --device cpu --project "$WORK/runs" --quiet)
+run_ye "$WORK/import.log" import "$TUNE" --name imp "${IMP[@]}"
+check_eq "import tune_results.ndjson exits 0" 0 "$RC"
+IDB=$WORK/runs/imp/evolve.db
+check_eq "2 done generations, space ultralytics" "2|2|ultralytics" \
+	"$(sql "$IDB" "SELECT count(*), sum(status = 'done'), (SELECT space FROM evolution) FROM generations")"
+run_ye "$WORK/export2.log" export --db "$IDB" --ndjson "$WORK/back.ndjson" --tune-csv "$WORK/back.csv"
+check_eq "export --ndjson --tune-csv exits 0" 0 "$RC"
+run_ye "$WORK/export4.log" export --db "$DB" --ndjson "$WORK/main.ndjson"
+check_eq "export --ndjson of the evolved run: its 3 done generations" "0|3" "$RC|$(wc -l <"$WORK/main.ndjson")"
+cat >"$WORK/same.py" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+b = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+assert len(a) == len(b), (len(a), len(b))
+for x, y in zip(a, b):
+    assert x["iteration"] == y["iteration"] and x["fitness"] == y["fitness"], (x, y)
+    assert x["hyperparameters"] == y["hyperparameters"], (x["hyperparameters"], y["hyperparameters"])
+    assert list(x["datasets"]) == list(y["datasets"]), (x["datasets"], y["datasets"])
+    for name in x["datasets"]:
+        assert x["datasets"][name] == y["datasets"][name], (x["datasets"], y["datasets"])
+PY
+check "the round trip gives the Tuner's records back (iterations, fitness, hyps, metrics)" \
+	"$PY" "$WORK/same.py" "$TUNE" "$WORK/back.ndjson"
+cat >"$WORK/csvform.py" <<'PY'
+import sys, numpy as np
+from ultralytics.engine.tuner import Tuner
+cfg, data, project, path = sys.argv[1:5]
+space = list(Tuner(args=dict(model=cfg, data=data, project=project, name="probe")).space)
+header = open(path).readline().strip()
+assert header == ",".join(["fitness", *space]), (header, space)
+x = np.loadtxt(path, ndmin=2, delimiter=",", skiprows=1)  # as the 8.3 Tuner reads it
+assert x.shape == (2, 1 + len(space)), x.shape
+PY
+check "tune_results.csv: the Tuner's header (its space) and numbers np.loadtxt reads" \
+	"$PY" "$WORK/csvform.py" "$CFG" "$WORK/ds/data.yaml" "$WORK/probe" "$WORK/back.csv"
+run_ye "$WORK/import3.log" import "$WORK/back.csv" --name impcsv "${IMP[@]}"
+check_eq "import tune_results.csv: the same hyps as from the ndjson" \
+	"$(sql "$IDB" "SELECT group_concat(lr0 || '/' || box || '/' || close_mosaic) FROM generations")" \
+	"$(sql "$WORK/runs/impcsv/evolve.db" "SELECT group_concat(lr0 || '/' || box || '/' || close_mosaic) FROM generations")"
+run_ye "$WORK/continue.log" --resume --db "$IDB" --generations 3 --quiet
+check_eq "the imported Tuner run continues in yolo-evolve (generation 2 done)" "0|done" \
+	"$RC|$(sql "$IDB" "SELECT status FROM generations WHERE generation = 2")"
+# and back: the Tuner resumes from our file
+mkdir -p "$WORK/tuner2/tune"
+run_ye "$WORK/export3.log" export --db "$IDB" --ndjson "$WORK/tuner2/tune/tune_results.ndjson"
+"$PY" "$WORK/tune.py" "$CFG" "$WORK/ds/data.yaml" "$WORK/tuner2" 4 1 >"$WORK/tune2.log" 2>&1 || true
+check_eq "the package's Tuner resumes from our tune_results.ndjson (3 + 1 records)" 4 \
+	"$(wc -l <"$WORK/tuner2/tune/tune_results.ndjson")"
+check "... and names its best_hyperparameters.yaml" test -s "$WORK/tuner2/tune/best_hyperparameters.yaml"
+
+ye_finish
 	fi
 fi
 check_eq "ultralytics imports, version $UL_VERSION" "$UL_VERSION" \
@@ -95,6 +160,72 @@ check_eq "close_mosaic written as an integer" 1 "$(grep -c '^close_mosaic: [0-9]
 check "the package's get_cfg accepts it (yolo train cfg=...)" \
 	"$PY" -c "import sys; from ultralytics.cfg import get_cfg; get_cfg(sys.argv[1])" "$WORK/best.yaml"
 run_ye "$WORK/csv.log" export --db "$DB" --csv "$WORK/evolve.csv"
-check "export --csv (YOLOv5's evolve.csv) refuses the ultralytics space" test "$RC" -ne 0
+check_eq "export --csv (YOLOv5's evolve.csv) refuses the ultralytics space: exit 1" 1 "$RC"
+check "... saying why" grep -q "has the ultralytics space" "$WORK/csv.log"
+
+section "the Tuner's files: import, export, round trip, and back to the Tuner"
+# the package's own Tuner, 2 iterations of 1 epoch: a genuine tune_results.ndjson
+cat >"$WORK/tune.py" <<'PY'
+import sys
+from ultralytics import YOLO
+cfg, data, project, iterations, resume = sys.argv[1:6]
+YOLO(cfg).tune(data=data, epochs=1, iterations=int(iterations), imgsz=64, batch=8, device="cpu",
+               plots=False, save=False, workers=0, project=project, name="tune", resume=resume == "1")
+PY
+"$PY" "$WORK/tune.py" "$CFG" "$WORK/ds/data.yaml" "$WORK/tuner" 2 0 >"$WORK/tune.log" 2>&1 || true
+TUNE=$WORK/tuner/tune/tune_results.ndjson
+check_eq "the package's Tuner wrote 2 records" 2 "$(wc -l <"$TUNE" 2>/dev/null || echo none)"
+[[ -s "$TUNE" ]] || show_file "$WORK/tune.log" 15
+IMP=(--data "$WORK/ds/data.yaml" --cfg "$CFG" --trainer "ultralytics:$PY" --epochs 1 --batch 8
+	--imgsz 64 --device cpu --project "$WORK/runs" --quiet)
+run_ye "$WORK/import.log" import "$TUNE" --name imp "${IMP[@]}"
+check_eq "import tune_results.ndjson exits 0" 0 "$RC"
+IDB=$WORK/runs/imp/evolve.db
+check_eq "2 done generations, space ultralytics" "2|2|ultralytics" \
+	"$(sql "$IDB" "SELECT count(*), sum(status = 'done'), (SELECT space FROM evolution) FROM generations")"
+run_ye "$WORK/export2.log" export --db "$IDB" --ndjson "$WORK/back.ndjson" --tune-csv "$WORK/back.csv"
+check_eq "export --ndjson --tune-csv exits 0" 0 "$RC"
+run_ye "$WORK/export4.log" export --db "$DB" --ndjson "$WORK/main.ndjson"
+check_eq "export --ndjson of the evolved run: its 3 done generations" "0|3" "$RC|$(wc -l <"$WORK/main.ndjson")"
+cat >"$WORK/same.py" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+b = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+assert len(a) == len(b), (len(a), len(b))
+for x, y in zip(a, b):
+    assert x["iteration"] == y["iteration"] and x["fitness"] == y["fitness"], (x, y)
+    assert x["hyperparameters"] == y["hyperparameters"], (x["hyperparameters"], y["hyperparameters"])
+    assert list(x["datasets"]) == list(y["datasets"]), (x["datasets"], y["datasets"])
+    for name in x["datasets"]:
+        assert x["datasets"][name] == y["datasets"][name], (x["datasets"], y["datasets"])
+PY
+check "the round trip gives the Tuner's records back (iterations, fitness, hyps, metrics)" \
+	"$PY" "$WORK/same.py" "$TUNE" "$WORK/back.ndjson"
+cat >"$WORK/csvform.py" <<'PY'
+import sys, numpy as np
+from ultralytics.engine.tuner import Tuner
+cfg, data, project, path = sys.argv[1:5]
+space = list(Tuner(args=dict(model=cfg, data=data, project=project, name="probe")).space)
+header = open(path).readline().strip()
+assert header == ",".join(["fitness", *space]), (header, space)
+x = np.loadtxt(path, ndmin=2, delimiter=",", skiprows=1)  # as the 8.3 Tuner reads it
+assert x.shape == (2, 1 + len(space)), x.shape
+PY
+check "tune_results.csv: the Tuner's header (its space) and numbers np.loadtxt reads" \
+	"$PY" "$WORK/csvform.py" "$CFG" "$WORK/ds/data.yaml" "$WORK/probe" "$WORK/back.csv"
+run_ye "$WORK/import3.log" import "$WORK/back.csv" --name impcsv "${IMP[@]}"
+check_eq "import tune_results.csv: the same hyps as from the ndjson" \
+	"$(sql "$IDB" "SELECT group_concat(lr0 || '/' || box || '/' || close_mosaic) FROM generations")" \
+	"$(sql "$WORK/runs/impcsv/evolve.db" "SELECT group_concat(lr0 || '/' || box || '/' || close_mosaic) FROM generations")"
+run_ye "$WORK/continue.log" --resume --db "$IDB" --generations 3 --quiet
+check_eq "the imported Tuner run continues in yolo-evolve (generation 2 done)" "0|done" \
+	"$RC|$(sql "$IDB" "SELECT status FROM generations WHERE generation = 2")"
+# and back: the Tuner resumes from our file
+mkdir -p "$WORK/tuner2/tune"
+run_ye "$WORK/export3.log" export --db "$IDB" --ndjson "$WORK/tuner2/tune/tune_results.ndjson"
+"$PY" "$WORK/tune.py" "$CFG" "$WORK/ds/data.yaml" "$WORK/tuner2" 4 1 >"$WORK/tune2.log" 2>&1 || true
+check_eq "the package's Tuner resumes from our tune_results.ndjson (3 + 1 records)" 4 \
+	"$(wc -l <"$WORK/tuner2/tune/tune_results.ndjson")"
+check "... and names its best_hyperparameters.yaml" test -s "$WORK/tuner2/tune/best_hyperparameters.yaml"
 
 ye_finish
