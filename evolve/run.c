@@ -1057,30 +1057,40 @@ static int loop(struct ev_runner *run, int sfd)
 	}
 }
 
+/* A file the run folder holds, refreshed after every generation. */
+struct ev_export {
+	const char *name;
+	int (*write)(struct st_db *db, FILE *out, struct ut_err *err);
+	int needs_done; /* only once a generation is done (no file until then) */
+};
+
+/* YOLOv5's files, or for an Ultralytics run the Tuner's (evolve.csv is YOLOv5's). */
+static const struct ev_export yolov5_exports[] = {{"evolve.csv", st_export_evolve_csv, 0},
+						  {"hyp_evolve.yaml", st_export_hyp_evolve, 1}};
+static const struct ev_export ultralytics_exports[] = {
+    {"tune_results.ndjson", st_export_tuner_ndjson, 0},
+    {"best_hyperparameters.yaml", st_export_hyp_evolve, 1}};
+
 int ev_write_exports(struct st_db *db, const char *dir, struct ut_err *err)
 {
-	char *text = NULL;
-	size_t len = 0;
-	char path[PATH_MAX + 32];
-	static const char *const names[] = {"evolve.csv", "hyp_evolve.yaml"};
-	/* an Ultralytics run: no evolve.csv (YOLOv5's), the best as the Tuner names it */
 	int ultralytics = st_space(db) == META_SPACE_ULTRALYTICS;
-	for (size_t i = ultralytics; i < UT_ARRAY_LEN(names); i++) {
+	const struct ev_export *exports = ultralytics ? ultralytics_exports : yolov5_exports;
+	for (size_t i = 0; i < 2; i++) {
+		char *text = NULL;
+		size_t len = 0;
+		char path[PATH_MAX + 32];
 		FILE *mem = open_memstream(&text, &len);
 		if (mem == NULL)
 			return ut_err_set(err, "out of memory");
 		struct ut_err ignored;
-		int rc = i == 0 ? st_export_evolve_csv(db, mem, err)
-				: st_export_hyp_evolve(db, mem, &ignored);
+		int rc = exports[i].write(db, mem, exports[i].needs_done ? &ignored : err);
 		fclose(mem);
-		snprintf(path, sizeof(path), "%s/%s", dir,
-			 ultralytics ? "best_hyperparameters.yaml" : names[i]);
+		snprintf(path, sizeof(path), "%s/%s", dir, exports[i].name);
 		if (rc == 0)
 			rc = ut_write_file_atomic(path, text, len, err);
-		else if (i == 1)
-			rc = 0; /* nothing done yet: no hyp_evolve.yaml */
+		else if (exports[i].needs_done)
+			rc = 0; /* nothing done yet */
 		free(text);
-		text = NULL;
 		if (rc != 0)
 			return -1;
 	}

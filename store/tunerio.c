@@ -122,8 +122,8 @@ static int trained(const cJSON *record)
 		int is_failed = 0;
 		const cJSON *name;
 		cJSON_ArrayForEach(name, failed) if (cJSON_IsString(name) &&
-						     strcmp(name->valuestring, dataset->string) == 0)
-		    is_failed = 1;
+						     strcmp(name->valuestring, dataset->string) ==
+							 0) is_failed = 1;
 		if (!is_failed && cJSON_IsObject(dataset) && dataset->child != NULL)
 			return 1;
 	}
@@ -270,7 +270,8 @@ int st_import_tuner(struct st_db *db, const char *path, const struct meta_table 
 	if (rc == 0)
 		rc = st_generations_load(db, &gens, &count, err);
 	if (rc == 0) {
-		struct import_batch batch = {&rows, count ? gens[count - 1].generation + 1 : 0, err};
+		struct import_batch batch = {&rows, count ? gens[count - 1].generation + 1 : 0,
+					     err};
 		rc = st_transaction(db, put_rows, &batch, err);
 		if (rc == 0)
 			*imported = (long)rows.n;
@@ -286,8 +287,9 @@ int st_import_tuner(struct st_db *db, const char *path, const struct meta_table 
 static int load_done(struct st_db *db, struct st_generation **out, size_t *n, struct ut_err *err)
 {
 	if (st_space(db) != META_SPACE_ULTRALYTICS)
-		return ut_err_set(err, "%s: the Tuner's files hold the ultralytics space, this "
-				       "evolution has the %s space",
+		return ut_err_set(err,
+				  "%s: the Tuner's files hold the ultralytics space, this "
+				  "evolution has the %s space",
 				  st_path(db), meta_space_name(st_space(db)));
 	struct st_generation *all;
 	size_t count, kept = 0;

@@ -152,6 +152,12 @@ check_eq "the candidate's hyp.yaml reached the package (args.yaml)" \
 	"$("$PY" -c "import yaml,sys; print('%g' % yaml.safe_load(open(sys.argv[1]))['lr0'])" \
 		"$WORK/runs/ul/candidates/g00002/args.yaml")"
 
+check "the run folder: the Tuner's tune_results.ndjson (3 records) and best_hyperparameters.yaml" \
+	test "$(wc -l <"$WORK/runs/ul/tune_results.ndjson")" = 3 -a -s "$WORK/runs/ul/best_hyperparameters.yaml"
+check "... and no YOLOv5 evolve.csv" test ! -e "$WORK/runs/ul/evolve.csv"
+check "... and its plots (evolve.png over the Ultralytics keys, fitness.png)" \
+	test -s "$WORK/runs/ul/evolve.png" -a -s "$WORK/runs/ul/fitness.png"
+
 section "export --best: a cfg the package takes"
 run_ye "$WORK/export.log" export --db "$DB" --best "$WORK/best.yaml"
 check_eq "export --best exits 0" 0 "$RC"
