@@ -1013,6 +1013,13 @@ static void migrate_from_v1(void **state)
 	if (st_open_readonly(path, &reader, &err) != 0)
 		fail_msg("read-only open of a version 1 file: %s", err.msg);
 	assert_int_equal(generation_count(reader), 1);
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	assert_int_equal(st_generations_load(reader, &gens, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_generation_equal(&gens[0], &gen); /* an old file reads as it is */
+	free(gens);
+	assert_int_equal(st_space(reader), META_SPACE_YOLOV5);
 	assert_int_equal(st_stop_read(reader, reason, sizeof(reason), &err), 0);
 	assert_string_equal(reason, "");
 	st_close(reader);
@@ -1025,6 +1032,17 @@ static void migrate_from_v1(void **state)
 		fail_msg("open (migrate) a version 1 file: %s", err.msg);
 	assert_int_equal(query_int(st_handle(db), "PRAGMA user_version"), ST_SCHEMA_VERSION);
 	assert_int_equal(generation_count(db), 1);
+	/* version 3 rebuilt `generations`: every value kept, the new columns NULL */
+	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_generation_equal(&gens[0], &gen);
+	free(gens);
+	assert_int_equal(query_int(st_handle(db),
+				   "SELECT count(*) FROM generations WHERE dfl IS NULL "
+				   "AND val_dfl IS NULL AND anchors IS NOT NULL"),
+			 1);
+	assert_int_equal(query_int(st_handle(db), "SELECT count(*) FROM evolve_csv"), 1);
+	assert_int_equal(query_int(st_handle(db), "SELECT count(*) FROM best"), 1);
 	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
 	assert_int_equal(found, 1);
 	assert_string_equal(read.data, opts.data);
