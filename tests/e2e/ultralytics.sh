@@ -204,4 +204,43 @@ check_eq "the package's Tuner resumes from our tune_results.ndjson (3 + 1 record
 	"$(wc -l <"$WORK/tuner2/tune/tune_results.ndjson")"
 check "... and names its best_hyperparameters.yaml" test -s "$WORK/tuner2/tune/best_hyperparameters.yaml"
 
+section "pruning reads Ultralytics' results.csv epoch by epoch (a stand-in interpreter)"
+# answers like the package, slowly: mAP50-95 grows with the epoch and lr0
+cat >"$WORK/slow-python" <<'SH'
+#!/usr/bin/env bash
+shift
+while (($#)); do
+	case $1 in
+	--project) project=$2 ;;
+	--name) name=$2 ;;
+	--hyp) hyp=$2 ;;
+	--epochs) epochs=$2 ;;
+	esac
+	shift
+done
+lr0=$(awk '$1 == "lr0:" { print $2 }' "$hyp")
+mkdir -p "$project/$name"
+out=$project/$name/results.csv
+echo "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,lr/pg2" >"$out"
+for ((e = 1; e <= epochs; e++)); do
+	map=$(awk -v l="$lr0" -v e="$e" 'BEGIN { printf "%.6g", l * 10 * e / 6 }')
+	echo "$e,0.1,1,1,1,0.5,0.5,0.9,$map,1,1,0.5,0.01,0.01,0.01" >>"$out"
+	sleep 0.15
+done
+SH
+chmod +x "$WORK/slow-python"
+PDB=$WORK/runs/prune/evolve.db
+run_ye "$WORK/prune.log" --project "$WORK/runs" --name prune --data "$WORK/ds/data.yaml" --cfg "$CFG" \
+	--trainer "ultralytics:$WORK/slow-python" --epochs 6 --generations 10 --seed 11 --prune median \
+	--prune-warmup 1 --quiet
+check_eq "the evolution with --prune median exits 0" 0 "$RC"
+check "some candidates were pruned" \
+	test "$(sql "$PDB" "SELECT count(*) FROM generations WHERE status = 'pruned'")" -ge 1
+check_eq "a pruned candidate's fitness is its mAP50-95 at the cut (Ultralytics' fitness)" 0 \
+	"$(sql "$PDB" "SELECT count(*) FROM generations WHERE status = 'pruned' AND (fitness != map
+		OR error NOT LIKE 'pruned at epoch %median%')")"
+check_eq "its epochs stop at the cut" 0 \
+	"$(sql "$PDB" "SELECT count(*) FROM generations g WHERE status = 'pruned' AND
+		(SELECT max(epoch) + 1 FROM epochs e WHERE e.generation = g.generation) != g.epochs_done")"
+
 ye_finish
