@@ -180,7 +180,7 @@ int ev_template_parse(const char *spec, const char *python, struct ev_template *
 			return ut_err_set(err, "trainer yolov5:%s: no train.py there", spec + 7);
 		rc = ut_buf_printf(&full, "'%s' '%s'%s", python && *python ? python : "python3",
 				   script, yolov5_args);
-	} else if (strcmp(spec, "ultralytics") == 0 || strncmp(spec, "ultralytics:", 12) == 0) {
+	} else if (ev_template_space(spec) == META_SPACE_ULTRALYTICS) {
 		char launcher[PATH_MAX];
 		if (ut_data_file(ULTRALYTICS_LAUNCHER, launcher, sizeof(launcher)) != 0)
 			return ut_err_set(err, "trainer %s: %s is not installed", spec,
@@ -657,6 +657,7 @@ int ev_results_parse(const char *text, size_t len, const char *source, struct ev
 		return 0;
 	}
 	long cols[ST_EPOCH_COLS];
+	/* told apart by a column only Ultralytics writes: metrics/mAP50-95(B) */
 	int ultralytics = st_csv_column(&csv, ultralytics_names[7]) >= 0;
 	const char *const *names = ultralytics ? ultralytics_names : st_epoch_csv_names;
 	for (int c = 0; c < ST_EPOCH_COLS; c++) {

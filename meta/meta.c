@@ -1,7 +1,9 @@
 /*
- * meta.c - the hyperparameter table (meta_table.h) and its YAML files:
- * hyp.yaml read and written as YOLOv5 does, user meta.yaml overrides of
- * gains and bounds, and the restriction of mutation to a set of keys.
+ * meta.c - the hyperparameter tables (meta_table.h, meta_ultralytics.h)
+ * and their YAML files: hyp.yaml read and written as YOLOv5 (or the
+ * Ultralytics Tuner) does, user meta.yaml overrides of gains and bounds, and
+ * the restriction of mutation to a set of keys. A reader accepts the keys
+ * of one space.
  *
  * YAML is read with libyaml's event API in one pass that stops at the first
  * error, so only the shapes these files use are understood: a top-level

@@ -1,10 +1,12 @@
 /*
- * meta.h - hyperparameters: the table (meta_table.h), hyp.yaml reading and
+ * meta.h - hyperparameters: the tables of the two spaces (YOLOv5's
+ * meta_table.h, Ultralytics' meta_ultralytics.h), hyp.yaml reading and
  * writing (libyaml), user meta.yaml overrides of gains and bounds, and the
  * set of keys allowed to mutate.
  *
  * A hyp set is a plain array of doubles indexed by enum meta_key, so every
- * user of the table (YAML, SQL columns, mutation) loops over META_COUNT.
+ * user of the tables (YAML, SQL columns, mutation) loops over the keys of
+ * a space (meta_space_keys; YOLOv5's are 0 .. META_COUNT - 1).
  */
 #ifndef META_H
 #define META_H
@@ -25,7 +27,8 @@ enum meta_key {
 	META_HYPS(META_ENUM)
 #undef META_ENUM
 	    META_COUNT,
-	META_UL_FIRST = META_COUNT - 1,
+	META_YOLOV5_LAST =
+	    META_COUNT - 1, /* so that the first Ultralytics-only key is META_COUNT */
 #define META_UL_ENUM(name) META_##name,
 	META_UL_ONLY(META_UL_ENUM)
 #undef META_UL_ENUM
