@@ -128,6 +128,15 @@ check "... and no YOLOv5 evolve.csv" test ! -e "$WORK/runs/ul/evolve.csv"
 check "... and its plots (evolve.png over the Ultralytics keys, fitness.png)" \
 	test -s "$WORK/runs/ul/evolve.png" -a -s "$WORK/runs/ul/fitness.png"
 
+section "--weights: a candidate starts from a .pt"
+PT=$(ls "$WORK"/runs/ul/candidates/g0000*/weights/last.pt 2>/dev/null | head -1)
+check "the candidates saved weights (weights/last.pt)" test -s "$PT"
+run_ye "$WORK/w.log" --project "$WORK/runs" --name w --data "$WORK/ds/data.yaml" --weights "$PT" \
+	--trainer "ultralytics:$PY" --epochs 1 --batch 8 --imgsz 64 --device cpu --generations 1 --quiet
+check_eq "a 1-generation evolution from --weights (no --cfg) is done" "0|done" \
+	"$RC|$(sql "$WORK/runs/w/evolve.db" "SELECT status FROM generations" 2>/dev/null || true)"
+((RC == 0)) || show_file "$WORK/runs/w/candidates/g00000/train.log" 10
+
 section "export --best: a cfg the package takes"
 run_ye "$WORK/export.log" export --db "$DB" --best "$WORK/best.yaml"
 check_eq "export --best exits 0" 0 "$RC"
