@@ -55,7 +55,7 @@ def main(argv):
         project=os.path.abspath(args.project),
         name=args.name,
         exist_ok=True,
-        seed=args.seed % 2**31,
+        seed=args.seed % 2**31,  # the candidate's 64-bit seed; numpy takes seeds below 2**32
         plots=False,
         **hyp,
     )
