@@ -12,6 +12,12 @@ double ev_fitness(double map50, double map)
 	return 0.1 * map50 + 0.9 * map;
 }
 
+double ev_space_fitness(enum meta_space space, double map50, double map)
+{
+	/* Ultralytics' DetMetrics.fitness weighs [P, R, mAP50, mAP50-95] by [0, 0, 0, 1] */
+	return space == META_SPACE_ULTRALYTICS ? map : ev_fitness(map50, map);
+}
+
 void ev_breed_opts_default(struct ev_breed_opts *opts)
 {
 	opts->parent = EV_PARENT_SINGLE;
@@ -48,18 +54,24 @@ static int by_fitness_desc(const void *a, const void *b)
 }
 
 void ev_mutation_factors(const struct ev_breed_opts *opts, const struct meta_table *table,
-			 struct ut_pcg *rng, double v[META_COUNT])
+			 struct ut_pcg *rng, double v[META_ALL])
 {
+	const int *keys;
+	int count = meta_space_keys(table->space, &keys);
 	int changed = 0;
+	for (int k = 0; k < META_ALL; k++)
+		v[k] = 1.0;
 	while (!changed) {
-		/* same draw layout as YOLOv5: ng uniforms, ng normals, one scalar */
-		double mutate[META_COUNT], normal[META_COUNT];
-		for (int k = 0; k < META_COUNT; k++)
-			mutate[k] = ut_pcg_uniform(rng) < opts->mutation_prob ? 1.0 : 0.0;
-		for (int k = 0; k < META_COUNT; k++)
-			normal[k] = ut_pcg_normal(rng);
+		/* same draw layout as YOLOv5: ng uniforms, ng normals, one scalar (ng: the space's
+		 * keys) */
+		double mutate[META_ALL], normal[META_ALL];
+		for (int i = 0; i < count; i++)
+			mutate[keys[i]] = ut_pcg_uniform(rng) < opts->mutation_prob ? 1.0 : 0.0;
+		for (int i = 0; i < count; i++)
+			normal[keys[i]] = ut_pcg_normal(rng);
 		double scale = ut_pcg_uniform(rng);
-		for (int k = 0; k < META_COUNT; k++) {
+		for (int i = 0; i < count; i++) {
+			int k = keys[i];
 			double factor =
 			    table->k[k].gain * mutate[k] * normal[k] * scale * opts->sigma + 1.0;
 			v[k] = fmin(fmax(factor, 0.3), 3.0);
@@ -76,8 +88,13 @@ void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp)
 	 * a multiple of 1e-5 (possible with a user meta.yaml) from being
 	 * crossed. With YOLOv5's own bounds both orders agree.
 	 */
-	for (int k = 0; k < META_COUNT; k++) {
-		double value = ut_round5(hyp->v[k]);
+	const int *keys;
+	int count = meta_space_keys(table->space, &keys);
+	for (int i = 0; i < count; i++) {
+		int k = keys[i];
+		/* Ultralytics' integer keys (close_mosaic) round to whole numbers, as its Tuner
+		 * does */
+		double value = k == META_close_mosaic ? round(hyp->v[k]) : ut_round5(hyp->v[k]);
 		value = fmax(value, table->k[k].lower);
 		hyp->v[k] = fmin(value, table->k[k].upper);
 	}
@@ -101,7 +118,7 @@ static void select_parent(const struct ev_breed_opts *opts, struct ut_pcg *rng,
 	double total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += weights[i];
-	for (int k = 0; k < META_COUNT; k++) {
+	for (int k = 0; k < META_ALL; k++) {
 		double sum = 0;
 		for (size_t i = 0; i < n; i++)
 			sum += top[i].hyp.v[k] * weights[i];
@@ -120,7 +137,7 @@ int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
 		return 0;
 	}
 	int any_gain = 0;
-	for (int k = 0; k < META_COUNT; k++)
+	for (int k = 0; k < META_ALL; k++)
 		if (table->k[k].gain != 0)
 			any_gain = 1;
 	if (!any_gain)
@@ -137,9 +154,9 @@ int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
 		size_t top = n < (size_t)opts->top ? n : (size_t)opts->top;
 		select_parent(opts, &rng, pool, top, &parent_hyp, parent);
 	}
-	double v[META_COUNT];
+	double v[META_ALL];
 	ev_mutation_factors(opts, table, &rng, v);
-	for (int k = 0; k < META_COUNT; k++)
+	for (int k = 0; k < META_ALL; k++)
 		child->v[k] = parent_hyp.v[k] * v[k];
 	ev_constrain(table, child);
 	return 0;

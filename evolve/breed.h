@@ -39,6 +39,11 @@ struct ev_scored {
 
 /* YOLOv5's fitness: 0.1 * mAP@.5 + 0.9 * mAP@.5:.95. */
 double ev_fitness(double map50, double map);
+/*
+ * The fitness of a space: YOLOv5's above, or for Ultralytics what the
+ * package's detection metrics call fitness (8.4.x: mAP@.5:.95 alone).
+ */
+double ev_space_fitness(enum meta_space space, double map50, double map);
 
 /* Set the YOLOv5 defaults (single, 5, 0.8, 0.2). */
 void ev_breed_opts_default(struct ev_breed_opts *opts);
@@ -60,7 +65,7 @@ int ev_breed(const struct ev_breed_opts *opts, const struct meta_table *table,
 
 /* Multiply-and-clip mutation factors for one generation (exposed for tests). */
 void ev_mutation_factors(const struct ev_breed_opts *opts, const struct meta_table *table,
-			 struct ut_pcg *rng, double v[META_COUNT]);
+			 struct ut_pcg *rng, double v[META_ALL]);
 
 /* Round every key to 5 decimals and clamp it to its bounds. */
 void ev_constrain(const struct meta_table *table, struct meta_hyp *hyp);

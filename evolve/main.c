@@ -27,8 +27,9 @@
 /* Everything the command line can say; strings point into argv. */
 struct cli {
 	const char *data, *cfg, *hyp, *weights, *device, *project, *name, *db, *trainer;
-	const char *parent, *meta, *evolve_keys, *best_out, *csv_out;
+	const char *parent, *meta, *evolve_keys, *best_out, *csv_out, *ndjson_out, *tune_csv_out;
 	const char *devices, *launcher, *slurm_args, *prune, *python, *algorithm, *ga_dir;
+	const char *space; /* NULL: the trainer's */
 	long generations, epochs, batch, imgsz, top, parallel, retries;
 	long per_device, prune_warmup, population, log_max, report_every, lag, max_failures;
 	const char *out_dir;
@@ -55,6 +56,7 @@ enum opt_id {
 	OPT_DB,
 	OPT_SEED,
 	OPT_TRAINER,
+	OPT_SPACE,
 	OPT_RESUME,
 	OPT_PARENT,
 	OPT_TOP,
@@ -68,6 +70,8 @@ enum opt_id {
 	OPT_GRACE,
 	OPT_BEST,
 	OPT_CSV,
+	OPT_NDJSON,
+	OPT_TUNE_CSV,
 	OPT_QUIET,
 	OPT_VERBOSE,
 	OPT_DEVICES,
@@ -106,6 +110,7 @@ static const struct option long_options[] = {
     {"db", required_argument, NULL, OPT_DB},
     {"seed", required_argument, NULL, OPT_SEED},
     {"trainer", required_argument, NULL, OPT_TRAINER},
+    {"space", required_argument, NULL, OPT_SPACE},
     {"resume", no_argument, NULL, OPT_RESUME},
     {"parent", required_argument, NULL, OPT_PARENT},
     {"top", required_argument, NULL, OPT_TOP},
@@ -119,6 +124,8 @@ static const struct option long_options[] = {
     {"grace", required_argument, NULL, OPT_GRACE},
     {"best", required_argument, NULL, OPT_BEST},
     {"csv", required_argument, NULL, OPT_CSV},
+    {"ndjson", required_argument, NULL, OPT_NDJSON},
+    {"tune-csv", required_argument, NULL, OPT_TUNE_CSV},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"devices", required_argument, NULL, OPT_DEVICES},
@@ -158,10 +165,11 @@ static const char run_help[] =
     "  --project DIR       runs/evolve;  --name NAME: exp (exp2, exp3... unless --exist-ok)\n"
     "  --db PATH           database (PROJECT/NAME/evolve.db)\n"
     "  --seed N            evolution seed (0): same seed + same results = same table\n"
-    "  --trainer T         native | yolov5:DIR | a template such as\n"
+    "  --trainer T         native | yolov5:DIR | ultralytics[:PYTHON] | a template such as\n"
     "                      'python3 my_train.py --hyp {hyp} --save-dir {save_dir}'\n"
     "                      placeholders: {hyp} {data} {cfg} {weights} {epochs} {batch}\n"
     "                      {imgsz} {device} {project} {name} {save_dir} {seed}\n"
+    "  --space S           hyperparameters: yolov5 | ultralytics (default: the trainer's)\n"
     "  --resume            continue the evolution in --db (or PROJECT/NAME)\n"
     "  --parent M          single (weighted random parent, default) | weighted (mean)\n"
     "  --top N             parents come from the best N (5)\n"
@@ -204,13 +212,19 @@ static const char status_help[] =
     "Progress, the best generations so far, failures.\n";
 static const char export_help[] =
     "usage: yolo-evolve export [--db PATH | --project DIR --name NAME] [--best FILE] [--csv FILE]\n"
-    "  --best FILE   the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header); - for "
-    "stdout\n"
-    "  --csv FILE    YOLOv5's evolve.csv of the done generations; - for stdout\n";
+    "                          [--ndjson FILE] [--tune-csv FILE]\n"
+    "  --best FILE      the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header, or\n"
+    "                   the Ultralytics Tuner's best_hyperparameters.yaml); - for stdout\n"
+    "  --csv FILE       YOLOv5's evolve.csv of the done generations; - for stdout\n"
+    "  --ndjson FILE    the Ultralytics Tuner's tune_results.ndjson (8.4.x); - for stdout\n"
+    "  --tune-csv FILE  the Ultralytics Tuner's tune_results.csv (8.3.x); - for stdout\n";
 static const char import_help[] =
-    "usage: yolo-evolve import EVOLVE_CSV --data DATA.yaml [run options]\n"
-    "Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv; each row\n"
-    "becomes a done generation. Continue it with: yolo-evolve --resume --db DB --generations N\n";
+    "usage: yolo-evolve import FILE --data DATA.yaml [run options]\n"
+    "Create a new evolution (PROJECT/NAME or --db) from a YOLOv5 evolve.csv, or from the\n"
+    "Ultralytics Tuner's tune_results.ndjson or tune_results.csv (with --trainer\n"
+    "ultralytics[:PYTHON] or --space ultralytics); each row becomes a done generation (a\n"
+    "Tuner iteration without metrics a failed one). Continue it with:\n"
+    "yolo-evolve --resume --db DB --generations N\n";
 
 static void cli_defaults(struct cli *c)
 {
@@ -321,6 +335,8 @@ static const char **string_slot(struct cli *c, int id)
 		return &c->db;
 	case OPT_TRAINER:
 		return &c->trainer;
+	case OPT_SPACE:
+		return &c->space;
 	case OPT_PARENT:
 		return &c->parent;
 	case OPT_META:
@@ -331,6 +347,10 @@ static const char **string_slot(struct cli *c, int id)
 		return &c->best_out;
 	case OPT_CSV:
 		return &c->csv_out;
+	case OPT_NDJSON:
+		return &c->ndjson_out;
+	case OPT_TUNE_CSV:
+		return &c->tune_csv_out;
 	case OPT_DEVICES:
 		return &c->devices;
 	case OPT_LAUNCHER:
@@ -434,12 +454,37 @@ static void absolute_if_exists(const char *path, char *out, size_t size)
 }
 
 /* YOLOv5's default hyp, shipped with us (ut_data_file: installed or source tree). */
-static int default_hyp(char *out, size_t size)
+static int default_hyp(enum meta_space space, char *out, size_t size)
 {
-	if (ut_data_file("data/hyps/hyp.scratch-low.yaml", out, size) == 0)
+	const char *name = space == META_SPACE_ULTRALYTICS ? "data/ultralytics/hyp.ultralytics.yaml"
+							   : "data/hyps/hyp.scratch-low.yaml";
+	if (ut_data_file(name, out, size) == 0)
 		return 0;
-	ut_log(UT_LOG_ERROR, "hyp.scratch-low.yaml is not installed with yolo-evolve: give --hyp");
+	ut_log(UT_LOG_ERROR, "%s is not installed with yolo-evolve: give --hyp", name);
 	return -1;
+}
+
+/*
+ * The hyperparameter space: --space, else the trainer's. A built-in trainer
+ * takes only its own space; a user template may take either.
+ */
+static int choose_space(const struct cli *c, enum meta_space *space, struct ut_err *err)
+{
+	char q[UT_QUOTE_LEN];
+	enum meta_space trainer_space = ev_template_space(c->trainer);
+	*space = trainer_space;
+	if (c->space == NULL)
+		return 0;
+	if (meta_space_parse(c->space, space) != 0)
+		return ut_err_set(err, "--space '%s': use yolov5 or ultralytics",
+				  ut_quote(c->space, q, sizeof(q)));
+	int builtin = strcmp(c->trainer, "native") == 0 || strncmp(c->trainer, "yolov5:", 7) == 0 ||
+		      trainer_space == META_SPACE_ULTRALYTICS;
+	if (builtin && *space != trainer_space)
+		return ut_err_set(err, "--space %s: the trainer %s takes the %s space", c->space,
+				  ut_quote(c->trainer, q, sizeof(q)),
+				  meta_space_name(trainer_space));
+	return 0;
 }
 
 /* A name may not climb out of the project folder. */
@@ -530,10 +575,16 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 		snprintf(cfg, sizeof(cfg), "%s", c->cfg);
 	absolute_if_exists(cfg, o->cfg, sizeof(o->cfg));
 	absolute_if_exists(c->weights, o->weights, sizeof(o->weights));
+	enum meta_space space;
+	if (choose_space(c, &space, err) != 0)
+		return -1;
+	if (space == META_SPACE_ULTRALYTICS && strcmp(c->algorithm, "yolov5") != 0)
+		return ut_err_set(err, "--algorithm %s: the ultralytics space evolves with yolov5",
+				  c->algorithm);
 	char hyp[PATH_MAX];
 	if (c->hyp != NULL)
 		snprintf(hyp, sizeof(hyp), "%s", c->hyp);
-	else if (default_hyp(hyp, sizeof(hyp)) != 0)
+	else if (default_hyp(space, hyp, sizeof(hyp)) != 0)
 		return ut_err_set(err, "no base hyp: give --hyp");
 	if (ev_check_readable("--hyp", hyp, err) != 0 ||
 	    (c->meta != NULL && ev_check_readable("--meta", c->meta, err) != 0))
@@ -588,7 +639,7 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	if (ev_parent_parse(c->parent, &parent) != 0)
 		return ut_err_set(err, "--parent '%s': use single or weighted",
 				  ut_quote(c->parent, q, sizeof(q)));
-	meta_table_default(&o->meta);
+	meta_table_default_space(&o->meta, space);
 	if (c->meta != NULL && meta_table_read(c->meta, &o->meta, err) != 0)
 		return for_option("--meta", err);
 	if (c->evolve_keys != NULL && meta_table_restrict(&o->meta, c->evolve_keys, err) != 0)
@@ -863,8 +914,9 @@ static int cmd_export(int argc, char **argv)
 	int rc = open_for_reading(argc, argv, export_help, &c, &db);
 	if (rc >= 0)
 		return rc;
-	if (c.best_out == NULL && c.csv_out == NULL) {
-		ut_log(UT_LOG_ERROR, "export: give --best FILE and/or --csv FILE");
+	if (c.best_out == NULL && c.csv_out == NULL && c.ndjson_out == NULL &&
+	    c.tune_csv_out == NULL) {
+		ut_log(UT_LOG_ERROR, "export: give --best, --csv, --ndjson and/or --tune-csv FILE");
 		st_close(db);
 		return 2;
 	}
@@ -873,8 +925,25 @@ static int cmd_export(int argc, char **argv)
 		rc |= export_one(db, c.best_out, st_export_hyp_evolve);
 	if (c.csv_out != NULL)
 		rc |= export_one(db, c.csv_out, st_export_evolve_csv);
+	if (c.ndjson_out != NULL)
+		rc |= export_one(db, c.ndjson_out, st_export_tuner_ndjson);
+	if (c.tune_csv_out != NULL)
+		rc |= export_one(db, c.tune_csv_out, st_export_tuner_csv);
 	st_close(db);
 	return rc == 0 ? 0 : 1;
+}
+
+/* Is the file to import one of the Ultralytics Tuner's? (unreadable: no, the import says why) */
+static int is_tuner_file(const char *path)
+{
+	struct ut_err ignored;
+	char *text = NULL;
+	size_t len = 0;
+	if (ut_read_file(path, &text, &len, &ignored) != 0)
+		return 0;
+	int tuner = st_is_tuner_file(path, text, len);
+	free(text);
+	return tuner;
 }
 
 static int cmd_import(int argc, char **argv)
@@ -904,7 +973,9 @@ static int cmd_import(int argc, char **argv)
 	}
 	char run_dir[PATH_MAX * 2];
 	snprintf(run_dir, sizeof(run_dir), "%s/%s", opts.project, opts.name);
-	rc = st_import_evolve_csv(db, c.positional, &opts.meta, &imported, &err);
+	rc = is_tuner_file(c.positional)
+		 ? st_import_tuner(db, c.positional, &opts.meta, &imported, &err)
+		 : st_import_evolve_csv(db, c.positional, &opts.meta, &imported, &err);
 	if (rc == 0)
 		rc = ev_write_exports(db, run_dir, &err);
 	st_close(db);

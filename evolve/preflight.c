@@ -23,6 +23,7 @@ struct preflight {
 	const struct st_options *opts;
 	const struct ev_template *tpl;
 	int native;
+	int ultralytics;	   /* the ultralytics[:PYTHON] trainer */
 	char yolov5_dir[PATH_MAX]; /* "" unless the trainer is yolov5:DIR */
 };
 
@@ -340,8 +341,11 @@ int ev_preflight(const struct st_options *opts, struct ut_err *err)
 	struct ev_template tpl;
 	if (ev_template_parse(opts->trainer, opts->python, &tpl, err) != 0)
 		return -1;
-	struct preflight pf = {
-	    .opts = opts, .tpl = &tpl, .native = strcmp(opts->trainer, "native") == 0};
+	struct preflight pf = {.opts = opts,
+			       .tpl = &tpl,
+			       .native = strcmp(opts->trainer, "native") == 0,
+			       .ultralytics =
+				   ev_template_space(opts->trainer) == META_SPACE_ULTRALYTICS};
 	if (strncmp(opts->trainer, "yolov5:", 7) == 0 &&
 	    realpath(opts->trainer + 7, pf.yolov5_dir) == NULL)
 		pf.yolov5_dir[0] = '\0';
@@ -353,11 +357,19 @@ int ev_preflight(const struct st_options *opts, struct ut_err *err)
 		/* --data is required; an empty --cfg or --weights means none */
 		if (path[0] == '\0' && strcmp(inputs[i].placeholder, "data") != 0)
 			continue;
+		/* the ultralytics package finds its own yamls and weights by name (coco8.yaml,
+		 * yolo11n.yaml, yolo11n.pt), downloading them if need be: left to it */
+		if (pf.ultralytics && strchr(path, '/') == NULL && access(path, F_OK) != 0)
+			continue;
 		rc = inputs[i].check(&pf, &inputs[i], path, err);
 	}
 	if (rc == 0 && pf.native && opts->cfg[0] == '\0' && opts->weights[0] == '\0')
 		rc = ut_err_set(err, "--cfg or --weights is required by the native trainer (a "
 				     "model yaml such as models/yolov5s.yaml)");
+	if (rc == 0 && pf.ultralytics && opts->cfg[0] == '\0' && opts->weights[0] == '\0')
+		rc = ut_err_set(err,
+				"--cfg or --weights is required by the ultralytics trainer (a "
+				"model yaml such as yolo11n.yaml, or weights such as yolo11n.pt)");
 	if (rc == 0)
 		rc = check_program(&pf, err);
 	ev_template_free(&tpl);

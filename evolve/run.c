@@ -114,7 +114,8 @@ static void slurm_job_name(const struct ev_runner *run, long generation, char *b
 
 /* ---- generations in memory --------------------------------------------------- */
 
-static int curve_set(struct curve *curve, const double (*rows)[ST_EPOCH_COLS], size_t n)
+static int curve_set(enum meta_space space, struct curve *curve,
+		     const double (*rows)[ST_EPOCH_COLS], size_t n)
 {
 	double *fitness = realloc(curve->fitness, (n ? n : 1) * sizeof(*fitness));
 	if (fitness == NULL)
@@ -125,7 +126,7 @@ static int curve_set(struct curve *curve, const double (*rows)[ST_EPOCH_COLS], s
 		size_t epoch = (size_t)rows[r][0];
 		if (rows[r][0] < 0 || epoch != curve->n)
 			break; /* epochs must come in order, from 0 */
-		curve->fitness[curve->n++] = ev_fitness(rows[r][6], rows[r][7]);
+		curve->fitness[curve->n++] = ev_space_fitness(space, rows[r][6], rows[r][7]);
 	}
 	return 0;
 }
@@ -159,8 +160,8 @@ static int load_generations(struct ev_runner *run)
 		for (size_t r = start; r < end; r++)
 			memcpy(block[r - start], rows + r * width + 1, sizeof(block[0]));
 		if (generation >= 0 && (size_t)generation < run->ngens &&
-		    curve_set(&run->curves[generation], (const double(*)[ST_EPOCH_COLS])block,
-			      end - start) != 0)
+		    curve_set(run->opts->meta.space, &run->curves[generation],
+			      (const double(*)[ST_EPOCH_COLS])block, end - start) != 0)
 			rc = ut_err_set(run->err, "out of memory");
 		free(block);
 	}
@@ -505,6 +506,12 @@ static int launch_ready(struct ev_runner *run)
 
 /* ---- pruning ---------------------------------------------------------------------- */
 
+/* The fitness of a results.csv row, as the run's space defines it. */
+static double row_fitness(const struct ev_runner *run, const double row[ST_EPOCH_COLS])
+{
+	return ev_space_fitness(run->opts->meta.space, row[6], row[7]);
+}
+
 static int by_value(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -542,7 +549,7 @@ static long prune_epoch(const struct ev_runner *run, long generation,
 			continue;
 		qsort(refs, n, sizeof(*refs), by_value);
 		double median = n % 2 ? refs[n / 2] : 0.5 * (refs[n / 2 - 1] + refs[n / 2]);
-		if (ev_fitness(rows[r][6], rows[r][7]) < median) {
+		if (row_fitness(run, rows[r]) < median) {
 			found = (long)r;
 			*median_out = median;
 		}
@@ -572,11 +579,6 @@ static int write_epochs(struct st_db *db, void *arg)
 	return 0;
 }
 
-static double row_fitness(const double row[ST_EPOCH_COLS])
-{
-	return ev_fitness(row[6], row[7]);
-}
-
 /* Record new epoch rows of a running trainer. */
 static int follow(struct ev_runner *run, struct ev_slot *slot)
 {
@@ -597,8 +599,7 @@ static int follow(struct ev_runner *run, struct ev_slot *slot)
 		slot->kill_at = ut_now() + run->params->grace;
 		ut_log(UT_LOG_DEBUG,
 		       "generation %ld: pruning at epoch %ld (fitness %.5f < median %.5f)",
-		       slot->generation, cut, ev_fitness(res.rows[cut][6], res.rows[cut][7]),
-		       median);
+		       slot->generation, cut, row_fitness(run, res.rows[cut]), median);
 	}
 	if (slot->pruned_at >= 0 && res.nrows > (size_t)slot->pruned_at + 1)
 		res.nrows = (size_t)slot->pruned_at + 1;
@@ -611,7 +612,8 @@ static int follow(struct ev_runner *run, struct ev_slot *slot)
 		if (rc == 0) {
 			const double *last = res.rows[res.nrows - 1];
 			ut_log(UT_LOG_INFO, "generation %ld: epoch %.0f/%ld fitness %.5f",
-			       slot->generation, last[0] + 1, run->opts->epochs, row_fitness(last));
+			       slot->generation, last[0] + 1, run->opts->epochs,
+			       row_fitness(run, last));
 			slot->epochs_seen = res.nrows;
 		}
 	}
@@ -718,7 +720,8 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		gen->has_results = 1;
 		gen->epochs_done = cut + 1;
 		ev_results_pick(res.rows[cut], gen->results);
-		gen->fitness = ev_fitness(gen->results[ST_R_map50], gen->results[ST_R_map]);
+		gen->fitness = ev_space_fitness(run->opts->meta.space, gen->results[ST_R_map50],
+						gen->results[ST_R_map]);
 		snprintf(gen->error, sizeof(gen->error),
 			 "pruned at epoch %ld: fitness %.5f < median %.5f", cut, gen->fitness,
 			 median);
@@ -733,7 +736,8 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 		gen->status = ST_DONE;
 		gen->has_results = 1;
 		ev_results_pick(res.rows[res.nrows - 1], gen->results);
-		gen->fitness = ev_fitness(gen->results[ST_R_map50], gen->results[ST_R_map]);
+		gen->fitness = ev_space_fitness(run->opts->meta.space, gen->results[ST_R_map50],
+						gen->results[ST_R_map]);
 		gen->error[0] = '\0';
 	} else {
 		gen->status = ST_FAILED;
@@ -741,7 +745,7 @@ static int finish(struct ev_runner *run, struct ev_slot *slot, int status)
 	}
 	struct epoch_batch batch = {slot->generation, &res, slot->epochs_seen, gen, run->err};
 	int rc = st_transaction(run->db, write_epochs, &batch, run->err);
-	if (rc == 0 && curve_set(&run->curves[slot->generation],
+	if (rc == 0 && curve_set(run->opts->meta.space, &run->curves[slot->generation],
 				 (const double(*)[ST_EPOCH_COLS])res.rows, res.nrows) != 0)
 		rc = ut_err_set(run->err, "out of memory");
 	ev_results_free(&res);
@@ -1053,27 +1057,40 @@ static int loop(struct ev_runner *run, int sfd)
 	}
 }
 
+/* A file the run folder holds, refreshed after every generation. */
+struct ev_export {
+	const char *name;
+	int (*write)(struct st_db *db, FILE *out, struct ut_err *err);
+	int needs_done; /* only once a generation is done (no file until then) */
+};
+
+/* YOLOv5's files, or for an Ultralytics run the Tuner's (evolve.csv is YOLOv5's). */
+static const struct ev_export yolov5_exports[] = {{"evolve.csv", st_export_evolve_csv, 0},
+						  {"hyp_evolve.yaml", st_export_hyp_evolve, 1}};
+static const struct ev_export ultralytics_exports[] = {
+    {"tune_results.ndjson", st_export_tuner_ndjson, 0},
+    {"best_hyperparameters.yaml", st_export_hyp_evolve, 1}};
+
 int ev_write_exports(struct st_db *db, const char *dir, struct ut_err *err)
 {
-	char *text = NULL;
-	size_t len = 0;
-	char path[PATH_MAX + 32];
-	static const char *const names[] = {"evolve.csv", "hyp_evolve.yaml"};
-	for (size_t i = 0; i < UT_ARRAY_LEN(names); i++) {
+	int ultralytics = st_space(db) == META_SPACE_ULTRALYTICS;
+	const struct ev_export *exports = ultralytics ? ultralytics_exports : yolov5_exports;
+	for (size_t i = 0; i < 2; i++) {
+		char *text = NULL;
+		size_t len = 0;
+		char path[PATH_MAX + 32];
 		FILE *mem = open_memstream(&text, &len);
 		if (mem == NULL)
 			return ut_err_set(err, "out of memory");
 		struct ut_err ignored;
-		int rc = i == 0 ? st_export_evolve_csv(db, mem, err)
-				: st_export_hyp_evolve(db, mem, &ignored);
+		int rc = exports[i].write(db, mem, exports[i].needs_done ? &ignored : err);
 		fclose(mem);
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		snprintf(path, sizeof(path), "%s/%s", dir, exports[i].name);
 		if (rc == 0)
 			rc = ut_write_file_atomic(path, text, len, err);
-		else if (i == 1)
-			rc = 0; /* nothing done yet: no hyp_evolve.yaml */
+		else if (exports[i].needs_done)
+			rc = 0; /* nothing done yet */
 		free(text);
-		text = NULL;
 		if (rc != 0)
 			return -1;
 	}
@@ -1237,7 +1254,7 @@ int ev_check_options(const struct st_options *opts, struct ut_err *err)
 	if (rc == 0 && ev_template_parse(opts->trainer, opts->python, &run.tpl, err) != 0)
 		rc = -1;
 	int any_gain = 0;
-	for (int k = 0; k < META_COUNT; k++)
+	for (int k = 0; k < META_ALL; k++)
 		any_gain |= opts->meta.k[k].gain > 0;
 	if (rc == 0 && !any_gain)
 		rc = ut_err_set(

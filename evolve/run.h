@@ -62,7 +62,10 @@ int ev_run(struct st_db *db, const struct st_options *opts, const struct ev_run_
  */
 int ev_check_options(const struct st_options *opts, struct ut_err *err);
 
-/* Write evolve.csv and hyp_evolve.yaml (if any generation is done) into dir. */
+/*
+ * Write evolve.csv and hyp_evolve.yaml (if any generation is done) into dir;
+ * for an Ultralytics run tune_results.ndjson and best_hyperparameters.yaml.
+ */
 int ev_write_exports(struct st_db *db, const char *dir, struct ut_err *err);
 
 #endif

@@ -27,6 +27,12 @@ static const char yolov5_args[] =
     " --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
     " --batch-size {batch} --img {imgsz} --device {device} --project {project}"
     " --name {name} --exist-ok";
+/* data/ultralytics/yolo_evolve_train.py: our launcher of the package's training */
+static const char ultralytics_args[] =
+    " --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
+    " --batch {batch} --imgsz {imgsz} --device {device} --project {project}"
+    " --name {name} --seed {seed}";
+#define ULTRALYTICS_LAUNCHER "data/ultralytics/yolo_evolve_train.py"
 static const char native_args[] =
     " --hyp {hyp} --data {data} --cfg {cfg} --weights {weights} --epochs {epochs}"
     " --batch-size {batch} --imgsz {imgsz} --device {device} --project {project}"
@@ -174,6 +180,15 @@ int ev_template_parse(const char *spec, const char *python, struct ev_template *
 			return ut_err_set(err, "trainer yolov5:%s: no train.py there", spec + 7);
 		rc = ut_buf_printf(&full, "'%s' '%s'%s", python && *python ? python : "python3",
 				   script, yolov5_args);
+	} else if (ev_template_space(spec) == META_SPACE_ULTRALYTICS) {
+		char launcher[PATH_MAX];
+		if (ut_data_file(ULTRALYTICS_LAUNCHER, launcher, sizeof(launcher)) != 0)
+			return ut_err_set(err, "trainer %s: %s is not installed", spec,
+					  ULTRALYTICS_LAUNCHER);
+		const char *interpreter = spec[11] == ':' && spec[12] != '\0' ? spec + 12
+					  : python && *python		      ? python
+									      : "python3";
+		rc = ut_buf_printf(&full, "'%s' '%s'%s", interpreter, launcher, ultralytics_args);
 	} else {
 		rc = ut_buf_printf(&full, "%s", spec);
 	}
@@ -184,9 +199,20 @@ int ev_template_parse(const char *spec, const char *python, struct ev_template *
 	if (rc == 0)
 		rc = check_placeholders(out, err);
 	if (rc == 0 && strchr(out->argv[0], '/') != NULL) {
-		/* a relative program path must survive the chdir into save_dir */
-		char absolute[PATH_MAX];
-		if (realpath(out->argv[0], absolute) == NULL)
+		/*
+		 * a relative program path must survive the chdir into save_dir; a
+		 * symlink is kept as it is (a venv's bin/python is one, and resolved
+		 * it would lose the venv)
+		 */
+		char absolute[PATH_MAX], cwd[PATH_MAX];
+		int len = -1;
+		if (out->argv[0][0] == '/')
+			len = snprintf(absolute, sizeof(absolute), "%s", out->argv[0]);
+		else if (getcwd(cwd, sizeof(cwd)) != NULL)
+			len = snprintf(absolute, sizeof(absolute), "%s/%s", cwd, out->argv[0]);
+		if (len < 0 || (size_t)len >= sizeof(absolute))
+			rc = ut_err_set(err, "trainer %s: path too long", out->argv[0]);
+		else if (access(absolute, F_OK) != 0)
 			rc = ut_err_set(err, "trainer %s: %s", out->argv[0], strerror(errno));
 		else {
 			free(out->argv[0]);
@@ -198,6 +224,13 @@ int ev_template_parse(const char *spec, const char *python, struct ev_template *
 	if (rc != 0)
 		ev_template_free(out);
 	return rc;
+}
+
+enum meta_space ev_template_space(const char *spec)
+{
+	if (strcmp(spec, "ultralytics") == 0 || strncmp(spec, "ultralytics:", 12) == 0)
+		return META_SPACE_ULTRALYTICS;
+	return META_SPACE_YOLOV5;
 }
 
 int ev_template_uses(const struct ev_template *tpl, const char *name)
@@ -591,6 +624,26 @@ int ev_results_read(const char *path, struct ev_results *out, struct ut_err *err
 	return rc;
 }
 
+/*
+ * The columns of Ultralytics' results.csv (detection) in the order of
+ * YOLOv5's (st_epoch_csv_names): DFL where YOLOv5 has objectness, lr/pg*
+ * for x/lr*. Its epochs count from 1, YOLOv5's from 0.
+ */
+static const char *const ultralytics_names[ST_EPOCH_COLS] = {"epoch",
+							     "train/box_loss",
+							     "train/dfl_loss",
+							     "train/cls_loss",
+							     "metrics/precision(B)",
+							     "metrics/recall(B)",
+							     "metrics/mAP50(B)",
+							     "metrics/mAP50-95(B)",
+							     "val/box_loss",
+							     "val/dfl_loss",
+							     "val/cls_loss",
+							     "lr/pg0",
+							     "lr/pg1",
+							     "lr/pg2"};
+
 int ev_results_parse(const char *text, size_t len, const char *source, struct ev_results *out,
 		     struct ut_err *err)
 {
@@ -604,11 +657,14 @@ int ev_results_parse(const char *text, size_t len, const char *source, struct ev
 		return 0;
 	}
 	long cols[ST_EPOCH_COLS];
+	/* told apart by a column only Ultralytics writes: metrics/mAP50-95(B) */
+	int ultralytics = st_csv_column(&csv, ultralytics_names[7]) >= 0;
+	const char *const *names = ultralytics ? ultralytics_names : st_epoch_csv_names;
 	for (int c = 0; c < ST_EPOCH_COLS; c++) {
-		cols[c] = st_csv_column(&csv, st_epoch_csv_names[c]);
+		cols[c] = st_csv_column(&csv, names[c]);
 		if (cols[c] < 0) {
 			snprintf(out->problem, sizeof(out->problem),
-				 "results.csv has no column '%s'", st_epoch_csv_names[c]);
+				 "results.csv has no column '%s'", names[c]);
 			st_csv_free(&csv);
 			return 0;
 		}
@@ -624,6 +680,7 @@ int ev_results_parse(const char *text, size_t len, const char *source, struct ev
 			continue; /* not even an epoch number: garbage */
 		for (int c = 0; c < ST_EPOCH_COLS; c++)
 			out->rows[out->nrows][c] = cells[cols[c]];
+		out->rows[out->nrows][0] -= ultralytics;
 		out->nrows++;
 	}
 	st_csv_free(&csv);

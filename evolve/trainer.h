@@ -3,8 +3,11 @@
  * trainer subprocess (never through a shell), and reading its YOLOv5
  * results.csv.
  *
- * Built-in templates: `native` (yolo-train beside yolo-evolve, else on PATH)
- * and `yolov5:DIR` (python3 DIR/train.py with YOLOv5's options); anything
+ * Built-in templates: `native` (yolo-train beside yolo-evolve, else on PATH),
+ * `yolov5:DIR` (python3 DIR/train.py with YOLOv5's options) and
+ * `ultralytics[:PYTHON]` (our launcher data/ultralytics/yolo_evolve_train.py
+ * calling the ultralytics package's YOLO(...).train; its results.csv
+ * columns are read as YOLOv5's, DFL in place of objectness); anything
  * else is a user template split into words like a shell would (quotes and
  * backslashes) but with no expansion of any kind.
  */
@@ -36,6 +39,9 @@ struct ev_template {
 int ev_template_parse(const char *spec, const char *python, struct ev_template *out,
 		      struct ut_err *err);
 void ev_template_free(struct ev_template *tpl);
+/* The hyperparameter space a trainer spec takes: ultralytics[:PYTHON] Ultralytics', any other
+ * YOLOv5's. */
+enum meta_space ev_template_space(const char *spec);
 /* Does the template pass placeholder {name} (e.g. "data") to the trainer? */
 int ev_template_uses(const struct ev_template *tpl, const char *name);
 /* Expand placeholders into a NULL-terminated malloc'ed argv. */

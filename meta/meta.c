@@ -1,7 +1,9 @@
 /*
- * meta.c - the hyperparameter table (meta_table.h) and its YAML files:
- * hyp.yaml read and written as YOLOv5 does, user meta.yaml overrides of
- * gains and bounds, and the restriction of mutation to a set of keys.
+ * meta.c - the hyperparameter tables (meta_table.h, meta_ultralytics.h)
+ * and their YAML files: hyp.yaml read and written as YOLOv5 (or the
+ * Ultralytics Tuner) does, user meta.yaml overrides of gains and bounds, and
+ * the restriction of mutation to a set of keys. A reader accepts the keys
+ * of one space.
  *
  * YAML is read with libyaml's event API in one pass that stops at the first
  * error, so only the shapes these files use are understood: a top-level
@@ -34,28 +36,139 @@ static const struct meta_row meta_rows[META_COUNT] = {
 #undef META_ROW
 };
 
+/* A row of the Ultralytics space. */
+struct meta_ul_row {
+	int key;
+	const char *doc;
+	struct meta_bound bound;
+	double base;
+};
+
+static const struct meta_ul_row meta_ul_rows[] = {
+#define META_UL_ROW(name, gain, lower, upper, base, doc)                                           \
+	{META_##name, doc, {gain, lower, upper}, base},
+    META_UL_HYPS(META_UL_ROW)
+#undef META_UL_ROW
+};
+#define META_UL_COUNT ((int)UT_ARRAY_LEN(meta_ul_rows))
+
+static const char *const meta_ul_only_names[META_ALL - META_COUNT] = {
+#define META_UL_NAME(name) #name,
+    META_UL_ONLY(META_UL_NAME)
+#undef META_UL_NAME
+};
+
+/* The key lists of the spaces, filled from the tables. */
+static const int *space_keys(enum meta_space space, int *count)
+{
+	static const int yolov5[META_COUNT] = {
+#define META_V5_KEY(name, gain, lower, upper, doc) META_##name,
+	    META_HYPS(META_V5_KEY)
+#undef META_V5_KEY
+	};
+	static const int ultralytics[] = {
+#define META_UL_KEY(name, gain, lower, upper, base, doc) META_##name,
+	    META_UL_HYPS(META_UL_KEY)
+#undef META_UL_KEY
+	};
+	if (space == META_SPACE_ULTRALYTICS) {
+		*count = (int)UT_ARRAY_LEN(ultralytics);
+		return ultralytics;
+	}
+	*count = META_COUNT;
+	return yolov5;
+}
+
+static const char *const space_names[META_SPACE_COUNT] = {"yolov5", "ultralytics"};
+
+const char *meta_space_name(enum meta_space space)
+{
+	return space >= 0 && space < META_SPACE_COUNT ? space_names[space] : "?";
+}
+
+int meta_space_parse(const char *name, enum meta_space *out)
+{
+	for (int s = 0; s < META_SPACE_COUNT; s++) {
+		if (name != NULL && strcmp(name, space_names[s]) == 0) {
+			*out = (enum meta_space)s;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int meta_space_keys(enum meta_space space, const int **keys)
+{
+	int count;
+	*keys = space_keys(space, &count);
+	return count;
+}
+
+int meta_space_find(enum meta_space space, const char *name)
+{
+	const int *keys;
+	int count = meta_space_keys(space, &keys);
+	int k = meta_find(name);
+	for (int i = 0; k >= 0 && i < count; i++)
+		if (keys[i] == k)
+			return k;
+	return -1;
+}
+
+enum meta_space meta_hyp_space(const struct meta_hyp *hyp)
+{
+	return isnan(hyp->v[META_obj]) ? META_SPACE_ULTRALYTICS : META_SPACE_YOLOV5;
+}
+
+void meta_hyp_ultralytics_base(struct meta_hyp *hyp)
+{
+	for (int k = 0; k < META_ALL; k++)
+		hyp->v[k] = NAN;
+	for (int i = 0; i < META_UL_COUNT; i++)
+		hyp->v[meta_ul_rows[i].key] = meta_ul_rows[i].base;
+}
+
 const char *meta_name(int k)
 {
-	return k >= 0 && k < META_COUNT ? meta_rows[k].name : NULL;
+	if (k >= 0 && k < META_COUNT)
+		return meta_rows[k].name;
+	return k >= META_COUNT && k < META_ALL ? meta_ul_only_names[k - META_COUNT] : NULL;
 }
 
 const char *meta_doc(int k)
 {
-	return k >= 0 && k < META_COUNT ? meta_rows[k].doc : NULL;
+	if (k >= 0 && k < META_COUNT)
+		return meta_rows[k].doc;
+	for (int i = 0; i < META_UL_COUNT; i++)
+		if (meta_ul_rows[i].key == k)
+			return meta_ul_rows[i].doc;
+	return NULL;
 }
 
 int meta_find(const char *name)
 {
 	if (name == NULL)
 		return -1;
-	for (int k = 0; k < META_COUNT; k++)
-		if (strcmp(meta_rows[k].name, name) == 0)
+	for (int k = 0; k < META_ALL; k++)
+		if (strcmp(meta_name(k), name) == 0)
 			return k;
 	return -1;
 }
 
 void meta_table_default(struct meta_table *table)
 {
+	meta_table_default_space(table, META_SPACE_YOLOV5);
+}
+
+void meta_table_default_space(struct meta_table *table, enum meta_space space)
+{
+	memset(table, 0, sizeof(*table));
+	table->space = space;
+	if (space == META_SPACE_ULTRALYTICS) {
+		for (int i = 0; i < META_UL_COUNT; i++)
+			table->k[meta_ul_rows[i].key] = meta_ul_rows[i].bound;
+		return;
+	}
 	for (int k = 0; k < META_COUNT; k++)
 		table->k[k] = meta_rows[k].bound;
 }
@@ -71,6 +184,7 @@ struct meta_reader {
 	size_t len;
 	const char *source;
 	struct ut_err *err;
+	enum meta_space space; /* the keys it accepts */
 };
 
 /* What reader_key returns at the end of a mapping. */
@@ -265,7 +379,7 @@ static int reader_key(struct meta_reader *reader, unsigned long *seen)
 		return META_END;
 	if (reader->event.type != YAML_SCALAR_EVENT)
 		return fail_at(reader, reader_line(reader), "a key must be a plain name");
-	int k = meta_find(event_text(&reader->event));
+	int k = meta_space_find(reader->space, event_text(&reader->event));
 	show_scalar(&reader->event, shown, sizeof(shown));
 	if (k < 0)
 		return fail_at(reader, reader_line(reader), "key '%s': unknown key", shown);
@@ -421,13 +535,24 @@ static int hyp_value(struct meta_reader *reader, int k, const struct meta_table 
 static int hyp_read_mapping(struct meta_reader *reader, const struct meta_table *table,
 			    struct meta_hyp *hyp)
 {
-	unsigned long seen[META_COUNT] = {0};
+	unsigned long seen[META_ALL] = {0};
 	int k;
 	while ((k = reader_key(reader, seen)) >= 0)
 		if (hyp_value(reader, k, table, hyp) != 0)
 			return -1;
 	if (k != META_END || reader_finish(reader) != 0)
 		return -1;
+	if (table->space == META_SPACE_ULTRALYTICS) {
+		/* as the package's Tuner: a key not given trains with its default.yaml value */
+		struct meta_hyp base;
+		meta_hyp_ultralytics_base(&base);
+		for (k = 0; k < META_ALL; k++)
+			if (seen[k] == 0)
+				hyp->v[k] = base.v[k];
+		return 0;
+	}
+	for (k = META_COUNT; k < META_ALL; k++)
+		hyp->v[k] = NAN;
 	if (seen[META_anchors] == 0)
 		hyp->v[META_anchors] = META_ANCHORS_DEFAULT;
 	for (k = 0; k < META_COUNT; k++)
@@ -449,6 +574,7 @@ int meta_hyp_parse(const char *text, size_t len, const char *source, const struc
 		table = &defaults;
 	}
 	int rc = reader_open(&reader, text, len, source, err);
+	reader.space = table->space;
 	if (rc == 0)
 		rc = reader_begin(&reader);
 	if (rc > 0)
@@ -479,9 +605,15 @@ static int hyp_format(struct ut_buf *buf, const struct meta_hyp *hyp, const char
 {
 	if (header != NULL && ut_buf_append(buf, header, strlen(header)) != 0)
 		return -1;
-	for (int k = 0; k < META_COUNT; k++) {
+	const int *keys;
+	int count = meta_space_keys(meta_hyp_space(hyp), &keys);
+	for (int i = 0; i < count; i++) {
+		int k = keys[i];
 		char value[40];
-		ut_fmt_yamlfloat(hyp->v[k], value, sizeof(value));
+		if (k == META_close_mosaic)
+			snprintf(value, sizeof(value), "%ld", lround(hyp->v[k]));
+		else
+			ut_fmt_yamlfloat(hyp->v[k], value, sizeof(value));
 		if (ut_buf_printf(buf, "%s: %s\n", meta_name(k), value) != 0)
 			return -1;
 	}
@@ -612,7 +744,7 @@ static int table_row(struct meta_reader *reader, int k, struct meta_bound *bound
 /* Read the top-level mapping of a meta.yaml, applying each row to table. */
 static int table_read_mapping(struct meta_reader *reader, struct meta_table *table)
 {
-	unsigned long seen[META_COUNT] = {0};
+	unsigned long seen[META_ALL] = {0};
 	int k;
 	while ((k = reader_key(reader, seen)) >= 0)
 		if (table_row(reader, k, &table->k[k]) != 0)
@@ -629,6 +761,7 @@ int meta_table_parse(const char *text, size_t len, const char *source, struct me
 	struct meta_reader reader;
 	struct meta_table updated = *table;
 	int rc = reader_open(&reader, text, len, source, err);
+	reader.space = table->space;
 	if (rc == 0)
 		rc = reader_begin(&reader);
 	if (rc == 0)
@@ -653,7 +786,10 @@ int meta_table_read(const char *path, struct meta_table *table, struct ut_err *e
 
 int meta_table_write(FILE *out, const struct meta_table *table)
 {
-	for (int k = 0; k < META_COUNT; k++) {
+	const int *keys;
+	int count = meta_space_keys(table->space, &keys);
+	for (int i = 0; i < count; i++) {
+		int k = keys[i];
 		const double row[META_FIELDS] = {table->k[k].gain, table->k[k].lower,
 						 table->k[k].upper};
 		char values[META_FIELDS][40];
@@ -669,7 +805,8 @@ int meta_table_write(FILE *out, const struct meta_table *table)
 /* ---- restriction and checks ------------------------------------------ */
 
 /* Mark the key named by text[0..len) (spaces around it ignored) in keep. */
-static int restrict_one(const char *text, size_t len, int *keep, struct ut_err *err)
+static int restrict_one(enum meta_space space, const char *text, size_t len, int *keep,
+			struct ut_err *err)
 {
 	char name[32], shown[UT_QUOTE_LEN];
 	while (len > 0 && isspace((unsigned char)text[0])) {
@@ -684,7 +821,7 @@ static int restrict_one(const char *text, size_t len, int *keep, struct ut_err *
 	if (len < sizeof(name) && memchr(text, '\0', len) == NULL) {
 		memcpy(name, text, len);
 		name[len] = '\0';
-		k = meta_find(name);
+		k = meta_space_find(space, name);
 	}
 	if (k < 0)
 		return ut_err_set(err, "key list: unknown key '%s'",
@@ -695,20 +832,20 @@ static int restrict_one(const char *text, size_t len, int *keep, struct ut_err *
 
 int meta_table_restrict(struct meta_table *table, const char *keys, struct ut_err *err)
 {
-	int keep[META_COUNT] = {0};
+	int keep[META_ALL] = {0};
 	if (keys == NULL || strspn(keys, " \t") == strlen(keys))
 		return ut_err_set(err, "key list: no keys given");
 	const char *start = keys;
 	for (;;) {
 		const char *comma = strchr(start, ',');
 		size_t len = comma != NULL ? (size_t)(comma - start) : strlen(start);
-		if (restrict_one(start, len, keep, err) != 0)
+		if (restrict_one(table->space, start, len, keep, err) != 0)
 			return -1;
 		if (comma == NULL)
 			break;
 		start = comma + 1;
 	}
-	for (int k = 0; k < META_COUNT; k++)
+	for (int k = 0; k < META_ALL; k++)
 		if (!keep[k])
 			table->k[k].gain = 0;
 	return 0;
@@ -717,7 +854,10 @@ int meta_table_restrict(struct meta_table *table, const char *keys, struct ut_er
 int meta_hyp_check(const struct meta_hyp *hyp, const struct meta_table *table, const char *source,
 		   struct ut_err *err)
 {
-	for (int k = 0; k < META_COUNT; k++) {
+	const int *keys;
+	int count = meta_space_keys(table->space, &keys);
+	for (int i = 0; i < count; i++) {
+		int k = keys[i];
 		if (inside(hyp->v[k], &table->k[k]))
 			continue;
 		char what[160];

@@ -460,9 +460,11 @@ void rp_evolve_layout(const struct meta_table *meta, const struct st_generation 
 		      struct rp_evolve_layout *out)
 {
 	memset(out, 0, sizeof(*out));
-	for (int k = 0; k < META_COUNT; k++) {
-		if (meta->k[k].gain > 0)
-			out->keys[out->panels++] = k;
+	const int *keys;
+	int count = meta_space_keys(meta->space, &keys);
+	for (int i = 0; i < count; i++) {
+		if (meta->k[keys[i]].gain > 0)
+			out->keys[out->panels++] = keys[i];
 	}
 	int cells = out->panels > 0 ? out->panels : 1;
 	out->columns = 1;

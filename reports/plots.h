@@ -80,7 +80,7 @@ struct rp_evolve_layout {
 	int width, height; /* image, pixels */
 	int columns, rows;
 	int panels;			    /* keys with gain > 0 */
-	int keys[META_COUNT];		    /* meta key of each panel */
+	int keys[META_ALL];		    /* meta key of each panel */
 	struct rp_frame frames[META_COUNT]; /* plot area of each panel */
 	long best;			    /* index in gens of the best, -1: none */
 	const char *message;		    /* drawn mid-image, NULL when there is data */

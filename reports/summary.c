@@ -86,13 +86,13 @@ static int by_fitness(const void *a, const void *b)
 static void describe_changes(const struct meta_hyp *hyp, const struct meta_hyp *base, char *buf,
 			     size_t size)
 {
-	int used[META_COUNT] = {0};
+	int used[META_ALL] = {0}; /* keys outside the space are NaN: never "changed" */
 	size_t len = 0;
 	buf[0] = '\0';
 	for (int pick = 0; pick < DIFF_KEYS; pick++) {
 		int best = -1;
 		double best_change = 0;
-		for (int k = 0; k < META_COUNT; k++) {
+		for (int k = 0; k < META_ALL; k++) {
 			double scale = fmax(fabs(base->v[k]), 1e-3);
 			double change = fabs(hyp->v[k] - base->v[k]) / scale;
 			if (!used[k] && change > best_change) {

@@ -251,6 +251,11 @@ static int import_rows(struct st_db *db, void *arg)
 int st_import_evolve_csv(struct st_db *db, const char *path, const struct meta_table *table,
 			 long *imported, struct ut_err *err)
 {
+	if (table->space != META_SPACE_YOLOV5)
+		return ut_err_set(err,
+				  "%s: an evolve.csv holds YOLOv5 hyperparameters, this "
+				  "evolution the %s space",
+				  path, meta_space_name(table->space));
 	char *text;
 	size_t len;
 	if (ut_read_file(path, &text, &len, err) != 0)
@@ -353,6 +358,12 @@ int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err)
 	struct done_rows rows;
 	if (load_done(db, &rows, err) != 0)
 		return -1;
+	if (st_space(db) != META_SPACE_YOLOV5) {
+		free_done(&rows);
+		return ut_err_set(err,
+				  "%s: evolve.csv is YOLOv5's: this evolution has the %s space",
+				  st_path(db), meta_space_name(st_space(db)));
+	}
 	const int ncols = ST_RESULT_COUNT + META_COUNT;
 	for (int c = 0; c < ncols; c++)
 		fprintf(out, "%20s%s", column_name(c), c + 1 < ncols ? "," : "\n");
@@ -368,6 +379,31 @@ int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err)
 	return ferror(out) ? ut_err_set(err, "evolve.csv: write error") : 0;
 }
 
+/*
+ * The best done generation of an Ultralytics run as the package's Tuner
+ * writes best_hyperparameters.yaml: comment lines, then its keys, a file
+ * `yolo train cfg=...` takes. Best: the highest fitness (mAP@.5:.95), the
+ * first of equals.
+ */
+static int export_best_ultralytics(struct st_db *db, const struct done_rows *rows, FILE *out,
+				   struct ut_err *err)
+{
+	size_t best = 0;
+	for (size_t i = 1; i < rows->n; i++)
+		if (rows->gens[i].fitness > rows->gens[best].fitness)
+			best = i;
+	const struct st_generation *g = &rows->gens[best];
+	fprintf(out,
+		"# yolo-evolve: best of %zu done generations of %s\n"
+		"# Best fitness=%.5g observed at generation %ld\n"
+		"# metrics/mAP50(B)=%.5g metrics/mAP50-95(B)=%.5g\n",
+		rows->n, st_path(db), g->fitness, g->generation, g->results[ST_R_map50],
+		g->results[ST_R_map]);
+	if (meta_hyp_write(out, &g->hyp, NULL) != 0 || ferror(out))
+		return ut_err_set(err, "best_hyperparameters.yaml: write error");
+	return 0;
+}
+
 int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 {
 	struct done_rows rows;
@@ -376,6 +412,11 @@ int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 	if (rows.n == 0) {
 		free_done(&rows);
 		return ut_err_set(err, "%s: no finished generation yet", st_path(db));
+	}
+	if (meta_hyp_space(&rows.gens[0].hyp) == META_SPACE_ULTRALYTICS) {
+		int rc = export_best_ultralytics(db, &rows, out, err);
+		free_done(&rows);
+		return rc;
 	}
 	size_t best = 0;
 	double best_fitness = -INFINITY;

@@ -24,6 +24,7 @@ struct st_db {
 	char path[ST_STR];
 	dev_t dev; /* identity of the file opened, to notice it replaced */
 	ino_t ino;
+	enum meta_space space; /* of the evolution row, once written or read */
 };
 
 static const char *const status_names[ST_STATUS_COUNT] = {"pending", "running", "done",
@@ -83,6 +84,10 @@ const char *const st_epoch_csv_names[ST_EPOCH_COLS] = {"epoch",
 static const char *const epoch_columns[ST_EPOCH_COLS] = {
     "epoch", "train_box", "train_obj", "train_cls", "precision", "recall", "map50",
     "map",   "val_box",	  "val_obj",   "val_cls",   "lr0",	 "lr1",	   "lr2"};
+/* An Ultralytics run has a distribution focal loss where YOLOv5 has objectness. */
+static const char *const epoch_columns_ultralytics[ST_EPOCH_COLS] = {
+    "epoch", "train_box", "train_dfl", "train_cls", "precision", "recall", "map50",
+    "map",   "val_box",	  "val_dfl",   "val_cls",   "lr0",	 "lr1",	   "lr2"};
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -137,6 +142,23 @@ static int prepare_built(struct st_db *db, int build_rc, struct ut_buf *sql, sql
 /* clang-format on */
 #define ST_OPT_REAL(X) X(mutation_prob) X(sigma) X(timeout)
 
+/* The views over `generations` (versions 1 and 3 make them). */
+static int create_views(struct ut_buf *sql)
+{
+	int rc = ut_buf_printf(sql, "CREATE VIEW best AS SELECT * FROM generations WHERE status = "
+				    "'done'\n"
+				    "  ORDER BY fitness DESC, generation;\n"
+				    "CREATE VIEW evolve_csv AS SELECT ");
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		rc |= ut_buf_printf(sql, "\"%s\" AS \"%s\", ", result_columns[r],
+				    result_csv_names[r]);
+	for (int k = 0; k < META_COUNT; k++)
+		rc |= ut_buf_printf(sql, "\"%s\"%s", meta_name(k), k + 1 < META_COUNT ? ", " : "");
+	rc |=
+	    ut_buf_printf(sql, "\n  FROM generations WHERE status = 'done' ORDER BY generation;\n");
+	return rc;
+}
+
 /* Schema version 1, generated from the tables of hyps and results. */
 static int schema_v1(struct ut_buf *sql)
 {
@@ -175,19 +197,8 @@ static int schema_v1(struct ut_buf *sql)
 		 "  generation INTEGER NOT NULL, epoch INTEGER NOT NULL,\n");
 	for (int c = 1; c < ST_EPOCH_COLS; c++)
 		rc |= ut_buf_printf(sql, "  \"%s\" REAL,\n", epoch_columns[c]);
-	rc |= ut_buf_printf(sql,
-			    "  PRIMARY KEY (generation, epoch));\n"
-			    "CREATE VIEW best AS SELECT * FROM generations WHERE status = 'done'\n"
-			    "  ORDER BY fitness DESC, generation;\n"
-			    "CREATE VIEW evolve_csv AS SELECT ");
-	for (int r = 0; r < ST_RESULT_COUNT; r++)
-		rc |= ut_buf_printf(sql, "\"%s\" AS \"%s\", ", result_columns[r],
-				    result_csv_names[r]);
-	for (int k = 0; k < META_COUNT; k++)
-		rc |= ut_buf_printf(sql, "\"%s\"%s", meta_name(k), k + 1 < META_COUNT ? ", " : "");
-	rc |=
-	    ut_buf_printf(sql, "\n  FROM generations WHERE status = 'done' ORDER BY generation;\n");
-	return rc;
+	rc |= ut_buf_printf(sql, "  PRIMARY KEY (generation, epoch));\n");
+	return rc | create_views(sql);
 }
 
 /*
@@ -200,9 +211,52 @@ static int schema_v2(struct ut_buf *sql)
 				  "ALTER TABLE evolution ADD COLUMN stopped_at TEXT;\n");
 }
 
+/*
+ * Version 3: hyperparameter spaces (meta.h). evolution.space names the
+ * run's space (NULL: yolov5); `generations` gains the Ultralytics-only keys
+ * and val_dfl, and YOLOv5's hyp columns become nullable (an Ultralytics row
+ * has no obj or anchors), which SQLite can only do by rebuilding the table;
+ * `epochs` gains train_dfl and val_dfl. A YOLOv5 row keeps every value.
+ */
+static int schema_v3(struct ut_buf *sql)
+{
+	int rc = ut_buf_printf(sql, "ALTER TABLE evolution ADD COLUMN space TEXT;\n"
+				    "ALTER TABLE epochs ADD COLUMN train_dfl REAL;\n"
+				    "ALTER TABLE epochs ADD COLUMN val_dfl REAL;\n"
+				    "DROP VIEW best;\nDROP VIEW evolve_csv;\n"
+				    "CREATE TABLE generations_v3(\n"
+				    "  generation INTEGER PRIMARY KEY,\n"
+				    "  parent INTEGER,\n"
+				    "  population INTEGER,\n"
+				    "  status TEXT NOT NULL CHECK (status IN ('pending','running',"
+				    "'done','failed','pruned','interrupted')),\n");
+	for (int r = 0; r < ST_RESULT_COUNT; r++)
+		rc |= ut_buf_printf(sql, "  \"%s\" REAL,\n", result_columns[r]);
+	rc |= ut_buf_printf(sql, "  fitness REAL,\n");
+	for (int k = 0; k < META_COUNT; k++)
+		rc |= ut_buf_printf(sql, "  \"%s\" REAL,\n", meta_name(k));
+	rc |= ut_buf_printf(
+	    sql, "  seed INTEGER, device TEXT, host TEXT, pid INTEGER, pid_start INTEGER,\n"
+		 "  started_at TEXT, finished_at TEXT, seconds REAL, exit_status INTEGER,\n"
+		 "  error TEXT, save_dir TEXT, attempts INTEGER NOT NULL DEFAULT 0,\n"
+		 "  epochs_done INTEGER NOT NULL DEFAULT 0");
+	for (int k = META_COUNT; k < META_ALL; k++)
+		rc |= ut_buf_printf(sql, ",\n  \"%s\" REAL", meta_name(k));
+	rc |= ut_buf_printf(sql, ",\n  val_dfl REAL);\n"
+				 "INSERT INTO generations_v3 SELECT *");
+	for (int k = META_COUNT; k < META_ALL + 1; k++)
+		rc |= ut_buf_printf(sql, ", NULL");
+	rc |= ut_buf_printf(sql,
+			    " FROM generations;\n"
+			    "DROP TABLE generations;\n"
+			    "ALTER TABLE generations_v3 RENAME TO generations;\n"
+			    "CREATE INDEX generations_fitness ON generations(status, fitness);\n");
+	return rc | create_views(sql);
+}
+
 typedef int (*migration_fn)(struct ut_buf *sql);
 /* migrations[i] takes the schema from version i to i + 1 */
-static const migration_fn migrations[ST_SCHEMA_VERSION] = {schema_v1, schema_v2};
+static const migration_fn migrations[ST_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
 
 static int pragma_int(struct st_db *db, const char *pragma, long *out, struct ut_err *err)
 {
@@ -252,6 +306,8 @@ static int migrate(struct st_db *db, struct ut_err *err)
 	}
 	return 0;
 }
+
+static int space_read(struct st_db *db, struct ut_err *err);
 
 /* ---- open / close -------------------------------------------------------- */
 
@@ -356,6 +412,8 @@ static int open_common(const char *path, const char *uri, int flags, int locked,
 	} else {
 		db->version = ST_SCHEMA_VERSION;
 	}
+	if (rc == 0)
+		rc = space_read(db, err); /* YOLOv5's until the evolution row names another */
 	if (rc != 0) {
 		st_close(db);
 		return -1;
@@ -426,6 +484,11 @@ int st_check_file(const struct st_db *db, struct ut_err *err)
 	return 0;
 }
 
+enum meta_space st_space(const struct st_db *db)
+{
+	return db->space;
+}
+
 const char *st_path(const struct st_db *db)
 {
 	return db->path;
@@ -478,6 +541,39 @@ static int write_base(FILE *out, const void *hyp)
 static int write_meta(FILE *out, const void *table)
 {
 	return meta_table_write(out, table);
+}
+
+/* evolution.space: the run's hyperparameter space (read before its meta and base hyp). */
+static int space_write(struct st_db *db, enum meta_space space, struct ut_err *err)
+{
+	sqlite3_stmt *stmt;
+	if (prepare(db, "UPDATE evolution SET space = ?1 WHERE id = 1", &stmt, err) != 0)
+		return -1;
+	sqlite3_bind_text(stmt, 1, meta_space_name(space), -1, SQLITE_STATIC);
+	int rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "write evolution", err);
+	sqlite3_finalize(stmt);
+	if (rc == 0)
+		db->space = space;
+	return rc;
+}
+
+/* The space of the evolution row into db->space; a file before version 3 is YOLOv5's. */
+static int space_read(struct st_db *db, struct ut_err *err)
+{
+	db->space = META_SPACE_YOLOV5;
+	if (db->version < 3)
+		return 0;
+	sqlite3_stmt *stmt;
+	if (prepare(db, "SELECT space FROM evolution WHERE id = 1", &stmt, err) != 0)
+		return -1;
+	int step = sqlite3_step(stmt);
+	int rc =
+	    step == SQLITE_ROW || step == SQLITE_DONE ? 0 : sql_fail(db, "read evolution", err);
+	const char *name = step == SQLITE_ROW ? (const char *)sqlite3_column_text(stmt, 0) : NULL;
+	if (rc == 0 && name != NULL && meta_space_parse(name, &db->space) != 0)
+		rc = ut_err_set(err, "%s: evolution.space: unknown space '%s'", db->path, name);
+	sqlite3_finalize(stmt);
+	return rc;
 }
 
 /* INSERT ... ON CONFLICT DO UPDATE of the evolution row, from the option lists. */
@@ -545,6 +641,8 @@ int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_
 	sqlite3_finalize(stmt);
 	free(base);
 	free(meta);
+	if (rc == 0)
+		rc = space_write(db, opts->meta.space, err);
 	return rc;
 }
 
@@ -570,7 +668,7 @@ static int options_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_opti
 	const char *base = (const char *)sqlite3_column_text(stmt, i++);
 	const char *meta = (const char *)sqlite3_column_text(stmt, i++);
 	char source[ST_STR + 32];
-	meta_table_default(&opts->meta);
+	meta_table_default_space(&opts->meta, db->space);
 	snprintf(source, sizeof(source), "%s (evolution.meta)", db->path);
 	if (meta == NULL || meta_table_parse(meta, strlen(meta), source, &opts->meta, err) != 0)
 		return meta ? -1 : ut_err_set(err, "%s: evolution.meta is empty", db->path);
@@ -590,6 +688,10 @@ int st_options_read(struct st_db *db, struct st_options *opts, int *found, struc
 	ST_OPT_REAL(OPT_COL)
 #undef OPT_COL
 	rc |= ut_buf_printf(&sql, "seed, base_hyp, meta FROM evolution WHERE id = 1");
+	if (rc == 0 && space_read(db, err) != 0) {
+		ut_buf_free(&sql);
+		return -1;
+	}
 	sqlite3_stmt *stmt = NULL;
 	if (prepare_built(db, rc, &sql, &stmt, err) != 0)
 		return -1;
@@ -658,26 +760,30 @@ int st_stop_read(struct st_db *db, char *reason, size_t size, struct ut_err *err
 /* ---- generations ------------------------------------------------------------ */
 
 /* Columns of `generations` in the order put/load bind and read them. */
-static int generation_columns(struct ut_buf *cols)
+static int generation_columns(const struct st_db *db, struct ut_buf *cols)
 {
 	int rc = ut_buf_printf(cols, "generation, parent, population, status");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		rc |= ut_buf_printf(cols, ", \"%s\"", result_columns[r]);
-	rc |= ut_buf_printf(cols, ", fitness");
-	for (int k = 0; k < META_COUNT; k++)
+	/* a file before version 3 (read as it is) has neither val_dfl nor Ultralytics' keys */
+	int keys = db->version >= 3 ? META_ALL : META_COUNT;
+	rc |= ut_buf_printf(cols, db->version >= 3 ? ", val_dfl, fitness" : ", NULL, fitness");
+	for (int k = 0; k < keys; k++)
 		rc |= ut_buf_printf(cols, ", \"%s\"", meta_name(k));
+	for (int k = keys; k < META_ALL; k++)
+		rc |= ut_buf_printf(cols, ", NULL");
 	rc |= ut_buf_printf(cols, ", seed, device, host, pid, pid_start, started_at, finished_at,"
 				  " seconds, exit_status, error, save_dir, attempts, epochs_done");
 	return rc;
 }
 
 #define GEN_TAIL_COLUMNS 13 /* seed .. epochs_done */
-#define GEN_COLUMNS (4 + ST_RESULT_COUNT + 1 + META_COUNT + GEN_TAIL_COLUMNS)
+#define GEN_COLUMNS (4 + ST_RESULT_COUNT + 2 + META_ALL + GEN_TAIL_COLUMNS)
 
-static int put_sql(struct ut_buf *sql)
+static int put_sql(const struct st_db *db, struct ut_buf *sql)
 {
 	struct ut_buf cols = {0};
-	int rc = generation_columns(&cols);
+	int rc = generation_columns(db, &cols);
 	rc |= ut_buf_printf(sql, "INSERT INTO generations(%s) VALUES(", cols.data);
 	for (int c = 0; c < GEN_COLUMNS; c++) {
 		const char *value = "?";
@@ -721,7 +827,10 @@ int st_generation_put(struct st_db *db, const struct st_generation *gen, struct 
 {
 	struct ut_buf sql = {0};
 	sqlite3_stmt *stmt;
-	if (prepare_built(db, put_sql(&sql), &sql, &stmt, err) != 0)
+	if (db->version < 3)
+		return ut_err_set(err, "%s: schema version %ld is read-only here", db->path,
+				  db->version);
+	if (prepare_built(db, put_sql(db, &sql), &sql, &stmt, err) != 0)
 		return -1;
 	int i = 1;
 	int rc;
@@ -735,11 +844,21 @@ int st_generation_put(struct st_db *db, const struct st_generation *gen, struct 
 	else
 		sqlite3_bind_null(stmt, i++);
 	sqlite3_bind_text(stmt, i++, st_status_name(gen->status), -1, SQLITE_STATIC);
+	/* an Ultralytics row's val_obj result is its val/dfl_loss: stored as val_dfl */
+	int ultralytics = meta_hyp_space(&gen->hyp) == META_SPACE_ULTRALYTICS;
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
-		bind_real_or_null(stmt, i++, gen->has_results, gen->results[r]);
+		bind_real_or_null(stmt, i++,
+				  gen->has_results && !(ultralytics && r == ST_R_val_obj),
+				  gen->results[r]);
+	bind_real_or_null(stmt, i++, gen->has_results && ultralytics, gen->results[ST_R_val_obj]);
 	bind_real_or_null(stmt, i++, gen->has_results, gen->fitness);
-	for (int k = 0; k < META_COUNT; k++)
-		sqlite3_bind_double(stmt, i++, gen->hyp.v[k]);
+	const int *keys;
+	int count = meta_space_keys(meta_hyp_space(&gen->hyp), &keys);
+	int in_space[META_ALL] = {0};
+	for (int j = 0; j < count; j++)
+		in_space[keys[j]] = 1;
+	for (int k = 0; k < META_ALL; k++)
+		bind_real_or_null(stmt, i++, in_space[k], gen->hyp.v[k]);
 	sqlite3_bind_int64(stmt, i++, (sqlite3_int64)gen->seed);
 	bind_text_or_null(stmt, i++, gen->device);
 	bind_text_or_null(stmt, i++, gen->host);
@@ -790,9 +909,14 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 	int present = 0;
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		gen->results[r] = column_real(stmt, i++, r == 0 ? &gen->has_results : NULL);
-	gen->fitness = column_real(stmt, i++, NULL);
-	for (int k = 0; k < META_COUNT; k++)
-		gen->hyp.v[k] = sqlite3_column_double(stmt, i++);
+	double val_dfl = column_real(stmt, i++, NULL);
+	/* a Tuner's tune_results.csv gives a fitness and no metrics */
+	gen->fitness = column_real(stmt, i++, &present);
+	gen->has_results |= present;
+	for (int k = 0; k < META_ALL; k++)
+		gen->hyp.v[k] = column_real(stmt, i++, NULL);
+	if (meta_hyp_space(&gen->hyp) == META_SPACE_ULTRALYTICS)
+		gen->results[ST_R_val_obj] = val_dfl;
 	gen->seed = (uint64_t)sqlite3_column_int64(stmt, i++);
 	copy_text(gen->device, sizeof(gen->device), sqlite3_column_text(stmt, i++));
 	copy_text(gen->host, sizeof(gen->host), sqlite3_column_text(stmt, i++));
@@ -819,7 +943,7 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 int st_generations_load(struct st_db *db, struct st_generation **out, size_t *n, struct ut_err *err)
 {
 	struct ut_buf cols = {0}, sql = {0};
-	int rc = generation_columns(&cols);
+	int rc = generation_columns(db, &cols);
 	/* times come back as unix seconds */
 	char *started = cols.data ? strstr(cols.data, "started_at, finished_at") : NULL;
 	if (rc == 0 && started != NULL) {
@@ -864,13 +988,20 @@ int st_generations_load(struct st_db *db, struct st_generation **out, size_t *n,
 
 /* ---- epochs ------------------------------------------------------------------ */
 
+/* The epochs columns of the 14 results.csv values of the database's space. */
+static const char *const *epoch_columns_of(const struct st_db *db)
+{
+	return db->space == META_SPACE_ULTRALYTICS ? epoch_columns_ultralytics : epoch_columns;
+}
+
 int st_epoch_put(struct st_db *db, long generation, const double row[ST_EPOCH_COLS],
 		 struct ut_err *err)
 {
 	struct ut_buf sql = {0};
+	const char *const *columns = epoch_columns_of(db);
 	int rc = ut_buf_printf(&sql, "INSERT OR REPLACE INTO epochs(generation");
 	for (int c = 0; c < ST_EPOCH_COLS; c++)
-		rc |= ut_buf_printf(&sql, ", \"%s\"", epoch_columns[c]);
+		rc |= ut_buf_printf(&sql, ", \"%s\"", columns[c]);
 	rc |= ut_buf_printf(&sql, ") VALUES(?");
 	for (int c = 0; c < ST_EPOCH_COLS; c++)
 		rc |= ut_buf_printf(&sql, ", ?");
@@ -901,9 +1032,10 @@ int st_epochs_clear(struct st_db *db, long generation, struct ut_err *err)
 int st_epochs_load(struct st_db *db, long generation, double **out, size_t *n, struct ut_err *err)
 {
 	struct ut_buf sql = {0};
+	const char *const *columns = epoch_columns_of(db);
 	int rc = ut_buf_printf(&sql, "SELECT generation");
 	for (int c = 0; c < ST_EPOCH_COLS; c++)
-		rc |= ut_buf_printf(&sql, ", \"%s\"", epoch_columns[c]);
+		rc |= ut_buf_printf(&sql, ", \"%s\"", columns[c]);
 	rc |= ut_buf_printf(&sql, " FROM epochs WHERE ?1 < 0 OR generation = ?1"
 				  " ORDER BY generation, epoch");
 	sqlite3_stmt *stmt = NULL;

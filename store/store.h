@@ -22,7 +22,7 @@
 #include "ut.h"
 
 #define ST_STR 1024
-#define ST_SCHEMA_VERSION 2
+#define ST_SCHEMA_VERSION 3
 
 struct st_db;
 
@@ -125,6 +125,8 @@ int st_open_readonly(const char *path, struct st_db **out, struct ut_err *err);
 int st_writer_alive(const struct st_db *db, long *pid);
 void st_close(struct st_db *db);
 const char *st_path(const struct st_db *db);
+/* The hyperparameter space of the evolution row (YOLOv5's until it is written or read). */
+enum meta_space st_space(const struct st_db *db);
 /*
  * Is the file at the database's path still the one opened? SQLite would go
  * on writing into a deleted or replaced file and lose everything silently.
@@ -207,5 +209,20 @@ int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err);
  * Returns -1 with a message if no generation is done.
  */
 int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err);
+
+/*
+ * The Ultralytics Tuner's files (store/tunerio.c). st_is_tuner_file: is the
+ * file (path, its text) a tune_results.ndjson (by its name) or a
+ * tune_results.csv (header starting `fitness,`)? Import adds its iterations
+ * as generations of an ultralytics-space evolution (a record without
+ * training metrics as `failed`); errors name file, line and key and import
+ * nothing. Export writes the done generations in the Tuner's formats (the
+ * dataset named as the package names it); both refuse a YOLOv5 evolution.
+ */
+int st_is_tuner_file(const char *path, const char *text, size_t len);
+int st_import_tuner(struct st_db *db, const char *path, const struct meta_table *table,
+		    long *imported, struct ut_err *err);
+int st_export_tuner_ndjson(struct st_db *db, FILE *out, struct ut_err *err);
+int st_export_tuner_csv(struct st_db *db, FILE *out, struct ut_err *err);
 
 #endif

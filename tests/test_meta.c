@@ -6,6 +6,7 @@
  * Needs YE_SOURCE_ROOT (the repository root) to find data/hyps; the test
  * fails when it is unset.
  */
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,7 +110,9 @@ static double rng_uniform(struct rng *rng)
 static struct meta_hyp hyp_low(void)
 {
 	struct meta_hyp hyp;
-	memcpy(hyp.v, scratch_low, sizeof(hyp.v));
+	memcpy(hyp.v, scratch_low, sizeof(scratch_low));
+	for (int k = META_COUNT; k < META_ALL; k++)
+		hyp.v[k] = NAN;
 	return hyp;
 }
 
@@ -197,6 +200,88 @@ static char *hyp_text_with(int replace, const char *line)
 
 /* ---- the table -------------------------------------------------------- */
 
+/* The Ultralytics space: the Tuner's 26 keys (8.4.x) in its order, default.yaml's values. */
+static void ultralytics_space(void **state)
+{
+	(void)state;
+	static const char *const tuner_keys[] = {"lr0",		 "lrf",		  "momentum",
+						 "weight_decay", "warmup_epochs", "warmup_momentum",
+						 "box",		 "cls",		  "cls_pw",
+						 "dfl",		 "hsv_h",	  "hsv_s",
+						 "hsv_v",	 "degrees",	  "translate",
+						 "scale",	 "shear",	  "perspective",
+						 "flipud",	 "fliplr",	  "bgr",
+						 "mosaic",	 "mixup",	  "cutmix",
+						 "copy_paste",	 "close_mosaic"};
+	const int *keys;
+	int count = meta_space_keys(META_SPACE_ULTRALYTICS, &keys);
+	assert_int_equal(count, 26);
+	for (int i = 0; i < count; i++)
+		assert_string_equal(meta_name(keys[i]), tuner_keys[i]);
+	assert_int_equal(meta_space_keys(META_SPACE_YOLOV5, &keys), META_COUNT);
+	assert_int_equal(meta_space_find(META_SPACE_ULTRALYTICS, "obj"), -1);
+	assert_int_equal(meta_space_find(META_SPACE_YOLOV5, "dfl"), -1);
+	assert_int_equal(meta_space_find(META_SPACE_ULTRALYTICS, "dfl"), META_dfl);
+	enum meta_space space;
+	assert_int_equal(meta_space_parse("ultralytics", &space), 0);
+	assert_int_equal(space, META_SPACE_ULTRALYTICS);
+	assert_int_equal(meta_space_parse("yolov8", &space), -1);
+
+	struct meta_table table;
+	meta_table_default_space(&table, META_SPACE_ULTRALYTICS);
+	assert_true(table.k[META_lr0].lower == 1e-5 && table.k[META_lr0].upper == 1e-2);
+	assert_true(table.k[META_momentum].gain == 0.3 && table.k[META_momentum].lower == 0.7);
+	assert_true(table.k[META_box].lower == 1.0 && table.k[META_box].upper == 20.0);
+	assert_true(table.k[META_dfl].lower == 0.4 && table.k[META_dfl].upper == 12.0);
+	assert_true(table.k[META_close_mosaic].upper == 10.0);
+	assert_true(table.k[META_obj].gain == 0 && table.k[META_anchors].gain == 0);
+
+	struct meta_hyp base;
+	meta_hyp_ultralytics_base(&base);
+	assert_int_equal(meta_hyp_space(&base), META_SPACE_ULTRALYTICS);
+	assert_true(base.v[META_lr0] == 0.01 && base.v[META_box] == 7.5 && base.v[META_dfl] == 1.5);
+	assert_true(base.v[META_close_mosaic] == 10 && isnan(base.v[META_obj]));
+	struct ut_err err = {{0}};
+	assert_int_equal(meta_hyp_check(&base, &table, SOURCE, &err), 0);
+
+	/* written in the Tuner's order, close_mosaic an integer; read back equal */
+	char *text = hyp_text(&base, "# base\n");
+	assert_non_null(strstr(text, "# base\nlr0: 0.01\nlrf: 0.01\nmomentum: 0.937\n"));
+	assert_non_null(strstr(text, "\ncopy_paste: 0.0\nclose_mosaic: 10\n"));
+	assert_null(strstr(text, "obj"));
+	struct meta_hyp back;
+	assert_int_equal(meta_hyp_parse(text, strlen(text), SOURCE, &table, &back, &err), 0);
+	for (int k = 0; k < META_ALL; k++)
+		assert_true(back.v[k] == base.v[k] || (isnan(back.v[k]) && isnan(base.v[k])));
+	free(text);
+
+	/* a key left out takes its base value; a YOLOv5-only key is unknown here */
+	const char *some = "lr0: 0.005\ndfl: 3\n";
+	assert_int_equal(meta_hyp_parse(some, strlen(some), SOURCE, &table, &back, &err), 0);
+	assert_true(back.v[META_lr0] == 0.005 && back.v[META_dfl] == 3 && back.v[META_box] == 7.5);
+	const char *v5 = "lr0: 0.005\nobj: 1.0\n";
+	assert_int_equal(meta_hyp_parse(v5, strlen(v5), SOURCE, &table, &back, &err), -1);
+	assert_non_null(strstr(err.msg, "'obj': unknown key"));
+	const char *high = "box: 0.05\n";
+	assert_int_equal(meta_hyp_parse(high, strlen(high), SOURCE, &table, &back, &err), -1);
+	assert_non_null(strstr(err.msg, "'box'"));
+
+	/* the shipped base hyp is the same */
+	char path[PATH_MAX];
+	assert_int_equal(ut_data_file("data/ultralytics/hyp.ultralytics.yaml", path, sizeof(path)),
+			 0);
+	assert_int_equal(meta_hyp_read(path, &table, &back, &err), 0);
+	for (int k = 0; k < META_ALL; k++)
+		assert_true(back.v[k] == base.v[k] || (isnan(back.v[k]) && isnan(base.v[k])));
+	/* and YOLOv5's table does not know dfl */
+	struct meta_table v5_table;
+	meta_table_default(&v5_table);
+	assert_int_equal(meta_hyp_read(path, &v5_table, &back, &err), -1);
+	assert_int_equal(meta_table_restrict(&table, "lr0, dfl", &err), 0);
+	assert_true(table.k[META_box].gain == 0 && table.k[META_dfl].gain == 1);
+	assert_int_equal(meta_table_restrict(&table, "obj", &err), -1);
+}
+
 static void table_rows(void **state)
 {
 	(void)state;
@@ -205,7 +290,9 @@ static void table_rows(void **state)
 	assert_int_equal(META_COUNT, 29);
 	assert_string_equal(meta_name(0), "lr0");
 	assert_string_equal(meta_name(META_COUNT - 1), "anchors");
-	assert_null(meta_name(META_COUNT));
+	assert_string_equal(meta_name(META_COUNT), "dfl"); /* Ultralytics' keys follow */
+	assert_string_equal(meta_name(META_ALL - 1), "close_mosaic");
+	assert_null(meta_name(META_ALL));
 	assert_null(meta_name(-1));
 	assert_non_null(strstr(meta_doc(META_lr0), "learning rate"));
 	assert_int_equal(meta_find("momentum"), META_momentum);
@@ -312,7 +399,7 @@ static void parse_number_forms(void **state)
 	    " hsv_s: 0.7, hsv_v: 0.4, degrees: 0, translate: 0.1, scale: 0.5, shear: 0,"
 	    " perspective: 0, flipud: 0, fliplr: 0.5, mosaic: 1, mixup: 0, copy_paste: 0}\n";
 	assert_int_equal(meta_hyp_parse(flow, strlen(flow), SOURCE, &table, &hyp, &err), 0);
-	assert_memory_equal(hyp.v, scratch_low, sizeof(hyp.v));
+	assert_memory_equal(hyp.v, scratch_low, sizeof(scratch_low));
 }
 
 /* A bad line in place of line `at` of the scratch-low text. */
@@ -708,6 +795,7 @@ int main(void)
 	    cmocka_unit_test(table_write_round_trip),
 	    cmocka_unit_test(restrict_keys),
 	    cmocka_unit_test(check_bounds),
+	    cmocka_unit_test(ultralytics_space),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

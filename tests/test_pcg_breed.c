@@ -117,6 +117,8 @@ static void scratch_low(struct meta_hyp *hyp)
 	    0.01,  0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.2, 4.0, 0.0,
 	    0.015, 0.7,	 0.4,	0.0,	0.1, 0.5, 0.0, 0.0,  0.0, 0.5, 1.0, 0.0, 0.0, 3.0};
 	memcpy(hyp->v, values, sizeof(values));
+	for (int k = META_COUNT; k < META_ALL; k++)
+		hyp->v[k] = NAN; /* not YOLOv5 keys */
 }
 
 static void test_fitness(void **state)
@@ -125,6 +127,57 @@ static void test_fitness(void **state)
 	assert_true(fabs(ev_fitness(0.5, 0.3) - (0.05 + 0.27)) < 1e-15);
 	/* YOLOv5's own numbers: evolve.csv row 0 of the reference run */
 	assert_true(fabs(ev_fitness(0.0061939, 0.0014991) - 0.00196858) < 1e-8);
+}
+
+/* Ultralytics' detection fitness (8.4.x DetMetrics): mAP@.5:.95 alone. */
+static void test_space_fitness(void **state)
+{
+	(void)state;
+	assert_true(ev_space_fitness(META_SPACE_ULTRALYTICS, 0.5, 0.3) == 0.3);
+	assert_true(ev_space_fitness(META_SPACE_YOLOV5, 0.5, 0.3) == ev_fitness(0.5, 0.3));
+}
+
+/*
+ * Breeding in the Ultralytics space: only its 26 keys move, inside its
+ * bounds, close_mosaic stays whole, keys outside it stay NaN; deterministic.
+ */
+static void test_breed_ultralytics(void **state)
+{
+	(void)state;
+	struct ev_breed_opts opts;
+	ev_breed_opts_default(&opts);
+	struct meta_table table;
+	meta_table_default_space(&table, META_SPACE_ULTRALYTICS);
+	struct meta_hyp base, child, again;
+	meta_hyp_ultralytics_base(&base);
+	struct ev_scored pool[2] = {{0, 0.25, base}, {1, 0.5, base}};
+	pool[1].hyp.v[META_close_mosaic] = 3;
+	const int *keys;
+	int count = meta_space_keys(META_SPACE_ULTRALYTICS, &keys);
+	int moved[META_ALL] = {0};
+	for (long g = 2; g < 60; g++) {
+		long parent = -1;
+		struct ev_scored copy[2] = {pool[0], pool[1]};
+		assert_int_equal(
+		    ev_breed(&opts, &table, &base, copy, 2, 9, g, &child, &parent, NULL), 0);
+		assert_true(parent == 0 || parent == 1);
+		for (int i = 0; i < count; i++) {
+			int k = keys[i];
+			assert_true(child.v[k] >= table.k[k].lower &&
+				    child.v[k] <= table.k[k].upper);
+			moved[k] |= child.v[k] != pool[parent].hyp.v[k];
+		}
+		assert_true(child.v[META_close_mosaic] == round(child.v[META_close_mosaic]));
+		for (int k = 0; k < META_ALL; k++)
+			if (meta_space_find(META_SPACE_ULTRALYTICS, meta_name(k)) < 0)
+				assert_true(isnan(child.v[k]));
+		assert_int_equal(meta_hyp_space(&child), META_SPACE_ULTRALYTICS);
+		struct ev_scored copy2[2] = {pool[0], pool[1]};
+		assert_int_equal(
+		    ev_breed(&opts, &table, &base, copy2, 2, 9, g, &again, &parent, NULL), 0);
+		assert_memory_equal(&child, &again, sizeof(child));
+	}
+	assert_true(moved[META_lr0] && moved[META_dfl] && moved[META_box]);
 }
 
 /* Mutation factors follow v = (g*(U<mp)*N*U1*s + 1).clip(0.3, 3). */
@@ -142,7 +195,7 @@ static void test_mutation_statistics(void **state)
 	double sq_lr0 = 0, sq_momentum = 0;
 	long n_lr0 = 0, n_momentum = 0;
 	for (int i = 0; i < n; i++) {
-		double v[META_COUNT];
+		double v[META_ALL];
 		ev_mutation_factors(&opts, &table, &rng, v);
 		int changed = 0;
 		for (int k = 0; k < META_COUNT; k++) {
@@ -183,7 +236,7 @@ static void test_mutation_redraws_until_change(void **state)
 	struct ut_pcg rng;
 	ut_pcg_seed(&rng, 5, 5);
 	for (int i = 0; i < 200; i++) {
-		double v[META_COUNT];
+		double v[META_ALL];
 		ev_mutation_factors(&opts, &table, &rng, v);
 		int changed = 0;
 		for (int k = 0; k < META_COUNT; k++)
@@ -315,7 +368,7 @@ static void test_breed_weighted_mean(void **state)
 	/* replay the generation's stream: no draw is spent on a weighted parent */
 	struct ut_pcg rng;
 	ut_pcg_stream(&rng, 8, 12, UT_PCG_BREED);
-	double v[META_COUNT];
+	double v[META_ALL];
 	ev_mutation_factors(&opts, &table, &rng, v);
 	double w0 = 0.2 + 1e-6, w1 = 1e-6;
 	double mean = (0.02 * w0 + 0.01 * w1) / (w0 + w1);
@@ -403,6 +456,8 @@ int main(void)
 	    cmocka_unit_test(test_breed_deterministic_and_order_free),
 	    cmocka_unit_test(test_breed_rejects_impossible_mutation),
 	    cmocka_unit_test(test_constrain_rounds_like_python),
+	    cmocka_unit_test(test_space_fitness),
+	    cmocka_unit_test(test_breed_ultralytics),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

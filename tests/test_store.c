@@ -80,6 +80,14 @@ static const double golden_epochs[3][ST_EPOCH_COLS] = {
 			fail_msg("%s = %.17g, wanted %.17g", #got, got_, want_);                   \
 	} while (0)
 
+/* The same, where NaN (a key outside the hyp's space) must stay NaN. */
+#define assert_same_key(got, want)                                                                 \
+	do {                                                                                       \
+		double got_ = (got), want_ = (want);                                               \
+		if (!(got_ == want_ || (isnan(got_) && isnan(want_))))                             \
+			fail_msg("%s = %.17g, wanted %.17g", #got, got_, want_);                   \
+	} while (0)
+
 #define assert_near(got, want, tolerance)                                                          \
 	do {                                                                                       \
 		double got_ = (got), want_ = (want);                                               \
@@ -242,7 +250,9 @@ static char *capture(int (*export_fn)(struct st_db *, FILE *, struct ut_err *), 
 static struct meta_hyp golden_hyp(int row)
 {
 	struct meta_hyp hyp;
-	memcpy(hyp.v, golden_hyps[row], sizeof(hyp.v));
+	memcpy(hyp.v, golden_hyps[row], sizeof(golden_hyps[row]));
+	for (int k = META_COUNT; k < META_ALL; k++)
+		hyp.v[k] = NAN;
 	return hyp;
 }
 
@@ -341,7 +351,7 @@ static void assert_generation_equal(const struct st_generation *got,
 	if (want->has_results)
 		assert_same_double(got->fitness, want->fitness);
 	for (int k = 0; k < META_COUNT; k++)
-		assert_same_double(got->hyp.v[k], want->hyp.v[k]);
+		assert_same_key(got->hyp.v[k], want->hyp.v[k]);
 	assert_int_equal(got->seed, want->seed);
 	assert_string_equal(got->device, want->device);
 	assert_string_equal(got->host, want->host);
@@ -357,6 +367,195 @@ static void assert_generation_equal(const struct st_generation *got,
 		assert_int_equal(got->exit_status, want->exit_status);
 	assert_int_equal(got->attempts, want->attempts);
 	assert_int_equal(got->epochs_done, want->epochs_done);
+}
+
+/* An Ultralytics evolution: its space, keys, dfl results and epochs stored without loss. */
+static void ultralytics_space(void **state)
+{
+	char path[PATH_MAX];
+	struct st_db *db = create_db(state, "ul.db", path, sizeof(path));
+	struct st_options opts, read;
+	struct ut_err err = {{0}};
+	int found = 0;
+	sample_options(&opts);
+	snprintf(opts.algorithm, sizeof(opts.algorithm), "yolov5");
+	meta_table_default_space(&opts.meta, META_SPACE_ULTRALYTICS);
+	opts.meta.k[META_dfl] = (struct meta_bound){0.5, 0.5, 8.0};
+	meta_hyp_ultralytics_base(&opts.base);
+	assert_int_equal(st_options_write(db, &opts, &err), 0);
+	assert_int_equal(st_space(db), META_SPACE_ULTRALYTICS);
+	struct st_generation gen = sample_generation(0);
+	gen.hyp = opts.base;
+	gen.hyp.v[META_dfl] = 2.25;
+	gen.hyp.v[META_close_mosaic] = 7;
+	gen.results[ST_R_val_obj] = 0.375; /* the DFL loss */
+	put_generation(db, &gen);
+	const double row[ST_EPOCH_COLS] = {0,	 1, 0.5,  2, 0.1,  0.2,	 0.3,
+					   0.25, 1, 0.75, 2, 0.01, 0.01, 0.01};
+	assert_int_equal(st_epoch_put(db, 0, row, &err), 0);
+	sqlite3 *sql = st_handle(db);
+	assert_int_equal(
+	    query_int(sql, "SELECT count(*) FROM evolution WHERE space = 'ultralytics'"), 1);
+	assert_int_equal(query_int(sql,
+				   "SELECT count(*) FROM generations WHERE val_obj IS NULL AND "
+				   "val_dfl = 0.375 AND obj IS NULL AND anchors IS NULL AND "
+				   "dfl = 2.25 AND close_mosaic = 7 AND box = 7.5"),
+			 1);
+	assert_int_equal(query_int(sql, "SELECT count(*) FROM epochs WHERE train_obj IS NULL AND "
+					"val_obj IS NULL AND train_dfl = 0.5 AND val_dfl = 0.75"),
+			 1);
+	st_close(db);
+
+	/* read back, also read-only: the same space, meta, base, generation and epochs */
+	assert_int_equal(st_open_readonly(path, &db, &err), 0);
+	assert_int_equal(st_space(db), META_SPACE_ULTRALYTICS);
+	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
+	assert_true(found);
+	assert_int_equal(read.meta.space, META_SPACE_ULTRALYTICS);
+	assert_true(read.meta.k[META_dfl].gain == 0.5 && read.meta.k[META_dfl].upper == 8.0);
+	for (int k = 0; k < META_ALL; k++)
+		assert_same_key(read.base.v[k], opts.base.v[k]);
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_generation_equal(&gens[0], &gen);
+	for (int k = 0; k < META_ALL; k++)
+		assert_same_key(gens[0].hyp.v[k], gen.hyp.v[k]);
+	free(gens);
+	double *epochs = NULL;
+	assert_int_equal(st_epochs_load(db, 0, &epochs, &n, &err), 0);
+	assert_int_equal(n, 1);
+	for (int c = 0; c < ST_EPOCH_COLS; c++)
+		assert_same_double(epochs[1 + c], row[c]);
+	free(epochs);
+	/* YOLOv5's evolve.csv refuses it (and does not crash doing so) */
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	assert_int_equal(st_export_evolve_csv(db, mem, &err), -1);
+	fclose(mem);
+	free(text);
+	assert_non_null(strstr(err.msg, "ultralytics space"));
+	st_close(db);
+}
+
+/* The Tuner's files: import both formats, export them back the same. */
+static void tuner_files(void **state)
+{
+	char path[PATH_MAX], ndjson[PATH_MAX], csv[PATH_MAX];
+	struct st_db *db = create_db(state, "tuner.db", path, sizeof(path));
+	struct st_options opts;
+	struct ut_err err = {{0}};
+	long imported = -1;
+	sample_options(&opts);
+	snprintf(opts.data, sizeof(opts.data), "/data/shapes/data.yaml");
+	meta_table_default_space(&opts.meta, META_SPACE_ULTRALYTICS);
+	meta_hyp_ultralytics_base(&opts.base);
+	assert_int_equal(st_options_write(db, &opts, &err), 0);
+	/* two records as the 8.4 Tuner writes them (shortened: missing keys take defaults) */
+	static const char records[] =
+	    "{\"iteration\": 1, \"fitness\": 0.125, \"hyperparameters\": {\"lr0\": 0.01, "
+	    "\"dfl\": 1.5, \"close_mosaic\": 10}, \"datasets\": {\"shapes\": "
+	    "{\"metrics/precision(B)\": 0.5, \"metrics/recall(B)\": 0.25, \"metrics/mAP50(B)\": "
+	    "0.375, \"metrics/mAP50-95(B)\": 0.125, \"val/box_loss\": 1.5, \"val/cls_loss\": 2.5, "
+	    "\"val/dfl_loss\": 0.75, \"fitness\": 0.125}}, \"save_dirs\": {\"shapes\": "
+	    "\"/runs/multitrain/shapes\"}}\n"
+	    "\n"
+	    "{\"iteration\": 2, \"fitness\": 0.0, \"hyperparameters\": {\"lr0\": 0.00731, \"box\": "
+	    "9.25, \"close_mosaic\": 3}, \"datasets\": {\"shapes\": {}}, \"failed_datasets\": "
+	    "[\"shapes\"]}\n";
+	tmp_path(state, "tune_results.ndjson", ndjson, sizeof(ndjson));
+	FILE *f = fopen(ndjson, "w");
+	fputs(records, f);
+	fclose(f);
+	assert_true(st_is_tuner_file(ndjson, records, strlen(records)));
+	assert_false(st_is_tuner_file("evolve.csv", "lr0,lrf\n", 8));
+	assert_true(st_is_tuner_file("x.csv", "fitness,lr0\n", 12));
+	if (st_import_tuner(db, ndjson, &opts.meta, &imported, &err) != 0)
+		fail_msg("import: %s", err.msg);
+	assert_int_equal(imported, 2);
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(gens[0].status, ST_DONE);
+	assert_true(gens[0].fitness == 0.125 && gens[0].results[ST_R_map50] == 0.375);
+	assert_true(gens[0].results[ST_R_val_obj] == 0.75 && gens[0].hyp.v[META_box] == 7.5);
+	assert_string_equal(gens[0].save_dir, "/runs/multitrain/shapes");
+	assert_int_equal(gens[1].status, ST_FAILED); /* no training metrics: never a parent */
+	assert_true(gens[1].hyp.v[META_lr0] == 0.00731 && gens[1].hyp.v[META_close_mosaic] == 3);
+	free(gens);
+
+	/* export: the done record, as the Tuner writes it */
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	assert_int_equal(st_export_tuner_ndjson(db, mem, &err), 0);
+	fclose(mem);
+	assert_non_null(strstr(text, "{\"iteration\":1,\"fitness\":0.125,\"hyperparameters\":{"
+				     "\"lr0\":0.01,\"lrf\":0.01,\"momentum\":0.937,"));
+	assert_non_null(strstr(text, "\"close_mosaic\":10},\"datasets\":{\"shapes\":{"
+				     "\"metrics/precision(B)\":0.5,"));
+	assert_non_null(
+	    strstr(text, "\"val/dfl_loss\":0.75,\"val/cls_loss\":2.5,\"fitness\":0.125}}"));
+	assert_non_null(strstr(text, "\"save_dirs\":{\"shapes\":\"/runs/multitrain/shapes\"}}\n"));
+	assert_null(strstr(text, "\"iteration\":2"));
+	free(text);
+	text = NULL;
+	mem = open_memstream(&text, &len);
+	assert_int_equal(st_export_tuner_csv(db, mem, &err), 0);
+	fclose(mem);
+	assert_non_null(strstr(text, "fitness,lr0,lrf,momentum,weight_decay,warmup_epochs,"));
+	assert_non_null(
+	    strstr(text, ",copy_paste,close_mosaic\n0.125,0.01,0.01,0.937,0.0005,3.0,"));
+	assert_non_null(strstr(text, ",0.0,10\n"));
+	/* ... and that CSV imports to the same hyps */
+	tmp_path(state, "tune_results.csv", csv, sizeof(csv));
+	f = fopen(csv, "w");
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	assert_int_equal(st_import_tuner(db, csv, &opts.meta, &imported, &err), 0);
+	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(gens[2].status, ST_DONE);
+	assert_true(gens[2].has_results && gens[2].fitness == 0.125);
+	for (int k = 0; k < META_ALL; k++)
+		assert_same_key(gens[2].hyp.v[k], gens[0].hyp.v[k]);
+	free(gens);
+
+	/* errors name file, line and key; nothing is imported */
+	static const char *const bad[][2] = {
+	    {"{\"fitness\": 0.1, \"hyperparameters\": {\"obj\": 1.0}}\n", ":1: unknown key 'obj'"},
+	    {"\n{\"fitness\": 0.1, \"hyperparameters\": {\"box\": 0.05}}\n", ":2: key 'box'"},
+	    {"{\"fitness\": 0.1, \"hyperparameters\": {\"close_mosaic\": 2.5}}\n",
+	     ":1: key 'close_mosaic': not an integer"},
+	    {"{\"fitness\": \"x\", \"hyperparameters\": {}}\n", ":1: fitness"},
+	    {"not json\n", ":1: not valid JSON"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f = fopen(ndjson, "w");
+		fputs(bad[i][0], f);
+		fclose(f);
+		assert_int_equal(st_import_tuner(db, ndjson, &opts.meta, &imported, &err), -1);
+		if (strstr(err.msg, bad[i][1]) == NULL)
+			fail_msg("'%s': got '%s'", bad[i][1], err.msg);
+	}
+	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
+	assert_int_equal(n, 3);
+	free(gens);
+	f = fopen(csv, "w");
+	fputs("fitness,lr0,anchors\n0.1,0.01,3\n", f);
+	fclose(f);
+	assert_int_equal(st_import_tuner(db, csv, &opts.meta, &imported, &err), -1);
+	assert_non_null(strstr(err.msg, ":1: unknown column 'anchors'"));
+	/* a YOLOv5 evolution takes none of it */
+	struct meta_table v5;
+	meta_table_default(&v5);
+	assert_int_equal(st_import_tuner(db, csv, &v5, &imported, &err), -1);
+	assert_non_null(strstr(err.msg, "ultralytics space"));
+	st_close(db);
 }
 
 /* A database with the sample options and the real evolve.csv imported. */
@@ -796,16 +995,31 @@ static void migrate_from_v1(void **state)
 	struct st_generation gen = sample_generation(0);
 	put_generation(db, &gen);
 	st_close(db);
-	/* back to version 1 as an older yolo-evolve made it */
+	/* back to version 1 as an older yolo-evolve made it (its hyp columns stay nullable) */
 	sqlite3 *sql = raw_open(path);
 	raw_exec(sql, "ALTER TABLE evolution DROP COLUMN stop_reason;"
-		      "ALTER TABLE evolution DROP COLUMN stopped_at; PRAGMA user_version = 1;");
+		      "ALTER TABLE evolution DROP COLUMN stopped_at;"
+		      "ALTER TABLE evolution DROP COLUMN space;"
+		      "ALTER TABLE epochs DROP COLUMN train_dfl;"
+		      "ALTER TABLE epochs DROP COLUMN val_dfl;"
+		      "ALTER TABLE generations DROP COLUMN dfl;"
+		      "ALTER TABLE generations DROP COLUMN bgr;"
+		      "ALTER TABLE generations DROP COLUMN cutmix;"
+		      "ALTER TABLE generations DROP COLUMN close_mosaic;"
+		      "ALTER TABLE generations DROP COLUMN val_dfl; PRAGMA user_version = 1;");
 	sqlite3_close(sql);
 
 	struct st_db *reader = NULL;
 	if (st_open_readonly(path, &reader, &err) != 0)
 		fail_msg("read-only open of a version 1 file: %s", err.msg);
 	assert_int_equal(generation_count(reader), 1);
+	struct st_generation *gens = NULL;
+	size_t n = 0;
+	assert_int_equal(st_generations_load(reader, &gens, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_generation_equal(&gens[0], &gen); /* an old file reads as it is */
+	free(gens);
+	assert_int_equal(st_space(reader), META_SPACE_YOLOV5);
 	assert_int_equal(st_stop_read(reader, reason, sizeof(reason), &err), 0);
 	assert_string_equal(reason, "");
 	st_close(reader);
@@ -818,6 +1032,17 @@ static void migrate_from_v1(void **state)
 		fail_msg("open (migrate) a version 1 file: %s", err.msg);
 	assert_int_equal(query_int(st_handle(db), "PRAGMA user_version"), ST_SCHEMA_VERSION);
 	assert_int_equal(generation_count(db), 1);
+	/* version 3 rebuilt `generations`: every value kept, the new columns NULL */
+	assert_int_equal(st_generations_load(db, &gens, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_generation_equal(&gens[0], &gen);
+	free(gens);
+	assert_int_equal(query_int(st_handle(db),
+				   "SELECT count(*) FROM generations WHERE dfl IS NULL "
+				   "AND val_dfl IS NULL AND anchors IS NOT NULL"),
+			 1);
+	assert_int_equal(query_int(st_handle(db), "SELECT count(*) FROM evolve_csv"), 1);
+	assert_int_equal(query_int(st_handle(db), "SELECT count(*) FROM best"), 1);
 	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
 	assert_int_equal(found, 1);
 	assert_string_equal(read.data, opts.data);
@@ -1623,6 +1848,8 @@ int main(void)
 	    cmocka_unit_test(parse_results_csv),
 	    cmocka_unit_test(parse_bad_cells),
 	    cmocka_unit_test(blank_lines_keep_line_numbers),
+	    cmocka_unit_test(ultralytics_space),
+	    cmocka_unit_test(tuner_files),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

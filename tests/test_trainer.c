@@ -293,6 +293,68 @@ static void test_results_partial_and_bad(void **state)
 	assert_string_equal(res.problem, "no results.csv");
 }
 
+/* A results.csv as ultralytics 8.4.190 wrote it (2 epochs of the e2e test's tiny model). */
+static const char ultralytics_csv[] =
+    "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),"
+    "metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,"
+    "val/dfl_loss,lr/pg0,lr/pg1,lr/pg2\n"
+    "1,0.0962703,1.75374,1.49119,1.07408,0,0,0,0,0.79519,1.78206,0.46044,0.0008335,0.0008335,"
+    "0.0008335\n"
+    "2,0.413093,3.97921,2.78247,2.39363,0.25,0.5,0.125,0.0625,0.79519,1.78206,0.46044,"
+    "0.000841835,0.000841835,0.000841835\n";
+
+/* Ultralytics' columns land in YOLOv5's order: dfl for obj, lr/pg for x/lr, epochs from 0. */
+static void test_results_ultralytics(void **state)
+{
+	(void)state;
+	struct ev_results res;
+	read_text(ultralytics_csv, &res);
+	assert_true(res.complete);
+	assert_int_equal(res.nrows, 2);
+	const double want[ST_EPOCH_COLS] = {1,	     3.97921,	  2.39363,     2.78247,	   0.25,
+					    0.5,     0.125,	  0.0625,      0.79519,	   0.46044,
+					    1.78206, 0.000841835, 0.000841835, 0.000841835};
+	for (int c = 0; c < ST_EPOCH_COLS; c++)
+		assert_true(res.rows[1][c] == want[c]);
+	assert_true(res.rows[0][0] == 0);
+	double results[ST_RESULT_COUNT];
+	ev_results_pick(res.rows[1], results);
+	assert_true(results[ST_R_map50] == 0.125 && results[ST_R_map] == 0.0625);
+	assert_true(results[ST_R_val_obj] == 0.46044); /* the DFL loss in obj's place */
+	ev_results_free(&res);
+}
+
+static void test_template_ultralytics(void **state)
+{
+	(void)state;
+	struct ev_template tpl;
+	struct ut_err err;
+	assert_int_equal(ev_template_space("ultralytics"), META_SPACE_ULTRALYTICS);
+	assert_int_equal(ev_template_space("ultralytics:/x/python"), META_SPACE_ULTRALYTICS);
+	assert_int_equal(ev_template_space("native"), META_SPACE_YOLOV5);
+	assert_int_equal(ev_template_space("yolov5:/x"), META_SPACE_YOLOV5);
+	assert_int_equal(ev_template_parse("ultralytics", NULL, &tpl, &err), 0);
+	assert_string_equal(tpl.argv[0], "python3");
+	assert_non_null(strstr(tpl.argv[1], "data/ultralytics/yolo_evolve_train.py"));
+	assert_true(ev_template_uses(&tpl, "hyp") && ev_template_uses(&tpl, "seed") &&
+		    ev_template_uses(&tpl, "project") && ev_template_uses(&tpl, "name"));
+	ev_template_free(&tpl);
+	/* a venv's python is a symlink: kept as given, never resolved */
+	char link[PATH_MAX + 16], spec[PATH_MAX + 32];
+	snprintf(link, sizeof(link), "%s/venv-python", tmpdir);
+	assert_int_equal(symlink("/bin/sh", link), 0);
+	snprintf(spec, sizeof(spec), "ultralytics:%s", link);
+	assert_int_equal(ev_template_parse(spec, "other-python", &tpl, &err), 0);
+	assert_string_equal(tpl.argv[0], link);
+	ev_template_free(&tpl);
+	assert_int_equal(ev_template_parse("ultralytics", "/usr/bin/env", &tpl, &err), 0);
+	assert_string_equal(tpl.argv[0], "/usr/bin/env");
+	ev_template_free(&tpl);
+	assert_int_equal(ev_template_parse("ultralytics:/nonexistent/python", NULL, &tpl, &err),
+			 -1);
+	assert_non_null(strstr(err.msg, "/nonexistent/python"));
+}
+
 static void test_log_tail(void **state)
 {
 	(void)state;
@@ -323,6 +385,8 @@ int main(void)
 	    cmocka_unit_test(test_orphan_stop),
 	    cmocka_unit_test(test_results_reference_file),
 	    cmocka_unit_test(test_results_partial_and_bad),
+	    cmocka_unit_test(test_results_ultralytics),
+	    cmocka_unit_test(test_template_ultralytics),
 	    cmocka_unit_test(test_log_tail),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);

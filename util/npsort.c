@@ -122,4 +122,3 @@ void ut_np_argsort(const double *v, size_t num, size_t *index)
 		cdepth = *(--psdepth);
 	}
 }
-

@@ -36,6 +36,11 @@ for hyp in "$YE_SOURCE_ROOT"/data/hyps/*.yaml; do
 		"$SHARE/data/hyps/$(basename "$hyp")" "$hyp"
 done
 
+for file in yolo_evolve_train.py hyp.ultralytics.yaml; do
+	check "share/yolo-evolve/data/ultralytics/$file installed" cmp -s \
+		"$SHARE/data/ultralytics/$file" "$YE_SOURCE_ROOT/data/ultralytics/$file"
+done
+
 section "the installed programs run from anywhere"
 mkdir -p "$WORK/elsewhere"
 cd "$WORK/elsewhere"
@@ -58,6 +63,43 @@ cfg_used=$(awk '$1 == "cfg:" { gsub(/\x27/, "", $2); print $2 }' "$OPT" 2>/dev/n
 check_eq "the trainer read yolov5n.yaml from the install prefix" "$SHARE/models/yolov5n.yaml" "$cfg_used"
 check "no path under the source tree in the run's records" \
 	bash -c "! grep -rqF -- '$YE_SOURCE_ROOT/' runs/inst/candidates '$OPT'"
+
+section "the installed ultralytics trainer runs the installed launcher"
+# a stand-in interpreter: records what it runs and answers as the package would
+cat >fake-python <<'SH'
+#!/usr/bin/env bash
+launcher=$1
+shift
+while (($#)); do
+	case $1 in
+	--project) project=$2 ;;
+	--name) name=$2 ;;
+	--hyp) hyp=$2 ;;
+	esac
+	shift
+done
+mkdir -p "$project/$name"
+echo "$launcher" >"$project/$name/launcher.txt"
+cp "$hyp" "$project/$name/hyp_seen.yaml"
+printf '%s\n' "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,lr/pg2" \
+	"1,0.5,1.5,1.25,1.125,0.5,0.25,0.375,0.125,1,2,0.75,0.01,0.01,0.01" >"$project/$name/results.csv"
+SH
+chmod +x fake-python
+RC=0
+"$BIN/yolo-evolve" --generations 1 --data data/data.yaml --cfg tiny.yaml --trainer "ultralytics:$PWD/fake-python" \
+	--epochs 1 --imgsz 64 --batch-size 4 --project runs --name ul --quiet >ul.log 2>&1 || RC=$?
+check_eq "a 1-generation ultralytics evolution exits 0" 0 "$RC"
+((RC == 0)) || show_file ul.log 10
+check_eq "its launcher is the installed one" "$SHARE/data/ultralytics/yolo_evolve_train.py" \
+	"$(cat runs/ul/candidates/g00000/launcher.txt 2>/dev/null || true)"
+check_eq "its base hyp is the installed hyp.ultralytics.yaml" "$SHARE/data/ultralytics/hyp.ultralytics.yaml" \
+	"$(sql runs/ul/evolve.db "SELECT hyp_path FROM evolution" 2>/dev/null || true)"
+check "the candidate got the Ultralytics keys (dfl, close_mosaic 10), no YOLOv5 ones" \
+	bash -c "grep -qx 'dfl: 1.5' runs/ul/candidates/g00000/hyp_seen.yaml &&
+		grep -qx 'close_mosaic: 10' runs/ul/candidates/g00000/hyp_seen.yaml &&
+		! grep -q '^obj:' runs/ul/candidates/g00000/hyp_seen.yaml"
+check_eq "its results: fitness = mAP50-95, val_dfl" "done|0.125|0.75" \
+	"$(sql runs/ul/evolve.db "SELECT status, fitness, val_dfl FROM generations" 2>/dev/null || true)"
 
 section "yolo-train and yolo-val find the shipped files by name"
 RC=0
