@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "breed.h"
+#include "contract.h"
 #include "meta.h"
 #include "plots.h"
 #include "preflight.h"
@@ -21,7 +22,6 @@
 #include "run.h"
 #include "slurm.h"
 #include "store.h"
-#include "trainer.h"
 #include "ut.h"
 
 /* Everything the command line can say; strings point into argv. */

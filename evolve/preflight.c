@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "trainer.h"
+#include "contract.h"
 
 #define SEARCH_DEPTH 4 /* folders below YOLOv5's data/, models/, utils/ searched for a file */
 

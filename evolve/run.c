@@ -19,10 +19,10 @@
 #include <unistd.h>
 
 #include "breed.h"
+#include "contract.h"
 #include "ga.h"
 #include "plots.h"
 #include "slurm.h"
-#include "trainer.h"
 
 #define PROGRESS_MS 1000
 #define EXPORT_INTERVAL_S 1.0

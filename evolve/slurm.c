@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "trainer.h"
+#include "contract.h"
 
 extern char **environ;
 

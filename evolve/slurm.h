@@ -53,7 +53,7 @@ struct ev_slurm_job {
 
 /*
  * The srun command line that runs argv as a one-task Slurm job step: a
- * NULL-terminated malloc'ed argv (free with ev_argv_free from trainer.h).
+ * NULL-terminated malloc'ed argv (free with ev_argv_free from contract.h).
  * Reads the environment (SLURM_JOB_ID, and for submit every SLURM_*
  * variable) at the time of the call. Errors (bad quoting in slurm_args)
  * are one line naming --slurm-args.

@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
+#include "contract.h"
 #include "slurm.h"
-#include "trainer.h"
 
 static char tmpdir[PATH_MAX];
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # yolo_evolve_train.py - yolo-evolve's launcher of Ultralytics YOLO training
-# (the `ultralytics` trainer template, evolve/trainer.c).
+# (the `ultralytics` trainer template, evolve/contract.c).
 #
 # Trains one candidate with the ultralytics package (YOLOv8, YOLO11): the
 # candidate's hyp.yaml (a flat mapping of the package's own argument names,

@@ -1,5 +1,5 @@
 /*
- * test_trainer.c - the trainer contract: template parsing and expansion
+ * test_contract.c - the trainer contract: template parsing and expansion
  * (no shell, ever), the trainer subprocess, wait statuses, results.csv as
  * YOLOv5 writes it (and as a dying trainer leaves it), log tails.
  */
@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "trainer.h"
+#include "contract.h"
 
 static char tmpdir[PATH_MAX];
 

@@ -1,8 +1,8 @@
 /*
- * trainer.c - trainer templates, the trainer subprocess and results.csv
- * (see trainer.h).
+ * contract.c - trainer templates, the trainer subprocess and results.csv
+ * (see contract.h).
  */
-#include "trainer.h"
+#include "contract.h"
 
 #include <dirent.h>
 #include <errno.h>

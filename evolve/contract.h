@@ -1,5 +1,5 @@
 /*
- * trainer.h - the trainer contract: argv templates with placeholders, the
+ * contract.h - the trainer contract: argv templates with placeholders, the
  * trainer subprocess (never through a shell), and reading its YOLOv5
  * results.csv.
  *
@@ -11,8 +11,8 @@
  * else is a user template split into words like a shell would (quotes and
  * backslashes) but with no expansion of any kind.
  */
-#ifndef EV_TRAINER_H
-#define EV_TRAINER_H
+#ifndef EV_CONTRACT_H
+#define EV_CONTRACT_H
 
 #include <stdint.h>
 #include <sys/types.h>
