@@ -1194,10 +1194,8 @@ static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
 		    o->batch_size);
 	if (o->imgsz < 1)
 		return ut_err_set(err, "--imgsz %ld: must be positive", o->imgsz);
-	if (o->device[0] != '\0' && strcmp(o->device, "cpu") != 0)
-		return ut_err_set(err,
-				  "--device %s: this build has no CUDA backend; use --device cpu",
-				  o->device);
+	if (tr_backend_check_device(o->device, err) != 0)
+		return -1;
 	if (o->quad && o->batch_size < 4)
 		return ut_err_set(err, "--quad needs --batch-size 4 or more (%ld)", o->batch_size);
 	if (o->quad && o->multi_scale)
@@ -1223,7 +1221,8 @@ static int setup(struct tr_run *run, struct ut_err *err)
 	run->epochs = o->epochs;
 	int threads = o->threads > 0 ? (int)o->threads : cpu_count();
 	if (open_data(run, err) != 0 || read_model_text(run, err) != 0 ||
-	    build_models(run, err) != 0 || tr_cpu_backend_create(threads, &run->backend, err) != 0)
+	    build_models(run, err) != 0 ||
+	    tr_backend_create(o->device, threads, &run->backend, err) != 0)
 		return -1;
 	copy_model_state(run->ema, run->model); /* ModelEMA(model) comes before AutoAnchor */
 	check_imgsz(run);

@@ -26,7 +26,7 @@
 #define EXIT_USAGE 2
 
 struct cli {
-	const char *weights, *data, *cfg, *task;
+	const char *weights, *data, *cfg, *task, *device;
 	long imgsz, batch_size, workers, threads, max_det;
 	double conf_thres, iou_thres;
 	bool single_cls, verbose, help;
@@ -60,6 +60,7 @@ static const struct opt options[] = {
     {"--verbose", NULL, OPT_FLAG, CLI_FIELD(verbose), 0, 0, "per-class rows even for nc >= 50"},
     {"--workers", NULL, OPT_LONG, CLI_FIELD(workers), 0, 64, "loader threads (2)"},
     {"--threads", NULL, OPT_LONG, CLI_FIELD(threads), 1, 1024, "compute threads (all CPUs)"},
+    {"--device", NULL, OPT_STRING, CLI_FIELD(device), 0, 0, "cpu (or a GPU id with a CUDA build)"},
     {"--help", "-h", OPT_FLAG, CLI_FIELD(help), 0, 0, "this help"},
 };
 
@@ -286,7 +287,7 @@ static int prepare(struct session *s, const struct cli *c, int imgsz, struct ut_
 	int batch = (int)c->batch_size < s->split.n_items ? (int)c->batch_size : s->split.n_items;
 	if (tr_model_plan_inference(s->model, batch < 8 ? batch : 8, height, width, err) != 0)
 		return -1;
-	if (tr_cpu_backend_create((int)c->threads, &s->cpu, err) != 0)
+	if (tr_backend_create(c->device, (int)c->threads, &s->cpu, err) != 0)
 		return -1;
 	struct tr_val_opts vo = tr_val_defaults(s->yaml.nc);
 	vo.conf_thres = c->conf_thres;
@@ -330,7 +331,9 @@ static int run(const struct cli *c, struct ut_err *err)
 {
 	struct session s;
 	memset(&s, 0, sizeof(s));
-	int rc = tr_data_yaml_load(c->data, &s.yaml, err);
+	int rc = tr_backend_check_device(c->device, err); /* before any file is read */
+	if (rc == 0)
+		rc = tr_data_yaml_load(c->data, &s.yaml, err);
 	if (rc == 0)
 		rc = load_model(&s, c, err);
 	int imgsz = (int)c->imgsz;

@@ -170,7 +170,10 @@ expect_error 1 "no-such.yaml" --data "$WORK/no-such.yaml" --hyp "$BASE_HYP" --cf
 printf 'lr0: 0.01\n' >"$WORK/short.yaml"
 expect_error 1 "missing key" --data "$DATA" --hyp "$WORK/short.yaml" --cfg "$CFG" --project "$WORK/runs"
 expect_error 1 "--cfg or --weights is required" --data "$DATA" --hyp "$BASE_HYP" --project "$WORK/runs"
-expect_error 1 "no CUDA backend" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device 0 --project "$WORK/runs"
+expect_error 1 "no CUDA backend" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device 0 --project "$WORK/cuda"
+check "  ... and writes nothing" test ! -e "$WORK/cuda"
+check_eq "  ... in one line" 1 "$(wc -l <"$WORK/bad.log")"
+expect_error 1 "give cpu or GPU ids" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device gpu --project "$WORK/cuda"
 
 section "yolo-evolve drives yolo-train (the native trainer)"
 run_ye "$WORK/evolve.log" --generations 2 --epochs 1 --batch-size 8 --imgsz 96 --data "$DATA" --cfg "$CFG" \

@@ -92,6 +92,7 @@ printf 'not a safetensors file\n' >"$WORK/junk.safetensors"
 expect_error "weights that are not safetensors" 1 "junk.safetensors" \
 	--weights "$WORK/junk.safetensors" --cfg "$CFG" --data "$WORK/two/data.yaml"
 expect_error "missing data.yaml" 1 "$WORK/none.yaml" "${GOOD[@]}" --data "$WORK/none.yaml"
+expect_error "--device 0 in a build without CUDA" 1 "no CUDA backend" "${GOOD[@]}" --device 0
 grep -v '^names:\|^  [0-9]:' "$WORK/two/data.yaml" >"$WORK/nonames.yaml"
 expect_error "data.yaml without names" 1 "nonames.yaml" "${GOOD[@]}" --data "$WORK/nonames.yaml"
 printf 'train: [unclosed\n' >"$WORK/broken.yaml"

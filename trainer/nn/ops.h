@@ -150,4 +150,13 @@ struct tr_backend {
 int tr_cpu_backend_create(int threads, struct tr_backend **out, struct ut_err *err);
 void tr_backend_destroy(struct tr_backend *b);
 
+/*
+ * The backend of a --device value: "" or "cpu" the CPU backend with
+ * `threads` threads; GPU ids are refused in a build without CUDA, with one
+ * line naming CUDA. tr_backend_check_device only checks (before anything
+ * is written).
+ */
+int tr_backend_check_device(const char *device, struct ut_err *err);
+int tr_backend_create(const char *device, int threads, struct tr_backend **out, struct ut_err *err);
+
 #endif
