@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1057,6 +1058,9 @@ static int cmd_serve(int argc, char **argv)
 	sigaddset(&stop, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* the dashboard yields the CPU to the evolver and its trainers (threads inherit it) */
+	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
+		ut_log(UT_LOG_DEBUG, "serve: setpriority: %s", strerror(errno));
 	struct sv_server *server = NULL;
 	struct ut_err err;
 	if (sv_start(&params, &server, &err) != 0) {

@@ -322,8 +322,11 @@ function fitnessHistory() {
 	let best = null;
 	const line = [];
 	for (const g of gens) {
-		if (g.status === 'done' && g.fitness !== null && (best === null || g.fitness > best))
+		if (g.status === 'done' && g.fitness !== null && (best === null || g.fitness > best)) {
+			if (best !== null) /* a step: along at the old best, then up */
+				line.push(`${f.x(g.generation)},${f.y(best)}`);
 			best = g.fitness;
+		}
 		if (best !== null)
 			line.push(`${f.x(g.generation)},${f.y(best)}`);
 	}

@@ -140,6 +140,10 @@ exec 3<&-
 check "a malformed header line: 400 (got '$malformed')" test "${malformed#HTTP/1.1 }" != "$malformed" -a "${malformed:9:1}" = 4
 check_eq "the server still answers" 200 "$(code "$URL/api/runs")"
 
+curl -s "$URL/" "$URL/app.js" "$URL/app.css" >assets.txt
+check "the page needs no network (no URL but the SVG namespace)" \
+	bash -c "! grep -oE '(https?:)?//[a-z0-9.-]+\.[a-z]+' assets.txt | grep -v '//www.w3.org' | grep -q ."
+
 section "the page in headless Chromium"
 views=(overview history scatter parcoords curves importance table compare)
 for view in "${views[@]}"; do
