@@ -156,6 +156,9 @@ static int rebuild(struct run *run, struct ut_err *err)
 	int found = 0;
 	snap.opts = calloc(1, sizeof(*snap.opts));
 	int rc = snap.opts ? 0 : ut_err_set(err, "out of memory");
+	/* one read transaction: every answer of the snapshot sees the same database state */
+	sqlite3 *sql = st_handle(run->db);
+	int began = rc == 0 && sqlite3_exec(sql, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 	if (rc == 0)
 		rc = st_options_read(run->db, snap.opts, &found, err);
 	if (rc == 0 && !found) {
@@ -171,6 +174,9 @@ static int rebuild(struct run *run, struct ut_err *err)
 		rp_show_stale_as_interrupted(snap.gens, snap.n, snap.writer);
 		rc = load_running_epochs(run, &snap, err);
 	}
+	if (began)
+		sqlite3_exec(sql, "COMMIT", NULL, NULL,
+			     NULL); /* ends the read; nothing was written */
 	char *json[3] = {NULL, NULL, NULL};
 	if (rc == 0) {
 		json[JSON_OVERVIEW] = sv_json_overview(&snap);

@@ -9,7 +9,8 @@
  * Views (the URL hash picks one): overview, history, scatter, parcoords,
  * curves, importance, table, compare. Extra hash parameters, for links and
  * tests: run=N, gens=3,5 (candidates of the curves), pick=3,5 (compared),
- * brush=KEY:LO:HI (parallel coordinates, repeatable).
+ * brush=KEY:LO:HI (parallel coordinates, repeatable), sort=KEY:asc|desc,
+ * filter=TEXT and status=S (the candidate table).
  */
 'use strict';
 
@@ -102,6 +103,14 @@ function readHash() {
 			state.curveGens = value.split(',').map(Number).filter(Number.isInteger);
 		else if (key === 'pick')
 			state.pick = value.split(',').map(Number).slice(0, 2);
+		else if (key === 'sort') {
+			const [name, dir] = decodeURIComponent(value).split(':');
+			state.sortKey = name;
+			state.sortDir = dir === 'desc' ? -1 : 1;
+		} else if (key === 'filter')
+			state.filter = decodeURIComponent(value);
+		else if (key === 'status')
+			state.statusFilter = value;
 		else if (key === 'brush') {
 			const [name, lo, hi] = decodeURIComponent(value).split(':');
 			state.brushes[name] = [Number(lo), Number(hi)];
