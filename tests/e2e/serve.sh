@@ -205,12 +205,18 @@ FIXTURE_EPOCH_MS=120 "$YE" --project runs --name live --data none --trainer "$TR
 EVOLVER=$!
 BG_PIDS+=("$EVOLVER")
 check "the evolver started a candidate" wait_sql 30 runs/live/evolve.db "SELECT count(*) FROM epochs"
+# a run whose folder name is markup: shown as text, never as an element
+mkdir -p 'runs/<b onmouseover=alert(1)>x'
+cp "$DB" 'runs/<b onmouseover=alert(1)>x/evolve.db'
 start_server "$WORK/serve2.log" --db runs --refresh-ms 200
-check_eq "a folder of runs: both served" '["hist", "live"]' "$(curl -s "$URL/api/runs" | python3 -c 'import json,sys; print(json.dumps([r["name"] for r in json.load(sys.stdin)["runs"]]))')"
-curl -s "$URL/api/overview?run=1" >live1.json
+check_eq "a folder of runs: all three served" '["<b onmouseover=alert(1)>x", "hist", "live"]' "$(curl -s "$URL/api/runs" | python3 -c 'import json,sys; print(json.dumps([r["name"] for r in json.load(sys.stdin)["runs"]]))')"
+dom "overview&run=0" dom_evil_run.html
+check "a run name with markup is text in the page" grep -qF '&lt;b onmouseover=alert(1)&gt;x' dom_evil_run.html
+check "and no element" bash -c "! grep -q '<b ' dom_evil_run.html"
+curl -s "$URL/api/overview?run=2" >live1.json
 sleep 1
 for try in 1 2 3 4 5; do # not between two candidates or before a first epoch
-	curl -s "$URL/api/overview?run=1" >live2.json
+	curl -s "$URL/api/overview?run=2" >live2.json
 	[[ "$(json live2.json 'sum(len(r["curve"]) for r in d["running"]) > 0')" == True ]] && break
 	sleep 0.3
 done
@@ -222,14 +228,15 @@ check "more candidates a second later" test "$(json live2.json 'd["candidates"]'
 check "an ETA while it runs" test "$(json live2.json 'd["eta_seconds"] is not None or d["counts"]["done"] == 0')" = True
 # a candidate may be between epochs 0 and 1 (no point yet) at the moment the page loads: a few tries
 for try in 1 2 3 4 5; do
-	dom "overview&run=1" dom_live.html
+	dom "overview&run=2" dom_live.html
 	grep -q 'class="pt pt-running"' dom_live.html && break
 done
-shot "overview&run=1" overview_live
+shot "overview&run=2" overview_live
 check "the page shows running candidates with curve points (try $try)" grep -q 'class="pt pt-running"' dom_live.html
 check_eq "live page: no JavaScript error" 1 "$(count 'id="js-errors" data-count="0"' dom_live.html)"
+check "the page updates itself without a reload (polled $(attr polls dom_live.html) times)" test "$(attr polls dom_live.html)" -ge 2
 
-for path in "api/generations?run=1" "api/overview?run=1"; do
+for path in "api/generations?run=2" "api/overview?run=2"; do
 	wrk -t2 -c16 -d3s --timeout 2s "$URL/$path" >wrk.out 2>&1 || true
 	rate=$(awk '/^Requests\/sec:/ { printf "%d", $2 }' wrk.out)
 	note "wrk /$path: ${rate:-?} requests/s"
@@ -241,7 +248,7 @@ check_eq "evolution exit status" 0 "${RC:-x}"
 check_eq "all 14 done" 14 "$(sql runs/live/evolve.db "SELECT count(*) FROM generations WHERE status='done'")"
 check_eq "integrity" ok "$(sql runs/live/evolve.db "PRAGMA integrity_check")"
 sleep 0.3
-check_eq "the server sees it finished" gone "$(curl -s "$URL/api/overview?run=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["evolver"]["state"])')"
+check_eq "the server sees it finished" gone "$(curl -s "$URL/api/overview?run=2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["evolver"]["state"])')"
 
 section "command line"
 run_ye serve_nodb.log serve
