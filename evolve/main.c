@@ -7,9 +7,12 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #include "preflight.h"
 #include "reports.h"
 #include "run.h"
+#include "serve.h"
 #include "slurm.h"
 #include "store.h"
 #include "ut.h"
@@ -150,7 +154,7 @@ static const struct option long_options[] = {
 static const char run_help[] =
     "usage: yolo-evolve --data DATA.yaml [options]  run a new evolution\n"
     "       yolo-evolve --resume [--db PATH]        continue one from its database\n"
-    "       yolo-evolve status|export|import|report ... (see yolo-evolve COMMAND --help)\n"
+    "       yolo-evolve status|export|import|report|serve ... (see yolo-evolve COMMAND --help)\n"
     "\n"
     "  --generations N     generations in total (300)\n"
     "  --data PATH         dataset yaml passed to the trainer; required for a new\n"
@@ -1037,13 +1041,127 @@ static int cmd_report(int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
+static const char serve_help[] =
+    "usage: yolo-evolve serve --db PATH [--db PATH ...] [--port N] [--host ADDR]\n"
+    "A live dashboard of evolutions in the browser, while they run. PATH is an evolve.db\n"
+    "or a folder of runs (DIR/evolve.db, DIR/NAME/evolve.db). Read-only: never writes.\n"
+    "  --port N        port to listen on (8080; 0: any free port, printed)\n"
+    "  --host ADDR     address to bind (127.0.0.1: this machine only; from a cluster use\n"
+    "                  ssh -L 8080:127.0.0.1:8080 HOST and open http://127.0.0.1:8080/)\n"
+    "  --refresh-ms N  re-read each database at most every N ms (500)\n"
+    "Stops on SIGINT or SIGTERM.\n";
+
+static int parse_serve(int argc, char **argv, struct sv_params *params)
+{
+	enum { S_DB = 1, S_PORT, S_HOST, S_REFRESH, S_HELP };
+	static const struct option options[] = {{"db", required_argument, NULL, S_DB},
+						{"port", required_argument, NULL, S_PORT},
+						{"host", required_argument, NULL, S_HOST},
+						{"refresh-ms", required_argument, NULL, S_REFRESH},
+						{"help", no_argument, NULL, S_HELP},
+						{NULL, 0, NULL, 0}};
+	struct ut_err err;
+	char quoted[UT_QUOTE_LEN];
+	long value;
+	int opt;
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case S_DB:
+			if (sv_params_add_db(params, optarg, &err) != 0) {
+				ut_log(UT_LOG_ERROR, "%s", err.msg);
+				return 2;
+			}
+			break;
+		case S_PORT:
+		case S_REFRESH:
+			if (ut_parse_long(optarg, opt == S_PORT ? 0 : 1,
+					  opt == S_PORT ? 65535 : 3600000, &value) != 0) {
+				ut_log(UT_LOG_ERROR, "%s %s: not a number in range",
+				       opt == S_PORT ? "--port" : "--refresh-ms",
+				       ut_quote(optarg, quoted, sizeof(quoted)));
+				return 2;
+			}
+			if (opt == S_PORT)
+				params->port = (unsigned)value;
+			else
+				params->refresh_ms = value;
+			break;
+		case S_HOST:
+			params->host = optarg;
+			break;
+		case S_HELP:
+			fputs(serve_help, stdout);
+			return 1;
+		default:
+			ut_log(UT_LOG_ERROR,
+			       "serve: unknown option or missing value '%s' (see --help)",
+			       ut_quote(argv[optind - 1], quoted, sizeof(quoted)));
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		ut_log(UT_LOG_ERROR, "serve: unexpected argument '%s' (see --help)",
+		       ut_quote(argv[optind], quoted, sizeof(quoted)));
+		return 2;
+	}
+	return 0;
+}
+
+/*
+ * The dashboard runs in libmicrohttpd's threads; this thread waits for
+ * SIGINT or SIGTERM (blocked before the threads start, so they inherit the
+ * mask and only sigwait sees them), then stops it.
+ */
+static int cmd_serve(int argc, char **argv)
+{
+	struct sv_params params = {.host = "127.0.0.1", .port = 8080};
+	int rc = parse_serve(argc, argv, &params);
+	if (rc != 0) {
+		sv_params_free(&params);
+		return rc == 1 ? 0 : 2;
+	}
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* the dashboard yields the CPU to the evolver and its trainers (threads inherit it) */
+	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
+		ut_log(UT_LOG_DEBUG, "serve: setpriority: %s", strerror(errno));
+	struct sv_server *server = NULL;
+	struct ut_err err;
+	if (sv_start(&params, &server, &err) != 0) {
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+		sv_params_free(&params);
+		return 1;
+	}
+	const char *host = params.host;
+	int v6 = strchr(host, ':') != NULL;
+	printf("serving %zu evolution(s) on http://%s%s%s:%u/ (read-only; Ctrl-C stops)\n",
+	       params.ndbs, v6 ? "[" : "", host, v6 ? "]" : "", sv_port(server));
+	fflush(stdout);
+	int sig = 0;
+	sigwait(&stop, &sig);
+	sv_stop(server);
+	sv_params_free(&params);
+	ut_log(UT_LOG_INFO, "serve: stopped by signal %d", sig);
+	return 0;
+}
+
 struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 };
 
-static const struct command commands[] = {
-    {"status", cmd_status}, {"export", cmd_export}, {"import", cmd_import}, {"report", cmd_report}};
+static const struct command commands[] = {{"status", cmd_status},
+					  {"export", cmd_export},
+					  {"import", cmd_import},
+					  {"report", cmd_report},
+					  {"serve", cmd_serve}};
 
 /*
  * Started with stdin, stdout or stderr closed, the next file opened (the

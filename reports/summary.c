@@ -23,23 +23,20 @@ struct overview {
 	char stop_reason[ST_STR];
 };
 
-/*
- * Rows left `running` (or `pending`) by an evolver that is gone run no
- * more: show them as what --resume will find them to be, interrupted.
- * Only this copy changes; the database is never written from here.
- */
-static void show_stale_as_interrupted(struct overview *ov)
+size_t rp_show_stale_as_interrupted(struct st_generation *gens, size_t n, int writer)
 {
-	if (ov->writer != 0)
-		return;
-	for (size_t i = 0; i < ov->n; i++) {
-		struct st_generation *g = &ov->gens[i];
+	size_t stale = 0;
+	if (writer != 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct st_generation *g = &gens[i];
 		if (g->status != ST_RUNNING && g->status != ST_PENDING)
 			continue;
 		g->status = ST_INTERRUPTED;
 		snprintf(g->error, sizeof(g->error), "its evolver is gone; --resume reruns it");
-		ov->stale++;
+		stale++;
 	}
+	return stale;
 }
 
 static int load_overview(struct st_db *db, struct overview *ov, FILE *out)
@@ -65,7 +62,7 @@ static int load_overview(struct st_db *db, struct overview *ov, FILE *out)
 		return -1;
 	}
 	ov->writer = st_writer_alive(db, &ov->writer_pid);
-	show_stale_as_interrupted(ov);
+	ov->stale = rp_show_stale_as_interrupted(ov->gens, ov->n, ov->writer);
 	for (size_t i = 0; i < ov->n; i++) {
 		ov->counts[ov->gens[i].status]++;
 		ov->trainer_seconds += ov->gens[i].seconds;

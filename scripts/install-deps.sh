@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
 	build-essential meson ninja-build pkg-config
 	libyaml-dev libsqlite3-dev libcsv-dev libcjson-dev libdnnl-dev libjpeg62-turbo-dev libpng-dev libcairo2-dev fonts-dejavu-core
+	libmicrohttpd-dev chromium wrk
 	libcmocka-dev sqlite3 clang clang-format llvm libclang-rt-14-dev procps slurm-wlm munge valgrind
 	# tests/e2e/ultralytics.sh: the ultralytics package in a venv over Debian's torch
 	python3-venv python3-pip python3-torch python3-torchvision python3-opencv python3-numpy

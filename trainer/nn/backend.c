@@ -19,8 +19,7 @@ int tr_backend_check_device(const char *device, struct ut_err *err)
 			  ut_quote(device, q, sizeof(q)));
 }
 
-int tr_backend_create(const char *device, int threads, struct tr_backend **out,
-		      struct ut_err *err)
+int tr_backend_create(const char *device, int threads, struct tr_backend **out, struct ut_err *err)
 {
 	*out = NULL;
 	if (tr_backend_check_device(device, err) != 0)
