@@ -12,7 +12,13 @@
 #include "serve.h"
 
 #define FAILURES_SHOWN 10
-#define FITNESS_RULE "fitness = 0.1*mAP@.5 + 0.9*mAP@.5:.95 of the final epoch"
+/* How the run's space judges a candidate (README: the two spaces). */
+static const char *fitness_rule(const struct sv_snapshot *snap)
+{
+	if (snap->opts != NULL && snap->opts->meta.space == META_SPACE_ULTRALYTICS)
+		return "fitness = mAP@.5:.95 of the final epoch (Ultralytics' detection fitness)";
+	return "fitness = 0.1*mAP@.5 + 0.9*mAP@.5:.95 of the final epoch";
+}
 
 static int has_fitness(const struct st_generation *g)
 {
@@ -45,13 +51,22 @@ static char *print_and_free(cJSON *root)
 	return text;
 }
 
-static void add_hyp(cJSON *obj, const struct meta_hyp *hyp)
+/* The keys of the run's space (YOLOv5's 29, or Ultralytics' 26), in its order. */
+static int space_keys(const struct sv_snapshot *snap, const int **keys)
 {
-	for (int k = 0; k < META_COUNT; k++)
-		cJSON_AddNumberToObject(obj, meta_name(k), hyp->v[k]);
+	return meta_space_keys(snap->opts != NULL ? snap->opts->meta.space : META_SPACE_YOLOV5,
+			       keys);
 }
 
-static cJSON *generation_json(const struct st_generation *g)
+static void add_hyp(cJSON *obj, const struct meta_hyp *hyp, const struct sv_snapshot *snap)
+{
+	const int *keys;
+	int nkeys = space_keys(snap, &keys);
+	for (int i = 0; i < nkeys; i++)
+		cJSON_AddNumberToObject(obj, meta_name(keys[i]), hyp->v[keys[i]]);
+}
+
+static cJSON *generation_json(const struct st_generation *g, const struct sv_snapshot *snap)
 {
 	cJSON *obj = cJSON_CreateObject();
 	cJSON_AddNumberToObject(obj, "generation", (double)g->generation);
@@ -60,7 +75,7 @@ static cJSON *generation_json(const struct st_generation *g)
 	add_number(obj, "fitness", has_fitness(g), g->fitness);
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		add_number(obj, st_result_column(r), g->has_results, g->results[r]);
-	add_hyp(obj, &g->hyp);
+	add_hyp(obj, &g->hyp, snap);
 	cJSON_AddNumberToObject(obj, "epochs_done", (double)g->epochs_done);
 	add_number(obj, "started_at", g->started_at > 0, g->started_at);
 	add_number(obj, "finished_at", g->finished_at > 0, g->finished_at);
@@ -73,13 +88,15 @@ static cJSON *generation_json(const struct st_generation *g)
 	return obj;
 }
 
-static cJSON *name_list(int hyps)
+/* The names of the space's hyp keys (snap given) or of the results (snap NULL). */
+static cJSON *name_list(const struct sv_snapshot *snap)
 {
 	cJSON *list = cJSON_CreateArray();
-	int count = hyps ? META_COUNT : ST_RESULT_COUNT;
+	const int *keys = NULL;
+	int count = snap != NULL ? space_keys(snap, &keys) : ST_RESULT_COUNT;
 	for (int i = 0; i < count; i++)
-		cJSON_AddItemToArray(list,
-				     cJSON_CreateString(hyps ? meta_name(i) : st_result_column(i)));
+		cJSON_AddItemToArray(list, cJSON_CreateString(snap != NULL ? meta_name(keys[i])
+									   : st_result_column(i)));
 	return list;
 }
 
@@ -87,15 +104,17 @@ char *sv_json_generations(const struct sv_snapshot *snap)
 {
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "run", snap->name);
-	cJSON_AddItemToObject(root, "hyp_keys", name_list(1));
-	cJSON_AddItemToObject(root, "result_keys", name_list(0));
+	cJSON_AddItemToObject(root, "hyp_keys", name_list(snap));
+	cJSON_AddItemToObject(root, "result_keys", name_list(NULL));
 	cJSON *mutable_keys = cJSON_AddArrayToObject(root, "mutable_keys");
-	for (int k = 0; snap->opts != NULL && k < META_COUNT; k++)
-		if (snap->opts->meta.k[k].gain > 0)
-			cJSON_AddItemToArray(mutable_keys, cJSON_CreateString(meta_name(k)));
+	const int *keys;
+	int nkeys = space_keys(snap, &keys);
+	for (int i = 0; snap->opts != NULL && i < nkeys; i++)
+		if (snap->opts->meta.k[keys[i]].gain > 0)
+			cJSON_AddItemToArray(mutable_keys, cJSON_CreateString(meta_name(keys[i])));
 	cJSON *list = cJSON_AddArrayToObject(root, "generations");
 	for (size_t i = 0; i < snap->n; i++)
-		cJSON_AddItemToArray(list, generation_json(&snap->gens[i]));
+		cJSON_AddItemToArray(list, generation_json(&snap->gens[i], snap));
 	return print_and_free(root);
 }
 
@@ -155,15 +174,19 @@ static void add_best(cJSON *root, const struct sv_snapshot *snap)
 	cJSON *obj = cJSON_AddObjectToObject(root, "best");
 	cJSON_AddNumberToObject(obj, "generation", (double)g->generation);
 	cJSON_AddNumberToObject(obj, "fitness", g->fitness);
-	cJSON_AddStringToObject(obj, "judged", "highest " FITNESS_RULE " among done candidates");
+	char judged[160];
+	snprintf(judged, sizeof(judged), "highest %s among done candidates", fitness_rule(snap));
+	cJSON_AddStringToObject(obj, "judged", judged);
 	cJSON *results = cJSON_AddObjectToObject(obj, "results");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		cJSON_AddNumberToObject(results, st_result_column(r), g->results[r]);
-	add_hyp(cJSON_AddObjectToObject(obj, "hyp"), &g->hyp);
+	add_hyp(cJSON_AddObjectToObject(obj, "hyp"), &g->hyp, snap);
 	cJSON *changed = cJSON_AddArrayToObject(obj, "changed_keys");
-	for (int k = 0; snap->opts != NULL && k < META_COUNT; k++)
-		if (g->hyp.v[k] != snap->opts->base.v[k])
-			cJSON_AddItemToArray(changed, cJSON_CreateString(meta_name(k)));
+	const int *keys;
+	int nkeys = space_keys(snap, &keys);
+	for (int i = 0; snap->opts != NULL && i < nkeys; i++)
+		if (g->hyp.v[keys[i]] != snap->opts->base.v[keys[i]])
+			cJSON_AddItemToArray(changed, cJSON_CreateString(meta_name(keys[i])));
 }
 
 /* Columns of results.csv drawn as a running candidate's live curve. */
@@ -228,7 +251,7 @@ char *sv_json_overview(const struct sv_snapshot *snap)
 	add_number(root, "epochs", o != NULL, o ? (double)o->epochs : 0);
 	add_number(root, "parallel", o != NULL, o ? (double)o->parallel : 0);
 	cJSON_AddStringToObject(root, "algorithm", o ? o->algorithm : "");
-	cJSON_AddStringToObject(root, "fitness_rule", FITNESS_RULE);
+	cJSON_AddStringToObject(root, "fitness_rule", fitness_rule(snap));
 	cJSON *writer = cJSON_AddObjectToObject(root, "evolver");
 	cJSON_AddStringToObject(writer, "state",
 				snap->writer == 1   ? "running"
@@ -247,7 +270,9 @@ char *sv_json_overview(const struct sv_snapshot *snap)
 char *sv_json_importance(const struct sv_snapshot *snap)
 {
 	size_t n = 0;
-	double *x = malloc((snap->n ? snap->n : 1) * META_COUNT * sizeof(*x));
+	const int *keys;
+	int nkeys = space_keys(snap, &keys);
+	double *x = malloc((snap->n ? snap->n : 1) * (size_t)nkeys * sizeof(*x));
 	double *y = malloc((snap->n ? snap->n : 1) * sizeof(*y));
 	if (x == NULL || y == NULL) {
 		free(x);
@@ -258,11 +283,12 @@ char *sv_json_importance(const struct sv_snapshot *snap)
 		const struct st_generation *g = &snap->gens[i];
 		if (g->status != ST_DONE || !has_fitness(g))
 			continue;
-		memcpy(&x[n * META_COUNT], g->hyp.v, sizeof(g->hyp.v));
+		for (int j = 0; j < nkeys; j++)
+			x[n * (size_t)nkeys + (size_t)j] = g->hyp.v[keys[j]];
 		y[n++] = g->fitness;
 	}
-	double importance[META_COUNT];
-	sv_importance(x, y, n, importance);
+	double importance[META_ALL];
+	sv_importance(x, y, n, nkeys, importance);
 	free(x);
 	free(y);
 	cJSON *root = cJSON_CreateObject();
@@ -277,10 +303,10 @@ char *sv_json_importance(const struct sv_snapshot *snap)
 	    "left out.");
 	cJSON_AddNumberToObject(root, "candidates", (double)n);
 	cJSON *list = cJSON_AddArrayToObject(root, "importance");
-	int order[META_COUNT], count = 0;
-	for (int k = 0; k < META_COUNT; k++)
-		if (importance[k] >= 0)
-			order[count++] = k;
+	int order[META_ALL], count = 0; /* indexes into keys */
+	for (int i = 0; i < nkeys; i++)
+		if (importance[i] >= 0)
+			order[count++] = i;
 	for (int a = 1; a < count; a++) /* insertion sort, largest first */
 		for (int b = a; b > 0 && importance[order[b]] > importance[order[b - 1]]; b--) {
 			int swap = order[b];
@@ -289,7 +315,7 @@ char *sv_json_importance(const struct sv_snapshot *snap)
 		}
 	for (int i = 0; i < count; i++) {
 		cJSON *obj = cJSON_CreateObject();
-		cJSON_AddStringToObject(obj, "key", meta_name(order[i]));
+		cJSON_AddStringToObject(obj, "key", meta_name(keys[order[i]]));
 		cJSON_AddNumberToObject(obj, "importance", importance[order[i]]);
 		cJSON_AddItemToArray(list, obj);
 	}
@@ -363,18 +389,18 @@ static double eta_squared(struct keyed *pts, size_t n, size_t bins)
 	return eta < 0 ? 0 : eta > 1 ? 1 : eta;
 }
 
-void sv_importance(const double *x, const double *y, size_t n, double importance[META_COUNT])
+void sv_importance(const double *x, const double *y, size_t n, int nkeys, double *importance)
 {
 	size_t bins = (size_t)lround(sqrt((double)n));
 	bins = bins < 2 ? 2 : bins > 10 ? 10 : bins;
 	struct keyed *pts = n >= 2 ? malloc(n * sizeof(*pts)) : NULL;
-	for (int k = 0; k < META_COUNT; k++) {
+	for (int k = 0; k < nkeys; k++) {
 		importance[k] = -1;
 		if (pts == NULL)
 			continue;
 		int varies = 0;
 		for (size_t i = 0; i < n; i++) {
-			pts[i].x = x[i * META_COUNT + k];
+			pts[i].x = x[i * (size_t)nkeys + (size_t)k];
 			pts[i].y = y[i];
 			varies |= pts[i].x != pts[0].x;
 		}

@@ -58,10 +58,11 @@ void sv_stop(struct sv_server *server);
  * Hyperparameter importance: for each key, the share of the fitness
  * variance explained by that key alone (the first-order term of a
  * functional ANOVA, estimated as the correlation ratio eta^2 over
- * equal-count bins of the key's values). x is n rows of META_COUNT values,
- * y n fitness values; importance[k] in [0, 1], -1 for a key that does not
- * vary. Needs n >= 2 (else every key is -1).
+ * equal-count bins of the key's values). x is n rows of nkeys values (the
+ * keys of the run's space), y n fitness values; importance[k] (k < nkeys)
+ * in [0, 1], -1 for a key that does not vary. Needs n >= 2 (else every key
+ * is -1).
  */
-void sv_importance(const double *x, const double *y, size_t n, double importance[META_COUNT]);
+void sv_importance(const double *x, const double *y, size_t n, int nkeys, double *importance);
 
 #endif

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "api.h"
+#include "pcg.h"
 #include "reports.h"
 #include "serve.h"
 
@@ -43,7 +44,7 @@ static void test_importance_finds_the_driver(void **state)
 		       0.002 * uniform(&s);
 	}
 	double imp[META_COUNT];
-	sv_importance(x, y, N, imp);
+	sv_importance(x, y, N, META_COUNT, imp);
 	assert_true(imp[META_lr0] > 0.8); /* a non-monotone effect: a correlation would miss it */
 	assert_true(imp[META_iou_t] == -1);
 	for (int k = 0; k < META_COUNT; k++) {
@@ -54,9 +55,9 @@ static void test_importance_finds_the_driver(void **state)
 	/* constant fitness: nothing explains anything */
 	for (size_t i = 0; i < N; i++)
 		y[i] = 0.5;
-	sv_importance(x, y, N, imp);
+	sv_importance(x, y, N, META_COUNT, imp);
 	assert_true(imp[META_lr0] == 0);
-	sv_importance(x, y, 1, imp);
+	sv_importance(x, y, 1, META_COUNT, imp);
 	for (int k = 0; k < META_COUNT; k++)
 		assert_true(imp[k] == -1);
 	free(x);
@@ -125,11 +126,69 @@ static void test_json_escapes_and_round_trips(void **state)
 	free(text);
 }
 
+/*
+ * The importance and generations answers of each space over done candidates
+ * (under ASan in CI: a row of the space's width, never of struct meta_hyp's),
+ * the driver found by name, and only the space's keys listed.
+ */
+static void check_space(enum meta_space space, int driver, const char *absent)
+{
+	enum { N = 40 };
+	static struct st_generation gens[N];
+	memset(gens, 0, sizeof(gens));
+	static struct st_options opts;
+	memset(&opts, 0, sizeof(opts));
+	meta_table_default_space(&opts.meta, space);
+	const int *keys;
+	int nkeys = meta_space_keys(space, &keys);
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 3, (uint64_t)space + 1);
+	for (int i = 0; i < N; i++) {
+		gens[i].generation = i;
+		gens[i].status = ST_DONE;
+		gens[i].has_results = 1;
+		for (int k = 0; k < META_ALL; k++)
+			gens[i].hyp.v[k] = NAN; /* keys outside the space */
+		for (int j = 0; j < nkeys; j++)
+			gens[i].hyp.v[keys[j]] = ut_pcg_uniform(&rng);
+		gens[i].fitness = gens[i].hyp.v[driver];
+	}
+	struct sv_snapshot snap = {
+	    .name = "s", .path = "s.db", .gens = gens, .n = N, .opts = &opts};
+	char *text = sv_json_importance(&snap);
+	cJSON *root = cJSON_Parse(text);
+	assert_non_null(root);
+	cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "importance"), 0);
+	assert_string_equal(cJSON_GetObjectItem(first, "key")->valuestring, meta_name(driver));
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(root, "importance")), nkeys);
+	cJSON_Delete(root);
+	free(text);
+	text = sv_json_generations(&snap);
+	root = cJSON_Parse(text);
+	assert_non_null(root);
+	cJSON *hyp_keys = cJSON_GetObjectItem(root, "hyp_keys");
+	assert_int_equal(cJSON_GetArraySize(hyp_keys), nkeys);
+	for (int j = 0; j < nkeys; j++)
+		assert_string_equal(cJSON_GetArrayItem(hyp_keys, j)->valuestring,
+				    meta_name(keys[j]));
+	assert_null(cJSON_GetObjectItem(find_generation(root, 0), absent));
+	cJSON_Delete(root);
+	free(text);
+}
+
+static void test_spaces(void **state)
+{
+	(void)state;
+	check_space(META_SPACE_YOLOV5, META_mosaic, "dfl");
+	check_space(META_SPACE_ULTRALYTICS, META_dfl, "obj");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_importance_finds_the_driver),
 	    cmocka_unit_test(test_json_escapes_and_round_trips),
+	    cmocka_unit_test(test_spaces),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
