@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -1206,15 +1207,26 @@ static int reset_breaker(struct ev_runner *run)
 	return st_stop_write(run->db, NULL, run->err);
 }
 
+/* Why the run ended badly: err gets it on one line, params->report whole (log tail lines). */
+static void tell(const struct ev_runner *run, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void tell(const struct ev_runner *run, const char *fmt, ...)
+{
+	char text[UT_ERR_LEN * 2];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	ut_err_set(run->err, "%s", text);
+	if (run->params->report != NULL && run->params->report_size > 0)
+		snprintf(run->params->report, run->params->report_size, "%s", text);
+}
+
 /* How a run that did not fail ended (see enum ev_outcome); err says why if not finished. */
 static int outcome(const struct ev_runner *run)
 {
-	char *report = run->params->report;
-	size_t report_size = report != NULL ? run->params->report_size : 0;
 	if (run->tripped) {
-		ut_err_set(run->err, "circuit breaker: %s", run->stop_reason);
-		if (report_size > 0)
-			snprintf(report, report_size, "circuit breaker: %s", run->stop_reason);
+		tell(run, "circuit breaker: %s", run->stop_reason);
 		return EV_BREAKER;
 	}
 	if (run->stop_signal)
@@ -1226,18 +1238,11 @@ static int outcome(const struct ev_runner *run)
 		if (run->gens[i].status == ST_FAILED)
 			failed = &run->gens[i];
 	}
-	if (failed != NULL) {
-		ut_err_set(run->err, "no candidate succeeded; the last failure, generation %ld: %s",
-			   failed->generation, failed->error);
-		if (report_size > 0)
-			snprintf(report, report_size,
-				 "no candidate succeeded; the last failure, generation %ld: %s",
-				 failed->generation, failed->error);
-	} else {
-		ut_err_set(run->err, "no candidate succeeded");
-		if (report_size > 0)
-			snprintf(report, report_size, "no candidate succeeded");
-	}
+	if (failed != NULL)
+		tell(run, "no candidate succeeded; the last failure, generation %ld: %s",
+		     failed->generation, failed->error);
+	else
+		tell(run, "no candidate succeeded");
 	return EV_NO_SUCCESS;
 }
 

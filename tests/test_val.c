@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 
@@ -552,13 +551,6 @@ static void targets_from_detections(struct net *net, struct small_batch *sb)
 	}
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void test_batch_with_model(void **state)
 {
 	(void)state;
@@ -571,11 +563,11 @@ static void test_batch_with_model(void **state)
 	targets_from_detections(&net, &b);
 	struct ut_err err;
 	struct tr_val *val = make_val(2, false), *hand = make_val(2, false);
-	double t0 = now_ms();
+	double t0 = ut_now();
 	if (tr_val_batch(val, net.model, net.cpu, &a.batch, net.loss, &err) != 0 ||
 	    tr_val_batch(val, net.model, net.cpu, &b.batch, net.loss, &err) != 0)
 		fail_msg("%s", err.msg);
-	double elapsed_ms = now_ms() - t0;
+	double elapsed_ms = (ut_now() - t0) * 1e3;
 	float items_a[3], items_b[3];
 	struct hand_dets dets_a, dets_b;
 	by_hand(&net, hand, &a, items_a, &dets_a);

@@ -557,19 +557,20 @@ int ut_data_file(const char *path, char *out, size_t size)
 {
 	struct stat st;
 	snprintf(out, size, "%s", path);
-	if (path[0] == '\0' || stat(path, &st) == 0 || path[0] == '/')
-		return path[0] != '\0' && stat(path, &st) == 0 ? 0 : -1;
-	char bin[PATH_MAX], data[PATH_MAX + 32];
+	if (path[0] == '\0')
+		return -1;
+	if (stat(path, &st) == 0)
+		return 0;
+	if (path[0] == '/')
+		return -1;
+	char bin[PATH_MAX], data[PATH_MAX + 32] = "";
 	program_dir(bin, sizeof(bin));
-	if (bin[0] != '\0' || YE_BIN_TO_DATADIR[0] == '/') {
-		if (YE_BIN_TO_DATADIR[0] ==
-		    '/') /* an absolute bindir or datadir: not relocatable */
-			snprintf(data, sizeof(data), "%s", YE_BIN_TO_DATADIR);
-		else
-			snprintf(data, sizeof(data), "%s/%s", bin, YE_BIN_TO_DATADIR);
-		if (try_data_dir(data, path, out, size) == 0)
-			return 0;
-	}
+	if (YE_BIN_TO_DATADIR[0] == '/') /* an absolute bindir or datadir: not relocatable */
+		snprintf(data, sizeof(data), "%s", YE_BIN_TO_DATADIR);
+	else if (bin[0] != '\0')
+		snprintf(data, sizeof(data), "%s/%s", bin, YE_BIN_TO_DATADIR);
+	if (data[0] != '\0' && try_data_dir(data, path, out, size) == 0)
+		return 0;
 	if (try_data_dir(YE_DATADIR, path, out, size) == 0)
 		return 0;
 	if (bin[0] != '\0' && inside(bin, YE_BUILD_ROOT) &&
