@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #endif
 #include "cpu.h"
+#include "formula.h"
 
 #include <math.h>
 #include <omp.h>
@@ -541,57 +542,12 @@ static int cpu_conv_backward_filter(struct tr_backend *b, const struct tr_conv *
 #define VEC_CLONES
 #endif
 
-/*
- * gcc if-converts (and so vectorises) the clamps below only when it may
- * assume that floating-point comparisons do not trap; nothing here reads
- * the floating-point exception flags.
- */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC optimize("no-trapping-math")
-#endif
-
-/*
- * exp(x) within about 2 ulp (Cephes' expf polynomial), vectorisable: x is
- * split as n ln2 + r with |r| <= ln2 / 2, n rounded to nearest by adding
- * 1.5 * 2^23, and 2^n built from n clamped to [-126, 127] afterwards (so expf's
- * underflow to 0 and overflow to inf become tiny and huge finite values or
- * inf: SiLU and sigmoid do not notice). NaN in, NaN out.
- *
- * The clamp is on n, not on x, on purpose: with x clamped to a
- * constant, gcc evaluated the whole expression for that constant as a
- * second path, and x / (1 + exp(87.3)) is a denormal for |x| < 1, whose
- * microcode assists made SiLU forward 6.5x slower (6.8 vs 1.04 ns/element).
- */
-static inline float vec_expf(float x)
-{
-	const float magic = 12582912.0f; /* 1.5 * 2^23 */
-	float nf = (x * 1.44269504088896341f + magic) - magic;
-	float r = x - nf * 0.693359375f;
-	r = r - nf * -2.12194440e-4f;
-	float p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * (r * r) + r + 1.0f;
-	nf = !(nf >= -126.0f) ? -126.0f : nf; /* NaN too: p carries it */
-	nf = nf > 127.0f ? 127.0f : nf;
-	int32_t n = (int32_t)nf;
-	union {
-		uint32_t bits;
-		float value;
-	} scale = {(uint32_t)(n + 127) << 23};
-	return p * scale.value;
-}
-
 /* y = x * sigmoid(x) over len floats */
 VEC_CLONES static void silu_forward_range(const float *x, float *y, ptrdiff_t len)
 {
 #pragma omp simd
 	for (ptrdiff_t i = 0; i < len; i++)
-		y[i] = x[i] / (1.0f + vec_expf(-x[i]));
+		y[i] = tr_f_silu(x[i]);
 }
 
 /* dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x); dx may be dy */
@@ -599,10 +555,8 @@ VEC_CLONES static void silu_backward_range(const float *x, const float *dy, floa
 					   ptrdiff_t len)
 {
 #pragma omp simd
-	for (ptrdiff_t i = 0; i < len; i++) {
-		float sig = 1.0f / (1.0f + vec_expf(-x[i]));
-		dx[i] = dy[i] * sig * (1.0f + x[i] * (1.0f - sig));
-	}
+	for (ptrdiff_t i = 0; i < len; i++)
+		dx[i] = tr_f_silu_grad(x[i], dy[i]);
 }
 
 /* y = a + x; y may be a or x */
@@ -612,10 +566,6 @@ VEC_CLONES static void add_range(const float *a, const float *x, float *y, ptrdi
 	for (ptrdiff_t i = 0; i < len; i++)
 		y[i] = a[i] + x[i];
 }
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
 
 /*
  * The part [*lo, *hi) of len elements that thread t of nt takes: equal

@@ -1,0 +1,89 @@
+/*
+ * formula.h - the per-element formulas of training, written once and
+ * compiled by both backends: by the C compiler for trainer/cpu/ (and for the
+ * CPU emulation of the CUDA kernels) and by nvcc for trainer/cuda/. A kernel
+ * and its CPU loop call the same function, so they do the same IEEE
+ * operations in the same order on each element (both built without fused
+ * multiply-add contraction: -ffp-contract=off here, --fmad=false in nvcc).
+ *
+ * Everything here is a pure function of its arguments: no memory, no state.
+ * Names: tr_f_<what>; gradients end in _grad.
+ */
+#ifndef TR_FORMULA_H
+#define TR_FORMULA_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__CUDACC__)
+#define TR_F __host__ __device__ __forceinline__
+#else
+#define TR_F static inline
+#endif
+
+/* The float whose IEEE-754 bits are u. */
+TR_F float tr_f_from_bits(uint32_t u)
+{
+#if defined(__CUDA_ARCH__)
+	return __uint_as_float(u);
+#elif defined(__cplusplus)
+	float f;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+#else
+	union {
+		uint32_t bits;
+		float value;
+	} v = {u};
+	return v.value;
+#endif
+}
+
+/*
+ * exp(x) within about 2 ulp (Cephes' expf polynomial), vectorisable: x is
+ * split as n ln2 + r with |r| <= ln2 / 2, n rounded to nearest by adding
+ * 1.5 * 2^23, and 2^n built from n clamped to [-126, 127] afterwards (so expf's
+ * underflow to 0 and overflow to inf become tiny and huge finite values or
+ * inf: SiLU and sigmoid do not notice). NaN in, NaN out. The same bits on
+ * every backend, unlike expf/__expf.
+ *
+ * The clamp is on n, not on x, on purpose: with x clamped to a
+ * constant, gcc evaluated the whole expression for that constant as a
+ * second path, and x / (1 + exp(87.3)) is a denormal for |x| < 1, whose
+ * microcode assists made SiLU forward 6.5x slower (6.8 vs 1.04 ns/element).
+ * gcc vectorises the clamps only with -fno-trapping-math (trainer/cpu's
+ * flags); nothing reads the floating-point exception flags.
+ */
+TR_F float tr_f_expf(float x)
+{
+	const float magic = 12582912.0f; /* 1.5 * 2^23 */
+	float nf = (x * 1.44269504088896341f + magic) - magic;
+	float r = x - nf * 0.693359375f;
+	r = r - nf * -2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * (r * r) + r + 1.0f;
+	nf = !(nf >= -126.0f) ? -126.0f : nf; /* NaN too: p carries it */
+	nf = nf > 127.0f ? 127.0f : nf;
+	int32_t n = (int32_t)nf;
+	return p * tr_f_from_bits((uint32_t)(n + 127) << 23);
+}
+
+/* SiLU: y = x * sigmoid(x), computed as x / (1 + exp(-x)) */
+TR_F float tr_f_silu(float x)
+{
+	return x / (1.0f + tr_f_expf(-x));
+}
+
+/* dL/dx of SiLU = dy * s * (1 + x * (1 - s)), s = sigmoid(x) */
+TR_F float tr_f_silu_grad(float x, float dy)
+{
+	float sig = 1.0f / (1.0f + tr_f_expf(-x));
+	return dy * sig * (1.0f + x * (1.0f - sig));
+}
+
+#endif
