@@ -21,10 +21,11 @@ declare -A sources=(
 	[safetensors]="$root/util/ut.c $root/trainer/io/safetensors.c"
 	[data_yaml]="$root/util/ut.c $root/trainer/data/dataset.c"
 	[labels]="$root/util/ut.c $root/trainer/data/dataset.c"
+	[cli]="$root/util/ut.c $root/util/cli.c"
 )
-declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv [tuner]=tuner [safetensors]=safetensors [data_yaml]=data_yaml [labels]=labels)
+declare -A corpus=([hyp]=hyp [meta]=meta [results_csv]=results [evolve_csv]=evolve_csv [tuner]=tuner [safetensors]=safetensors [data_yaml]=data_yaml [labels]=labels [cli]=cli)
 status=0
-for target in hyp meta results_csv evolve_csv tuner safetensors data_yaml labels; do
+for target in hyp meta results_csv evolve_csv tuner safetensors data_yaml labels cli; do
 	# shellcheck disable=SC2086
 	clang "${flags[@]}" "$root/tests/fuzz/fuzz_$target.c" ${sources[$target]} \
 		-lyaml -lsqlite3 -lcsv -lcjson -ljpeg -lpng -lm -o "$work/fuzz_$target"

@@ -18,63 +18,84 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "cli.h"
 #include "train.h"
 #include "ut.h"
 
-enum opt_kind { OPT_STR, OPT_LONG, OPT_DOUBLE, OPT_FLAG, OPT_MAYBE_STR, OPT_FREEZE, OPT_IGNORED };
-
-struct opt_def {
-	const char *name; /* on the command line, with dashes */
-	const char *key;  /* in opt.yaml (train.py's dest) */
-	enum opt_kind kind;
-	size_t offset; /* in struct tr_train_opts */
-	const char *help;
+/*
+ * The command line's target: the options, then --resume's optional PATH.
+ * opts is the first member, so an option's offset in struct args is its
+ * offset in struct tr_train_opts too, and opt.yaml (read back into a
+ * struct tr_train_opts by --resume) uses the same table.
+ */
+struct args {
+	struct tr_train_opts opts;
+	const char *resume_path;
 };
 
-#define OFF(field) offsetof(struct tr_train_opts, field)
+static int parse_freeze(void *target, const struct ut_cli_opt *opt, const char *text, int index,
+			struct ut_err *err);
+static int parse_resume(void *target, const struct ut_cli_opt *opt, const char *text, int index,
+			struct ut_err *err);
 
-static const struct opt_def options[] = {
-    {"weights", "weights", OPT_STR, OFF(weights),
-     "initial weights (.safetensors), '' = from scratch"},
-    {"cfg", "cfg", OPT_STR, OFF(cfg), "model yaml (models/yolov5s.yaml ...)"},
-    {"data", "data", OPT_STR, OFF(data), "dataset yaml"},
-    {"hyp", "hyp", OPT_STR, OFF(hyp), "hyperparameter yaml (data/hyps/hyp.scratch-low.yaml)"},
-    {"epochs", "epochs", OPT_LONG, OFF(epochs), "total training epochs (300)"},
-    {"batch-size", "batch_size", OPT_LONG, OFF(batch_size), "images per batch (16)"},
-    {"batch", "batch_size", OPT_LONG, OFF(batch_size), NULL},
-    {"imgsz", "imgsz", OPT_LONG, OFF(imgsz), "train and val image size in pixels (640)"},
-    {"img", "imgsz", OPT_LONG, OFF(imgsz), NULL},
-    {"img-size", "imgsz", OPT_LONG, OFF(imgsz), NULL},
-    {"rect", "rect", OPT_FLAG, OFF(rect), "rectangular training batches"},
-    {"resume", "resume", OPT_FLAG, OFF(resume),
-     "[PATH] resume from last.safetensors (most recent run)"},
-    {"nosave", "nosave", OPT_FLAG, OFF(nosave), "only save the final checkpoint"},
-    {"noval", "noval", OPT_FLAG, OFF(noval), "only validate the final epoch"},
-    {"noautoanchor", "noautoanchor", OPT_FLAG, OFF(noautoanchor), "disable AutoAnchor"},
-    {"noplots", "noplots", OPT_IGNORED, 0, "accepted; yolo-train makes no plots"},
-    {"cache", "cache", OPT_MAYBE_STR, OFF(cache), "[ram|disk] keep images in memory (ram)"},
-    {"image-weights", "image_weights", OPT_FLAG, OFF(image_weights), "weighted image selection"},
-    {"device", "device", OPT_STR, OFF(device), "cpu (or a GPU id with a CUDA build)"},
-    {"multi-scale", "multi_scale", OPT_FLAG, OFF(multi_scale), "vary image size +/- 50% per batch"},
-    {"single-cls", "single_cls", OPT_FLAG, OFF(single_cls), "train as a single-class dataset"},
-    {"optimizer", "optimizer", OPT_STR, OFF(optimizer), "SGD, Adam or AdamW (SGD)"},
-    {"sync-bn", "sync_bn", OPT_FLAG, OFF(sync_bn), "SyncBatchNorm (no effect on one device)"},
-    {"workers", "workers", OPT_LONG, OFF(workers),
-     "data loader threads (8; at most the CPUs and the batch size)"},
-    {"threads", "threads", OPT_LONG, OFF(threads),
-     "compute threads (0 = $OMP_NUM_THREADS, else every CPU allowed)"},
-    {"project", "project", OPT_STR, OFF(project), "save to project/name (runs/train)"},
-    {"name", "name", OPT_STR, OFF(name), "save to project/name (exp)"},
-    {"exist-ok", "exist_ok", OPT_FLAG, OFF(exist_ok), "reuse project/name instead of name2, ..."},
-    {"quad", "quad", OPT_FLAG, OFF(quad), "quad dataloader: 4 images make one of twice the size"},
-    {"cos-lr", "cos_lr", OPT_FLAG, OFF(cos_lr), "cosine learning-rate schedule"},
-    {"label-smoothing", "label_smoothing", OPT_DOUBLE, OFF(label_smoothing),
-     "label smoothing epsilon (0)"},
-    {"patience", "patience", OPT_LONG, OFF(patience), "early stopping patience in epochs (100)"},
-    {"freeze", "freeze", OPT_FREEZE, 0, "N (layers 0..N-1) or several layer indices"},
-    {"save-period", "save_period", OPT_LONG, OFF(save_period), "also save every N epochs (-1 off)"},
-    {"seed", "seed", OPT_LONG, OFF(seed), "global training seed (0)"},
-    {"local_rank", "local_rank", OPT_IGNORED, 0, NULL},
+#define OFF(field) .offset = offsetof(struct args, opts.field)
+#define STR(field) .kind = UT_CLI_STRING, OFF(field), .empty_ok = true
+#define LONG(field) .kind = UT_CLI_LONG, OFF(field), .lo = -1e9, .hi = 1e9
+#define FLAG(field) .kind = UT_CLI_FLAG, OFF(field)
+
+/* Each option with train.py's dest as its opt.yaml key. */
+static const struct ut_cli_opt options[] = {
+    {"weights", STR(weights), .key = "weights",
+     .help = "initial weights (.safetensors), '' = from scratch"},
+    {"cfg", STR(cfg), .key = "cfg", .help = "model yaml (models/yolov5s.yaml ...)"},
+    {"data", STR(data), .key = "data", .help = "dataset yaml"},
+    {"hyp", STR(hyp), .key = "hyp", .help = "hyperparameter yaml (data/hyps/hyp.scratch-low.yaml)"},
+    {"epochs", LONG(epochs), .key = "epochs", .help = "total training epochs (300)"},
+    {"batch-size", "batch", LONG(batch_size), .key = "batch_size", .help = "images per batch (16)"},
+    {"imgsz", "img", LONG(imgsz), .key = "imgsz",
+     .help = "train and val image size in pixels (640)"},
+    {"img-size", LONG(imgsz)},
+    {"rect", FLAG(rect), .key = "rect", .help = "rectangular training batches"},
+    {"resume", .kind = UT_CLI_CUSTOM, .parse = parse_resume, .implicit = "", .key = "resume",
+     .help = "[PATH] resume from last.safetensors (most recent run)"},
+    {"nosave", FLAG(nosave), .key = "nosave", .help = "only save the final checkpoint"},
+    {"noval", FLAG(noval), .key = "noval", .help = "only validate the final epoch"},
+    {"noautoanchor", FLAG(noautoanchor), .key = "noautoanchor", .help = "disable AutoAnchor"},
+    {"noplots", .kind = UT_CLI_IGNORED, .key = "noplots",
+     .help = "accepted; yolo-train makes no plots"},
+    {"cache", STR(cache), .implicit = "ram", .key = "cache",
+     .help = "[ram|disk] keep images in memory (ram)"},
+    {"image-weights", FLAG(image_weights), .key = "image_weights",
+     .help = "weighted image selection"},
+    {"device", STR(device), .key = "device", .help = "cpu (or a GPU id with a CUDA build)"},
+    {"multi-scale", FLAG(multi_scale), .key = "multi_scale",
+     .help = "vary image size +/- 50% per batch"},
+    {"single-cls", FLAG(single_cls), .key = "single_cls",
+     .help = "train as a single-class dataset"},
+    {"optimizer", STR(optimizer), .key = "optimizer", .help = "SGD, Adam or AdamW (SGD)"},
+    {"sync-bn", FLAG(sync_bn), .key = "sync_bn", .help = "SyncBatchNorm (no effect on one device)"},
+    {"workers", LONG(workers), .key = "workers",
+     .help = "data loader threads (8; at most the CPUs and the batch size)"},
+    {"threads", LONG(threads), .key = "threads",
+     .help = "compute threads (0 = $OMP_NUM_THREADS, else every CPU allowed)"},
+    {"project", STR(project), .key = "project", .help = "save to project/name (runs/train)"},
+    {"name", STR(name), .key = "name", .help = "save to project/name (exp)"},
+    {"exist-ok", FLAG(exist_ok), .key = "exist_ok",
+     .help = "reuse project/name instead of name2, ..."},
+    {"quad", FLAG(quad), .key = "quad",
+     .help = "quad dataloader: 4 images make one of twice the size"},
+    {"cos-lr", FLAG(cos_lr), .key = "cos_lr", .help = "cosine learning-rate schedule"},
+    {"label-smoothing", .kind = UT_CLI_DOUBLE, OFF(label_smoothing), .key = "label_smoothing",
+     .help = "label smoothing epsilon (0)"},
+    {"patience", LONG(patience), .key = "patience",
+     .help = "early stopping patience in epochs (100)"},
+    {"freeze", .kind = UT_CLI_CUSTOM, .parse = parse_freeze, .many = true, .key = "freeze",
+     .help = "N (layers 0..N-1) or several layer indices"},
+    {"save-period", LONG(save_period), .key = "save_period",
+     .help = "also save every N epochs (-1 off)"},
+    {"seed", LONG(seed), .key = "seed", .help = "global training seed (0)"},
+    {"local_rank", .kind = UT_CLI_IGNORED, .key = "local_rank"},
+    {"help", "h", .kind = UT_CLI_IGNORED, .help = "this text"},
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -119,24 +140,14 @@ static void usage(FILE *out)
 	      "YOLOv5 v7.0's train.py in C: writes save_dir/{hyp.yaml, opt.yaml, results.csv,\n"
 	      "weights/last.safetensors, weights/best.safetensors}.\n\noptions:\n",
 	      out);
-	for (size_t i = 0; i < UT_ARRAY_LEN(options); i++)
-		if (options[i].help != NULL)
-			fprintf(out, "  --%-17s %s\n", options[i].name, options[i].help);
-	fputs("  --help              this text\n", out);
+	ut_cli_usage(out, options, UT_ARRAY_LEN(options));
 }
 
-static const struct opt_def *find_option(const char *name, size_t len, bool by_key)
+/* --freeze N or several layer indices: the index-th value */
+static int parse_freeze(void *target, const struct ut_cli_opt *opt, const char *text, int index,
+			struct ut_err *err)
 {
-	for (size_t i = 0; i < UT_ARRAY_LEN(options); i++) {
-		const char *n = by_key ? options[i].key : options[i].name;
-		if (strlen(n) == len && strncmp(n, name, len) == 0)
-			return &options[i];
-	}
-	return NULL;
-}
-
-static int parse_freeze(struct tr_train_opts *o, const char *text, int index, struct ut_err *err)
-{
+	struct tr_train_opts *o = target;
 	long layer;
 	char q[UT_QUOTE_LEN];
 	if (ut_parse_long(text, 0, 100000, &layer) != 0)
@@ -149,86 +160,21 @@ static int parse_freeze(struct tr_train_opts *o, const char *text, int index, st
 	return 0;
 }
 
-/* Store one value (text may be NULL for a flag). */
-static int set_option(struct tr_train_opts *o, const struct opt_def *def, const char *text,
-		      const char *where, struct ut_err *err)
+/* --resume [PATH]: "" (no PATH) resumes the most recent run */
+static int parse_resume(void *target, const struct ut_cli_opt *opt, const char *text, int index,
+			struct ut_err *err)
 {
-	char *field = (char *)o + def->offset;
-	char q[UT_QUOTE_LEN];
-	switch (def->kind) {
-	case OPT_STR:
-	case OPT_MAYBE_STR:
-		*(const char **)field = text;
-		return 0;
-	case OPT_LONG:
-		if (ut_parse_long(text, -1000000000L, 1000000000L, (long *)field) != 0)
-			return ut_err_set(err, "%s%s: '%s' is not an integer", where, def->name,
-					  ut_quote(text, q, sizeof(q)));
-		return 0;
-	case OPT_DOUBLE:
-		if (ut_parse_double(text, (double *)field) != 0)
-			return ut_err_set(err, "%s%s: '%s' is not a number", where, def->name,
-					  ut_quote(text, q, sizeof(q)));
-		return 0;
-	case OPT_FLAG:
-		*(bool *)field =
-		    text == NULL || strcmp(text, "true") == 0 || strcmp(text, "True") == 0;
-		return 0;
-	case OPT_FREEZE:
-		return parse_freeze(o, text, 0, err);
-	case OPT_IGNORED:
-		return 0;
-	}
+	struct args *a = target;
+	a->opts.resume = true;
+	a->resume_path = text[0] != '\0' ? text : NULL;
 	return 0;
 }
 
-static bool is_value(const char *arg)
+/* The command line into a->opts (and --resume's PATH). */
+static int parse_args(int argc, char **argv, struct args *a, struct ut_err *err)
 {
-	return arg != NULL && strncmp(arg, "--", 2) != 0;
-}
-
-/* The command line; *resume_path gets --resume's optional PATH. */
-static int parse_args(int argc, char **argv, struct tr_train_opts *o, const char **resume_path,
-		      struct ut_err *err)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		char q[UT_QUOTE_LEN];
-		if (strncmp(arg, "--", 2) != 0)
-			return ut_err_set(err, "unexpected argument '%s'",
-					  ut_quote(arg, q, sizeof(q)));
-		const char *name = arg + 2, *eq = strchr(name, '=');
-		size_t len = eq ? (size_t)(eq - name) : strlen(name);
-		const struct opt_def *def = find_option(name, len, false);
-		if (def == NULL)
-			return ut_err_set(err, "unknown option '--%.*s' (see --help)", (int)len,
-					  name);
-		const char *value = eq ? eq + 1 : NULL;
-		bool optional =
-		    def->kind == OPT_FLAG || def->kind == OPT_MAYBE_STR || def->kind == OPT_IGNORED;
-		if (value == NULL && !optional) {
-			if (i + 1 >= argc)
-				return ut_err_set(err, "--%s needs a value", def->name);
-			value = argv[++i];
-		}
-		if (def->kind == OPT_FLAG && strcmp(def->name, "resume") == 0) {
-			if (value == NULL && is_value(argv[i + 1]))
-				value = argv[++i];
-			o->resume = true;
-			*resume_path = value;
-			continue;
-		}
-		if (def->kind == OPT_FLAG && value != NULL)
-			return ut_err_set(err, "--%s takes no value", def->name);
-		if (def->kind == OPT_MAYBE_STR && value == NULL)
-			value = is_value(argv[i + 1]) ? argv[++i] : "ram";
-		if (set_option(o, def, value, "--", err) != 0)
-			return -1;
-		for (int n = 1; def->kind == OPT_FREEZE && !eq && is_value(argv[i + 1]); n++)
-			if (parse_freeze(o, argv[++i], n, err) != 0)
-				return -1;
-	}
-	return 0;
+	struct ut_cli_parse p = {.opts = options, .count = UT_ARRAY_LEN(options), .target = a};
+	return ut_cli_parse(&p, argc, argv, err);
 }
 
 /* opt.yaml: every option as train.py's vars(opt), in table order. */
@@ -236,37 +182,40 @@ static int opt_yaml(const struct tr_train_opts *o, struct ut_buf *out)
 {
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < UT_ARRAY_LEN(options); i++) {
-		const struct opt_def *def = &options[i];
+		const struct ut_cli_opt *def = &options[i];
 		const char *field = (const char *)o + def->offset;
-		if (def->help == NULL || def->kind == OPT_IGNORED)
+		if (def->key == NULL || def->kind == UT_CLI_IGNORED)
 			continue;
+		if (def->parse == parse_resume) {
+			rc = ut_buf_printf(out, "%s: %s\n", def->key, o->resume ? "true" : "false");
+			continue;
+		}
 		switch (def->kind) {
-		case OPT_STR:
-		case OPT_MAYBE_STR: {
+		case UT_CLI_STRING: {
 			const char *s = *(const char *const *)field;
 			rc = s ? ut_buf_printf(out, "%s: '%s'\n", def->key, s)
 			       : ut_buf_printf(out, "%s: null\n", def->key);
 			break;
 		}
-		case OPT_LONG:
+		case UT_CLI_LONG:
 			rc = ut_buf_printf(out, "%s: %ld\n", def->key, *(const long *)field);
 			break;
-		case OPT_DOUBLE: {
+		case UT_CLI_DOUBLE: {
 			char v[40];
 			ut_fmt_yamlfloat(*(const double *)field, v, sizeof(v));
 			rc = ut_buf_printf(out, "%s: %s\n", def->key, v);
 			break;
 		}
-		case OPT_FLAG:
+		case UT_CLI_FLAG:
 			rc = ut_buf_printf(out, "%s: %s\n", def->key,
 					   *(const bool *)field ? "true" : "false");
 			break;
-		case OPT_FREEZE:
+		case UT_CLI_CUSTOM: /* --freeze */
 			rc = ut_buf_printf(out, "%s:\n", def->key);
 			for (int f = 0; rc == 0 && f < o->n_freeze; f++)
 				rc = ut_buf_printf(out, "- %d\n", o->freeze[f]);
 			break;
-		case OPT_IGNORED:
+		default:
 			break;
 		}
 	}
@@ -309,16 +258,18 @@ static int read_opt_yaml(const char *path, struct tr_train_opts *o, char ***keep
 		if (k->type != YAML_SCALAR_NODE)
 			continue;
 		const char *key = (const char *)k->data.scalar.value;
-		const struct opt_def *def = find_option(key, strlen(key), true);
-		if (def == NULL || def->kind == OPT_IGNORED || strcmp(key, "resume") == 0)
+		const struct ut_cli_opt *def =
+		    ut_cli_find(options, UT_ARRAY_LEN(options), key, strlen(key), true);
+		if (def == NULL || def->kind == UT_CLI_IGNORED || def->parse == parse_resume)
 			continue;
-		if (def->kind == OPT_FREEZE && v->type == YAML_SEQUENCE_NODE) {
+		if (def->parse == parse_freeze && v->type == YAML_SEQUENCE_NODE) {
 			int n = 0;
 			for (yaml_node_item_t *it = v->data.sequence.items.start;
 			     rc == 0 && it < v->data.sequence.items.top; it++, n++) {
 				yaml_node_t *item = yaml_document_get_node(&doc, *it);
 				rc = item->type == YAML_SCALAR_NODE
-					 ? parse_freeze(o, (const char *)item->data.scalar.value, n,
+					 ? parse_freeze(o, def,
+							(const char *)item->data.scalar.value, n,
 							err)
 					 : ut_err_set(err, "%s: freeze: not a list of integers",
 						      path);
@@ -328,8 +279,8 @@ static int read_opt_yaml(const char *path, struct tr_train_opts *o, char ***keep
 		if (v->type != YAML_SCALAR_NODE)
 			continue;
 		const char *value = (const char *)v->data.scalar.value;
-		if ((def->kind == OPT_STR || def->kind == OPT_MAYBE_STR) &&
-		    strcmp(value, "null") == 0 && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+		if (def->kind == UT_CLI_STRING && strcmp(value, "null") == 0 &&
+		    v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
 			*(const char **)((char *)o + def->offset) = NULL;
 			continue;
 		}
@@ -344,7 +295,7 @@ static int read_opt_yaml(const char *path, struct tr_train_opts *o, char ***keep
 		}
 		*keep = grown;
 		(*keep)[(*n_keep)++] = copy;
-		rc = set_option(o, def, copy, "opt.yaml: ", err);
+		rc = ut_cli_set(def, o, copy, 0, "opt.yaml: ", err);
 	}
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
@@ -427,9 +378,9 @@ static void find_shipped_files(struct tr_train_opts *o, char *cfg, char *hyp, si
 
 int main(int argc, char **argv)
 {
-	struct tr_train_opts opts;
+	struct args args = {0};
+	struct tr_train_opts *const o = &args.opts;
 	struct ut_err err = {{0}};
-	const char *resume_path = NULL;
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
@@ -438,24 +389,24 @@ int main(int argc, char **argv)
 	/* Idle OpenMP threads must sleep, not spin: the loader threads need the cores
 	 * between parallel regions (2 epochs on 2 busy cores: 26 s passive, 223 s spinning). */
 	ut_reexec_with_env("OMP_WAIT_POLICY", "PASSIVE", argv);
-	tr_train_defaults(&opts);
+	tr_train_defaults(o);
 	ut_log_set_level(UT_LOG_INFO);
-	if (parse_args(argc, argv, &opts, &resume_path, &err) != 0) {
+	if (parse_args(argc, argv, &args, &err) != 0) {
 		fprintf(stderr, "yolo-train: %s\n", err.msg);
 		return 2;
 	}
 	static char last[4096], save_dir[4096], hyp[4200], cfg_found[4200];
 	char **keep = NULL;
 	int n_keep = 0, status = 0;
-	if (!opts.resume)
-		find_shipped_files(&opts, cfg_found, hyp, sizeof(hyp));
-	if (opts.resume && prepare_resume(&opts, resume_path, last, save_dir, hyp, sizeof(last),
-					  &keep, &n_keep, &err) != 0) {
+	if (!o->resume)
+		find_shipped_files(o, cfg_found, hyp, sizeof(hyp));
+	if (o->resume && prepare_resume(o, args.resume_path, last, save_dir, hyp, sizeof(last),
+					&keep, &n_keep, &err) != 0) {
 		fprintf(stderr, "yolo-train: %s\n", err.msg);
 		status = 1;
 	}
 	struct ut_buf yaml = {0};
-	if (status == 0 && opt_yaml(&opts, &yaml) != 0) {
+	if (status == 0 && opt_yaml(o, &yaml) != 0) {
 		fprintf(stderr, "yolo-train: out of memory\n");
 		status = 1;
 	}
@@ -465,10 +416,10 @@ int main(int argc, char **argv)
 		status = 1;
 	}
 	if (status == 0) {
-		opts.opt_yaml = yaml.data;
-		opts.stop = &stop_signal;
-		opts.progress_tty = isatty(STDERR_FILENO);
-		int rc = tr_train(&opts, &err);
+		o->opt_yaml = yaml.data;
+		o->stop = &stop_signal;
+		o->progress_tty = isatty(STDERR_FILENO);
+		int rc = tr_train(o, &err);
 		if (rc == TR_TRAIN_STOPPED) {
 			fprintf(stderr, "yolo-train: stopped by %s\n",
 				stop_signal == SIGINT ? "SIGINT" : "SIGTERM");

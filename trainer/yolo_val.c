@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "cli.h"
 #include "dataset.h"
 #include "loader.h"
 #include "safetensors.h"
@@ -32,36 +33,31 @@ struct cli {
 	bool single_cls, verbose, help;
 };
 
-enum opt_kind { OPT_STRING, OPT_LONG, OPT_DOUBLE, OPT_FLAG };
+#define CLI_FIELD(f) .offset = offsetof(struct cli, f)
 
-/* One option: its names (val.py's spellings too), where it goes, bounds. */
-struct opt {
-	const char *name, *alias;
-	enum opt_kind kind;
-	size_t offset; /* in struct cli */
-	double lo, hi;
-	const char *help;
-};
-
-#define CLI_FIELD(f) offsetof(struct cli, f)
-
-static const struct opt options[] = {
-    {"--weights", NULL, OPT_STRING, CLI_FIELD(weights), 0, 0, "FILE.safetensors (required)"},
-    {"--data", NULL, OPT_STRING, CLI_FIELD(data), 0, 0, "data.yaml (required)"},
-    {"--cfg", NULL, OPT_STRING, CLI_FIELD(cfg), 0, 0,
-     "model yaml (default: the model_yaml stored with the weights)"},
-    {"--imgsz", "--img", OPT_LONG, CLI_FIELD(imgsz), 32, 8192, "inference size (640)"},
-    {"--batch-size", "--batch", OPT_LONG, CLI_FIELD(batch_size), 1, 4096, "batch size (32)"},
-    {"--conf-thres", NULL, OPT_DOUBLE, CLI_FIELD(conf_thres), 0, 1, "confidence (0.001)"},
-    {"--iou-thres", NULL, OPT_DOUBLE, CLI_FIELD(iou_thres), 0, 1, "NMS IoU (0.6)"},
-    {"--max-det", NULL, OPT_LONG, CLI_FIELD(max_det), 1, 100000, "detections per image (300)"},
-    {"--task", NULL, OPT_STRING, CLI_FIELD(task), 0, 0, "split: train, val or test (val)"},
-    {"--single-cls", NULL, OPT_FLAG, CLI_FIELD(single_cls), 0, 0, "one class for all"},
-    {"--verbose", NULL, OPT_FLAG, CLI_FIELD(verbose), 0, 0, "per-class rows even for nc >= 50"},
-    {"--workers", NULL, OPT_LONG, CLI_FIELD(workers), 0, 64, "loader threads (2)"},
-    {"--threads", NULL, OPT_LONG, CLI_FIELD(threads), 1, 1024, "compute threads (all CPUs)"},
-    {"--device", NULL, OPT_STRING, CLI_FIELD(device), 0, 0, "cpu (or a GPU id with a CUDA build)"},
-    {"--help", "-h", OPT_FLAG, CLI_FIELD(help), 0, 0, "this help"},
+/* The options, val.py's spellings as aliases. */
+static const struct ut_cli_opt options[] = {
+    {"weights", .kind = UT_CLI_STRING, CLI_FIELD(weights), .help = "FILE.safetensors (required)"},
+    {"data", .kind = UT_CLI_STRING, CLI_FIELD(data), .help = "data.yaml (required)"},
+    {"cfg", .kind = UT_CLI_STRING, CLI_FIELD(cfg),
+     .help = "model yaml (default: the model_yaml stored with the weights)"},
+    {"imgsz", "img", UT_CLI_LONG, CLI_FIELD(imgsz), 32, 8192, .help = "inference size (640)"},
+    {"batch-size", "batch", UT_CLI_LONG, CLI_FIELD(batch_size), 1, 4096, .help = "batch size (32)"},
+    {"conf-thres", .kind = UT_CLI_DOUBLE, CLI_FIELD(conf_thres), 0, 1,
+     .help = "confidence (0.001)"},
+    {"iou-thres", .kind = UT_CLI_DOUBLE, CLI_FIELD(iou_thres), 0, 1, .help = "NMS IoU (0.6)"},
+    {"max-det", .kind = UT_CLI_LONG, CLI_FIELD(max_det), 1, 100000,
+     .help = "detections per image (300)"},
+    {"task", .kind = UT_CLI_STRING, CLI_FIELD(task), .help = "split: train, val or test (val)"},
+    {"single-cls", .kind = UT_CLI_FLAG, CLI_FIELD(single_cls), .help = "one class for all"},
+    {"verbose", .kind = UT_CLI_FLAG, CLI_FIELD(verbose),
+     .help = "per-class rows even for nc >= 50"},
+    {"workers", .kind = UT_CLI_LONG, CLI_FIELD(workers), 0, 64, .help = "loader threads (2)"},
+    {"threads", .kind = UT_CLI_LONG, CLI_FIELD(threads), 1, 1024,
+     .help = "compute threads (all CPUs)"},
+    {"device", .kind = UT_CLI_STRING, CLI_FIELD(device),
+     .help = "cpu (or a GPU id with a CUDA build)"},
+    {"help", "h", UT_CLI_FLAG, CLI_FIELD(help), .help = "this help"},
 };
 
 static void usage(FILE *to)
@@ -70,84 +66,15 @@ static void usage(FILE *to)
 	    to,
 	    "usage: yolo-val --weights FILE.safetensors --data data.yaml [options]\n"
 	    "YOLOv5 v7.0's val.py: P, R, mAP@.5 and mAP@.5:.95 of weights on a dataset split.\n");
-	for (size_t i = 0; i < UT_ARRAY_LEN(options); i++) {
-		char names[48];
-		snprintf(names, sizeof(names), "%s%s%s", options[i].name,
-			 options[i].alias != NULL ? ", " : "",
-			 options[i].alias != NULL ? options[i].alias : "");
-		fprintf(to, "  %-24s %s\n", names, options[i].help);
-	}
-}
-
-static const struct opt *find_option(const char *arg, size_t len)
-{
-	for (size_t i = 0; i < UT_ARRAY_LEN(options); i++) {
-		const struct opt *o = &options[i];
-		if ((strlen(o->name) == len && strncmp(arg, o->name, len) == 0) ||
-		    (o->alias != NULL && strlen(o->alias) == len &&
-		     strncmp(arg, o->alias, len) == 0))
-			return o;
-	}
-	return NULL;
-}
-
-static int set_option(struct cli *c, const struct opt *o, const char *value, struct ut_err *err)
-{
-	char *field = (char *)c + o->offset;
-	long lvalue;
-	double dvalue;
-	switch (o->kind) {
-	case OPT_STRING:
-		if (value[0] == '\0')
-			return ut_err_set(err, "%s: empty value", o->name);
-		*(const char **)field = value;
-		return 0;
-	case OPT_LONG:
-		if (ut_parse_long(value, (long)o->lo, (long)o->hi, &lvalue) != 0)
-			return ut_err_set(err, "%s %s: not an integer in %ld..%ld", o->name, value,
-					  (long)o->lo, (long)o->hi);
-		*(long *)field = lvalue;
-		return 0;
-	case OPT_DOUBLE:
-		if (ut_parse_double(value, &dvalue) != 0 || dvalue < o->lo || dvalue > o->hi)
-			return ut_err_set(err, "%s %s: not a number in [%g, %g]", o->name, value,
-					  o->lo, o->hi);
-		*(double *)field = dvalue;
-		return 0;
-	case OPT_FLAG:
-		*(bool *)field = true;
-		return 0;
-	}
-	return ut_err_set(err, "%s: unknown option kind", o->name);
+	ut_cli_usage(to, options, UT_ARRAY_LEN(options));
 }
 
 /* Parse argv ("--opt value" or "--opt=value"); -1 with err naming the option. */
 static int parse_args(int argc, char **argv, struct cli *c, struct ut_err *err)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		const char *eq = strchr(arg, '=');
-		size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-		const struct opt *o = arg[0] == '-' ? find_option(arg, len) : NULL;
-		if (o == NULL)
-			return ut_err_set(
-			    err, arg[0] == '-' ? "unknown option %s" : "unexpected argument %s",
-			    arg);
-		if (o->kind == OPT_FLAG) {
-			if (eq != NULL)
-				return ut_err_set(err, "%s takes no value", o->name);
-			set_option(c, o, "", err);
-			continue;
-		}
-		const char *value = eq != NULL ? eq + 1 : NULL;
-		if (value == NULL) {
-			if (i + 1 >= argc)
-				return ut_err_set(err, "%s needs a value", o->name);
-			value = argv[++i];
-		}
-		if (set_option(c, o, value, err) != 0)
-			return -1;
-	}
+	struct ut_cli_parse p = {.opts = options, .count = UT_ARRAY_LEN(options), .target = c};
+	if (ut_cli_parse(&p, argc, argv, err) != 0)
+		return -1;
 	if (c->help)
 		return 0;
 	if (c->weights == NULL)
@@ -155,8 +82,11 @@ static int parse_args(int argc, char **argv, struct cli *c, struct ut_err *err)
 	if (c->data == NULL)
 		return ut_err_set(err, "--data is required");
 	if (strcmp(c->task, "train") != 0 && strcmp(c->task, "val") != 0 &&
-	    strcmp(c->task, "test") != 0)
-		return ut_err_set(err, "--task %s: expected train, val or test", c->task);
+	    strcmp(c->task, "test") != 0) {
+		char q[UT_QUOTE_LEN];
+		return ut_err_set(err, "--task '%s': expected train, val or test",
+				  ut_quote(c->task, q, sizeof(q)));
+	}
 	return 0;
 }
 

@@ -77,10 +77,10 @@ section "usage errors (exit 2)"
 expect_error "no options" 2 "--weights"
 expect_error "no --data" 2 "--data" --weights "$WEIGHTS"
 expect_error "unknown option" 2 "--bogus" "${GOOD[@]}" --bogus
-expect_error "missing value" 2 "--imgsz" "${GOOD[@]}" --imgsz
-expect_error "--imgsz abc" 2 "--imgsz abc" "${GOOD[@]}" --imgsz abc
+expect_error "needs a value" 2 "--imgsz" "${GOOD[@]}" --imgsz
+expect_error "--imgsz abc" 2 "--imgsz: 'abc'" "${GOOD[@]}" --imgsz abc
 expect_error "--conf-thres 2" 2 "--conf-thres" "${GOOD[@]}" --conf-thres 2
-expect_error "--task bogus" 2 "--task bogus" "${GOOD[@]}" --task bogus
+expect_error "--task bogus" 2 "--task 'bogus'" "${GOOD[@]}" --task bogus
 expect_error "stray argument" 2 "stray" "${GOOD[@]}" stray
 expect_error "no --cfg and no model_yaml in the weights" 2 "--cfg" --weights "$WEIGHTS" \
 	--data "$WORK/two/data.yaml"
