@@ -9,11 +9,11 @@
  * Teeth: a wrong output shape (one row too many, one channel too many)
  * must fail finalize with CUDNN_STATUS_BAD_PARAM, and so must a weight
  * whose input channels disagree with x. The plan cache must build each
- * distinct key once. Planning (heuristics, execution plan) needs a device:
- * where cudnnCreate fails (here: CUDNN_STATUS_NOT_INITIALIZED, no driver)
- * the test checks that planning and execution fail cleanly, with one
- * line naming cuDNN; where it succeeds (a GPU machine) it plans yolov5n's
- * convolutions for real.
+ * distinct key once. The engine policy (deterministic, no TF32 for fp32)
+ * is checked on cuDNN's engine list, which needs no device. Planning (heuristics, execution plan)
+ * needs a device: where cudnnCreate fails (here: CUDNN_STATUS_NOT_INITIALIZED, no driver) the test
+ * checks that planning and execution fail cleanly, with one line naming cuDNN; where it succeeds (a
+ * GPU machine) it plans yolov5n's convolutions for real.
  *
  * Needs YE_SOURCE_ROOT (the repository root); fails when it is unset.
  */
@@ -227,6 +227,116 @@ static void test_wrong_shape_fails(void **state)
 	tr_model_free(model);
 }
 
+/* A note among an engine's numerical notes? */
+static int has_note(cudnnBackendDescriptor_t engine, cudnnBackendNumericalNote_t note)
+{
+	cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+	int64_t count = 0;
+	assert_int_equal(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+						  CUDNN_TYPE_NUMERICAL_NOTE,
+						  CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &count, notes),
+			 CUDNN_STATUS_SUCCESS);
+	for (int64_t i = 0; i < count; i++)
+		if (notes[i] == note)
+			return 1;
+	return 0;
+}
+
+/*
+ * The engine policy, on every engine of cuDNN's list that finalizes
+ * without a device (by global index; heuristics need a device, the list
+ * does not), for yolov5n's first 3x3 stride-2 conv and a 1x1 conv, every
+ * direction and type: with the default policy no nondeterministic engine
+ * and no fp32 tensor-core (TF32) engine is accepted; with
+ * deterministic = 0 and allow_tf32 = 1 those are. The list must hold
+ * engines of both kinds, or the check has no teeth.
+ */
+static void test_engine_policy(void **state)
+{
+	(void)state;
+	static const struct tr_conv convs_checked[] = {{16, 32, 3, 2, 1}, {64, 32, 1, 1, 0}};
+	struct tr_cuda_convs strict, relaxed;
+	int engines = 0, nondeterministic = 0, tf32 = 0, accepted_default = 0;
+
+	tr_cuda_convs_init(&strict);
+	tr_cuda_convs_init(&relaxed);
+	assert_int_equal(strict.deterministic, 1);
+	assert_int_equal(strict.allow_tf32, 0);
+	relaxed.deterministic = 0;
+	relaxed.allow_tf32 = 1;
+	for (size_t c = 0; c < COUNT(convs_checked); c++)
+		for (size_t k = 0; k < COUNT(kinds); k++)
+			for (size_t d = 0; d < COUNT(dtypes); d++) {
+				struct tr_shape in = {BATCH, convs_checked[c].cin, 160, 160};
+				struct tr_cuda_conv_key key = {kinds[k], convs_checked[c], in,
+							       dtypes[d], TR_CUDA_NCHW};
+				struct tr_cuda_conv_graph g;
+				struct ut_err err = {{0}};
+				int64_t total = 0, returned = 0;
+				if (tr_cuda_conv_graph_build(&key, &g, &err) < 0)
+					fail_key(&key, "policy", err.msg);
+				assert_int_equal(cudnnBackendGetAttribute(
+						     g.graph,
+						     CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT,
+						     CUDNN_TYPE_INT64, 1, &returned, &total),
+						 CUDNN_STATUS_SUCCESS);
+				for (int64_t i = 0; i < total; i++) {
+					cudnnBackendDescriptor_t engine = NULL;
+					int strict_ok = -1, relaxed_ok = -1;
+					assert_int_equal(
+					    cudnnBackendCreateDescriptor(
+						CUDNN_BACKEND_ENGINE_DESCRIPTOR, &engine),
+					    CUDNN_STATUS_SUCCESS);
+					cudnnBackendSetAttribute(
+					    engine, CUDNN_ATTR_ENGINE_OPERATION_GRAPH,
+					    CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g.graph);
+					cudnnBackendSetAttribute(engine,
+								 CUDNN_ATTR_ENGINE_GLOBAL_INDEX,
+								 CUDNN_TYPE_INT64, 1, &i);
+					if (cudnnBackendFinalize(engine) != CUDNN_STATUS_SUCCESS) {
+						cudnnBackendDestroyDescriptor(
+						    engine); /* needs a GPU */
+						continue;
+					}
+					engines++;
+					assert_int_equal(
+					    tr_cuda_conv_engine_accepted(&strict, key.dtype, engine,
+									 &strict_ok, &err),
+					    0);
+					assert_int_equal(
+					    tr_cuda_conv_engine_accepted(&relaxed, key.dtype,
+									 engine, &relaxed_ok, &err),
+					    0);
+					int nd =
+					    has_note(engine, CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC);
+					int tc = key.dtype == TR_CUDA_FP32 &&
+						 has_note(engine, CUDNN_NUMERICAL_NOTE_TENSOR_CORE);
+					nondeterministic += nd;
+					tf32 += tc;
+					accepted_default += strict_ok;
+					if (nd || tc)
+						assert_int_equal(strict_ok, 0);
+					if (strict_ok)
+						assert_int_equal(relaxed_ok, 1);
+					if ((nd || tc) &&
+					    !has_note(engine,
+						      CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS) &&
+					    !has_note(
+						engine,
+						CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION))
+						assert_int_equal(relaxed_ok, 1);
+					cudnnBackendDestroyDescriptor(engine);
+				}
+				tr_cuda_conv_graph_release(&g);
+			}
+	printf("engines finalized without a device: %d; nondeterministic %d, fp32 tensor-core "
+	       "(TF32) %d, accepted by the default policy %d\n",
+	       engines, nondeterministic, tf32, accepted_default);
+	assert_true(nondeterministic > 0);
+	assert_true(tf32 > 0);
+	assert_true(accepted_default > 0);
+}
+
 /*
  * Planning needs a device. Without one (cudnnCreate fails here with
  * NOT_INITIALIZED) planning with no handle must fail cleanly: -1, one
@@ -292,6 +402,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_wrong_shape_fails),
+	    cmocka_unit_test(test_engine_policy),
 	    cmocka_unit_test(test_plan),
 	    cmocka_unit_test(test_every_conv_finalizes),
 	};

@@ -308,6 +308,8 @@ static uint64_t key_hash(const struct tr_cuda_conv_key *key)
 void tr_cuda_convs_init(struct tr_cuda_convs *convs)
 {
 	memset(convs, 0, sizeof(*convs));
+	convs->deterministic = 1;
+	convs->allow_tf32 = 0;
 }
 
 static void entry_release_plan(struct tr_cuda_conv_entry *e)
@@ -389,17 +391,108 @@ int tr_cuda_convs_graph(struct tr_cuda_convs *convs, const struct tr_cuda_conv_k
 	return 0;
 }
 
+int tr_cuda_conv_engine_accepted(const struct tr_cuda_convs *convs, enum tr_cuda_dtype dtype,
+				 cudnnBackendDescriptor_t engine, int *accepted, struct ut_err *err)
+{
+	cudnnStatus_t *keep = NULL;
+	cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+	int64_t count = 0;
+
+	*accepted = 0;
+	CUDNN_CHECK(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+					     CUDNN_TYPE_NUMERICAL_NOTE,
+					     CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &count, notes));
+	*accepted = 1;
+	for (int64_t i = 0; i < count; i++) {
+		switch (notes[i]) {
+		case CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC:
+			*accepted &= !convs->deterministic;
+			break;
+		case CUDNN_NUMERICAL_NOTE_TENSOR_CORE: /* on fp32 I/O: TF32 */
+			*accepted &= dtype != TR_CUDA_FP32 || convs->allow_tf32;
+			break;
+		case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS:
+		case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION:
+			*accepted = 0; /* not the fp32 compute the graph asks for */
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+fail:
+	return -1;
+}
+
+/* Whether the engine of a heuristics config passes the policy. */
+static int config_accepted(const struct tr_cuda_convs *convs, enum tr_cuda_dtype dtype,
+			   cudnnBackendDescriptor_t config, int *accepted, struct ut_err *err)
+{
+	cudnnStatus_t *keep = NULL;
+	cudnnBackendDescriptor_t engine = NULL;
+	int64_t returned = 0;
+	int rc = -1;
+
+	CUDNN_CHECK(cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &engine));
+	CUDNN_CHECK(cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE,
+					     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &returned, &engine));
+	rc = tr_cuda_conv_engine_accepted(convs, dtype, engine, accepted, err);
+fail:
+	if (engine)
+		cudnnBackendDestroyDescriptor(engine);
+	return rc;
+}
+
+/* The execution plan of one engine config on handle's device, or NULL with err. */
+static cudnnBackendDescriptor_t plan_config(cudnnBackendDescriptor_t config, cudnnHandle_t handle,
+					    struct ut_err *err)
+{
+	cudnnStatus_t *keep = NULL;
+	cudnnBackendDescriptor_t plan = NULL;
+
+	CUDNN_CHECK(cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan));
+	CUDNN_CHECK(cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
+					     CUDNN_TYPE_HANDLE, 1, &handle));
+	CUDNN_CHECK(cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
+					     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &config));
+	CUDNN_CHECK(cudnnBackendFinalize(plan));
+	return plan;
+fail:
+	if (plan)
+		cudnnBackendDestroyDescriptor(plan);
+	return NULL;
+}
+
+/* "no engine" in err, with cuDNN's reason for the first engine it refused if it gave one. */
+static void no_engine(const struct tr_cuda_conv_key *key, const char *why, int line,
+		      struct ut_err *err)
+{
+	char detail[512] = "";
+	const char *reason;
+	int reason_len;
+
+	cudnnGetLastErrorString(detail, sizeof(detail));
+	reason = strstr(detail, "Reason: ");
+	reason_len = reason ? (int)strcspn(reason, "\n") : 0;
+	ut_err_set(err, "cuDNN: %s for the %s %s convolution %dx%d/%d %d->%d: %s%s%.*s%s (%s:%d)",
+		   why, tr_cuda_dtype_name(key->dtype), tr_cuda_conv_kind_name(key->kind),
+		   key->conv.k, key->conv.k, key->conv.stride, key->conv.cin, key->conv.cout,
+		   cudnnGetErrorString(CUDNN_STATUS_NOT_SUPPORTED), reason ? " (" : "", reason_len,
+		   reason ? reason : "", reason ? ")" : "", __FILE__, line);
+}
+
 /*
- * The first of the heuristics' engine configurations (best first) whose
- * execution plan finalizes on handle's device: its config, plan and
- * workspace need into e.
+ * The heuristics' engine configurations (mode A, best first): the first
+ * that passes the policy and whose execution plan finalizes on handle's
+ * device becomes e's plan, with its workspace need.
  */
-static int plan_entry(struct tr_cuda_conv_entry *e, cudnnHandle_t handle, struct ut_err *err)
+static int plan_entry(const struct tr_cuda_convs *convs, struct tr_cuda_conv_entry *e,
+		      cudnnHandle_t handle, struct ut_err *err)
 {
 	cudnnStatus_t *keep = NULL;
 	cudnnBackendDescriptor_t heur = NULL, configs[HEUR_MAX_CONFIGS] = {NULL};
 	cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-	int64_t count = 0, returned = 0;
+	int64_t count = 0, returned = 0, rejected = 0;
 	int rc = -1;
 
 	CUDNN_CHECK(cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur));
@@ -415,53 +508,31 @@ static int plan_entry(struct tr_cuda_conv_entry *e, cudnnHandle_t handle, struct
 					     CUDNN_TYPE_BACKEND_DESCRIPTOR, HEUR_MAX_CONFIGS,
 					     &count, configs));
 	if (count == 0) {
-		/* cuDNN's own word for "no engine can run this graph here" (none without a device)
-		 */
-		char detail[512] = "";
-		const char *reason;
-		int reason_len;
-		cudnnGetLastErrorString(detail, sizeof(detail));
-		/* cuDNN's why for the first engine it refused, to the end of its line */
-		reason = strstr(detail, "Reason: ");
-		reason_len = reason ? (int)strcspn(reason, "\n") : 0;
-		ut_err_set(
-		    err,
-		    "cuDNN: heuristics found no engine for the %s convolution %dx%d/%d %d->%d: "
-		    "%s%s%.*s%s (%s:%d)",
-		    tr_cuda_conv_kind_name(e->graph.key.kind), e->graph.key.conv.k,
-		    e->graph.key.conv.k, e->graph.key.conv.stride, e->graph.key.conv.cin,
-		    e->graph.key.conv.cout, cudnnGetErrorString(CUDNN_STATUS_NOT_SUPPORTED),
-		    reason ? " (" : "", reason_len, reason ? reason : "", reason ? ")" : "",
-		    __FILE__, __LINE__);
+		no_engine(&e->graph.key, "heuristics found no engine", __LINE__, err);
 		goto fail;
 	}
 	for (int64_t i = 0; i < count && !e->plan; i++) {
-		cudnnBackendDescriptor_t plan = NULL;
-		cudnnStatus_t status =
-		    cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan);
-		if (status == CUDNN_STATUS_SUCCESS)
-			status = cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
-							  CUDNN_TYPE_HANDLE, 1, &handle);
-		if (status == CUDNN_STATUS_SUCCESS)
-			status =
-			    cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
-						     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &configs[i]);
-		if (status == CUDNN_STATUS_SUCCESS)
-			status = cudnnBackendFinalize(plan);
-		if (status != CUDNN_STATUS_SUCCESS) {
-			/* the last engine's status is the one reported if none plans */
-			cudnn_fail(err, keep, status, "execution plan of a heuristics engine",
-				   __LINE__);
-			if (plan)
-				cudnnBackendDestroyDescriptor(plan);
+		int accepted = 0;
+		if (config_accepted(convs, e->graph.key.dtype, configs[i], &accepted, err) < 0)
+			goto fail;
+		if (!accepted) {
+			rejected++;
 			continue;
 		}
-		e->plan = plan;
-		e->engine_config = configs[i];
-		configs[i] = NULL;
+		/* a failed plan leaves its line in err: reported if no later engine plans */
+		e->plan = plan_config(configs[i], handle, err);
+		if (e->plan) {
+			e->engine_config = configs[i];
+			configs[i] = NULL;
+		}
 	}
-	if (!e->plan)
+	if (!e->plan) {
+		if (rejected == count)
+			no_engine(&e->graph.key,
+				  "every engine the heuristics offer is nondeterministic or TF32",
+				  __LINE__, err);
 		goto fail;
+	}
 	CUDNN_CHECK(cudnnBackendGetAttribute(e->plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
 					     CUDNN_TYPE_INT64, 1, &returned, &e->workspace_bytes));
 	rc = 0;
@@ -505,7 +576,7 @@ int tr_cuda_convs_plan(struct tr_cuda_convs *convs, cudnnHandle_t handle,
 	if (tr_cuda_convs_graph(convs, key, &e, err) < 0)
 		return -1;
 	if (!e->plan) {
-		if (plan_entry(e, handle, err) < 0)
+		if (plan_entry(convs, e, handle, err) < 0)
 			return -1;
 		convs->plans_built++;
 	}

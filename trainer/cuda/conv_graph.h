@@ -148,6 +148,16 @@ struct tr_cuda_conv_entry {
  * addressing table of entries (power-of-two capacity, at most half full).
  */
 struct tr_cuda_convs {
+	/*
+	 * Which engines planning accepts, PyTorch's torch.backends.cudnn flags:
+	 * deterministic (1: YOLOv5 v7.0's init_seeds(deterministic=True) sets
+	 * cudnn.deterministic) rejects engines cuDNN notes as nondeterministic;
+	 * allow_tf32 (0, so fp32 matches the CPU backend within 1e-5; PyTorch's
+	 * own default for convolutions is 1) admits tensor-core (TF32) engines
+	 * for fp32 I/O. Engines that down-convert inputs or reduce in less than
+	 * fp32 are never taken: the graphs promise fp32 compute.
+	 */
+	int deterministic, allow_tf32;
 	struct tr_cuda_conv_entry *entries;
 	size_t capacity, count;
 	size_t graphs_built, plans_built; /* counters for tests and logs */
@@ -155,7 +165,7 @@ struct tr_cuda_convs {
 	size_t workspace_bytes;		  /* its size: the largest plan's need */
 };
 
-/* An empty cache (allocates nothing). */
+/* An empty cache (allocates nothing), deterministic, no TF32. */
 void tr_cuda_convs_init(struct tr_cuda_convs *convs);
 /* Destroy every graph and plan, free the table and the device workspace. */
 void tr_cuda_convs_release(struct tr_cuda_convs *convs);
@@ -169,8 +179,18 @@ int tr_cuda_convs_graph(struct tr_cuda_convs *convs, const struct tr_cuda_conv_k
 			struct tr_cuda_conv_entry **out, struct ut_err *err);
 
 /*
+ * Whether a finalized engine descriptor passes convs's policy for dtype
+ * I/O (its numerical notes, see struct tr_cuda_convs): *accepted 1 or 0.
+ * Needs no device. Returns 0, or -1 with err when the notes cannot be read.
+ */
+int tr_cuda_conv_engine_accepted(const struct tr_cuda_convs *convs, enum tr_cuda_dtype dtype,
+				 cudnnBackendDescriptor_t engine, int *accepted,
+				 struct ut_err *err);
+
+/*
  * The entry of key, planned: operation graph, engine heuristics (mode A),
- * the first engine configuration whose execution plan finalizes, and the
+ * the first engine configuration that passes the policy and whose
+ * execution plan finalizes, and the
  * shared workspace grown to the plan's need if it is larger. Done once per
  * key; later calls only look up. Needs a handle on a GPU; without a device
  * the heuristics or the plan fail and it returns -1 with one line naming
