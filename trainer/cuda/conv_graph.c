@@ -260,8 +260,7 @@ int tr_cuda_conv_graph_build_shaped(const struct tr_cuda_conv_key *key, struct t
 	    make_tensor(&g->tensors[2], TR_CUDA_UID_Y, out, key, keep, err) < 0 ||
 	    make_conv_desc(&g->conv_desc, conv, keep, err) < 0 || make_op(g, keep, err) < 0)
 		goto fail;
-	/* No CUDNN_ATTR_OPERATIONGRAPH_HANDLE (deprecated in cuDNN 9): the graph needs no device.
-	 */
+	/* no CUDNN_ATTR_OPERATIONGRAPH_HANDLE (deprecated in cuDNN 9): no device needed */
 	CUDNN_CHECK(
 	    cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &g->graph));
 	CUDNN_CHECK(cudnnBackendSetAttribute(g->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS,
