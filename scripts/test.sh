@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Check the format (.clang-format), build with warnings as errors and run
-# every test; then the unit tests again under AddressSanitizer and
+# every test; then the unit (and cuda) tests again under AddressSanitizer and
 # UndefinedBehaviorSanitizer, and the fuzzers. Ends with a
 # "N passed, N failed" line; exits non-zero if anything failed.
 set -uo pipefail
@@ -37,8 +37,18 @@ run_suite() { # name, build dir, meson setup options..., -- meson test options..
 
 echo "== format (scripts/format.sh --check) =="
 if bash scripts/format.sh --check; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-run_suite "all tests (-Werror)" build-ci -Dwerror=true --
-run_suite "unit tests under ASan+UBSan" build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit
+# With the CUDA toolkit (nvcc on PATH) the CUDA backend must build: -Dcuda=enabled
+# makes a missing piece fail here instead of quietly leaving the backend out. Its
+# checks (suite cuda: kernels on the CPU emulation, cuDNN graphs) need no GPU.
+cuda=(-Dcuda=disabled)
+suites=(--suite unit)
+if command -v nvcc >/dev/null; then
+	cuda=(-Dcuda=enabled)
+	suites+=(--suite cuda)
+fi
+echo "CUDA backend: ${cuda[*]}"
+run_suite "all tests (-Werror)" build-ci -Dwerror=true "${cuda[@]}" --
+run_suite "unit and cuda tests under ASan+UBSan" build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false "${cuda[@]}" -- "${suites[@]}"
 echo "== fuzzing (libFuzzer, ${FUZZ_SECONDS:-20} s per target) =="
 fuzz_log=$(mktemp)
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log"
