@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "loss.h"
+#include "pcg.h"
 #include "safetensors.h"
 #include "ut.h"
 
@@ -513,6 +514,67 @@ static void test_errors(void **state)
 	tr_loss_free(loss);
 }
 
+/*
+ * A hyp with `anchors: N` builds the model with placeholder anchors 0, 1,
+ * 2 ... (YOLOv5's parse_model), which AutoAnchor keeps when their recall
+ * is good enough. YOLOv5 trains on: an anchor of width or height 0 gives a
+ * ratio of inf (0/0: NaN) and is never matched. Here too: the loss with a
+ * 0 anchor equals the loss with that anchor far too large to match, and no
+ * match uses it. A negative anchor is still refused.
+ */
+static void test_zero_anchor(void **state)
+{
+	(void)state;
+	float anchors[18];
+	for (int i = 0; i < 18; i++)
+		anchors[i] = (float)(i % 6) / 2.0f + 0.25f;
+	anchors[0] = 0.0f; /* level 0, anchor 0: width 0 */
+	struct tr_loss_params params = {
+	    .nl = 3,
+	    .na = 3,
+	    .nc = 2,
+	    .anchors = anchors,
+	    .hyp = {.box = 0.05, .obj = 1, .cls = 0.5, .cls_pw = 1, .obj_pw = 1, .anchor_t = 4}};
+	enum { BS = 2, NY = 4, NX = 4, NO = 7, PER_LEVEL = BS * 3 * NY * NX * NO };
+	static float pred[PER_LEVEL], grad_zero[3][PER_LEVEL], grad_huge[3][PER_LEVEL];
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 5, 0);
+	for (int i = 0; i < PER_LEVEL; i++)
+		pred[i] = (float)ut_pcg_uniform(&rng) * 2.0f - 1.0f;
+	float targets[] = {0,	 1,    0.3f,  0.4f, 0.25f, 0.3f, 1,    0,     0.6f,
+			   0.5f, 0.3f, 0.35f, 1,    1,	   0.2f, 0.7f, 0.28f, 0.26f};
+	struct tr_loss_result zero, huge;
+	struct ut_err err = {{0}};
+	for (int pass = 0; pass < 2; pass++) {
+		anchors[0] = pass == 0 ? 0.0f : 1e30f;
+		float(*grad)[PER_LEVEL] = pass == 0 ? grad_zero : grad_huge;
+		struct tr_loss *loss = NULL;
+		assert_int_equal(tr_loss_create(&params, 8, &loss, &err), 0);
+		struct tr_loss_batch batch = {.bs = BS,
+					      .targets = targets,
+					      .nt = 3,
+					      .pred = {pred, pred, pred},
+					      .grad = {grad[0], grad[1], grad[2]},
+					      .ny = {NY, NY, NY},
+					      .nx = {NX, NX, NX}};
+		assert_int_equal(tr_loss_compute(loss, &batch, pass == 0 ? &zero : &huge, &err), 0);
+		const struct tr_loss_matches *lm = tr_loss_matches(loss, 0);
+		assert_non_null(lm);
+		assert_true(lm->n > 0);
+		for (size_t m = 0; m < lm->n; m++)
+			assert_int_not_equal(lm->a[m], 0);
+		tr_loss_free(loss);
+	}
+	assert_true(isfinite(zero.loss) && zero.loss > 0);
+	assert_memory_equal(&zero.loss, &huge.loss, sizeof(zero.loss));
+	assert_memory_equal(zero.items, huge.items, sizeof(zero.items));
+	assert_memory_equal(grad_zero, grad_huge, sizeof(grad_zero));
+	anchors[0] = -1.0f;
+	struct tr_loss *loss = NULL;
+	assert_int_equal(tr_loss_create(&params, 8, &loss, &err), -1);
+	assert_non_null(strstr(err.msg, "anchor value 0 (-1)"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -520,6 +582,7 @@ int main(void)
 	    cmocka_unit_test(test_variant_fl_gamma),   cmocka_unit_test(test_variant_pw_smooth),
 	    cmocka_unit_test(test_variant_anchor_t),   cmocka_unit_test(test_v5n_nc2),
 	    cmocka_unit_test(test_finite_differences), cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_zero_anchor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

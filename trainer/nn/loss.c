@@ -171,9 +171,11 @@ static int check_params(const struct tr_loss_params *p, struct ut_err *err)
 		return ut_err_set(err, "loss: nc %d must be at least 1", p->nc);
 	if (p->anchors == NULL)
 		return ut_err_set(err, "loss: no anchors");
+	/* 0 is allowed: YOLOv5's placeholder anchors (hyp `anchors: N`) start at 0,
+	 * and such an anchor is never matched (its ratio is inf or NaN) */
 	for (int i = 0; i < p->nl * p->na * 2; i++)
-		if (!(p->anchors[i] > 0.0f) || !isfinite(p->anchors[i]))
-			return ut_err_set(err, "loss: anchor value %d (%g) must be positive", i,
+		if (!(p->anchors[i] >= 0.0f) || !isfinite(p->anchors[i]))
+			return ut_err_set(err, "loss: anchor value %d (%g) must be >= 0", i,
 					  (double)p->anchors[i]);
 	const struct {
 		const char *name;
