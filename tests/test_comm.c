@@ -132,6 +132,42 @@ static void test_all_reduce(void **state)
 	assert_true(differ > 10);
 }
 
+/* Doubles: 1e17 and 1 mixed, so only rank order gives the expected bits. */
+static double value_f64(int rank, int i)
+{
+	return (rank + i) % 3 == 0 ? 1e17 : ((rank + i) % 3 == 1 ? -1e17 : 1.0 + rank * 0.5);
+}
+
+static void sum_f64(struct rank_job *job)
+{
+	enum { N = 301 };
+	double data[N];
+	for (int i = 0; i < N; i++)
+		data[i] = value_f64(job->comm->rank, i);
+	job->rc[0] = tr_comm_all_reduce_sum_f64(job->comm, data, N, &job->err);
+	for (int i = 0; i < N; i++) {
+		double want = value_f64(0, i);
+		for (int r = 1; r < job->comm->world; r++)
+			want += value_f64(r, i);
+		job->mismatches += memcmp(&data[i], &want, sizeof(double)) != 0;
+	}
+}
+
+static void test_all_reduce_f64(void **state)
+{
+	(void)state;
+	static struct rank_job jobs[MAX_WORLD];
+	for (int world = 1; world <= MAX_WORLD; world++) {
+		memset(jobs, 0, sizeof(jobs));
+		run_ranks(world, jobs, sum_f64);
+		for (int r = 0; r < world; r++) {
+			if (jobs[r].rc[0] != 0)
+				fail_msg("world %d rank %d: %s", world, r, jobs[r].err.msg);
+			assert_int_equal(jobs[r].mismatches, 0);
+		}
+	}
+}
+
 static void broadcast_and_barrier(struct rank_job *job)
 {
 	for (int i = 0; i < COUNT; i++)
@@ -231,8 +267,11 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_all_reduce), cmocka_unit_test(test_broadcast_barrier),
-	    cmocka_unit_test(test_mismatch),   cmocka_unit_test(test_abort),
+	    cmocka_unit_test(test_all_reduce),
+	    cmocka_unit_test(test_all_reduce_f64),
+	    cmocka_unit_test(test_broadcast_barrier),
+	    cmocka_unit_test(test_mismatch),
+	    cmocka_unit_test(test_abort),
 	    cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

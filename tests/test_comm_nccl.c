@@ -5,7 +5,7 @@
  * Without a usable GPU (the development machines): creating a group fails
  * at once with one line naming CUDA and the cause, and hands back no
  * handle. With GPUs: one rank thread per GPU (up to 4): all-reduce sum and
- * mean, broadcast from the last rank and a barrier on device buffers,
+ * mean (float), sum (double), broadcast from the last rank and a barrier on device buffers,
  * against the same sums made on the host (values exactly representable, so
  * NCCL's own summation order cannot change them).
  */
@@ -103,6 +103,22 @@ static void *rank_main(void *arg)
 		JOB_CUDA(cudaMemcpy(host, dev, sizeof(float) * COUNT, cudaMemcpyDeviceToHost));
 		job->mismatches += compare(host, wants[k], c->world);
 	}
+	/* doubles: the sum of 1e15 + rank values, beyond float's reach */
+	double *dev64 = NULL, host64[3];
+	JOB_CUDA(cudaMalloc((void **)&dev64, sizeof(host64)));
+	for (int i = 0; i < 3; i++)
+		host64[i] = 1e15 + (double)(c->rank * 3 + i);
+	JOB_CUDA(cudaMemcpy(dev64, host64, sizeof(host64), cudaMemcpyHostToDevice));
+	if (job->rc == 0)
+		job->rc = tr_comm_all_reduce_sum_f64(c, dev64, 3, &job->err);
+	JOB_CUDA(cudaMemcpy(host64, dev64, sizeof(host64), cudaMemcpyDeviceToHost));
+	for (int i = 0; i < 3; i++) {
+		double want = 0;
+		for (int r = 0; r < c->world; r++)
+			want += 1e15 + (double)(r * 3 + i);
+		job->mismatches += host64[i] != want;
+	}
+	JOB_CUDA(cudaFree(dev64));
 	if (job->rc == 0)
 		job->rc = tr_comm_barrier(c, &job->err);
 	JOB_CUDA(cudaFree(dev));

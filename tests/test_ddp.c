@@ -23,20 +23,30 @@
  *     arithmetic when BN statistics and loss means do not depend on the
  *     split: test_whole_batch gives every rank the same shard (images and
  *     labels), so the whole batch is WORLD_SIZE copies of it, whose BN mean
- *     and biased variance and whose loss means are the shard's. (A
- *     --sync-bn BN, all-reducing its per-channel sums in forward and
- *     backward, would make this hold for distinct shards; it is not built
- *     yet.) Distinct shards against the whole batch are measured and
- *     printed, not compared.
- * Tolerance, per parameter tensor: max |ddp - reference| <= 1e-4 * max
- * |reference| (float32 sums over different orders and batch splits in
- * oneDNN's kernels). Seen: 0 (bit-identical) against the summed shards,
- * 2.5e-6 against the whole batch of copies; the teeth give 0.19 to 1.4, and
- * distinct shards against the whole batch 2.5 (2 ranks) and 11 (4 ranks),
- * BN over one or two 64 x 64 images being far from BN over four. Also:
- * after the all-reduce every rank holds the same
- * bits. Teeth: a rank that skips its shard (contributes zero gradients), or
- * that leaves out the WORLD_SIZE factor, fails both comparisons.
+ *     and biased variance and whose loss means are the shard's. Distinct
+ *     images against the whole batch are measured and printed, not
+ *     compared.
+ *  3. With --sync-bn (tr_syncbn_backend_create: BN statistics and the BN
+ *     backward's sums all-reduced), distinct images match one rank on the
+ *     whole batch when every image carries the same label boxes (so every
+ *     shard has as many matches per level, and box and class loss means
+ *     split evenly): test_sync_bn compares the gradients and the BN
+ *     running statistics after the step.
+ *  4. One BN op (test_sync_bn_op): --sync-bn over 1, 2 and 4 ranks against
+ *     the CPU backend's BN on the whole batch, a channel's mean up to 700
+ *     times its spread: y, dx, the saved and running statistics within
+ *     1e-6 (seen: bit-identical; dgamma, dbeta, summed over the ranks in
+ *     float, 9e-8).
+ * Tolerance, per tensor: max |ddp - reference| <= 1e-4 * max |reference|
+ * (float32 sums over different orders and batch splits in oneDNN's
+ * kernels). Seen: 0 (bit-identical) against the summed shards, 2.5e-6
+ * against the whole batch of copies, 2.7e-6 with --sync-bn (0 with one
+ * rank; its BN running statistics bit-identical); the teeth give 0.19 to
+ * 3.5; distinct images against the whole batch without --sync-bn 3 (2
+ * ranks) and 7 (4 ranks). Also: after the all-reduce every rank holds the
+ * same bits. Teeth: a rank that skips its shard (contributes zero
+ * gradients), takes rank 0's shard, or leaves out the WORLD_SIZE factor
+ * fails the comparisons.
  *
  * YE_SOURCE_ROOT unset is a failure, not a skip.
  */
@@ -57,6 +67,7 @@
 #include "loss.h"
 #include "model.h"
 #include "pcg.h"
+#include "syncbn.h"
 
 enum { SIZE = 64, NC = 2, MAX_WORLD = 4, BATCH = 4, LABELS_PER_IMAGE = 3, LEVELS = 3 };
 #define TOL 1e-4
@@ -69,7 +80,7 @@ struct batch {
 };
 
 /* How a rank misbehaves, for the teeth. */
-enum fault { FAULT_NONE, FAULT_SKIP_SHARD, FAULT_NO_WORLD_SCALE };
+enum fault { FAULT_NONE, FAULT_SKIP_SHARD, FAULT_NO_WORLD_SCALE, FAULT_WRONG_SHARD };
 
 /* One DDP rank: its communicator, its model and backend, its shard. */
 struct rank_job {
@@ -78,6 +89,7 @@ struct rank_job {
 	const struct batch *batch;
 	int first, count; /* the shard: images [first, first + count) */
 	enum fault fault;
+	bool sync_bn; /* BN through tr_syncbn_backend_create */
 	struct tr_model *model;
 	int rc;
 	struct ut_err err;
@@ -117,13 +129,17 @@ static void make_batch(struct batch *b, uint64_t seed)
 		}
 }
 
-/* Every image a copy of image 0, and every image image 0's labels. */
-static void make_copies(struct batch *b, const struct batch *from)
+/*
+ * Every image image 0's labels, and (copies) a copy of image 0 or (not)
+ * its own pixels.
+ */
+static void make_same_labels(struct batch *b, const struct batch *from, bool copies)
 {
 	size_t per_image = 3 * SIZE * SIZE;
 	b->nt = 0;
 	for (int image = 0; image < BATCH; image++) {
-		memcpy(b->images + image * per_image, from->images, per_image * sizeof(float));
+		const float *pixels = from->images + (copies ? 0 : image * per_image);
+		memcpy(b->images + image * per_image, pixels, per_image * sizeof(float));
 		for (size_t k = 0; k < from->nt; k++)
 			if (from->targets[k][0] == 0) {
 				memcpy(b->targets[b->nt], from->targets[k], sizeof(b->targets[0]));
@@ -195,8 +211,14 @@ static void *rank_main(void *arg)
 	struct rank_job *job = arg;
 	struct tr_comm *c = job->comm;
 	struct tr_model *m = job->model;
-	struct tr_backend *cpu = NULL;
+	struct tr_backend *cpu = NULL, *bn = NULL;
+	int max_channels = 1;
+	for (int i = 0; i < m->nconvs; i++)
+		if (m->convs[i].conv.cout > max_channels)
+			max_channels = m->convs[i].conv.cout;
 	job->rc = tr_cpu_backend_create(1, &cpu, &job->err);
+	if (job->rc == 0 && job->sync_bn)
+		job->rc = tr_syncbn_backend_create(cpu, c, max_channels, &bn, &job->err);
 	if (job->rc == 0)
 		job->rc = tr_model_plan(m, job->count, SIZE, SIZE, &job->err);
 	if (job->rc == 0 && c->rank == 0) {
@@ -210,24 +232,35 @@ static void *rank_main(void *arg)
 		job->rc = tr_comm_broadcast(c, m->buffers, m->nbuffer_values, 0, &job->err);
 	memset(m->grads, 0, m->nparam_values * sizeof(float));
 	float scale = job->fault == FAULT_NO_WORLD_SCALE ? 1.0f : (float)c->world;
+	int first = job->fault == FAULT_WRONG_SHARD ? 0 : job->first;
 	if (job->rc == 0 && job->fault != FAULT_SKIP_SHARD)
-		job->rc = shard_step(m, cpu, job->batch, job->first, job->count, scale, &job->err);
+		job->rc = shard_step(m, bn != NULL ? bn : cpu, job->batch, first, job->count, scale,
+				     &job->err);
 	if (job->rc == 0)
 		job->rc = tr_comm_all_reduce_mean(c, m->grads, m->nparam_values, &job->err);
 	if (job->rc != 0)
 		tr_comm_abort(c); /* the others must not wait for this rank */
+	tr_backend_destroy(bn);
 	tr_backend_destroy(cpu);
 	return NULL;
 }
 
+/* A DDP run: world ranks, one of them (faulty) with fault, BN per rank or synchronised. */
+struct ddp_run {
+	int world, faulty;
+	enum fault fault;
+	bool sync_bn;
+};
+
 /*
- * DDP over world rank threads on batch b (BATCH / world images each), rank
- * `faulty` with fault. The averaged gradients into grads (rank 0's, after
- * checking every rank holds the same bits).
+ * DDP over run->world rank threads on batch b (BATCH / world images each).
+ * The averaged gradients into grads (rank 0's, after checking every rank
+ * holds the same bits), rank 0's BN buffers after the step into buffers.
  */
-static void run_ddp(const struct tr_model *master, const struct batch *b, int world, int faulty,
-		    enum fault fault, float *grads)
+static void run_ddp(const struct tr_model *master, const struct batch *b, const struct ddp_run *run,
+		    float *grads, float *buffers)
 {
+	int world = run->world;
 	struct tr_comm *comms[MAX_WORLD];
 	struct rank_job jobs[MAX_WORLD];
 	pthread_t threads[MAX_WORLD];
@@ -241,7 +274,8 @@ static void run_ddp(const struct tr_model *master, const struct batch *b, int wo
 					    .batch = b,
 					    .first = r * per_rank,
 					    .count = per_rank,
-					    .fault = r == faulty ? fault : FAULT_NONE,
+					    .fault = r == run->faulty ? run->fault : FAULT_NONE,
+					    .sync_bn = run->sync_bn,
 					    .model = load_yolov5n()};
 		assert_int_equal(pthread_create(&threads[r], NULL, rank_main, &jobs[r]), 0);
 	}
@@ -255,6 +289,7 @@ static void run_ddp(const struct tr_model *master, const struct batch *b, int wo
 			fail_msg("rank %d's averaged gradients differ from rank 0's", r);
 	}
 	memcpy(grads, jobs[0].model->grads, n * sizeof(float));
+	memcpy(buffers, jobs[0].model->buffers, master->nbuffer_values * sizeof(float));
 	for (int r = 0; r < world; r++) {
 		tr_model_free(jobs[r].model);
 		tr_comm_destroy(comms[r]);
@@ -263,7 +298,7 @@ static void run_ddp(const struct tr_model *master, const struct batch *b, int wo
 
 /* One model, one thread: the shards of world ranks one after another, gradients summed. */
 static void run_sequential(const struct tr_model *master, const struct batch *b, int shards,
-			   float *grads)
+			   float *grads, float *buffers)
 {
 	struct ut_err err = {{0}};
 	struct tr_backend *cpu = NULL;
@@ -278,19 +313,23 @@ static void run_sequential(const struct tr_model *master, const struct batch *b,
 		if (shard_step(m, cpu, b, s * per_shard, per_shard, 1.0f, &err))
 			fail_msg("%s", err.msg);
 	memcpy(grads, m->grads, m->nparam_values * sizeof(float));
+	memcpy(buffers, m->buffers, m->nbuffer_values * sizeof(float));
 	tr_backend_destroy(cpu);
 	tr_model_free(m);
 }
 
-/* The worst over parameter tensors of max |got - want| / max |want|. */
-static double worst_error(const struct tr_model *model, const float *got, const float *want,
-			  const char **where)
+/*
+ * The worst over the tensors of one kind (PARAM: gradients, BUFFER: BN
+ * running statistics) of max |got - want| / max |want|.
+ */
+static double worst_error(const struct tr_model *model, enum tr_tensor_kind kind, const float *got,
+			  const float *want, const char **where)
 {
 	double worst = 0;
 	*where = "";
 	for (int t = 0; t < model->ntensors; t++) {
 		const struct tr_tensor_spec *spec = &model->tensors[t];
-		if (spec->kind != TR_TENSOR_PARAM)
+		if (spec->kind != kind)
 			continue;
 		double diff = 0, scale = 0;
 		for (size_t i = spec->offset; i < spec->offset + spec->numel; i++) {
@@ -308,8 +347,9 @@ static double worst_error(const struct tr_model *model, const float *got, const 
 
 struct fixture {
 	struct tr_model *master;
-	struct batch distinct, copies;
-	float *ddp, *reference;
+	struct batch distinct, copies, same_labels;
+	float *ddp, *reference;			/* gradients */
+	float *ddp_buffers, *reference_buffers; /* BN running statistics after the step */
 };
 
 static int setup(void **state)
@@ -321,11 +361,17 @@ static int setup(void **state)
 	ut_pcg_seed(&rng, 2026, 15);
 	tr_model_init(f->master, &rng);
 	make_batch(&f->distinct, 7);
-	make_copies(&f->copies, &f->distinct);
-	f->ddp = malloc(f->master->nparam_values * sizeof(float));
-	f->reference = malloc(f->master->nparam_values * sizeof(float));
+	make_same_labels(&f->copies, &f->distinct, true);
+	make_same_labels(&f->same_labels, &f->distinct, false);
+	size_t np = f->master->nparam_values, nb = f->master->nbuffer_values;
+	f->ddp = malloc(np * sizeof(float));
+	f->reference = malloc(np * sizeof(float));
+	f->ddp_buffers = malloc(nb * sizeof(float));
+	f->reference_buffers = malloc(nb * sizeof(float));
 	assert_non_null(f->ddp);
 	assert_non_null(f->reference);
+	assert_non_null(f->ddp_buffers);
+	assert_non_null(f->reference_buffers);
 	*state = f;
 	return 0;
 }
@@ -336,38 +382,51 @@ static int teardown(void **state)
 	tr_model_free(f->master);
 	free(f->ddp);
 	free(f->reference);
+	free(f->ddp_buffers);
+	free(f->reference_buffers);
 	free(f);
 	return 0;
 }
 
-/* DDP, then its teeth: the error of a good run and of each faulty one. */
-static void compare_with_teeth(struct fixture *f, const struct batch *b, int world,
-			       const char *against)
+static const char *const fault_names[] = {"", "skips its shard", "without the WORLD_SIZE factor",
+					  "takes rank 0's shard"};
+
+/*
+ * DDP on b, against f->reference: a good run within TOL, then its teeth:
+ * each fault in faults on the last rank must be far off.
+ */
+static void compare_with_teeth(struct fixture *f, const struct batch *b, struct ddp_run run,
+			       const char *against, const enum fault *faults, int nfaults)
 {
 	const char *where;
-	run_ddp(f->master, b, world, -1, FAULT_NONE, f->ddp);
-	double error = worst_error(f->master, f->ddp, f->reference, &where);
-	printf("world %d vs %s: worst relative error %.3g (%s)\n", world, against, error, where);
+	run.faulty = -1;
+	run_ddp(f->master, b, &run, f->ddp, f->ddp_buffers);
+	double error = worst_error(f->master, TR_TENSOR_PARAM, f->ddp, f->reference, &where);
+	printf("world %d%s vs %s: worst relative error %.3g (%s)\n", run.world,
+	       run.sync_bn ? " sync-bn" : "", against, error, where);
 	if (!(error <= TOL))
-		fail_msg("world %d vs %s: %s off by %.3g of its largest gradient", world, against,
-			 where, error);
-	const enum fault faults[] = {FAULT_SKIP_SHARD, FAULT_NO_WORLD_SCALE};
-	for (int k = 0; k < 2; k++) {
-		run_ddp(f->master, b, world, world - 1, faults[k], f->ddp);
-		double bad = worst_error(f->master, f->ddp, f->reference, &where);
-		printf("  teeth: rank %d %s: %.3g\n", world - 1,
-		       k == 0 ? "skips its shard" : "without the WORLD_SIZE factor", bad);
+		fail_msg("world %d vs %s: %s off by %.3g of its largest gradient", run.world,
+			 against, where, error);
+	for (int k = 0; k < nfaults; k++) {
+		run.faulty = run.world - 1;
+		run.fault = faults[k];
+		run_ddp(f->master, b, &run, f->ddp, f->ddp_buffers);
+		double bad = worst_error(f->master, TR_TENSOR_PARAM, f->ddp, f->reference, &where);
+		printf("  teeth: rank %d %s: %.3g\n", run.world - 1, fault_names[faults[k]], bad);
 		if (!(bad > 100 * TOL))
-			fail_msg("world %d: a faulty rank went unnoticed (%.3g)", world, bad);
+			fail_msg("world %d: a rank that %s went unnoticed (%.3g)", run.world,
+				 fault_names[faults[k]], bad);
 	}
 }
 
 static void test_shards(void **state)
 {
 	struct fixture *f = *state;
+	const enum fault faults[] = {FAULT_SKIP_SHARD, FAULT_NO_WORLD_SCALE, FAULT_WRONG_SHARD};
 	for (int world = 2; world <= MAX_WORLD; world *= 2) {
-		run_sequential(f->master, &f->distinct, world, f->reference);
-		compare_with_teeth(f, &f->distinct, world, "1 rank summing the shards");
+		run_sequential(f->master, &f->distinct, world, f->reference, f->reference_buffers);
+		compare_with_teeth(f, &f->distinct, (struct ddp_run){.world = world},
+				   "1 rank summing the shards", faults, 3);
 	}
 }
 
@@ -375,15 +434,179 @@ static void test_whole_batch(void **state)
 {
 	struct fixture *f = *state;
 	const char *where;
+	const enum fault faults[] = {FAULT_SKIP_SHARD, FAULT_NO_WORLD_SCALE};
 	for (int world = 2; world <= MAX_WORLD; world *= 2) {
-		run_sequential(f->master, &f->copies, 1, f->reference);
-		compare_with_teeth(f, &f->copies, world, "1 rank on the whole batch of copies");
-		/* distinct shards: per-rank BN and loss means make these differ (printed) */
-		run_sequential(f->master, &f->distinct, 1, f->reference);
-		run_ddp(f->master, &f->distinct, world, -1, FAULT_NONE, f->ddp);
+		run_sequential(f->master, &f->copies, 1, f->reference, f->reference_buffers);
+		compare_with_teeth(f, &f->copies, (struct ddp_run){.world = world},
+				   "1 rank on the whole batch of copies", faults, 2);
+		/* distinct images: per-rank BN makes these differ (printed) */
+		run_sequential(f->master, &f->same_labels, 1, f->reference, f->reference_buffers);
+		run_ddp(f->master, &f->same_labels, &(struct ddp_run){.world = world, .faulty = -1},
+			f->ddp, f->ddp_buffers);
 		printf("world %d vs 1 rank on the whole batch of distinct images (per-rank BN, "
 		       "not compared): %.3g\n",
-		       world, worst_error(f->master, f->ddp, f->reference, &where));
+		       world,
+		       worst_error(f->master, TR_TENSOR_PARAM, f->ddp, f->reference, &where));
+	}
+}
+
+/*
+ * --sync-bn: distinct images (the same label boxes on each, so that every
+ * shard has as many matches as every other and the loss means split
+ * evenly) against 1 rank on the whole batch, gradients and the BN running
+ * statistics after the step. A rank with the wrong shard must fail.
+ */
+static void test_sync_bn(void **state)
+{
+	struct fixture *f = *state;
+	const char *where;
+	const enum fault faults[] = {FAULT_WRONG_SHARD, FAULT_NO_WORLD_SCALE};
+	run_sequential(f->master, &f->same_labels, 1, f->reference, f->reference_buffers);
+	for (int world = 1; world <= MAX_WORLD; world *= 2) {
+		struct ddp_run run = {.world = world, .sync_bn = true};
+		compare_with_teeth(f, &f->same_labels, run, "1 rank on the whole batch", faults,
+				   world > 1 ? 2 : 0);
+		run.faulty = -1;
+		run_ddp(f->master, &f->same_labels, &run, f->ddp, f->ddp_buffers);
+		double error = worst_error(f->master, TR_TENSOR_BUFFER, f->ddp_buffers,
+					   f->reference_buffers, &where);
+		printf("  BN running statistics: worst relative error %.3g (%s)\n", error, where);
+		if (!(error <= TOL))
+			fail_msg("world %d sync-bn: %s off by %.3g", world, where, error);
+	}
+}
+
+/* ---- one BN op: --sync-bn over 1, 2 and 4 ranks against the CPU backend's BN ---- */
+
+enum { OP_N = 4, OP_C = 24, OP_HW = 3 };
+
+struct bn_op_job {
+	struct tr_comm *comm;
+	const float *x, *dy; /* the whole batch [OP_N, OP_C, OP_HW, OP_HW] */
+	float y[OP_N * OP_C * OP_HW * OP_HW], dx[OP_N * OP_C * OP_HW * OP_HW];
+	float mean[OP_C], invstd[OP_C], run_mean[OP_C], run_var[OP_C], dgamma[OP_C], dbeta[OP_C];
+	int rc;
+	struct ut_err err;
+};
+
+static const float *op_gamma(void)
+{
+	static const float gamma[OP_C] = {0.5f, 1.5f, 1, 2, 0.25f, 1, 1, 3, 0.75f, 1, 1, 1,
+					  1,	1,    1, 1, 1,	   1, 1, 1, 1,	   1, 1, 1};
+	return gamma;
+}
+
+/* BN forward and backward of this rank's images, with a backend over comm (or plain CPU). */
+static void *bn_op_rank(void *arg)
+{
+	struct bn_op_job *job = arg;
+	int world = job->comm != NULL ? job->comm->world : 1;
+	int rank = job->comm != NULL ? job->comm->rank : 0;
+	int n = OP_N / world;
+	size_t off = (size_t)rank * (size_t)n * OP_C * OP_HW * OP_HW;
+	struct tr_backend *cpu = NULL, *bn = NULL;
+	float beta[OP_C] = {0};
+	for (int c = 0; c < OP_C; c++) {
+		job->run_mean[c] = 0;
+		job->run_var[c] = 1;
+		beta[c] = 0.1f * (float)c;
+	}
+	struct tr_shape shape = {n, OP_C, OP_HW, OP_HW};
+	struct tr_tensor x = {(float *)job->x + off, shape}, dy = {(float *)job->dy + off, shape};
+	struct tr_tensor y = {job->y + off, shape}, dx = {job->dx + off, shape};
+	job->rc = tr_cpu_backend_create(1, &cpu, &job->err);
+	if (job->rc == 0 && job->comm != NULL)
+		job->rc = tr_syncbn_backend_create(cpu, job->comm, OP_C, &bn, &job->err);
+	struct tr_backend *use = bn != NULL ? bn : cpu;
+	if (job->rc == 0)
+		job->rc = use->ops->bn_forward_train(use, &x, op_gamma(), beta, TR_BN_EPS,
+						     TR_BN_MOMENTUM, job->run_mean, job->run_var,
+						     job->mean, job->invstd, &y, &job->err);
+	if (job->rc == 0)
+		job->rc = use->ops->bn_backward(use, &x, &dy, op_gamma(), job->mean, job->invstd,
+						&dx, job->dgamma, job->dbeta, &job->err);
+	if (job->rc != 0 && job->comm != NULL)
+		tr_comm_abort(job->comm);
+	tr_backend_destroy(bn);
+	tr_backend_destroy(cpu);
+	return NULL;
+}
+
+static double max_rel(const float *got, const float *want, size_t n)
+{
+	double diff = 0, scale = 0;
+	for (size_t i = 0; i < n; i++) {
+		diff = fmax(diff, fabs((double)got[i] - (double)want[i]));
+		scale = fmax(scale, fabs((double)want[i]));
+	}
+	return diff / scale;
+}
+
+static void test_sync_bn_op(void **state)
+{
+	(void)state;
+	enum { COUNT = OP_N * OP_C * OP_HW * OP_HW };
+	static float x[COUNT], dy[COUNT];
+	static struct bn_op_job whole, jobs[MAX_WORLD];
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 5, 5);
+	for (int i = 0; i < COUNT; i++) {
+		int c = (i / (OP_HW * OP_HW)) % OP_C;
+		x[i] = (float)(3.0 * c + ut_pcg_normal(&rng) * (0.1 + 0.2 * (c % 4)));
+		dy[i] = (float)ut_pcg_normal(&rng);
+	}
+	whole = (struct bn_op_job){.x = x, .dy = dy};
+	bn_op_rank(&whole);
+	if (whole.rc != 0)
+		fail_msg("%s", whole.err.msg);
+	for (int world = 1; world <= MAX_WORLD; world *= 2) {
+		struct tr_comm *comms[MAX_WORLD];
+		pthread_t threads[MAX_WORLD];
+		struct ut_err err = {{0}};
+		if (tr_comm_thread_create(world, comms, &err))
+			fail_msg("%s", err.msg);
+		for (int r = 0; r < world; r++) {
+			jobs[r] = (struct bn_op_job){.comm = comms[r], .x = x, .dy = dy};
+			assert_int_equal(pthread_create(&threads[r], NULL, bn_op_rank, &jobs[r]),
+					 0);
+		}
+		for (int r = 0; r < world; r++)
+			assert_int_equal(pthread_join(threads[r], NULL), 0);
+		/* y and dx: each rank wrote its own images; dgamma, dbeta: the ranks' sum */
+		static float y[COUNT], dx[COUNT];
+		float dgamma[OP_C] = {0}, dbeta[OP_C] = {0};
+		size_t per_rank = COUNT / (size_t)world;
+		for (int r = 0; r < world; r++) {
+			if (jobs[r].rc != 0)
+				fail_msg("world %d rank %d: %s", world, r, jobs[r].err.msg);
+			memcpy(y + r * per_rank, jobs[r].y + r * per_rank,
+			       per_rank * sizeof(float));
+			memcpy(dx + r * per_rank, jobs[r].dx + r * per_rank,
+			       per_rank * sizeof(float));
+			for (int c = 0; c < OP_C; c++) {
+				dgamma[c] += jobs[r].dgamma[c];
+				dbeta[c] += jobs[r].dbeta[c];
+			}
+			tr_comm_destroy(comms[r]);
+		}
+		double errors[] = {max_rel(y, whole.y, COUNT),
+				   max_rel(dx, whole.dx, COUNT),
+				   max_rel(jobs[0].mean, whole.mean, OP_C),
+				   max_rel(jobs[0].invstd, whole.invstd, OP_C),
+				   max_rel(jobs[0].run_mean, whole.run_mean, OP_C),
+				   max_rel(jobs[0].run_var, whole.run_var, OP_C),
+				   max_rel(dgamma, whole.dgamma, OP_C),
+				   max_rel(dbeta, whole.dbeta, OP_C)};
+		const char *names[] = {"y",	      "dx",	      "save_mean",
+				       "save_invstd", "running_mean", "running_var",
+				       "dgamma",      "dbeta"};
+		for (int k = 0; k < 8; k++) {
+			printf("sync-bn op, world %d: %s within %.3g\n", world, names[k],
+			       errors[k]);
+			if (!(errors[k] <= 1e-6))
+				fail_msg("sync-bn op, world %d: %s off by %.3g", world, names[k],
+					 errors[k]);
+		}
 	}
 }
 
@@ -392,6 +615,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_shards),
 	    cmocka_unit_test(test_whole_batch),
+	    cmocka_unit_test(test_sync_bn_op),
+	    cmocka_unit_test(test_sync_bn),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -93,25 +93,31 @@ static int check_ready(const struct tr_comm *c, const char *what, struct ut_err 
 	return 0;
 }
 
-static int nccl_all_reduce(struct tr_comm *c, float *data, size_t count, ncclRedOp_t op,
-			   struct ut_err *err)
+static int nccl_all_reduce(struct tr_comm *c, void *data, size_t count, ncclDataType_t type,
+			   ncclRedOp_t op, struct ut_err *err)
 {
 	struct nccl_rank *r = c->state;
 	if (check_ready(c, "all-reduce", err) != 0)
 		return -1;
-	NCCL_CHECK(r->comm, ncclAllReduce(data, data, count, ncclFloat, op, r->comm, r->stream));
+	NCCL_CHECK(r->comm, ncclAllReduce(data, data, count, type, op, r->comm, r->stream));
 	CUDA_CHECK(cudaStreamSynchronize(r->stream));
 	return 0;
 }
 
 static int nccl_all_reduce_sum(struct tr_comm *c, float *data, size_t count, struct ut_err *err)
 {
-	return nccl_all_reduce(c, data, count, ncclSum, err);
+	return nccl_all_reduce(c, data, count, ncclFloat, ncclSum, err);
 }
 
 static int nccl_all_reduce_mean(struct tr_comm *c, float *data, size_t count, struct ut_err *err)
 {
-	return nccl_all_reduce(c, data, count, ncclAvg, err);
+	return nccl_all_reduce(c, data, count, ncclFloat, ncclAvg, err);
+}
+
+static int nccl_all_reduce_sum_f64(struct tr_comm *c, double *data, size_t count,
+				   struct ut_err *err)
+{
+	return nccl_all_reduce(c, data, count, ncclDouble, ncclSum, err);
 }
 
 static int nccl_broadcast(struct tr_comm *c, float *data, size_t count, int root,
@@ -131,7 +137,7 @@ static int nccl_broadcast(struct tr_comm *c, float *data, size_t count, int root
 static int nccl_barrier(struct tr_comm *c, struct ut_err *err)
 {
 	struct nccl_rank *r = c->state;
-	return nccl_all_reduce(c, r->scratch, 1, ncclSum, err);
+	return nccl_all_reduce(c, r->scratch, 1, ncclFloat, ncclSum, err);
 }
 
 static void nccl_abort(struct tr_comm *c)
@@ -171,6 +177,7 @@ static const struct tr_comm_ops nccl_ops = {
     .name = "nccl",
     .all_reduce_sum = nccl_all_reduce_sum,
     .all_reduce_mean = nccl_all_reduce_mean,
+    .all_reduce_sum_f64 = nccl_all_reduce_sum_f64,
     .broadcast = nccl_broadcast,
     .barrier = nccl_barrier,
     .abort = nccl_abort,

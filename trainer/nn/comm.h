@@ -23,7 +23,7 @@
  *     rank of the group, in the same order, with the same count (and the
  *     same root); it returns when this rank's buffer holds the result, so
  *     the caller may then read or change it;
- *   - all_reduce_sum (and _mean) sums elementwise in a fixed order, rank 0 + rank 1 +
+ *   - all_reduce_sum (and _mean, _sum_f64) sums elementwise in a fixed order, rank 0 + rank 1 +
  *     ... + rank world-1 where the implementation controls it (the thread
  *     communicator: bit-identical on every rank and whatever the thread
  *     timing; NCCL chooses its own order, still the same on every rank);
@@ -52,6 +52,9 @@ struct tr_comm_ops {
 	int (*all_reduce_sum)(struct tr_comm *c, float *data, size_t count, struct ut_err *err);
 	/* the same sum divided by world (DDP's gradient average) */
 	int (*all_reduce_mean)(struct tr_comm *c, float *data, size_t count, struct ut_err *err);
+	/* the sum over doubles: statistics (SyncBN's per-channel sums) that float would round */
+	int (*all_reduce_sum_f64)(struct tr_comm *c, double *data, size_t count,
+				  struct ut_err *err);
 	/* data[0, count) = root's data[0, count), on every rank */
 	int (*broadcast)(struct tr_comm *c, float *data, size_t count, int root,
 			 struct ut_err *err);
@@ -92,6 +95,12 @@ static inline int tr_comm_all_reduce_mean(struct tr_comm *c, float *data, size_t
 					  struct ut_err *err)
 {
 	return c->ops->all_reduce_mean(c, data, count, err);
+}
+
+static inline int tr_comm_all_reduce_sum_f64(struct tr_comm *c, double *data, size_t count,
+					     struct ut_err *err)
+{
+	return c->ops->all_reduce_sum_f64(c, data, count, err);
 }
 
 static inline int tr_comm_broadcast(struct tr_comm *c, float *data, size_t count, int root,

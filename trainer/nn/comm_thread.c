@@ -19,15 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum collective { COLL_SUM, COLL_MEAN, COLL_BROADCAST, COLL_BARRIER };
+enum collective { COLL_SUM, COLL_MEAN, COLL_SUM_F64, COLL_BROADCAST, COLL_BARRIER };
 
-static const char *const collective_names[] = {"all_reduce_sum", "all_reduce_mean", "broadcast",
-					       "barrier"};
+static const char *const collective_names[] = {"all_reduce_sum", "all_reduce_mean",
+					       "all_reduce_sum_f64", "broadcast", "barrier"};
 
 /* What one rank posted for the collective in progress. */
 struct post {
 	enum collective kind;
-	float *data;
+	void *data; /* float, or double for COLL_SUM_F64 */
 	size_t count;
 	int root;
 };
@@ -110,29 +110,43 @@ static void chunk(size_t count, int world, int r, size_t *lo, size_t *hi)
 }
 
 /* Sum chunk `rank` of every rank's buffer, in rank order, into this rank's buffer. */
-static void reduce_own_chunk(const struct tr_comm *c, const struct group *g, bool mean)
+static void reduce_own_chunk(const struct tr_comm *c, const struct group *g)
 {
 	size_t lo, hi;
-	chunk(g->posts[c->rank].count, g->world, c->rank, &lo, &hi);
-	float *out = g->posts[c->rank].data;
+	const struct post *mine = &g->posts[c->rank];
+	chunk(mine->count, g->world, c->rank, &lo, &hi);
+	if (mine->kind == COLL_SUM_F64) {
+		double *out = mine->data;
+		for (size_t i = lo; i < hi; i++) {
+			double sum = ((const double *)g->posts[0].data)[i];
+			for (int r = 1; r < g->world; r++)
+				sum += ((const double *)g->posts[r].data)[i];
+			out[i] = sum;
+		}
+		return;
+	}
+	float *out = mine->data;
 	float world = (float)g->world;
 	for (size_t i = lo; i < hi; i++) {
-		float sum = g->posts[0].data[i];
+		float sum = ((const float *)g->posts[0].data)[i];
 		for (int r = 1; r < g->world; r++)
-			sum += g->posts[r].data[i];
-		out[i] = mean ? sum / world : sum;
+			sum += ((const float *)g->posts[r].data)[i];
+		out[i] = mine->kind == COLL_MEAN ? sum / world : sum;
 	}
 }
 
 /* Copy every other rank's reduced chunk into this rank's buffer. */
 static void gather_chunks(const struct tr_comm *c, const struct group *g)
 {
-	float *out = g->posts[c->rank].data;
+	const struct post *mine = &g->posts[c->rank];
+	size_t size = mine->kind == COLL_SUM_F64 ? sizeof(double) : sizeof(float);
+	char *out = mine->data;
 	for (int r = 0; r < g->world; r++) {
 		size_t lo, hi;
 		chunk(g->posts[r].count, g->world, r, &lo, &hi);
 		if (r != c->rank && hi > lo)
-			memcpy(out + lo, g->posts[r].data + lo, (hi - lo) * sizeof(float));
+			memcpy(out + lo * size, (const char *)g->posts[r].data + lo * size,
+			       (hi - lo) * size);
 	}
 }
 
@@ -141,7 +155,7 @@ static void gather_chunks(const struct tr_comm *c, const struct group *g)
  * barriers, and a last barrier so that no rank reuses its buffer (or its
  * post) while another still reads it.
  */
-static int collective(struct tr_comm *c, enum collective kind, float *data, size_t count, int root,
+static int collective(struct tr_comm *c, enum collective kind, void *data, size_t count, int root,
 		      struct ut_err *err)
 {
 	struct group *g = c->state;
@@ -155,8 +169,8 @@ static int collective(struct tr_comm *c, enum collective kind, float *data, size
 	if (group_wait(g) != 0)
 		return aborted_error(c, kind, err);
 	int rc = check_posts(c, g, err);
-	if (rc == 0 && (kind == COLL_SUM || kind == COLL_MEAN)) {
-		reduce_own_chunk(c, g, kind == COLL_MEAN);
+	if (rc == 0 && (kind == COLL_SUM || kind == COLL_MEAN || kind == COLL_SUM_F64)) {
+		reduce_own_chunk(c, g);
 		if (group_wait(g) != 0)
 			return aborted_error(c, kind, err);
 		gather_chunks(c, g);
@@ -176,6 +190,12 @@ static int thread_all_reduce_sum(struct tr_comm *c, float *data, size_t count, s
 static int thread_all_reduce_mean(struct tr_comm *c, float *data, size_t count, struct ut_err *err)
 {
 	return collective(c, COLL_MEAN, data, count, -1, err);
+}
+
+static int thread_all_reduce_sum_f64(struct tr_comm *c, double *data, size_t count,
+				     struct ut_err *err)
+{
+	return collective(c, COLL_SUM_F64, data, count, -1, err);
 }
 
 static int thread_broadcast(struct tr_comm *c, float *data, size_t count, int root,
@@ -221,6 +241,7 @@ static const struct tr_comm_ops thread_ops = {
     .name = "threads",
     .all_reduce_sum = thread_all_reduce_sum,
     .all_reduce_mean = thread_all_reduce_mean,
+    .all_reduce_sum_f64 = thread_all_reduce_sum_f64,
     .broadcast = thread_broadcast,
     .barrier = thread_barrier,
     .abort = thread_abort,
