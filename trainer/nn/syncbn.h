@@ -12,8 +12,9 @@
  *	tr_backend_destroy(bn);                    // then cpu, which bn borrowed
  *
  * What SyncBatchNorm computes, and so this: forward, per channel, the mean
- * and biased variance over every rank's (n, h, w) (two all-reduces: the
- * sums, then the squared deviations from the global mean), running_var
+ * and biased variance over every rank's (n, h, w) (two all-reduces in
+ * double: the sums, then the squared deviations from the global mean, so
+ * with one rank it gives the CPU backend's BN bit for bit), running_var
  * from the unbiased global variance; backward, sum(dy) and sum(dy * (x -
  * mean)) all-reduced so dx is the whole batch's, while dgamma and dbeta
  * stay the rank's own (DDP's gradient average then sums them). With
