@@ -33,8 +33,8 @@ static void help_options(const char *help, struct named *out)
 			quoted = !quoted;
 			continue;
 		}
-		if (quoted || p[0] != '-' || p[1] != '-' || (p > help && p[-1] != ' ' && p[-1] != '[' &&
-								 p[-1] != '(' && p[-1] != '\n'))
+		if (quoted || p[0] != '-' || p[1] != '-' ||
+		    (p > help && p[-1] != ' ' && p[-1] != '[' && p[-1] != '(' && p[-1] != '\n'))
 			continue;
 		size_t len = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
 		assert_true(len > 0 && len < sizeof(out->words[0]));
@@ -67,7 +67,8 @@ static void help_names_every_option(void **state)
 		for (int i = 0; i < named.n; i++) {
 			const char *word = named.words[i];
 			if (ut_cli_find(cmd->opts, cmd->count, word, strlen(word), false) == NULL)
-				fail_msg("%s --help names --%s, which it does not take", name, word);
+				fail_msg("%s --help names --%s, which it does not take", name,
+					 word);
 		}
 		/* --help is what prints the help: it need not name itself */
 		for (size_t i = 0; i < cmd->count; i++) {
@@ -139,10 +140,13 @@ static void run_options_parse(void **state)
 	assert_true(c.mutation_prob == 0.5);
 	assert_string_equal(c.cfg, "");
 	/* import FILE anywhere among the options */
-	assert_int_equal(parse(IMPORT, &c, &err, ARGS("--data", "none", "old.csv", "--epochs", "3")),
-			 0);
+	assert_int_equal(
+	    parse(IMPORT, &c, &err, ARGS("--data", "none", "old.csv", "--epochs", "3")), 0);
 	assert_string_equal(c.positional, "old.csv");
 	assert_int_equal(c.epochs, 3);
+	/* after "--" a file name may start with '-', as getopt_long had it */
+	assert_int_equal(parse(IMPORT, &c, &err, ARGS("--data", "none", "--", "-old.csv")), 0);
+	assert_string_equal(c.positional, "-old.csv");
 }
 
 /* args is refused with one line that holds each of the NULL-terminated parts. */
@@ -223,7 +227,8 @@ static void serve_parse(void **state)
 	struct serve_args a;
 	struct ut_err err;
 	assert_string_equal(commands[SERVE].name, "serve");
-	assert_int_equal(serve(&a, &err, ARGS("--port", "0", "--host", "::1", "--refresh", "50")), 0);
+	assert_int_equal(serve(&a, &err, ARGS("--port", "0", "--host", "::1", "--refresh", "50")),
+			 0);
 	assert_int_equal(a.params.port, 0);
 	assert_string_equal(a.params.host, "::1");
 	assert_int_equal(a.params.refresh_ms, 50);
