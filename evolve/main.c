@@ -274,7 +274,8 @@ static int parse_cli(const struct command *cmd, int argc, char **argv, struct cl
 				 .max_positional = cmd->max_positional,
 				 .given = given};
 	if (cmd->count > MAX_OPTIONS || cmd->max_positional > 1)
-		return ut_err_set(err, "internal: the table of '%s' is too large", cmd->name);
+		return ut_err_set(err, "internal: the table of %s is too large",
+				  cmd->name != NULL ? cmd->name : "a run");
 	int rc = ut_cli_parse(&p, argc, argv, err);
 	if (c->help) {
 		fputs(cmd->help, stdout);
@@ -292,7 +293,7 @@ static int parse_cli(const struct command *cmd, int argc, char **argv, struct cl
 	return 0;
 }
 
-/* parse_cli for a command: 0 go on, else the exit status (0 after --help, 2 an error). */
+/* parse_cli for a command: -1 go on, else the exit status (0 after --help, 2 an error). */
 static int parse_or_exit(const struct command *cmd, int argc, char **argv, struct cli *c)
 {
 	struct ut_err err;
