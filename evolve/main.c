@@ -4,11 +4,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "breed.h"
+#include "cli.h"
 #include "contract.h"
 #include "meta.h"
 #include "plots.h"
@@ -37,119 +39,93 @@ struct cli {
 	long generations, epochs, batch, imgsz, top, parallel, retries;
 	long per_device, prune_warmup, population, log_max, report_every, lag, max_failures;
 	const char *out_dir;
-	int slurm_submit, parallel_set;
 	double mutation_prob, sigma, timeout, grace;
 	unsigned long long seed;
-	int exist_ok, resume, quiet, verbose, generations_set;
+	bool exist_ok, resume, quiet, verbose, slurm_submit, help;
+	bool generations_set, parallel_set; /* given on the command line, not defaults */
 	const char *positional;
 };
 
-enum opt_id {
-	OPT_GENERATIONS = 256,
-	OPT_DATA,
-	OPT_CFG,
-	OPT_HYP,
-	OPT_WEIGHTS,
-	OPT_EPOCHS,
-	OPT_BATCH,
-	OPT_IMGSZ,
-	OPT_DEVICE,
-	OPT_PROJECT,
-	OPT_NAME,
-	OPT_EXIST_OK,
-	OPT_DB,
-	OPT_SEED,
-	OPT_TRAINER,
-	OPT_SPACE,
-	OPT_RESUME,
-	OPT_PARENT,
-	OPT_TOP,
-	OPT_MUTATION_PROB,
-	OPT_SIGMA,
-	OPT_META,
-	OPT_EVOLVE_KEYS,
-	OPT_PARALLEL,
-	OPT_TIMEOUT,
-	OPT_RETRIES,
-	OPT_GRACE,
-	OPT_BEST,
-	OPT_CSV,
-	OPT_NDJSON,
-	OPT_TUNE_CSV,
-	OPT_QUIET,
-	OPT_VERBOSE,
-	OPT_DEVICES,
-	OPT_PER_DEVICE,
-	OPT_LAUNCHER,
-	OPT_SLURM_ARGS,
-	OPT_SLURM_SUBMIT,
-	OPT_PRUNE,
-	OPT_PRUNE_WARMUP,
-	OPT_PYTHON,
-	OPT_ALGORITHM,
-	OPT_POPULATION,
-	OPT_GA_DIR,
-	OPT_LOG_MAX,
-	OPT_REPORT_EVERY,
-	OPT_OUT,
-	OPT_LAG,
-	OPT_MAX_FAILURES,
-	OPT_HELP /* last: it sizes the tables of parse_number */
+/*
+ * The options of each command, in ut_cli tables (util/cli.h). The help
+ * texts below are written by hand, as they say more than one line per
+ * option; unit/evolve_cli checks that each names exactly its table's options.
+ */
+#define AT(field) .offset = offsetof(struct cli, field)
+#define COUNT_MAX 100000000 /* the bound of a count without one of its own */
+
+/* What every command takes: where the evolution is, how much to say. */
+/* clang-format off */
+#define COMMON_OPTIONS                                    \
+	{"db", .kind = UT_CLI_STRING, AT(db)},            \
+	{"project", .kind = UT_CLI_STRING, AT(project)},  \
+	{"name", .kind = UT_CLI_STRING, AT(name)},        \
+	{"quiet", .kind = UT_CLI_FLAG, AT(quiet)},        \
+	{"verbose", .kind = UT_CLI_FLAG, AT(verbose)},    \
+	{"help", .kind = UT_CLI_FLAG, AT(help)}
+/* clang-format on */
+
+/* A new evolution (run and import) or --resume. */
+static const struct ut_cli_opt run_options[] = {
+    COMMON_OPTIONS,
+    {"generations", .kind = UT_CLI_LONG, AT(generations), 1, COUNT_MAX},
+    {"data", .kind = UT_CLI_STRING, AT(data)},
+    {"cfg", .kind = UT_CLI_STRING, AT(cfg), .empty_ok = true},
+    {"hyp", .kind = UT_CLI_STRING, AT(hyp)},
+    {"weights", .kind = UT_CLI_STRING, AT(weights), .empty_ok = true},
+    {"epochs", .kind = UT_CLI_LONG, AT(epochs), 1, COUNT_MAX},
+    {"batch-size", .kind = UT_CLI_LONG, AT(batch), 1, COUNT_MAX},
+    {"imgsz", "img", UT_CLI_LONG, AT(imgsz), 1, COUNT_MAX},
+    {"device", .kind = UT_CLI_STRING, AT(device), .empty_ok = true},
+    {"exist-ok", .kind = UT_CLI_FLAG, AT(exist_ok)},
+    {"seed", .kind = UT_CLI_U64, AT(seed)},
+    {"trainer", .kind = UT_CLI_STRING, AT(trainer)},
+    {"space", .kind = UT_CLI_STRING, AT(space)},
+    {"resume", .kind = UT_CLI_FLAG, AT(resume)},
+    {"parent", .kind = UT_CLI_STRING, AT(parent)},
+    {"top", .kind = UT_CLI_LONG, AT(top), 1, EV_TOP_MAX},
+    {"mutation-prob", .kind = UT_CLI_DOUBLE, AT(mutation_prob), 0, 1},
+    {"sigma", .kind = UT_CLI_DOUBLE, AT(sigma), 0, INFINITY},
+    {"meta", .kind = UT_CLI_STRING, AT(meta)},
+    {"evolve-keys", .kind = UT_CLI_STRING, AT(evolve_keys)},
+    {"parallel", .kind = UT_CLI_LONG, AT(parallel), 1, EV_MAX_SLOTS},
+    {"lag", .kind = UT_CLI_LONG, AT(lag), 0, COUNT_MAX},
+    {"devices", .kind = UT_CLI_STRING, AT(devices), .empty_ok = true},
+    {"per-device", .kind = UT_CLI_LONG, AT(per_device), 1, EV_MAX_SLOTS},
+    {"launcher", .kind = UT_CLI_STRING, AT(launcher)},
+    {"slurm-args", .kind = UT_CLI_STRING, AT(slurm_args), .empty_ok = true},
+    {"slurm-submit", .kind = UT_CLI_FLAG, AT(slurm_submit)},
+    {"prune", .kind = UT_CLI_STRING, AT(prune)},
+    {"prune-warmup", .kind = UT_CLI_LONG, AT(prune_warmup), 0, COUNT_MAX},
+    {"algorithm", .kind = UT_CLI_STRING, AT(algorithm)},
+    {"population", .kind = UT_CLI_LONG, AT(population), 2, COUNT_MAX},
+    {"ga-dir", .kind = UT_CLI_STRING, AT(ga_dir), .empty_ok = true},
+    {"python", .kind = UT_CLI_STRING, AT(python)},
+    {"timeout", .kind = UT_CLI_DOUBLE, AT(timeout), 0, INFINITY},
+    {"retries", .kind = UT_CLI_LONG, AT(retries), 0, COUNT_MAX},
+    {"max-failures", .kind = UT_CLI_LONG, AT(max_failures), 0, COUNT_MAX},
+    {"grace", .kind = UT_CLI_DOUBLE, AT(grace), 0, INFINITY},
+    {"log-max", .kind = UT_CLI_LONG, AT(log_max), 1, COUNT_MAX},
+    {"report-every", .kind = UT_CLI_LONG, AT(report_every), 0, COUNT_MAX},
 };
 
-static const struct option long_options[] = {
-    {"generations", required_argument, NULL, OPT_GENERATIONS},
-    {"data", required_argument, NULL, OPT_DATA},
-    {"cfg", required_argument, NULL, OPT_CFG},
-    {"hyp", required_argument, NULL, OPT_HYP},
-    {"weights", required_argument, NULL, OPT_WEIGHTS},
-    {"epochs", required_argument, NULL, OPT_EPOCHS},
-    {"batch-size", required_argument, NULL, OPT_BATCH},
-    {"imgsz", required_argument, NULL, OPT_IMGSZ},
-    {"img", required_argument, NULL, OPT_IMGSZ},
-    {"device", required_argument, NULL, OPT_DEVICE},
-    {"project", required_argument, NULL, OPT_PROJECT},
-    {"name", required_argument, NULL, OPT_NAME},
-    {"exist-ok", no_argument, NULL, OPT_EXIST_OK},
-    {"db", required_argument, NULL, OPT_DB},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"trainer", required_argument, NULL, OPT_TRAINER},
-    {"space", required_argument, NULL, OPT_SPACE},
-    {"resume", no_argument, NULL, OPT_RESUME},
-    {"parent", required_argument, NULL, OPT_PARENT},
-    {"top", required_argument, NULL, OPT_TOP},
-    {"mutation-prob", required_argument, NULL, OPT_MUTATION_PROB},
-    {"sigma", required_argument, NULL, OPT_SIGMA},
-    {"meta", required_argument, NULL, OPT_META},
-    {"evolve-keys", required_argument, NULL, OPT_EVOLVE_KEYS},
-    {"parallel", required_argument, NULL, OPT_PARALLEL},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"retries", required_argument, NULL, OPT_RETRIES},
-    {"grace", required_argument, NULL, OPT_GRACE},
-    {"best", required_argument, NULL, OPT_BEST},
-    {"csv", required_argument, NULL, OPT_CSV},
-    {"ndjson", required_argument, NULL, OPT_NDJSON},
-    {"tune-csv", required_argument, NULL, OPT_TUNE_CSV},
-    {"quiet", no_argument, NULL, OPT_QUIET},
-    {"verbose", no_argument, NULL, OPT_VERBOSE},
-    {"devices", required_argument, NULL, OPT_DEVICES},
-    {"per-device", required_argument, NULL, OPT_PER_DEVICE},
-    {"launcher", required_argument, NULL, OPT_LAUNCHER},
-    {"slurm-args", required_argument, NULL, OPT_SLURM_ARGS},
-    {"slurm-submit", no_argument, NULL, OPT_SLURM_SUBMIT},
-    {"prune", required_argument, NULL, OPT_PRUNE},
-    {"prune-warmup", required_argument, NULL, OPT_PRUNE_WARMUP},
-    {"python", required_argument, NULL, OPT_PYTHON},
-    {"algorithm", required_argument, NULL, OPT_ALGORITHM},
-    {"population", required_argument, NULL, OPT_POPULATION},
-    {"ga-dir", required_argument, NULL, OPT_GA_DIR},
-    {"log-max", required_argument, NULL, OPT_LOG_MAX},
-    {"report-every", required_argument, NULL, OPT_REPORT_EVERY},
-    {"out", required_argument, NULL, OPT_OUT},
-    {"lag", required_argument, NULL, OPT_LAG},
-    {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0}};
+static const struct ut_cli_opt status_options[] = {COMMON_OPTIONS};
+
+static const struct ut_cli_opt export_options[] = {
+    COMMON_OPTIONS,
+    {"best", .kind = UT_CLI_STRING, AT(best_out)},
+    {"csv", .kind = UT_CLI_STRING, AT(csv_out)},
+    {"ndjson", .kind = UT_CLI_STRING, AT(ndjson_out)},
+    {"tune-csv", .kind = UT_CLI_STRING, AT(tune_csv_out)},
+};
+
+static const struct ut_cli_opt report_options[] = {
+    COMMON_OPTIONS,
+    {"out", .kind = UT_CLI_STRING, AT(out_dir)},
+};
+
+/* The most options a command has: the room parse_cli keeps for ut_cli's given[]. */
+#define MAX_OPTIONS UT_ARRAY_LEN(run_options)
 
 static const char run_help[] =
     "usage: yolo-evolve --data DATA.yaml [options]  run a new evolution\n"
@@ -164,7 +140,7 @@ static const char run_help[] =
     "  --weights PATH      initial weights ('' = from scratch)\n"
     "  --epochs N          epochs per candidate (30)\n"
     "  --batch-size N      batch size (16)\n"
-    "  --imgsz N           image size (640)\n"
+    "  --imgsz, --img N    image size (640)\n"
     "  --device S          trainer device, e.g. 0 or cpu ('')\n"
     "  --project DIR       runs/evolve;  --name NAME: exp (exp2, exp3... unless --exist-ok)\n"
     "  --db PATH           database (PROJECT/NAME/evolve.db)\n"
@@ -212,11 +188,11 @@ static const char run_help[] =
     "stopped by SIGHUP, SIGINT, SIGTERM (continue with --resume).\n";
 
 static const char status_help[] =
-    "usage: yolo-evolve status [--db PATH | --project DIR --name NAME]\n"
+    "usage: yolo-evolve status [--db PATH | --project DIR --name NAME] [--quiet | --verbose]\n"
     "Progress, the best generations so far, failures.\n";
 static const char export_help[] =
     "usage: yolo-evolve export [--db PATH | --project DIR --name NAME] [--best FILE] [--csv FILE]\n"
-    "                          [--ndjson FILE] [--tune-csv FILE]\n"
+    "                          [--ndjson FILE] [--tune-csv FILE] [--quiet | --verbose]\n"
     "  --best FILE      the best generation as hyp.yaml (YOLOv5's hyp_evolve.yaml header, or\n"
     "                   the Ultralytics Tuner's best_hyperparameters.yaml); - for stdout\n"
     "  --csv FILE       YOLOv5's evolve.csv of the done generations; - for stdout\n"
@@ -229,6 +205,12 @@ static const char import_help[] =
     "ultralytics[:PYTHON] or --space ultralytics); each row becomes a done generation (a\n"
     "Tuner iteration without metrics a failed one). Continue it with:\n"
     "yolo-evolve --resume --db DB --generations N\n";
+
+static const char report_help[] =
+    "usage: yolo-evolve report [--db PATH | --project DIR --name NAME] [--out DIR]\n"
+    "                          [--quiet | --verbose]\n"
+    "Write evolve.png, fitness.png, evolve.csv and hyp_evolve.yaml (into the run folder\n"
+    "unless --out) and print the summary.\n";
 
 static void cli_defaults(struct cli *c)
 {
@@ -264,185 +246,61 @@ static void cli_defaults(struct cli *c)
 	c->max_failures = EV_MAX_FAILURES_DEFAULT;
 }
 
-static int bad_value(const char *option, const char *value)
-{
-	char q[UT_QUOTE_LEN];
-	ut_log(UT_LOG_ERROR, "--%s: invalid value '%s'", option, ut_quote(value, q, sizeof(q)));
-	return -1;
-}
+/* A command: its word, its function, its options and their help. */
+struct command {
+	const char *name; /* NULL: a run, which has no command word */
+	int (*fn)(const struct command *cmd, int argc, char **argv);
+	const struct ut_cli_opt *opts;
+	size_t count;
+	const char *help;
+	int max_positional; /* import FILE; a run's is an unknown command */
+};
 
-static int parse_number(const struct option *opt, const char *value, struct cli *c)
-{
-	long *longs[] = {[OPT_GENERATIONS - 256] = &c->generations,
-			 [OPT_EPOCHS - 256] = &c->epochs,
-			 [OPT_BATCH - 256] = &c->batch,
-			 [OPT_IMGSZ - 256] = &c->imgsz,
-			 [OPT_TOP - 256] = &c->top,
-			 [OPT_PARALLEL - 256] = &c->parallel,
-			 [OPT_RETRIES - 256] = &c->retries,
-			 [OPT_PER_DEVICE - 256] = &c->per_device,
-			 [OPT_PRUNE_WARMUP - 256] = &c->prune_warmup,
-			 [OPT_POPULATION - 256] = &c->population,
-			 [OPT_LOG_MAX - 256] = &c->log_max,
-			 [OPT_REPORT_EVERY - 256] = &c->report_every,
-			 [OPT_LAG - 256] = &c->lag,
-			 [OPT_MAX_FAILURES - 256] = &c->max_failures,
-			 [OPT_HELP - 256] = NULL};
-	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
-			     [OPT_SIGMA - 256] = &c->sigma,
-			     [OPT_TIMEOUT - 256] = &c->timeout,
-			     [OPT_GRACE - 256] = &c->grace,
-			     [OPT_HELP - 256] = NULL};
-	int id = opt->val - 256;
-	if (longs[id] != NULL) {
-		long lo = (opt->val == OPT_RETRIES || opt->val == OPT_PRUNE_WARMUP) ? 0 : 1;
-		if (opt->val == OPT_POPULATION)
-			lo = 2;
-		if (opt->val == OPT_REPORT_EVERY || opt->val == OPT_MAX_FAILURES)
-			lo = 0;
-		long hi = opt->val == OPT_TOP ? EV_TOP_MAX : 100000000;
-		if (opt->val == OPT_PARALLEL || opt->val == OPT_PER_DEVICE)
-			hi = EV_MAX_SLOTS;
-		if (opt->val == OPT_LAG)
-			lo = 0;
-		return ut_parse_long(value, lo, hi, longs[id]) == 0 ? 0
-								    : bad_value(opt->name, value);
-	}
-	if (doubles[id] != NULL) {
-		if (ut_parse_double(value, doubles[id]) != 0 || *doubles[id] < 0)
-			return bad_value(opt->name, value);
-		if (opt->val == OPT_MUTATION_PROB && *doubles[id] > 1)
-			return bad_value(opt->name, value);
-		return 0;
-	}
-	return 1; /* not a number option */
-}
-
-static const char **string_slot(struct cli *c, int id)
-{
-	switch (id) {
-	case OPT_DATA:
-		return &c->data;
-	case OPT_CFG:
-		return &c->cfg;
-	case OPT_HYP:
-		return &c->hyp;
-	case OPT_WEIGHTS:
-		return &c->weights;
-	case OPT_DEVICE:
-		return &c->device;
-	case OPT_PROJECT:
-		return &c->project;
-	case OPT_NAME:
-		return &c->name;
-	case OPT_DB:
-		return &c->db;
-	case OPT_TRAINER:
-		return &c->trainer;
-	case OPT_SPACE:
-		return &c->space;
-	case OPT_PARENT:
-		return &c->parent;
-	case OPT_META:
-		return &c->meta;
-	case OPT_EVOLVE_KEYS:
-		return &c->evolve_keys;
-	case OPT_BEST:
-		return &c->best_out;
-	case OPT_CSV:
-		return &c->csv_out;
-	case OPT_NDJSON:
-		return &c->ndjson_out;
-	case OPT_TUNE_CSV:
-		return &c->tune_csv_out;
-	case OPT_DEVICES:
-		return &c->devices;
-	case OPT_LAUNCHER:
-		return &c->launcher;
-	case OPT_SLURM_ARGS:
-		return &c->slurm_args;
-	case OPT_PRUNE:
-		return &c->prune;
-	case OPT_PYTHON:
-		return &c->python;
-	case OPT_ALGORITHM:
-		return &c->algorithm;
-	case OPT_GA_DIR:
-		return &c->ga_dir;
-	case OPT_OUT:
-		return &c->out_dir;
-	default:
-		return NULL;
-	}
-}
-
-/* Returns 0 ok, 1 help shown, -1 error. */
-static int parse_cli(int argc, char **argv, struct cli *c, const char *help)
+/*
+ * Parse argv by cmd's table into c. Returns 0, 1 when --help came before
+ * any error (the help printed, as getopt_long did), or -1 with err naming
+ * the option and quoting its value.
+ */
+static int parse_cli(const struct command *cmd, int argc, char **argv, struct cli *c,
+		     struct ut_err *err)
 {
 	cli_defaults(c);
-	optind = 1;
-	opterr = 0;
-	int id, index;
-	while ((id = getopt_long(argc, argv, ":", long_options, &index)) != -1) {
-		if (id == '?' || id == ':') {
-			ut_log(UT_LOG_ERROR, "%s '%s' (see --help)",
-			       id == '?' ? "unknown option" : "missing value for",
-			       argv[optind - 1]);
-			return -1;
-		}
-		const struct option *opt = &long_options[index];
-		const char **slot = string_slot(c, id);
-		if (slot != NULL) {
-			*slot = optarg;
-			continue;
-		}
-		switch (id) {
-		case OPT_EXIST_OK:
-			c->exist_ok = 1;
-			break;
-		case OPT_RESUME:
-			c->resume = 1;
-			break;
-		case OPT_QUIET:
-			c->quiet = 1;
-			break;
-		case OPT_VERBOSE:
-			c->verbose = 1;
-			break;
-		case OPT_SLURM_SUBMIT:
-			c->slurm_submit = 1;
-			break;
-		case OPT_HELP:
-			fputs(help, stdout);
-			return 1;
-		case OPT_SEED: {
-			char *end;
-			errno = 0;
-			c->seed = strtoull(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || errno != 0 || *optarg == '-')
-				return bad_value(opt->name, optarg);
-			break;
-		}
-		default:
-			if (id == OPT_GENERATIONS)
-				c->generations_set = 1;
-			if (id == OPT_PARALLEL)
-				c->parallel_set = 1;
-			if (parse_number(opt, optarg, c) != 0)
-				return -1;
-		}
+	bool given[MAX_OPTIONS];
+	const char *positional[1];
+	struct ut_cli_parse p = {.opts = cmd->opts,
+				 .count = cmd->count,
+				 .target = c,
+				 .positional = positional,
+				 .max_positional = cmd->max_positional,
+				 .given = given};
+	if (cmd->count > MAX_OPTIONS || cmd->max_positional > 1)
+		return ut_err_set(err, "internal: the table of %s is too large",
+				  cmd->name != NULL ? cmd->name : "a run");
+	int rc = ut_cli_parse(&p, argc, argv, err);
+	if (c->help) {
+		fputs(cmd->help, stdout);
+		return 1;
 	}
-	if (optind < argc)
-		c->positional = argv[optind++];
-	if (optind < argc) {
-		ut_log(UT_LOG_ERROR, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (rc != 0)
 		return -1;
-	}
+	c->positional = p.npositional > 0 ? positional[0] : NULL;
+	c->generations_set = ut_cli_given(&p, "generations");
+	c->parallel_set = ut_cli_given(&p, "parallel");
 	if (c->quiet)
 		ut_log_set_level(UT_LOG_WARN);
 	if (c->verbose)
 		ut_log_set_level(UT_LOG_DEBUG);
 	return 0;
+}
+
+/* parse_cli for a command: -1 go on, else the exit status (0 after --help, 2 an error). */
+static int parse_or_exit(const struct command *cmd, int argc, char **argv, struct cli *c)
+{
+	struct ut_err err;
+	int rc = parse_cli(cmd, argc, argv, c, &err);
+	if (rc < 0)
+		ut_log(UT_LOG_ERROR, "%s", err.msg);
+	return rc == 0 ? -1 : rc > 0 ? 0 : 2;
 }
 
 /* ---- paths -------------------------------------------------------------------- */
@@ -786,14 +644,16 @@ static void log_indented(enum ut_log_level level, const char *text)
 	}
 }
 
-static int cmd_run(int argc, char **argv)
+static int cmd_run(const struct command *cmd, int argc, char **argv)
 {
 	struct cli c;
-	int rc = parse_cli(argc, argv, &c, run_help);
-	if (rc != 0)
-		return rc > 0 ? 0 : 2;
+	int rc = parse_or_exit(cmd, argc, argv, &c);
+	if (rc >= 0)
+		return rc;
 	if (c.positional != NULL) {
-		ut_log(UT_LOG_ERROR, "unknown command '%s' (see --help)", c.positional);
+		char q[UT_QUOTE_LEN];
+		ut_log(UT_LOG_ERROR, "unknown command '%s' (see --help)",
+		       ut_quote(c.positional, q, sizeof(q)));
 		return 2;
 	}
 	struct ut_err err = {{0}};
@@ -857,16 +717,12 @@ static int cmd_run(int argc, char **argv)
 	return rc < 0 ? 1 : rc;
 }
 
-static int open_for_reading(int argc, char **argv, const char *help, struct cli *c,
+static int open_for_reading(const struct command *cmd, int argc, char **argv, struct cli *c,
 			    struct st_db **db)
 {
-	int rc = parse_cli(argc, argv, c, help);
-	if (rc != 0)
-		return rc > 0 ? 0 : 2;
-	if (c->positional != NULL) {
-		ut_log(UT_LOG_ERROR, "unexpected argument '%s' (see --help)", c->positional);
-		return 2;
-	}
+	int rc = parse_or_exit(cmd, argc, argv, c);
+	if (rc >= 0)
+		return rc;
 	char db_path[PATH_MAX];
 	db_path_for(c, db_path, sizeof(db_path));
 	struct ut_err err;
@@ -877,11 +733,11 @@ static int open_for_reading(int argc, char **argv, const char *help, struct cli 
 	return -1; /* go on */
 }
 
-static int cmd_status(int argc, char **argv)
+static int cmd_status(const struct command *cmd, int argc, char **argv)
 {
 	struct cli c;
 	struct st_db *db = NULL;
-	int rc = open_for_reading(argc, argv, status_help, &c, &db);
+	int rc = open_for_reading(cmd, argc, argv, &c, &db);
 	if (rc >= 0)
 		return rc;
 	rc = rp_print_status(db, stdout);
@@ -911,11 +767,11 @@ static int export_one(struct st_db *db, const char *path,
 	return rc;
 }
 
-static int cmd_export(int argc, char **argv)
+static int cmd_export(const struct command *cmd, int argc, char **argv)
 {
 	struct cli c;
 	struct st_db *db = NULL;
-	int rc = open_for_reading(argc, argv, export_help, &c, &db);
+	int rc = open_for_reading(cmd, argc, argv, &c, &db);
 	if (rc >= 0)
 		return rc;
 	if (c.best_out == NULL && c.csv_out == NULL && c.ndjson_out == NULL &&
@@ -950,12 +806,12 @@ static int is_tuner_file(const char *path)
 	return tuner;
 }
 
-static int cmd_import(int argc, char **argv)
+static int cmd_import(const struct command *cmd, int argc, char **argv)
 {
 	struct cli c;
-	int rc = parse_cli(argc, argv, &c, import_help);
-	if (rc != 0)
-		return rc > 0 ? 0 : 2;
+	int rc = parse_or_exit(cmd, argc, argv, &c);
+	if (rc >= 0)
+		return rc;
 	if (c.positional == NULL) {
 		ut_log(UT_LOG_ERROR, "import: which evolve.csv? (see --help)");
 		return 2;
@@ -1001,16 +857,11 @@ static int cmd_import(int argc, char **argv)
 	return 0;
 }
 
-static const char report_help[] =
-    "usage: yolo-evolve report [--db PATH | --project DIR --name NAME] [--out DIR]\n"
-    "Write evolve.png, fitness.png, evolve.csv and hyp_evolve.yaml (into the run folder\n"
-    "unless --out) and print the summary.\n";
-
-static int cmd_report(int argc, char **argv)
+static int cmd_report(const struct command *cmd, int argc, char **argv)
 {
 	struct cli c;
 	struct st_db *db = NULL;
-	int rc = open_for_reading(argc, argv, report_help, &c, &db);
+	int rc = open_for_reading(cmd, argc, argv, &c, &db);
 	if (rc >= 0)
 		return rc;
 	static struct st_options opts;
@@ -1051,62 +902,47 @@ static const char serve_help[] =
     "  --refresh-ms N  re-read each database at most every N ms (500)\n"
     "Stops on SIGINT or SIGTERM.\n";
 
-static int parse_serve(int argc, char **argv, struct sv_params *params)
+/* What serve's command line says: the server's parameters, the port before its check. */
+struct serve_args {
+	struct sv_params params;
+	long port;
+	bool help;
+};
+
+/* --db PATH, as often as given: a database, or a folder of runs. */
+static int add_serve_db(void *target, const struct ut_cli_opt *opt, const char *value, int index,
+			struct ut_err *err)
 {
-	enum { S_DB = 1, S_PORT, S_HOST, S_REFRESH, S_HELP };
-	static const struct option options[] = {{"db", required_argument, NULL, S_DB},
-						{"port", required_argument, NULL, S_PORT},
-						{"host", required_argument, NULL, S_HOST},
-						{"refresh-ms", required_argument, NULL, S_REFRESH},
-						{"help", no_argument, NULL, S_HELP},
-						{NULL, 0, NULL, 0}};
-	struct ut_err err;
-	char quoted[UT_QUOTE_LEN];
-	long value;
-	int opt;
-	opterr = 0;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-		switch (opt) {
-		case S_DB:
-			if (sv_params_add_db(params, optarg, &err) != 0) {
-				ut_log(UT_LOG_ERROR, "%s", err.msg);
-				return 2;
-			}
-			break;
-		case S_PORT:
-		case S_REFRESH:
-			if (ut_parse_long(optarg, opt == S_PORT ? 0 : 1,
-					  opt == S_PORT ? 65535 : 3600000, &value) != 0) {
-				ut_log(UT_LOG_ERROR, "%s %s: not a number in range",
-				       opt == S_PORT ? "--port" : "--refresh-ms",
-				       ut_quote(optarg, quoted, sizeof(quoted)));
-				return 2;
-			}
-			if (opt == S_PORT)
-				params->port = (unsigned)value;
-			else
-				params->refresh_ms = value;
-			break;
-		case S_HOST:
-			params->host = optarg;
-			break;
-		case S_HELP:
-			fputs(serve_help, stdout);
-			return 1;
-		default:
-			ut_log(UT_LOG_ERROR,
-			       "serve: unknown option or missing value '%s' (see --help)",
-			       ut_quote(argv[optind - 1], quoted, sizeof(quoted)));
-			return 2;
-		}
+	struct serve_args *args = target;
+	return sv_params_add_db(&args->params, value, err);
+}
+
+#define SERVE_AT(field) .offset = offsetof(struct serve_args, field)
+static const struct ut_cli_opt serve_options[] = {
+    {"db", .kind = UT_CLI_CUSTOM, .parse = add_serve_db},
+    {"port", .kind = UT_CLI_LONG, SERVE_AT(port), 0, 65535},
+    {"host", .kind = UT_CLI_STRING, SERVE_AT(params.host)},
+    {"refresh-ms", .kind = UT_CLI_LONG, SERVE_AT(params.refresh_ms), 1, 3600000},
+    {"help", .kind = UT_CLI_FLAG, SERVE_AT(help)},
+};
+
+/*
+ * Parse serve's argv into args (whose params hold the defaults). Returns
+ * 0, 1 when --help came before any error (the help printed), or -1 with
+ * err set. args->params may hold databases either way (sv_params_free).
+ */
+static int parse_serve(const struct command *cmd, int argc, char **argv, struct serve_args *args,
+		       struct ut_err *err)
+{
+	args->port = args->params.port;
+	struct ut_cli_parse p = {.opts = cmd->opts, .count = cmd->count, .target = args};
+	int rc = ut_cli_parse(&p, argc, argv, err);
+	if (args->help) {
+		fputs(cmd->help, stdout);
+		return 1;
 	}
-	if (optind < argc) {
-		ut_log(UT_LOG_ERROR, "serve: unexpected argument '%s' (see --help)",
-		       ut_quote(argv[optind], quoted, sizeof(quoted)));
-		return 2;
-	}
-	return 0;
+	args->params.port = (unsigned)args->port;
+	return rc;
 }
 
 /*
@@ -1114,12 +950,16 @@ static int parse_serve(int argc, char **argv, struct sv_params *params)
  * SIGINT or SIGTERM (blocked before the threads start, so they inherit the
  * mask and only sigwait sees them), then stops it.
  */
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(const struct command *cmd, int argc, char **argv)
 {
-	struct sv_params params = {.host = "127.0.0.1", .port = 8080};
-	int rc = parse_serve(argc, argv, &params);
+	struct serve_args args = {.params = {.host = "127.0.0.1", .port = 8080}};
+	struct sv_params *params = &args.params;
+	struct ut_err err;
+	int rc = parse_serve(cmd, argc, argv, &args, &err);
 	if (rc != 0) {
-		sv_params_free(&params);
+		if (rc < 0)
+			ut_log(UT_LOG_ERROR, "%s", err.msg);
+		sv_params_free(params);
 		return rc == 1 ? 0 : 2;
 	}
 	sigset_t stop;
@@ -1133,35 +973,34 @@ static int cmd_serve(int argc, char **argv)
 	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
 		ut_log(UT_LOG_DEBUG, "serve: setpriority: %s", strerror(errno));
 	struct sv_server *server = NULL;
-	struct ut_err err;
-	if (sv_start(&params, &server, &err) != 0) {
+	if (sv_start(params, &server, &err) != 0) {
 		ut_log(UT_LOG_ERROR, "%s", err.msg);
-		sv_params_free(&params);
+		sv_params_free(params);
 		return 1;
 	}
-	const char *host = params.host;
+	const char *host = params->host;
 	int v6 = strchr(host, ':') != NULL;
 	printf("serving %zu evolution(s) on http://%s%s%s:%u/ (read-only; Ctrl-C stops)\n",
-	       params.ndbs, v6 ? "[" : "", host, v6 ? "]" : "", sv_port(server));
+	       params->ndbs, v6 ? "[" : "", host, v6 ? "]" : "", sv_port(server));
 	fflush(stdout);
 	int sig = 0;
 	sigwait(&stop, &sig);
 	sv_stop(server);
-	sv_params_free(&params);
+	sv_params_free(params);
 	ut_log(UT_LOG_INFO, "serve: stopped by signal %d", sig);
 	return 0;
 }
 
-struct command {
-	const char *name;
-	int (*fn)(int argc, char **argv);
-};
+#define OPTIONS(table) table, UT_ARRAY_LEN(table)
 
-static const struct command commands[] = {{"status", cmd_status},
-					  {"export", cmd_export},
-					  {"import", cmd_import},
-					  {"report", cmd_report},
-					  {"serve", cmd_serve}};
+/* The first is a run, without a command word. */
+static const struct command commands[] = {
+    {NULL, cmd_run, OPTIONS(run_options), run_help, 1},
+    {"status", cmd_status, OPTIONS(status_options), status_help, 0},
+    {"export", cmd_export, OPTIONS(export_options), export_help, 0},
+    {"import", cmd_import, OPTIONS(run_options), import_help, 1},
+    {"report", cmd_report, OPTIONS(report_options), report_help, 0},
+    {"serve", cmd_serve, OPTIONS(serve_options), serve_help, 0}};
 
 /*
  * Started with stdin, stdout or stderr closed, the next file opened (the
@@ -1188,8 +1027,8 @@ int main(int argc, char **argv)
 		printf("yolo-evolve %s\n", YE_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; argc > 1 && i < UT_ARRAY_LEN(commands); i++)
+	for (size_t i = 1; argc > 1 && i < UT_ARRAY_LEN(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].fn(argc - 1, argv + 1);
-	return cmd_run(argc, argv);
+			return commands[i].fn(&commands[i], argc - 1, argv + 1);
+	return commands[0].fn(&commands[0], argc, argv);
 }

@@ -4,6 +4,7 @@
  * one line naming the option, prefixes, positional arguments, and values
  * read from a file through ut_cli_set.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,7 @@ struct target {
 	const char *name, *cache, *empty;
 	long count;
 	unsigned long long seed;
-	double rate;
+	double rate, scale;
 	bool verbose, help;
 	int layers[4], nlayers;
 };
@@ -49,6 +50,7 @@ static const struct ut_cli_opt opts[] = {
     {"layers", .kind = UT_CLI_CUSTOM, .parse = parse_layer, .many = true},
     {"old", .kind = UT_CLI_IGNORED},
     {"help", "h", UT_CLI_FLAG, AT(help)},
+    {"scale", .kind = UT_CLI_DOUBLE, AT(scale), 0, INFINITY},
 };
 
 /* Parse a NULL-terminated argument list (after the program name). */
@@ -83,7 +85,7 @@ static void every_kind_every_form(void **state)
 	assert_int_equal(parse(&t, &err, NULL, NULL, given,
 			       ARGS("--name", "a b", "--count=3", "--seed", "18446744073709551615",
 				    "--rate", "-0", "-v", "--cache", "--empty", "", "--layers", "1",
-				    "2", "3", "--old", "--old=x")),
+				    "2", "3", "--old", "--old=x", "--scale", "1e300")),
 			 0);
 	assert_string_equal(t.name, "a b");
 	assert_int_equal(t.count, 3);
@@ -94,6 +96,7 @@ static void every_kind_every_form(void **state)
 	assert_string_equal(t.empty, "");
 	assert_int_equal(t.nlayers, 3);
 	assert_int_equal(t.layers[2], 3);
+	assert_true(t.scale == 1e300);
 	assert_true(given[0] && given[1] && given[4] && !given[9]);
 	/* an optional value taken when one follows; a required one even if it starts with '-' */
 	assert_int_equal(parse(&t, &err, NULL, NULL, NULL, ARGS("--cache", "disk", "--name", "-x")),
@@ -122,6 +125,19 @@ static void positional(void **state)
 	assert_string_equal(err.msg, "unexpected argument 'c' (see --help)");
 	assert_int_equal(parse(&t, &err, NULL, NULL, NULL, ARGS("stray")), -1);
 	assert_string_equal(err.msg, "unexpected argument 'stray' (see --help)");
+	/* after "--", plain arguments even if they start with '-' (a second "--" too) */
+	assert_int_equal(parse(&t, &err, pos, &n, NULL, ARGS("--verbose", "--", "--name", "--")),
+			 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(pos[0], "--name");
+	assert_string_equal(pos[1], "--");
+	assert_null(t.name);
+	/* but a value may be "--" */
+	assert_int_equal(parse(&t, &err, pos, &n, NULL, ARGS("--name", "--", "a")), 0);
+	assert_string_equal(t.name, "--");
+	assert_int_equal(n, 1);
+	assert_int_equal(parse(&t, &err, NULL, NULL, NULL, ARGS("--", "-v")), -1);
+	assert_string_equal(err.msg, "unexpected argument '-v' (see --help)");
 }
 
 static void refusals(void **state)
@@ -147,6 +163,8 @@ static void refusals(void **state)
 	     "--seed: '18446744073709551616' is not a whole number"},
 	    {{"--rate", "2"}, "--rate: '2' is not a number in [0, 1]"},
 	    {{"--rate", "nan"}, "--rate: 'nan' is not a number in [0, 1]"},
+	    {{"--scale", "-1"}, "--scale: '-1' is not a number >= 0"},
+	    {{"--scale", "inf"}, "--scale: 'inf' is not a number >= 0"},
 	    {{"--verbose=yes"}, "--verbose takes no value"},
 	    {{"--layers", "1", "x"}, "--layers: bad layer"},
 	    {{"--name=a", "--count", "a\nb"}, "--count: 'a\\nb' is not an integer"},

@@ -83,6 +83,9 @@ int ut_cli_set(const struct ut_cli_opt *opt, void *target, const char *value, in
 		bool bounded = opt->lo != 0 || opt->hi != 0;
 		if (ut_parse_double(value, &v) != 0 || !isfinite(v) ||
 		    (bounded && (v < opt->lo || v > opt->hi))) {
+			if (bounded && isinf(opt->hi))
+				return ut_err_set(err, "%s%s: '%s' is not a number >= %g", where,
+						  opt->name, shown, opt->lo);
 			if (bounded)
 				return ut_err_set(err, "%s%s: '%s' is not a number in [%g, %g]",
 						  where, opt->name, shown, opt->lo, opt->hi);
@@ -160,9 +163,14 @@ int ut_cli_parse(struct ut_cli_parse *p, int argc, char **argv, struct ut_err *e
 	p->npositional = 0;
 	if (p->given != NULL)
 		memset(p->given, 0, p->count * sizeof(bool));
+	bool options_end = false; /* after "--" every argument is a plain one */
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
-		if (!is_option(arg)) {
+		if (!options_end && strcmp(arg, "--") == 0) {
+			options_end = true;
+			continue;
+		}
+		if (options_end || !is_option(arg)) {
 			if (p->npositional >= p->max_positional)
 				return ut_err_set(err, "unexpected argument '%s' (see --help)",
 						  ut_quote(argv[i], q, sizeof(q)));

@@ -18,7 +18,9 @@
  *	if (ut_cli_parse(&p, argc, argv, &err) != 0) ...   // err: one line
  *
  * Accepted forms: --name VALUE, --name=VALUE, -x VALUE for a one-letter
- * alias. A value may start with '-' (--lr -1) except where it is optional.
+ * alias; after "--" every argument is a plain one, as getopt_long and
+ * argparse have it. A value may start with '-' (--lr -1) except where it is
+ * optional.
  * Messages name the option and quote (escaped, cut) what was given.
  */
 #ifndef UT_CLI_H
@@ -34,7 +36,8 @@ enum ut_cli_kind {
 	UT_CLI_STRING, /* const char * (argv's own text); "" is refused unless .empty_ok */
 	UT_CLI_LONG,   /* long in [lo, hi] */
 	UT_CLI_U64,    /* unsigned long long, decimal digits only (seeds) */
-	UT_CLI_DOUBLE, /* double in [lo, hi] (lo == hi == 0: any finite number) */
+	UT_CLI_DOUBLE, /* double in [lo, hi] (lo == hi == 0: any finite number; hi INFINITY: >= lo)
+			*/
 	UT_CLI_FLAG,   /* bool, true when given; "true"/"True"/"false"/"False" from a file */
 	UT_CLI_CUSTOM, /* .parse does it */
 	UT_CLI_IGNORED /* accepted (a value if one is attached with =) and dropped */

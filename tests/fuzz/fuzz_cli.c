@@ -6,6 +6,7 @@
  * with a one-line message, never a crash, a leak or a read past an
  * argument. Seeds: corpus/cli.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@ static const struct ut_cli_opt opts[] = {
     {"unsigned", .kind = UT_CLI_U64, AT(u)},
     {"double", .kind = UT_CLI_DOUBLE, AT(d), -1, 1},
     {"any-double", .kind = UT_CLI_DOUBLE, AT(d)},
+    {"positive", .kind = UT_CLI_DOUBLE, AT(d), 0, INFINITY},
     {"flag", "f", UT_CLI_FLAG, AT(f)},
     {"optional", .kind = UT_CLI_STRING, AT(opt), .implicit = "dflt", .empty_ok = true},
     {"many", .kind = UT_CLI_CUSTOM, .parse = count_values, .many = true},
