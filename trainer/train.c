@@ -354,11 +354,11 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 	return 0;
 }
 
-/* ModelEMA(model): a copy of every state entry, updates 0. */
+/* ModelEMA(model): a copy of every state entry, updates 0 (host mirrors, before the plan). */
 static void copy_model_state(struct tr_model *dst, const struct tr_model *src)
 {
-	memcpy(dst->params, src->params, src->nparam_values * sizeof(float));
-	memcpy(dst->buffers, src->buffers, src->nbuffer_values * sizeof(float));
+	memcpy(dst->host_params, src->host_params, src->nparam_values * sizeof(float));
+	memcpy(dst->host_buffers, src->host_buffers, src->nbuffer_values * sizeof(float));
 	memcpy(dst->counters, src->counters, src->ncounter_values * sizeof(int64_t));
 }
 
@@ -471,8 +471,9 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		if (run->scaled == NULL || run->quad_src == NULL)
 			return ut_err_set(err, "out of memory for the quad images");
 	}
-	if (tr_model_plan(run->model, plan_batch, th, tw, err) != 0 ||
-	    tr_model_plan_inference(run->ema, val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
+	if (tr_model_plan(run->model, run->backend, plan_batch, th, tw, err) != 0 ||
+	    tr_model_plan_inference(run->ema, run->backend,
+				    val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
 				    err) != 0)
 		return -1;
 	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
@@ -505,7 +506,7 @@ static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
 	struct tr_loss_params params = {.nl = det->nl,
 					.na = det->na,
 					.nc = run->nc,
-					.anchors = det->anchors,
+					.anchors = run->model->tensors[det->anchors_tensor].data,
 					.hyp = run->loss_hyp};
 	if (tr_loss_create(&params, 256, &run->loss, err) != 0)
 		return -1;
@@ -514,11 +515,12 @@ static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
 	return tr_val_create(&vo, &run->val, err);
 }
 
-/* check_anchors on the training labels; new anchors go into the model. */
+/* check_anchors on the training labels; new anchors go into the model's host mirror. */
 static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 {
 	const struct tr_data_split *split = &run->train_split;
 	struct tr_detect *det = &run->model->detect;
+	float *anchors = run->model->tensors[det->anchors_tensor].data;
 	size_t n = (size_t)split->n_items, total = 0;
 	double *shapes = malloc((n + 1) * 2 * sizeof(double));
 	size_t *counts = malloc((n + 1) * sizeof(size_t));
@@ -545,7 +547,7 @@ static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 	for (int l = 0; l < det->nl; l++)
 		for (int a = 0; a < 2 * det->na; a++)
 			anchors_px[(l * det->na) * 2 + a] =
-			    det->anchors[(l * det->na) * 2 + a] * (float)det->stride[l];
+			    anchors[(l * det->na) * 2 + a] * (float)det->stride[l];
 	struct tr_anchor_dataset dataset = {
 	    .n_images = n, .shapes_wh = shapes, .label_counts = counts, .labels_wh = wh};
 	double strides[TR_MAX_LEVELS];
@@ -567,7 +569,7 @@ static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 	if (result.replaced) {
 		for (int l = 0; l < det->nl; l++)
 			for (int a = 0; a < 2 * det->na; a++)
-				det->anchors[(l * det->na) * 2 + a] =
+				anchors[(l * det->na) * 2 + a] =
 				    anchors_px[(l * det->na) * 2 + a] / (float)det->stride[l];
 	}
 	rc = 0;
@@ -579,13 +581,13 @@ done:
 	return rc;
 }
 
-/* model.half().float(): YOLOv5 rounds the whole state to half precision once. */
+/* model.half().float(): YOLOv5 rounds the whole state to half precision once (host mirror). */
 static void round_state_to_half(struct tr_model *model)
 {
 	for (size_t i = 0; i < model->nparam_values; i++)
-		model->params[i] = tr_round_to_half(model->params[i]);
+		model->host_params[i] = tr_round_to_half(model->host_params[i]);
 	for (size_t i = 0; i < model->nbuffer_values; i++)
-		model->buffers[i] = tr_round_to_half(model->buffers[i]);
+		model->host_buffers[i] = tr_round_to_half(model->host_buffers[i]);
 }
 
 static int make_schedule(struct tr_run *run, struct ut_err *err)
@@ -656,6 +658,8 @@ static int save_checkpoint(struct tr_run *run, const char *path, long epoch, str
 		goto done;
 	}
 	size_t count = 0;
+	if (tr_model_download(run->model, err) != 0 || tr_model_download(run->ema, err) != 0)
+		goto done;
 	add_model_entries(run->model, "", entries, names, shapes, &count);
 	add_model_entries(run->ema, "ema.", entries, names, shapes, &count);
 	for (int slot = 0; slot < 2; slot++) {
@@ -829,7 +833,7 @@ static void optimizer_step(struct tr_run *run)
 			continue;
 		struct tr_optim_hparams hp =
 		    tr_optim_sched_hparams(&run->sched, tr_optim_group_of(spec->name));
-		tr_optim_update(run->kind, &hp, run->steps, spec->data, spec->grad,
+		tr_optim_update(run->kind, &hp, run->steps, m->params + spec->offset, spec->grad,
 				run->slot0 + spec->offset, run->slot1 + spec->offset, spec->numel);
 	}
 	memset(m->grads, 0, m->nparam_values * sizeof(float));
@@ -1245,7 +1249,9 @@ static int setup(struct tr_run *run, struct ut_err *err)
 			    o->hyp);
 		round_state_to_half(run->model);
 	}
-	if (make_loss(run, imgsz, err) != 0)
+	/* the host mirrors as resume, AutoAnchor and the rounding left them */
+	if (tr_model_upload(run->model, err) != 0 || tr_model_upload(run->ema, err) != 0 ||
+	    make_loss(run, imgsz, err) != 0)
 		return -1;
 	return make_schedule(run, err);
 }

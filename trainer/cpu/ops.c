@@ -168,6 +168,59 @@ static void cpu_destroy(struct tr_backend *b)
 }
 
 /* ------------------------------------------------------------------------ */
+/* memory: device memory is host memory                                      */
+
+static int cpu_alloc(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err)
+{
+	(void)b;
+	size_t rounded = (bytes + 63) / 64 * 64;
+	*out = aligned_alloc(64, rounded ? rounded : 64);
+	if (*out == NULL)
+		return ut_err_set(err, "%s:%d: out of memory (%zu bytes)", __FILE__, __LINE__,
+				  rounded);
+	return 0;
+}
+
+static void cpu_free(struct tr_backend *b, void *ptr)
+{
+	(void)b;
+	free(ptr);
+}
+
+static int cpu_memset(struct tr_backend *b, void *dst, int value, size_t bytes, struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	memset(dst, value, bytes);
+	return 0;
+}
+
+/* upload and download: the same memcpy, the direction only documents the caller's intent */
+static int cpu_upload(struct tr_backend *b, void *dst_dev, const void *src_host, size_t bytes,
+		      struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	if (bytes > 0)
+		memcpy(dst_dev, src_host, bytes);
+	return 0;
+}
+
+static int cpu_download(struct tr_backend *b, void *dst_host, const void *src_dev, size_t bytes,
+			struct ut_err *err)
+{
+	return cpu_upload(b, dst_host, src_dev, bytes, err);
+}
+
+/* every CPU op has finished when it returns */
+static int cpu_sync(struct tr_backend *b, struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* convolution primitives                                                    */
 
 struct conv_descs {
@@ -1118,6 +1171,12 @@ static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level 
 
 static const struct tr_ops cpu_ops = {
     .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset = cpu_memset,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .sync = cpu_sync,
     .conv_forward = cpu_conv_forward,
     .conv_backward_data = cpu_conv_backward_data,
     .conv_backward_filter = cpu_conv_backward_filter,

@@ -71,6 +71,27 @@ struct tr_backend;
 
 struct tr_ops {
 	const char *name;
+	/*
+	 * Memory. A pointer from alloc is DEVICE memory: only ops read or write
+	 * it, host code moves data in and out with upload and download (on the
+	 * CPU backend device memory is host memory and upload/download are
+	 * memcpy, but code that must also run on a GPU does not rely on that).
+	 * Every tensor and parameter pointer passed to an op below is device
+	 * memory unless the op says otherwise. alloc returns 64-byte aligned
+	 * memory of unspecified contents (bytes 0 still gives a pointer to
+	 * free); free takes NULL. memset sets bytes at dst to the byte value.
+	 * upload returns once src_host may be reused, download once dst_host
+	 * holds the data; sync waits until all work given to the backend has
+	 * finished.
+	 */
+	int (*alloc)(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err);
+	void (*free)(struct tr_backend *b, void *ptr);
+	int (*memset)(struct tr_backend *b, void *dst, int value, size_t bytes, struct ut_err *err);
+	int (*upload)(struct tr_backend *b, void *dst_dev, const void *src_host, size_t bytes,
+		      struct ut_err *err);
+	int (*download)(struct tr_backend *b, void *dst_host, const void *src_dev, size_t bytes,
+			struct ut_err *err);
+	int (*sync)(struct tr_backend *b, struct ut_err *err);
 	/* y[n,cout,oh,ow] = conv(x, w[cout,cin,k,k]) + bias[cout] (bias may be NULL) */
 	int (*conv_forward)(struct tr_backend *b, const struct tr_conv *conv,
 			    const struct tr_tensor *x, const float *w, const float *bias,
