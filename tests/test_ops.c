@@ -767,6 +767,46 @@ static void test_maxpool_ties_and_padding(void **state)
 /* ------------------------------------------------------------------------ */
 /* Detect decode                                                             */
 
+/* Detect's permute and its backward: out[n, a, y, x, o] = raw[n, a * no + o, y, x], and back. */
+static void test_detect_permute(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct rng rng = {12};
+	const int na = 3, no = 7;
+	struct tr_shape s = {2, na * no, 4, 5};
+	size_t count = tr_shape_numel(s);
+	float *raw = rand_buf(count, &rng), *out = rand_buf(count, &rng);
+	float *back = rand_buf(count, &rng);
+	struct tr_tensor traw = {raw, s}, tback = {back, s};
+	OK(b->ops->detect_permute_forward(b, na, &traw, out, &ok_err));
+	for (int n = 0; n < s.n; n++)
+		for (int a = 0; a < na; a++)
+			for (int y = 0; y < s.h; y++)
+				for (int x = 0; x < s.w; x++)
+					for (int o = 0; o < no; o++) {
+						size_t to =
+						    ((((size_t)n * na + a) * s.h + y) * s.w + x) *
+							no +
+						    o;
+						size_t from =
+						    (((size_t)n * s.c + a * no + o) * s.h + y) *
+							s.w +
+						    x;
+						assert_true(out[to] == raw[from]);
+					}
+	OK(b->ops->detect_permute_backward(b, na, out, &tback, &ok_err));
+	assert_memory_equal(back, raw, count * sizeof(float));
+	struct tr_tensor odd = {raw, {2, 20, 4, 5}};
+	struct ut_err err = {{0}};
+	assert_int_equal(b->ops->detect_permute_forward(b, na, &odd, out, &err), -1);
+	assert_non_null(strstr(err.msg, "20 channels"));
+	free(raw);
+	free(out);
+	free(back);
+	tr_backend_destroy(b);
+}
+
 /* Two levels into one output, against YOLOv5 v7.0's formulas in double. */
 static void test_detect_decode(void **state)
 {
@@ -785,7 +825,10 @@ static void test_detect_decode(void **state)
 		x[l] = rand_buf(tr_shape_numel(shapes[l]), &rng);
 		for (size_t i = 0; i < tr_shape_numel(shapes[l]); i++)
 			x[l][i] *= 4.0f;
-		struct tr_detect_level level = {na, no, anchors[l], strides[l], rows, row0};
+		float grid[6]; /* the op takes anchors in grid units */
+		for (int j = 0; j < 6; j++)
+			grid[j] = anchors[l][j] / strides[l];
+		struct tr_detect_level level = {na, no, grid, strides[l], rows, row0};
 		struct tr_tensor tx = {x[l], shapes[l]};
 		OK(b->ops->detect_decode(b, &level, &tx, out, &ok_err));
 		row0 += na * shapes[l].h * shapes[l].w;
@@ -920,6 +963,7 @@ int main(void)
 	    cmocka_unit_test(test_concat),
 	    cmocka_unit_test(test_maxpool),
 	    cmocka_unit_test(test_maxpool_ties_and_padding),
+	    cmocka_unit_test(test_detect_permute),
 	    cmocka_unit_test(test_detect_decode),
 	    cmocka_unit_test(test_determinism),
 	};

@@ -1123,7 +1123,55 @@ static int cpu_concat_backward(struct tr_backend *b, const struct tr_tensor *dy,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Detect decode (inference)                                                 */
+/* Detect: permute and decode                                                */
+
+static int detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err)
+{
+	if (na < 1 || s.c % na != 0 || s.c / na < 6)
+		return ut_err_set(err, "%s: %d channels for %d anchors (need na * (nc + 5))", op,
+				  s.c, na);
+	return 0;
+}
+
+/*
+ * Copy between [n, na * no, h, w] (planar) and [n, na, h, w, no] (rows),
+ * one (image, anchor) plane at a time.
+ */
+static void detect_permute(struct cpu_state *st, int na, struct tr_shape s, float *planar,
+			   float *rows, int to_rows)
+{
+	int no = s.c / na, planes = s.n * na;
+	size_t hw = (size_t)s.h * s.w;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN)
+	for (int p = 0; p < planes; p++) {
+		float *from = planar + (size_t)p * no * hw, *to = rows + (size_t)p * hw * no;
+		for (size_t cell = 0; cell < hw; cell++)
+			for (int o = 0; o < no; o++) {
+				if (to_rows)
+					to[cell * no + o] = from[(size_t)o * hw + cell];
+				else
+					from[(size_t)o * hw + cell] = to[cell * no + o];
+			}
+	}
+}
+
+static int cpu_detect_permute_forward(struct tr_backend *b, int na, const struct tr_tensor *raw,
+				      float *out, struct ut_err *err)
+{
+	if (detect_check("detect_permute_forward", na, raw->shape, err) != 0)
+		return -1;
+	detect_permute(state_of(b), na, raw->shape, raw->data, out, 1);
+	return 0;
+}
+
+static int cpu_detect_permute_backward(struct tr_backend *b, int na, const float *dout,
+				       struct tr_tensor *draw, struct ut_err *err)
+{
+	if (detect_check("detect_permute_backward", na, draw->shape, err) != 0)
+		return -1;
+	detect_permute(state_of(b), na, draw->shape, draw->data, (float *)dout, 0);
+	return 0;
+}
 
 static float sigmoidf(float v)
 {
@@ -1150,7 +1198,8 @@ static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level 
 		int n = p / na, a = p % na;
 		const float *in = x->data + (size_t)p * no * hw; /* channels a * no .. */
 		float *rows = out + ((size_t)n * level->rows + level->row0 + (size_t)a * hw) * no;
-		float aw = level->anchors[2 * a], ah = level->anchors[2 * a + 1];
+		float aw = level->anchors[2 * a] * level->stride;
+		float ah = level->anchors[2 * a + 1] * level->stride;
 		for (size_t cell = 0; cell < hw; cell++) {
 			float *row = rows + cell * no;
 			for (int k = 0; k < no; k++)
@@ -1192,6 +1241,8 @@ static const struct tr_ops cpu_ops = {
     .concat_forward = cpu_concat_forward,
     .concat_backward = cpu_concat_backward,
     .add_forward = cpu_add_forward,
+    .detect_permute_forward = cpu_detect_permute_forward,
+    .detect_permute_backward = cpu_detect_permute_backward,
     .detect_decode = cpu_detect_decode,
 };
 

@@ -491,49 +491,6 @@ static int sppf_forward(struct forward *f, struct tr_layer *layer, const struct 
 	return convbn_forward(f, &convs[1], &cat, s, &out);
 }
 
-static float sigmoidf(float v)
-{
-	return 1.0f / (1.0f + expf(-v));
-}
-
-/*
- * One level's raw conv output [n, na * no, ny, nx] to YOLOv5's layout
- * [n, na, ny, nx, no]; in eval mode also decoded into rows of
- * f->model->detect.decoded starting at row first (per image).
- */
-static void detect_level(struct forward *f, int l, int first)
-{
-	struct tr_detect *det = &f->model->detect;
-	int ny = f->height / det->stride[l], nx = f->width / det->stride[l];
-	float stride = (float)det->stride[l];
-	size_t plane = (size_t)ny * nx;
-	for (int n = 0; n < f->batch; n++)
-		for (int a = 0; a < det->na; a++)
-			for (size_t cell = 0; cell < plane; cell++) {
-				size_t row = ((size_t)n * det->na + a) * plane + cell;
-				const float *raw = det->raw[l] +
-						   ((size_t)n * det->na + a) * det->no * plane +
-						   cell;
-				float *out = det->outputs[l] + row * det->no;
-				for (int o = 0; o < det->no; o++)
-					out[o] = raw[(size_t)o * plane];
-				if (f->train)
-					continue;
-				float *dec = det->decoded + ((size_t)n * det->cells + first +
-							     (size_t)a * plane + cell) *
-								det->no;
-				float gx = (float)(cell % nx) - 0.5f,
-				      gy = (float)(cell / nx) - 0.5f;
-				for (int o = 0; o < det->no; o++)
-					dec[o] = sigmoidf(out[o]);
-				const float *anchor = det->anchors + ((size_t)l * det->na + a) * 2;
-				dec[0] = (dec[0] * 2 + gx) * stride;
-				dec[1] = (dec[1] * 2 + gy) * stride;
-				dec[2] = (dec[2] * 2) * (dec[2] * 2) * (anchor[0] * stride);
-				dec[3] = (dec[3] * 2) * (dec[3] * 2) * (anchor[1] * stride);
-			}
-}
-
 static int detect_forward(struct forward *f, struct tr_layer *layer)
 {
 	struct tr_detect *det = &f->model->detect;
@@ -546,9 +503,19 @@ static int detect_forward(struct forward *f, struct tr_layer *layer)
 		struct tr_tensor x = layer_input(f, layer->from[l]);
 		struct tr_tensor raw = view(f, det->raw[l], head->conv.cout, det->stride[l]);
 		if (f->ops->conv_forward(f->backend, &head->conv, &x, head->weight, head->bias,
-					 &raw, f->err))
+					 &raw, f->err) ||
+		    f->ops->detect_permute_forward(f->backend, det->na, &raw, det->outputs[l],
+						   f->err))
 			return -1;
-		detect_level(f, l, first);
+		struct tr_detect_level level = {.na = det->na,
+						.no = det->no,
+						.anchors = det->anchors + (size_t)l * det->na * 2,
+						.stride = (float)det->stride[l],
+						.rows = det->cells,
+						.row0 = first};
+		if (!f->train &&
+		    f->ops->detect_decode(f->backend, &level, &raw, det->decoded, f->err))
+			return -1;
 		first += det->na * raw.shape.h * raw.shape.w;
 	}
 	return 0;
@@ -835,18 +802,8 @@ static int detect_backward(struct forward *f, struct tr_layer *layer, const floa
 	for (int l = 0; l < det->nl; l++) {
 		struct tr_detect_head *head = &det->heads[l];
 		struct tr_tensor draw = view(f, det->grad_raw, head->conv.cout, det->stride[l]);
-		size_t plane = (size_t)draw.shape.h * draw.shape.w;
-		for (int n = 0; n < f->batch; n++)
-			for (int a = 0; a < det->na; a++)
-				for (size_t cell = 0; cell < plane; cell++) {
-					size_t row = ((size_t)n * det->na + a) * plane + cell;
-					const float *from = dout[l] + row * det->no;
-					float *to = draw.data +
-						    ((size_t)n * det->na + a) * det->no * plane +
-						    cell;
-					for (int o = 0; o < det->no; o++)
-						to[(size_t)o * plane] = from[o];
-				}
+		if (f->ops->detect_permute_backward(f->backend, det->na, dout[l], &draw, f->err))
+			return -1;
 		struct tr_tensor x = layer_input(f, layer->from[l]);
 		if (f->ops->conv_backward_filter(f->backend, &head->conv, &x, &draw,
 						 head->grad_weight, head->grad_bias, f->err))

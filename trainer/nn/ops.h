@@ -57,12 +57,12 @@ struct tr_shape tr_conv_out_shape(const struct tr_conv *conv, struct tr_shape in
  * level's 1x1 convolution output, no = nc + 5. Decoding writes rows
  * [row0, row0 + na * h * w) of out [n, rows, no], row row0 + (a * h + y) * w
  * + x for anchor a at cell (y, x), as YOLOv5 v7.0's Detect.forward in eval
- * mode: s = sigmoid(everything); box x, y = (2 s - 0.5 + cell) * stride; box
- * w, h = (2 s)^2 * anchor (pixels); objectness and classes = s.
+ * mode: s = sigmoid(everything); box x, y = (2 s + cell - 0.5) * stride; box
+ * w, h = (2 s)^2 * (anchor * stride), in pixels; objectness and classes = s.
  */
 struct tr_detect_level {
 	int na, no;
-	const float *anchors; /* [na][2]: anchor width, height in pixels */
+	const float *anchors; /* [na][2]: anchor width, height in grid units, device memory */
 	float stride;
 	int rows, row0;
 };
@@ -155,6 +155,15 @@ struct tr_ops {
 	 */
 	int (*add_forward)(struct tr_backend *b, const struct tr_tensor *a,
 			   const struct tr_tensor *x, struct tr_tensor *y, struct ut_err *err);
+	/*
+	 * Detect's layout of one level: raw [n, na * no, h, w], the level's 1x1
+	 * conv output, to out [n, na, h, w, no] (YOLOv5's view + permute), and
+	 * back for the gradient: dout [n, na, h, w, no] to draw [n, na * no, h, w].
+	 */
+	int (*detect_permute_forward)(struct tr_backend *b, int na, const struct tr_tensor *raw,
+				      float *out, struct ut_err *err);
+	int (*detect_permute_backward)(struct tr_backend *b, int na, const float *dout,
+				       struct tr_tensor *draw, struct ut_err *err);
 	/* Detect's eval-mode decode of one output level (inference only, no backward). */
 	int (*detect_decode)(struct tr_backend *b, const struct tr_detect_level *level,
 			     const struct tr_tensor *x, float *out, struct ut_err *err);
