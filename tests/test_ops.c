@@ -767,6 +767,80 @@ static void test_maxpool_ties_and_padding(void **state)
 /* ------------------------------------------------------------------------ */
 /* Detect decode                                                             */
 
+/*
+ * The optimizer ops against formula.h's per-element updates (the CPU op must
+ * be exactly that loop, threads or not), and the norm, scale and EMA ops.
+ */
+static void test_optimizer_ops(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct rng rng = {13};
+	const size_t n = 70000; /* above the threading threshold */
+	float *param = rand_buf(n, &rng), *grad = rand_buf(n, &rng);
+	float *slot0 = rand_buf(n, &rng), *slot1 = rand_buf(n, &rng);
+	float *want[4];
+	for (int i = 0; i < 4; i++)
+		want[i] = malloc(n * sizeof(float));
+	for (size_t k = 0; k < n; k++)
+		slot1[k] = fabsf(slot1[k]);
+	const struct tr_f_optim steps[] = {
+	    {.adam = 0, .has_decay = 1, .lr = 0.01f, .momentum = 0.937f, .decay = 5e-4f},
+	    {.adam = 1,
+	     .decoupled = 1,
+	     .has_decay = 1,
+	     .decay = 5e-4f,
+	     .step_size = 0.02f,
+	     .bc2_sqrt = 0.03f,
+	     .b1 = 0.9f,
+	     .one_minus_b1 = 0.1f,
+	     .b2 = 0.999f,
+	     .one_minus_b2 = 0.001f,
+	     .eps = 1e-8f,
+	     .shrink = 0.99999f},
+	};
+	for (size_t c = 0; c < UT_ARRAY_LEN(steps); c++) {
+		const struct tr_f_optim *st = &steps[c];
+		memcpy(want[0], param, n * sizeof(float));
+		memcpy(want[2], slot0, n * sizeof(float));
+		memcpy(want[3], slot1, n * sizeof(float));
+		for (size_t k = 0; k < n; k++) {
+			if (st->adam)
+				tr_f_adam_update(st, &want[0][k], grad[k], &want[2][k],
+						 &want[3][k]);
+			else
+				tr_f_sgd_update(st, &want[0][k], grad[k], &want[2][k]);
+		}
+		OK(b->ops->optim_update(b, st, param, grad, slot0, st->adam ? slot1 : NULL, n,
+					&ok_err));
+		assert_memory_equal(param, want[0], n * sizeof(float));
+		assert_memory_equal(slot0, want[2], n * sizeof(float));
+		assert_memory_equal(slot1, want[3], n * sizeof(float));
+	}
+	struct ut_err err = {{0}};
+	assert_int_equal(b->ops->optim_update(b, &steps[1], param, grad, slot0, NULL, n, &err), -1);
+	double sum = 0, got;
+	for (size_t k = 0; k < n; k++)
+		sum += (double)grad[k] * grad[k];
+	OK(b->ops->sum_squares(b, grad, n, &got, &ok_err));
+	assert_true(got == sum);
+	memcpy(want[1], grad, n * sizeof(float));
+	OK(b->ops->scale(b, grad, 0.25f, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(grad[k] == want[1][k] * 0.25f);
+	memcpy(want[0], param, n * sizeof(float));
+	OK(b->ops->ema_update(b, param, grad, 0.9f, 0.1f, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(param[k] == want[0][k] * 0.9f + 0.1f * grad[k]);
+	for (int i = 0; i < 4; i++)
+		free(want[i]);
+	free(param);
+	free(grad);
+	free(slot0);
+	free(slot1);
+	tr_backend_destroy(b);
+}
+
 /* Detect's permute and its backward: out[n, a, y, x, o] = raw[n, a * no + o, y, x], and back. */
 static void test_detect_permute(void **state)
 {
@@ -963,6 +1037,7 @@ int main(void)
 	    cmocka_unit_test(test_concat),
 	    cmocka_unit_test(test_maxpool),
 	    cmocka_unit_test(test_maxpool_ties_and_padding),
+	    cmocka_unit_test(test_optimizer_ops),
 	    cmocka_unit_test(test_detect_permute),
 	    cmocka_unit_test(test_detect_decode),
 	    cmocka_unit_test(test_determinism),

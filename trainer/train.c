@@ -67,7 +67,8 @@ struct tr_run {
 	struct tr_optim_sched sched;
 	struct tr_optim_ema ema_state;
 	long steps;	      /* optimizer steps so far (Adam's bias correction) */
-	float *slot0, *slot1; /* optimizer state, the layout of model->params */
+	float *slot0, *slot1; /* optimizer state, the layout of model->params (device) */
+	float *host_slot[2];  /* their host mirror, for checkpoints */
 	bool *frozen;	      /* per tensor of model->tensors */
 	float *images;	      /* one batch as floats, [batch, 3, h, w] */
 	float *scaled;	      /* --multi-scale: the batch resized, [batch, 3, h', w'] */
@@ -488,12 +489,25 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		if (run->grad_out[l] == NULL)
 			return ut_err_set(err, "out of memory for the output gradients");
 	}
-	run->slot0 = calloc(run->model->nparam_values, sizeof(float));
-	run->slot1 = calloc(run->model->nparam_values, sizeof(float));
+	struct tr_backend *be = run->backend;
+	size_t slot_bytes = run->model->nparam_values * sizeof(float);
+	void *slot0, *slot1;
+	if (be->ops->alloc(be, slot_bytes, &slot0, err) != 0)
+		return -1;
+	run->slot0 = slot0;
+	if (be->ops->alloc(be, slot_bytes, &slot1, err) != 0)
+		return -1;
+	run->slot1 = slot1;
+	if (be->ops->memset(be, slot0, 0, slot_bytes, err) != 0 ||
+	    be->ops->memset(be, slot1, 0, slot_bytes, err) != 0)
+		return -1;
+	run->host_slot[0] = calloc(run->model->nparam_values, sizeof(float));
+	run->host_slot[1] = calloc(run->model->nparam_values, sizeof(float));
 	run->class_weights = calloc((size_t)run->nc, sizeof(double));
 	run->maps = calloc((size_t)run->nc, sizeof(double));
 	run->image_weights = calloc((size_t)run->train_split.n_items + 1, sizeof(double));
-	if (!run->slot0 || !run->slot1 || !run->class_weights || !run->maps || !run->image_weights)
+	if (!run->host_slot[0] || !run->host_slot[1] || !run->class_weights || !run->maps ||
+	    !run->image_weights)
 		return ut_err_set(err, "out of memory");
 	return 0;
 }
@@ -658,7 +672,11 @@ static int save_checkpoint(struct tr_run *run, const char *path, long epoch, str
 		goto done;
 	}
 	size_t count = 0;
-	if (tr_model_download(run->model, err) != 0 || tr_model_download(run->ema, err) != 0)
+	struct tr_backend *be = run->backend;
+	size_t slot_bytes = m->nparam_values * sizeof(float);
+	if (tr_model_download(run->model, err) != 0 || tr_model_download(run->ema, err) != 0 ||
+	    be->ops->download(be, run->host_slot[0], run->slot0, slot_bytes, err) != 0 ||
+	    be->ops->download(be, run->host_slot[1], run->slot1, slot_bytes, err) != 0)
 		goto done;
 	add_model_entries(run->model, "", entries, names, shapes, &count);
 	add_model_entries(run->ema, "ema.", entries, names, shapes, &count);
@@ -666,7 +684,7 @@ static int save_checkpoint(struct tr_run *run, const char *path, long epoch, str
 		const char *sname = slot_name(run->kind, slot);
 		if (sname == NULL)
 			continue;
-		float *state = slot == 0 ? run->slot0 : run->slot1;
+		const float *state = run->host_slot[slot];
 		for (int t = 0; t < m->ntensors; t++) {
 			const struct tr_tensor_spec *spec = &m->tensors[t];
 			if (spec->kind != TR_TENSOR_PARAM)
@@ -754,7 +772,7 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 				run->opts->optimizer);
 	for (int slot = 0; rc == 0 && slot < 2; slot++) {
 		const char *sname = slot_name(run->kind, slot);
-		float *state = slot == 0 ? run->slot0 : run->slot1;
+		float *state = run->host_slot[slot];
 		for (int t = 0; rc == 0 && sname && t < run->model->ntensors; t++) {
 			const struct tr_tensor_spec *spec = &run->model->tensors[t];
 			char name[TR_NAME_LEN + 32];
@@ -770,6 +788,11 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 				       spec->numel * sizeof(float));
 		}
 	}
+	struct tr_backend *be = run->backend;
+	size_t slot_bytes = run->model->nparam_values * sizeof(float);
+	if (rc == 0 && (be->ops->upload(be, run->slot0, run->host_slot[0], slot_bytes, err) != 0 ||
+			be->ops->upload(be, run->slot1, run->host_slot[1], slot_bytes, err) != 0))
+		rc = -1;
 	if (rc == 0) {
 		run->start_epoch = info.epoch + 1;
 		run->best_fitness = info.best_fitness;
@@ -818,14 +841,25 @@ static void progress_line(const struct tr_run *run, long epoch, const float mlos
 	fprintf(out, "| %ld/%ld", done, nb);
 }
 
-/* The optimizer step: clip, update the unfrozen parameters, zero grads, EMA. */
-static void optimizer_step(struct tr_run *run)
+/*
+ * The optimizer step on the backend: clip (clip_grad_norm_), update the
+ * unfrozen parameters, zero the gradients, EMA.
+ */
+static int optimizer_step(struct tr_run *run, struct ut_err *err)
 {
 	struct tr_model *m = run->model;
+	struct tr_backend *be = run->backend;
+	const struct tr_ops *ops = be->ops;
 	for (int t = 0; t < m->ntensors; t++)
-		if (run->frozen[t])
-			memset(m->tensors[t].grad, 0, m->tensors[t].numel * sizeof(float));
-	tr_optim_clip_grad_norm(m->grads, m->nparam_values, TR_OPTIM_MAX_GRAD_NORM);
+		if (run->frozen[t] && ops->memset(be, m->tensors[t].grad, 0,
+						  m->tensors[t].numel * sizeof(float), err) != 0)
+			return -1;
+	double sum_squares;
+	if (ops->sum_squares(be, m->grads, m->nparam_values, &sum_squares, err) != 0)
+		return -1;
+	float coef = tr_optim_clip_coef(sum_squares, TR_OPTIM_MAX_GRAD_NORM);
+	if (coef < 1.0f && ops->scale(be, m->grads, coef, m->nparam_values, err) != 0)
+		return -1;
 	run->steps++;
 	for (int t = 0; t < m->ntensors; t++) {
 		const struct tr_tensor_spec *spec = &m->tensors[t];
@@ -833,13 +867,22 @@ static void optimizer_step(struct tr_run *run)
 			continue;
 		struct tr_optim_hparams hp =
 		    tr_optim_sched_hparams(&run->sched, tr_optim_group_of(spec->name));
-		tr_optim_update(run->kind, &hp, run->steps, m->params + spec->offset, spec->grad,
-				run->slot0 + spec->offset, run->slot1 + spec->offset, spec->numel);
+		struct tr_f_optim step = tr_optim_step_scalars(run->kind, &hp, run->steps);
+		if (ops->optim_update(be, &step, m->params + spec->offset, spec->grad,
+				      run->slot0 + spec->offset, run->slot1 + spec->offset,
+				      spec->numel, err) != 0)
+			return -1;
 	}
-	memset(m->grads, 0, m->nparam_values * sizeof(float));
+	if (ops->memset(be, m->grads, 0, m->nparam_values * sizeof(float), err) != 0)
+		return -1;
 	double d = tr_optim_ema_next_decay(&run->ema_state);
-	tr_optim_ema_update(run->ema->params, m->params, m->nparam_values, d);
-	tr_optim_ema_update(run->ema->buffers, m->buffers, m->nbuffer_values, d);
+	const float keep = (float)d, take = (float)(1.0 - d);
+	if (ops->ema_update(be, run->ema->params, m->params, keep, take, m->nparam_values, err) !=
+		0 ||
+	    ops->ema_update(be, run->ema->buffers, m->buffers, keep, take, m->nbuffer_values,
+			    err) != 0)
+		return -1;
+	return 0;
 }
 
 /*
@@ -992,8 +1035,8 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 				  (double)result.items[2]);
 	if (tr_model_backward(m, run->backend, (const float *const *)run->grad_out, err) != 0)
 		return -1;
-	if (tr_optim_sched_step_due(&run->sched, ni))
-		optimizer_step(run);
+	if (tr_optim_sched_step_due(&run->sched, ni) && optimizer_step(run, err) != 0)
+		return -1;
 	memcpy(items, result.items, sizeof(result.items));
 	return 0;
 }
@@ -1018,7 +1061,9 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 	if (tr_loader_start_epoch(run->train_loader, epoch, weights, err) != 0)
 		return -1;
 	long nb = tr_loader_num_batches(run->train_loader);
-	memset(run->model->grads, 0, run->model->nparam_values * sizeof(float));
+	if (run->backend->ops->memset(run->backend, run->model->grads, 0,
+				      run->model->nparam_values * sizeof(float), err) != 0)
+		return -1;
 	mloss[0] = mloss[1] = mloss[2] = 0;
 	if (o->progress_tty)
 		fprintf(stderr, "\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "Mem", "box_loss",
@@ -1264,18 +1309,21 @@ static void teardown(struct tr_run *run)
 		tr_val_results_free(&run->results);
 	tr_val_free(run->val);
 	tr_loss_free(run->loss);
-	tr_model_free(run->model);
+	tr_model_free(run->model); /* device memory first, then its backend */
 	tr_model_free(run->ema);
-	if (run->backend != NULL)
+	if (run->backend != NULL) {
+		run->backend->ops->free(run->backend, run->slot0);
+		run->backend->ops->free(run->backend, run->slot1);
 		tr_backend_destroy(run->backend);
+	}
 	for (int l = 0; l < TR_MAX_LEVELS; l++)
 		free(run->grad_out[l]);
 	free(run->images);
 	free(run->scaled);
 	free(run->quad_src);
 	free(run->quad_targets);
-	free(run->slot0);
-	free(run->slot1);
+	free(run->host_slot[0]);
+	free(run->host_slot[1]);
 	free(run->frozen);
 	free(run->class_weights);
 	free(run->maps);

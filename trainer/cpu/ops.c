@@ -1216,6 +1216,60 @@ static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level 
 }
 
 /* ------------------------------------------------------------------------ */
+/* optimizer: update, gradient norm, EMA (flat arrays, formula.h per element) */
+
+static int cpu_optim_update(struct tr_backend *b, const struct tr_f_optim *step, float *param,
+			    const float *grad, float *slot0, float *slot1, size_t n,
+			    struct ut_err *err)
+{
+	if (step->adam && slot1 == NULL)
+		return ut_err_set(err, "optim_update: Adam needs exp_avg_sq (slot1)");
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++) {
+		if (step->adam)
+			tr_f_adam_update(step, &param[k], grad[k], &slot0[k], &slot1[k]);
+		else
+			tr_f_sgd_update(step, &param[k], grad[k], &slot0[k]);
+	}
+	return 0;
+}
+
+/* one thread, index order: the sum's rounding must not depend on the thread count */
+static int cpu_sum_squares(struct tr_backend *b, const float *x, size_t n, double *out,
+			   struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	double sum = 0.0;
+	for (size_t k = 0; k < n; k++)
+		sum += (double)x[k] * (double)x[k];
+	*out = sum;
+	return 0;
+}
+
+static int cpu_scale(struct tr_backend *b, float *x, float factor, size_t n, struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		x[k] *= factor;
+	return 0;
+}
+
+static int cpu_ema_update(struct tr_backend *b, float *ema, const float *model, float keep,
+			  float take, size_t n, struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		ema[k] = tr_f_ema_update(ema[k], model[k], keep, take);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table and the constructor                                             */
 
 static const struct tr_ops cpu_ops = {
@@ -1244,6 +1298,10 @@ static const struct tr_ops cpu_ops = {
     .detect_permute_forward = cpu_detect_permute_forward,
     .detect_permute_backward = cpu_detect_permute_backward,
     .detect_decode = cpu_detect_decode,
+    .optim_update = cpu_optim_update,
+    .sum_squares = cpu_sum_squares,
+    .scale = cpu_scale,
+    .ema_update = cpu_ema_update,
 };
 
 int tr_cpu_backend_create_layout(int threads, enum tr_cpu_layout layout, struct tr_backend **out,

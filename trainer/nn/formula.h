@@ -12,6 +12,7 @@
 #ifndef TR_FORMULA_H
 #define TR_FORMULA_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -84,6 +85,56 @@ TR_F float tr_f_silu_grad(float x, float dy)
 {
 	float sig = 1.0f / (1.0f + tr_f_expf(-x));
 	return dy * sig * (1.0f + x * (1.0f - sig));
+}
+
+/* ---- optimizer updates ---- */
+
+/*
+ * The scalars of one optimizer step on one tensor, rounded to float as
+ * PyTorch's CPU kernels round them (tr_optim_step_scalars in optim.h makes
+ * them from the schedule's doubles). adam 0 is SGD with Nesterov momentum;
+ * decoupled selects AdamW's decay.
+ */
+struct tr_f_optim {
+	int adam, decoupled, has_decay;
+	float lr, momentum, decay;			 /* SGD (decay: Adam too) */
+	float step_size, bc2_sqrt, b1, one_minus_b1, b2; /* Adam, AdamW */
+	float one_minus_b2, eps, shrink;
+};
+
+/*
+ * torch.optim.SGD(nesterov=True, dampening=0), one element: the momentum
+ * buffer, then the parameter; x + alpha * y fused where PyTorch fuses it.
+ */
+TR_F void tr_f_sgd_update(const struct tr_f_optim *s, float *param, float grad, float *buf)
+{
+	float d = grad;
+	if (s->has_decay)
+		d = fmaf(s->decay, *param, d);
+	*buf = *buf * s->momentum + d;
+	d = fmaf(s->momentum, *buf, d);
+	*param = fmaf(-s->lr, d, *param);
+}
+
+/* torch.optim.Adam, or AdamW with s->decoupled, one element. */
+TR_F void tr_f_adam_update(const struct tr_f_optim *s, float *param, float grad, float *exp_avg,
+			   float *exp_avg_sq)
+{
+	float g = grad;
+	if (s->decoupled)
+		*param = *param * s->shrink;
+	else if (s->has_decay)
+		g = fmaf(s->decay, *param, g);
+	*exp_avg = fmaf(s->one_minus_b1, g, *exp_avg * s->b1);
+	*exp_avg_sq = *exp_avg_sq * s->b2 + s->one_minus_b2 * g * g;
+	float denom = sqrtf(*exp_avg_sq) / s->bc2_sqrt + s->eps;
+	*param = *param + -s->step_size * *exp_avg / denom;
+}
+
+/* ModelEMA: ema * keep + take * model, keep = (float)d, take = (float)(1 - d). */
+TR_F float tr_f_ema_update(float ema, float model, float keep, float take)
+{
+	return ema * keep + take * model;
 }
 
 #endif

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formula.h"
 #include "ut.h"
 
 struct tr_shape {
@@ -167,6 +168,27 @@ struct tr_ops {
 	/* Detect's eval-mode decode of one output level (inference only, no backward). */
 	int (*detect_decode)(struct tr_backend *b, const struct tr_detect_level *level,
 			     const struct tr_tensor *x, float *out, struct ut_err *err);
+	/*
+	 * The optimizer over flat float arrays (optim.h makes the scalars). One
+	 * step on the n floats of a tensor: per element tr_f_sgd_update
+	 * (slot0 the momentum buffer; slot1 unused, may be NULL) or
+	 * tr_f_adam_update (slot0 exp_avg, slot1 exp_avg_sq) of formula.h.
+	 */
+	int (*optim_update)(struct tr_backend *b, const struct tr_f_optim *step, float *param,
+			    const float *grad, float *slot0, float *slot1, size_t n,
+			    struct ut_err *err);
+	/*
+	 * *out (host) = the sum of x[k]^2 over n floats in double (gradient-norm
+	 * clipping: the CPU adds in index order, another backend may round the
+	 * sum differently).
+	 */
+	int (*sum_squares)(struct tr_backend *b, const float *x, size_t n, double *out,
+			   struct ut_err *err);
+	/* x[k] *= factor over n floats */
+	int (*scale)(struct tr_backend *b, float *x, float factor, size_t n, struct ut_err *err);
+	/* ema[k] = tr_f_ema_update(ema[k], model[k], keep, take) over n floats (ModelEMA) */
+	int (*ema_update)(struct tr_backend *b, float *ema, const float *model, float keep,
+			  float take, size_t n, struct ut_err *err);
 };
 
 /* A backend: its op table and private state behind an opaque pointer. */

@@ -49,6 +49,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "formula.h"
 #include "ut.h"
 
 #define TR_OPTIM_NBS 64		      /* YOLOv5's nominal batch size */
@@ -195,6 +196,13 @@ struct tr_optim_hparams tr_optim_sched_hparams(const struct tr_optim_sched *sche
  */
 void tr_optim_update(enum tr_optim_kind kind, const struct tr_optim_hparams *hp, long step,
 		     float *param, const float *grad, float *slot0, float *slot1, size_t n);
+/*
+ * The float scalars of that update (formula.h's tr_f_sgd_update and
+ * tr_f_adam_update apply them per element; the backends' optim_update op
+ * takes them).
+ */
+struct tr_f_optim tr_optim_step_scalars(enum tr_optim_kind kind, const struct tr_optim_hparams *hp,
+					long step);
 
 /*
  * torch.nn.utils.clip_grad_norm_ over one flat gradient array: the L2 norm
@@ -204,6 +212,8 @@ void tr_optim_update(enum tr_optim_kind kind, const struct tr_optim_hparams *hp,
  * differ from its in the last float bits.
  */
 double tr_optim_clip_grad_norm(float *grads, size_t n, double max_norm);
+/* Its factor from the sum of the squared gradients: scale by it when it is below 1. */
+float tr_optim_clip_coef(double sum_squares, double max_norm);
 
 /* ModelEMA's counter. Zero-initialize, or set updates when resuming. */
 struct tr_optim_ema {
