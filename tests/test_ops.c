@@ -841,6 +841,37 @@ static void test_optimizer_ops(void **state)
 	tr_backend_destroy(b);
 }
 
+/* Input bytes to floats and the half rounding, element by element as formula.h says. */
+static void test_conversion_ops(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	const size_t n = 40000;
+	uint8_t *bytes = malloc(n);
+	float *floats = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+	assert_true(bytes && floats && x);
+	for (size_t k = 0; k < n; k++) {
+		bytes[k] = (uint8_t)(k * 7);
+		x[k] = ((float)k - 20000.0f) * 3.3e-3f;
+	}
+	x[0] = 1e-9f;	  /* below half's subnormals: 0 */
+	x[1] = 65519.0f;  /* the largest half */
+	x[2] = -65520.0f; /* past it: -inf */
+	OK(b->ops->images_to_float(b, bytes, floats, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(floats[k] == (float)bytes[k] / 255.0f);
+	memcpy(floats, x, n * sizeof(float));
+	OK(b->ops->round_half(b, x, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(x[k] == tr_f_round_to_half(floats[k]));
+	assert_true(x[0] == 0.0f && x[1] == 65504.0f && isinf(x[2]) && x[2] < 0);
+	assert_true(x[20001] == 0x1.b08p-9f); /* 3.3e-3 to 11 significant bits */
+	free(bytes);
+	free(floats);
+	free(x);
+	tr_backend_destroy(b);
+}
+
 /* Detect's permute and its backward: out[n, a, y, x, o] = raw[n, a * no + o, y, x], and back. */
 static void test_detect_permute(void **state)
 {
@@ -1038,6 +1069,7 @@ int main(void)
 	    cmocka_unit_test(test_maxpool),
 	    cmocka_unit_test(test_maxpool_ties_and_padding),
 	    cmocka_unit_test(test_optimizer_ops),
+	    cmocka_unit_test(test_conversion_ops),
 	    cmocka_unit_test(test_detect_permute),
 	    cmocka_unit_test(test_detect_decode),
 	    cmocka_unit_test(test_determinism),

@@ -70,8 +70,12 @@ struct tr_run {
 	float *slot0, *slot1; /* optimizer state, the layout of model->params (device) */
 	float *host_slot[2];  /* their host mirror, for checkpoints */
 	bool *frozen;	      /* per tensor of model->tensors */
-	float *images;	      /* one batch as floats, [batch, 3, h, w] */
-	float *scaled;	      /* --multi-scale: the batch resized, [batch, 3, h', w'] */
+	uint8_t *images_u8;   /* one batch as the loader made it, [batch, 3, h, w] (device) */
+	float *images;	      /* the same as floats / 255 (device) */
+	float *host_images;   /* --quad, --multi-scale: the floats on the host */
+	float *scaled;	      /* --quad, --multi-scale: the batch remade, [batch, 3, h', w'] */
+	float *dev_scaled;    /* scaled uploaded (device) */
+	size_t scaled_floats; /* the size of both */
 	int gs;		      /* grid size: the largest stride, at least 32 */
 	int imgsz;	      /* --imgsz made a multiple of gs */
 	float *quad_targets;  /* --quad: the targets of the combined images */
@@ -130,18 +134,7 @@ void tr_train_increment_path(const char *path, bool exist_ok, char *buf, size_t 
 
 float tr_round_to_half(float value)
 {
-	if (!isfinite(value) || value == 0.0f)
-		return value;
-	float mag = fabsf(value);
-	if (mag >= 65520.0f) /* rounds past the largest half, 65504 */
-		return copysignf(INFINITY, value);
-	int exponent;
-	frexpf(mag, &exponent);	     /* mag in [2^(e-1), 2^e) */
-	int quantum = exponent - 11; /* 11 significant bits */
-	if (quantum < -24)	     /* half subnormals: steps of 2^-24 */
-		quantum = -24;
-	float steps = nearbyintf(ldexpf(mag, -quantum)); /* ties to even */
-	return copysignf(ldexpf(steps, quantum), value);
+	return tr_f_round_to_half(value);
 }
 
 void tr_resize_bilinear(const float *in, int planes, int in_h, int in_w, float *out, int out_h,
@@ -441,6 +434,14 @@ static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err
 	return tr_loader_create(&run->val_split, &val, &run->val_loader, err);
 }
 
+/* bytes of zeroed device memory on backend */
+static int device_zeros(struct tr_backend *backend, size_t bytes, void **out, struct ut_err *err)
+{
+	if (backend->ops->alloc(backend, bytes, out, err) != 0)
+		return -1;
+	return backend->ops->memset(backend, *out, 0, bytes, err);
+}
+
 /* Activations and the float batch, once, for the largest batch of each loader. */
 static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 {
@@ -458,18 +459,16 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		int most = multi_scale_max(imgsz, run->gs);
 		th = th > most ? th : most;
 		tw = tw > most ? tw : most;
-		run->scaled = malloc((size_t)batch * 3 * th * tw * sizeof(float));
-		if (run->scaled == NULL)
-			return ut_err_set(err, "out of memory for the multi-scale images");
+		run->scaled_floats = (size_t)batch * 3 * th * tw;
 	}
 	int plan_batch = batch;
 	if (o->quad) { /* collate_fn4: batch / 4 images of twice the size */
 		plan_batch = batch / 4;
 		th *= 2;
 		tw *= 2;
-		run->scaled = malloc((size_t)batch * 3 * loader_h * loader_w * sizeof(float));
+		run->scaled_floats = (size_t)batch * 3 * loader_h * loader_w;
 		run->quad_src = malloc((size_t)3 * loader_h * loader_w * sizeof(float));
-		if (run->scaled == NULL || run->quad_src == NULL)
+		if (run->quad_src == NULL)
 			return ut_err_set(err, "out of memory for the quad images");
 	}
 	if (tr_model_plan(run->model, run->backend, plan_batch, th, tw, err) != 0 ||
@@ -478,9 +477,24 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 				    err) != 0)
 		return -1;
 	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
-	run->images = malloc(image_floats * sizeof(float));
-	if (run->images == NULL)
-		return ut_err_set(err, "out of memory for the batch images");
+	void *u8, *images, *dev_scaled;
+	if (device_zeros(run->backend, image_floats, &u8, err) != 0)
+		return -1;
+	run->images_u8 = u8;
+	if (device_zeros(run->backend, image_floats * sizeof(float), &images, err) != 0)
+		return -1;
+	run->images = images;
+	if (run->scaled_floats > 0) {
+		run->scaled = malloc(run->scaled_floats * sizeof(float));
+		run->host_images = malloc(image_floats * sizeof(float));
+		if (run->scaled == NULL || run->host_images == NULL)
+			return ut_err_set(err, "out of memory for the %s images",
+					  o->quad ? "quad" : "multi-scale");
+		if (device_zeros(run->backend, run->scaled_floats * sizeof(float), &dev_scaled,
+				 err) != 0)
+			return -1;
+		run->dev_scaled = dev_scaled;
+	}
 	const struct tr_detect *det = &run->model->detect;
 	for (int l = 0; l < det->nl; l++) {
 		size_t cells = (size_t)(th / det->stride[l]) * (size_t)(tw / det->stride[l]);
@@ -595,13 +609,18 @@ done:
 	return rc;
 }
 
-/* model.half().float(): YOLOv5 rounds the whole state to half precision once (host mirror). */
-static void round_state_to_half(struct tr_model *model)
+/*
+ * model.half().float(): YOLOv5 rounds the whole state to half precision
+ * once, on the device; the host mirror follows (the loss takes its anchors).
+ */
+static int round_state_to_half(struct tr_run *run, struct ut_err *err)
 {
-	for (size_t i = 0; i < model->nparam_values; i++)
-		model->host_params[i] = tr_round_to_half(model->host_params[i]);
-	for (size_t i = 0; i < model->nbuffer_values; i++)
-		model->host_buffers[i] = tr_round_to_half(model->host_buffers[i]);
+	struct tr_model *m = run->model;
+	struct tr_backend *be = run->backend;
+	if (be->ops->round_half(be, m->params, m->nparam_values, err) != 0 ||
+	    be->ops->round_half(be, m->buffers, m->nbuffer_values, err) != 0)
+		return -1;
+	return tr_model_download(m, err);
 }
 
 static int make_schedule(struct tr_run *run, struct ut_err *err)
@@ -912,7 +931,8 @@ static void multi_scale_shape(const struct tr_run *run, long epoch, long number,
  * truncated to uint8 as .type(uint8) does) with its labels, else the four
  * tiled (first top left, second below it, third top right, fourth below
  * that) with their labels halved and shifted. A rest of fewer than 4 images
- * is dropped. The combined images go to run->scaled as floats / 255.
+ * is dropped. The combined images go to run->scaled as floats / 255, from
+ * batch->images and their floats in run->host_images.
  */
 static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_out, size_t *nt_out,
 		      struct ut_err *err)
@@ -944,7 +964,8 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 				out[i] = (float)(uint8_t)out[i] / 255.0f;
 		} else {
 			for (int k = 0; k < 4; k++) {
-				const float *in = run->images + (size_t)(first + k) * 3 * plane;
+				const float *in =
+				    run->host_images + (size_t)(first + k) * 3 * plane;
 				int oy = (k & 1) * h, ox = (k >> 1) * w;
 				for (int c = 0; c < 3; c++)
 					for (int y = 0; y < h; y++)
@@ -983,29 +1004,40 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 {
 	struct tr_model *m = run->model;
 	const struct tr_detect *det = &m->detect;
-	tr_batch_images_to_float(batch, run->images);
+	struct tr_backend *be = run->backend;
 	const float *images = run->images;
 	int height = batch->height, width = batch->width, n = batch->n;
 	const float *targets = batch->targets;
 	size_t nt = batch->nt;
-	if (run->opts->quad) {
-		if (quad_batch(run, batch, &n, &nt, err) != 0)
-			return -1;
-		if (n == 0) { /* fewer than 4 images left: collate_fn4 has nothing to make */
-			memset(items, 0, 3 * sizeof(float));
-			return 0;
-		}
-		images = run->scaled;
-		targets = run->quad_targets;
-		height *= 2;
-		width *= 2;
-	} else if (run->opts->multi_scale) {
+	if (run->opts->multi_scale)
 		multi_scale_shape(run, epoch, batch->number, &height, &width);
-		if (height != batch->height || width != batch->width) {
-			tr_resize_bilinear(run->images, batch->n * 3, batch->height, batch->width,
-					   run->scaled, height, width);
-			images = run->scaled;
+	if (run->opts->quad || height != batch->height || width != batch->width) {
+		/* --quad and a --multi-scale resize remake the batch on the host */
+		tr_batch_images_to_float(batch, run->host_images);
+		if (run->opts->quad) {
+			if (quad_batch(run, batch, &n, &nt, err) != 0)
+				return -1;
+			if (n == 0) { /* fewer than 4 images left: collate_fn4 makes nothing */
+				memset(items, 0, 3 * sizeof(float));
+				return 0;
+			}
+			targets = run->quad_targets;
+			height *= 2;
+			width *= 2;
+		} else {
+			tr_resize_bilinear(run->host_images, batch->n * 3, batch->height,
+					   batch->width, run->scaled, height, width);
 		}
+		size_t floats = (size_t)n * 3 * (size_t)height * (size_t)width;
+		if (be->ops->upload(be, run->dev_scaled, run->scaled, floats * sizeof(float),
+				    err) != 0)
+			return -1;
+		images = run->dev_scaled;
+	} else {
+		size_t count = (size_t)n * 3 * (size_t)height * (size_t)width;
+		if (be->ops->upload(be, run->images_u8, batch->images, count, err) != 0 ||
+		    be->ops->images_to_float(be, run->images_u8, run->images, count, err) != 0)
+			return -1;
 	}
 	*size = width; /* what the network sees (--quad, --multi-scale) */
 	if (tr_model_forward(m, run->backend, images, n, height, width, 1, err) != 0)
@@ -1292,11 +1324,10 @@ static int setup(struct tr_run *run, struct ut_err *err)
 			    "%s: the anchors hyp makes placeholder anchors that only "
 			    "AutoAnchor replaces; drop --noautoanchor or the anchors key",
 			    o->hyp);
-		round_state_to_half(run->model);
 	}
-	/* the host mirrors as resume, AutoAnchor and the rounding left them */
+	/* the host mirrors as resume and AutoAnchor left them; a fresh run rounds to half */
 	if (tr_model_upload(run->model, err) != 0 || tr_model_upload(run->ema, err) != 0 ||
-	    make_loss(run, imgsz, err) != 0)
+	    (!o->resume && round_state_to_half(run, err) != 0) || make_loss(run, imgsz, err) != 0)
 		return -1;
 	return make_schedule(run, err);
 }
@@ -1314,11 +1345,14 @@ static void teardown(struct tr_run *run)
 	if (run->backend != NULL) {
 		run->backend->ops->free(run->backend, run->slot0);
 		run->backend->ops->free(run->backend, run->slot1);
+		run->backend->ops->free(run->backend, run->images_u8);
+		run->backend->ops->free(run->backend, run->images);
+		run->backend->ops->free(run->backend, run->dev_scaled);
 		tr_backend_destroy(run->backend);
 	}
 	for (int l = 0; l < TR_MAX_LEVELS; l++)
 		free(run->grad_out[l]);
-	free(run->images);
+	free(run->host_images);
 	free(run->scaled);
 	free(run->quad_src);
 	free(run->quad_targets);

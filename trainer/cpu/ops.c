@@ -1270,6 +1270,30 @@ static int cpu_ema_update(struct tr_backend *b, float *ema, const float *model, 
 }
 
 /* ------------------------------------------------------------------------ */
+/* conversions: input bytes, half rounding                                   */
+
+static int cpu_images_to_float(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
+			       struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		y[k] = tr_f_u8_to_float(x[k]);
+	return 0;
+}
+
+static int cpu_round_half(struct tr_backend *b, float *x, size_t n, struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		x[k] = tr_f_round_to_half(x[k]);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table and the constructor                                             */
 
 static const struct tr_ops cpu_ops = {
@@ -1302,6 +1326,8 @@ static const struct tr_ops cpu_ops = {
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .ema_update = cpu_ema_update,
+    .images_to_float = cpu_images_to_float,
+    .round_half = cpu_round_half,
 };
 
 int tr_cpu_backend_create_layout(int threads, enum tr_cpu_layout layout, struct tr_backend **out,

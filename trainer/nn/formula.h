@@ -137,4 +137,33 @@ TR_F float tr_f_ema_update(float ema, float model, float keep, float take)
 	return ema * keep + take * model;
 }
 
+/* ---- input and state conversions ---- */
+
+/* An image byte as the network takes it: im.float() / 255. */
+TR_F float tr_f_u8_to_float(uint8_t value)
+{
+	return (float)value / 255.0f;
+}
+
+/*
+ * The nearest IEEE half (ties to even) as a float, what model.half().float()
+ * leaves: 11 significant bits, half subnormals in steps of 2^-24, and
+ * infinity from 65520 up; NaN, infinities and zeros unchanged.
+ */
+TR_F float tr_f_round_to_half(float value)
+{
+	if (!isfinite(value) || value == 0.0f)
+		return value;
+	float mag = fabsf(value);
+	if (mag >= 65520.0f) /* rounds past the largest half, 65504 */
+		return copysignf(INFINITY, value);
+	int exponent;
+	frexpf(mag, &exponent);	     /* mag in [2^(e-1), 2^e) */
+	int quantum = exponent - 11; /* 11 significant bits */
+	if (quantum < -24)	     /* half subnormals: steps of 2^-24 */
+		quantum = -24;
+	float steps = nearbyintf(ldexpf(mag, -quantum)); /* ties to even */
+	return copysignf(ldexpf(steps, quantum), value);
+}
+
 #endif

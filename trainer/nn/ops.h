@@ -189,6 +189,11 @@ struct tr_ops {
 	/* ema[k] = tr_f_ema_update(ema[k], model[k], keep, take) over n floats (ModelEMA) */
 	int (*ema_update)(struct tr_backend *b, float *ema, const float *model, float keep,
 			  float take, size_t n, struct ut_err *err);
+	/* y[k] = tr_f_u8_to_float(x[k]) = x[k] / 255 over n values (the loader's bytes) */
+	int (*images_to_float)(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
+			       struct ut_err *err);
+	/* x[k] = tr_f_round_to_half(x[k]) over n floats (model.half().float()) */
+	int (*round_half)(struct tr_backend *b, float *x, size_t n, struct ut_err *err);
 };
 
 /* A backend: its op table and private state behind an opaque pointer. */
