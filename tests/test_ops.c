@@ -730,7 +730,7 @@ static void test_maxpool(void **state)
 		free(ref);
 		float *r = rand_buf(len, &rng), *dx = rand_buf(len, &rng);
 		struct tr_tensor tdy = {r, s}, tdx = {dx, s};
-		OK(b->ops->maxpool_backward(b, k, &c.x, &tdy, &tdx, &ok_err));
+		OK(b->ops->maxpool_backward(b, k, &c.x, &c.y, &tdy, &tdx, &ok_err));
 		struct fd_case fd = {&c, pool_fd_forward, c.y.data, len, r};
 		check_grad("maxpool dx", &fd, c.x.data, len, dx, 1e-3);
 		free(c.x.data);
@@ -751,7 +751,7 @@ static void test_maxpool_ties_and_padding(void **state)
 		dy[i] = 1.0f;
 	struct tr_shape s = {1, 1, 3, 3};
 	struct tr_tensor tx = {x, s}, ty = {y, s}, tdy = {dy, s}, tdx = {dx, s};
-	OK(b->ops->maxpool_backward(b, 3, &tx, &tdy, &tdx, &ok_err));
+	OK(b->ops->maxpool_backward(b, 3, &tx, &ty, &tdy, &tdx, &ok_err));
 	/* (0,0) wins (0,0),(0,1),(1,0),(1,1); (0,1) wins (0,2),(1,2); (1,0) wins (2,0),(2,1) */
 	const float want_first[9] = {4, 2, 0, 2, 1, 0, 0, 0, 0};
 	assert_memory_equal(dx, want_first, sizeof(dx));

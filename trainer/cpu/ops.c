@@ -977,12 +977,13 @@ static int cpu_maxpool_forward(struct tr_backend *b, int k, const struct tr_tens
 
 /* dx = 0, then dx[argmax] += dy per output, plane by plane (no races) */
 static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_tensor *x,
-				const struct tr_tensor *dy, struct tr_tensor *dx,
-				struct ut_err *err)
+				const struct tr_tensor *y, const struct tr_tensor *dy,
+				struct tr_tensor *dx, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = x->shape;
-	if (pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
+	if (pool_check("maxpool_backward", k, s, y->shape, err) != 0 ||
+	    pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
 	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0)
 		return -1;
 	int planes = s.n * s.c;

@@ -751,8 +751,8 @@ static int sppf_backward(struct forward *f, struct tr_layer *layer)
 	    f->ops->concat_backward(f->backend, &grad_cat, parts, 4, f->err))
 		return -1;
 	for (int i = 3; i >= 1; i--)
-		if (f->ops->maxpool_backward(f->backend, layer->pool_k, &pooled[i - 1], &dpooled[i],
-					     &part, f->err) ||
+		if (f->ops->maxpool_backward(f->backend, layer->pool_k, &pooled[i - 1], &pooled[i],
+					     &dpooled[i], &part, f->err) ||
 		    f->ops->add_forward(f->backend, &dpooled[i - 1], &part, &dpooled[i - 1],
 					f->err))
 			return -1;

@@ -133,13 +133,14 @@ struct tr_ops {
 	/*
 	 * max pool k x k (k odd), stride 1, pad k/2 with -inf (SPPF uses k = 5);
 	 * backward routes dy to the argmax, the first maximum in row-major window
-	 * order on ties, as PyTorch's CPU kernel does.
+	 * order on ties, as PyTorch's CPU kernel does. y is the forward's output
+	 * (cuDNN's pooling backward takes it; the CPU finds the argmax in x).
 	 */
 	int (*maxpool_forward)(struct tr_backend *b, int k, const struct tr_tensor *x,
 			       struct tr_tensor *y, struct ut_err *err);
 	int (*maxpool_backward)(struct tr_backend *b, int k, const struct tr_tensor *x,
-				const struct tr_tensor *dy, struct tr_tensor *dx,
-				struct ut_err *err);
+				const struct tr_tensor *y, const struct tr_tensor *dy,
+				struct tr_tensor *dx, struct ut_err *err);
 	/* nearest-neighbour 2x upsample and its backward (sum of the 4 copies) */
 	int (*upsample2x_forward)(struct tr_backend *b, const struct tr_tensor *x,
 				  struct tr_tensor *y, struct ut_err *err);
