@@ -1174,11 +1174,6 @@ static int cpu_detect_permute_backward(struct tr_backend *b, int na, const float
 	return 0;
 }
 
-static float sigmoidf(float v)
-{
-	return 1.0f / (1.0f + expf(-v));
-}
-
 /* See struct tr_detect_level in ops.h for the layout and the formulas. */
 static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level *level,
 			     const struct tr_tensor *x, float *out, struct ut_err *err)
@@ -1204,7 +1199,7 @@ static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level 
 		for (size_t cell = 0; cell < hw; cell++) {
 			float *row = rows + cell * no;
 			for (int k = 0; k < no; k++)
-				row[k] = sigmoidf(in[(size_t)k * hw + cell]);
+				row[k] = tr_f_sigmoid(in[(size_t)k * hw + cell]);
 			float gx = (float)(cell % (size_t)s.w) - 0.5f;
 			float gy = (float)(cell / (size_t)s.w) - 0.5f;
 			row[0] = (row[0] * 2.0f + gx) * level->stride;

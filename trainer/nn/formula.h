@@ -166,4 +166,60 @@ TR_F float tr_f_round_to_half(float value)
 	return copysignf(ldexpf(steps, quantum), value);
 }
 
+/* ---- the loss: sigmoid, BCE with logits, focal loss ---- */
+
+/*
+ * sigmoid(x) = 1 / (1 + exp(-x)) with the C library's expf, as the loss and
+ * Detect's decode have always computed it on the CPU (unlike tr_f_expf, a
+ * GPU's expf may round differently: within 2 ulp, not the same bits).
+ */
+TR_F float tr_f_sigmoid(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+#define TR_F_FOCAL_ALPHA 0.25f /* FocalLoss's alpha */
+
+/* The elementwise BCE-with-logits (or focal) loss of a logit x against target t. */
+struct tr_f_bce {
+	float pos_weight;
+	float gamma; /* 0: plain BCE, else FocalLoss(gamma) */
+};
+
+/* torch 1.13 binary_cross_entropy_with_logits with pos_weight, then FocalLoss. */
+TR_F float tr_f_bce_forward(const struct tr_f_bce *bce, float x, float t)
+{
+	float max_val = -x > 0.0f ? -x : 0.0f;
+	float log_weight = (bce->pos_weight - 1.0f) * t + 1.0f;
+	float loss =
+	    (1.0f - t) * x + log_weight * (logf(expf(-max_val) + expf(-x - max_val)) + max_val);
+	if (bce->gamma > 0.0f) {
+		float prob = tr_f_sigmoid(x);
+		float p_t = t * prob + (1.0f - t) * (1.0f - prob);
+		float alpha_factor = t * TR_F_FOCAL_ALPHA + (1.0f - t) * (1.0f - TR_F_FOCAL_ALPHA);
+		float modulating = powf(1.0f - p_t, bce->gamma);
+		loss *= alpha_factor * modulating;
+	}
+	return loss;
+}
+
+/* d tr_f_bce_forward / dx, in double. */
+TR_F double tr_f_bce_backward(const struct tr_f_bce *bce, float x, float t)
+{
+	double s = tr_f_sigmoid(x), pw = bce->pos_weight, tt = t;
+	double grad = (pw * tt + 1.0 - tt) * s - pw * tt;
+	if (bce->gamma > 0.0f) {
+		double gamma = bce->gamma;
+		double p_t = tt * s + (1.0 - tt) * (1.0 - s);
+		double alpha_factor = tt * TR_F_FOCAL_ALPHA + (1.0 - tt) * (1.0 - TR_F_FOCAL_ALPHA);
+		double modulating = pow(1.0 - p_t, gamma);
+		double dmod =
+		    -gamma * pow(1.0 - p_t, gamma - 1.0) * (2.0 * tt - 1.0) * s * (1.0 - s);
+		const struct tr_f_bce plain = {bce->pos_weight, 0.0f};
+		double loss = tr_f_bce_forward(&plain, x, t);
+		grad = grad * alpha_factor * modulating + loss * alpha_factor * dmod;
+	}
+	return grad;
+}
+
 #endif

@@ -10,6 +10,7 @@
  * at exactly 0.
  */
 #include "loss.h"
+#include "formula.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,7 +18,6 @@
 
 #define NOFFSETS 5
 #define CIOU_EPS 1e-7f
-#define FOCAL_ALPHA 0.25f
 
 struct loss_order {
 	size_t cell; /* flat (b, a, gj, gi) */
@@ -35,51 +35,6 @@ struct tr_loss {
 	struct loss_order *order; /* [match_capacity] */
 	void *memory;		  /* the one allocation behind the above */
 };
-
-/* The elementwise BCE (or focal) loss and its derivative by the logit. */
-struct bce_param {
-	float pos_weight;
-	float gamma; /* 0: plain BCE */
-};
-
-static float sigmoid_f(float x)
-{
-	return 1.0f / (1.0f + expf(-x));
-}
-
-/* torch 1.13 binary_cross_entropy_with_logits with pos_weight, then FocalLoss. */
-static float bce_forward(const struct bce_param *bce, float x, float t)
-{
-	float max_val = -x > 0.0f ? -x : 0.0f;
-	float log_weight = (bce->pos_weight - 1.0f) * t + 1.0f;
-	float loss =
-	    (1.0f - t) * x + log_weight * (logf(expf(-max_val) + expf(-x - max_val)) + max_val);
-	if (bce->gamma > 0.0f) {
-		float prob = sigmoid_f(x);
-		float p_t = t * prob + (1.0f - t) * (1.0f - prob);
-		float alpha_factor = t * FOCAL_ALPHA + (1.0f - t) * (1.0f - FOCAL_ALPHA);
-		float modulating = powf(1.0f - p_t, bce->gamma);
-		loss *= alpha_factor * modulating;
-	}
-	return loss;
-}
-
-static double bce_backward(const struct bce_param *bce, float x, float t)
-{
-	double s = sigmoid_f(x), pw = bce->pos_weight, tt = t;
-	double grad = (pw * tt + 1.0 - tt) * s - pw * tt;
-	if (bce->gamma > 0.0f) {
-		double gamma = bce->gamma;
-		double p_t = tt * s + (1.0 - tt) * (1.0 - s);
-		double alpha_factor = tt * FOCAL_ALPHA + (1.0 - tt) * (1.0 - FOCAL_ALPHA);
-		double modulating = pow(1.0 - p_t, gamma);
-		double dmod =
-		    -gamma * pow(1.0 - p_t, gamma - 1.0) * (2.0 * tt - 1.0) * s * (1.0 - s);
-		double loss = bce_forward(&(struct bce_param){bce->pos_weight, 0.0f}, x, t);
-		grad = grad * alpha_factor * modulating + loss * alpha_factor * dmod;
-	}
-	return grad;
-}
 
 /* ---- CIoU of a predicted box (1) and its target (2), both xywh ---- */
 
@@ -398,9 +353,9 @@ struct level_sums {
 /* The float32 predicted box of match m from the raw outputs ps. */
 static void predicted_box(const float *ps, const float anch[2], float box[4])
 {
-	box[0] = sigmoid_f(ps[0]) * 2.0f - 0.5f;
-	box[1] = sigmoid_f(ps[1]) * 2.0f - 0.5f;
-	float uw = sigmoid_f(ps[2]) * 2.0f, uh = sigmoid_f(ps[3]) * 2.0f;
+	box[0] = tr_f_sigmoid(ps[0]) * 2.0f - 0.5f;
+	box[1] = tr_f_sigmoid(ps[1]) * 2.0f - 0.5f;
+	float uw = tr_f_sigmoid(ps[2]) * 2.0f, uh = tr_f_sigmoid(ps[3]) * 2.0f;
 	box[2] = uw * uw * anch[0];
 	box[3] = uh * uh * anch[1];
 }
@@ -425,8 +380,8 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 	float *grad = batch->grad[l];
 	const float cp = (float)(1.0 - 0.5 * p->hyp.label_smoothing);
 	const float cn = (float)(0.5 * p->hyp.label_smoothing);
-	const struct bce_param bce_cls = {(float)p->hyp.cls_pw, (float)p->hyp.fl_gamma};
-	const struct bce_param bce_obj = {(float)p->hyp.obj_pw, (float)p->hyp.fl_gamma};
+	const struct tr_f_bce bce_cls = {(float)p->hyp.cls_pw, (float)p->hyp.fl_gamma};
+	const struct tr_f_bce bce_obj = {(float)p->hyp.obj_pw, (float)p->hyp.fl_gamma};
 	const float fbs = (float)batch->bs;
 	const double scale_box = (double)fbs * (float)p->hyp.box / (double)(lm->n ? lm->n : 1);
 	const double scale_cls =
@@ -437,11 +392,11 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 	double obj_sum = 0.0;
 	for (size_t c = 0; c < ncell; c++) {
 		const float *ps = pred + c * width;
-		obj_sum += bce_forward(&bce_obj, ps[4], 0.0f);
+		obj_sum += tr_f_bce_forward(&bce_obj, ps[4], 0.0f);
 		if (grad != NULL) {
 			float *gs = grad + c * width;
 			memset(gs, 0, sizeof(float) * width);
-			gs[4] = (float)(scale_obj * bce_backward(&bce_obj, ps[4], 0.0f));
+			gs[4] = (float)(scale_obj * tr_f_bce_backward(&bce_obj, ps[4], 0.0f));
 		}
 	}
 
@@ -459,7 +414,7 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 		if (nc > 1)
 			for (int k = 0; k < nc; k++) {
 				float t = k == lm->tcls[m] ? cp : cn;
-				cls_sum += bce_forward(&bce_cls, ps[5 + k], t);
+				cls_sum += tr_f_bce_forward(&bce_cls, ps[5 + k], t);
 			}
 		if (grad == NULL)
 			continue;
@@ -469,7 +424,7 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 		const float *anch = lm->anch + 2 * m;
 		for (int k = 0; k < 4; k++) {
 			/* xy = 2 s - 0.5, wh = (2 s)^2 anch: d/ds is 2, or 2 (2 s) anch 2 */
-			float s = sigmoid_f(ps[k]);
+			float s = tr_f_sigmoid(ps[k]);
 			double dsig = (double)s * (1.0 - s);
 			double dout =
 			    k < 2 ? 2.0 * dbox[k] : 4.0 * dbox[k] * anch[k - 2] * (s * 2.0f);
@@ -479,7 +434,7 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 			for (int k = 0; k < nc; k++) {
 				float t = k == lm->tcls[m] ? cp : cn;
 				gs[5 + k] +=
-				    (float)(scale_cls * bce_backward(&bce_cls, ps[5 + k], t));
+				    (float)(scale_cls * tr_f_bce_backward(&bce_cls, ps[5 + k], t));
 			}
 	}
 
@@ -492,11 +447,11 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 		float tobj = loss->ciou[loss->order[i].match];
 		tobj = tobj < 0.0f ? 0.0f : tobj;
 		const float *ps = pred + cell * width;
-		obj_sum += (double)bce_forward(&bce_obj, ps[4], tobj) -
-			   (double)bce_forward(&bce_obj, ps[4], 0.0f);
+		obj_sum += (double)tr_f_bce_forward(&bce_obj, ps[4], tobj) -
+			   (double)tr_f_bce_forward(&bce_obj, ps[4], 0.0f);
 		if (grad != NULL)
 			grad[cell * width + 4] =
-			    (float)(scale_obj * bce_backward(&bce_obj, ps[4], tobj));
+			    (float)(scale_obj * tr_f_bce_backward(&bce_obj, ps[4], tobj));
 	}
 	sums->obj = (float)(obj_sum / (double)ncell);
 	sums->box = lm->n ? (float)(box_sum / (double)lm->n) : 0.0f;
