@@ -161,6 +161,9 @@ void tr_model_free(struct tr_model *model)
 		device_free(model, &model->buffers);
 		device_free(model, &model->acts);
 		device_free(model, &model->act_grads);
+		device_free(model, &model->input);
+		if (model->input_u8 != NULL)
+			model->backend->ops->free(model->backend, model->input_u8);
 	}
 	free(model->host_params);
 	free(model->host_buffers);
@@ -373,6 +376,16 @@ static int plan_model(struct tr_model *model, struct tr_backend *backend, int ma
 	    (gradients && device_floats(model, p.grads.used, &model->act_grads, err) != 0))
 		return ut_err_set(err, "%s: out of memory for %zu activations and %zu gradients",
 				  model->source, p.acts.used, p.grads.used);
+	size_t input = (size_t)max_batch * model->in_channels * max_height * max_width;
+	device_free(model, &model->input);
+	if (model->input_u8 != NULL)
+		backend->ops->free(backend, model->input_u8);
+	model->input_u8 = NULL;
+	void *bytes;
+	if (device_floats(model, input, &model->input, err) != 0 ||
+	    backend->ops->alloc(backend, input, &bytes, err) != 0)
+		return -1;
+	model->input_u8 = bytes;
 	p = (struct planner){
 	    .model = model, .acts = {.base = model->acts}, .grads = {.base = model->act_grads}};
 	plan_all(&p, model);

@@ -183,6 +183,10 @@ struct tr_model {
 	float *params, *grads, *buffers;
 	/* activations: one block for the largest batch and image size */
 	int max_batch, max_height, max_width, max_stride;
+	/* room for one input batch of that size, for callers (validation): its bytes as the
+	 * loader makes them and the floats the backend's images_to_float makes (device) */
+	uint8_t *input_u8;
+	float *input;
 	size_t nact_values;
 	float *acts;
 	/* activation gradients: one block of the same plan, and a scratch slice as large as
