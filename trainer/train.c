@@ -81,12 +81,9 @@ struct tr_run {
 	float *quad_targets;  /* --quad: the targets of the combined images */
 	float *quad_src;      /* --quad: one image as floats 0..255 */
 	size_t quad_cap;
-	/* the loss runs on the host: detect.outputs[l] downloaded to host_out[l], its
-	 * gradient dLoss / d outputs[l] in grad_out[l] uploaded to dev_grad_out[l] */
-	float *host_out[TR_MAX_LEVELS], *grad_out[TR_MAX_LEVELS];
-	float *dev_grad_out[TR_MAX_LEVELS];
-	double *class_weights; /* labels_to_class_weights * nc (image weights) */
-	double *maps;	       /* AP@.5:.95 per class of the last validation */
+	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] (device) */
+	double *class_weights;		/* labels_to_class_weights * nc (image weights) */
+	double *maps;			/* AP@.5:.95 per class of the last validation */
 	double *image_weights;
 	long start_epoch, epochs;
 	long resume_last_opt_step; /* the accumulation point, so a resumed run steps where it would
@@ -502,14 +499,10 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 	for (int l = 0; l < det->nl; l++) {
 		size_t cells = (size_t)(th / det->stride[l]) * (size_t)(tw / det->stride[l]);
 		size_t bytes = (size_t)plan_batch * det->na * cells * det->no * sizeof(float);
-		void *dev_grad;
-		run->host_out[l] = malloc(bytes);
-		run->grad_out[l] = malloc(bytes);
-		if (run->host_out[l] == NULL || run->grad_out[l] == NULL)
-			return ut_err_set(err, "out of memory for the outputs and their gradients");
-		if (device_zeros(run->backend, bytes, &dev_grad, err) != 0)
+		void *grad;
+		if (device_zeros(run->backend, bytes, &grad, err) != 0)
 			return -1;
-		run->dev_grad_out[l] = dev_grad;
+		run->grad_out[l] = grad;
 	}
 	struct tr_backend *be = run->backend;
 	size_t slot_bytes = run->model->nparam_values * sizeof(float);
@@ -1051,27 +1044,19 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	if (tr_model_forward(m, run->backend, images, n, height, width, 1, err) != 0)
 		return -1;
 	struct tr_loss_batch lb = {.bs = n, .targets = targets, .nt = nt};
-	size_t out_bytes[TR_MAX_LEVELS];
 	for (int l = 0; l < det->nl; l++) {
 		lb.ny[l] = height / det->stride[l];
 		lb.nx[l] = width / det->stride[l];
-		lb.pred[l] = run->host_out[l];
+		lb.pred[l] = det->outputs[l];
 		lb.grad[l] = run->grad_out[l];
-		out_bytes[l] = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no * sizeof(float);
-		if (be->ops->download(be, run->host_out[l], det->outputs[l], out_bytes[l], err) !=
-		    0)
-			return -1;
 	}
 	struct tr_loss_result result;
 	if (tr_loss_reserve(run->loss, nt, err) != 0 ||
-	    tr_loss_compute(run->loss, &lb, &result, err) != 0)
+	    tr_loss_compute_on(run->loss, be, &lb, &result, err) != 0)
 		return -1;
-	for (int l = 0; l < det->nl; l++) {
-		if (be->ops->upload(be, run->dev_grad_out[l], run->grad_out[l], out_bytes[l],
-				    err) != 0 ||
-		    (run->opts->quad && /* train.py: loss *= 4 */
-		     be->ops->scale(be, run->dev_grad_out[l], 4.0f, out_bytes[l] / sizeof(float),
-				    err) != 0))
+	for (int l = 0; run->opts->quad && l < det->nl; l++) { /* train.py: loss *= 4 */
+		size_t count = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no;
+		if (be->ops->scale(be, run->grad_out[l], 4.0f, count, err) != 0)
 			return -1;
 	}
 	if (!isfinite(result.loss))
@@ -1081,7 +1066,7 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 				  epoch, batch->number, (double)result.loss,
 				  (double)result.items[0], (double)result.items[1],
 				  (double)result.items[2]);
-	if (tr_model_backward(m, run->backend, (const float *const *)run->dev_grad_out, err) != 0)
+	if (tr_model_backward(m, run->backend, (const float *const *)run->grad_out, err) != 0)
 		return -1;
 	if (tr_optim_sched_step_due(&run->sched, ni) && optimizer_step(run, err) != 0)
 		return -1;
@@ -1365,12 +1350,8 @@ static void teardown(struct tr_run *run)
 		run->backend->ops->free(run->backend, run->images);
 		run->backend->ops->free(run->backend, run->dev_scaled);
 		for (int l = 0; l < TR_MAX_LEVELS; l++)
-			run->backend->ops->free(run->backend, run->dev_grad_out[l]);
+			run->backend->ops->free(run->backend, run->grad_out[l]);
 		tr_backend_destroy(run->backend);
-	}
-	for (int l = 0; l < TR_MAX_LEVELS; l++) {
-		free(run->grad_out[l]);
-		free(run->host_out[l]);
 	}
 	free(run->host_images);
 	free(run->scaled);

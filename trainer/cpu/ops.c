@@ -1266,6 +1266,25 @@ static int cpu_ema_update(struct tr_backend *b, float *ema, const float *model, 
 }
 
 /* ------------------------------------------------------------------------ */
+/* the loss's dense objectness                                               */
+
+/* one thread, cell order: the sum's rounding must not depend on the thread count */
+static int cpu_loss_obj_dense(struct tr_backend *b, const struct tr_f_bce *bce, double scale,
+			      const float *pred, float *grad, size_t cells, int width,
+			      double *obj_sum, struct ut_err *err)
+{
+	(void)b;
+	if (width < 6)
+		return ut_err_set(err, "loss_obj_dense: rows of %d values (need nc + 5)", width);
+	double sum = 0.0;
+	for (size_t c = 0; c < cells; c++)
+		sum += tr_f_obj_cell(bce, scale, pred + c * width,
+				     grad != NULL ? grad + c * width : NULL, width);
+	*obj_sum = sum;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* conversions: input bytes, half rounding                                   */
 
 static int cpu_images_to_float(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
@@ -1322,6 +1341,7 @@ static const struct tr_ops cpu_ops = {
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .ema_update = cpu_ema_update,
+    .loss_obj_dense = cpu_loss_obj_dense,
     .images_to_float = cpu_images_to_float,
     .round_half = cpu_round_half,
 };

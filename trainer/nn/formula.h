@@ -222,4 +222,21 @@ TR_F double tr_f_bce_backward(const struct tr_f_bce *bce, float x, float t)
 	return grad;
 }
 
+/*
+ * The dense objectness term of one cell of a level's outputs (pred, a row
+ * of width = nc + 5 floats): the BCE of pred[4] against 0, returned; with
+ * grad not NULL the cell's gradient row is assigned, zero but grad[4] =
+ * scale * its derivative. The loss corrects the matched cells afterwards.
+ */
+TR_F float tr_f_obj_cell(const struct tr_f_bce *bce, double scale, const float *pred, float *grad,
+			 int width)
+{
+	if (grad != NULL) {
+		for (int k = 0; k < width; k++)
+			grad[k] = 0.0f;
+		grad[4] = (float)(scale * tr_f_bce_backward(bce, pred[4], 0.0f));
+	}
+	return tr_f_bce_forward(bce, pred[4], 0.0f);
+}
+
 #endif

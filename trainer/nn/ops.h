@@ -190,6 +190,16 @@ struct tr_ops {
 	/* ema[k] = tr_f_ema_update(ema[k], model[k], keep, take) over n floats (ModelEMA) */
 	int (*ema_update)(struct tr_backend *b, float *ema, const float *model, float keep,
 			  float take, size_t n, struct ut_err *err);
+	/*
+	 * The loss's dense part on one level's outputs pred [cells, width] (width
+	 * = nc + 5, YOLOv5's [n, na, ny, nx, no] flattened): *obj_sum (host) =
+	 * the sum in double, in cell order, of tr_f_obj_cell over every cell,
+	 * which also assigns every gradient row when grad is not NULL. The loss
+	 * then corrects the few matched cells itself (tr_loss_compute_on).
+	 */
+	int (*loss_obj_dense)(struct tr_backend *b, const struct tr_f_bce *bce, double scale,
+			      const float *pred, float *grad, size_t cells, int width,
+			      double *obj_sum, struct ut_err *err);
 	/* y[k] = tr_f_u8_to_float(x[k]) = x[k] / 255 over n values (the loader's bytes) */
 	int (*images_to_float)(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
 			       struct ut_err *err);
