@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "ops.h"
 #include "pcg.h"
 #include "safetensors.h"
 #include "train.h"
@@ -107,6 +108,9 @@ static void test_bilinear_matches_torch(void **state)
 	struct tr_st_file *file;
 	struct ut_err err;
 	assert_int_equal(tr_st_open(path, &file, &err), 0);
+	struct tr_backend *cpu = NULL;
+	if (tr_cpu_backend_create(2, &cpu, &err) != 0)
+		fail_msg("%s", err.msg);
 	const struct tr_st_tensor *in = tr_st_find(file, "input");
 	assert_non_null(in);
 	int planes = (int)(in->shape[0] * in->shape[1]), ih = (int)in->shape[2],
@@ -122,6 +126,14 @@ static void test_bilinear_matches_torch(void **state)
 		const float *ref = want->data;
 		for (size_t i = 0; i < want->numel; i++)
 			assert_true(fabsf(got[i] - ref[i]) <= 1e-6f);
+		/* the backend's op, what training runs: the same bits */
+		float *op = malloc(want->numel * sizeof(float));
+		struct tr_tensor x = {(float *)in->data, {1, planes, ih, iw}};
+		struct tr_tensor y = {op, {1, planes, sizes[k][0], sizes[k][1]}};
+		if (cpu->ops->resize_bilinear(cpu, &x, &y, &err) != 0)
+			fail_msg("%s", err.msg);
+		assert_memory_equal(op, got, want->numel * sizeof(float));
+		free(op);
 		free(got);
 	}
 	/* the same size is a copy */
@@ -129,6 +141,7 @@ static void test_bilinear_matches_torch(void **state)
 	tr_resize_bilinear(in->data, planes, ih, iw, same, ih, iw);
 	assert_memory_equal(same, in->data, in->numel * sizeof(float));
 	free(same);
+	tr_backend_destroy(cpu);
 	tr_st_close(file);
 }
 

@@ -72,9 +72,10 @@ struct tr_run {
 	bool *frozen;	      /* per tensor of model->tensors */
 	uint8_t *images_u8;   /* one batch as the loader made it, [batch, 3, h, w] (device) */
 	float *images;	      /* the same as floats / 255 (device) */
-	float *host_images;   /* --quad, --multi-scale: the floats on the host */
-	float *scaled;	      /* --quad, --multi-scale: the batch remade, [batch, 3, h', w'] */
-	float *dev_scaled;    /* scaled uploaded (device) */
+	float *host_images;   /* --quad: the floats on the host */
+	float *scaled;	      /* --quad: the batch remade on the host [batch / 4, 3, 2h, 2w] */
+	float *dev_scaled;    /* --quad: scaled uploaded; --multi-scale: the batch resized,
+				 [batch, 3, h', w'] (device) */
 	size_t scaled_floats; /* the size of both */
 	int gs;		      /* grid size: the largest stride, at least 32 */
 	int imgsz;	      /* --imgsz made a multiple of gs */
@@ -140,26 +141,17 @@ float tr_round_to_half(float value)
 void tr_resize_bilinear(const float *in, int planes, int in_h, int in_w, float *out, int out_h,
 			int out_w)
 {
-	/* area_pixel_compute_source_index: scale * (dst + 0.5) - 0.5, at least 0 */
-	float scale_h = (float)in_h / (float)out_h, scale_w = (float)in_w / (float)out_w;
 	for (int y = 0; y < out_h; y++) {
-		float sy = scale_h * ((float)y + 0.5f) - 0.5f;
-		if (sy < 0)
-			sy = 0;
-		int y0 = (int)sy, y1 = y0 + (y0 < in_h - 1);
-		float ly = sy - (float)y0, hy = 1.0f - ly;
+		int y0, y1;
+		float ly;
+		tr_f_bilinear_source(y, in_h, out_h, &y0, &y1, &ly);
 		for (int x = 0; x < out_w; x++) {
-			float sx = scale_w * ((float)x + 0.5f) - 0.5f;
-			if (sx < 0)
-				sx = 0;
-			int x0 = (int)sx, x1 = x0 + (x0 < in_w - 1);
-			float lx = sx - (float)x0, hx = 1.0f - lx;
-			for (int p = 0; p < planes; p++) {
-				const float *src = in + (size_t)p * in_h * in_w;
-				out[((size_t)p * out_h + y) * out_w + x] =
-				    hy * (hx * src[y0 * in_w + x0] + lx * src[y0 * in_w + x1]) +
-				    ly * (hx * src[y1 * in_w + x0] + lx * src[y1 * in_w + x1]);
-			}
+			int x0, x1;
+			float lx;
+			tr_f_bilinear_source(x, in_w, out_w, &x0, &x1, &lx);
+			for (int p = 0; p < planes; p++)
+				out[((size_t)p * out_h + y) * out_w + x] = tr_f_bilinear(
+				    in + (size_t)p * in_h * in_w, in_w, y0, y1, ly, x0, x1, lx);
 		}
 	}
 }
@@ -485,11 +477,12 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		return -1;
 	run->images = images;
 	if (run->scaled_floats > 0) {
-		run->scaled = malloc(run->scaled_floats * sizeof(float));
-		run->host_images = malloc(image_floats * sizeof(float));
-		if (run->scaled == NULL || run->host_images == NULL)
-			return ut_err_set(err, "out of memory for the %s images",
-					  o->quad ? "quad" : "multi-scale");
+		if (o->quad) { /* collate_fn4 is host code */
+			run->scaled = malloc(run->scaled_floats * sizeof(float));
+			run->host_images = malloc(image_floats * sizeof(float));
+			if (run->scaled == NULL || run->host_images == NULL)
+				return ut_err_set(err, "out of memory for the quad images");
+		}
 		if (device_zeros(run->backend, run->scaled_floats * sizeof(float), &dev_scaled,
 				 err) != 0)
 			return -1;
@@ -1012,33 +1005,34 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	size_t nt = batch->nt;
 	if (run->opts->multi_scale)
 		multi_scale_shape(run, epoch, batch->number, &height, &width);
-	if (run->opts->quad || height != batch->height || width != batch->width) {
-		/* --quad and a --multi-scale resize remake the batch on the host */
+	if (run->opts->quad) { /* collate_fn4 remakes the batch on the host */
 		tr_batch_images_to_float(batch, run->host_images);
-		if (run->opts->quad) {
-			if (quad_batch(run, batch, &n, &nt, err) != 0)
-				return -1;
-			if (n == 0) { /* fewer than 4 images left: collate_fn4 makes nothing */
-				memset(items, 0, 3 * sizeof(float));
-				return 0;
-			}
-			targets = run->quad_targets;
-			height *= 2;
-			width *= 2;
-		} else {
-			tr_resize_bilinear(run->host_images, batch->n * 3, batch->height,
-					   batch->width, run->scaled, height, width);
+		if (quad_batch(run, batch, &n, &nt, err) != 0)
+			return -1;
+		if (n == 0) { /* fewer than 4 images left: collate_fn4 makes nothing */
+			memset(items, 0, 3 * sizeof(float));
+			return 0;
 		}
+		targets = run->quad_targets;
+		height *= 2;
+		width *= 2;
 		size_t floats = (size_t)n * 3 * (size_t)height * (size_t)width;
 		if (be->ops->upload(be, run->dev_scaled, run->scaled, floats * sizeof(float),
 				    err) != 0)
 			return -1;
 		images = run->dev_scaled;
 	} else {
-		size_t count = (size_t)n * 3 * (size_t)height * (size_t)width;
+		size_t count = (size_t)n * 3 * (size_t)batch->height * (size_t)batch->width;
 		if (be->ops->upload(be, run->images_u8, batch->images, count, err) != 0 ||
 		    be->ops->images_to_float(be, run->images_u8, run->images, count, err) != 0)
 			return -1;
+		if (height != batch->height || width != batch->width) { /* --multi-scale */
+			struct tr_tensor x = {run->images, {n, 3, batch->height, batch->width}};
+			struct tr_tensor y = {run->dev_scaled, {n, 3, height, width}};
+			if (be->ops->resize_bilinear(be, &x, &y, err) != 0)
+				return -1;
+			images = run->dev_scaled;
+		}
 	}
 	*size = width; /* what the network sees (--quad, --multi-scale) */
 	if (tr_model_forward(m, run->backend, images, n, height, width, 1, err) != 0)

@@ -1285,6 +1285,39 @@ static int cpu_loss_obj_dense(struct tr_backend *b, const struct tr_f_bce *bce, 
 }
 
 /* ------------------------------------------------------------------------ */
+/* bilinear resize                                                           */
+
+static int cpu_resize_bilinear(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
+			       struct ut_err *err)
+{
+	struct tr_shape in = x->shape, out = y->shape;
+	if (in.n != out.n || in.c != out.c || in.h < 1 || in.w < 1 || out.h < 1 || out.w < 1)
+		return ut_err_set(err, "resize_bilinear: %dx%dx%dx%d to %dx%dx%dx%d", in.n, in.c,
+				  in.h, in.w, out.n, out.c, out.h, out.w);
+	int planes = in.n * in.c;
+	size_t in_hw = (size_t)in.h * in.w, out_hw = (size_t)out.h * out.w;
+#pragma omp parallel for num_threads(state_of(b)->threads)                                         \
+    schedule(static) if (tr_shape_numel(out) > PAR_MIN)
+	for (int p = 0; p < planes; p++) {
+		const float *src = x->data + (size_t)p * in_hw;
+		float *dst = y->data + (size_t)p * out_hw;
+		for (int i = 0; i < out.h; i++) {
+			int y0, y1;
+			float ly;
+			tr_f_bilinear_source(i, in.h, out.h, &y0, &y1, &ly);
+			for (int j = 0; j < out.w; j++) {
+				int x0, x1;
+				float lx;
+				tr_f_bilinear_source(j, in.w, out.w, &x0, &x1, &lx);
+				dst[(size_t)i * out.w + j] =
+				    tr_f_bilinear(src, in.w, y0, y1, ly, x0, x1, lx);
+			}
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* conversions: input bytes, half rounding                                   */
 
 static int cpu_images_to_float(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
@@ -1342,6 +1375,7 @@ static const struct tr_ops cpu_ops = {
     .scale = cpu_scale,
     .ema_update = cpu_ema_update,
     .loss_obj_dense = cpu_loss_obj_dense,
+    .resize_bilinear = cpu_resize_bilinear,
     .images_to_float = cpu_images_to_float,
     .round_half = cpu_round_half,
 };

@@ -239,4 +239,32 @@ TR_F float tr_f_obj_cell(const struct tr_f_bce *bce, double scale, const float *
 	return tr_f_bce_forward(bce, pred[4], 0.0f);
 }
 
+/* ---- bilinear resize (align_corners=False, antialias off) ---- */
+
+/*
+ * Where output row (or column) dst of a resize from in_size to out_size
+ * reads: PyTorch's area_pixel_compute_source_index, scale * (dst + 0.5) -
+ * 0.5 clamped at 0 with scale = in_size / out_size in float; *i0 and *i1
+ * the two neighbours (i1 = i0 at the last one), *frac the weight of i1.
+ */
+TR_F void tr_f_bilinear_source(int dst, int in_size, int out_size, int *i0, int *i1, float *frac)
+{
+	float scale = (float)in_size / (float)out_size;
+	float src = scale * ((float)dst + 0.5f) - 0.5f;
+	if (src < 0)
+		src = 0;
+	*i0 = (int)src;
+	*i1 = *i0 + (*i0 < in_size - 1);
+	*frac = src - (float)*i0;
+}
+
+/* One output value of a plane in [in_h][in_w] at the sources of tr_f_bilinear_source. */
+TR_F float tr_f_bilinear(const float *in, int in_w, int y0, int y1, float ly, int x0, int x1,
+			 float lx)
+{
+	float hy = 1.0f - ly, hx = 1.0f - lx;
+	return hy * (hx * in[y0 * in_w + x0] + lx * in[y0 * in_w + x1]) +
+	       ly * (hx * in[y1 * in_w + x0] + lx * in[y1 * in_w + x1]);
+}
+
 #endif

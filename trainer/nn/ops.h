@@ -200,6 +200,13 @@ struct tr_ops {
 	int (*loss_obj_dense)(struct tr_backend *b, const struct tr_f_bce *bce, double scale,
 			      const float *pred, float *grad, size_t cells, int width,
 			      double *obj_sum, struct ut_err *err);
+	/*
+	 * Bilinear resize (PyTorch's align_corners=False, --multi-scale): y [n,
+	 * c, oh, ow] from x [n, c, ih, iw], each value tr_f_bilinear at the
+	 * sources of tr_f_bilinear_source (formula.h).
+	 */
+	int (*resize_bilinear)(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
+			       struct ut_err *err);
 	/* y[k] = tr_f_u8_to_float(x[k]) = x[k] / 255 over n values (the loader's bytes) */
 	int (*images_to_float)(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
 			       struct ut_err *err);
