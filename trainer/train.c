@@ -66,21 +66,19 @@ struct tr_run {
 	enum tr_optim_kind kind;
 	struct tr_optim_sched sched;
 	struct tr_optim_ema ema_state;
-	long steps;	      /* optimizer steps so far (Adam's bias correction) */
-	float *slot0, *slot1; /* optimizer state, the layout of model->params (device) */
-	float *host_slot[2];  /* their host mirror, for checkpoints */
-	bool *frozen;	      /* per tensor of model->tensors */
-	uint8_t *images_u8;   /* one batch as the loader made it, [batch, 3, h, w] (device) */
-	float *images;	      /* the same as floats / 255 (device) */
-	float *host_images;   /* --quad: the floats on the host */
-	float *scaled;	      /* --quad: the batch remade on the host [batch / 4, 3, 2h, 2w] */
-	float *dev_scaled;    /* --quad: scaled uploaded; --multi-scale: the batch resized,
-				 [batch, 3, h', w'] (device) */
-	size_t scaled_floats; /* the size of both */
-	int gs;		      /* grid size: the largest stride, at least 32 */
-	int imgsz;	      /* --imgsz made a multiple of gs */
-	float *quad_targets;  /* --quad: the targets of the combined images */
-	float *quad_src;      /* --quad: one image as floats 0..255 */
+	long steps;		/* optimizer steps so far (Adam's bias correction) */
+	float *slot0, *slot1;	/* optimizer state, the layout of model->params (device) */
+	float *host_slot[2];	/* their host mirror, for checkpoints */
+	bool *frozen;		/* per tensor of model->tensors */
+	uint8_t *images_u8;	/* one batch as the loader made it, [batch, 3, h, w] (device) */
+	float *images;		/* the same as floats / 255 (device) */
+	float *dev_scaled;	/* --quad: [batch / 4, 3, 2h, 2w]; --multi-scale: the batch
+				   resized, [batch, 3, h', w'] (device) */
+	size_t scaled_floats;	/* its size */
+	uint8_t *quad_upsample; /* --quad: per combined image, upsampled (1) or tiled (0) */
+	int gs;			/* grid size: the largest stride, at least 32 */
+	int imgsz;		/* --imgsz made a multiple of gs */
+	float *quad_targets;	/* --quad: the targets of the combined images */
 	size_t quad_cap;
 	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] (device) */
 	double *class_weights;		/* labels_to_class_weights * nc (image weights) */
@@ -459,8 +457,8 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		th *= 2;
 		tw *= 2;
 		run->scaled_floats = (size_t)batch * 3 * loader_h * loader_w;
-		run->quad_src = malloc((size_t)3 * loader_h * loader_w * sizeof(float));
-		if (run->quad_src == NULL)
+		run->quad_upsample = calloc((size_t)batch / 4 + 1, 1);
+		if (run->quad_upsample == NULL)
 			return ut_err_set(err, "out of memory for the quad images");
 	}
 	if (tr_model_plan(run->model, run->backend, plan_batch, th, tw, err) != 0 ||
@@ -477,12 +475,6 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		return -1;
 	run->images = images;
 	if (run->scaled_floats > 0) {
-		if (o->quad) { /* collate_fn4 is host code */
-			run->scaled = malloc(run->scaled_floats * sizeof(float));
-			run->host_images = malloc(image_floats * sizeof(float));
-			if (run->scaled == NULL || run->host_images == NULL)
-				return ut_err_set(err, "out of memory for the quad images");
-		}
 		if (device_zeros(run->backend, run->scaled_floats * sizeof(float), &dev_scaled,
 				 err) != 0)
 			return -1;
@@ -920,19 +912,17 @@ static void multi_scale_shape(const struct tr_run *run, long epoch, long number,
 }
 
 /*
- * collate_fn4 (--quad): every 4 images of the batch become one of twice the
- * size, with probability 0.5 the first of them upsampled 2x (bilinear, then
- * truncated to uint8 as .type(uint8) does) with its labels, else the four
- * tiled (first top left, second below it, third top right, fourth below
- * that) with their labels halved and shifted. A rest of fewer than 4 images
- * is dropped. The combined images go to run->scaled as floats / 255, from
- * batch->images and their floats in run->host_images.
+ * collate_fn4 (--quad), its host part: every 4 images of the batch become
+ * one of twice the size, with probability 0.5 the first of them upsampled
+ * 2x with its labels, else the four tiled with their labels halved and
+ * shifted. A rest of fewer than 4 images is dropped. The draws go to
+ * run->quad_upsample and the targets to run->quad_targets; the backend's
+ * quad_collate makes the images.
  */
 static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_out, size_t *nt_out,
 		      struct ut_err *err)
 {
-	int n = batch->n / 4, h = batch->height, w = batch->width;
-	size_t plane = (size_t)h * w, big = 4 * plane;
+	int n = batch->n / 4;
 	if (batch->nt > run->quad_cap) {
 		float *grown = realloc(run->quad_targets, batch->nt * 6 * sizeof(float));
 		if (grown == NULL)
@@ -945,30 +935,9 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 			 batch->number);
 	size_t nt = 0;
 	for (int q = 0; q < n; q++) {
-		float *out = run->scaled + (size_t)q * 3 * big;
 		int first = 4 * q;
 		bool upsample = ut_pcg_uniform(&rng) < 0.5;
-		if (upsample) { /* interpolate the uint8 values, truncate back to uint8, then / 255
-				 */
-			const uint8_t *in = batch->images + (size_t)first * 3 * plane;
-			for (size_t i = 0; i < 3 * plane; i++)
-				run->quad_src[i] = in[i];
-			tr_resize_bilinear(run->quad_src, 3, h, w, out, 2 * h, 2 * w);
-			for (size_t i = 0; i < 3 * big; i++)
-				out[i] = (float)(uint8_t)out[i] / 255.0f;
-		} else {
-			for (int k = 0; k < 4; k++) {
-				const float *in =
-				    run->host_images + (size_t)(first + k) * 3 * plane;
-				int oy = (k & 1) * h, ox = (k >> 1) * w;
-				for (int c = 0; c < 3; c++)
-					for (int y = 0; y < h; y++)
-						memcpy(out + ((size_t)c * 2 * h + oy + y) * 2 * w +
-							   ox,
-						       in + ((size_t)c * h + y) * w,
-						       (size_t)w * sizeof(float));
-			}
-		}
+		run->quad_upsample[q] = upsample;
 		for (size_t t = 0; t < batch->nt; t++) {
 			const float *row = batch->targets + 6 * t;
 			int k = (int)row[0] - first;
@@ -1005,8 +974,12 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	size_t nt = batch->nt;
 	if (run->opts->multi_scale)
 		multi_scale_shape(run, epoch, batch->number, &height, &width);
-	if (run->opts->quad) { /* collate_fn4 remakes the batch on the host */
-		tr_batch_images_to_float(batch, run->host_images);
+	size_t count = (size_t)n * 3 * (size_t)batch->height * (size_t)batch->width;
+	if (be->ops->upload(be, run->images_u8, batch->images, count, err) != 0 ||
+	    be->ops->images_to_float(be, run->images_u8, run->images, count, err) != 0)
+		return -1;
+	struct tr_tensor whole = {run->images, {n, 3, batch->height, batch->width}};
+	if (run->opts->quad) {
 		if (quad_batch(run, batch, &n, &nt, err) != 0)
 			return -1;
 		if (n == 0) { /* fewer than 4 images left: collate_fn4 makes nothing */
@@ -1016,23 +989,15 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 		targets = run->quad_targets;
 		height *= 2;
 		width *= 2;
-		size_t floats = (size_t)n * 3 * (size_t)height * (size_t)width;
-		if (be->ops->upload(be, run->dev_scaled, run->scaled, floats * sizeof(float),
-				    err) != 0)
+		if (be->ops->quad_collate(be, run->images_u8, &whole, run->quad_upsample,
+					  run->dev_scaled, err) != 0)
 			return -1;
 		images = run->dev_scaled;
-	} else {
-		size_t count = (size_t)n * 3 * (size_t)batch->height * (size_t)batch->width;
-		if (be->ops->upload(be, run->images_u8, batch->images, count, err) != 0 ||
-		    be->ops->images_to_float(be, run->images_u8, run->images, count, err) != 0)
+	} else if (height != batch->height || width != batch->width) { /* --multi-scale */
+		struct tr_tensor y = {run->dev_scaled, {n, 3, height, width}};
+		if (be->ops->resize_bilinear(be, &whole, &y, err) != 0)
 			return -1;
-		if (height != batch->height || width != batch->width) { /* --multi-scale */
-			struct tr_tensor x = {run->images, {n, 3, batch->height, batch->width}};
-			struct tr_tensor y = {run->dev_scaled, {n, 3, height, width}};
-			if (be->ops->resize_bilinear(be, &x, &y, err) != 0)
-				return -1;
-			images = run->dev_scaled;
-		}
+		images = run->dev_scaled;
 	}
 	*size = width; /* what the network sees (--quad, --multi-scale) */
 	if (tr_model_forward(m, run->backend, images, n, height, width, 1, err) != 0)
@@ -1049,8 +1014,8 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	    tr_loss_compute_on(run->loss, be, &lb, &result, err) != 0)
 		return -1;
 	for (int l = 0; run->opts->quad && l < det->nl; l++) { /* train.py: loss *= 4 */
-		size_t count = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no;
-		if (be->ops->scale(be, run->grad_out[l], 4.0f, count, err) != 0)
+		size_t values = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no;
+		if (be->ops->scale(be, run->grad_out[l], 4.0f, values, err) != 0)
 			return -1;
 	}
 	if (!isfinite(result.loss))
@@ -1347,9 +1312,7 @@ static void teardown(struct tr_run *run)
 			run->backend->ops->free(run->backend, run->grad_out[l]);
 		tr_backend_destroy(run->backend);
 	}
-	free(run->host_images);
-	free(run->scaled);
-	free(run->quad_src);
+	free(run->quad_upsample);
 	free(run->quad_targets);
 	free(run->host_slot[0]);
 	free(run->host_slot[1]);

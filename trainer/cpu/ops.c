@@ -1285,7 +1285,7 @@ static int cpu_loss_obj_dense(struct tr_backend *b, const struct tr_f_bce *bce, 
 }
 
 /* ------------------------------------------------------------------------ */
-/* bilinear resize                                                           */
+/* bilinear resize, --quad's collate                                         */
 
 static int cpu_resize_bilinear(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
 			       struct ut_err *err)
@@ -1312,6 +1312,54 @@ static int cpu_resize_bilinear(struct tr_backend *b, const struct tr_tensor *x, 
 				dst[(size_t)i * out.w + j] =
 				    tr_f_bilinear(src, in.w, y0, y1, ly, x0, x1, lx);
 			}
+		}
+	}
+	return 0;
+}
+
+/* One plane of a quad: image 4q's bytes upsampled 2x, truncated, / 255. */
+static void quad_upsample_plane(const uint8_t *src, int h, int w, float *dst)
+{
+	for (int i = 0; i < 2 * h; i++) {
+		int y0, y1;
+		float ly;
+		tr_f_bilinear_source(i, h, 2 * h, &y0, &y1, &ly);
+		for (int j = 0; j < 2 * w; j++) {
+			int x0, x1;
+			float lx;
+			tr_f_bilinear_source(j, w, 2 * w, &x0, &x1, &lx);
+			float value = tr_f_bilinear_u8(src, w, y0, y1, ly, x0, x1, lx);
+			dst[(size_t)i * 2 * w + j] = tr_f_u8_to_float((uint8_t)value);
+		}
+	}
+}
+
+static int cpu_quad_collate(struct tr_backend *b, const uint8_t *bytes,
+			    const struct tr_tensor *images, const uint8_t *upsample, float *out,
+			    struct ut_err *err)
+{
+	struct tr_shape s = images->shape;
+	if (s.n < 4 || s.c < 1 || s.h < 1 || s.w < 1)
+		return ut_err_set(err, "quad_collate: %dx%dx%dx%d images (need 4 or more)", s.n,
+				  s.c, s.h, s.w);
+	int planes = s.n / 4 * s.c;
+	size_t plane = (size_t)s.h * s.w, big = 4 * plane;
+#pragma omp parallel for num_threads(state_of(b)->threads)                                         \
+    schedule(static) if (planes * big > PAR_MIN)
+	for (int p = 0; p < planes; p++) {
+		int q = p / s.c, c = p % s.c;
+		float *dst = out + (size_t)p * big;
+		if (upsample[q]) {
+			quad_upsample_plane(bytes + ((size_t)4 * q * s.c + c) * plane, s.h, s.w,
+					    dst);
+			continue;
+		}
+		for (int k = 0; k < 4; k++) {
+			const float *src = images->data + ((size_t)(4 * q + k) * s.c + c) * plane;
+			int oy = (k & 1) * s.h, ox = (k >> 1) * s.w;
+			for (int y = 0; y < s.h; y++)
+				memcpy(dst + (size_t)(oy + y) * 2 * s.w + ox, src + (size_t)y * s.w,
+				       (size_t)s.w * sizeof(float));
 		}
 	}
 	return 0;
@@ -1376,6 +1424,7 @@ static const struct tr_ops cpu_ops = {
     .ema_update = cpu_ema_update,
     .loss_obj_dense = cpu_loss_obj_dense,
     .resize_bilinear = cpu_resize_bilinear,
+    .quad_collate = cpu_quad_collate,
     .images_to_float = cpu_images_to_float,
     .round_half = cpu_round_half,
 };

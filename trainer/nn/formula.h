@@ -267,4 +267,13 @@ TR_F float tr_f_bilinear(const float *in, int in_w, int y0, int y1, float ly, in
 	       ly * (hx * in[y1 * in_w + x0] + lx * in[y1 * in_w + x1]);
 }
 
+/* tr_f_bilinear on a plane of bytes, each read as the float of its value. */
+TR_F float tr_f_bilinear_u8(const uint8_t *in, int in_w, int y0, int y1, float ly, int x0, int x1,
+			    float lx)
+{
+	float hy = 1.0f - ly, hx = 1.0f - lx;
+	return hy * (hx * (float)in[y0 * in_w + x0] + lx * (float)in[y0 * in_w + x1]) +
+	       ly * (hx * (float)in[y1 * in_w + x0] + lx * (float)in[y1 * in_w + x1]);
+}
+
 #endif

@@ -207,6 +207,17 @@ struct tr_ops {
 	 */
 	int (*resize_bilinear)(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
 			       struct ut_err *err);
+	/*
+	 * --quad's collate_fn4 images: out [n / 4, c, 2h, 2w] from a batch's
+	 * bytes and their floats / 255, both [n, c, h, w] (images->shape). Quad q
+	 * is image 4q upsampled 2x when upsample[q] (a host array): bilinear on
+	 * its bytes, truncated to a byte as .type(uint8) does, then / 255; else
+	 * the floats of images 4q .. 4q + 3 tiled, the first top left, the second
+	 * below it, the third top right, the fourth below that.
+	 */
+	int (*quad_collate)(struct tr_backend *b, const uint8_t *bytes,
+			    const struct tr_tensor *images, const uint8_t *upsample, float *out,
+			    struct ut_err *err);
 	/* y[k] = tr_f_u8_to_float(x[k]) = x[k] / 255 over n values (the loader's bytes) */
 	int (*images_to_float)(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
 			       struct ut_err *err);
