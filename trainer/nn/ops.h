@@ -5,21 +5,28 @@
  *
  * Conventions, on every backend:
  *   - tensors are float32 NCHW, contiguous; shapes are in struct tr_shape;
+ *   - tensors live in the backend's DEVICE memory (alloc; see the memory
+ *     ops), which host code reaches only through upload and download;
  *   - forward ops and data gradients ASSIGN their output (y = ..., dx = ...),
  *     parameter gradients ACCUMULATE (dw += ..., dgamma += ...), so zeroing
  *     the gradients of a step is one memset;
  *   - every op returns 0, or -1 with a message in err; none allocates in
  *     the training step except through the backend's own planned workspace
  *     (a convolution plans its primitive and grows that workspace the first
- *     time its shape appears, so the first step is the slow one);
+ *     time its shape appears, so the first step is the slow one); alloc is
+ *     for planning, before the first step;
  *   - outputs must not alias inputs, except where an op says so;
  *   - a backend is used by one thread at a time.
  *
- * A tutorial in four lines:
- *   struct tr_backend *cpu;
- *   tr_cpu_backend_create(threads, &cpu, &err);
- *   cpu->ops->conv_forward(cpu, &conv, x, w, NULL, y, &err);
- *   tr_backend_destroy(cpu);
+ * A tutorial in eight lines:
+ *   struct tr_backend *be;
+ *   tr_backend_create("cpu", threads, &be, &err);
+ *   be->ops->alloc(be, bytes_x, (void **)&x.data, &err);  // and w, y
+ *   be->ops->upload(be, x.data, host_x, bytes_x, &err);
+ *   be->ops->conv_forward(be, &conv, &x, w, NULL, &y, &err);
+ *   be->ops->download(be, host_y, y.data, bytes_y, &err);
+ *   be->ops->free(be, x.data);                             // and w, y
+ *   tr_backend_destroy(be);
  */
 #ifndef TR_OPS_H
 #define TR_OPS_H

@@ -19,16 +19,19 @@
  *				steps++;
  *				for each parameter tensor t:
  *					tr_optim_update(kind, &hp[tr_optim_group_of(t->name)],
- *							steps, t->data, t->grad, slot0, slot1,
- *numel); zero the grads; d = tr_optim_ema_next_decay(&ema); tr_optim_ema_update(ema_floats,
- *model_floats, n, d);
+ *							steps, param, grad, slot0, slot1, numel);
+ *				zero the grads;
+ *				d = tr_optim_ema_next_decay(&ema);
+ *				tr_optim_ema_update(ema_floats, model_floats, n, d);
  *			}
  *		}
  *		tr_optim_sched_epoch_end(&sched);                  // scheduler.step()
  *	}
  *
- * where hp[g] = tr_optim_sched_hparams(&sched, g) is read after the
- * batch's tr_optim_sched_batch call.
+ * (on the host; train.c runs the same steps on the backend: sum_squares and
+ * scale with tr_optim_clip_coef, optim_update with tr_optim_step_scalars,
+ * memset, ema_update), where hp[g] = tr_optim_sched_hparams(&sched, g) is
+ * read after the batch's tr_optim_sched_batch call.
  *
  * Groups are numbered as the torch optimizer's param_groups are (and as
  * ../shared/reference/golden/lr_schedule.yaml numbers them): 0 biases, 1
