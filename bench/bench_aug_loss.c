@@ -71,8 +71,9 @@ static int make(struct setup *s, char **argv, long imgsz, long batch, long seed,
 			       &s->split, err) != 0 ||
 	    tr_model_from_file(argv[1], s->yaml.nc, &s->model, err) != 0 ||
 	    tr_model_load(s->model, argv[2], err) != 0 ||
-	    tr_model_plan_inference(s->model, (int)batch, (int)imgsz, (int)imgsz, err) != 0 ||
-	    tr_cpu_backend_create((int)threads, &s->backend, err) != 0)
+	    tr_cpu_backend_create((int)threads, &s->backend, err) != 0 ||
+	    tr_model_plan_inference(s->model, s->backend, (int)batch, (int)imgsz, (int)imgsz,
+				    err) != 0)
 		return -1;
 	struct tr_loader_opts opts = tr_loader_train_defaults((int)imgsz, (int)batch);
 	opts.workers = 2;

@@ -45,8 +45,8 @@ struct bench {
 static int step(struct bench *b, struct ut_err *err)
 {
 	struct tr_model *m = b->model;
-	memset(m->grads, 0, m->nparam_values * sizeof(float));
-	if (tr_model_forward(m, b->cpu, b->images, b->batch, b->size, b->size, 1, err))
+	if (b->cpu->ops->memset(b->cpu, m->grads, 0, m->nparam_values * sizeof(float), err) ||
+	    tr_model_forward(m, b->cpu, b->images, b->batch, b->size, b->size, 1, err))
 		return -1;
 	return tr_model_backward(m, b->cpu, (const float *const *)b->dout, err);
 }
@@ -66,10 +66,12 @@ static int run(const char *yaml, int iterations, int warmup, int threads, struct
 	struct ut_pcg rng;
 	ut_pcg_seed(&rng, 1, 1);
 	if (tr_model_from_file(yaml, 80, &b->model, err) ||
-	    tr_model_plan(b->model, b->batch, b->size, b->size, err) ||
-	    tr_cpu_backend_create(threads, &b->cpu, err))
+	    tr_cpu_backend_create(threads, &b->cpu, err) ||
+	    tr_model_plan(b->model, b->cpu, b->batch, b->size, b->size, err))
 		return -1;
 	tr_model_init(b->model, &rng);
+	if (tr_model_upload(b->model, err))
+		return -1;
 	const struct tr_detect *det = &b->model->detect;
 	b->images = random_floats((size_t)b->batch * 3 * b->size * b->size, &rng);
 	if (!b->images)
@@ -129,8 +131,8 @@ int main(int argc, char **argv)
 	for (int l = 0; l < TR_MAX_LEVELS; l++)
 		free(b.dout[l]);
 	free(b.images);
+	tr_model_free(b.model); /* before its backend */
 	if (b.cpu)
 		tr_backend_destroy(b.cpu);
-	tr_model_free(b.model);
 	return rc ? 1 : 0;
 }

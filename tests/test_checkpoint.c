@@ -97,8 +97,10 @@ static void test_save_load_round_trip(void **state)
 	assert_int_equal(tr_model_save(model, path, &info, &err), 0);
 	struct tr_model *copy = yolov5n(2);
 	assert_int_equal(tr_model_load(copy, path, &err), 0);
-	assert_memory_equal(copy->params, model->params, model->nparam_values * sizeof(float));
-	assert_memory_equal(copy->buffers, model->buffers, model->nbuffer_values * sizeof(float));
+	assert_memory_equal(copy->host_params, model->host_params,
+			    model->nparam_values * sizeof(float));
+	assert_memory_equal(copy->host_buffers, model->host_buffers,
+			    model->nbuffer_values * sizeof(float));
 	assert_memory_equal(copy->counters, model->counters,
 			    model->ncounter_values * sizeof(int64_t));
 	struct tr_ckpt_info back;
@@ -121,13 +123,13 @@ static void assert_refused(struct tr_model *model, const char *path, const char 
 {
 	float *before = malloc(model->nparam_values * sizeof(float));
 	assert_non_null(before);
-	memcpy(before, model->params, model->nparam_values * sizeof(float));
+	memcpy(before, model->host_params, model->nparam_values * sizeof(float));
 	struct ut_err err;
 	assert_int_equal(tr_model_load(model, path, &err), -1);
 	if (strstr(err.msg, expect) == NULL)
 		fail_msg("'%s' does not mention '%s'", err.msg, expect);
 	assert_null(strchr(err.msg, '\n'));
-	assert_memory_equal(before, model->params, model->nparam_values * sizeof(float));
+	assert_memory_equal(before, model->host_params, model->nparam_values * sizeof(float));
 	free(before);
 }
 
@@ -153,7 +155,7 @@ static void test_refuses_bad_files(void **state)
 	/* a file without one tensor */
 	struct tr_model *source = yolov5n(2);
 	struct tr_st_entry entry = {"model.0.conv.weight", TR_ST_F32, 1, (int64_t[]){1},
-				    source->params};
+				    source->host_params};
 	char partial[PATH_MAX + 32];
 	snprintf(partial, sizeof(partial), "%s/partial.safetensors", tmpdir);
 	assert_int_equal(tr_st_write(partial, &entry, 1, NULL, 0, NULL), 0);

@@ -328,8 +328,9 @@ static void test_golden_strides_and_anchors(void **state)
 		for (int a = 0; a < 3; a++)
 			for (int j = 0; j < 2; j++) {
 				yaml_node_t *pair = yitem(&golden, yitem(&golden, grid, l), a);
-				assert_float_equal(det->anchors[(l * 3 + a) * 2 + j],
-						   ynumber(yitem(&golden, pair, j)), 0);
+				assert_float_equal(
+				    model->tensors[det->anchors_tensor].data[(l * 3 + a) * 2 + j],
+				    ynumber(yitem(&golden, pair, j)), 0);
 			}
 	tr_model_free(model);
 	yaml_document_delete(&golden.doc);
@@ -371,8 +372,8 @@ static void test_golden_initial_state(void **state)
 		const float *gamma = golden_st_get(&st, t[1].name, t[1].numel * 4);
 		const float *beta = golden_st_get(&st, t[2].name, t[2].numel * 4);
 		for (int c = 0; c < cb->conv.cout; c++) {
-			assert_float_equal(gamma[c], cb->gamma[c], 0);
-			assert_float_equal(beta[c], cb->beta[c], 0);
+			assert_float_equal(gamma[c], t[1].data[c], 0);
+			assert_float_equal(beta[c], t[2].data[c], 0);
 		}
 	}
 	/* golden Detect biases minus our prior lie within the default bias bound */
@@ -445,9 +446,12 @@ static void test_golden_forward(void **state)
 	struct tr_backend *cpu = NULL;
 	golden_st_load(&st);
 	struct tr_model *model = load_model("yolov5n", 2);
-	if (tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
+	if (tr_cpu_backend_create(1, &cpu, &err) ||
+	    tr_model_plan(model, cpu, BATCH, SIZE, SIZE, &err))
 		fail_msg("%s", err.msg);
 	load_golden_state(model, &st);
+	if (tr_model_upload(model, &err))
+		fail_msg("%s", err.msg);
 	const float *images = golden_st_get(&st, "input/x", (size_t)BATCH * 3 * SIZE * SIZE * 4);
 	if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 1, &err))
 		fail_msg("%s", err.msg);
@@ -485,7 +489,8 @@ static void test_golden_forward(void **state)
 	assert_true(worst_var <= 1e-4);
 
 	load_golden_state(model, &st); /* eval from the initial state, as the golden deepcopy */
-	if (tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 0, &err))
+	if (tr_model_upload(model, &err) ||
+	    tr_model_forward(model, cpu, images, BATCH, SIZE, SIZE, 0, &err))
 		fail_msg("%s", err.msg);
 	for (int l = 0; l < det->nl; l++) {
 		char name[64];
@@ -499,8 +504,8 @@ static void test_golden_forward(void **state)
 	size_t count = (size_t)BATCH * det->cells * det->no;
 	expect_close("eval_out/decoded", det->decoded,
 		     golden_st_get(&st, "eval_out/decoded", count * 4), count, 1e-4);
+	tr_model_free(model); /* before its backend */
 	tr_backend_destroy(cpu);
-	tr_model_free(model);
 	free(st.file);
 }
 
@@ -543,7 +548,8 @@ static void test_golden_backward(void **state)
 	struct tr_st_file *weights = open_golden("tests/golden/yolov5/model_v5n_nc2.safetensors");
 	struct tr_st_file *loss = open_golden("tests/golden/yolov5/loss_v5n_nc2.safetensors");
 	struct tr_model *model = load_model("yolov5n", 2);
-	if (tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
+	if (tr_cpu_backend_create(1, &cpu, &err) ||
+	    tr_model_plan(model, cpu, BATCH, SIZE, SIZE, &err))
 		fail_msg("%s", err.msg);
 	for (int i = 0; i < model->ntensors; i++) {
 		const struct tr_tensor_spec *t = &model->tensors[i];
@@ -556,6 +562,8 @@ static void test_golden_backward(void **state)
 			memcpy(t->data, st_floats(weights, t->name, t->numel), t->numel * 4);
 		}
 	}
+	if (tr_model_upload(model, &err))
+		fail_msg("%s", err.msg);
 	const float *images = st_floats(weights, "input/x", (size_t)BATCH * 3 * SIZE * SIZE);
 	const struct tr_detect *det = &model->detect;
 	const float *dout[TR_MAX_LEVELS];
@@ -610,8 +618,8 @@ static void test_golden_backward(void **state)
 	if (tr_model_forward(model, cpu, images, 1, SIZE, SIZE, 0, &err))
 		fail_msg("%s", err.msg);
 	assert_int_equal(tr_model_backward(model, cpu, dout, &err), -1);
+	tr_model_free(model); /* before its backend */
 	tr_backend_destroy(cpu);
-	tr_model_free(model);
 	tr_st_close(loss);
 	tr_st_close(weights);
 }
@@ -654,16 +662,21 @@ static void test_backward_finite_differences(void **state)
 	struct ut_err err = {{0}};
 	struct ut_pcg rng;
 	if (tr_model_from_text(text, strlen(text), "fd.yaml", 0, &model, &err) ||
-	    tr_model_plan(model, BATCH, SIZE, SIZE, &err) || tr_cpu_backend_create(1, &cpu, &err))
+	    tr_cpu_backend_create(1, &cpu, &err) ||
+	    tr_model_plan(model, cpu, BATCH, SIZE, SIZE, &err))
 		fail_msg("%s", err.msg);
 	ut_pcg_seed(&rng, 3, 5);
 	tr_model_init(model, &rng);
 	/* BN weights and biases away from 1 and 0, so their gradients are not special */
-	for (int i = 0; i < model->nconvs; i++)
+	for (int i = 0; i < model->nconvs; i++) {
+		const struct tr_tensor_spec *t = &model->tensors[model->convs[i].tensor0];
 		for (int c = 0; c < model->convs[i].conv.cout; c++) {
-			model->convs[i].gamma[c] = (float)(0.5 + ut_pcg_uniform(&rng));
-			model->convs[i].beta[c] = (float)(ut_pcg_uniform(&rng) - 0.5);
+			t[1].data[c] = (float)(0.5 + ut_pcg_uniform(&rng));
+			t[2].data[c] = (float)(ut_pcg_uniform(&rng) - 0.5);
 		}
+	}
+	if (tr_model_upload(model, &err))
+		fail_msg("%s", err.msg);
 	static float images[BATCH * 3 * SIZE * SIZE];
 	for (size_t i = 0; i < UT_ARRAY_LEN(images); i++)
 		images[i] = (float)ut_pcg_uniform(&rng);
@@ -737,8 +750,8 @@ static void test_backward_finite_differences(void **state)
 	free(direction);
 	for (int l = 0; l < det->nl; l++)
 		free(r[l]);
+	tr_model_free(model); /* before its backend */
 	tr_backend_destroy(cpu);
-	tr_model_free(model);
 }
 
 /* Plans outside the largest stride, forwards outside the plan. */
@@ -747,14 +760,22 @@ static void test_plan_limits(void **state)
 	(void)state;
 	struct ut_err err = {{0}};
 	struct tr_model *model = load_model("yolov5n", 2);
-	assert_int_equal(tr_model_plan(model, 1, 300, 320, &err), -1);
+	struct tr_backend *cpu = NULL, *other = NULL;
+	if (tr_cpu_backend_create(1, &cpu, &err) || tr_cpu_backend_create(1, &other, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(tr_model_plan(model, cpu, 1, 300, 320, &err), -1);
 	assert_non_null(strstr(err.msg, "multiples of 32"));
-	assert_int_equal(tr_model_plan(model, 1, 64, 64, &err), 0);
+	assert_int_equal(tr_model_plan(model, cpu, 1, 64, 64, &err), 0);
+	assert_int_equal(tr_model_plan(model, other, 1, 64, 64, &err), -1);
+	assert_non_null(strstr(err.msg, "another backend"));
 	static float images[2 * 3 * 64 * 64];
-	struct tr_backend *none = NULL;
-	assert_int_equal(tr_model_forward(model, none, images, 2, 64, 64, 1, &err), -1);
+	assert_int_equal(tr_model_forward(model, cpu, images, 2, 64, 64, 1, &err), -1);
 	assert_non_null(strstr(err.msg, "outside the plan"));
-	tr_model_free(model);
+	assert_int_equal(tr_model_forward(model, other, images, 1, 64, 64, 1, &err), -1);
+	assert_non_null(strstr(err.msg, "not planned on"));
+	tr_model_free(model); /* before its backend */
+	tr_backend_destroy(other);
+	tr_backend_destroy(cpu);
 }
 
 /* ---- initialisation ---- */
@@ -768,13 +789,15 @@ static void test_init_statistics(void **state)
 	tr_model_init(model, &rng);
 	for (int i = 0; i < model->nconvs; i++) {
 		const struct tr_convbn *cb = &model->convs[i];
+		const struct tr_tensor_spec *t = &model->tensors[cb->tensor0]; /* host mirror */
+		const float *weight = t[0].data;
 		size_t fan_in = (size_t)cb->conv.cin * cb->conv.k * cb->conv.k;
 		size_t count = fan_in * (size_t)cb->conv.cout;
 		double bound = 1.0 / sqrt((double)fan_in), sum = 0, squares = 0, largest = 0;
 		for (size_t j = 0; j < count; j++) {
-			sum += cb->weight[j];
-			squares += (double)cb->weight[j] * cb->weight[j];
-			largest = fmax(largest, fabs(cb->weight[j]));
+			sum += weight[j];
+			squares += (double)weight[j] * weight[j];
+			largest = fmax(largest, fabs(weight[j]));
 		}
 		assert_true(largest <= bound);
 		if (count >= 100000) {
@@ -785,10 +808,10 @@ static void test_init_statistics(void **state)
 			assert_true(largest > 0.999 * bound);
 		}
 		for (int c = 0; c < cb->conv.cout; c++) {
-			assert_float_equal(cb->gamma[c], 1, 0);
-			assert_float_equal(cb->beta[c], 0, 0);
-			assert_float_equal(cb->running_mean[c], 0, 0);
-			assert_float_equal(cb->running_var[c], 0.9f, 0);
+			assert_float_equal(t[1].data[c], 1, 0);
+			assert_float_equal(t[2].data[c], 0, 0);
+			assert_float_equal(t[3].data[c], 0, 0);
+			assert_float_equal(t[4].data[c], 0.9f, 0);
 		}
 		assert_int_equal(*cb->num_batches_tracked, 1);
 	}
@@ -800,7 +823,9 @@ static void test_init_statistics(void **state)
 		for (int a = 0; a < det->na; a++)
 			for (int o = 0; o < det->no; o++) {
 				double prior = o == 4 ? obj : o >= 5 ? cls : 0;
-				double drawn = det->heads[l].bias[a * det->no + o] - prior;
+				double drawn = model->tensors[det->heads[l].tensor0 + 1]
+						   .data[a * det->no + o] -
+					       prior;
 				assert_true(fabs(drawn) <= bound + 1e-6);
 			}
 	}
@@ -808,10 +833,12 @@ static void test_init_statistics(void **state)
 	struct tr_model *again = load_model("yolov5s", 0);
 	ut_pcg_seed(&rng, 7, 11);
 	tr_model_init(again, &rng);
-	assert_memory_equal(model->params, again->params, model->nparam_values * sizeof(float));
+	assert_memory_equal(model->host_params, again->host_params,
+			    model->nparam_values * sizeof(float));
 	ut_pcg_seed(&rng, 8, 11);
 	tr_model_init(again, &rng);
-	assert_memory_not_equal(model->params, again->params, model->nparam_values * sizeof(float));
+	assert_memory_not_equal(model->host_params, again->host_params,
+				model->nparam_values * sizeof(float));
 	tr_model_free(again);
 	tr_model_free(model);
 }
@@ -827,7 +854,8 @@ static void test_detect_bias_prior(void **state)
 	for (int l = 0; l < det->nl; l++) {
 		double cells = 640.0 / det->stride[l];
 		for (int a = 0; a < det->na; a++) {
-			const float *bias = det->heads[l].bias + a * det->no;
+			const float *bias =
+			    model->tensors[det->heads[l].tensor0 + 1].data + a * det->no;
 			for (int o = 0; o < 4; o++)
 				assert_float_equal(bias[o], 0, 0);
 			assert_float_equal(bias[4], (float)log(8.0 / (cells * cells)), 0);
@@ -835,8 +863,8 @@ static void test_detect_bias_prior(void **state)
 			assert_float_equal(bias[6], (float)log(0.6 / (2 - 0.99999)), 0);
 		}
 	}
-	assert_float_equal(det->heads[0].bias[4], -6.684612f, 1e-5);
-	assert_float_equal(det->heads[2].bias[5], -0.5108356f, 1e-6);
+	assert_float_equal(model->tensors[det->heads[0].tensor0 + 1].data[4], -6.684612f, 1e-5);
+	assert_float_equal(model->tensors[det->heads[2].tensor0 + 1].data[5], -0.5108356f, 1e-6);
 	tr_model_free(model);
 }
 
@@ -888,8 +916,8 @@ static void test_small_model_and_anchor_count(void **state)
 	assert_int_equal(model->detect.na, 2);
 	assert_int_equal(model->detect.stride[0], 4);
 	assert_int_equal(model->detect.stride[1], 8);
-	assert_float_equal(model->detect.anchors[0], 2.5f, 0);
-	assert_float_equal(model->detect.anchors[7], 45.0f / 8, 0);
+	assert_float_equal(model->tensors[model->detect.anchors_tensor].data[0], 2.5f, 0);
+	assert_float_equal(model->tensors[model->detect.anchors_tensor].data[7], 45.0f / 8, 0);
 	assert_int_equal(model->detect.heads[0].conv.cout, 2 * 8);
 	tr_model_free(model);
 
@@ -898,8 +926,10 @@ static void test_small_model_and_anchor_count(void **state)
 	assert_int_equal(model->detect.na, 3);
 	assert_int_equal(model->detect.nl, 2);
 	for (int j = 0; j < 6; j++) {
-		assert_float_equal(model->detect.anchors[j], j / 4.0f, 0);
-		assert_float_equal(model->detect.anchors[6 + j], j / 8.0f, 0);
+		assert_float_equal(model->tensors[model->detect.anchors_tensor].data[j], j / 4.0f,
+				   0);
+		assert_float_equal(model->tensors[model->detect.anchors_tensor].data[6 + j],
+				   j / 8.0f, 0);
 	}
 	tr_model_free(model);
 
@@ -907,8 +937,8 @@ static void test_small_model_and_anchor_count(void **state)
 	assert_int_equal(build_small("[[30,61, 62,45], [10,13, 16,30]]",
 				     "[-1, 1, Conv, [32, 3, 2]]", &model, &err),
 			 0);
-	assert_float_equal(model->detect.anchors[0], 10.0f / 4, 0);
-	assert_float_equal(model->detect.anchors[4], 30.0f / 8, 0);
+	assert_float_equal(model->tensors[model->detect.anchors_tensor].data[0], 10.0f / 4, 0);
+	assert_float_equal(model->tensors[model->detect.anchors_tensor].data[4], 30.0f / 8, 0);
 	tr_model_free(model);
 }
 

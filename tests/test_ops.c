@@ -730,7 +730,7 @@ static void test_maxpool(void **state)
 		free(ref);
 		float *r = rand_buf(len, &rng), *dx = rand_buf(len, &rng);
 		struct tr_tensor tdy = {r, s}, tdx = {dx, s};
-		OK(b->ops->maxpool_backward(b, k, &c.x, &tdy, &tdx, &ok_err));
+		OK(b->ops->maxpool_backward(b, k, &c.x, &c.y, &tdy, &tdx, &ok_err));
 		struct fd_case fd = {&c, pool_fd_forward, c.y.data, len, r};
 		check_grad("maxpool dx", &fd, c.x.data, len, dx, 1e-3);
 		free(c.x.data);
@@ -751,7 +751,7 @@ static void test_maxpool_ties_and_padding(void **state)
 		dy[i] = 1.0f;
 	struct tr_shape s = {1, 1, 3, 3};
 	struct tr_tensor tx = {x, s}, ty = {y, s}, tdy = {dy, s}, tdx = {dx, s};
-	OK(b->ops->maxpool_backward(b, 3, &tx, &tdy, &tdx, &ok_err));
+	OK(b->ops->maxpool_backward(b, 3, &tx, &ty, &tdy, &tdx, &ok_err));
 	/* (0,0) wins (0,0),(0,1),(1,0),(1,1); (0,1) wins (0,2),(1,2); (1,0) wins (2,0),(2,1) */
 	const float want_first[9] = {4, 2, 0, 2, 1, 0, 0, 0, 0};
 	assert_memory_equal(dx, want_first, sizeof(dx));
@@ -766,6 +766,151 @@ static void test_maxpool_ties_and_padding(void **state)
 
 /* ------------------------------------------------------------------------ */
 /* Detect decode                                                             */
+
+/*
+ * The optimizer ops against formula.h's per-element updates (the CPU op must
+ * be exactly that loop, threads or not), and the norm, scale and EMA ops.
+ */
+static void test_optimizer_ops(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct rng rng = {13};
+	const size_t n = 70000; /* above the threading threshold */
+	float *param = rand_buf(n, &rng), *grad = rand_buf(n, &rng);
+	float *slot0 = rand_buf(n, &rng), *slot1 = rand_buf(n, &rng);
+	float *want[4];
+	for (int i = 0; i < 4; i++)
+		want[i] = malloc(n * sizeof(float));
+	for (size_t k = 0; k < n; k++)
+		slot1[k] = fabsf(slot1[k]);
+	const struct tr_f_optim steps[] = {
+	    {.adam = 0, .has_decay = 1, .lr = 0.01f, .momentum = 0.937f, .decay = 5e-4f},
+	    {.adam = 1,
+	     .decoupled = 1,
+	     .has_decay = 1,
+	     .decay = 5e-4f,
+	     .step_size = 0.02f,
+	     .bc2_sqrt = 0.03f,
+	     .b1 = 0.9f,
+	     .one_minus_b1 = 0.1f,
+	     .b2 = 0.999f,
+	     .one_minus_b2 = 0.001f,
+	     .eps = 1e-8f,
+	     .shrink = 0.99999f},
+	};
+	for (size_t c = 0; c < UT_ARRAY_LEN(steps); c++) {
+		const struct tr_f_optim *st = &steps[c];
+		memcpy(want[0], param, n * sizeof(float));
+		memcpy(want[2], slot0, n * sizeof(float));
+		memcpy(want[3], slot1, n * sizeof(float));
+		for (size_t k = 0; k < n; k++) {
+			if (st->adam)
+				tr_f_adam_update(st, &want[0][k], grad[k], &want[2][k],
+						 &want[3][k]);
+			else
+				tr_f_sgd_update(st, &want[0][k], grad[k], &want[2][k]);
+		}
+		OK(b->ops->optim_update(b, st, param, grad, slot0, st->adam ? slot1 : NULL, n,
+					&ok_err));
+		assert_memory_equal(param, want[0], n * sizeof(float));
+		assert_memory_equal(slot0, want[2], n * sizeof(float));
+		assert_memory_equal(slot1, want[3], n * sizeof(float));
+	}
+	struct ut_err err = {{0}};
+	assert_int_equal(b->ops->optim_update(b, &steps[1], param, grad, slot0, NULL, n, &err), -1);
+	double sum = 0, got;
+	for (size_t k = 0; k < n; k++)
+		sum += (double)grad[k] * grad[k];
+	OK(b->ops->sum_squares(b, grad, n, &got, &ok_err));
+	assert_true(got == sum);
+	memcpy(want[1], grad, n * sizeof(float));
+	OK(b->ops->scale(b, grad, 0.25f, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(grad[k] == want[1][k] * 0.25f);
+	memcpy(want[0], param, n * sizeof(float));
+	OK(b->ops->ema_update(b, param, grad, 0.9f, 0.1f, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(param[k] == want[0][k] * 0.9f + 0.1f * grad[k]);
+	for (int i = 0; i < 4; i++)
+		free(want[i]);
+	free(param);
+	free(grad);
+	free(slot0);
+	free(slot1);
+	tr_backend_destroy(b);
+}
+
+/* Input bytes to floats and the half rounding, element by element as formula.h says. */
+static void test_conversion_ops(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	const size_t n = 40000;
+	uint8_t *bytes = malloc(n);
+	float *floats = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+	assert_true(bytes && floats && x);
+	for (size_t k = 0; k < n; k++) {
+		bytes[k] = (uint8_t)(k * 7);
+		x[k] = ((float)k - 20000.0f) * 3.3e-3f;
+	}
+	x[0] = 1e-9f;	  /* below half's subnormals: 0 */
+	x[1] = 65519.0f;  /* the largest half */
+	x[2] = -65520.0f; /* past it: -inf */
+	OK(b->ops->images_to_float(b, bytes, floats, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(floats[k] == (float)bytes[k] / 255.0f);
+	memcpy(floats, x, n * sizeof(float));
+	OK(b->ops->round_half(b, x, n, &ok_err));
+	for (size_t k = 0; k < n; k++)
+		assert_true(x[k] == tr_f_round_to_half(floats[k]));
+	assert_true(x[0] == 0.0f && x[1] == 65504.0f && isinf(x[2]) && x[2] < 0);
+	assert_true(x[20001] == 0x1.b08p-9f); /* 3.3e-3 to 11 significant bits */
+	free(bytes);
+	free(floats);
+	free(x);
+	tr_backend_destroy(b);
+}
+
+/* Detect's permute and its backward: out[n, a, y, x, o] = raw[n, a * no + o, y, x], and back. */
+static void test_detect_permute(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct rng rng = {12};
+	const int na = 3, no = 7;
+	struct tr_shape s = {2, na * no, 4, 5};
+	size_t count = tr_shape_numel(s);
+	float *raw = rand_buf(count, &rng), *out = rand_buf(count, &rng);
+	float *back = rand_buf(count, &rng);
+	struct tr_tensor traw = {raw, s}, tback = {back, s};
+	OK(b->ops->detect_permute_forward(b, na, &traw, out, &ok_err));
+	for (int n = 0; n < s.n; n++)
+		for (int a = 0; a < na; a++)
+			for (int y = 0; y < s.h; y++)
+				for (int x = 0; x < s.w; x++)
+					for (int o = 0; o < no; o++) {
+						size_t to =
+						    ((((size_t)n * na + a) * s.h + y) * s.w + x) *
+							no +
+						    o;
+						size_t from =
+						    (((size_t)n * s.c + a * no + o) * s.h + y) *
+							s.w +
+						    x;
+						assert_true(out[to] == raw[from]);
+					}
+	OK(b->ops->detect_permute_backward(b, na, out, &tback, &ok_err));
+	assert_memory_equal(back, raw, count * sizeof(float));
+	struct tr_tensor odd = {raw, {2, 20, 4, 5}};
+	struct ut_err err = {{0}};
+	assert_int_equal(b->ops->detect_permute_forward(b, na, &odd, out, &err), -1);
+	assert_non_null(strstr(err.msg, "20 channels"));
+	free(raw);
+	free(out);
+	free(back);
+	tr_backend_destroy(b);
+}
 
 /* Two levels into one output, against YOLOv5 v7.0's formulas in double. */
 static void test_detect_decode(void **state)
@@ -785,7 +930,10 @@ static void test_detect_decode(void **state)
 		x[l] = rand_buf(tr_shape_numel(shapes[l]), &rng);
 		for (size_t i = 0; i < tr_shape_numel(shapes[l]); i++)
 			x[l][i] *= 4.0f;
-		struct tr_detect_level level = {na, no, anchors[l], strides[l], rows, row0};
+		float grid[6]; /* the op takes anchors in grid units */
+		for (int j = 0; j < 6; j++)
+			grid[j] = anchors[l][j] / strides[l];
+		struct tr_detect_level level = {na, no, grid, strides[l], rows, row0};
 		struct tr_tensor tx = {x[l], shapes[l]};
 		OK(b->ops->detect_decode(b, &level, &tx, out, &ok_err));
 		row0 += na * shapes[l].h * shapes[l].w;
@@ -920,6 +1068,9 @@ int main(void)
 	    cmocka_unit_test(test_concat),
 	    cmocka_unit_test(test_maxpool),
 	    cmocka_unit_test(test_maxpool_ties_and_padding),
+	    cmocka_unit_test(test_optimizer_ops),
+	    cmocka_unit_test(test_conversion_ops),
+	    cmocka_unit_test(test_detect_permute),
 	    cmocka_unit_test(test_detect_decode),
 	    cmocka_unit_test(test_determinism),
 	};

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "ops.h"
 #include "pcg.h"
 #include "safetensors.h"
 #include "train.h"
@@ -107,6 +108,9 @@ static void test_bilinear_matches_torch(void **state)
 	struct tr_st_file *file;
 	struct ut_err err;
 	assert_int_equal(tr_st_open(path, &file, &err), 0);
+	struct tr_backend *cpu = NULL;
+	if (tr_cpu_backend_create(2, &cpu, &err) != 0)
+		fail_msg("%s", err.msg);
 	const struct tr_st_tensor *in = tr_st_find(file, "input");
 	assert_non_null(in);
 	int planes = (int)(in->shape[0] * in->shape[1]), ih = (int)in->shape[2],
@@ -122,6 +126,14 @@ static void test_bilinear_matches_torch(void **state)
 		const float *ref = want->data;
 		for (size_t i = 0; i < want->numel; i++)
 			assert_true(fabsf(got[i] - ref[i]) <= 1e-6f);
+		/* the backend's op, what training runs: the same bits */
+		float *op = malloc(want->numel * sizeof(float));
+		struct tr_tensor x = {(float *)in->data, {1, planes, ih, iw}};
+		struct tr_tensor y = {op, {1, planes, sizes[k][0], sizes[k][1]}};
+		if (cpu->ops->resize_bilinear(cpu, &x, &y, &err) != 0)
+			fail_msg("%s", err.msg);
+		assert_memory_equal(op, got, want->numel * sizeof(float));
+		free(op);
 		free(got);
 	}
 	/* the same size is a copy */
@@ -129,12 +141,58 @@ static void test_bilinear_matches_torch(void **state)
 	tr_resize_bilinear(in->data, planes, ih, iw, same, ih, iw);
 	assert_memory_equal(same, in->data, in->numel * sizeof(float));
 	free(same);
+	tr_backend_destroy(cpu);
 	tr_st_close(file);
+}
+
+/*
+ * --quad's collate op against collate_fn4 written out here: quad 0 tiled
+ * (four floats images), quad 1 image 4 upsampled (tr_resize_bilinear on its
+ * bytes, truncated to bytes, / 255).
+ */
+static void test_quad_collate(void **state)
+{
+	(void)state;
+	enum { N = 8, C = 3, H = 5, W = 6 };
+	static uint8_t bytes[N * C * H * W];
+	static float floats[N * C * H * W], got[N / 4 * C * 4 * H * W], want[N / 4 * C * 4 * H * W];
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 5, 9);
+	for (size_t i = 0; i < sizeof(bytes); i++) {
+		bytes[i] = (uint8_t)ut_pcg_below(&rng, 256);
+		floats[i] = (float)bytes[i] / 255.0f;
+	}
+	const size_t plane = H * W, big = 4 * plane;
+	for (int k = 0; k < 4; k++) /* quad 0: tiled */
+		for (int c = 0; c < C; c++)
+			for (int y = 0; y < H; y++)
+				for (int x = 0; x < W; x++)
+					want[c * big + ((k & 1) * H + y) * 2 * W + (k >> 1) * W +
+					     x] = floats[((k * C + c) * H + y) * W + x];
+	static float src[C * H * W];
+	for (size_t i = 0; i < C * plane; i++) /* quad 1: image 4 upsampled */
+		src[i] = bytes[4 * C * plane + i];
+	tr_resize_bilinear(src, C, H, W, want + C * big, 2 * H, 2 * W);
+	for (size_t i = 0; i < C * big; i++)
+		want[C * big + i] = (float)(uint8_t)want[C * big + i] / 255.0f;
+	struct ut_err err;
+	struct tr_backend *cpu = NULL;
+	if (tr_cpu_backend_create(2, &cpu, &err) != 0)
+		fail_msg("%s", err.msg);
+	const uint8_t upsample[2] = {0, 1};
+	struct tr_tensor images = {floats, {N, C, H, W}};
+	if (cpu->ops->quad_collate(cpu, bytes, &images, upsample, got, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_memory_equal(got, want, sizeof(got));
+	struct tr_tensor three = {floats, {3, C, H, W}};
+	assert_int_equal(cpu->ops->quad_collate(cpu, bytes, &three, upsample, got, &err), -1);
+	tr_backend_destroy(cpu);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_quad_collate),
 	    cmocka_unit_test(test_halves_are_fixed_points),
 	    cmocka_unit_test(test_rounds_to_nearest_even),
 	    cmocka_unit_test(test_increment_path),

@@ -424,14 +424,14 @@ static void net_open(struct net *net)
 	struct ut_pcg rng;
 	ut_pcg_seed(&rng, 7, 11);
 	tr_model_init(net->model, &rng);
-	if (tr_model_plan(net->model, 2, 64, 96, &err) != 0 ||
-	    tr_cpu_backend_create(1, &net->cpu, &err) != 0)
+	if (tr_cpu_backend_create(1, &net->cpu, &err) != 0 ||
+	    tr_model_plan(net->model, net->cpu, 2, 64, 96, &err) != 0)
 		fail_msg("%s", err.msg);
 	struct tr_loss_params params = {
 	    .nl = net->model->detect.nl,
 	    .na = net->model->detect.na,
 	    .nc = 2,
-	    .anchors = net->model->detect.anchors,
+	    .anchors = net->model->tensors[net->model->detect.anchors_tensor].data,
 	    .hyp = {.box = 0.05, .obj = 1.0, .cls = 0.5, .cls_pw = 1, .obj_pw = 1, .anchor_t = 4}};
 	if (tr_loss_create(&params, 16, &net->loss, &err) != 0)
 		fail_msg("%s", err.msg);
@@ -440,8 +440,8 @@ static void net_open(struct net *net)
 static void net_close(struct net *net)
 {
 	tr_loss_free(net->loss);
+	tr_model_free(net->model); /* before its backend */
 	tr_backend_destroy(net->cpu);
-	tr_model_free(net->model);
 }
 
 /* A 2-image 64 x 96 batch of noise with three targets. */
@@ -643,7 +643,7 @@ static void test_batch_in_chunks(void **state)
 	if (tr_val_batch(whole, net.model, net.cpu, &a.batch, net.loss, &err) != 0 ||
 	    tr_val_batch(whole, net.model, net.cpu, &b.batch, net.loss, &err) != 0)
 		fail_msg("%s", err.msg);
-	if (tr_model_plan_inference(net.model, 1, 64, 96, &err) != 0)
+	if (tr_model_plan_inference(net.model, net.cpu, 1, 64, 96, &err) != 0)
 		fail_msg("%s", err.msg);
 	if (tr_val_batch(chunked, net.model, net.cpu, &a.batch, net.loss, &err) != 0 ||
 	    tr_val_batch(chunked, net.model, net.cpu, &b.batch, net.loss, &err) != 0)

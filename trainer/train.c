@@ -66,17 +66,21 @@ struct tr_run {
 	enum tr_optim_kind kind;
 	struct tr_optim_sched sched;
 	struct tr_optim_ema ema_state;
-	long steps;	      /* optimizer steps so far (Adam's bias correction) */
-	float *slot0, *slot1; /* optimizer state, the layout of model->params */
-	bool *frozen;	      /* per tensor of model->tensors */
-	float *images;	      /* one batch as floats, [batch, 3, h, w] */
-	float *scaled;	      /* --multi-scale: the batch resized, [batch, 3, h', w'] */
-	int gs;		      /* grid size: the largest stride, at least 32 */
-	int imgsz;	      /* --imgsz made a multiple of gs */
-	float *quad_targets;  /* --quad: the targets of the combined images */
-	float *quad_src;      /* --quad: one image as floats 0..255 */
+	long steps;		/* optimizer steps so far (Adam's bias correction) */
+	float *slot0, *slot1;	/* optimizer state, the layout of model->params (device) */
+	float *host_slot[2];	/* their host mirror, for checkpoints */
+	bool *frozen;		/* per tensor of model->tensors */
+	uint8_t *images_u8;	/* one batch as the loader made it, [batch, 3, h, w] (device) */
+	float *images;		/* the same as floats / 255 (device) */
+	float *dev_scaled;	/* --quad: [batch / 4, 3, 2h, 2w]; --multi-scale: the batch
+				   resized, [batch, 3, h', w'] (device) */
+	size_t scaled_floats;	/* its size */
+	uint8_t *quad_upsample; /* --quad: per combined image, upsampled (1) or tiled (0) */
+	int gs;			/* grid size: the largest stride, at least 32 */
+	int imgsz;		/* --imgsz made a multiple of gs */
+	float *quad_targets;	/* --quad: the targets of the combined images */
 	size_t quad_cap;
-	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] */
+	float *grad_out[TR_MAX_LEVELS]; /* dLoss / d detect.outputs[l] (device) */
 	double *class_weights;		/* labels_to_class_weights * nc (image weights) */
 	double *maps;			/* AP@.5:.95 per class of the last validation */
 	double *image_weights;
@@ -129,43 +133,23 @@ void tr_train_increment_path(const char *path, bool exist_ok, char *buf, size_t 
 
 float tr_round_to_half(float value)
 {
-	if (!isfinite(value) || value == 0.0f)
-		return value;
-	float mag = fabsf(value);
-	if (mag >= 65520.0f) /* rounds past the largest half, 65504 */
-		return copysignf(INFINITY, value);
-	int exponent;
-	frexpf(mag, &exponent);	     /* mag in [2^(e-1), 2^e) */
-	int quantum = exponent - 11; /* 11 significant bits */
-	if (quantum < -24)	     /* half subnormals: steps of 2^-24 */
-		quantum = -24;
-	float steps = nearbyintf(ldexpf(mag, -quantum)); /* ties to even */
-	return copysignf(ldexpf(steps, quantum), value);
+	return tr_f_round_to_half(value);
 }
 
 void tr_resize_bilinear(const float *in, int planes, int in_h, int in_w, float *out, int out_h,
 			int out_w)
 {
-	/* area_pixel_compute_source_index: scale * (dst + 0.5) - 0.5, at least 0 */
-	float scale_h = (float)in_h / (float)out_h, scale_w = (float)in_w / (float)out_w;
 	for (int y = 0; y < out_h; y++) {
-		float sy = scale_h * ((float)y + 0.5f) - 0.5f;
-		if (sy < 0)
-			sy = 0;
-		int y0 = (int)sy, y1 = y0 + (y0 < in_h - 1);
-		float ly = sy - (float)y0, hy = 1.0f - ly;
+		int y0, y1;
+		float ly;
+		tr_f_bilinear_source(y, in_h, out_h, &y0, &y1, &ly);
 		for (int x = 0; x < out_w; x++) {
-			float sx = scale_w * ((float)x + 0.5f) - 0.5f;
-			if (sx < 0)
-				sx = 0;
-			int x0 = (int)sx, x1 = x0 + (x0 < in_w - 1);
-			float lx = sx - (float)x0, hx = 1.0f - lx;
-			for (int p = 0; p < planes; p++) {
-				const float *src = in + (size_t)p * in_h * in_w;
-				out[((size_t)p * out_h + y) * out_w + x] =
-				    hy * (hx * src[y0 * in_w + x0] + lx * src[y0 * in_w + x1]) +
-				    ly * (hx * src[y1 * in_w + x0] + lx * src[y1 * in_w + x1]);
-			}
+			int x0, x1;
+			float lx;
+			tr_f_bilinear_source(x, in_w, out_w, &x0, &x1, &lx);
+			for (int p = 0; p < planes; p++)
+				out[((size_t)p * out_h + y) * out_w + x] = tr_f_bilinear(
+				    in + (size_t)p * in_h * in_w, in_w, y0, y1, ly, x0, x1, lx);
 		}
 	}
 }
@@ -354,11 +338,11 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 	return 0;
 }
 
-/* ModelEMA(model): a copy of every state entry, updates 0. */
+/* ModelEMA(model): a copy of every state entry, updates 0 (host mirrors, before the plan). */
 static void copy_model_state(struct tr_model *dst, const struct tr_model *src)
 {
-	memcpy(dst->params, src->params, src->nparam_values * sizeof(float));
-	memcpy(dst->buffers, src->buffers, src->nbuffer_values * sizeof(float));
+	memcpy(dst->host_params, src->host_params, src->nparam_values * sizeof(float));
+	memcpy(dst->host_buffers, src->host_buffers, src->nbuffer_values * sizeof(float));
 	memcpy(dst->counters, src->counters, src->ncounter_values * sizeof(int64_t));
 }
 
@@ -440,6 +424,14 @@ static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err
 	return tr_loader_create(&run->val_split, &val, &run->val_loader, err);
 }
 
+/* bytes of zeroed device memory on backend */
+static int device_zeros(struct tr_backend *backend, size_t bytes, void **out, struct ut_err *err)
+{
+	if (backend->ops->alloc(backend, bytes, out, err) != 0)
+		return -1;
+	return backend->ops->memset(backend, *out, 0, bytes, err);
+}
+
 /* Activations and the float batch, once, for the largest batch of each loader. */
 static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 {
@@ -457,42 +449,65 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		int most = multi_scale_max(imgsz, run->gs);
 		th = th > most ? th : most;
 		tw = tw > most ? tw : most;
-		run->scaled = malloc((size_t)batch * 3 * th * tw * sizeof(float));
-		if (run->scaled == NULL)
-			return ut_err_set(err, "out of memory for the multi-scale images");
+		run->scaled_floats = (size_t)batch * 3 * th * tw;
 	}
 	int plan_batch = batch;
 	if (o->quad) { /* collate_fn4: batch / 4 images of twice the size */
 		plan_batch = batch / 4;
 		th *= 2;
 		tw *= 2;
-		run->scaled = malloc((size_t)batch * 3 * loader_h * loader_w * sizeof(float));
-		run->quad_src = malloc((size_t)3 * loader_h * loader_w * sizeof(float));
-		if (run->scaled == NULL || run->quad_src == NULL)
+		run->scaled_floats = (size_t)batch * 3 * loader_h * loader_w;
+		run->quad_upsample = calloc((size_t)batch / 4 + 1, 1);
+		if (run->quad_upsample == NULL)
 			return ut_err_set(err, "out of memory for the quad images");
 	}
-	if (tr_model_plan(run->model, plan_batch, th, tw, err) != 0 ||
-	    tr_model_plan_inference(run->ema, val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
+	if (tr_model_plan(run->model, run->backend, plan_batch, th, tw, err) != 0 ||
+	    tr_model_plan_inference(run->ema, run->backend,
+				    val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
 				    err) != 0)
 		return -1;
 	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
-	run->images = malloc(image_floats * sizeof(float));
-	if (run->images == NULL)
-		return ut_err_set(err, "out of memory for the batch images");
+	void *u8, *images, *dev_scaled;
+	if (device_zeros(run->backend, image_floats, &u8, err) != 0)
+		return -1;
+	run->images_u8 = u8;
+	if (device_zeros(run->backend, image_floats * sizeof(float), &images, err) != 0)
+		return -1;
+	run->images = images;
+	if (run->scaled_floats > 0) {
+		if (device_zeros(run->backend, run->scaled_floats * sizeof(float), &dev_scaled,
+				 err) != 0)
+			return -1;
+		run->dev_scaled = dev_scaled;
+	}
 	const struct tr_detect *det = &run->model->detect;
 	for (int l = 0; l < det->nl; l++) {
 		size_t cells = (size_t)(th / det->stride[l]) * (size_t)(tw / det->stride[l]);
-		run->grad_out[l] =
-		    malloc((size_t)plan_batch * det->na * cells * det->no * sizeof(float));
-		if (run->grad_out[l] == NULL)
-			return ut_err_set(err, "out of memory for the output gradients");
+		size_t bytes = (size_t)plan_batch * det->na * cells * det->no * sizeof(float);
+		void *grad;
+		if (device_zeros(run->backend, bytes, &grad, err) != 0)
+			return -1;
+		run->grad_out[l] = grad;
 	}
-	run->slot0 = calloc(run->model->nparam_values, sizeof(float));
-	run->slot1 = calloc(run->model->nparam_values, sizeof(float));
+	struct tr_backend *be = run->backend;
+	size_t slot_bytes = run->model->nparam_values * sizeof(float);
+	void *slot0, *slot1;
+	if (be->ops->alloc(be, slot_bytes, &slot0, err) != 0)
+		return -1;
+	run->slot0 = slot0;
+	if (be->ops->alloc(be, slot_bytes, &slot1, err) != 0)
+		return -1;
+	run->slot1 = slot1;
+	if (be->ops->memset(be, slot0, 0, slot_bytes, err) != 0 ||
+	    be->ops->memset(be, slot1, 0, slot_bytes, err) != 0)
+		return -1;
+	run->host_slot[0] = calloc(run->model->nparam_values, sizeof(float));
+	run->host_slot[1] = calloc(run->model->nparam_values, sizeof(float));
 	run->class_weights = calloc((size_t)run->nc, sizeof(double));
 	run->maps = calloc((size_t)run->nc, sizeof(double));
 	run->image_weights = calloc((size_t)run->train_split.n_items + 1, sizeof(double));
-	if (!run->slot0 || !run->slot1 || !run->class_weights || !run->maps || !run->image_weights)
+	if (!run->host_slot[0] || !run->host_slot[1] || !run->class_weights || !run->maps ||
+	    !run->image_weights)
 		return ut_err_set(err, "out of memory");
 	return 0;
 }
@@ -505,7 +520,7 @@ static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
 	struct tr_loss_params params = {.nl = det->nl,
 					.na = det->na,
 					.nc = run->nc,
-					.anchors = det->anchors,
+					.anchors = run->model->tensors[det->anchors_tensor].data,
 					.hyp = run->loss_hyp};
 	if (tr_loss_create(&params, 256, &run->loss, err) != 0)
 		return -1;
@@ -514,11 +529,12 @@ static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
 	return tr_val_create(&vo, &run->val, err);
 }
 
-/* check_anchors on the training labels; new anchors go into the model. */
+/* check_anchors on the training labels; new anchors go into the model's host mirror. */
 static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 {
 	const struct tr_data_split *split = &run->train_split;
 	struct tr_detect *det = &run->model->detect;
+	float *anchors = run->model->tensors[det->anchors_tensor].data;
 	size_t n = (size_t)split->n_items, total = 0;
 	double *shapes = malloc((n + 1) * 2 * sizeof(double));
 	size_t *counts = malloc((n + 1) * sizeof(size_t));
@@ -545,7 +561,7 @@ static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 	for (int l = 0; l < det->nl; l++)
 		for (int a = 0; a < 2 * det->na; a++)
 			anchors_px[(l * det->na) * 2 + a] =
-			    det->anchors[(l * det->na) * 2 + a] * (float)det->stride[l];
+			    anchors[(l * det->na) * 2 + a] * (float)det->stride[l];
 	struct tr_anchor_dataset dataset = {
 	    .n_images = n, .shapes_wh = shapes, .label_counts = counts, .labels_wh = wh};
 	double strides[TR_MAX_LEVELS];
@@ -567,7 +583,7 @@ static int autoanchor(struct tr_run *run, int imgsz, struct ut_err *err)
 	if (result.replaced) {
 		for (int l = 0; l < det->nl; l++)
 			for (int a = 0; a < 2 * det->na; a++)
-				det->anchors[(l * det->na) * 2 + a] =
+				anchors[(l * det->na) * 2 + a] =
 				    anchors_px[(l * det->na) * 2 + a] / (float)det->stride[l];
 	}
 	rc = 0;
@@ -579,13 +595,18 @@ done:
 	return rc;
 }
 
-/* model.half().float(): YOLOv5 rounds the whole state to half precision once. */
-static void round_state_to_half(struct tr_model *model)
+/*
+ * model.half().float(): YOLOv5 rounds the whole state to half precision
+ * once, on the device; the host mirror follows (the loss takes its anchors).
+ */
+static int round_state_to_half(struct tr_run *run, struct ut_err *err)
 {
-	for (size_t i = 0; i < model->nparam_values; i++)
-		model->params[i] = tr_round_to_half(model->params[i]);
-	for (size_t i = 0; i < model->nbuffer_values; i++)
-		model->buffers[i] = tr_round_to_half(model->buffers[i]);
+	struct tr_model *m = run->model;
+	struct tr_backend *be = run->backend;
+	if (be->ops->round_half(be, m->params, m->nparam_values, err) != 0 ||
+	    be->ops->round_half(be, m->buffers, m->nbuffer_values, err) != 0)
+		return -1;
+	return tr_model_download(m, err);
 }
 
 static int make_schedule(struct tr_run *run, struct ut_err *err)
@@ -656,13 +677,19 @@ static int save_checkpoint(struct tr_run *run, const char *path, long epoch, str
 		goto done;
 	}
 	size_t count = 0;
+	struct tr_backend *be = run->backend;
+	size_t slot_bytes = m->nparam_values * sizeof(float);
+	if (tr_model_download(run->model, err) != 0 || tr_model_download(run->ema, err) != 0 ||
+	    be->ops->download(be, run->host_slot[0], run->slot0, slot_bytes, err) != 0 ||
+	    be->ops->download(be, run->host_slot[1], run->slot1, slot_bytes, err) != 0)
+		goto done;
 	add_model_entries(run->model, "", entries, names, shapes, &count);
 	add_model_entries(run->ema, "ema.", entries, names, shapes, &count);
 	for (int slot = 0; slot < 2; slot++) {
 		const char *sname = slot_name(run->kind, slot);
 		if (sname == NULL)
 			continue;
-		float *state = slot == 0 ? run->slot0 : run->slot1;
+		const float *state = run->host_slot[slot];
 		for (int t = 0; t < m->ntensors; t++) {
 			const struct tr_tensor_spec *spec = &m->tensors[t];
 			if (spec->kind != TR_TENSOR_PARAM)
@@ -750,7 +777,7 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 				run->opts->optimizer);
 	for (int slot = 0; rc == 0 && slot < 2; slot++) {
 		const char *sname = slot_name(run->kind, slot);
-		float *state = slot == 0 ? run->slot0 : run->slot1;
+		float *state = run->host_slot[slot];
 		for (int t = 0; rc == 0 && sname && t < run->model->ntensors; t++) {
 			const struct tr_tensor_spec *spec = &run->model->tensors[t];
 			char name[TR_NAME_LEN + 32];
@@ -766,6 +793,11 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 				       spec->numel * sizeof(float));
 		}
 	}
+	struct tr_backend *be = run->backend;
+	size_t slot_bytes = run->model->nparam_values * sizeof(float);
+	if (rc == 0 && (be->ops->upload(be, run->slot0, run->host_slot[0], slot_bytes, err) != 0 ||
+			be->ops->upload(be, run->slot1, run->host_slot[1], slot_bytes, err) != 0))
+		rc = -1;
 	if (rc == 0) {
 		run->start_epoch = info.epoch + 1;
 		run->best_fitness = info.best_fitness;
@@ -814,14 +846,25 @@ static void progress_line(const struct tr_run *run, long epoch, const float mlos
 	fprintf(out, "| %ld/%ld", done, nb);
 }
 
-/* The optimizer step: clip, update the unfrozen parameters, zero grads, EMA. */
-static void optimizer_step(struct tr_run *run)
+/*
+ * The optimizer step on the backend: clip (clip_grad_norm_), update the
+ * unfrozen parameters, zero the gradients, EMA.
+ */
+static int optimizer_step(struct tr_run *run, struct ut_err *err)
 {
 	struct tr_model *m = run->model;
+	struct tr_backend *be = run->backend;
+	const struct tr_ops *ops = be->ops;
 	for (int t = 0; t < m->ntensors; t++)
-		if (run->frozen[t])
-			memset(m->tensors[t].grad, 0, m->tensors[t].numel * sizeof(float));
-	tr_optim_clip_grad_norm(m->grads, m->nparam_values, TR_OPTIM_MAX_GRAD_NORM);
+		if (run->frozen[t] && ops->memset(be, m->tensors[t].grad, 0,
+						  m->tensors[t].numel * sizeof(float), err) != 0)
+			return -1;
+	double sum_squares;
+	if (ops->sum_squares(be, m->grads, m->nparam_values, &sum_squares, err) != 0)
+		return -1;
+	float coef = tr_optim_clip_coef(sum_squares, TR_OPTIM_MAX_GRAD_NORM);
+	if (coef < 1.0f && ops->scale(be, m->grads, coef, m->nparam_values, err) != 0)
+		return -1;
 	run->steps++;
 	for (int t = 0; t < m->ntensors; t++) {
 		const struct tr_tensor_spec *spec = &m->tensors[t];
@@ -829,13 +872,22 @@ static void optimizer_step(struct tr_run *run)
 			continue;
 		struct tr_optim_hparams hp =
 		    tr_optim_sched_hparams(&run->sched, tr_optim_group_of(spec->name));
-		tr_optim_update(run->kind, &hp, run->steps, spec->data, spec->grad,
-				run->slot0 + spec->offset, run->slot1 + spec->offset, spec->numel);
+		struct tr_f_optim step = tr_optim_step_scalars(run->kind, &hp, run->steps);
+		if (ops->optim_update(be, &step, m->params + spec->offset, spec->grad,
+				      run->slot0 + spec->offset, run->slot1 + spec->offset,
+				      spec->numel, err) != 0)
+			return -1;
 	}
-	memset(m->grads, 0, m->nparam_values * sizeof(float));
+	if (ops->memset(be, m->grads, 0, m->nparam_values * sizeof(float), err) != 0)
+		return -1;
 	double d = tr_optim_ema_next_decay(&run->ema_state);
-	tr_optim_ema_update(run->ema->params, m->params, m->nparam_values, d);
-	tr_optim_ema_update(run->ema->buffers, m->buffers, m->nbuffer_values, d);
+	const float keep = (float)d, take = (float)(1.0 - d);
+	if (ops->ema_update(be, run->ema->params, m->params, keep, take, m->nparam_values, err) !=
+		0 ||
+	    ops->ema_update(be, run->ema->buffers, m->buffers, keep, take, m->nbuffer_values,
+			    err) != 0)
+		return -1;
+	return 0;
 }
 
 /*
@@ -860,18 +912,17 @@ static void multi_scale_shape(const struct tr_run *run, long epoch, long number,
 }
 
 /*
- * collate_fn4 (--quad): every 4 images of the batch become one of twice the
- * size, with probability 0.5 the first of them upsampled 2x (bilinear, then
- * truncated to uint8 as .type(uint8) does) with its labels, else the four
- * tiled (first top left, second below it, third top right, fourth below
- * that) with their labels halved and shifted. A rest of fewer than 4 images
- * is dropped. The combined images go to run->scaled as floats / 255.
+ * collate_fn4 (--quad), its host part: every 4 images of the batch become
+ * one of twice the size, with probability 0.5 the first of them upsampled
+ * 2x with its labels, else the four tiled with their labels halved and
+ * shifted. A rest of fewer than 4 images is dropped. The draws go to
+ * run->quad_upsample and the targets to run->quad_targets; the backend's
+ * quad_collate makes the images.
  */
 static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_out, size_t *nt_out,
 		      struct ut_err *err)
 {
-	int n = batch->n / 4, h = batch->height, w = batch->width;
-	size_t plane = (size_t)h * w, big = 4 * plane;
+	int n = batch->n / 4;
 	if (batch->nt > run->quad_cap) {
 		float *grown = realloc(run->quad_targets, batch->nt * 6 * sizeof(float));
 		if (grown == NULL)
@@ -884,29 +935,9 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 			 batch->number);
 	size_t nt = 0;
 	for (int q = 0; q < n; q++) {
-		float *out = run->scaled + (size_t)q * 3 * big;
 		int first = 4 * q;
 		bool upsample = ut_pcg_uniform(&rng) < 0.5;
-		if (upsample) { /* interpolate the uint8 values, truncate back to uint8, then / 255
-				 */
-			const uint8_t *in = batch->images + (size_t)first * 3 * plane;
-			for (size_t i = 0; i < 3 * plane; i++)
-				run->quad_src[i] = in[i];
-			tr_resize_bilinear(run->quad_src, 3, h, w, out, 2 * h, 2 * w);
-			for (size_t i = 0; i < 3 * big; i++)
-				out[i] = (float)(uint8_t)out[i] / 255.0f;
-		} else {
-			for (int k = 0; k < 4; k++) {
-				const float *in = run->images + (size_t)(first + k) * 3 * plane;
-				int oy = (k & 1) * h, ox = (k >> 1) * w;
-				for (int c = 0; c < 3; c++)
-					for (int y = 0; y < h; y++)
-						memcpy(out + ((size_t)c * 2 * h + oy + y) * 2 * w +
-							   ox,
-						       in + ((size_t)c * h + y) * w,
-						       (size_t)w * sizeof(float));
-			}
-		}
+		run->quad_upsample[q] = upsample;
 		for (size_t t = 0; t < batch->nt; t++) {
 			const float *row = batch->targets + 6 * t;
 			int k = (int)row[0] - first;
@@ -936,29 +967,37 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 {
 	struct tr_model *m = run->model;
 	const struct tr_detect *det = &m->detect;
-	tr_batch_images_to_float(batch, run->images);
+	struct tr_backend *be = run->backend;
 	const float *images = run->images;
 	int height = batch->height, width = batch->width, n = batch->n;
 	const float *targets = batch->targets;
 	size_t nt = batch->nt;
+	if (run->opts->multi_scale)
+		multi_scale_shape(run, epoch, batch->number, &height, &width);
+	size_t count = (size_t)n * 3 * (size_t)batch->height * (size_t)batch->width;
+	if (be->ops->upload(be, run->images_u8, batch->images, count, err) != 0 ||
+	    be->ops->images_to_float(be, run->images_u8, run->images, count, err) != 0)
+		return -1;
+	struct tr_tensor whole = {run->images, {n, 3, batch->height, batch->width}};
 	if (run->opts->quad) {
 		if (quad_batch(run, batch, &n, &nt, err) != 0)
 			return -1;
-		if (n == 0) { /* fewer than 4 images left: collate_fn4 has nothing to make */
+		if (n == 0) { /* fewer than 4 images left: collate_fn4 makes nothing */
 			memset(items, 0, 3 * sizeof(float));
 			return 0;
 		}
-		images = run->scaled;
 		targets = run->quad_targets;
 		height *= 2;
 		width *= 2;
-	} else if (run->opts->multi_scale) {
-		multi_scale_shape(run, epoch, batch->number, &height, &width);
-		if (height != batch->height || width != batch->width) {
-			tr_resize_bilinear(run->images, batch->n * 3, batch->height, batch->width,
-					   run->scaled, height, width);
-			images = run->scaled;
-		}
+		if (be->ops->quad_collate(be, run->images_u8, &whole, run->quad_upsample,
+					  run->dev_scaled, err) != 0)
+			return -1;
+		images = run->dev_scaled;
+	} else if (height != batch->height || width != batch->width) { /* --multi-scale */
+		struct tr_tensor y = {run->dev_scaled, {n, 3, height, width}};
+		if (be->ops->resize_bilinear(be, &whole, &y, err) != 0)
+			return -1;
+		images = run->dev_scaled;
 	}
 	*size = width; /* what the network sees (--quad, --multi-scale) */
 	if (tr_model_forward(m, run->backend, images, n, height, width, 1, err) != 0)
@@ -972,12 +1011,12 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	}
 	struct tr_loss_result result;
 	if (tr_loss_reserve(run->loss, nt, err) != 0 ||
-	    tr_loss_compute(run->loss, &lb, &result, err) != 0)
+	    tr_loss_compute_on(run->loss, be, &lb, &result, err) != 0)
 		return -1;
 	for (int l = 0; run->opts->quad && l < det->nl; l++) { /* train.py: loss *= 4 */
-		size_t count = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no;
-		for (size_t i = 0; i < count; i++)
-			run->grad_out[l][i] *= 4.0f;
+		size_t values = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no;
+		if (be->ops->scale(be, run->grad_out[l], 4.0f, values, err) != 0)
+			return -1;
 	}
 	if (!isfinite(result.loss))
 		return ut_err_set(err,
@@ -988,8 +1027,8 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 				  (double)result.items[2]);
 	if (tr_model_backward(m, run->backend, (const float *const *)run->grad_out, err) != 0)
 		return -1;
-	if (tr_optim_sched_step_due(&run->sched, ni))
-		optimizer_step(run);
+	if (tr_optim_sched_step_due(&run->sched, ni) && optimizer_step(run, err) != 0)
+		return -1;
 	memcpy(items, result.items, sizeof(result.items));
 	return 0;
 }
@@ -1014,7 +1053,9 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 	if (tr_loader_start_epoch(run->train_loader, epoch, weights, err) != 0)
 		return -1;
 	long nb = tr_loader_num_batches(run->train_loader);
-	memset(run->model->grads, 0, run->model->nparam_values * sizeof(float));
+	if (run->backend->ops->memset(run->backend, run->model->grads, 0,
+				      run->model->nparam_values * sizeof(float), err) != 0)
+		return -1;
 	mloss[0] = mloss[1] = mloss[2] = 0;
 	if (o->progress_tty)
 		fprintf(stderr, "\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "Mem", "box_loss",
@@ -1243,9 +1284,10 @@ static int setup(struct tr_run *run, struct ut_err *err)
 			    "%s: the anchors hyp makes placeholder anchors that only "
 			    "AutoAnchor replaces; drop --noautoanchor or the anchors key",
 			    o->hyp);
-		round_state_to_half(run->model);
 	}
-	if (make_loss(run, imgsz, err) != 0)
+	/* the host mirrors as resume and AutoAnchor left them; a fresh run rounds to half */
+	if (tr_model_upload(run->model, err) != 0 || tr_model_upload(run->ema, err) != 0 ||
+	    (!o->resume && round_state_to_half(run, err) != 0) || make_loss(run, imgsz, err) != 0)
 		return -1;
 	return make_schedule(run, err);
 }
@@ -1258,18 +1300,22 @@ static void teardown(struct tr_run *run)
 		tr_val_results_free(&run->results);
 	tr_val_free(run->val);
 	tr_loss_free(run->loss);
-	tr_model_free(run->model);
+	tr_model_free(run->model); /* device memory first, then its backend */
 	tr_model_free(run->ema);
-	if (run->backend != NULL)
+	if (run->backend != NULL) {
+		run->backend->ops->free(run->backend, run->slot0);
+		run->backend->ops->free(run->backend, run->slot1);
+		run->backend->ops->free(run->backend, run->images_u8);
+		run->backend->ops->free(run->backend, run->images);
+		run->backend->ops->free(run->backend, run->dev_scaled);
+		for (int l = 0; l < TR_MAX_LEVELS; l++)
+			run->backend->ops->free(run->backend, run->grad_out[l]);
 		tr_backend_destroy(run->backend);
-	for (int l = 0; l < TR_MAX_LEVELS; l++)
-		free(run->grad_out[l]);
-	free(run->images);
-	free(run->scaled);
-	free(run->quad_src);
+	}
+	free(run->quad_upsample);
 	free(run->quad_targets);
-	free(run->slot0);
-	free(run->slot1);
+	free(run->host_slot[0]);
+	free(run->host_slot[1]);
 	free(run->frozen);
 	free(run->class_weights);
 	free(run->maps);

@@ -108,8 +108,8 @@ static void cleanup(struct session *s)
 	tr_val_results_free(&s->res);
 	tr_val_free(s->val);
 	tr_loader_free(s->loader);
+	tr_model_free(s->model); /* before its backend */
 	tr_backend_destroy(s->cpu);
-	tr_model_free(s->model);
 	tr_st_close(s->weights);
 	tr_data_split_free(&s->split);
 	tr_data_yaml_free(&s->yaml);
@@ -215,9 +215,9 @@ static int prepare(struct session *s, const struct cli *c, int imgsz, struct ut_
 	tr_loader_max_shape(s->loader, &height, &width);
 	/* activations for at most 8 images: tr_val_batch forwards larger batches in chunks */
 	int batch = (int)c->batch_size < s->split.n_items ? (int)c->batch_size : s->split.n_items;
-	if (tr_model_plan_inference(s->model, batch < 8 ? batch : 8, height, width, err) != 0)
-		return -1;
-	if (tr_backend_create(c->device, (int)c->threads, &s->cpu, err) != 0)
+	if (tr_backend_create(c->device, (int)c->threads, &s->cpu, err) != 0 ||
+	    tr_model_plan_inference(s->model, s->cpu, batch < 8 ? batch : 8, height, width, err) !=
+		0)
 		return -1;
 	struct tr_val_opts vo = tr_val_defaults(s->yaml.nc);
 	vo.conf_thres = c->conf_thres;

@@ -168,6 +168,59 @@ static void cpu_destroy(struct tr_backend *b)
 }
 
 /* ------------------------------------------------------------------------ */
+/* memory: device memory is host memory                                      */
+
+static int cpu_alloc(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err)
+{
+	(void)b;
+	size_t rounded = (bytes + 63) / 64 * 64;
+	*out = aligned_alloc(64, rounded ? rounded : 64);
+	if (*out == NULL)
+		return ut_err_set(err, "%s:%d: out of memory (%zu bytes)", __FILE__, __LINE__,
+				  rounded);
+	return 0;
+}
+
+static void cpu_free(struct tr_backend *b, void *ptr)
+{
+	(void)b;
+	free(ptr);
+}
+
+static int cpu_memset(struct tr_backend *b, void *dst, int value, size_t bytes, struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	memset(dst, value, bytes);
+	return 0;
+}
+
+/* upload and download: the same memcpy, the direction only documents the caller's intent */
+static int cpu_upload(struct tr_backend *b, void *dst_dev, const void *src_host, size_t bytes,
+		      struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	if (bytes > 0)
+		memcpy(dst_dev, src_host, bytes);
+	return 0;
+}
+
+static int cpu_download(struct tr_backend *b, void *dst_host, const void *src_dev, size_t bytes,
+			struct ut_err *err)
+{
+	return cpu_upload(b, dst_host, src_dev, bytes, err);
+}
+
+/* every CPU op has finished when it returns */
+static int cpu_sync(struct tr_backend *b, struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* convolution primitives                                                    */
 
 struct conv_descs {
@@ -924,12 +977,13 @@ static int cpu_maxpool_forward(struct tr_backend *b, int k, const struct tr_tens
 
 /* dx = 0, then dx[argmax] += dy per output, plane by plane (no races) */
 static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_tensor *x,
-				const struct tr_tensor *dy, struct tr_tensor *dx,
-				struct ut_err *err)
+				const struct tr_tensor *y, const struct tr_tensor *dy,
+				struct tr_tensor *dx, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = x->shape;
-	if (pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
+	if (pool_check("maxpool_backward", k, s, y->shape, err) != 0 ||
+	    pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
 	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0)
 		return -1;
 	int planes = s.n * s.c;
@@ -1070,11 +1124,54 @@ static int cpu_concat_backward(struct tr_backend *b, const struct tr_tensor *dy,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Detect decode (inference)                                                 */
+/* Detect: permute and decode                                                */
 
-static float sigmoidf(float v)
+static int detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err)
 {
-	return 1.0f / (1.0f + expf(-v));
+	if (na < 1 || s.c % na != 0 || s.c / na < 6)
+		return ut_err_set(err, "%s: %d channels for %d anchors (need na * (nc + 5))", op,
+				  s.c, na);
+	return 0;
+}
+
+/*
+ * Copy between [n, na * no, h, w] (planar) and [n, na, h, w, no] (rows),
+ * one (image, anchor) plane at a time.
+ */
+static void detect_permute(struct cpu_state *st, int na, struct tr_shape s, float *planar,
+			   float *rows, int to_rows)
+{
+	int no = s.c / na, planes = s.n * na;
+	size_t hw = (size_t)s.h * s.w;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN)
+	for (int p = 0; p < planes; p++) {
+		float *from = planar + (size_t)p * no * hw, *to = rows + (size_t)p * hw * no;
+		for (size_t cell = 0; cell < hw; cell++)
+			for (int o = 0; o < no; o++) {
+				if (to_rows)
+					to[cell * no + o] = from[(size_t)o * hw + cell];
+				else
+					from[(size_t)o * hw + cell] = to[cell * no + o];
+			}
+	}
+}
+
+static int cpu_detect_permute_forward(struct tr_backend *b, int na, const struct tr_tensor *raw,
+				      float *out, struct ut_err *err)
+{
+	if (detect_check("detect_permute_forward", na, raw->shape, err) != 0)
+		return -1;
+	detect_permute(state_of(b), na, raw->shape, raw->data, out, 1);
+	return 0;
+}
+
+static int cpu_detect_permute_backward(struct tr_backend *b, int na, const float *dout,
+				       struct tr_tensor *draw, struct ut_err *err)
+{
+	if (detect_check("detect_permute_backward", na, draw->shape, err) != 0)
+		return -1;
+	detect_permute(state_of(b), na, draw->shape, draw->data, (float *)dout, 0);
+	return 0;
 }
 
 /* See struct tr_detect_level in ops.h for the layout and the formulas. */
@@ -1097,11 +1194,12 @@ static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level 
 		int n = p / na, a = p % na;
 		const float *in = x->data + (size_t)p * no * hw; /* channels a * no .. */
 		float *rows = out + ((size_t)n * level->rows + level->row0 + (size_t)a * hw) * no;
-		float aw = level->anchors[2 * a], ah = level->anchors[2 * a + 1];
+		float aw = level->anchors[2 * a] * level->stride;
+		float ah = level->anchors[2 * a + 1] * level->stride;
 		for (size_t cell = 0; cell < hw; cell++) {
 			float *row = rows + cell * no;
 			for (int k = 0; k < no; k++)
-				row[k] = sigmoidf(in[(size_t)k * hw + cell]);
+				row[k] = tr_f_sigmoid(in[(size_t)k * hw + cell]);
 			float gx = (float)(cell % (size_t)s.w) - 0.5f;
 			float gy = (float)(cell / (size_t)s.w) - 0.5f;
 			row[0] = (row[0] * 2.0f + gx) * level->stride;
@@ -1114,10 +1212,194 @@ static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level 
 }
 
 /* ------------------------------------------------------------------------ */
+/* optimizer: update, gradient norm, EMA (flat arrays, formula.h per element) */
+
+static int cpu_optim_update(struct tr_backend *b, const struct tr_f_optim *step, float *param,
+			    const float *grad, float *slot0, float *slot1, size_t n,
+			    struct ut_err *err)
+{
+	if (step->adam && slot1 == NULL)
+		return ut_err_set(err, "optim_update: Adam needs exp_avg_sq (slot1)");
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++) {
+		if (step->adam)
+			tr_f_adam_update(step, &param[k], grad[k], &slot0[k], &slot1[k]);
+		else
+			tr_f_sgd_update(step, &param[k], grad[k], &slot0[k]);
+	}
+	return 0;
+}
+
+/* one thread, index order: the sum's rounding must not depend on the thread count */
+static int cpu_sum_squares(struct tr_backend *b, const float *x, size_t n, double *out,
+			   struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	double sum = 0.0;
+	for (size_t k = 0; k < n; k++)
+		sum += (double)x[k] * (double)x[k];
+	*out = sum;
+	return 0;
+}
+
+static int cpu_scale(struct tr_backend *b, float *x, float factor, size_t n, struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		x[k] *= factor;
+	return 0;
+}
+
+static int cpu_ema_update(struct tr_backend *b, float *ema, const float *model, float keep,
+			  float take, size_t n, struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		ema[k] = tr_f_ema_update(ema[k], model[k], keep, take);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the loss's dense objectness                                               */
+
+/* one thread, cell order: the sum's rounding must not depend on the thread count */
+static int cpu_loss_obj_dense(struct tr_backend *b, const struct tr_f_bce *bce, double scale,
+			      const float *pred, float *grad, size_t cells, int width,
+			      double *obj_sum, struct ut_err *err)
+{
+	(void)b;
+	if (width < 6)
+		return ut_err_set(err, "loss_obj_dense: rows of %d values (need nc + 5)", width);
+	double sum = 0.0;
+	for (size_t c = 0; c < cells; c++)
+		sum += tr_f_obj_cell(bce, scale, pred + c * width,
+				     grad != NULL ? grad + c * width : NULL, width);
+	*obj_sum = sum;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* bilinear resize, --quad's collate                                         */
+
+static int cpu_resize_bilinear(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
+			       struct ut_err *err)
+{
+	struct tr_shape in = x->shape, out = y->shape;
+	if (in.n != out.n || in.c != out.c || in.h < 1 || in.w < 1 || out.h < 1 || out.w < 1)
+		return ut_err_set(err, "resize_bilinear: %dx%dx%dx%d to %dx%dx%dx%d", in.n, in.c,
+				  in.h, in.w, out.n, out.c, out.h, out.w);
+	int planes = in.n * in.c;
+	size_t in_hw = (size_t)in.h * in.w, out_hw = (size_t)out.h * out.w;
+#pragma omp parallel for num_threads(state_of(b)->threads)                                         \
+    schedule(static) if (tr_shape_numel(out) > PAR_MIN)
+	for (int p = 0; p < planes; p++) {
+		const float *src = x->data + (size_t)p * in_hw;
+		float *dst = y->data + (size_t)p * out_hw;
+		for (int i = 0; i < out.h; i++) {
+			int y0, y1;
+			float ly;
+			tr_f_bilinear_source(i, in.h, out.h, &y0, &y1, &ly);
+			for (int j = 0; j < out.w; j++) {
+				int x0, x1;
+				float lx;
+				tr_f_bilinear_source(j, in.w, out.w, &x0, &x1, &lx);
+				dst[(size_t)i * out.w + j] =
+				    tr_f_bilinear(src, in.w, y0, y1, ly, x0, x1, lx);
+			}
+		}
+	}
+	return 0;
+}
+
+/* One plane of a quad: image 4q's bytes upsampled 2x, truncated, / 255. */
+static void quad_upsample_plane(const uint8_t *src, int h, int w, float *dst)
+{
+	for (int i = 0; i < 2 * h; i++) {
+		int y0, y1;
+		float ly;
+		tr_f_bilinear_source(i, h, 2 * h, &y0, &y1, &ly);
+		for (int j = 0; j < 2 * w; j++) {
+			int x0, x1;
+			float lx;
+			tr_f_bilinear_source(j, w, 2 * w, &x0, &x1, &lx);
+			float value = tr_f_bilinear_u8(src, w, y0, y1, ly, x0, x1, lx);
+			dst[(size_t)i * 2 * w + j] = tr_f_u8_to_float((uint8_t)value);
+		}
+	}
+}
+
+static int cpu_quad_collate(struct tr_backend *b, const uint8_t *bytes,
+			    const struct tr_tensor *images, const uint8_t *upsample, float *out,
+			    struct ut_err *err)
+{
+	struct tr_shape s = images->shape;
+	if (s.n < 4 || s.c < 1 || s.h < 1 || s.w < 1)
+		return ut_err_set(err, "quad_collate: %dx%dx%dx%d images (need 4 or more)", s.n,
+				  s.c, s.h, s.w);
+	int planes = s.n / 4 * s.c;
+	size_t plane = (size_t)s.h * s.w, big = 4 * plane;
+#pragma omp parallel for num_threads(state_of(b)->threads)                                         \
+    schedule(static) if (planes * big > PAR_MIN)
+	for (int p = 0; p < planes; p++) {
+		int q = p / s.c, c = p % s.c;
+		float *dst = out + (size_t)p * big;
+		if (upsample[q]) {
+			quad_upsample_plane(bytes + ((size_t)4 * q * s.c + c) * plane, s.h, s.w,
+					    dst);
+			continue;
+		}
+		for (int k = 0; k < 4; k++) {
+			const float *src = images->data + ((size_t)(4 * q + k) * s.c + c) * plane;
+			int oy = (k & 1) * s.h, ox = (k >> 1) * s.w;
+			for (int y = 0; y < s.h; y++)
+				memcpy(dst + (size_t)(oy + y) * 2 * s.w + ox, src + (size_t)y * s.w,
+				       (size_t)s.w * sizeof(float));
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* conversions: input bytes, half rounding                                   */
+
+static int cpu_images_to_float(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
+			       struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		y[k] = tr_f_u8_to_float(x[k]);
+	return 0;
+}
+
+static int cpu_round_half(struct tr_backend *b, float *x, size_t n, struct ut_err *err)
+{
+	(void)err;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		x[k] = tr_f_round_to_half(x[k]);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table and the constructor                                             */
 
 static const struct tr_ops cpu_ops = {
     .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset = cpu_memset,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .sync = cpu_sync,
     .conv_forward = cpu_conv_forward,
     .conv_backward_data = cpu_conv_backward_data,
     .conv_backward_filter = cpu_conv_backward_filter,
@@ -1133,7 +1415,18 @@ static const struct tr_ops cpu_ops = {
     .concat_forward = cpu_concat_forward,
     .concat_backward = cpu_concat_backward,
     .add_forward = cpu_add_forward,
+    .detect_permute_forward = cpu_detect_permute_forward,
+    .detect_permute_backward = cpu_detect_permute_backward,
     .detect_decode = cpu_detect_decode,
+    .optim_update = cpu_optim_update,
+    .sum_squares = cpu_sum_squares,
+    .scale = cpu_scale,
+    .ema_update = cpu_ema_update,
+    .loss_obj_dense = cpu_loss_obj_dense,
+    .resize_bilinear = cpu_resize_bilinear,
+    .quad_collate = cpu_quad_collate,
+    .images_to_float = cpu_images_to_float,
+    .round_half = cpu_round_half,
 };
 
 int tr_cpu_backend_create_layout(int threads, enum tr_cpu_layout layout, struct tr_backend **out,

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "dataset.h"
+#include "formula.h"
 #include "ut.h"
 
 /* The augmentation hyperparameters the loader reads (hyp.*.yaml names). */
@@ -113,12 +114,15 @@ int tr_loader_start_epoch(struct tr_loader *loader, long epoch, const double *im
  * could not be read or memory ran out (err names the image).
  */
 int tr_loader_next(struct tr_loader *loader, const struct tr_batch **batch, struct ut_err *err);
-/* A batch's images as the network takes them: floats / 255, [n, 3, height, width]. */
+/*
+ * A batch's images as the network takes them, on the host: floats / 255,
+ * [n, 3, height, width] (the backends' images_to_float does the same).
+ */
 static inline void tr_batch_images_to_float(const struct tr_batch *batch, float *out)
 {
 	size_t count = (size_t)batch->n * 3 * (size_t)batch->height * (size_t)batch->width;
 	for (size_t i = 0; i < count; i++)
-		out[i] = (float)batch->images[i] / 255.0f;
+		out[i] = tr_f_u8_to_float(batch->images[i]);
 }
 
 /* Stop the workers of the current epoch and join them. */

@@ -36,7 +36,6 @@ struct tr_val {
 	struct val_array target_cls;		   /* int [n_labels] */
 	long *labels_per_class, *images_per_class; /* [nc] */
 	/* scratch, grown on demand and kept between runs */
-	struct val_array images; /* float [n, 3, h, w] */
 	struct val_array nms_ws; /* bytes */
 	struct val_array labels; /* float [nt][5] */
 	/* a batch forwarded in chunks: the gathered raw outputs and decoded rows */
@@ -109,7 +108,6 @@ int tr_val_create(const struct tr_val_opts *opts, struct tr_val **out, struct ut
 	val->conf.elem = sizeof(double);
 	val->pred_cls.elem = sizeof(int);
 	val->target_cls.elem = sizeof(int);
-	val->images.elem = sizeof(float);
 	val->nms_ws.elem = 1;
 	val->labels.elem = 5 * sizeof(float);
 	val->decoded.elem = sizeof(float);
@@ -138,7 +136,6 @@ void tr_val_free(struct tr_val *val)
 	array_free(&val->conf);
 	array_free(&val->pred_cls);
 	array_free(&val->target_cls);
-	array_free(&val->images);
 	array_free(&val->nms_ws);
 	array_free(&val->labels);
 	array_free(&val->decoded);
@@ -313,16 +310,6 @@ int tr_val_add_image(struct tr_val *val, float *detections, size_t n_det, const 
 
 /* --- one batch --- */
 
-/* im.float() / 255 into the scratch images. */
-static int batch_to_float(struct tr_val *val, const struct tr_batch *batch, struct ut_err *err)
-{
-	const size_t count = (size_t)batch->n * 3 * (size_t)batch->height * (size_t)batch->width;
-	if (array_reserve(&val->images, count, err) != 0)
-		return -1;
-	tr_batch_images_to_float(batch, val->images.data);
-	return 0;
-}
-
 /* compute_loss(train_out, targets)[1] added to the running sums. */
 static int batch_loss(struct tr_val *val, const struct tr_model *model,
 		      const struct tr_batch *batch, struct tr_loss *loss, struct ut_err *err)
@@ -367,48 +354,48 @@ static int batch_image(struct tr_val *val, const struct tr_model *model,
 }
 
 /*
- * The eval forward pass of the batch, in chunks of at most model->max_batch
- * images when the model was planned for fewer (its activations are the
- * biggest memory of a validation): each chunk's raw level outputs and
- * decoded rows are gathered into val's arrays, so the loss and NMS see the
- * whole batch as val.py does. BN uses running statistics here, so images do
- * not affect each other.
+ * The eval forward pass of the batch on the backend, in chunks of at most
+ * model->max_batch images when the model was planned for fewer (its
+ * activations are the biggest memory of a validation): each chunk's bytes
+ * go up to model->input_u8 and become floats / 255 there, and its raw
+ * level outputs and decoded rows come back into val's arrays, so the loss
+ * and NMS see the whole batch as val.py does. BN uses running statistics
+ * here, so images do not affect each other. seconds[0] counts the upload
+ * and the conversion, seconds[1] the rest.
  */
 static int forward_batch(struct tr_val *val, struct tr_model *model, struct tr_backend *backend,
 			 const struct tr_batch *batch, struct ut_err *err)
 {
 	const struct tr_detect *det = &model->detect;
-	const float *images = val->images.data;
+	const struct tr_ops *ops = backend->ops;
 	int step = model->max_batch > 0 ? model->max_batch : batch->n;
-	if (batch->n <= step) {
-		if (tr_model_forward(model, backend, images, batch->n, batch->height, batch->width,
-				     0, err) != 0)
-			return -1;
-		for (int l = 0; l < det->nl; l++)
-			val->pred[l] = det->outputs[l];
-		val->rows = det->decoded;
-		return 0;
-	}
-	size_t image_floats = (size_t)3 * batch->height * batch->width;
+	size_t image_values = (size_t)3 * batch->height * batch->width;
 	for (int first = 0; first < batch->n; first += step) {
 		int n = batch->n - first < step ? batch->n - first : step;
-		if (tr_model_forward(model, backend, images + (size_t)first * image_floats, n,
-				     batch->height, batch->width, 0, err) != 0)
+		size_t count = (size_t)n * image_values;
+		double t0 = monotonic_seconds();
+		if (ops->upload(backend, model->input_u8,
+				batch->images + (size_t)first * image_values, count, err) != 0 ||
+		    ops->images_to_float(backend, model->input_u8, model->input, count, err) != 0)
+			return -1;
+		val->seconds[0] += monotonic_seconds() - t0;
+		if (tr_model_forward(model, backend, model->input, n, batch->height, batch->width,
+				     0, err) != 0)
 			return -1;
 		for (int l = 0; l < det->nl; l++) {
 			size_t per = (size_t)det->na * (batch->height / det->stride[l]) *
 				     (batch->width / det->stride[l]) * det->no;
-			if (array_reserve(&val->raw[l], per * batch->n, err) != 0)
+			if (array_reserve(&val->raw[l], per * batch->n, err) != 0 ||
+			    ops->download(backend, (float *)val->raw[l].data + per * first,
+					  det->outputs[l], per * n * sizeof(float), err) != 0)
 				return -1;
-			memcpy((float *)val->raw[l].data + per * first, det->outputs[l],
-			       per * n * sizeof(float));
 			val->pred[l] = val->raw[l].data;
 		}
 		size_t per_rows = (size_t)det->cells * det->no;
-		if (array_reserve(&val->decoded, per_rows * batch->n, err) != 0)
+		if (array_reserve(&val->decoded, per_rows * batch->n, err) != 0 ||
+		    ops->download(backend, (float *)val->decoded.data + per_rows * first,
+				  det->decoded, per_rows * n * sizeof(float), err) != 0)
 			return -1;
-		memcpy((float *)val->decoded.data + per_rows * first, det->decoded,
-		       per_rows * n * sizeof(float));
 		val->rows = val->decoded.data;
 	}
 	return 0;
@@ -422,15 +409,10 @@ int tr_val_batch(struct tr_val *val, struct tr_model *model, struct tr_backend *
 				  model->detect.nc, val->opts.nc);
 	if (batch->n < 1)
 		return ut_err_set(err, "validation: batch %ld has no image", batch->number);
-	double t0 = monotonic_seconds();
-	if (batch_to_float(val, batch, err) != 0)
-		return -1;
-	double t1 = monotonic_seconds();
+	double t0 = monotonic_seconds(), before = val->seconds[0];
 	if (forward_batch(val, model, backend, batch, err) != 0)
 		return -1;
-	double t2 = monotonic_seconds();
-	val->seconds[0] += t1 - t0;
-	val->seconds[1] += t2 - t1;
+	val->seconds[1] += monotonic_seconds() - t0 - (val->seconds[0] - before);
 	val->n_batches++;
 	if (loss != NULL && batch_loss(val, model, batch, loss, err) != 0)
 		return -1;

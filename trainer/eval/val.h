@@ -64,9 +64,11 @@ void tr_val_free(struct tr_val *val);
 void tr_val_reset(struct tr_val *val);
 
 /*
- * One batch: forward in eval mode (in chunks of the model's planned batch
- * when the batch is larger), loss (may be NULL) on the raw outputs with the targets,
- * then NMS, scale_boxes to each original image and process_batch.
+ * One batch: forward in eval mode on backend, the model's (in chunks of the
+ * model's planned batch when the batch is larger, through the model's input
+ * buffers), the raw outputs and decoded rows downloaded, loss (may be NULL)
+ * on the raw outputs with the targets, then NMS, scale_boxes to each
+ * original image and process_batch.
  */
 int tr_val_batch(struct tr_val *val, struct tr_model *model, struct tr_backend *backend,
 		 const struct tr_batch *batch, struct tr_loss *loss, struct ut_err *err);

@@ -12,6 +12,7 @@
 #ifndef TR_FORMULA_H
 #define TR_FORMULA_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -84,6 +85,195 @@ TR_F float tr_f_silu_grad(float x, float dy)
 {
 	float sig = 1.0f / (1.0f + tr_f_expf(-x));
 	return dy * sig * (1.0f + x * (1.0f - sig));
+}
+
+/* ---- optimizer updates ---- */
+
+/*
+ * The scalars of one optimizer step on one tensor, rounded to float as
+ * PyTorch's CPU kernels round them (tr_optim_step_scalars in optim.h makes
+ * them from the schedule's doubles). adam 0 is SGD with Nesterov momentum;
+ * decoupled selects AdamW's decay.
+ */
+struct tr_f_optim {
+	int adam, decoupled, has_decay;
+	float lr, momentum, decay;			 /* SGD (decay: Adam too) */
+	float step_size, bc2_sqrt, b1, one_minus_b1, b2; /* Adam, AdamW */
+	float one_minus_b2, eps, shrink;
+};
+
+/*
+ * torch.optim.SGD(nesterov=True, dampening=0), one element: the momentum
+ * buffer, then the parameter; x + alpha * y fused where PyTorch fuses it.
+ */
+TR_F void tr_f_sgd_update(const struct tr_f_optim *s, float *param, float grad, float *buf)
+{
+	float d = grad;
+	if (s->has_decay)
+		d = fmaf(s->decay, *param, d);
+	*buf = *buf * s->momentum + d;
+	d = fmaf(s->momentum, *buf, d);
+	*param = fmaf(-s->lr, d, *param);
+}
+
+/* torch.optim.Adam, or AdamW with s->decoupled, one element. */
+TR_F void tr_f_adam_update(const struct tr_f_optim *s, float *param, float grad, float *exp_avg,
+			   float *exp_avg_sq)
+{
+	float g = grad;
+	if (s->decoupled)
+		*param = *param * s->shrink;
+	else if (s->has_decay)
+		g = fmaf(s->decay, *param, g);
+	*exp_avg = fmaf(s->one_minus_b1, g, *exp_avg * s->b1);
+	*exp_avg_sq = *exp_avg_sq * s->b2 + s->one_minus_b2 * g * g;
+	float denom = sqrtf(*exp_avg_sq) / s->bc2_sqrt + s->eps;
+	*param = *param + -s->step_size * *exp_avg / denom;
+}
+
+/* ModelEMA: ema * keep + take * model, keep = (float)d, take = (float)(1 - d). */
+TR_F float tr_f_ema_update(float ema, float model, float keep, float take)
+{
+	return ema * keep + take * model;
+}
+
+/* ---- input and state conversions ---- */
+
+/* An image byte as the network takes it: im.float() / 255. */
+TR_F float tr_f_u8_to_float(uint8_t value)
+{
+	return (float)value / 255.0f;
+}
+
+/*
+ * The nearest IEEE half (ties to even) as a float, what model.half().float()
+ * leaves: 11 significant bits, half subnormals in steps of 2^-24, and
+ * infinity from 65520 up; NaN, infinities and zeros unchanged.
+ */
+TR_F float tr_f_round_to_half(float value)
+{
+	if (!isfinite(value) || value == 0.0f)
+		return value;
+	float mag = fabsf(value);
+	if (mag >= 65520.0f) /* rounds past the largest half, 65504 */
+		return copysignf(INFINITY, value);
+	int exponent;
+	frexpf(mag, &exponent);	     /* mag in [2^(e-1), 2^e) */
+	int quantum = exponent - 11; /* 11 significant bits */
+	if (quantum < -24)	     /* half subnormals: steps of 2^-24 */
+		quantum = -24;
+	float steps = nearbyintf(ldexpf(mag, -quantum)); /* ties to even */
+	return copysignf(ldexpf(steps, quantum), value);
+}
+
+/* ---- the loss: sigmoid, BCE with logits, focal loss ---- */
+
+/*
+ * sigmoid(x) = 1 / (1 + exp(-x)) with the C library's expf, as the loss and
+ * Detect's decode have always computed it on the CPU (unlike tr_f_expf, a
+ * GPU's expf may round differently: within 2 ulp, not the same bits).
+ */
+TR_F float tr_f_sigmoid(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+#define TR_F_FOCAL_ALPHA 0.25f /* FocalLoss's alpha */
+
+/* The elementwise BCE-with-logits (or focal) loss of a logit x against target t. */
+struct tr_f_bce {
+	float pos_weight;
+	float gamma; /* 0: plain BCE, else FocalLoss(gamma) */
+};
+
+/* torch 1.13 binary_cross_entropy_with_logits with pos_weight, then FocalLoss. */
+TR_F float tr_f_bce_forward(const struct tr_f_bce *bce, float x, float t)
+{
+	float max_val = -x > 0.0f ? -x : 0.0f;
+	float log_weight = (bce->pos_weight - 1.0f) * t + 1.0f;
+	float loss =
+	    (1.0f - t) * x + log_weight * (logf(expf(-max_val) + expf(-x - max_val)) + max_val);
+	if (bce->gamma > 0.0f) {
+		float prob = tr_f_sigmoid(x);
+		float p_t = t * prob + (1.0f - t) * (1.0f - prob);
+		float alpha_factor = t * TR_F_FOCAL_ALPHA + (1.0f - t) * (1.0f - TR_F_FOCAL_ALPHA);
+		float modulating = powf(1.0f - p_t, bce->gamma);
+		loss *= alpha_factor * modulating;
+	}
+	return loss;
+}
+
+/* d tr_f_bce_forward / dx, in double. */
+TR_F double tr_f_bce_backward(const struct tr_f_bce *bce, float x, float t)
+{
+	double s = tr_f_sigmoid(x), pw = bce->pos_weight, tt = t;
+	double grad = (pw * tt + 1.0 - tt) * s - pw * tt;
+	if (bce->gamma > 0.0f) {
+		double gamma = bce->gamma;
+		double p_t = tt * s + (1.0 - tt) * (1.0 - s);
+		double alpha_factor = tt * TR_F_FOCAL_ALPHA + (1.0 - tt) * (1.0 - TR_F_FOCAL_ALPHA);
+		double modulating = pow(1.0 - p_t, gamma);
+		double dmod =
+		    -gamma * pow(1.0 - p_t, gamma - 1.0) * (2.0 * tt - 1.0) * s * (1.0 - s);
+		const struct tr_f_bce plain = {bce->pos_weight, 0.0f};
+		double loss = tr_f_bce_forward(&plain, x, t);
+		grad = grad * alpha_factor * modulating + loss * alpha_factor * dmod;
+	}
+	return grad;
+}
+
+/*
+ * The dense objectness term of one cell of a level's outputs (pred, a row
+ * of width = nc + 5 floats): the BCE of pred[4] against 0, returned; with
+ * grad not NULL the cell's gradient row is assigned, zero but grad[4] =
+ * scale * its derivative. The loss corrects the matched cells afterwards.
+ */
+TR_F float tr_f_obj_cell(const struct tr_f_bce *bce, double scale, const float *pred, float *grad,
+			 int width)
+{
+	if (grad != NULL) {
+		for (int k = 0; k < width; k++)
+			grad[k] = 0.0f;
+		grad[4] = (float)(scale * tr_f_bce_backward(bce, pred[4], 0.0f));
+	}
+	return tr_f_bce_forward(bce, pred[4], 0.0f);
+}
+
+/* ---- bilinear resize (align_corners=False, antialias off) ---- */
+
+/*
+ * Where output row (or column) dst of a resize from in_size to out_size
+ * reads: PyTorch's area_pixel_compute_source_index, scale * (dst + 0.5) -
+ * 0.5 clamped at 0 with scale = in_size / out_size in float; *i0 and *i1
+ * the two neighbours (i1 = i0 at the last one), *frac the weight of i1.
+ */
+TR_F void tr_f_bilinear_source(int dst, int in_size, int out_size, int *i0, int *i1, float *frac)
+{
+	float scale = (float)in_size / (float)out_size;
+	float src = scale * ((float)dst + 0.5f) - 0.5f;
+	if (src < 0)
+		src = 0;
+	*i0 = (int)src;
+	*i1 = *i0 + (*i0 < in_size - 1);
+	*frac = src - (float)*i0;
+}
+
+/* One output value of a plane in [in_h][in_w] at the sources of tr_f_bilinear_source. */
+TR_F float tr_f_bilinear(const float *in, int in_w, int y0, int y1, float ly, int x0, int x1,
+			 float lx)
+{
+	float hy = 1.0f - ly, hx = 1.0f - lx;
+	return hy * (hx * in[y0 * in_w + x0] + lx * in[y0 * in_w + x1]) +
+	       ly * (hx * in[y1 * in_w + x0] + lx * in[y1 * in_w + x1]);
+}
+
+/* tr_f_bilinear on a plane of bytes, each read as the float of its value. */
+TR_F float tr_f_bilinear_u8(const uint8_t *in, int in_w, int y0, int y1, float ly, int x0, int x1,
+			    float lx)
+{
+	float hy = 1.0f - ly, hx = 1.0f - lx;
+	return hy * (hx * (float)in[y0 * in_w + x0] + lx * (float)in[y0 * in_w + x1]) +
+	       ly * (hx * (float)in[y1 * in_w + x0] + lx * (float)in[y1 * in_w + x1]);
 }
 
 #endif

@@ -10,6 +10,8 @@
  * at exactly 0.
  */
 #include "loss.h"
+#include "formula.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,7 +19,6 @@
 
 #define NOFFSETS 5
 #define CIOU_EPS 1e-7f
-#define FOCAL_ALPHA 0.25f
 
 struct loss_order {
 	size_t cell; /* flat (b, a, gj, gi) */
@@ -32,54 +33,10 @@ struct tr_loss {
 	size_t match_capacity; /* matches per level: 5 * na * capacity */
 	struct tr_loss_matches matches[TR_LOSS_MAX_LEVELS];
 	float *ciou;		  /* [match_capacity] of the level at hand */
+	float *rows;		  /* [2][nc + 5]: host copies of a cell's pred and grad */
 	struct loss_order *order; /* [match_capacity] */
 	void *memory;		  /* the one allocation behind the above */
 };
-
-/* The elementwise BCE (or focal) loss and its derivative by the logit. */
-struct bce_param {
-	float pos_weight;
-	float gamma; /* 0: plain BCE */
-};
-
-static float sigmoid_f(float x)
-{
-	return 1.0f / (1.0f + expf(-x));
-}
-
-/* torch 1.13 binary_cross_entropy_with_logits with pos_weight, then FocalLoss. */
-static float bce_forward(const struct bce_param *bce, float x, float t)
-{
-	float max_val = -x > 0.0f ? -x : 0.0f;
-	float log_weight = (bce->pos_weight - 1.0f) * t + 1.0f;
-	float loss =
-	    (1.0f - t) * x + log_weight * (logf(expf(-max_val) + expf(-x - max_val)) + max_val);
-	if (bce->gamma > 0.0f) {
-		float prob = sigmoid_f(x);
-		float p_t = t * prob + (1.0f - t) * (1.0f - prob);
-		float alpha_factor = t * FOCAL_ALPHA + (1.0f - t) * (1.0f - FOCAL_ALPHA);
-		float modulating = powf(1.0f - p_t, bce->gamma);
-		loss *= alpha_factor * modulating;
-	}
-	return loss;
-}
-
-static double bce_backward(const struct bce_param *bce, float x, float t)
-{
-	double s = sigmoid_f(x), pw = bce->pos_weight, tt = t;
-	double grad = (pw * tt + 1.0 - tt) * s - pw * tt;
-	if (bce->gamma > 0.0f) {
-		double gamma = bce->gamma;
-		double p_t = tt * s + (1.0 - tt) * (1.0 - s);
-		double alpha_factor = tt * FOCAL_ALPHA + (1.0 - tt) * (1.0 - FOCAL_ALPHA);
-		double modulating = pow(1.0 - p_t, gamma);
-		double dmod =
-		    -gamma * pow(1.0 - p_t, gamma - 1.0) * (2.0 * tt - 1.0) * s * (1.0 - s);
-		double loss = bce_forward(&(struct bce_param){bce->pos_weight, 0.0f}, x, t);
-		grad = grad * alpha_factor * modulating + loss * alpha_factor * dmod;
-	}
-	return grad;
-}
 
 /* ---- CIoU of a predicted box (1) and its target (2), both xywh ---- */
 
@@ -212,6 +169,11 @@ int tr_loss_create(const struct tr_loss_params *params, size_t max_targets, stru
 	loss->params.anchors = loss->anchors;
 	for (int l = 0; l < params->nl; l++)
 		loss->balance[l] = params->nl == 3 ? balance3[l] : balance5[l];
+	loss->rows = malloc(2 * (size_t)(params->nc + 5) * sizeof(float));
+	if (loss->rows == NULL) {
+		tr_loss_free(loss);
+		return ut_err_set(err, "loss: out of memory");
+	}
 	if (tr_loss_reserve(loss, max_targets > 0 ? max_targets : 1, err)) {
 		tr_loss_free(loss);
 		return -1;
@@ -225,6 +187,7 @@ void tr_loss_free(struct tr_loss *loss)
 	if (loss == NULL)
 		return;
 	free(loss->memory);
+	free(loss->rows);
 	free(loss);
 }
 
@@ -400,9 +363,9 @@ struct level_sums {
 /* The float32 predicted box of match m from the raw outputs ps. */
 static void predicted_box(const float *ps, const float anch[2], float box[4])
 {
-	box[0] = sigmoid_f(ps[0]) * 2.0f - 0.5f;
-	box[1] = sigmoid_f(ps[1]) * 2.0f - 0.5f;
-	float uw = sigmoid_f(ps[2]) * 2.0f, uh = sigmoid_f(ps[3]) * 2.0f;
+	box[0] = tr_f_sigmoid(ps[0]) * 2.0f - 0.5f;
+	box[1] = tr_f_sigmoid(ps[1]) * 2.0f - 0.5f;
+	float uw = tr_f_sigmoid(ps[2]) * 2.0f, uh = tr_f_sigmoid(ps[3]) * 2.0f;
 	box[2] = uw * uw * anch[0];
 	box[3] = uh * uh * anch[1];
 }
@@ -413,22 +376,85 @@ static size_t cell_of(const struct tr_loss_matches *lm, size_t m, int na, int ny
 }
 
 /*
- * Forward of level l into sums; with grad, also d loss / d pred of the level
- * (scales: d loss / d each mean, i.e. bs * gain (* balance)).
+ * A level's outputs and gradient rows, in host memory (be NULL) or in the
+ * device memory of be, where the matched cells' rows cross one at a time
+ * into host copies (pred_row, grad_row).
  */
-static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, int l,
-		       struct level_sums *sums)
+struct level_io {
+	struct tr_backend *be;
+	const float *pred;
+	float *grad; /* NULL: no gradient */
+	int width;
+	float *pred_row, *grad_row;
+};
+
+static int pred_of(struct level_io *io, size_t cell, const float **row, struct ut_err *err)
+{
+	const float *at = io->pred + cell * io->width;
+	*row = at;
+	if (io->be == NULL)
+		return 0;
+	*row = io->pred_row;
+	return io->be->ops->download(io->be, io->pred_row, at, io->width * sizeof(float), err);
+}
+
+/* the gradient row of cell to change; grad_done puts it back */
+static int grad_of(struct level_io *io, size_t cell, float **row, struct ut_err *err)
+{
+	float *at = io->grad + cell * io->width;
+	*row = at;
+	if (io->be == NULL)
+		return 0;
+	*row = io->grad_row;
+	return io->be->ops->download(io->be, io->grad_row, at, io->width * sizeof(float), err);
+}
+
+static int grad_done(struct level_io *io, size_t cell, struct ut_err *err)
+{
+	if (io->be == NULL)
+		return 0;
+	return io->be->ops->upload(io->be, io->grad + cell * io->width, io->grad_row,
+				   io->width * sizeof(float), err);
+}
+
+/* The dense objectness of every cell: the backend's op, or its formula on the host. */
+static int dense_obj(struct level_io *io, const struct tr_f_bce *bce, double scale, size_t ncell,
+		     double *obj_sum, struct ut_err *err)
+{
+	if (io->be != NULL)
+		return io->be->ops->loss_obj_dense(io->be, bce, scale, io->pred, io->grad, ncell,
+						   io->width, obj_sum, err);
+	double sum = 0.0;
+	for (size_t c = 0; c < ncell; c++)
+		sum += tr_f_obj_cell(bce, scale, io->pred + c * io->width,
+				     io->grad != NULL ? io->grad + c * io->width : NULL, io->width);
+	*obj_sum = sum;
+	return 0;
+}
+
+/*
+ * Forward of level l into sums; with grad, also d loss / d pred of the level
+ * (scales: d loss / d each mean, i.e. bs * gain (* balance)). Every cell's
+ * objectness against 0 first (dense_obj), then the matched cells only.
+ */
+static int level_loss(struct tr_loss *loss, struct tr_backend *be,
+		      const struct tr_loss_batch *batch, int l, struct level_sums *sums,
+		      struct ut_err *err)
 {
 	const struct tr_loss_params *p = &loss->params;
 	const struct tr_loss_matches *lm = &loss->matches[l];
 	const int na = p->na, ny = batch->ny[l], nx = batch->nx[l], nc = p->nc, width = 5 + nc;
 	const size_t ncell = (size_t)batch->bs * na * ny * nx;
-	const float *pred = batch->pred[l];
-	float *grad = batch->grad[l];
+	struct level_io io = {.be = be,
+			      .pred = batch->pred[l],
+			      .grad = batch->grad[l],
+			      .width = width,
+			      .pred_row = loss->rows,
+			      .grad_row = loss->rows + width};
 	const float cp = (float)(1.0 - 0.5 * p->hyp.label_smoothing);
 	const float cn = (float)(0.5 * p->hyp.label_smoothing);
-	const struct bce_param bce_cls = {(float)p->hyp.cls_pw, (float)p->hyp.fl_gamma};
-	const struct bce_param bce_obj = {(float)p->hyp.obj_pw, (float)p->hyp.fl_gamma};
+	const struct tr_f_bce bce_cls = {(float)p->hyp.cls_pw, (float)p->hyp.fl_gamma};
+	const struct tr_f_bce bce_obj = {(float)p->hyp.obj_pw, (float)p->hyp.fl_gamma};
 	const float fbs = (float)batch->bs;
 	const double scale_box = (double)fbs * (float)p->hyp.box / (double)(lm->n ? lm->n : 1);
 	const double scale_cls =
@@ -437,20 +463,15 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 
 	/* objectness against 0 everywhere; the matched cells are corrected below */
 	double obj_sum = 0.0;
-	for (size_t c = 0; c < ncell; c++) {
-		const float *ps = pred + c * width;
-		obj_sum += bce_forward(&bce_obj, ps[4], 0.0f);
-		if (grad != NULL) {
-			float *gs = grad + c * width;
-			memset(gs, 0, sizeof(float) * width);
-			gs[4] = (float)(scale_obj * bce_backward(&bce_obj, ps[4], 0.0f));
-		}
-	}
+	if (dense_obj(&io, &bce_obj, scale_obj, ncell, &obj_sum, err) != 0)
+		return -1;
 
 	double box_sum = 0.0, cls_sum = 0.0;
 	for (size_t m = 0; m < lm->n; m++) {
 		size_t cell = cell_of(lm, m, na, ny, nx);
-		const float *ps = pred + cell * width;
+		const float *ps;
+		if (pred_of(&io, cell, &ps, err) != 0)
+			return -1;
 		float box[4];
 		struct ciou c;
 		predicted_box(ps, lm->anch + 2 * m, box);
@@ -461,17 +482,19 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 		if (nc > 1)
 			for (int k = 0; k < nc; k++) {
 				float t = k == lm->tcls[m] ? cp : cn;
-				cls_sum += bce_forward(&bce_cls, ps[5 + k], t);
+				cls_sum += tr_f_bce_forward(&bce_cls, ps[5 + k], t);
 			}
-		if (grad == NULL)
+		if (io.grad == NULL)
 			continue;
-		float *gs = grad + cell * width;
+		float *gs;
+		if (grad_of(&io, cell, &gs, err) != 0)
+			return -1;
 		double dbox[4];
 		ciou_backward(&c, -scale_box, dbox);
 		const float *anch = lm->anch + 2 * m;
 		for (int k = 0; k < 4; k++) {
 			/* xy = 2 s - 0.5, wh = (2 s)^2 anch: d/ds is 2, or 2 (2 s) anch 2 */
-			float s = sigmoid_f(ps[k]);
+			float s = tr_f_sigmoid(ps[k]);
 			double dsig = (double)s * (1.0 - s);
 			double dout =
 			    k < 2 ? 2.0 * dbox[k] : 4.0 * dbox[k] * anch[k - 2] * (s * 2.0f);
@@ -481,8 +504,10 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 			for (int k = 0; k < nc; k++) {
 				float t = k == lm->tcls[m] ? cp : cn;
 				gs[5 + k] +=
-				    (float)(scale_cls * bce_backward(&bce_cls, ps[5 + k], t));
+				    (float)(scale_cls * tr_f_bce_backward(&bce_cls, ps[5 + k], t));
 			}
+		if (grad_done(&io, cell, err) != 0)
+			return -1;
 	}
 
 	/* tobj[b, a, gj, gi] = clamp(ciou, 0): the last match of a cell wins */
@@ -493,20 +518,35 @@ static void level_loss(struct tr_loss *loss, const struct tr_loss_batch *batch, 
 		size_t cell = loss->order[i].cell;
 		float tobj = loss->ciou[loss->order[i].match];
 		tobj = tobj < 0.0f ? 0.0f : tobj;
-		const float *ps = pred + cell * width;
-		obj_sum += (double)bce_forward(&bce_obj, ps[4], tobj) -
-			   (double)bce_forward(&bce_obj, ps[4], 0.0f);
-		if (grad != NULL)
-			grad[cell * width + 4] =
-			    (float)(scale_obj * bce_backward(&bce_obj, ps[4], tobj));
+		const float *ps;
+		if (pred_of(&io, cell, &ps, err) != 0)
+			return -1;
+		obj_sum += (double)tr_f_bce_forward(&bce_obj, ps[4], tobj) -
+			   (double)tr_f_bce_forward(&bce_obj, ps[4], 0.0f);
+		if (io.grad == NULL)
+			continue;
+		float *gs;
+		if (grad_of(&io, cell, &gs, err) != 0)
+			return -1;
+		gs[4] = (float)(scale_obj * tr_f_bce_backward(&bce_obj, ps[4], tobj));
+		if (grad_done(&io, cell, err) != 0)
+			return -1;
 	}
 	sums->obj = (float)(obj_sum / (double)ncell);
 	sums->box = lm->n ? (float)(box_sum / (double)lm->n) : 0.0f;
 	sums->cls = lm->n && nc > 1 ? (float)(cls_sum / ((double)lm->n * nc)) : 0.0f;
+	return 0;
 }
 
 int tr_loss_compute(struct tr_loss *loss, const struct tr_loss_batch *batch,
 		    struct tr_loss_result *result, struct ut_err *err)
+{
+	return tr_loss_compute_on(loss, NULL, batch, result, err);
+}
+
+int tr_loss_compute_on(struct tr_loss *loss, struct tr_backend *backend,
+		       const struct tr_loss_batch *batch, struct tr_loss_result *result,
+		       struct ut_err *err)
 {
 	for (int l = 0; l < loss->params.nl; l++)
 		if (batch->pred[l] == NULL)
@@ -516,7 +556,8 @@ int tr_loss_compute(struct tr_loss *loss, const struct tr_loss_batch *batch,
 	float lbox = 0.0f, lobj = 0.0f, lcls = 0.0f;
 	for (int l = 0; l < loss->params.nl; l++) {
 		struct level_sums sums;
-		level_loss(loss, batch, l, &sums);
+		if (level_loss(loss, backend, batch, l, &sums, err) != 0)
+			return -1;
 		lbox += sums.box;
 		lobj += sums.obj * loss->balance[l];
 		lcls += sums.cls;

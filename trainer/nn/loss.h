@@ -101,7 +101,8 @@ struct tr_loss_result {
 	float items[3]; /* lbox, lobj, lcls, gains applied, not times bs */
 };
 
-struct tr_loss; /* opaque */
+struct tr_loss;	   /* opaque */
+struct tr_backend; /* ops.h */
 
 /*
  * Check params (1 <= nl <= TR_LOSS_MAX_LEVELS, 1 <= na <=
@@ -133,6 +134,15 @@ const struct tr_loss_matches *tr_loss_matches(const struct tr_loss *loss, int le
  */
 int tr_loss_compute(struct tr_loss *loss, const struct tr_loss_batch *batch,
 		    struct tr_loss_result *result, struct ut_err *err);
+/*
+ * The same with pred and grad in the device memory of backend: the dense
+ * objectness of every cell is the backend's loss_obj_dense op, and only the
+ * matched cells' rows cross to the host and back, one at a time (the same
+ * numbers as tr_loss_compute on those values).
+ */
+int tr_loss_compute_on(struct tr_loss *loss, struct tr_backend *backend,
+		       const struct tr_loss_batch *batch, struct tr_loss_result *result,
+		       struct ut_err *err);
 
 /*
  * train.py's scaling of the gains to the model and image size, in place:

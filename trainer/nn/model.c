@@ -25,49 +25,129 @@ static float *alloc_floats(size_t count)
 	return block;
 }
 
+/* count zeroed floats of device memory on the model's backend */
+static int device_floats(struct tr_model *m, size_t count, float **out, struct ut_err *err)
+{
+	const struct tr_ops *ops = m->backend->ops;
+	void *block;
+	*out = NULL;
+	if (ops->alloc(m->backend, count * sizeof(float), &block, err) != 0)
+		return -1;
+	if (ops->memset(m->backend, block, 0, count * sizeof(float), err) != 0) {
+		ops->free(m->backend, block);
+		return -1;
+	}
+	*out = block;
+	return 0;
+}
+
+static void device_free(struct tr_model *m, float **block)
+{
+	if (*block != NULL)
+		m->backend->ops->free(m->backend, *block);
+	*block = NULL;
+}
+
 int tr_model_allocate(struct tr_model *m, struct ut_err *err)
 {
-	m->params = alloc_floats(m->nparam_values);
-	m->grads = alloc_floats(m->nparam_values);
-	m->buffers = alloc_floats(m->nbuffer_values);
+	m->host_params = alloc_floats(m->nparam_values);
+	m->host_buffers = alloc_floats(m->nbuffer_values);
 	m->counters = calloc(m->ncounter_values ? m->ncounter_values : 1, sizeof(int64_t));
-	if (!m->params || !m->grads || !m->buffers || !m->counters)
+	if (!m->host_params || !m->host_buffers || !m->counters)
 		return ut_err_set(err, "%s: out of memory for %zu parameters", m->source,
 				  m->nparam_values);
 	for (int i = 0; i < m->ntensors; i++) {
 		struct tr_tensor_spec *t = &m->tensors[i];
-		if (t->kind == TR_TENSOR_PARAM) {
-			t->data = m->params + t->offset;
-			t->grad = m->grads + t->offset;
-		} else if (t->kind == TR_TENSOR_BUFFER) {
-			t->data = m->buffers + t->offset;
-		} else {
+		if (t->kind == TR_TENSOR_PARAM)
+			t->data = m->host_params + t->offset;
+		else if (t->kind == TR_TENSOR_BUFFER)
+			t->data = m->host_buffers + t->offset;
+		else
 			t->counter = m->counters + t->offset;
-		}
+	}
+	for (int i = 0; i < m->nconvs; i++)
+		m->convs[i].num_batches_tracked = m->tensors[m->convs[i].tensor0 + 5].counter;
+	return 0;
+}
+
+/* Every named pointer into the device blocks (grads may be NULL: no gradient pointers). */
+static void point_to_device(struct tr_model *m)
+{
+	for (int i = 0; i < m->ntensors; i++) {
+		struct tr_tensor_spec *t = &m->tensors[i];
+		if (t->kind == TR_TENSOR_PARAM)
+			t->grad = m->grads ? m->grads + t->offset : NULL;
 	}
 	for (int i = 0; i < m->nconvs; i++) {
 		struct tr_convbn *cb = &m->convs[i];
 		const struct tr_tensor_spec *t = &m->tensors[cb->tensor0];
-		cb->weight = t[0].data;
+		cb->weight = m->params + t[0].offset;
 		cb->grad_weight = t[0].grad;
-		cb->gamma = t[1].data;
+		cb->gamma = m->params + t[1].offset;
 		cb->grad_gamma = t[1].grad;
-		cb->beta = t[2].data;
+		cb->beta = m->params + t[2].offset;
 		cb->grad_beta = t[2].grad;
-		cb->running_mean = t[3].data;
-		cb->running_var = t[4].data;
-		cb->num_batches_tracked = t[5].counter;
+		cb->running_mean = m->buffers + t[3].offset;
+		cb->running_var = m->buffers + t[4].offset;
 	}
 	struct tr_detect *det = &m->detect;
-	det->anchors = m->tensors[det->anchors_tensor].data;
+	det->anchors = m->buffers + m->tensors[det->anchors_tensor].offset;
 	for (int l = 0; l < det->nl; l++) {
 		struct tr_detect_head *head = &det->heads[l];
 		const struct tr_tensor_spec *t = &m->tensors[head->tensor0];
-		head->weight = t[0].data;
+		head->weight = m->params + t[0].offset;
 		head->grad_weight = t[0].grad;
-		head->bias = t[1].data;
+		head->bias = m->params + t[1].offset;
 		head->grad_bias = t[1].grad;
 	}
+}
+
+/*
+ * Put the state on backend the first time (parameters and buffers, uploaded
+ * from the host mirror), and the gradients when asked and not there yet.
+ */
+static int attach(struct tr_model *m, struct tr_backend *backend, bool gradients,
+		  struct ut_err *err)
+{
+	if (backend == NULL)
+		return ut_err_set(err, "%s: no backend", m->source);
+	if (m->backend != NULL && m->backend != backend)
+		return ut_err_set(err, "%s: the model lives on another backend", m->source);
+	bool fresh = m->backend == NULL;
+	m->backend = backend;
+	if (fresh && (device_floats(m, m->nparam_values, &m->params, err) != 0 ||
+		      device_floats(m, m->nbuffer_values, &m->buffers, err) != 0))
+		return -1;
+	if (gradients && m->grads == NULL &&
+	    device_floats(m, m->nparam_values, &m->grads, err) != 0)
+		return -1;
+	point_to_device(m);
+	return fresh ? tr_model_upload(m, err) : 0;
+}
+
+int tr_model_upload(struct tr_model *m, struct ut_err *err)
+{
+	if (m->backend == NULL)
+		return ut_err_set(err, "%s: upload before tr_model_plan", m->source);
+	const struct tr_ops *ops = m->backend->ops;
+	if (ops->upload(m->backend, m->params, m->host_params, m->nparam_values * sizeof(float),
+			err) != 0 ||
+	    ops->upload(m->backend, m->buffers, m->host_buffers, m->nbuffer_values * sizeof(float),
+			err) != 0)
+		return -1;
+	return 0;
+}
+
+int tr_model_download(struct tr_model *m, struct ut_err *err)
+{
+	if (m->backend == NULL)
+		return 0; /* the mirror is the only copy */
+	const struct tr_ops *ops = m->backend->ops;
+	if (ops->download(m->backend, m->host_params, m->params, m->nparam_values * sizeof(float),
+			  err) != 0 ||
+	    ops->download(m->backend, m->host_buffers, m->buffers,
+			  m->nbuffer_values * sizeof(float), err) != 0)
+		return -1;
 	return 0;
 }
 
@@ -75,12 +155,19 @@ void tr_model_free(struct tr_model *model)
 {
 	if (!model)
 		return;
-	free(model->params);
-	free(model->grads);
-	free(model->buffers);
+	if (model->backend != NULL) {
+		device_free(model, &model->params);
+		device_free(model, &model->grads);
+		device_free(model, &model->buffers);
+		device_free(model, &model->acts);
+		device_free(model, &model->act_grads);
+		device_free(model, &model->input);
+		if (model->input_u8 != NULL)
+			model->backend->ops->free(model->backend, model->input_u8);
+	}
+	free(model->host_params);
+	free(model->host_buffers);
 	free(model->counters);
-	free(model->acts);
-	free(model->act_grads);
 	free(model->tensors);
 	free(model->convs);
 	free(model->layers);
@@ -89,18 +176,19 @@ void tr_model_free(struct tr_model *model)
 
 /* ---- initialisation ---- */
 
-/* BN as YOLOv5's constructor leaves it (see model.h). */
+/* BN as YOLOv5's constructor leaves it (see model.h), in the host mirror. */
 void tr_model_reset_batchnorm(struct tr_model *m)
 {
 	for (int i = 0; i < m->nconvs; i++) {
 		struct tr_convbn *cb = &m->convs[i];
+		const struct tr_tensor_spec *t = &m->tensors[cb->tensor0];
 		for (int c = 0; c < cb->conv.cout; c++) {
-			cb->gamma[c] = 1.0f;
-			cb->beta[c] = 0.0f;
-			cb->running_mean[c] = 0.0f;
-			cb->running_var[c] = 0.9f;
+			t[1].data[c] = 1.0f; /* gamma */
+			t[2].data[c] = 0.0f; /* beta */
+			t[3].data[c] = 0.0f; /* running_mean */
+			t[4].data[c] = 0.9f; /* running_var */
 		}
-		*cb->num_batches_tracked = 1;
+		*t[5].counter = 1;
 	}
 }
 
@@ -120,7 +208,7 @@ void tr_detect_bias_prior(struct tr_model *model)
 		double cells = 640.0 / det->stride[l];
 		double obj = log(8.0 / (cells * cells));
 		for (int a = 0; a < det->na; a++) {
-			float *bias = det->heads[l].bias + a * det->no;
+			float *bias = model->tensors[det->heads[l].tensor0 + 1].data + a * det->no;
 			bias[4] += (float)obj;
 			for (int c = 0; c < det->nc; c++)
 				bias[5 + c] += (float)cls;
@@ -133,14 +221,16 @@ void tr_model_init(struct tr_model *model, struct ut_pcg *rng)
 	for (int i = 0; i < model->nconvs; i++) {
 		const struct tr_conv *conv = &model->convs[i].conv;
 		int fan_in = conv->cin * conv->k * conv->k;
-		fill_uniform(model->convs[i].weight, (size_t)conv->cout * fan_in, fan_in, rng);
+		fill_uniform(model->tensors[model->convs[i].tensor0].data,
+			     (size_t)conv->cout * fan_in, fan_in, rng);
 	}
 	const struct tr_detect *det = &model->detect;
 	for (int l = 0; l < det->nl; l++) {
 		const struct tr_detect_head *head = &det->heads[l];
 		int fan_in = head->conv.cin;
-		fill_uniform(head->weight, (size_t)head->conv.cout * fan_in, fan_in, rng);
-		fill_uniform(head->bias, (size_t)head->conv.cout, fan_in, rng);
+		const struct tr_tensor_spec *t = &model->tensors[head->tensor0];
+		fill_uniform(t[0].data, (size_t)head->conv.cout * fan_in, fan_in, rng);
+		fill_uniform(t[1].data, (size_t)head->conv.cout, fan_in, rng);
 	}
 	tr_model_reset_batchnorm(model);
 	tr_detect_bias_prior(model);
@@ -256,8 +346,8 @@ static void plan_all(struct planner *p, struct tr_model *model)
 }
 
 /* The plan of tr_model_plan; without gradients for a model that only infers. */
-static int plan_model(struct tr_model *model, int max_batch, int max_height, int max_width,
-		      bool gradients, struct ut_err *err)
+static int plan_model(struct tr_model *model, struct tr_backend *backend, int max_batch,
+		      int max_height, int max_width, bool gradients, struct ut_err *err)
 {
 	model->max_stride = 1;
 	for (int i = 0; i < model->nlayers; i++)
@@ -274,35 +364,44 @@ static int plan_model(struct tr_model *model, int max_batch, int max_height, int
 	model->max_height = max_height;
 	model->max_width = max_width;
 	model->fwd_train = 0;
+	if (attach(model, backend, gradients, err) != 0)
+		return -1;
 	struct planner p = {.model = model};
 	plan_all(&p, model);
-	free(model->acts);
-	free(model->act_grads);
-	model->act_grads = NULL;
+	device_free(model, &model->acts);
+	device_free(model, &model->act_grads);
 	model->nact_values = p.acts.used;
 	model->nact_grad_values = gradients ? p.grads.used : 0;
-	model->acts = alloc_floats(p.acts.used);
-	if (gradients)
-		model->act_grads = alloc_floats(p.grads.used);
-	if (!model->acts || (gradients && !model->act_grads))
+	if (device_floats(model, p.acts.used, &model->acts, err) != 0 ||
+	    (gradients && device_floats(model, p.grads.used, &model->act_grads, err) != 0))
 		return ut_err_set(err, "%s: out of memory for %zu activations and %zu gradients",
 				  model->source, p.acts.used, p.grads.used);
+	size_t input = (size_t)max_batch * model->in_channels * max_height * max_width;
+	device_free(model, &model->input);
+	if (model->input_u8 != NULL)
+		backend->ops->free(backend, model->input_u8);
+	model->input_u8 = NULL;
+	void *bytes;
+	if (device_floats(model, input, &model->input, err) != 0 ||
+	    backend->ops->alloc(backend, input, &bytes, err) != 0)
+		return -1;
+	model->input_u8 = bytes;
 	p = (struct planner){
 	    .model = model, .acts = {.base = model->acts}, .grads = {.base = model->act_grads}};
 	plan_all(&p, model);
 	return 0;
 }
 
-int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
-		  struct ut_err *err)
+int tr_model_plan(struct tr_model *model, struct tr_backend *backend, int max_batch, int max_height,
+		  int max_width, struct ut_err *err)
 {
-	return plan_model(model, max_batch, max_height, max_width, true, err);
+	return plan_model(model, backend, max_batch, max_height, max_width, true, err);
 }
 
-int tr_model_plan_inference(struct tr_model *model, int max_batch, int max_height, int max_width,
-			    struct ut_err *err)
+int tr_model_plan_inference(struct tr_model *model, struct tr_backend *backend, int max_batch,
+			    int max_height, int max_width, struct ut_err *err)
 {
-	return plan_model(model, max_batch, max_height, max_width, false, err);
+	return plan_model(model, backend, max_batch, max_height, max_width, false, err);
 }
 
 /* ---- forward ---- */
@@ -405,49 +504,6 @@ static int sppf_forward(struct forward *f, struct tr_layer *layer, const struct 
 	return convbn_forward(f, &convs[1], &cat, s, &out);
 }
 
-static float sigmoidf(float v)
-{
-	return 1.0f / (1.0f + expf(-v));
-}
-
-/*
- * One level's raw conv output [n, na * no, ny, nx] to YOLOv5's layout
- * [n, na, ny, nx, no]; in eval mode also decoded into rows of
- * f->model->detect.decoded starting at row first (per image).
- */
-static void detect_level(struct forward *f, int l, int first)
-{
-	struct tr_detect *det = &f->model->detect;
-	int ny = f->height / det->stride[l], nx = f->width / det->stride[l];
-	float stride = (float)det->stride[l];
-	size_t plane = (size_t)ny * nx;
-	for (int n = 0; n < f->batch; n++)
-		for (int a = 0; a < det->na; a++)
-			for (size_t cell = 0; cell < plane; cell++) {
-				size_t row = ((size_t)n * det->na + a) * plane + cell;
-				const float *raw = det->raw[l] +
-						   ((size_t)n * det->na + a) * det->no * plane +
-						   cell;
-				float *out = det->outputs[l] + row * det->no;
-				for (int o = 0; o < det->no; o++)
-					out[o] = raw[(size_t)o * plane];
-				if (f->train)
-					continue;
-				float *dec = det->decoded + ((size_t)n * det->cells + first +
-							     (size_t)a * plane + cell) *
-								det->no;
-				float gx = (float)(cell % nx) - 0.5f,
-				      gy = (float)(cell / nx) - 0.5f;
-				for (int o = 0; o < det->no; o++)
-					dec[o] = sigmoidf(out[o]);
-				const float *anchor = det->anchors + ((size_t)l * det->na + a) * 2;
-				dec[0] = (dec[0] * 2 + gx) * stride;
-				dec[1] = (dec[1] * 2 + gy) * stride;
-				dec[2] = (dec[2] * 2) * (dec[2] * 2) * (anchor[0] * stride);
-				dec[3] = (dec[3] * 2) * (dec[3] * 2) * (anchor[1] * stride);
-			}
-}
-
 static int detect_forward(struct forward *f, struct tr_layer *layer)
 {
 	struct tr_detect *det = &f->model->detect;
@@ -460,9 +516,19 @@ static int detect_forward(struct forward *f, struct tr_layer *layer)
 		struct tr_tensor x = layer_input(f, layer->from[l]);
 		struct tr_tensor raw = view(f, det->raw[l], head->conv.cout, det->stride[l]);
 		if (f->ops->conv_forward(f->backend, &head->conv, &x, head->weight, head->bias,
-					 &raw, f->err))
+					 &raw, f->err) ||
+		    f->ops->detect_permute_forward(f->backend, det->na, &raw, det->outputs[l],
+						   f->err))
 			return -1;
-		detect_level(f, l, first);
+		struct tr_detect_level level = {.na = det->na,
+						.no = det->no,
+						.anchors = det->anchors + (size_t)l * det->na * 2,
+						.stride = (float)det->stride[l],
+						.rows = det->cells,
+						.row0 = first};
+		if (!f->train &&
+		    f->ops->detect_decode(f->backend, &level, &raw, det->decoded, f->err))
+			return -1;
 		first += det->na * raw.shape.h * raw.shape.w;
 	}
 	return 0;
@@ -502,6 +568,9 @@ int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const f
 {
 	if (!model->acts)
 		return ut_err_set(err, "%s: forward before tr_model_plan", model->source);
+	if (backend != model->backend)
+		return ut_err_set(err, "%s: forward on a backend the model is not planned on",
+				  model->source);
 	if (batch < 1 || batch > model->max_batch || height < 1 || height > model->max_height ||
 	    width < 1 || width > model->max_width || height % model->max_stride ||
 	    width % model->max_stride)
@@ -695,8 +764,8 @@ static int sppf_backward(struct forward *f, struct tr_layer *layer)
 	    f->ops->concat_backward(f->backend, &grad_cat, parts, 4, f->err))
 		return -1;
 	for (int i = 3; i >= 1; i--)
-		if (f->ops->maxpool_backward(f->backend, layer->pool_k, &pooled[i - 1], &dpooled[i],
-					     &part, f->err) ||
+		if (f->ops->maxpool_backward(f->backend, layer->pool_k, &pooled[i - 1], &pooled[i],
+					     &dpooled[i], &part, f->err) ||
 		    f->ops->add_forward(f->backend, &dpooled[i - 1], &part, &dpooled[i - 1],
 					f->err))
 			return -1;
@@ -746,18 +815,8 @@ static int detect_backward(struct forward *f, struct tr_layer *layer, const floa
 	for (int l = 0; l < det->nl; l++) {
 		struct tr_detect_head *head = &det->heads[l];
 		struct tr_tensor draw = view(f, det->grad_raw, head->conv.cout, det->stride[l]);
-		size_t plane = (size_t)draw.shape.h * draw.shape.w;
-		for (int n = 0; n < f->batch; n++)
-			for (int a = 0; a < det->na; a++)
-				for (size_t cell = 0; cell < plane; cell++) {
-					size_t row = ((size_t)n * det->na + a) * plane + cell;
-					const float *from = dout[l] + row * det->no;
-					float *to = draw.data +
-						    ((size_t)n * det->na + a) * det->no * plane +
-						    cell;
-					for (int o = 0; o < det->no; o++)
-						to[(size_t)o * plane] = from[o];
-				}
+		if (f->ops->detect_permute_backward(f->backend, det->na, dout[l], &draw, f->err))
+			return -1;
 		struct tr_tensor x = layer_input(f, layer->from[l]);
 		if (f->ops->conv_backward_filter(f->backend, &head->conv, &x, &draw,
 						 head->grad_weight, head->grad_bias, f->err))
@@ -804,6 +863,9 @@ int tr_model_backward(struct tr_model *model, struct tr_backend *backend, const 
 {
 	if (!model->acts || !model->act_grads || !model->fwd_train)
 		return ut_err_set(err, "%s: backward needs a train-mode forward pass first",
+				  model->source);
+	if (backend != model->backend)
+		return ut_err_set(err, "%s: backward on a backend the model is not planned on",
 				  model->source);
 	struct forward f = {.model = model,
 			    .backend = backend,

@@ -7,22 +7,30 @@
  * How to use it:
  *   struct tr_model *model;
  *   tr_model_from_file("models/yolov5s.yaml", 2, &model, &err);  // nc = 2
- *   tr_model_init(model, &rng);             // from-scratch weights
- *   tr_model_find(model, "model.24.m.0.bias")->data[4];
- *   tr_model_plan(model, 16, 640, 640, &err);  // activations, once
- *   tr_model_forward(model, cpu, images, 16, 640, 640, 1, &err);  // train mode
- *   model->detect.outputs[0];               // [16, 3, 80, 80, nc + 5]
- *   memset(model->grads, 0, model->nparam_values * sizeof(float));
- *   tr_model_backward(model, cpu, dloss_doutputs, &err);  // grads += ...
- *   tr_model_free(model);
+ *   tr_model_init(model, &rng);             // from-scratch weights, host mirror
+ *   tr_model_find(model, "model.24.m.0.bias")->data[4];  // host mirror
+ *   tr_model_plan(model, be, 16, 640, 640, &err);  // device memory once, uploads
+ *   tr_model_forward(model, be, images, 16, 640, 640, 1, &err);  // train mode
+ *   model->detect.outputs[0];               // [16, 3, 80, 80, nc + 5], device
+ *   be->ops->memset(be, model->grads, 0, model->nparam_values * sizeof(float), &err);
+ *   tr_model_backward(model, be, dloss_doutputs, &err);  // grads += ...
+ *   tr_model_download(model, &err);         // device state to the host mirror
+ *   tr_model_free(model);                   // before the backend is destroyed
  *
  * Memory follows llm.c: every parameter lives in ONE float allocation
  * (model->params), their gradients in one more of the same layout
  * (model->grads, so zeroing them is one memset), the float buffers (BN
- * running statistics, anchors) in a third and the BN batch counters
- * (int64) in a fourth. Each tensor of the table model->tensors, in
- * state_dict order, points into them; struct tr_convbn and struct
- * tr_detect_head hold named pointers to the same memory.
+ * running statistics, anchors) in a third, all three device memory of the
+ * backend given to tr_model_plan (see ops.h), with the activations and
+ * their gradients. struct tr_convbn and struct tr_detect_head hold named
+ * pointers into that device memory, and so does tensors[i].grad.
+ *
+ * The state also has a HOST MIRROR of the same layout (host_params,
+ * host_buffers), made with the model: tensors[i].data points into it, and
+ * initialisation, checkpoints and AutoAnchor read and write it. The first
+ * tr_model_plan* uploads it; after that tr_model_upload and
+ * tr_model_download move it explicitly. The BN batch counters (int64) are
+ * host memory only (counters, tensors[i].counter): the host counts.
  *
  * Supported modules: Conv, C3, SPPF, nn.Upsample, Concat, Detect, with
  * groups = 1 and dilation = 1 (what YOLOv5's P5 models use).
@@ -73,9 +81,9 @@ struct tr_tensor_spec {
 	int shape[4];
 	size_t numel;
 	size_t offset;	  /* in elements, within its kind's allocation */
-	float *data;	  /* PARAM and BUFFER */
-	float *grad;	  /* PARAM only */
-	int64_t *counter; /* COUNTER only */
+	float *data;	  /* PARAM and BUFFER: in the host mirror */
+	float *grad;	  /* PARAM only: device memory, NULL until tr_model_plan */
+	int64_t *counter; /* COUNTER only (host) */
 };
 
 /*
@@ -113,7 +121,8 @@ struct tr_detect {
 	int stride[TR_MAX_LEVELS];
 	struct tr_detect_head heads[TR_MAX_LEVELS];
 	int anchors_tensor;
-	float *anchors; /* [nl, na, 2] in grid units (pixels / stride) */
+	float *anchors; /* [nl, na, 2] in grid units (pixels / stride), device; the host
+			   mirror is tensors[anchors_tensor].data */
 	/* activations (tr_model_plan) */
 	float *raw[TR_MAX_LEVELS];     /* conv outputs [n, na * no, ny, nx] */
 	float *outputs[TR_MAX_LEVELS]; /* YOLOv5's raw level outputs [n, na, ny, nx, no] */
@@ -165,10 +174,19 @@ struct tr_model {
 	int ntensors;
 	struct tr_tensor_spec *tensors; /* state_dict order */
 	size_t nparam_values, nbuffer_values, ncounter_values;
-	float *params, *grads, *buffers;
+	/* the host mirror of params and buffers, and the counters (host only) */
+	float *host_params, *host_buffers;
 	int64_t *counters;
+	/* device memory (tr_model_plan*) on backend: parameters, gradients (tr_model_plan
+	 * only), buffers */
+	struct tr_backend *backend;
+	float *params, *grads, *buffers;
 	/* activations: one block for the largest batch and image size */
 	int max_batch, max_height, max_width, max_stride;
+	/* room for one input batch of that size, for callers (validation): its bytes as the
+	 * loader makes them and the floats the backend's images_to_float makes (device) */
+	uint8_t *input_u8;
+	float *input;
 	size_t nact_values;
 	float *acts;
 	/* activation gradients: one block of the same plan, and a scratch slice as large as
@@ -204,35 +222,50 @@ int tr_model_from_text_anchors(const char *text, size_t len, const char *source,
 void tr_model_free(struct tr_model *model);
 
 /*
- * YOLOv5's from-scratch initialisation: every conv weight and Detect bias
+ * YOLOv5's from-scratch initialisation, in the host mirror (upload it to a
+ * planned model): every conv weight and Detect bias
  * drawn as PyTorch's default Conv2d init does (uniform in +-1/sqrt(fan_in)),
  * from rng in state_dict order, then tr_detect_bias_prior(). BN parameters
  * and buffers are reset to the state tr_model_from_* describes.
  */
 void tr_model_init(struct tr_model *model, struct ut_pcg *rng);
 /*
- * Add YOLOv5's Detect bias prior to the current biases: objectness
+ * Add YOLOv5's Detect bias prior to the current biases (host mirror): objectness
  * log(8 / (640 / stride)^2), classes log(0.6 / (nc - 0.99999)).
  */
 void tr_detect_bias_prior(struct tr_model *model);
 
 /*
- * Plan and allocate the activations once, for batches of up to max_batch
- * images of up to max_height x max_width pixels (multiples of the largest
- * stride, 32 for the P5 models). Calling it again replaces the block.
+ * Plan and allocate the activations once on backend, for batches of up to
+ * max_batch images of up to max_height x max_width pixels (multiples of the
+ * largest stride, 32 for the P5 models). The first call also puts the
+ * parameters, their gradients (zero) and the buffers on backend and
+ * uploads the host mirror; calling it again replaces the activations (the
+ * same backend only). The model must be freed before the backend.
  */
-int tr_model_plan(struct tr_model *model, int max_batch, int max_height, int max_width,
-		  struct ut_err *err);
+int tr_model_plan(struct tr_model *model, struct tr_backend *backend, int max_batch, int max_height,
+		  int max_width, struct ut_err *err);
 /*
- * The same without the activation gradients, for a model that only infers
- * (the EMA copy, yolo-val): forward passes work, tr_model_backward fails.
+ * The same without any gradients, for a model that only infers (the EMA
+ * copy, yolo-val): forward passes work, tr_model_backward fails.
  */
-int tr_model_plan_inference(struct tr_model *model, int max_batch, int max_height, int max_width,
-			    struct ut_err *err);
+int tr_model_plan_inference(struct tr_model *model, struct tr_backend *backend, int max_batch,
+			    int max_height, int max_width, struct ut_err *err);
 
 /*
- * The forward pass of images [batch, in_channels, height, width] (within
- * the plan; height and width multiples of max_stride). train: BN with
+ * The host mirror of the parameters and buffers to the device
+ * (tr_model_upload: after host code changed the mirror, e.g. a checkpoint
+ * loaded or AutoAnchor) or back (tr_model_download: before host code reads
+ * the trained state, e.g. to save it; a model without a backend has
+ * nothing to download).
+ */
+int tr_model_upload(struct tr_model *model, struct ut_err *err);
+int tr_model_download(struct tr_model *model, struct ut_err *err);
+
+/*
+ * The forward pass of images [batch, in_channels, height, width], device
+ * memory of the model's backend (within the plan; height and width
+ * multiples of max_stride). train: BN with
  * batch statistics, updating the running statistics and counters as
  * PyTorch does; otherwise BN with the running statistics, and
  * detect.decoded filled as YOLOv5's Detect does at inference (sigmoid, xy
@@ -248,7 +281,7 @@ int tr_model_forward(struct tr_model *model, struct tr_backend *backend, const f
  * images must still be there, unchanged (the first conv's weight gradient
  * reads them).
  * dout[l] = dLoss/d detect.outputs[l], YOLOv5's raw level outputs
- * [batch, na, ny, nx, no]. Parameter gradients ACCUMULATE into
+ * [batch, na, ny, nx, no], device memory. Parameter gradients ACCUMULATE into
  * model->grads (+=; zero them with one memset of nparam_values floats),
  * so calling it for several batches sums their gradients. Activation
  * gradients live in the planned block; nothing is allocated (the backend

@@ -766,10 +766,11 @@ static void set_anchors(struct tr_model *m, const float *anchors_px)
 	double area_delta = last - first;
 	int stride_delta = det->stride[det->nl - 1] - det->stride[0];
 	bool reverse = area_delta != 0 && (area_delta > 0) != (stride_delta > 0);
+	float *anchors = m->tensors[det->anchors_tensor].data; /* host mirror */
 	for (int l = 0; l < det->nl; l++) {
 		int source = reverse ? det->nl - 1 - l : l;
 		for (int j = 0; j < per_level; j++)
-			det->anchors[l * per_level + j] =
+			anchors[l * per_level + j] =
 			    anchors_px[source * per_level + j] / (float)det->stride[l];
 	}
 }

@@ -5,21 +5,28 @@
  *
  * Conventions, on every backend:
  *   - tensors are float32 NCHW, contiguous; shapes are in struct tr_shape;
+ *   - tensors live in the backend's DEVICE memory (alloc; see the memory
+ *     ops), which host code reaches only through upload and download;
  *   - forward ops and data gradients ASSIGN their output (y = ..., dx = ...),
  *     parameter gradients ACCUMULATE (dw += ..., dgamma += ...), so zeroing
  *     the gradients of a step is one memset;
  *   - every op returns 0, or -1 with a message in err; none allocates in
  *     the training step except through the backend's own planned workspace
  *     (a convolution plans its primitive and grows that workspace the first
- *     time its shape appears, so the first step is the slow one);
+ *     time its shape appears, so the first step is the slow one); alloc is
+ *     for planning, before the first step;
  *   - outputs must not alias inputs, except where an op says so;
  *   - a backend is used by one thread at a time.
  *
- * A tutorial in four lines:
- *   struct tr_backend *cpu;
- *   tr_cpu_backend_create(threads, &cpu, &err);
- *   cpu->ops->conv_forward(cpu, &conv, x, w, NULL, y, &err);
- *   tr_backend_destroy(cpu);
+ * A tutorial in eight lines:
+ *   struct tr_backend *be;
+ *   tr_backend_create("cpu", threads, &be, &err);
+ *   be->ops->alloc(be, bytes_x, (void **)&x.data, &err);  // and w, y
+ *   be->ops->upload(be, x.data, host_x, bytes_x, &err);
+ *   be->ops->conv_forward(be, &conv, &x, w, NULL, &y, &err);
+ *   be->ops->download(be, host_y, y.data, bytes_y, &err);
+ *   be->ops->free(be, x.data);                             // and w, y
+ *   tr_backend_destroy(be);
  */
 #ifndef TR_OPS_H
 #define TR_OPS_H
@@ -27,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formula.h"
 #include "ut.h"
 
 struct tr_shape {
@@ -57,12 +65,12 @@ struct tr_shape tr_conv_out_shape(const struct tr_conv *conv, struct tr_shape in
  * level's 1x1 convolution output, no = nc + 5. Decoding writes rows
  * [row0, row0 + na * h * w) of out [n, rows, no], row row0 + (a * h + y) * w
  * + x for anchor a at cell (y, x), as YOLOv5 v7.0's Detect.forward in eval
- * mode: s = sigmoid(everything); box x, y = (2 s - 0.5 + cell) * stride; box
- * w, h = (2 s)^2 * anchor (pixels); objectness and classes = s.
+ * mode: s = sigmoid(everything); box x, y = (2 s + cell - 0.5) * stride; box
+ * w, h = (2 s)^2 * (anchor * stride), in pixels; objectness and classes = s.
  */
 struct tr_detect_level {
 	int na, no;
-	const float *anchors; /* [na][2]: anchor width, height in pixels */
+	const float *anchors; /* [na][2]: anchor width, height in grid units, device memory */
 	float stride;
 	int rows, row0;
 };
@@ -71,6 +79,27 @@ struct tr_backend;
 
 struct tr_ops {
 	const char *name;
+	/*
+	 * Memory. A pointer from alloc is DEVICE memory: only ops read or write
+	 * it, host code moves data in and out with upload and download (on the
+	 * CPU backend device memory is host memory and upload/download are
+	 * memcpy, but code that must also run on a GPU does not rely on that).
+	 * Every tensor and parameter pointer passed to an op below is device
+	 * memory unless the op says otherwise. alloc returns 64-byte aligned
+	 * memory of unspecified contents (bytes 0 still gives a pointer to
+	 * free); free takes NULL. memset sets bytes at dst to the byte value.
+	 * upload returns once src_host may be reused, download once dst_host
+	 * holds the data; sync waits until all work given to the backend has
+	 * finished.
+	 */
+	int (*alloc)(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err);
+	void (*free)(struct tr_backend *b, void *ptr);
+	int (*memset)(struct tr_backend *b, void *dst, int value, size_t bytes, struct ut_err *err);
+	int (*upload)(struct tr_backend *b, void *dst_dev, const void *src_host, size_t bytes,
+		      struct ut_err *err);
+	int (*download)(struct tr_backend *b, void *dst_host, const void *src_dev, size_t bytes,
+			struct ut_err *err);
+	int (*sync)(struct tr_backend *b, struct ut_err *err);
 	/* y[n,cout,oh,ow] = conv(x, w[cout,cin,k,k]) + bias[cout] (bias may be NULL) */
 	int (*conv_forward)(struct tr_backend *b, const struct tr_conv *conv,
 			    const struct tr_tensor *x, const float *w, const float *bias,
@@ -111,13 +140,14 @@ struct tr_ops {
 	/*
 	 * max pool k x k (k odd), stride 1, pad k/2 with -inf (SPPF uses k = 5);
 	 * backward routes dy to the argmax, the first maximum in row-major window
-	 * order on ties, as PyTorch's CPU kernel does.
+	 * order on ties, as PyTorch's CPU kernel does. y is the forward's output
+	 * (cuDNN's pooling backward takes it; the CPU finds the argmax in x).
 	 */
 	int (*maxpool_forward)(struct tr_backend *b, int k, const struct tr_tensor *x,
 			       struct tr_tensor *y, struct ut_err *err);
 	int (*maxpool_backward)(struct tr_backend *b, int k, const struct tr_tensor *x,
-				const struct tr_tensor *dy, struct tr_tensor *dx,
-				struct ut_err *err);
+				const struct tr_tensor *y, const struct tr_tensor *dy,
+				struct tr_tensor *dx, struct ut_err *err);
 	/* nearest-neighbour 2x upsample and its backward (sum of the 4 copies) */
 	int (*upsample2x_forward)(struct tr_backend *b, const struct tr_tensor *x,
 				  struct tr_tensor *y, struct ut_err *err);
@@ -134,9 +164,72 @@ struct tr_ops {
 	 */
 	int (*add_forward)(struct tr_backend *b, const struct tr_tensor *a,
 			   const struct tr_tensor *x, struct tr_tensor *y, struct ut_err *err);
+	/*
+	 * Detect's layout of one level: raw [n, na * no, h, w], the level's 1x1
+	 * conv output, to out [n, na, h, w, no] (YOLOv5's view + permute), and
+	 * back for the gradient: dout [n, na, h, w, no] to draw [n, na * no, h, w].
+	 */
+	int (*detect_permute_forward)(struct tr_backend *b, int na, const struct tr_tensor *raw,
+				      float *out, struct ut_err *err);
+	int (*detect_permute_backward)(struct tr_backend *b, int na, const float *dout,
+				       struct tr_tensor *draw, struct ut_err *err);
 	/* Detect's eval-mode decode of one output level (inference only, no backward). */
 	int (*detect_decode)(struct tr_backend *b, const struct tr_detect_level *level,
 			     const struct tr_tensor *x, float *out, struct ut_err *err);
+	/*
+	 * The optimizer over flat float arrays (optim.h makes the scalars). One
+	 * step on the n floats of a tensor: per element tr_f_sgd_update
+	 * (slot0 the momentum buffer; slot1 unused, may be NULL) or
+	 * tr_f_adam_update (slot0 exp_avg, slot1 exp_avg_sq) of formula.h.
+	 */
+	int (*optim_update)(struct tr_backend *b, const struct tr_f_optim *step, float *param,
+			    const float *grad, float *slot0, float *slot1, size_t n,
+			    struct ut_err *err);
+	/*
+	 * *out (host) = the sum of x[k]^2 over n floats in double (gradient-norm
+	 * clipping: the CPU adds in index order, another backend may round the
+	 * sum differently).
+	 */
+	int (*sum_squares)(struct tr_backend *b, const float *x, size_t n, double *out,
+			   struct ut_err *err);
+	/* x[k] *= factor over n floats */
+	int (*scale)(struct tr_backend *b, float *x, float factor, size_t n, struct ut_err *err);
+	/* ema[k] = tr_f_ema_update(ema[k], model[k], keep, take) over n floats (ModelEMA) */
+	int (*ema_update)(struct tr_backend *b, float *ema, const float *model, float keep,
+			  float take, size_t n, struct ut_err *err);
+	/*
+	 * The loss's dense part on one level's outputs pred [cells, width] (width
+	 * = nc + 5, YOLOv5's [n, na, ny, nx, no] flattened): *obj_sum (host) =
+	 * the sum in double, in cell order, of tr_f_obj_cell over every cell,
+	 * which also assigns every gradient row when grad is not NULL. The loss
+	 * then corrects the few matched cells itself (tr_loss_compute_on).
+	 */
+	int (*loss_obj_dense)(struct tr_backend *b, const struct tr_f_bce *bce, double scale,
+			      const float *pred, float *grad, size_t cells, int width,
+			      double *obj_sum, struct ut_err *err);
+	/*
+	 * Bilinear resize (PyTorch's align_corners=False, --multi-scale): y [n,
+	 * c, oh, ow] from x [n, c, ih, iw], each value tr_f_bilinear at the
+	 * sources of tr_f_bilinear_source (formula.h).
+	 */
+	int (*resize_bilinear)(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
+			       struct ut_err *err);
+	/*
+	 * --quad's collate_fn4 images: out [n / 4, c, 2h, 2w] from a batch's
+	 * bytes and their floats / 255, both [n, c, h, w] (images->shape). Quad q
+	 * is image 4q upsampled 2x when upsample[q] (a host array): bilinear on
+	 * its bytes, truncated to a byte as .type(uint8) does, then / 255; else
+	 * the floats of images 4q .. 4q + 3 tiled, the first top left, the second
+	 * below it, the third top right, the fourth below that.
+	 */
+	int (*quad_collate)(struct tr_backend *b, const uint8_t *bytes,
+			    const struct tr_tensor *images, const uint8_t *upsample, float *out,
+			    struct ut_err *err);
+	/* y[k] = tr_f_u8_to_float(x[k]) = x[k] / 255 over n values (the loader's bytes) */
+	int (*images_to_float)(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
+			       struct ut_err *err);
+	/* x[k] = tr_f_round_to_half(x[k]) over n floats (model.half().float()) */
+	int (*round_half)(struct tr_backend *b, float *x, size_t n, struct ut_err *err);
 };
 
 /* A backend: its op table and private state behind an opaque pointer. */

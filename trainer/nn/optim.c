@@ -205,64 +205,50 @@ struct tr_optim_hparams tr_optim_sched_hparams(const struct tr_optim_sched *sche
 	return hp;
 }
 
-/* torch.optim.SGD(nesterov=True, dampening=0) on one tensor. */
-static void sgd_nesterov(const struct tr_optim_hparams *hp, float *param, const float *grad,
-			 float *buf, size_t n)
+struct tr_f_optim tr_optim_step_scalars(enum tr_optim_kind kind, const struct tr_optim_hparams *hp,
+					long step)
 {
-	const float lr = (float)hp->lr, momentum = (float)hp->momentum;
-	const float decay = (float)hp->weight_decay;
-	for (size_t k = 0; k < n; k++) {
-		float d = grad[k];
-		if (hp->weight_decay != 0.0)
-			d = fmaf(decay, param[k], d);
-		buf[k] = buf[k] * momentum + d;
-		d = fmaf(momentum, buf[k], d);
-		param[k] = fmaf(-lr, d, param[k]);
-	}
-}
-
-/* torch.optim.Adam (decoupled false) or AdamW (decoupled true) on one tensor. */
-static void adam(const struct tr_optim_hparams *hp, long step, bool decoupled, float *param,
-		 const float *grad, float *exp_avg, float *exp_avg_sq, size_t n)
-{
+	struct tr_f_optim s = {
+	    .adam = kind != TR_OPTIM_SGD,
+	    .decoupled = kind == TR_OPTIM_ADAMW,
+	    .has_decay = hp->weight_decay != 0.0,
+	    .lr = (float)hp->lr,
+	    .momentum = (float)hp->momentum,
+	    .decay = (float)hp->weight_decay,
+	};
+	if (!s.adam)
+		return s;
 	const double beta1 = hp->momentum, beta2 = TR_OPTIM_ADAM_BETA2;
 	const double bias_correction1 = 1.0 - pow(beta1, (double)step);
 	const double bias_correction2 = 1.0 - pow(beta2, (double)step);
-	const float step_size = (float)(hp->lr / bias_correction1);
-	const float bc2_sqrt = (float)sqrt(bias_correction2);
-	const float b1 = (float)beta1, one_minus_b1 = (float)(1.0 - beta1);
-	const float b2 = (float)beta2, one_minus_b2 = (float)(1.0 - beta2);
-	const float eps = (float)TR_OPTIM_ADAM_EPS;
-	const float decay = (float)hp->weight_decay;
-	const float shrink = (float)(1.0 - hp->lr * hp->weight_decay);
-	const bool has_decay = hp->weight_decay != 0.0;
-	for (size_t k = 0; k < n; k++) {
-		float g = grad[k];
-		if (decoupled)
-			param[k] = param[k] * shrink;
-		else if (has_decay)
-			g = fmaf(decay, param[k], g);
-		exp_avg[k] = fmaf(one_minus_b1, g, exp_avg[k] * b1);
-		exp_avg_sq[k] = exp_avg_sq[k] * b2 + one_minus_b2 * g * g;
-		float denom = sqrtf(exp_avg_sq[k]) / bc2_sqrt + eps;
-		param[k] = param[k] + -step_size * exp_avg[k] / denom;
-	}
+	s.step_size = (float)(hp->lr / bias_correction1);
+	s.bc2_sqrt = (float)sqrt(bias_correction2);
+	s.b1 = (float)beta1;
+	s.one_minus_b1 = (float)(1.0 - beta1);
+	s.b2 = (float)beta2;
+	s.one_minus_b2 = (float)(1.0 - beta2);
+	s.eps = (float)TR_OPTIM_ADAM_EPS;
+	s.shrink = (float)(1.0 - hp->lr * hp->weight_decay);
+	return s;
 }
 
 void tr_optim_update(enum tr_optim_kind kind, const struct tr_optim_hparams *hp, long step,
 		     float *param, const float *grad, float *slot0, float *slot1, size_t n)
 {
-	switch (kind) {
-	case TR_OPTIM_SGD:
-		sgd_nesterov(hp, param, grad, slot0, n);
-		break;
-	case TR_OPTIM_ADAM:
-		adam(hp, step, false, param, grad, slot0, slot1, n);
-		break;
-	case TR_OPTIM_ADAMW:
-		adam(hp, step, true, param, grad, slot0, slot1, n);
-		break;
+	const struct tr_f_optim s = tr_optim_step_scalars(kind, hp, step);
+	for (size_t k = 0; k < n; k++) {
+		if (s.adam)
+			tr_f_adam_update(&s, &param[k], grad[k], &slot0[k], &slot1[k]);
+		else
+			tr_f_sgd_update(&s, &param[k], grad[k], &slot0[k]);
 	}
+}
+
+float tr_optim_clip_coef(double sum_squares, double max_norm)
+{
+	/* In float, as torch computes it: number / tensor is reciprocal * number. */
+	const float norm = (float)sqrt(sum_squares);
+	return (1.0f / (norm + 1e-6f)) * (float)max_norm;
 }
 
 double tr_optim_clip_grad_norm(float *grads, size_t n, double max_norm)
@@ -270,14 +256,12 @@ double tr_optim_clip_grad_norm(float *grads, size_t n, double max_norm)
 	double sum = 0.0;
 	for (size_t k = 0; k < n; k++)
 		sum += (double)grads[k] * (double)grads[k];
-	/* In float, as torch computes it: number / tensor is reciprocal * number. */
-	const float norm = (float)sqrt(sum);
-	const float coef = (1.0f / (norm + 1e-6f)) * (float)max_norm;
+	const float coef = tr_optim_clip_coef(sum, max_norm);
 	if (coef < 1.0f) {
 		for (size_t k = 0; k < n; k++)
 			grads[k] *= coef;
 	}
-	return (double)norm;
+	return (double)(float)sqrt(sum);
 }
 
 double tr_optim_ema_decay(long updates)
@@ -295,5 +279,5 @@ void tr_optim_ema_update(float *ema, const float *model, size_t n, double d)
 {
 	const float keep = (float)d, take = (float)(1.0 - d);
 	for (size_t k = 0; k < n; k++)
-		ema[k] = ema[k] * keep + take * model[k];
+		ema[k] = tr_f_ema_update(ema[k], model[k], keep, take);
 }

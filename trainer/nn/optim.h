@@ -19,16 +19,19 @@
  *				steps++;
  *				for each parameter tensor t:
  *					tr_optim_update(kind, &hp[tr_optim_group_of(t->name)],
- *							steps, t->data, t->grad, slot0, slot1,
- *numel); zero the grads; d = tr_optim_ema_next_decay(&ema); tr_optim_ema_update(ema_floats,
- *model_floats, n, d);
+ *							steps, param, grad, slot0, slot1, numel);
+ *				zero the grads;
+ *				d = tr_optim_ema_next_decay(&ema);
+ *				tr_optim_ema_update(ema_floats, model_floats, n, d);
  *			}
  *		}
  *		tr_optim_sched_epoch_end(&sched);                  // scheduler.step()
  *	}
  *
- * where hp[g] = tr_optim_sched_hparams(&sched, g) is read after the
- * batch's tr_optim_sched_batch call.
+ * (on the host; train.c runs the same steps on the backend: sum_squares and
+ * scale with tr_optim_clip_coef, optim_update with tr_optim_step_scalars,
+ * memset, ema_update), where hp[g] = tr_optim_sched_hparams(&sched, g) is
+ * read after the batch's tr_optim_sched_batch call.
  *
  * Groups are numbered as the torch optimizer's param_groups are (and as
  * ../shared/reference/golden/lr_schedule.yaml numbers them): 0 biases, 1
@@ -49,6 +52,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "formula.h"
 #include "ut.h"
 
 #define TR_OPTIM_NBS 64		      /* YOLOv5's nominal batch size */
@@ -195,6 +199,13 @@ struct tr_optim_hparams tr_optim_sched_hparams(const struct tr_optim_sched *sche
  */
 void tr_optim_update(enum tr_optim_kind kind, const struct tr_optim_hparams *hp, long step,
 		     float *param, const float *grad, float *slot0, float *slot1, size_t n);
+/*
+ * The float scalars of that update (formula.h's tr_f_sgd_update and
+ * tr_f_adam_update apply them per element; the backends' optim_update op
+ * takes them).
+ */
+struct tr_f_optim tr_optim_step_scalars(enum tr_optim_kind kind, const struct tr_optim_hparams *hp,
+					long step);
 
 /*
  * torch.nn.utils.clip_grad_norm_ over one flat gradient array: the L2 norm
@@ -204,6 +215,8 @@ void tr_optim_update(enum tr_optim_kind kind, const struct tr_optim_hparams *hp,
  * differ from its in the last float bits.
  */
 double tr_optim_clip_grad_norm(float *grads, size_t n, double max_norm);
+/* Its factor from the sum of the squared gradients: scale by it when it is below 1. */
+float tr_optim_clip_coef(double sum_squares, double max_norm);
 
 /* ModelEMA's counter. Zero-initialize, or set updates when resuming. */
 struct tr_optim_ema {
