@@ -91,6 +91,8 @@ struct rank_job {
 	enum fault fault;
 	bool sync_bn; /* BN through tr_syncbn_backend_create */
 	struct tr_model *model;
+	/* the rank's backends, destroyed by run_ddp after the model (whose memory they hold) */
+	struct tr_backend *cpu, *bn;
 	int rc;
 	struct ut_err err;
 };
@@ -213,6 +215,8 @@ static void *rank_main(void *arg)
 	struct tr_model *m = job->model;
 	struct tr_backend *cpu = NULL, *bn = NULL;
 	int max_channels = 1;
+	/* an unplanned model's state is its host mirror; a planned one's the backend's memory
+	 * (host memory on the CPU backend, which is all this test uses) */
 	for (int i = 0; i < m->nconvs; i++)
 		if (m->convs[i].conv.cout > max_channels)
 			max_channels = m->convs[i].conv.cout;
@@ -220,10 +224,11 @@ static void *rank_main(void *arg)
 	if (job->rc == 0 && job->sync_bn)
 		job->rc = tr_syncbn_backend_create(cpu, c, max_channels, &bn, &job->err);
 	if (job->rc == 0)
-		job->rc = tr_model_plan(m, job->count, SIZE, SIZE, &job->err);
+		job->rc =
+		    tr_model_plan(m, bn != NULL ? bn : cpu, job->count, SIZE, SIZE, &job->err);
 	if (job->rc == 0 && c->rank == 0) {
-		memcpy(m->params, job->master->params, m->nparam_values * sizeof(float));
-		memcpy(m->buffers, job->master->buffers, m->nbuffer_values * sizeof(float));
+		memcpy(m->params, job->master->host_params, m->nparam_values * sizeof(float));
+		memcpy(m->buffers, job->master->host_buffers, m->nbuffer_values * sizeof(float));
 	}
 	/* DDP's constructor: parameters and buffers from rank 0 */
 	if (job->rc == 0)
@@ -240,8 +245,8 @@ static void *rank_main(void *arg)
 		job->rc = tr_comm_all_reduce_mean(c, m->grads, m->nparam_values, &job->err);
 	if (job->rc != 0)
 		tr_comm_abort(c); /* the others must not wait for this rank */
-	tr_backend_destroy(bn);
-	tr_backend_destroy(cpu);
+	job->cpu = cpu;
+	job->bn = bn;
 	return NULL;
 }
 
@@ -292,6 +297,8 @@ static void run_ddp(const struct tr_model *master, const struct batch *b, const 
 	memcpy(buffers, jobs[0].model->buffers, master->nbuffer_values * sizeof(float));
 	for (int r = 0; r < world; r++) {
 		tr_model_free(jobs[r].model);
+		tr_backend_destroy(jobs[r].bn);
+		tr_backend_destroy(jobs[r].cpu);
 		tr_comm_destroy(comms[r]);
 	}
 }
@@ -303,10 +310,10 @@ static void run_sequential(const struct tr_model *master, const struct batch *b,
 	struct ut_err err = {{0}};
 	struct tr_backend *cpu = NULL;
 	struct tr_model *m = load_yolov5n();
-	if (tr_cpu_backend_create(1, &cpu, &err) || tr_model_plan(m, BATCH, SIZE, SIZE, &err))
+	if (tr_cpu_backend_create(1, &cpu, &err) || tr_model_plan(m, cpu, BATCH, SIZE, SIZE, &err))
 		fail_msg("%s", err.msg);
-	memcpy(m->params, master->params, m->nparam_values * sizeof(float));
-	memcpy(m->buffers, master->buffers, m->nbuffer_values * sizeof(float));
+	memcpy(m->params, master->host_params, m->nparam_values * sizeof(float));
+	memcpy(m->buffers, master->host_buffers, m->nbuffer_values * sizeof(float));
 	memset(m->grads, 0, m->nparam_values * sizeof(float));
 	int per_shard = BATCH / shards;
 	for (int s = 0; s < shards; s++)
@@ -314,8 +321,8 @@ static void run_sequential(const struct tr_model *master, const struct batch *b,
 			fail_msg("%s", err.msg);
 	memcpy(grads, m->grads, m->nparam_values * sizeof(float));
 	memcpy(buffers, m->buffers, m->nbuffer_values * sizeof(float));
-	tr_backend_destroy(cpu);
 	tr_model_free(m);
+	tr_backend_destroy(cpu);
 }
 
 /*
