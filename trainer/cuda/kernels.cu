@@ -1,0 +1,424 @@
+/*
+ * trainer/cuda/kernels.cu - the CUDA kernels of every op in ops.h that is
+ * not a convolution, and their extern "C" launchers (kernels.h), in the
+ * section order and with the op names of trainer/cpu/ops.c, which is the
+ * specification. Built twice: by nvcc for the GPU (--fmad=false) and, via
+ * kernels_emu.cpp, as host C++ on the CPU emulation (emu/) for the tests.
+ *
+ * Matching the CPU: each element goes through the same IEEE operations in
+ * the same order as trainer/cpu/ops.c (formula.h for SiLU, the same
+ * double-precision per-channel algebra for batch norm), so element-wise
+ * ops, pooling, upsampling, concat and the decode are bit-identical where
+ * the math library agrees. Batch norm's statistics are sums in double in a
+ * different (but fixed) order, so they agree to double rounding and the
+ * outputs to about an ulp.
+ *
+ * Determinism: no float atomics. A reduction is one block per channel:
+ * each thread sums a fixed stride of the channel, then a fixed tree (warp
+ * shuffles, then warp 0 over the warp sums). Max pool's backward gathers
+ * (each input sums the outputs that chose it, in output order) instead of
+ * scattering.
+ */
+#include "launch.h"
+
+#include "formula.h"
+
+#include <math.h>
+
+#define FULL_MASK 0xffffffffu
+/* Threads of an element-wise block, and at most this many blocks (grid-stride loops). */
+#define EW_THREADS 256
+#define EW_MAX_BLOCKS 4096
+/* Threads of a per-channel reduction block (a multiple of 32). */
+#define BN_THREADS 256
+
+/* A grid covering count elements, EW_THREADS a block, grid-stride beyond EW_MAX_BLOCKS. */
+static dim3 ew_grid(size_t count)
+{
+	size_t blocks = (count + EW_THREADS - 1) / EW_THREADS;
+	if (blocks > EW_MAX_BLOCKS)
+		blocks = EW_MAX_BLOCKS;
+	return dim3(blocks == 0 ? 1u : (unsigned)blocks);
+}
+
+/* The first element of this thread in a grid-stride loop, and the stride. */
+__device__ static size_t ew_first(void)
+{
+	return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+}
+
+__device__ static size_t ew_stride(void)
+{
+	return (size_t)gridDim.x * blockDim.x;
+}
+
+extern "C" const char *TR_CUDA_SYM(launch_error_string)(int rc)
+{
+#if defined(__CUDACC__)
+	return cudaGetErrorString((cudaError_t)rc);
+#else
+	return tr_emu::status_string(rc);
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* batch norm                                                                */
+
+/*
+ * The sum of v over the block, the same tree every time, returned to every
+ * thread. blockDim.x is a multiple of 32; scratch holds 33 doubles. Ends
+ * with a barrier, so scratch can be reused at once.
+ */
+__device__ static double block_sum(double v, double *scratch)
+{
+	unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+	for (unsigned d = 16; d > 0; d /= 2)
+		v += __shfl_down_sync(FULL_MASK, v, d);
+	if (lane == 0)
+		scratch[warp] = v;
+#if !defined(TR_CUDA_MUTANT)
+	__syncthreads();
+#endif
+	if (warp == 0) {
+		v = lane < blockDim.x / 32 ? scratch[lane] : 0.0;
+		for (unsigned d = 16; d > 0; d /= 2)
+			v += __shfl_down_sync(FULL_MASK, v, d);
+		if (lane == 0)
+			scratch[32] = v;
+	}
+	__syncthreads();
+	double total = scratch[32];
+	__syncthreads();
+	return total;
+}
+
+/* Element i of channel c's n * hw values in NCHW. */
+__device__ static size_t channel_at(size_t i, int c, int channels, size_t hw)
+{
+	return (i / hw * (size_t)channels + (size_t)c) * hw + i % hw;
+}
+
+/* One block per channel: statistics, running statistics, y = x * scale + shift. */
+__global__ static void bn_forward_train_kernel(struct tr_cuda_bn_train a)
+{
+	__shared__ double scratch[33];
+	int c = (int)blockIdx.x;
+	size_t hw = (size_t)a.hw, count = (size_t)a.n * hw;
+	double sum = 0, sq = 0;
+	for (size_t i = threadIdx.x; i < count; i += blockDim.x)
+		sum += a.x[channel_at(i, c, a.c, hw)];
+	double mean = block_sum(sum, scratch) / (double)count;
+	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
+		double d = a.x[channel_at(i, c, a.c, hw)] - mean;
+		sq += d * d;
+	}
+	sq = block_sum(sq, scratch);
+	double var = sq / (double)count; /* biased: normalisation */
+	double invstd = 1.0 / sqrt(var + a.eps);
+	double unbiased = sq / (double)(count - 1); /* running_var, as PyTorch */
+	if (threadIdx.x == 0) {
+		a.save_mean[c] = (float)mean;
+		a.save_invstd[c] = (float)invstd;
+		a.running_mean[c] =
+		    (float)((1.0 - a.momentum) * a.running_mean[c] + a.momentum * mean);
+		a.running_var[c] =
+		    (float)((1.0 - a.momentum) * a.running_var[c] + a.momentum * unbiased);
+	}
+	double scale = a.gamma[c] * invstd;
+	float scale_f = (float)scale, shift_f = (float)(a.beta[c] - mean * scale);
+	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
+		size_t at = channel_at(i, c, a.c, hw);
+		a.y[at] = a.x[at] * scale_f + shift_f;
+	}
+}
+
+extern "C" int TR_CUDA_SYM(bn_forward_train)(struct tr_cuda_stream *s,
+					     const struct tr_cuda_bn_train *a)
+{
+	return TR_CUDA_LAUNCH(bn_forward_train_kernel, dim3((unsigned)a->c), dim3(BN_THREADS), 0, s,
+			      *a);
+}
+
+__global__ static void bn_forward_eval_kernel(struct tr_cuda_bn_eval a)
+{
+	size_t hw = (size_t)a.hw, count = (size_t)a.n * (size_t)a.c * hw;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		int c = (int)(i / hw % (size_t)a.c);
+		double scale = a.gamma[c] / sqrt((double)a.running_var[c] + a.eps);
+		float scale_f = (float)scale,
+		      shift_f = (float)(a.beta[c] - a.running_mean[c] * scale);
+		a.y[i] = a.x[i] * scale_f + shift_f;
+	}
+}
+
+extern "C" int TR_CUDA_SYM(bn_forward_eval)(struct tr_cuda_stream *s,
+					    const struct tr_cuda_bn_eval *a)
+{
+	size_t count = (size_t)a->n * (size_t)a->c * (size_t)a->hw;
+	return TR_CUDA_LAUNCH(bn_forward_eval_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, *a);
+}
+
+/*
+ * One block per channel: dgamma += sum(dy * xhat), dbeta += sum(dy), then
+ * dx = k dy + a x + d folded as the CPU does. Every dy of the channel is
+ * read before the barriers of block_sum and written after, so dx may be dy.
+ */
+__global__ static void bn_backward_kernel(struct tr_cuda_bn_grad a)
+{
+	__shared__ double scratch[33];
+	int c = (int)blockIdx.x;
+	size_t hw = (size_t)a.hw, count = (size_t)a.n * hw;
+	double mean = a.save_mean[c], invstd = a.save_invstd[c];
+	double sum_dy = 0, sum_dy_xc = 0;
+	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
+		size_t at = channel_at(i, c, a.c, hw);
+		sum_dy += a.dy[at];
+		sum_dy_xc += a.dy[at] * (a.x[at] - mean);
+	}
+	sum_dy = block_sum(sum_dy, scratch);
+	sum_dy_xc = block_sum(sum_dy_xc, scratch);
+	double sum_dy_xhat = sum_dy_xc * invstd;
+	if (threadIdx.x == 0) {
+		a.dgamma[c] += (float)sum_dy_xhat;
+		a.dbeta[c] += (float)sum_dy;
+	}
+	double k = a.gamma[c] * invstd;
+	double mean_dy = sum_dy / (double)count;
+	double mean_dy_xhat = sum_dy_xhat / (double)count;
+	float k_f = (float)k, a_f = (float)(-k * mean_dy_xhat * invstd);
+	float d_f = (float)(k * (-mean_dy + mean_dy_xhat * invstd * mean));
+	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
+		size_t at = channel_at(i, c, a.c, hw);
+		a.dx[at] = k_f * a.dy[at] + a_f * a.x[at] + d_f;
+	}
+}
+
+extern "C" int TR_CUDA_SYM(bn_backward)(struct tr_cuda_stream *s, const struct tr_cuda_bn_grad *a)
+{
+	return TR_CUDA_LAUNCH(bn_backward_kernel, dim3((unsigned)a->c), dim3(BN_THREADS), 0, s, *a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* elementwise: SiLU, add (outputs may alias inputs)                         */
+
+__global__ static void silu_forward_kernel(const float *x, float *y, size_t count)
+{
+	for (size_t i = ew_first(); i < count; i += ew_stride())
+		y[i] = tr_f_silu(x[i]);
+}
+
+extern "C" int TR_CUDA_SYM(silu_forward)(struct tr_cuda_stream *s, const float *x, float *y,
+					 size_t count)
+{
+	return TR_CUDA_LAUNCH(silu_forward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
+			      count);
+}
+
+__global__ static void silu_backward_kernel(const float *x, const float *dy, float *dx,
+					    size_t count)
+{
+	for (size_t i = ew_first(); i < count; i += ew_stride())
+		dx[i] = tr_f_silu_grad(x[i], dy[i]);
+}
+
+extern "C" int TR_CUDA_SYM(silu_backward)(struct tr_cuda_stream *s, const float *x, const float *dy,
+					  float *dx, size_t count)
+{
+	return TR_CUDA_LAUNCH(silu_backward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, dy,
+			      dx, count);
+}
+
+__global__ static void add_forward_kernel(const float *a, const float *x, float *y, size_t count)
+{
+	for (size_t i = ew_first(); i < count; i += ew_stride())
+		y[i] = a[i] + x[i];
+}
+
+extern "C" int TR_CUDA_SYM(add_forward)(struct tr_cuda_stream *s, const float *a, const float *x,
+					float *y, size_t count)
+{
+	return TR_CUDA_LAUNCH(add_forward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, a, x, y,
+			      count);
+}
+
+/* ------------------------------------------------------------------------ */
+/* max pool k x k, stride 1, pad k/2, -inf padding (PyTorch's first max wins) */
+
+/*
+ * The index in the plane of output (i, j)'s max: the window scanned row by
+ * row, the first max kept, except that a NaN replaces whatever came before
+ * (the CPU's separable scan picks the same one).
+ */
+__device__ static int pool_argmax(const float *plane, int h, int w, int k, int i, int j)
+{
+	int r = k / 2;
+	int i0 = i - r < 0 ? 0 : i - r, i1 = i - r + k > h ? h : i - r + k;
+	int j0 = j - r < 0 ? 0 : j - r, j1 = j - r + k > w ? w : j - r + k;
+	float max = tr_f_from_bits(0xff800000u); /* -inf */
+	int best = i0 * w + j0;
+	for (int ii = i0; ii < i1; ii++)
+		for (int jj = j0; jj < j1; jj++) {
+			float v = plane[ii * w + jj];
+			if (v > max || v != v) {
+				max = v;
+				best = ii * w + jj;
+			}
+		}
+	return best;
+}
+
+__global__ static void maxpool_forward_kernel(int k, const float *x, float *y, int planes, int h,
+					      int w)
+{
+	size_t hw = (size_t)h * (size_t)w, count = (size_t)planes * hw;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		const float *plane = x + i / hw * hw;
+		int cell = (int)(i % hw);
+		y[i] = plane[pool_argmax(plane, h, w, k, cell / w, cell % w)];
+	}
+}
+
+extern "C" int TR_CUDA_SYM(maxpool_forward)(struct tr_cuda_stream *s, int k, const float *x,
+					    float *y, int planes, int h, int w)
+{
+	size_t count = (size_t)planes * (size_t)h * (size_t)w;
+	return TR_CUDA_LAUNCH(maxpool_forward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, k, x,
+			      y, planes, h, w);
+}
+
+/*
+ * dx at each input: the sum of dy over the outputs whose window holds it and
+ * chose it, in output order (the order the CPU's scatter adds them in).
+ * k^4 comparisons an input: SPPF pools small planes.
+ */
+__global__ static void maxpool_backward_kernel(int k, const float *x, const float *dy, float *dx,
+					       int planes, int h, int w)
+{
+	size_t hw = (size_t)h * (size_t)w, count = (size_t)planes * hw;
+	int r = k / 2;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		const float *plane = x + i / hw * hw, *grad = dy + i / hw * hw;
+		int cell = (int)(i % hw), pi = cell / w, pj = cell % w;
+		int i0 = pi - r < 0 ? 0 : pi - r, i1 = pi + r + 1 > h ? h : pi + r + 1;
+		int j0 = pj - r < 0 ? 0 : pj - r, j1 = pj + r + 1 > w ? w : pj + r + 1;
+		float sum = 0.0f;
+		for (int oi = i0; oi < i1; oi++)
+			for (int oj = j0; oj < j1; oj++)
+				if (pool_argmax(plane, h, w, k, oi, oj) == cell)
+					sum += grad[oi * w + oj];
+		dx[i] = sum;
+	}
+}
+
+extern "C" int TR_CUDA_SYM(maxpool_backward)(struct tr_cuda_stream *s, int k, const float *x,
+					     const float *dy, float *dx, int planes, int h, int w)
+{
+	size_t count = (size_t)planes * (size_t)h * (size_t)w;
+	return TR_CUDA_LAUNCH(maxpool_backward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, k, x,
+			      dy, dx, planes, h, w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* nearest 2x upsample                                                       */
+
+/* y[p][i][j] = x[p][i/2][j/2], one thread an output */
+__global__ static void upsample2x_forward_kernel(const float *x, float *y, int planes, int h, int w)
+{
+	size_t ow = 2 * (size_t)w, ohw = 4 * (size_t)h * (size_t)w, count = (size_t)planes * ohw;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		size_t p = i / ohw, row = i % ohw / ow, col = i % ow;
+		y[i] = x[(p * (size_t)h + row / 2) * (size_t)w + col / 2];
+	}
+}
+
+extern "C" int TR_CUDA_SYM(upsample2x_forward)(struct tr_cuda_stream *s, const float *x, float *y,
+					       int planes, int h, int w)
+{
+	size_t count = 4 * (size_t)planes * (size_t)h * (size_t)w;
+	return TR_CUDA_LAUNCH(upsample2x_forward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x,
+			      y, planes, h, w);
+}
+
+/* dx[i][j] = dy[2i][2j] + dy[2i][2j+1] + dy[2i+1][2j] + dy[2i+1][2j+1], one thread an input */
+__global__ static void upsample2x_backward_kernel(const float *dy, float *dx, int planes, int h,
+						  int w)
+{
+	size_t hw = (size_t)h * (size_t)w, ow = 2 * (size_t)w, count = (size_t)planes * hw;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		size_t p = i / hw, row = i % hw / (size_t)w, col = i % (size_t)w;
+		const float *top = dy + p * 4 * hw + 2 * row * ow + 2 * col;
+		dx[i] = top[0] + top[1] + top[ow] + top[ow + 1];
+	}
+}
+
+extern "C" int TR_CUDA_SYM(upsample2x_backward)(struct tr_cuda_stream *s, const float *dy,
+						float *dx, int planes, int h, int w)
+{
+	size_t count = (size_t)planes * (size_t)h * (size_t)w;
+	return TR_CUDA_LAUNCH(upsample2x_backward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s,
+			      dy, dx, planes, h, w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* concat / split along channels                                             */
+
+/* One thread an element of part [n, part_c, hw]; whole is [n, whole_c, hw] from channel c0. */
+__global__ static void concat_copy_kernel(float *part, float *whole, int n, int part_c, int whole_c,
+					  int c0, int hw, int to_whole)
+{
+	size_t len = (size_t)part_c * (size_t)hw, count = (size_t)n * len;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		size_t at = (i / len * (size_t)whole_c + (size_t)c0) * (size_t)hw + i % len;
+		if (to_whole)
+			whole[at] = part[i];
+		else
+			part[i] = whole[at];
+	}
+}
+
+extern "C" int TR_CUDA_SYM(concat_copy)(struct tr_cuda_stream *s, float *part, float *whole, int n,
+					int part_c, int whole_c, int c0, int hw, int to_whole)
+{
+	size_t count = (size_t)n * (size_t)part_c * (size_t)hw;
+	return TR_CUDA_LAUNCH(concat_copy_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, part,
+			      whole, n, part_c, whole_c, c0, hw, to_whole);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Detect decode (inference)                                                 */
+
+/* The CPU's sigmoid (expf, not formula.h's exp: the decode's CPU spec uses libm). */
+__device__ static float decode_sigmoid(float v)
+{
+	return 1.0f / (1.0f + expf(-v));
+}
+
+/* One thread an input value x[n][a * no + k][cell]; see ops.h struct tr_detect_level. */
+__global__ static void detect_decode_kernel(struct tr_cuda_detect a)
+{
+	size_t hw = (size_t)a.h * (size_t)a.w, per_plane = (size_t)a.no * hw;
+	size_t count = (size_t)a.n * (size_t)a.na * per_plane;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		size_t p = i / per_plane, cell = i % hw;
+		int k = (int)(i % per_plane / hw), n = (int)(p / (size_t)a.na),
+		    anchor = (int)(p % (size_t)a.na);
+		float v = decode_sigmoid(a.x[i]);
+		if (k == 0)
+			v = (v * 2.0f + ((float)(cell % (size_t)a.w) - 0.5f)) * a.stride;
+		else if (k == 1)
+			v = (v * 2.0f + ((float)(cell / (size_t)a.w) - 0.5f)) * a.stride;
+		else if (k == 2)
+			v = (v * 2.0f) * (v * 2.0f) * a.anchors[2 * anchor];
+		else if (k == 3)
+			v = (v * 2.0f) * (v * 2.0f) * a.anchors[2 * anchor + 1];
+		size_t row =
+		    (size_t)n * (size_t)a.rows + (size_t)a.row0 + (size_t)anchor * hw + cell;
+		a.out[row * (size_t)a.no + (size_t)k] = v;
+	}
+}
+
+extern "C" int TR_CUDA_SYM(detect_decode)(struct tr_cuda_stream *s, const struct tr_cuda_detect *a)
+{
+	size_t count = (size_t)a->n * (size_t)a->na * (size_t)a->no * (size_t)a->h * (size_t)a->w;
+	return TR_CUDA_LAUNCH(detect_decode_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, *a);
+}
