@@ -26,7 +26,7 @@
 #if defined(TR_EMU_ASAN)
 #include <sanitizer/common_interface_defs.h>
 /* AddressSanitizer's frames are larger; kernels are shallow either way. */
-#define TR_EMU_STACK (512 * 1024)
+#define TR_EMU_STACK (128 * 1024)
 #else
 #define TR_EMU_STACK (64 * 1024)
 #endif
@@ -170,6 +170,20 @@ unsigned release_barriers(block_run *run)
 	return released;
 }
 
+/*
+ * A fresh context that starts fiber_main on f's stack. Its own function:
+ * getcontext returns twice, which would make gcc fear for the caller's
+ * loop variables (-Wclobbered).
+ */
+__attribute__((noinline)) void fiber_context_init(fiber *f)
+{
+	getcontext(&f->context);
+	f->context.uc_stack.ss_sp = f->stack;
+	f->context.uc_stack.ss_size = TR_EMU_STACK;
+	f->context.uc_link = nullptr;
+	makecontext(&f->context, fiber_main, 0);
+}
+
 /* Run one block's fibers to completion; returns a status. */
 int run_block(block_run *run, char *stacks, dim3 grid, dim3 block, uint3 block_idx, order_rng *rng)
 {
@@ -185,11 +199,7 @@ int run_block(block_run *run, char *stacks, dim3 grid, dim3 block, uint3 block_i
 		f.ids.block_idx = block_idx;
 		f.ids.block_dim = block;
 		f.ids.grid_dim = grid;
-		getcontext(&f.context);
-		f.context.uc_stack.ss_sp = f.stack;
-		f.context.uc_stack.ss_size = TR_EMU_STACK;
-		f.context.uc_link = nullptr;
-		makecontext(&f.context, fiber_main, 0);
+		fiber_context_init(&f);
 	}
 	std::vector<unsigned> order(fs.size());
 	for (;;) {
