@@ -5,6 +5,11 @@
  * batch 2 at 128 px, under two thread-order seeds. Inputs go through the
  * backend's upload, results come back through download.
  *
+ * Built a second time with TEST_ON_GPU (test 'cuda_ops_gpu'): the same
+ * checks on GPU 0 through tr_cuda_backend_create, the nvcc-built kernels.
+ * Without a usable GPU it checks that the backend refuses in one line
+ * naming CUDA, and exits 77 (skipped).
+ *
  * Tolerances, per op (|cuda - cpu| <= atol + rtol |cpu|), and why:
  *   exact (0): SiLU forward/backward (formula.h on both sides), add, max
  *     pool forward/backward (same first-max rule; the backward gathers in
@@ -18,10 +23,14 @@
  *     in double rounding, then by an ulp once rounded to float; near zero
  *     an ulp of the shift term, hence the small atol. (Measured: 0 at
  *     every shape and seed here, all bits equal.)
+ *   on a GPU only, Detect's decode: rtol 2e-6, atol 1e-6 (CUDA's expf is
+ *     within 2 ulp of glibc's; the box terms square the sigmoid).
  * Every comparison prints the largest differences it saw.
  *
- * Teeth: the 'cuda_ops_mutant' test runs this program against kernels.cu
- * built with TR_CUDA_MUTANT (block_sum loses a __syncthreads) and must fail.
+ * Teeth: the 'cuda_ops_mutant1' and 'cuda_ops_mutant2' tests run this
+ * program against kernels.cu built with TR_CUDA_MUTANT = 1 (block_sum
+ * loses a __syncthreads: batch norm's sums race) and 2 (upsample's
+ * backward reads one wrong index), and must fail.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -35,6 +44,16 @@
 #include <cmocka.h>
 
 #include "tr_cuda.h"
+
+#if defined(TEST_ON_GPU)
+#define GPU_FN(name) tr_cuda_##name
+#define DECODE_RTOL 2e-6
+#define DECODE_ATOL 1e-6
+#else
+#define GPU_FN(name) tr_cuda_emu_##name
+#define DECODE_RTOL 0
+#define DECODE_ATOL 0
+#endif
 
 /* Thread-order seeds of the emulation: every test runs under each. */
 static const uint64_t seeds[] = {1, 0x5eed5eedULL};
@@ -54,8 +73,14 @@ static struct pair pair_create(uint64_t seed)
 	struct ut_err err = {{0}};
 	if (tr_cpu_backend_create(2, &p.cpu, &err) != 0)
 		fail_msg("tr_cpu_backend_create: %s", err.msg);
+#if defined(TEST_ON_GPU)
+	(void)seed;
+	if (tr_cuda_backend_create(0, &p.gpu, &err) != 0)
+		fail_msg("tr_cuda_backend_create: %s", err.msg);
+#else
 	if (tr_cuda_emu_backend_create(seed, &p.gpu, &err) != 0)
 		fail_msg("tr_cuda_emu_backend_create: %s", err.msg);
+#endif
 	return p;
 }
 
@@ -94,8 +119,8 @@ static float *host_rand(size_t len, uint64_t *state, float scale)
 static float *dev_copy(struct tr_backend *gpu, const float *host, size_t len)
 {
 	void *d = NULL;
-	OK(tr_cuda_emu_alloc(gpu, len * sizeof(float), &d, &ok_err));
-	OK(tr_cuda_emu_upload(gpu, d, host, len * sizeof(float), &ok_err));
+	OK(GPU_FN(alloc)(gpu, len * sizeof(float), &d, &ok_err));
+	OK(GPU_FN(upload)(gpu, d, host, len * sizeof(float), &ok_err));
 	return d;
 }
 
@@ -103,7 +128,7 @@ static float *dev_copy(struct tr_backend *gpu, const float *host, size_t len)
 static float *dev_alloc(struct tr_backend *gpu, size_t len)
 {
 	void *d = NULL;
-	OK(tr_cuda_emu_alloc(gpu, len * sizeof(float), &d, &ok_err));
+	OK(GPU_FN(alloc)(gpu, len * sizeof(float), &d, &ok_err));
 	return d;
 }
 
@@ -112,8 +137,8 @@ static float *dev_fetch(struct tr_backend *gpu, const float *dev, size_t len)
 {
 	float *h = malloc(len * sizeof(*h));
 	assert_non_null(h);
-	OK(tr_cuda_emu_sync(gpu, &ok_err));
-	OK(tr_cuda_emu_download(gpu, h, dev, len * sizeof(float), &ok_err));
+	OK(GPU_FN(sync)(gpu, &ok_err));
+	OK(GPU_FN(download)(gpu, h, dev, len * sizeof(float), &ok_err));
 	return h;
 }
 
@@ -192,8 +217,8 @@ static void bn_train_one(uint64_t seed, struct tr_shape s)
 	compare_dev(p.gpu, "bn_forward_train running_var", drvar, rvar, c, BN_RTOL, BN_ATOL);
 
 	/* eval with the running statistics just updated (the same on both sides) */
-	OK(tr_cuda_emu_upload(p.gpu, drmean, rmean, c * sizeof(float), &ok_err));
-	OK(tr_cuda_emu_upload(p.gpu, drvar, rvar, c * sizeof(float), &ok_err));
+	OK(GPU_FN(upload)(p.gpu, drmean, rmean, c * sizeof(float), &ok_err));
+	OK(GPU_FN(upload)(p.gpu, drvar, rvar, c * sizeof(float), &ok_err));
 	OK(p.cpu->ops->bn_forward_eval(p.cpu, &tx, gamma, beta, 1e-3f, rmean, rvar, &ty, &ok_err));
 	OK(p.gpu->ops->bn_forward_eval(p.gpu, &gx, dgamma, dbeta, 1e-3f, drmean, drvar, &gy,
 				       &ok_err));
@@ -202,7 +227,7 @@ static void bn_train_one(uint64_t seed, struct tr_shape s)
 	free(x), free(gamma), free(beta), free(rmean), free(rvar), free(y), free(smean), free(sinv);
 	float *devs[] = {dx, dgamma, dbeta, drmean, drvar, dy, dsmean, dsinv};
 	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
-		tr_cuda_emu_free(p.gpu, devs[i]);
+		GPU_FN(free)(p.gpu, devs[i]);
 	pair_destroy(&p);
 }
 
@@ -241,7 +266,7 @@ static void bn_backward_one(uint64_t seed, struct tr_shape s)
 	free(x), free(dy), free(gamma), free(smean), free(sinv), free(dgamma), free(dbeta);
 	float *devs[] = {gx, gdy, ggamma, gsmean, gsinv, gdgamma, gdbeta};
 	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
-		tr_cuda_emu_free(p.gpu, devs[i]);
+		GPU_FN(free)(p.gpu, devs[i]);
 	pair_destroy(&p);
 }
 
@@ -288,8 +313,8 @@ static void elementwise_one(uint64_t seed, struct tr_shape s)
 	compare_dev(p.gpu, "silu_forward (y = x)", gx, x, len, 0, 0);
 
 	free(x), free(dy), free(a), free(y), free(dx);
-	tr_cuda_emu_free(p.gpu, gx), tr_cuda_emu_free(p.gpu, gdy);
-	tr_cuda_emu_free(p.gpu, ga), tr_cuda_emu_free(p.gpu, gy);
+	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gdy);
+	GPU_FN(free)(p.gpu, ga), GPU_FN(free)(p.gpu, gy);
 	pair_destroy(&p);
 }
 
@@ -332,7 +357,7 @@ static void maxpool_one(uint64_t seed, int k, struct tr_shape s)
 	OK(p.gpu->ops->maxpool_backward(p.gpu, k, &ux, &udy, &uy, &ok_err));
 	compare_dev(p.gpu, "maxpool_backward", gy, dx, len, 0, 0);
 	free(x), free(dy), free(y), free(dx);
-	tr_cuda_emu_free(p.gpu, gx), tr_cuda_emu_free(p.gpu, gdy), tr_cuda_emu_free(p.gpu, gy);
+	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gdy), GPU_FN(free)(p.gpu, gy);
 	pair_destroy(&p);
 }
 
@@ -369,7 +394,7 @@ static void upsample_one(uint64_t seed, struct tr_shape s)
 	OK(p.gpu->ops->upsample2x_backward(p.gpu, &udy, &ux, &ok_err));
 	compare_dev(p.gpu, "upsample2x_backward", gx, dx, len, 0, 0);
 	free(x), free(dy), free(y), free(dx);
-	tr_cuda_emu_free(p.gpu, gx), tr_cuda_emu_free(p.gpu, gdy), tr_cuda_emu_free(p.gpu, gy);
+	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gdy), GPU_FN(free)(p.gpu, gy);
 	pair_destroy(&p);
 }
 
@@ -413,17 +438,17 @@ static void concat_one(uint64_t seed, const int *cs, int count, int h)
 	compare_dev(p.gpu, "concat_forward", gy, y, wlen, 0, 0);
 	for (size_t i = 0; i < wlen; i++)
 		y[i] = uniform(&r, 1.0f);
-	OK(tr_cuda_emu_upload(p.gpu, gy, y, wlen * sizeof(float), &ok_err));
+	OK(GPU_FN(upload)(p.gpu, gy, y, wlen * sizeof(float), &ok_err));
 	OK(p.cpu->ops->concat_backward(p.cpu, &ty, tout, count, &ok_err));
 	OK(p.gpu->ops->concat_backward(p.gpu, &uy, uout, count, &ok_err));
 	for (int i = 0; i < count; i++) {
 		compare_dev(p.gpu, "concat_backward part", uparts[i].data, tparts[i].data,
 			    tr_shape_numel(tparts[i].shape), 0, 0);
 		free(tparts[i].data);
-		tr_cuda_emu_free(p.gpu, uparts[i].data);
+		GPU_FN(free)(p.gpu, uparts[i].data);
 	}
 	free(y);
-	tr_cuda_emu_free(p.gpu, gy);
+	GPU_FN(free)(p.gpu, gy);
 	pair_destroy(&p);
 }
 
@@ -470,11 +495,11 @@ static void test_detect_decode(void **state)
 			OK(p.gpu->ops->detect_decode(p.gpu, &level, &ux, gout, &ok_err));
 			row0 += na * sizes[l] * sizes[l];
 			free(x);
-			tr_cuda_emu_free(p.gpu, gx);
+			GPU_FN(free)(p.gpu, gx);
 		}
-		compare_dev(p.gpu, "detect_decode", gout, out, out_len, 0, 0);
+		compare_dev(p.gpu, "detect_decode", gout, out, out_len, DECODE_RTOL, DECODE_ATOL);
 		free(out);
-		tr_cuda_emu_free(p.gpu, gout);
+		GPU_FN(free)(p.gpu, gout);
 		pair_destroy(&p);
 	}
 }
@@ -497,12 +522,27 @@ static void test_errors(void **state)
 	struct tr_conv conv = {2, 2, 1, 1, 0};
 	assert_int_equal(p.gpu->ops->conv_forward(p.gpu, &conv, &a, buf, NULL, &a, &err), -1);
 	assert_non_null(strstr(err.msg, "no convolutions yet"));
-	tr_cuda_emu_free(p.gpu, buf);
+	GPU_FN(free)(p.gpu, buf);
 	pair_destroy(&p);
 }
 
 int main(void)
 {
+#if defined(TEST_ON_GPU)
+	struct tr_backend *probe = NULL;
+	struct ut_err err = {{0}};
+	if (tr_cuda_backend_create(0, &probe, &err) != 0) {
+		/* the refusal --device 0 shows: one line, naming CUDA */
+		if (strstr(err.msg, "CUDA") == NULL || strchr(err.msg, '\n') != NULL) {
+			fprintf(stderr, "refusal without a GPU is not one line naming CUDA: %s\n",
+				err.msg);
+			return 1;
+		}
+		printf("# no usable GPU, skipped: %s\n", err.msg);
+		return 77;
+	}
+	tr_backend_destroy(probe);
+#endif
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bn_forward),	  cmocka_unit_test(test_bn_backward),
 	    cmocka_unit_test(test_elementwise),	  cmocka_unit_test(test_maxpool),

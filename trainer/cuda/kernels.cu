@@ -25,6 +25,14 @@
 
 #include <math.h>
 
+/*
+ * TR_CUDA_MUTANT (tests/meson.build only) plants a known bug so that the
+ * parity test shows it fails: 1 drops a __syncthreads, 2 slips an index.
+ */
+#ifndef TR_CUDA_MUTANT
+#define TR_CUDA_MUTANT 0
+#endif
+
 #define FULL_MASK 0xffffffffu
 /* Threads of an element-wise block, and at most this many blocks (grid-stride loops). */
 #define EW_THREADS 256
@@ -76,7 +84,7 @@ __device__ static double block_sum(double v, double *scratch)
 		v += __shfl_down_sync(FULL_MASK, v, d);
 	if (lane == 0)
 		scratch[warp] = v;
-#if !defined(TR_CUDA_MUTANT)
+#if TR_CUDA_MUTANT != 1 /* tests only: the race the parity test must catch */
 	__syncthreads();
 #endif
 	if (warp == 0) {
@@ -347,7 +355,11 @@ __global__ static void upsample2x_backward_kernel(const float *dy, float *dx, in
 	for (size_t i = ew_first(); i < count; i += ew_stride()) {
 		size_t p = i / hw, row = i % hw / (size_t)w, col = i % (size_t)w;
 		const float *top = dy + p * 4 * hw + 2 * row * ow + 2 * col;
+#if TR_CUDA_MUTANT == 2 /* tests only: the index slip the parity test must catch */
+		dx[i] = top[0] + top[1] + top[ow] + top[1];
+#else
 		dx[i] = top[0] + top[1] + top[ow] + top[ow + 1];
+#endif
 	}
 }
 
