@@ -231,12 +231,17 @@ static void bn_train_one(uint64_t seed, struct tr_shape s)
 	pair_destroy(&p);
 }
 
+/* Several chunks a channel (kernels.h TR_CUDA_BN_CHUNK), the last one partial. */
+static const struct tr_shape bn_chunked = {2, 8, 96, 96};
+
 static void test_bn_forward(void **state)
 {
 	(void)state;
-	for (size_t k = 0; k < NSEEDS; k++)
+	for (size_t k = 0; k < NSEEDS; k++) {
 		for (size_t i = 0; i < NSTAGES; i++)
 			bn_train_one(seeds[k], stages[i]);
+		bn_train_one(seeds[k], bn_chunked);
+	}
 }
 
 /* dx (in place over dy on both backends), dgamma and dbeta accumulating onto nonzero values */
@@ -273,9 +278,11 @@ static void bn_backward_one(uint64_t seed, struct tr_shape s)
 static void test_bn_backward(void **state)
 {
 	(void)state;
-	for (size_t k = 0; k < NSEEDS; k++)
+	for (size_t k = 0; k < NSEEDS; k++) {
 		for (size_t i = 0; i < NSTAGES; i++)
 			bn_backward_one(seeds[k], stages[i]);
+		bn_backward_one(seeds[k], bn_chunked);
+	}
 }
 
 /* ------------------------------------------------------------------------ */

@@ -41,6 +41,8 @@
 struct cuda_state {
 	int device;
 	struct tr_cuda_stream stream;
+	void *workspace; /* batch norm's partial sums, max pool's argmax; grown on a new shape */
+	size_t workspace_bytes;
 };
 
 static struct cuda_state *state_of(struct tr_backend *b)
@@ -118,6 +120,25 @@ int TR_CUDA_SYM(sync)(struct tr_backend *b, struct ut_err *err)
 	return 0;
 }
 
+/*
+ * The backend's workspace, at least bytes (its contents are not kept). It
+ * grows only when a larger shape appears, so a steady training step
+ * allocates nothing; cudaFree waits for the kernels still using the old one.
+ */
+static int workspace_reserve(struct tr_backend *b, size_t bytes, struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+	if (bytes <= st->workspace_bytes)
+		return 0;
+	TR_CUDA_SYM(free)(b, st->workspace);
+	st->workspace = NULL;
+	st->workspace_bytes = 0;
+	if (TR_CUDA_SYM(alloc)(b, bytes, &st->workspace, err) != 0)
+		return -1;
+	st->workspace_bytes = bytes;
+	return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* checks (the CPU backend's messages)                                       */
 
@@ -182,6 +203,8 @@ static int cuda_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x
 		return ut_err_set(
 		    err, "bn_forward_train: %zu value per channel (training needs 2 or more)",
 		    count);
+	if (workspace_reserve(b, tr_cuda_bn_workspace_bytes(s.c, count), err) != 0)
+		return -1;
 	struct tr_cuda_bn_train a = {
 	    .x = x->data,
 	    .gamma = gamma,
@@ -191,6 +214,7 @@ static int cuda_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x
 	    .running_var = running_var,
 	    .save_mean = save_mean,
 	    .save_invstd = save_invstd,
+	    .workspace = state_of(b)->workspace,
 	    .eps = eps,
 	    .momentum = momentum,
 	    .n = s.n,
@@ -235,6 +259,9 @@ static int cuda_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 		return shape_error(err, "bn_backward", "dy", dy->shape, s);
 	if (!same_shape(dx->shape, s))
 		return shape_error(err, "bn_backward", "dx", dx->shape, s);
+	if (workspace_reserve(b, tr_cuda_bn_workspace_bytes(s.c, (size_t)s.n * s.h * s.w), err) !=
+	    0)
+		return -1;
 	struct tr_cuda_bn_grad a = {
 	    .x = x->data,
 	    .dy = dy->data,
@@ -244,6 +271,7 @@ static int cuda_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 	    .dx = dx->data,
 	    .dgamma = dgamma,
 	    .dbeta = dbeta,
+	    .workspace = state_of(b)->workspace,
 	    .n = s.n,
 	    .c = s.c,
 	    .hw = s.h * s.w,
@@ -321,11 +349,12 @@ static int cuda_maxpool_backward(struct tr_backend *b, int k, const struct tr_te
 {
 	struct tr_shape s = x->shape;
 	if (pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
-	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0)
+	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0 ||
+	    workspace_reserve(b, tr_shape_numel(s) * sizeof(int), err) != 0)
 		return -1;
-	LAUNCH_CHECK("maxpool_backward",
-		     TR_CUDA_SYM(maxpool_backward)(&state_of(b)->stream, k, x->data, dy->data,
-						   dx->data, s.n * s.c, s.h, s.w));
+	LAUNCH_CHECK("maxpool_backward", TR_CUDA_SYM(maxpool_backward)(
+					     &state_of(b)->stream, k, x->data, dy->data, dx->data,
+					     s.n * s.c, s.h, s.w, (int *)state_of(b)->workspace));
 	return 0;
 }
 
@@ -484,6 +513,7 @@ static const struct tr_ops cuda_ops = {
 static void cuda_destroy(struct tr_backend *b)
 {
 	struct cuda_state *st = state_of(b);
+	TR_CUDA_SYM(free)(b, st->workspace);
 #if !defined(TR_CUDA_EMU)
 	/* nothing to report to: a stream that fails to go is the driver's to clean up */
 	if (st->stream.handle != NULL)

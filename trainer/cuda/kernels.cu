@@ -13,10 +13,11 @@
  * different (but fixed) order, so they agree to double rounding and the
  * outputs to about an ulp.
  *
- * Determinism: no float atomics. A reduction is one block per channel:
- * each thread sums a fixed stride of the channel, then a fixed tree (warp
- * shuffles, then warp 0 over the warp sums). Max pool's backward gathers
- * (each input sums the outputs that chose it, in output order) instead of
+ * Determinism: no float atomics. A reduction cuts each channel into fixed
+ * chunks; a block sums a chunk (each thread a fixed stride, then a fixed
+ * tree: warp shuffles, then warp 0 over the warp sums), and one block a
+ * channel sums the chunks the same way. Max pool's backward gathers (each
+ * input sums the outputs that chose it, in output order) instead of
  * scattering.
  */
 #include "launch.h"
@@ -106,45 +107,153 @@ __device__ static size_t channel_at(size_t i, int c, int channels, size_t hw)
 	return (i / hw * (size_t)channels + (size_t)c) * hw + i % hw;
 }
 
-/* One block per channel: statistics, running statistics, y = x * scale + shift. */
-__global__ static void bn_forward_train_kernel(struct tr_cuda_bn_train a)
+/*
+ * Batch norm in passes, so that a channel of millions of values is summed
+ * by many blocks and the result still does not depend on the GPU: the
+ * channel is cut into fixed chunks of TR_CUDA_BN_CHUNK values; one block a
+ * (chunk, channel) writes the chunk's partial sums to the workspace; then
+ * one block a channel sums its chunks' partials (both in fixed trees) and
+ * derives the channel's coefficients; then an element-wise pass applies
+ * them. Workspace (doubles): partial[c][chunks][2], then stat[c][4].
+ */
+enum bn_sum { BN_SUM_X, BN_SUM_SQDEV, BN_SUM_GRAD };
+
+struct bn_partial_args {
+	const float *x, *dy, *save_mean;
+	double *workspace;
+	int channels;
+	size_t hw, count, chunks;
+	enum bn_sum what;
+};
+
+__device__ static double *bn_stat(double *workspace, size_t chunks, int channels, int c)
+{
+	return workspace + (size_t)channels * chunks * 2 + (size_t)c * 4;
+}
+
+/*
+ * Block (chunk, channel): the chunk's sum of x (BN_SUM_X), of (x - mean)^2
+ * with the mean in stat[c][0] (BN_SUM_SQDEV), or of dy and dy (x - mean)
+ * with the saved mean (BN_SUM_GRAD), as the CPU's double expressions.
+ */
+__global__ static void bn_partial_kernel(struct bn_partial_args a)
+{
+	__shared__ double scratch[33];
+	int c = (int)blockIdx.y;
+	size_t chunk = blockIdx.x, lo = chunk * TR_CUDA_BN_CHUNK;
+	size_t hi = lo + TR_CUDA_BN_CHUNK < a.count ? lo + TR_CUDA_BN_CHUNK : a.count;
+	double mean = 0, first = 0, second = 0;
+	if (a.what == BN_SUM_SQDEV)
+		mean = bn_stat(a.workspace, a.chunks, a.channels, c)[0];
+	else if (a.what == BN_SUM_GRAD)
+		mean = a.save_mean[c];
+	for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+		size_t at = channel_at(i, c, a.channels, a.hw);
+		if (a.what == BN_SUM_X) {
+			first += a.x[at];
+		} else if (a.what == BN_SUM_SQDEV) {
+			double d = a.x[at] - mean;
+			first += d * d;
+		} else {
+			first += a.dy[at];
+			second += a.dy[at] * (a.x[at] - mean);
+		}
+	}
+	first = block_sum(first, scratch);
+	if (a.what == BN_SUM_GRAD)
+		second = block_sum(second, scratch);
+	if (threadIdx.x == 0) {
+		double *partial = a.workspace + ((size_t)c * a.chunks + chunk) * 2;
+		partial[0] = first;
+		partial[1] = second;
+	}
+}
+
+/* In block c: the sums over all chunks of channel c's two partials, to every thread. */
+__device__ static void bn_chunk_totals(const double *workspace, size_t chunks, int c, double *first,
+				       double *second, double *scratch)
+{
+	const double *partial = workspace + (size_t)c * chunks * 2;
+	double a = 0, b = 0;
+	for (size_t k = threadIdx.x; k < chunks; k += blockDim.x) {
+		a += partial[2 * k];
+		b += partial[2 * k + 1];
+	}
+	*first = block_sum(a, scratch);
+	*second = block_sum(b, scratch);
+}
+
+/*
+ * Block c after BN_SUM_X (with_var = 0): stat[c][0] = mean. After
+ * BN_SUM_SQDEV (with_var = 1): saved and running statistics, and the
+ * channel's float scale and shift in stat[c][2], stat[c][3].
+ */
+__global__ static void bn_train_stats_kernel(struct tr_cuda_bn_train a, size_t chunks, int with_var)
 {
 	__shared__ double scratch[33];
 	int c = (int)blockIdx.x;
-	size_t hw = (size_t)a.hw, count = (size_t)a.n * hw;
-	double sum = 0, sq = 0;
-	for (size_t i = threadIdx.x; i < count; i += blockDim.x)
-		sum += a.x[channel_at(i, c, a.c, hw)];
-	double mean = block_sum(sum, scratch) / (double)count;
-	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
-		double d = a.x[channel_at(i, c, a.c, hw)] - mean;
-		sq += d * d;
+	size_t count = (size_t)a.n * (size_t)a.hw;
+	double *workspace = (double *)a.workspace, total, unused;
+	double *stat = bn_stat(workspace, chunks, a.c, c);
+	bn_chunk_totals(workspace, chunks, c, &total, &unused, scratch);
+	if (threadIdx.x != 0)
+		return;
+	if (!with_var) {
+		stat[0] = total / (double)count;
+		return;
 	}
-	sq = block_sum(sq, scratch);
+	double mean = stat[0], sq = total;
 	double var = sq / (double)count; /* biased: normalisation */
 	double invstd = 1.0 / sqrt(var + a.eps);
 	double unbiased = sq / (double)(count - 1); /* running_var, as PyTorch */
-	if (threadIdx.x == 0) {
-		a.save_mean[c] = (float)mean;
-		a.save_invstd[c] = (float)invstd;
-		a.running_mean[c] =
-		    (float)((1.0 - a.momentum) * a.running_mean[c] + a.momentum * mean);
-		a.running_var[c] =
-		    (float)((1.0 - a.momentum) * a.running_var[c] + a.momentum * unbiased);
-	}
+	a.save_mean[c] = (float)mean;
+	a.save_invstd[c] = (float)invstd;
+	a.running_mean[c] = (float)((1.0 - a.momentum) * a.running_mean[c] + a.momentum * mean);
+	a.running_var[c] = (float)((1.0 - a.momentum) * a.running_var[c] + a.momentum * unbiased);
 	double scale = a.gamma[c] * invstd;
-	float scale_f = (float)scale, shift_f = (float)(a.beta[c] - mean * scale);
-	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
-		size_t at = channel_at(i, c, a.c, hw);
-		a.y[at] = a.x[at] * scale_f + shift_f;
+	stat[2] = (float)scale;
+	stat[3] = (float)(a.beta[c] - mean * scale);
+}
+
+/* y = x * scale + shift with channel c's float coefficients from stat[c] */
+__global__ static void bn_train_apply_kernel(struct tr_cuda_bn_train a, size_t chunks)
+{
+	size_t hw = (size_t)a.hw, total = (size_t)a.n * (size_t)a.c * hw;
+	for (size_t i = ew_first(); i < total; i += ew_stride()) {
+		int c = (int)(i / hw % (size_t)a.c);
+		const double *stat = bn_stat((double *)a.workspace, chunks, a.c, c);
+		a.y[i] = a.x[i] * (float)stat[2] + (float)stat[3];
 	}
+}
+
+/* The launches of one reduction pass over every (chunk, channel). */
+static int bn_partial(struct tr_cuda_stream *s, struct bn_partial_args p)
+{
+	return TR_CUDA_LAUNCH(bn_partial_kernel, dim3((unsigned)p.chunks, (unsigned)p.channels),
+			      dim3(BN_THREADS), 0, s, p);
 }
 
 extern "C" int TR_CUDA_SYM(bn_forward_train)(struct tr_cuda_stream *s,
 					     const struct tr_cuda_bn_train *a)
 {
-	return TR_CUDA_LAUNCH(bn_forward_train_kernel, dim3((unsigned)a->c), dim3(BN_THREADS), 0, s,
-			      *a);
+	size_t count = (size_t)a->n * (size_t)a->hw;
+	size_t chunks = tr_cuda_bn_chunks(count), total = count * (size_t)a->c;
+	struct bn_partial_args p = {
+	    a->x, NULL, NULL, (double *)a->workspace, a->c, (size_t)a->hw, count, chunks, BN_SUM_X};
+	int rc = bn_partial(s, p);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(bn_train_stats_kernel, dim3((unsigned)a->c), dim3(BN_THREADS),
+				    0, s, *a, chunks, 0);
+	p.what = BN_SUM_SQDEV;
+	if (rc == 0)
+		rc = bn_partial(s, p);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(bn_train_stats_kernel, dim3((unsigned)a->c), dim3(BN_THREADS),
+				    0, s, *a, chunks, 1);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(bn_train_apply_kernel, ew_grid(total), dim3(EW_THREADS), 0, s,
+				    *a, chunks);
+	return rc;
 }
 
 __global__ static void bn_forward_eval_kernel(struct tr_cuda_bn_eval a)
@@ -167,43 +276,56 @@ extern "C" int TR_CUDA_SYM(bn_forward_eval)(struct tr_cuda_stream *s,
 }
 
 /*
- * One block per channel: dgamma += sum(dy * xhat), dbeta += sum(dy), then
- * dx = k dy + a x + d folded as the CPU does. Every dy of the channel is
- * read before the barriers of block_sum and written after, so dx may be dy.
+ * Block c after BN_SUM_GRAD: dgamma += sum(dy * xhat), dbeta += sum(dy),
+ * and dx = k dy + a x + d folded as the CPU does, k, a, d in stat[c][0..2].
  */
-__global__ static void bn_backward_kernel(struct tr_cuda_bn_grad a)
+__global__ static void bn_grad_stats_kernel(struct tr_cuda_bn_grad a, size_t chunks)
 {
 	__shared__ double scratch[33];
 	int c = (int)blockIdx.x;
-	size_t hw = (size_t)a.hw, count = (size_t)a.n * hw;
+	size_t count = (size_t)a.n * (size_t)a.hw;
+	double *stat = bn_stat((double *)a.workspace, chunks, a.c, c), sum_dy, sum_dy_xc;
+	bn_chunk_totals((double *)a.workspace, chunks, c, &sum_dy, &sum_dy_xc, scratch);
+	if (threadIdx.x != 0)
+		return;
 	double mean = a.save_mean[c], invstd = a.save_invstd[c];
-	double sum_dy = 0, sum_dy_xc = 0;
-	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
-		size_t at = channel_at(i, c, a.c, hw);
-		sum_dy += a.dy[at];
-		sum_dy_xc += a.dy[at] * (a.x[at] - mean);
-	}
-	sum_dy = block_sum(sum_dy, scratch);
-	sum_dy_xc = block_sum(sum_dy_xc, scratch);
 	double sum_dy_xhat = sum_dy_xc * invstd;
-	if (threadIdx.x == 0) {
-		a.dgamma[c] += (float)sum_dy_xhat;
-		a.dbeta[c] += (float)sum_dy;
-	}
+	a.dgamma[c] += (float)sum_dy_xhat;
+	a.dbeta[c] += (float)sum_dy;
 	double k = a.gamma[c] * invstd;
 	double mean_dy = sum_dy / (double)count;
 	double mean_dy_xhat = sum_dy_xhat / (double)count;
-	float k_f = (float)k, a_f = (float)(-k * mean_dy_xhat * invstd);
-	float d_f = (float)(k * (-mean_dy + mean_dy_xhat * invstd * mean));
-	for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
-		size_t at = channel_at(i, c, a.c, hw);
-		a.dx[at] = k_f * a.dy[at] + a_f * a.x[at] + d_f;
+	stat[0] = (float)k;
+	stat[1] = (float)(-k * mean_dy_xhat * invstd);
+	stat[2] = (float)(k * (-mean_dy + mean_dy_xhat * invstd * mean));
+}
+
+/* dx = k dy + a x + d per element; in place over dy is fine (same index) */
+__global__ static void bn_grad_apply_kernel(struct tr_cuda_bn_grad a, size_t chunks)
+{
+	size_t hw = (size_t)a.hw, total = (size_t)a.n * (size_t)a.c * hw;
+	for (size_t i = ew_first(); i < total; i += ew_stride()) {
+		int c = (int)(i / hw % (size_t)a.c);
+		const double *stat = bn_stat((double *)a.workspace, chunks, a.c, c);
+		a.dx[i] = (float)stat[0] * a.dy[i] + (float)stat[1] * a.x[i] + (float)stat[2];
 	}
 }
 
 extern "C" int TR_CUDA_SYM(bn_backward)(struct tr_cuda_stream *s, const struct tr_cuda_bn_grad *a)
 {
-	return TR_CUDA_LAUNCH(bn_backward_kernel, dim3((unsigned)a->c), dim3(BN_THREADS), 0, s, *a);
+	size_t count = (size_t)a->n * (size_t)a->hw;
+	size_t chunks = tr_cuda_bn_chunks(count), total = count * (size_t)a->c;
+	struct bn_partial_args p = {a->x,	a->dy,	       a->save_mean, (double *)a->workspace,
+				    a->c,	(size_t)a->hw, count,	     chunks,
+				    BN_SUM_GRAD};
+	int rc = bn_partial(s, p);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(bn_grad_stats_kernel, dim3((unsigned)a->c), dim3(BN_THREADS), 0,
+				    s, *a, chunks);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(bn_grad_apply_kernel, ew_grid(total), dim3(EW_THREADS), 0, s,
+				    *a, chunks);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -294,36 +416,52 @@ extern "C" int TR_CUDA_SYM(maxpool_forward)(struct tr_cuda_stream *s, int k, con
 			      y, planes, h, w);
 }
 
+/* argmax[i] = the index in its plane of output i's max */
+__global__ static void maxpool_argmax_kernel(int k, const float *x, int *argmax, int planes, int h,
+					     int w)
+{
+	size_t hw = (size_t)h * (size_t)w, count = (size_t)planes * hw;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		int cell = (int)(i % hw);
+		argmax[i] = pool_argmax(x + i / hw * hw, h, w, k, cell / w, cell % w);
+	}
+}
+
 /*
  * dx at each input: the sum of dy over the outputs whose window holds it and
  * chose it, in output order (the order the CPU's scatter adds them in).
- * k^4 comparisons an input: SPPF pools small planes.
  */
-__global__ static void maxpool_backward_kernel(int k, const float *x, const float *dy, float *dx,
-					       int planes, int h, int w)
+__global__ static void maxpool_gather_kernel(int k, const int *argmax, const float *dy, float *dx,
+					     int planes, int h, int w)
 {
 	size_t hw = (size_t)h * (size_t)w, count = (size_t)planes * hw;
 	int r = k / 2;
 	for (size_t i = ew_first(); i < count; i += ew_stride()) {
-		const float *plane = x + i / hw * hw, *grad = dy + i / hw * hw;
+		const int *chosen = argmax + i / hw * hw;
+		const float *grad = dy + i / hw * hw;
 		int cell = (int)(i % hw), pi = cell / w, pj = cell % w;
 		int i0 = pi - r < 0 ? 0 : pi - r, i1 = pi + r + 1 > h ? h : pi + r + 1;
 		int j0 = pj - r < 0 ? 0 : pj - r, j1 = pj + r + 1 > w ? w : pj + r + 1;
 		float sum = 0.0f;
 		for (int oi = i0; oi < i1; oi++)
 			for (int oj = j0; oj < j1; oj++)
-				if (pool_argmax(plane, h, w, k, oi, oj) == cell)
+				if (chosen[oi * w + oj] == cell)
 					sum += grad[oi * w + oj];
 		dx[i] = sum;
 	}
 }
 
 extern "C" int TR_CUDA_SYM(maxpool_backward)(struct tr_cuda_stream *s, int k, const float *x,
-					     const float *dy, float *dx, int planes, int h, int w)
+					     const float *dy, float *dx, int planes, int h, int w,
+					     int *argmax_workspace)
 {
 	size_t count = (size_t)planes * (size_t)h * (size_t)w;
-	return TR_CUDA_LAUNCH(maxpool_backward_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, k, x,
-			      dy, dx, planes, h, w);
+	int rc = TR_CUDA_LAUNCH(maxpool_argmax_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, k, x,
+				argmax_workspace, planes, h, w);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(maxpool_gather_kernel, ew_grid(count), dim3(EW_THREADS), 0, s,
+				    k, argmax_workspace, dy, dx, planes, h, w);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -39,10 +39,30 @@ struct tr_cuda_stream {
 /* A launcher's nonzero return as text. */
 const char *TR_CUDA_SYM(launch_error_string)(int rc);
 
-/* Train-mode batch norm: see ops.h bn_forward_train. One block per channel. */
+/*
+ * Batch norm's reductions sum each channel in chunks of this many values,
+ * one block a chunk, into a device workspace of
+ * tr_cuda_bn_workspace_bytes (8-byte aligned).
+ */
+#define TR_CUDA_BN_CHUNK 4096
+
+static inline size_t tr_cuda_bn_chunks(size_t count_per_channel)
+{
+	return (count_per_channel + TR_CUDA_BN_CHUNK - 1) / TR_CUDA_BN_CHUNK;
+}
+
+static inline size_t tr_cuda_bn_workspace_bytes(int channels, size_t count_per_channel)
+{
+	return ((size_t)channels * tr_cuda_bn_chunks(count_per_channel) * 2 +
+		(size_t)channels * 4) *
+	       sizeof(double);
+}
+
+/* Train-mode batch norm: see ops.h bn_forward_train. */
 struct tr_cuda_bn_train {
 	const float *x, *gamma, *beta;
 	float *y, *running_mean, *running_var, *save_mean, *save_invstd;
+	void *workspace; /* tr_cuda_bn_workspace_bytes(c, n * hw) */
 	float eps, momentum;
 	int n, c, hw;
 };
@@ -61,6 +81,7 @@ int TR_CUDA_SYM(bn_forward_eval)(struct tr_cuda_stream *s, const struct tr_cuda_
 struct tr_cuda_bn_grad {
 	const float *x, *dy, *gamma, *save_mean, *save_invstd;
 	float *dx, *dgamma, *dbeta;
+	void *workspace; /* tr_cuda_bn_workspace_bytes(c, n * hw) */
 	int n, c, hw;
 };
 int TR_CUDA_SYM(bn_backward)(struct tr_cuda_stream *s, const struct tr_cuda_bn_grad *a);
@@ -77,9 +98,13 @@ int TR_CUDA_SYM(add_forward)(struct tr_cuda_stream *s, const float *a, const flo
 /* k x k max pool, stride 1, pad k / 2, over planes of h x w (first max wins). */
 int TR_CUDA_SYM(maxpool_forward)(struct tr_cuda_stream *s, int k, const float *x, float *y,
 				 int planes, int h, int w);
-/* dx = sum of the dy routed to each input (no atomics: each input gathers). */
+/*
+ * dx = the sum of the dy routed to each input, without atomics: each
+ * output's argmax goes to argmax_workspace (planes * h * w ints), then each
+ * input gathers the outputs that chose it.
+ */
 int TR_CUDA_SYM(maxpool_backward)(struct tr_cuda_stream *s, int k, const float *x, const float *dy,
-				  float *dx, int planes, int h, int w);
+				  float *dx, int planes, int h, int w, int *argmax_workspace);
 
 /* y [planes, 2h, 2w] from x [planes, h, w], and the sum of the 4 copies back. */
 int TR_CUDA_SYM(upsample2x_forward)(struct tr_cuda_stream *s, const float *x, float *y, int planes,
