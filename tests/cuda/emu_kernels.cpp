@@ -2,7 +2,8 @@
  * tests/cuda/emu_kernels.cpp - kernels that test the CUDA emulation itself
  * (test_cuda_emu.c): a block reduction through shared memory and warp
  * shuffles, with and without its __syncthreads, an atomicAdd count, a
- * barrier no thread can pass, and a shuffle from a lane that returned.
+ * barrier no thread can pass, a shuffle from a lane that returned, and a
+ * write one past the end (for AddressSanitizer to catch).
  */
 #include "launch.h"
 
@@ -53,6 +54,18 @@ __global__ void shuffle_from_returned(int *out)
 	if (threadIdx.x % 2 == 1)
 		return;
 	out[threadIdx.x] = __shfl_down_sync(0xffffffffu, (int)threadIdx.x, 1u);
+}
+
+/* Thread i writes out[i + 1]: the last thread writes one past the end. */
+__global__ void write_past_end(int *out)
+{
+	out[threadIdx.x + 1] = 1;
+}
+
+extern "C" int emu_write_past_end(uint64_t seed, int *out, int threads)
+{
+	struct tr_cuda_stream s = {nullptr, seed, 0};
+	return TR_CUDA_LAUNCH(write_past_end, dim3(1), dim3((unsigned)threads), 0, &s, out);
 }
 
 extern "C" int emu_block_sum(uint64_t seed, int synced, const float *x, float *out, int blocks,

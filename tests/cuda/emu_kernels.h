@@ -21,6 +21,8 @@ int emu_count_threads(uint64_t seed, int *counter, int blocks, int threads);
 int emu_divergent_barrier(uint64_t seed, int *out);
 /* a shuffle from lanes that returned (must fail) */
 int emu_shuffle_from_returned(uint64_t seed, int *out);
+/* out[1 .. threads] = 1: one past the end of an array of threads ints */
+int emu_write_past_end(uint64_t seed, int *out, int threads);
 const char *emu_status_string(int status);
 
 #ifdef __cplusplus
