@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tree's C code in .clang-format's style (Debian 12's clang-format 14).
-#   scripts/format.sh           reformat every tracked .c/.h file in place
+#   scripts/format.sh           reformat every tracked .c/.h/.cpp/.cu file in place
 #   scripts/format.sh --check   change nothing; list the files that differ
 #                               with the first lines of their diff, exit 1
 # Golden data kept as C headers (tests/data, tests/golden) is left as made.
@@ -12,7 +12,7 @@ if [[ -z "$format" ]]; then
 	echo "format: clang-format not found (apt-get install clang-format)" >&2
 	exit 2
 fi
-mapfile -t files < <(git ls-files '*.c' '*.h' ':!:tests/data/*' ':!:tests/golden/*')
+mapfile -t files < <(git ls-files '*.c' '*.h' '*.cpp' '*.cu' ':!:tests/data/*' ':!:tests/golden/*')
 if [[ "${1:-}" != --check ]]; then
 	"$format" -i "${files[@]}"
 	exit 0

@@ -170,7 +170,9 @@ expect_error 1 "no-such.yaml" --data "$WORK/no-such.yaml" --hyp "$BASE_HYP" --cf
 printf 'lr0: 0.01\n' >"$WORK/short.yaml"
 expect_error 1 "missing key" --data "$DATA" --hyp "$WORK/short.yaml" --cfg "$CFG" --project "$WORK/runs"
 expect_error 1 "--cfg or --weights is required" --data "$DATA" --hyp "$BASE_HYP" --project "$WORK/runs"
-expect_error 1 "no CUDA backend" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device 0 --project "$WORK/cuda"
+# without CUDA: "this build has no CUDA backend"; with CUDA on a machine
+# without a usable GPU: "CUDA: cannot use GPU 0: <cudaGetDeviceCount's error>"
+expect_error 1 "no CUDA backend\|CUDA: cannot use GPU 0: ." --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device 0 --project "$WORK/cuda"
 check "  ... and writes nothing" test ! -e "$WORK/cuda"
 check_eq "  ... in one line" 1 "$(wc -l <"$WORK/bad.log")"
 expect_error 1 "give cpu or GPU ids" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device gpu --project "$WORK/cuda"

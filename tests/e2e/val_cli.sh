@@ -92,7 +92,9 @@ printf 'not a safetensors file\n' >"$WORK/junk.safetensors"
 expect_error "weights that are not safetensors" 1 "junk.safetensors" \
 	--weights "$WORK/junk.safetensors" --cfg "$CFG" --data "$WORK/two/data.yaml"
 expect_error "missing data.yaml" 1 "$WORK/none.yaml" "${GOOD[@]}" --data "$WORK/none.yaml"
-expect_error "--device 0 in a build without CUDA" 1 "no CUDA backend" "${GOOD[@]}" --device 0
+# one line naming CUDA: "this build has no CUDA backend" without CUDA, or
+# "CUDA: cannot use GPU 0: <cause>" with CUDA on a machine without a usable GPU
+expect_error "--device 0 (no CUDA build, or no usable GPU)" 1 "CUDA" "${GOOD[@]}" --device 0
 grep -v '^names:\|^  [0-9]:' "$WORK/two/data.yaml" >"$WORK/nonames.yaml"
 expect_error "data.yaml without names" 1 "nonames.yaml" "${GOOD[@]}" --data "$WORK/nonames.yaml"
 printf 'train: [unclosed\n' >"$WORK/broken.yaml"

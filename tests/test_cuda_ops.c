@@ -1,0 +1,560 @@
+/*
+ * test_cuda_ops.c - every op of the CUDA backend but the convolutions, its
+ * kernels run on the CPU emulation of CUDA (tr_cuda_emu_backend_create),
+ * against the CPU backend (the specification), at yolov5n's shapes for
+ * batch 2 at 128 px, under two thread-order seeds. Inputs go through the
+ * backend's upload, results come back through download.
+ *
+ * Built a second time with TEST_ON_GPU (test 'cuda_ops_gpu'): the same
+ * checks on GPU 0 through tr_cuda_backend_create, the nvcc-built kernels.
+ * Without a usable GPU it checks that the backend refuses in one line
+ * naming CUDA, and exits 77 (skipped).
+ *
+ * Tolerances, per op (|cuda - cpu| <= atol + rtol |cpu|), and why:
+ *   exact (0): SiLU forward/backward (formula.h on both sides), add, max
+ *     pool forward/backward (same first-max rule; the backward gathers in
+ *     the order the CPU scatters), upsample forward/backward, concat and
+ *     split, batch norm eval (the same double algebra per element), and
+ *     Detect's decode (the same expf on the emulation; a GPU's expf may
+ *     differ by 2 ulp, to be stated by the GPU run);
+ *   rtol 1e-5, atol 1e-6: batch norm train forward and backward (output,
+ *     saved and running statistics, dx, dgamma, dbeta): the per-channel
+ *     sums are in double in another order than the CPU's, so they differ
+ *     in double rounding, then by an ulp once rounded to float; near zero
+ *     an ulp of the shift term, hence the small atol. (Measured: 0 at
+ *     every shape and seed here, all bits equal.)
+ *   on a GPU only, Detect's decode: rtol 2e-6, atol 1e-6 (CUDA's expf is
+ *     within 2 ulp of glibc's; the box terms square the sigmoid).
+ * Every comparison prints the largest differences it saw.
+ *
+ * Teeth: the 'cuda_ops_mutant1' and 'cuda_ops_mutant2' tests run this
+ * program against kernels.cu built with TR_CUDA_MUTANT = 1 (block_sum
+ * loses a __syncthreads: batch norm's sums race) and 2 (upsample's
+ * backward reads one wrong index), and must fail.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tr_cuda.h"
+
+#if defined(TEST_ON_GPU)
+#define GPU_FN(name) tr_cuda_##name
+#define DECODE_RTOL 2e-6
+#define DECODE_ATOL 1e-6
+#else
+#define GPU_FN(name) tr_cuda_emu_##name
+#define DECODE_RTOL 0
+#define DECODE_ATOL 0
+#endif
+
+/* Thread-order seeds of the emulation: every test runs under each. */
+static const uint64_t seeds[] = {1, 0x5eed5eedULL};
+#define NSEEDS (sizeof(seeds) / sizeof(seeds[0]))
+
+#define BN_RTOL 1e-5
+#define BN_ATOL 1e-6
+
+/* The two backends of a comparison. */
+struct pair {
+	struct tr_backend *cpu, *gpu;
+};
+
+static struct pair pair_create(uint64_t seed)
+{
+	struct pair p = {NULL, NULL};
+	struct ut_err err = {{0}};
+	if (tr_cpu_backend_create(2, &p.cpu, &err) != 0)
+		fail_msg("tr_cpu_backend_create: %s", err.msg);
+#if defined(TEST_ON_GPU)
+	(void)seed;
+	if (tr_cuda_backend_create(0, &p.gpu, &err) != 0)
+		fail_msg("tr_cuda_backend_create: %s", err.msg);
+#else
+	if (tr_cuda_emu_backend_create(seed, &p.gpu, &err) != 0)
+		fail_msg("tr_cuda_emu_backend_create: %s", err.msg);
+#endif
+	return p;
+}
+
+static void pair_destroy(struct pair *p)
+{
+	tr_backend_destroy(p->cpu);
+	tr_backend_destroy(p->gpu);
+}
+
+/* Run an op whose last argument is &ok_err; fail the test with its message. */
+#define OK(...)                                                                                    \
+	do {                                                                                       \
+		struct ut_err ok_err = {{0}};                                                      \
+		if ((__VA_ARGS__) != 0)                                                            \
+			fail_msg("%s failed: %s", #__VA_ARGS__, ok_err.msg);                       \
+	} while (0)
+
+/* Uniform in [-scale, scale) from a 64-bit LCG (top bits). */
+static float uniform(uint64_t *state, float scale)
+{
+	*state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (float)((double)(*state >> 40) / (double)(1ULL << 24) * 2.0 - 1.0) * scale;
+}
+
+/* A host buffer of len values, uniform in [-scale, scale). */
+static float *host_rand(size_t len, uint64_t *state, float scale)
+{
+	float *p = malloc(len * sizeof(*p));
+	assert_non_null(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = uniform(state, scale);
+	return p;
+}
+
+/* Device memory holding a copy of host[len]. */
+static float *dev_copy(struct tr_backend *gpu, const float *host, size_t len)
+{
+	void *d = NULL;
+	OK(GPU_FN(alloc)(gpu, len * sizeof(float), &d, &ok_err));
+	OK(GPU_FN(upload)(gpu, d, host, len * sizeof(float), &ok_err));
+	return d;
+}
+
+/* Device memory of len floats (contents: whatever was there). */
+static float *dev_alloc(struct tr_backend *gpu, size_t len)
+{
+	void *d = NULL;
+	OK(GPU_FN(alloc)(gpu, len * sizeof(float), &d, &ok_err));
+	return d;
+}
+
+/* A host copy of device memory, after the stream has finished. */
+static float *dev_fetch(struct tr_backend *gpu, const float *dev, size_t len)
+{
+	float *h = malloc(len * sizeof(*h));
+	assert_non_null(h);
+	OK(GPU_FN(sync)(gpu, &ok_err));
+	OK(GPU_FN(download)(gpu, h, dev, len * sizeof(float), &ok_err));
+	return h;
+}
+
+/*
+ * Fail unless |got - want| <= atol + rtol |want| everywhere (NaN only
+ * matching NaN); print the largest absolute and relative differences.
+ */
+static void compare(const char *what, const float *got, const float *want, size_t len, double rtol,
+		    double atol)
+{
+	double worst_abs = 0, worst_rel = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (isnan(want[i]) || isnan(got[i])) {
+			if (!(isnan(want[i]) && isnan(got[i])))
+				fail_msg("%s[%zu]: cuda %.9g, cpu %.9g", what, i, got[i], want[i]);
+			continue;
+		}
+		double diff = fabs((double)got[i] - (double)want[i]);
+		double rel = want[i] != 0 ? diff / fabs(want[i]) : diff;
+		worst_abs = diff > worst_abs ? diff : worst_abs;
+		worst_rel = rel > worst_rel ? rel : worst_rel;
+		if (diff > atol + rtol * fabs(want[i]))
+			fail_msg("%s[%zu]: cuda %.9g, cpu %.9g (|diff| %.3g > %.3g + %.3g |cpu|)",
+				 what, i, got[i], want[i], diff, atol, rtol);
+	}
+	print_message("# %-28s %8zu values: max |diff| %.3g, max rel %.3g\n", what, len, worst_abs,
+		      worst_rel);
+}
+
+/* compare() of device memory against a host result. */
+static void compare_dev(struct tr_backend *gpu, const char *what, const float *dev,
+			const float *want, size_t len, double rtol, double atol)
+{
+	float *got = dev_fetch(gpu, dev, len);
+	compare(what, got, want, len, rtol, atol);
+	free(got);
+}
+
+/* The activation shapes of yolov5n at 128 px, batch 2 (Conv/C3 outputs per stage). */
+static const struct tr_shape stages[] = {
+    {2, 16, 64, 64}, {2, 32, 32, 32}, {2, 64, 16, 16}, {2, 128, 8, 8}, {2, 256, 4, 4},
+};
+#define NSTAGES (sizeof(stages) / sizeof(stages[0]))
+
+/* ------------------------------------------------------------------------ */
+/* batch norm                                                                */
+
+static void bn_train_one(uint64_t seed, struct tr_shape s)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed ^ (uint64_t)s.c;
+	size_t len = tr_shape_numel(s), c = (size_t)s.c;
+	float *x = host_rand(len, &r, 3.0f), *gamma = host_rand(c, &r, 1.5f);
+	float *beta = host_rand(c, &r, 1.0f), *rmean = host_rand(c, &r, 0.5f);
+	float *rvar = host_rand(c, &r, 0.5f);
+	for (size_t i = 0; i < c; i++)
+		rvar[i] += 1.0f;
+	for (size_t i = 0; i < len; i++) /* an offset per channel, as real activations have */
+		x[i] += (float)(i / ((size_t)s.h * s.w) % c) * 0.25f;
+	float *dx = dev_copy(p.gpu, x, len), *dgamma = dev_copy(p.gpu, gamma, c);
+	float *dbeta = dev_copy(p.gpu, beta, c), *drmean = dev_copy(p.gpu, rmean, c);
+	float *drvar = dev_copy(p.gpu, rvar, c), *dy = dev_alloc(p.gpu, len);
+	float *dsmean = dev_alloc(p.gpu, c), *dsinv = dev_alloc(p.gpu, c);
+	float *y = malloc(len * sizeof(*y)), *smean = malloc(c * sizeof(float));
+	float *sinv = malloc(c * sizeof(float));
+	assert_true(y != NULL && smean != NULL && sinv != NULL);
+	struct tr_tensor tx = {x, s}, ty = {y, s}, gx = {dx, s}, gy = {dy, s};
+	OK(p.cpu->ops->bn_forward_train(p.cpu, &tx, gamma, beta, 1e-3f, 0.03f, rmean, rvar, smean,
+					sinv, &ty, &ok_err));
+	OK(p.gpu->ops->bn_forward_train(p.gpu, &gx, dgamma, dbeta, 1e-3f, 0.03f, drmean, drvar,
+					dsmean, dsinv, &gy, &ok_err));
+	compare_dev(p.gpu, "bn_forward_train y", dy, y, len, BN_RTOL, BN_ATOL);
+	compare_dev(p.gpu, "bn_forward_train save_mean", dsmean, smean, c, BN_RTOL, BN_ATOL);
+	compare_dev(p.gpu, "bn_forward_train save_invstd", dsinv, sinv, c, BN_RTOL, BN_ATOL);
+	compare_dev(p.gpu, "bn_forward_train running_mean", drmean, rmean, c, BN_RTOL, BN_ATOL);
+	compare_dev(p.gpu, "bn_forward_train running_var", drvar, rvar, c, BN_RTOL, BN_ATOL);
+
+	/* eval with the running statistics just updated (the same on both sides) */
+	OK(GPU_FN(upload)(p.gpu, drmean, rmean, c * sizeof(float), &ok_err));
+	OK(GPU_FN(upload)(p.gpu, drvar, rvar, c * sizeof(float), &ok_err));
+	OK(p.cpu->ops->bn_forward_eval(p.cpu, &tx, gamma, beta, 1e-3f, rmean, rvar, &ty, &ok_err));
+	OK(p.gpu->ops->bn_forward_eval(p.gpu, &gx, dgamma, dbeta, 1e-3f, drmean, drvar, &gy,
+				       &ok_err));
+	compare_dev(p.gpu, "bn_forward_eval y", dy, y, len, 0, 0);
+
+	free(x), free(gamma), free(beta), free(rmean), free(rvar), free(y), free(smean), free(sinv);
+	float *devs[] = {dx, dgamma, dbeta, drmean, drvar, dy, dsmean, dsinv};
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
+		GPU_FN(free)(p.gpu, devs[i]);
+	pair_destroy(&p);
+}
+
+/* Several chunks a channel (kernels.h TR_CUDA_BN_CHUNK), the last one partial. */
+static const struct tr_shape bn_chunked = {2, 8, 96, 96};
+
+static void test_bn_forward(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		for (size_t i = 0; i < NSTAGES; i++)
+			bn_train_one(seeds[k], stages[i]);
+		bn_train_one(seeds[k], bn_chunked);
+	}
+}
+
+/* dx (in place over dy on both backends), dgamma and dbeta accumulating onto nonzero values */
+static void bn_backward_one(uint64_t seed, struct tr_shape s)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed * 3 + (uint64_t)s.c;
+	size_t len = tr_shape_numel(s), c = (size_t)s.c;
+	float *x = host_rand(len, &r, 2.0f), *dy = host_rand(len, &r, 1.0f);
+	float *gamma = host_rand(c, &r, 1.5f), *smean = host_rand(c, &r, 0.2f);
+	float *sinv = host_rand(c, &r, 0.5f), *dgamma = host_rand(c, &r, 1.0f);
+	float *dbeta = host_rand(c, &r, 1.0f);
+	for (size_t i = 0; i < c; i++)
+		sinv[i] += 1.0f;
+	float *gx = dev_copy(p.gpu, x, len), *gdy = dev_copy(p.gpu, dy, len);
+	float *ggamma = dev_copy(p.gpu, gamma, c), *gsmean = dev_copy(p.gpu, smean, c);
+	float *gsinv = dev_copy(p.gpu, sinv, c), *gdgamma = dev_copy(p.gpu, dgamma, c);
+	float *gdbeta = dev_copy(p.gpu, dbeta, c);
+	struct tr_tensor tx = {x, s}, tdy = {dy, s}, ux = {gx, s}, udy = {gdy, s};
+	OK(p.cpu->ops->bn_backward(p.cpu, &tx, &tdy, gamma, smean, sinv, &tdy, dgamma, dbeta,
+				   &ok_err));
+	OK(p.gpu->ops->bn_backward(p.gpu, &ux, &udy, ggamma, gsmean, gsinv, &udy, gdgamma, gdbeta,
+				   &ok_err));
+	compare_dev(p.gpu, "bn_backward dx (in place)", gdy, dy, len, BN_RTOL, BN_ATOL);
+	compare_dev(p.gpu, "bn_backward dgamma (+=)", gdgamma, dgamma, c, BN_RTOL, BN_ATOL);
+	compare_dev(p.gpu, "bn_backward dbeta (+=)", gdbeta, dbeta, c, BN_RTOL, BN_ATOL);
+	free(x), free(dy), free(gamma), free(smean), free(sinv), free(dgamma), free(dbeta);
+	float *devs[] = {gx, gdy, ggamma, gsmean, gsinv, gdgamma, gdbeta};
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
+		GPU_FN(free)(p.gpu, devs[i]);
+	pair_destroy(&p);
+}
+
+static void test_bn_backward(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		for (size_t i = 0; i < NSTAGES; i++)
+			bn_backward_one(seeds[k], stages[i]);
+		bn_backward_one(seeds[k], bn_chunked);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* elementwise: SiLU, add (outputs may alias inputs)                         */
+
+static void elementwise_one(uint64_t seed, struct tr_shape s)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + (uint64_t)s.c;
+	size_t len = tr_shape_numel(s);
+	float *x = host_rand(len, &r, 12.0f), *dy = host_rand(len, &r, 1.0f);
+	float *a = host_rand(len, &r, 2.0f);
+	x[0] = 100.0f, x[1] = -100.0f, x[2] = 0.0f, x[3] = -0.0f; /* exp's clamps */
+	float *gx = dev_copy(p.gpu, x, len), *gdy = dev_copy(p.gpu, dy, len);
+	float *ga = dev_copy(p.gpu, a, len), *gy = dev_alloc(p.gpu, len);
+	float *y = malloc(len * sizeof(*y)), *dx = malloc(len * sizeof(*dx));
+	assert_true(y != NULL && dx != NULL);
+	struct tr_tensor tx = {x, s}, ty = {y, s}, tdy = {dy, s}, tdx = {dx, s}, ta = {a, s};
+	struct tr_tensor ux = {gx, s}, uy = {gy, s}, udy = {gdy, s}, ua = {ga, s};
+
+	OK(p.cpu->ops->silu_forward(p.cpu, &tx, &ty, &ok_err));
+	OK(p.gpu->ops->silu_forward(p.gpu, &ux, &uy, &ok_err));
+	compare_dev(p.gpu, "silu_forward", gy, y, len, 0, 0);
+
+	OK(p.cpu->ops->silu_backward(p.cpu, &tx, &tdy, &tdx, &ok_err));
+	OK(p.gpu->ops->silu_backward(p.gpu, &ux, &udy, &udy, &ok_err)); /* in place */
+	compare_dev(p.gpu, "silu_backward (dx = dy)", gdy, dx, len, 0, 0);
+
+	OK(p.cpu->ops->add_forward(p.cpu, &ta, &tx, &ty, &ok_err));
+	OK(p.gpu->ops->add_forward(p.gpu, &ua, &ux, &ua, &ok_err)); /* y = a */
+	compare_dev(p.gpu, "add_forward (y = a)", ga, y, len, 0, 0);
+
+	OK(p.cpu->ops->silu_forward(p.cpu, &tx, &tx, &ok_err)); /* in place on both */
+	OK(p.gpu->ops->silu_forward(p.gpu, &ux, &ux, &ok_err));
+	compare_dev(p.gpu, "silu_forward (y = x)", gx, x, len, 0, 0);
+
+	free(x), free(dy), free(a), free(y), free(dx);
+	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gdy);
+	GPU_FN(free)(p.gpu, ga), GPU_FN(free)(p.gpu, gy);
+	pair_destroy(&p);
+}
+
+static void test_elementwise(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NSEEDS; k++)
+		for (size_t i = 0; i < NSTAGES; i++)
+			elementwise_one(seeds[k], stages[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* max pool k x k, stride 1, pad k/2, -inf padding (PyTorch's first max wins) */
+
+/*
+ * x quantised to a few levels, so windows hold ties (the first max must
+ * win), plus a NaN and -inf; SPPF's k = 5 on its 4x4 planes and k = 3, 5
+ * on a 16x16 plane.
+ */
+static void maxpool_one(uint64_t seed, int k, struct tr_shape s)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + (uint64_t)(k * 100 + s.h);
+	size_t len = tr_shape_numel(s);
+	float *x = host_rand(len, &r, 2.0f), *dy = host_rand(len, &r, 1.0f);
+	for (size_t i = 0; i < len; i++)
+		x[i] = roundf(x[i] * 2.0f) / 2.0f;
+	x[5] = NAN;
+	x[len / 2] = -INFINITY;
+	float *gx = dev_copy(p.gpu, x, len), *gdy = dev_copy(p.gpu, dy, len);
+	float *gy = dev_alloc(p.gpu, len);
+	float *y = malloc(len * sizeof(*y)), *dx = malloc(len * sizeof(*dx));
+	assert_true(y != NULL && dx != NULL);
+	struct tr_tensor tx = {x, s}, ty = {y, s}, tdy = {dy, s}, tdx = {dx, s};
+	struct tr_tensor ux = {gx, s}, uy = {gy, s}, udy = {gdy, s};
+	OK(p.cpu->ops->maxpool_forward(p.cpu, k, &tx, &ty, &ok_err));
+	OK(p.gpu->ops->maxpool_forward(p.gpu, k, &ux, &uy, &ok_err));
+	compare_dev(p.gpu, "maxpool_forward", gy, y, len, 0, 0);
+	OK(p.cpu->ops->maxpool_backward(p.cpu, k, &tx, &tdy, &tdx, &ok_err));
+	OK(p.gpu->ops->maxpool_backward(p.gpu, k, &ux, &udy, &uy, &ok_err));
+	compare_dev(p.gpu, "maxpool_backward", gy, dx, len, 0, 0);
+	free(x), free(dy), free(y), free(dx);
+	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gdy), GPU_FN(free)(p.gpu, gy);
+	pair_destroy(&p);
+}
+
+static void test_maxpool(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NSEEDS; i++) {
+		maxpool_one(seeds[i], 5, (struct tr_shape){2, 128, 4, 4});
+		maxpool_one(seeds[i], 5, (struct tr_shape){2, 8, 16, 16});
+		maxpool_one(seeds[i], 3, (struct tr_shape){2, 8, 16, 16});
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* nearest 2x upsample                                                       */
+
+static void upsample_one(uint64_t seed, struct tr_shape s)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + (uint64_t)s.c;
+	struct tr_shape big = {s.n, s.c, 2 * s.h, 2 * s.w};
+	size_t len = tr_shape_numel(s), blen = tr_shape_numel(big);
+	float *x = host_rand(len, &r, 2.0f), *dy = host_rand(blen, &r, 1.0f);
+	float *gx = dev_copy(p.gpu, x, len), *gdy = dev_copy(p.gpu, dy, blen);
+	float *gy = dev_alloc(p.gpu, blen);
+	float *y = malloc(blen * sizeof(*y)), *dx = malloc(len * sizeof(*dx));
+	assert_true(y != NULL && dx != NULL);
+	struct tr_tensor tx = {x, s}, ty = {y, big}, tdy = {dy, big}, tdx = {dx, s};
+	struct tr_tensor ux = {gx, s}, uy = {gy, big}, udy = {gdy, big};
+	OK(p.cpu->ops->upsample2x_forward(p.cpu, &tx, &ty, &ok_err));
+	OK(p.gpu->ops->upsample2x_forward(p.gpu, &ux, &uy, &ok_err));
+	compare_dev(p.gpu, "upsample2x_forward", gy, y, blen, 0, 0);
+	OK(p.cpu->ops->upsample2x_backward(p.cpu, &tdy, &tdx, &ok_err));
+	OK(p.gpu->ops->upsample2x_backward(p.gpu, &udy, &ux, &ok_err));
+	compare_dev(p.gpu, "upsample2x_backward", gx, dx, len, 0, 0);
+	free(x), free(dy), free(y), free(dx);
+	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gdy), GPU_FN(free)(p.gpu, gy);
+	pair_destroy(&p);
+}
+
+static void test_upsample(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NSEEDS; i++) {
+		upsample_one(seeds[i], (struct tr_shape){2, 128, 4, 4}); /* P5 -> P4 */
+		upsample_one(seeds[i], (struct tr_shape){2, 64, 8, 8});	 /* P4 -> P3 */
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* concat / split along channels                                             */
+
+/* parts of cs[0..count) channels at h x w: concat forward, then split back from a random dy */
+static void concat_one(uint64_t seed, const int *cs, int count, int h)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + (uint64_t)(count * 1000 + h);
+	struct tr_tensor tparts[4], uparts[4];
+	const struct tr_tensor *tin[4], *uin[4];
+	struct tr_tensor *tout[4], *uout[4];
+	int total = 0;
+	for (int i = 0; i < count; i++) {
+		struct tr_shape s = {2, cs[i], h, h};
+		tparts[i] = (struct tr_tensor){host_rand(tr_shape_numel(s), &r, 1.0f), s};
+		uparts[i] =
+		    (struct tr_tensor){dev_copy(p.gpu, tparts[i].data, tr_shape_numel(s)), s};
+		tin[i] = &tparts[i], uin[i] = &uparts[i];
+		tout[i] = &tparts[i], uout[i] = &uparts[i];
+		total += cs[i];
+	}
+	struct tr_shape ws = {2, total, h, h};
+	size_t wlen = tr_shape_numel(ws);
+	float *y = malloc(wlen * sizeof(*y)), *gy = dev_alloc(p.gpu, wlen);
+	assert_non_null(y);
+	struct tr_tensor ty = {y, ws}, uy = {gy, ws};
+	OK(p.cpu->ops->concat_forward(p.cpu, tin, count, &ty, &ok_err));
+	OK(p.gpu->ops->concat_forward(p.gpu, uin, count, &uy, &ok_err));
+	compare_dev(p.gpu, "concat_forward", gy, y, wlen, 0, 0);
+	for (size_t i = 0; i < wlen; i++)
+		y[i] = uniform(&r, 1.0f);
+	OK(GPU_FN(upload)(p.gpu, gy, y, wlen * sizeof(float), &ok_err));
+	OK(p.cpu->ops->concat_backward(p.cpu, &ty, tout, count, &ok_err));
+	OK(p.gpu->ops->concat_backward(p.gpu, &uy, uout, count, &ok_err));
+	for (int i = 0; i < count; i++) {
+		compare_dev(p.gpu, "concat_backward part", uparts[i].data, tparts[i].data,
+			    tr_shape_numel(tparts[i].shape), 0, 0);
+		free(tparts[i].data);
+		GPU_FN(free)(p.gpu, uparts[i].data);
+	}
+	free(y);
+	GPU_FN(free)(p.gpu, gy);
+	pair_destroy(&p);
+}
+
+static void test_concat(void **state)
+{
+	(void)state;
+	const int sppf[] = {128, 128, 128, 128}, head[] = {64, 64}, c3[] = {32, 32};
+	for (size_t i = 0; i < NSEEDS; i++) {
+		concat_one(seeds[i], sppf, 4, 4);
+		concat_one(seeds[i], head, 2, 16);
+		concat_one(seeds[i], c3, 2, 32);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Detect decode (inference)                                                 */
+
+/* yolov5n's three levels (80 classes) at 128 px into one [2, rows, 85] output */
+static void test_detect_decode(void **state)
+{
+	(void)state;
+	const int na = 3, no = 85, n = 2;
+	const float anchors[3][6] = {
+	    {10, 13, 16, 30, 33, 23}, {30, 61, 62, 45, 59, 119}, {116, 90, 156, 198, 373, 326}};
+	const int sizes[3] = {16, 8, 4};
+	const float strides[3] = {8, 16, 32};
+	int rows = 0;
+	for (int l = 0; l < 3; l++)
+		rows += na * sizes[l] * sizes[l];
+	size_t out_len = (size_t)n * (size_t)rows * (size_t)no;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		struct pair p = pair_create(seeds[k]);
+		uint64_t r = seeds[k];
+		float *out = host_rand(out_len, &r, 1.0f);
+		float *gout = dev_copy(p.gpu, out, out_len);
+		int row0 = 0;
+		for (int l = 0; l < 3; l++) {
+			struct tr_shape s = {n, na * no, sizes[l], sizes[l]};
+			float *x = host_rand(tr_shape_numel(s), &r, 6.0f);
+			float *gx = dev_copy(p.gpu, x, tr_shape_numel(s));
+			struct tr_detect_level level = {na, no, anchors[l], strides[l], rows, row0};
+			struct tr_tensor tx = {x, s}, ux = {gx, s};
+			OK(p.cpu->ops->detect_decode(p.cpu, &level, &tx, out, &ok_err));
+			OK(p.gpu->ops->detect_decode(p.gpu, &level, &ux, gout, &ok_err));
+			row0 += na * sizes[l] * sizes[l];
+			free(x);
+			GPU_FN(free)(p.gpu, gx);
+		}
+		compare_dev(p.gpu, "detect_decode", gout, out, out_len, DECODE_RTOL, DECODE_ATOL);
+		free(out);
+		GPU_FN(free)(p.gpu, gout);
+		pair_destroy(&p);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* errors                                                                    */
+
+/* Shape errors are the CPU backend's; convolutions say they are not built. */
+static void test_errors(void **state)
+{
+	(void)state;
+	struct pair p = pair_create(1);
+	struct ut_err err = {{0}};
+	float *buf = dev_alloc(p.gpu, 64);
+	struct tr_tensor a = {buf, {1, 2, 4, 4}}, b = {buf, {1, 2, 4, 2}};
+	assert_int_equal(p.gpu->ops->silu_forward(p.gpu, &a, &b, &err), -1);
+	assert_non_null(strstr(err.msg, "silu_forward: y has shape 1x2x4x2, expected 1x2x4x4"));
+	assert_int_equal(p.gpu->ops->maxpool_forward(p.gpu, 4, &a, &a, &err), -1);
+	assert_non_null(strstr(err.msg, "kernel 4"));
+	struct tr_conv conv = {2, 2, 1, 1, 0};
+	assert_int_equal(p.gpu->ops->conv_forward(p.gpu, &conv, &a, buf, NULL, &a, &err), -1);
+	assert_non_null(strstr(err.msg, "no convolutions yet"));
+	GPU_FN(free)(p.gpu, buf);
+	pair_destroy(&p);
+}
+
+int main(void)
+{
+#if defined(TEST_ON_GPU)
+	struct tr_backend *probe = NULL;
+	struct ut_err err = {{0}};
+	if (tr_cuda_backend_create(0, &probe, &err) != 0) {
+		/* the refusal --device 0 shows: one line, naming CUDA */
+		if (strstr(err.msg, "CUDA") == NULL || strchr(err.msg, '\n') != NULL) {
+			fprintf(stderr, "refusal without a GPU is not one line naming CUDA: %s\n",
+				err.msg);
+			return 1;
+		}
+		printf("# no usable GPU, skipped: %s\n", err.msg);
+		return 77;
+	}
+	tr_backend_destroy(probe);
+#endif
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bn_forward),	  cmocka_unit_test(test_bn_backward),
+	    cmocka_unit_test(test_elementwise),	  cmocka_unit_test(test_maxpool),
+	    cmocka_unit_test(test_upsample),	  cmocka_unit_test(test_concat),
+	    cmocka_unit_test(test_detect_decode), cmocka_unit_test(test_errors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
