@@ -360,11 +360,14 @@ static void maxpool_one(uint64_t seed, int k, struct tr_shape s)
 	OK(p.cpu->ops->maxpool_forward(p.cpu, k, &tx, &ty, &ok_err));
 	OK(p.gpu->ops->maxpool_forward(p.gpu, k, &ux, &uy, &ok_err));
 	compare_dev(p.gpu, "maxpool_forward", gy, y, len, 0, 0);
-	OK(p.cpu->ops->maxpool_backward(p.cpu, k, &tx, &tdy, &tdx, &ok_err));
-	OK(p.gpu->ops->maxpool_backward(p.gpu, k, &ux, &udy, &uy, &ok_err));
-	compare_dev(p.gpu, "maxpool_backward", gy, dx, len, 0, 0);
+	float *gdx = dev_alloc(p.gpu, len);
+	struct tr_tensor udx = {gdx, s};
+	OK(p.cpu->ops->maxpool_backward(p.cpu, k, &tx, &ty, &tdy, &tdx, &ok_err));
+	OK(p.gpu->ops->maxpool_backward(p.gpu, k, &ux, &uy, &udy, &udx, &ok_err));
+	compare_dev(p.gpu, "maxpool_backward", gdx, dx, len, 0, 0);
 	free(x), free(dy), free(y), free(dx);
 	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gdy), GPU_FN(free)(p.gpu, gy);
+	GPU_FN(free)(p.gpu, gdx);
 	pair_destroy(&p);
 }
 
@@ -478,10 +481,14 @@ static void test_detect_decode(void **state)
 {
 	(void)state;
 	const int na = 3, no = 85, n = 2;
-	const float anchors[3][6] = {
+	const float anchors_px[3][6] = {
 	    {10, 13, 16, 30, 33, 23}, {30, 61, 62, 45, 59, 119}, {116, 90, 156, 198, 373, 326}};
 	const int sizes[3] = {16, 8, 4};
 	const float strides[3] = {8, 16, 32};
+	float anchors[3][6]; /* grid units, as the model keeps them */
+	for (int l = 0; l < 3; l++)
+		for (int i = 0; i < 6; i++)
+			anchors[l][i] = anchors_px[l][i] / strides[l];
 	int rows = 0;
 	for (int l = 0; l < 3; l++)
 		rows += na * sizes[l] * sizes[l];
@@ -496,10 +503,13 @@ static void test_detect_decode(void **state)
 			struct tr_shape s = {n, na * no, sizes[l], sizes[l]};
 			float *x = host_rand(tr_shape_numel(s), &r, 6.0f);
 			float *gx = dev_copy(p.gpu, x, tr_shape_numel(s));
+			float *ganchors = dev_copy(p.gpu, anchors[l], 2 * (size_t)na);
 			struct tr_detect_level level = {na, no, anchors[l], strides[l], rows, row0};
+			struct tr_detect_level glevel = {na, no, ganchors, strides[l], rows, row0};
 			struct tr_tensor tx = {x, s}, ux = {gx, s};
 			OK(p.cpu->ops->detect_decode(p.cpu, &level, &tx, out, &ok_err));
-			OK(p.gpu->ops->detect_decode(p.gpu, &level, &ux, gout, &ok_err));
+			OK(p.gpu->ops->detect_decode(p.gpu, &glevel, &ux, gout, &ok_err));
+			GPU_FN(free)(p.gpu, ganchors);
 			row0 += na * sizes[l] * sizes[l];
 			free(x);
 			GPU_FN(free)(p.gpu, gx);

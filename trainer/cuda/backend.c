@@ -109,6 +109,19 @@ int TR_CUDA_SYM(download)(struct tr_backend *b, void *host_dst, const void *devi
 	return 0;
 }
 
+/* ops.h's memset: bytes at dst set to value, in stream order */
+static int cuda_memset(struct tr_backend *b, void *dst, int value, size_t bytes, struct ut_err *err)
+{
+#if defined(TR_CUDA_EMU)
+	(void)b;
+	(void)err;
+	memset(dst, value, bytes);
+#else
+	CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, (cudaStream_t)state_of(b)->stream.handle));
+#endif
+	return 0;
+}
+
 int TR_CUDA_SYM(sync)(struct tr_backend *b, struct ut_err *err)
 {
 #if defined(TR_CUDA_EMU)
@@ -344,9 +357,10 @@ static int cuda_maxpool_forward(struct tr_backend *b, int k, const struct tr_ten
 }
 
 static int cuda_maxpool_backward(struct tr_backend *b, int k, const struct tr_tensor *x,
-				 const struct tr_tensor *dy, struct tr_tensor *dx,
-				 struct ut_err *err)
+				 const struct tr_tensor *y, const struct tr_tensor *dy,
+				 struct tr_tensor *dx, struct ut_err *err)
 {
+	(void)y; /* the argmax is found again in x, as on the CPU */
 	struct tr_shape s = x->shape;
 	if (pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
 	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0 ||
@@ -451,7 +465,11 @@ static int cuda_concat_backward(struct tr_backend *b, const struct tr_tensor *dy
 /* ------------------------------------------------------------------------ */
 /* Detect decode (inference)                                                 */
 
-/* See struct tr_detect_level in ops.h; level->anchors is host memory, out device memory. */
+/*
+ * See struct tr_detect_level in ops.h: level->anchors are grid units in
+ * device memory. The kernel takes pixel anchors by value, made here as the
+ * CPU backend makes them (anchor * stride in float), so both decode alike.
+ */
 static int cuda_detect_decode(struct tr_backend *b, const struct tr_detect_level *level,
 			      const struct tr_tensor *x, float *out, struct ut_err *err)
 {
@@ -478,7 +496,12 @@ static int cuda_detect_decode(struct tr_backend *b, const struct tr_detect_level
 	    .rows = level->rows,
 	    .row0 = level->row0,
 	};
-	memcpy(a.anchors, level->anchors, 2 * (size_t)na * sizeof(float));
+	float grid[2 * TR_CUDA_MAX_ANCHORS];
+	if (TR_CUDA_SYM(download)(b, grid, level->anchors, 2 * (size_t)na * sizeof(float), err) !=
+	    0)
+		return -1;
+	for (int k = 0; k < 2 * na; k++)
+		a.anchors[k] = grid[k] * level->stride;
 	LAUNCH_CHECK("detect_decode", TR_CUDA_SYM(detect_decode)(&state_of(b)->stream, &a));
 	return 0;
 }
@@ -492,6 +515,12 @@ static const struct tr_ops cuda_ops = {
 #else
     .name = "cuda",
 #endif
+    .alloc = TR_CUDA_SYM(alloc),
+    .free = TR_CUDA_SYM(free),
+    .memset = cuda_memset,
+    .upload = TR_CUDA_SYM(upload),
+    .download = TR_CUDA_SYM(download),
+    .sync = TR_CUDA_SYM(sync),
     .conv_forward = cuda_conv_forward,
     .conv_backward_data = cuda_conv_backward_data,
     .conv_backward_filter = cuda_conv_backward_filter,
