@@ -36,11 +36,12 @@ struct cli {
 	const char *space; /* NULL: the trainer's */
 	long generations, epochs, batch, imgsz, top, parallel, retries;
 	long per_device, prune_warmup, population, log_max, report_every, lag, max_failures;
+	long budget;
 	const char *out_dir;
 	int slurm_submit, parallel_set;
 	double mutation_prob, sigma, timeout, grace;
 	unsigned long long seed;
-	int exist_ok, resume, quiet, verbose, generations_set;
+	int exist_ok, resume, quiet, verbose, generations_set, budget_set;
 	const char *positional;
 };
 
@@ -94,6 +95,7 @@ enum opt_id {
 	OPT_OUT,
 	OPT_LAG,
 	OPT_MAX_FAILURES,
+	OPT_BUDGET,
 	OPT_HELP /* last: it sizes the tables of parse_number */
 };
 
@@ -148,6 +150,7 @@ static const struct option long_options[] = {
     {"out", required_argument, NULL, OPT_OUT},
     {"lag", required_argument, NULL, OPT_LAG},
     {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+    {"budget", required_argument, NULL, OPT_BUDGET},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}};
 
@@ -157,6 +160,8 @@ static const char run_help[] =
     "       yolo-evolve status|export|import|report|serve ... (see yolo-evolve COMMAND --help)\n"
     "\n"
     "  --generations N     generations in total (300)\n"
+    "  --budget EPOCHS     trainer epochs to spend at most, pruned and failed included:\n"
+    "                      a candidate starts only if its --epochs fit (0: none)\n"
     "  --data PATH         dataset yaml passed to the trainer; required for a new\n"
     "                      evolution (a template of your own without {data}: --data none)\n"
     "  --cfg PATH          model yaml ('')\n"
@@ -287,6 +292,7 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 			 [OPT_REPORT_EVERY - 256] = &c->report_every,
 			 [OPT_LAG - 256] = &c->lag,
 			 [OPT_MAX_FAILURES - 256] = &c->max_failures,
+			 [OPT_BUDGET - 256] = &c->budget,
 			 [OPT_HELP - 256] = NULL};
 	double *doubles[] = {[OPT_MUTATION_PROB - 256] = &c->mutation_prob,
 			     [OPT_SIGMA - 256] = &c->sigma,
@@ -294,6 +300,16 @@ static int parse_number(const struct option *opt, const char *value, struct cli 
 			     [OPT_GRACE - 256] = &c->grace,
 			     [OPT_HELP - 256] = NULL};
 	int id = opt->val - 256;
+	if (opt->val == OPT_BUDGET) {
+		char q[UT_QUOTE_LEN];
+		if (ut_parse_long(value, 0, EV_BUDGET_MAX, &c->budget) == 0)
+			return 0;
+		ut_log(UT_LOG_ERROR,
+		       "--budget '%s': give the trainer epochs to spend, a whole number from 0 "
+		       "(no budget) to %ld",
+		       ut_quote(value, q, sizeof(q)), (long)EV_BUDGET_MAX);
+		return -1;
+	}
 	if (longs[id] != NULL) {
 		long lo = (opt->val == OPT_RETRIES || opt->val == OPT_PRUNE_WARMUP) ? 0 : 1;
 		if (opt->val == OPT_POPULATION)
@@ -428,6 +444,8 @@ static int parse_cli(int argc, char **argv, struct cli *c, const char *help)
 				c->generations_set = 1;
 			if (id == OPT_PARALLEL)
 				c->parallel_set = 1;
+			if (id == OPT_BUDGET)
+				c->budget_set = 1;
 			if (parse_number(opt, optarg, c) != 0)
 				return -1;
 		}
@@ -608,6 +626,7 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	o->prune_warmup = c->prune_warmup;
 	o->population = c->population;
 	o->lag = c->lag;
+	o->budget = c->budget;
 	if (check_choices(c, err) != 0)
 		return -1;
 	snprintf(o->parent, sizeof(o->parent), "%s", c->parent);
@@ -812,6 +831,10 @@ static int cmd_run(int argc, char **argv)
 		if (rc == 0 && c.generations_set && opts.generations != c.generations) {
 			opts.generations = c.generations;
 			rc = st_options_set_generations(db, c.generations, &err);
+		}
+		if (rc == 0 && c.budget_set && opts.budget != c.budget) {
+			opts.budget = c.budget;
+			rc = st_options_set_budget(db, c.budget, &err);
 		}
 	} else {
 		if (check_new_evolution(&c, &place, &opts, &err) != 0) {

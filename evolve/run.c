@@ -84,6 +84,7 @@ struct ev_runner {
 	struct meta_hyp *ga_pop; /* population ga_k, bred once */
 	long ga_k;
 	long finished_count; /* generations finished by this process */
+	int budget_told;     /* the end of the budget was logged */
 	double exported_at;  /* when evolve.csv and hyp_evolve.yaml were last written */
 	int exports_stale;
 	struct ev_progress progress;
@@ -483,6 +484,32 @@ static struct ev_slot *free_slot(struct ev_runner *run)
 	return NULL;
 }
 
+/*
+ * Does one more candidate fit in the budget (--budget)? What finished
+ * counts as trained, what runs or waits to rerun as its whole --epochs, so
+ * the evolution never spends more than the budget, and the candidates it
+ * launches depend on the trainer results only (not on P or timing).
+ */
+static int budget_allows(struct ev_runner *run)
+{
+	long budget = run->opts->budget;
+	if (budget <= 0)
+		return 1;
+	long spent, reserved;
+	st_budget_count(run->gens, run->ngens, run->opts->epochs, &spent, &reserved);
+	if (spent + reserved + run->opts->epochs <= budget)
+		return 1;
+	if (!run->budget_told && reserved == 0) {
+		ut_log(
+		    UT_LOG_INFO,
+		    "budget: %ld of %ld trainer epochs spent; a candidate of %ld epochs does not "
+		    "fit: launching nothing more",
+		    spent, budget, run->opts->epochs);
+		run->budget_told = 1;
+	}
+	return 0;
+}
+
 /* Launch what may run now: interrupted generations first, then new ones. */
 static int launch_ready(struct ev_runner *run)
 {
@@ -494,6 +521,8 @@ static int launch_ready(struct ev_runner *run)
 			    run->gens[i].status == ST_PENDING)
 				gen = &run->gens[i];
 		if (gen == NULL) {
+			if (!budget_allows(run))
+				return 0;
 			run->err->msg[0] = '\0';
 			gen = breed_next(run);
 			if (gen == NULL)
@@ -1267,6 +1296,9 @@ int ev_check_options(const struct st_options *opts, struct ut_err *err)
 		    "no hyperparameter can mutate: every gain is 0 (see --meta, --evolve-keys)");
 	if (rc == 0)
 		rc = ga_setup(&run);
+	if (rc == 0 && opts->budget > 0 && opts->budget < opts->epochs)
+		rc = ut_err_set(err, "--budget %ld is less than --epochs %ld: no candidate fits",
+				opts->budget, opts->epochs);
 	ev_template_free(&run.tpl);
 	free(run.ga_seeds);
 	free(run.ga_pop);

@@ -133,6 +133,19 @@ static void add_counts(cJSON *root, const struct sv_snapshot *snap)
 	cJSON_AddNumberToObject(root, "candidates", (double)snap->n);
 	cJSON_AddNumberToObject(root, "trainer_seconds", seconds);
 	cJSON_AddNumberToObject(root, "trainer_epochs", epochs);
+	/* --budget: null when none; what is left after the running candidates' epochs */
+	long budget = snap->opts != NULL ? snap->opts->budget : 0;
+	long spent = 0, reserved = 0;
+	if (budget > 0)
+		st_budget_count(snap->gens, snap->n, snap->opts->epochs, &spent, &reserved);
+	long left = budget - spent - reserved;
+	if (budget > 0) {
+		cJSON_AddNumberToObject(root, "budget", (double)budget);
+		cJSON_AddNumberToObject(root, "budget_left", (double)(left > 0 ? left : 0));
+	} else {
+		cJSON_AddNullToObject(root, "budget");
+		cJSON_AddNullToObject(root, "budget_left");
+	}
 }
 
 /*

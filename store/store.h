@@ -22,7 +22,7 @@
 #include "ut.h"
 
 #define ST_STR 1024
-#define ST_SCHEMA_VERSION 3
+#define ST_SCHEMA_VERSION 4
 
 struct st_db;
 
@@ -52,7 +52,8 @@ struct st_options {
 	char ga_dir[ST_STR];	 /* hyp yamls seeding the GA population */
 	long epochs, imgsz, batch, parallel, top, generations;
 	long per_device, slurm_submit, prune_warmup, population;
-	long lag; /* breeding lag; 0 or < parallel: the number of slots */
+	long lag;    /* breeding lag; 0 or < parallel: the number of slots */
+	long budget; /* trainer epochs to spend at most (evolution.budget); 0: no budget */
 	double mutation_prob, sigma, timeout;
 	long retries;
 	uint64_t seed;
@@ -101,6 +102,17 @@ struct st_generation {
 	long epochs_done;
 };
 
+/*
+ * The trainer epochs of the budget (--budget): epochs_done of the finished
+ * candidates (done, failed, pruned: what their last attempt trained, as
+ * recorded), *spent, plus for each running, pending or interrupted one the
+ * epochs it may still take, max(epochs, epochs_done), *reserved. A new
+ * candidate fits while spent + reserved + epochs <= budget. Either pointer
+ * may be NULL.
+ */
+void st_budget_count(const struct st_generation *gens, size_t n, long epochs, long *spent,
+		     long *reserved);
+
 /* The 14 columns of YOLOv5's results.csv, stored per epoch. */
 #define ST_EPOCH_COLS 14
 extern const char *const st_epoch_csv_names[ST_EPOCH_COLS];
@@ -138,6 +150,8 @@ int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_
 int st_options_read(struct st_db *db, struct st_options *opts, int *found, struct ut_err *err);
 /* Update only the target number of generations (after --generations on resume). */
 int st_options_set_generations(struct st_db *db, long generations, struct ut_err *err);
+/* Update only the epoch budget (after --budget on resume; 0: none). */
+int st_options_set_budget(struct st_db *db, long budget, struct ut_err *err);
 /*
  * Why the evolution stopped by itself (evolution.stop_reason, with
  * stopped_at): write NULL or "" to clear it. read gives "" when nothing is

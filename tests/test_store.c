@@ -288,6 +288,7 @@ static void sample_options(struct st_options *opts)
 	opts->prune_warmup = 10;
 	opts->population = 16;
 	opts->lag = 3;
+	opts->budget = 4500;
 	opts->retries = 2;
 	opts->mutation_prob = 0.8;
 	opts->sigma = 0.1 + 0.2; /* not the shortest decimal: must come back exactly */
@@ -1000,6 +1001,7 @@ static void migrate_from_v1(void **state)
 	raw_exec(sql, "ALTER TABLE evolution DROP COLUMN stop_reason;"
 		      "ALTER TABLE evolution DROP COLUMN stopped_at;"
 		      "ALTER TABLE evolution DROP COLUMN space;"
+		      "ALTER TABLE evolution DROP COLUMN budget;"
 		      "ALTER TABLE epochs DROP COLUMN train_dfl;"
 		      "ALTER TABLE epochs DROP COLUMN val_dfl;"
 		      "ALTER TABLE generations DROP COLUMN dfl;"
@@ -1097,6 +1099,7 @@ static void assert_options_equal(const struct st_options *got, const struct st_o
 #undef CHECK_INT
 #undef CHECK_REAL
 	assert_int_equal(got->seed, want->seed);
+	assert_int_equal(got->budget, want->budget);
 	for (int k = 0; k < META_COUNT; k++) {
 		assert_same_double(got->base.v[k], want->base.v[k]);
 		assert_same_double(got->meta.k[k].gain, want->meta.k[k].gain);
@@ -1132,11 +1135,39 @@ static void options_round_trip(void **state)
 	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
 	assert_options_equal(&read, &opts);
 	sqlite3 *sql = st_handle(db);
+	/* the budget: 0 is stored as NULL (none) and read back as 0 */
+	assert_int_equal(query_int(sql, "SELECT budget FROM evolution"), 4500);
+	assert_int_equal(st_options_set_budget(db, 0, &err), 0);
+	assert_int_equal(query_int(sql, "SELECT budget IS NULL FROM evolution"), 1);
+	opts.budget = 0;
+	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
+	assert_options_equal(&read, &opts);
 	assert_int_equal(query_int(sql, "SELECT count(*) FROM evolution"), 1);
 	assert_int_equal(query_int(sql, "SELECT created_at IS NOT NULL AND updated_at IS NOT NULL"
 					" AND tool_version IS NOT NULL FROM evolution"),
 			 1);
 	st_close(db);
+}
+
+/* The budget's count: finished rows what they trained, the others their whole epochs. */
+static void budget_count(void **state)
+{
+	(void)state;
+	struct st_generation gens[6];
+	memset(gens, 0, sizeof(gens));
+	const enum st_status status[6] = {ST_DONE,    ST_PRUNED,      ST_FAILED,
+					  ST_RUNNING, ST_INTERRUPTED, ST_RUNNING};
+	const long done[6] = {10, 4, 1, 3, 7, 12};
+	for (int i = 0; i < 6; i++) {
+		gens[i].status = status[i];
+		gens[i].epochs_done = done[i];
+	}
+	long spent = -1, reserved = -1;
+	st_budget_count(gens, 6, 10, &spent, &reserved);
+	assert_int_equal(spent, 15);
+	assert_int_equal(reserved, 32); /* 10 + 10 + 12: a trainer past --epochs counts its own */
+	st_budget_count(gens, 0, 10, &spent, NULL);
+	assert_int_equal(spent, 0);
 }
 
 /* ---- generations and epochs ----------------------------------------------- */
@@ -1824,6 +1855,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(schema_of_new_db),
+	    cmocka_unit_test(budget_count),
 	    cmocka_unit_test(views_work),
 	    cmocka_unit_test(newer_schema_refused),
 	    cmocka_unit_test(garbage_file_refused),
