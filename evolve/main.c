@@ -198,7 +198,7 @@ static const char run_help[] =
     "  --prune median      stop a candidate whose fitness at an epoch is below the median\n"
     "                      of the finished candidates at that epoch (none)\n"
     "  --prune-warmup E    first epoch (0-based) at which pruning may happen (3)\n"
-    "  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA)\n"
+    "  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA) | robust\n"
     "  --population N      GA population size (50)\n"
     "  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
     "  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
@@ -561,7 +561,7 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 {
 	static const char *const launchers[] = {"local", "slurm", NULL};
 	static const char *const prunes[] = {"none", "median", NULL};
-	static const char *const algorithms[] = {"yolov5", "ga", NULL};
+	static const char *const algorithms[] = {"yolov5", "ga", "robust", NULL};
 	char q[UT_QUOTE_LEN];
 	if (!one_of(c->launcher, launchers))
 		return ut_err_set(err, "--launcher '%s': use local or slurm",
@@ -572,7 +572,7 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 		return ut_err_set(err, "--prune '%s': use none or median",
 				  ut_quote(c->prune, q, sizeof(q)));
 	if (!one_of(c->algorithm, algorithms))
-		return ut_err_set(err, "--algorithm '%s': use yolov5 or ga",
+		return ut_err_set(err, "--algorithm '%s': use yolov5, ga or robust",
 				  ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
 }

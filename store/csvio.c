@@ -404,6 +404,70 @@ static int export_best_ultralytics(struct st_db *db, const struct done_rows *row
 	return 0;
 }
 
+/* The candidate recommended by the mean of its evaluations (see recommend_by_mean). */
+struct recommendation {
+	int judged;	  /* 0: no re-evaluation rows, YOLOv5's rule (the best single run) */
+	size_t row;	  /* the original row of the candidate in done_rows */
+	long evaluations; /* how many done evaluations its mean has */
+	double mean, sd;
+};
+
+/*
+ * When the done rows hold re-evaluations (--algorithm robust), a candidate
+ * is its original row and the rows that re-evaluate it; the recommendation
+ * is the best mean fitness among the candidates evaluated most often (the
+ * algorithm re-evaluates the promising ones, so a lucky single run cannot
+ * win). Ties: the older candidate. Without re-evaluations judged = 0.
+ */
+static int recommend_by_mean(const struct done_rows *rows, struct recommendation *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	int any = 0;
+	for (size_t i = 0; i < rows->n; i++)
+		any |= rows->gens[i].reevaluation;
+	if (!any)
+		return 0;
+	double *sum = calloc(rows->n, sizeof(*sum)), *sum2 = calloc(rows->n, sizeof(*sum2));
+	long *count = calloc(rows->n, sizeof(*count));
+	if (sum == NULL || sum2 == NULL || count == NULL) {
+		free(sum);
+		free(sum2);
+		free(count);
+		return -1;
+	}
+	/* group every evaluation under the row of its original (which is done, or absent) */
+	for (size_t i = 0; i < rows->n; i++) {
+		const struct st_generation *g = &rows->gens[i];
+		long original = g->reevaluation ? g->reevaluates : g->generation;
+		for (size_t j = 0; j < rows->n; j++) {
+			if (rows->gens[j].generation == original && !rows->gens[j].reevaluation) {
+				sum[j] += g->fitness;
+				sum2[j] += g->fitness * g->fitness;
+				count[j]++;
+				break;
+			}
+		}
+	}
+	long most = 0;
+	for (size_t j = 0; j < rows->n; j++)
+		most = count[j] > most ? count[j] : most;
+	rec->mean = -INFINITY;
+	for (size_t j = 0; j < rows->n; j++) {
+		if (count[j] < most || most == 0)
+			continue;
+		double mean = sum[j] / (double)count[j];
+		if (mean > rec->mean) {
+			double var =
+			    count[j] > 1 ? (sum2[j] - sum[j] * mean) / (double)(count[j] - 1) : 0;
+			*rec = (struct recommendation){1, j, count[j], mean, sqrt(fmax(var, 0))};
+		}
+	}
+	free(sum);
+	free(sum2);
+	free(count);
+	return 0;
+}
+
 int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 {
 	struct done_rows rows;
@@ -427,10 +491,24 @@ int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 			best = i;
 		}
 	}
+	struct recommendation rec;
+	if (recommend_by_mean(&rows, &rec) != 0) {
+		free_done(&rows);
+		return ut_err_set(err, "%s: out of memory", st_path(db));
+	}
+	if (rec.judged)
+		best = rec.row;
 	fprintf(out,
 		"# YOLOv5 Hyperparameter Evolution Results\n# Best generation: %ld\n"
-		"# Last generation: %ld\n# ",
+		"# Last generation: %ld\n",
 		rows.gens[best].generation, rows.gens[rows.n - 1].generation);
+	if (rec.judged)
+		fprintf(
+		    out,
+		    "# Judged by the mean fitness of its %ld evaluations (other seeds): %.5f +- "
+		    "%.5f (sd); the metrics below are its first evaluation's\n",
+		    rec.evaluations, rec.mean, rec.sd);
+	fprintf(out, "# ");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		fprintf(out, "%20s%s", st_result_csv_name(r),
 			r + 1 < ST_RESULT_COUNT ? ", " : "\n# ");

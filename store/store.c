@@ -254,10 +254,15 @@ static int schema_v3(struct ut_buf *sql)
 	return rc | create_views(sql);
 }
 
-/* Version 4: the budget of trainer epochs (--budget), NULL or 0 for none. */
+/*
+ * Version 4: the budget of trainer epochs (--budget), NULL or 0 for none;
+ * generations.reevaluates: the generation a re-evaluation row trains again
+ * (NULL for every other row).
+ */
 static int schema_v4(struct ut_buf *sql)
 {
-	return ut_buf_printf(sql, "ALTER TABLE evolution ADD COLUMN budget INTEGER;\n");
+	return ut_buf_printf(sql, "ALTER TABLE evolution ADD COLUMN budget INTEGER;\n"
+				  "ALTER TABLE generations ADD COLUMN reevaluates INTEGER;\n");
 }
 
 typedef int (*migration_fn)(struct ut_buf *sql);
@@ -825,7 +830,9 @@ int st_stop_read(struct st_db *db, char *reason, size_t size, struct ut_err *err
 /* Columns of `generations` in the order put/load bind and read them. */
 static int generation_columns(const struct st_db *db, struct ut_buf *cols)
 {
-	int rc = ut_buf_printf(cols, "generation, parent, population, status");
+	int rc = ut_buf_printf(cols, db->version >= 4
+					 ? "generation, parent, population, reevaluates, status"
+					 : "generation, parent, population, NULL, status");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		rc |= ut_buf_printf(cols, ", \"%s\"", result_columns[r]);
 	/* a file before version 3 (read as it is) has neither val_dfl nor Ultralytics' keys */
@@ -841,7 +848,7 @@ static int generation_columns(const struct st_db *db, struct ut_buf *cols)
 }
 
 #define GEN_TAIL_COLUMNS 13 /* seed .. epochs_done */
-#define GEN_COLUMNS (4 + ST_RESULT_COUNT + 2 + META_ALL + GEN_TAIL_COLUMNS)
+#define GEN_COLUMNS (5 + ST_RESULT_COUNT + 2 + META_ALL + GEN_TAIL_COLUMNS)
 
 static int put_sql(const struct st_db *db, struct ut_buf *sql)
 {
@@ -906,6 +913,10 @@ int st_generation_put(struct st_db *db, const struct st_generation *gen, struct 
 		sqlite3_bind_int64(stmt, i++, gen->population);
 	else
 		sqlite3_bind_null(stmt, i++);
+	if (gen->reevaluation)
+		sqlite3_bind_int64(stmt, i++, gen->reevaluates);
+	else
+		sqlite3_bind_null(stmt, i++);
 	sqlite3_bind_text(stmt, i++, st_status_name(gen->status), -1, SQLITE_STATIC);
 	/* an Ultralytics row's val_obj result is its val/dfl_loss: stored as val_dfl */
 	int ultralytics = meta_hyp_space(&gen->hyp) == META_SPACE_ULTRALYTICS;
@@ -962,6 +973,9 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 	i++;
 	gen->population =
 	    sqlite3_column_type(stmt, i) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(stmt, i);
+	i++;
+	gen->reevaluation = sqlite3_column_type(stmt, i) != SQLITE_NULL;
+	gen->reevaluates = gen->reevaluation ? (long)sqlite3_column_int64(stmt, i) : 0;
 	i++;
 	const char *status = (const char *)sqlite3_column_text(stmt, i++);
 	char q[UT_QUOTE_LEN];

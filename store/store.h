@@ -86,6 +86,13 @@ struct st_generation {
 	long generation;
 	long parent;	 /* -1: NULL */
 	long population; /* GA population index; -1: NULL (not the GA) */
+	/*
+	 * A re-evaluation (--algorithm robust): the hyp of generation
+	 * `reevaluates` trained again with another seed, a row of its own.
+	 * reevaluation 0: not one (column reevaluates NULL).
+	 */
+	int reevaluation;
+	long reevaluates;
 	enum st_status status;
 	int has_results;
 	double results[ST_RESULT_COUNT];

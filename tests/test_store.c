@@ -1002,6 +1002,7 @@ static void migrate_from_v1(void **state)
 		      "ALTER TABLE evolution DROP COLUMN stopped_at;"
 		      "ALTER TABLE evolution DROP COLUMN space;"
 		      "ALTER TABLE evolution DROP COLUMN budget;"
+		      "ALTER TABLE generations DROP COLUMN reevaluates;"
 		      "ALTER TABLE epochs DROP COLUMN train_dfl;"
 		      "ALTER TABLE epochs DROP COLUMN val_dfl;"
 		      "ALTER TABLE generations DROP COLUMN dfl;"

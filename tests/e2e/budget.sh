@@ -86,6 +86,8 @@ export FIXTURE_EPOCH_MS=40
 "$YE" --project "$P" --name k --data none --trainer "$TRAINER" --quiet "${KOPTS[@]}" >>k.log 2>&1 &
 BG=$!
 BG_PIDS+=("$BG")
+# a kill before the database holds its first candidate would leave nothing to resume
+wait_sql 10 "$db" "SELECT count(*) FROM generations" || fail "no candidate started within 10 s"
 kills=0
 for _ in $(seq 1 60); do
 	sleep "$(awk -v r=$((RANDOM % 300)) 'BEGIN { printf "%.3f", 0.05 + r / 1000 }')"
