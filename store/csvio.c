@@ -435,17 +435,23 @@ static int recommend_by_mean(const struct done_rows *rows, struct recommendation
 		free(count);
 		return -1;
 	}
-	/* group every evaluation under the row of its original (which is done, or absent) */
+	/* every evaluation under the row of its original, if done (rows go by generation) */
 	for (size_t i = 0; i < rows->n; i++) {
 		const struct st_generation *g = &rows->gens[i];
 		long original = g->reevaluation ? g->reevaluates : g->generation;
-		for (size_t j = 0; j < rows->n; j++) {
-			if (rows->gens[j].generation == original && !rows->gens[j].reevaluation) {
-				sum[j] += g->fitness;
-				sum2[j] += g->fitness * g->fitness;
-				count[j]++;
-				break;
-			}
+		size_t lo = 0, hi = rows->n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (rows->gens[mid].generation < original)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < rows->n && rows->gens[lo].generation == original &&
+		    !rows->gens[lo].reevaluation) {
+			sum[lo] += g->fitness;
+			sum2[lo] += g->fitness * g->fitness;
+			count[lo]++;
 		}
 	}
 	long most = 0;
