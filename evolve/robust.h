@@ -34,8 +34,8 @@
 
 struct ev_robust_params {
 	int top;	      /* parents come from the best `top` candidates by mean (5) */
-	int reevaluate_top;   /* the best this many are re-evaluated ... (3) */
-	int evaluations;      /* ... until they have this many evaluations (3) */
+	int reevaluate_top;   /* the best this many are re-evaluated ... (1) */
+	int evaluations;      /* ... until they have this many evaluations (2) */
 	double mutation_prob; /* probability that a key moves (0.5) */
 	double sigma;	      /* step in normalised units (0.1) */
 };

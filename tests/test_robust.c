@@ -68,7 +68,9 @@ static void reevaluates_best_by_mean(void **state)
 {
 	(void)state;
 	struct ev_robust_params params;
-	ev_robust_defaults(&params); /* the best 3 up to 3 evaluations */
+	ev_robust_defaults(&params);
+	params.reevaluate_top = 3; /* the best 3 up to 3 evaluations */
+	params.evaluations = 3;
 	struct meta_table table;
 	meta_table_default(&table);
 	struct meta_hyp base = base_hyp();

@@ -23,9 +23,9 @@ check_eq "each re-evaluates an earlier done original with the same hyp, another 
 		WHERE r.reevaluates IS NOT NULL AND (o.generation IS NULL OR o.reevaluates IS NOT NULL
 		OR o.generation >= r.generation OR o.status != 'done' OR o.lr0 != r.lr0 OR o.mixup != r.mixup
 		OR o.seed = r.seed OR r.parent IS NOT NULL)")"
-check_eq "no candidate has more than 3 evaluations" 0 \
+check_eq "no candidate has more than 2 evaluations (the default)" 0 \
 	"$(sql "$db" "SELECT count(*) FROM (SELECT reevaluates, count(*) AS n FROM generations
-		WHERE reevaluates IS NOT NULL GROUP BY reevaluates HAVING n > 2)")"
+		WHERE reevaluates IS NOT NULL GROUP BY reevaluates HAVING n > 1)")"
 check_eq "every generation has its own trainer seed" 40 "$(sql "$db" "SELECT count(DISTINCT seed) FROM generations")"
 check "keys that are 0 in the base moved (mixup, degrees, copy_paste, shear, flipud)" test \
 	"$(sql "$db" "SELECT count(*) FROM generations WHERE mixup > 0 OR degrees > 0 OR copy_paste > 0 OR shear > 0 OR flipud > 0")" -gt 0
@@ -35,7 +35,7 @@ want=$(sql "$db" "WITH c AS (SELECT coalesce(reevaluates, generation) AS g, avg(
 		FROM generations WHERE status = 'done' GROUP BY 1)
 	SELECT g FROM c WHERE n = (SELECT max(n) FROM c) ORDER BY m DESC, g LIMIT 1")
 check_eq "export --best: the best mean among the most evaluated candidates" "$want" "$best"
-check "export --best says how it judged" grep -q "^# Judged by the mean fitness of its 3 evaluations" best.yaml
+check "export --best says how it judged" grep -q "^# Judged by the mean fitness of its 2 evaluations" best.yaml
 check_eq "best.yaml's lr0 is that generation's" "$(sql "$db" "SELECT lr0 FROM generations WHERE generation = $best")" \
 	"$(yaml_value best.yaml lr0)"
 
