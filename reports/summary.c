@@ -161,6 +161,21 @@ static void print_budget(const struct overview *ov, FILE *out)
 		left < ov->epochs ? " (no room for another candidate)" : "");
 }
 
+/*
+ * With re-evaluations (--algorithm robust) the recommendation is a mean,
+ * not the best single run the table below shows: say which and why.
+ */
+static void print_recommendation(const struct overview *ov, FILE *out)
+{
+	struct st_recommendation rec;
+	if (st_recommend(ov->gens, ov->n, &rec) != 0 || !rec.by_mean || rec.index < 0)
+		return;
+	fprintf(out,
+		"recommended (export --best): generation %ld, mean fitness %.5f +- %.5f (sd) over "
+		"its %ld evaluations with other seeds; the table ranks single runs\n",
+		ov->gens[rec.index].generation, rec.mean, rec.sd, rec.evaluations);
+}
+
 int rp_print_summary(struct st_db *db, FILE *out)
 {
 	struct overview ov;
@@ -172,6 +187,7 @@ int rp_print_summary(struct st_db *db, FILE *out)
 		ov.n, ov.target, ov.counts[ST_DONE], ov.counts[ST_FAILED], ov.counts[ST_PRUNED],
 		ov.counts[ST_RUNNING], ov.counts[ST_INTERRUPTED], ov.trainer_seconds);
 	print_budget(&ov, out);
+	print_recommendation(&ov, out);
 	print_top(&ov, out);
 	free(ov.gens);
 	return 0;

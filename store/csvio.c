@@ -404,68 +404,71 @@ static int export_best_ultralytics(struct st_db *db, const struct done_rows *row
 	return 0;
 }
 
-/* The candidate recommended by the mean of its evaluations (see recommend_by_mean). */
-struct recommendation {
-	int judged;	  /* 0: no re-evaluation rows, YOLOv5's rule (the best single run) */
-	size_t row;	  /* the original row of the candidate in done_rows */
-	long evaluations; /* how many done evaluations its mean has */
-	double mean, sd;
-};
-
-/*
- * When the done rows hold re-evaluations (--algorithm robust), a candidate
- * is its original row and the rows that re-evaluate it; the recommendation
- * is the best mean fitness among the candidates evaluated most often (the
- * algorithm re-evaluates the promising ones, so a lucky single run cannot
- * win). Ties: the older candidate. Without re-evaluations judged = 0.
- */
-static int recommend_by_mean(const struct done_rows *rows, struct recommendation *rec)
+static int recommendable(const struct st_generation *g)
 {
-	memset(rec, 0, sizeof(*rec));
+	return g->status == ST_DONE && g->has_results && isfinite(g->fitness);
+}
+
+/* Index of generation `generation` in gens (sorted by generation), or n. */
+static size_t find_generation(const struct st_generation *gens, size_t n, long generation)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (gens[mid].generation < generation)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && gens[lo].generation == generation ? lo : n;
+}
+
+int st_recommend(const struct st_generation *gens, size_t n, struct st_recommendation *out)
+{
+	*out = (struct st_recommendation){.index = -1, .evaluations = 0};
 	int any = 0;
-	for (size_t i = 0; i < rows->n; i++)
-		any |= rows->gens[i].reevaluation;
+	for (size_t i = 0; i < n; i++) {
+		any |= gens[i].reevaluation && recommendable(&gens[i]);
+		if (recommendable(&gens[i]) &&
+		    (out->index < 0 || gens[i].fitness > gens[out->index].fitness))
+			*out = (struct st_recommendation){(long)i, 0, 1, gens[i].fitness, 0};
+	}
 	if (!any)
 		return 0;
-	double *sum = calloc(rows->n, sizeof(*sum)), *sum2 = calloc(rows->n, sizeof(*sum2));
-	long *count = calloc(rows->n, sizeof(*count));
+	double *sum = calloc(n, sizeof(*sum)), *sum2 = calloc(n, sizeof(*sum2));
+	long *count = calloc(n, sizeof(*count));
 	if (sum == NULL || sum2 == NULL || count == NULL) {
 		free(sum);
 		free(sum2);
 		free(count);
 		return -1;
 	}
-	/* every evaluation under the row of its original, if done (rows go by generation) */
-	for (size_t i = 0; i < rows->n; i++) {
-		const struct st_generation *g = &rows->gens[i];
-		long original = g->reevaluation ? g->reevaluates : g->generation;
-		size_t lo = 0, hi = rows->n;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (rows->gens[mid].generation < original)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo < rows->n && rows->gens[lo].generation == original &&
-		    !rows->gens[lo].reevaluation) {
-			sum[lo] += g->fitness;
-			sum2[lo] += g->fitness * g->fitness;
-			count[lo]++;
+	/* every done evaluation under its original's row, if that is done too */
+	for (size_t i = 0; i < n; i++) {
+		const struct st_generation *g = &gens[i];
+		if (!recommendable(g))
+			continue;
+		size_t j =
+		    find_generation(gens, n, g->reevaluation ? g->reevaluates : g->generation);
+		if (j < n && !gens[j].reevaluation && recommendable(&gens[j])) {
+			sum[j] += g->fitness;
+			sum2[j] += g->fitness * g->fitness;
+			count[j]++;
 		}
 	}
 	long most = 0;
-	for (size_t j = 0; j < rows->n; j++)
+	for (size_t j = 0; j < n; j++)
 		most = count[j] > most ? count[j] : most;
-	rec->mean = -INFINITY;
-	for (size_t j = 0; j < rows->n; j++) {
-		if (count[j] < most || most == 0)
+	*out = (struct st_recommendation){.index = -1, .by_mean = 1, .mean = -INFINITY};
+	for (size_t j = 0; j < n && most > 0; j++) {
+		if (count[j] < most)
 			continue;
 		double mean = sum[j] / (double)count[j];
-		if (mean > rec->mean) {
+		if (mean > out->mean) {
 			double var =
 			    count[j] > 1 ? (sum2[j] - sum[j] * mean) / (double)(count[j] - 1) : 0;
-			*rec = (struct recommendation){1, j, count[j], mean, sqrt(fmax(var, 0))};
+			*out = (struct st_recommendation){(long)j, 1, count[j], mean,
+							  sqrt(fmax(var, 0))};
 		}
 	}
 	free(sum);
@@ -497,18 +500,18 @@ int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 			best = i;
 		}
 	}
-	struct recommendation rec;
-	if (recommend_by_mean(&rows, &rec) != 0) {
+	struct st_recommendation rec;
+	if (st_recommend(rows.gens, rows.n, &rec) != 0) {
 		free_done(&rows);
 		return ut_err_set(err, "%s: out of memory", st_path(db));
 	}
-	if (rec.judged)
-		best = rec.row;
+	if (rec.by_mean && rec.index >= 0)
+		best = (size_t)rec.index;
 	fprintf(out,
 		"# YOLOv5 Hyperparameter Evolution Results\n# Best generation: %ld\n"
 		"# Last generation: %ld\n",
 		rows.gens[best].generation, rows.gens[rows.n - 1].generation);
-	if (rec.judged)
+	if (rec.by_mean)
 		fprintf(
 		    out,
 		    "# Judged by the mean fitness of its %ld evaluations (other seeds): %.5f +- "

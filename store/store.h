@@ -223,6 +223,24 @@ long st_csv_column(const struct st_csv_table *table, const char *name);
  */
 int st_import_evolve_csv(struct st_db *db, const char *path, const struct meta_table *table,
 			 long *imported, struct ut_err *err);
+/*
+ * The candidate an evolution recommends, from its rows (any status; only
+ * done ones with results count). With re-evaluation rows (--algorithm
+ * robust) a candidate is an original row and the rows re-evaluating it,
+ * and the recommendation is the best mean fitness among the candidates
+ * evaluated most often (ties: the older): by_mean 1, with the mean, the
+ * sample sd and the count. Otherwise YOLOv5's rule, the best single run
+ * (the first maximum of fitness): by_mean 0, evaluations 1. index is into
+ * gens, -1 when nothing is done. Returns -1 only when out of memory.
+ */
+struct st_recommendation {
+	long index;
+	int by_mean;
+	long evaluations;
+	double mean, sd;
+};
+int st_recommend(const struct st_generation *gens, size_t n, struct st_recommendation *out);
+
 /* evolve.csv of the done generations, byte-for-byte as YOLOv5 writes it. */
 int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err);
 /*

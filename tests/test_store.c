@@ -1171,6 +1171,43 @@ static void budget_count(void **state)
 	assert_int_equal(spent, 0);
 }
 
+/* The recommendation: the best single run, or with re-evaluations the best mean. */
+static void recommend(void **state)
+{
+	(void)state;
+	struct st_generation gens[6];
+	memset(gens, 0, sizeof(gens));
+	const double fitness[6] = {0.30, 0.50, 0.20, 0.35, 0.34, 0.90};
+	for (int i = 0; i < 6; i++) {
+		gens[i].generation = i;
+		gens[i].status = ST_DONE;
+		gens[i].has_results = 1;
+		gens[i].fitness = fitness[i];
+	}
+	gens[5].status = ST_FAILED; /* never counts, whatever its fitness */
+	struct st_recommendation rec;
+	assert_int_equal(st_recommend(gens, 5, &rec), 0);
+	assert_int_equal(rec.index, 1); /* no re-evaluations: the best single run */
+	assert_int_equal(rec.by_mean, 0);
+	/* 2 re-evaluates 1 (mean 0.35), 4 re-evaluates 3 (mean 0.345): 1 wins among the pairs */
+	gens[2].reevaluation = 1;
+	gens[2].reevaluates = 1;
+	gens[4].reevaluation = 1;
+	gens[4].reevaluates = 3;
+	assert_int_equal(st_recommend(gens, 6, &rec), 0);
+	assert_int_equal(rec.by_mean, 1);
+	assert_int_equal(rec.index, 1);
+	assert_int_equal(rec.evaluations, 2);
+	assert_true(fabs(rec.mean - 0.35) < 1e-12);
+	assert_true(fabs(rec.sd - sqrt(0.045)) < 1e-12);
+	/* 0 (0.30, one evaluation) is not among the most evaluated; nothing done: -1 */
+	gens[0].fitness = 0.99;
+	assert_int_equal(st_recommend(gens, 6, &rec), 0);
+	assert_int_equal(rec.index, 1);
+	assert_int_equal(st_recommend(gens + 5, 1, &rec), 0);
+	assert_int_equal(rec.index, -1);
+}
+
 /* ---- generations and epochs ----------------------------------------------- */
 
 static void generation_round_trip(void **state)
@@ -1857,6 +1894,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(schema_of_new_db),
 	    cmocka_unit_test(budget_count),
+	    cmocka_unit_test(recommend),
 	    cmocka_unit_test(views_work),
 	    cmocka_unit_test(newer_schema_refused),
 	    cmocka_unit_test(garbage_file_refused),

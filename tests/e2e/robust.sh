@@ -36,6 +36,9 @@ want=$(sql "$db" "WITH c AS (SELECT coalesce(reevaluates, generation) AS g, avg(
 	SELECT g FROM c WHERE n = (SELECT max(n) FROM c) ORDER BY m DESC, g LIMIT 1")
 check_eq "export --best: the best mean among the most evaluated candidates" "$want" "$best"
 check "export --best says how it judged" grep -q "^# Judged by the mean fitness of its 2 evaluations" best.yaml
+"$YE" status --db "$db" >status.txt 2>&1
+check "status names the recommendation and its evaluations" \
+	grep -q "^recommended (export --best): generation $best, mean fitness .* over its 2 evaluations" status.txt
 check_eq "best.yaml's lr0 is that generation's" "$(sql "$db" "SELECT lr0 FROM generations WHERE generation = $best")" \
 	"$(yaml_value best.yaml lr0)"
 
