@@ -327,6 +327,8 @@ static int truth_csv(const struct options *o, const struct objective *obj,
 		}
 		text[len++] = (char)c;
 	}
+	if (text != NULL)
+		text[len] = '\0'; /* room kept: len + 1 < cap */
 	int rc = 0;
 	int col_key[256];
 	int ncols = 0, line = 0;
@@ -337,7 +339,7 @@ static int truth_csv(const struct options *o, const struct objective *obj,
 		char *cell_save = NULL;
 		int c = 0;
 		for (int k = 0; k < META_ALL; k++)
-			hyp.v[k] = NAN;
+			hyp.v[k] = k == META_anchors ? 3.0 : NAN;
 		for (char *cell = strtok_r(row, ",\r", &cell_save); cell != NULL && c < 256;
 		     cell = strtok_r(NULL, ",\r", &cell_save), c++) {
 			if (line == 0)
@@ -347,6 +349,21 @@ static int truth_csv(const struct options *o, const struct objective *obj,
 		}
 		if (line == 0) {
 			ncols = c;
+			int seen[META_ALL] = {0};
+			for (int i = 0; i < ncols; i++)
+				if (col_key[i] >= 0)
+					seen[col_key[i]] = 1;
+			for (int k = 0; k < META_COUNT && rc == 0; k++) {
+				/* anchors may be missing, as in hyp.yaml (3) */
+				if (table->k[k].gain > 0 && !seen[k] && k != META_anchors) {
+					fprintf(stderr,
+						"synth_trainer: --truth-csv: no column '%s'\n",
+						meta_name(k));
+					rc = 2;
+				}
+			}
+			if (rc != 0)
+				break;
 			continue;
 		}
 		struct point p;
