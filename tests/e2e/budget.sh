@@ -31,6 +31,11 @@ section "--generations still caps a budget that is not reached"
 evolve "$P" cap --epochs 4 --generations 3 --seed 3 --budget 100
 check_eq "3 candidates, 12 epochs" "3|12|100" "$(spent "$P/cap/evolve.db")"
 
+section "the GA too (population 6): 5 candidates in 20 epochs"
+evolve "$P" ga --algorithm ga --population 6 --epochs 4 --generations 100 --seed 3 --budget 20
+check_eq "exits 0" 0 "$RC"
+check_eq "5 candidates, 20 epochs" "5|20|20" "$(spent "$P/ga/evolve.db")"
+
 section "--parallel 3 with random durations: the same candidates, never over the budget"
 FIXTURE_DURATION_MS=5,80 evolve "$P" par1 --epochs 4 --generations 100 --seed 5 --budget 30 --parallel 3
 check_eq "run 1 exits 0" 0 "$RC"
