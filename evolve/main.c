@@ -38,11 +38,12 @@ struct cli {
 	const char *space; /* NULL: the trainer's */
 	long generations, epochs, batch, imgsz, top, parallel, retries;
 	long per_device, prune_warmup, population, log_max, report_every, lag, max_failures;
+	long budget; /* trainer epochs, 0: none */
 	const char *out_dir;
 	double mutation_prob, sigma, timeout, grace;
 	unsigned long long seed;
 	bool exist_ok, resume, quiet, verbose, slurm_submit, help;
-	bool generations_set, parallel_set; /* given on the command line, not defaults */
+	bool generations_set, parallel_set, budget_set; /* given on the command line */
 	const char *positional;
 };
 
@@ -104,6 +105,7 @@ static const struct ut_cli_opt run_options[] = {
     {"timeout", .kind = UT_CLI_DOUBLE, AT(timeout), 0, INFINITY},
     {"retries", .kind = UT_CLI_LONG, AT(retries), 0, COUNT_MAX},
     {"max-failures", .kind = UT_CLI_LONG, AT(max_failures), 0, COUNT_MAX},
+    {"budget", .kind = UT_CLI_LONG, AT(budget), 0, EV_BUDGET_MAX},
     {"grace", .kind = UT_CLI_DOUBLE, AT(grace), 0, INFINITY},
     {"log-max", .kind = UT_CLI_LONG, AT(log_max), 1, COUNT_MAX},
     {"report-every", .kind = UT_CLI_LONG, AT(report_every), 0, COUNT_MAX},
@@ -133,6 +135,8 @@ static const char run_help[] =
     "       yolo-evolve status|export|import|report|serve ... (see yolo-evolve COMMAND --help)\n"
     "\n"
     "  --generations N     generations in total (300)\n"
+    "  --budget EPOCHS     trainer epochs to spend at most, pruned and failed included:\n"
+    "                      a candidate starts only if its --epochs fit (0: none)\n"
     "  --data PATH         dataset yaml passed to the trainer; required for a new\n"
     "                      evolution (a template of your own without {data}: --data none)\n"
     "  --cfg PATH          model yaml ('')\n"
@@ -169,7 +173,7 @@ static const char run_help[] =
     "  --prune median      stop a candidate whose fitness at an epoch is below the median\n"
     "                      of the finished candidates at that epoch (none)\n"
     "  --prune-warmup E    first epoch (0-based) at which pruning may happen (3)\n"
-    "  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA)\n"
+    "  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA) | robust\n"
     "  --population N      GA population size (50)\n"
     "  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
     "  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
@@ -286,6 +290,7 @@ static int parse_cli(const struct command *cmd, int argc, char **argv, struct cl
 	c->positional = p.npositional > 0 ? positional[0] : NULL;
 	c->generations_set = ut_cli_given(&p, "generations");
 	c->parallel_set = ut_cli_given(&p, "parallel");
+	c->budget_set = ut_cli_given(&p, "budget");
 	if (c->quiet)
 		ut_log_set_level(UT_LOG_WARN);
 	if (c->verbose)
@@ -401,7 +406,7 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 {
 	static const char *const launchers[] = {"local", "slurm", NULL};
 	static const char *const prunes[] = {"none", "median", NULL};
-	static const char *const algorithms[] = {"yolov5", "ga", NULL};
+	static const char *const algorithms[] = {"yolov5", "ga", "robust", NULL};
 	char q[UT_QUOTE_LEN];
 	if (!one_of(c->launcher, launchers))
 		return ut_err_set(err, "--launcher '%s': use local or slurm",
@@ -412,7 +417,7 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 		return ut_err_set(err, "--prune '%s': use none or median",
 				  ut_quote(c->prune, q, sizeof(q)));
 	if (!one_of(c->algorithm, algorithms))
-		return ut_err_set(err, "--algorithm '%s': use yolov5 or ga",
+		return ut_err_set(err, "--algorithm '%s': use yolov5, ga or robust",
 				  ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
 }
@@ -466,6 +471,7 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	o->prune_warmup = c->prune_warmup;
 	o->population = c->population;
 	o->lag = c->lag;
+	o->budget = c->budget;
 	if (check_choices(c, err) != 0)
 		return -1;
 	snprintf(o->parent, sizeof(o->parent), "%s", c->parent);
@@ -672,6 +678,10 @@ static int cmd_run(const struct command *cmd, int argc, char **argv)
 		if (rc == 0 && c.generations_set && opts.generations != c.generations) {
 			opts.generations = c.generations;
 			rc = st_options_set_generations(db, c.generations, &err);
+		}
+		if (rc == 0 && c.budget_set && opts.budget != c.budget) {
+			opts.budget = c.budget;
+			rc = st_options_set_budget(db, c.budget, &err);
 		}
 	} else {
 		if (check_new_evolution(&c, &place, &opts, &err) != 0) {

@@ -23,6 +23,7 @@
 #include "contract.h"
 #include "ga.h"
 #include "plots.h"
+#include "robust.h"
 #include "slurm.h"
 
 #define PROGRESS_MS 1000
@@ -77,13 +78,16 @@ struct ev_runner {
 	char **devices;	      /* GPU ids of --devices, NULL-terminated */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
 	int prune;
-	int ga; /* population GA instead of YOLOv5's breeding */
+	int ga;	    /* population GA instead of YOLOv5's breeding */
+	int robust; /* --algorithm robust (robust.h) */
+	struct ev_robust_params robust_params;
 	struct ev_ga_params ga_params;
 	struct meta_hyp *ga_seeds; /* hyps of --ga-dir */
 	size_t n_ga_seeds;
 	struct meta_hyp *ga_pop; /* population ga_k, bred once */
 	long ga_k;
 	long finished_count; /* generations finished by this process */
+	int budget_told;     /* the end of the budget was logged */
 	double exported_at;  /* when evolve.csv and hyp_evolve.yaml were last written */
 	int exports_stale;
 	struct ev_progress progress;
@@ -287,8 +291,39 @@ static struct st_generation *breed_ga(struct ev_runner *run)
 	return gen;
 }
 
+/* --algorithm robust: the same determinism rule as YOLOv5's breeding (robust.h). */
+static struct st_generation *breed_robust(struct ev_runner *run)
+{
+	long next = (long)run->ngens;
+	if (next >= run->opts->generations)
+		return NULL;
+	long horizon = next - run->lag;
+	for (long j = 0; j <= horizon; j++)
+		if (!is_finished(run->gens[j].status))
+			return NULL;
+	struct st_generation bred;
+	memset(&bred, 0, sizeof(bred));
+	if (ev_robust_next(&run->robust_params, &run->opts->meta, &run->opts->base, run->gens,
+			   run->ngens, horizon, run->opts->seed, &bred, run->err) != 0)
+		return NULL;
+	struct st_generation *gen = append_generation(run);
+	if (gen == NULL) {
+		ut_err_set(run->err, "out of memory");
+		return NULL;
+	}
+	gen->hyp = bred.hyp;
+	gen->parent = bred.parent;
+	gen->reevaluation = bred.reevaluation;
+	gen->reevaluates = bred.reevaluates;
+	gen->seed = bred.seed;
+	gen->status = ST_PENDING;
+	return gen;
+}
+
 static struct st_generation *breed_next(struct ev_runner *run)
 {
+	if (run->robust)
+		return breed_robust(run);
 	return run->ga ? breed_ga(run) : breed_yolov5(run);
 }
 
@@ -465,7 +500,14 @@ static int launch(struct ev_runner *run, struct ev_slot *slot, struct st_generat
 	slot->busy = 1;
 	if (run->opts->timeout > 0)
 		slot->deadline = gen->started_at + run->opts->timeout;
-	if (gen->parent >= 0)
+	if (gen->reevaluation)
+		ut_log(
+		    UT_LOG_INFO,
+		    "generation %ld: started (re-evaluates generation %ld, seed %llu, attempt %ld, "
+		    "pid %ld)",
+		    gen->generation, gen->reevaluates, (unsigned long long)gen->seed, gen->attempts,
+		    (long)slot->proc.pid);
+	else if (gen->parent >= 0)
 		ut_log(UT_LOG_INFO, "generation %ld: started (parent %ld, attempt %ld, pid %ld)",
 		       gen->generation, gen->parent, gen->attempts, (long)slot->proc.pid);
 	else
@@ -483,6 +525,32 @@ static struct ev_slot *free_slot(struct ev_runner *run)
 	return NULL;
 }
 
+/*
+ * Does one more candidate fit in the budget (--budget)? What finished
+ * counts as trained, what runs or waits to rerun as its whole --epochs, so
+ * the evolution never spends more than the budget, and the candidates it
+ * launches depend on the trainer results only (not on P or timing).
+ */
+static int budget_allows(struct ev_runner *run)
+{
+	long budget = run->opts->budget;
+	if (budget <= 0)
+		return 1;
+	long spent, reserved;
+	st_budget_count(run->gens, run->ngens, run->opts->epochs, &spent, &reserved);
+	if (spent + reserved + run->opts->epochs <= budget)
+		return 1;
+	if (!run->budget_told && reserved == 0) {
+		ut_log(
+		    UT_LOG_INFO,
+		    "budget: %ld of %ld trainer epochs spent; a candidate of %ld epochs does not "
+		    "fit: launching nothing more",
+		    spent, budget, run->opts->epochs);
+		run->budget_told = 1;
+	}
+	return 0;
+}
+
 /* Launch what may run now: interrupted generations first, then new ones. */
 static int launch_ready(struct ev_runner *run)
 {
@@ -494,6 +562,8 @@ static int launch_ready(struct ev_runner *run)
 			    run->gens[i].status == ST_PENDING)
 				gen = &run->gens[i];
 		if (gen == NULL) {
+			if (!budget_allows(run))
+				return 0;
 			run->err->msg[0] = '\0';
 			gen = breed_next(run);
 			if (gen == NULL)
@@ -1157,6 +1227,9 @@ static int setup(struct ev_runner *run, int *sfd)
 	if (run->slots == NULL || split_devices(run) != 0)
 		return ut_err_set(run->err, "out of memory");
 	run->prune = strcmp(run->opts->prune, "median") == 0;
+	run->robust = strcmp(run->opts->algorithm, "robust") == 0;
+	ev_robust_defaults(&run->robust_params);
+	run->robust_params.top = (int)run->opts->top;
 	if (ga_setup(run) != 0)
 		return -1;
 	run->progress.tty = isatty(STDERR_FILENO) && getenv("YE_NO_PROGRESS") == NULL;
@@ -1267,6 +1340,9 @@ int ev_check_options(const struct st_options *opts, struct ut_err *err)
 		    "no hyperparameter can mutate: every gain is 0 (see --meta, --evolve-keys)");
 	if (rc == 0)
 		rc = ga_setup(&run);
+	if (rc == 0 && opts->budget > 0 && opts->budget < opts->epochs)
+		rc = ut_err_set(err, "--budget %ld is less than --epochs %ld: no candidate fits",
+				opts->budget, opts->epochs);
 	ev_template_free(&run.tpl);
 	free(run.ga_seeds);
 	free(run.ga_pop);

@@ -18,6 +18,8 @@
 
 #define EV_MAX_FAILURES_DEFAULT 5
 
+#define EV_BUDGET_MAX 1000000000L /* trainer epochs (--budget) */
+
 struct ev_run_params {
 	const char *run_dir; /* where candidates/, evolve.csv, hyp_evolve.yaml go */
 	double grace;	     /* seconds between SIGTERM and SIGKILL (10) */
@@ -47,7 +49,9 @@ enum ev_outcome {
 
 /*
  * Run (or continue) the evolution stored in db until opts->generations
- * generations exist and none is running. Returns an ev_outcome or 128 +
+ * generations exist and none is running, or until no new candidate fits in
+ * opts->budget (see st_budget_count; candidates already started, and
+ * interrupted ones, still run: their epochs are reserved). Returns an ev_outcome or 128 +
  * signal number, -1 on error (err set). A stop by signal or breaker records
  * the candidates it stopped `interrupted`: --resume reruns them. On resume
  * after a breaker stop, a failed base generation runs again (a new attempt).
@@ -58,7 +62,7 @@ int ev_run(struct st_db *db, const struct st_options *opts, const struct ev_run_
 /*
  * Everything about the options that can be wrong before anything runs:
  * parent method, mutation constants, trainer template, GA settings and
- * seed folder. Errors name the option.
+ * seed folder, a budget smaller than one candidate. Errors name the option.
  */
 int ev_check_options(const struct st_options *opts, struct ut_err *err);
 

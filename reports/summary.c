@@ -16,6 +16,7 @@ struct overview {
 	size_t counts[ST_STATUS_COUNT];
 	double trainer_seconds;
 	long target;
+	long budget, epochs; /* --budget (0: none) and --epochs of the evolution */
 	struct meta_hyp base;
 	int writer;	 /* an evolver holds the database: 1, none: 0, unknown: -1 */
 	long writer_pid; /* its pid, 0 if unknown */
@@ -53,6 +54,8 @@ static int load_overview(struct st_db *db, struct overview *ov, FILE *out)
 	}
 	if (found) {
 		ov->target = opts->generations;
+		ov->budget = opts->budget;
+		ov->epochs = opts->epochs;
 		ov->base = opts->base;
 	}
 	free(opts);
@@ -135,6 +138,44 @@ static void print_top(const struct overview *ov, FILE *out)
 	free(done);
 }
 
+/* Is there a budget, and no room left in it for another candidate? */
+static int budget_spent(const struct overview *ov)
+{
+	long spent, reserved;
+	st_budget_count(ov->gens, ov->n, ov->epochs, &spent, &reserved);
+	return ov->budget > 0 && spent + reserved + ov->epochs > ov->budget;
+}
+
+/* Trainer epochs spent against --budget (a line only when there is a budget). */
+static void print_budget(const struct overview *ov, FILE *out)
+{
+	if (ov->budget <= 0)
+		return;
+	long spent, reserved;
+	st_budget_count(ov->gens, ov->n, ov->epochs, &spent, &reserved);
+	long left = ov->budget - spent - reserved;
+	fprintf(out, "budget: %ld of %ld trainer epochs spent", spent, ov->budget);
+	if (reserved > 0)
+		fprintf(out, ", %ld reserved by running or interrupted candidates", reserved);
+	fprintf(out, ", %ld left%s\n", left > 0 ? left : 0,
+		left < ov->epochs ? " (no room for another candidate)" : "");
+}
+
+/*
+ * With re-evaluations (--algorithm robust) the recommendation is a mean,
+ * not the best single run the table below shows: say which and why.
+ */
+static void print_recommendation(const struct overview *ov, FILE *out)
+{
+	struct st_recommendation rec;
+	if (st_recommend(ov->gens, ov->n, &rec) != 0 || !rec.by_mean || rec.index < 0)
+		return;
+	fprintf(out,
+		"recommended (export --best): generation %ld, mean fitness %.5f +- %.5f (sd) over "
+		"its %ld evaluations with other seeds; the table ranks single runs\n",
+		ov->gens[rec.index].generation, rec.mean, rec.sd, rec.evaluations);
+}
+
 int rp_print_summary(struct st_db *db, FILE *out)
 {
 	struct overview ov;
@@ -145,6 +186,8 @@ int rp_print_summary(struct st_db *db, FILE *out)
 		"interrupted; trainer time %.1f s\n",
 		ov.n, ov.target, ov.counts[ST_DONE], ov.counts[ST_FAILED], ov.counts[ST_PRUNED],
 		ov.counts[ST_RUNNING], ov.counts[ST_INTERRUPTED], ov.trainer_seconds);
+	print_budget(&ov, out);
+	print_recommendation(&ov, out);
 	print_top(&ov, out);
 	free(ov.gens);
 	return 0;
@@ -173,6 +216,10 @@ int rp_print_status(struct st_db *db, FILE *out)
 		fprintf(out, "evolver: pid %ld is running this evolution\n", ov.writer_pid);
 	else if (ov.writer == 1)
 		fprintf(out, "evolver: running\n");
+	else if (ov.writer == 0 && ov.counts[ST_INTERRUPTED] == 0 && (long)ov.n < ov.target &&
+		 budget_spent(&ov))
+		fprintf(out, "evolver: none is running; the budget is spent (--resume --budget "
+			     "EPOCHS continues)\n");
 	else if (ov.writer == 0 && ((long)ov.n < ov.target || ov.counts[ST_INTERRUPTED] > 0))
 		fprintf(out, "evolver: none is running; yolo-evolve --resume continues\n");
 	else if (ov.writer == 0)

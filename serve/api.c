@@ -133,6 +133,19 @@ static void add_counts(cJSON *root, const struct sv_snapshot *snap)
 	cJSON_AddNumberToObject(root, "candidates", (double)snap->n);
 	cJSON_AddNumberToObject(root, "trainer_seconds", seconds);
 	cJSON_AddNumberToObject(root, "trainer_epochs", epochs);
+	/* --budget: null when none; what is left after the running candidates' epochs */
+	long budget = snap->opts != NULL ? snap->opts->budget : 0;
+	long spent = 0, reserved = 0;
+	if (budget > 0)
+		st_budget_count(snap->gens, snap->n, snap->opts->epochs, &spent, &reserved);
+	long left = budget - spent - reserved;
+	if (budget > 0) {
+		cJSON_AddNumberToObject(root, "budget", (double)budget);
+		cJSON_AddNumberToObject(root, "budget_left", (double)(left > 0 ? left : 0));
+	} else {
+		cJSON_AddNullToObject(root, "budget");
+		cJSON_AddNullToObject(root, "budget_left");
+	}
 }
 
 /*
@@ -166,6 +179,10 @@ static void add_eta(cJSON *root, const struct sv_snapshot *snap)
 static void add_best(cJSON *root, const struct sv_snapshot *snap)
 {
 	long best = sv_best_index(snap->gens, snap->n);
+	struct st_recommendation rec;
+	int by_mean = st_recommend(snap->gens, snap->n, &rec) == 0 && rec.by_mean && rec.index >= 0;
+	if (by_mean)
+		best = rec.index; /* re-evaluations (--algorithm robust): export --best's choice */
 	if (best < 0) {
 		cJSON_AddNullToObject(root, "best");
 		return;
@@ -173,9 +190,17 @@ static void add_best(cJSON *root, const struct sv_snapshot *snap)
 	const struct st_generation *g = &snap->gens[best];
 	cJSON *obj = cJSON_AddObjectToObject(root, "best");
 	cJSON_AddNumberToObject(obj, "generation", (double)g->generation);
-	cJSON_AddNumberToObject(obj, "fitness", g->fitness);
-	char judged[160];
-	snprintf(judged, sizeof(judged), "highest %s among done candidates", fitness_rule(snap));
+	cJSON_AddNumberToObject(obj, "fitness", by_mean ? rec.mean : g->fitness);
+	char judged[200];
+	if (by_mean)
+		snprintf(
+		    judged, sizeof(judged),
+		    "highest mean %s over %ld evaluations with other seeds (sd %.5f), among the "
+		    "most evaluated candidates",
+		    fitness_rule(snap), rec.evaluations, rec.sd);
+	else
+		snprintf(judged, sizeof(judged), "highest %s among done candidates",
+			 fitness_rule(snap));
 	cJSON_AddStringToObject(obj, "judged", judged);
 	cJSON *results = cJSON_AddObjectToObject(obj, "results");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)

@@ -404,6 +404,79 @@ static int export_best_ultralytics(struct st_db *db, const struct done_rows *row
 	return 0;
 }
 
+static int recommendable(const struct st_generation *g)
+{
+	return g->status == ST_DONE && g->has_results && isfinite(g->fitness);
+}
+
+/* Index of generation `generation` in gens (sorted by generation), or n. */
+static size_t find_generation(const struct st_generation *gens, size_t n, long generation)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (gens[mid].generation < generation)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && gens[lo].generation == generation ? lo : n;
+}
+
+int st_recommend(const struct st_generation *gens, size_t n, struct st_recommendation *out)
+{
+	*out = (struct st_recommendation){.index = -1, .evaluations = 0};
+	int any = 0;
+	for (size_t i = 0; i < n; i++) {
+		any |= gens[i].reevaluation && recommendable(&gens[i]);
+		if (recommendable(&gens[i]) &&
+		    (out->index < 0 || gens[i].fitness > gens[out->index].fitness))
+			*out = (struct st_recommendation){(long)i, 0, 1, gens[i].fitness, 0};
+	}
+	if (!any)
+		return 0;
+	double *sum = calloc(n, sizeof(*sum)), *sum2 = calloc(n, sizeof(*sum2));
+	long *count = calloc(n, sizeof(*count));
+	if (sum == NULL || sum2 == NULL || count == NULL) {
+		free(sum);
+		free(sum2);
+		free(count);
+		return -1;
+	}
+	/* every done evaluation under its original's row, if that is done too */
+	for (size_t i = 0; i < n; i++) {
+		const struct st_generation *g = &gens[i];
+		if (!recommendable(g))
+			continue;
+		size_t j =
+		    find_generation(gens, n, g->reevaluation ? g->reevaluates : g->generation);
+		if (j < n && !gens[j].reevaluation && recommendable(&gens[j])) {
+			sum[j] += g->fitness;
+			sum2[j] += g->fitness * g->fitness;
+			count[j]++;
+		}
+	}
+	long most = 0;
+	for (size_t j = 0; j < n; j++)
+		most = count[j] > most ? count[j] : most;
+	*out = (struct st_recommendation){.index = -1, .by_mean = 1, .mean = -INFINITY};
+	for (size_t j = 0; j < n && most > 0; j++) {
+		if (count[j] < most)
+			continue;
+		double mean = sum[j] / (double)count[j];
+		if (mean > out->mean) {
+			double var =
+			    count[j] > 1 ? (sum2[j] - sum[j] * mean) / (double)(count[j] - 1) : 0;
+			*out = (struct st_recommendation){(long)j, 1, count[j], mean,
+							  sqrt(fmax(var, 0))};
+		}
+	}
+	free(sum);
+	free(sum2);
+	free(count);
+	return 0;
+}
+
 int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 {
 	struct done_rows rows;
@@ -427,10 +500,24 @@ int st_export_hyp_evolve(struct st_db *db, FILE *out, struct ut_err *err)
 			best = i;
 		}
 	}
+	struct st_recommendation rec;
+	if (st_recommend(rows.gens, rows.n, &rec) != 0) {
+		free_done(&rows);
+		return ut_err_set(err, "%s: out of memory", st_path(db));
+	}
+	if (rec.by_mean && rec.index >= 0)
+		best = (size_t)rec.index;
 	fprintf(out,
 		"# YOLOv5 Hyperparameter Evolution Results\n# Best generation: %ld\n"
-		"# Last generation: %ld\n# ",
+		"# Last generation: %ld\n",
 		rows.gens[best].generation, rows.gens[rows.n - 1].generation);
+	if (rec.by_mean)
+		fprintf(
+		    out,
+		    "# Judged by the mean fitness of its %ld evaluations (other seeds): %.5f +- "
+		    "%.5f (sd); the metrics below are its first evaluation's\n",
+		    rec.evaluations, rec.mean, rec.sd);
+	fprintf(out, "# ");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		fprintf(out, "%20s%s", st_result_csv_name(r),
 			r + 1 < ST_RESULT_COUNT ? ", " : "\n# ");

@@ -254,9 +254,21 @@ static int schema_v3(struct ut_buf *sql)
 	return rc | create_views(sql);
 }
 
+/*
+ * Version 4: the budget of trainer epochs (--budget), NULL or 0 for none;
+ * generations.reevaluates: the generation a re-evaluation row trains again
+ * (NULL for every other row).
+ */
+static int schema_v4(struct ut_buf *sql)
+{
+	return ut_buf_printf(sql, "ALTER TABLE evolution ADD COLUMN budget INTEGER;\n"
+				  "ALTER TABLE generations ADD COLUMN reevaluates INTEGER;\n");
+}
+
 typedef int (*migration_fn)(struct ut_buf *sql);
 /* migrations[i] takes the schema from version i to i + 1 */
-static const migration_fn migrations[ST_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
+static const migration_fn migrations[ST_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
+							   schema_v4};
 
 static int pragma_int(struct st_db *db, const char *pragma, long *out, struct ut_err *err)
 {
@@ -576,6 +588,58 @@ static int space_read(struct st_db *db, struct ut_err *err)
 	return rc;
 }
 
+/* evolution.budget into *budget: 0 when NULL or the file predates version 4. */
+static int budget_read(struct st_db *db, long *budget, struct ut_err *err)
+{
+	*budget = 0;
+	if (db->version < 4)
+		return 0;
+	sqlite3_stmt *stmt;
+	if (prepare(db, "SELECT budget FROM evolution WHERE id = 1", &stmt, err) != 0)
+		return -1;
+	int step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW)
+		*budget = (long)sqlite3_column_int64(stmt, 0);
+	int rc =
+	    step == SQLITE_ROW || step == SQLITE_DONE ? 0 : sql_fail(db, "read evolution", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int st_options_set_budget(struct st_db *db, long budget, struct ut_err *err)
+{
+	sqlite3_stmt *stmt;
+	if (prepare(db,
+		    "UPDATE evolution SET budget = ?,"
+		    " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = 1",
+		    &stmt, err) != 0)
+		return -1;
+	if (budget > 0)
+		sqlite3_bind_int64(stmt, 1, budget);
+	else
+		sqlite3_bind_null(stmt, 1);
+	int rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : sql_fail(db, "update evolution", err);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+void st_budget_count(const struct st_generation *gens, size_t n, long epochs, long *spent,
+		     long *reserved)
+{
+	long used = 0, held = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct st_generation *g = &gens[i];
+		if (g->status == ST_DONE || g->status == ST_FAILED || g->status == ST_PRUNED)
+			used += g->epochs_done;
+		else
+			held += g->epochs_done > epochs ? g->epochs_done : epochs;
+	}
+	if (spent != NULL)
+		*spent = used;
+	if (reserved != NULL)
+		*reserved = held;
+}
+
 /* INSERT ... ON CONFLICT DO UPDATE of the evolution row, from the option lists. */
 static int options_write_sql(struct ut_buf *sql)
 {
@@ -643,6 +707,8 @@ int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_
 	free(meta);
 	if (rc == 0)
 		rc = space_write(db, opts->meta.space, err);
+	if (rc == 0)
+		rc = st_options_set_budget(db, opts->budget, err);
 	return rc;
 }
 
@@ -704,6 +770,8 @@ int st_options_read(struct st_db *db, struct st_options *opts, int *found, struc
 	else
 		rc = sql_fail(db, "read evolution", err);
 	sqlite3_finalize(stmt);
+	if (rc == 0 && *found)
+		rc = budget_read(db, &opts->budget, err);
 	return rc;
 }
 
@@ -762,7 +830,9 @@ int st_stop_read(struct st_db *db, char *reason, size_t size, struct ut_err *err
 /* Columns of `generations` in the order put/load bind and read them. */
 static int generation_columns(const struct st_db *db, struct ut_buf *cols)
 {
-	int rc = ut_buf_printf(cols, "generation, parent, population, status");
+	int rc = ut_buf_printf(cols, db->version >= 4
+					 ? "generation, parent, population, reevaluates, status"
+					 : "generation, parent, population, NULL, status");
 	for (int r = 0; r < ST_RESULT_COUNT; r++)
 		rc |= ut_buf_printf(cols, ", \"%s\"", result_columns[r]);
 	/* a file before version 3 (read as it is) has neither val_dfl nor Ultralytics' keys */
@@ -778,7 +848,7 @@ static int generation_columns(const struct st_db *db, struct ut_buf *cols)
 }
 
 #define GEN_TAIL_COLUMNS 13 /* seed .. epochs_done */
-#define GEN_COLUMNS (4 + ST_RESULT_COUNT + 2 + META_ALL + GEN_TAIL_COLUMNS)
+#define GEN_COLUMNS (5 + ST_RESULT_COUNT + 2 + META_ALL + GEN_TAIL_COLUMNS)
 
 static int put_sql(const struct st_db *db, struct ut_buf *sql)
 {
@@ -843,6 +913,10 @@ int st_generation_put(struct st_db *db, const struct st_generation *gen, struct 
 		sqlite3_bind_int64(stmt, i++, gen->population);
 	else
 		sqlite3_bind_null(stmt, i++);
+	if (gen->reevaluation)
+		sqlite3_bind_int64(stmt, i++, gen->reevaluates);
+	else
+		sqlite3_bind_null(stmt, i++);
 	sqlite3_bind_text(stmt, i++, st_status_name(gen->status), -1, SQLITE_STATIC);
 	/* an Ultralytics row's val_obj result is its val/dfl_loss: stored as val_dfl */
 	int ultralytics = meta_hyp_space(&gen->hyp) == META_SPACE_ULTRALYTICS;
@@ -899,6 +973,9 @@ static int generation_from_row(struct st_db *db, sqlite3_stmt *stmt, struct st_g
 	i++;
 	gen->population =
 	    sqlite3_column_type(stmt, i) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(stmt, i);
+	i++;
+	gen->reevaluation = sqlite3_column_type(stmt, i) != SQLITE_NULL;
+	gen->reevaluates = gen->reevaluation ? (long)sqlite3_column_int64(stmt, i) : 0;
 	i++;
 	const char *status = (const char *)sqlite3_column_text(stmt, i++);
 	char q[UT_QUOTE_LEN];

@@ -22,7 +22,7 @@
 #include "ut.h"
 
 #define ST_STR 1024
-#define ST_SCHEMA_VERSION 3
+#define ST_SCHEMA_VERSION 4
 
 struct st_db;
 
@@ -52,7 +52,8 @@ struct st_options {
 	char ga_dir[ST_STR];	 /* hyp yamls seeding the GA population */
 	long epochs, imgsz, batch, parallel, top, generations;
 	long per_device, slurm_submit, prune_warmup, population;
-	long lag; /* breeding lag; 0 or < parallel: the number of slots */
+	long lag;    /* breeding lag; 0 or < parallel: the number of slots */
+	long budget; /* trainer epochs to spend at most (evolution.budget); 0: no budget */
 	double mutation_prob, sigma, timeout;
 	long retries;
 	uint64_t seed;
@@ -85,6 +86,13 @@ struct st_generation {
 	long generation;
 	long parent;	 /* -1: NULL */
 	long population; /* GA population index; -1: NULL (not the GA) */
+	/*
+	 * A re-evaluation (--algorithm robust): the hyp of generation
+	 * `reevaluates` trained again with another seed, a row of its own.
+	 * reevaluation 0: not one (column reevaluates NULL).
+	 */
+	int reevaluation;
+	long reevaluates;
 	enum st_status status;
 	int has_results;
 	double results[ST_RESULT_COUNT];
@@ -100,6 +108,17 @@ struct st_generation {
 	long attempts;
 	long epochs_done;
 };
+
+/*
+ * The trainer epochs of the budget (--budget): epochs_done of the finished
+ * candidates (done, failed, pruned: what their last attempt trained, as
+ * recorded), *spent, plus for each running, pending or interrupted one the
+ * epochs it may still take, max(epochs, epochs_done), *reserved. A new
+ * candidate fits while spent + reserved + epochs <= budget. Either pointer
+ * may be NULL.
+ */
+void st_budget_count(const struct st_generation *gens, size_t n, long epochs, long *spent,
+		     long *reserved);
 
 /* The 14 columns of YOLOv5's results.csv, stored per epoch. */
 #define ST_EPOCH_COLS 14
@@ -138,6 +157,8 @@ int st_options_write(struct st_db *db, const struct st_options *opts, struct ut_
 int st_options_read(struct st_db *db, struct st_options *opts, int *found, struct ut_err *err);
 /* Update only the target number of generations (after --generations on resume). */
 int st_options_set_generations(struct st_db *db, long generations, struct ut_err *err);
+/* Update only the epoch budget (after --budget on resume; 0: none). */
+int st_options_set_budget(struct st_db *db, long budget, struct ut_err *err);
 /*
  * Why the evolution stopped by itself (evolution.stop_reason, with
  * stopped_at): write NULL or "" to clear it. read gives "" when nothing is
@@ -202,6 +223,24 @@ long st_csv_column(const struct st_csv_table *table, const char *name);
  */
 int st_import_evolve_csv(struct st_db *db, const char *path, const struct meta_table *table,
 			 long *imported, struct ut_err *err);
+/*
+ * The candidate an evolution recommends, from its rows (any status; only
+ * done ones with results count). With re-evaluation rows (--algorithm
+ * robust) a candidate is an original row and the rows re-evaluating it,
+ * and the recommendation is the best mean fitness among the candidates
+ * evaluated most often (ties: the older): by_mean 1, with the mean, the
+ * sample sd and the count. Otherwise YOLOv5's rule, the best single run
+ * (the first maximum of fitness): by_mean 0, evaluations 1. index is into
+ * gens, -1 when nothing is done. Returns -1 only when out of memory.
+ */
+struct st_recommendation {
+	long index;
+	int by_mean;
+	long evaluations;
+	double mean, sd;
+};
+int st_recommend(const struct st_generation *gens, size_t n, struct st_recommendation *out);
+
 /* evolve.csv of the done generations, byte-for-byte as YOLOv5 writes it. */
 int st_export_evolve_csv(struct st_db *db, FILE *out, struct ut_err *err);
 /*

@@ -288,6 +288,7 @@ static void sample_options(struct st_options *opts)
 	opts->prune_warmup = 10;
 	opts->population = 16;
 	opts->lag = 3;
+	opts->budget = 4500;
 	opts->retries = 2;
 	opts->mutation_prob = 0.8;
 	opts->sigma = 0.1 + 0.2; /* not the shortest decimal: must come back exactly */
@@ -1000,6 +1001,8 @@ static void migrate_from_v1(void **state)
 	raw_exec(sql, "ALTER TABLE evolution DROP COLUMN stop_reason;"
 		      "ALTER TABLE evolution DROP COLUMN stopped_at;"
 		      "ALTER TABLE evolution DROP COLUMN space;"
+		      "ALTER TABLE evolution DROP COLUMN budget;"
+		      "ALTER TABLE generations DROP COLUMN reevaluates;"
 		      "ALTER TABLE epochs DROP COLUMN train_dfl;"
 		      "ALTER TABLE epochs DROP COLUMN val_dfl;"
 		      "ALTER TABLE generations DROP COLUMN dfl;"
@@ -1097,6 +1100,7 @@ static void assert_options_equal(const struct st_options *got, const struct st_o
 #undef CHECK_INT
 #undef CHECK_REAL
 	assert_int_equal(got->seed, want->seed);
+	assert_int_equal(got->budget, want->budget);
 	for (int k = 0; k < META_COUNT; k++) {
 		assert_same_double(got->base.v[k], want->base.v[k]);
 		assert_same_double(got->meta.k[k].gain, want->meta.k[k].gain);
@@ -1132,11 +1136,76 @@ static void options_round_trip(void **state)
 	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
 	assert_options_equal(&read, &opts);
 	sqlite3 *sql = st_handle(db);
+	/* the budget: 0 is stored as NULL (none) and read back as 0 */
+	assert_int_equal(query_int(sql, "SELECT budget FROM evolution"), 4500);
+	assert_int_equal(st_options_set_budget(db, 0, &err), 0);
+	assert_int_equal(query_int(sql, "SELECT budget IS NULL FROM evolution"), 1);
+	opts.budget = 0;
+	assert_int_equal(st_options_read(db, &read, &found, &err), 0);
+	assert_options_equal(&read, &opts);
 	assert_int_equal(query_int(sql, "SELECT count(*) FROM evolution"), 1);
 	assert_int_equal(query_int(sql, "SELECT created_at IS NOT NULL AND updated_at IS NOT NULL"
 					" AND tool_version IS NOT NULL FROM evolution"),
 			 1);
 	st_close(db);
+}
+
+/* The budget's count: finished rows what they trained, the others their whole epochs. */
+static void budget_count(void **state)
+{
+	(void)state;
+	struct st_generation gens[6];
+	memset(gens, 0, sizeof(gens));
+	const enum st_status status[6] = {ST_DONE,    ST_PRUNED,      ST_FAILED,
+					  ST_RUNNING, ST_INTERRUPTED, ST_RUNNING};
+	const long done[6] = {10, 4, 1, 3, 7, 12};
+	for (int i = 0; i < 6; i++) {
+		gens[i].status = status[i];
+		gens[i].epochs_done = done[i];
+	}
+	long spent = -1, reserved = -1;
+	st_budget_count(gens, 6, 10, &spent, &reserved);
+	assert_int_equal(spent, 15);
+	assert_int_equal(reserved, 32); /* 10 + 10 + 12: a trainer past --epochs counts its own */
+	st_budget_count(gens, 0, 10, &spent, NULL);
+	assert_int_equal(spent, 0);
+}
+
+/* The recommendation: the best single run, or with re-evaluations the best mean. */
+static void recommend(void **state)
+{
+	(void)state;
+	struct st_generation gens[6];
+	memset(gens, 0, sizeof(gens));
+	const double fitness[6] = {0.30, 0.50, 0.20, 0.35, 0.34, 0.90};
+	for (int i = 0; i < 6; i++) {
+		gens[i].generation = i;
+		gens[i].status = ST_DONE;
+		gens[i].has_results = 1;
+		gens[i].fitness = fitness[i];
+	}
+	gens[5].status = ST_FAILED; /* never counts, whatever its fitness */
+	struct st_recommendation rec;
+	assert_int_equal(st_recommend(gens, 5, &rec), 0);
+	assert_int_equal(rec.index, 1); /* no re-evaluations: the best single run */
+	assert_int_equal(rec.by_mean, 0);
+	/* 2 re-evaluates 1 (mean 0.35), 4 re-evaluates 3 (mean 0.345): 1 wins among the pairs */
+	gens[2].reevaluation = 1;
+	gens[2].reevaluates = 1;
+	gens[4].reevaluation = 1;
+	gens[4].reevaluates = 3;
+	assert_int_equal(st_recommend(gens, 6, &rec), 0);
+	assert_int_equal(rec.by_mean, 1);
+	assert_int_equal(rec.index, 1);
+	assert_int_equal(rec.evaluations, 2);
+	assert_true(fabs(rec.mean - 0.35) < 1e-12);
+	assert_true(fabs(rec.sd - sqrt(0.045)) < 1e-12);
+	/* 0 (0.30, one evaluation) is not among the most evaluated; nothing done: -1 */
+	gens[0].fitness = 0.99;
+	assert_int_equal(st_recommend(gens, 6, &rec), 0);
+	assert_int_equal(rec.index, 1);
+	assert_int_equal(st_recommend(gens + 5, 1, &rec), 0);
+	assert_int_equal(rec.index, -1);
 }
 
 /* ---- generations and epochs ----------------------------------------------- */
@@ -1824,6 +1893,8 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(schema_of_new_db),
+	    cmocka_unit_test(budget_count),
+	    cmocka_unit_test(recommend),
 	    cmocka_unit_test(views_work),
 	    cmocka_unit_test(newer_schema_refused),
 	    cmocka_unit_test(garbage_file_refused),

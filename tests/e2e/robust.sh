@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# robust.sh - --algorithm robust (issue 16): re-evaluations are rows of their
+# own, linked by `reevaluates` to a done original with the same hyp and
+# another trainer seed; every generation has its own seed; keys at 0 in the
+# base can move; export --best names the best mean among the most evaluated
+# candidates; the table depends on the seed and the results only (random
+# durations, SIGKILL + --resume); --budget holds.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+P=$WORK/runs
+export FIXTURE_NOISE=0.03
+OPTS=(--algorithm robust --epochs 3 --generations 40 --seed 4)
+
+section "a robust evolution (40 generations, P = 1)"
+evolve "$P" one "${OPTS[@]}"
+check_eq "exits 0" 0 "$RC"
+db=$P/one/evolve.db
+reev=$(sql "$db" "SELECT count(*) FROM generations WHERE reevaluates IS NOT NULL")
+note "$reev re-evaluation rows of 40"
+check "some generations are re-evaluations ($reev)" test "$reev" -gt 0
+check_eq "each re-evaluates an earlier done original with the same hyp, another seed, no parent" 0 \
+	"$(sql "$db" "SELECT count(*) FROM generations r LEFT JOIN generations o ON o.generation = r.reevaluates
+		WHERE r.reevaluates IS NOT NULL AND (o.generation IS NULL OR o.reevaluates IS NOT NULL
+		OR o.generation >= r.generation OR o.status != 'done' OR o.lr0 != r.lr0 OR o.mixup != r.mixup
+		OR o.seed = r.seed OR r.parent IS NOT NULL)")"
+check_eq "no candidate has more than 2 evaluations (the default)" 0 \
+	"$(sql "$db" "SELECT count(*) FROM (SELECT reevaluates, count(*) AS n FROM generations
+		WHERE reevaluates IS NOT NULL GROUP BY reevaluates HAVING n > 1)")"
+check_eq "every generation has its own trainer seed" 40 "$(sql "$db" "SELECT count(DISTINCT seed) FROM generations")"
+check "keys that are 0 in the base moved (mixup, degrees, copy_paste, shear, flipud)" test \
+	"$(sql "$db" "SELECT count(*) FROM generations WHERE mixup > 0 OR degrees > 0 OR copy_paste > 0 OR shear > 0 OR flipud > 0")" -gt 0
+"$YE" export --db "$db" --best best.yaml
+best=$(awk '/^# Best generation:/ { print $4 }' best.yaml)
+want=$(sql "$db" "WITH c AS (SELECT coalesce(reevaluates, generation) AS g, avg(fitness) AS m, count(*) AS n
+		FROM generations WHERE status = 'done' GROUP BY 1)
+	SELECT g FROM c WHERE n = (SELECT max(n) FROM c) ORDER BY m DESC, g LIMIT 1")
+check_eq "export --best: the best mean among the most evaluated candidates" "$want" "$best"
+check "export --best says how it judged" grep -q "^# Judged by the mean fitness of its 2 evaluations" best.yaml
+"$YE" status --db "$db" >status.txt 2>&1
+check "status names the recommendation and its evaluations" \
+	grep -q "^recommended (export --best): generation $best, mean fitness .* over its 2 evaluations" status.txt
+check_eq "best.yaml's lr0 is that generation's" "$(sql "$db" "SELECT lr0 FROM generations WHERE generation = $best")" \
+	"$(yaml_value best.yaml lr0)"
+
+section "the same table whatever the timing (P = 3, random durations)"
+FIXTURE_DURATION_MS=5,60 evolve "$P" p1 "${OPTS[@]}" --parallel 3
+check_eq "run 1 exits 0" 0 "$RC"
+FIXTURE_DURATION_MS=5,60 evolve "$P" p2 "${OPTS[@]}" --parallel 3
+check_eq "run 2 exits 0" 0 "$RC"
+dump() { sqlite3 -batch -csv "$1" "SELECT $DET_COLS, reevaluates, seed FROM generations ORDER BY generation"; }
+check "the two tables are equal (reevaluates and seed included)" cmp -s <(dump "$P/p1/evolve.db") <(dump "$P/p2/evolve.db")
+
+section "SIGKILL at random moments + --resume (P = 2)"
+KOPTS=("${OPTS[@]}" --parallel 2)
+FIXTURE_EPOCH_MS=15 evolve "$P" kref "${KOPTS[@]}"
+check_eq "reference exits 0" 0 "$RC"
+export FIXTURE_EPOCH_MS=15
+"$YE" --project "$P" --name k --data none --trainer "$TRAINER" --quiet "${KOPTS[@]}" >>k.log 2>&1 &
+BG=$!
+BG_PIDS+=("$BG")
+# a kill before the database holds its first candidate would leave nothing to resume
+wait_sql 10 "$P/k/evolve.db" "SELECT count(*) FROM generations" || fail "no candidate started within 10 s"
+kills=0
+for _ in $(seq 1 30); do
+	sleep "$(awk -v r=$((RANDOM % 250)) 'BEGIN { printf "%.3f", 0.05 + r / 1000 }')"
+	if ! kill -0 "$BG" 2>/dev/null; then
+		break
+	fi
+	kill -KILL "$BG" 2>/dev/null || true
+	wait "$BG" 2>/dev/null || true
+	kills=$((kills + 1))
+	wait_gone 5 "$P/k/candidates/" || true
+	"$YE" --resume --db "$P/k/evolve.db" --quiet >>k.log 2>&1 &
+	BG=$!
+	BG_PIDS+=("$BG")
+done
+wait_pid_exit 60 "$BG" || fail "the last resume did not end"
+unset FIXTURE_EPOCH_MS
+note "$kills SIGKILLs"
+check "killed at least 3 times ($kills)" test "$kills" -ge 3
+check_eq "the last run exits 0" 0 "$RC"
+check "the table equals the uninterrupted run's" cmp -s <(dump "$P/kref/evolve.db") <(dump "$P/k/evolve.db")
+
+section "--budget holds for robust"
+evolve "$P" bud "${OPTS[@]}" --budget 30 --generations 100
+check_eq "exits 0" 0 "$RC"
+check_eq "10 candidates, 30 epochs" "10|30" "$(sql "$P/bud/evolve.db" "SELECT count(*), sum(epochs_done) FROM generations")"
+
+ye_finish

@@ -1,0 +1,149 @@
+/*
+ * test_robust.c - `--algorithm robust` breeding (evolve/robust.h): the base
+ * first, re-evaluation of the best candidates by mean until they have
+ * enough evaluations (planned ones counted, results past the horizon not),
+ * ranking by mean, mutation in normalised coordinates that stays in bounds
+ * and moves keys that are 0, per-generation seeds, determinism.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "robust.h"
+
+static struct meta_hyp base_hyp(void)
+{
+	struct meta_hyp base;
+	for (int k = 0; k < META_ALL; k++)
+		base.v[k] = NAN;
+	struct meta_table table;
+	meta_table_default(&table);
+	for (int k = 0; k < META_COUNT; k++)
+		base.v[k] = table.k[k].lower; /* every key at its lower bound (mostly 0) */
+	return base;
+}
+
+/* A done original or re-evaluation with a fitness. */
+static struct st_generation done(long generation, double fitness, long reevaluates)
+{
+	struct st_generation g;
+	memset(&g, 0, sizeof(g));
+	g.generation = generation;
+	g.status = ST_DONE;
+	g.has_results = 1;
+	g.fitness = fitness;
+	g.reevaluation = reevaluates >= 0;
+	g.reevaluates = reevaluates >= 0 ? reevaluates : 0;
+	g.hyp = base_hyp();
+	g.hyp.v[META_lr0] = 0.001 * (double)(generation + 1);
+	return g;
+}
+
+static void base_first(void **state)
+{
+	(void)state;
+	struct ev_robust_params params;
+	ev_robust_defaults(&params);
+	struct meta_table table;
+	meta_table_default(&table);
+	struct meta_hyp base = base_hyp();
+	struct st_generation out;
+	struct ut_err err;
+	assert_int_equal(ev_robust_next(&params, &table, &base, NULL, 0, -1, 7, &out, &err), 0);
+	assert_int_equal(out.parent, -1);
+	assert_int_equal(out.reevaluation, 0);
+	assert_memory_equal(&out.hyp, &base, sizeof(base));
+	assert_int_equal(out.seed, ev_robust_seed(7, 0));
+	assert_true(ev_robust_seed(7, 0) != ev_robust_seed(7, 1));
+	assert_true(ev_robust_seed(7, 0) < (1u << 31));
+}
+
+static void reevaluates_best_by_mean(void **state)
+{
+	(void)state;
+	struct ev_robust_params params;
+	ev_robust_defaults(&params);
+	params.reevaluate_top = 3; /* the best 3 up to 3 evaluations */
+	params.evaluations = 3;
+	struct meta_table table;
+	meta_table_default(&table);
+	struct meta_hyp base = base_hyp();
+	struct st_generation gens[8], out;
+	struct ut_err err;
+	gens[0] = done(0, 0.30, -1);
+	gens[1] = done(1, 0.50, -1); /* lucky */
+	gens[2] = done(2, 0.10, 1);  /* its re-evaluation: mean 0.30 */
+	gens[3] = done(3, 0.40, -1);
+	/* horizon 3: the best by mean is 3 (0.40, one evaluation) */
+	assert_int_equal(ev_robust_next(&params, &table, &base, gens, 4, 3, 1, &out, &err), 0);
+	assert_int_equal(out.reevaluation, 1);
+	assert_int_equal(out.reevaluates, 3);
+	assert_int_equal(out.parent, -1);
+	assert_memory_equal(&out.hyp, &gens[3].hyp, sizeof(out.hyp));
+	/* generations 4 and 5 re-evaluate 3 (bred, not in the horizon): next is 1 or 0 (tie 0.30)
+	 */
+	gens[4] = done(4, 0.0, 3);
+	gens[5] = done(5, 0.0, 3);
+	gens[4].status = gens[5].status = ST_RUNNING;
+	assert_int_equal(ev_robust_next(&params, &table, &base, gens, 6, 3, 1, &out, &err), 0);
+	assert_int_equal(out.reevaluation, 1);
+	assert_int_equal(out.reevaluates, 0); /* equal means: the older first */
+	/* every one of the best 3 fully evaluated: a child of one of them */
+	params.evaluations = 1;
+	assert_int_equal(ev_robust_next(&params, &table, &base, gens, 6, 3, 1, &out, &err), 0);
+	assert_int_equal(out.reevaluation, 0);
+	assert_true(out.parent == 0 || out.parent == 1 || out.parent == 3);
+}
+
+static void mutation_leaves_zero_in_bounds(void **state)
+{
+	(void)state;
+	struct ev_robust_params params;
+	ev_robust_defaults(&params);
+	struct meta_table table;
+	meta_table_default(&table);
+	struct meta_hyp base = base_hyp();
+	int moved[META_COUNT] = {0};
+	/* many generations of children of the base (no usable parent: horizon -1) */
+	for (long g = 1; g < 400; g++) {
+		struct st_generation *gens = calloc((size_t)g, sizeof(*gens)), out, again;
+		struct ut_err err;
+		for (long j = 0; j < g; j++) {
+			gens[j].generation = j;
+			gens[j].status = ST_RUNNING;
+			gens[j].hyp = base;
+		}
+		assert_int_equal(
+		    ev_robust_next(&params, &table, &base, gens, (size_t)g, -1, 3, &out, &err), 0);
+		assert_int_equal(
+		    ev_robust_next(&params, &table, &base, gens, (size_t)g, -1, 3, &again, &err),
+		    0);
+		assert_memory_equal(&out.hyp, &again.hyp, sizeof(out.hyp)); /* deterministic */
+		assert_int_equal(out.parent, -1);
+		for (int k = 0; k < META_COUNT; k++) {
+			assert_true(out.hyp.v[k] >= table.k[k].lower);
+			assert_true(out.hyp.v[k] <= table.k[k].upper);
+			if (table.k[k].gain == 0)
+				assert_true(out.hyp.v[k] == base.v[k]);
+			moved[k] |= out.hyp.v[k] != base.v[k];
+		}
+		free(gens);
+	}
+	for (int k = 0; k < META_COUNT; k++)
+		if (table.k[k].gain > 0)
+			assert_true(moved[k]); /* mixup, degrees, ... leave 0 */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {cmocka_unit_test(base_first),
+					   cmocka_unit_test(reevaluates_best_by_mean),
+					   cmocka_unit_test(mutation_leaves_zero_in_bounds)};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
