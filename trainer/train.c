@@ -7,7 +7,7 @@
  * train_epoch, validate, log, save. All memory is planned before the first
  * epoch: the step allocates nothing.
  *
- * DDP (world > 1; see train.h) runs one struct tr_run per rank, each in its
+ * DDP (see train.h) runs one struct tr_run per rank, each in its
  * own thread (train_ddp), as torchrun runs one train.py per GPU. Where
  * train.py says `if RANK in {-1, 0}` only rank 0 acts (run folder, hyp and
  * opt yaml, AutoAnchor, model.half().float(), the EMA, validation,
@@ -87,7 +87,7 @@ enum { STREAM_INIT = 1, STREAM_ANCHORS = 2 };
 
 struct tr_run {
 	const struct tr_train_opts *opts;
-	/* DDP: this rank, of world; comm NULL with world 1 (no DDP) */
+	/* DDP: this rank, of world; comm NULL without DDP (one process, no rank threads) */
 	int rank, world;
 	struct tr_comm *comm;
 	int batch;		  /* this rank's images per batch: batch_size / world */
@@ -324,7 +324,7 @@ static int open_data(struct tr_run *run, struct ut_err *err)
  */
 static int open_data_zero_first(struct tr_run *run, struct ut_err *err)
 {
-	if (run->world == 1)
+	if (run->comm == NULL)
 		return open_data(run, err);
 	if (run->rank != 0 && tr_comm_barrier(run->comm, err) != 0)
 		return -1;
@@ -539,7 +539,7 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 				     val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
 				     err) != 0))
 		return -1;
-	if (run->world > 1) {
+	if (run->comm != NULL) {
 		void *flag;
 		if (device_zeros(run->backend, sizeof(float), &flag, err) != 0)
 			return -1;
@@ -955,7 +955,7 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 	struct tr_backend *be = run->backend;
 	const struct tr_ops *ops = be->ops;
 	/* DDP's gradient average, once for the accumulated batches (see the top of this file) */
-	if (run->world > 1 &&
+	if (run->comm != NULL &&
 	    tr_comm_all_reduce_mean(run->comm, m->grads, m->nparam_values, err) != 0)
 		return -1;
 	for (int t = 0; t < m->ntensors; t++)
@@ -983,7 +983,7 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 	}
 	if (ops->memset(be, m->grads, 0, m->nparam_values * sizeof(float), err) != 0)
 		return -1;
-	if (run->world > 1 && ut_log_enabled(UT_LOG_DEBUG) && log_params_checksum(run, err) != 0)
+	if (run->comm != NULL && ut_log_enabled(UT_LOG_DEBUG) && log_params_checksum(run, err) != 0)
 		return -1;
 	if (run->ema == NULL) /* DDP: rank 0 alone keeps the EMA */
 		return 0;
@@ -998,6 +998,16 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 }
 
 /*
+ * The key of a batch's own draws (--multi-scale, --quad): its number, or
+ * under DDP its number * world + rank, so that each rank draws its own as
+ * YOLOv5's ranks do (each seeds its generators with seed + 1 + RANK).
+ */
+static long batch_key(const struct tr_run *run, long number)
+{
+	return run->world > 1 ? number * run->world + run->rank : number;
+}
+
+/*
  * --multi-scale: sz = randrange(imgsz / 2, 1.5 imgsz + gs) // gs * gs from the
  * batch's own stream, and both sides scaled by sz / the longer side, rounded
  * up to the grid (train.py's rule). The size stays when the scale is 1.
@@ -1007,7 +1017,8 @@ static void multi_scale_shape(const struct tr_run *run, long epoch, long number,
 {
 	struct ut_pcg rng;
 	int imgsz = run->imgsz, gs = run->gs;
-	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_MULTI_SCALE, epoch, number);
+	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_MULTI_SCALE, epoch,
+			 batch_key(run, number));
 	int start = imgsz / 2, stop = (int)floor(imgsz * 1.5 + gs);
 	int size = (start + (int)ut_pcg_below(&rng, (uint32_t)(stop - start))) / gs * gs;
 	double longer = *height > *width ? *height : *width;
@@ -1039,7 +1050,7 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 	}
 	struct ut_pcg rng;
 	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_QUAD, batch->epoch,
-			 batch->number);
+			 batch_key(run, batch->number));
 	size_t nt = 0;
 	for (int q = 0; q < n; q++) {
 		int first = 4 * q;
@@ -1152,7 +1163,7 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 static int stop_requested(struct tr_run *run, bool *stop, struct ut_err *err)
 {
 	bool mine = run->opts->stop != NULL && *run->opts->stop;
-	if (run->world == 1) {
+	if (run->comm == NULL) {
 		*stop = mine;
 		return 0;
 	}
@@ -1215,7 +1226,7 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 		last_nt = batch->nt;
 		long ni = tr_optim_sched_batch(&run->sched, epoch, i);
 		float items[3];
-		if (run->world > 1 && ut_log_enabled(UT_LOG_DEBUG))
+		if (run->comm != NULL && ut_log_enabled(UT_LOG_DEBUG))
 			log_batch_items(run, batch);
 		if (train_batch(run, batch, epoch, ni, items, &last_size, err) != 0)
 			return -1;
@@ -1388,7 +1399,7 @@ static int end_epoch(struct tr_run *run, long epoch, const float mloss[3], bool 
 	*stop = false;
 	if (run->rank == 0)
 		rc = save_epoch(run, epoch, mloss, lr, stop, err);
-	if (run->world == 1 || rc < 0)
+	if (run->comm == NULL || rc < 0)
 		return rc;
 	struct tr_backend *be = run->backend;
 	float decision = rc == TR_TRAIN_STOPPED ? STOPPED_BY_SIGNAL : *stop ? STOP_EARLY : GO_ON;
@@ -1429,10 +1440,14 @@ static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
 
 /*
  * The number of ranks: the GPU ids of --device ("0,1": 2), else
- * opts->cpu_ranks (at least 1). Then YOLOv5's DDP checks (train.py's
- * `if LOCAL_RANK != -1` block; --evolve is yolo-evolve's, never ours).
+ * opts->cpu_ranks. *ddp: ranks as threads with communicators, for several
+ * GPUs or any cpu_ranks >= 1 (one CPU rank runs that machinery with the
+ * single-process loader order, so it must equal a plain run byte for byte).
+ * Then YOLOv5's DDP checks (train.py's `if LOCAL_RANK != -1` block;
+ * --evolve is yolo-evolve's, never ours).
  */
-static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, struct ut_err *err)
+static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, bool *ddp,
+		     struct ut_err *err)
 {
 	const char *device = o->device;
 	*gpu = device[0] != '\0' && strcmp(device, "cpu") != 0;
@@ -1440,10 +1455,11 @@ static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, struc
 	if (*gpu) {
 		for (const char *c = device; *c != '\0'; c++)
 			*world += *c == ',';
-	} else if (o->cpu_ranks > 1) {
-		*world = (int)(o->cpu_ranks < MAX_WORLD ? o->cpu_ranks : MAX_WORLD + 1);
+	} else if (o->cpu_ranks >= 1) {
+		*world = (int)(o->cpu_ranks <= MAX_WORLD ? o->cpu_ranks : MAX_WORLD + 1);
 	}
-	if (*world == 1)
+	*ddp = *world > 1 || (!*gpu && o->cpu_ranks >= 1);
+	if (!*ddp)
 		return 0;
 	if (*world > MAX_WORLD)
 		return ut_err_set(err, "DDP: at most %d ranks", MAX_WORLD);
@@ -1489,7 +1505,7 @@ static int make_backend(struct tr_run *run, int threads, struct ut_err *err)
 	char device[64];
 	bool gpu = o->device[0] != '\0' && strcmp(o->device, "cpu") != 0;
 	rank_device(o->device, gpu, run->rank, device, sizeof(device));
-	if (!(o->sync_bn && run->world > 1))
+	if (!(o->sync_bn && run->comm != NULL))
 		return tr_backend_create(device, threads, &run->backend, err);
 	int max_channels = 1;
 	for (int i = 0; i < run->model->nconvs; i++)
@@ -1508,7 +1524,7 @@ static int make_backend(struct tr_run *run, int threads, struct ut_err *err)
 static int broadcast_model(struct tr_run *run, struct ut_err *err)
 {
 	struct tr_model *m = run->model;
-	if (run->world == 1)
+	if (run->comm == NULL)
 		return 0;
 	if (tr_comm_broadcast(run->comm, m->params, m->nparam_values, 0, err) != 0 ||
 	    tr_comm_broadcast(run->comm, m->buffers, m->nbuffer_values, 0, err) != 0)
@@ -1734,10 +1750,10 @@ static int train_ddp(const struct tr_train_opts *opts, int world, bool gpu, stru
 int tr_train(const struct tr_train_opts *opts, struct ut_err *err)
 {
 	int world;
-	bool gpu;
-	if (check_opts(opts, err) != 0 || ddp_world(opts, &world, &gpu, err) != 0)
+	bool gpu, ddp;
+	if (check_opts(opts, err) != 0 || ddp_world(opts, &world, &gpu, &ddp, err) != 0)
 		return -1;
-	if (world == 1)
+	if (!ddp)
 		return train_rank(opts, 0, 1, NULL, err);
 	return train_ddp(opts, world, gpu, err);
 }

@@ -65,8 +65,9 @@ struct tr_train_opts {
 	const volatile sig_atomic_t *stop; /* non-zero asks the run to stop after this batch */
 	const char *opt_yaml; /* text of save_dir/opt.yaml (may be NULL: none written) */
 	const char *save_dir; /* NULL: project/name incremented; else this (resume) */
-	/* Not a train.py option (nor in --help): > 1 runs that many DDP ranks on the CPU
-	 * backend, threads with the thread communicator (yolo-train: $YE_DDP_CPU_RANKS). */
+	/* Not a train.py option (nor in --help): >= 1 runs that many DDP ranks on the CPU
+	 * backend, threads with the thread communicator (yolo-train: $YE_DDP_CPU_RANKS);
+	 * 1 runs the DDP machinery over one rank, which must equal a plain run. */
 	long cpu_ranks;
 };
 

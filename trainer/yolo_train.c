@@ -8,7 +8,7 @@
  * SIGINT / SIGTERM stopped the run (within one batch).
  *
  * Two environment variables for tests, not in --help (tests/README.md):
- * YE_DDP_CPU_RANKS=N (N >= 2) trains as DDP over N ranks on the CPU backend
+ * YE_DDP_CPU_RANKS=N (N >= 1) trains as DDP over N ranks on the CPU backend
  * (threads and the thread communicator; train.h's cpu_ranks), and
  * YE_LOG_LEVEL=debug adds the debug lines (DDP: each rank's images per
  * batch and its parameter checksum per optimizer step).
