@@ -11,6 +11,8 @@
 #   - YOLOv5's DDP refusals (--image-weights, a batch not divisible by
 #     WORLD_SIZE) and --device 0,1 without a GPU: one line, exit 1, nothing
 #     written;
+#   - a NaN loss on the ranks ends the run with one error line, no rank
+#     left waiting;
 #   - a DDP run stopped by SIGTERM (143) or killed by SIGKILL resumes with
 #     --resume to the same results.csv and last.safetensors as an
 #     unstopped one.
@@ -151,6 +153,19 @@ train 4 batch6 2 --batch-size 6
 refused batch6 "must be a multiple of WORLD_SIZE 4"
 train "" gpus 2 --device 0,1
 refused gpus "CUDA"
+
+section "an error on a rank ends every rank (the communicator is aborted)"
+sed -e 's/^lr0:.*/lr0: 1.0e+30/' -e 's/^warmup_bias_lr:.*/warmup_bias_lr: 1.0e+30/' "$BASE_HYP" >"$WORK/nan.yaml"
+YE_DDP_CPU_RANKS=4 "$YT" --data "$DATA" --hyp "$WORK/nan.yaml" --cfg "$CFG" --epochs 2 \
+	--batch-size 8 --imgsz 64 --workers 1 --threads 1 --project "$WORK/runs" --name nan \
+	>"$WORK/nan.log" 2>&1 &
+pid=$!
+BG_PIDS+=("$pid")
+wait_pid_exit 120 "$pid" || fail "NaN: the ranks still run 120 s later (a rank waits forever?)"
+check_eq "NaN: exit status 1" 1 "$RC"
+check "NaN: the one error line names the rank's epoch, batch and loss" \
+	grep -qE "^yolo-train: (rank [1-3]: )?epoch 0 batch [0-9]+: the loss is" "$WORK/nan.log"
+check_eq "NaN: one error line" 1 "$(grep -c "^yolo-train:" "$WORK/nan.log" || true)"
 
 section "a stopped or killed DDP run resumes to the same results"
 train 2 whole 6
