@@ -1438,6 +1438,18 @@ static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
 	return 0;
 }
 
+/* The --device of rank `rank`: the rank-th GPU id of "0,1,...", or the CPU. */
+static void rank_device(const char *device, bool gpu, int rank, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s", gpu ? "" : device);
+	for (int r = 0; gpu && r <= rank; r++) {
+		size_t len = strcspn(device, ",");
+		if (r == rank)
+			snprintf(buf, size, "%.*s", (int)len, device);
+		device += len + (device[len] == ',');
+	}
+}
+
 /*
  * The number of ranks: the GPU ids of --device ("0,1": 2), else
  * opts->cpu_ranks. *ddp: ranks as threads with communicators, for several
@@ -1463,6 +1475,16 @@ static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, bool 
 		return 0;
 	if (*world > MAX_WORLD)
 		return ut_err_set(err, "DDP: at most %d ranks", MAX_WORLD);
+	for (int a = 0; *gpu && a < *world; a++)
+		for (int b = a + 1; b < *world; b++) {
+			char id_a[64], id_b[64];
+			rank_device(device, true, a, id_a, sizeof(id_a));
+			rank_device(device, true, b, id_b, sizeof(id_b));
+			if (id_a[0] == '\0' || strcmp(id_a, id_b) == 0)
+				return ut_err_set(
+				    err, "--device %s: give each GPU once (one rank per GPU)",
+				    device);
+		}
 	if (o->image_weights)
 		return ut_err_set(err,
 				  "--image-weights argument is not compatible with DDP training");
@@ -1481,18 +1503,6 @@ static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, bool 
 				  "--sync-bn for --device %s",
 				  device);
 	return 0;
-}
-
-/* The --device of rank `rank`: the rank-th GPU id of "0,1,...", or the CPU. */
-static void rank_device(const char *device, bool gpu, int rank, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s", gpu ? "" : device);
-	for (int r = 0; gpu && r <= rank; r++) {
-		size_t len = strcspn(device, ",");
-		if (r == rank)
-			snprintf(buf, size, "%.*s", (int)len, device);
-		device += len + (device[len] == ',');
-	}
 }
 
 /*
