@@ -1480,7 +1480,7 @@ static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, bool 
 			char id_a[64], id_b[64];
 			rank_device(device, true, a, id_a, sizeof(id_a));
 			rank_device(device, true, b, id_b, sizeof(id_b));
-			if (id_a[0] == '\0' || strcmp(id_a, id_b) == 0)
+			if (id_a[0] == '\0' || id_b[0] == '\0' || strcmp(id_a, id_b) == 0)
 				return ut_err_set(
 				    err, "--device %s: give each GPU once (one rank per GPU)",
 				    device);
