@@ -11,6 +11,8 @@
  * ram, epochs differ, a shuffle is a permutation, fliplr 0.5 flips about
  * half, image weights favour heavy images, single-cls, and a file that
  * breaks mid-epoch fails tr_loader_next with its name (run under ASan).
+ * DDP ranks (world 2 and 4) walk their DistributedSampler shards and draw
+ * from the streams of their samples' global positions (test_ddp_ranks).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -27,6 +29,7 @@
 #include "gen_dataset.h"
 #include "loader.h"
 #include "pcg.h"
+#include "sampler.h"
 
 enum { N_IMAGES = 21, NC = 3, IMGSZ = 64 };
 
@@ -275,6 +278,90 @@ static void test_shuffle_is_permutation(void **state)
 		identity += orders[0][i] == i;
 	assert_true(identity < N_IMAGES / 2);
 	tr_loader_free(loader);
+}
+
+/*
+ * DDP: rank r of world walks its DistributedSampler indices in batches of
+ * its own size, sample k drawing from the stream of global position
+ * k * world + r. Without shuffle the sampler's order is the identity, so
+ * rank r's sample k must be the one-process loader's sample at position
+ * k * world + r, byte for byte (batch size 1, every augmentation on,
+ * mosaic's and mixup's extra picks included), and a padding sample (the
+ * position past the dataset, its image from the start again) must differ
+ * from that image's own sample. With shuffle the items are the sampler's
+ * lists, epoch by epoch. Image weights are refused under DDP.
+ */
+static void test_ddp_ranks(void **state)
+{
+	const struct fixture *fx = *state;
+	enum { EPOCHS = 2 };
+	struct ut_err err;
+	uint64_t ref[EPOCHS * N_IMAGES], got[EPOCHS * N_IMAGES];
+	struct tr_loader_opts one = busy_opts(0);
+	one.batch_size = 1;
+	one.shuffle = false;
+	run_epochs(fx, &one, EPOCHS, NULL, ref, NULL);
+	for (int world = 2; world <= 4; world *= 2) {
+		long nb = 0, padded = 0;
+		for (int rank = 0; rank < world; rank++) {
+			struct tr_loader_opts o = one;
+			o.world = world;
+			o.rank = rank;
+			o.workers = 2;
+			run_epochs(fx, &o, EPOCHS, NULL, got, &nb);
+			assert_int_equal(nb, (N_IMAGES + world - 1) / world);
+			for (int e = 0; e < EPOCHS; e++)
+				for (long k = 0; k < nb; k++) {
+					long p = k * world + rank;
+					if (p < N_IMAGES) {
+						assert_true(got[e * nb + k] ==
+							    ref[e * N_IMAGES + p]);
+					} else {
+						assert_true(got[e * nb + k] !=
+							    ref[e * N_IMAGES + p % N_IMAGES]);
+						padded++;
+					}
+				}
+		}
+		/* 21 images: 1 padding sample over 2 ranks, 3 over 4 */
+		assert_int_equal(padded, EPOCHS * (nb * world - N_IMAGES));
+		assert_true(padded > 0);
+	}
+	/* shuffled: each rank's items are the sampler's, every epoch */
+	for (int rank = 0; rank < 2; rank++) {
+		struct tr_loader_opts o = busy_opts(2);
+		o.batch_size = 2;
+		o.world = 2;
+		o.rank = rank;
+		struct tr_loader *loader;
+		struct tr_sampler *sampler;
+		must(tr_loader_create(&fx->split, &o, &loader, &err), &err);
+		must(tr_sampler_create(
+			 &(struct tr_sampler_opts){
+			     .n = N_IMAGES, .world = 2, .rank = rank, .shuffle = true},
+			 &sampler, &err),
+		     &err);
+		for (int e = 0; e < EPOCHS; e++) {
+			tr_sampler_set_epoch(sampler, e);
+			const long *want = tr_sampler_indices(sampler);
+			must(tr_loader_start_epoch(loader, e, NULL, &err), &err);
+			const struct tr_batch *b;
+			long k = 0;
+			int rc;
+			while ((rc = tr_loader_next(loader, &b, &err)) == 1)
+				for (int i = 0; i < b->n; i++)
+					assert_int_equal(b->info[i].item, want[k++]);
+			must(rc < 0, &err);
+			assert_int_equal(k, tr_sampler_num_samples(sampler));
+		}
+		double weights[N_IMAGES];
+		for (int i = 0; i < N_IMAGES; i++)
+			weights[i] = 1;
+		assert_int_equal(tr_loader_start_epoch(loader, 0, weights, &err), -1);
+		assert_non_null(strstr(err.msg, "not compatible with DDP"));
+		tr_sampler_free(sampler);
+		tr_loader_free(loader);
+	}
 }
 
 /*
@@ -668,6 +755,7 @@ int main(void)
 	    cmocka_unit_test(test_workers_same_bytes),
 	    cmocka_unit_test(test_cache_ram_same_bytes),
 	    cmocka_unit_test(test_shuffle_is_permutation),
+	    cmocka_unit_test(test_ddp_ranks),
 	    cmocka_unit_test(test_val_rect_matches_yolov5),
 	    cmocka_unit_test(test_val_equals_letterbox),
 	    cmocka_unit_test(test_zero_hyp_is_letterbox),

@@ -6,6 +6,36 @@
  * handful of functions in train.py's order: setup, then per epoch
  * train_epoch, validate, log, save. All memory is planned before the first
  * epoch: the step allocates nothing.
+ *
+ * DDP (see train.h) runs one struct tr_run per rank, each in its
+ * own thread (train_ddp), as torchrun runs one train.py per GPU. Where
+ * train.py says `if RANK in {-1, 0}` only rank 0 acts (run folder, hyp and
+ * opt yaml, AutoAnchor, model.half().float(), the EMA, validation,
+ * results.csv, checkpoints, logs); DDP's constructor is the broadcast of
+ * rank 0's parameters and buffers; torch_distributed_zero_first is a
+ * barrier around opening the data; the early-stop broadcast at the end of
+ * an epoch carries rank 0's decision (continue, stop early, stopped by a
+ * signal) to the others, who wait there while rank 0 validates and saves.
+ * A rank that fails records its error and aborts the communicator, so no
+ * rank waits for it forever. A stop signal is agreed on after every batch
+ * (an all-reduce of one flag), so all ranks stop at the same batch.
+ *
+ * Gradients are averaged once per optimizer step, not after every backward
+ * as DDP does: DDP adds each backward's average into .grad, and the sum of
+ * the averages over the accumulated batches is the average of the sums
+ * (the all-reduce is linear), so one all-reduce of the accumulated
+ * gradients before the step gives the same gradient (up to float rounding
+ * order) at 1 / accumulate of the traffic.
+ *
+ * Not done, as DDP does: broadcast_buffers (rank 0's BN running statistics
+ * sent to the others before every forward). Training-mode BN uses batch
+ * statistics, and only rank 0's buffers are ever validated or saved, so the
+ * other ranks' running statistics change nothing; parameters and optimizer
+ * state stay identical on every rank.
+ *
+ * Test hook (not in --help): tr_train_opts.cpu_ranks, set by yolo-train
+ * from $YE_DDP_CPU_RANKS, runs N ranks on the CPU backend with the thread
+ * communicator of comm.h.
  */
 #include "train.h"
 
@@ -13,6 +43,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +54,7 @@
 
 #include "autoanchor.h"
 #include "checkpoint.h"
+#include "comm.h"
 #include "dataset.h"
 #include "loader.h"
 #include "loss.h"
@@ -33,13 +65,19 @@
 #include "ops.h"
 #include "optim.h"
 #include "pcg.h"
+#include "sampler.h"
+#include "syncbn.h"
 #include "val.h"
+#ifdef TR_HAVE_NCCL
+#include "comm_nccl.h"
+#endif
 
 #define RESULTS_COLUMNS 14
 /* Validation forwards its batches (2 x batch size, as train.py) this many images at a
  * time: the EMA model's activations for all of them were the run's largest memory. */
 #define VAL_CHUNK 8
 #define MAX_PATH 4096
+#define MAX_WORLD 64
 
 /* PCG stream ids of the run's own draws (the loader keys its own by sample). */
 enum { STREAM_INIT = 1, STREAM_ANCHORS = 2 };
@@ -49,6 +87,12 @@ enum { STREAM_INIT = 1, STREAM_ANCHORS = 2 };
 
 struct tr_run {
 	const struct tr_train_opts *opts;
+	/* DDP: this rank, of world; comm NULL without DDP (one process, no rank threads) */
+	int rank, world;
+	struct tr_comm *comm;
+	int batch;		  /* this rank's images per batch: batch_size / world */
+	struct tr_backend *inner; /* --sync-bn: the backend its BN wrapper (backend) borrows */
+	float *flag;		  /* DDP: one float of device memory for the ranks' agreements */
 	char save_dir[MAX_PATH], last[MAX_PATH], best[MAX_PATH], results_path[MAX_PATH];
 	char *model_text, *hyp_text;
 	size_t model_len;
@@ -255,19 +299,38 @@ static int open_data(struct tr_run *run, struct ut_err *err)
 		return -1;
 	run->nc = o->single_cls ? 1 : run->data.nc;
 	struct tr_data_open_opts open = {.nc = run->data.nc, .use_cache = true};
-	ut_log(UT_LOG_INFO, "train: scanning %s", run->data.train[0]);
+	bool zero = run->rank == 0;
+	if (zero)
+		ut_log(UT_LOG_INFO, "train: scanning %s", run->data.train[0]);
 	if (tr_data_split_open((const char *const *)run->data.train, run->data.n_train, &open,
 			       &run->train_split, err) != 0)
 		return -1;
 	char summary[256];
 	tr_data_summary_format(&run->train_split.summary, summary, sizeof(summary));
-	ut_log(UT_LOG_INFO, "train: %s", summary);
+	if (zero)
+		ut_log(UT_LOG_INFO, "train: %s", summary);
 	if (tr_data_split_open((const char *const *)run->data.val, run->data.n_val, &open,
 			       &run->val_split, err) != 0)
 		return -1;
 	tr_data_summary_format(&run->val_split.summary, summary, sizeof(summary));
-	ut_log(UT_LOG_INFO, "val: %s", summary);
+	if (zero)
+		ut_log(UT_LOG_INFO, "val: %s", summary);
 	return 0;
+}
+
+/*
+ * torch_distributed_zero_first around the data: rank 0 opens (and caches
+ * the labels of) the splits first, the other ranks after it.
+ */
+static int open_data_zero_first(struct tr_run *run, struct ut_err *err)
+{
+	if (run->comm == NULL)
+		return open_data(run, err);
+	if (run->rank != 0 && tr_comm_barrier(run->comm, err) != 0)
+		return -1;
+	if (open_data(run, err) != 0)
+		return -1;
+	return run->rank == 0 ? tr_comm_barrier(run->comm, err) : 0;
 }
 
 /* The model yaml text: --cfg, else the one stored in the weights. */
@@ -313,8 +376,8 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 				  run->hyp.v[META_anchors]);
 	if (tr_model_from_text_anchors(run->model_text, run->model_len, source, run->nc, anchors,
 				       &run->model, err) != 0 ||
-	    tr_model_from_text_anchors(run->model_text, run->model_len, source, run->nc, anchors,
-				       &run->ema, err) != 0)
+	    (run->rank == 0 && tr_model_from_text_anchors(run->model_text, run->model_len, source,
+							  run->nc, anchors, &run->ema, err) != 0))
 		return -1;
 	struct ut_pcg rng;
 	ut_pcg_seed(&rng, (uint64_t)o->seed + 1, STREAM_INIT);
@@ -323,8 +386,9 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 		/* transfer: everything but the anchors when cfg or the anchors hyp set them */
 		if (tr_model_load(run->model, o->weights, err) != 0)
 			return -1;
-		ut_log(UT_LOG_INFO, "transferred %d items from %s", run->model->ntensors,
-		       o->weights);
+		if (run->rank == 0)
+			ut_log(UT_LOG_INFO, "transferred %d items from %s", run->model->ntensors,
+			       o->weights);
 	}
 	run->frozen = calloc((size_t)run->model->ntensors, sizeof(*run->frozen));
 	if (run->frozen == NULL)
@@ -332,7 +396,7 @@ static int build_models(struct tr_run *run, struct ut_err *err)
 	for (int t = 0; t < run->model->ntensors; t++) {
 		const struct tr_tensor_spec *spec = &run->model->tensors[t];
 		run->frozen[t] = spec->kind == TR_TENSOR_PARAM && freeze_match(o, spec->name);
-		if (run->frozen[t])
+		if (run->frozen[t] && run->rank == 0)
 			ut_log(UT_LOG_INFO, "freezing %s", spec->name);
 	}
 	return 0;
@@ -357,7 +421,7 @@ static void check_imgsz(struct tr_run *run)
 	long fixed = (long)ceil((double)imgsz / gs) * gs;
 	if (fixed < 2 * gs)
 		fixed = 2 * gs;
-	if (fixed != imgsz)
+	if (fixed != imgsz && run->rank == 0)
 		ut_log(UT_LOG_WARN,
 		       "--imgsz %ld must be a multiple of max stride %d, updating to %ld", imgsz,
 		       gs, fixed);
@@ -398,12 +462,13 @@ static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err
 {
 	const struct tr_train_opts *o = run->opts;
 	bool cache = o->cache != NULL;
-	struct tr_loader_opts train = tr_loader_train_defaults(imgsz, (int)o->batch_size);
+	struct tr_loader_opts train = tr_loader_train_defaults(imgsz, run->batch);
 	train.stride = stride;
-	/* create_dataloader: min(CPUs, batch size, --workers) */
-	int workers = (int)o->workers, cpus = cpu_count();
+	/* create_dataloader: min(CPUs / devices, batch size, --workers), the rank's batch */
+	int workers = (int)o->workers, cpus = cpu_count() / run->world;
+	cpus = cpus > 0 ? cpus : 1;
 	workers = workers < cpus ? workers : cpus;
-	workers = workers < o->batch_size ? workers : (int)o->batch_size;
+	workers = workers < run->batch ? workers : run->batch;
 	train.workers = workers;
 	train.prefetch = 2 * (workers > 0 ? workers : 1);
 	train.seed = (uint64_t)o->seed;
@@ -412,9 +477,15 @@ static int make_loaders(struct tr_run *run, int imgsz, int stride, struct ut_err
 	train.cache_ram = cache;
 	train.single_cls = o->single_cls;
 	train.hyp = tr_train_loader_hyp(&run->hyp);
+	if (run->world > 1) {
+		train.world = run->world;
+		train.rank = run->rank;
+	}
 	if (tr_loader_create(&run->train_split, &train, &run->train_loader, err) != 0)
 		return -1;
-	struct tr_loader_opts val = tr_loader_val_defaults(imgsz, (int)o->batch_size * 2);
+	if (run->rank != 0) /* only rank 0 validates */
+		return 0;
+	struct tr_loader_opts val = tr_loader_val_defaults(imgsz, run->batch * 2);
 	val.stride = stride;
 	val.workers = workers;
 	val.prefetch = train.prefetch;
@@ -436,14 +507,15 @@ static int device_zeros(struct tr_backend *backend, size_t bytes, void **out, st
 static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 {
 	const struct tr_train_opts *o = run->opts;
-	int th, tw, vh, vw;
+	int th, tw, vh = 0, vw = 0;
 	tr_loader_max_shape(run->train_loader, &th, &tw);
-	tr_loader_max_shape(run->val_loader, &vh, &vw);
+	if (run->val_loader != NULL)
+		tr_loader_max_shape(run->val_loader, &vh, &vw);
 	if (th < imgsz)
 		th = imgsz;
 	if (tw < imgsz)
 		tw = imgsz;
-	int batch = (int)o->batch_size, val_batch = 2 * batch;
+	int batch = run->batch, val_batch = 2 * batch;
 	int loader_h = th, loader_w = tw;
 	if (o->multi_scale) { /* any batch may grow to the largest draw in both sides */
 		int most = multi_scale_max(imgsz, run->gs);
@@ -462,10 +534,17 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 			return ut_err_set(err, "out of memory for the quad images");
 	}
 	if (tr_model_plan(run->model, run->backend, plan_batch, th, tw, err) != 0 ||
-	    tr_model_plan_inference(run->ema, run->backend,
-				    val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
-				    err) != 0)
+	    (run->ema != NULL &&
+	     tr_model_plan_inference(run->ema, run->backend,
+				     val_batch < VAL_CHUNK ? val_batch : VAL_CHUNK, vh, vw,
+				     err) != 0))
 		return -1;
+	if (run->comm != NULL) {
+		void *flag;
+		if (device_zeros(run->backend, sizeof(float), &flag, err) != 0)
+			return -1;
+		run->flag = flag;
+	}
 	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
 	void *u8, *images, *dev_scaled;
 	if (device_zeros(run->backend, image_floats, &u8, err) != 0)
@@ -524,6 +603,8 @@ static int make_loss(struct tr_run *run, int imgsz, struct ut_err *err)
 					.hyp = run->loss_hyp};
 	if (tr_loss_create(&params, 256, &run->loss, err) != 0)
 		return -1;
+	if (run->rank != 0)
+		return 0;
 	struct tr_val_opts vo = tr_val_defaults(run->nc);
 	vo.single_cls = run->opts->single_cls;
 	return tr_val_create(&vo, &run->val, err);
@@ -761,7 +842,7 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 	struct tr_ckpt_info info;
 	struct tr_st_file *file;
 	if (tr_model_load(run->model, path, err) != 0 ||
-	    tr_model_load_prefix(run->ema, path, "ema.", err) != 0 ||
+	    (run->ema != NULL && tr_model_load_prefix(run->ema, path, "ema.", err) != 0) ||
 	    tr_ckpt_read(path, &info, &file, err) != 0)
 		return -1;
 	int rc = 0;
@@ -806,9 +887,9 @@ static int resume_from(struct tr_run *run, struct ut_err *err)
 			rc = ut_err_set(err,
 					"%s: training to %ld epochs is finished, nothing to resume",
 					path, run->epochs);
-		else
+		else if (run->rank == 0)
 			rc = trim_results(run->results_path, info.epoch, err);
-		if (rc == 0)
+		if (rc == 0 && run->rank == 0)
 			ut_log(UT_LOG_INFO,
 			       "resuming training from %s from epoch %ld to %ld total epochs", path,
 			       run->start_epoch, run->epochs);
@@ -847,6 +928,24 @@ static void progress_line(const struct tr_run *run, long epoch, const float mlos
 }
 
 /*
+ * The debug line that shows every rank holds the same parameters after an
+ * optimizer step: FNV-1a of their bytes (downloaded to the host mirror).
+ */
+static int log_params_checksum(struct tr_run *run, struct ut_err *err)
+{
+	struct tr_model *m = run->model;
+	if (tr_model_download(m, err) != 0)
+		return -1;
+	const unsigned char *bytes = (const unsigned char *)m->host_params;
+	uint64_t hash = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < m->nparam_values * sizeof(float); i++)
+		hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
+	ut_log(UT_LOG_DEBUG, "ddp: rank %d step %ld params %016llx", run->rank, run->steps,
+	       (unsigned long long)hash);
+	return 0;
+}
+
+/*
  * The optimizer step on the backend: clip (clip_grad_norm_), update the
  * unfrozen parameters, zero the gradients, EMA.
  */
@@ -855,6 +954,10 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 	struct tr_model *m = run->model;
 	struct tr_backend *be = run->backend;
 	const struct tr_ops *ops = be->ops;
+	/* DDP's gradient average, once for the accumulated batches (see the top of this file) */
+	if (run->comm != NULL &&
+	    tr_comm_all_reduce_mean(run->comm, m->grads, m->nparam_values, err) != 0)
+		return -1;
 	for (int t = 0; t < m->ntensors; t++)
 		if (run->frozen[t] && ops->memset(be, m->tensors[t].grad, 0,
 						  m->tensors[t].numel * sizeof(float), err) != 0)
@@ -880,6 +983,10 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 	}
 	if (ops->memset(be, m->grads, 0, m->nparam_values * sizeof(float), err) != 0)
 		return -1;
+	if (run->comm != NULL && ut_log_enabled(UT_LOG_DEBUG) && log_params_checksum(run, err) != 0)
+		return -1;
+	if (run->ema == NULL) /* DDP: rank 0 alone keeps the EMA */
+		return 0;
 	double d = tr_optim_ema_next_decay(&run->ema_state);
 	const float keep = (float)d, take = (float)(1.0 - d);
 	if (ops->ema_update(be, run->ema->params, m->params, keep, take, m->nparam_values, err) !=
@@ -888,6 +995,16 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 			    err) != 0)
 		return -1;
 	return 0;
+}
+
+/*
+ * The key of a batch's own draws (--multi-scale, --quad): its number, or
+ * under DDP its number * world + rank, so that each rank draws its own as
+ * YOLOv5's ranks do (each seeds its generators with seed + 1 + RANK).
+ */
+static long batch_key(const struct tr_run *run, long number)
+{
+	return run->world > 1 ? number * run->world + run->rank : number;
 }
 
 /*
@@ -900,7 +1017,8 @@ static void multi_scale_shape(const struct tr_run *run, long epoch, long number,
 {
 	struct ut_pcg rng;
 	int imgsz = run->imgsz, gs = run->gs;
-	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_MULTI_SCALE, epoch, number);
+	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_MULTI_SCALE, epoch,
+			 batch_key(run, number));
 	int start = imgsz / 2, stop = (int)floor(imgsz * 1.5 + gs);
 	int size = (start + (int)ut_pcg_below(&rng, (uint32_t)(stop - start))) / gs * gs;
 	double longer = *height > *width ? *height : *width;
@@ -932,7 +1050,7 @@ static int quad_batch(struct tr_run *run, const struct tr_batch *batch, int *n_o
 	}
 	struct ut_pcg rng;
 	tr_sample_stream(&rng, (uint64_t)run->opts->seed ^ STREAM_QUAD, batch->epoch,
-			 batch->number);
+			 batch_key(run, batch->number));
 	size_t nt = 0;
 	for (int q = 0; q < n; q++) {
 		int first = 4 * q;
@@ -1013,9 +1131,13 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	if (tr_loss_reserve(run->loss, nt, err) != 0 ||
 	    tr_loss_compute_on(run->loss, be, &lb, &result, err) != 0)
 		return -1;
-	for (int l = 0; run->opts->quad && l < det->nl; l++) { /* train.py: loss *= 4 */
+	for (int l = 0; l < det->nl; l++) {
 		size_t values = (size_t)n * det->na * lb.ny[l] * lb.nx[l] * det->no;
-		if (be->ops->scale(be, run->grad_out[l], 4.0f, values, err) != 0)
+		/* train.py: loss *= WORLD_SIZE under DDP, then loss *= 4 with --quad */
+		if (run->world > 1 &&
+		    be->ops->scale(be, run->grad_out[l], (float)run->world, values, err) != 0)
+			return -1;
+		if (run->opts->quad && be->ops->scale(be, run->grad_out[l], 4.0f, values, err) != 0)
 			return -1;
 	}
 	if (!isfinite(result.loss))
@@ -1033,9 +1155,45 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	return 0;
 }
 
+/*
+ * Has a stop been asked for (*opts->stop)? Under DDP the ranks agree, an
+ * all-reduce of one flag: if any rank saw it, every rank stops after this
+ * same batch (a rank that stopped alone would leave the others waiting).
+ */
+static int stop_requested(struct tr_run *run, bool *stop, struct ut_err *err)
+{
+	bool mine = run->opts->stop != NULL && *run->opts->stop;
+	if (run->comm == NULL) {
+		*stop = mine;
+		return 0;
+	}
+	struct tr_backend *be = run->backend;
+	float flag = mine ? 1.0f : 0.0f;
+	if (be->ops->upload(be, run->flag, &flag, sizeof(flag), err) != 0 ||
+	    tr_comm_all_reduce_sum(run->comm, run->flag, 1, err) != 0 ||
+	    be->ops->download(be, &flag, run->flag, sizeof(flag), err) != 0)
+		return -1;
+	*stop = flag > 0;
+	return 0;
+}
+
+/* Debug: the dataset items (split indices) of a rank's batch, for the DDP shard checks. */
+static void log_batch_items(const struct tr_run *run, const struct tr_batch *batch)
+{
+	char line[3072];
+	size_t used = 0;
+	for (int i = 0; i < batch->n && used + 24 < sizeof(line); i++)
+		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%ld", i ? " " : "",
+					 batch->info[i].item);
+	line[used] = '\0';
+	ut_log(UT_LOG_DEBUG, "ddp: rank %d epoch %ld batch %ld items %s", run->rank, batch->epoch,
+	       batch->number, line);
+}
+
 static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut_err *err)
 {
 	const struct tr_train_opts *o = run->opts;
+	bool zero = run->rank == 0;
 	const double *weights = NULL;
 	if (o->image_weights) {
 		/* cw = class_weights * (1 - maps)^2 / nc, then per image */
@@ -1057,7 +1215,7 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 				      run->model->nparam_values * sizeof(float), err) != 0)
 		return -1;
 	mloss[0] = mloss[1] = mloss[2] = 0;
-	if (o->progress_tty)
+	if (o->progress_tty && zero)
 		fprintf(stderr, "\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "Mem", "box_loss",
 			"obj_loss", "cls_loss", "Instances", "Size");
 	const struct tr_batch *batch;
@@ -1068,21 +1226,28 @@ static int train_epoch(struct tr_run *run, long epoch, float mloss[3], struct ut
 		last_nt = batch->nt;
 		long ni = tr_optim_sched_batch(&run->sched, epoch, i);
 		float items[3];
+		if (run->comm != NULL && ut_log_enabled(UT_LOG_DEBUG))
+			log_batch_items(run, batch);
 		if (train_batch(run, batch, epoch, ni, items, &last_size, err) != 0)
 			return -1;
 		for (int k = 0; k < 3; k++) /* mloss = (mloss * i + items) / (i + 1), float32 */
 			mloss[k] = (mloss[k] * (float)i + items[k]) / (float)(i + 1);
-		if (o->progress_tty) {
+		if (o->progress_tty && zero) {
 			fputs("\r", stderr);
 			progress_line(run, epoch, mloss, batch->nt, last_size, i + 1, nb, stderr);
 			fputs("\033[K", stderr);
 			fflush(stderr);
 		}
-		if (o->stop != NULL && *o->stop)
+		bool stop;
+		if (stop_requested(run, &stop, err) != 0)
+			return -1;
+		if (stop)
 			return TR_TRAIN_STOPPED;
 	}
 	if (rc < 0)
 		return -1;
+	if (!zero)
+		return 0;
 	if (!o->progress_tty) {
 		progress_line(run, epoch, mloss, last_nt, last_size, nb, nb, stderr);
 		fputc('\n', stderr);
@@ -1182,14 +1347,11 @@ static bool early_stop(struct tr_run *run, long epoch, double fitness)
 	return stop;
 }
 
-static int end_epoch(struct tr_run *run, long epoch, const float mloss[3], bool *stop,
-		     struct ut_err *err)
+/* Rank 0's end of an epoch: validation, early stopping, results.csv, checkpoints. */
+static int save_epoch(struct tr_run *run, long epoch, const float mloss[3], const double lr[3],
+		      bool *stop, struct ut_err *err)
 {
 	const struct tr_train_opts *o = run->opts;
-	double lr[3];
-	for (int g = 0; g < 3; g++)
-		lr[g] = run->sched.lr[g];
-	tr_optim_sched_epoch_end(&run->sched);
 	bool final_epoch = epoch + 1 == run->epochs || run->possible_stop;
 	if (!o->noval || final_epoch) {
 		int rc = validate(run, err);
@@ -1219,6 +1381,36 @@ static int end_epoch(struct tr_run *run, long epoch, const float mloss[3], bool 
 	return 0;
 }
 
+/* DDP decisions rank 0 sends at the end of an epoch (YOLOv5 broadcasts its stop flag). */
+enum { GO_ON, STOP_EARLY, STOPPED_BY_SIGNAL };
+
+/*
+ * The end of an epoch: the scheduler's step, then rank 0 validates, logs
+ * and saves while the other ranks wait for its decision.
+ */
+static int end_epoch(struct tr_run *run, long epoch, const float mloss[3], bool *stop,
+		     struct ut_err *err)
+{
+	double lr[3];
+	for (int g = 0; g < 3; g++)
+		lr[g] = run->sched.lr[g];
+	tr_optim_sched_epoch_end(&run->sched);
+	int rc = 0;
+	*stop = false;
+	if (run->rank == 0)
+		rc = save_epoch(run, epoch, mloss, lr, stop, err);
+	if (run->comm == NULL || rc < 0)
+		return rc;
+	struct tr_backend *be = run->backend;
+	float decision = rc == TR_TRAIN_STOPPED ? STOPPED_BY_SIGNAL : *stop ? STOP_EARLY : GO_ON;
+	if (be->ops->upload(be, run->flag, &decision, sizeof(decision), err) != 0 ||
+	    tr_comm_broadcast(run->comm, run->flag, 1, 0, err) != 0 ||
+	    be->ops->download(be, &decision, run->flag, sizeof(decision), err) != 0)
+		return -1;
+	*stop = decision == STOP_EARLY;
+	return decision == STOPPED_BY_SIGNAL ? TR_TRAIN_STOPPED : 0;
+}
+
 /* ---- the run ---- */
 
 static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
@@ -1246,26 +1438,136 @@ static int check_opts(const struct tr_train_opts *o, struct ut_err *err)
 	return 0;
 }
 
+/* The --device of rank `rank`: the rank-th GPU id of "0,1,...", or the CPU. */
+static void rank_device(const char *device, bool gpu, int rank, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s", gpu ? "" : device);
+	for (int r = 0; gpu && r <= rank; r++) {
+		size_t len = strcspn(device, ",");
+		if (r == rank)
+			snprintf(buf, size, "%.*s", (int)len, device);
+		device += len + (device[len] == ',');
+	}
+}
+
+/*
+ * The number of ranks: the GPU ids of --device ("0,1": 2), else
+ * opts->cpu_ranks. *ddp: ranks as threads with communicators, for several
+ * GPUs or any cpu_ranks >= 1 (one CPU rank runs that machinery with the
+ * single-process loader order, so it must equal a plain run byte for byte).
+ * Then YOLOv5's DDP checks (train.py's `if LOCAL_RANK != -1` block;
+ * --evolve is yolo-evolve's, never ours).
+ */
+static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, bool *ddp,
+		     struct ut_err *err)
+{
+	const char *device = o->device;
+	*gpu = device[0] != '\0' && strcmp(device, "cpu") != 0;
+	*world = 1;
+	if (*gpu) {
+		for (const char *c = device; *c != '\0'; c++)
+			*world += *c == ',';
+	} else if (o->cpu_ranks >= 1) {
+		*world = (int)(o->cpu_ranks <= MAX_WORLD ? o->cpu_ranks : MAX_WORLD + 1);
+	}
+	*ddp = *world > 1 || (!*gpu && o->cpu_ranks >= 1);
+	if (!*ddp)
+		return 0;
+	if (*world > MAX_WORLD)
+		return ut_err_set(err, "DDP: at most %d ranks", MAX_WORLD);
+	for (int a = 0; *gpu && a < *world; a++)
+		for (int b = a + 1; b < *world; b++) {
+			char id_a[64], id_b[64];
+			rank_device(device, true, a, id_a, sizeof(id_a));
+			rank_device(device, true, b, id_b, sizeof(id_b));
+			if (id_a[0] == '\0' || id_b[0] == '\0' || strcmp(id_a, id_b) == 0)
+				return ut_err_set(
+				    err, "--device %s: give each GPU once (one rank per GPU)",
+				    device);
+		}
+	if (o->image_weights)
+		return ut_err_set(err,
+				  "--image-weights argument is not compatible with DDP training");
+	int per_rank;
+	if (tr_sampler_rank_batch((int)o->batch_size, *world, &per_rank, err) != 0)
+		return -1;
+	if (o->quad && per_rank < 4)
+		return ut_err_set(err,
+				  "--quad needs 4 or more images per rank (--batch-size %ld over "
+				  "%d ranks)",
+				  o->batch_size, *world);
+	if (o->sync_bn && *gpu)
+		return ut_err_set(err,
+				  "--sync-bn: synchronised BN runs on CPU ranks only for now (the "
+				  "CUDA path needs BN split into stats and apply ops); drop "
+				  "--sync-bn for --device %s",
+				  device);
+	return 0;
+}
+
+/*
+ * This rank's backend: the --device's, or (--sync-bn under DDP) a BN
+ * wrapper over it whose batch statistics cover every rank's shard.
+ */
+static int make_backend(struct tr_run *run, int threads, struct ut_err *err)
+{
+	const struct tr_train_opts *o = run->opts;
+	char device[64];
+	bool gpu = o->device[0] != '\0' && strcmp(o->device, "cpu") != 0;
+	rank_device(o->device, gpu, run->rank, device, sizeof(device));
+	if (!(o->sync_bn && run->comm != NULL))
+		return tr_backend_create(device, threads, &run->backend, err);
+	int max_channels = 1;
+	for (int i = 0; i < run->model->nconvs; i++)
+		if (run->model->convs[i].conv.cout > max_channels)
+			max_channels = run->model->convs[i].conv.cout;
+	if (tr_backend_create(device, threads, &run->inner, err) != 0)
+		return -1;
+	return tr_syncbn_backend_create(run->inner, run->comm, max_channels, &run->backend, err);
+}
+
+/*
+ * DDP's constructor: every rank takes rank 0's parameters and buffers (its
+ * AutoAnchor and half rounding included); the host mirror follows, for the
+ * loss's anchors.
+ */
+static int broadcast_model(struct tr_run *run, struct ut_err *err)
+{
+	struct tr_model *m = run->model;
+	if (run->comm == NULL)
+		return 0;
+	if (tr_comm_broadcast(run->comm, m->params, m->nparam_values, 0, err) != 0 ||
+	    tr_comm_broadcast(run->comm, m->buffers, m->nbuffer_values, 0, err) != 0)
+		return -1;
+	return tr_model_download(m, err);
+}
+
 static int setup(struct tr_run *run, struct ut_err *err)
 {
 	const struct tr_train_opts *o = run->opts;
+	bool zero = run->rank == 0;
 	size_t hyp_len;
 	if (check_opts(o, err) != 0 || tr_optim_kind_parse(o->optimizer, &run->kind, err) != 0 ||
 	    ut_read_file(o->hyp, &run->hyp_text, &hyp_len, err) != 0 ||
-	    load_hyp(run, run->hyp_text, hyp_len, o->hyp, err) != 0 || make_dirs(run, err) != 0)
+	    load_hyp(run, run->hyp_text, hyp_len, o->hyp, err) != 0 ||
+	    (zero && make_dirs(run, err) != 0))
 		return -1;
-	if (write_text(run->save_dir, "hyp.yaml", run->hyp_text, err) != 0 ||
-	    (o->opt_yaml != NULL && write_text(run->save_dir, "opt.yaml", o->opt_yaml, err) != 0))
+	if (zero &&
+	    (write_text(run->save_dir, "hyp.yaml", run->hyp_text, err) != 0 ||
+	     (o->opt_yaml != NULL && write_text(run->save_dir, "opt.yaml", o->opt_yaml, err) != 0)))
 		return -1;
-	if (!o->resume)
+	if (zero && !o->resume)
 		unlink(run->results_path);
 	run->epochs = o->epochs;
+	run->batch = (int)o->batch_size / run->world;
 	int threads = o->threads > 0 ? (int)o->threads : cpu_count();
-	if (open_data(run, err) != 0 || read_model_text(run, err) != 0 ||
-	    build_models(run, err) != 0 ||
-	    tr_backend_create(o->device, threads, &run->backend, err) != 0)
+	threads = threads / run->world > 0 ? threads / run->world : 1;
+	if (open_data_zero_first(run, err) != 0 || read_model_text(run, err) != 0 ||
+	    build_models(run, err) != 0 || make_backend(run, threads, err) != 0)
 		return -1;
-	copy_model_state(run->ema, run->model); /* ModelEMA(model) comes before AutoAnchor */
+	if (zero)
+		copy_model_state(run->ema,
+				 run->model); /* ModelEMA(model) comes before AutoAnchor */
 	check_imgsz(run);
 	int imgsz = run->imgsz;
 	if (make_loaders(run, imgsz, run->gs, err) != 0 || plan_memory(run, imgsz, err) != 0)
@@ -1276,7 +1578,7 @@ static int setup(struct tr_run *run, struct ut_err *err)
 	if (o->resume && resume_from(run, err) != 0)
 		return -1;
 	if (!o->resume) {
-		if (!o->noautoanchor && autoanchor(run, imgsz, err) != 0)
+		if (zero && !o->noautoanchor && autoanchor(run, imgsz, err) != 0)
 			return -1;
 		if (o->noautoanchor && run->anchors_given)
 			return ut_err_set(
@@ -1286,8 +1588,10 @@ static int setup(struct tr_run *run, struct ut_err *err)
 			    o->hyp);
 	}
 	/* the host mirrors as resume and AutoAnchor left them; a fresh run rounds to half */
-	if (tr_model_upload(run->model, err) != 0 || tr_model_upload(run->ema, err) != 0 ||
-	    (!o->resume && round_state_to_half(run, err) != 0) || make_loss(run, imgsz, err) != 0)
+	if (tr_model_upload(run->model, err) != 0 ||
+	    (run->ema != NULL && tr_model_upload(run->ema, err) != 0) ||
+	    (zero && !o->resume && round_state_to_half(run, err) != 0) ||
+	    broadcast_model(run, err) != 0 || make_loss(run, imgsz, err) != 0)
 		return -1;
 	return make_schedule(run, err);
 }
@@ -1308,10 +1612,12 @@ static void teardown(struct tr_run *run)
 		run->backend->ops->free(run->backend, run->images_u8);
 		run->backend->ops->free(run->backend, run->images);
 		run->backend->ops->free(run->backend, run->dev_scaled);
+		run->backend->ops->free(run->backend, run->flag);
 		for (int l = 0; l < TR_MAX_LEVELS; l++)
 			run->backend->ops->free(run->backend, run->grad_out[l]);
 		tr_backend_destroy(run->backend);
 	}
+	tr_backend_destroy(run->inner); /* after the --sync-bn wrapper that borrowed it */
 	free(run->quad_upsample);
 	free(run->quad_targets);
 	free(run->host_slot[0]);
@@ -1327,15 +1633,19 @@ static void teardown(struct tr_run *run)
 	tr_data_yaml_free(&run->data);
 }
 
-int tr_train(const struct tr_train_opts *opts, struct ut_err *err)
+/* One rank's whole run (the only one without DDP): setup, the epochs, teardown. */
+static int train_rank(const struct tr_train_opts *opts, int rank, int world, struct tr_comm *comm,
+		      struct ut_err *err)
 {
-	struct tr_run run = {.opts = opts};
+	struct tr_run run = {.opts = opts, .rank = rank, .world = world, .comm = comm};
 	int rc = setup(&run, err);
 	double t0 = ut_now();
 	long epoch = run.start_epoch;
-	if (rc == 0)
+	if (rc == 0 && rank == 0)
 		ut_log(UT_LOG_INFO, "image size %ld, %ld epochs, results to %s", opts->imgsz,
 		       run.epochs, run.save_dir);
+	if (rc == 0 && rank == 0 && world > 1)
+		ut_log(UT_LOG_INFO, "DDP: %d ranks of %d images per batch", world, run.batch);
 	for (; rc == 0 && epoch < run.epochs; epoch++) {
 		float mloss[3];
 		bool stop = false;
@@ -1345,10 +1655,115 @@ int tr_train(const struct tr_train_opts *opts, struct ut_err *err)
 		if (rc == 0 && stop)
 			break;
 	}
-	if (rc == 0)
+	if (rc == 0 && rank == 0)
 		ut_log(UT_LOG_INFO, "%ld epochs completed in %.3f hours; results in %s",
 		       epoch - run.start_epoch + (epoch < run.epochs ? 1 : 0),
 		       (ut_now() - t0) / 3600, run.save_dir);
 	teardown(&run);
 	return rc;
+}
+
+/* What the rank threads share: the first error, which is the cause of the others'. */
+struct ddp_group {
+	pthread_mutex_t lock;
+	bool failed;
+	int failed_rank;
+	struct ut_err first;
+};
+
+struct ddp_rank {
+	const struct tr_train_opts *opts;
+	struct tr_comm *comm;
+	struct ddp_group *group;
+	int rc;
+};
+
+static void *rank_main(void *arg)
+{
+	struct ddp_rank *job = arg;
+	struct ut_err err = {{0}};
+	job->rc = train_rank(job->opts, job->comm->rank, job->comm->world, job->comm, &err);
+	if (job->rc < 0) {
+		struct ddp_group *g = job->group;
+		pthread_mutex_lock(&g->lock);
+		if (!g->failed) {
+			g->failed = true;
+			g->failed_rank = job->comm->rank;
+			g->first = err;
+		}
+		pthread_mutex_unlock(&g->lock);
+		tr_comm_abort(job->comm); /* the others must not wait for this rank */
+	}
+	return NULL;
+}
+
+/* The group's communicators: NCCL between the GPUs of --device, else threads. */
+static int make_comms(const struct tr_train_opts *o, int world, bool gpu, struct tr_comm **comms,
+		      struct ut_err *err)
+{
+	if (!gpu)
+		return tr_comm_thread_create(world, comms, err);
+#ifdef TR_HAVE_NCCL
+	int devices[MAX_WORLD];
+	char id[64];
+	for (int r = 0; r < world; r++) {
+		long value;
+		rank_device(o->device, true, r, id, sizeof(id));
+		if (ut_parse_long(id, 0, 4095, &value) != 0)
+			return ut_err_set(err, "--device %s: '%s' is not a GPU id", o->device, id);
+		devices[r] = (int)value;
+	}
+	return tr_comm_nccl_create_all(world, devices, comms, err);
+#else
+	return ut_err_set(err, "--device %s: DDP on GPUs needs a CUDA build with NCCL", o->device);
+#endif
+}
+
+/* DDP: world rank threads; the first error (with its rank) if any failed. */
+static int train_ddp(const struct tr_train_opts *opts, int world, bool gpu, struct ut_err *err)
+{
+	struct tr_comm *comms[MAX_WORLD] = {NULL};
+	struct ddp_rank jobs[MAX_WORLD];
+	pthread_t threads[MAX_WORLD];
+	struct ddp_group group = {.failed = false};
+	if (make_comms(opts, world, gpu, comms, err) != 0)
+		return -1;
+	pthread_mutex_init(&group.lock, NULL);
+	int started = 0, rc = 0;
+	for (; started < world; started++) {
+		jobs[started] =
+		    (struct ddp_rank){.opts = opts, .comm = comms[started], .group = &group};
+		int e = pthread_create(&threads[started], NULL, rank_main, &jobs[started]);
+		if (e != 0) {
+			rc = ut_err_set(err, "DDP: cannot start rank %d: %s", started, strerror(e));
+			tr_comm_abort(comms[0]);
+			break;
+		}
+	}
+	for (int r = 0; r < started; r++)
+		pthread_join(threads[r], NULL);
+	for (int r = 0; r < world; r++)
+		tr_comm_destroy(comms[r]);
+	pthread_mutex_destroy(&group.lock);
+	if (rc != 0)
+		return -1;
+	if (group.failed) {
+		if (group.failed_rank == 0)
+			*err = group.first;
+		else
+			ut_err_set(err, "rank %d: %s", group.failed_rank, group.first.msg);
+		return -1;
+	}
+	return jobs[0].rc;
+}
+
+int tr_train(const struct tr_train_opts *opts, struct ut_err *err)
+{
+	int world;
+	bool gpu, ddp;
+	if (check_opts(opts, err) != 0 || ddp_world(opts, &world, &gpu, &ddp, err) != 0)
+		return -1;
+	if (!ddp)
+		return train_rank(opts, 0, 1, NULL, err);
+	return train_ddp(opts, world, gpu, err);
 }

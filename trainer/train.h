@@ -14,6 +14,16 @@
  * EMA; per epoch training, validation of the EMA model (every epoch, or only
  * the last with noval), a results.csv row, last/best checkpoints; early
  * stopping; resume from a checkpoint.
+ *
+ * DDP, as `python -m torch.distributed.run --nproc_per_node N train.py
+ * --device 0,1,...`: one process, one thread per rank. WORLD_SIZE is the
+ * number of GPU ids in --device (NCCL between them), or cpu_ranks (the
+ * CPU backend with the thread communicator, for tests). Each rank trains
+ * its own model on its DistributedSampler shard with batch_size / world
+ * images per batch; gradients are averaged before every optimizer step;
+ * rank 0 alone validates, keeps the EMA, writes results.csv, checkpoints
+ * and logs. At debug log level every rank logs, per batch, the images it
+ * trained on and, per optimizer step, a checksum of its parameters.
  */
 #ifndef TR_TRAIN_H
 #define TR_TRAIN_H
@@ -55,6 +65,10 @@ struct tr_train_opts {
 	const volatile sig_atomic_t *stop; /* non-zero asks the run to stop after this batch */
 	const char *opt_yaml; /* text of save_dir/opt.yaml (may be NULL: none written) */
 	const char *save_dir; /* NULL: project/name incremented; else this (resume) */
+	/* Not a train.py option (nor in --help): >= 1 runs that many DDP ranks on the CPU
+	 * backend, threads with the thread communicator (yolo-train: $YE_DDP_CPU_RANKS);
+	 * 1 runs the DDP machinery over one rank, which must equal a plain run. */
+	long cpu_ranks;
 };
 
 /* train.py's defaults: epochs 300, batch 16, imgsz 640, SGD, workers 8, ... */

@@ -6,6 +6,12 @@
  * command line, opt.yaml writing and --resume's reading of opt.yaml back.
  * Exit status: 0 done, 1 runtime error, 2 bad command line, 130 / 143 when
  * SIGINT / SIGTERM stopped the run (within one batch).
+ *
+ * Two environment variables for tests, not in --help (tests/README.md):
+ * YE_DDP_CPU_RANKS=N (N >= 1) trains as DDP over N ranks on the CPU backend
+ * (threads and the thread communicator; train.h's cpu_ranks), and
+ * YE_LOG_LEVEL=debug adds the debug lines (DDP: each rank's images per
+ * batch and its parameter checksum per optimizer step).
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -167,6 +173,22 @@ static int parse_resume(void *target, const struct ut_cli_opt *opt, const char *
 	struct args *a = target;
 	a->opts.resume = true;
 	a->resume_path = text[0] != '\0' ? text : NULL;
+	return 0;
+}
+
+/* YE_DDP_CPU_RANKS and YE_LOG_LEVEL (see the top of this file); err names a bad value. */
+static int read_test_env(struct tr_train_opts *o, struct ut_err *err)
+{
+	const char *ranks = getenv("YE_DDP_CPU_RANKS"), *level = getenv("YE_LOG_LEVEL");
+	char q[UT_QUOTE_LEN];
+	if (ranks != NULL && ranks[0] != '\0' && ut_parse_long(ranks, 1, 64, &o->cpu_ranks) != 0)
+		return ut_err_set(err, "YE_DDP_CPU_RANKS '%s': expected 1 to 64 ranks",
+				  ut_quote(ranks, q, sizeof(q)));
+	if (level != NULL && strcmp(level, "debug") == 0)
+		ut_log_set_level(UT_LOG_DEBUG);
+	else if (level != NULL && level[0] != '\0' && strcmp(level, "info") != 0)
+		return ut_err_set(err, "YE_LOG_LEVEL '%s': expected info or debug",
+				  ut_quote(level, q, sizeof(q)));
 	return 0;
 }
 
@@ -391,7 +413,7 @@ int main(int argc, char **argv)
 	ut_reexec_with_env("OMP_WAIT_POLICY", "PASSIVE", argv);
 	tr_train_defaults(o);
 	ut_log_set_level(UT_LOG_INFO);
-	if (parse_args(argc, argv, &args, &err) != 0) {
+	if (parse_args(argc, argv, &args, &err) != 0 || read_test_env(o, &err) != 0) {
 		fprintf(stderr, "yolo-train: %s\n", err.msg);
 		return 2;
 	}

@@ -140,6 +140,11 @@ void ut_log_set_level(enum ut_log_level level)
 	log_level = level;
 }
 
+bool ut_log_enabled(enum ut_log_level level)
+{
+	return level <= log_level;
+}
+
 void ut_log(enum ut_log_level level, const char *fmt, ...)
 {
 	static const char *const prefix[] = {"error: ", "warning: ", "", "debug: "};

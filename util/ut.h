@@ -11,6 +11,7 @@
 #ifndef UT_H
 #define UT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -52,6 +53,8 @@ enum ut_log_level { UT_LOG_ERROR, UT_LOG_WARN, UT_LOG_INFO, UT_LOG_DEBUG };
  * once by main.
  */
 void ut_log_set_level(enum ut_log_level level);
+/* Would ut_log print at level? (to skip work done only for a message, e.g. a checksum) */
+bool ut_log_enabled(enum ut_log_level level);
 void ut_log(enum ut_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*

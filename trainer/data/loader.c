@@ -24,6 +24,7 @@
 
 #include "mosaic.h"
 #include "pcg.h"
+#include "sampler.h"
 
 enum { MAX_WORKERS = 256 };
 
@@ -65,10 +66,13 @@ struct slot {
 struct tr_loader {
 	const struct tr_data_split *split;
 	struct tr_loader_opts opts;
-	long n;	     /* images */
-	long *items; /* dataset index -> split item (rect: by aspect ratio) */
-	long n_batches;
-	int *batch_shape; /* rect: [n_batches][2] height, width */
+	long n;			    /* images */
+	long *items;		    /* dataset index -> split item (rect: by aspect ratio) */
+	long n_epoch;		    /* samples per epoch: n, or (DDP) the rank's num_samples */
+	long n_batches;		    /* ceil(n_epoch / batch_size) */
+	struct tr_sampler *sampler; /* DDP (world > 1) only */
+	long n_shape_batches;	    /* ceil(n / batch_size): the dataset's rect batches */
+	int *batch_shape;	    /* rect: [n_shape_batches][2] height, width */
 	int max_h, max_w;
 
 	struct tr_image *cache; /* cache_ram: [n] by dataset index, filled on first use */
@@ -76,7 +80,7 @@ struct tr_loader {
 	pthread_mutex_t cache_lock;
 
 	long epoch;
-	long *order;	  /* [n] dataset index of each position of the epoch */
+	long *order;	  /* [n_epoch] dataset index of each position of the epoch */
 	const long *pool; /* image weights: mosaic's extra picks come from order */
 	bool started;
 
@@ -172,6 +176,8 @@ static int check_opts(const struct tr_data_split *split, const struct tr_loader_
 		return ut_err_set(err, "loader: prefetch %d is not in 1..1024", o->prefetch);
 	if (!(o->pad >= 0 && o->pad <= 64))
 		return ut_err_set(err, "loader: pad %g is not in 0..64", o->pad);
+	if (o->world > 1 && (o->rank < 0 || o->rank >= o->world))
+		return ut_err_set(err, "loader: rank %d is not in 0..%d", o->rank, o->world - 1);
 	return o->augment ? check_hyp(&o->hyp, err) : 0;
 }
 
@@ -213,7 +219,7 @@ static void rect_shapes(struct tr_loader *L)
 {
 	const struct tr_loader_opts *o = &L->opts;
 	L->max_h = L->max_w = 0;
-	for (long b = 0; b < L->n_batches; b++) {
+	for (long b = 0; b < L->n_shape_batches; b++) {
 		long first = b * o->batch_size;
 		long last = first + o->batch_size < L->n ? first + o->batch_size : L->n;
 		double mini = INFINITY, maxi = -INFINITY;
@@ -285,7 +291,20 @@ int tr_loader_create(const struct tr_data_split *split, const struct tr_loader_o
 	L->split = split;
 	L->opts = *opts;
 	L->n = split->n_items;
-	L->n_batches = (L->n + opts->batch_size - 1) / opts->batch_size;
+	L->n_epoch = L->n;
+	if (opts->world > 1) {
+		struct tr_sampler_opts so = {.n = L->n,
+					     .world = opts->world,
+					     .rank = opts->rank,
+					     .shuffle = opts->shuffle && !opts->rect};
+		if (tr_sampler_create(&so, &L->sampler, err) != 0) {
+			free(L);
+			return -1;
+		}
+		L->n_epoch = tr_sampler_num_samples(L->sampler);
+	}
+	L->n_batches = (L->n_epoch + opts->batch_size - 1) / opts->batch_size;
+	L->n_shape_batches = (L->n + opts->batch_size - 1) / opts->batch_size;
 	L->epoch = -1;
 	atomic_init(&L->stop, false);
 	pthread_mutex_init(&L->lock, NULL);
@@ -294,7 +313,7 @@ int tr_loader_create(const struct tr_data_split *split, const struct tr_loader_o
 	pthread_cond_init(&L->room, NULL);
 	L->items = malloc(sizeof(long) * (size_t)L->n);
 	L->order = malloc(sizeof(long) * (size_t)L->n);
-	L->batch_shape = malloc(sizeof(int) * 2 * (size_t)L->n_batches);
+	L->batch_shape = malloc(sizeof(int) * 2 * (size_t)L->n_shape_batches);
 	L->workers = calloc(opts->workers > 0 ? (size_t)opts->workers : 1, sizeof(*L->workers));
 	if (opts->cache_ram) {
 		L->cache = calloc((size_t)L->n, sizeof(*L->cache));
@@ -346,6 +365,7 @@ void tr_loader_free(struct tr_loader *L)
 	free(L->cache_hw0);
 	free(L->items);
 	free(L->order);
+	tr_sampler_free(L->sampler);
 	free(L->batch_shape);
 	for (int w = 0; L->workers != NULL && w < (L->opts.workers > 0 ? L->opts.workers : 1); w++)
 		scratch_free(&L->workers[w].scratch);
@@ -707,7 +727,9 @@ static int make_sample(struct tr_loader *L, long k, int height, int width, struc
 	const struct tr_loader_opts *o = &L->opts;
 	long index = L->order[k];
 	struct ut_pcg rng;
-	tr_sample_stream(&rng, o->seed, L->epoch, k);
+	/* DDP: the position in the whole padded epoch, so ranks draw differently */
+	long position = o->world > 1 ? k * o->world + o->rank : k;
+	tr_sample_stream(&rng, o->seed, L->epoch, position);
 	s->info.item = L->items[index];
 	bool mosaic = o->augment && !o->rect && ut_pcg_uniform(&rng) < o->hyp.mosaic;
 	int rc;
@@ -775,19 +797,44 @@ static int append_targets(struct slot *slot, int image, const struct tr_boxes *b
 	return 0;
 }
 
+/*
+ * The shape of the batch of positions [first, last): imgsz square, its rect
+ * batch's shape, or (DDP with rect) the largest rect shape of its images.
+ */
+static void batch_dims(const struct tr_loader *L, long number, long first, long last, int *height,
+		       int *width)
+{
+	const struct tr_loader_opts *o = &L->opts;
+	*height = *width = o->imgsz;
+	if (!o->rect)
+		return;
+	if (L->sampler == NULL) {
+		*height = L->batch_shape[2 * number];
+		*width = L->batch_shape[2 * number + 1];
+		return;
+	}
+	*height = *width = 0;
+	for (long k = first; k < last; k++) {
+		long shape = L->order[k] / o->batch_size;
+		int h = L->batch_shape[2 * shape], w = L->batch_shape[2 * shape + 1];
+		*height = h > *height ? h : *height;
+		*width = w > *width ? w : *width;
+	}
+}
+
 /* Make batch `number` into slot (collate_fn). */
 static int build_batch(struct tr_loader *L, long number, struct slot *slot, struct scratch *sc,
 		       struct ut_err *err)
 {
 	struct tr_batch *b = &slot->batch;
 	long first = number * L->opts.batch_size;
-	long last = first + L->opts.batch_size < L->n ? first + L->opts.batch_size : L->n;
+	long last =
+	    first + L->opts.batch_size < L->n_epoch ? first + L->opts.batch_size : L->n_epoch;
 	b->epoch = L->epoch;
 	b->number = number;
 	b->n = (int)(last - first);
 	b->nt = 0;
-	b->height = L->opts.rect ? L->batch_shape[2 * number] : L->opts.imgsz;
-	b->width = L->opts.rect ? L->batch_shape[2 * number + 1] : L->opts.imgsz;
+	batch_dims(L, number, first, last, &b->height, &b->width);
 	size_t pixels = (size_t)b->height * b->width * 3;
 	for (long k = first; k < last; k++) {
 		if (atomic_load(&L->stop))
@@ -862,6 +909,11 @@ static int epoch_order(struct tr_loader *L, long epoch, const double *weights, s
 	struct ut_pcg rng;
 	tr_sample_stream(&rng, L->opts.seed, epoch, -1);
 	L->pool = NULL;
+	if (L->sampler != NULL) {
+		tr_sampler_set_epoch(L->sampler, epoch);
+		memcpy(L->order, tr_sampler_indices(L->sampler), sizeof(long) * (size_t)L->n_epoch);
+		return 0;
+	}
 	if (weights != NULL) {
 		/* random.choices: bisect_right(cum_weights, random() * total) */
 		double *cum = malloc(sizeof(double) * (size_t)L->n);
@@ -919,6 +971,9 @@ int tr_loader_start_epoch(struct tr_loader *L, long epoch, const double *image_w
 	if (image_weights != NULL && L->opts.rect)
 		return ut_err_set(err, "loader: image weights need a loader without rect "
 				       "(YOLOv5 turns rect off with --image-weights)");
+	if (image_weights != NULL && L->sampler != NULL)
+		return ut_err_set(err, "--image-weights argument is not compatible with DDP "
+				       "training (YOLOv5 refuses it)");
 	if (L->n > (long)UINT32_MAX)
 		return ut_err_set(err, "loader: %ld images are too many", L->n);
 	if (epoch_order(L, epoch, image_weights, err) != 0)

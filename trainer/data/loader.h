@@ -30,6 +30,16 @@
  * (seed, epoch, k) (tr_sample_stream), the epoch's shuffle (or image-weight
  * choice) from the stream (seed, epoch, -1): a batch's bytes depend on
  * seed, epoch and position only.
+ *
+ * DDP (world > 1): rank `rank` walks its DistributedSampler index list
+ * (sampler.h: torch's randperm(seed 0 + epoch) order when shuffling, padded,
+ * every world-th position from rank), in batches of its own batch_size
+ * (YOLOv5: batch_size // WORLD_SIZE). Sample k of the rank draws from the
+ * stream (seed, epoch, k * world + rank): keyed by the sample's position in
+ * the whole padded epoch, so the ranks draw differently and the bytes do
+ * not depend on which rank or thread makes them. With --rect (no shuffle)
+ * a rank's batch takes the largest rect shape of its images (YOLOv5 would
+ * stack images of different shapes and fail). Image weights are refused.
  */
 #ifndef TR_LOADER_H
 #define TR_LOADER_H
@@ -62,6 +72,7 @@ struct tr_loader_opts {
 	bool shuffle;	 /* a new order every epoch (off with rect, as YOLOv5) */
 	bool cache_ram;	 /* --cache ram: keep every load_image result in memory */
 	bool single_cls; /* --single-cls: every label is class 0 */
+	int world, rank; /* DDP: world > 1 ranks, this one rank (0, 0: one process) */
 	struct tr_loader_hyp hyp;
 };
 
@@ -96,7 +107,7 @@ struct tr_loader; /* opaque */
  */
 int tr_loader_create(const struct tr_data_split *split, const struct tr_loader_opts *opts,
 		     struct tr_loader **out, struct ut_err *err);
-/* Batches per epoch: ceil(n_items / batch_size). */
+/* Batches per epoch: ceil(n_items / batch_size) (DDP: of the rank's num_samples). */
 long tr_loader_num_batches(const struct tr_loader *loader);
 /* The largest height and width a batch can have (for tr_model_plan). */
 void tr_loader_max_shape(const struct tr_loader *loader, int *height, int *width);
@@ -104,7 +115,8 @@ void tr_loader_max_shape(const struct tr_loader *loader, int *height, int *width
 /*
  * Begin epoch `epoch` (stopping an unfinished one): the epoch's order
  * (shuffled, or with image_weights != NULL, n_items weighted draws with
- * replacement as random.choices, --image-weights), then the workers start.
+ * replacement as random.choices, --image-weights; refused under DDP), then
+ * the workers start. DDP: the sampler's set_epoch(epoch) order.
  */
 int tr_loader_start_epoch(struct tr_loader *loader, long epoch, const double *image_weights,
 			  struct ut_err *err);
