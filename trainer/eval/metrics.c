@@ -1,6 +1,8 @@
 /*
  * metrics.c - YOLOv5 v7.0's IoUs, NMS, process_batch, ap_per_class and
- * fitness. See metrics.h for the contracts.
+ * fitness. See metrics.h for the contracts. bbox_iou (IoU, GIoU, DIoU,
+ * CIoU and CIoU's gradient) is formula.h's, the one the loss trains with,
+ * so the golden tests of this file test the trained formula.
  *
  * Float32 code keeps torch's operation order term by term (C evaluates
  * float expressions in float on the targets we build for, and ISO C mode
@@ -11,6 +13,7 @@
  * on ties we reproduce.
  */
 #include "metrics.h"
+#include "formula.h"
 #include "npsort.h"
 
 #include <math.h>
@@ -102,85 +105,27 @@ static double np_interp(double x, const double *xp, const double *fp, size_t n, 
 
 /* --- IoU --- */
 
-/* Corners of a box in either format (xywh: torch's x - w / 2, x + w / 2). */
-struct corners {
-	float x1, y1, x2, y2, w, h;
-};
-
-static struct corners to_corners(const float b[4], enum tr_box_format format)
+/*
+ * A box in either format as bbox_iou sees it (xywh: torch's x - w / 2,
+ * x + w / 2; xyxy: w = x2 - x1, h = y2 - y1 + eps).
+ */
+static struct tr_f_box to_box(const float b[4], enum tr_box_format format)
 {
-	struct corners c;
-	if (format == TR_XYWH) {
-		float hw = b[2] / 2, hh = b[3] / 2;
-		c.x1 = b[0] - hw;
-		c.x2 = b[0] + hw;
-		c.y1 = b[1] - hh;
-		c.y2 = b[1] + hh;
-		c.w = b[2];
-		c.h = b[3];
-	} else {
-		c.x1 = b[0];
-		c.y1 = b[1];
-		c.x2 = b[2];
-		c.y2 = b[3];
-		c.w = b[2] - b[0];
-		c.h = b[3] - b[1] + IOU_EPS;
-	}
+	if (format == TR_XYWH)
+		return tr_f_box_xywh(b);
+	struct tr_f_box c = {b[0], b[1], b[2], b[3], b[2] - b[0], b[3] - b[1] + IOU_EPS};
 	return c;
 }
 
-static float minf(float a, float b)
-{
-	return b < a ? b : a;
-}
-
-static float maxf(float a, float b)
-{
-	return b > a ? b : a;
-}
-
-/* atan rounded from double: within an ulp of torch's vectorized atanf. */
-static float atanf_ref(float x)
-{
-	return (float)atan((double)x);
-}
-
-/* The intermediate values of bbox_iou, kept for the backward pass. */
-struct iou_parts {
-	struct corners a, b;
-	float iw_raw, ih_raw, inter, uni, iou;
-	float cw, ch, c2, dx, dy, rho2;
-	float datan, v, alpha;
-};
-
-static void iou_forward(const float box1[4], const float box2[4], enum tr_box_format format,
-			struct iou_parts *s)
-{
-	s->a = to_corners(box1, format);
-	s->b = to_corners(box2, format);
-	const struct corners *a = &s->a, *b = &s->b;
-	s->iw_raw = minf(a->x2, b->x2) - maxf(a->x1, b->x1);
-	s->ih_raw = minf(a->y2, b->y2) - maxf(a->y1, b->y1);
-	s->inter = maxf(s->iw_raw, 0.0f) * maxf(s->ih_raw, 0.0f);
-	s->uni = a->w * a->h + b->w * b->h - s->inter + IOU_EPS;
-	s->iou = s->inter / s->uni;
-	s->cw = maxf(a->x2, b->x2) - minf(a->x1, b->x1);
-	s->ch = maxf(a->y2, b->y2) - minf(a->y1, b->y1);
-	s->c2 = s->cw * s->cw + s->ch * s->ch + IOU_EPS;
-	s->dx = b->x1 + b->x2 - a->x1 - a->x2;
-	s->dy = b->y1 + b->y2 - a->y1 - a->y2;
-	s->rho2 = (s->dx * s->dx + s->dy * s->dy) / 4;
-	const float k = (float)(4.0 / (M_PI * M_PI));
-	s->datan = atanf_ref(b->w / b->h) - atanf_ref(a->w / a->h);
-	s->v = k * (s->datan * s->datan);
-	s->alpha = s->v / (s->v - s->iou + (float)(1.0 + 1e-7));
-}
-
+/*
+ * bbox_iou through formula.h's CIoU, the one the loss trains with: IoU,
+ * GIoU and DIoU are its intermediate values.
+ */
 float tr_bbox_iou(const float box1[4], const float box2[4], enum tr_box_format format,
 		  enum tr_iou_kind kind)
 {
-	struct iou_parts s;
-	iou_forward(box1, box2, format, &s);
+	struct tr_f_ciou s;
+	tr_f_ciou_forward(&s, to_box(box1, format), to_box(box2, format));
 	switch (kind) {
 	case TR_IOU:
 		return s.iou;
@@ -193,94 +138,31 @@ float tr_bbox_iou(const float box1[4], const float box2[4], enum tr_box_format f
 	case TR_CIOU:
 		break;
 	}
-	return s.iou - (s.rho2 / s.c2 + s.v * s.alpha);
-}
-
-/* Gradient of min(a, b) (take_min) or max(a, b) to a; ties share it. */
-static float pick_grad(float a, float b, float grad, int take_min)
-{
-	if (a == b)
-		return grad / 2;
-	return (take_min ? a < b : a > b) ? grad : 0.0f;
+	return s.value;
 }
 
 float tr_bbox_ciou_backward(const float box1[4], const float box2[4], float grad_ciou,
 			    float d_box1[4], float d_box2[4])
 {
-	struct iou_parts s;
-	iou_forward(box1, box2, TR_XYWH, &s);
-	const struct corners *a = &s.a, *b = &s.b;
-	const float k = (float)(4.0 / (M_PI * M_PI));
+	struct tr_f_ciou s;
+	double g1[4], g2[4];
+	tr_f_ciou_forward(&s, tr_f_box_xywh(box1), tr_f_box_xywh(box2));
+	tr_f_ciou_backward(&s, grad_ciou, g1, g2);
+	for (int k = 0; k < 4; k++) {
+		d_box1[k] = (float)g1[k];
+		d_box2[k] = (float)g2[k];
+	}
+	return s.value;
+}
 
-	/* ciou = iou - (rho2 / c2 + v * alpha), alpha constant */
-	float g_iou = grad_ciou;
-	float g_rho2 = -grad_ciou / s.c2;
-	float g_c2 = grad_ciou * s.rho2 / (s.c2 * s.c2);
-	float g_v = -grad_ciou * s.alpha;
+static float minf(float a, float b)
+{
+	return b < a ? b : a;
+}
 
-	/* iou = inter / union, union = w1 h1 + w2 h2 - inter + eps */
-	float g_uni = -g_iou * s.inter / (s.uni * s.uni);
-	float g_inter = g_iou / s.uni - g_uni;
-	float g_w1 = g_uni * a->h, g_h1 = g_uni * a->w;
-	float g_w2 = g_uni * b->h, g_h2 = g_uni * b->w;
-
-	/* inter = clamp(iw_raw, 0) * clamp(ih_raw, 0) */
-	float iw = maxf(s.iw_raw, 0.0f), ih = maxf(s.ih_raw, 0.0f);
-	float g_iw = s.iw_raw >= 0.0f ? g_inter * ih : 0.0f;
-	float g_ih = s.ih_raw >= 0.0f ? g_inter * iw : 0.0f;
-
-	/* corner gradients: [x1, y1, x2, y2] of each box */
-	float ga[4] = {0}, gb[4] = {0};
-	ga[2] += pick_grad(a->x2, b->x2, g_iw, 1);
-	gb[2] += pick_grad(b->x2, a->x2, g_iw, 1);
-	ga[0] -= pick_grad(a->x1, b->x1, g_iw, 0);
-	gb[0] -= pick_grad(b->x1, a->x1, g_iw, 0);
-	ga[3] += pick_grad(a->y2, b->y2, g_ih, 1);
-	gb[3] += pick_grad(b->y2, a->y2, g_ih, 1);
-	ga[1] -= pick_grad(a->y1, b->y1, g_ih, 0);
-	gb[1] -= pick_grad(b->y1, a->y1, g_ih, 0);
-
-	/* c2 = cw^2 + ch^2 + eps over the enclosing box */
-	float g_cw = g_c2 * 2 * s.cw, g_ch = g_c2 * 2 * s.ch;
-	ga[2] += pick_grad(a->x2, b->x2, g_cw, 0);
-	gb[2] += pick_grad(b->x2, a->x2, g_cw, 0);
-	ga[0] -= pick_grad(a->x1, b->x1, g_cw, 1);
-	gb[0] -= pick_grad(b->x1, a->x1, g_cw, 1);
-	ga[3] += pick_grad(a->y2, b->y2, g_ch, 0);
-	gb[3] += pick_grad(b->y2, a->y2, g_ch, 0);
-	ga[1] -= pick_grad(a->y1, b->y1, g_ch, 1);
-	gb[1] -= pick_grad(b->y1, a->y1, g_ch, 1);
-
-	/* rho2 = (dx^2 + dy^2) / 4, dx = b.x1 + b.x2 - a.x1 - a.x2 */
-	float g_dx = g_rho2 / 4 * 2 * s.dx, g_dy = g_rho2 / 4 * 2 * s.dy;
-	gb[0] += g_dx;
-	gb[2] += g_dx;
-	ga[0] -= g_dx;
-	ga[2] -= g_dx;
-	gb[1] += g_dy;
-	gb[3] += g_dy;
-	ga[1] -= g_dy;
-	ga[3] -= g_dy;
-
-	/* v = k (atan(w2 / h2) - atan(w1 / h1))^2 */
-	float g_d = g_v * k * 2 * s.datan;
-	float u2 = b->w / b->h, u1 = a->w / a->h;
-	float g_u2 = g_d / (1 + u2 * u2), g_u1 = -g_d / (1 + u1 * u1);
-	g_w2 += g_u2 / b->h;
-	g_h2 -= g_u2 * b->w / (b->h * b->h);
-	g_w1 += g_u1 / a->h;
-	g_h1 -= g_u1 * a->w / (a->h * a->h);
-
-	/* corners from xywh: x1 = x - w / 2, x2 = x + w / 2 */
-	d_box1[0] = ga[0] + ga[2];
-	d_box1[1] = ga[1] + ga[3];
-	d_box1[2] = g_w1 + (ga[2] - ga[0]) / 2;
-	d_box1[3] = g_h1 + (ga[3] - ga[1]) / 2;
-	d_box2[0] = gb[0] + gb[2];
-	d_box2[1] = gb[1] + gb[3];
-	d_box2[2] = g_w2 + (gb[2] - gb[0]) / 2;
-	d_box2[3] = g_h2 + (gb[3] - gb[1]) / 2;
-	return s.iou - (s.rho2 / s.c2 + s.v * s.alpha);
+static float maxf(float a, float b)
+{
+	return b > a ? b : a;
 }
 
 void tr_box_iou(const float *box1, size_t n, const float *box2, size_t m, float *iou)

@@ -276,4 +276,124 @@ TR_F float tr_f_bilinear_u8(const uint8_t *in, int in_w, int y0, int y1, float l
 	       ly * (hx * (float)in[y1 * in_w + x0] + lx * (float)in[y1 * in_w + x1]);
 }
 
+/* ---- CIoU: utils/metrics.py bbox_iou(CIoU=True), the loss's box term ---- */
+
+#define TR_F_CIOU_EPS 1e-7f
+#define TR_F_PI 3.14159265358979323846
+#define TR_F_CIOU_K (4.0 / (TR_F_PI * TR_F_PI)) /* v's factor, in double as numpy makes it */
+
+/* A box as bbox_iou sees it: its corners, and the w, h it uses for areas and the aspect term. */
+struct tr_f_box {
+	float x1, y1, x2, y2, w, h;
+};
+
+/* From xywh, as torch computes x - w / 2 and x + w / 2. */
+TR_F struct tr_f_box tr_f_box_xywh(const float b[4])
+{
+	float hw = b[2] * 0.5f, hh = b[3] * 0.5f;
+	struct tr_f_box c = {b[0] - hw, b[1] - hh, b[0] + hw, b[1] + hh, b[2], b[3]};
+	return c;
+}
+
+/* CIoU of box a (the prediction) and box b (the target), with what the backward pass needs. */
+struct tr_f_ciou {
+	struct tr_f_box a, b;
+	float iw_raw, ih_raw, inter, uni, iou;
+	float cw, ch, c2, dx, dy, rho2, q1, q2, at, v, alpha, value;
+};
+
+/*
+ * Op for op in float32 as YOLOv5 v7.0's bbox_iou (atan from the C
+ * library, which a GPU may round differently within an ulp).
+ */
+TR_F void tr_f_ciou_forward(struct tr_f_ciou *c, struct tr_f_box a, struct tr_f_box b)
+{
+	c->a = a;
+	c->b = b;
+	c->iw_raw = fminf(a.x2, b.x2) - fmaxf(a.x1, b.x1);
+	c->ih_raw = fminf(a.y2, b.y2) - fmaxf(a.y1, b.y1);
+	c->inter = (c->iw_raw < 0.0f ? 0.0f : c->iw_raw) * (c->ih_raw < 0.0f ? 0.0f : c->ih_raw);
+	c->uni = a.w * a.h + b.w * b.h - c->inter + TR_F_CIOU_EPS;
+	c->iou = c->inter / c->uni;
+	c->cw = fmaxf(a.x2, b.x2) - fminf(a.x1, b.x1);
+	c->ch = fmaxf(a.y2, b.y2) - fminf(a.y1, b.y1);
+	c->c2 = c->cw * c->cw + c->ch * c->ch + TR_F_CIOU_EPS;
+	c->dx = b.x1 + b.x2 - a.x1 - a.x2;
+	c->dy = b.y1 + b.y2 - a.y1 - a.y2;
+	c->rho2 = (c->dx * c->dx + c->dy * c->dy) * 0.25f;
+	c->q1 = a.w / a.h;
+	c->q2 = b.w / b.h;
+	c->at = atanf(c->q2) - atanf(c->q1);
+	c->v = (float)TR_F_CIOU_K * (c->at * c->at);
+	c->alpha = c->v / (c->v - c->iou + (float)(1.0 + 1e-7));
+	c->value = c->iou - (c->rho2 / c->c2 + c->v * c->alpha);
+}
+
+/* PyTorch's share of the gradient of minimum(self, other) / maximum(self, other) for self. */
+TR_F double tr_f_share_min(float self, float other)
+{
+	return self < other ? 1.0 : self == other ? 0.5 : 0.0;
+}
+
+TR_F double tr_f_share_max(float self, float other)
+{
+	return self > other ? 1.0 : self == other ? 0.5 : 0.0;
+}
+
+/*
+ * d value / d box (x, y, w, h) times grad for both xywh boxes, alpha held
+ * constant (torch computes it under no_grad), in double: out_a for the
+ * prediction, out_b for the target (NULL: not wanted).
+ */
+TR_F void tr_f_ciou_backward(const struct tr_f_ciou *c, double grad, double out_a[4],
+			     double out_b[4])
+{
+	const struct tr_f_box *a = &c->a, *b = &c->b;
+	double g_rho2 = -grad / c->c2;
+	double g_c2 = grad * c->rho2 / ((double)c->c2 * c->c2);
+	double g_v = -grad * c->alpha;
+	double g_inter = grad / c->uni;
+	double g_uni = -grad * c->inter / ((double)c->uni * c->uni);
+	double g_w1 = g_uni * a->h, g_h1 = g_uni * a->w;
+	g_inter -= g_uni;
+	double g_iw = c->iw_raw >= 0.0f ? g_inter * (c->ih_raw < 0.0f ? 0.0f : c->ih_raw) : 0.0;
+	double g_ih = c->ih_raw >= 0.0f ? g_inter * (c->iw_raw < 0.0f ? 0.0f : c->iw_raw) : 0.0;
+	double g_cw = g_c2 * 2.0 * c->cw, g_ch = g_c2 * 2.0 * c->ch;
+	double g_dx = g_rho2 * 0.5 * c->dx, g_dy = g_rho2 * 0.5 * c->dy;
+	double g_d = g_v * TR_F_CIOU_K * 2.0 * c->at; /* d v / d at */
+	double g_x1 =
+	    -g_iw * tr_f_share_max(a->x1, b->x1) - g_cw * tr_f_share_min(a->x1, b->x1) - g_dx;
+	double g_x2 =
+	    g_iw * tr_f_share_min(a->x2, b->x2) + g_cw * tr_f_share_max(a->x2, b->x2) - g_dx;
+	double g_y1 =
+	    -g_ih * tr_f_share_max(a->y1, b->y1) - g_ch * tr_f_share_min(a->y1, b->y1) - g_dy;
+	double g_y2 =
+	    g_ih * tr_f_share_min(a->y2, b->y2) + g_ch * tr_f_share_max(a->y2, b->y2) - g_dy;
+	double g_q1 = -g_d / (1.0 + (double)c->q1 * c->q1);
+	g_w1 += g_q1 / a->h;
+	g_h1 -= g_q1 * a->w / ((double)a->h * a->h);
+	out_a[0] = g_x1 + g_x2;
+	out_a[1] = g_y1 + g_y2;
+	out_a[2] = g_w1 + 0.5 * (g_x2 - g_x1);
+	out_a[3] = g_h1 + 0.5 * (g_y2 - g_y1);
+	if (out_b == NULL)
+		return;
+	double g_w2 = g_uni * b->h, g_h2 = g_uni * b->w;
+	double t_x1 =
+	    -g_iw * tr_f_share_max(b->x1, a->x1) - g_cw * tr_f_share_min(b->x1, a->x1) + g_dx;
+	double t_x2 =
+	    g_iw * tr_f_share_min(b->x2, a->x2) + g_cw * tr_f_share_max(b->x2, a->x2) + g_dx;
+	double t_y1 =
+	    -g_ih * tr_f_share_max(b->y1, a->y1) - g_ch * tr_f_share_min(b->y1, a->y1) + g_dy;
+	double t_y2 =
+	    g_ih * tr_f_share_min(b->y2, a->y2) + g_ch * tr_f_share_max(b->y2, a->y2) + g_dy;
+	double g_q2 = g_d / (1.0 + (double)c->q2 * c->q2);
+	g_w2 += g_q2 / b->h;
+	g_h2 -= g_q2 * b->w / ((double)b->h * b->h);
+	out_b[0] = t_x1 + t_x2;
+	out_b[1] = t_y1 + t_y2;
+	out_b[2] = g_w2 + 0.5 * (t_x2 - t_x1);
+	out_b[3] = g_h2 + 0.5 * (t_y2 - t_y1);
+}
+
 #endif

@@ -18,7 +18,6 @@
 #include <string.h>
 
 #define NOFFSETS 5
-#define CIOU_EPS 1e-7f
 
 struct loss_order {
 	size_t cell; /* flat (b, a, gj, gi) */
@@ -37,84 +36,6 @@ struct tr_loss {
 	struct loss_order *order; /* [match_capacity] */
 	void *memory;		  /* the one allocation behind the above */
 };
-
-/* ---- CIoU of a predicted box (1) and its target (2), both xywh ---- */
-
-struct ciou {
-	float w1, h1, w2, h2;
-	float b1x1, b1x2, b1y1, b1y2, b2x1, b2x2, b2y1, b2y2;
-	float iw_raw, ih_raw, inter, uni, iou;
-	float cw, ch, c2, dx, dy, rho2, q1, at, v, alpha, value;
-};
-
-/* utils/metrics.py bbox_iou(CIoU=True), op for op in float32. */
-static void ciou_forward(struct ciou *c, const float box1[4], const float box2[4])
-{
-	c->w1 = box1[2], c->h1 = box1[3], c->w2 = box2[2], c->h2 = box2[3];
-	float w1_ = c->w1 * 0.5f, h1_ = c->h1 * 0.5f, w2_ = c->w2 * 0.5f, h2_ = c->h2 * 0.5f;
-	c->b1x1 = box1[0] - w1_, c->b1x2 = box1[0] + w1_;
-	c->b1y1 = box1[1] - h1_, c->b1y2 = box1[1] + h1_;
-	c->b2x1 = box2[0] - w2_, c->b2x2 = box2[0] + w2_;
-	c->b2y1 = box2[1] - h2_, c->b2y2 = box2[1] + h2_;
-	c->iw_raw = fminf(c->b1x2, c->b2x2) - fmaxf(c->b1x1, c->b2x1);
-	c->ih_raw = fminf(c->b1y2, c->b2y2) - fmaxf(c->b1y1, c->b2y1);
-	c->inter = (c->iw_raw < 0.0f ? 0.0f : c->iw_raw) * (c->ih_raw < 0.0f ? 0.0f : c->ih_raw);
-	c->uni = c->w1 * c->h1 + c->w2 * c->h2 - c->inter + CIOU_EPS;
-	c->iou = c->inter / c->uni;
-	c->cw = fmaxf(c->b1x2, c->b2x2) - fminf(c->b1x1, c->b2x1);
-	c->ch = fmaxf(c->b1y2, c->b2y2) - fminf(c->b1y1, c->b2y1);
-	c->c2 = c->cw * c->cw + c->ch * c->ch + CIOU_EPS;
-	c->dx = c->b2x1 + c->b2x2 - c->b1x1 - c->b1x2;
-	c->dy = c->b2y1 + c->b2y2 - c->b1y1 - c->b1y2;
-	c->rho2 = (c->dx * c->dx + c->dy * c->dy) * 0.25f;
-	c->q1 = c->w1 / c->h1;
-	c->at = atanf(c->w2 / c->h2) - atanf(c->q1);
-	c->v = (float)(4.0 / (M_PI * M_PI)) * (c->at * c->at);
-	c->alpha = c->v / (c->v - c->iou + (float)(1.0 + 1e-7));
-	c->value = c->iou - (c->rho2 / c->c2 + c->v * c->alpha);
-}
-
-/* PyTorch's share of the gradient of minimum/maximum(self, other) for self. */
-static double share_min(float self, float other)
-{
-	return self < other ? 1.0 : self == other ? 0.5 : 0.0;
-}
-
-static double share_max(float self, float other)
-{
-	return self > other ? 1.0 : self == other ? 0.5 : 0.0;
-}
-
-/* d value / d box1 (x, y, w, h) times grad, alpha held constant. */
-static void ciou_backward(const struct ciou *c, double grad, double out[4])
-{
-	double g_rho2 = -grad / c->c2;
-	double g_c2 = grad * c->rho2 / ((double)c->c2 * c->c2);
-	double g_v = -grad * c->alpha;
-	double g_inter = grad / c->uni;
-	double g_uni = -grad * c->inter / ((double)c->uni * c->uni);
-	double g_w1 = g_uni * c->h1, g_h1 = g_uni * c->w1;
-	g_inter -= g_uni;
-	double g_iw = c->iw_raw >= 0.0f ? g_inter * (c->ih_raw < 0.0f ? 0.0f : c->ih_raw) : 0.0;
-	double g_ih = c->ih_raw >= 0.0f ? g_inter * (c->iw_raw < 0.0f ? 0.0f : c->iw_raw) : 0.0;
-	double g_cw = g_c2 * 2.0 * c->cw, g_ch = g_c2 * 2.0 * c->ch;
-	double g_dx = g_rho2 * 0.5 * c->dx, g_dy = g_rho2 * 0.5 * c->dy;
-	double g_x1 =
-	    -g_iw * share_max(c->b1x1, c->b2x1) - g_cw * share_min(c->b1x1, c->b2x1) - g_dx;
-	double g_x2 =
-	    g_iw * share_min(c->b1x2, c->b2x2) + g_cw * share_max(c->b1x2, c->b2x2) - g_dx;
-	double g_y1 =
-	    -g_ih * share_max(c->b1y1, c->b2y1) - g_ch * share_min(c->b1y1, c->b2y1) - g_dy;
-	double g_y2 =
-	    g_ih * share_min(c->b1y2, c->b2y2) + g_ch * share_max(c->b1y2, c->b2y2) - g_dy;
-	double g_q1 = -g_v * (4.0 / (M_PI * M_PI)) * 2.0 * c->at / (1.0 + (double)c->q1 * c->q1);
-	g_w1 += g_q1 / c->h1;
-	g_h1 -= g_q1 * c->w1 / ((double)c->h1 * c->h1);
-	out[0] = g_x1 + g_x2;
-	out[1] = g_y1 + g_y2;
-	out[2] = g_w1 + 0.5 * (g_x2 - g_x1);
-	out[3] = g_h1 + 0.5 * (g_y2 - g_y1);
-}
 
 /* ---- context ---- */
 
@@ -473,9 +394,9 @@ static int level_loss(struct tr_loss *loss, struct tr_backend *be,
 		if (pred_of(&io, cell, &ps, err) != 0)
 			return -1;
 		float box[4];
-		struct ciou c;
+		struct tr_f_ciou c;
 		predicted_box(ps, lm->anch + 2 * m, box);
-		ciou_forward(&c, box, lm->tbox + 4 * m);
+		tr_f_ciou_forward(&c, tr_f_box_xywh(box), tr_f_box_xywh(lm->tbox + 4 * m));
 		box_sum += 1.0f - c.value;
 		loss->ciou[m] = c.value;
 		loss->order[m] = (struct loss_order){cell, m};
@@ -490,7 +411,7 @@ static int level_loss(struct tr_loss *loss, struct tr_backend *be,
 		if (grad_of(&io, cell, &gs, err) != 0)
 			return -1;
 		double dbox[4];
-		ciou_backward(&c, -scale_box, dbox);
+		tr_f_ciou_backward(&c, -scale_box, dbox, NULL);
 		const float *anch = lm->anch + 2 * m;
 		for (int k = 0; k < 4; k++) {
 			/* xy = 2 s - 0.5, wh = (2 s)^2 anch: d/ds is 2, or 2 (2 s) anch 2 */
