@@ -234,7 +234,8 @@ check_eq "every candidate failed, breaker off: exit 4" "4|3" \
 check "the error says no candidate succeeded" grep -q "^error: no candidate succeeded" "$WORK/none.log"
 
 section "SIGHUP stops cleanly"
-FIXTURE_EPOCH_MS=400 "$YE" --project "$WORK/h" --name hup --data none --trainer "$TRAINER" --quiet \
+# (1 s epochs: both candidates must be seen running together even on a loaded machine)
+FIXTURE_EPOCH_MS=1000 "$YE" --project "$WORK/h" --name hup --data none --trainer "$TRAINER" --quiet \
 	--generations 6 --epochs 10 --parallel 2 >"$WORK/hup.log" 2>&1 &
 pid=$!
 BG_PIDS+=("$pid")
@@ -272,7 +273,7 @@ else
 fi
 
 section "status of a SIGKILLed evolver's database"
-FIXTURE_EPOCH_MS=400 "$YE" --project "$WORK/k" --name dead --data none --trainer "$TRAINER" --quiet \
+FIXTURE_EPOCH_MS=1000 "$YE" --project "$WORK/k" --name dead --data none --trainer "$TRAINER" --quiet \
 	--generations 6 --epochs 10 --parallel 2 >"$WORK/dead.log" 2>&1 &
 pid=$!
 BG_PIDS+=("$pid")
