@@ -60,7 +60,8 @@ static void help_names_every_option(void **state)
 		const char *name = cmd->name != NULL ? cmd->name : "(run)";
 		char help[8192];
 		/* import's help says "[run options]": the run's help names them */
-		snprintf(help, sizeof(help), "%s%s", cmd->help,
+		snprintf(help, sizeof(help), "%s%s%s", cmd->help,
+			 cmd->help_more != NULL ? cmd->help_more : "",
 			 cmd->fn == cmd_import ? commands[0].help : "");
 		struct named named;
 		help_options(help, &named);
