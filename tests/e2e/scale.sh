@@ -109,7 +109,7 @@ gpu_check() {
 		g=$(basename "$dir")
 		local cvd dev rec
 		cvd=$(cvd_of "$dir") dev=$(dev_of "$dir")
-		rec=$(sql "$db" "SELECT device FROM generations WHERE generation = ${g#g0000}")
+		rec=$(sql "$db" "SELECT device FROM generations WHERE generation = $((10#${g#g}))")
 		if [[ "$groups" != *" $cvd "* || "$dev" != "$device" || "$rec" != "$cvd" ]]; then
 			bad=$((bad + 1))
 			note "$name/$g: CUDA_VISIBLE_DEVICES='$cvd' --device '$dev' recorded device '$rec'"
@@ -134,8 +134,15 @@ check_eq "4 candidates ran at once" 4 "$(most_at_once "$WORK/gpu/n2/evolve.db")"
 for group in 0,1 2,3; do
 	check_eq "at most K = 2 at once on GPUs $group" 2 "$(most_at_once "$WORK/gpu/n2/evolve.db" "$group")"
 done
+run_ye "$WORK/gpu2r.log" --resume --project "$WORK/gpu" --name n2 --generations 12 --quiet
+check_eq "--resume --generations 12: exit 0" 0 "$RC"
+gpu_check n2 "0,1 2,3" "0,1"
+for group in 0,1 2,3; do
+	check_eq "after --resume: 6 candidates on GPUs $group" 6 \
+		"$(sql "$WORK/gpu/n2/evolve.db" "SELECT count(*) FROM generations WHERE device = '$group'")"
+done
 gen_dump "$WORK/gpu/n2/evolve.db" >"$WORK/gpu-n2.csv"
-evolve "$WORK/gpu" p4 --epochs 2 --generations 8 --seed 5 --parallel 4 --trainer "$GTRAINER"
+evolve "$WORK/gpu" p4 --epochs 2 --generations 12 --seed 5 --parallel 4 --trainer "$GTRAINER"
 gen_dump "$WORK/gpu/p4/evolve.db" >"$WORK/gpu-p4.csv"
 check "the same generations as --parallel 4 without GPUs" cmp -s "$WORK/gpu-n2.csv" "$WORK/gpu-p4.csv"
 run_ye "$WORK/gpu1.log" --project "$WORK/gpu" --name n1 --data none --trainer "$GTRAINER" --quiet \
