@@ -232,9 +232,16 @@ int ev_template_ddp(struct ev_template *tpl, const char *spec, long gpus, struct
 		return 0;
 	char nproc[32];
 	snprintf(nproc, sizeof(nproc), "%ld", gpus);
-	/* --standalone: torch picks a free port, so DDP candidates side by side never collide */
-	const char *const launch[] = {"-m", "torch.distributed.run", "--standalone",
-				      "--nproc_per_node", nproc};
+	/*
+	 * The rendezvous on port 0: torch picks a free port, so DDP candidates
+	 * side by side never collide (the default 29500, and --standalone's
+	 * 29400 before PyTorch 2, would be shared by all of them).
+	 */
+	/* clang-format off */
+	const char *const launch[] = {"-m", "torch.distributed.run", "--nnodes", "1",
+				      "--nproc_per_node", nproc,
+				      "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0"};
+	/* clang-format on */
 	struct ev_template ddp = {0};
 	int rc = push_word(&ddp, tpl->argv[0], strlen(tpl->argv[0]));
 	for (size_t i = 0; rc == 0 && i < UT_ARRAY_LEN(launch); i++)

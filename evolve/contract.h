@@ -42,7 +42,8 @@ void ev_template_free(struct ev_template *tpl);
 /*
  * A candidate on several GPUs (gpus > 1) with the `yolov5:DIR` template
  * (spec): rewrite it into YOLOv5 v7.0's DDP launch, PYTHON -m
- * torch.distributed.run --standalone --nproc_per_node GPUS DIR/train.py ...
+ * torch.distributed.run --nnodes 1 --nproc_per_node GPUS --rdzv_backend c10d
+ * --rdzv_endpoint localhost:0 DIR/train.py ... (a free port for each).
  * Any other spec, or gpus <= 1: unchanged (yolo-train and the Ultralytics
  * package start their ranks themselves from --device 0,1,..). -1 only when
  * out of memory.

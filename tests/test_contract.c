@@ -111,13 +111,16 @@ static void test_template_yolov5_and_native(void **state)
 	assert_int_equal(tpl.argc, 2 + (int)(sizeof(expected) / sizeof(expected[0])));
 	assert_int_equal(ev_template_ddp(&tpl, script, 2, &err), 0);
 	static const char *const launch[] = {
-	    "python3", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"};
-	assert_int_equal(tpl.argc, 7 + (int)(sizeof(expected) / sizeof(expected[0])));
-	for (size_t i = 0; i < sizeof(launch) / sizeof(launch[0]); i++)
+	    "python3",		"-m", "torch.distributed.run", "--nnodes", "1",
+	    "--nproc_per_node", "2",  "--rdzv_backend",	       "c10d",	   "--rdzv_endpoint",
+	    "localhost:0"};
+	const size_t nlaunch = sizeof(launch) / sizeof(launch[0]);
+	assert_int_equal(tpl.argc, nlaunch + 1 + sizeof(expected) / sizeof(expected[0]));
+	for (size_t i = 0; i < nlaunch; i++)
 		assert_string_equal(tpl.argv[i], launch[i]);
-	assert_non_null(strstr(tpl.argv[6], "/yolov5/train.py"));
+	assert_non_null(strstr(tpl.argv[nlaunch], "/yolov5/train.py"));
 	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
-		assert_string_equal(tpl.argv[7 + i], expected[i]);
+		assert_string_equal(tpl.argv[nlaunch + 1 + i], expected[i]);
 	assert_null(tpl.argv[tpl.argc]);
 	ev_template_free(&tpl);
 	assert_int_equal(ev_template_parse("native", NULL, &tpl, &err), 0);

@@ -154,9 +154,10 @@ section "GPU groups with yolov5:DIR: torch.distributed.run, the group's own ids"
 # a stand-in interpreter for YOLOv5's DDP launch: checks the launch words, runs the fixture
 cat >"$WORK/fake-torchrun" <<EOS
 #!/usr/bin/env bash
-launch="-m torch.distributed.run --standalone --nproc_per_node 2 $WORK/yolov5/train.py"
-[[ "\${*:1:6}" == "\$launch" ]] || { echo "unexpected launch: \$*" >&2; exit 3; }
-shift 6
+launch="-m torch.distributed.run --nnodes 1 --nproc_per_node 2 --rdzv_backend c10d"
+launch+=" --rdzv_endpoint localhost:0 $WORK/yolov5/train.py"
+[[ "\${*:1:11}" == "\$launch" ]] || { echo "unexpected launch: \$*" >&2; exit 3; }
+shift 11
 { printf '%s\n' "\$@"; echo "CUDA_VISIBLE_DEVICES=\$CUDA_VISIBLE_DEVICES"; } >"\$PWD/argv.txt"
 exec "$FX" "\$@"
 EOS
