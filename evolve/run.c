@@ -370,7 +370,8 @@ static int cpu_share(long slots)
  * CUDA_VISIBLE_DEVICES as GPUs 0 .. N-1, except YOLOv5's train.py run
  * here: its select_device writes --device into CUDA_VISIBLE_DEVICES before
  * CUDA starts, so it must be given the group's own ids (given "0" it would
- * train on the machine's GPU 0). Under Slurm the step's GPUs are Slurm's.
+ * train on the machine's GPU 0). Under Slurm, Slurm sets
+ * CUDA_VISIBLE_DEVICES to the GPUs it gives the step: 0 .. N-1 for all.
  */
 static const char *trainer_device(const struct ev_runner *run, const struct ev_slot *slot)
 {
@@ -1233,7 +1234,8 @@ static int split_devices(struct ev_runner *run)
 		ids += *p == ',';
 	size_t groups = ids / (size_t)n;
 	run->devices = calloc(groups + 1, sizeof(*run->devices));
-	run->visible = calloc((size_t)n, 12);
+	size_t visible_size = (size_t)n * 12; /* "4095," at most per id */
+	run->visible = calloc(visible_size, 1);
 	if (run->devices == NULL || run->visible == NULL)
 		return -1;
 	const char *p = text;
@@ -1246,8 +1248,9 @@ static int split_devices(struct ev_runner *run)
 			return -1;
 		p = end + (*end == ',');
 	}
-	for (long i = 0; i < n; i++)
-		sprintf(run->visible + strlen(run->visible), "%s%ld", i > 0 ? "," : "", i);
+	for (long i = 0, len = 0; i < n; i++)
+		len += snprintf(run->visible + len, visible_size - (size_t)len, "%s%ld",
+				i > 0 ? "," : "", i);
 	for (long s = 0; s < run->nslots; s++)
 		run->slots[s].device = run->devices[(size_t)s % groups];
 	run->gpus = n;
