@@ -226,6 +226,37 @@ int ev_template_parse(const char *spec, const char *python, struct ev_template *
 	return rc;
 }
 
+int ev_template_ddp(struct ev_template *tpl, const char *spec, long gpus, struct ut_err *err)
+{
+	if (gpus <= 1 || strncmp(spec, "yolov5:", 7) != 0 || tpl->argc < 1)
+		return 0;
+	char nproc[32];
+	snprintf(nproc, sizeof(nproc), "%ld", gpus);
+	/*
+	 * The rendezvous on port 0: torch picks a free port, so DDP candidates
+	 * side by side never collide (the default 29500, and --standalone's
+	 * 29400 before PyTorch 2, would be shared by all of them).
+	 */
+	/* clang-format off */
+	const char *const launch[] = {"-m", "torch.distributed.run", "--nnodes", "1",
+				      "--nproc_per_node", nproc,
+				      "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0"};
+	/* clang-format on */
+	struct ev_template ddp = {0};
+	int rc = push_word(&ddp, tpl->argv[0], strlen(tpl->argv[0]));
+	for (size_t i = 0; rc == 0 && i < UT_ARRAY_LEN(launch); i++)
+		rc = push_word(&ddp, launch[i], strlen(launch[i]));
+	for (int i = 1; rc == 0 && i < tpl->argc; i++)
+		rc = push_word(&ddp, tpl->argv[i], strlen(tpl->argv[i]));
+	if (rc != 0) {
+		ev_template_free(&ddp);
+		return ut_err_set(err, "trainer template: out of memory");
+	}
+	ev_template_free(tpl);
+	*tpl = ddp;
+	return 0;
+}
+
 enum meta_space ev_template_space(const char *spec)
 {
 	if (strcmp(spec, "ultralytics") == 0 || strncmp(spec, "ultralytics:", 12) == 0)

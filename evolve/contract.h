@@ -39,6 +39,16 @@ struct ev_template {
 int ev_template_parse(const char *spec, const char *python, struct ev_template *out,
 		      struct ut_err *err);
 void ev_template_free(struct ev_template *tpl);
+/*
+ * A candidate on several GPUs (gpus > 1) with the `yolov5:DIR` template
+ * (spec): rewrite it into YOLOv5 v7.0's DDP launch, PYTHON -m
+ * torch.distributed.run --nnodes 1 --nproc_per_node GPUS --rdzv_backend c10d
+ * --rdzv_endpoint localhost:0 DIR/train.py ... (a free port for each).
+ * Any other spec, or gpus <= 1: unchanged (yolo-train and the Ultralytics
+ * package start their ranks themselves from --device 0,1,..). -1 only when
+ * out of memory.
+ */
+int ev_template_ddp(struct ev_template *tpl, const char *spec, long gpus, struct ut_err *err);
 /* The hyperparameter space a trainer spec takes: ultralytics[:PYTHON] Ultralytics', any other
  * YOLOv5's. */
 enum meta_space ev_template_space(const char *spec);

@@ -38,6 +38,7 @@ struct cli {
 	const char *space; /* NULL: the trainer's */
 	long generations, epochs, batch, imgsz, top, parallel, retries;
 	long per_device, prune_warmup, population, log_max, report_every, lag, max_failures;
+	long gpus_per_candidate;
 	long budget; /* trainer epochs, 0: none */
 	const char *out_dir;
 	double mutation_prob, sigma, timeout, grace;
@@ -93,6 +94,7 @@ static const struct ut_cli_opt run_options[] = {
     {"lag", .kind = UT_CLI_LONG, AT(lag), 0, COUNT_MAX},
     {"devices", .kind = UT_CLI_STRING, AT(devices), .empty_ok = true},
     {"per-device", .kind = UT_CLI_LONG, AT(per_device), 1, EV_MAX_SLOTS},
+    {"gpus-per-candidate", .kind = UT_CLI_LONG, AT(gpus_per_candidate), 1, EV_MAX_SLOTS},
     {"launcher", .kind = UT_CLI_STRING, AT(launcher)},
     {"slurm-args", .kind = UT_CLI_STRING, AT(slurm_args), .empty_ok = true},
     {"slurm-submit", .kind = UT_CLI_FLAG, AT(slurm_submit)},
@@ -166,7 +168,10 @@ static const char run_help[] =
     "                      for all of them (default and minimum: P, the candidates at\n"
     "                      once); a larger L keeps slots busier, with staler parents\n"
     "  --devices 0,1,..    GPUs; each trainer is pinned with CUDA_VISIBLE_DEVICES\n"
-    "  --per-device K      candidates per GPU (1); P = GPUs x K\n"
+    "  --per-device K      candidates at once per GPU group (1); P = GPUs / N x K\n"
+    "  --gpus-per-candidate N\n"
+    "                      GPUs of each candidate, trained as one DDP run (1): --devices\n"
+    "                      in groups of N, each trainer pinned to its group\n"
     "  --launcher L        local (default) | slurm: each candidate is an srun job step\n"
     "  --slurm-args S      extra srun options, e.g. '--partition=gpu --time=2:00:00'\n"
     "  --slurm-submit      each candidate a Slurm job of its own, even inside an allocation\n"
@@ -184,7 +189,9 @@ static const char run_help[] =
     "  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
     "  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
     "  --report-every N    redraw evolve.png and fitness.png every N finished (10; 0 never)\n"
-    "  --quiet | --verbose\n"
+    "  --quiet | --verbose\n";
+/* The rest of the run's help: one string literal holds at most 4095 bytes in ISO C. */
+static const char run_help_more[] =
     "\n"
     "Before generation 0 the inputs the trainer gets and the trainer program are\n"
     "checked. Exit status: 0 done; 1 error; 2 bad command line or failed check (nothing\n"
@@ -243,6 +250,7 @@ static void cli_defaults(struct cli *c)
 	c->algorithm = "yolov5";
 	c->ga_dir = "";
 	c->per_device = 1;
+	c->gpus_per_candidate = 1;
 	c->prune_warmup = 3;
 	c->population = 50;
 	c->log_max = 16;
@@ -257,8 +265,16 @@ struct command {
 	const struct ut_cli_opt *opts;
 	size_t count;
 	const char *help;
-	int max_positional; /* import FILE; a run's is an unknown command */
+	int max_positional;    /* import FILE; a run's is an unknown command */
+	const char *help_more; /* printed after help; NULL: none */
 };
+
+static void print_help(const struct command *cmd)
+{
+	fputs(cmd->help, stdout);
+	if (cmd->help_more != NULL)
+		fputs(cmd->help_more, stdout);
+}
 
 /*
  * Parse argv by cmd's table into c. Returns 0, 1 when --help came before
@@ -282,7 +298,7 @@ static int parse_cli(const struct command *cmd, int argc, char **argv, struct cl
 				  cmd->name != NULL ? cmd->name : "a run");
 	int rc = ut_cli_parse(&p, argc, argv, err);
 	if (c->help) {
-		fputs(cmd->help, stdout);
+		print_help(cmd);
 		return 1;
 	}
 	if (rc != 0)
@@ -394,6 +410,50 @@ static long count_devices(const char *devices)
 	}
 }
 
+/*
+ * The candidates at once: --parallel, or with --devices D GPUs in groups of
+ * N = --gpus-per-candidate, K = --per-device candidates on each group:
+ * P = D / N x K (run.h's ev_gpus_per_candidate reads N back from P).
+ */
+static int slots_for_devices(const struct cli *c, long *parallel, struct ut_err *err)
+{
+	char q[UT_QUOTE_LEN];
+	long n = c->gpus_per_candidate;
+	long ndevices = count_devices(c->devices);
+	*parallel = c->parallel;
+	if (ndevices < 0)
+		return ut_err_set(err, "--devices '%s': give GPU ids like 0,1,2",
+				  ut_quote(c->devices, q, sizeof(q)));
+	if (ndevices == 0)
+		return n == 1 ? 0
+			      : ut_err_set(err,
+					   "--gpus-per-candidate %ld needs --devices: the GPU ids "
+					   "to split into groups of %ld",
+					   n, n);
+	if (ndevices % n != 0)
+		return ut_err_set(err,
+				  "--gpus-per-candidate %ld: --devices %s has %ld GPUs, not a "
+				  "multiple of %ld",
+				  n, ut_quote(c->devices, q, sizeof(q)), ndevices, n);
+	if (c->batch % n != 0)
+		return ut_err_set(err,
+				  "--batch-size %ld is not a multiple of --gpus-per-candidate %ld "
+				  "(DDP gives each GPU batch-size / N images)",
+				  c->batch, n);
+	long slots = ndevices / n * c->per_device;
+	if (c->parallel_set && c->parallel != slots)
+		return ut_err_set(
+		    err,
+		    "--parallel %ld contradicts --devices %s / --gpus-per-candidate %ld "
+		    "x --per-device %ld (%ld candidates at once)",
+		    c->parallel, ut_quote(c->devices, q, sizeof(q)), n, c->per_device, slots);
+	if (slots > EV_MAX_SLOTS)
+		return ut_err_set(err, "--devices x --per-device: at most %d candidates at once",
+				  EV_MAX_SLOTS);
+	*parallel = slots;
+	return 0;
+}
+
 static int one_of(const char *value, const char *const *choices)
 {
 	for (; *choices != NULL; choices++)
@@ -480,22 +540,8 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	o->epochs = c->epochs;
 	o->imgsz = c->imgsz;
 	o->batch = c->batch;
-	o->parallel = c->parallel;
-	long ndevices = count_devices(c->devices);
-	if (ndevices < 0)
-		return ut_err_set(err, "--devices '%s': give GPU ids like 0,1,2",
-				  ut_quote(c->devices, q, sizeof(q)));
-	if (ndevices > 0) {
-		if (c->parallel_set && c->parallel != ndevices * c->per_device)
-			return ut_err_set(
-			    err, "--parallel %ld contradicts --devices %s x --per-device %ld",
-			    c->parallel, c->devices, c->per_device);
-		o->parallel = ndevices * c->per_device;
-		if (o->parallel > EV_MAX_SLOTS)
-			return ut_err_set(err,
-					  "--devices x --per-device: at most %d candidates at once",
-					  EV_MAX_SLOTS);
-	}
+	if (slots_for_devices(c, &o->parallel, err) != 0)
+		return -1;
 	o->top = c->top;
 	o->generations = c->generations;
 	o->retries = c->retries;
@@ -948,7 +994,7 @@ static int parse_serve(const struct command *cmd, int argc, char **argv, struct 
 	struct ut_cli_parse p = {.opts = cmd->opts, .count = cmd->count, .target = args};
 	int rc = ut_cli_parse(&p, argc, argv, err);
 	if (args->help) {
-		fputs(cmd->help, stdout);
+		print_help(cmd);
 		return 1;
 	}
 	args->params.port = (unsigned)args->port;
@@ -1005,12 +1051,12 @@ static int cmd_serve(const struct command *cmd, int argc, char **argv)
 
 /* The first is a run, without a command word. */
 static const struct command commands[] = {
-    {NULL, cmd_run, OPTIONS(run_options), run_help, 1},
-    {"status", cmd_status, OPTIONS(status_options), status_help, 0},
-    {"export", cmd_export, OPTIONS(export_options), export_help, 0},
-    {"import", cmd_import, OPTIONS(run_options), import_help, 1},
-    {"report", cmd_report, OPTIONS(report_options), report_help, 0},
-    {"serve", cmd_serve, OPTIONS(serve_options), serve_help, 0}};
+    {NULL, cmd_run, OPTIONS(run_options), run_help, 1, run_help_more},
+    {"status", cmd_status, OPTIONS(status_options), status_help, 0, NULL},
+    {"export", cmd_export, OPTIONS(export_options), export_help, 0, NULL},
+    {"import", cmd_import, OPTIONS(run_options), import_help, 1, NULL},
+    {"report", cmd_report, OPTIONS(report_options), report_help, 0, NULL},
+    {"serve", cmd_serve, OPTIONS(serve_options), serve_help, 0, NULL}};
 
 /*
  * Started with stdin, stdout or stderr closed, the next file opened (the

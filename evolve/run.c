@@ -53,7 +53,7 @@ struct ev_slot {
 	int timed_out;
 	long pruned_at; /* epoch at which pruning stopped it, -1 if not */
 	size_t epochs_seen;
-	const char *device;   /* GPU id this slot is pinned to, NULL for none */
+	const char *device;   /* GPU ids this slot is pinned to ("2,3"), NULL for none */
 	struct ev_caplog log; /* the trainer's output, capped */
 	char save_dir[PATH_MAX], log_path[PATH_MAX + 16], results_path[PATH_MAX + 16];
 };
@@ -75,7 +75,9 @@ struct ev_runner {
 	long failures_in_row;	  /* candidates failed in a row, in finishing order */
 	int same_error;		  /* ... all with first_error (the common error) */
 	char first_error[ST_STR];
-	char **devices;	      /* GPU ids of --devices, NULL-terminated */
+	char **devices;	      /* GPU groups of --devices ("0,1"), NULL-terminated */
+	char *visible;	      /* a pinned trainer's GPUs under CUDA_VISIBLE_DEVICES: "0,1" */
+	long gpus;	      /* GPUs per candidate (a group), 0 without --devices */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
 	int prune;
 	int ga;	    /* population GA instead of YOLOv5's breeding */
@@ -363,6 +365,23 @@ static int cpu_share(long slots)
 	return share > 0 ? (int)share : 1;
 }
 
+/*
+ * {device} of a slot's trainer. A pinned trainer sees its group under
+ * CUDA_VISIBLE_DEVICES as GPUs 0 .. N-1, except YOLOv5's train.py run
+ * here: its select_device writes --device into CUDA_VISIBLE_DEVICES before
+ * CUDA starts, so it must be given the group's own ids (given "0" it would
+ * train on the machine's GPU 0). Under Slurm, Slurm sets
+ * CUDA_VISIBLE_DEVICES to the GPUs it gives the step: 0 .. N-1 for all.
+ */
+static const char *trainer_device(const struct ev_runner *run, const struct ev_slot *slot)
+{
+	if (slot->device == NULL)
+		return run->opts->device;
+	if (!slurm_launcher(run) && strncmp(run->opts->trainer, "yolov5:", 7) == 0)
+		return slot->device;
+	return run->visible;
+}
+
 static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 			 const struct st_generation *gen)
 {
@@ -375,12 +394,11 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 	if (meta_hyp_save(hyp_path, &gen->hyp, header, run->err) != 0)
 		return -1;
 	const struct st_options *o = run->opts;
-	/* a pinned trainer sees its GPU as device 0 */
 	struct ev_vars vars = {.hyp = hyp_path,
 			       .data = o->data,
 			       .cfg = o->cfg,
 			       .weights = o->weights,
-			       .device = slot->device ? "0" : o->device,
+			       .device = trainer_device(run, slot),
 			       .project = project,
 			       .name = name,
 			       .save_dir = slot->save_dir,
@@ -395,7 +413,7 @@ static int spawn_trainer(struct ev_runner *run, struct ev_slot *slot,
 		char job_name[ST_STR + 32];
 		slurm_job_name(run, gen->generation, job_name, sizeof(job_name));
 		struct ev_slurm_job job = {.slurm_args = o->slurm_args,
-					   .gpus = slot->device != NULL,
+					   .gpus = slot->device != NULL ? (int)run->gpus : 0,
 					   .submit = o->slurm_submit != 0,
 					   .job_name = job_name};
 		char **wrapped;
@@ -1188,25 +1206,54 @@ static int ga_setup(struct ev_runner *run)
 	return run->ga_pop ? 0 : ut_err_set(run->err, "out of memory");
 }
 
-/* Slot s runs on GPU devices[s % n]: with K per GPU every GPU gets K slots. */
+long ev_gpus_per_candidate(const struct st_options *opts)
+{
+	long ids = opts->devices[0] != '\0';
+	for (const char *p = opts->devices; *p; p++)
+		ids += *p == ',';
+	if (ids == 0 || opts->parallel < 1 || ids * opts->per_device % opts->parallel != 0)
+		return 1;
+	long n = ids * opts->per_device / opts->parallel;
+	return n >= 1 && ids % n == 0 ? n : 1;
+}
+
+/*
+ * --devices cut into groups of N = ev_gpus_per_candidate consecutive ids
+ * ("0,1,2,3" with N = 2: "0,1" and "2,3"); slot s runs on group s % groups,
+ * so with K per group every group gets K slots. run->visible is what a
+ * pinned trainer calls its GPUs under CUDA_VISIBLE_DEVICES: "0,1,..,N-1".
+ */
 static int split_devices(struct ev_runner *run)
 {
-	size_t n = 0;
 	const char *text = run->opts->devices;
 	if (text[0] == '\0')
 		return 0;
-	run->devices = calloc(strlen(text) + 2, sizeof(*run->devices));
-	if (run->devices == NULL)
+	long n = ev_gpus_per_candidate(run->opts);
+	size_t ids = 1;
+	for (const char *p = text; *p; p++)
+		ids += *p == ',';
+	size_t groups = ids / (size_t)n;
+	run->devices = calloc(groups + 1, sizeof(*run->devices));
+	size_t visible_size = (size_t)n * 12; /* "4095," at most per id */
+	run->visible = calloc(visible_size, 1);
+	if (run->devices == NULL || run->visible == NULL)
 		return -1;
-	for (const char *p = text; *p;) {
-		size_t len = strcspn(p, ",");
-		run->devices[n] = strndup(p, len);
-		if (run->devices[n++] == NULL)
+	const char *p = text;
+	for (size_t g = 0; g < groups; g++) {
+		const char *end = p;
+		for (long i = 0; i < n; i++)
+			end += strcspn(end, ",") + (i + 1 < n);
+		run->devices[g] = strndup(p, (size_t)(end - p));
+		if (run->devices[g] == NULL)
 			return -1;
-		p += len + (p[len] == ',');
+		p = end + (*end == ',');
 	}
+	for (long i = 0, len = 0; i < n; i++)
+		len += snprintf(run->visible + len, visible_size - (size_t)len, "%s%ld",
+				i > 0 ? "," : "", i);
 	for (long s = 0; s < run->nslots; s++)
-		run->slots[s].device = run->devices[(size_t)s % n];
+		run->slots[s].device = run->devices[(size_t)s % groups];
+	run->gpus = n;
 	return 0;
 }
 
@@ -1219,7 +1266,9 @@ static int setup(struct ev_runner *run, int *sfd)
 	run->breed.top = (int)run->opts->top;
 	run->breed.mutation_prob = run->opts->mutation_prob;
 	run->breed.sigma = run->opts->sigma;
-	if (ev_template_parse(run->opts->trainer, run->opts->python, &run->tpl, run->err) != 0)
+	if (ev_template_parse(run->opts->trainer, run->opts->python, &run->tpl, run->err) != 0 ||
+	    ev_template_ddp(&run->tpl, run->opts->trainer, ev_gpus_per_candidate(run->opts),
+			    run->err) != 0)
 		return -1;
 	run->nslots = run->opts->parallel > 0 ? run->opts->parallel : 1;
 	run->lag = run->opts->lag > run->nslots ? run->opts->lag : run->nslots;
@@ -1388,6 +1437,7 @@ int ev_run(struct st_db *db, const struct st_options *opts, const struct ev_run_
 	for (char **d = run.devices; d != NULL && *d != NULL; d++)
 		free(*d);
 	free(run.devices);
+	free(run.visible);
 	for (size_t i = 0; run.curves != NULL && i < run.ngens; i++)
 		free(run.curves[i].fitness);
 	free(run.curves);

@@ -67,6 +67,14 @@ int ev_run(struct st_db *db, const struct st_options *opts, const struct ev_run_
 int ev_check_options(const struct st_options *opts, struct ut_err *err);
 
 /*
+ * The GPUs each candidate trains on (--gpus-per-candidate N): 1 without
+ * --devices. Not a column of its own: the stored parallel is
+ * GPUs / N x per_device, so N is read back from it, and a database made
+ * before the option resumes with N = 1.
+ */
+long ev_gpus_per_candidate(const struct st_options *opts);
+
+/*
  * Write evolve.csv and hyp_evolve.yaml (if any generation is done) into dir;
  * for an Ultralytics run tune_results.ndjson and best_hyperparameters.yaml.
  */

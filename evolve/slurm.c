@@ -196,8 +196,11 @@ int ev_slurm_wrap(const struct ev_slurm_job *job, char *const argv[], char ***ou
 	push(&w, "--nodes=1");
 	if (inside && !job->submit)
 		push(&w, "--exact");
-	if (job->gpus)
-		push(&w, "--gres=gpu:1");
+	if (job->gpus > 0) {
+		char gres[32];
+		snprintf(gres, sizeof(gres), "--gres=gpu:%d", job->gpus);
+		push(&w, gres);
+	}
 	if (job->job_name != NULL && *job->job_name)
 		push_cat(&w, "--job-name=", job->job_name);
 	for (size_t i = 0; i < user.n; i++)

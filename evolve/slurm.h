@@ -5,7 +5,7 @@
  *
  * Inside an allocation (SLURM_JOB_ID or SLURM_JOBID set, e.g. under salloc
  * or in an sbatch script) each candidate is a step of that job:
- *     srun --ntasks=1 --nodes=1 --exact [--gres=gpu:1] --job-name=NAME
+ *     srun --ntasks=1 --nodes=1 --exact [--gres=gpu:N] --job-name=NAME
  *          [slurm_args...] -- TRAINER ARGV...
  * (--exact: a step gets only what it asks for, so steps run side by side).
  * Outside an allocation, or with submit, srun allocates a job of its own;
@@ -46,7 +46,7 @@
 struct ev_slurm_job {
 	const char
 	    *slurm_args; /* extra srun options, split like a shell (no expansion); NULL = none */
-	int gpus;	 /* 1: ask --gres=gpu:1 */
+	int gpus;	 /* > 0: ask --gres=gpu:GPUS (a DDP candidate's N); 0: none */
 	int submit;	 /* 1: a job of its own even inside an allocation */
 	const char *job_name; /* --job-name (step name inside an allocation); NULL = none */
 };

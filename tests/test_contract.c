@@ -106,8 +106,28 @@ static void test_template_yolov5_and_native(void **state)
 	assert_int_equal(tpl.argc, 2 + (int)(sizeof(expected) / sizeof(expected[0])));
 	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
 		assert_string_equal(tpl.argv[2 + i], expected[i]);
+	/* one GPU: unchanged; two: YOLOv5's DDP launch before the script, argv otherwise kept */
+	assert_int_equal(ev_template_ddp(&tpl, script, 1, &err), 0);
+	assert_int_equal(tpl.argc, 2 + (int)(sizeof(expected) / sizeof(expected[0])));
+	assert_int_equal(ev_template_ddp(&tpl, script, 2, &err), 0);
+	static const char *const launch[] = {
+	    "python3",		"-m", "torch.distributed.run", "--nnodes", "1",
+	    "--nproc_per_node", "2",  "--rdzv_backend",	       "c10d",	   "--rdzv_endpoint",
+	    "localhost:0"};
+	const size_t nlaunch = sizeof(launch) / sizeof(launch[0]);
+	assert_int_equal(tpl.argc, nlaunch + 1 + sizeof(expected) / sizeof(expected[0]));
+	for (size_t i = 0; i < nlaunch; i++)
+		assert_string_equal(tpl.argv[i], launch[i]);
+	assert_non_null(strstr(tpl.argv[nlaunch], "/yolov5/train.py"));
+	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+		assert_string_equal(tpl.argv[nlaunch + 1 + i], expected[i]);
+	assert_null(tpl.argv[tpl.argc]);
 	ev_template_free(&tpl);
 	assert_int_equal(ev_template_parse("native", NULL, &tpl, &err), 0);
+	/* yolo-train starts its ranks itself from --device 0,1 */
+	int native_words = tpl.argc;
+	assert_int_equal(ev_template_ddp(&tpl, "native", 2, &err), 0);
+	assert_int_equal(tpl.argc, native_words);
 	assert_non_null(strstr(tpl.argv[0], "yolo-train"));
 	assert_string_equal(tpl.argv[tpl.argc - 2], "--seed");
 	ev_template_free(&tpl);

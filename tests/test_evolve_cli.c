@@ -60,7 +60,8 @@ static void help_names_every_option(void **state)
 		const char *name = cmd->name != NULL ? cmd->name : "(run)";
 		char help[8192];
 		/* import's help says "[run options]": the run's help names them */
-		snprintf(help, sizeof(help), "%s%s", cmd->help,
+		snprintf(help, sizeof(help), "%s%s%s", cmd->help,
+			 cmd->help_more != NULL ? cmd->help_more : "",
 			 cmd->fn == cmd_import ? commands[0].help : "");
 		struct named named;
 		help_options(help, &named);
@@ -189,6 +190,44 @@ static void run_options_refused(void **state)
 	refused(REPORT, ARGS("--csv", "x"), "unknown option '--csv'", NULL);
 }
 
+/*
+ * GPU groups: P = GPUs / N x K, and N read back from what the database
+ * stores (devices, per_device, parallel) for every valid combination.
+ */
+static void gpu_groups_round_trip(void **state)
+{
+	(void)state;
+	static const char *const devices[] = {"0", "0,1", "0,1,2", "0,1,2,3", "4,5,6,7,0,1"};
+	for (size_t d = 0; d < UT_ARRAY_LEN(devices); d++)
+		for (long n = 1; n <= 6; n++)
+			for (long k = 1; k <= 3; k++) {
+				struct cli c;
+				struct ut_err err;
+				cli_defaults(&c);
+				c.devices = devices[d];
+				c.gpus_per_candidate = n;
+				c.per_device = k;
+				c.batch = 60;
+				long parallel = 0, ids = (long)(strlen(devices[d]) + 1) / 2;
+				int rc = slots_for_devices(&c, &parallel, &err);
+				if (ids % n != 0) {
+					assert_int_equal(rc, -1);
+					assert_non_null(strstr(err.msg, "not a multiple"));
+					continue;
+				}
+				assert_int_equal(rc, 0);
+				assert_int_equal(parallel, ids / n * k);
+				struct st_options o = {.per_device = k, .parallel = parallel};
+				snprintf(o.devices, sizeof(o.devices), "%s", devices[d]);
+				assert_int_equal(ev_gpus_per_candidate(&o), n);
+			}
+	/* a database made before the option: parallel = GPUs x K */
+	struct st_options old = {.devices = "0,1,2,3", .per_device = 2, .parallel = 8};
+	assert_int_equal(ev_gpus_per_candidate(&old), 1);
+	struct st_options cpu = {.devices = "", .per_device = 1, .parallel = 3};
+	assert_int_equal(ev_gpus_per_candidate(&cpu), 1);
+}
+
 /* --help before an error shows the help (exit 0), as getopt_long's loop did; after it, not. */
 static void help_before_error(void **state)
 {
@@ -277,6 +316,7 @@ int main(void)
 	    cmocka_unit_test(help_names_every_option),
 	    cmocka_unit_test(run_options_parse),
 	    cmocka_unit_test(run_options_refused),
+	    cmocka_unit_test(gpu_groups_round_trip),
 	    cmocka_unit_test(help_before_error),
 	    cmocka_unit_test(serve_parse),
 	    cmocka_unit_test(serve_many_dbs),

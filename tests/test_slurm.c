@@ -109,6 +109,11 @@ static void test_inside_allocation(void **state)
 	expect_wrap(&job,
 		    "srun --ntasks=1 --nodes=1 --exact --gres=gpu:1 --job-name=ye-exp-g3"
 		    " --partition=gpu --time 2:00:00 -- /opt/fx --hyp /r/g 1/hyp.yaml --epochs 3");
+	/* a candidate on two GPUs (--gpus-per-candidate 2) asks for both */
+	job.gpus = 2;
+	expect_wrap(&job,
+		    "srun --ntasks=1 --nodes=1 --exact --gres=gpu:2 --job-name=ye-exp-g3"
+		    " --partition=gpu --time 2:00:00 -- /opt/fx --hyp /r/g 1/hyp.yaml --epochs 3");
 	/* the old spelling alone also means "inside" */
 	unsetenv("SLURM_JOB_ID");
 	setenv("SLURM_JOBID", "42", 1);

@@ -40,6 +40,24 @@ expect_error "--parent best" "best" "${RUN[@]}" --parent best
 expect_error "unexpected argument" "stray" "${RUN[@]}" stray
 expect_error "--evolve-keys lr0,bogus" "bogus" "${RUN[@]}" --evolve-keys lr0,bogus
 
+section "GPU groups (--gpus-per-candidate): exit 2, nothing created"
+# expect_gpu_error DESCRIPTION CULPRIT ARGS...: expect_error, and exit 2 exactly
+expect_gpu_error() {
+	expect_error "$@"
+	check_eq "$1: exit 2" 2 "$RC"
+}
+expect_gpu_error "--devices 0,1,2 --gpus-per-candidate 2" "not a multiple of 2" "${RUN[@]}" \
+	--devices 0,1,2 --gpus-per-candidate 2
+expect_gpu_error "--parallel 3 with 2 groups x 2" "--parallel 3 contradicts" "${RUN[@]}" \
+	--devices 0,1,2,3 --gpus-per-candidate 2 --per-device 2 --parallel 3
+expect_gpu_error "--gpus-per-candidate 2 without --devices" "needs --devices" "${RUN[@]}" \
+	--gpus-per-candidate 2
+expect_gpu_error "--batch-size 15 on 2 GPUs" "--batch-size 15" "${RUN[@]}" \
+	--devices 0,1 --gpus-per-candidate 2 --batch-size 15
+expect_gpu_error "--gpus-per-candidate 0" "gpus-per-candidate" "${RUN[@]}" --devices 0,1 \
+	--gpus-per-candidate 0
+check "nothing created by the refused GPU settings" test ! -e "$WORK/Q/x"
+
 section "hyp.yaml"
 expect_error "--hyp to a missing file" "$WORK/nothere.yaml" "${RUN[@]}" --hyp "$WORK/nothere.yaml"
 sed 's/^fl_gamma: /fl_gammma: /' "$BASE_HYP" >unknown.yaml

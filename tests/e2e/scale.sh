@@ -2,7 +2,9 @@
 # scale.sh - evolution at scale, end to end: determinism for P = 2 and 4
 # with random trainer durations, median pruning decisions checked against
 # SQL, the population GA, the yolov5:DIR template against a stand-in for
-# YOLOv5's train.py, the live terminal display, capped logs, SIGTERM, umask.
+# YOLOv5's train.py, GPU groups (--devices, --per-device,
+# --gpus-per-candidate: pinning, slots, YOLOv5's DDP launch), the live
+# terminal display, capped logs, SIGTERM, umask.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 section "P = 2 and P = 4: the table does not depend on finishing order"
@@ -92,6 +94,91 @@ argv=$(tr '\n' ' ' <"$WORK/y5/e/candidates/g00001/argv.txt")
 expect="--hyp $WORK/y5/e/candidates/g00001/evolve_hyp.yaml --data $WORK/data.yaml --cfg yolov5n.yaml --weights  --epochs 2 --batch-size 8 --img 320 --device cpu --project $WORK/y5/e/candidates --name g00001 --exist-ok "
 check_eq "YOLOv5's argv, exactly" "$expect" "$argv"
 check "results.csv found in project/name as YOLOv5 writes it" test -s "$WORK/y5/e/candidates/g00001/results.csv"
+
+section "GPU groups: --devices 0,1,2,3 --per-device 2 --gpus-per-candidate 2"
+# The trainer behind tests/slurm/record_env.sh, which writes the
+# CUDA_VISIBLE_DEVICES it gets into save_dir/slurm_env.txt; {device} lands in opt.yaml.
+GTRAINER="$YE_SOURCE_ROOT/tests/slurm/record_env.sh {save_dir}/slurm_env.txt $TRAINER --device {device}"
+cvd_of() { sed -n 's/^CUDA_VISIBLE_DEVICES=//p' "$1/slurm_env.txt" 2>/dev/null | head -n 1; }
+dev_of() { sed -n "s/^device: '\{0,1\}\([^']*\)'\{0,1\}\$/\1/p" "$1/opt.yaml" 2>/dev/null; }
+# gpu_check NAME GROUPS DEVICE: every candidate of run NAME was pinned to one of
+# GROUPS (space-separated), recorded with it, and given --device DEVICE
+gpu_check() {
+	local name=$1 groups=" $2 " device=$3 dir g bad=0 db=$WORK/gpu/$1/evolve.db
+	for dir in "$WORK/gpu/$name"/candidates/g*; do
+		g=$(basename "$dir")
+		local cvd dev rec
+		cvd=$(cvd_of "$dir") dev=$(dev_of "$dir")
+		rec=$(sql "$db" "SELECT device FROM generations WHERE generation = $((10#${g#g}))")
+		if [[ "$groups" != *" $cvd "* || "$dev" != "$device" || "$rec" != "$cvd" ]]; then
+			bad=$((bad + 1))
+			note "$name/$g: CUDA_VISIBLE_DEVICES='$cvd' --device '$dev' recorded device '$rec'"
+		fi
+	done
+	check_eq "$name: every candidate pinned to one of {$2}, recorded so, --device $device" 0 "$bad"
+}
+# most_at_once DB [DEVICE]: the most candidates (of DEVICE) running at one time
+most_at_once() {
+	local same=${2:+"AND b.device = '$2'"}
+	sql "$1" "SELECT max(n) FROM (SELECT (SELECT count(*) FROM generations b WHERE
+		b.started_at <= a.started_at AND a.started_at < b.finished_at $same) AS n
+		FROM generations a ${2:+WHERE a.device = '$2'})"
+}
+FIXTURE_DURATION_MS=300,400 run_ye "$WORK/gpu2.log" --project "$WORK/gpu" --name n2 --data none \
+	--trainer "$GTRAINER" --quiet --epochs 2 --generations 8 --seed 5 \
+	--devices 0,1,2,3 --per-device 2 --gpus-per-candidate 2
+check_eq "N = 2, K = 2 on 4 GPUs: exit 0" 0 "$RC"
+check_eq "4 slots: parallel 4 in the database" 4 "$(sql "$WORK/gpu/n2/evolve.db" "SELECT parallel FROM evolution")"
+gpu_check n2 "0,1 2,3" "0,1"
+check_eq "4 candidates ran at once" 4 "$(most_at_once "$WORK/gpu/n2/evolve.db")"
+for group in 0,1 2,3; do
+	check_eq "at most K = 2 at once on GPUs $group" 2 "$(most_at_once "$WORK/gpu/n2/evolve.db" "$group")"
+done
+run_ye "$WORK/gpu2r.log" --resume --project "$WORK/gpu" --name n2 --generations 12 --quiet
+check_eq "--resume --generations 12: exit 0" 0 "$RC"
+gpu_check n2 "0,1 2,3" "0,1"
+for group in 0,1 2,3; do
+	check_eq "after --resume: 6 candidates on GPUs $group" 6 \
+		"$(sql "$WORK/gpu/n2/evolve.db" "SELECT count(*) FROM generations WHERE device = '$group'")"
+done
+gen_dump "$WORK/gpu/n2/evolve.db" >"$WORK/gpu-n2.csv"
+evolve "$WORK/gpu" p4 --epochs 2 --generations 12 --seed 5 --parallel 4 --trainer "$GTRAINER"
+gen_dump "$WORK/gpu/p4/evolve.db" >"$WORK/gpu-p4.csv"
+check "the same generations as --parallel 4 without GPUs" cmp -s "$WORK/gpu-n2.csv" "$WORK/gpu-p4.csv"
+run_ye "$WORK/gpu1.log" --project "$WORK/gpu" --name n1 --data none --trainer "$GTRAINER" --quiet \
+	--epochs 1 --generations 4 --devices 0,1 --per-device 2
+check_eq "N = 1 (default), K = 2 on 2 GPUs: exit 0" 0 "$RC"
+gpu_check n1 "0 1" "0"
+
+section "GPU groups with yolov5:DIR: torch.distributed.run, the group's own ids"
+# a stand-in interpreter for YOLOv5's DDP launch: checks the launch words, runs the fixture
+cat >"$WORK/fake-torchrun" <<EOS
+#!/usr/bin/env bash
+launch="-m torch.distributed.run --nnodes 1 --nproc_per_node 2 --rdzv_backend c10d"
+launch+=" --rdzv_endpoint localhost:0 $WORK/yolov5/train.py"
+[[ "\${*:1:11}" == "\$launch" ]] || { echo "unexpected launch: \$*" >&2; exit 3; }
+shift 11
+{ printf '%s\n' "\$@"; echo "CUDA_VISIBLE_DEVICES=\$CUDA_VISIBLE_DEVICES"; } >"\$PWD/argv.txt"
+exec "$FX" "\$@"
+EOS
+chmod +x "$WORK/fake-torchrun"
+run_ye "$WORK/y5ddp.log" --project "$WORK/y5" --name ddp --data "$WORK/data.yaml" --cfg yolov5n.yaml \
+	--weights '' --epochs 2 --generations 4 --imgsz 320 --batch-size 8 --quiet \
+	--trainer "yolov5:$WORK/yolov5" --python "$WORK/fake-torchrun" \
+	--devices 0,1,2,3 --gpus-per-candidate 2
+check_eq "yolov5:DIR on 2 groups of 2: exit 0" 0 "$RC"
+check_eq "4 done generations" 4 "$(sql "$WORK/y5/ddp/evolve.db" "SELECT count(*) FROM generations WHERE status = 'done'")"
+bad=0
+for g in 0 1 2 3; do
+	dir=$WORK/y5/ddp/candidates/g0000$g
+	dev=$(sed -n '/^--device$/{n;p}' "$dir/argv.txt") cvd=$(sed -n 's/^CUDA_VISIBLE_DEVICES=//p' "$dir/argv.txt")
+	# YOLOv5's select_device writes --device into CUDA_VISIBLE_DEVICES: the two must agree
+	if [[ ("$dev" != 0,1 && "$dev" != 2,3) || "$dev" != "$cvd" ]]; then
+		bad=$((bad + 1))
+		note "g0000$g: --device '$dev' CUDA_VISIBLE_DEVICES='$cvd'"
+	fi
+done
+check_eq "each YOLOv5 candidate: --device = CUDA_VISIBLE_DEVICES = its group" 0 "$bad"
 
 section "live display on a terminal"
 FIXTURE_EPOCH_MS=40 script -qec "$YE --project $WORK/tty --name t --data none --trainer '$TRAINER' --generations 6 --epochs 3 --parallel 2" "$WORK/tty.typescript" >/dev/null </dev/null

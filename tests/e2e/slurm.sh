@@ -2,7 +2,8 @@
 # slurm.sh - the Slurm launcher against a real one-node Slurm (4 CPUs, 2 fake
 # GPUs) that this script starts (tests/slurm/start.sh) in a temporary folder
 # and stops at exit: candidates run as srun job steps of an allocation
-# (concurrently, one GPU each, CUDA_VISIBLE_DEVICES set by Slurm) or as jobs
+# (concurrently, one GPU each, CUDA_VISIBLE_DEVICES set by Slurm; two each
+# with --gpus-per-candidate 2) or as jobs
 # of their own (--slurm-submit, or no allocation); the results equal a local
 # run's; SIGINT, SIGINT twice, and SIGKILL of the evolver leave no step or
 # job behind, the generations are 'interrupted' and --resume completes.
@@ -127,6 +128,23 @@ done
 check_eq "every candidate ran as a step of job $JOB with CUDA_VISIBLE_DEVICES 0 or 1" 0 "$bad"
 check_eq "6 different steps" 6 "$(printf '%s\n' "${steps[@]}" | sort -u | wc -l)"
 check_eq "no step left" "" "$(ye_steps exp)"
+
+section "a candidate on 2 GPUs (--gpus-per-candidate 2): each step asks for both"
+run_ye "$WORK/ddp.log" --project "$WORK/in" --name ddp "${OPTS[@]}" --launcher slurm --devices 0,1 \
+	--gpus-per-candidate 2 --generations 3
+check_eq "slurm run with --gpus-per-candidate 2 exits 0" 0 "$RC"
+[[ $RC == 0 ]] || { show_file "$WORK/ddp.log" 10; show_slurm_logs; }
+check_eq "3 generations done on device 0,1" "3|3|3" \
+	"$(sql "$WORK/in/ddp/evolve.db" "SELECT count(*), sum(status = 'done'), sum(device = '0,1') FROM generations")"
+bad=0
+for dir in "$WORK"/in/ddp/candidates/g0000[0-2]; do
+	jid=$(env_of "$dir" SLURM_JOB_ID) cvd=$(env_of "$dir" CUDA_VISIBLE_DEVICES)
+	if [[ $jid != "$JOB" || $cvd != 0,1 ]]; then
+		bad=$((bad + 1))
+		note "$(basename "$dir"): SLURM_JOB_ID='$jid' CUDA_VISIBLE_DEVICES='$cvd'"
+	fi
+done
+check_eq "every candidate a step of job $JOB given both GPUs by Slurm (--gres=gpu:2)" 0 "$bad"
 
 section "SIGINT while 2 candidates run as steps: the steps end, 'interrupted', --resume completes"
 # cancel_run NAME SIGNALS...: start a slow run of 6 generations in the current
