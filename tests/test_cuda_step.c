@@ -211,7 +211,8 @@ static void run_step(struct tr_backend *be, const struct batch *b, struct step_r
 	OK(tr_model_backward(m, be, (const float *const *)grad_out, &err));
 	r->grads = fetch(be, m->grads, np);
 
-	float *slot0 = dev_zeros(be, np * sizeof(float)), *slot1 = dev_zeros(be, np * sizeof(float));
+	float *slot0 = dev_zeros(be, np * sizeof(float)),
+	      *slot1 = dev_zeros(be, np * sizeof(float));
 	optimizer_step(be, m, ema, slot0, slot1);
 	r->params = fetch(be, m->params, np);
 	r->buffers = fetch(be, m->buffers, m->nbuffer_values);

@@ -59,6 +59,8 @@ struct cuda_state {
 #else
 	cudnnHandle_t cudnn;	    /* on the backend's stream */
 	struct tr_cuda_convs convs; /* plan cache and the convolutions' shared workspace */
+	void *staging;		    /* a weight cuDNN needs aligned (conv_weight_in) */
+	size_t staging_bytes;
 #endif
 };
 
@@ -206,6 +208,53 @@ static int conv_check(const char *op, const struct tr_conv *conv, struct tr_shap
 }
 
 #if !defined(TR_CUDA_EMU)
+/* The number of weights of a convolution, [cout, cin, k, k]. */
+static size_t conv_weights(const struct tr_conv *conv)
+{
+	return (size_t)conv->cout * (size_t)conv->cin * (size_t)conv->k * (size_t)conv->k;
+}
+
+/*
+ * cuDNN is promised TR_CUDA_CONV_ALIGN-aligned pointers (conv_graph.h).
+ * Activations are (the model plans 64-byte slices), but the model packs its
+ * parameters back to back, so a weight after Detect's odd-sized bias is
+ * only float-aligned: such a weight, or weight gradient, goes through the
+ * backend's staging buffer (grown like the workspace), copied in stream
+ * order. *use is what to hand cuDNN: w itself when aligned.
+ */
+static int conv_weight_in(struct tr_backend *b, const float *w, size_t count, const float **use,
+			  struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+	size_t bytes = count * sizeof(float);
+	*use = w;
+	if ((uintptr_t)w % TR_CUDA_CONV_ALIGN == 0)
+		return 0;
+	if (bytes > st->staging_bytes) {
+		TR_CUDA_SYM(free)(b, st->staging);
+		st->staging = NULL;
+		st->staging_bytes = 0;
+		if (TR_CUDA_SYM(alloc)(b, bytes, &st->staging, err) != 0)
+			return -1;
+		st->staging_bytes = bytes;
+	}
+	CUDA_CHECK(cudaMemcpyAsync(st->staging, w, bytes, cudaMemcpyDeviceToDevice,
+				   (cudaStream_t)st->stream.handle));
+	*use = st->staging;
+	return 0;
+}
+
+/* After conv_weight_in staged a weight gradient (use != dw): copy the result back to dw. */
+static int conv_weight_out(struct tr_backend *b, float *dw, const float *use, size_t count,
+			   struct ut_err *err)
+{
+	if (use == dw)
+		return 0;
+	CUDA_CHECK(cudaMemcpyAsync(dw, use, count * sizeof(float), cudaMemcpyDeviceToDevice,
+				   (cudaStream_t)state_of(b)->stream.handle));
+	return 0;
+}
+
 /* The plan-cache key of an fp32 NCHW convolution (ops.h's tensors) on input shape in. */
 static struct tr_cuda_conv_key conv_key(enum tr_cuda_conv_kind kind, const struct tr_conv *conv,
 					struct tr_shape in)
@@ -229,7 +278,10 @@ static int cuda_conv_forward(struct tr_backend *b, const struct tr_conv *conv,
 		return -1;
 #else
 	struct tr_cuda_conv_key key = conv_key(TR_CUDA_CONV_FORWARD, conv, x->shape);
-	if (tr_cuda_conv_forward(&st->convs, st->cudnn, &key, x->data, w, y->data, err) != 0)
+	const float *aligned_w;
+	if (conv_weight_in(b, w, conv_weights(conv), &aligned_w, err) != 0 ||
+	    tr_cuda_conv_forward(&st->convs, st->cudnn, &key, x->data, aligned_w, y->data, err) !=
+		0)
 		return -1;
 #endif
 	if (bias != NULL)
@@ -251,7 +303,11 @@ static int cuda_conv_backward_data(struct tr_backend *b, const struct tr_conv *c
 	return st->host->ops->conv_backward_data(st->host, conv, dy, w, dx, err);
 #else
 	struct tr_cuda_conv_key key = conv_key(TR_CUDA_CONV_BACKWARD_DATA, conv, dx->shape);
-	return tr_cuda_conv_backward_data(&st->convs, st->cudnn, &key, dy->data, w, dx->data, err);
+	const float *aligned_w;
+	if (conv_weight_in(b, w, conv_weights(conv), &aligned_w, err) != 0)
+		return -1;
+	return tr_cuda_conv_backward_data(&st->convs, st->cudnn, &key, dy->data, aligned_w,
+					  dx->data, err);
 #endif
 }
 
@@ -269,14 +325,18 @@ static int cuda_conv_backward_filter(struct tr_backend *b, const struct tr_conv 
 		return -1;
 #else
 	struct tr_cuda_conv_key key = conv_key(TR_CUDA_CONV_BACKWARD_FILTER, conv, x->shape);
-	if (tr_cuda_conv_backward_filter(&st->convs, st->cudnn, &key, x->data, dy->data, dw, err) !=
-	    0)
+	const float *aligned_dw;
+	size_t count = conv_weights(conv);
+	if (conv_weight_in(b, dw, count, &aligned_dw, err) != 0 ||
+	    tr_cuda_conv_backward_filter(&st->convs, st->cudnn, &key, x->data, dy->data,
+					 (float *)aligned_dw, err) != 0 ||
+	    conv_weight_out(b, dw, aligned_dw, count, err) != 0)
 		return -1;
 #endif
 	if (dbias == NULL)
 		return 0;
-	size_t count = (size_t)out.n * (size_t)out.h * (size_t)out.w;
-	if (workspace_reserve(b, tr_cuda_bn_workspace_bytes(out.c, count), err) != 0)
+	size_t per_channel = (size_t)out.n * (size_t)out.h * (size_t)out.w;
+	if (workspace_reserve(b, tr_cuda_bn_workspace_bytes(out.c, per_channel), err) != 0)
 		return -1;
 	LAUNCH_CHECK("conv_backward_filter",
 		     TR_CUDA_SYM(conv_bias_grad)(&st->stream, dy->data, dbias, out.n, out.c,
@@ -789,6 +849,7 @@ static void cuda_destroy(struct tr_backend *b)
 #if defined(TR_CUDA_EMU)
 	tr_backend_destroy(st->host);
 #else
+	TR_CUDA_SYM(free)(b, st->staging);
 	tr_cuda_convs_release(&st->convs);
 	/* nothing to report to: a handle or stream that fails to go is the driver's to clean up */
 	if (st->cudnn != NULL)
