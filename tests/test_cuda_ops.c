@@ -45,7 +45,9 @@
  *     within 2 ulp of glibc's; the box terms square the sigmoid); the dense
  *     objectness (logf, expf, powf: a few ulp) rtol 1e-5 on the gradient
  *     rows and 1e-6 on the sum; convolutions (cuDNN's fp32 algorithms
- *     against oneDNN's, TF32 off) rtol 1e-4, atol 1e-5.
+ *     against oneDNN's, TF32 off) rtol 1e-4, atol 2e-4 (float sums of up
+ *     to 8192 products of values <= 1: oneDNN alone moves dw by 4.3e-5
+ *     between thread counts). Not yet measured on a device.
  * Every comparison prints the largest differences it saw.
  *
  * Teeth: the 'cuda_ops_mutant1' and 'cuda_ops_mutant2' tests run this
@@ -74,7 +76,7 @@
 #define OBJ_ATOL 1e-9
 #define OBJ_SUM_RTOL 1e-6
 #define CONV_RTOL 1e-4
-#define CONV_ATOL 1e-5
+#define CONV_ATOL 2e-4
 #else
 #define GPU_FN(name) tr_cuda_emu_##name
 #define DECODE_RTOL 0

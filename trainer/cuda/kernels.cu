@@ -1,17 +1,23 @@
 /*
  * trainer/cuda/kernels.cu - the CUDA kernels of every op in ops.h that is
- * not a convolution, and their extern "C" launchers (kernels.h), in the
- * section order and with the op names of trainer/cpu/ops.c, which is the
- * specification. Built twice: by nvcc for the GPU (--fmad=false) and, via
- * kernels_emu.cpp, as host C++ on the CPU emulation (emu/) for the tests.
+ * not a convolution, plus a convolution's bias and its gradient (cuDNN's
+ * graphs do the rest, called from C), and their extern "C" launchers
+ * (kernels.h), in the section order and with the op names of
+ * trainer/cpu/ops.c, which is the specification. Built twice: by nvcc for
+ * the GPU (--fmad=false) and, via kernels_emu.cpp, as host C++ on the CPU
+ * emulation (emu/) for the tests.
  *
  * Matching the CPU: each element goes through the same IEEE operations in
- * the same order as trainer/cpu/ops.c (formula.h for SiLU, the same
- * double-precision per-channel algebra for batch norm), so element-wise
- * ops, pooling, upsampling, concat and the decode are bit-identical where
- * the math library agrees. Batch norm's statistics are sums in double in a
- * different (but fixed) order, so they agree to double rounding and the
- * outputs to about an ulp (equal bits at every shape test_cuda_ops tries).
+ * the same order as trainer/cpu/ops.c (formula.h for SiLU, the optimizer,
+ * the EMA, the loss's objectness cell, bilinear sampling, input bytes and
+ * half rounding; the same double-precision per-channel algebra for batch
+ * norm), so element-wise ops, pooling, upsampling, concat, Detect's permute
+ * and decode, the optimizer, resize and collate are bit-identical where the
+ * math library agrees. Batch norm's statistics, dbias, sum_squares and the
+ * dense objectness loss are sums in double in a different (but fixed)
+ * order, so they agree to double rounding and the outputs to about an ulp
+ * (equal bits at every shape test_cuda_ops tries but for those double sums,
+ * within 1.1e-13 relative).
  *
  * Determinism: no float atomics. A reduction cuts each channel into fixed
  * chunks; a block sums a chunk (each thread a fixed stride, then a fixed

@@ -1,7 +1,8 @@
 /*
  * trainer/cuda/kernels.h - the extern "C" launchers of the CUDA kernels
- * (kernels.cu), one per op of ops.h that is not a convolution, in the
- * order and with the names of trainer/cpu/ops.c. backend.c calls them on
+ * (kernels.cu), one per op of ops.h that is not a convolution (and a
+ * convolution's bias and dbias), in the order and with the names of
+ * trainer/cpu/ops.c. backend.c calls them on
  * device pointers; the tests call the same source compiled as host C++ on
  * the CPU emulation (emu/), whose launchers are named tr_cuda_emu_* so
  * that both builds can be linked into one program.
