@@ -1,9 +1,16 @@
 /*
- * bench_model.c - forward + backward of a whole YOLOv5 model on the CPU
- * backend (trainer/nn/model.c), the work of one training step without the
- * loss and the optimizer. bench/bench_model.sh runs it next to PyTorch.
+ * bench_model.c - forward + backward of a whole YOLOv5 model on a backend
+ * (trainer/nn/model.c), the work of one training step without the loss and
+ * the optimizer. bench/bench_model.sh runs it next to PyTorch on the CPU,
+ * bench/gpu/run.sh on a GPU.
  *
  * usage: bench_model MODEL_YAML IMAGE_SIZE BATCH THREADS [ITERATIONS] [WARMUP]
+ *                    [--device D]
+ *
+ * --device is yolo-train's (tr_backend_create): cpu (the default) or a GPU
+ * id such as 0, fp32 either way. Images and output gradients are uploaded
+ * once; an iteration ends with the backend's sync, so a GPU's asynchronous
+ * work is inside the time.
  *
  * One iteration: zero the parameter gradients, train-mode forward of random
  * images in [0, 1), backward from dLoss/d outputs = r, a fixed random tensor
@@ -36,52 +43,63 @@ static int compare_doubles(const void *a, const void *b)
 
 struct bench {
 	struct tr_model *model;
-	struct tr_backend *cpu;
-	float *images;
-	float *dout[TR_MAX_LEVELS];
+	struct tr_backend *backend;
+	float *images;		    /* device memory of backend */
+	float *dout[TR_MAX_LEVELS]; /* device memory of backend */
 	int size, batch;
 };
 
 static int step(struct bench *b, struct ut_err *err)
 {
 	struct tr_model *m = b->model;
-	if (b->cpu->ops->memset(b->cpu, m->grads, 0, m->nparam_values * sizeof(float), err) ||
-	    tr_model_forward(m, b->cpu, b->images, b->batch, b->size, b->size, 1, err))
+	struct tr_backend *be = b->backend;
+	if (be->ops->memset(be, m->grads, 0, m->nparam_values * sizeof(float), err) ||
+	    tr_model_forward(m, be, b->images, b->batch, b->size, b->size, 1, err) ||
+	    tr_model_backward(m, be, (const float *const *)b->dout, err))
 		return -1;
-	return tr_model_backward(m, b->cpu, (const float *const *)b->dout, err);
+	return be->ops->sync(be, err);
 }
 
-static float *random_floats(size_t count, struct ut_pcg *rng)
+/* count floats uniform in [0, 1) in device memory of be, into *out. */
+static int random_floats(struct tr_backend *be, size_t count, struct ut_pcg *rng, float **out,
+			 struct ut_err *err)
 {
 	float *values = malloc(count * sizeof(float));
-	if (values)
-		for (size_t i = 0; i < count; i++)
-			values[i] = (float)ut_pcg_uniform(rng);
-	return values;
+	void *dev = NULL;
+	if (!values)
+		return ut_err_set(err, "out of memory");
+	for (size_t i = 0; i < count; i++)
+		values[i] = (float)ut_pcg_uniform(rng);
+	int rc = be->ops->alloc(be, count * sizeof(float), &dev, err);
+	if (rc == 0)
+		rc = be->ops->upload(be, dev, values, count * sizeof(float), err);
+	free(values);
+	*out = dev;
+	return rc;
 }
 
-static int run(const char *yaml, int iterations, int warmup, int threads, struct bench *b,
-	       struct ut_err *err)
+static int run(const char *yaml, const char *device, int iterations, int warmup, int threads,
+	       struct bench *b, struct ut_err *err)
 {
 	struct ut_pcg rng;
 	ut_pcg_seed(&rng, 1, 1);
 	if (tr_model_from_file(yaml, 80, &b->model, err) ||
-	    tr_cpu_backend_create(threads, &b->cpu, err) ||
-	    tr_model_plan(b->model, b->cpu, b->batch, b->size, b->size, err))
+	    tr_backend_create(device, threads, &b->backend, err) ||
+	    tr_model_plan(b->model, b->backend, b->batch, b->size, b->size, err))
 		return -1;
 	tr_model_init(b->model, &rng);
 	if (tr_model_upload(b->model, err))
 		return -1;
 	const struct tr_detect *det = &b->model->detect;
-	b->images = random_floats((size_t)b->batch * 3 * b->size * b->size, &rng);
-	if (!b->images)
-		return ut_err_set(err, "out of memory");
+	if (random_floats(b->backend, (size_t)b->batch * 3 * b->size * b->size, &rng, &b->images,
+			  err))
+		return -1;
 	for (int l = 0; l < det->nl; l++) {
 		size_t cells =
 		    (size_t)(b->size / det->stride[l]) * (size_t)(b->size / det->stride[l]);
-		b->dout[l] = random_floats((size_t)b->batch * det->na * cells * det->no, &rng);
-		if (!b->dout[l])
-			return ut_err_set(err, "out of memory");
+		if (random_floats(b->backend, (size_t)b->batch * det->na * cells * det->no, &rng,
+				  &b->dout[l], err))
+			return -1;
 	}
 	for (int i = 0; i < warmup; i++)
 		if (step(b, err))
@@ -99,40 +117,55 @@ static int run(const char *yaml, int iterations, int warmup, int threads, struct
 	}
 	qsort(times, (size_t)iterations, sizeof(double), compare_doubles);
 	double median = times[iterations / 2];
-	printf("ours %s img%d b%d threads=%d: fastest_ms=%.1f median_ms=%.1f img_per_s=%.2f\n",
-	       yaml, b->size, b->batch, threads, times[0], median, b->batch * 1e3 / median);
+	printf("ours %s img%d b%d threads=%d device=%s: fastest_ms=%.1f median_ms=%.1f "
+	       "img_per_s=%.2f\n",
+	       yaml, b->size, b->batch, threads, device, times[0], median, b->batch * 1e3 / median);
 	free(times);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc < 5 || argc > 7) {
+	/* the positional arguments, with --device D taken out wherever it stands */
+	const char *args[7] = {argv[0]}, *device = "cpu";
+	int nargs = 1;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+			device = argv[++i];
+		else if (nargs < 7 && strncmp(argv[i], "--", 2) != 0)
+			args[nargs++] = argv[i];
+		else
+			nargs = 8; /* an unknown option or too many arguments */
+	}
+	if (nargs < 5 || nargs > 7) {
 		fprintf(stderr,
-			"usage: %s MODEL_YAML IMAGE_SIZE BATCH THREADS [ITERATIONS] [WARMUP]\n",
+			"usage: %s MODEL_YAML IMAGE_SIZE BATCH THREADS [ITERATIONS] [WARMUP] "
+			"[--device D]\n",
 			argv[0]);
 		return 2;
 	}
 	struct bench b = {0};
 	long size, batch, threads, iterations = 5, warmup = 2;
-	if (ut_parse_long(argv[2], 32, 4096, &size) || ut_parse_long(argv[3], 1, 1024, &batch) ||
-	    ut_parse_long(argv[4], 1, 1024, &threads) ||
-	    (argc > 5 && ut_parse_long(argv[5], 1, 100000, &iterations)) ||
-	    (argc > 6 && ut_parse_long(argv[6], 0, 100000, &warmup)) || size % 32) {
+	if (ut_parse_long(args[2], 32, 4096, &size) || ut_parse_long(args[3], 1, 1024, &batch) ||
+	    ut_parse_long(args[4], 1, 1024, &threads) ||
+	    (nargs > 5 && ut_parse_long(args[5], 1, 100000, &iterations)) ||
+	    (nargs > 6 && ut_parse_long(args[6], 0, 100000, &warmup)) || size % 32) {
 		fprintf(stderr, "%s: bad arguments (image size a multiple of 32)\n", argv[0]);
 		return 2;
 	}
 	b.size = (int)size;
 	b.batch = (int)batch;
 	struct ut_err err = {{0}};
-	int rc = run(argv[1], (int)iterations, (int)warmup, (int)threads, &b, &err);
+	int rc = run(args[1], device, (int)iterations, (int)warmup, (int)threads, &b, &err);
 	if (rc)
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
-	for (int l = 0; l < TR_MAX_LEVELS; l++)
-		free(b.dout[l]);
-	free(b.images);
+	if (b.backend) {
+		for (int l = 0; l < TR_MAX_LEVELS; l++)
+			b.backend->ops->free(b.backend, b.dout[l]);
+		b.backend->ops->free(b.backend, b.images);
+	}
 	tr_model_free(b.model); /* before its backend */
-	if (b.cpu)
-		tr_backend_destroy(b.cpu);
+	if (b.backend)
+		tr_backend_destroy(b.backend);
 	return rc ? 1 : 0;
 }

@@ -1,9 +1,13 @@
 /*
- * test_cuda_ops.c - every op of the CUDA backend but the convolutions, its
- * kernels run on the CPU emulation of CUDA (tr_cuda_emu_backend_create),
- * against the CPU backend (the specification), at yolov5n's shapes for
- * batch 2 at 128 px, under two thread-order seeds. Inputs go through the
- * backend's upload, results come back through download.
+ * test_cuda_ops.c - every op of the CUDA backend, its kernels run on the
+ * CPU emulation of CUDA (tr_cuda_emu_backend_create), against the CPU
+ * backend (the specification), at yolov5n's shapes for batch 2 at 128 px,
+ * under two thread-order seeds. Inputs go through the backend's upload,
+ * results come back through download. The emulation's convolutions are the
+ * CPU backend's own (no cuDNN without a device), so what is checked of them
+ * here is the bias and its gradient (this backend's kernels) and the
+ * shape checks; on a GPU (below) cuDNN's are compared too. Every function
+ * pointer of the op tables is checked to be set.
  *
  * Built a second time with TEST_ON_GPU (test 'cuda_ops_gpu'): the same
  * checks on GPU 0 through tr_cuda_backend_create, the nvcc-built kernels.
@@ -23,8 +27,27 @@
  *     in double rounding, then by an ulp once rounded to float; near zero
  *     an ulp of the shift term, hence the small atol. (Measured: 0 at
  *     every shape and seed here, all bits equal.)
+ *   exact (0), too: Detect's permute forward and backward, the optimizer
+ *     update (SGD with Nesterov, Adam, AdamW: formula.h), scale, the EMA,
+ *     bilinear resize, --quad's collate, images_to_float, round_half, and
+ *     the dense objectness loss's gradient rows (formula.h per cell);
+ *   rtol 1e-12: the double sums of sum_squares and loss_obj_dense (a fixed
+ *     tree of chunks on the GPU backend, index order on the CPU: double
+ *     rounding apart; measured below 1e-15);
+ *   rtol 1e-5, atol 1e-7: conv forward with bias (the CPU adds the bias
+ *     inside oneDNN's accumulation, this backend after rounding the
+ *     convolution; on the emulation the convolution itself is the CPU's);
+ *   dbias: exact against the test's own double sum of dy rounded once
+ *     (what the kernel computes), and rtol 1e-5, atol 1e-7 per value summed
+ *     against the CPU, whose oneDNN sums in float: measured 1.5e-5 over
+ *     512 values of |dy| <= 1 a channel, 2.8e-4 over 8192.
  *   on a GPU only, Detect's decode: rtol 2e-6, atol 1e-6 (CUDA's expf is
- *     within 2 ulp of glibc's; the box terms square the sigmoid).
+ *     within 2 ulp of glibc's; the box terms square the sigmoid); the dense
+ *     objectness (logf, expf, powf: a few ulp) rtol 1e-5 on the gradient
+ *     rows and 1e-6 on the sum; convolutions (cuDNN's fp32 algorithms
+ *     against oneDNN's, TF32 off) rtol 1e-4, atol 2e-4 (float sums of up
+ *     to 8192 products of values <= 1: oneDNN alone moves dw by 4.3e-5
+ *     between thread counts). Not yet measured on a device.
  * Every comparison prints the largest differences it saw.
  *
  * Teeth: the 'cuda_ops_mutant1' and 'cuda_ops_mutant2' tests run this
@@ -49,11 +72,24 @@
 #define GPU_FN(name) tr_cuda_##name
 #define DECODE_RTOL 2e-6
 #define DECODE_ATOL 1e-6
+#define OBJ_RTOL 1e-5
+#define OBJ_ATOL 1e-9
+#define OBJ_SUM_RTOL 1e-6
+#define CONV_RTOL 1e-4
+#define CONV_ATOL 2e-4
 #else
 #define GPU_FN(name) tr_cuda_emu_##name
 #define DECODE_RTOL 0
 #define DECODE_ATOL 0
+#define OBJ_RTOL 0
+#define OBJ_ATOL 0
+#define OBJ_SUM_RTOL 1e-12
+#define CONV_RTOL 1e-5
+#define CONV_ATOL 1e-7
 #endif
+#define SUM_RTOL 1e-11
+#define DBIAS_RTOL 1e-5
+#define DBIAS_ATOL_PER_VALUE 1e-7
 
 /* Thread-order seeds of the emulation: every test runs under each. */
 static const uint64_t seeds[] = {1, 0x5eed5eedULL};
@@ -71,7 +107,9 @@ static struct pair pair_create(uint64_t seed)
 {
 	struct pair p = {NULL, NULL};
 	struct ut_err err = {{0}};
-	if (tr_cpu_backend_create(2, &p.cpu, &err) != 0)
+	/* one thread, as the emulation's own CPU backend: oneDNN's weight gradient sums
+	 * depend on the thread count */
+	if (tr_cpu_backend_create(1, &p.cpu, &err) != 0)
 		fail_msg("tr_cpu_backend_create: %s", err.msg);
 #if defined(TEST_ON_GPU)
 	(void)seed;
@@ -522,9 +560,433 @@ static void test_detect_decode(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* convolutions: the bias and its gradient                                   */
+
+/*
+ * Device memory holding host[len] one float past a 256-byte boundary, as a
+ * model's weight after Detect's odd-sized bias is (the CUDA backend stages
+ * such weights for cuDNN); *base is what to free.
+ */
+static float *dev_copy_misaligned(struct tr_backend *gpu, const float *host, size_t len,
+				  float **base)
+{
+	*base = dev_alloc(gpu, len + 1);
+	OK(GPU_FN(upload)(gpu, *base + 1, host, len * sizeof(float), &ok_err));
+	return *base + 1;
+}
+
+/*
+ * Each direction of a convolution: forward with bias, backward data, and
+ * backward filter with dw and dbias accumulating onto nonzero values; with
+ * misaligned, w and dw sit one float past an aligned address.
+ */
+static void conv_one(uint64_t seed, struct tr_conv conv, struct tr_shape in, int misaligned)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + (uint64_t)conv.cout;
+	struct tr_shape out = tr_conv_out_shape(&conv, in);
+	size_t xlen = tr_shape_numel(in), ylen = tr_shape_numel(out);
+	size_t wlen = (size_t)conv.cout * conv.cin * conv.k * conv.k, blen = (size_t)conv.cout;
+	float *x = host_rand(xlen, &r, 1.0f), *w = host_rand(wlen, &r, 0.3f);
+	float *bias = host_rand(blen, &r, 1.0f), *dy = host_rand(ylen, &r, 1.0f);
+	float *dw = host_rand(wlen, &r, 0.1f), *dbias = host_rand(blen, &r, 0.1f);
+	float *y = malloc(ylen * sizeof(float)), *dx = malloc(xlen * sizeof(float));
+	assert_true(y != NULL && dx != NULL);
+	float *wbase = NULL, *dwbase = NULL;
+	float *gx = dev_copy(p.gpu, x, xlen), *gbias = dev_copy(p.gpu, bias, blen);
+	float *gw = misaligned ? dev_copy_misaligned(p.gpu, w, wlen, &wbase)
+			       : (wbase = dev_copy(p.gpu, w, wlen));
+	float *gdw = misaligned ? dev_copy_misaligned(p.gpu, dw, wlen, &dwbase)
+				: (dwbase = dev_copy(p.gpu, dw, wlen));
+	float *gdy = dev_copy(p.gpu, dy, ylen), *gdbias = dev_copy(p.gpu, dbias, blen);
+	float *gy = dev_alloc(p.gpu, ylen), *gdx = dev_alloc(p.gpu, xlen);
+	struct tr_tensor tx = {x, in}, ty = {y, out}, tdy = {dy, out}, tdx = {dx, in};
+	struct tr_tensor ux = {gx, in}, uy = {gy, out}, udy = {gdy, out}, udx = {gdx, in};
+	OK(p.cpu->ops->conv_forward(p.cpu, &conv, &tx, w, bias, &ty, &ok_err));
+	OK(p.gpu->ops->conv_forward(p.gpu, &conv, &ux, gw, gbias, &uy, &ok_err));
+	compare_dev(p.gpu, "conv_forward (+ bias)", gy, y, ylen, CONV_RTOL, CONV_ATOL);
+	OK(p.cpu->ops->conv_backward_data(p.cpu, &conv, &tdy, w, &tdx, &ok_err));
+	OK(p.gpu->ops->conv_backward_data(p.gpu, &conv, &udy, gw, &udx, &ok_err));
+	compare_dev(p.gpu, "conv_backward_data", gdx, dx, xlen, CONV_RTOL, CONV_ATOL);
+	/* dbias: the double sum of dy rounded once, added to the old value in float */
+	float *exact = malloc(blen * sizeof(float));
+	assert_non_null(exact);
+	size_t ohw = (size_t)out.h * out.w;
+	for (size_t c = 0; c < blen; c++) {
+		double sum = 0;
+		for (int n = 0; n < out.n; n++)
+			for (size_t i = 0; i < ohw; i++)
+				sum += dy[((size_t)n * blen + c) * ohw + i];
+		exact[c] = dbias[c] + (float)sum;
+	}
+	OK(p.cpu->ops->conv_backward_filter(p.cpu, &conv, &tx, &tdy, dw, dbias, &ok_err));
+	OK(p.gpu->ops->conv_backward_filter(p.gpu, &conv, &ux, &udy, gdw, gdbias, &ok_err));
+	compare_dev(p.gpu, "conv_backward_filter dw (+=)", gdw, dw, wlen, CONV_RTOL, CONV_ATOL);
+	compare_dev(p.gpu, "dbias (+=) vs double sum", gdbias, exact, blen, 0, 0);
+	compare_dev(p.gpu, "dbias (+=) vs cpu", gdbias, dbias, blen, DBIAS_RTOL,
+		    DBIAS_ATOL_PER_VALUE * (double)((size_t)out.n * ohw));
+	free(exact);
+	free(x), free(w), free(bias), free(dy), free(dw), free(dbias), free(y), free(dx);
+	float *devs[] = {gx, wbase, gbias, gdy, dwbase, gdbias, gy, gdx};
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
+		GPU_FN(free)(p.gpu, devs[i]);
+	pair_destroy(&p);
+}
+
+static void test_conv(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		conv_one(seeds[k], (struct tr_conv){64, 255, 1, 1, 0}, stages[2], 0); /* Detect */
+		conv_one(seeds[k], (struct tr_conv){128, 255, 1, 1, 0}, stages[3], 1);
+		conv_one(seeds[k], (struct tr_conv){32, 64, 3, 2, 1}, stages[1], 0);
+		conv_one(seeds[k], (struct tr_conv){16, 16, 3, 1, 1}, stages[0], 1);
+		/* dbias over 2 chunks a channel (TR_CUDA_BN_CHUNK), the last one partial */
+		conv_one(seeds[k], (struct tr_conv){8, 4, 1, 1, 0}, (struct tr_shape){2, 8, 48, 48},
+			 0);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Detect: permute forward and backward                                      */
+
+static void test_detect_permute(void **state)
+{
+	(void)state;
+	const int na = 3, sizes[3] = {16, 8, 4};
+	for (size_t k = 0; k < NSEEDS; k++)
+		for (int l = 0; l < 3; l++) {
+			struct pair p = pair_create(seeds[k]);
+			uint64_t r = seeds[k] + (uint64_t)l;
+			struct tr_shape s = {2, na * 85, sizes[l], sizes[l]};
+			size_t len = tr_shape_numel(s);
+			float *raw = host_rand(len, &r, 4.0f), *dout = host_rand(len, &r, 1.0f);
+			float *out = malloc(len * sizeof(float)),
+			      *draw = malloc(len * sizeof(float));
+			assert_true(out != NULL && draw != NULL);
+			float *graw = dev_copy(p.gpu, raw, len),
+			      *gdout = dev_copy(p.gpu, dout, len);
+			float *gout = dev_alloc(p.gpu, len), *gdraw = dev_alloc(p.gpu, len);
+			struct tr_tensor traw = {raw, s}, tdraw = {draw, s};
+			struct tr_tensor uraw = {graw, s}, udraw = {gdraw, s};
+			OK(p.cpu->ops->detect_permute_forward(p.cpu, na, &traw, out, &ok_err));
+			OK(p.gpu->ops->detect_permute_forward(p.gpu, na, &uraw, gout, &ok_err));
+			compare_dev(p.gpu, "detect_permute_forward", gout, out, len, 0, 0);
+			OK(p.cpu->ops->detect_permute_backward(p.cpu, na, dout, &tdraw, &ok_err));
+			OK(p.gpu->ops->detect_permute_backward(p.gpu, na, gdout, &udraw, &ok_err));
+			compare_dev(p.gpu, "detect_permute_backward", gdraw, draw, len, 0, 0);
+			free(raw), free(dout), free(out), free(draw);
+			GPU_FN(free)(p.gpu, graw), GPU_FN(free)(p.gpu, gdout);
+			GPU_FN(free)(p.gpu, gout), GPU_FN(free)(p.gpu, gdraw);
+			pair_destroy(&p);
+		}
+}
+
+/* ------------------------------------------------------------------------ */
+/* optimizer: update, gradient norm, EMA                                     */
+
+/* Three steps of one optimizer on n values: param and both slots compared after each. */
+static void optim_one(uint64_t seed, const struct tr_f_optim *step, size_t n)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + (uint64_t)step->adam * 7 + (uint64_t)step->decoupled;
+	float *param = host_rand(n, &r, 1.0f), *grad = host_rand(n, &r, 0.1f);
+	float *slot0 = calloc(n, sizeof(float)), *slot1 = calloc(n, sizeof(float));
+	assert_true(slot0 != NULL && slot1 != NULL);
+	float *gparam = dev_copy(p.gpu, param, n), *ggrad = dev_copy(p.gpu, grad, n);
+	float *gslot0 = dev_copy(p.gpu, slot0, n), *gslot1 = dev_copy(p.gpu, slot1, n);
+	for (int i = 0; i < 3; i++) {
+		OK(p.cpu->ops->optim_update(p.cpu, step, param, grad, slot0,
+					    step->adam ? slot1 : NULL, n, &ok_err));
+		OK(p.gpu->ops->optim_update(p.gpu, step, gparam, ggrad, gslot0,
+					    step->adam ? gslot1 : NULL, n, &ok_err));
+	}
+	compare_dev(p.gpu, step->adam ? "optim_update Adam param" : "optim_update SGD param",
+		    gparam, param, n, 0, 0);
+	compare_dev(p.gpu, "optim_update slot0", gslot0, slot0, n, 0, 0);
+	compare_dev(p.gpu, "optim_update slot1", gslot1, slot1, n, 0, 0);
+	free(param), free(grad), free(slot0), free(slot1);
+	GPU_FN(free)(p.gpu, gparam), GPU_FN(free)(p.gpu, ggrad);
+	GPU_FN(free)(p.gpu, gslot0), GPU_FN(free)(p.gpu, gslot1);
+	pair_destroy(&p);
+}
+
+static void test_optim_update(void **state)
+{
+	(void)state;
+	/* the scalars of tr_optim_step_scalars for lr 0.01, momentum 0.937, decay 5e-4, step 3 */
+	const struct tr_f_optim sgd = {
+	    .has_decay = 1, .lr = 0.01f, .momentum = 0.937f, .decay = 5e-4f};
+	const struct tr_f_optim sgd_plain = {.lr = 0.01f, .momentum = 0.8f};
+	const float b1 = 0.937f, b2 = 0.999f;
+	const struct tr_f_optim adam = {.adam = 1,
+					.has_decay = 1,
+					.decay = 5e-4f,
+					.step_size = 0.01f / (1.0f - b1 * b1 * b1),
+					.bc2_sqrt = sqrtf(1.0f - b2 * b2 * b2),
+					.b1 = b1,
+					.one_minus_b1 = 1.0f - b1,
+					.b2 = b2,
+					.one_minus_b2 = 1.0f - b2,
+					.eps = 1e-8f};
+	struct tr_f_optim adamw = adam;
+	adamw.decoupled = 1;
+	adamw.shrink = 1.0f - 0.01f * 5e-4f;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		optim_one(seeds[k], &sgd, 70001);
+		optim_one(seeds[k], &sgd_plain, 1000);
+		optim_one(seeds[k], &adam, 70001);
+		optim_one(seeds[k], &adamw, 1000);
+	}
+}
+
+/* Fail unless |got - want| <= rtol |want|; print the relative difference. */
+static void compare_double(const char *what, double got, double want, double rtol)
+{
+	double rel = want != 0 ? fabs(got - want) / fabs(want) : fabs(got);
+	print_message("# %-28s cuda %.17g, cpu %.17g: rel %.3g\n", what, got, want, rel);
+	if (rel > rtol)
+		fail_msg("%s: cuda %.17g, cpu %.17g (rel %.3g > %.3g)", what, got, want, rel, rtol);
+}
+
+/* sum_squares over one chunk, several (the last partial) and none; then scale and the EMA */
+static void test_norm_scale_ema(void **state)
+{
+	(void)state;
+	const size_t lens[] = {1, 8192, 100003, 0};
+	for (size_t k = 0; k < NSEEDS; k++)
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			struct pair p = pair_create(seeds[k]);
+			uint64_t r = seeds[k] + i;
+			size_t n = lens[i], room = n ? n : 1;
+			float *x = host_rand(room, &r, 3.0f), *model = host_rand(room, &r, 1.0f);
+			float *gx = dev_copy(p.gpu, x, room),
+			      *gmodel = dev_copy(p.gpu, model, room);
+			double want = -1, got = -2;
+			OK(p.cpu->ops->sum_squares(p.cpu, x, n, &want, &ok_err));
+			OK(p.gpu->ops->sum_squares(p.gpu, gx, n, &got, &ok_err));
+			compare_double("sum_squares", got, want, SUM_RTOL);
+			OK(p.cpu->ops->scale(p.cpu, x, 0.37f, n, &ok_err));
+			OK(p.gpu->ops->scale(p.gpu, gx, 0.37f, n, &ok_err));
+			compare_dev(p.gpu, "scale", gx, x, room, 0, 0);
+			const double d = 0.9999 * (1.0 - exp(-3.0 / 2000.0));
+			OK(p.cpu->ops->ema_update(p.cpu, x, model, (float)d, (float)(1.0 - d), n,
+						  &ok_err));
+			OK(p.gpu->ops->ema_update(p.gpu, gx, gmodel, (float)d, (float)(1.0 - d), n,
+						  &ok_err));
+			compare_dev(p.gpu, "ema_update", gx, x, room, 0, 0);
+			free(x), free(model);
+			GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gmodel);
+			pair_destroy(&p);
+		}
+}
+
+/* ------------------------------------------------------------------------ */
+/* the loss's dense objectness                                               */
+
+/* a level of 2 x 3 x 48 x 48 cells of 85 (two sum chunks, the last partial), plain BCE and focal,
+ * with and without gradient rows */
+static void test_loss_obj_dense(void **state)
+{
+	(void)state;
+	const struct tr_f_bce kinds[] = {{1.0f, 0.0f}, {1.3f, 1.5f}};
+	const size_t cells = 2 * 3 * 48 * 48;
+	const int width = 85;
+	for (size_t k = 0; k < NSEEDS; k++)
+		for (size_t i = 0; i < 2; i++) {
+			struct pair p = pair_create(seeds[k]);
+			uint64_t r = seeds[k] + i;
+			size_t len = cells * width;
+			float *pred = host_rand(len, &r, 8.0f), *grad = host_rand(len, &r, 1.0f);
+			float *gpred = dev_copy(p.gpu, pred, len),
+			      *ggrad = dev_copy(p.gpu, grad, len);
+			double want = -1, got = -2;
+			const double scale = 0.7 * 1.0 / 2.0;
+			OK(p.cpu->ops->loss_obj_dense(p.cpu, &kinds[i], scale, pred, grad, cells,
+						      width, &want, &ok_err));
+			OK(p.gpu->ops->loss_obj_dense(p.gpu, &kinds[i], scale, gpred, ggrad, cells,
+						      width, &got, &ok_err));
+			compare_double("loss_obj_dense sum", got, want, OBJ_SUM_RTOL);
+			compare_dev(p.gpu, "loss_obj_dense grad rows", ggrad, grad, len, OBJ_RTOL,
+				    OBJ_ATOL);
+			OK(p.gpu->ops->loss_obj_dense(p.gpu, &kinds[i], scale, gpred, NULL, cells,
+						      width, &got, &ok_err));
+			compare_double("loss_obj_dense sum (no grad)", got, want, OBJ_SUM_RTOL);
+			free(pred), free(grad);
+			GPU_FN(free)(p.gpu, gpred), GPU_FN(free)(p.gpu, ggrad);
+			pair_destroy(&p);
+		}
+}
+
+/* ------------------------------------------------------------------------ */
+/* bilinear resize, --quad's collate                                         */
+
+static void resize_one(uint64_t seed, struct tr_shape in, int oh, int ow)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + (uint64_t)(oh * 1000 + ow);
+	struct tr_shape out = {in.n, in.c, oh, ow};
+	size_t ilen = tr_shape_numel(in), olen = tr_shape_numel(out);
+	float *x = host_rand(ilen, &r, 1.0f), *y = malloc(olen * sizeof(float));
+	assert_non_null(y);
+	float *gx = dev_copy(p.gpu, x, ilen), *gy = dev_alloc(p.gpu, olen);
+	struct tr_tensor tx = {x, in}, ty = {y, out}, ux = {gx, in}, uy = {gy, out};
+	OK(p.cpu->ops->resize_bilinear(p.cpu, &tx, &ty, &ok_err));
+	OK(p.gpu->ops->resize_bilinear(p.gpu, &ux, &uy, &ok_err));
+	compare_dev(p.gpu, "resize_bilinear", gy, y, olen, 0, 0);
+	free(x), free(y);
+	GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gy);
+	pair_destroy(&p);
+}
+
+static void test_resize_bilinear(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		resize_one(seeds[k], (struct tr_shape){2, 3, 64, 64}, 96, 80); /* up */
+		resize_one(seeds[k], (struct tr_shape){2, 3, 64, 64}, 32, 48); /* down */
+		resize_one(seeds[k], (struct tr_shape){1, 2, 1, 5}, 3, 7);     /* one row */
+	}
+}
+
+/* Device memory holding a copy of len host bytes. */
+static uint8_t *dev_bytes(struct tr_backend *gpu, const uint8_t *host, size_t len)
+{
+	void *d = NULL;
+	OK(GPU_FN(alloc)(gpu, len, &d, &ok_err));
+	OK(GPU_FN(upload)(gpu, d, host, len, &ok_err));
+	return d;
+}
+
+/* images_to_float (bytes of every value), quad_collate (one quad upsampled, one tiled) */
+static void test_images_quad(void **state)
+{
+	(void)state;
+	struct tr_shape s = {8, 3, 16, 12};
+	size_t len = tr_shape_numel(s), olen = len; /* n / 4 quads of 4 h w: as many values */
+	const uint8_t upsample[2] = {1, 0};
+	for (size_t k = 0; k < NSEEDS; k++) {
+		struct pair p = pair_create(seeds[k]);
+		uint64_t r = seeds[k];
+		uint8_t *bytes = malloc(len);
+		float *images = malloc(len * sizeof(float)), *out = malloc(olen * sizeof(float));
+		assert_true(bytes != NULL && images != NULL && out != NULL);
+		for (size_t i = 0; i < len; i++)
+			bytes[i] = (uint8_t)(i < 256 ? i : (uniform(&r, 1.0f) + 1.0f) * 127.9f);
+		uint8_t *gbytes = dev_bytes(p.gpu, bytes, len);
+		float *gimages = dev_alloc(p.gpu, len), *gout = dev_alloc(p.gpu, olen);
+		OK(p.cpu->ops->images_to_float(p.cpu, bytes, images, len, &ok_err));
+		OK(p.gpu->ops->images_to_float(p.gpu, gbytes, gimages, len, &ok_err));
+		compare_dev(p.gpu, "images_to_float", gimages, images, len, 0, 0);
+		struct tr_tensor ti = {images, s}, ui = {gimages, s};
+		OK(p.cpu->ops->quad_collate(p.cpu, bytes, &ti, upsample, out, &ok_err));
+		OK(p.gpu->ops->quad_collate(p.gpu, gbytes, &ui, upsample, gout, &ok_err));
+		compare_dev(p.gpu, "quad_collate", gout, out, olen, 0, 0);
+		free(bytes), free(images), free(out);
+		GPU_FN(free)
+		(p.gpu, gbytes), GPU_FN(free)(p.gpu, gimages), GPU_FN(free)(p.gpu, gout);
+		pair_destroy(&p);
+	}
+}
+
+/* round_half on random weights and the edges: ties, half subnormals, overflow, inf, NaN, zeros */
+static void test_round_half(void **state)
+{
+	(void)state;
+	const float edges[] = {0.0f,	 -0.0f,	   INFINITY,	   -INFINITY,	    NAN,
+			       65504.0f, 65519.0f, 65520.0f,	   -7e4f,	    6e-8f,
+			       -3e-8f,	 1e-10f,   1.00048828125f, 1.000732421875f, 2049.0f,
+			       2051.0f,	 5.96e-8f};
+	const size_t n = 20000, ne = sizeof(edges) / sizeof(edges[0]);
+	for (size_t k = 0; k < NSEEDS; k++) {
+		struct pair p = pair_create(seeds[k]);
+		uint64_t r = seeds[k];
+		float *x = host_rand(n, &r, 2.0f);
+		memcpy(x, edges, sizeof(edges));
+		for (size_t i = ne; i < n; i += 3)
+			x[i] *= (float)(1u << (i % 24)) * 1e-4f;
+		float *gx = dev_copy(p.gpu, x, n);
+		OK(p.cpu->ops->round_half(p.cpu, x, n, &ok_err));
+		OK(p.gpu->ops->round_half(p.gpu, gx, n, &ok_err));
+		compare_dev(p.gpu, "round_half", gx, x, n, 0, 0);
+		free(x);
+		GPU_FN(free)(p.gpu, gx);
+		pair_destroy(&p);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* the table                                                                 */
+
+/* Every op of ops.h, by name: a new op makes OPS_LISTED disagree with the struct's size. */
+#define OPS_LIST(X)                                                                                \
+	X(alloc)                                                                                   \
+	X(free)                                                                                    \
+	X(memset)                                                                                  \
+	X(upload)                                                                                  \
+	X(download)                                                                                \
+	X(sync)                                                                                    \
+	X(conv_forward)                                                                            \
+	X(conv_backward_data)                                                                      \
+	X(conv_backward_filter)                                                                    \
+	X(bn_forward_train)                                                                        \
+	X(bn_forward_eval)                                                                         \
+	X(bn_backward)                                                                             \
+	X(silu_forward)                                                                            \
+	X(silu_backward)                                                                           \
+	X(maxpool_forward)                                                                         \
+	X(maxpool_backward)                                                                        \
+	X(upsample2x_forward)                                                                      \
+	X(upsample2x_backward)                                                                     \
+	X(concat_forward)                                                                          \
+	X(concat_backward)                                                                         \
+	X(add_forward)                                                                             \
+	X(detect_permute_forward)                                                                  \
+	X(detect_permute_backward)                                                                 \
+	X(detect_decode)                                                                           \
+	X(optim_update)                                                                            \
+	X(sum_squares)                                                                             \
+	X(scale)                                                                                   \
+	X(ema_update)                                                                              \
+	X(loss_obj_dense)                                                                          \
+	X(resize_bilinear)                                                                         \
+	X(quad_collate)                                                                            \
+	X(images_to_float)                                                                         \
+	X(round_half)
+
+#define OPS_COUNT_ONE(name) +1
+#define OPS_LISTED (0 OPS_LIST(OPS_COUNT_ONE))
+_Static_assert(sizeof(struct tr_ops) == sizeof(const char *) + OPS_LISTED * sizeof(void (*)(void)),
+	       "struct tr_ops has an op that OPS_LIST does not name: add it");
+
+/* Fail if any op of ops's table is NULL, naming it. */
+static void check_table(const char *backend, const struct tr_ops *ops)
+{
+	int missing = 0;
+#define OPS_CHECK_ONE(name)                                                                        \
+	if (ops->name == NULL) {                                                                   \
+		print_error("%s: op %s is NULL\n", backend, #name);                                \
+		missing++;                                                                         \
+	}
+	OPS_LIST(OPS_CHECK_ONE)
+#undef OPS_CHECK_ONE
+	if (missing)
+		fail_msg("%s: %d ops of %d are NULL", backend, missing, OPS_LISTED);
+	print_message("# %s: all %d ops set\n", backend, OPS_LISTED);
+}
+
+static void test_table_complete(void **state)
+{
+	(void)state;
+	struct pair p = pair_create(1);
+	check_table(p.cpu->ops->name, p.cpu->ops);
+	check_table(p.gpu->ops->name, p.gpu->ops);
+	pair_destroy(&p);
+}
+/* ------------------------------------------------------------------------ */
 /* errors                                                                    */
 
-/* Shape errors are the CPU backend's; convolutions say they are not built. */
+/* Shape errors are the CPU backend's, in one line. */
 static void test_errors(void **state)
 {
 	(void)state;
@@ -537,8 +999,18 @@ static void test_errors(void **state)
 	assert_int_equal(p.gpu->ops->maxpool_forward(p.gpu, 4, &a, &a, &err), -1);
 	assert_non_null(strstr(err.msg, "kernel 4"));
 	struct tr_conv conv = {2, 2, 1, 1, 0};
-	assert_int_equal(p.gpu->ops->conv_forward(p.gpu, &conv, &a, buf, NULL, &a, &err), -1);
-	assert_non_null(strstr(err.msg, "no convolutions yet"));
+	assert_int_equal(p.gpu->ops->conv_forward(p.gpu, &conv, &a, buf, NULL, &b, &err), -1);
+	assert_non_null(
+	    strstr(err.msg, "conv_forward: output has shape 1x2x4x2, expected 1x2x4x4"));
+	assert_null(strchr(err.msg, '\n'));
+	struct tr_conv wide = {3, 2, 1, 1, 0};
+	assert_int_equal(p.gpu->ops->conv_backward_filter(p.gpu, &wide, &a, &a, buf, NULL, &err),
+			 -1);
+	assert_non_null(strstr(err.msg, "input has 2 channels, convolution expects 3"));
+	assert_int_equal(p.gpu->ops->loss_obj_dense(p.gpu, &(struct tr_f_bce){1.0f, 0.0f}, 1.0, buf,
+						    NULL, 1, 5, NULL, &err),
+			 -1);
+	assert_non_null(strstr(err.msg, "rows of 5 values"));
 	GPU_FN(free)(p.gpu, buf);
 	pair_destroy(&p);
 }
@@ -561,10 +1033,15 @@ int main(void)
 	tr_backend_destroy(probe);
 #endif
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bn_forward),	  cmocka_unit_test(test_bn_backward),
-	    cmocka_unit_test(test_elementwise),	  cmocka_unit_test(test_maxpool),
-	    cmocka_unit_test(test_upsample),	  cmocka_unit_test(test_concat),
-	    cmocka_unit_test(test_detect_decode), cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_bn_forward),	   cmocka_unit_test(test_bn_backward),
+	    cmocka_unit_test(test_elementwise),	   cmocka_unit_test(test_maxpool),
+	    cmocka_unit_test(test_upsample),	   cmocka_unit_test(test_concat),
+	    cmocka_unit_test(test_detect_decode),  cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_conv),	   cmocka_unit_test(test_detect_permute),
+	    cmocka_unit_test(test_optim_update),   cmocka_unit_test(test_norm_scale_ema),
+	    cmocka_unit_test(test_loss_obj_dense), cmocka_unit_test(test_resize_bilinear),
+	    cmocka_unit_test(test_images_quad),	   cmocka_unit_test(test_round_half),
+	    cmocka_unit_test(test_table_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

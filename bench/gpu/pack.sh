@@ -18,7 +18,7 @@ pack=$root/.gpu-pack
 rm -rf "$pack"
 mkdir -p "$pack/bin" "$pack/lib" "$pack/yolov5"
 for exe in trainer/yolo-train trainer/yolo-val tools/gen-dataset bench/bench_model \
-	tests/test_cuda_ops tests/test_cudnn_graphs tests/test_comm_nccl tests/test_cuda_step; do
+	tests/test_cuda_ops_gpu tests/test_cudnn_graphs tests/test_comm_nccl tests/test_cuda_step_gpu; do
 	[ -x "$build/$exe" ] && cp "$build/$exe" "$pack/bin/"
 done
 # shared libraries outside glibc and the CUDA toolkit

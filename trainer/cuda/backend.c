@@ -7,7 +7,14 @@
  * Built twice (trainer/cuda/meson.build): plain, it is tr_cuda_backend_create
  * on a GPU; with TR_CUDA_EMU defined, it is tr_cuda_emu_backend_create, the
  * same ops on host memory with the kernels on the CPU emulation (emu/), for
- * the tests. Only the memory and stream calls differ between the two.
+ * the tests. Only the memory and stream calls differ between the two, and
+ * the convolutions: on a GPU through cuDNN graphs (conv_graph.c: a handle on
+ * the backend's stream, the plan cache and its one shared workspace); on
+ * the emulation through the CPU backend's convolutions (oneDNN) on the same
+ * host memory, since cuDNN needs a device. Either way the convolution's bias
+ * and its gradient are this file's kernels (conv_bias_add, conv_bias_grad),
+ * so a whole training step runs on the emulation with every kernel but
+ * cuDNN's.
  */
 #include "kernels.h"
 #include "tr_cuda.h"
@@ -17,6 +24,9 @@
 
 #if !defined(TR_CUDA_EMU)
 #include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "conv_graph.h"
 
 /* Any CUDA runtime call: on failure fill err with file:line, the call and the error. */
 #define CUDA_CHECK(call)                                                                           \
@@ -41,8 +51,17 @@
 struct cuda_state {
 	int device;
 	struct tr_cuda_stream stream;
-	void *workspace; /* batch norm's partial sums, max pool's argmax; grown on a new shape */
+	/* batch norm's and the reductions' partial sums, max pool's argmax; grown on a new shape */
+	void *workspace;
 	size_t workspace_bytes;
+#if defined(TR_CUDA_EMU)
+	struct tr_backend *host; /* the CPU backend the emulation's convolutions run on */
+#else
+	cudnnHandle_t cudnn;	    /* on the backend's stream */
+	struct tr_cuda_convs convs; /* plan cache and the convolutions' shared workspace */
+	void *staging;		    /* a weight cuDNN needs aligned (conv_weight_in) */
+	size_t staging_bytes;
+#endif
 };
 
 static struct cuda_state *state_of(struct tr_backend *b)
@@ -168,35 +187,161 @@ static int shape_error(struct ut_err *err, const char *op, const char *what, str
 }
 
 /* ------------------------------------------------------------------------ */
-/* convolutions: cuDNN graphs, not built yet                                 */
+/* convolutions: cuDNN graphs (the emulation: the CPU backend's), bias kernels */
 
-static int conv_missing(const char *op, struct ut_err *err)
+/* Check a convolution's input and output shapes against its parameters (the CPU's messages). */
+static int conv_check(const char *op, const struct tr_conv *conv, struct tr_shape in,
+		      struct tr_shape out, struct ut_err *err)
 {
-	return ut_err_set(err,
-			  "%s: the CUDA backend has no convolutions yet (cuDNN graphs are not "
-			  "built); use --device cpu",
-			  op);
+	if (conv->cin < 1 || conv->cout < 1 || conv->k < 1 || conv->stride < 1 || conv->pad < 0 ||
+	    in.n < 1 || in.h + 2 * conv->pad < conv->k || in.w + 2 * conv->pad < conv->k)
+		return ut_err_set(err, "%s: bad convolution %d->%d k%d s%d p%d on %dx%dx%dx%d", op,
+				  conv->cin, conv->cout, conv->k, conv->stride, conv->pad, in.n,
+				  in.c, in.h, in.w);
+	if (in.c != conv->cin)
+		return ut_err_set(err, "%s: input has %d channels, convolution expects %d", op,
+				  in.c, conv->cin);
+	struct tr_shape want = tr_conv_out_shape(conv, in);
+	if (!same_shape(out, want))
+		return shape_error(err, op, "output", out, want);
+	return 0;
 }
 
+#if !defined(TR_CUDA_EMU)
+/* The number of weights of a convolution, [cout, cin, k, k]. */
+static size_t conv_weights(const struct tr_conv *conv)
+{
+	return (size_t)conv->cout * (size_t)conv->cin * (size_t)conv->k * (size_t)conv->k;
+}
+
+/*
+ * cuDNN is promised TR_CUDA_CONV_ALIGN-aligned pointers (conv_graph.h).
+ * Activations are (the model plans 64-byte slices), but the model packs its
+ * parameters back to back, so a weight after Detect's odd-sized bias is
+ * only float-aligned: such a weight, or weight gradient, goes through the
+ * backend's staging buffer (grown like the workspace), copied in stream
+ * order. *use is what to hand cuDNN: w itself when aligned.
+ */
+static int conv_weight_in(struct tr_backend *b, const float *w, size_t count, const float **use,
+			  struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+	size_t bytes = count * sizeof(float);
+	*use = w;
+	if ((uintptr_t)w % TR_CUDA_CONV_ALIGN == 0)
+		return 0;
+	if (bytes > st->staging_bytes) {
+		TR_CUDA_SYM(free)(b, st->staging);
+		st->staging = NULL;
+		st->staging_bytes = 0;
+		if (TR_CUDA_SYM(alloc)(b, bytes, &st->staging, err) != 0)
+			return -1;
+		st->staging_bytes = bytes;
+	}
+	CUDA_CHECK(cudaMemcpyAsync(st->staging, w, bytes, cudaMemcpyDeviceToDevice,
+				   (cudaStream_t)st->stream.handle));
+	*use = st->staging;
+	return 0;
+}
+
+/* After conv_weight_in staged a weight gradient (use != dw): copy the result back to dw. */
+static int conv_weight_out(struct tr_backend *b, float *dw, const float *use, size_t count,
+			   struct ut_err *err)
+{
+	if (use == dw)
+		return 0;
+	CUDA_CHECK(cudaMemcpyAsync(dw, use, count * sizeof(float), cudaMemcpyDeviceToDevice,
+				   (cudaStream_t)state_of(b)->stream.handle));
+	return 0;
+}
+
+/* The plan-cache key of an fp32 NCHW convolution (ops.h's tensors) on input shape in. */
+static struct tr_cuda_conv_key conv_key(enum tr_cuda_conv_kind kind, const struct tr_conv *conv,
+					struct tr_shape in)
+{
+	struct tr_cuda_conv_key key = {kind, *conv, in, TR_CUDA_FP32, TR_CUDA_NCHW};
+	return key;
+}
+#endif
+
+/* y = conv(x, w), then y += bias[c] (a kernel: the graph has no bias) */
 static int cuda_conv_forward(struct tr_backend *b, const struct tr_conv *conv,
 			     const struct tr_tensor *x, const float *w, const float *bias,
 			     struct tr_tensor *y, struct ut_err *err)
 {
-	return conv_missing("conv_forward", err);
+	struct cuda_state *st = state_of(b);
+	struct tr_shape out = y->shape;
+	if (conv_check("conv_forward", conv, x->shape, out, err) != 0)
+		return -1;
+#if defined(TR_CUDA_EMU)
+	if (st->host->ops->conv_forward(st->host, conv, x, w, NULL, y, err) != 0)
+		return -1;
+#else
+	struct tr_cuda_conv_key key = conv_key(TR_CUDA_CONV_FORWARD, conv, x->shape);
+	const float *aligned_w;
+	if (conv_weight_in(b, w, conv_weights(conv), &aligned_w, err) != 0 ||
+	    tr_cuda_conv_forward(&st->convs, st->cudnn, &key, x->data, aligned_w, y->data, err) !=
+		0)
+		return -1;
+#endif
+	if (bias != NULL)
+		LAUNCH_CHECK("conv_forward",
+			     TR_CUDA_SYM(conv_bias_add)(&st->stream, y->data, bias, out.n, out.c,
+							out.h * out.w));
+	return 0;
 }
 
+/* dx = conv_transpose(dy, w) */
 static int cuda_conv_backward_data(struct tr_backend *b, const struct tr_conv *conv,
 				   const struct tr_tensor *dy, const float *w, struct tr_tensor *dx,
 				   struct ut_err *err)
 {
-	return conv_missing("conv_backward_data", err);
+	struct cuda_state *st = state_of(b);
+	if (conv_check("conv_backward_data", conv, dx->shape, dy->shape, err) != 0)
+		return -1;
+#if defined(TR_CUDA_EMU)
+	return st->host->ops->conv_backward_data(st->host, conv, dy, w, dx, err);
+#else
+	struct tr_cuda_conv_key key = conv_key(TR_CUDA_CONV_BACKWARD_DATA, conv, dx->shape);
+	const float *aligned_w;
+	if (conv_weight_in(b, w, conv_weights(conv), &aligned_w, err) != 0)
+		return -1;
+	return tr_cuda_conv_backward_data(&st->convs, st->cudnn, &key, dy->data, aligned_w,
+					  dx->data, err);
+#endif
 }
 
+/* dw += corr(x, dy) (the graph's beta = 1); dbias += the sum of dy over n, h, w (a kernel) */
 static int cuda_conv_backward_filter(struct tr_backend *b, const struct tr_conv *conv,
 				     const struct tr_tensor *x, const struct tr_tensor *dy,
 				     float *dw, float *dbias, struct ut_err *err)
 {
-	return conv_missing("conv_backward_filter", err);
+	struct cuda_state *st = state_of(b);
+	struct tr_shape out = dy->shape;
+	if (conv_check("conv_backward_filter", conv, x->shape, out, err) != 0)
+		return -1;
+#if defined(TR_CUDA_EMU)
+	if (st->host->ops->conv_backward_filter(st->host, conv, x, dy, dw, NULL, err) != 0)
+		return -1;
+#else
+	struct tr_cuda_conv_key key = conv_key(TR_CUDA_CONV_BACKWARD_FILTER, conv, x->shape);
+	const float *aligned_dw;
+	size_t count = conv_weights(conv);
+	if (conv_weight_in(b, dw, count, &aligned_dw, err) != 0 ||
+	    tr_cuda_conv_backward_filter(&st->convs, st->cudnn, &key, x->data, dy->data,
+					 (float *)aligned_dw, err) != 0 ||
+	    conv_weight_out(b, dw, aligned_dw, count, err) != 0)
+		return -1;
+#endif
+	if (dbias == NULL)
+		return 0;
+	size_t per_channel = (size_t)out.n * (size_t)out.h * (size_t)out.w;
+	if (workspace_reserve(b, tr_cuda_bn_workspace_bytes(out.c, per_channel), err) != 0)
+		return -1;
+	LAUNCH_CHECK("conv_backward_filter",
+		     TR_CUDA_SYM(conv_bias_grad)(&st->stream, dy->data, dbias, out.n, out.c,
+						 out.h * out.w, st->workspace));
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -463,7 +608,41 @@ static int cuda_concat_backward(struct tr_backend *b, const struct tr_tensor *dy
 }
 
 /* ------------------------------------------------------------------------ */
-/* Detect decode (inference)                                                 */
+/* Detect: permute and decode                                                */
+
+static int detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err)
+{
+	if (na < 1 || s.c % na != 0 || s.c / na < 6)
+		return ut_err_set(err, "%s: %d channels for %d anchors (need na * (nc + 5))", op,
+				  s.c, na);
+	return 0;
+}
+
+static int cuda_detect_permute_forward(struct tr_backend *b, int na, const struct tr_tensor *raw,
+				       float *out, struct ut_err *err)
+{
+	struct tr_shape s = raw->shape;
+	if (detect_check("detect_permute_forward", na, s, err) != 0)
+		return -1;
+	LAUNCH_CHECK("detect_permute_forward",
+		     TR_CUDA_SYM(detect_permute)(&state_of(b)->stream, raw->data, out, s.n * na,
+						 s.c / na, s.h * s.w, 1));
+	return 0;
+}
+
+static int cuda_detect_permute_backward(struct tr_backend *b, int na, const float *dout,
+					struct tr_tensor *draw, struct ut_err *err)
+{
+	struct tr_shape s = draw->shape;
+	if (detect_check("detect_permute_backward", na, s, err) != 0)
+		return -1;
+	/* the kernel only reads rows when it writes planar: the cast drops const for one signature
+	 */
+	LAUNCH_CHECK("detect_permute_backward",
+		     TR_CUDA_SYM(detect_permute)(&state_of(b)->stream, draw->data, (float *)dout,
+						 s.n * na, s.c / na, s.h * s.w, 0));
+	return 0;
+}
 
 /*
  * See struct tr_detect_level in ops.h: level->anchors are grid units in
@@ -507,6 +686,119 @@ static int cuda_detect_decode(struct tr_backend *b, const struct tr_detect_level
 }
 
 /* ------------------------------------------------------------------------ */
+/* optimizer: update, gradient norm, EMA (flat arrays, formula.h per element) */
+
+static int cuda_optim_update(struct tr_backend *b, const struct tr_f_optim *step, float *param,
+			     const float *grad, float *slot0, float *slot1, size_t n,
+			     struct ut_err *err)
+{
+	if (step->adam && slot1 == NULL)
+		return ut_err_set(err, "optim_update: Adam needs exp_avg_sq (slot1)");
+	LAUNCH_CHECK("optim_update", TR_CUDA_SYM(optim_update)(&state_of(b)->stream, step, param,
+							       grad, slot0, slot1, n));
+	return 0;
+}
+
+/*
+ * The sum in double in a fixed tree (kernels.h TR_CUDA_SUM_CHUNK), not the
+ * CPU's index order: equal to double rounding, not bit for bit. *out is
+ * host memory: the total is downloaded, which waits for the stream.
+ */
+static int cuda_sum_squares(struct tr_backend *b, const float *x, size_t n, double *out,
+			    struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+	if (workspace_reserve(b, tr_cuda_sum_workspace_bytes(n), err) != 0)
+		return -1;
+	double *partial = (double *)st->workspace;
+	LAUNCH_CHECK("sum_squares", TR_CUDA_SYM(sum_squares)(&st->stream, x, n, partial));
+	return TR_CUDA_SYM(download)(b, out, partial + tr_cuda_sum_chunks(n), sizeof(*out), err);
+}
+
+static int cuda_scale(struct tr_backend *b, float *x, float factor, size_t n, struct ut_err *err)
+{
+	LAUNCH_CHECK("scale", TR_CUDA_SYM(scale)(&state_of(b)->stream, x, factor, n));
+	return 0;
+}
+
+static int cuda_ema_update(struct tr_backend *b, float *ema, const float *model, float keep,
+			   float take, size_t n, struct ut_err *err)
+{
+	LAUNCH_CHECK("ema_update",
+		     TR_CUDA_SYM(ema_update)(&state_of(b)->stream, ema, model, keep, take, n));
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the loss's dense objectness                                               */
+
+/* The sum as sum_squares's (a fixed tree in double); the gradient rows exactly the CPU's. */
+static int cuda_loss_obj_dense(struct tr_backend *b, const struct tr_f_bce *bce, double scale,
+			       const float *pred, float *grad, size_t cells, int width,
+			       double *obj_sum, struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+	if (width < 6)
+		return ut_err_set(err, "loss_obj_dense: rows of %d values (need nc + 5)", width);
+	if (workspace_reserve(b, tr_cuda_sum_workspace_bytes(cells), err) != 0)
+		return -1;
+	double *partial = (double *)st->workspace;
+	LAUNCH_CHECK("loss_obj_dense", TR_CUDA_SYM(loss_obj_dense)(&st->stream, bce, scale, pred,
+								   grad, cells, width, partial));
+	return TR_CUDA_SYM(download)(b, obj_sum, partial + tr_cuda_sum_chunks(cells),
+				     sizeof(*obj_sum), err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* bilinear resize, --quad's collate                                         */
+
+static int cuda_resize_bilinear(struct tr_backend *b, const struct tr_tensor *x,
+				struct tr_tensor *y, struct ut_err *err)
+{
+	struct tr_shape in = x->shape, out = y->shape;
+	if (in.n != out.n || in.c != out.c || in.h < 1 || in.w < 1 || out.h < 1 || out.w < 1)
+		return ut_err_set(err, "resize_bilinear: %dx%dx%dx%d to %dx%dx%dx%d", in.n, in.c,
+				  in.h, in.w, out.n, out.c, out.h, out.w);
+	LAUNCH_CHECK("resize_bilinear",
+		     TR_CUDA_SYM(resize_bilinear)(&state_of(b)->stream, x->data, y->data,
+						  in.n * in.c, in.h, in.w, out.h, out.w));
+	return 0;
+}
+
+/* One launch a quad: upsample is a host array, its flag goes by value. */
+static int cuda_quad_collate(struct tr_backend *b, const uint8_t *bytes,
+			     const struct tr_tensor *images, const uint8_t *upsample, float *out,
+			     struct ut_err *err)
+{
+	struct tr_shape s = images->shape;
+	if (s.n < 4 || s.c < 1 || s.h < 1 || s.w < 1)
+		return ut_err_set(err, "quad_collate: %dx%dx%dx%d images (need 4 or more)", s.n,
+				  s.c, s.h, s.w);
+	for (int q = 0; q < s.n / 4; q++)
+		LAUNCH_CHECK("quad_collate",
+			     TR_CUDA_SYM(quad_collate)(&state_of(b)->stream, bytes, images->data,
+						       out, q, upsample[q] != 0, s.c, s.h, s.w));
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* conversions: input bytes, half rounding                                   */
+
+static int cuda_images_to_float(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
+				struct ut_err *err)
+{
+	LAUNCH_CHECK("images_to_float",
+		     TR_CUDA_SYM(images_to_float)(&state_of(b)->stream, x, y, n));
+	return 0;
+}
+
+static int cuda_round_half(struct tr_backend *b, float *x, size_t n, struct ut_err *err)
+{
+	LAUNCH_CHECK("round_half", TR_CUDA_SYM(round_half)(&state_of(b)->stream, x, n));
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table and the constructor                                             */
 
 static const struct tr_ops cuda_ops = {
@@ -536,15 +828,32 @@ static const struct tr_ops cuda_ops = {
     .concat_forward = cuda_concat_forward,
     .concat_backward = cuda_concat_backward,
     .add_forward = cuda_add_forward,
+    .detect_permute_forward = cuda_detect_permute_forward,
+    .detect_permute_backward = cuda_detect_permute_backward,
     .detect_decode = cuda_detect_decode,
+    .optim_update = cuda_optim_update,
+    .sum_squares = cuda_sum_squares,
+    .scale = cuda_scale,
+    .ema_update = cuda_ema_update,
+    .loss_obj_dense = cuda_loss_obj_dense,
+    .resize_bilinear = cuda_resize_bilinear,
+    .quad_collate = cuda_quad_collate,
+    .images_to_float = cuda_images_to_float,
+    .round_half = cuda_round_half,
 };
 
 static void cuda_destroy(struct tr_backend *b)
 {
 	struct cuda_state *st = state_of(b);
 	TR_CUDA_SYM(free)(b, st->workspace);
-#if !defined(TR_CUDA_EMU)
-	/* nothing to report to: a stream that fails to go is the driver's to clean up */
+#if defined(TR_CUDA_EMU)
+	tr_backend_destroy(st->host);
+#else
+	TR_CUDA_SYM(free)(b, st->staging);
+	tr_cuda_convs_release(&st->convs);
+	/* nothing to report to: a handle or stream that fails to go is the driver's to clean up */
+	if (st->cudnn != NULL)
+		(void)cudnnDestroy(st->cudnn);
 	if (st->stream.handle != NULL)
 		(void)cudaStreamDestroy((cudaStream_t)st->stream.handle);
 #endif
@@ -563,6 +872,9 @@ static int backend_new(int device, struct tr_backend **out, struct ut_err *err)
 		return ut_err_set(err, "%s:%d: out of memory", __FILE__, __LINE__);
 	}
 	st->device = device;
+#if !defined(TR_CUDA_EMU)
+	tr_cuda_convs_init(&st->convs);
+#endif
 	b->ops = &cuda_ops;
 	b->state = st;
 	b->destroy = cuda_destroy;
@@ -578,6 +890,12 @@ int tr_cuda_emu_backend_create(uint64_t seed, struct tr_backend **out, struct ut
 	if (backend_new(0, out, err) != 0)
 		return -1;
 	state_of(*out)->stream.seed = seed;
+	/* one thread: the convolutions' bits must not depend on the machine's cores */
+	if (tr_cpu_backend_create(1, &state_of(*out)->host, err) != 0) {
+		cuda_destroy(*out);
+		*out = NULL;
+		return -1;
+	}
 	return 0;
 }
 
@@ -595,13 +913,19 @@ int tr_cuda_device_check(int device, struct ut_err *err)
 	return 0;
 }
 
-/* Select the device and create the backend's stream. */
+/* Select the device, create the backend's stream and a cuDNN handle on it. */
 static int stream_init(struct cuda_state *st, struct ut_err *err)
 {
 	cudaStream_t stream = NULL;
 	CUDA_CHECK(cudaSetDevice(st->device));
 	CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 	st->stream.handle = stream;
+	cudnnStatus_t status = cudnnCreate(&st->cudnn);
+	if (status == CUDNN_STATUS_SUCCESS)
+		status = cudnnSetStream(st->cudnn, stream);
+	if (status != CUDNN_STATUS_SUCCESS)
+		return ut_err_set(err, "%s:%d: cuDNN: cannot start on GPU %d: %s", __FILE__,
+				  __LINE__, st->device, cudnnGetErrorString(status));
 	return 0;
 }
 

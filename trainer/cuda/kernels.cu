@@ -1,17 +1,23 @@
 /*
  * trainer/cuda/kernels.cu - the CUDA kernels of every op in ops.h that is
- * not a convolution, and their extern "C" launchers (kernels.h), in the
- * section order and with the op names of trainer/cpu/ops.c, which is the
- * specification. Built twice: by nvcc for the GPU (--fmad=false) and, via
- * kernels_emu.cpp, as host C++ on the CPU emulation (emu/) for the tests.
+ * not a convolution, plus a convolution's bias and its gradient (cuDNN's
+ * graphs do the rest, called from C), and their extern "C" launchers
+ * (kernels.h), in the section order and with the op names of
+ * trainer/cpu/ops.c, which is the specification. Built twice: by nvcc for
+ * the GPU (--fmad=false) and, via kernels_emu.cpp, as host C++ on the CPU
+ * emulation (emu/) for the tests.
  *
  * Matching the CPU: each element goes through the same IEEE operations in
- * the same order as trainer/cpu/ops.c (formula.h for SiLU, the same
- * double-precision per-channel algebra for batch norm), so element-wise
- * ops, pooling, upsampling, concat and the decode are bit-identical where
- * the math library agrees. Batch norm's statistics are sums in double in a
- * different (but fixed) order, so they agree to double rounding and the
- * outputs to about an ulp (equal bits at every shape test_cuda_ops tries).
+ * the same order as trainer/cpu/ops.c (formula.h for SiLU, the optimizer,
+ * the EMA, the loss's objectness cell, bilinear sampling, input bytes and
+ * half rounding; the same double-precision per-channel algebra for batch
+ * norm), so element-wise ops, pooling, upsampling, concat, Detect's permute
+ * and decode, the optimizer, resize and collate are bit-identical where the
+ * math library agrees. Batch norm's statistics, dbias, sum_squares and the
+ * dense objectness loss are sums in double in a different (but fixed)
+ * order, so they agree to double rounding and the outputs to about an ulp
+ * (equal bits at every shape test_cuda_ops tries but for those double sums,
+ * within 1.1e-13 relative).
  *
  * Determinism: no float atomics. A reduction cuts each channel into fixed
  * chunks; a block sums a chunk (each thread a fixed stride, then a fixed
@@ -329,6 +335,54 @@ extern "C" int TR_CUDA_SYM(bn_backward)(struct tr_cuda_stream *s, const struct t
 }
 
 /* ------------------------------------------------------------------------ */
+/* convolutions: the bias and its gradient (cuDNN does the rest, from C)     */
+
+/*
+ * Here rather than first, as in cpu/ops.c, because the gradient is batch
+ * norm's per-channel sum of x (bn_partial, BN_SUM_X) over dy.
+ */
+
+/* y[n][c][hw] += bias[c], one thread an element */
+__global__ static void conv_bias_add_kernel(float *y, const float *bias, int channels, size_t hw,
+					    size_t count)
+{
+	for (size_t i = ew_first(); i < count; i += ew_stride())
+		y[i] += bias[i / hw % (size_t)channels];
+}
+
+extern "C" int TR_CUDA_SYM(conv_bias_add)(struct tr_cuda_stream *s, float *y, const float *bias,
+					  int n, int c, int hw)
+{
+	size_t count = (size_t)n * (size_t)c * (size_t)hw;
+	return TR_CUDA_LAUNCH(conv_bias_add_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, y, bias,
+			      c, (size_t)hw, count);
+}
+
+/* Block c: dbias[c] += the sum of channel c's chunk partials, rounded to float once. */
+__global__ static void conv_bias_grad_kernel(const double *workspace, size_t chunks, float *dbias)
+{
+	__shared__ double scratch[33];
+	int c = (int)blockIdx.x;
+	double total, unused;
+	bn_chunk_totals(workspace, chunks, c, &total, &unused, scratch);
+	if (threadIdx.x == 0)
+		dbias[c] += (float)total;
+}
+
+extern "C" int TR_CUDA_SYM(conv_bias_grad)(struct tr_cuda_stream *s, const float *dy, float *dbias,
+					   int n, int c, int hw, void *workspace)
+{
+	size_t count = (size_t)n * (size_t)hw, chunks = tr_cuda_bn_chunks(count);
+	struct bn_partial_args p = {dy,	   NULL,   NULL,    (double *)workspace, c, (size_t)hw,
+				    count, chunks, BN_SUM_X};
+	int rc = bn_partial(s, p);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(conv_bias_grad_kernel, dim3((unsigned)c), dim3(BN_THREADS), 0,
+				    s, (const double *)workspace, chunks, dbias);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
 /* elementwise: SiLU, add (outputs may alias inputs)                         */
 
 __global__ static void silu_forward_kernel(const float *x, float *y, size_t count)
@@ -535,7 +589,34 @@ extern "C" int TR_CUDA_SYM(concat_copy)(struct tr_cuda_stream *s, float *part, f
 }
 
 /* ------------------------------------------------------------------------ */
-/* Detect decode (inference)                                                 */
+/* Detect: permute and decode                                                */
+
+/*
+ * One thread an element of rows [planes, hw, no]: copied from (to_rows) or
+ * to planar [planes, no, hw], plane p = image * na + anchor.
+ */
+__global__ static void detect_permute_kernel(float *planar, float *rows, size_t planes, int no,
+					     size_t hw, int to_rows)
+{
+	size_t per_plane = (size_t)no * hw, count = planes * per_plane;
+	for (size_t i = ew_first(); i < count; i += ew_stride()) {
+		size_t p = i / per_plane, cell = i % per_plane / (size_t)no;
+		size_t o = i % (size_t)no;
+		size_t at = p * per_plane + o * hw + cell;
+		if (to_rows)
+			rows[i] = planar[at];
+		else
+			planar[at] = rows[i];
+	}
+}
+
+extern "C" int TR_CUDA_SYM(detect_permute)(struct tr_cuda_stream *s, float *planar, float *rows,
+					   int planes, int no, int hw, int to_rows)
+{
+	size_t count = (size_t)planes * (size_t)no * (size_t)hw;
+	return TR_CUDA_LAUNCH(detect_permute_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, planar,
+			      rows, (size_t)planes, no, (size_t)hw, to_rows);
+}
 
 /* The CPU's sigmoid (expf, not formula.h's exp: the decode's CPU spec uses libm). */
 __device__ static float decode_sigmoid(float v)
@@ -571,4 +652,224 @@ extern "C" int TR_CUDA_SYM(detect_decode)(struct tr_cuda_stream *s, const struct
 {
 	size_t count = (size_t)a->n * (size_t)a->na * (size_t)a->no * (size_t)a->h * (size_t)a->w;
 	return TR_CUDA_LAUNCH(detect_decode_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, *a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* optimizer: update, gradient norm, EMA (flat arrays, formula.h per element) */
+
+/* One element a thread: tr_f_sgd_update or tr_f_adam_update, as the CPU loop. */
+__global__ static void optim_update_kernel(struct tr_f_optim step, float *param, const float *grad,
+					   float *slot0, float *slot1, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride()) {
+		if (step.adam)
+			tr_f_adam_update(&step, &param[k], grad[k], &slot0[k], &slot1[k]);
+		else
+			tr_f_sgd_update(&step, &param[k], grad[k], &slot0[k]);
+	}
+}
+
+extern "C" int TR_CUDA_SYM(optim_update)(struct tr_cuda_stream *s, const struct tr_f_optim *step,
+					 float *param, const float *grad, float *slot0,
+					 float *slot1, size_t count)
+{
+	return TR_CUDA_LAUNCH(optim_update_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, *step,
+			      param, grad, slot0, slot1, count);
+}
+
+/*
+ * The flat reductions (sum_squares, loss_obj_dense) in two passes, as batch
+ * norm's: block b sums the values of chunk b (TR_CUDA_SUM_CHUNK values, each
+ * thread a fixed stride, then block_sum's tree) into partial[b]; one block
+ * then sums the partials the same way into partial[chunks]. The order is
+ * fixed by the chunk size and the block size, not by the GPU.
+ */
+__global__ static void sum_partials_kernel(double *partial, size_t chunks)
+{
+	__shared__ double scratch[33];
+	double v = 0;
+	for (size_t k = threadIdx.x; k < chunks; k += blockDim.x)
+		v += partial[k];
+	v = block_sum(v, scratch);
+	if (threadIdx.x == 0)
+		partial[chunks] = v;
+}
+
+/* partial[chunk] = the sum of x[k]^2 in double over the chunk */
+__global__ static void sum_squares_kernel(const float *x, size_t count, double *partial)
+{
+	__shared__ double scratch[33];
+	size_t lo = (size_t)blockIdx.x * TR_CUDA_SUM_CHUNK;
+	size_t hi = lo + TR_CUDA_SUM_CHUNK < count ? lo + TR_CUDA_SUM_CHUNK : count;
+	double v = 0;
+	for (size_t k = lo + threadIdx.x; k < hi; k += blockDim.x)
+		v += (double)x[k] * (double)x[k];
+	v = block_sum(v, scratch);
+	if (threadIdx.x == 0)
+		partial[blockIdx.x] = v;
+}
+
+extern "C" int TR_CUDA_SYM(sum_squares)(struct tr_cuda_stream *s, const float *x, size_t count,
+					double *workspace)
+{
+	size_t chunks = tr_cuda_sum_chunks(count);
+	int rc = TR_CUDA_LAUNCH(sum_squares_kernel, dim3((unsigned)chunks), dim3(BN_THREADS), 0, s,
+				x, count, workspace);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(sum_partials_kernel, dim3(1), dim3(BN_THREADS), 0, s, workspace,
+				    chunks);
+	return rc;
+}
+
+__global__ static void scale_kernel(float *x, float factor, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		x[k] *= factor;
+}
+
+extern "C" int TR_CUDA_SYM(scale)(struct tr_cuda_stream *s, float *x, float factor, size_t count)
+{
+	return TR_CUDA_LAUNCH(scale_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, factor,
+			      count);
+}
+
+__global__ static void ema_update_kernel(float *ema, const float *model, float keep, float take,
+					 size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		ema[k] = tr_f_ema_update(ema[k], model[k], keep, take);
+}
+
+extern "C" int TR_CUDA_SYM(ema_update)(struct tr_cuda_stream *s, float *ema, const float *model,
+				       float keep, float take, size_t count)
+{
+	return TR_CUDA_LAUNCH(ema_update_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, ema, model,
+			      keep, take, count);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the loss's dense objectness                                               */
+
+/*
+ * partial[chunk] = the sum in double of tr_f_obj_cell over the chunk's
+ * cells, each thread a cell at a time, which also assigns its gradient row
+ * when grad is not NULL.
+ */
+__global__ static void loss_obj_dense_kernel(struct tr_f_bce bce, double scale, const float *pred,
+					     float *grad, size_t cells, int width, double *partial)
+{
+	__shared__ double scratch[33];
+	size_t lo = (size_t)blockIdx.x * TR_CUDA_SUM_CHUNK;
+	size_t hi = lo + TR_CUDA_SUM_CHUNK < cells ? lo + TR_CUDA_SUM_CHUNK : cells;
+	double v = 0;
+	for (size_t c = lo + threadIdx.x; c < hi; c += blockDim.x)
+		v += tr_f_obj_cell(&bce, scale, pred + c * (size_t)width,
+				   grad != NULL ? grad + c * (size_t)width : NULL, width);
+	v = block_sum(v, scratch);
+	if (threadIdx.x == 0)
+		partial[blockIdx.x] = v;
+}
+
+extern "C" int TR_CUDA_SYM(loss_obj_dense)(struct tr_cuda_stream *s, const struct tr_f_bce *bce,
+					   double scale, const float *pred, float *grad,
+					   size_t cells, int width, double *workspace)
+{
+	size_t chunks = tr_cuda_sum_chunks(cells);
+	int rc = TR_CUDA_LAUNCH(loss_obj_dense_kernel, dim3((unsigned)chunks), dim3(BN_THREADS), 0,
+				s, *bce, scale, pred, grad, cells, width, workspace);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(sum_partials_kernel, dim3(1), dim3(BN_THREADS), 0, s, workspace,
+				    chunks);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* bilinear resize, --quad's collate                                         */
+
+/* One thread an output value of y [planes, oh, ow] from x [planes, ih, iw]. */
+__global__ static void resize_bilinear_kernel(const float *x, float *y, size_t planes, int ih,
+					      int iw, int oh, int ow)
+{
+	size_t in_hw = (size_t)ih * (size_t)iw, out_hw = (size_t)oh * (size_t)ow;
+	size_t count = planes * out_hw;
+	for (size_t k = ew_first(); k < count; k += ew_stride()) {
+		int i = (int)(k % out_hw / (size_t)ow), j = (int)(k % (size_t)ow);
+		int y0, y1, x0, x1;
+		float ly, lx;
+		tr_f_bilinear_source(i, ih, oh, &y0, &y1, &ly);
+		tr_f_bilinear_source(j, iw, ow, &x0, &x1, &lx);
+		y[k] = tr_f_bilinear(x + k / out_hw * in_hw, iw, y0, y1, ly, x0, x1, lx);
+	}
+}
+
+extern "C" int TR_CUDA_SYM(resize_bilinear)(struct tr_cuda_stream *s, const float *x, float *y,
+					    int planes, int ih, int iw, int oh, int ow)
+{
+	size_t count = (size_t)planes * (size_t)oh * (size_t)ow;
+	return TR_CUDA_LAUNCH(resize_bilinear_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
+			      (size_t)planes, ih, iw, oh, ow);
+}
+
+/*
+ * One thread an output value of quad q, out [c, 2h, 2w]: with upsample,
+ * image 4q's bytes bilinear 2x, truncated to a byte, / 255; else the
+ * floats of image 4q + k, k = (row >= h) + 2 (column >= w).
+ */
+__global__ static void quad_collate_kernel(const uint8_t *bytes, const float *images, float *out,
+					   int q, int upsample, int c, int h, int w)
+{
+	size_t plane = (size_t)h * (size_t)w, big = 4 * plane, count = (size_t)c * big;
+	for (size_t k = ew_first(); k < count; k += ew_stride()) {
+		int channel = (int)(k / big), i = (int)(k % big / (2 * (size_t)w));
+		int j = (int)(k % (2 * (size_t)w));
+		if (upsample) {
+			const uint8_t *src = bytes + ((size_t)4 * q * c + channel) * plane;
+			int y0, y1, x0, x1;
+			float ly, lx;
+			tr_f_bilinear_source(i, h, 2 * h, &y0, &y1, &ly);
+			tr_f_bilinear_source(j, w, 2 * w, &x0, &x1, &lx);
+			float value = tr_f_bilinear_u8(src, w, y0, y1, ly, x0, x1, lx);
+			out[k] = tr_f_u8_to_float((uint8_t)value);
+		} else {
+			int below = i >= h, right = j >= w, image = 4 * q + below + 2 * right;
+			const float *src = images + ((size_t)image * c + channel) * plane;
+			out[k] = src[(size_t)(i - below * h) * w + (j - right * w)];
+		}
+	}
+}
+
+extern "C" int TR_CUDA_SYM(quad_collate)(struct tr_cuda_stream *s, const uint8_t *bytes,
+					 const float *images, float *out, int q, int upsample,
+					 int c, int h, int w)
+{
+	size_t count = 4 * (size_t)c * (size_t)h * (size_t)w;
+	return TR_CUDA_LAUNCH(quad_collate_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, bytes,
+			      images, out + (size_t)q * count, q, upsample, c, h, w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* conversions: input bytes, half rounding                                   */
+
+__global__ static void images_to_float_kernel(const uint8_t *x, float *y, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		y[k] = tr_f_u8_to_float(x[k]);
+}
+
+extern "C" int TR_CUDA_SYM(images_to_float)(struct tr_cuda_stream *s, const uint8_t *x, float *y,
+					    size_t count)
+{
+	return TR_CUDA_LAUNCH(images_to_float_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
+			      count);
+}
+
+__global__ static void round_half_kernel(float *x, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		x[k] = tr_f_round_to_half(x[k]);
+}
+
+extern "C" int TR_CUDA_SYM(round_half)(struct tr_cuda_stream *s, float *x, size_t count)
+{
+	return TR_CUDA_LAUNCH(round_half_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, count);
 }

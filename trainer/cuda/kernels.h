@@ -1,7 +1,8 @@
 /*
  * trainer/cuda/kernels.h - the extern "C" launchers of the CUDA kernels
- * (kernels.cu), one per op of ops.h that is not a convolution, in the
- * order and with the names of trainer/cpu/ops.c. backend.c calls them on
+ * (kernels.cu), one per op of ops.h that is not a convolution (and a
+ * convolution's bias and dbias), in the order and with the names of
+ * trainer/cpu/ops.c. backend.c calls them on
  * device pointers; the tests call the same source compiled as host C++ on
  * the CPU emulation (emu/), whose launchers are named tr_cuda_emu_* so
  * that both builds can be linked into one program.
@@ -57,6 +58,17 @@ static inline size_t tr_cuda_bn_workspace_bytes(int channels, size_t count_per_c
 		(size_t)channels * 4) *
 	       sizeof(double);
 }
+
+/*
+ * A convolution's bias (cuDNN's graphs have none): y [n, c, hw] += bias[c];
+ * and its gradient dbias[c] += the sum of dy [n, c, hw] over n and hw, in
+ * double as batch norm's sums (same chunks, same workspace size), rounded
+ * to float once.
+ */
+int TR_CUDA_SYM(conv_bias_add)(struct tr_cuda_stream *s, float *y, const float *bias, int n, int c,
+			       int hw);
+int TR_CUDA_SYM(conv_bias_grad)(struct tr_cuda_stream *s, const float *dy, float *dbias, int n,
+				int c, int hw, void *workspace);
 
 /* Train-mode batch norm: see ops.h bn_forward_train. */
 struct tr_cuda_bn_train {
@@ -119,6 +131,13 @@ int TR_CUDA_SYM(upsample2x_backward)(struct tr_cuda_stream *s, const float *dy, 
 int TR_CUDA_SYM(concat_copy)(struct tr_cuda_stream *s, float *part, float *whole, int n, int part_c,
 			     int whole_c, int c0, int hw, int to_whole);
 
+/*
+ * Detect's permute: rows [planes, hw, no] from (to_rows) or to planar
+ * [planes, no, hw], planes = n * na (ops.h detect_permute_forward/backward).
+ */
+int TR_CUDA_SYM(detect_permute)(struct tr_cuda_stream *s, float *planar, float *rows, int planes,
+				int no, int hw, int to_rows);
+
 /* Detect's decode of one level (ops.h struct tr_detect_level); anchors travel by value. */
 #define TR_CUDA_MAX_ANCHORS 16
 struct tr_cuda_detect {
@@ -129,6 +148,65 @@ struct tr_cuda_detect {
 	int n, na, no, h, w, rows, row0;
 };
 int TR_CUDA_SYM(detect_decode)(struct tr_cuda_stream *s, const struct tr_cuda_detect *a);
+
+/* ops.h optim_update over count floats: tr_f_sgd_update (slot1 unused) or tr_f_adam_update. */
+struct tr_f_optim;
+int TR_CUDA_SYM(optim_update)(struct tr_cuda_stream *s, const struct tr_f_optim *step, float *param,
+			      const float *grad, float *slot0, float *slot1, size_t count);
+
+/*
+ * The flat reductions sum in double over chunks of this many values, one
+ * block a chunk, then one block over the chunks' partial sums. Their
+ * workspace holds tr_cuda_sum_workspace_bytes: the partials, then the
+ * total at index tr_cuda_sum_chunks(count) (download it from there).
+ */
+#define TR_CUDA_SUM_CHUNK 8192
+
+static inline size_t tr_cuda_sum_chunks(size_t count)
+{
+	size_t chunks = (count + TR_CUDA_SUM_CHUNK - 1) / TR_CUDA_SUM_CHUNK;
+	return chunks == 0 ? 1 : chunks;
+}
+
+static inline size_t tr_cuda_sum_workspace_bytes(size_t count)
+{
+	return (tr_cuda_sum_chunks(count) + 1) * sizeof(double);
+}
+
+/* The sum of x[k]^2 over count floats, in double, to workspace[tr_cuda_sum_chunks(count)]. */
+int TR_CUDA_SYM(sum_squares)(struct tr_cuda_stream *s, const float *x, size_t count,
+			     double *workspace);
+
+/* x[k] *= factor; ema[k] = tr_f_ema_update(ema[k], model[k], keep, take); over count floats. */
+int TR_CUDA_SYM(scale)(struct tr_cuda_stream *s, float *x, float factor, size_t count);
+int TR_CUDA_SYM(ema_update)(struct tr_cuda_stream *s, float *ema, const float *model, float keep,
+			    float take, size_t count);
+
+/*
+ * ops.h loss_obj_dense: tr_f_obj_cell over cells rows of width floats
+ * (grad rows assigned when grad is not NULL), the sum in double to
+ * workspace[tr_cuda_sum_chunks(cells)].
+ */
+struct tr_f_bce;
+int TR_CUDA_SYM(loss_obj_dense)(struct tr_cuda_stream *s, const struct tr_f_bce *bce, double scale,
+				const float *pred, float *grad, size_t cells, int width,
+				double *workspace);
+
+/* y [planes, oh, ow] = bilinear resize of x [planes, ih, iw] (formula.h, align_corners off). */
+int TR_CUDA_SYM(resize_bilinear)(struct tr_cuda_stream *s, const float *x, float *y, int planes,
+				 int ih, int iw, int oh, int ow);
+
+/*
+ * Quad q of ops.h quad_collate: out [n / 4, c, 2h, 2w] at quad q, from
+ * bytes and images [n, c, h, w]; upsample is the quad's host flag.
+ */
+int TR_CUDA_SYM(quad_collate)(struct tr_cuda_stream *s, const uint8_t *bytes, const float *images,
+			      float *out, int q, int upsample, int c, int h, int w);
+
+/* y[k] = x[k] / 255 (tr_f_u8_to_float); x[k] = tr_f_round_to_half(x[k]); over count values. */
+int TR_CUDA_SYM(images_to_float)(struct tr_cuda_stream *s, const uint8_t *x, float *y,
+				 size_t count);
+int TR_CUDA_SYM(round_half)(struct tr_cuda_stream *s, float *x, size_t count);
 
 #ifdef __cplusplus
 }

@@ -6,8 +6,9 @@
  * Op arguments are device pointers (from tr_cuda_alloc); shapes and the
  * detect level's anchors are host values. Ops are asynchronous on the
  * backend's stream: tr_cuda_sync waits and reports a kernel's fault;
- * upload and download synchronise. Convolutions are not built yet (cuDNN
- * graphs come in conv_graph.c): their ops fail with a message saying so.
+ * upload and download synchronise. Convolutions run through cuDNN graphs
+ * (conv_graph.c, fp32 NCHW, planned once per shape); on the emulation
+ * through the CPU backend's convolutions, on the same host memory.
  *
  * Tutorial:
  *   struct tr_backend *gpu;
@@ -45,8 +46,10 @@ int tr_cuda_sync(struct tr_backend *b, struct ut_err *err);
 
 /*
  * The same backend with its kernels on the CPU emulation: "device" memory
- * is host memory, every launch runs at once, thread orders come from seed.
- * For tests: it checks kernels, not speed.
+ * is host memory, every launch runs at once, thread orders come from seed;
+ * convolutions (no cuDNN without a device) are the CPU backend's, on one
+ * thread, with this backend's bias kernels. For tests: it checks kernels,
+ * not speed.
  */
 int tr_cuda_emu_backend_create(uint64_t seed, struct tr_backend **out, struct ut_err *err);
 int tr_cuda_emu_alloc(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err);

@@ -61,21 +61,15 @@ int tr_backend_create(const char *device, int threads, struct tr_backend **out, 
 		return tr_cpu_backend_create(threads, out, err);
 #if defined(TR_HAVE_CUDA)
 	/*
-	 * The GPU works and its backend starts, but the trainer keeps model
-	 * memory on the host (ops.h has no device memory yet), so it cannot
-	 * run on it: say so rather than hand it host pointers.
+	 * The first GPU of the list: its backend holds model memory on the
+	 * device and runs every op (several GPUs are DDP's, one backend a rank).
 	 */
-	struct tr_backend *gpu = NULL;
 	char q[UT_QUOTE_LEN];
 	struct ut_err cause = {{0}};
-	if (tr_cuda_backend_create(atoi(device), &gpu, &cause) != 0)
+	if (tr_cuda_backend_create(atoi(device), out, &cause) != 0)
 		return ut_err_set(err, "--device %s: %s", ut_quote(device, q, sizeof(q)),
 				  cause.msg);
-	tr_backend_destroy(gpu);
-	return ut_err_set(err,
-			  "--device %s: the CUDA backend cannot train or validate yet (model "
-			  "memory stays on the host); use --device cpu",
-			  ut_quote(device, q, sizeof(q)));
+	return 0;
 #else
 	return -1; /* not reached: tr_backend_check_device refused the ids */
 #endif
