@@ -20,6 +20,7 @@
 #endif
 #include "cpu.h"
 #include "formula.h"
+#include "ops_check.h"
 
 #include <math.h>
 #include <omp.h>
@@ -93,14 +94,6 @@ struct cpu_state {
 static struct cpu_state *state_of(struct tr_backend *b)
 {
 	return (struct cpu_state *)b->state;
-}
-
-struct tr_shape tr_conv_out_shape(const struct tr_conv *conv, struct tr_shape in)
-{
-	struct tr_shape out = {in.n, conv->cout, 0, 0};
-	out.h = (in.h + 2 * conv->pad - conv->k) / conv->stride + 1;
-	out.w = (in.w + 2 * conv->pad - conv->k) / conv->stride + 1;
-	return out;
 }
 
 void tr_backend_destroy(struct tr_backend *b)
@@ -509,43 +502,13 @@ static int conv_prim_run(struct cpu_state *st, struct conv_prim *p, void *const 
 	return 0;
 }
 
-static int same_shape(struct tr_shape a, struct tr_shape b)
-{
-	return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w;
-}
-
-static int shape_error(struct ut_err *err, const char *op, const char *what, struct tr_shape got,
-		       struct tr_shape want)
-{
-	return ut_err_set(err, "%s: %s has shape %dx%dx%dx%d, expected %dx%dx%dx%d", op, what,
-			  got.n, got.c, got.h, got.w, want.n, want.c, want.h, want.w);
-}
-
-/* Check a convolution's input and output shapes against its parameters. */
-static int conv_check(const char *op, const struct tr_conv *conv, struct tr_shape in,
-		      struct tr_shape out, struct ut_err *err)
-{
-	if (conv->cin < 1 || conv->cout < 1 || conv->k < 1 || conv->stride < 1 || conv->pad < 0 ||
-	    in.n < 1 || in.h + 2 * conv->pad < conv->k || in.w + 2 * conv->pad < conv->k)
-		return ut_err_set(err, "%s: bad convolution %d->%d k%d s%d p%d on %dx%dx%dx%d", op,
-				  conv->cin, conv->cout, conv->k, conv->stride, conv->pad, in.n,
-				  in.c, in.h, in.w);
-	if (in.c != conv->cin)
-		return ut_err_set(err, "%s: input has %d channels, convolution expects %d", op,
-				  in.c, conv->cin);
-	struct tr_shape want = tr_conv_out_shape(conv, in);
-	if (!same_shape(out, want))
-		return shape_error(err, op, "output", out, want);
-	return 0;
-}
-
 static int cpu_conv_forward(struct tr_backend *b, const struct tr_conv *conv,
 			    const struct tr_tensor *x, const float *w, const float *bias,
 			    struct tr_tensor *y, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
 	struct conv_prim *p;
-	if (conv_check("conv_forward", conv, x->shape, y->shape, err) != 0 ||
+	if (tr_conv_check("conv_forward", conv, x->shape, y->shape, err) != 0 ||
 	    conv_prim_get(st, CONV_FWD, conv, x->shape, bias != NULL, &p, err) != 0)
 		return -1;
 	/* oneDNN only reads its inputs; the casts drop const for its void * API */
@@ -559,7 +522,7 @@ static int cpu_conv_backward_data(struct tr_backend *b, const struct tr_conv *co
 {
 	struct cpu_state *st = state_of(b);
 	struct conv_prim *p;
-	if (conv_check("conv_backward_data", conv, dx->shape, dy->shape, err) != 0 ||
+	if (tr_conv_check("conv_backward_data", conv, dx->shape, dy->shape, err) != 0 ||
 	    conv_prim_get(st, CONV_BWD_DATA, conv, dx->shape, 0, &p, err) != 0)
 		return -1;
 	void *const data[CONV_PORTS] = {(void *)dy->data, (void *)w, dx->data, NULL};
@@ -572,7 +535,7 @@ static int cpu_conv_backward_filter(struct tr_backend *b, const struct tr_conv *
 {
 	struct cpu_state *st = state_of(b);
 	struct conv_prim *p;
-	if (conv_check("conv_backward_filter", conv, x->shape, dy->shape, err) != 0 ||
+	if (tr_conv_check("conv_backward_filter", conv, x->shape, dy->shape, err) != 0 ||
 	    conv_prim_get(st, CONV_BWD_WEIGHTS, conv, x->shape, dbias != NULL, &p, err) != 0)
 		return -1;
 	void *const data[CONV_PORTS] = {(void *)x->data, (void *)dy->data, dw, dbias};
@@ -719,8 +682,8 @@ VEC_CLONES static void channel_affine(const float *x, float *y, struct tr_shape 
 static int bn_check(const char *op, const struct tr_tensor *x, const struct tr_tensor *y,
 		    struct ut_err *err)
 {
-	if (!same_shape(x->shape, y->shape))
-		return shape_error(err, op, "output", y->shape, x->shape);
+	if (!tr_shape_same(x->shape, y->shape))
+		return tr_shape_error(err, op, "output", y->shape, x->shape);
 	return 0;
 }
 
@@ -791,10 +754,10 @@ static int cpu_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = x->shape;
 	size_t hw = (size_t)s.h * s.w, count = (size_t)s.n * hw;
-	if (!same_shape(dy->shape, s))
-		return shape_error(err, "bn_backward", "dy", dy->shape, s);
-	if (!same_shape(dx->shape, s))
-		return shape_error(err, "bn_backward", "dx", dx->shape, s);
+	if (!tr_shape_same(dy->shape, s))
+		return tr_shape_error(err, "bn_backward", "dy", dy->shape, s);
+	if (!tr_shape_same(dx->shape, s))
+		return tr_shape_error(err, "bn_backward", "dx", dx->shape, s);
 #pragma omp parallel for num_threads(st->threads) schedule(static) if (count * s.c > PAR_MIN)
 	for (int c = 0; c < s.c; c++) {
 		double mean = save_mean[c], invstd = save_invstd[c];
@@ -827,8 +790,8 @@ static int cpu_silu_forward(struct tr_backend *b, const struct tr_tensor *x, str
 			    struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
-	if (!same_shape(x->shape, y->shape))
-		return shape_error(err, "silu_forward", "y", y->shape, x->shape);
+	if (!tr_shape_same(x->shape, y->shape))
+		return tr_shape_error(err, "silu_forward", "y", y->shape, x->shape);
 	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(x->shape);
 #pragma omp parallel num_threads(st->threads) if (len > PAR_MIN)
 	{
@@ -844,10 +807,10 @@ static int cpu_silu_backward(struct tr_backend *b, const struct tr_tensor *x,
 			     const struct tr_tensor *dy, struct tr_tensor *dx, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
-	if (!same_shape(x->shape, dy->shape))
-		return shape_error(err, "silu_backward", "dy", dy->shape, x->shape);
-	if (!same_shape(x->shape, dx->shape))
-		return shape_error(err, "silu_backward", "dx", dx->shape, x->shape);
+	if (!tr_shape_same(x->shape, dy->shape))
+		return tr_shape_error(err, "silu_backward", "dy", dy->shape, x->shape);
+	if (!tr_shape_same(x->shape, dx->shape))
+		return tr_shape_error(err, "silu_backward", "dx", dx->shape, x->shape);
 	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(x->shape);
 #pragma omp parallel num_threads(st->threads) if (len > PAR_MIN)
 	{
@@ -862,10 +825,10 @@ static int cpu_add_forward(struct tr_backend *b, const struct tr_tensor *a,
 			   const struct tr_tensor *x, struct tr_tensor *y, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
-	if (!same_shape(a->shape, x->shape))
-		return shape_error(err, "add_forward", "second input", x->shape, a->shape);
-	if (!same_shape(a->shape, y->shape))
-		return shape_error(err, "add_forward", "output", y->shape, a->shape);
+	if (!tr_shape_same(a->shape, x->shape))
+		return tr_shape_error(err, "add_forward", "second input", x->shape, a->shape);
+	if (!tr_shape_same(a->shape, y->shape))
+		return tr_shape_error(err, "add_forward", "output", y->shape, a->shape);
 	ptrdiff_t len = (ptrdiff_t)tr_shape_numel(a->shape);
 #pragma omp parallel num_threads(st->threads) if (len > PAR_MIN)
 	{
@@ -942,22 +905,12 @@ static const int *pool_argmax(struct cpu_state *st, const float *in, struct tr_s
 	return arg;
 }
 
-static int pool_check(const char *op, int k, struct tr_shape x, struct tr_shape y,
-		      struct ut_err *err)
-{
-	if (k < 1 || k % 2 == 0)
-		return ut_err_set(err, "%s: kernel %d (must be odd for pad k/2, stride 1)", op, k);
-	if (!same_shape(x, y))
-		return shape_error(err, op, "output", y, x);
-	return 0;
-}
-
 static int cpu_maxpool_forward(struct tr_backend *b, int k, const struct tr_tensor *x,
 			       struct tr_tensor *y, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = x->shape;
-	if (pool_check("maxpool_forward", k, s, y->shape, err) != 0)
+	if (tr_pool_check("maxpool_forward", k, s, y->shape, err) != 0)
 		return -1;
 	int planes = s.n * s.c;
 	size_t hw = (size_t)s.h * s.w;
@@ -982,9 +935,9 @@ static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_ten
 {
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = x->shape;
-	if (pool_check("maxpool_backward", k, s, y->shape, err) != 0 ||
-	    pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
-	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0)
+	if (tr_pool_check("maxpool_backward", k, s, y->shape, err) != 0 ||
+	    tr_pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
+	    tr_pool_check("maxpool_backward", k, s, dx->shape, err) != 0)
 		return -1;
 	int planes = s.n * s.c;
 	size_t hw = (size_t)s.h * s.w;
@@ -1006,21 +959,13 @@ static int cpu_maxpool_backward(struct tr_backend *b, int k, const struct tr_ten
 /* ------------------------------------------------------------------------ */
 /* nearest 2x upsample                                                       */
 
-static int up_check(const char *op, struct tr_shape small, struct tr_shape big, struct ut_err *err)
-{
-	struct tr_shape want = {small.n, small.c, 2 * small.h, 2 * small.w};
-	if (!same_shape(big, want))
-		return shape_error(err, op, "upsampled tensor", big, want);
-	return 0;
-}
-
 /* y[n,c,2h,2w]: y[i][j] = x[i/2][j/2] */
 static int cpu_upsample2x_forward(struct tr_backend *b, const struct tr_tensor *x,
 				  struct tr_tensor *y, struct ut_err *err)
 {
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = x->shape;
-	if (up_check("upsample2x_forward", s, y->shape, err) != 0)
+	if (tr_upsample_check("upsample2x_forward", s, y->shape, err) != 0)
 		return -1;
 	int planes = s.n * s.c, ow = 2 * s.w;
 	size_t hw = (size_t)s.h * s.w;
@@ -1042,7 +987,7 @@ static int cpu_upsample2x_backward(struct tr_backend *b, const struct tr_tensor 
 {
 	struct cpu_state *st = state_of(b);
 	struct tr_shape s = dx->shape;
-	if (up_check("upsample2x_backward", s, dy->shape, err) != 0)
+	if (tr_upsample_check("upsample2x_backward", s, dy->shape, err) != 0)
 		return -1;
 	int planes = s.n * s.c, ow = 2 * s.w;
 	size_t hw = (size_t)s.h * s.w;
@@ -1062,26 +1007,6 @@ static int cpu_upsample2x_backward(struct tr_backend *b, const struct tr_tensor 
 
 /* ------------------------------------------------------------------------ */
 /* concat / split along channels                                             */
-
-static int concat_check(const char *op, const struct tr_tensor *const *parts, int count,
-			struct tr_shape whole, struct ut_err *err)
-{
-	int channels = 0;
-	if (count < 1)
-		return ut_err_set(err, "%s: %d inputs", op, count);
-	for (int i = 0; i < count; i++) {
-		struct tr_shape s = parts[i]->shape;
-		if (s.n != whole.n || s.h != whole.h || s.w != whole.w)
-			return ut_err_set(err, "%s: input %d is %dx%dx%dx%d, output %dx%dx%dx%d",
-					  op, i, s.n, s.c, s.h, s.w, whole.n, whole.c, whole.h,
-					  whole.w);
-		channels += s.c;
-	}
-	if (channels != whole.c)
-		return ut_err_set(err, "%s: inputs have %d channels in all, output %d", op,
-				  channels, whole.c);
-	return 0;
-}
 
 /* Copy each part to or from its channel range of whole, per sample. */
 static void concat_copy(struct cpu_state *st, const struct tr_tensor *const *parts, int count,
@@ -1107,7 +1032,7 @@ static void concat_copy(struct cpu_state *st, const struct tr_tensor *const *par
 static int cpu_concat_forward(struct tr_backend *b, const struct tr_tensor *const *xs, int count,
 			      struct tr_tensor *y, struct ut_err *err)
 {
-	if (concat_check("concat_forward", xs, count, y->shape, err) != 0)
+	if (tr_concat_check("concat_forward", xs, count, y->shape, err) != 0)
 		return -1;
 	concat_copy(state_of(b), xs, count, y->data, y->shape, 1);
 	return 0;
@@ -1117,7 +1042,7 @@ static int cpu_concat_backward(struct tr_backend *b, const struct tr_tensor *dy,
 			       struct tr_tensor *const *dxs, int count, struct ut_err *err)
 {
 	const struct tr_tensor *const *parts = (const struct tr_tensor *const *)dxs;
-	if (concat_check("concat_backward", parts, count, dy->shape, err) != 0)
+	if (tr_concat_check("concat_backward", parts, count, dy->shape, err) != 0)
 		return -1;
 	concat_copy(state_of(b), parts, count, dy->data, dy->shape, 0);
 	return 0;
@@ -1125,14 +1050,6 @@ static int cpu_concat_backward(struct tr_backend *b, const struct tr_tensor *dy,
 
 /* ------------------------------------------------------------------------ */
 /* Detect: permute and decode                                                */
-
-static int detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err)
-{
-	if (na < 1 || s.c % na != 0 || s.c / na < 6)
-		return ut_err_set(err, "%s: %d channels for %d anchors (need na * (nc + 5))", op,
-				  s.c, na);
-	return 0;
-}
 
 /*
  * Copy between [n, na * no, h, w] (planar) and [n, na, h, w, no] (rows),
@@ -1159,7 +1076,7 @@ static void detect_permute(struct cpu_state *st, int na, struct tr_shape s, floa
 static int cpu_detect_permute_forward(struct tr_backend *b, int na, const struct tr_tensor *raw,
 				      float *out, struct ut_err *err)
 {
-	if (detect_check("detect_permute_forward", na, raw->shape, err) != 0)
+	if (tr_detect_check("detect_permute_forward", na, raw->shape, err) != 0)
 		return -1;
 	detect_permute(state_of(b), na, raw->shape, raw->data, out, 1);
 	return 0;
@@ -1168,7 +1085,7 @@ static int cpu_detect_permute_forward(struct tr_backend *b, int na, const struct
 static int cpu_detect_permute_backward(struct tr_backend *b, int na, const float *dout,
 				       struct tr_tensor *draw, struct ut_err *err)
 {
-	if (detect_check("detect_permute_backward", na, draw->shape, err) != 0)
+	if (tr_detect_check("detect_permute_backward", na, draw->shape, err) != 0)
 		return -1;
 	detect_permute(state_of(b), na, draw->shape, draw->data, (float *)dout, 0);
 	return 0;

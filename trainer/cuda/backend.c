@@ -17,6 +17,7 @@
  * cuDNN's.
  */
 #include "kernels.h"
+#include "ops_check.h"
 #include "tr_cuda.h"
 
 #include <stdlib.h>
@@ -172,40 +173,7 @@ static int workspace_reserve(struct tr_backend *b, size_t bytes, struct ut_err *
 }
 
 /* ------------------------------------------------------------------------ */
-/* checks (the CPU backend's messages)                                       */
-
-static int same_shape(struct tr_shape a, struct tr_shape b)
-{
-	return a.n == b.n && a.c == b.c && a.h == b.h && a.w == b.w;
-}
-
-static int shape_error(struct ut_err *err, const char *op, const char *what, struct tr_shape got,
-		       struct tr_shape want)
-{
-	return ut_err_set(err, "%s: %s has shape %dx%dx%dx%d, expected %dx%dx%dx%d", op, what,
-			  got.n, got.c, got.h, got.w, want.n, want.c, want.h, want.w);
-}
-
-/* ------------------------------------------------------------------------ */
 /* convolutions: cuDNN graphs (the emulation: the CPU backend's), bias kernels */
-
-/* Check a convolution's input and output shapes against its parameters (the CPU's messages). */
-static int conv_check(const char *op, const struct tr_conv *conv, struct tr_shape in,
-		      struct tr_shape out, struct ut_err *err)
-{
-	if (conv->cin < 1 || conv->cout < 1 || conv->k < 1 || conv->stride < 1 || conv->pad < 0 ||
-	    in.n < 1 || in.h + 2 * conv->pad < conv->k || in.w + 2 * conv->pad < conv->k)
-		return ut_err_set(err, "%s: bad convolution %d->%d k%d s%d p%d on %dx%dx%dx%d", op,
-				  conv->cin, conv->cout, conv->k, conv->stride, conv->pad, in.n,
-				  in.c, in.h, in.w);
-	if (in.c != conv->cin)
-		return ut_err_set(err, "%s: input has %d channels, convolution expects %d", op,
-				  in.c, conv->cin);
-	struct tr_shape want = tr_conv_out_shape(conv, in);
-	if (!same_shape(out, want))
-		return shape_error(err, op, "output", out, want);
-	return 0;
-}
 
 #if !defined(TR_CUDA_EMU)
 /* The number of weights of a convolution, [cout, cin, k, k]. */
@@ -271,7 +239,7 @@ static int cuda_conv_forward(struct tr_backend *b, const struct tr_conv *conv,
 {
 	struct cuda_state *st = state_of(b);
 	struct tr_shape out = y->shape;
-	if (conv_check("conv_forward", conv, x->shape, out, err) != 0)
+	if (tr_conv_check("conv_forward", conv, x->shape, out, err) != 0)
 		return -1;
 #if defined(TR_CUDA_EMU)
 	if (st->host->ops->conv_forward(st->host, conv, x, w, NULL, y, err) != 0)
@@ -297,7 +265,7 @@ static int cuda_conv_backward_data(struct tr_backend *b, const struct tr_conv *c
 				   struct ut_err *err)
 {
 	struct cuda_state *st = state_of(b);
-	if (conv_check("conv_backward_data", conv, dx->shape, dy->shape, err) != 0)
+	if (tr_conv_check("conv_backward_data", conv, dx->shape, dy->shape, err) != 0)
 		return -1;
 #if defined(TR_CUDA_EMU)
 	return st->host->ops->conv_backward_data(st->host, conv, dy, w, dx, err);
@@ -318,7 +286,7 @@ static int cuda_conv_backward_filter(struct tr_backend *b, const struct tr_conv 
 {
 	struct cuda_state *st = state_of(b);
 	struct tr_shape out = dy->shape;
-	if (conv_check("conv_backward_filter", conv, x->shape, out, err) != 0)
+	if (tr_conv_check("conv_backward_filter", conv, x->shape, out, err) != 0)
 		return -1;
 #if defined(TR_CUDA_EMU)
 	if (st->host->ops->conv_backward_filter(st->host, conv, x, dy, dw, NULL, err) != 0)
@@ -355,8 +323,8 @@ static int cuda_bn_forward_train(struct tr_backend *b, const struct tr_tensor *x
 {
 	struct tr_shape s = x->shape;
 	size_t count = (size_t)s.n * (size_t)s.h * (size_t)s.w;
-	if (!same_shape(s, y->shape))
-		return shape_error(err, "bn_forward_train", "output", y->shape, s);
+	if (!tr_shape_same(s, y->shape))
+		return tr_shape_error(err, "bn_forward_train", "output", y->shape, s);
 	if (count < 2)
 		return ut_err_set(
 		    err, "bn_forward_train: %zu value per channel (training needs 2 or more)",
@@ -388,8 +356,8 @@ static int cuda_bn_forward_eval(struct tr_backend *b, const struct tr_tensor *x,
 				const float *running_var, struct tr_tensor *y, struct ut_err *err)
 {
 	struct tr_shape s = x->shape;
-	if (!same_shape(s, y->shape))
-		return shape_error(err, "bn_forward_eval", "output", y->shape, s);
+	if (!tr_shape_same(s, y->shape))
+		return tr_shape_error(err, "bn_forward_eval", "output", y->shape, s);
 	struct tr_cuda_bn_eval a = {
 	    .x = x->data,
 	    .gamma = gamma,
@@ -413,10 +381,10 @@ static int cuda_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 			    float *dbeta, struct ut_err *err)
 {
 	struct tr_shape s = x->shape;
-	if (!same_shape(dy->shape, s))
-		return shape_error(err, "bn_backward", "dy", dy->shape, s);
-	if (!same_shape(dx->shape, s))
-		return shape_error(err, "bn_backward", "dx", dx->shape, s);
+	if (!tr_shape_same(dy->shape, s))
+		return tr_shape_error(err, "bn_backward", "dy", dy->shape, s);
+	if (!tr_shape_same(dx->shape, s))
+		return tr_shape_error(err, "bn_backward", "dx", dx->shape, s);
 	if (workspace_reserve(b, tr_cuda_bn_workspace_bytes(s.c, (size_t)s.n * s.h * s.w), err) !=
 	    0)
 		return -1;
@@ -444,8 +412,8 @@ static int cuda_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 static int cuda_silu_forward(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
 			     struct ut_err *err)
 {
-	if (!same_shape(x->shape, y->shape))
-		return shape_error(err, "silu_forward", "y", y->shape, x->shape);
+	if (!tr_shape_same(x->shape, y->shape))
+		return tr_shape_error(err, "silu_forward", "y", y->shape, x->shape);
 	LAUNCH_CHECK("silu_forward", TR_CUDA_SYM(silu_forward)(&state_of(b)->stream, x->data,
 							       y->data, tr_shape_numel(x->shape)));
 	return 0;
@@ -454,10 +422,10 @@ static int cuda_silu_forward(struct tr_backend *b, const struct tr_tensor *x, st
 static int cuda_silu_backward(struct tr_backend *b, const struct tr_tensor *x,
 			      const struct tr_tensor *dy, struct tr_tensor *dx, struct ut_err *err)
 {
-	if (!same_shape(x->shape, dy->shape))
-		return shape_error(err, "silu_backward", "dy", dy->shape, x->shape);
-	if (!same_shape(x->shape, dx->shape))
-		return shape_error(err, "silu_backward", "dx", dx->shape, x->shape);
+	if (!tr_shape_same(x->shape, dy->shape))
+		return tr_shape_error(err, "silu_backward", "dy", dy->shape, x->shape);
+	if (!tr_shape_same(x->shape, dx->shape))
+		return tr_shape_error(err, "silu_backward", "dx", dx->shape, x->shape);
 	LAUNCH_CHECK("silu_backward",
 		     TR_CUDA_SYM(silu_backward)(&state_of(b)->stream, x->data, dy->data, dx->data,
 						tr_shape_numel(x->shape)));
@@ -467,10 +435,10 @@ static int cuda_silu_backward(struct tr_backend *b, const struct tr_tensor *x,
 static int cuda_add_forward(struct tr_backend *b, const struct tr_tensor *a,
 			    const struct tr_tensor *x, struct tr_tensor *y, struct ut_err *err)
 {
-	if (!same_shape(a->shape, x->shape))
-		return shape_error(err, "add_forward", "second input", x->shape, a->shape);
-	if (!same_shape(a->shape, y->shape))
-		return shape_error(err, "add_forward", "output", y->shape, a->shape);
+	if (!tr_shape_same(a->shape, x->shape))
+		return tr_shape_error(err, "add_forward", "second input", x->shape, a->shape);
+	if (!tr_shape_same(a->shape, y->shape))
+		return tr_shape_error(err, "add_forward", "output", y->shape, a->shape);
 	LAUNCH_CHECK("add_forward", TR_CUDA_SYM(add_forward)(&state_of(b)->stream, a->data, x->data,
 							     y->data, tr_shape_numel(a->shape)));
 	return 0;
@@ -479,21 +447,11 @@ static int cuda_add_forward(struct tr_backend *b, const struct tr_tensor *a,
 /* ------------------------------------------------------------------------ */
 /* max pool k x k, stride 1, pad k/2, -inf padding (PyTorch's first max wins) */
 
-static int pool_check(const char *op, int k, struct tr_shape x, struct tr_shape y,
-		      struct ut_err *err)
-{
-	if (k < 1 || k % 2 == 0)
-		return ut_err_set(err, "%s: kernel %d (must be odd for pad k/2, stride 1)", op, k);
-	if (!same_shape(x, y))
-		return shape_error(err, op, "output", y, x);
-	return 0;
-}
-
 static int cuda_maxpool_forward(struct tr_backend *b, int k, const struct tr_tensor *x,
 				struct tr_tensor *y, struct ut_err *err)
 {
 	struct tr_shape s = x->shape;
-	if (pool_check("maxpool_forward", k, s, y->shape, err) != 0)
+	if (tr_pool_check("maxpool_forward", k, s, y->shape, err) != 0)
 		return -1;
 	LAUNCH_CHECK("maxpool_forward",
 		     TR_CUDA_SYM(maxpool_forward)(&state_of(b)->stream, k, x->data, y->data,
@@ -507,8 +465,8 @@ static int cuda_maxpool_backward(struct tr_backend *b, int k, const struct tr_te
 {
 	(void)y; /* the argmax is found again in x, as on the CPU */
 	struct tr_shape s = x->shape;
-	if (pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
-	    pool_check("maxpool_backward", k, s, dx->shape, err) != 0 ||
+	if (tr_pool_check("maxpool_backward", k, s, dy->shape, err) != 0 ||
+	    tr_pool_check("maxpool_backward", k, s, dx->shape, err) != 0 ||
 	    workspace_reserve(b, tr_shape_numel(s) * sizeof(int), err) != 0)
 		return -1;
 	LAUNCH_CHECK("maxpool_backward", TR_CUDA_SYM(maxpool_backward)(
@@ -520,19 +478,11 @@ static int cuda_maxpool_backward(struct tr_backend *b, int k, const struct tr_te
 /* ------------------------------------------------------------------------ */
 /* nearest 2x upsample                                                       */
 
-static int up_check(const char *op, struct tr_shape small, struct tr_shape big, struct ut_err *err)
-{
-	struct tr_shape want = {small.n, small.c, 2 * small.h, 2 * small.w};
-	if (!same_shape(big, want))
-		return shape_error(err, op, "upsampled tensor", big, want);
-	return 0;
-}
-
 static int cuda_upsample2x_forward(struct tr_backend *b, const struct tr_tensor *x,
 				   struct tr_tensor *y, struct ut_err *err)
 {
 	struct tr_shape s = x->shape;
-	if (up_check("upsample2x_forward", s, y->shape, err) != 0)
+	if (tr_upsample_check("upsample2x_forward", s, y->shape, err) != 0)
 		return -1;
 	LAUNCH_CHECK("upsample2x_forward",
 		     TR_CUDA_SYM(upsample2x_forward)(&state_of(b)->stream, x->data, y->data,
@@ -544,7 +494,7 @@ static int cuda_upsample2x_backward(struct tr_backend *b, const struct tr_tensor
 				    struct tr_tensor *dx, struct ut_err *err)
 {
 	struct tr_shape s = dx->shape;
-	if (up_check("upsample2x_backward", s, dy->shape, err) != 0)
+	if (tr_upsample_check("upsample2x_backward", s, dy->shape, err) != 0)
 		return -1;
 	LAUNCH_CHECK("upsample2x_backward",
 		     TR_CUDA_SYM(upsample2x_backward)(&state_of(b)->stream, dy->data, dx->data,
@@ -554,26 +504,6 @@ static int cuda_upsample2x_backward(struct tr_backend *b, const struct tr_tensor
 
 /* ------------------------------------------------------------------------ */
 /* concat / split along channels                                             */
-
-static int concat_check(const char *op, const struct tr_tensor *const *parts, int count,
-			struct tr_shape whole, struct ut_err *err)
-{
-	int channels = 0;
-	if (count < 1)
-		return ut_err_set(err, "%s: %d inputs", op, count);
-	for (int i = 0; i < count; i++) {
-		struct tr_shape s = parts[i]->shape;
-		if (s.n != whole.n || s.h != whole.h || s.w != whole.w)
-			return ut_err_set(err, "%s: input %d is %dx%dx%dx%d, output %dx%dx%dx%d",
-					  op, i, s.n, s.c, s.h, s.w, whole.n, whole.c, whole.h,
-					  whole.w);
-		channels += s.c;
-	}
-	if (channels != whole.c)
-		return ut_err_set(err, "%s: inputs have %d channels in all, output %d", op,
-				  channels, whole.c);
-	return 0;
-}
 
 /* Copy each part to or from its channel range of whole (one launch a part). */
 static int concat_copy(struct tr_backend *b, const char *op, const struct tr_tensor *const *parts,
@@ -593,7 +523,7 @@ static int concat_copy(struct tr_backend *b, const char *op, const struct tr_ten
 static int cuda_concat_forward(struct tr_backend *b, const struct tr_tensor *const *xs, int count,
 			       struct tr_tensor *y, struct ut_err *err)
 {
-	if (concat_check("concat_forward", xs, count, y->shape, err) != 0)
+	if (tr_concat_check("concat_forward", xs, count, y->shape, err) != 0)
 		return -1;
 	return concat_copy(b, "concat_forward", xs, count, y->data, y->shape, 1, err);
 }
@@ -602,7 +532,7 @@ static int cuda_concat_backward(struct tr_backend *b, const struct tr_tensor *dy
 				struct tr_tensor *const *dxs, int count, struct ut_err *err)
 {
 	const struct tr_tensor *const *parts = (const struct tr_tensor *const *)dxs;
-	if (concat_check("concat_backward", parts, count, dy->shape, err) != 0)
+	if (tr_concat_check("concat_backward", parts, count, dy->shape, err) != 0)
 		return -1;
 	return concat_copy(b, "concat_backward", parts, count, dy->data, dy->shape, 0, err);
 }
@@ -610,19 +540,11 @@ static int cuda_concat_backward(struct tr_backend *b, const struct tr_tensor *dy
 /* ------------------------------------------------------------------------ */
 /* Detect: permute and decode                                                */
 
-static int detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err)
-{
-	if (na < 1 || s.c % na != 0 || s.c / na < 6)
-		return ut_err_set(err, "%s: %d channels for %d anchors (need na * (nc + 5))", op,
-				  s.c, na);
-	return 0;
-}
-
 static int cuda_detect_permute_forward(struct tr_backend *b, int na, const struct tr_tensor *raw,
 				       float *out, struct ut_err *err)
 {
 	struct tr_shape s = raw->shape;
-	if (detect_check("detect_permute_forward", na, s, err) != 0)
+	if (tr_detect_check("detect_permute_forward", na, s, err) != 0)
 		return -1;
 	LAUNCH_CHECK("detect_permute_forward",
 		     TR_CUDA_SYM(detect_permute)(&state_of(b)->stream, raw->data, out, s.n * na,
@@ -634,7 +556,7 @@ static int cuda_detect_permute_backward(struct tr_backend *b, int na, const floa
 					struct tr_tensor *draw, struct ut_err *err)
 {
 	struct tr_shape s = draw->shape;
-	if (detect_check("detect_permute_backward", na, s, err) != 0)
+	if (tr_detect_check("detect_permute_backward", na, s, err) != 0)
 		return -1;
 	/* the kernel only reads rows when it writes planar: the cast drops const for one signature
 	 */
