@@ -4,7 +4,7 @@
 #
 #   here:    meson setup build-gpu -Dcuda=enabled -Dbuildtype=release && ninja -C build-gpu
 #            bash bench/gpu/pack.sh build-gpu /path/to/yolov5-v7.0-source
-#   device:  bash bench/gpu/run.sh          (carry .gpu-pack; results in $OUT)
+#   device:  bash bench/gpu/run.sh          (carry .gpu-pack.tar.gz; results in $OUT)
 #
 # Stages, most important first (a stage that would pass the time budget is recorded
 # as "no time left"): the machine (nvidia-smi, nvcc); op parity GPU vs CPU in fp32
@@ -26,7 +26,8 @@ log=$OUT/log.txt
 records=$OUT/records.ndjson
 : >"$log"
 : >"$records"
-[ -d "$pack/bin" ] || { echo "run.sh: no .gpu-pack (run bench/gpu/pack.sh first and carry .gpu-pack)" | tee -a "$log"; exit 2; }
+[ -d "$pack/bin" ] || [ ! -f "$root/.gpu-pack.tar.gz" ] || tar -C "$root" -xzf "$root/.gpu-pack.tar.gz"
+[ -d "$pack/bin" ] || { echo "run.sh: no .gpu-pack (run bench/gpu/pack.sh first and carry .gpu-pack.tar.gz)" | tee -a "$log"; exit 2; }
 
 # cuDNN and NCCL: the toolkit's, else the ones PyTorch's wheels bring
 extra=
