@@ -170,8 +170,8 @@ static const char run_help[] =
     "  --launcher L        local (default) | slurm: each candidate is an srun job step\n"
     "  --slurm-args S      extra srun options, e.g. '--partition=gpu --time=2:00:00'\n"
     "  --slurm-submit      each candidate a Slurm job of its own, even inside an allocation\n"
-    "  --prune median      stop a candidate whose fitness at an epoch is below the median\n"
-    "                      of the finished candidates at that epoch (none)\n"
+    "  --prune median|asha stop a candidate below the median (asha: the best third, at\n"
+    "                      epochs E/3, E/9, ...) of the finished ones at that epoch (none)\n"
     "  --prune-warmup E    first epoch (0-based) at which pruning may happen (3)\n"
     "  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA) | robust\n"
     "  --population N      GA population size (50)\n"
@@ -405,7 +405,7 @@ static int one_of(const char *value, const char *const *choices)
 static int check_choices(const struct cli *c, struct ut_err *err)
 {
 	static const char *const launchers[] = {"local", "slurm", NULL};
-	static const char *const prunes[] = {"none", "median", NULL};
+	static const char *const prunes[] = {"none", "median", "asha", NULL};
 	static const char *const algorithms[] = {"yolov5", "ga", "robust", NULL};
 	char q[UT_QUOTE_LEN];
 	if (!one_of(c->launcher, launchers))
@@ -414,7 +414,7 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	if (ev_slurm_check_args(c->slurm_args, err) != 0)
 		return -1;
 	if (!one_of(c->prune, prunes))
-		return ut_err_set(err, "--prune '%s': use none or median",
+		return ut_err_set(err, "--prune '%s': use none, median or asha",
 				  ut_quote(c->prune, q, sizeof(q)));
 	if (!one_of(c->algorithm, algorithms))
 		return ut_err_set(err, "--algorithm '%s': use yolov5, ga or robust",

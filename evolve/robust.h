@@ -38,6 +38,13 @@ struct ev_robust_params {
 	int evaluations;      /* ... until they have this many evaluations (2) */
 	double mutation_prob; /* probability that a key moves (0.5) */
 	double sigma;	      /* step in normalised units (0.1) */
+	/*
+	 * Covariance-shaped steps (0: never): with probability cov_prob, once
+	 * cov_after candidates exist, the step is drawn from the covariance of
+	 * the best cov_elite fraction of them instead of key by key.
+	 */
+	double cov_prob, cov_elite;
+	int cov_after;
 };
 
 void ev_robust_defaults(struct ev_robust_params *params);

@@ -16,14 +16,13 @@ enum { COL_GENERATION, COL_EPOCH, COL_PRECISION, COL_RECALL, COL_MAP50, COL_MAP,
 
 struct sg_table {
 	int runs, epochs;
-	double (*points)[META_COUNT];	 /* [runs]: normalised hyps, NaN where unused */
-	struct sg_metrics *metrics;	 /* [runs * epochs] */
+	double (*points)[META_COUNT]; /* [runs]: normalised hyps, NaN where unused */
+	struct sg_metrics *metrics;   /* [runs * epochs] */
 	double scale[META_COUNT]; /* relevance of each key: its coordinate is multiplied by it */
 	double bandwidth, rmse, r2, r2_isotropic;
 };
 
-void sg_normalise(const struct meta_hyp *hyp, const struct meta_table *table,
-		  double u[META_COUNT])
+void sg_normalise(const struct meta_hyp *hyp, const struct meta_table *table, double u[META_COUNT])
 {
 	for (int k = 0; k < META_COUNT; k++) {
 		const struct meta_bound *b = &table->k[k];
@@ -79,7 +78,8 @@ static double loo_error(const struct sg_table *t, const double *d2, double bandw
 	for (int i = 0; i < t->runs; i++) {
 		double sum = weights(d2 + (size_t)i * t->runs, t->runs, i, bandwidth, w), guess = 0;
 		for (int j = 0; j < t->runs; j++)
-			guess += w[j] * fitness_of(&t->metrics[(size_t)j * t->epochs + t->epochs - 1]);
+			guess +=
+			    w[j] * fitness_of(&t->metrics[(size_t)j * t->epochs + t->epochs - 1]);
 		double truth = fitness_of(&t->metrics[(size_t)i * t->epochs + t->epochs - 1]);
 		error += (guess / sum - truth) * (guess / sum - truth);
 	}
@@ -121,8 +121,7 @@ static double r_squared(const struct sg_table *t, double error)
  * (0: the key does not matter), the bandwidth chosen again after each.
  * diff is [META_COUNT][runs * runs]: per key, the squared coordinate differences.
  */
-static void fit_scales(struct sg_table *t, const double *diff, double *d2, double *trial,
-		       double *w)
+static void fit_scales(struct sg_table *t, const double *diff, double *d2, double *trial, double *w)
 {
 	static const double values[] = {0, 0.25, 0.5, 1, 2, 4};
 	size_t nn = (size_t)t->runs * (size_t)t->runs;
@@ -284,8 +283,8 @@ static int read_rows(FILE *in, const char *path, const struct meta_table *table,
 	if (run_generation >= 0 && epochs == 0)
 		epochs = expected;
 	if (run_generation < 0 || expected != epochs)
-		return ut_err_set(err, "%s: no runs, or the last run has %ld epochs, not %ld",
-				  path, expected, epochs);
+		return ut_err_set(err, "%s: no runs, or the last run has %ld epochs, not %ld", path,
+				  expected, epochs);
 	t->epochs = (int)epochs;
 	return 0;
 }
@@ -348,8 +347,8 @@ void sg_table_fit(const struct sg_table *t, struct sg_fit *fit)
 	memcpy(fit->scale, t->scale, sizeof(fit->scale));
 }
 
-void sg_table_predict(const struct sg_table *t, const double u[META_COUNT], long epoch,
-		      long epochs, struct sg_metrics *out)
+void sg_table_predict(const struct sg_table *t, const double u[META_COUNT], long epoch, long epochs,
+		      struct sg_metrics *out)
 {
 	long e = lround((double)(epoch + 1) * t->epochs / (double)(epochs > 0 ? epochs : 1)) - 1;
 	e = e < 0 ? 0 : e >= t->epochs ? t->epochs - 1 : e;

@@ -33,8 +33,7 @@ struct sg_table;
  * Normalised coordinates of a hyp: u[k] in [0, 1] for every key k < META_COUNT
  * with a gain > 0 and upper > lower (lr0 on a log10 scale), NaN for the others.
  */
-void sg_normalise(const struct meta_hyp *hyp, const struct meta_table *table,
-		  double u[META_COUNT]);
+void sg_normalise(const struct meta_hyp *hyp, const struct meta_table *table, double u[META_COUNT]);
 
 /*
  * Read a curve table (CSV with a header: generation, hyp keys by name,
@@ -55,7 +54,7 @@ int sg_table_epochs(const struct sg_table *t);
 /* What the fit chose and how well it predicts the final fitness, left out run by run. */
 struct sg_fit {
 	double bandwidth, scale[META_COUNT];
-	double rmse, r2;   /* leave-one-out error, R^2 against the runs' mean */
+	double rmse, r2;     /* leave-one-out error, R^2 against the runs' mean */
 	double r2_isotropic; /* R^2 with every scale 1 (one bandwidth only) */
 };
 
@@ -67,7 +66,7 @@ void sg_table_fit(const struct sg_table *t, struct sg_fit *fit);
  * fraction of the schedule, round((epoch + 1) E / epochs) - 1, clamped to
  * 0 .. E-1 (the table's own epochs when epochs == E).
  */
-void sg_table_predict(const struct sg_table *t, const double u[META_COUNT], long epoch,
-		      long epochs, struct sg_metrics *out);
+void sg_table_predict(const struct sg_table *t, const double u[META_COUNT], long epoch, long epochs,
+		      struct sg_metrics *out);
 
 #endif

@@ -4,7 +4,8 @@
 # another trainer seed; every generation has its own seed; keys at 0 in the
 # base can move; export --best names the best mean among the most evaluated
 # candidates; the table depends on the seed and the results only (random
-# durations, SIGKILL + --resume); --budget holds.
+# durations, SIGKILL + --resume); --budget holds; --prune asha stops
+# candidates at its rungs only, never a re-evaluation, deterministically.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 P=$WORK/runs
@@ -85,5 +86,24 @@ section "--budget holds for robust"
 evolve "$P" bud "${OPTS[@]}" --budget 30 --generations 100
 check_eq "exits 0" 0 "$RC"
 check_eq "10 candidates, 30 epochs" "10|30" "$(sql "$P/bud/evolve.db" "SELECT count(*), sum(epochs_done) FROM generations")"
+
+section "--prune asha: rungs, re-evaluations kept, the same table whatever the timing"
+AOPTS=("${OPTS[@]}" --epochs 9 --generations 40 --prune asha --prune-warmup 0 --parallel 3)
+FIXTURE_DURATION_MS=5,60 evolve "$P" a1 "${AOPTS[@]}"
+check_eq "run 1 exits 0" 0 "$RC"
+FIXTURE_DURATION_MS=5,60 evolve "$P" a2 "${AOPTS[@]}"
+check_eq "run 2 exits 0" 0 "$RC"
+db=$P/a1/evolve.db
+pruned=$(sql "$db" "SELECT count(*) FROM generations WHERE status = 'pruned'")
+note "$pruned pruned of 40"
+check "some candidates were pruned ($pruned)" test "$pruned" -gt 0
+check_eq "only at the rungs of 9 epochs (epochs 0 and 2: 1 or 3 trained)" 0 \
+	"$(sql "$db" "SELECT count(*) FROM generations WHERE status = 'pruned' AND epochs_done NOT IN (1, 3)")"
+check_eq "no re-evaluation is pruned" 0 \
+	"$(sql "$db" "SELECT count(*) FROM generations WHERE status = 'pruned' AND reevaluates IS NOT NULL")"
+check "the two tables are equal" cmp -s <(dump "$P/a1/evolve.db") <(dump "$P/a2/evolve.db")
+evolve "$P" abud "${AOPTS[@]}" --budget 60 --generations 200
+check_eq "with --budget 60: exits 0" 0 "$RC"
+check "... and spends at most 60 epochs" test "$(sql "$P/abud/evolve.db" "SELECT sum(epochs_done) FROM generations")" -le 60
 
 ye_finish
