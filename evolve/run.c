@@ -593,10 +593,14 @@ static int by_value(const void *a, const void *b)
 
 /*
  * --prune asha: is the 0-based epoch a rung, round(epochs / ETA^k) - 1 for
- * some k >= 1 (10 epochs: 0 and 2; 30: 0, 2 and 9)?
+ * some k >= 1, that trains more than a tenth of the epochs (a grace period,
+ * as Ray Tune's ASHA has: the first epochs rank runs by noise)? 10 epochs:
+ * epoch 2 (epoch 0 trains 1); 9: 0 and 2; 30: 9; 300: 32 and 99.
  */
 static int asha_rung(long epoch, long epochs)
 {
+	if ((epoch + 1) * 10 <= epochs)
+		return 0;
 	for (double at = (double)epochs / ASHA_ETA; at >= 0.5; at /= ASHA_ETA)
 		if (lround(at) - 1 == epoch)
 			return 1;
@@ -618,9 +622,10 @@ static double sorted_quantile(const double *sorted, size_t n, double q)
  * the median fitness, at that epoch, of the finished (done or pruned)
  * generations among 0 .. g-P: the same reference set as breeding, so the
  * decision depends on results only, never on timing. -1: keep going.
- * --prune asha looks at the rungs only (asha_rung) and keeps the best
- * 1/ASHA_ETA there (successive halving, asynchronous); it never stops a
- * re-evaluation (robust's), which was bred to be trained in full.
+ * --prune asha looks at the rungs only (asha_rung; --prune-warmup does not
+ * apply) and keeps the best 1/ASHA_ETA there (successive halving,
+ * asynchronous); it never stops a re-evaluation (robust's), which was bred
+ * to be trained in full.
  */
 static long prune_epoch(const struct ev_runner *run, long generation,
 			const double (*rows)[ST_EPOCH_COLS], size_t nrows, double *median_out)
@@ -636,7 +641,7 @@ static long prune_epoch(const struct ev_runner *run, long generation,
 	long found = -1;
 	for (size_t r = 0; r < nrows && found < 0; r++) {
 		long epoch = (long)rows[r][0];
-		if (epoch < run->opts->prune_warmup || epoch < 0)
+		if (epoch < 0 || (run->prune == PRUNE_MEDIAN && epoch < run->opts->prune_warmup))
 			continue;
 		if (run->prune == PRUNE_ASHA && !asha_rung(epoch, run->opts->epochs))
 			continue;
@@ -1263,7 +1268,8 @@ static int setup(struct ev_runner *run, int *sfd)
 	run->prune = strcmp(run->opts->prune, "median") == 0 ? PRUNE_MEDIAN
 		     : strcmp(run->opts->prune, "asha") == 0 ? PRUNE_ASHA
 							     : PRUNE_NONE;
-	run->robust = strcmp(run->opts->algorithm, "robust") == 0;
+	run->robust = strcmp(run->opts->algorithm, "robust") == 0 ||
+		      strcmp(run->opts->algorithm, "halving") == 0;
 	ev_robust_defaults(&run->robust_params);
 	run->robust_params.top = (int)run->opts->top;
 	if (ga_setup(run) != 0)
