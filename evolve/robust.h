@@ -49,6 +49,13 @@ struct ev_robust_params {
 
 void ev_robust_defaults(struct ev_robust_params *params);
 
+/*
+ * `--algorithm halving`'s changes to robust's parameters (the caller set
+ * them first): covariance steps half the time, from the best fifth, after
+ * 20 candidates (bench/search/README.md).
+ */
+void ev_halving_defaults(struct ev_robust_params *params);
+
 /* The trainer seed of a generation: its own PCG stream's first draw, 31 bits. */
 uint64_t ev_robust_seed(uint64_t seed, long generation);
 

@@ -1272,6 +1272,8 @@ static int setup(struct ev_runner *run, int *sfd)
 		      strcmp(run->opts->algorithm, "halving") == 0;
 	ev_robust_defaults(&run->robust_params);
 	run->robust_params.top = (int)run->opts->top;
+	if (strcmp(run->opts->algorithm, "halving") == 0)
+		ev_halving_defaults(&run->robust_params);
 	if (ga_setup(run) != 0)
 		return -1;
 	run->progress.tty = isatty(STDERR_FILENO) && getenv("YE_NO_PROGRESS") == NULL;
