@@ -17,7 +17,11 @@
  *    each key with gain > 0 moves with probability mutation_prob (at least
  *    one), u += N(0, 1) * sigma * min(gain, 1), clipped to [0, 1], so a key
  *    at 0 can leave it;
- *  - every generation has its own trainer seed (ev_robust_seed).
+ *  - every generation has its own trainer seed (ev_robust_seed);
+ *  - optionally (cov_prob > 0; `--algorithm halving` sets it, see
+ *    ev_halving_defaults) a covariance-shaped step drawn from the spread of
+ *    the best candidates instead of the key-by-key one.
+ * `--algorithm halving` is this breeding with `--prune asha` (run.c).
  *
  * The same determinism rule as YOLOv5's breeding: generation `next` sees
  * the results of generations 0 .. horizon only (all finished), and the
