@@ -175,10 +175,10 @@ static const char run_help[] =
     "  --launcher L        local (default) | slurm: each candidate is an srun job step\n"
     "  --slurm-args S      extra srun options, e.g. '--partition=gpu --time=2:00:00'\n"
     "  --slurm-submit      each candidate a Slurm job of its own, even inside an allocation\n"
-    "  --prune median      stop a candidate whose fitness at an epoch is below the median\n"
-    "                      of the finished candidates at that epoch (none)\n"
-    "  --prune-warmup E    first epoch (0-based) at which pruning may happen (3)\n"
-    "  --algorithm A       yolov5 (default) | ga (YOLOv5's population GA) | robust\n"
+    "  --prune median|asha stop a candidate below the median (asha: the best third, at\n"
+    "                      epochs E/3, E/9, ...) of the finished ones at that epoch (none)\n"
+    "  --prune-warmup E    first epoch (0-based) at which median pruning may stop (3)\n"
+    "  --algorithm A       yolov5 (default) | ga (YOLOv5's GA) | robust | halving\n"
     "  --population N      GA population size (50)\n"
     "  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
     "  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
@@ -465,8 +465,8 @@ static int one_of(const char *value, const char *const *choices)
 static int check_choices(const struct cli *c, struct ut_err *err)
 {
 	static const char *const launchers[] = {"local", "slurm", NULL};
-	static const char *const prunes[] = {"none", "median", NULL};
-	static const char *const algorithms[] = {"yolov5", "ga", "robust", NULL};
+	static const char *const prunes[] = {"none", "median", "asha", NULL};
+	static const char *const algorithms[] = {"yolov5", "ga", "robust", "halving", NULL};
 	char q[UT_QUOTE_LEN];
 	if (!one_of(c->launcher, launchers))
 		return ut_err_set(err, "--launcher '%s': use local or slurm",
@@ -474,10 +474,10 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	if (ev_slurm_check_args(c->slurm_args, err) != 0)
 		return -1;
 	if (!one_of(c->prune, prunes))
-		return ut_err_set(err, "--prune '%s': use none or median",
+		return ut_err_set(err, "--prune '%s': use none, median or asha",
 				  ut_quote(c->prune, q, sizeof(q)));
 	if (!one_of(c->algorithm, algorithms))
-		return ut_err_set(err, "--algorithm '%s': use yolov5, ga or robust",
+		return ut_err_set(err, "--algorithm '%s': use yolov5, ga, robust or halving",
 				  ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
 }
@@ -523,7 +523,11 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	snprintf(o->devices, sizeof(o->devices), "%s", c->devices);
 	snprintf(o->launcher, sizeof(o->launcher), "%s", c->launcher);
 	snprintf(o->slurm_args, sizeof(o->slurm_args), "%s", c->slurm_args);
-	snprintf(o->prune, sizeof(o->prune), "%s", c->prune);
+	/* halving is robust's breeding with successive halving: it always prunes with asha */
+	if (strcmp(c->algorithm, "halving") == 0 && strcmp(c->prune, "median") == 0)
+		return ut_err_set(err, "--prune median: --algorithm halving prunes with asha");
+	snprintf(o->prune, sizeof(o->prune), "%s",
+		 strcmp(c->algorithm, "halving") == 0 ? "asha" : c->prune);
 	snprintf(o->python, sizeof(o->python), "%s", c->python);
 	absolute_if_exists(c->ga_dir, o->ga_dir, sizeof(o->ga_dir));
 	o->per_device = c->per_device;

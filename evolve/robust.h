@@ -17,7 +17,11 @@
  *    each key with gain > 0 moves with probability mutation_prob (at least
  *    one), u += N(0, 1) * sigma * min(gain, 1), clipped to [0, 1], so a key
  *    at 0 can leave it;
- *  - every generation has its own trainer seed (ev_robust_seed).
+ *  - every generation has its own trainer seed (ev_robust_seed);
+ *  - optionally (cov_prob > 0; `--algorithm halving` sets it, see
+ *    ev_halving_defaults) a covariance-shaped step drawn from the spread of
+ *    the best candidates instead of the key-by-key one.
+ * `--algorithm halving` is this breeding with `--prune asha` (run.c).
  *
  * The same determinism rule as YOLOv5's breeding: generation `next` sees
  * the results of generations 0 .. horizon only (all finished), and the
@@ -38,9 +42,23 @@ struct ev_robust_params {
 	int evaluations;      /* ... until they have this many evaluations (2) */
 	double mutation_prob; /* probability that a key moves (0.5) */
 	double sigma;	      /* step in normalised units (0.1) */
+	/*
+	 * Covariance-shaped steps (0: never): with probability cov_prob, once
+	 * cov_after candidates exist, the step is drawn from the covariance of
+	 * the best cov_elite fraction of them instead of key by key.
+	 */
+	double cov_prob, cov_elite;
+	int cov_after;
 };
 
 void ev_robust_defaults(struct ev_robust_params *params);
+
+/*
+ * `--algorithm halving`'s changes to robust's parameters (the caller set
+ * them first): covariance steps half the time, from the best fifth, after
+ * 20 candidates (bench/search/README.md).
+ */
+void ev_halving_defaults(struct ev_robust_params *params);
 
 /* The trainer seed of a generation: its own PCG stream's first draw, 31 bits. */
 uint64_t ev_robust_seed(uint64_t seed, long generation);

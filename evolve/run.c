@@ -29,7 +29,9 @@
 #define PROGRESS_MS 1000
 #define EXPORT_INTERVAL_S 1.0
 #define EV_LOG_MAX_DEFAULT (16LL << 20) /* bytes of trainer log before rotation */
-#define PRUNE_MIN_REFERENCES 3		/* fewer finished candidates at an epoch: no pruning */
+enum { PRUNE_NONE, PRUNE_MEDIAN, PRUNE_ASHA };
+#define ASHA_ETA 3	       /* --prune asha: keep the best third at each rung */
+#define PRUNE_MIN_REFERENCES 3 /* fewer finished candidates at an epoch: no pruning */
 
 /* Fitness at each epoch of one generation. */
 struct curve {
@@ -79,9 +81,9 @@ struct ev_runner {
 	char *visible;	      /* a pinned trainer's GPUs under CUDA_VISIBLE_DEVICES: "0,1" */
 	long gpus;	      /* GPUs per candidate (a group), 0 without --devices */
 	struct curve *curves; /* fitness per epoch of every generation, as gens */
-	int prune;
-	int ga;	    /* population GA instead of YOLOv5's breeding */
-	int robust; /* --algorithm robust (robust.h) */
+	int prune;	      /* PRUNE_NONE, PRUNE_MEDIAN, PRUNE_ASHA */
+	int ga;		      /* population GA instead of YOLOv5's breeding */
+	int robust;	      /* --algorithm robust (robust.h) */
 	struct ev_robust_params robust_params;
 	struct ev_ga_params ga_params;
 	struct meta_hyp *ga_seeds; /* hyps of --ga-dir */
@@ -608,16 +610,48 @@ static int by_value(const void *a, const void *b)
 }
 
 /*
+ * --prune asha: is the 0-based epoch a rung, round(epochs / ETA^k) - 1 for
+ * some k >= 1, that trains more than a tenth of the epochs (a grace period,
+ * as Ray Tune's ASHA has: the first epochs rank runs by noise)? 10 epochs:
+ * epoch 2 (epoch 0 trains 1); 9: 0 and 2; 30: 9; 300: 32 and 99.
+ */
+static int asha_rung(long epoch, long epochs)
+{
+	if ((epoch + 1) * 10 <= epochs)
+		return 0;
+	for (double at = (double)epochs / ASHA_ETA; at >= 0.5; at /= ASHA_ETA)
+		if (lround(at) - 1 == epoch)
+			return 1;
+	return 0;
+}
+
+/* The q-quantile (0 .. 1, linear interpolation) of n sorted values. */
+static double sorted_quantile(const double *sorted, size_t n, double q)
+{
+	double at = q * (double)(n - 1);
+	size_t low = (size_t)at;
+	if (low + 1 >= n)
+		return sorted[n - 1];
+	return sorted[low] + (at - (double)low) * (sorted[low + 1] - sorted[low]);
+}
+
+/*
  * The first epoch >= the warmup at which this candidate's fitness is below
  * the median fitness, at that epoch, of the finished (done or pruned)
  * generations among 0 .. g-P: the same reference set as breeding, so the
  * decision depends on results only, never on timing. -1: keep going.
+ * --prune asha looks at the rungs only (asha_rung; --prune-warmup does not
+ * apply) and keeps the best 1/ASHA_ETA there (successive halving,
+ * asynchronous); it never stops a re-evaluation (robust's), which was bred
+ * to be trained in full.
  */
 static long prune_epoch(const struct ev_runner *run, long generation,
 			const double (*rows)[ST_EPOCH_COLS], size_t nrows, double *median_out)
 {
 	long horizon = generation - run->lag;
-	if (!run->prune || horizon < 0)
+	if (run->prune == PRUNE_NONE || horizon < 0)
+		return -1;
+	if (run->prune == PRUNE_ASHA && run->gens[generation].reevaluation)
 		return -1;
 	double *refs = malloc((size_t)(horizon + 1) * sizeof(*refs));
 	if (refs == NULL)
@@ -625,7 +659,9 @@ static long prune_epoch(const struct ev_runner *run, long generation,
 	long found = -1;
 	for (size_t r = 0; r < nrows && found < 0; r++) {
 		long epoch = (long)rows[r][0];
-		if (epoch < run->opts->prune_warmup || epoch < 0)
+		if (epoch < 0 || (run->prune == PRUNE_MEDIAN && epoch < run->opts->prune_warmup))
+			continue;
+		if (run->prune == PRUNE_ASHA && !asha_rung(epoch, run->opts->epochs))
 			continue;
 		size_t n = 0;
 		for (long j = 0; j <= horizon; j++) {
@@ -637,7 +673,10 @@ static long prune_epoch(const struct ev_runner *run, long generation,
 		if (n < PRUNE_MIN_REFERENCES)
 			continue;
 		qsort(refs, n, sizeof(*refs), by_value);
-		double median = n % 2 ? refs[n / 2] : 0.5 * (refs[n / 2 - 1] + refs[n / 2]);
+		double median = run->prune == PRUNE_ASHA
+				    ? sorted_quantile(refs, n, 1.0 - 1.0 / ASHA_ETA)
+				: n % 2 ? refs[n / 2]
+					: 0.5 * (refs[n / 2 - 1] + refs[n / 2]);
 		if (row_fitness(run, rows[r]) < median) {
 			found = (long)r;
 			*median_out = median;
@@ -1275,10 +1314,15 @@ static int setup(struct ev_runner *run, int *sfd)
 	run->slots = calloc((size_t)run->nslots, sizeof(*run->slots));
 	if (run->slots == NULL || split_devices(run) != 0)
 		return ut_err_set(run->err, "out of memory");
-	run->prune = strcmp(run->opts->prune, "median") == 0;
-	run->robust = strcmp(run->opts->algorithm, "robust") == 0;
+	run->prune = strcmp(run->opts->prune, "median") == 0 ? PRUNE_MEDIAN
+		     : strcmp(run->opts->prune, "asha") == 0 ? PRUNE_ASHA
+							     : PRUNE_NONE;
+	run->robust = strcmp(run->opts->algorithm, "robust") == 0 ||
+		      strcmp(run->opts->algorithm, "halving") == 0;
 	ev_robust_defaults(&run->robust_params);
 	run->robust_params.top = (int)run->opts->top;
+	if (strcmp(run->opts->algorithm, "halving") == 0)
+		ev_halving_defaults(&run->robust_params);
 	if (ga_setup(run) != 0)
 		return -1;
 	run->progress.tty = isatty(STDERR_FILENO) && getenv("YE_NO_PROGRESS") == NULL;

@@ -47,7 +47,7 @@ struct st_options {
 	char devices[ST_STR];	 /* "0,1,2" or "" for no GPU pinning */
 	char launcher[64];	 /* local | slurm */
 	char slurm_args[ST_STR]; /* extra srun options */
-	char prune[64];		 /* none | median */
+	char prune[64];		 /* none | median | asha */
 	char python[ST_STR];	 /* interpreter of the yolov5:DIR template */
 	char ga_dir[ST_STR];	 /* hyp yamls seeding the GA population */
 	long epochs, imgsz, batch, parallel, top, generations;

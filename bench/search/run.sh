@@ -14,15 +14,16 @@
 #     -e N           --epochs per candidate (10)
 #     -p P           --parallel (1: YOLOv5's serial loop)
 #     -n SEEDS       seeds 1 .. SEEDS (20)
-#     -o "A B ..."   objectives (bowl ridge modes flat)
+#     -o "A B ..."   objectives (bowl ridge modes flat; also table: the real-curve surrogate)
+#     -T FILE        the curve table of the table objective (bench/search/curves/table.csv)
 #     -b DIR         build folder (build)
 #     -t FILE        also keep the per-run rows (TSV) in FILE
 # Runs in a tmpfs folder when /dev/shm exists; run it under `nice`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 algorithm=yolov5 generations=150 epochs=10 parallel=1 seeds=20
-objectives="bowl ridge modes flat" build=$root/build tsv=""
-while getopts "a:g:e:p:n:o:b:t:" opt; do
+objectives="bowl ridge modes flat" build=$root/build tsv="" table=$root/bench/search/curves/table.csv
+while getopts "a:g:e:p:n:o:b:t:T:" opt; do
 	case $opt in
 	a) algorithm=$OPTARG ;;
 	g) generations=$OPTARG ;;
@@ -32,6 +33,7 @@ while getopts "a:g:e:p:n:o:b:t:" opt; do
 	o) objectives=$OPTARG ;;
 	b) build=$OPTARG ;;
 	t) tsv=$OPTARG ;;
+	T) table=$OPTARG ;;
 	*) exit 2 ;;
 	esac
 done
@@ -50,7 +52,7 @@ hyp_cols=lr0,lrf,momentum,weight_decay,warmup_epochs,warmup_momentum,warmup_bias
 one_run() {
 	local objective=$1 seed=$2 name=$1-$2
 	shift 2
-	local trainer="$st --hyp {hyp} --epochs {epochs} --save-dir {save_dir} --seed {seed} --objective $objective"
+	local trainer="$st --hyp {hyp} --epochs {epochs} --save-dir {save_dir} --seed {seed} --objective $objective --table $table"
 	"$ye" --project "$work" --name "$name" --data none --trainer "$trainer" --algorithm "$algorithm" \
 		--generations "$generations" --epochs "$epochs" --parallel "$parallel" --seed "$seed" \
 		--report-every 0 --quiet "$@" >"$work/$name.log" 2>&1 || {
@@ -61,7 +63,7 @@ one_run() {
 	local db=$work/$name/evolve.db
 	"$ye" export --db "$db" --best "$work/$name.yaml" >/dev/null 2>&1
 	local quality spent
-	quality=$("$st" --truth --epochs "$epochs" --objective "$objective" --hyp "$work/$name.yaml")
+	quality=$("$st" --truth --epochs "$epochs" --objective "$objective" --table "$table" --hyp "$work/$name.yaml")
 	spent=$(sqlite3 -batch "$db" "SELECT sum(epochs_done) FROM generations")
 	# finishing order, cumulative epochs, observed fitness, noise-free fitness of each candidate
 	sqlite3 -batch -csv "$db" "SELECT sum(epochs_done) OVER (ORDER BY finished_at, generation),
@@ -69,7 +71,7 @@ one_run() {
 		WHERE status IN ('done', 'failed', 'pruned') ORDER BY finished_at, generation" >"$work/$name.cum"
 	sqlite3 -batch -csv -header "$db" "SELECT $hyp_cols FROM generations
 		WHERE status IN ('done', 'failed', 'pruned') ORDER BY finished_at, generation" |
-		"$st" --truth-csv --epochs "$epochs" --objective "$objective" >"$work/$name.truth"
+		"$st" --truth-csv --epochs "$epochs" --objective "$objective" --table "$table" >"$work/$name.truth"
 	# the best observed candidate among those finished within a third, a half of the epochs spent
 	paste -d, "$work/$name.cum" "$work/$name.truth" | awk -F, -v spent="$spent" \
 		-v o="$objective" -v s="$seed" -v q="$quality" '
@@ -104,7 +106,7 @@ printf '| %-9s | %6s | %6s | %-24s | %-24s | %-24s | %-22s |\n' objective base b
 	"at 1/2 of the epochs" "at the end (export --best)" "trainer epochs"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' ----------- -------- -------- -------------------------- -------------------------- \
 	-------------------------- ------------------------
-"$st" --describe --epochs "$epochs" >"$work/describe"
+"$st" --describe --epochs "$epochs" --table "$table" >"$work/describe"
 for objective in $objectives; do
 	read -r base best < <(awk -v o="$objective" '$1 == o { print $2, $3 }' "$work/describe")
 	printf '| %-9s | %6.4f | %6.4f | %-24s | %-24s | %-24s | %-22s |\n' "$objective" "$base" "$best" \

@@ -16,9 +16,14 @@
  *   synth_trainer --truth-csv [--epochs N] [--objective O] < CSV
  *       the same for every row of a CSV whose header names hyp keys (as
  *       `sqlite3 -csv -header` prints them); one value per line
- *   synth_trainer --describe [--epochs N]
+ *   synth_trainer --describe [--epochs N] [--table FILE]
  *       every objective: the base hyp's and the optimum's noise-free fitness
  * The objective is --objective, else $SYNTH_OBJECTIVE, else "bowl".
+ * `--objective table --table FILE` (or $SYNTH_TABLE) answers from real
+ * learning curves (surrogate.h: kernel regression over the normalised
+ * hyps, bench/search/curves/): the curve is the regression's, epoch by
+ * epoch, the noise as below with s = TABLE_NOISE (measured seed spread of
+ * the real trainer, bench/search/curves/README.md).
  *
  * The model. Each key k with a mutation gain in YOLOv5's meta table is
  * normalised to u_k in [0, 1] over its bounds (lr0 on a log10 scale). An
@@ -49,11 +54,14 @@
 
 #include "meta.h"
 #include "pcg.h"
+#include "surrogate.h"
 #include "ut.h"
 
 #define REF_EPOCHS 10.0 /* the epoch scale of the learning curve */
 #define EPOCH_JITTER 0.03
 #define DEFAULT_NOISE 0.18
+/* the table objective's run noise: sd / mean of the real trainer's final fitness over seeds */
+#define TABLE_NOISE 0.27
 
 /* Normalised coordinates of the YOLOv5 keys (NaN: the key does not mutate). */
 struct point {
@@ -129,12 +137,20 @@ static double plateau_flat(const struct point *p)
 	return 0.10 + 0.25 * exp(-d);
 }
 
+/* The table objective answers from the curve table, not from a plateau. */
+static double plateau_none(const struct point *p)
+{
+	(void)p;
+	return 0;
+}
+
 static const struct objective objectives[] = {
     {"bowl", "6 keys, separable quadratic, optimum away from the base", plateau_bowl},
     {"ridge", "curved valley: lr0 x momentum and cls/obj balance interact", plateau_ridge},
     {"modes", "broad mode near the base, higher narrow one needing mixup/degrees/copy_paste",
      plateau_modes},
-    {"flat", "all 25 mutable keys matter a little; the noise dominates", plateau_flat}};
+    {"flat", "all 25 mutable keys matter a little; the noise dominates", plateau_flat},
+    {"table", "real yolo-train curves (--table), kernel regression", plateau_none}};
 
 static const struct objective *objective_find(const char *name)
 {
@@ -148,18 +164,7 @@ static const struct objective *objective_find(const char *name)
 
 static void normalise(const struct meta_hyp *hyp, const struct meta_table *table, struct point *p)
 {
-	for (int k = 0; k < META_COUNT; k++) {
-		const struct meta_bound *b = &table->k[k];
-		double v = hyp->v[k], u;
-		if (b->gain <= 0 || !(b->upper > b->lower))
-			u = NAN;
-		else if (k == META_lr0)
-			u = (log10(fmax(v, b->lower)) - log10(b->lower)) /
-			    (log10(b->upper) - log10(b->lower));
-		else
-			u = (v - b->lower) / (b->upper - b->lower);
-		p->u[k] = isnan(u) ? u : fmin(1.0, fmax(0.0, u));
-	}
+	sg_normalise(hyp, table, p->u);
 }
 
 static double speed(const struct point *p)
@@ -178,9 +183,41 @@ static double map50_of(double map)
 	return fmin(0.99, 1.9 * map + 0.02);
 }
 
-static double fitness_of(double map)
+/* The metrics a synthetic run reports for its mAP@.5:.95. */
+static struct sg_metrics synthetic_metrics(double map)
 {
-	return 0.1 * map50_of(map) + 0.9 * map;
+	double map50 = map50_of(map);
+	return (struct sg_metrics){fmin(1.0, 1.1 * map50), fmin(1.0, 0.9 * map50 + 0.05), map50,
+				   map};
+}
+
+/* What is being trained: a synthetic objective, or the curve table (obj "table"). */
+struct model {
+	const struct objective *obj;
+	const struct sg_table *table; /* NULL unless obj is "table" */
+};
+
+/* Noise-free metrics after epoch e (0-based) of a run of `epochs` epochs. */
+static struct sg_metrics metrics_at(const struct model *m, const struct point *p, long epoch,
+				    long epochs)
+{
+	struct sg_metrics out;
+	if (m->table == NULL)
+		return synthetic_metrics(curve(m->obj, p, epoch));
+	sg_table_predict(m->table, p->u, epoch, epochs, &out);
+	return out;
+}
+
+static double fitness_of(const struct sg_metrics *m)
+{
+	return 0.1 * m->map50 + 0.9 * m->map;
+}
+
+/* Noise-free fitness at the last epoch. */
+static double truth_of(const struct model *m, const struct point *p, long epochs)
+{
+	struct sg_metrics last = metrics_at(m, p, epochs - 1, epochs);
+	return fitness_of(&last);
 }
 
 /* ---- noise --------------------------------------------------------------------- */
@@ -219,13 +256,13 @@ static void on_sigterm(int sig)
 }
 
 struct options {
-	const char *hyp, *save_dir, *objective;
+	const char *hyp, *save_dir, *objective, *table;
 	long epochs;
 	uint64_t seed;
 	enum { RUN_TRAIN, RUN_TRUTH, RUN_TRUTH_CSV, RUN_DESCRIBE } mode;
 };
 
-static int write_row(FILE *out, long epoch, double map, double lr, int header)
+static int write_row(FILE *out, long epoch, const struct sg_metrics *m, double lr, int header)
 {
 	static const char *const names[14] = {"epoch",
 					      "train/box_loss",
@@ -245,14 +282,14 @@ static int write_row(FILE *out, long epoch, double map, double lr, int header)
 		for (int c = 0; c < 14; c++)
 			fprintf(out, "%20s%s", names[c], c < 13 ? "," : "\n");
 	}
-	double map50 = map50_of(map), p = 1.0 - map / 0.7;
+	double map = m->map, p = 1.0 - map / 0.7;
 	double values[14] = {(double)epoch,
 			     0.1 * (0.5 + 0.5 * p),
 			     0.03 * (0.7 + 0.3 * p),
 			     0.02 * (0.4 + 0.6 * p),
-			     fmin(1.0, 1.1 * map50),
-			     fmin(1.0, 0.9 * map50 + 0.05),
-			     map50,
+			     m->precision,
+			     m->recall,
+			     m->map50,
 			     map,
 			     0.105 * (0.5 + 0.5 * p),
 			     0.0315 * (0.7 + 0.3 * p),
@@ -267,7 +304,13 @@ static int write_row(FILE *out, long epoch, double map, double lr, int header)
 	return fflush(out) == 0 ? 0 : -1;
 }
 
-static int train(const struct options *o, const struct objective *obj, const struct meta_hyp *hyp,
+/* One metric of a noisy run: the noise-free value times the run's and the epoch's factor. */
+static double noisy(double value, double factor, double ceiling)
+{
+	return fmin(ceiling, fmax(0.0, value * factor));
+}
+
+static int train(const struct options *o, const struct model *model, const struct meta_hyp *hyp,
 		 const struct point *p)
 {
 	char path[4096];
@@ -283,7 +326,7 @@ static int train(const struct options *o, const struct objective *obj, const str
 		return 1;
 	}
 	const char *noise_env = getenv("SYNTH_NOISE"), *ms_env = getenv("SYNTH_EPOCH_MS");
-	double noise = noise_env ? atof(noise_env) : DEFAULT_NOISE;
+	double noise = noise_env ? atof(noise_env) : model->table ? TABLE_NOISE : DEFAULT_NOISE;
 	long epoch_ms = ms_env ? atol(ms_env) : 0;
 	struct ut_pcg rng;
 	ut_pcg_seed(&rng, run_hash(hyp, o->seed), 0x5eed);
@@ -296,10 +339,16 @@ static int train(const struct options *o, const struct objective *obj, const str
 		if (stop_requested)
 			break;
 		double factor = run_factor + EPOCH_JITTER * normal(&rng);
-		double map = fmin(0.99, fmax(0.0, curve(obj, p, e) * factor));
+		struct sg_metrics clean = metrics_at(model, p, e, o->epochs), m;
+		if (model->table == NULL)
+			m = synthetic_metrics(noisy(clean.map, factor, 0.99));
+		else
+			m = (struct sg_metrics){
+			    noisy(clean.precision, factor, 1.0), noisy(clean.recall, factor, 1.0),
+			    noisy(clean.map50, factor, 1.0), noisy(clean.map, factor, 1.0)};
 		double lr = hyp->v[META_lr0] * (1.0 - (double)e / (double)o->epochs);
-		rc = write_row(out, e, map, lr, e == 0);
-		printf("epoch %ld/%ld mAP %.5f\n", e + 1, o->epochs, map);
+		rc = write_row(out, e, &m, lr, e == 0);
+		printf("epoch %ld/%ld mAP %.5f\n", e + 1, o->epochs, m.map);
 		fflush(stdout);
 	}
 	if (fclose(out) != 0 || rc != 0) {
@@ -310,7 +359,7 @@ static int train(const struct options *o, const struct objective *obj, const str
 }
 
 /* Noise-free fitness at the last epoch for every CSV row on stdin. */
-static int truth_csv(const struct options *o, const struct objective *obj,
+static int truth_csv(const struct options *o, const struct model *model,
 		     const struct meta_table *table)
 {
 	char *text = NULL;
@@ -368,49 +417,75 @@ static int truth_csv(const struct options *o, const struct objective *obj,
 		}
 		struct point p;
 		normalise(&hyp, table, &p);
-		printf("%.6f\n", fitness_of(curve(obj, &p, o->epochs - 1)));
+		printf("%.6f\n", truth_of(model, &p, o->epochs));
 	}
 	free(text);
 	return rc;
 }
 
-/* Every objective's base and best noise-free fitness (the best by a coarse random search). */
+/* The best noise-free fitness that random restarts of a small hill climb find. */
+static double best_seen(const struct model *m, const struct point *p0, long epochs, uint64_t stream)
+{
+	double best = 0;
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 12345, stream);
+	struct point p = *p0, q;
+	/* the table's regression costs a pass over its runs: fewer steps there */
+	int restarts = m->table ? 10 : 40, steps = m->table ? 1000 : 4000;
+	double decay = m->table ? 0.996 : 0.999;
+	for (int restart = 0; restart < restarts; restart++) {
+		for (int k = 0; k < META_COUNT; k++)
+			if (!isnan(p.u[k]))
+				p.u[k] = ut_pcg_uniform(&rng);
+		double current = truth_of(m, &p, epochs);
+		for (int step = 0; step < steps; step++) {
+			q = p;
+			double size = 0.2 * pow(decay, step);
+			for (int k = 0; k < META_COUNT; k++)
+				if (!isnan(q.u[k]))
+					q.u[k] = fmin(1, fmax(0, q.u[k] + size * normal(&rng)));
+			double f = truth_of(m, &q, epochs);
+			if (f > current) {
+				current = f;
+				p = q;
+			}
+		}
+		best = fmax(best, current);
+	}
+	return best;
+}
+
+/*
+ * Every objective's base and best noise-free fitness (the best: a lower
+ * bound of the optimum); the table objective only when a table is loaded.
+ */
 static int describe(const struct options *o, const struct meta_table *table,
-		    const struct meta_hyp *base)
+		    const struct meta_hyp *base, const struct sg_table *curves)
 {
 	struct point p0;
 	normalise(base, table, &p0);
 	printf("%-8s %10s %10s  %s\n", "name", "base", "best_seen", "what it is");
 	for (size_t i = 0; i < UT_ARRAY_LEN(objectives); i++) {
-		const struct objective *obj = &objectives[i];
-		double best = 0;
-		struct ut_pcg rng;
-		ut_pcg_seed(&rng, 12345, i);
-		struct point p = p0, q;
-		double current = fitness_of(curve(obj, &p, o->epochs - 1));
-		/* random restarts of a small hill climb: a lower bound of the optimum */
-		for (int restart = 0; restart < 40; restart++) {
-			for (int k = 0; k < META_COUNT; k++)
-				if (!isnan(p.u[k]))
-					p.u[k] = ut_pcg_uniform(&rng);
-			current = fitness_of(curve(obj, &p, o->epochs - 1));
-			for (int step = 0; step < 4000; step++) {
-				q = p;
-				double size = 0.2 * pow(0.999, step);
-				for (int k = 0; k < META_COUNT; k++)
-					if (!isnan(q.u[k]))
-						q.u[k] =
-						    fmin(1, fmax(0, q.u[k] + size * normal(&rng)));
-				double f = fitness_of(curve(obj, &q, o->epochs - 1));
-				if (f > current) {
-					current = f;
-					p = q;
-				}
-			}
-			best = fmax(best, current);
+		struct model m = {&objectives[i], NULL};
+		if (strcmp(m.obj->name, "table") == 0) {
+			if (curves == NULL)
+				continue;
+			m.table = curves;
 		}
-		printf("%-8s %10.5f %10.5f  %s\n", obj->name,
-		       fitness_of(curve(obj, &p0, o->epochs - 1)), best, obj->about);
+		printf("%-8s %10.5f %10.5f  %s\n", m.obj->name, truth_of(&m, &p0, o->epochs),
+		       best_seen(&m, &p0, o->epochs, i), m.obj->about);
+	}
+	if (curves != NULL) {
+		struct sg_fit fit;
+		sg_table_fit(curves, &fit);
+		printf("table: %d runs x %d epochs, bandwidth %.4f, leave-one-out final fitness "
+		       "rmse %.5f, R^2 %.3f (one bandwidth for every key: %.3f)\nscales:",
+		       sg_table_runs(curves), sg_table_epochs(curves), fit.bandwidth, fit.rmse,
+		       fit.r2, fit.r2_isotropic);
+		for (int k = 0; k < META_COUNT; k++)
+			if (!isnan(p0.u[k]) && fit.scale[k] != 1)
+				printf(" %s %g", meta_name(k), fit.scale[k]);
+		printf(" (the others 1)\n");
 	}
 	return 0;
 }
@@ -422,7 +497,8 @@ static int usage(const char *why)
 		"[--seed S] [--objective O]\n"
 		"       synth_trainer --truth --hyp PATH [--epochs N] [--objective O]\n"
 		"       synth_trainer --truth-csv [--epochs N] [--objective O] < hyps.csv\n"
-		"       synth_trainer --describe [--epochs N]\n",
+		"       synth_trainer --describe [--epochs N] [--table FILE]\n"
+		"       (--objective table needs --table FILE or $SYNTH_TABLE)\n",
 		why);
 	return 2;
 }
@@ -432,6 +508,7 @@ static int parse(int argc, char **argv, struct options *o)
 {
 	o->epochs = 10;
 	o->objective = getenv("SYNTH_OBJECTIVE") ? getenv("SYNTH_OBJECTIVE") : "bowl";
+	o->table = getenv("SYNTH_TABLE");
 	for (int i = 1; i < argc; i++) {
 		char name[64];
 		const char *arg = argv[i], *value = NULL;
@@ -456,6 +533,8 @@ static int parse(int argc, char **argv, struct options *o)
 			o->save_dir = value;
 		else if (strcmp(name, "--objective") == 0)
 			o->objective = value;
+		else if (strcmp(name, "--table") == 0)
+			o->table = value;
 		else if (strcmp(name, "--epochs") == 0)
 			o->epochs = atol(value);
 		else if (strcmp(name, "--seed") == 0)
@@ -468,46 +547,77 @@ static int parse(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/* The curve table when the objective needs it or --describe is given one; 0, or 2 on error. */
+static int load_table(const struct options *o, const struct meta_table *table,
+		      struct sg_table **curves)
+{
+	struct ut_err err;
+	*curves = NULL;
+	int needed = strcmp(o->objective, "table") == 0;
+	if (!needed && !(o->mode == RUN_DESCRIBE && o->table != NULL))
+		return 0;
+	if (o->table == NULL)
+		return usage("--objective table needs --table FILE (or $SYNTH_TABLE)");
+	if (sg_table_load(o->table, table, curves, &err) != 0) {
+		fprintf(stderr, "synth_trainer: %s\n", err.msg);
+		return 2;
+	}
+	return 0;
+}
+
+/* Run one mode with a loaded model. */
+static int run_mode(const struct options *o, const struct model *model,
+		    const struct meta_table *table)
+{
+	struct meta_hyp hyp;
+	struct ut_err err;
+	if (o->mode == RUN_TRUTH_CSV)
+		return truth_csv(o, model, table);
+	if (o->mode == RUN_DESCRIBE) {
+		char base[4096];
+		if (ut_data_file("data/hyps/hyp.scratch-low.yaml", base, sizeof(base)) != 0 ||
+		    meta_hyp_read(base, table, &hyp, &err) != 0)
+			return usage("hyp.scratch-low.yaml not found");
+		return describe(o, table, &hyp, model->table);
+	}
+	if (o->hyp == NULL)
+		return usage("--hyp is required");
+	if (meta_hyp_read(o->hyp, table, &hyp, &err) != 0) {
+		fprintf(stderr, "synth_trainer: %s\n", err.msg);
+		return 2;
+	}
+	struct point p;
+	normalise(&hyp, table, &p);
+	if (o->mode == RUN_TRUTH) {
+		printf("%.6f\n", truth_of(model, &p, o->epochs));
+		return 0;
+	}
+	if (o->save_dir == NULL)
+		return usage("--save-dir is required");
+	struct sigaction sa = {.sa_handler = on_sigterm};
+	sigaction(SIGTERM, &sa, NULL);
+	return train(o, model, &hyp, &p);
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = {0};
 	if (parse(argc, argv, &o) != 0)
 		return 2;
-	const struct objective *obj = objective_find(o.objective);
-	if (obj == NULL) {
+	struct model model = {objective_find(o.objective), NULL};
+	if (model.obj == NULL) {
 		fprintf(stderr,
-			"synth_trainer: unknown objective '%s' (bowl, ridge, modes, flat)\n",
+			"synth_trainer: unknown objective '%s' (bowl, ridge, modes, flat, table)\n",
 			o.objective);
 		return 2;
 	}
 	static struct meta_table table;
 	meta_table_default(&table);
-	struct meta_hyp hyp;
-	struct ut_err err;
-	if (o.mode == RUN_TRUTH_CSV)
-		return truth_csv(&o, obj, &table);
-	if (o.mode == RUN_DESCRIBE) {
-		char base[4096];
-		if (ut_data_file("data/hyps/hyp.scratch-low.yaml", base, sizeof(base)) != 0 ||
-		    meta_hyp_read(base, &table, &hyp, &err) != 0)
-			return usage("hyp.scratch-low.yaml not found");
-		return describe(&o, &table, &hyp);
-	}
-	if (o.hyp == NULL)
-		return usage("--hyp is required");
-	if (meta_hyp_read(o.hyp, &table, &hyp, &err) != 0) {
-		fprintf(stderr, "synth_trainer: %s\n", err.msg);
+	struct sg_table *curves;
+	if (load_table(&o, &table, &curves) != 0)
 		return 2;
-	}
-	struct point p;
-	normalise(&hyp, &table, &p);
-	if (o.mode == RUN_TRUTH) {
-		printf("%.6f\n", fitness_of(curve(obj, &p, o.epochs - 1)));
-		return 0;
-	}
-	if (o.save_dir == NULL)
-		return usage("--save-dir is required");
-	struct sigaction sa = {.sa_handler = on_sigterm};
-	sigaction(SIGTERM, &sa, NULL);
-	return train(&o, obj, &hyp, &p);
+	model.table = strcmp(o.objective, "table") == 0 || o.mode == RUN_DESCRIBE ? curves : NULL;
+	int rc = run_mode(&o, &model, &table);
+	sg_table_free(curves);
+	return rc;
 }

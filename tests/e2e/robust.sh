@@ -4,7 +4,8 @@
 # another trainer seed; every generation has its own seed; keys at 0 in the
 # base can move; export --best names the best mean among the most evaluated
 # candidates; the table depends on the seed and the results only (random
-# durations, SIGKILL + --resume); --budget holds.
+# durations, SIGKILL + --resume); --budget holds; --prune asha stops
+# candidates at its rungs only, never a re-evaluation, deterministically.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 P=$WORK/runs
@@ -50,40 +51,79 @@ check_eq "run 2 exits 0" 0 "$RC"
 dump() { sqlite3 -batch -csv "$1" "SELECT $DET_COLS, reevaluates, seed FROM generations ORDER BY generation"; }
 check "the two tables are equal (reevaluates and seed included)" cmp -s <(dump "$P/p1/evolve.db") <(dump "$P/p2/evolve.db")
 
-section "SIGKILL at random moments + --resume (P = 2)"
-KOPTS=("${OPTS[@]}" --parallel 2)
-FIXTURE_EPOCH_MS=15 evolve "$P" kref "${KOPTS[@]}"
-check_eq "reference exits 0" 0 "$RC"
-export FIXTURE_EPOCH_MS=15
-"$YE" --project "$P" --name k --data none --trainer "$TRAINER" --quiet "${KOPTS[@]}" >>k.log 2>&1 &
-BG=$!
-BG_PIDS+=("$BG")
-# a kill before the database holds its first candidate would leave nothing to resume
-wait_sql 10 "$P/k/evolve.db" "SELECT count(*) FROM generations" || fail "no candidate started within 10 s"
-kills=0
-for _ in $(seq 1 30); do
-	sleep "$(awk -v r=$((RANDOM % 250)) 'BEGIN { printf "%.3f", 0.05 + r / 1000 }')"
-	if ! kill -0 "$BG" 2>/dev/null; then
-		break
-	fi
-	kill -KILL "$BG" 2>/dev/null || true
-	wait "$BG" 2>/dev/null || true
-	kills=$((kills + 1))
-	wait_gone 5 "$P/k/candidates/" || true
-	"$YE" --resume --db "$P/k/evolve.db" --quiet >>k.log 2>&1 &
+# kill_resume NAME OPTIONS...: a reference run, then the same run SIGKILLed at
+# random moments and resumed until it ends; the tables must be equal.
+kill_resume() {
+	local name=$1
+	shift
+	FIXTURE_EPOCH_MS=15 evolve "$P" "${name}ref" "$@"
+	check_eq "reference exits 0" 0 "$RC"
+	export FIXTURE_EPOCH_MS=15
+	"$YE" --project "$P" --name "$name" --data none --trainer "$TRAINER" --quiet "$@" >>"$name.log" 2>&1 &
 	BG=$!
 	BG_PIDS+=("$BG")
-done
-wait_pid_exit 60 "$BG" || fail "the last resume did not end"
-unset FIXTURE_EPOCH_MS
-note "$kills SIGKILLs"
-check "killed at least 3 times ($kills)" test "$kills" -ge 3
-check_eq "the last run exits 0" 0 "$RC"
-check "the table equals the uninterrupted run's" cmp -s <(dump "$P/kref/evolve.db") <(dump "$P/k/evolve.db")
+	# a kill before the database holds its first candidate would leave nothing to resume
+	wait_sql 10 "$P/$name/evolve.db" "SELECT count(*) FROM generations" || fail "no candidate started within 10 s"
+	kills=0
+	for _ in $(seq 1 30); do
+		sleep "$(awk -v r=$((RANDOM % 250)) 'BEGIN { printf "%.3f", 0.05 + r / 1000 }')"
+		if ! kill -0 "$BG" 2>/dev/null; then
+			break
+		fi
+		kill -KILL "$BG" 2>/dev/null || true
+		wait "$BG" 2>/dev/null || true
+		kills=$((kills + 1))
+		wait_gone 5 "$P/$name/candidates/" || true
+		"$YE" --resume --db "$P/$name/evolve.db" --quiet >>"$name.log" 2>&1 &
+		BG=$!
+		BG_PIDS+=("$BG")
+	done
+	wait_pid_exit 60 "$BG" || fail "the last resume did not end"
+	unset FIXTURE_EPOCH_MS
+	note "$kills SIGKILLs"
+	check "killed at least 3 times ($kills)" test "$kills" -ge 3
+	check_eq "the last run exits 0" 0 "$RC"
+	check "the table equals the uninterrupted run's" cmp -s <(dump "$P/${name}ref/evolve.db") <(dump "$P/$name/evolve.db")
+}
+
+section "SIGKILL at random moments + --resume (P = 2)"
+kill_resume k "${OPTS[@]}" --parallel 2
 
 section "--budget holds for robust"
 evolve "$P" bud "${OPTS[@]}" --budget 30 --generations 100
 check_eq "exits 0" 0 "$RC"
 check_eq "10 candidates, 30 epochs" "10|30" "$(sql "$P/bud/evolve.db" "SELECT count(*), sum(epochs_done) FROM generations")"
+
+section "--prune asha: rungs, re-evaluations kept, the same table whatever the timing"
+AOPTS=("${OPTS[@]}" --epochs 9 --generations 40 --prune asha --prune-warmup 0 --parallel 3)
+FIXTURE_DURATION_MS=5,60 evolve "$P" a1 "${AOPTS[@]}"
+check_eq "run 1 exits 0" 0 "$RC"
+FIXTURE_DURATION_MS=5,60 evolve "$P" a2 "${AOPTS[@]}"
+check_eq "run 2 exits 0" 0 "$RC"
+db=$P/a1/evolve.db
+pruned=$(sql "$db" "SELECT count(*) FROM generations WHERE status = 'pruned'")
+note "$pruned pruned of 40"
+check "some candidates were pruned ($pruned)" test "$pruned" -gt 0
+check_eq "only at the rungs of 9 epochs (epochs 0 and 2: 1 or 3 trained)" 0 \
+	"$(sql "$db" "SELECT count(*) FROM generations WHERE status = 'pruned' AND epochs_done NOT IN (1, 3)")"
+check_eq "no re-evaluation is pruned" 0 \
+	"$(sql "$db" "SELECT count(*) FROM generations WHERE status = 'pruned' AND reevaluates IS NOT NULL")"
+check "the two tables are equal" cmp -s <(dump "$P/a1/evolve.db") <(dump "$P/a2/evolve.db")
+evolve "$P" abud "${AOPTS[@]}" --budget 60 --generations 200
+check_eq "with --budget 60: exits 0" 0 "$RC"
+check "... and spends at most 60 epochs" test "$(sql "$P/abud/evolve.db" "SELECT sum(epochs_done) FROM generations")" -le 60
+
+section "--algorithm halving: robust's breeding with --prune asha, SIGKILL + --resume mid-rung"
+evolve "$P" h1 --algorithm halving --epochs 9 --generations 30 --seed 4 --parallel 2
+check_eq "exits 0" 0 "$RC"
+check_eq "it records --prune asha" asha "$(sql "$P/h1/evolve.db" "SELECT prune FROM evolution")"
+check "it prunes" test "$(sql "$P/h1/evolve.db" "SELECT count(*) FROM generations WHERE status = 'pruned'")" -gt 0
+check "and re-evaluates" test "$(sql "$P/h1/evolve.db" "SELECT count(*) FROM generations WHERE reevaluates IS NOT NULL")" -gt 0
+RC=0
+"$YE" --project "$P" --name h2 --data none --trainer "$TRAINER" --algorithm halving --prune median \
+	--generations 2 --quiet 2>err.txt || RC=$?
+check_eq "--prune median with halving exits 2" 2 "$RC"
+check "... saying why" grep -q "halving prunes with asha" err.txt
+kill_resume hk --algorithm halving --epochs 9 --generations 40 --seed 4 --parallel 2
 
 ye_finish

@@ -58,10 +58,36 @@ printf 'lr0,momentum\n0.01,0.9\n' | "$ST" --truth-csv 2>err.txt >/dev/null || RC
 check_eq "--truth-csv without every mutable key exits 2" 2 "$RC"
 check "... naming the first missing column" grep -q "no column 'lrf'" err.txt
 
+section "the table objective (real curves, kernel regression)"
+TABLE=$YE_SOURCE_ROOT/bench/search/curves/table.csv
+RC=0
+"$ST" --hyp "$BASE_HYP" --epochs 5 --save-dir t0 --objective table 2>err.txt || RC=$?
+check_eq "--objective table without --table exits 2" 2 "$RC"
+"$ST" --hyp "$BASE_HYP" --epochs 20 --save-dir t1 --seed 1 --objective table --table "$TABLE" >/dev/null
+check_eq "20 rows and a header" 21 "$(wc -l <t1/results.csv)"
+"$ST" --hyp "$BASE_HYP" --epochs 20 --save-dir t2 --seed 1 --objective table --table "$TABLE" >/dev/null
+check "the same hyp and seed: the same bytes" cmp -s t1/results.csv t2/results.csv
+truth=$("$ST" --truth --hyp "$BASE_HYP" --epochs 20 --objective table --table "$TABLE")
+SYNTH_NOISE=0 "$ST" --hyp "$BASE_HYP" --epochs 20 --save-dir t3 --objective table --table "$TABLE" >/dev/null
+last=$(awk -F, 'END { printf "%.4f", 0.1 * $7 + 0.9 * $8 }' t3/results.csv)
+check "--truth $truth is the last row's fitness without run noise ($last)" \
+	awk -v a="$truth" -v b="$last" 'BEGIN { exit !(a - b < 0.01 && b - a < 0.01) }'
+run=$(awk -F, 'NR == 2 { print $1 }' "$TABLE")
+awk -F, -v g="$run" 'NR == 1 || ($1 == g && ++n == 1)' "$TABLE" | cut -d, -f2-30 >row.csv
+near=$("$ST" --truth-csv --epochs 20 --objective table --table "$TABLE" <row.csv)
+check "a run of the table is answered near its own final fitness ($near)" \
+	awk -v a="$near" 'BEGIN { exit !(a >= 0 && a < 1) }'
+head -1 "$TABLE" >bad.csv
+awk -F, 'NR > 1 && $31 != 5 && ++n <= 40' "$TABLE" >>bad.csv
+RC=0
+"$ST" --truth --hyp "$BASE_HYP" --objective table --table bad.csv 2>err.txt || RC=$?
+check_eq "a run with an epoch missing exits 2" 2 "$RC"
+check "... naming the line" grep -q "bad.csv:[0-9]*: run .*: epoch 6, expected 5" err.txt
+
 section "bench/search/run.sh through yolo-evolve"
 build=$(cd "$(dirname "$YE")/.." && pwd)
-bash "$YE_SOURCE_ROOT/bench/search/run.sh" -b "$build" -g 6 -n 2 -o "bowl flat" >table.txt 2>&1 || true
-check "a row per objective" test "$(grep -c '^| \(bowl\|flat\) ' table.txt)" -eq 2
+bash "$YE_SOURCE_ROOT/bench/search/run.sh" -b "$build" -g 6 -n 2 -o "bowl flat table" >table.txt 2>&1 || true
+check "a row per objective" test "$(grep -c '^| \(bowl\|flat\|table\) ' table.txt)" -eq 3
 check "60 trainer epochs spent per run" grep -q '| 60 \[60, 60\]' table.txt
 show_file table.txt 3
 
