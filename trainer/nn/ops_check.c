@@ -19,7 +19,7 @@ int tr_shape_same(struct tr_shape a, struct tr_shape b)
 }
 
 int tr_shape_error(struct ut_err *err, const char *op, const char *what, struct tr_shape got,
-		       struct tr_shape want)
+		   struct tr_shape want)
 {
 	return ut_err_set(err, "%s: %s has shape %dx%dx%dx%d, expected %dx%dx%dx%d", op, what,
 			  got.n, got.c, got.h, got.w, want.n, want.c, want.h, want.w);
@@ -27,7 +27,7 @@ int tr_shape_error(struct ut_err *err, const char *op, const char *what, struct 
 
 /* Check a convolution's input and output shapes against its parameters. */
 int tr_conv_check(const char *op, const struct tr_conv *conv, struct tr_shape in,
-		      struct tr_shape out, struct ut_err *err)
+		  struct tr_shape out, struct ut_err *err)
 {
 	if (conv->cin < 1 || conv->cout < 1 || conv->k < 1 || conv->stride < 1 || conv->pad < 0 ||
 	    in.n < 1 || in.h + 2 * conv->pad < conv->k || in.w + 2 * conv->pad < conv->k)
@@ -43,8 +43,7 @@ int tr_conv_check(const char *op, const struct tr_conv *conv, struct tr_shape in
 	return 0;
 }
 
-int tr_pool_check(const char *op, int k, struct tr_shape x, struct tr_shape y,
-		      struct ut_err *err)
+int tr_pool_check(const char *op, int k, struct tr_shape x, struct tr_shape y, struct ut_err *err)
 {
 	if (k < 1 || k % 2 == 0)
 		return ut_err_set(err, "%s: kernel %d (must be odd for pad k/2, stride 1)", op, k);
@@ -53,7 +52,8 @@ int tr_pool_check(const char *op, int k, struct tr_shape x, struct tr_shape y,
 	return 0;
 }
 
-int tr_upsample_check(const char *op, struct tr_shape small, struct tr_shape big, struct ut_err *err)
+int tr_upsample_check(const char *op, struct tr_shape small, struct tr_shape big,
+		      struct ut_err *err)
 {
 	struct tr_shape want = {small.n, small.c, 2 * small.h, 2 * small.w};
 	if (!tr_shape_same(big, want))
@@ -62,7 +62,7 @@ int tr_upsample_check(const char *op, struct tr_shape small, struct tr_shape big
 }
 
 int tr_concat_check(const char *op, const struct tr_tensor *const *parts, int count,
-			struct tr_shape whole, struct ut_err *err)
+		    struct tr_shape whole, struct ut_err *err)
 {
 	int channels = 0;
 	if (count < 1)
