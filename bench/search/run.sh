@@ -13,7 +13,8 @@
 #     -g N           --generations (150)
 #     -e N           --epochs per candidate (10)
 #     -p P           --parallel (1: YOLOv5's serial loop)
-#     -n SEEDS       seeds 1 .. SEEDS (20)
+#     -n SEEDS       seeds FIRST .. FIRST + SEEDS - 1 (20)
+#     -s FIRST       the first seed (1)
 #     -o "A B ..."   objectives (bowl ridge modes flat; also table: the real-curve surrogate)
 #     -T FILE        the curve table of the table objective (bench/search/curves/table.csv)
 #     -b DIR         build folder (build)
@@ -21,15 +22,16 @@
 # Runs in a tmpfs folder when /dev/shm exists; run it under `nice`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-algorithm=yolov5 generations=150 epochs=10 parallel=1 seeds=20
+algorithm=yolov5 generations=150 epochs=10 parallel=1 seeds=20 first=1
 objectives="bowl ridge modes flat" build=$root/build tsv="" table=$root/bench/search/curves/table.csv
-while getopts "a:g:e:p:n:o:b:t:T:" opt; do
+while getopts "a:g:e:p:n:s:o:b:t:T:" opt; do
 	case $opt in
 	a) algorithm=$OPTARG ;;
 	g) generations=$OPTARG ;;
 	e) epochs=$OPTARG ;;
 	p) parallel=$OPTARG ;;
 	n) seeds=$OPTARG ;;
+	s) first=$OPTARG ;;
 	o) objectives=$OPTARG ;;
 	b) build=$OPTARG ;;
 	t) tsv=$OPTARG ;;
@@ -86,7 +88,7 @@ one_run() {
 }
 
 for objective in $objectives; do
-	for seed in $(seq 1 "$seeds"); do
+	for seed in $(seq "$first" $((first + seeds - 1))); do
 		one_run "$objective" "$seed" "$@" >>"$rows"
 	done
 done
@@ -100,7 +102,7 @@ stats() {
 		END { printf "%.4f [%.4f, %.4f]", q(0.5), q(0.25), q(0.75) }'
 }
 
-echo "algorithm $algorithm, $generations generations x $epochs epochs, --parallel $parallel, seeds 1-$seeds${*:+, options: $*}"
+echo "algorithm $algorithm, $generations generations x $epochs epochs, --parallel $parallel, seeds $first-$((first + seeds - 1))${*:+, options: $*}"
 echo "noise-free fitness (0.1 mAP@.5 + 0.9 mAP@.5:.95 at epoch $epochs) of the recommendation: median [quartiles]"
 printf '| %-9s | %6s | %6s | %-24s | %-24s | %-24s | %-22s |\n' objective base best "at 1/3 of the epochs" \
 	"at 1/2 of the epochs" "at the end (export --best)" "trainer epochs"
