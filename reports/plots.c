@@ -37,6 +37,7 @@
 #define EV_POINT_R 7.0
 #define EV_POINT_ALPHA 0.8
 #define EV_PLUS_HALF 21.0
+#define EV_HEADER_H 80 /* the title band, only with a recommendation by mean */
 
 /* fitness.png */
 #define FIT_LEFT 170
@@ -46,6 +47,8 @@
 #define FIT_POINT_R 8.0
 #define FIT_MARK_HALF 10.0
 #define FIT_MARKS_UP 18.0 /* the row of failed marks, above the x axis */
+#define FIT_DIAMOND_HALF 11.0
+#define FIT_PLUS_HALF 18.0
 
 #define KEY_FITNESS (-1) /* value_of: the fitness instead of a hyp */
 
@@ -61,6 +64,9 @@ static const struct rgb pruned_grey = {0.60, 0.60, 0.60};
 static const struct rgb failed_red = {0.839, 0.153, 0.157};
 static const struct rgb best_green = {0.173, 0.627, 0.173};
 static const struct rgb trend_orange = {1.0, 0.498, 0.055};
+static const struct rgb reeval_purple = {0.580, 0.404, 0.741};
+
+#define PLUS_MINUS "\xc2\xb1" /* UTF-8, as cairo's text wants it */
 
 static void set_colour(cairo_t *cr, struct rgb c, double alpha)
 {
@@ -138,17 +144,35 @@ void rp_running_best(const struct st_generation *gens, size_t n, double *best)
 	}
 }
 
+int rp_by_mean(const struct st_recommendation *rec)
+{
+	return rec->by_mean && rec->index >= 0;
+}
+
+/*
+ * A point of evolve.png: a done generation that is not a re-evaluation.
+ * Re-evaluations are left out rather than drawn apart: they repeat their
+ * original's hyp, so in every panel they would stack on its x, and the
+ * hist2d colouring would count one candidate as a dense cluster; what they
+ * say, the candidate's mean, is where the '+' sits (fitness.png shows them
+ * one by one).
+ */
+static int is_scattered(const struct st_generation *gen)
+{
+	return rp_is_done(gen) && !gen->reevaluation;
+}
+
 static double value_of(const struct st_generation *gen, int key)
 {
 	return key == KEY_FITNESS ? gen->fitness : gen->hyp.v[key];
 }
 
-/* Min and max of a value over the done generations; 0 if none is done. */
+/* Min and max of a value over the scattered generations; 0 if there is none. */
 static int done_range(const struct st_generation *gens, size_t n, int key, double *lo, double *hi)
 {
 	int found = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!rp_is_done(&gens[i]))
+		if (!is_scattered(&gens[i]))
 			continue;
 		double v = value_of(&gens[i], key);
 		if (!found || v < *lo)
@@ -456,10 +480,45 @@ static int load_evolution(struct st_db *db, struct evolution *evo, struct ut_err
 
 /* ---- evolve.png ---- */
 
-void rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens, size_t n,
-		      struct rp_evolve_layout *out)
+/*
+ * The '+' of evolve.png: by mean, the recommended candidate at its mean
+ * fitness, with the title band saying so; otherwise the best single run.
+ */
+static void mark_recommendation(const struct st_generation *gens, struct rp_evolve_layout *out)
+{
+	const struct st_recommendation *rec = &out->recommendation;
+	out->marked = out->best;
+	if (out->best >= 0)
+		out->marked_fitness = gens[out->best].fitness;
+	if (!rp_by_mean(rec))
+		return;
+	out->header = EV_HEADER_H;
+	out->marked = rec->index;
+	out->marked_fitness = rec->mean;
+	snprintf(out->title, sizeof(out->title),
+		 "recommended: generation %ld, mean %.4g " PLUS_MINUS " %.2g over %ld evaluations",
+		 gens[rec->index].generation, rec->mean, rec->sd, rec->evaluations);
+}
+
+/* done_range widened to take in the '+' (a mean may lie below every point). */
+static int marked_range(const struct rp_evolve_layout *lay, const struct st_generation *gens,
+			size_t n, int key, double *lo, double *hi)
+{
+	int found = done_range(gens, n, key, lo, hi);
+	if (lay->marked < 0)
+		return found;
+	double v = key == KEY_FITNESS ? lay->marked_fitness : gens[lay->marked].hyp.v[key];
+	*lo = found ? fmin(*lo, v) : v;
+	*hi = found ? fmax(*hi, v) : v;
+	return 1;
+}
+
+int rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens, size_t n,
+		     struct rp_evolve_layout *out)
 {
 	memset(out, 0, sizeof(*out));
+	if (st_recommend(gens, n, &out->recommendation) != 0)
+		return -1;
 	const int *keys;
 	int count = meta_space_keys(meta->space, &keys);
 	for (int i = 0; i < count; i++) {
@@ -472,19 +531,20 @@ void rp_evolve_layout(const struct meta_table *meta, const struct st_generation 
 		out->columns++;
 	out->rows = (cells + out->columns - 1) / out->columns;
 	out->width = EV_LEFT + out->columns * EV_PLOT_W + (out->columns - 1) * EV_GAP_X + EV_RIGHT;
-	out->height = out->rows * EV_CELL_H;
 	out->best = rp_best_index(gens, n);
+	mark_recommendation(gens, out);
+	out->height = out->header + out->rows * EV_CELL_H;
 
 	double y_lo = 0, y_hi = 1;
-	if (done_range(gens, n, KEY_FITNESS, &y_lo, &y_hi))
+	if (marked_range(out, gens, n, KEY_FITNESS, &y_lo, &y_hi))
 		pad_range(y_lo, y_hi, 0.05, 0.05, &y_lo, &y_hi);
 	for (int p = 0; p < out->panels; p++) {
 		int key = out->keys[p];
 		double x_lo = meta->k[key].lower, x_hi = meta->k[key].upper;
-		done_range(gens, n, key, &x_lo, &x_hi);
+		marked_range(out, gens, n, key, &x_lo, &x_hi);
 		struct rp_frame *f = &out->frames[p];
 		f->left = EV_LEFT + (p % out->columns) * (EV_PLOT_W + EV_GAP_X);
-		f->top = (p / out->columns) * EV_CELL_H + EV_TITLE_H;
+		f->top = out->header + (p / out->columns) * EV_CELL_H + EV_TITLE_H;
 		f->width = EV_PLOT_W;
 		f->height = EV_PLOT_H;
 		pad_range(x_lo, x_hi, 0.05, 0.05, &f->x_lo, &f->x_hi);
@@ -495,6 +555,7 @@ void rp_evolve_layout(const struct meta_table *meta, const struct st_generation 
 		out->message = RP_MSG_NO_PANEL;
 	else if (out->best < 0)
 		out->message = RP_MSG_NOTHING_DONE;
+	return 0;
 }
 
 /*
@@ -534,7 +595,7 @@ static void density_build(struct density *d, const struct st_generation *gens, s
 	done_range(gens, n, KEY_FITNESS, &d->y_lo, &d->y_hi);
 	int most = 1;
 	for (size_t i = 0; i < n; i++) {
-		if (!rp_is_done(&gens[i]))
+		if (!is_scattered(&gens[i]))
 			continue;
 		int *cell = density_cell(d, &gens[i], key);
 		(*cell)++;
@@ -544,7 +605,7 @@ static void density_build(struct density *d, const struct st_generation *gens, s
 	d->log_max = log(most);
 }
 
-/* Colour level in [0, 1] of a done generation (the least occupied bin is 0). */
+/* Colour level in [0, 1] of a scattered generation (the least occupied bin is 0). */
 static double density_level(struct density *d, const struct st_generation *gen, int key)
 {
 	return d->log_max > 0 ? log(*density_cell(d, gen, key)) / d->log_max : 0;
@@ -556,9 +617,9 @@ static void draw_panel(cairo_t *cr, const struct rp_evolve_layout *lay, int p,
 	const struct rp_frame *f = &lay->frames[p];
 	int key = lay->keys[p];
 	char title[128];
-	if (lay->best >= 0)
+	if (lay->marked >= 0)
 		snprintf(title, sizeof(title), "%s = %.3g", meta_name(key),
-			 gens[lay->best].hyp.v[key]);
+			 gens[lay->marked].hyp.v[key]);
 	else
 		snprintf(title, sizeof(title), "%s", meta_name(key));
 	set_colour(cr, ink, 1);
@@ -572,7 +633,7 @@ static void draw_panel(cairo_t *cr, const struct rp_evolve_layout *lay, int p,
 	struct density density;
 	density_build(&density, gens, n, key);
 	for (size_t i = 0; i < n; i++) {
-		if (!rp_is_done(&gens[i]))
+		if (!is_scattered(&gens[i]))
 			continue;
 		double px, py;
 		rp_frame_map(f, gens[i].hyp.v[key], gens[i].fitness, &px, &py);
@@ -580,9 +641,31 @@ static void draw_panel(cairo_t *cr, const struct rp_evolve_layout *lay, int p,
 		draw_dot(cr, px, py, EV_POINT_R);
 	}
 	double px, py;
-	rp_frame_map(f, gens[lay->best].hyp.v[key], gens[lay->best].fitness, &px, &py);
+	rp_frame_map(f, gens[lay->marked].hyp.v[key], lay->marked_fitness, &px, &py);
 	cairo_set_source_rgb(cr, 0, 0, 0);
 	draw_mark(cr, px, py, EV_PLUS_HALF, 3, 0);
+}
+
+/* Text centred on (x, y), at size or smaller so that it fits in width. */
+static void draw_text_fitting(cairo_t *cr, const char *text, double x, double y, double size,
+			      double width)
+{
+	double natural = text_width(cr, text, size);
+	if (natural > width)
+		size *= width / natural;
+	draw_text(cr, text, x, y, size, 0.5, 0.5);
+}
+
+/* The title band: the recommendation, and what the '+' and the points are. */
+static void draw_evolve_header(cairo_t *cr, const struct rp_evolve_layout *lay)
+{
+	double width = lay->width - 20.0, x = lay->width / 2.0;
+	set_colour(cr, ink, 1);
+	draw_text_fitting(cr, lay->title, x, lay->header * 0.35, TITLE_FONT + 4, width);
+	draw_text_fitting(cr,
+			  "'+': its hyp at its mean fitness; points: single runs, "
+			  "re-evaluations left out",
+			  x, lay->header * 0.75, TICK_FONT, width);
 }
 
 int rp_plot_evolve(struct st_db *db, const char *path, struct ut_err *err)
@@ -593,7 +676,10 @@ int rp_plot_evolve(struct st_db *db, const char *path, struct ut_err *err)
 		return -1;
 	}
 	struct rp_evolve_layout lay;
-	rp_evolve_layout(&evo.meta, evo.gens, evo.n, &lay);
+	if (rp_evolve_layout(&evo.meta, evo.gens, evo.n, &lay) != 0) {
+		free(evo.gens);
+		return ut_err_set(err, "%s: out of memory", path);
+	}
 	struct canvas canvas;
 	int rc = canvas_open(&canvas, lay.width, lay.height, path, err);
 	if (rc == 0) {
@@ -602,7 +688,10 @@ int rp_plot_evolve(struct st_db *db, const char *path, struct ut_err *err)
 		set_colour(canvas.cr, ink, 1);
 		for (int row = 0; lay.panels > 0 && row < lay.rows; row++)
 			draw_text_up(canvas.cr, "fitness", 22,
-				     row * EV_CELL_H + EV_TITLE_H + EV_PLOT_H / 2.0, TICK_FONT);
+				     lay.header + row * EV_CELL_H + EV_TITLE_H + EV_PLOT_H / 2.0,
+				     TICK_FONT);
+		if (lay.header > 0)
+			draw_evolve_header(canvas.cr, &lay);
 		if (lay.message != NULL)
 			draw_message(canvas.cr, lay.message, lay.width / 2.0, lay.height / 2.0);
 		rc = canvas_save(&canvas, path, err);
@@ -626,9 +715,36 @@ static size_t trend_half(size_t done)
 	return half < 1 ? 1 : half > 25 ? 25 : half;
 }
 
-void rp_fitness_layout(const struct st_generation *gens, size_t n, struct rp_fitness_layout *out)
+/* The headline, and the recommendation by mean under it. */
+static void fitness_titles(const struct st_generation *gens, size_t n,
+			   struct rp_fitness_layout *out)
+{
+	size_t counts[ST_STATUS_COUNT] = {0}, done = 0;
+	for (size_t i = 0; i < n; i++) {
+		counts[gens[i].status]++;
+		done += (size_t)rp_is_done(&gens[i]);
+	}
+	int len = snprintf(out->title, sizeof(out->title),
+			   "Fitness per generation: %zu done, %zu failed, %zu pruned", done,
+			   counts[ST_FAILED], counts[ST_PRUNED]);
+	long best = rp_best_index(gens, n);
+	const struct st_recommendation *rec = &out->recommendation;
+	if (rp_by_mean(rec))
+		snprintf(out->subtitle, sizeof(out->subtitle),
+			 "recommended: generation %ld, mean %.4g " PLUS_MINUS
+			 " %.2g over %ld evaluations; best single run: generation %ld, %.4g",
+			 gens[rec->index].generation, rec->mean, rec->sd, rec->evaluations,
+			 gens[best].generation, gens[best].fitness);
+	else if (best >= 0 && len > 0 && (size_t)len < sizeof(out->title))
+		snprintf(out->title + len, sizeof(out->title) - (size_t)len,
+			 "; best: generation %ld, %.4g", gens[best].generation, gens[best].fitness);
+}
+
+int rp_fitness_layout(const struct st_generation *gens, size_t n, struct rp_fitness_layout *out)
 {
 	memset(out, 0, sizeof(*out));
+	if (st_recommend(gens, n, &out->recommendation) != 0)
+		return -1;
 	out->width = RP_FITNESS_WIDTH;
 	out->height = RP_FITNESS_HEIGHT;
 	struct rp_frame *f = &out->frame;
@@ -665,6 +781,8 @@ void rp_fitness_layout(const struct st_generation *gens, size_t n, struct rp_fit
 	out->marks_y = f->top + f->height - FIT_MARKS_UP;
 	if (rp_best_index(gens, n) < 0)
 		out->message = RP_MSG_NOTHING_DONE;
+	fitness_titles(gens, n, out);
+	return 0;
 }
 
 /* The centred moving average of the done fitness values, as one line. */
@@ -739,7 +857,22 @@ static int draw_running_best(cairo_t *cr, const struct rp_fitness_layout *lay,
 	return 0;
 }
 
-/* Pruned generations that have a fitness as grey points, done ones blue on top. */
+/* A filled diamond (a square on its corner) of half diagonal half. */
+static void draw_diamond(cairo_t *cr, double x, double y, double half)
+{
+	cairo_new_path(cr);
+	cairo_move_to(cr, x, y - half);
+	cairo_line_to(cr, x + half, y);
+	cairo_line_to(cr, x, y + half);
+	cairo_line_to(cr, x - half, y);
+	cairo_close_path(cr);
+	cairo_fill(cr);
+}
+
+/*
+ * Pruned generations that have a fitness as grey points, done ones blue on
+ * top, done re-evaluations as purple diamonds.
+ */
 static void draw_points(cairo_t *cr, const struct rp_fitness_layout *lay,
 			const struct st_generation *gens, size_t n)
 {
@@ -751,6 +884,11 @@ static void draw_points(cairo_t *cr, const struct rp_fitness_layout *lay,
 				continue;
 			double px, py;
 			rp_frame_map(&lay->frame, (double)gen->generation, gen->fitness, &px, &py);
+			if (pass == 1 && gen->reevaluation) {
+				set_colour(cr, reeval_purple, 0.85);
+				draw_diamond(cr, px, py, FIT_DIAMOND_HALF);
+				continue;
+			}
 			if (pass == 0)
 				set_colour(cr, pruned_grey, 0.8);
 			else
@@ -778,30 +916,27 @@ static void draw_marks(cairo_t *cr, const struct rp_fitness_layout *lay,
 	}
 }
 
-/* One row of legend entries above the plot, from its left edge. */
-static void draw_legend(cairo_t *cr, const struct rp_fitness_layout *lay, size_t done)
+struct legend_entry {
+	const char *label;
+	const struct rgb *colour;
+	char shape; /* 'o' point, 'x' mark, '-' line, 'd' diamond, '+' plus */
+};
+
+/* One row of legend entries centred on row y, from the plot's left edge. */
+static void draw_legend_row(cairo_t *cr, const struct rp_fitness_layout *lay, double y,
+			    const struct legend_entry *entries, size_t count)
 {
-	char trend[64];
-	snprintf(trend, sizeof(trend), "trend (moving average of %zu)", 2 * trend_half(done) + 1);
-	const struct {
-		const char *label;
-		const struct rgb *colour;
-		char shape; /* 'o' point, 'x' mark, '-' line */
-	} entries[] = {
-	    {"done", &done_blue, 'o'},
-	    {"pruned", &pruned_grey, 'o'},
-	    {"pruned, no fitness", &pruned_grey, 'x'},
-	    {"failed", &failed_red, 'x'},
-	    {"best so far", &best_green, '-'},
-	    {trend, &trend_orange, '-'},
-	};
-	double x = lay->frame.left, y = lay->frame.top - 40;
-	for (size_t e = 0; e < UT_ARRAY_LEN(entries); e++) {
+	double x = lay->frame.left;
+	for (size_t e = 0; e < count; e++) {
 		set_colour(cr, *entries[e].colour, 1);
 		if (entries[e].shape == 'o') {
 			draw_dot(cr, x + 20, y, FIT_POINT_R);
 		} else if (entries[e].shape == 'x') {
 			draw_mark(cr, x + 20, y, FIT_MARK_HALF, 3, 1);
+		} else if (entries[e].shape == 'd') {
+			draw_diamond(cr, x + 20, y, FIT_DIAMOND_HALF);
+		} else if (entries[e].shape == '+') {
+			draw_mark(cr, x + 20, y, FIT_MARK_HALF, 3, 0);
 		} else {
 			cairo_new_path(cr);
 			cairo_move_to(cr, x, y);
@@ -815,25 +950,77 @@ static void draw_legend(cairo_t *cr, const struct rp_fitness_layout *lay, size_t
 	}
 }
 
+/*
+ * The legend above the plot; by mean a second row above it for the
+ * re-evaluations and the recommendation, and the step line is only the
+ * best single run.
+ */
+static void draw_legend(cairo_t *cr, const struct rp_fitness_layout *lay, size_t done)
+{
+	int by_mean = rp_by_mean(&lay->recommendation);
+	char trend[64];
+	snprintf(trend, sizeof(trend), "trend (moving average of %zu)", 2 * trend_half(done) + 1);
+	const struct legend_entry entries[] = {
+	    {"done", &done_blue, 'o'},
+	    {"pruned", &pruned_grey, 'o'},
+	    {"pruned, no fitness", &pruned_grey, 'x'},
+	    {"failed", &failed_red, 'x'},
+	    {by_mean ? "best single run so far" : "best so far", &best_green, '-'},
+	    {trend, &trend_orange, '-'},
+	};
+	static const struct legend_entry by_mean_entries[] = {
+	    {"re-evaluation", &reeval_purple, 'd'},
+	    {"recommended (mean " PLUS_MINUS " sd)", &ink, '+'},
+	};
+	draw_legend_row(cr, lay, lay->frame.top - 40, entries, UT_ARRAY_LEN(entries));
+	if (by_mean)
+		draw_legend_row(cr, lay, lay->frame.top - 76, by_mean_entries,
+				UT_ARRAY_LEN(by_mean_entries));
+}
+
+/* The recommended candidate by mean: a '+' at its mean, a bar of +- 1 sd. */
+static void draw_recommendation(cairo_t *cr, const struct rp_fitness_layout *lay,
+				const struct st_generation *gens)
+{
+	const struct st_recommendation *rec = &lay->recommendation;
+	if (!rp_by_mean(rec))
+		return;
+	double px, py, low_y, high_y;
+	double generation = (double)gens[rec->index].generation;
+	rp_frame_map(&lay->frame, generation, rec->mean, &px, &py);
+	/* the bar stays inside the frame */
+	double low = fmax(rec->mean - rec->sd, lay->frame.y_lo);
+	double high = fmin(rec->mean + rec->sd, lay->frame.y_hi);
+	rp_frame_map(&lay->frame, generation, low, &px, &low_y);
+	rp_frame_map(&lay->frame, generation, high, &px, &high_y);
+	set_colour(cr, ink, 1);
+	cairo_new_path(cr);
+	cairo_move_to(cr, px, low_y);
+	cairo_line_to(cr, px, high_y);
+	for (int end = 0; end < 2; end++) {
+		cairo_move_to(cr, px - FIT_MARK_HALF / 2, end ? high_y : low_y);
+		cairo_line_to(cr, px + FIT_MARK_HALF / 2, end ? high_y : low_y);
+	}
+	cairo_set_line_width(cr, 2);
+	cairo_stroke(cr);
+	draw_mark(cr, px, py, FIT_PLUS_HALF, 4, 0);
+}
+
 static void draw_fitness_titles(cairo_t *cr, const struct rp_fitness_layout *lay,
 				const struct st_generation *gens, size_t n)
 {
-	size_t counts[ST_STATUS_COUNT] = {0}, done = 0;
-	for (size_t i = 0; i < n; i++) {
-		counts[gens[i].status]++;
+	size_t done = 0;
+	for (size_t i = 0; i < n; i++)
 		done += (size_t)rp_is_done(&gens[i]);
-	}
-	char title[256];
-	int len = snprintf(title, sizeof(title),
-			   "Fitness per generation: %zu done, %zu failed, %zu pruned", done,
-			   counts[ST_FAILED], counts[ST_PRUNED]);
-	long best = rp_best_index(gens, n);
-	if (best >= 0 && len > 0 && (size_t)len < sizeof(title))
-		snprintf(title + len, sizeof(title) - (size_t)len, "; best: generation %ld, %.4g",
-			 gens[best].generation, gens[best].fitness);
 	const struct rp_frame *f = &lay->frame;
 	set_colour(cr, ink, 1);
-	draw_text(cr, title, f->left + f->width / 2, 30, LABEL_FONT + 4, 0.5, 0);
+	if (lay->subtitle[0] == '\0') {
+		draw_text(cr, lay->title, f->left + f->width / 2, 30, LABEL_FONT + 4, 0.5, 0);
+	} else {
+		draw_text(cr, lay->title, f->left + f->width / 2, 12, LABEL_FONT + 4, 0.5, 0);
+		draw_text_fitting(cr, lay->subtitle, f->left + f->width / 2, 66, LABEL_FONT,
+				  f->width);
+	}
 	draw_text(cr, "generation", f->left + f->width / 2, f->top + f->height + 60, LABEL_FONT,
 		  0.5, 0);
 	draw_text_up(cr, "fitness (0.1 mAP@0.5 + 0.9 mAP@0.5:0.95)", 40, f->top + f->height / 2,
@@ -849,7 +1036,10 @@ int rp_plot_fitness(struct st_db *db, const char *path, struct ut_err *err)
 		return -1;
 	}
 	struct rp_fitness_layout lay;
-	rp_fitness_layout(evo.gens, evo.n, &lay);
+	if (rp_fitness_layout(evo.gens, evo.n, &lay) != 0) {
+		free(evo.gens);
+		return ut_err_set(err, "%s: out of memory", path);
+	}
 	struct canvas canvas;
 	int rc = canvas_open(&canvas, lay.width, lay.height, path, err);
 	if (rc == 0) {
@@ -863,6 +1053,7 @@ int rp_plot_fitness(struct st_db *db, const char *path, struct ut_err *err)
 			rc = draw_running_best(cr, &lay, evo.gens, evo.n, err);
 		}
 		if (rc == 0) {
+			draw_recommendation(cr, &lay, evo.gens);
 			draw_marks(cr, &lay, evo.gens, evo.n);
 			draw_frame_box(cr, &lay.frame);
 			draw_fitness_titles(cr, &lay, evo.gens, evo.n);

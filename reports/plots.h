@@ -21,6 +21,18 @@
  * "Done" means status done with a finite fitness; the best generation is the
  * done one with the highest fitness, the first on ties (np.argmax).
  *
+ * With re-evaluation rows (--algorithm robust or halving: a generation's hyp
+ * trained again with another seed) the plots show what the evolution
+ * recommends (st_recommend: the best mean fitness among the candidates
+ * evaluated most often), not the luckiest single run. evolve.png then gets
+ * a title band "recommended: generation G, mean F ± sd over k evaluations",
+ * its '+' marks that candidate's hyp at its mean fitness, and the
+ * re-evaluations are no points of their own (they repeat their original's
+ * hyp). fitness.png draws the re-evaluations as purple diamonds, the
+ * recommendation as a black '+' at its mean with a bar of +- 1 sd, names it
+ * in a second title line, and calls its step line "best single run so far".
+ * Without re-evaluations both pictures are YOLOv5's, as described above.
+ *
  * Nothing done yet (an empty database, only failures): both files are still
  * written, at the size they will have later, with empty axes and the message
  * "no finished generation yet" in the middle (fitness.png still shows the
@@ -75,35 +87,49 @@ long rp_best_index(const struct st_generation *gens, size_t n);
  */
 void rp_running_best(const struct st_generation *gens, size_t n, double *best);
 
+/* 1 if rec recommends a candidate by its mean fitness over re-evaluations. */
+int rp_by_mean(const struct st_recommendation *rec);
+
 /* Where evolve.png puts everything. Panel p is in row p / columns. */
 struct rp_evolve_layout {
 	int width, height; /* image, pixels */
+	int header;	   /* title band above the first row; 0 (no title) unless by mean */
 	int columns, rows;
 	int panels;			    /* keys with gain > 0 */
 	int keys[META_ALL];		    /* meta key of each panel */
 	struct rp_frame frames[META_COUNT]; /* plot area of each panel */
-	long best;			    /* index in gens of the best, -1: none */
-	const char *message;		    /* drawn mid-image, NULL when there is data */
+	long best;			    /* index in gens of the best single run, -1: none */
+	struct st_recommendation recommendation;
+	long marked;	       /* index in gens of the '+': the recommendation by mean, else best */
+	double marked_fitness; /* its y: the mean fitness by mean, else its fitness */
+	char title[160];       /* drawn in the header band; "" without one */
+	const char *message;   /* drawn mid-image, NULL when there is data */
 };
 
 /*
  * The layout of evolve.png for this meta table and these generations (in
  * st_generations_load's order). The x range of a panel spans its key's
- * values over the done generations, the y range (shared) their fitness,
- * each padded by 5%; with nothing done, x spans the key's bounds and y 0..1.
+ * values over the done generations (re-evaluations aside), the y range
+ * (shared) their fitness and the marked fitness, each padded by 5%; with
+ * nothing done, x spans the key's bounds and y 0..1. 0, or -1 when out of
+ * memory.
  */
-void rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens, size_t n,
-		      struct rp_evolve_layout *out);
+int rp_evolve_layout(const struct meta_table *meta, const struct st_generation *gens, size_t n,
+		     struct rp_evolve_layout *out);
 
 /* Where fitness.png puts everything. */
 struct rp_fitness_layout {
 	int width, height;     /* RP_FITNESS_WIDTH x RP_FITNESS_HEIGHT */
 	struct rp_frame frame; /* x: generation, y: fitness */
 	double marks_y;	       /* pixel row of the failed (and fitness-less pruned) marks */
-	const char *message;   /* NULL when a generation is done */
+	struct st_recommendation recommendation;
+	char title[192];     /* the counts, and the best single run unless by mean */
+	char subtitle[192];  /* the recommendation by mean; "" otherwise */
+	const char *message; /* NULL when a generation is done */
 };
 
-void rp_fitness_layout(const struct st_generation *gens, size_t n, struct rp_fitness_layout *out);
+/* The layout of fitness.png. 0, or -1 when out of memory. */
+int rp_fitness_layout(const struct st_generation *gens, size_t n, struct rp_fitness_layout *out);
 
 /*
  * Draw evolve.png / fitness.png of db into path, atomically (a temporary
