@@ -5,7 +5,8 @@
  * panel (and not where another panel's best sits), no panel for a frozen
  * key, a running-best line that never goes down, failed generations as red
  * marks, and the documented pictures for an empty database, failures only
- * and a single generation. And `status`: running rows are running only
+ * and a single generation. With re-evaluations both mark the candidate
+ * recommended by mean fitness, not the luckiest single run. And `status`: running rows are running only
  * while an evolver holds the database.
  */
 #include <dirent.h>
@@ -92,12 +93,17 @@ static double best_spread(int k)
 	return 0.15 + 0.7 * (double)((k * 7) % 10) / 9.0;
 }
 
-/* A generation whose key k sits at u(k) of its bounds; NAN fitness: none. */
-static void put(struct fixture *fx, long g, enum st_status status, double fitness,
-		double (*u)(long, int))
+/*
+ * A generation whose key k sits at u(k) of its bounds; NAN fitness: none.
+ * reevaluates >= 0: a re-evaluation of that generation (u must give its hyp).
+ */
+static void put_row(struct fixture *fx, long g, long reevaluates, enum st_status status,
+		    double fitness, double (*u)(long, int))
 {
 	struct st_generation gen;
 	memset(&gen, 0, sizeof(gen));
+	gen.reevaluation = reevaluates >= 0;
+	gen.reevaluates = reevaluates >= 0 ? reevaluates : 0;
 	gen.generation = g;
 	gen.parent = -1;
 	gen.status = status;
@@ -112,6 +118,12 @@ static void put(struct fixture *fx, long g, enum st_status status, double fitnes
 	struct ut_err err;
 	if (st_generation_put(fx->db, &gen, &err) != 0)
 		fail_msg("%s", err.msg);
+}
+
+static void put(struct fixture *fx, long g, enum st_status status, double fitness,
+		double (*u)(long, int))
+{
+	put_row(fx, g, -1, status, fitness, u);
 }
 
 static double best_u(long g, int k)
@@ -226,6 +238,13 @@ static int is_blue(const struct image *img, double x, double y)
 	int c[3];
 	rgb_at(img, x, y, c);
 	return c[2] > c[0] + 60 && c[2] > c[1] + 20;
+}
+
+static int is_purple(const struct image *img, double x, double y)
+{
+	int c[3];
+	rgb_at(img, x, y, c);
+	return c[2] > c[0] + 20 && c[0] > c[1] + 20;
 }
 
 static int is_grey(const struct image *img, double x, double y)
@@ -349,6 +368,12 @@ static void test_evolve_best_plus(void **state)
 	assert_int_equal(lay.columns, 5);
 	assert_int_equal(lay.rows, 5);
 	assert_int_equal(lay.best, BEST_GENERATION);
+	/* no re-evaluations: YOLOv5's picture, the best single run marked, no title band */
+	assert_int_equal(lay.recommendation.by_mean, 0);
+	assert_int_equal(lay.marked, BEST_GENERATION);
+	assert_close(lay.marked_fitness, fixture_fitness[BEST_GENERATION], 0);
+	assert_int_equal(lay.header, 0);
+	assert_string_equal(lay.title, "");
 	assert_null(lay.message);
 	assert_true(lay.width >= 1800 && lay.width <= 2200);
 
@@ -495,6 +520,9 @@ static void test_fitness_curve(void **state)
 	struct rp_fitness_layout lay;
 	rp_fitness_layout(gens, n, &lay);
 	assert_null(lay.message);
+	assert_string_equal(lay.title, "Fitness per generation: 10 done, 2 failed, 2 pruned; best: "
+				       "generation 7, 0.62");
+	assert_string_equal(lay.subtitle, "");
 	struct image img;
 	image_load(&img, fx->out_dir, "fitness.png");
 	assert_int_equal(img.width, RP_FITNESS_WIDTH);
@@ -553,6 +581,112 @@ static void test_fitness_curve(void **state)
 	rp_frame_map(f, 3, 0, &px, &py);
 	assert_false(is_red(&img, px, lay.marks_y));
 	assert_false(is_grey(&img, px, lay.marks_y));
+	image_free(&img);
+	free(gens);
+}
+
+/* ---- re-evaluations: the recommendation, not the luckiest run ---- */
+
+/*
+ * Generation 1 is the luckiest single run (0.70) but its re-evaluations
+ * (3, 4) bring its mean down to 0.34; generation 2 (0.56) re-evaluated by 5
+ * and 6 has the best mean, 0.5 (sd 0.053), over as many evaluations.
+ */
+#define LUCKY 1
+#define RECOMMENDED 2
+static double lucky_u(long g, int k)
+{
+	(void)g;
+	return spread(LUCKY, k);
+}
+
+static void fill_reevaluated(struct fixture *fx)
+{
+	put(fx, 0, ST_DONE, 0.10, spread);
+	put(fx, LUCKY, ST_DONE, 0.70, lucky_u);
+	put(fx, RECOMMENDED, ST_DONE, 0.56, best_u);
+	put_row(fx, 3, LUCKY, ST_DONE, 0.20, lucky_u);
+	put_row(fx, 4, LUCKY, ST_DONE, 0.12, lucky_u);
+	put_row(fx, 5, RECOMMENDED, ST_DONE, 0.46, best_u);
+	put_row(fx, 6, RECOMMENDED, ST_DONE, 0.48, best_u);
+	put(fx, 7, ST_DONE, 0.40, spread);
+}
+
+#define RECOMMENDED_TITLE "recommended: generation 2, mean 0.5 \xc2\xb1 0.053 over 3 evaluations"
+
+static void test_evolve_recommended(void **state)
+{
+	struct fixture *fx = *state;
+	fill_reevaluated(fx);
+	plot_all(fx);
+	struct st_generation *gens;
+	size_t n;
+	load(fx, &gens, &n);
+	struct rp_evolve_layout lay;
+	assert_int_equal(rp_evolve_layout(&fx->opts->meta, gens, n, &lay), 0);
+	assert_int_equal(lay.best, LUCKY);
+	assert_int_equal(lay.recommendation.by_mean, 1);
+	assert_int_equal(lay.marked, RECOMMENDED);
+	assert_int_equal(gens[lay.marked].generation, RECOMMENDED);
+	assert_close(lay.marked_fitness, 0.5, 1e-12);
+	assert_string_equal(lay.title, RECOMMENDED_TITLE);
+	assert_true(lay.header > 0);
+	assert_true(lay.frames[0].top >= lay.header);
+
+	struct image img;
+	image_load(&img, fx->out_dir, "evolve.png");
+	assert_int_equal(img.width, lay.width);
+	assert_int_equal(img.height, lay.height);
+	/* the title band is drawn */
+	assert_true(count_dark(&img, 0, 0, img.width, lay.header) > 200);
+	const struct st_generation *recommended = &gens[RECOMMENDED], *lucky = &gens[LUCKY];
+	for (int p = 0; p < lay.panels; p++) {
+		const struct rp_frame *f = &lay.frames[p];
+		int key = lay.keys[p];
+		double px, py;
+		/* the '+' at the recommended hyp and its mean, not its single run */
+		rp_frame_map(f, recommended->hyp.v[key], 0.5, &px, &py);
+		if (!plus_at(&img, px, py))
+			fail_msg("panel %d (%s): no '+' at the mean (%.1f, %.1f)", p,
+				 meta_name(key), px, py);
+		rp_frame_map(f, recommended->hyp.v[key], recommended->fitness, &px, &py);
+		assert_false(plus_at(&img, px, py));
+		/* the luckiest run is a point, unmarked */
+		rp_frame_map(f, lucky->hyp.v[key], lucky->fitness, &px, &py);
+		assert_false(plus_at(&img, px, py));
+		assert_false(is_white(&img, px, py));
+		/* its re-evaluations are no points of their own */
+		rp_frame_map(f, lucky->hyp.v[key], 0.20, &px, &py);
+		assert_true(is_white(&img, px, py));
+		rp_frame_map(f, lucky->hyp.v[key], 0.12, &px, &py);
+		assert_true(is_white(&img, px, py));
+	}
+	image_free(&img);
+
+	struct rp_fitness_layout fit;
+	assert_int_equal(rp_fitness_layout(gens, n, &fit), 0);
+	assert_string_equal(fit.title, "Fitness per generation: 8 done, 0 failed, 0 pruned");
+	assert_string_equal(fit.subtitle,
+			    RECOMMENDED_TITLE "; best single run: generation 1, 0.7");
+	image_load(&img, fx->out_dir, "fitness.png");
+	const struct rp_frame *f = &fit.frame;
+	double px, py;
+	/* re-evaluations purple, the others blue */
+	static const struct {
+		long generation;
+		double fitness;
+	} again[] = {{3, 0.20}, {4, 0.12}, {5, 0.46}, {6, 0.48}};
+	for (size_t a = 0; a < UT_ARRAY_LEN(again); a++) {
+		rp_frame_map(f, (double)again[a].generation, again[a].fitness, &px, &py);
+		assert_true(is_purple(&img, px, py));
+		assert_false(is_blue(&img, px, py));
+	}
+	rp_frame_map(f, LUCKY, 0.70, &px, &py);
+	assert_true(is_blue(&img, px + 5, py + 5)); /* off the step line through its centre */
+	assert_false(plus_at(&img, px, py));
+	/* the recommendation: a '+' at its mean */
+	rp_frame_map(f, RECOMMENDED, 0.5, &px, &py);
+	assert_true(plus_at(&img, px, py));
 	image_free(&img);
 	free(gens);
 }
@@ -765,6 +899,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_evolve_best_plus, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_evolve_frozen_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fitness_curve, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_evolve_recommended, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_database, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failures_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_generation, setup, teardown),
