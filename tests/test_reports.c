@@ -6,8 +6,8 @@
  * key, a running-best line that never goes down, failed generations as red
  * marks, and the documented pictures for an empty database, failures only
  * and a single generation. With re-evaluations both mark the candidate
- * recommended by mean fitness, not the luckiest single run. And `status`: running rows are running only
- * while an evolver holds the database.
+ * recommended by mean fitness, not the luckiest single run. And `status`:
+ * running rows are running only while an evolver holds the database.
  */
 #include <dirent.h>
 #include <math.h>
@@ -666,8 +666,7 @@ static void test_evolve_recommended(void **state)
 	struct rp_fitness_layout fit;
 	assert_int_equal(rp_fitness_layout(gens, n, &fit), 0);
 	assert_string_equal(fit.title, "Fitness per generation: 8 done, 0 failed, 0 pruned");
-	assert_string_equal(fit.subtitle,
-			    RECOMMENDED_TITLE "; best single run: generation 1, 0.7");
+	assert_string_equal(fit.subtitle, RECOMMENDED_TITLE "; best single run: generation 1, 0.7");
 	image_load(&img, fx->out_dir, "fitness.png");
 	const struct rp_frame *f = &fit.frame;
 	double px, py;
