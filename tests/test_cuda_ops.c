@@ -27,6 +27,10 @@
  *     in double rounding, then by an ulp once rounded to float; near zero
  *     an ulp of the shift term, hence the small atol. (Measured: 0 at
  *     every shape and seed here, all bits equal.)
+ *   --sync-bn's passes: bn_channel_sums (per-channel double sums) within
+ *     n DBL_EPSILON times the channel's sum of |terms| for n values a
+ *     channel (any summation order's bound; measured 3.4e-14 at n = 8192,
+ *     2.5e-16 for the sums with dy), bn_channel_affine exact (0);
  *   exact (0), too: Detect's permute forward and backward, the optimizer
  *     update (SGD with Nesterov, Adam, AdamW: formula.h), scale, the EMA,
  *     bilinear resize, --quad's collate, images_to_float, round_half, and
@@ -55,6 +59,7 @@
  * loses a __syncthreads: batch norm's sums race) and 2 (upsample's
  * backward reads one wrong index), and must fail.
  */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -320,6 +325,108 @@ static void test_bn_backward(void **state)
 		for (size_t i = 0; i < NSTAGES; i++)
 			bn_backward_one(seeds[k], stages[i]);
 		bn_backward_one(seeds[k], bn_chunked);
+	}
+}
+
+/*
+ * --sync-bn's passes (bn_channel_sums, bn_channel_affine): the sums of x
+ * and (x - mean)^2 (forward) and of dy and dy (x - mean) (backward) about
+ * given double means, against the CPU's with |diff| <= n DBL_EPSILON times
+ * the channel's sum of |terms|, n its values (the bound of summing n
+ * doubles in any order: the CPU adds in index order, this backend in a
+ * tree; measured: 3.4e-14 for n = 8192, 2.5e-16 with dy); the
+ * folded affine y = x a + d and dx = k dy + a x + d (in place over dy):
+ * exact, the same float operations per element.
+ */
+static void compare_sums(const char *what, struct tr_backend *gpu, const double *dev,
+			 const double *want, const double *magnitude, size_t len, size_t terms)
+{
+	double *got = malloc(len * sizeof(*got)), worst = 0, rtol = (double)terms * DBL_EPSILON;
+	assert_non_null(got);
+	OK(GPU_FN(sync)(gpu, &ok_err));
+	OK(GPU_FN(download)(gpu, got, dev, len * sizeof(*got), &ok_err));
+	for (size_t i = 0; i < len; i++) {
+		double rel = fabs(got[i] - want[i]) / magnitude[i];
+		worst = rel > worst ? rel : worst;
+		if (!(rel <= rtol))
+			fail_msg("%s[%zu]: cuda %.17g, cpu %.17g (%.3g of the sum of |terms|)",
+				 what, i, got[i], want[i], rel);
+	}
+	print_message("# %-28s %8zu values: max |diff| / sum |terms| %.3g\n", what, len, worst);
+	free(got);
+}
+
+/* The sums of |terms| that bound bn_channel_sums' rounding, per output, over channels of x. */
+static void sums_magnitude(struct tr_shape s, const float *x, const float *dy, const double *mean,
+			   double *magnitude)
+{
+	size_t hw = (size_t)s.h * s.w, c = (size_t)s.c;
+	for (size_t k = 0; k < 2 * c; k++)
+		magnitude[k] = 1e-300;
+	for (size_t i = 0; i < tr_shape_numel(s); i++) {
+		size_t ch = i / hw % c;
+		double xc = (double)x[i] - mean[ch];
+		magnitude[ch] += fabs(dy != NULL ? dy[i] : x[i]);
+		magnitude[c + ch] += fabs(dy != NULL ? dy[i] * xc : xc * xc);
+	}
+}
+
+static void bn_channel_one(uint64_t seed, struct tr_shape s)
+{
+	struct pair p = pair_create(seed);
+	uint64_t r = seed * 5 + (uint64_t)s.c;
+	size_t len = tr_shape_numel(s), c = (size_t)s.c;
+	float *x = host_rand(len, &r, 3.0f), *dy = host_rand(len, &r, 1.0f);
+	float *coef = host_rand(3 * c, &r, 1.5f);
+	double *mean = malloc(c * sizeof(*mean)), *sums = malloc(2 * c * sizeof(*sums));
+	double *magnitude = malloc(2 * c * sizeof(*magnitude));
+	float *y = malloc(len * sizeof(*y));
+	assert_true(mean != NULL && sums != NULL && magnitude != NULL && y != NULL);
+	for (size_t i = 0; i < len; i++) /* an offset per channel, as real activations have */
+		x[i] += (float)(i / ((size_t)s.h * s.w) % c) * 0.25f;
+	for (size_t k = 0; k < c; k++) /* near the channel's mean, as --sync-bn's are */
+		mean[k] = (double)k * 0.25 + uniform(&r, 0.1f);
+	float *gx = dev_copy(p.gpu, x, len), *gdy = dev_copy(p.gpu, dy, len);
+	float *gcoef = dev_copy(p.gpu, coef, 3 * c), *gy = dev_alloc(p.gpu, len);
+	void *gmean = NULL, *gsums = NULL;
+	OK(GPU_FN(alloc)(p.gpu, c * sizeof(double), &gmean, &ok_err));
+	OK(GPU_FN(alloc)(p.gpu, 2 * c * sizeof(double), &gsums, &ok_err));
+	OK(GPU_FN(upload)(p.gpu, gmean, mean, c * sizeof(double), &ok_err));
+	struct tr_tensor tx = {x, s}, tdy = {dy, s}, ty = {y, s};
+	struct tr_tensor ux = {gx, s}, udy = {gdy, s}, uy = {gy, s};
+
+	OK(p.cpu->ops->bn_channel_sums(p.cpu, &tx, NULL, mean, sums, &ok_err));
+	OK(p.gpu->ops->bn_channel_sums(p.gpu, &ux, NULL, gmean, gsums, &ok_err));
+	sums_magnitude(s, x, NULL, mean, magnitude);
+	compare_sums("bn_channel_sums x, (x-m)^2", p.gpu, gsums, sums, magnitude, 2 * c, len / c);
+
+	OK(p.cpu->ops->bn_channel_sums(p.cpu, &tx, &tdy, mean, sums, &ok_err));
+	OK(p.gpu->ops->bn_channel_sums(p.gpu, &ux, &udy, gmean, gsums, &ok_err));
+	sums_magnitude(s, x, dy, mean, magnitude);
+	compare_sums("bn_channel_sums dy, dy(x-m)", p.gpu, gsums, sums, magnitude, 2 * c, len / c);
+
+	OK(p.cpu->ops->bn_channel_affine(p.cpu, &tx, NULL, coef, &ty, &ok_err));
+	OK(p.gpu->ops->bn_channel_affine(p.gpu, &ux, NULL, gcoef, &uy, &ok_err));
+	compare_dev(p.gpu, "bn_channel_affine y", gy, y, len, 0, 0);
+
+	OK(p.cpu->ops->bn_channel_affine(p.cpu, &tx, &tdy, coef, &tdy, &ok_err));
+	OK(p.gpu->ops->bn_channel_affine(p.gpu, &ux, &udy, gcoef, &udy, &ok_err));
+	compare_dev(p.gpu, "bn_channel_affine dx (= dy)", gdy, dy, len, 0, 0);
+
+	free(x), free(dy), free(coef), free(mean), free(sums), free(magnitude), free(y);
+	void *devs[] = {gx, gdy, gcoef, gy, gmean, gsums};
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
+		GPU_FN(free)(p.gpu, devs[i]);
+	pair_destroy(&p);
+}
+
+static void test_bn_channel(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		for (size_t i = 0; i < NSTAGES; i++)
+			bn_channel_one(seeds[k], stages[i]);
+		bn_channel_one(seeds[k], bn_chunked);
 	}
 }
 
@@ -932,6 +1039,8 @@ static void test_round_half(void **state)
 	X(bn_forward_train)                                                                        \
 	X(bn_forward_eval)                                                                         \
 	X(bn_backward)                                                                             \
+	X(bn_channel_sums)                                                                         \
+	X(bn_channel_affine)                                                                       \
 	X(silu_forward)                                                                            \
 	X(silu_backward)                                                                           \
 	X(maxpool_forward)                                                                         \
@@ -1011,6 +1120,11 @@ static void test_errors(void **state)
 						    NULL, 1, 5, NULL, &err),
 			 -1);
 	assert_non_null(strstr(err.msg, "rows of 5 values"));
+	assert_int_equal(p.gpu->ops->bn_channel_affine(p.gpu, &a, NULL, buf, &b, &err), -1);
+	assert_non_null(
+	    strstr(err.msg, "bn_channel_affine: output has shape 1x2x4x2, expected 1x2x4x4"));
+	assert_int_equal(p.gpu->ops->bn_channel_sums(p.gpu, &a, &b, NULL, NULL, &err), -1);
+	assert_non_null(strstr(err.msg, "bn_channel_sums: dy has shape 1x2x4x2, expected 1x2x4x4"));
 	GPU_FN(free)(p.gpu, buf);
 	pair_destroy(&p);
 }
@@ -1033,15 +1147,15 @@ int main(void)
 	tr_backend_destroy(probe);
 #endif
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bn_forward),	   cmocka_unit_test(test_bn_backward),
-	    cmocka_unit_test(test_elementwise),	   cmocka_unit_test(test_maxpool),
-	    cmocka_unit_test(test_upsample),	   cmocka_unit_test(test_concat),
-	    cmocka_unit_test(test_detect_decode),  cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_conv),	   cmocka_unit_test(test_detect_permute),
-	    cmocka_unit_test(test_optim_update),   cmocka_unit_test(test_norm_scale_ema),
-	    cmocka_unit_test(test_loss_obj_dense), cmocka_unit_test(test_resize_bilinear),
-	    cmocka_unit_test(test_images_quad),	   cmocka_unit_test(test_round_half),
-	    cmocka_unit_test(test_table_complete),
+	    cmocka_unit_test(test_bn_forward),	    cmocka_unit_test(test_bn_backward),
+	    cmocka_unit_test(test_bn_channel),	    cmocka_unit_test(test_elementwise),
+	    cmocka_unit_test(test_maxpool),	    cmocka_unit_test(test_upsample),
+	    cmocka_unit_test(test_concat),	    cmocka_unit_test(test_detect_decode),
+	    cmocka_unit_test(test_errors),	    cmocka_unit_test(test_conv),
+	    cmocka_unit_test(test_detect_permute),  cmocka_unit_test(test_optim_update),
+	    cmocka_unit_test(test_norm_scale_ema),  cmocka_unit_test(test_loss_obj_dense),
+	    cmocka_unit_test(test_resize_bilinear), cmocka_unit_test(test_images_quad),
+	    cmocka_unit_test(test_round_half),	    cmocka_unit_test(test_table_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -783,6 +783,76 @@ static int cpu_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 	return 0;
 }
 
+/*
+ * SyncBatchNorm's sums (ops.h bn_channel_sums): one plain loop a channel
+ * in index order, as syncbn.c summed on the host before these ops, so
+ * --sync-bn on CPU ranks keeps its bits (not plane_sum's 8 lanes).
+ */
+static void channel_sums(const float *x, const float *dy, struct tr_shape s, int c, double mean,
+			 double *first, double *second)
+{
+	size_t hw = (size_t)s.h * s.w;
+	double a = 0, b = 0;
+	for (int n = 0; n < s.n; n++) {
+		size_t off = ((size_t)n * s.c + c) * hw;
+		if (dy == NULL) {
+			for (size_t i = 0; i < hw; i++) {
+				double d = (double)x[off + i] - mean;
+				a += x[off + i];
+				b += d * d;
+			}
+		} else {
+			for (size_t i = 0; i < hw; i++) {
+				a += dy[off + i];
+				b += (double)dy[off + i] * ((double)x[off + i] - mean);
+			}
+		}
+	}
+	*first = a;
+	*second = b;
+}
+
+/* x, dy: [n,c,h,w] (dy may be NULL); mean: [c]; sums: [2c] */
+static int cpu_bn_channel_sums(struct tr_backend *b, const struct tr_tensor *x,
+			       const struct tr_tensor *dy, const double *mean, double *sums,
+			       struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	if (tr_bn_channel_check("bn_channel_sums", x, dy, NULL, err) != 0)
+		return -1;
+	const float *dy_data = dy != NULL ? dy->data : NULL;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN)
+	for (int c = 0; c < s.c; c++)
+		channel_sums(x->data, dy_data, s, c, mean[c], &sums[c], &sums[s.c + c]);
+	return 0;
+}
+
+/* out = k dy + a x + d, or x a + d without dy, per channel; coef: [3c] = k, a, d */
+static int cpu_bn_channel_affine(struct tr_backend *b, const struct tr_tensor *x,
+				 const struct tr_tensor *dy, const float *coef,
+				 struct tr_tensor *out, struct ut_err *err)
+{
+	struct cpu_state *st = state_of(b);
+	struct tr_shape s = x->shape;
+	size_t hw = (size_t)s.h * s.w;
+	if (tr_bn_channel_check("bn_channel_affine", x, dy, out, err) != 0)
+		return -1;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (tr_shape_numel(s) > PAR_MIN)
+	for (int c = 0; c < s.c; c++) {
+		float k = coef[c], a = coef[s.c + c], d = coef[2 * s.c + c];
+		if (dy == NULL) {
+			channel_affine(x->data, out->data, s, c, a, d);
+			continue;
+		}
+		for (int n = 0; n < s.n; n++) {
+			size_t off = ((size_t)n * s.c + c) * hw;
+			plane_axpbyc(dy->data + off, x->data + off, out->data + off, hw, k, a, d);
+		}
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* elementwise: SiLU, add (outputs may alias inputs)                         */
 
@@ -1323,6 +1393,8 @@ static const struct tr_ops cpu_ops = {
     .bn_forward_train = cpu_bn_forward_train,
     .bn_forward_eval = cpu_bn_forward_eval,
     .bn_backward = cpu_bn_backward,
+    .bn_channel_sums = cpu_bn_channel_sums,
+    .bn_channel_affine = cpu_bn_channel_affine,
     .silu_forward = cpu_silu_forward,
     .silu_backward = cpu_silu_backward,
     .maxpool_forward = cpu_maxpool_forward,

@@ -406,6 +406,52 @@ static int cuda_bn_backward(struct tr_backend *b, const struct tr_tensor *x,
 	return 0;
 }
 
+/* x, dy: [n,c,h,w] (dy may be NULL); mean: [c] doubles; sums: [2c] doubles */
+static int cuda_bn_channel_sums(struct tr_backend *b, const struct tr_tensor *x,
+				const struct tr_tensor *dy, const double *mean, double *sums,
+				struct ut_err *err)
+{
+	struct tr_shape s = x->shape;
+	if (tr_bn_channel_check("bn_channel_sums", x, dy, NULL, err) != 0)
+		return -1;
+	if (workspace_reserve(b, tr_cuda_bn_workspace_bytes(s.c, (size_t)s.n * s.h * s.w), err) !=
+	    0)
+		return -1;
+	struct tr_cuda_bn_sums a = {
+	    .x = x->data,
+	    .dy = dy != NULL ? dy->data : NULL,
+	    .mean = mean,
+	    .sums = sums,
+	    .workspace = state_of(b)->workspace,
+	    .n = s.n,
+	    .c = s.c,
+	    .hw = s.h * s.w,
+	};
+	LAUNCH_CHECK("bn_channel_sums", TR_CUDA_SYM(bn_channel_sums)(&state_of(b)->stream, &a));
+	return 0;
+}
+
+/* out = k dy + a x + d, or x a + d without dy, per channel; coef: [3c] = k, a, d */
+static int cuda_bn_channel_affine(struct tr_backend *b, const struct tr_tensor *x,
+				  const struct tr_tensor *dy, const float *coef,
+				  struct tr_tensor *out, struct ut_err *err)
+{
+	struct tr_shape s = x->shape;
+	if (tr_bn_channel_check("bn_channel_affine", x, dy, out, err) != 0)
+		return -1;
+	struct tr_cuda_bn_affine a = {
+	    .x = x->data,
+	    .dy = dy != NULL ? dy->data : NULL,
+	    .coef = coef,
+	    .out = out->data,
+	    .n = s.n,
+	    .c = s.c,
+	    .hw = s.h * s.w,
+	};
+	LAUNCH_CHECK("bn_channel_affine", TR_CUDA_SYM(bn_channel_affine)(&state_of(b)->stream, &a));
+	return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* elementwise: SiLU, add (outputs may alias inputs)                         */
 
@@ -741,6 +787,8 @@ static const struct tr_ops cuda_ops = {
     .bn_forward_train = cuda_bn_forward_train,
     .bn_forward_eval = cuda_bn_forward_eval,
     .bn_backward = cuda_bn_backward,
+    .bn_channel_sums = cuda_bn_channel_sums,
+    .bn_channel_affine = cuda_bn_channel_affine,
     .silu_forward = cuda_silu_forward,
     .silu_backward = cuda_silu_backward,
     .maxpool_forward = cuda_maxpool_forward,

@@ -122,7 +122,7 @@ __device__ static size_t channel_at(size_t i, int c, int channels, size_t hw)
  * derives the channel's coefficients; then an element-wise pass applies
  * them. Workspace (doubles): partial[c][chunks][2], then stat[c][4].
  */
-enum bn_sum { BN_SUM_X, BN_SUM_SQDEV, BN_SUM_GRAD };
+enum bn_sum { BN_SUM_X, BN_SUM_SQDEV, BN_SUM_GRAD, BN_SUM_X_SQDEV };
 
 struct bn_partial_args {
 	const float *x, *dy, *save_mean;
@@ -130,6 +130,7 @@ struct bn_partial_args {
 	int channels;
 	size_t hw, count, chunks;
 	enum bn_sum what;
+	const double *mean; /* bn_channel_sums: the means in double (else NULL) */
 };
 
 __device__ static double *bn_stat(double *workspace, size_t chunks, int channels, int c)
@@ -139,8 +140,9 @@ __device__ static double *bn_stat(double *workspace, size_t chunks, int channels
 
 /*
  * Block (chunk, channel): the chunk's sum of x (BN_SUM_X), of (x - mean)^2
- * with the mean in stat[c][0] (BN_SUM_SQDEV), or of dy and dy (x - mean)
- * with the saved mean (BN_SUM_GRAD), as the CPU's double expressions.
+ * with the mean in stat[c][0] (BN_SUM_SQDEV), of dy and dy (x - mean)
+ * with the saved mean or a.mean (BN_SUM_GRAD), or of x and (x - mean)^2
+ * with a.mean (BN_SUM_X_SQDEV), as the CPU's double expressions.
  */
 __global__ static void bn_partial_kernel(struct bn_partial_args a)
 {
@@ -149,7 +151,9 @@ __global__ static void bn_partial_kernel(struct bn_partial_args a)
 	size_t chunk = blockIdx.x, lo = chunk * TR_CUDA_BN_CHUNK;
 	size_t hi = lo + TR_CUDA_BN_CHUNK < a.count ? lo + TR_CUDA_BN_CHUNK : a.count;
 	double mean = 0, first = 0, second = 0;
-	if (a.what == BN_SUM_SQDEV)
+	if (a.mean != NULL)
+		mean = a.mean[c];
+	else if (a.what == BN_SUM_SQDEV)
 		mean = bn_stat(a.workspace, a.chunks, a.channels, c)[0];
 	else if (a.what == BN_SUM_GRAD)
 		mean = a.save_mean[c];
@@ -160,13 +164,17 @@ __global__ static void bn_partial_kernel(struct bn_partial_args a)
 		} else if (a.what == BN_SUM_SQDEV) {
 			double d = a.x[at] - mean;
 			first += d * d;
+		} else if (a.what == BN_SUM_X_SQDEV) {
+			double d = a.x[at] - mean;
+			first += a.x[at];
+			second += d * d;
 		} else {
 			first += a.dy[at];
 			second += a.dy[at] * (a.x[at] - mean);
 		}
 	}
 	first = block_sum(first, scratch);
-	if (a.what == BN_SUM_GRAD)
+	if (a.what == BN_SUM_GRAD || a.what == BN_SUM_X_SQDEV)
 		second = block_sum(second, scratch);
 	if (threadIdx.x == 0) {
 		double *partial = a.workspace + ((size_t)c * a.chunks + chunk) * 2;
@@ -244,8 +252,9 @@ extern "C" int TR_CUDA_SYM(bn_forward_train)(struct tr_cuda_stream *s,
 {
 	size_t count = (size_t)a->n * (size_t)a->hw;
 	size_t chunks = tr_cuda_bn_chunks(count), total = count * (size_t)a->c;
-	struct bn_partial_args p = {
-	    a->x, NULL, NULL, (double *)a->workspace, a->c, (size_t)a->hw, count, chunks, BN_SUM_X};
+	struct bn_partial_args p = {a->x,     NULL,	     NULL,  (double *)a->workspace,
+				    a->c,     (size_t)a->hw, count, chunks,
+				    BN_SUM_X, NULL};
 	int rc = bn_partial(s, p);
 	if (rc == 0)
 		rc = TR_CUDA_LAUNCH(bn_train_stats_kernel, dim3((unsigned)a->c), dim3(BN_THREADS),
@@ -321,9 +330,9 @@ extern "C" int TR_CUDA_SYM(bn_backward)(struct tr_cuda_stream *s, const struct t
 {
 	size_t count = (size_t)a->n * (size_t)a->hw;
 	size_t chunks = tr_cuda_bn_chunks(count), total = count * (size_t)a->c;
-	struct bn_partial_args p = {a->x,	a->dy,	       a->save_mean, (double *)a->workspace,
-				    a->c,	(size_t)a->hw, count,	     chunks,
-				    BN_SUM_GRAD};
+	struct bn_partial_args p = {
+	    a->x,   a->dy,	 a->save_mean, (double *)a->workspace, a->c, (size_t)a->hw, count,
+	    chunks, BN_SUM_GRAD, NULL};
 	int rc = bn_partial(s, p);
 	if (rc == 0)
 		rc = TR_CUDA_LAUNCH(bn_grad_stats_kernel, dim3((unsigned)a->c), dim3(BN_THREADS), 0,
@@ -332,6 +341,69 @@ extern "C" int TR_CUDA_SYM(bn_backward)(struct tr_cuda_stream *s, const struct t
 		rc = TR_CUDA_LAUNCH(bn_grad_apply_kernel, ew_grid(total), dim3(EW_THREADS), 0, s,
 				    *a, chunks);
 	return rc;
+}
+
+/* Block c: sums[c], sums[channels + c] = channel c's two partials summed over its chunks. */
+__global__ static void bn_channel_totals_kernel(const double *workspace, size_t chunks,
+						int channels, double *sums)
+{
+	__shared__ double scratch[33];
+	int c = (int)blockIdx.x;
+	double first, second;
+	bn_chunk_totals(workspace, chunks, c, &first, &second, scratch);
+	if (threadIdx.x == 0) {
+		sums[c] = first;
+		sums[channels + c] = second;
+	}
+}
+
+/*
+ * SyncBatchNorm's sums: the (chunk, channel) partials of x and (x - mean)^2,
+ * or of dy and dy (x - mean), with the double means, then each channel's
+ * two totals to sums. Same chunks and trees as bn_forward_train.
+ */
+extern "C" int TR_CUDA_SYM(bn_channel_sums)(struct tr_cuda_stream *s,
+					    const struct tr_cuda_bn_sums *a)
+{
+	size_t count = (size_t)a->n * (size_t)a->hw, chunks = tr_cuda_bn_chunks(count);
+	struct bn_partial_args p = {a->x,
+				    a->dy,
+				    NULL,
+				    (double *)a->workspace,
+				    a->c,
+				    (size_t)a->hw,
+				    count,
+				    chunks,
+				    a->dy != NULL ? BN_SUM_GRAD : BN_SUM_X_SQDEV,
+				    a->mean};
+	int rc = bn_partial(s, p);
+	if (rc == 0)
+		rc =
+		    TR_CUDA_LAUNCH(bn_channel_totals_kernel, dim3((unsigned)a->c), dim3(BN_THREADS),
+				   0, s, (const double *)a->workspace, chunks, a->c, a->sums);
+	return rc;
+}
+
+/* out = k dy + m x + d, or x m + d without dy, with channel c's coef[c], coef[C + c], coef[2C + c]
+ */
+__global__ static void bn_channel_affine_kernel(struct tr_cuda_bn_affine a)
+{
+	size_t hw = (size_t)a.hw, total = (size_t)a.n * (size_t)a.c * hw;
+	for (size_t i = ew_first(); i < total; i += ew_stride()) {
+		int c = (int)(i / hw % (size_t)a.c);
+		float k = a.coef[c], m = a.coef[a.c + c], d = a.coef[2 * a.c + c];
+		if (a.dy != NULL)
+			a.out[i] = k * a.dy[i] + m * a.x[i] + d;
+		else
+			a.out[i] = a.x[i] * m + d;
+	}
+}
+
+extern "C" int TR_CUDA_SYM(bn_channel_affine)(struct tr_cuda_stream *s,
+					      const struct tr_cuda_bn_affine *a)
+{
+	size_t total = (size_t)a->n * (size_t)a->c * (size_t)a->hw;
+	return TR_CUDA_LAUNCH(bn_channel_affine_kernel, ew_grid(total), dim3(EW_THREADS), 0, s, *a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -373,8 +445,8 @@ extern "C" int TR_CUDA_SYM(conv_bias_grad)(struct tr_cuda_stream *s, const float
 					   int n, int c, int hw, void *workspace)
 {
 	size_t count = (size_t)n * (size_t)hw, chunks = tr_cuda_bn_chunks(count);
-	struct bn_partial_args p = {dy,	   NULL,   NULL,    (double *)workspace, c, (size_t)hw,
-				    count, chunks, BN_SUM_X};
+	struct bn_partial_args p = {
+	    dy, NULL, NULL, (double *)workspace, c, (size_t)hw, count, chunks, BN_SUM_X, NULL};
 	int rc = bn_partial(s, p);
 	if (rc == 0)
 		rc = TR_CUDA_LAUNCH(conv_bias_grad_kernel, dim3((unsigned)c), dim3(BN_THREADS), 0,

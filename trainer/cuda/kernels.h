@@ -98,6 +98,28 @@ struct tr_cuda_bn_grad {
 };
 int TR_CUDA_SYM(bn_backward)(struct tr_cuda_stream *s, const struct tr_cuda_bn_grad *a);
 
+/*
+ * SyncBatchNorm's passes (ops.h bn_channel_sums, bn_channel_affine):
+ * sums [2c] = per channel sum x and sum (x - mean)^2 (dy NULL) or sum dy
+ * and sum dy (x - mean), in double with mean [c] doubles; out = coef[c] dy
+ * + coef[c + C] x + coef[2C + c] (x coef[C + c] + coef[2C + c] without dy),
+ * out may alias x or dy.
+ */
+struct tr_cuda_bn_sums {
+	const float *x, *dy; /* dy may be NULL */
+	const double *mean;
+	double *sums;
+	void *workspace; /* tr_cuda_bn_workspace_bytes(c, n * hw) */
+	int n, c, hw;
+};
+int TR_CUDA_SYM(bn_channel_sums)(struct tr_cuda_stream *s, const struct tr_cuda_bn_sums *a);
+struct tr_cuda_bn_affine {
+	const float *x, *dy, *coef; /* dy may be NULL */
+	float *out;
+	int n, c, hw;
+};
+int TR_CUDA_SYM(bn_channel_affine)(struct tr_cuda_stream *s, const struct tr_cuda_bn_affine *a);
+
 /* y = silu(x), dx = silu'(x) dy over count elements (formula.h); may alias. */
 int TR_CUDA_SYM(silu_forward)(struct tr_cuda_stream *s, const float *x, float *y, size_t count);
 int TR_CUDA_SYM(silu_backward)(struct tr_cuda_stream *s, const float *x, const float *dy, float *dx,

@@ -132,6 +132,28 @@ struct tr_ops {
 			   const struct tr_tensor *dy, const float *gamma, const float *save_mean,
 			   const float *save_invstd, struct tr_tensor *dx, float *dgamma,
 			   float *dbeta, struct ut_err *err);
+	/*
+	 * SyncBatchNorm's per-element passes (trainer/nn/syncbn.c), which
+	 * all-reduces the sums and folds the coefficients between them.
+	 * bn_channel_sums, per channel c of x [n, C, h, w], in double into sums
+	 * [2 * C]: without dy (NULL), sums[c] = sum x and sums[C + c] = sum (x -
+	 * mean[c])^2; with dy (x's shape), sums[c] = sum dy and sums[C + c] =
+	 * sum dy (x - mean[c]). mean [C] is doubles, sums ASSIGNED; the CPU adds
+	 * in index order (n, then h * w), another backend may round the sums
+	 * differently.
+	 */
+	int (*bn_channel_sums)(struct tr_backend *b, const struct tr_tensor *x,
+			       const struct tr_tensor *dy, const double *mean, double *sums,
+			       struct ut_err *err);
+	/*
+	 * out = coef[c] * dy + coef[C + c] * x + coef[2C + c] per channel c of x
+	 * [n, C, h, w] (BN's dx folded), or without dy (NULL) out = x * coef[C +
+	 * c] + coef[2C + c] (BN's y folded); coef [3 * C] floats. out may alias
+	 * x or dy.
+	 */
+	int (*bn_channel_affine)(struct tr_backend *b, const struct tr_tensor *x,
+				 const struct tr_tensor *dy, const float *coef,
+				 struct tr_tensor *out, struct ut_err *err);
 	/* y = x * sigmoid(x); dx = dy * d silu(x) / dx; y may alias x, dx may alias dy */
 	int (*silu_forward)(struct tr_backend *b, const struct tr_tensor *x, struct tr_tensor *y,
 			    struct ut_err *err);

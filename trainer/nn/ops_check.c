@@ -81,6 +81,20 @@ int tr_concat_check(const char *op, const struct tr_tensor *const *parts, int co
 	return 0;
 }
 
+int tr_bn_channel_check(const char *op, const struct tr_tensor *x, const struct tr_tensor *dy,
+			const struct tr_tensor *out, struct ut_err *err)
+{
+	struct tr_shape s = x->shape;
+	if (s.n < 1 || s.c < 1 || s.h < 1 || s.w < 1)
+		return ut_err_set(err, "%s: x has shape %dx%dx%dx%d (no values)", op, s.n, s.c, s.h,
+				  s.w);
+	if (dy != NULL && !tr_shape_same(dy->shape, s))
+		return tr_shape_error(err, op, "dy", dy->shape, s);
+	if (out != NULL && !tr_shape_same(out->shape, s))
+		return tr_shape_error(err, op, "output", out->shape, s);
+	return 0;
+}
+
 int tr_detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err)
 {
 	if (na < 1 || s.c % na != 0 || s.c / na < 6)

@@ -26,6 +26,13 @@ int tr_upsample_check(const char *op, struct tr_shape small, struct tr_shape big
 /* Channel concat: parts share n, h, w with whole and their channels add up to its. */
 int tr_concat_check(const char *op, const struct tr_tensor *const *parts, int count,
 		    struct tr_shape whole, struct ut_err *err);
+/*
+ * SyncBatchNorm's per-channel passes (bn_channel_sums, bn_channel_affine):
+ * x holds at least one value, dy (NULL: none) and out (NULL: none) have
+ * its shape.
+ */
+int tr_bn_channel_check(const char *op, const struct tr_tensor *x, const struct tr_tensor *dy,
+			const struct tr_tensor *out, struct ut_err *err);
 /* A Detect level of na anchors: s.c = na * no with no >= 6 (nc + 5, nc >= 1). */
 int tr_detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err);
 

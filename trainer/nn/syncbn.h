@@ -22,13 +22,14 @@
  * the gradient of the sum of the ranks' losses with BN over the whole
  * batch.
  *
- * Limits of this first version: the statistics are computed by host loops,
- * so the inner backend must keep activations in host memory (the CPU
- * backend) and the communicator must take host buffers (the thread
- * communicator). The CUDA path needs BN split into ops of the table as
- * torch splits it (batch_norm_stats, then the gathered statistics applied;
- * batch_norm_backward_reduce, then backward_elemt), with the all-reduces
- * between them on device buffers.
+ * Like torch's (batch_norm_stats, then the gathered statistics applied;
+ * batch_norm_backward_reduce, then backward_elemt), BN is split into ops
+ * of the inner backend's table (bn_channel_sums, bn_channel_affine) with
+ * the all-reduces between them on buffers in the backend's device memory,
+ * so the inner backend may be the CPU or the CUDA one, with a
+ * communicator whose buffers live there (threads for the CPU backend,
+ * NCCL for CUDA). On CUDA it is checked on the emulation only (the ops
+ * against the CPU's in test_cuda_ops); it has not yet run on a GPU.
  */
 #ifndef TR_SYNCBN_H
 #define TR_SYNCBN_H
