@@ -73,6 +73,13 @@
 
 #include "tr_cuda.h"
 
+#if !defined(TEST_ON_GPU)
+#include <pthread.h>
+
+#include "comm.h"
+#include "syncbn.h"
+#endif
+
 #if defined(TEST_ON_GPU)
 #define GPU_FN(name) tr_cuda_##name
 #define DECODE_RTOL 2e-6
@@ -429,6 +436,158 @@ static void test_bn_channel(void **state)
 		bn_channel_one(seeds[k], bn_chunked);
 	}
 }
+
+#if !defined(TEST_ON_GPU)
+/*
+ * --sync-bn's wrapper (syncbn.h) over emulated CUDA ranks against the same
+ * wrapper over CPU ranks: 2 ranks as threads with the thread communicator
+ * (the emulation's device memory is host memory, which it takes), each on
+ * its half of the batch, BN forward then backward (dx in place over dy),
+ * twice so that the running statistics and dgamma, dbeta accumulate.
+ * Tolerance BN_RTOL, BN_ATOL as bn_forward_train's (the double sums'
+ * order); on a GPU this is NCCL's, two devices (not run: cuda_ops_gpu
+ * skips it).
+ */
+enum { SYNC_WORLD = 2 };
+
+struct sync_rank {
+	struct tr_comm *comm;
+	uint64_t seed;		     /* 0: the CPU backend, else the emulation's thread orders */
+	struct tr_shape shape;	     /* this rank's shard */
+	const float *x, *dy, *param; /* shard x, dy; param [6][c]: gamma, beta, rm, rv, dg, db */
+	float *y, *dx, *stat;	     /* shard y, dx; stat [6][c]: mean, invstd, rm, rv, dg, db */
+	int rc;
+	struct ut_err err;
+};
+
+static void *sync_rank_run(void *arg)
+{
+	struct sync_rank *job = arg;
+	struct tr_backend *inner = NULL, *bn = NULL;
+	size_t len = tr_shape_numel(job->shape), c = (size_t)job->shape.c;
+	void *dev[6] = {NULL};
+	float *p[6] = {NULL}; /* x, dy, y, gamma, beta, stats [6][c] */
+	job->rc = job->seed == 0 ? tr_cpu_backend_create(1, &inner, &job->err)
+				 : tr_cuda_emu_backend_create(job->seed, &inner, &job->err);
+	if (job->rc == 0)
+		job->rc = tr_syncbn_backend_create(inner, job->comm, (int)c, &bn, &job->err);
+	size_t sizes[] = {len, len, len, c, c, 6 * c};
+	for (int k = 0; k < 6 && job->rc == 0; k++) {
+		job->rc = bn->ops->alloc(bn, sizes[k] * sizeof(float), &dev[k], &job->err);
+		p[k] = dev[k];
+	}
+	const float *from[] = {job->x, job->dy, NULL, job->param, job->param + c, job->param};
+	for (int k = 0; k < 6 && job->rc == 0; k++)
+		if (from[k] != NULL && k != 5)
+			job->rc =
+			    bn->ops->upload(bn, p[k], from[k], sizes[k] * sizeof(float), &job->err);
+	if (job->rc == 0) /* running mean, var, dgamma, dbeta from param[2..5]; mean, invstd 0 */
+		job->rc = bn->ops->memset(bn, p[5], 0, 2 * c * sizeof(float), &job->err) ||
+			  bn->ops->upload(bn, p[5] + 2 * c, job->param + 2 * c,
+					  4 * c * sizeof(float), &job->err);
+	struct tr_tensor x = {p[0], job->shape}, dy = {p[1], job->shape}, y = {p[2], job->shape};
+	float *mean = p[5], *invstd = p[5] + c, *rm = p[5] + 2 * c, *rv = p[5] + 3 * c;
+	for (int step = 0; step < 2 && job->rc == 0; step++) {
+		job->rc = bn->ops->bn_forward_train(bn, &x, p[3], p[4], 1e-3f, 0.03f, rm, rv, mean,
+						    invstd, &y, &job->err);
+		if (job->rc == 0)
+			job->rc = bn->ops->bn_backward(bn, &y, &dy, p[3], mean, invstd, &dy,
+						       p[5] + 4 * c, p[5] + 5 * c, &job->err);
+	}
+	if (job->rc == 0)
+		job->rc = bn->ops->sync(bn, &job->err) ||
+			  bn->ops->download(bn, job->y, p[2], len * sizeof(float), &job->err) ||
+			  bn->ops->download(bn, job->dx, p[1], len * sizeof(float), &job->err) ||
+			  bn->ops->download(bn, job->stat, p[5], 6 * c * sizeof(float), &job->err);
+	if (job->rc != 0)
+		tr_comm_abort(job->comm);
+	for (int k = 0; k < 6; k++)
+		if (bn != NULL)
+			bn->ops->free(bn, dev[k]);
+	tr_backend_destroy(bn);
+	tr_backend_destroy(inner);
+	return NULL;
+}
+
+/* The whole batch's y, dx and each rank's statistics, over SYNC_WORLD ranks of one kind. */
+static void sync_run(uint64_t seed, struct tr_shape whole, const float *x, const float *dy,
+		     const float *param, float *y, float *dx, float *stat)
+{
+	struct tr_comm *comms[SYNC_WORLD];
+	pthread_t threads[SYNC_WORLD];
+	struct sync_rank jobs[SYNC_WORLD];
+	struct ut_err err = {{0}};
+	struct tr_shape shard = whole;
+	shard.n = whole.n / SYNC_WORLD;
+	size_t per = tr_shape_numel(shard), c = (size_t)whole.c;
+	if (tr_comm_thread_create(SYNC_WORLD, comms, &err) != 0)
+		fail_msg("tr_comm_thread_create: %s", err.msg);
+	for (int r = 0; r < SYNC_WORLD; r++) {
+		jobs[r] = (struct sync_rank){.comm = comms[r],
+					     .seed = seed == 0 ? 0 : seed + (uint64_t)r,
+					     .shape = shard,
+					     .x = x + r * per,
+					     .dy = dy + r * per,
+					     .param = param,
+					     .y = y + r * per,
+					     .dx = dx + r * per,
+					     .stat = stat + r * 6 * c};
+		assert_int_equal(pthread_create(&threads[r], NULL, sync_rank_run, &jobs[r]), 0);
+	}
+	for (int r = 0; r < SYNC_WORLD; r++)
+		assert_int_equal(pthread_join(threads[r], NULL), 0);
+	for (int r = 0; r < SYNC_WORLD; r++) {
+		if (jobs[r].rc != 0)
+			fail_msg("sync-bn rank %d: %s", r, jobs[r].err.msg);
+		tr_comm_destroy(comms[r]);
+	}
+}
+
+static void sync_bn_one(uint64_t seed, struct tr_shape s)
+{
+	uint64_t r = seed * 7 + (uint64_t)s.c;
+	size_t len = tr_shape_numel(s), c = (size_t)s.c;
+	float *x = host_rand(len, &r, 3.0f), *dy = host_rand(len, &r, 1.0f);
+	float *param = host_rand(6 * c, &r, 1.0f);
+	for (size_t i = 0; i < len; i++)
+		x[i] += (float)(i / ((size_t)s.h * s.w) % c) * 0.25f;
+	for (size_t k = 0; k < c; k++)
+		param[3 * c + k] += 1.5f; /* running_var > 0 */
+	float *out[2][3];
+	for (int kind = 0; kind < 2; kind++) {
+		out[kind][0] = malloc(len * sizeof(float));
+		out[kind][1] = malloc(len * sizeof(float));
+		out[kind][2] = malloc(SYNC_WORLD * 6 * c * sizeof(float));
+		assert_true(out[kind][0] != NULL && out[kind][1] != NULL && out[kind][2] != NULL);
+		sync_run(kind == 0 ? 0 : seed, s, x, dy, param, out[kind][0], out[kind][1],
+			 out[kind][2]);
+	}
+	compare("sync-bn y", out[1][0], out[0][0], len, BN_RTOL, BN_ATOL);
+	compare("sync-bn dx (in place)", out[1][1], out[0][1], len, BN_RTOL, BN_ATOL);
+	compare("sync-bn statistics, dg, db", out[1][2], out[0][2], SYNC_WORLD * 6 * c, BN_RTOL,
+		BN_ATOL);
+	for (int kind = 0; kind < 2; kind++)
+		free(out[kind][0]), free(out[kind][1]), free(out[kind][2]);
+	free(x), free(dy), free(param);
+}
+
+static void test_sync_bn(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NSEEDS; k++) {
+		for (size_t i = 0; i < NSTAGES; i++)
+			sync_bn_one(seeds[k], stages[i]);
+		sync_bn_one(seeds[k], bn_chunked);
+	}
+}
+#else
+/* On GPUs the ranks' communicator is NCCL's, with a device each: not one GPU's test. */
+static void test_sync_bn(void **state)
+{
+	(void)state;
+	skip();
+}
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* elementwise: SiLU, add (outputs may alias inputs)                         */
@@ -1147,15 +1306,16 @@ int main(void)
 	tr_backend_destroy(probe);
 #endif
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bn_forward),	    cmocka_unit_test(test_bn_backward),
-	    cmocka_unit_test(test_bn_channel),	    cmocka_unit_test(test_elementwise),
-	    cmocka_unit_test(test_maxpool),	    cmocka_unit_test(test_upsample),
-	    cmocka_unit_test(test_concat),	    cmocka_unit_test(test_detect_decode),
-	    cmocka_unit_test(test_errors),	    cmocka_unit_test(test_conv),
-	    cmocka_unit_test(test_detect_permute),  cmocka_unit_test(test_optim_update),
-	    cmocka_unit_test(test_norm_scale_ema),  cmocka_unit_test(test_loss_obj_dense),
-	    cmocka_unit_test(test_resize_bilinear), cmocka_unit_test(test_images_quad),
-	    cmocka_unit_test(test_round_half),	    cmocka_unit_test(test_table_complete),
+	    cmocka_unit_test(test_bn_forward),	   cmocka_unit_test(test_bn_backward),
+	    cmocka_unit_test(test_bn_channel),	   cmocka_unit_test(test_sync_bn),
+	    cmocka_unit_test(test_elementwise),	   cmocka_unit_test(test_maxpool),
+	    cmocka_unit_test(test_upsample),	   cmocka_unit_test(test_concat),
+	    cmocka_unit_test(test_detect_decode),  cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_conv),	   cmocka_unit_test(test_detect_permute),
+	    cmocka_unit_test(test_optim_update),   cmocka_unit_test(test_norm_scale_ema),
+	    cmocka_unit_test(test_loss_obj_dense), cmocka_unit_test(test_resize_bilinear),
+	    cmocka_unit_test(test_images_quad),	   cmocka_unit_test(test_round_half),
+	    cmocka_unit_test(test_table_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

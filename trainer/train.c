@@ -1496,12 +1496,6 @@ static int ddp_world(const struct tr_train_opts *o, int *world, bool *gpu, bool 
 				  "--quad needs 4 or more images per rank (--batch-size %ld over "
 				  "%d ranks)",
 				  o->batch_size, *world);
-	if (o->sync_bn && *gpu)
-		return ut_err_set(err,
-				  "--sync-bn: synchronised BN runs on CPU ranks only for now (the "
-				  "CUDA path needs BN split into stats and apply ops); drop "
-				  "--sync-bn for --device %s",
-				  device);
 	return 0;
 }
 
