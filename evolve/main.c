@@ -165,8 +165,9 @@ static const char run_help[] =
     "  --evolve-keys K,..  mutate only these keys\n"
     "  --parallel P        candidates at once on the CPU (1)\n"
     "  --lag L             generation i descends from generations 0 .. i-L and waits\n"
-    "                      for all of them (default and minimum: P, the candidates at\n"
-    "                      once); a larger L keeps slots busier, with staler parents\n"
+    "                      for all of them (minimum: P, the candidates at once; default\n"
+    "                      P, and 3P for halving when P > 1); a larger L keeps slots\n"
+    "                      busier, with staler parents\n"
     "  --devices 0,1,..    GPUs; each trainer is pinned with CUDA_VISIBLE_DEVICES\n"
     "  --per-device K      candidates at once per GPU group (1); P = GPUs / N x K\n"
     "  --gpus-per-candidate N\n"
@@ -178,7 +179,8 @@ static const char run_help[] =
     "  --prune median|asha stop a candidate below the median (asha: the best third, at\n"
     "                      epochs E/3, E/9, ...) of the finished ones at that epoch (none)\n"
     "  --prune-warmup E    first epoch (0-based) at which median pruning may stop (3)\n"
-    "  --algorithm A       yolov5 (default) | ga (YOLOv5's GA) | robust | halving\n"
+    "  --algorithm A       halving (default; yolov5 for the ultralytics space) | yolov5\n"
+    "                      (YOLOv5's evolve, bit for bit) | ga (YOLOv5's GA) | robust\n"
     "  --population N      GA population size (50)\n"
     "  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
     "  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
@@ -186,12 +188,12 @@ static const char run_help[] =
     "  --retries N         rerun a crashed candidate up to N times (0)\n"
     "  --max-failures K    circuit breaker: stop when the base generation fails or K\n"
     "                      candidates fail in a row (5; 0 = never stop); --resume goes on\n"
-    "  --grace S           seconds between SIGTERM and SIGKILL (10)\n"
-    "  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
-    "  --report-every N    redraw evolve.png and fitness.png every N finished (10; 0 never)\n"
-    "  --quiet | --verbose\n";
+    "  --grace S           seconds between SIGTERM and SIGKILL (10)\n";
 /* The rest of the run's help: one string literal holds at most 4095 bytes in ISO C. */
 static const char run_help_more[] =
+    "  --log-max MiB       a trainer log rotates at this size, one old part kept (16)\n"
+    "  --report-every N    redraw evolve.png and fitness.png every N finished (10; 0 never)\n"
+    "  --quiet | --verbose\n"
     "\n"
     "Before generation 0 the inputs the trainer gets and the trainer program are\n"
     "checked. Exit status: 0 done; 1 error; 2 bad command line or failed check (nothing\n"
@@ -247,7 +249,7 @@ static void cli_defaults(struct cli *c)
 	c->slurm_args = "";
 	c->prune = "none";
 	c->python = "python3";
-	c->algorithm = "yolov5";
+	c->algorithm = NULL; /* halving, or yolov5 in the ultralytics space: build_options */
 	c->ga_dir = "";
 	c->per_device = 1;
 	c->gpus_per_candidate = 1;
@@ -476,7 +478,7 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	if (!one_of(c->prune, prunes))
 		return ut_err_set(err, "--prune '%s': use none, median or asha",
 				  ut_quote(c->prune, q, sizeof(q)));
-	if (!one_of(c->algorithm, algorithms))
+	if (c->algorithm != NULL && !one_of(c->algorithm, algorithms))
 		return ut_err_set(err, "--algorithm '%s': use yolov5, ga, robust or halving",
 				  ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
@@ -505,9 +507,15 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	enum meta_space space;
 	if (choose_space(c, &space, err) != 0)
 		return -1;
-	if (space == META_SPACE_ULTRALYTICS && strcmp(c->algorithm, "yolov5") != 0)
+	if (check_choices(c, err) != 0)
+		return -1;
+	/* the default: halving (bench/search/README.md); the ultralytics space has yolov5's only */
+	const char *algorithm = c->algorithm != NULL		  ? c->algorithm
+				: space == META_SPACE_ULTRALYTICS ? "yolov5"
+								  : "halving";
+	if (space == META_SPACE_ULTRALYTICS && strcmp(algorithm, "yolov5") != 0)
 		return ut_err_set(err, "--algorithm %s: the ultralytics space evolves with yolov5",
-				  c->algorithm);
+				  algorithm);
 	char hyp[PATH_MAX];
 	if (c->hyp != NULL)
 		snprintf(hyp, sizeof(hyp), "%s", c->hyp);
@@ -519,15 +527,15 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	absolute_if_exists(hyp, o->hyp_path, sizeof(o->hyp_path));
 	snprintf(o->device, sizeof(o->device), "%s", c->device);
 	snprintf(o->trainer, sizeof(o->trainer), "%s", c->trainer);
-	snprintf(o->algorithm, sizeof(o->algorithm), "%s", c->algorithm);
+	snprintf(o->algorithm, sizeof(o->algorithm), "%s", algorithm);
 	snprintf(o->devices, sizeof(o->devices), "%s", c->devices);
 	snprintf(o->launcher, sizeof(o->launcher), "%s", c->launcher);
 	snprintf(o->slurm_args, sizeof(o->slurm_args), "%s", c->slurm_args);
 	/* halving is robust's breeding with successive halving: it always prunes with asha */
-	if (strcmp(c->algorithm, "halving") == 0 && strcmp(c->prune, "median") == 0)
+	if (strcmp(algorithm, "halving") == 0 && strcmp(c->prune, "median") == 0)
 		return ut_err_set(err, "--prune median: --algorithm halving prunes with asha");
 	snprintf(o->prune, sizeof(o->prune), "%s",
-		 strcmp(c->algorithm, "halving") == 0 ? "asha" : c->prune);
+		 strcmp(algorithm, "halving") == 0 ? "asha" : c->prune);
 	snprintf(o->python, sizeof(o->python), "%s", c->python);
 	absolute_if_exists(c->ga_dir, o->ga_dir, sizeof(o->ga_dir));
 	o->per_device = c->per_device;
@@ -536,8 +544,6 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 	o->population = c->population;
 	o->lag = c->lag;
 	o->budget = c->budget;
-	if (check_choices(c, err) != 0)
-		return -1;
 	snprintf(o->parent, sizeof(o->parent), "%s", c->parent);
 	snprintf(o->evolve_keys, sizeof(o->evolve_keys), "%s",
 		 c->evolve_keys ? c->evolve_keys : "");

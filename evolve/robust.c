@@ -24,6 +24,8 @@ void ev_robust_defaults(struct ev_robust_params *params)
 	params->evaluations = 2;
 	params->mutation_prob = 0.5;
 	params->sigma = 0.1;
+	params->big_prob = 0;
+	params->big_sigma = 0.3;
 	params->cov_prob = 0;
 	params->cov_elite = 0.2;
 	params->cov_after = 20;
@@ -36,6 +38,14 @@ void ev_halving_defaults(struct ev_robust_params *params)
 	params->cov_prob = 0.5;
 	params->cov_elite = 0.2;
 	params->cov_after = 20;
+	/*
+	 * Measured on bench/search (seeds 21-60, 1000 epochs): a quarter of the
+	 * steps at 0.3 lifted modes (the far mode found more often), bowl and
+	 * ridge; with successive halving a long step that lands badly costs
+	 * only its first rung.
+	 */
+	params->big_prob = 0.25;
+	params->big_sigma = 0.3;
 }
 
 uint64_t ev_robust_seed(uint64_t seed, long generation)
@@ -225,9 +235,12 @@ static void mutate(const struct ev_robust_params *params, const struct meta_tabl
 	if (!any)
 		moves[ut_pcg_below(rng, (uint32_t)nmovable)] = 1;
 	*child = *parent;
+	double sigma = params->sigma;
+	if (params->big_prob > 0 && ut_pcg_uniform(rng) < params->big_prob)
+		sigma = params->big_sigma;
 	for (int i = 0; i < nmovable; i++) {
 		int k = movable[i];
-		double step = ut_pcg_normal(rng) * params->sigma * fmin(table->k[k].gain, 1.0);
+		double step = ut_pcg_normal(rng) * sigma * fmin(table->k[k].gain, 1.0);
 		if (!moves[i])
 			continue;
 		double u = fmin(1.0, fmax(0.0, to_unit(table, k, parent->v[k]) + step));

@@ -16,7 +16,7 @@
  *    coordinates u = (v - lower) / (upper - lower) (lr0 on a log10 scale):
  *    each key with gain > 0 moves with probability mutation_prob (at least
  *    one), u += N(0, 1) * sigma * min(gain, 1), clipped to [0, 1], so a key
- *    at 0 can leave it;
+ *    at 0 can leave it (halving: sometimes with a longer step, big_sigma);
  *  - every generation has its own trainer seed (ev_robust_seed);
  *  - optionally (cov_prob > 0; `--algorithm halving` sets it, see
  *    ev_halving_defaults) a covariance-shaped step drawn from the spread of
@@ -43,6 +43,13 @@ struct ev_robust_params {
 	double mutation_prob; /* probability that a key moves (0.5) */
 	double sigma;	      /* step in normalised units (0.1) */
 	/*
+	 * Long steps (big_prob 0: never): with probability big_prob a child's
+	 * key-by-key step has scale big_sigma instead of sigma, so a search
+	 * that refines around its best also leaves for another region now
+	 * and then.
+	 */
+	double big_prob, big_sigma;
+	/*
 	 * Covariance-shaped steps (0: never): with probability cov_prob, once
 	 * cov_after candidates exist, the step is drawn from the covariance of
 	 * the best cov_elite fraction of them instead of key by key.
@@ -56,7 +63,8 @@ void ev_robust_defaults(struct ev_robust_params *params);
 /*
  * `--algorithm halving`'s changes to robust's parameters (the caller set
  * them first): covariance steps half the time, from the best fifth, after
- * 20 candidates (bench/search/README.md).
+ * 20 candidates; a quarter of the key-by-key steps long, scale 0.3
+ * (bench/search/README.md).
  */
 void ev_halving_defaults(struct ev_robust_params *params);
 

@@ -60,9 +60,10 @@ static void help_names_every_option(void **state)
 		const char *name = cmd->name != NULL ? cmd->name : "(run)";
 		char help[8192];
 		/* import's help says "[run options]": the run's help names them */
-		snprintf(help, sizeof(help), "%s%s%s", cmd->help,
+		snprintf(help, sizeof(help), "%s%s%s%s", cmd->help,
 			 cmd->help_more != NULL ? cmd->help_more : "",
-			 cmd->fn == cmd_import ? commands[0].help : "");
+			 cmd->fn == cmd_import ? commands[0].help : "",
+			 cmd->fn == cmd_import ? commands[0].help_more : "");
 		struct named named;
 		help_options(help, &named);
 		for (int i = 0; i < named.n; i++) {

@@ -101,6 +101,52 @@ static void reevaluates_best_by_mean(void **state)
 	assert_true(out.parent == 0 || out.parent == 1 || out.parent == 3);
 }
 
+/*
+ * RMS of the steps a key takes (in units of its range) over many children
+ * of one parent in the middle of the range (no clipping).
+ */
+static double step_rms(const struct ev_robust_params *params, int key)
+{
+	struct meta_table table;
+	meta_table_default(&table);
+	struct meta_hyp base = base_hyp();
+	for (int k = 0; k < META_COUNT; k++)
+		base.v[k] = 0.5 * (table.k[k].lower + table.k[k].upper);
+	struct st_generation gens[2], out;
+	gens[0] = done(0, 0.3, -1);
+	gens[1] = done(1, 0.3, 0); /* 0 evaluated twice: children only */
+	gens[0].hyp = gens[1].hyp = base;
+	struct ut_err err;
+	double sum = 0;
+	long moved = 0;
+	for (uint64_t seed = 1; seed <= 4000; seed++) {
+		assert_int_equal(
+		    ev_robust_next(params, &table, &base, gens, 2, 1, seed, &out, &err), 0);
+		assert_int_equal(out.reevaluation, 0);
+		double u =
+		    (out.hyp.v[key] - base.v[key]) / (table.k[key].upper - table.k[key].lower);
+		if (u != 0) {
+			sum += u * u;
+			moved++;
+		}
+	}
+	assert_true(moved > 1000);
+	return sqrt(sum / (double)moved);
+}
+
+/* halving's long steps: a quarter at 0.3, the rest 0.1: RMS sqrt(0.75 0.01 + 0.25 0.09) */
+static void long_steps(void **state)
+{
+	(void)state;
+	struct ev_robust_params params;
+	ev_robust_defaults(&params);
+	double plain = step_rms(&params, META_hsv_h); /* gain 1 */
+	ev_halving_defaults(&params);
+	double halving = step_rms(&params, META_hsv_h);
+	assert_true(fabs(plain - 0.1) < 0.01);
+	assert_true(fabs(halving - sqrt(0.75 * 0.01 + 0.25 * 0.09)) < 0.015);
+}
+
 static void mutation_leaves_zero_in_bounds(void **state)
 {
 	(void)state;
@@ -142,8 +188,8 @@ static void mutation_leaves_zero_in_bounds(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {cmocka_unit_test(base_first),
-					   cmocka_unit_test(reevaluates_best_by_mean),
-					   cmocka_unit_test(mutation_leaves_zero_in_bounds)};
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(base_first), cmocka_unit_test(reevaluates_best_by_mean),
+	    cmocka_unit_test(long_steps), cmocka_unit_test(mutation_leaves_zero_in_bounds)};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

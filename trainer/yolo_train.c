@@ -99,7 +99,9 @@ static const struct ut_cli_opt options[] = {
      .help = "N (layers 0..N-1) or several layer indices"},
     {"save-period", LONG(save_period), .key = "save_period",
      .help = "also save every N epochs (-1 off)"},
-    {"seed", LONG(seed), .key = "seed", .help = "global training seed (0)"},
+    /* up to 2^32 - 1 as YOLOv5 (numpy's limit): --algorithm robust/halving give 31-bit seeds */
+    {"seed", .kind = UT_CLI_LONG, OFF(seed), .lo = -1e9, .hi = 4294967295.0, .key = "seed",
+     .help = "global training seed (0)"},
     {"local_rank", .kind = UT_CLI_IGNORED, .key = "local_rank"},
     {"help", "h", .kind = UT_CLI_IGNORED, .help = "this text"},
 };

@@ -85,7 +85,7 @@ check_eq "a run with an epoch missing exits 2" 2 "$RC"
 check "... naming the line" grep -q "bad.csv:[0-9]*: run .*: epoch 6, expected 5" err.txt
 
 section "bench/search/run.sh through yolo-evolve"
-build=$(cd "$(dirname "$YE")/.." && pwd)
+build=$(cd "$(dirname "$YOLO_EVOLVE")/.." && pwd)
 bash "$YE_SOURCE_ROOT/bench/search/run.sh" -b "$build" -g 6 -n 2 -o "bowl flat table" >table.txt 2>&1 || true
 check "a row per objective" test "$(grep -c '^| \(bowl\|flat\|table\) ' table.txt)" -eq 3
 check "60 trainer epochs spent per run" grep -q '| 60 \[60, 60\]' table.txt
