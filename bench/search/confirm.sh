@@ -14,7 +14,8 @@
 #     seeds  the evolution seeds (1 2 3)
 # Environment: GENERATIONS (12), EPOCHS (20), IMGSZ (128), JOBS (2 evolutions or
 # scoring runs at once, each trainer with OMP_NUM_THREADS=1), SCORE_SEEDS (101 102).
-# Steps resume: finished work is kept, an interrupted evolution goes on with --resume.
+# Steps resume: finished work is kept, an evolution goes on with --resume (to more
+# GENERATIONS, or a larger budget, if they grew).
 set -euo pipefail
 (($# >= 4)) || { sed -n '2,18p' "$0" >&2; exit 2; }
 bin=$(cd "$1" && pwd) data=$2 work=$3 step=$4
@@ -46,7 +47,7 @@ _evolve) # ALGORITHM SEED: one evolution (a worker of the steps below)
 		plan=(--generations $((generations * 10)) --budget $((generations * epochs / 3)))
 	fi
 	if [[ -f $db ]]; then
-		"$bin/yolo-evolve" --resume --db "$db" >>"$work/$name.log" 2>&1 || true
+		"$bin/yolo-evolve" --resume --db "$db" "${plan[@]}" >>"$work/$name.log" 2>&1 || true
 	else
 		"$bin/yolo-evolve" --project "$work" --name "$name" --algorithm "$algorithm" --seed "$seed" \
 			--data "$data" --cfg "$cfg" --hyp "$base_hyp" --trainer native --epochs "$epochs" \
