@@ -179,8 +179,8 @@ static const char run_help[] =
     "  --prune median|asha stop a candidate below the median (asha: the best third, at\n"
     "                      epochs E/3, E/9, ...) of the finished ones at that epoch (none)\n"
     "  --prune-warmup E    first epoch (0-based) at which median pruning may stop (3)\n"
-    "  --algorithm A       halving (default; yolov5 for the ultralytics space) | yolov5\n"
-    "                      (YOLOv5's evolve, bit for bit) | ga (YOLOv5's GA) | robust\n"
+    "  --algorithm A       yolov5 (default: YOLOv5's evolve, bit for bit) | ga (YOLOv5's\n"
+    "                      GA) | robust | halving (see bench/search/README.md)\n"
     "  --population N      GA population size (50)\n"
     "  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
     "  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
@@ -249,7 +249,7 @@ static void cli_defaults(struct cli *c)
 	c->slurm_args = "";
 	c->prune = "none";
 	c->python = "python3";
-	c->algorithm = NULL; /* halving, or yolov5 in the ultralytics space: build_options */
+	c->algorithm = "yolov5";
 	c->ga_dir = "";
 	c->per_device = 1;
 	c->gpus_per_candidate = 1;
@@ -478,7 +478,7 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 	if (!one_of(c->prune, prunes))
 		return ut_err_set(err, "--prune '%s': use none, median or asha",
 				  ut_quote(c->prune, q, sizeof(q)));
-	if (c->algorithm != NULL && !one_of(c->algorithm, algorithms))
+	if (!one_of(c->algorithm, algorithms))
 		return ut_err_set(err, "--algorithm '%s': use yolov5, ga, robust or halving",
 				  ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
@@ -509,10 +509,7 @@ static int build_options(const struct cli *c, struct st_options *o, struct ut_er
 		return -1;
 	if (check_choices(c, err) != 0)
 		return -1;
-	/* the default: halving (bench/search/README.md); the ultralytics space has yolov5's only */
-	const char *algorithm = c->algorithm != NULL		  ? c->algorithm
-				: space == META_SPACE_ULTRALYTICS ? "yolov5"
-								  : "halving";
+	const char *algorithm = c->algorithm;
 	if (space == META_SPACE_ULTRALYTICS && strcmp(algorithm, "yolov5") != 0)
 		return ut_err_set(err, "--algorithm %s: the ultralytics space evolves with yolov5",
 				  algorithm);

@@ -11,7 +11,7 @@ set -eEuo pipefail
 : "${FIXTURE_TRAINER:?set FIXTURE_TRAINER to the built fixture_trainer}"
 : "${YE_SOURCE_ROOT:?set YE_SOURCE_ROOT to the repository root}"
 
-YE_DEFAULT=$YOLO_EVOLVE # yolo-evolve as users get it (robust.sh tests the default algorithm)
+YE_DEFAULT=$YOLO_EVOLVE # yolo-evolve as users get it (robust.sh checks the default algorithm)
 FX=$FIXTURE_TRAINER
 TRAINER="$FX --hyp {hyp} --epochs {epochs} --save-dir {save_dir} --seed {seed}"
 BASE_HYP=$YE_SOURCE_ROOT/data/hyps/hyp.scratch-low.yaml
@@ -56,7 +56,8 @@ cd "$WORK"
 
 # $YE: yolo-evolve with YOLOv5's algorithm unless the test names another. Most
 # tests were written for YOLOv5's breeding (every candidate trained in full,
-# one parent each); the default, halving, prunes and re-evaluates. A new
+# one parent each), today's default; pinned, so that they keep testing it
+# if the default changes (halving prunes and re-evaluates). A new
 # evolution (a run or an import) gets --algorithm yolov5 before the test's own
 # options, so a later --algorithm wins; commands and --resume pass unchanged.
 # exec keeps the pid, so signals reach yolo-evolve itself.

@@ -184,10 +184,10 @@ check_eq "yolo-evolve exit 0" 0 "$RC"
 [[ $RC == 0 ]] || show_file "$WORK/evolve.log" 12
 check_eq "two generations done" 2 "$(sql "$WORK/ev/e/evolve.db" "SELECT count(*) FROM generations WHERE status = 'done'")"
 
-# the default algorithm (halving) gives every generation its own 31-bit trainer seed
-"$YE_DEFAULT" --generations 2 --epochs 1 --batch-size 8 --imgsz 96 --data "$DATA" --cfg "$CFG" \
+# halving gives every generation its own 31-bit trainer seed
+"$YE_DEFAULT" --algorithm halving --generations 2 --epochs 1 --batch-size 8 --imgsz 96 --data "$DATA" --cfg "$CFG" \
 	--project "$WORK/ev" --name h --seed 2 --quiet >"$WORK/evolve_h.log" 2>&1 && RC=0 || RC=$?
-check_eq "the default algorithm: yolo-evolve exit 0" 0 "$RC"
+check_eq "--algorithm halving: yolo-evolve exit 0" 0 "$RC"
 [[ $RC == 0 ]] || show_file "$WORK/evolve_h.log" 12
 check_eq "  ... halving, two generations done, a seed above 10^9 among them" "halving|2|1" \
 	"$(sql "$WORK/ev/h/evolve.db" "SELECT (SELECT algorithm FROM evolution), count(*), max(seed) > 1000000000
