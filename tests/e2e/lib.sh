@@ -11,7 +11,8 @@ set -eEuo pipefail
 : "${FIXTURE_TRAINER:?set FIXTURE_TRAINER to the built fixture_trainer}"
 : "${YE_SOURCE_ROOT:?set YE_SOURCE_ROOT to the repository root}"
 
-YE_DEFAULT=$YOLO_EVOLVE # yolo-evolve as users get it (robust.sh checks the default algorithm)
+YE=$YOLO_EVOLVE
+YE_DEFAULT=$YOLO_EVOLVE # the same program; the name says a test relies on its default algorithm
 FX=$FIXTURE_TRAINER
 TRAINER="$FX --hyp {hyp} --epochs {epochs} --save-dir {save_dir} --seed {seed}"
 BASE_HYP=$YE_SOURCE_ROOT/data/hyps/hyp.scratch-low.yaml
@@ -53,26 +54,6 @@ trap ye_cleanup EXIT
 trap 'echo "FAIL - unexpected error (exit $?) at line $LINENO: $BASH_COMMAND"; exit 1' ERR
 
 cd "$WORK"
-
-# $YE: yolo-evolve with YOLOv5's algorithm unless the test names another. Most
-# tests were written for YOLOv5's breeding (every candidate trained in full,
-# one parent each), today's default; pinned, so that they keep testing it
-# if the default changes (halving prunes and re-evaluates). A new
-# evolution (a run or an import) gets --algorithm yolov5 before the test's own
-# options, so a later --algorithm wins; commands and --resume pass unchanged.
-# exec keeps the pid, so signals reach yolo-evolve itself.
-YE=$WORK/.bin/yolo-evolve
-mkdir -p "$WORK/.bin"
-printf '#!/usr/bin/env bash\nreal=%q\n' "$YOLO_EVOLVE" >"$YE"
-cat >>"$YE" <<'WRAP'
-case "${1-}" in
-status | export | report | serve) exec "$real" "$@" ;;
-import) shift && exec "$real" import --algorithm yolov5 "$@" ;;
-esac
-for a in "$@"; do [[ $a == --resume || $a == --help || $a == -h ]] && exec "$real" "$@"; done
-exec "$real" --algorithm yolov5 "$@"
-WRAP
-chmod +x "$YE"
 
 section() { printf '\n## %s\n' "$*"; }
 pass() { CHECKS=$((CHECKS + 1)); echo "ok   - $*"; }
