@@ -234,8 +234,10 @@ check_eq "every candidate failed, breaker off: exit 4" "4|3" \
 check "the error says no candidate succeeded" grep -q "^error: no candidate succeeded" "$WORK/none.log"
 
 section "SIGHUP stops cleanly"
-# (1 s epochs: both candidates must be seen running together even on a loaded machine)
-FIXTURE_EPOCH_MS=1000 "$YE" --project "$WORK/h" --name hup --data none --trainer "$TRAINER" --quiet \
+# (1 s epochs: both candidates must be seen running together even on a loaded machine;
+# env --default-signal: SIGHUP as a terminal would deliver it, also when this test itself
+# runs under nohup, whose ignored SIGHUP yolo-evolve would keep, as the next check shows)
+FIXTURE_EPOCH_MS=1000 env --default-signal=HUP "$YE" --project "$WORK/h" --name hup --data none --trainer "$TRAINER" --quiet \
 	--generations 6 --epochs 10 --parallel 2 >"$WORK/hup.log" 2>&1 &
 pid=$!
 BG_PIDS+=("$pid")
