@@ -36,8 +36,6 @@ void ev_halving_defaults(struct ev_robust_params *params)
 	/* measured with successive halving on bench/search: it lifts ridge and modes past YOLOv5's
 	 */
 	params->cov_prob = 0.5;
-	params->cov_elite = 0.2;
-	params->cov_after = 20;
 	/*
 	 * Measured on bench/search (seeds 21-60, 1000 epochs): a quarter of the
 	 * steps at 0.3 lifted modes (the far mode found more often), bowl and
@@ -45,7 +43,6 @@ void ev_halving_defaults(struct ev_robust_params *params)
 	 * only its first rung.
 	 */
 	params->big_prob = 0.25;
-	params->big_sigma = 0.3;
 }
 
 uint64_t ev_robust_seed(uint64_t seed, long generation)

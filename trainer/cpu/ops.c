@@ -1326,9 +1326,8 @@ static int cpu_quad_collate(struct tr_backend *b, const uint8_t *bytes,
 			    struct ut_err *err)
 {
 	struct tr_shape s = images->shape;
-	if (s.n < 4 || s.c < 1 || s.h < 1 || s.w < 1)
-		return ut_err_set(err, "quad_collate: %dx%dx%dx%d images (need 4 or more)", s.n,
-				  s.c, s.h, s.w);
+	if (tr_quad_check("quad_collate", s, err) != 0)
+		return -1;
 	int planes = s.n / 4 * s.c;
 	size_t plane = (size_t)s.h * s.w, big = 4 * plane;
 #pragma omp parallel for num_threads(state_of(b)->threads)                                         \

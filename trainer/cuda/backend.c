@@ -739,9 +739,8 @@ static int cuda_quad_collate(struct tr_backend *b, const uint8_t *bytes,
 			     struct ut_err *err)
 {
 	struct tr_shape s = images->shape;
-	if (s.n < 4 || s.c < 1 || s.h < 1 || s.w < 1)
-		return ut_err_set(err, "quad_collate: %dx%dx%dx%d images (need 4 or more)", s.n,
-				  s.c, s.h, s.w);
+	if (tr_quad_check("quad_collate", s, err) != 0)
+		return -1;
 	for (int q = 0; q < s.n / 4; q++)
 		LAUNCH_CHECK("quad_collate",
 			     TR_CUDA_SYM(quad_collate)(&state_of(b)->stream, bytes, images->data,

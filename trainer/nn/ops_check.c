@@ -102,3 +102,11 @@ int tr_detect_check(const char *op, int na, struct tr_shape s, struct ut_err *er
 				  s.c, na);
 	return 0;
 }
+
+int tr_quad_check(const char *op, struct tr_shape s, struct ut_err *err)
+{
+	if (s.n < 4 || s.c < 1 || s.h < 1 || s.w < 1)
+		return ut_err_set(err, "%s: %dx%dx%dx%d images (need 4 or more)", op, s.n, s.c, s.h,
+				  s.w);
+	return 0;
+}

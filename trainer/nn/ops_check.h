@@ -35,5 +35,7 @@ int tr_bn_channel_check(const char *op, const struct tr_tensor *x, const struct 
 			const struct tr_tensor *out, struct ut_err *err);
 /* A Detect level of na anchors: s.c = na * no with no >= 6 (nc + 5, nc >= 1). */
 int tr_detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err);
+/* Quad collate: 4 or more images, every dimension positive. */
+int tr_quad_check(const char *op, struct tr_shape s, struct ut_err *err);
 
 #endif
