@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "breed.h"
+#include "gp.h"
 #include "pcg.h"
 
 void ev_robust_defaults(struct ev_robust_params *params)
@@ -29,6 +30,10 @@ void ev_robust_defaults(struct ev_robust_params *params)
 	params->cov_prob = 0;
 	params->cov_elite = 0.2;
 	params->cov_after = 20;
+	params->screen = 0;
+	params->screen_kappa = 1.0;
+	params->model_points = 100;
+	params->relevance = 0;
 }
 
 void ev_halving_defaults(struct ev_robust_params *params)
@@ -147,30 +152,6 @@ static int movable_keys(const struct meta_table *table, int movable[META_ALL])
 }
 
 /*
- * Lower-triangular L with L L^T = a (n x n, row-major, positive definite
- * after the diagonal regularisation the caller adds). Returns -1 if a pivot
- * is not positive.
- */
-static int cholesky(const double *a, int n, double *l)
-{
-	memset(l, 0, (size_t)n * (size_t)n * sizeof(*l));
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j <= i; j++) {
-			double sum = a[i * n + j];
-			for (int k = 0; k < j; k++)
-				sum -= l[i * n + k] * l[j * n + k];
-			if (i == j) {
-				if (!(sum > 0))
-					return -1;
-				l[i * n + i] = sqrt(sum);
-			} else {
-				l[i * n + j] = sum / l[j * n + j];
-			}
-		}
-	return 0;
-}
-
-/*
  * A covariance-shaped step: the child is the parent plus L z, z ~ N(0, I),
  * L the Cholesky factor of the covariance of the best `elite` candidates'
  * normalised coordinates (plus (sigma / 4)^2 on the diagonal, so that no
@@ -204,7 +185,7 @@ static int covariance_step(const struct ev_robust_params *params, const struct m
 		for (int j = 0; j < i; j++)
 			cov[j * n + i] = cov[i * n + j];
 	}
-	if (cholesky(cov, n, l) != 0)
+	if (ev_cholesky(cov, n, l) != 0)
 		return -1;
 	double z[META_ALL];
 	for (int i = 0; i < n; i++)
@@ -246,6 +227,96 @@ static void mutate(const struct ev_robust_params *params, const struct meta_tabl
 	ev_constrain(table, child);
 }
 
+/*
+ * One proposal: a parent drawn from the best `top` by mean (YOLOv5's
+ * weights), then a covariance step (with probability cov_prob, once there
+ * are enough candidates) or a key-by-key mutation. Sets out->hyp and
+ * out->parent.
+ */
+static void propose(const struct ev_robust_params *params, const struct meta_table *table,
+		    const struct meta_hyp *base, const struct st_generation *gens,
+		    const struct candidate *ranked, size_t n, struct ut_pcg *rng,
+		    struct st_generation *out)
+{
+	struct meta_hyp parent = *base;
+	out->parent = -1;
+	if (n > 0) {
+		size_t top = n < (size_t)params->top ? n : (size_t)params->top;
+		double weights[EV_TOP_MAX];
+		for (size_t i = 0; i < top; i++)
+			weights[i] = ranked[i].mean - ranked[top - 1].mean + 1e-6;
+		size_t pick = ut_pcg_choice(rng, weights, top);
+		out->parent = ranked[pick].generation;
+		parent = gens[out->parent].hyp;
+	}
+	size_t elite = (size_t)(params->cov_elite * (double)n);
+	if (params->cov_prob > 0 && n >= (size_t)params->cov_after && elite >= 3 &&
+	    ut_pcg_uniform(rng) < params->cov_prob &&
+	    covariance_step(params, table, rng, gens, ranked, elite, &parent, &out->hyp) == 0)
+		return;
+	mutate(params, table, rng, &parent, &out->hyp);
+}
+
+/*
+ * Screening: the model (gp.h) of the latest model_points done evaluations
+ * among 0 .. horizon (originals and re-evaluations alike, each a noisy run)
+ * rates `screen` proposals by mean + screen_kappa sd; the best is bred
+ * (the first on a tie). Returns 1 when it bred, 0 when there is no model
+ * yet (fewer than 10 evaluations, or all equal), -1 with err on out of
+ * memory.
+ */
+static int screened(const struct ev_robust_params *params, const struct meta_table *table,
+		    const struct meta_hyp *base, const struct st_generation *gens, size_t ngens,
+		    long horizon, const struct candidate *ranked, size_t n, struct ut_pcg *rng,
+		    struct st_generation *out, struct ut_err *err)
+{
+	int movable[META_ALL], d = movable_keys(table, movable), count = 0;
+	long last = horizon < (long)ngens - 1 ? horizon : (long)ngens - 1;
+	for (long j = last; j >= 0 && count < params->model_points; j--)
+		count += usable(&gens[j]);
+	if (count < 10)
+		return 0;
+	double *x = malloc((size_t)count * (size_t)d * sizeof(*x)),
+	       *y = malloc((size_t)count * sizeof(*y));
+	if (x == NULL || y == NULL) {
+		free(x);
+		free(y);
+		return ut_err_set(err, "out of memory");
+	}
+	int i = 0;
+	for (long j = last; j >= 0 && i < count; j--) {
+		if (!usable(&gens[j]))
+			continue;
+		for (int q = 0; q < d; q++)
+			x[i * d + q] = to_unit(table, movable[q], gens[j].hyp.v[movable[q]]);
+		y[i++] = gens[j].fitness;
+	}
+	struct ev_gp gp;
+	int rc = ev_gp_fit(&gp, x, y, count, d, params->relevance, err);
+	free(x);
+	free(y);
+	if (rc <= 0) {
+		ev_gp_free(&gp);
+		return rc;
+	}
+	double best = -INFINITY, u[META_ALL];
+	for (int c = 0; c < params->screen; c++) {
+		struct st_generation proposal = *out;
+		propose(params, table, base, gens, ranked, n, rng, &proposal);
+		for (int q = 0; q < d; q++)
+			u[q] = to_unit(table, movable[q], proposal.hyp.v[movable[q]]);
+		double mean, sd;
+		ev_gp_predict(&gp, u, &mean, &sd);
+		if (mean + params->screen_kappa * sd > best) {
+			best = mean + params->screen_kappa * sd;
+			out->hyp = proposal.hyp;
+			out->parent = proposal.parent;
+		}
+	}
+	ev_gp_free(&gp);
+	return 1;
+}
+
 int ev_robust_next(const struct ev_robust_params *params, const struct meta_table *table,
 		   const struct meta_hyp *base, const struct st_generation *gens, size_t ngens,
 		   long horizon, uint64_t seed, struct st_generation *out, struct ut_err *err)
@@ -278,25 +349,11 @@ int ev_robust_next(const struct ev_robust_params *params, const struct meta_tabl
 	}
 	struct ut_pcg rng;
 	ut_pcg_stream(&rng, seed, next, UT_PCG_BREED);
-	struct meta_hyp parent = *base;
-	if (n > 0) {
-		size_t top = n < (size_t)params->top ? n : (size_t)params->top;
-		double weights[EV_TOP_MAX];
-		for (size_t i = 0; i < top; i++)
-			weights[i] = ranked[i].mean - ranked[top - 1].mean + 1e-6;
-		size_t pick = ut_pcg_choice(&rng, weights, top);
-		out->parent = ranked[pick].generation;
-		parent = gens[out->parent].hyp;
-	}
-	/* a covariance step once there are enough candidates, with probability cov_prob */
-	size_t elite = (size_t)(params->cov_elite * (double)n);
-	if (params->cov_prob > 0 && n >= (size_t)params->cov_after && elite >= 3 &&
-	    ut_pcg_uniform(&rng) < params->cov_prob &&
-	    covariance_step(params, table, &rng, gens, ranked, elite, &parent, &out->hyp) == 0) {
-		free(ranked);
-		return 0;
-	}
+	int rc = params->screen > 1 ? screened(params, table, base, gens, ngens, horizon, ranked, n,
+					       &rng, out, err)
+				    : 0;
+	if (rc == 0)
+		propose(params, table, base, gens, ranked, n, &rng, out);
 	free(ranked);
-	mutate(params, table, &rng, &parent, &out->hyp);
-	return 0;
+	return rc < 0 ? -1 : 0;
 }

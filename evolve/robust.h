@@ -56,6 +56,15 @@ struct ev_robust_params {
 	 */
 	double cov_prob, cov_elite;
 	int cov_after;
+	/*
+	 * Screening (screen 0 or 1: never): a Gaussian-process model (gp.h) of
+	 * the latest model_points done evaluations rates `screen` proposals
+	 * by mean + screen_kappa sd and the best is bred.
+	 */
+	int screen;
+	double screen_kappa;
+	int model_points;
+	int relevance; /* the model weighs keys by relevance (gp.h) */
 };
 
 void ev_robust_defaults(struct ev_robust_params *params);

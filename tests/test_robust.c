@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "pcg.h"
 #include "robust.h"
 
 static struct meta_hyp base_hyp(void)
@@ -186,10 +187,88 @@ static void mutation_leaves_zero_in_bounds(void **state)
 			assert_true(moved[k]); /* mixup, degrees, ... leave 0 */
 }
 
+/* Normalised coordinate of key k (lr0 on a log scale), as robust.c's mutation sees it. */
+static double unit(const struct meta_table *table, int k, double v)
+{
+	const struct meta_bound *b = &table->k[k];
+	if (k == META_lr0)
+		return (log(v) - log(b->lower)) / (log(b->upper) - log(b->lower));
+	return (v - b->lower) / (b->upper - b->lower);
+}
+
+/* A fitness of two keys, best at lr0's u = 0.8 and hsv_h's u = 0.2. */
+static double two_keys(const struct meta_table *table, const struct meta_hyp *h)
+{
+	double a = unit(table, META_lr0, h->v[META_lr0]) - 0.8;
+	double b = unit(table, META_hsv_h, h->v[META_hsv_h]) - 0.2;
+	return 0.5 - a * a - b * b;
+}
+
+/*
+ * guided's screening: with a model of 40 evaluations the bred children are
+ * better, on average over 300 seeds, than unscreened ones (0.498 against
+ * 0.482); the same seed gives the same child; with fewer than 10
+ * evaluations there is no model and the child is the unscreened one, bit
+ * for bit.
+ */
+static void screening(void **state)
+{
+	(void)state;
+	struct meta_table table;
+	meta_table_default(&table);
+	struct meta_hyp base = base_hyp();
+	for (int k = 0; k < META_COUNT; k++)
+		base.v[k] = 0.5 * (table.k[k].lower + table.k[k].upper);
+	struct st_generation gens[40], out, again;
+	struct ut_pcg rng;
+	ut_pcg_seed(&rng, 11, 3);
+	for (long j = 0; j < 40; j++) {
+		gens[j] = done(j, 0, -1);
+		gens[j].hyp = base;
+		double u = ut_pcg_uniform(&rng);
+		gens[j].hyp.v[META_lr0] =
+		    exp(log(table.k[META_lr0].lower) +
+			u * (log(table.k[META_lr0].upper) - log(table.k[META_lr0].lower)));
+		gens[j].hyp.v[META_hsv_h] =
+		    table.k[META_hsv_h].lower +
+		    ut_pcg_uniform(&rng) * (table.k[META_hsv_h].upper - table.k[META_hsv_h].lower);
+		gens[j].fitness = two_keys(&table, &gens[j].hyp) + 0.01 * ut_pcg_normal(&rng);
+	}
+	struct ev_robust_params plain, guided;
+	ev_robust_defaults(&plain);
+	plain.evaluations = 1; /* children only */
+	guided = plain;
+	guided.screen = 16;
+	struct ut_err err;
+	double sum_plain = 0, sum_guided = 0;
+	for (uint64_t seed = 1; seed <= 300; seed++) {
+		assert_int_equal(
+		    ev_robust_next(&plain, &table, &base, gens, 40, 39, seed, &out, &err), 0);
+		sum_plain += two_keys(&table, &out.hyp);
+		assert_int_equal(
+		    ev_robust_next(&guided, &table, &base, gens, 40, 39, seed, &out, &err), 0);
+		assert_int_equal(
+		    ev_robust_next(&guided, &table, &base, gens, 40, 39, seed, &again, &err), 0);
+		assert_memory_equal(&out.hyp, &again.hyp, sizeof(out.hyp));
+		assert_true(out.parent >= 0 && out.parent < 40);
+		sum_guided += two_keys(&table, &out.hyp);
+	}
+	assert_true(sum_guided / 300 > sum_plain / 300 + 0.01);
+	/* 9 evaluations: no model, the plain child */
+	for (uint64_t seed = 1; seed <= 20; seed++) {
+		assert_int_equal(
+		    ev_robust_next(&plain, &table, &base, gens, 9, 8, seed, &out, &err), 0);
+		assert_int_equal(
+		    ev_robust_next(&guided, &table, &base, gens, 9, 8, seed, &again, &err), 0);
+		assert_memory_equal(&out.hyp, &again.hyp, sizeof(out.hyp));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(base_first), cmocka_unit_test(reevaluates_best_by_mean),
-	    cmocka_unit_test(long_steps), cmocka_unit_test(mutation_leaves_zero_in_bounds)};
+	    cmocka_unit_test(long_steps), cmocka_unit_test(mutation_leaves_zero_in_bounds),
+	    cmocka_unit_test(screening)};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
