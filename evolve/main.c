@@ -180,7 +180,7 @@ static const char run_help[] =
     "                      epochs E/3, E/9, ...) of the finished ones at that epoch (none)\n"
     "  --prune-warmup E    first epoch (0-based) at which median pruning may stop (3)\n"
     "  --algorithm A       yolov5 (default: YOLOv5's evolve, bit for bit) | ga (YOLOv5's\n"
-    "                      GA) | robust | halving (see bench/search/README.md)\n"
+    "                      GA) | robust | halving | guided (see bench/search/README.md)\n"
     "  --population N      GA population size (50)\n"
     "  --ga-dir DIR        hyp yamls that seed the GA's first population (none)\n"
     "  --python PATH       interpreter for the yolov5:DIR trainer (python3)\n"
@@ -468,7 +468,8 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 {
 	static const char *const launchers[] = {"local", "slurm", NULL};
 	static const char *const prunes[] = {"none", "median", "asha", NULL};
-	static const char *const algorithms[] = {"yolov5", "ga", "robust", "halving", NULL};
+	static const char *const algorithms[] = {"yolov5",  "ga",     "robust",
+						 "halving", "guided", NULL};
 	char q[UT_QUOTE_LEN];
 	if (!one_of(c->launcher, launchers))
 		return ut_err_set(err, "--launcher '%s': use local or slurm",
@@ -479,7 +480,8 @@ static int check_choices(const struct cli *c, struct ut_err *err)
 		return ut_err_set(err, "--prune '%s': use none, median or asha",
 				  ut_quote(c->prune, q, sizeof(q)));
 	if (!one_of(c->algorithm, algorithms))
-		return ut_err_set(err, "--algorithm '%s': use yolov5, ga, robust or halving",
+		return ut_err_set(err,
+				  "--algorithm '%s': use yolov5, ga, robust, halving or guided",
 				  ut_quote(c->algorithm, q, sizeof(q)));
 	return 0;
 }

@@ -77,6 +77,14 @@ void ev_robust_defaults(struct ev_robust_params *params);
  */
 void ev_halving_defaults(struct ev_robust_params *params);
 
+/*
+ * `--algorithm guided`'s parameters (the caller set robust's first):
+ * halving's proposals (covariance and long steps), no pruning, and each
+ * child the best of 16 proposals by the model's mean + sd (gp.h), the
+ * model of the latest 100 evaluations (bench/search/README.md).
+ */
+void ev_guided_defaults(struct ev_robust_params *params);
+
 /* The trainer seed of a generation: its own PCG stream's first draw, 31 bits. */
 uint64_t ev_robust_seed(uint64_t seed, long generation);
 

@@ -1319,6 +1319,8 @@ static int setup(struct ev_runner *run, int *sfd)
 	long lag = run->opts->lag;
 	if (lag == 0 && run->nslots > 1 && strcmp(run->opts->algorithm, "halving") == 0)
 		lag = 3 * run->nslots;
+	if (lag == 0 && run->nslots > 1 && strcmp(run->opts->algorithm, "guided") == 0)
+		lag = 2 * run->nslots;
 	run->lag = lag > run->nslots ? lag : run->nslots;
 	run->slots = calloc((size_t)run->nslots, sizeof(*run->slots));
 	if (run->slots == NULL || split_devices(run) != 0)
@@ -1327,11 +1329,14 @@ static int setup(struct ev_runner *run, int *sfd)
 		     : strcmp(run->opts->prune, "asha") == 0 ? PRUNE_ASHA
 							     : PRUNE_NONE;
 	run->robust = strcmp(run->opts->algorithm, "robust") == 0 ||
-		      strcmp(run->opts->algorithm, "halving") == 0;
+		      strcmp(run->opts->algorithm, "halving") == 0 ||
+		      strcmp(run->opts->algorithm, "guided") == 0;
 	ev_robust_defaults(&run->robust_params);
 	run->robust_params.top = (int)run->opts->top;
 	if (strcmp(run->opts->algorithm, "halving") == 0)
 		ev_halving_defaults(&run->robust_params);
+	if (strcmp(run->opts->algorithm, "guided") == 0)
+		ev_guided_defaults(&run->robust_params);
 	if (ga_setup(run) != 0)
 		return -1;
 	run->progress.tty = isatty(STDERR_FILENO) && getenv("YE_NO_PROGRESS") == NULL;

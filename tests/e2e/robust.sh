@@ -5,7 +5,9 @@
 # base can move; export --best names the best mean among the most evaluated
 # candidates; the table depends on the seed and the results only (random
 # durations, SIGKILL + --resume); --budget holds; --prune asha stops
-# candidates at its rungs only, never a re-evaluation, deterministically.
+# candidates at its rungs only, never a re-evaluation, deterministically;
+# --algorithm guided (robust's breeding screened by a Gaussian-process
+# model) keeps the same determinism.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 P=$WORK/runs
@@ -125,6 +127,22 @@ RC=0
 check_eq "--prune median with halving exits 2" 2 "$RC"
 check "... saying why" grep -q "halving prunes with asha" err.txt
 kill_resume hk --algorithm halving --epochs 9 --generations 40 --seed 4 --parallel 2
+
+section "--algorithm guided: the model's choice, the same table whatever the timing and across SIGKILL + --resume"
+GOPTS=(--algorithm guided --epochs 3 --generations 40 --seed 4)
+FIXTURE_DURATION_MS=5,60 evolve "$P" g1 "${GOPTS[@]}" --parallel 3
+check_eq "run 1 exits 0, records guided, no pruning" "0|guided|none" \
+	"$RC|$(sql "$P/g1/evolve.db" "SELECT algorithm, prune FROM evolution")"
+FIXTURE_DURATION_MS=5,60 evolve "$P" g2 "${GOPTS[@]}" --parallel 3
+check_eq "run 2 exits 0" 0 "$RC"
+check "the two tables are equal" cmp -s <(dump "$P/g1/evolve.db") <(dump "$P/g2/evolve.db")
+check "it re-evaluates" test "$(sql "$P/g1/evolve.db" "SELECT count(*) FROM generations WHERE reevaluates IS NOT NULL")" -gt 0
+# at P = 3 generation i is bred from 0 .. i-6 (lag 2P)
+check_eq "guided's lag is 2P: every parent and re-evaluated candidate at least 6 generations older" 0 \
+	"$(sql "$P/g1/evolve.db" "SELECT count(*) FROM generations WHERE coalesce(parent, reevaluates) > generation - 6")"
+check "... and some exactly 6" test \
+	"$(sql "$P/g1/evolve.db" "SELECT count(*) FROM generations WHERE coalesce(parent, reevaluates) = generation - 6")" -gt 0
+kill_resume gk "${GOPTS[@]}" --parallel 2
 
 section "halving's lag is 3P; the default stays yolov5"
 RC=0
