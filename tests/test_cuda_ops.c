@@ -71,6 +71,7 @@
 
 #include <cmocka.h>
 
+#include "kernels.h"
 #include "tr_cuda.h"
 
 #if !defined(TEST_ON_GPU)
@@ -1006,6 +1007,65 @@ static void test_optim_update(void **state)
 	}
 }
 
+/*
+ * The loss scaler's unscale on n values with inv_scale, poisoned at the
+ * indices of poison (inf, nan, -inf in turn): the values bit for bit and
+ * found_inf as the CPU's, and found_inf as it must be (the op assigns it).
+ */
+static void amp_unscale_one(uint64_t seed, size_t n, float inv_scale, const size_t *poison,
+			    size_t npoison)
+{
+	const float bad[] = {INFINITY, NAN, -INFINITY};
+	struct pair p = pair_create(seed);
+	uint64_t r = seed + n + npoison;
+	size_t room = n ? n : 1;
+	float *x = host_rand(room, &r, 3e4f);
+	for (size_t i = 0; i < npoison; i++)
+		x[poison[i]] = bad[i % 3];
+	float *gx = dev_copy(p.gpu, x, room);
+	int want = -1, got = -1;
+	OK(p.cpu->ops->amp_unscale(p.cpu, x, inv_scale, n, &want, &ok_err));
+	OK(p.gpu->ops->amp_unscale(p.gpu, gx, inv_scale, n, &got, &ok_err));
+	print_message("# amp_unscale n %zu inv_scale %g, %zu inf/nan (first at %zu): found_inf "
+		      "cuda %d, cpu %d\n",
+		      n, (double)inv_scale, npoison, npoison ? poison[0] : 0, got, want);
+	assert_int_equal(want, npoison > 0);
+	assert_int_equal(got, want);
+	float *back = dev_fetch(p.gpu, gx, room);
+	if (memcmp(back, x, n * sizeof(float)) != 0) /* NaN's bits too: both keep the input's */
+		compare("amp_unscale", back, x, n, 0, 0);
+	free(back), free(x);
+	GPU_FN(free)(p.gpu, gx);
+	pair_destroy(&p);
+}
+
+/*
+ * amp_unscale over one chunk, 13 (the last partial: 100003 values) and
+ * none, at YOLOv5's first inv_scale 2^-16, at exactly 1 (no multiply) and
+ * at 1/3 (a rounding multiply); inf and nan alone in the first, a middle
+ * or the last block, and in several at once.
+ */
+static void test_amp_unscale(void **state)
+{
+	(void)state;
+	const size_t n = 100003, chunk = TR_CUDA_SUM_CHUNK;
+	const size_t first[] = {3}, middle[] = {5 * chunk + 17}, last[] = {n - 1};
+	const size_t many[] = {n - 1, 5 * chunk + 17, 3, 9 * chunk};
+	const float inv_scales[] = {1.0f / 65536.0f, 1.0f, (float)(1.0 / 3.0)};
+	for (size_t k = 0; k < NSEEDS; k++)
+		for (size_t i = 0; i < sizeof(inv_scales) / sizeof(inv_scales[0]); i++) {
+			float inv = inv_scales[i];
+			amp_unscale_one(seeds[k], n, inv, NULL, 0);
+			amp_unscale_one(seeds[k], n, inv, first, 1);
+			amp_unscale_one(seeds[k], n, inv, middle, 1);
+			amp_unscale_one(seeds[k], n, inv, last, 1);
+			amp_unscale_one(seeds[k], n, inv, many, 4);
+			amp_unscale_one(seeds[k], chunk, inv, (const size_t[]){chunk - 1}, 1);
+			amp_unscale_one(seeds[k], 1, inv, NULL, 0);
+			amp_unscale_one(seeds[k], 0, inv, NULL, 0);
+		}
+}
+
 /* Fail unless |got - want| <= rtol |want|; print the relative difference. */
 static void compare_double(const char *what, double got, double want, double rtol)
 {
@@ -1213,6 +1273,7 @@ static void test_round_half(void **state)
 	X(detect_permute_backward)                                                                 \
 	X(detect_decode)                                                                           \
 	X(optim_update)                                                                            \
+	X(amp_unscale)                                                                             \
 	X(sum_squares)                                                                             \
 	X(scale)                                                                                   \
 	X(ema_update)                                                                              \
@@ -1284,6 +1345,11 @@ static void test_errors(void **state)
 	    strstr(err.msg, "bn_channel_affine: output has shape 1x2x4x2, expected 1x2x4x4"));
 	assert_int_equal(p.gpu->ops->bn_channel_sums(p.gpu, &a, &b, NULL, NULL, &err), -1);
 	assert_non_null(strstr(err.msg, "bn_channel_sums: dy has shape 1x2x4x2, expected 1x2x4x4"));
+	int found = 0;
+	assert_int_equal(p.gpu->ops->amp_unscale(p.gpu, buf, 0.0f, 64, &found, &err), -1);
+	assert_non_null(strstr(err.msg, "amp_unscale: inv_scale 0 (must be positive and finite)"));
+	assert_int_equal(p.cpu->ops->amp_unscale(p.cpu, buf, INFINITY, 64, &found, &err), -1);
+	assert_non_null(strstr(err.msg, "amp_unscale: inv_scale inf"));
 	GPU_FN(free)(p.gpu, buf);
 	pair_destroy(&p);
 }
@@ -1306,15 +1372,25 @@ int main(void)
 	tr_backend_destroy(probe);
 #endif
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bn_forward),	   cmocka_unit_test(test_bn_backward),
-	    cmocka_unit_test(test_bn_channel),	   cmocka_unit_test(test_sync_bn),
-	    cmocka_unit_test(test_elementwise),	   cmocka_unit_test(test_maxpool),
-	    cmocka_unit_test(test_upsample),	   cmocka_unit_test(test_concat),
-	    cmocka_unit_test(test_detect_decode),  cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_conv),	   cmocka_unit_test(test_detect_permute),
-	    cmocka_unit_test(test_optim_update),   cmocka_unit_test(test_norm_scale_ema),
-	    cmocka_unit_test(test_loss_obj_dense), cmocka_unit_test(test_resize_bilinear),
-	    cmocka_unit_test(test_images_quad),	   cmocka_unit_test(test_round_half),
+	    cmocka_unit_test(test_bn_forward),
+	    cmocka_unit_test(test_bn_backward),
+	    cmocka_unit_test(test_bn_channel),
+	    cmocka_unit_test(test_sync_bn),
+	    cmocka_unit_test(test_elementwise),
+	    cmocka_unit_test(test_maxpool),
+	    cmocka_unit_test(test_upsample),
+	    cmocka_unit_test(test_concat),
+	    cmocka_unit_test(test_detect_decode),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_conv),
+	    cmocka_unit_test(test_detect_permute),
+	    cmocka_unit_test(test_optim_update),
+	    cmocka_unit_test(test_amp_unscale),
+	    cmocka_unit_test(test_norm_scale_ema),
+	    cmocka_unit_test(test_loss_obj_dense),
+	    cmocka_unit_test(test_resize_bilinear),
+	    cmocka_unit_test(test_images_quad),
+	    cmocka_unit_test(test_round_half),
 	    cmocka_unit_test(test_table_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

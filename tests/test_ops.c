@@ -841,6 +841,48 @@ static void test_optimizer_ops(void **state)
 	tr_backend_destroy(b);
 }
 
+/*
+ * The loss scaler's unscale (amp_unscale) against formula.h's
+ * tr_f_amp_unscale loop, threaded (2 threads, n above the threshold): the
+ * values bit for bit, found_inf assigned (0 on clean input, whatever it
+ * held), set by an inf or a nan in either thread's half, and a bad
+ * inv_scale refused.
+ */
+static void test_amp_unscale(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct rng rng = {17};
+	const size_t n = 70000;
+	const size_t where[] = {(size_t)-1, 5, n - 1};
+	const float bad[] = {0.0f, NAN, INFINITY};
+	const float inv_scales[] = {1.0f / 65536.0f, 1.0f, 0.3f};
+	float *grad = rand_buf(n, &rng), *want = malloc(n * sizeof(float));
+	assert_non_null(want);
+	for (size_t w = 0; w < UT_ARRAY_LEN(where); w++)
+		for (size_t i = 0; i < UT_ARRAY_LEN(inv_scales); i++) {
+			float *x = copy_buf(grad, n);
+			if (where[w] < n)
+				x[where[w]] = bad[w];
+			int want_found = 0, found = 7;
+			for (size_t k = 0; k < n; k++)
+				want[k] = tr_f_amp_unscale(x[k], inv_scales[i], &want_found);
+			OK(b->ops->amp_unscale(b, x, inv_scales[i], n, &found, &ok_err));
+			assert_int_equal(found, where[w] < n);
+			assert_int_equal(found, want_found);
+			assert_memory_equal(x, want, n * sizeof(float));
+			free(x);
+		}
+	struct ut_err err = {{0}};
+	int found = 0;
+	assert_int_equal(b->ops->amp_unscale(b, grad, -1.0f, n, &found, &err), -1);
+	assert_string_equal(err.msg, "amp_unscale: inv_scale -1 (must be positive and finite)");
+	assert_int_equal(b->ops->amp_unscale(b, grad, 1.0f, n, NULL, &err), -1);
+	free(grad);
+	free(want);
+	tr_backend_destroy(b);
+}
+
 /* Input bytes to floats and the half rounding, element by element as formula.h says. */
 static void test_conversion_ops(void **state)
 {
@@ -1069,6 +1111,7 @@ int main(void)
 	    cmocka_unit_test(test_maxpool),
 	    cmocka_unit_test(test_maxpool_ties_and_padding),
 	    cmocka_unit_test(test_optimizer_ops),
+	    cmocka_unit_test(test_amp_unscale),
 	    cmocka_unit_test(test_conversion_ops),
 	    cmocka_unit_test(test_detect_permute),
 	    cmocka_unit_test(test_detect_decode),

@@ -22,6 +22,23 @@
  * are printed with 5 significant digits). Teeth: the same run with
  * weight_decay 0.0006 or lr0 0.011 must fail the comparison.
  *
+ * The loss scaler (amp.h) in the same run, 2 epochs (4 optimizer steps),
+ * every step reported through the test hooks (train.h):
+ *   - fp32 with the scaler on (amp_fp32_scaler, scale 2^16) against the
+ *     scaler off: parameters, EMA and the batch losses bit for bit after
+ *     every step, then every tensor of last.safetensors (momentum and BN
+ *     statistics too) and results.csv byte for byte. Scaling by a power of
+ *     two and back is exact in fp32 barring overflow and underflow.
+ *   - an inf injected into one gradient before step 2: step 2 is skipped
+ *     (parameters memcmp-equal to step 1's), the scale halves to 2^15, the
+ *     growth tracker is 0, the EMA is still updated (its count advances and
+ *     its values move), and steps 3 and 4 run.
+ *   - --amp fp16 on the CPU trains in fp32 without a scaler, as YOLOv5's
+ *     check_amp (the same parameters as off); fp16 and bf16 with --device 0
+ *     are refused in one line before anything is written.
+ * Teeth, tried by hand: no EMA update on a skipped step, or the backward's
+ * seed left unscaled, make these fail.
+ *
  * YE_SOURCE_ROOT unset is a failure, not a skip.
  */
 #include <math.h>
@@ -150,9 +167,9 @@ static void write_data(struct paths *p, const struct tr_st_file *golden)
 	write_file(p->data, text);
 }
 
-/* One epoch of yolo-train as the golden's train.py run, into work/<name>. */
-static void train(const struct paths *p, const struct tr_st_file *golden, const char *name,
-		  const char *hyp)
+/* The options of one epoch of yolo-train as the golden's train.py run, into work/<name>. */
+static void golden_opts(const struct paths *p, const struct tr_st_file *golden, const char *name,
+			const char *hyp, struct tr_train_opts *opts)
 {
 	struct tr_train_opts o;
 	tr_train_defaults(&o);
@@ -171,9 +188,23 @@ static void train(const struct paths *p, const struct tr_st_file *golden, const 
 	o.project = p->work;
 	o.name = name;
 	o.exist_ok = true;
+	*opts = o;
+}
+
+static void run_train(const struct tr_train_opts *o)
+{
 	struct ut_err err = {{0}};
-	if (tr_train(&o, &err) != 0)
-		fail_msg("training %s: %s", name, err.msg);
+	if (tr_train(o, &err) != 0)
+		fail_msg("training %s: %s", o->name, err.msg);
+}
+
+/* One epoch of yolo-train as the golden's train.py run, into work/<name>. */
+static void train(const struct paths *p, const struct tr_st_file *golden, const char *name,
+		  const char *hyp)
+{
+	struct tr_train_opts o;
+	golden_opts(p, golden, name, hyp, &o);
+	run_train(&o);
 }
 
 /* The golden's sampling: count = min(n, samples) values at i * (n / count). */
@@ -371,11 +402,241 @@ static void test_other_hyps_fail(void **state)
 	tr_st_close(golden);
 }
 
+/* ------------------------------------------------------------------------ */
+/* the loss scaler                                                           */
+
+#define MAX_STEPS 8
+
+/* One step's report, its arrays copied. */
+struct step_copy {
+	struct tr_train_step_report report;
+	float *params, *ema;
+};
+
+/* What the after_step hook saw, step by step. */
+struct step_log {
+	int count;
+	bool overflow;
+	struct step_copy at[MAX_STEPS];
+};
+
+static float *copy_floats(const float *src, size_t n)
+{
+	float *p = malloc(n * sizeof(*p));
+	if (p != NULL)
+		memcpy(p, src, n * sizeof(*p));
+	return p;
+}
+
+/* tr_train_hooks.after_step: keep a copy (no cmocka failure inside tr_train). */
+static void record_step(void *ctx, const struct tr_train_step_report *report)
+{
+	struct step_log *log = ctx;
+	if (log->count == MAX_STEPS) {
+		log->overflow = true;
+		return;
+	}
+	struct step_copy *c = &log->at[log->count++];
+	c->report = *report;
+	c->params = copy_floats(report->params, report->nparam_values);
+	c->ema = copy_floats(report->ema_params, report->nparam_values);
+	c->report.params = c->report.ema_params = NULL;
+}
+
+static void step_log_free(struct step_log *log)
+{
+	for (int i = 0; i < log->count; i++) {
+		free(log->at[i].params);
+		free(log->at[i].ema);
+	}
+}
+
+/* Two epochs of the golden run into work/<name>, every step recorded into log. */
+static void train_logged(const struct paths *p, const struct tr_st_file *golden, const char *name,
+			 const char *hyp, bool scaler, long inf_at_step, enum tr_amp_mode amp,
+			 struct step_log *log)
+{
+	struct tr_train_opts o;
+	golden_opts(p, golden, name, hyp, &o);
+	struct tr_train_hooks hooks = {
+	    .inf_at_step = inf_at_step, .after_step = record_step, .ctx = log};
+	o.epochs = 2;
+	o.amp_fp32_scaler = scaler;
+	o.amp = amp;
+	o.hooks = &hooks;
+	memset(log, 0, sizeof(*log));
+	run_train(&o);
+	assert_false(log->overflow);
+	for (int i = 0; i < log->count; i++)
+		assert_true(log->at[i].params != NULL && log->at[i].ema != NULL);
+	print_message("%s: %d optimizer steps\n", name, log->count);
+}
+
+static bool same_floats(const float *a, const float *b, size_t n)
+{
+	return memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+/* Every step of two runs: parameters, EMA and the batch's losses equal bit for bit. */
+static void assert_same_steps(const struct step_log *a, const struct step_log *b)
+{
+	assert_int_equal(a->count, b->count);
+	for (int i = 0; i < a->count; i++) {
+		const struct step_copy *x = &a->at[i], *y = &b->at[i];
+		size_t n = x->report.nparam_values;
+		assert_int_equal(n, y->report.nparam_values);
+		if (!same_floats(x->params, y->params, n) || !same_floats(x->ema, y->ema, n) ||
+		    memcmp(x->report.loss_items, y->report.loss_items, sizeof(float[3])) != 0)
+			fail_msg("step %d: parameters, EMA or loss differ", i + 1);
+		assert_int_equal(x->report.ema_updates, y->report.ema_updates);
+	}
+}
+
+/* Every tensor of two runs' last.safetensors equal byte for byte, and their results.csv. */
+static void assert_same_files(const struct paths *p, const char *name_a, const char *name_b)
+{
+	char path_a[PATH_LEN + 64], path_b[PATH_LEN + 64];
+	struct ut_err err = {{0}};
+	struct tr_st_file *a = NULL, *b = NULL;
+	snprintf(path_a, sizeof(path_a), "%s/%s/weights/last.safetensors", p->work, name_a);
+	snprintf(path_b, sizeof(path_b), "%s/%s/weights/last.safetensors", p->work, name_b);
+	if (tr_st_open(path_a, &a, &err) != 0 || tr_st_open(path_b, &b, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(tr_st_count(a), tr_st_count(b));
+	for (size_t i = 0; i < tr_st_count(a); i++) {
+		const struct tr_st_tensor *t = tr_st_tensor_at(a, i);
+		const struct tr_st_tensor *u = tr_st_find(b, t->name);
+		if (u == NULL || u->nbytes != t->nbytes || memcmp(t->data, u->data, t->nbytes) != 0)
+			fail_msg("%s differs between %s and %s", t->name, name_a, name_b);
+	}
+	print_message("%s and %s: all %zu tensors of last.safetensors equal\n", name_a, name_b,
+		      tr_st_count(a));
+	tr_st_close(a);
+	tr_st_close(b);
+	char *text_a, *text_b;
+	size_t len_a, len_b;
+	snprintf(path_a, sizeof(path_a), "%s/%s/results.csv", p->work, name_a);
+	snprintf(path_b, sizeof(path_b), "%s/%s/results.csv", p->work, name_b);
+	if (ut_read_file(path_a, &text_a, &len_a, &err) != 0 ||
+	    ut_read_file(path_b, &text_b, &len_b, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(len_a, len_b);
+	assert_memory_equal(text_a, text_b, len_a);
+	free(text_a);
+	free(text_b);
+}
+
+/* fp32 with the scaler at 2^16 is fp32 without it, bit for bit. */
+static void test_scaler_fp32_bit_identical(void **state)
+{
+	struct paths *p = *state;
+	struct tr_st_file *golden = open_golden(p);
+	char hyp[PATH_LEN + 16];
+	snprintf(hyp, sizeof(hyp), "%s/hyp.yaml", p->work);
+	write_hyp(p, golden, hyp, NULL, NULL);
+	struct step_log off, scaled;
+	train_logged(p, golden, "off", hyp, false, 0, TR_AMP_OFF, &off);
+	train_logged(p, golden, "scaled", hyp, true, 0, TR_AMP_OFF, &scaled);
+	assert_true(off.count >= 3);
+	for (int i = 0; i < scaled.count; i++) {
+		const struct tr_train_step_report *r = &scaled.at[i].report;
+		assert_true(r->stepped && off.at[i].report.stepped);
+		assert_true(r->scale == 65536.0f && off.at[i].report.scale == 1.0f);
+		assert_int_equal(r->growth_tracker, i + 1);
+		assert_int_equal(r->steps_skipped, 0);
+	}
+	assert_same_steps(&off, &scaled);
+	assert_same_files(p, "off", "scaled");
+	step_log_free(&off);
+	step_log_free(&scaled);
+	tr_st_close(golden);
+}
+
+/* An inf gradient at step 2: skipped, scale halved, tracker reset, EMA still updated. */
+static void test_scaler_skips_inf_step(void **state)
+{
+	struct paths *p = *state;
+	struct tr_st_file *golden = open_golden(p);
+	char hyp[PATH_LEN + 16];
+	snprintf(hyp, sizeof(hyp), "%s/hyp.yaml", p->work);
+	write_hyp(p, golden, hyp, NULL, NULL);
+	struct step_log log;
+	train_logged(p, golden, "inf", hyp, true, 2, TR_AMP_OFF, &log);
+	assert_int_equal(log.count, 4);
+	const struct step_copy *s = log.at;
+	size_t n = s[0].report.nparam_values;
+	assert_true(s[0].report.stepped);
+	assert_true(s[0].report.scale == 65536.0f);
+	assert_int_equal(s[0].report.growth_tracker, 1);
+	/* step 2: skipped */
+	assert_false(s[1].report.stepped);
+	assert_true(same_floats(s[1].params, s[0].params, n));
+	assert_true(s[1].report.scale == 32768.0f);
+	assert_int_equal(s[1].report.growth_tracker, 0);
+	assert_int_equal(s[1].report.steps_skipped, 1);
+	assert_int_equal(s[1].report.ema_updates, s[0].report.ema_updates + 1);
+	assert_false(same_floats(s[1].ema, s[0].ema, n));
+	/* steps 3 and 4 run at the halved scale */
+	for (int i = 2; i < 4; i++) {
+		assert_true(s[i].report.stepped);
+		assert_false(same_floats(s[i].params, s[i - 1].params, n));
+		assert_true(s[i].report.scale == 32768.0f);
+		assert_int_equal(s[i].report.growth_tracker, i - 1);
+		assert_int_equal(s[i].report.steps_skipped, 1);
+		assert_int_equal(s[i].report.ema_updates, s[i - 1].report.ema_updates + 1);
+	}
+	for (size_t k = 0; k < n; k++)
+		if (!isfinite(s[3].params[k]) || !isfinite(s[3].ema[k]))
+			fail_msg("value %zu not finite after the skipped step", k);
+	step_log_free(&log);
+	tr_st_close(golden);
+}
+
+/* --amp fp16 on the CPU is fp32 without a scaler (check_amp); on a GPU it is refused. */
+static void test_amp_option(void **state)
+{
+	struct paths *p = *state;
+	struct tr_st_file *golden = open_golden(p);
+	char hyp[PATH_LEN + 16];
+	snprintf(hyp, sizeof(hyp), "%s/hyp.yaml", p->work);
+	write_hyp(p, golden, hyp, NULL, NULL);
+	struct step_log off, cpu_fp16;
+	train_logged(p, golden, "off", hyp, false, 0, TR_AMP_OFF, &off);
+	train_logged(p, golden, "cpu_fp16", hyp, false, 0, TR_AMP_FP16, &cpu_fp16);
+	for (int i = 0; i < cpu_fp16.count; i++)
+		assert_true(cpu_fp16.at[i].report.scale == 1.0f);
+	assert_same_steps(&off, &cpu_fp16);
+	step_log_free(&off);
+	step_log_free(&cpu_fp16);
+	const enum tr_amp_mode modes[] = {TR_AMP_FP16, TR_AMP_BF16};
+	for (size_t i = 0; i < 2; i++) {
+		struct tr_train_opts o;
+		char dir[PATH_LEN + 64];
+		golden_opts(p, golden, "gpu_amp", hyp, &o);
+		o.device = "0";
+		o.amp = modes[i];
+		struct ut_err err = {{0}};
+		assert_int_equal(tr_train(&o, &err), -1);
+		print_message("--amp %s --device 0: %s\n", tr_amp_mode_name(modes[i]), err.msg);
+		char want[128];
+		snprintf(want, sizeof(want), "--amp %s: fp16/bf16 kernels are not built yet",
+			 tr_amp_mode_name(modes[i]));
+		assert_non_null(strstr(err.msg, want));
+		assert_null(strchr(err.msg, '\n'));
+		snprintf(dir, sizeof(dir), "%s/gpu_amp", p->work);
+		assert_int_equal(access(dir, F_OK), -1);
+	}
+	tr_st_close(golden);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_two_steps_match_train_py, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_hyps_fail, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_scaler_fp32_bit_identical, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_scaler_skips_inf_step, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_amp_option, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,9 +33,21 @@
  * other ranks' running statistics change nothing; parameters and optimizer
  * state stay identical on every rank.
  *
- * Test hook (not in --help): tr_train_opts.cpu_ranks, set by yolo-train
+ * The loss scaler (amp.h, torch's GradScaler) is in the step as train.py
+ * has it: the backward's seed is the scale (scaler.scale(loss).backward()),
+ * and every `accumulate` batches the gradients are unscaled and checked
+ * for inf/nan on the backend (scaler.unscale_), clipped, the optimizer
+ * steps unless inf/nan was found (scaler.step), the scale backs off or
+ * grows (scaler.update), the gradients are zeroed, and the EMA is updated
+ * even after a skipped step, as YOLOv5 calls ema.update regardless. It is
+ * on only for fp16, which has no kernels yet (see train.h's amp), or for
+ * tests (amp_fp32_scaler); off, the step is the plain fp32 one. Checkpoints
+ * do not keep its state: YOLOv5 v7.0's do not either.
+ *
+ * Test hooks (not in --help): tr_train_opts.cpu_ranks, set by yolo-train
  * from $YE_DDP_CPU_RANKS, runs N ranks on the CPU backend with the thread
- * communicator of comm.h.
+ * communicator of comm.h; tr_train_opts.hooks injects an inf gradient and
+ * reports every optimizer step (train.h).
  */
 #include "train.h"
 
@@ -110,10 +122,12 @@ struct tr_run {
 	enum tr_optim_kind kind;
 	struct tr_optim_sched sched;
 	struct tr_optim_ema ema_state;
-	long steps;		/* optimizer steps so far (Adam's bias correction) */
-	float *slot0, *slot1;	/* optimizer state, the layout of model->params (device) */
-	float *host_slot[2];	/* their host mirror, for checkpoints */
-	bool *frozen;		/* per tensor of model->tensors */
+	long steps;		     /* optimizer steps so far (Adam's bias correction) */
+	long steps_due;		     /* optimizer steps due so far, skipped ones included */
+	struct tr_amp_scaler scaler; /* GradScaler: enabled for fp16 (and amp_fp32_scaler) */
+	float *slot0, *slot1;	     /* optimizer state, the layout of model->params (device) */
+	float *host_slot[2];	     /* their host mirror, for checkpoints */
+	bool *frozen;		     /* per tensor of model->tensors */
 	uint8_t *images_u8;	/* one batch as the loader made it, [batch, 3, h, w] (device) */
 	float *images;		/* the same as floats / 255 (device) */
 	float *dev_scaled;	/* --quad: [batch / 4, 3, 2h, 2w]; --multi-scale: the batch
@@ -945,11 +959,66 @@ static int log_params_checksum(struct tr_run *run, struct ut_err *err)
 	return 0;
 }
 
+/* The hooks' fault injection: the middle gradient becomes inf before this step's unscale. */
+static int inject_inf(struct tr_run *run, struct ut_err *err)
+{
+	const struct tr_train_hooks *hooks = run->opts->hooks;
+	struct tr_model *m = run->model;
+	const float inf = INFINITY;
+	if (hooks == NULL || hooks->inf_at_step != run->steps_due)
+		return 0;
+	return run->backend->ops->upload(run->backend, m->grads + m->nparam_values / 2, &inf,
+					 sizeof(inf), err);
+}
+
 /*
- * The optimizer step on the backend: clip (clip_grad_norm_), update the
- * unfrozen parameters, zero the gradients, EMA.
+ * scaler.unscale_(optimizer): every gradient times 1 / scale on the
+ * backend, its inf/nan check recorded in the scaler. Nothing when off.
  */
-static int optimizer_step(struct tr_run *run, struct ut_err *err)
+static int unscale_grads(struct tr_run *run, struct ut_err *err)
+{
+	struct tr_model *m = run->model;
+	int found_inf;
+	if (!run->scaler.enabled)
+		return 0;
+	if (run->backend->ops->amp_unscale(run->backend, m->grads, tr_amp_inv_scale(&run->scaler),
+					   m->nparam_values, &found_inf, err) != 0)
+		return -1;
+	return tr_amp_record_unscaled(&run->scaler, found_inf, err);
+}
+
+/* The hooks' report of the step just made (rank 0, which keeps the EMA). */
+static int report_step(struct tr_run *run, bool stepped, const float items[3], struct ut_err *err)
+{
+	const struct tr_train_hooks *hooks = run->opts->hooks;
+	if (hooks == NULL || hooks->after_step == NULL || run->ema == NULL)
+		return 0;
+	if (tr_model_download(run->model, err) != 0 || tr_model_download(run->ema, err) != 0)
+		return -1;
+	struct tr_train_step_report report = {
+	    .step = run->steps_due,
+	    .stepped = stepped,
+	    .scale = run->scaler.enabled ? run->scaler.scale : 1.0f,
+	    .growth_tracker = run->scaler.growth_tracker,
+	    .steps_skipped = run->scaler.steps_skipped,
+	    .ema_updates = run->ema_state.updates,
+	    .params = run->model->host_params,
+	    .ema_params = run->ema->host_params,
+	    .nparam_values = run->model->nparam_values,
+	};
+	memcpy(report.loss_items, items, sizeof(report.loss_items));
+	hooks->after_step(hooks->ctx, &report);
+	return 0;
+}
+
+/*
+ * The optimizer step on the backend, in train.py's order: unscale
+ * (scaler.unscale_), clip (clip_grad_norm_), update the unfrozen parameters
+ * unless the scaler found inf/nan (scaler.step), the scaler's update, zero
+ * the gradients, EMA (after a skipped step too). items: the batch's loss
+ * items, for the test hooks' report.
+ */
+static int optimizer_step(struct tr_run *run, const float items[3], struct ut_err *err)
 {
 	struct tr_model *m = run->model;
 	struct tr_backend *be = run->backend;
@@ -962,14 +1031,20 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 		if (run->frozen[t] && ops->memset(be, m->tensors[t].grad, 0,
 						  m->tensors[t].numel * sizeof(float), err) != 0)
 			return -1;
+	run->steps_due++;
+	if (inject_inf(run, err) != 0 || unscale_grads(run, err) != 0)
+		return -1;
 	double sum_squares;
 	if (ops->sum_squares(be, m->grads, m->nparam_values, &sum_squares, err) != 0)
 		return -1;
 	float coef = tr_optim_clip_coef(sum_squares, TR_OPTIM_MAX_GRAD_NORM);
 	if (coef < 1.0f && ops->scale(be, m->grads, coef, m->nparam_values, err) != 0)
 		return -1;
-	run->steps++;
-	for (int t = 0; t < m->ntensors; t++) {
+	int do_step;
+	if (tr_amp_step(&run->scaler, NULL, 0, &do_step, err) != 0)
+		return -1;
+	run->steps += do_step;
+	for (int t = 0; do_step && t < m->ntensors; t++) {
 		const struct tr_tensor_spec *spec = &m->tensors[t];
 		if (spec->kind != TR_TENSOR_PARAM || run->frozen[t])
 			continue;
@@ -981,7 +1056,8 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 				      spec->numel, err) != 0)
 			return -1;
 	}
-	if (ops->memset(be, m->grads, 0, m->nparam_values * sizeof(float), err) != 0)
+	if (tr_amp_update(&run->scaler, err) != 0 ||
+	    ops->memset(be, m->grads, 0, m->nparam_values * sizeof(float), err) != 0)
 		return -1;
 	if (run->comm != NULL && ut_log_enabled(UT_LOG_DEBUG) && log_params_checksum(run, err) != 0)
 		return -1;
@@ -994,7 +1070,7 @@ static int optimizer_step(struct tr_run *run, struct ut_err *err)
 	    ops->ema_update(be, run->ema->buffers, m->buffers, keep, take, m->nbuffer_values,
 			    err) != 0)
 		return -1;
-	return 0;
+	return report_step(run, do_step, items, err);
 }
 
 /*
@@ -1139,6 +1215,10 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 			return -1;
 		if (run->opts->quad && be->ops->scale(be, run->grad_out[l], 4.0f, values, err) != 0)
 			return -1;
+		/* scaler.scale(loss).backward(): the backward's seed is the scale */
+		if (run->scaler.enabled &&
+		    be->ops->scale(be, run->grad_out[l], run->scaler.scale, values, err) != 0)
+			return -1;
 	}
 	if (!isfinite(result.loss))
 		return ut_err_set(err,
@@ -1149,7 +1229,7 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 				  (double)result.items[2]);
 	if (tr_model_backward(m, run->backend, (const float *const *)run->grad_out, err) != 0)
 		return -1;
-	if (tr_optim_sched_step_due(&run->sched, ni) && optimizer_step(run, err) != 0)
+	if (tr_optim_sched_step_due(&run->sched, ni) && optimizer_step(run, result.items, err) != 0)
 		return -1;
 	memcpy(items, result.items, sizeof(result.items));
 	return 0;
@@ -1542,6 +1622,8 @@ static int setup(struct tr_run *run, struct ut_err *err)
 	bool zero = run->rank == 0;
 	size_t hyp_len;
 	if (check_opts(o, err) != 0 || tr_optim_kind_parse(o->optimizer, &run->kind, err) != 0 ||
+	    tr_amp_scaler_init(&run->scaler, o->amp_fp32_scaler ? TR_AMP_FP16 : TR_AMP_OFF, NULL,
+			       err) != 0 ||
 	    ut_read_file(o->hyp, &run->hyp_text, &hyp_len, err) != 0 ||
 	    load_hyp(run, run->hyp_text, hyp_len, o->hyp, err) != 0 ||
 	    (zero && make_dirs(run, err) != 0))
@@ -1649,6 +1731,11 @@ static int train_rank(const struct tr_train_opts *opts, int rank, int world, str
 		if (rc == 0 && stop)
 			break;
 	}
+	if (rc == 0 && rank == 0 && run.scaler.enabled)
+		ut_log(UT_LOG_INFO,
+		       "loss scaler: %lld of %ld optimizer steps skipped (inf/nan), scale %g",
+		       (long long)run.scaler.steps_skipped, run.steps_due,
+		       (double)run.scaler.scale);
 	if (rc == 0 && rank == 0)
 		ut_log(UT_LOG_INFO, "%ld epochs completed in %.3f hours; results in %s",
 		       epoch - run.start_epoch + (epoch < run.epochs ? 1 : 0),
@@ -1751,11 +1838,36 @@ static int train_ddp(const struct tr_train_opts *opts, int world, bool gpu, stru
 	return jobs[0].rc;
 }
 
+/*
+ * --amp as YOLOv5's check_amp decides it: AMP only on CUDA devices, so
+ * fp16 and bf16 on the CPU train in fp32 (one warning says so); on GPUs
+ * they are refused, as there are no fp16/bf16 kernels yet.
+ */
+static int check_amp(const struct tr_train_opts *o, struct ut_err *err)
+{
+	bool gpu = o->device[0] != '\0' && strcmp(o->device, "cpu") != 0;
+	const char *mode = tr_amp_mode_name(o->amp);
+	if (o->amp == TR_AMP_OFF)
+		return 0;
+	if (gpu)
+		return ut_err_set(err,
+				  "--amp %s: fp16/bf16 kernels are not built yet, the CUDA "
+				  "backend trains in fp32 only; use --amp off",
+				  mode);
+	ut_log(UT_LOG_WARN,
+	       "--amp %s: AMP runs only on CUDA devices (YOLOv5's check_amp), so the CPU trains "
+	       "in fp32 without a loss scaler",
+	       mode);
+	return 0;
+}
+
 int tr_train(const struct tr_train_opts *opts, struct ut_err *err)
 {
 	int world;
 	bool gpu, ddp;
-	if (check_opts(opts, err) != 0 || ddp_world(opts, &world, &gpu, &ddp, err) != 0)
+	/* --amp first: its refusal on a GPU does not depend on the GPU being usable */
+	if (check_amp(opts, err) != 0 || check_opts(opts, err) != 0 ||
+	    ddp_world(opts, &world, &gpu, &ddp, err) != 0)
 		return -1;
 	if (!ddp)
 		return train_rank(opts, 0, 1, NULL, err);

@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "amp.h"
 #include "loader.h"
 #include "loss.h"
 #include "meta.h"
@@ -38,6 +39,8 @@
 
 #define TR_TRAIN_STOPPED 1 /* tr_train's return when *stop became non-zero */
 #define TR_TRAIN_MAX_FREEZE 64
+
+struct tr_train_hooks;
 
 struct tr_train_opts {
 	const char *weights; /* "" or a .safetensors to start from (or to resume) */
@@ -69,6 +72,46 @@ struct tr_train_opts {
 	 * backend, threads with the thread communicator (yolo-train: $YE_DDP_CPU_RANKS);
 	 * 1 runs the DDP machinery over one rank, which must equal a plain run. */
 	long cpu_ranks;
+	/*
+	 * --amp (not a train.py option: YOLOv5 v7.0 decides by check_amp, fp16
+	 * with the loss scaler on CUDA, fp32 on the CPU). There are no fp16 or
+	 * bf16 kernels yet, so fp16 and bf16 are refused with --device GPU ids,
+	 * and on the CPU ignored with a warning (fp32, no scaler), as check_amp's
+	 * amp=False on the CPU.
+	 */
+	enum tr_amp_mode amp;
+	/*
+	 * Tests only (not a flag): fp32 compute with the dynamic loss scaler on,
+	 * as fp16 would run it (GradScaler's defaults: scale 65536 at the
+	 * start), so that the scaler's place in the step is tested on the CPU.
+	 */
+	bool amp_fp32_scaler;
+	const struct tr_train_hooks *hooks; /* tests only: NULL */
+};
+
+/* What a test sees after each optimizer step (rank 0; tr_train_hooks.after_step). */
+struct tr_train_step_report {
+	long step;		/* optimizer steps due so far, skipped ones included (1, 2, ...) */
+	bool stepped;		/* false: scaler.step skipped the optimizer (inf/nan gradients) */
+	float loss_items[3];	/* box, obj, cls loss of the batch that made the step due */
+	float scale;		/* the loss scaler after its update (1 when off) */
+	int32_t growth_tracker; /* its steps since the last inf/nan or growth */
+	int64_t steps_skipped;	/* its skipped steps so far */
+	long ema_updates;	/* ModelEMA.updates after this step's EMA update */
+	const float *params, *ema_params; /* host copies after the step and the EMA update */
+	size_t nparam_values;
+};
+
+/*
+ * Test hooks (tr_train_opts.hooks): inf_at_step > 0 makes one gradient (the
+ * middle value of the flat array) inf just before that optimizer step's
+ * unscale (fault injection); after_step, when set, is called after every
+ * optimizer step with ctx.
+ */
+struct tr_train_hooks {
+	long inf_at_step;
+	void (*after_step)(void *ctx, const struct tr_train_step_report *report);
+	void *ctx;
 };
 
 /* train.py's defaults: epochs 300, batch 16, imgsz 640, SGD, workers 8, ... */

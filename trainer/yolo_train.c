@@ -43,6 +43,8 @@ static int parse_freeze(void *target, const struct ut_cli_opt *opt, const char *
 			struct ut_err *err);
 static int parse_resume(void *target, const struct ut_cli_opt *opt, const char *text, int index,
 			struct ut_err *err);
+static int parse_amp(void *target, const struct ut_cli_opt *opt, const char *text, int index,
+		     struct ut_err *err);
 
 #define OFF(field) .offset = offsetof(struct args, opts.field)
 #define STR(field) .kind = UT_CLI_STRING, OFF(field), .empty_ok = true
@@ -102,6 +104,10 @@ static const struct ut_cli_opt options[] = {
     /* up to 2^32 - 1 as YOLOv5 (numpy's limit): --algorithm robust/halving give 31-bit seeds */
     {"seed", .kind = UT_CLI_LONG, OFF(seed), .lo = -1e9, .hi = 4294967295.0, .key = "seed",
      .help = "global training seed (0)"},
+    /* not a train.py option (YOLOv5 picks AMP by device), so not in opt.yaml */
+    {"amp", .kind = UT_CLI_CUSTOM, .parse = parse_amp,
+     .help = "off, fp16 or bf16 (off; fp16/bf16 kernels are not built yet: refused on a GPU, "
+	     "ignored on the CPU as YOLOv5 does)"},
     {"local_rank", .kind = UT_CLI_IGNORED, .key = "local_rank"},
     {"help", "h", .kind = UT_CLI_IGNORED, .help = "this text"},
 };
@@ -176,6 +182,14 @@ static int parse_resume(void *target, const struct ut_cli_opt *opt, const char *
 	a->opts.resume = true;
 	a->resume_path = text[0] != '\0' ? text : NULL;
 	return 0;
+}
+
+/* --amp off|fp16|bf16 (amp.h's tr_amp_parse names --amp and the value when it is neither) */
+static int parse_amp(void *target, const struct ut_cli_opt *opt, const char *text, int index,
+		     struct ut_err *err)
+{
+	struct tr_train_opts *o = target;
+	return tr_amp_parse(text, &o->amp, err);
 }
 
 /* YE_DDP_CPU_RANKS and YE_LOG_LEVEL (see the top of this file); err names a bad value. */

@@ -166,6 +166,8 @@ expect_error() {
 }
 expect_error 2 "unknown option '--bogus'" --bogus 1
 expect_error 2 "--epochs: 'x' is not an integer" --epochs x
+expect_error 2 "--amp: 'bogus' is not one of off, fp16, bf16" --amp bogus
+check_eq "  ... in one line" 1 "$(wc -l <"$WORK/bad.log")"
 expect_error 1 "no-such.yaml" --data "$WORK/no-such.yaml" --hyp "$BASE_HYP" --cfg "$CFG" --project "$WORK/runs"
 printf 'lr0: 0.01\n' >"$WORK/short.yaml"
 expect_error 1 "missing key" --data "$DATA" --hyp "$WORK/short.yaml" --cfg "$CFG" --project "$WORK/runs"
@@ -176,6 +178,10 @@ expect_error 1 "no CUDA backend\|CUDA: cannot use GPU 0: ." --data "$DATA" --hyp
 check "  ... and writes nothing" test ! -e "$WORK/cuda"
 check_eq "  ... in one line" 1 "$(wc -l <"$WORK/bad.log")"
 expect_error 1 "give cpu or GPU ids" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device gpu --project "$WORK/cuda"
+# no fp16/bf16 kernels yet: refused on a GPU (checked before the GPU itself), in one line
+expect_error 1 "--amp fp16: fp16/bf16 kernels are not built yet" --data "$DATA" --hyp "$BASE_HYP" --cfg "$CFG" --device 0 --amp fp16 --project "$WORK/amp"
+check "  ... and writes nothing" test ! -e "$WORK/amp"
+check_eq "  ... in one line" 1 "$(wc -l <"$WORK/bad.log")"
 
 section "yolo-evolve drives yolo-train (the native trainer)"
 run_ye "$WORK/evolve.log" --generations 2 --epochs 1 --batch-size 8 --imgsz 96 --data "$DATA" --cfg "$CFG" \

@@ -1199,7 +1199,7 @@ static int cpu_detect_decode(struct tr_backend *b, const struct tr_detect_level 
 }
 
 /* ------------------------------------------------------------------------ */
-/* optimizer: update, gradient norm, EMA (flat arrays, formula.h per element) */
+/* optimizer: update, amp unscale, gradient norm, EMA (formula.h per element) */
 
 static int cpu_optim_update(struct tr_backend *b, const struct tr_f_optim *step, float *param,
 			    const float *grad, float *slot0, float *slot1, size_t n,
@@ -1215,6 +1215,23 @@ static int cpu_optim_update(struct tr_backend *b, const struct tr_f_optim *step,
 		else
 			tr_f_sgd_update(step, &param[k], grad[k], &slot0[k]);
 	}
+	return 0;
+}
+
+/* every value multiplied in place; the flag is an OR, so the thread count cannot change it */
+static int cpu_amp_unscale(struct tr_backend *b, float *x, float inv_scale, size_t n,
+			   int *found_inf, struct ut_err *err)
+{
+	if (tr_amp_unscale_check("amp_unscale", inv_scale, found_inf, err) != 0)
+		return -1;
+	ptrdiff_t len = (ptrdiff_t)n;
+	int found = 0;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)     \
+    reduction(|                                                                                    \
+	      : found)
+	for (ptrdiff_t k = 0; k < len; k++)
+		x[k] = tr_f_amp_unscale(x[k], inv_scale, &found);
+	*found_inf = found;
 	return 0;
 }
 
@@ -1407,6 +1424,7 @@ static const struct tr_ops cpu_ops = {
     .detect_permute_backward = cpu_detect_permute_backward,
     .detect_decode = cpu_detect_decode,
     .optim_update = cpu_optim_update,
+    .amp_unscale = cpu_amp_unscale,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .ema_update = cpu_ema_update,

@@ -654,7 +654,7 @@ static int cuda_detect_decode(struct tr_backend *b, const struct tr_detect_level
 }
 
 /* ------------------------------------------------------------------------ */
-/* optimizer: update, gradient norm, EMA (flat arrays, formula.h per element) */
+/* optimizer: update, amp unscale, gradient norm, EMA (formula.h per element) */
 
 static int cuda_optim_update(struct tr_backend *b, const struct tr_f_optim *step, float *param,
 			     const float *grad, float *slot0, float *slot1, size_t n,
@@ -664,6 +664,28 @@ static int cuda_optim_update(struct tr_backend *b, const struct tr_f_optim *step
 		return ut_err_set(err, "optim_update: Adam needs exp_avg_sq (slot1)");
 	LAUNCH_CHECK("optim_update", TR_CUDA_SYM(optim_update)(&state_of(b)->stream, step, param,
 							       grad, slot0, slot1, n));
+	return 0;
+}
+
+/*
+ * The values as the CPU's, bit for bit; the count of inf and nan values
+ * summed per chunk, then over the chunks (kernels.h TR_CUDA_SUM_CHUNK), and
+ * downloaded: one double, which waits for the stream.
+ */
+static int cuda_amp_unscale(struct tr_backend *b, float *x, float inv_scale, size_t n,
+			    int *found_inf, struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+	if (tr_amp_unscale_check("amp_unscale", inv_scale, found_inf, err) != 0 ||
+	    workspace_reserve(b, tr_cuda_sum_workspace_bytes(n), err) != 0)
+		return -1;
+	double *partial = (double *)st->workspace, nonfinite = 0;
+	LAUNCH_CHECK("amp_unscale",
+		     TR_CUDA_SYM(amp_unscale)(&st->stream, x, inv_scale, n, partial));
+	if (TR_CUDA_SYM(download)(b, &nonfinite, partial + tr_cuda_sum_chunks(n), sizeof(nonfinite),
+				  err) != 0)
+		return -1;
+	*found_inf = nonfinite > 0;
 	return 0;
 }
 
@@ -801,6 +823,7 @@ static const struct tr_ops cuda_ops = {
     .detect_permute_backward = cuda_detect_permute_backward,
     .detect_decode = cuda_detect_decode,
     .optim_update = cuda_optim_update,
+    .amp_unscale = cuda_amp_unscale,
     .sum_squares = cuda_sum_squares,
     .scale = cuda_scale,
     .ema_update = cuda_ema_update,

@@ -9,11 +9,12 @@
  *
  * Matching the CPU: each element goes through the same IEEE operations in
  * the same order as trainer/cpu/ops.c (formula.h for SiLU, the optimizer,
- * the EMA, the loss's objectness cell, bilinear sampling, input bytes and
- * half rounding; the same double-precision per-channel algebra for batch
- * norm), so element-wise ops, pooling, upsampling, concat, Detect's permute
- * and decode, the optimizer, resize and collate are bit-identical where the
- * math library agrees. Batch norm's statistics, dbias, sum_squares and the
+ * the loss scaler's unscale, the EMA, the loss's objectness cell, bilinear
+ * sampling, input bytes and half rounding; the same double-precision
+ * per-channel algebra for batch norm), so element-wise ops, pooling,
+ * upsampling, concat, Detect's permute and decode, the optimizer, the
+ * unscale (its inf/nan flag a count summed exactly), resize and collate are
+ * bit-identical where the math library agrees. Batch norm's statistics, dbias, sum_squares and the
  * dense objectness loss are sums in double in a different (but fixed)
  * order, so they agree to double rounding and the outputs to about an ulp
  * (equal bits at every shape test_cuda_ops tries but for those double sums,
@@ -727,7 +728,7 @@ extern "C" int TR_CUDA_SYM(detect_decode)(struct tr_cuda_stream *s, const struct
 }
 
 /* ------------------------------------------------------------------------ */
-/* optimizer: update, gradient norm, EMA (flat arrays, formula.h per element) */
+/* optimizer: update, amp unscale, gradient norm, EMA (formula.h per element) */
 
 /* One element a thread: tr_f_sgd_update or tr_f_adam_update, as the CPU loop. */
 __global__ static void optim_update_kernel(struct tr_f_optim step, float *param, const float *grad,
@@ -750,11 +751,12 @@ extern "C" int TR_CUDA_SYM(optim_update)(struct tr_cuda_stream *s, const struct 
 }
 
 /*
- * The flat reductions (sum_squares, loss_obj_dense) in two passes, as batch
- * norm's: block b sums the values of chunk b (TR_CUDA_SUM_CHUNK values, each
- * thread a fixed stride, then block_sum's tree) into partial[b]; one block
- * then sums the partials the same way into partial[chunks]. The order is
- * fixed by the chunk size and the block size, not by the GPU.
+ * The flat reductions (amp_unscale's inf/nan count, sum_squares,
+ * loss_obj_dense) in two passes, as batch norm's: block b sums the values
+ * of chunk b (TR_CUDA_SUM_CHUNK values, each thread a fixed stride, then
+ * block_sum's tree) into partial[b]; one block then sums the partials the
+ * same way into partial[chunks]. The order is fixed by the chunk size and
+ * the block size, not by the GPU.
  */
 __global__ static void sum_partials_kernel(double *partial, size_t chunks)
 {
@@ -765,6 +767,40 @@ __global__ static void sum_partials_kernel(double *partial, size_t chunks)
 	v = block_sum(v, scratch);
 	if (threadIdx.x == 0)
 		partial[chunks] = v;
+}
+
+/*
+ * The loss scaler's unscale: every value of the chunk multiplied in place
+ * (tr_f_amp_unscale, as the CPU loop), and partial[chunk] = how many of
+ * them were inf or nan. sum_partials_kernel then adds the chunks' counts,
+ * so an inf in any block reaches the total, without atomics.
+ */
+__global__ static void amp_unscale_kernel(float *x, float inv_scale, size_t count, double *partial)
+{
+	__shared__ double scratch[33];
+	size_t lo = (size_t)blockIdx.x * TR_CUDA_SUM_CHUNK;
+	size_t hi = lo + TR_CUDA_SUM_CHUNK < count ? lo + TR_CUDA_SUM_CHUNK : count;
+	double nonfinite = 0;
+	for (size_t k = lo + threadIdx.x; k < hi; k += blockDim.x) {
+		int found = 0;
+		x[k] = tr_f_amp_unscale(x[k], inv_scale, &found);
+		nonfinite += found;
+	}
+	nonfinite = block_sum(nonfinite, scratch);
+	if (threadIdx.x == 0)
+		partial[blockIdx.x] = nonfinite;
+}
+
+extern "C" int TR_CUDA_SYM(amp_unscale)(struct tr_cuda_stream *s, float *x, float inv_scale,
+					size_t count, double *workspace)
+{
+	size_t chunks = tr_cuda_sum_chunks(count);
+	int rc = TR_CUDA_LAUNCH(amp_unscale_kernel, dim3((unsigned)chunks), dim3(BN_THREADS), 0, s,
+				x, inv_scale, count, workspace);
+	if (rc == 0)
+		rc = TR_CUDA_LAUNCH(sum_partials_kernel, dim3(1), dim3(BN_THREADS), 0, s, workspace,
+				    chunks);
+	return rc;
 }
 
 /* partial[chunk] = the sum of x[k]^2 in double over the chunk */

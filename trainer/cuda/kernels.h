@@ -195,6 +195,15 @@ static inline size_t tr_cuda_sum_workspace_bytes(size_t count)
 	return (tr_cuda_sum_chunks(count) + 1) * sizeof(double);
 }
 
+/*
+ * The loss scaler's unscale (ops.h amp_unscale): x[k] = tr_f_amp_unscale(x[k],
+ * inv_scale) over count floats in place, and the number of values that were
+ * inf or nan, in double, to workspace[tr_cuda_sum_chunks(count)] (the flat
+ * reductions' chunks and workspace).
+ */
+int TR_CUDA_SYM(amp_unscale)(struct tr_cuda_stream *s, float *x, float inv_scale, size_t count,
+			     double *workspace);
+
 /* The sum of x[k]^2 over count floats, in double, to workspace[tr_cuda_sum_chunks(count)]. */
 int TR_CUDA_SYM(sum_squares)(struct tr_cuda_stream *s, const float *x, size_t count,
 			     double *workspace);

@@ -46,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formula.h"
 #include "ut.h"
 
 enum tr_amp_mode {
@@ -109,13 +110,12 @@ float tr_amp_inv_scale(const struct tr_amp_scaler *scaler);
 /*
  * One gradient unscaled: grad * inv_scale (grad itself when inv_scale is
  * exactly 1), *found_inf set to 1 if grad is inf or nan. The per-element
- * rule, for the backend's own kernels.
+ * rule is formula.h's tr_f_amp_unscale, which the backends' amp_unscale op
+ * (ops.h) runs on the CPU and in the CUDA kernel alike.
  */
 static inline float tr_amp_unscale_value(float grad, float inv_scale, int *found_inf)
 {
-	if (!isfinite(grad))
-		*found_inf = 1;
-	return inv_scale == 1.0f ? grad : grad * inv_scale;
+	return tr_f_amp_unscale(grad, inv_scale, found_inf);
 }
 
 /*

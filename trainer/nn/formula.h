@@ -137,6 +137,19 @@ TR_F float tr_f_ema_update(float ema, float model, float keep, float take)
 	return ema * keep + take * model;
 }
 
+/*
+ * The loss scaler's unscale of one gradient (torch's
+ * _amp_foreach_non_finite_check_and_unscale_): grad * inv_scale, or grad
+ * itself when inv_scale is exactly 1; *found_inf set to 1 when grad, before
+ * the multiply, is inf or nan (never cleared here).
+ */
+TR_F float tr_f_amp_unscale(float grad, float inv_scale, int *found_inf)
+{
+	if (!isfinite(grad))
+		*found_inf = 1;
+	return inv_scale == 1.0f ? grad : grad * inv_scale;
+}
+
 /* ---- input and state conversions ---- */
 
 /* An image byte as the network takes it: im.float() / 255. */

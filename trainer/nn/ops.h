@@ -208,6 +208,17 @@ struct tr_ops {
 			    const float *grad, float *slot0, float *slot1, size_t n,
 			    struct ut_err *err);
 	/*
+	 * The loss scaler's unscale_ (amp.h, torch's
+	 * _amp_foreach_non_finite_check_and_unscale_): x[k] =
+	 * tr_f_amp_unscale(x[k], inv_scale) over n floats (formula.h: every
+	 * value multiplied, none when inv_scale is exactly 1), and *found_inf
+	 * (host) = 1 when any x[k] was inf or nan before, else 0. inv_scale is
+	 * positive and finite. A backend reduces the flag without atomics; the
+	 * values are the CPU's bit for bit.
+	 */
+	int (*amp_unscale)(struct tr_backend *b, float *x, float inv_scale, size_t n,
+			   int *found_inf, struct ut_err *err);
+	/*
 	 * *out (host) = the sum of x[k]^2 over n floats in double (gradient-norm
 	 * clipping: the CPU adds in index order, another backend may round the
 	 * sum differently).

@@ -5,6 +5,8 @@
  */
 #include "ops_check.h"
 
+#include <math.h>
+
 struct tr_shape tr_conv_out_shape(const struct tr_conv *conv, struct tr_shape in)
 {
 	struct tr_shape out = {in.n, conv->cout, 0, 0};
@@ -108,5 +110,15 @@ int tr_quad_check(const char *op, struct tr_shape s, struct ut_err *err)
 	if (s.n < 4 || s.c < 1 || s.h < 1 || s.w < 1)
 		return ut_err_set(err, "%s: %dx%dx%dx%d images (need 4 or more)", op, s.n, s.c, s.h,
 				  s.w);
+	return 0;
+}
+
+int tr_amp_unscale_check(const char *op, float inv_scale, const int *found_inf, struct ut_err *err)
+{
+	if (!(inv_scale > 0.0f) || !isfinite(inv_scale))
+		return ut_err_set(err, "%s: inv_scale %g (must be positive and finite)", op,
+				  (double)inv_scale);
+	if (found_inf == NULL)
+		return ut_err_set(err, "%s: no found_inf to report to", op);
 	return 0;
 }

@@ -37,5 +37,7 @@ int tr_bn_channel_check(const char *op, const struct tr_tensor *x, const struct 
 int tr_detect_check(const char *op, int na, struct tr_shape s, struct ut_err *err);
 /* Quad collate: 4 or more images, every dimension positive. */
 int tr_quad_check(const char *op, struct tr_shape s, struct ut_err *err);
+/* The loss scaler's unscale: inv_scale positive and finite, found_inf (host) not NULL. */
+int tr_amp_unscale_check(const char *op, float inv_scale, const int *found_inf, struct ut_err *err);
 
 #endif
