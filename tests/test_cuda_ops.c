@@ -33,7 +33,8 @@
  *     2.5e-16 for the sums with dy), bn_channel_affine exact (0);
  *   exact (0), too: Detect's permute forward and backward, the optimizer
  *     update (SGD with Nesterov, Adam, AdamW: formula.h), scale, the EMA,
- *     bilinear resize, --quad's collate, images_to_float, round_half, and
+ *     bilinear resize, --quad's collate, images_to_float, round_half, the
+ *     half-precision casts (bits compared, NaNs included), and
  *     the dense objectness loss's gradient rows (formula.h per cell);
  *   rtol 1e-12: the double sums of sum_squares and loss_obj_dense (a fixed
  *     tree of chunks on the GPU backend, index order on the CPU: double
@@ -1241,6 +1242,86 @@ static void test_round_half(void **state)
 	}
 }
 
+/*
+ * Fail unless len bytes of device memory dev equal want's; name the first
+ * differing value of value_size bytes.
+ */
+static void compare_bits(struct tr_backend *gpu, const char *what, const void *dev,
+			 const void *want, size_t value_size, size_t len)
+{
+	size_t bytes = len * value_size;
+	unsigned char *got = malloc(bytes + 1);
+	assert_non_null(got);
+	OK(GPU_FN(sync)(gpu, &ok_err));
+	OK(GPU_FN(download)(gpu, got, dev, bytes, &ok_err));
+	for (size_t k = 0; k < len; k++)
+		if (memcmp(got + k * value_size, (const unsigned char *)want + k * value_size,
+			   value_size) != 0)
+			fail_msg("%s[%zu] of %zu: bits differ from the cpu's", what, k, len);
+	print_message("# %-28s %8zu values: all bits equal\n", what, len);
+	free(got);
+}
+
+/*
+ * A cast's input of n values: floats (the edges of both formats, random
+ * values at scales 2^-30 .. 2^20, random bit patterns: NaNs, infinities,
+ * subnormals), or 16-bit patterns (every pattern in turn).
+ */
+static float *cast_floats(size_t n, uint64_t *r)
+{
+	static const float edges[] = {
+	    0.0f,     -0.0f,	INFINITY,	-INFINITY,   NAN,	   -NAN,
+	    65504.0f, 65519.0f, 65520.0f,	-7e4f,	     0x1p-24f,	   0x1p-25f,
+	    0x1p-14f, 1e-40f,	1.00048828125f, 1.00390625f, 3.4028235e38f};
+	float *x = host_rand(n, r, 1.0f);
+	for (size_t i = 0; i < n; i++) {
+		if (i < sizeof(edges) / sizeof(edges[0]))
+			x[i] = edges[i];
+		else if (i % 5 == 0) /* any bits: the uniform's own, scrambled */
+			x[i] = tr_f_from_bits((uint32_t)(*r >> 32) ^ (uint32_t)(*r * 0x9e3779b9u));
+		else
+			x[i] = ldexpf(x[i], (int)(i % 51) - 30);
+	}
+	return x;
+}
+
+/* The four casts at sizes of 0, 1, a block, several blocks, and past the grid. */
+static void test_half_casts(void **state)
+{
+	(void)state;
+	const size_t sizes[] = {0, 1, 255, 256, 257, 3 * 256 + 5, 65536 + 7, 4096 * 256 + 1001};
+	for (size_t k = 0; k < NSEEDS; k++) {
+		struct pair p = pair_create(seeds[k]);
+		uint64_t r = seeds[k];
+		for (size_t j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++) {
+			size_t n = sizes[j];
+			float *x = cast_floats(n, &r), *y = malloc(n * sizeof(float) + 1);
+			uint16_t *h = malloc(n * sizeof(uint16_t) + 1);
+			assert_true(y != NULL && h != NULL);
+			for (size_t i = 0; i < n; i++)
+				h[i] = (uint16_t)(i * 40503u); /* every pattern once in 65536 */
+			float *gx = dev_copy(p.gpu, x, n), *gy = dev_alloc(p.gpu, n);
+			uint16_t *gh =
+			    (uint16_t *)dev_bytes(p.gpu, (const uint8_t *)h, n * sizeof(uint16_t));
+			OK(p.cpu->ops->fp16_to_float(p.cpu, h, y, n, &ok_err));
+			OK(p.gpu->ops->fp16_to_float(p.gpu, gh, gy, n, &ok_err));
+			compare_bits(p.gpu, "fp16_to_float", gy, y, sizeof(float), n);
+			OK(p.cpu->ops->bf16_to_float(p.cpu, h, y, n, &ok_err));
+			OK(p.gpu->ops->bf16_to_float(p.gpu, gh, gy, n, &ok_err));
+			compare_bits(p.gpu, "bf16_to_float", gy, y, sizeof(float), n);
+			OK(p.cpu->ops->float_to_fp16(p.cpu, x, h, n, &ok_err));
+			OK(p.gpu->ops->float_to_fp16(p.gpu, gx, gh, n, &ok_err));
+			compare_bits(p.gpu, "float_to_fp16", gh, h, sizeof(uint16_t), n);
+			OK(p.cpu->ops->float_to_bf16(p.cpu, x, h, n, &ok_err));
+			OK(p.gpu->ops->float_to_bf16(p.gpu, gx, gh, n, &ok_err));
+			compare_bits(p.gpu, "float_to_bf16", gh, h, sizeof(uint16_t), n);
+			free(x), free(y), free(h);
+			GPU_FN(free)(p.gpu, gx), GPU_FN(free)(p.gpu, gy), GPU_FN(free)(p.gpu, gh);
+		}
+		pair_destroy(&p);
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* the table                                                                 */
 
@@ -1281,7 +1362,11 @@ static void test_round_half(void **state)
 	X(resize_bilinear)                                                                         \
 	X(quad_collate)                                                                            \
 	X(images_to_float)                                                                         \
-	X(round_half)
+	X(round_half)                                                                              \
+	X(float_to_fp16)                                                                           \
+	X(fp16_to_float)                                                                           \
+	X(float_to_bf16)                                                                           \
+	X(bf16_to_float)
 
 #define OPS_COUNT_ONE(name) +1
 #define OPS_LISTED (0 OPS_LIST(OPS_COUNT_ONE))
@@ -1350,6 +1435,16 @@ static void test_errors(void **state)
 	assert_non_null(strstr(err.msg, "amp_unscale: inv_scale 0 (must be positive and finite)"));
 	assert_int_equal(p.cpu->ops->amp_unscale(p.cpu, buf, INFINITY, 64, &found, &err), -1);
 	assert_non_null(strstr(err.msg, "amp_unscale: inv_scale inf"));
+	/* the casts refuse as the CPU does: a missing buffer, overlapping buffers */
+	assert_int_equal(p.gpu->ops->float_to_fp16(p.gpu, buf, NULL, 16, &err), -1);
+	assert_string_equal(err.msg, "float_to_fp16: y is NULL for 16 values");
+	assert_int_equal(p.gpu->ops->float_to_bf16(p.gpu, buf, (uint16_t *)buf + 30, 16, &err), -1);
+	assert_string_equal(err.msg,
+			    "float_to_bf16: x and y overlap (a cast does not run in place)");
+	assert_int_equal(p.gpu->ops->bf16_to_float(p.gpu, (uint16_t *)(buf + 8), buf, 16, &err),
+			 -1);
+	assert_non_null(strstr(err.msg, "bf16_to_float: x and y overlap"));
+	OK(p.gpu->ops->fp16_to_float(p.gpu, NULL, NULL, 0, &ok_err));
 	GPU_FN(free)(p.gpu, buf);
 	pair_destroy(&p);
 }
@@ -1391,6 +1486,7 @@ int main(void)
 	    cmocka_unit_test(test_resize_bilinear),
 	    cmocka_unit_test(test_images_quad),
 	    cmocka_unit_test(test_round_half),
+	    cmocka_unit_test(test_half_casts),
 	    cmocka_unit_test(test_table_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

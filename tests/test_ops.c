@@ -10,6 +10,9 @@
  *   - PyTorch's conventions: running_var from the unbiased variance,
  *     max pool ties go to the first maximum in scan order, -inf padding;
  *   - Detect's inference decode against YOLOv5 v7.0's formulas;
+ *   - the half-precision casts against torch's bits
+ *     (tests/golden/half/casts.txt, tests/golden/make_half_golden.py), and
+ *     every 16-bit pattern of both formats read back and cast again;
  *   - bit-identical results from two runs on two backends;
  *   - shape errors are reported, not crashed on.
  *
@@ -914,6 +917,193 @@ static void test_conversion_ops(void **state)
 	tr_backend_destroy(b);
 }
 
+/* ------------------------------------------------------------------------ */
+/* half-precision casts                                                      */
+
+#define HALF_CASTS 735	   /* "cast" lines of tests/golden/half/casts.txt */
+#define HALF_PATTERNS 1848 /* "back" lines */
+
+/* torch's bits (tests/golden/make_half_golden.py): per cast line and per back line. */
+struct half_golden {
+	float input[HALF_CASTS];
+	uint16_t fp16[HALF_CASTS], bf16[HALF_CASTS];
+	uint32_t fp16_back[HALF_CASTS], bf16_back[HALF_CASTS];
+	uint16_t pattern[HALF_PATTERNS];
+	uint32_t pattern_fp16[HALF_PATTERNS], pattern_bf16[HALF_PATTERNS];
+};
+
+static void half_golden_read(struct half_golden *g)
+{
+	char path[4096], line[256];
+	const char *root = getenv("YE_SOURCE_ROOT");
+	if (root == NULL || *root == '\0')
+		fail_msg("YE_SOURCE_ROOT is not set");
+	snprintf(path, sizeof(path), "%s/tests/golden/half/casts.txt", root);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		fail_msg("cannot open %s", path);
+	int casts = 0, patterns = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned in, h, b, hb, bb;
+		if (line[0] == '#')
+			continue;
+		if (sscanf(line, "cast %x %x %x %x %x", &in, &h, &b, &hb, &bb) == 5) {
+			assert_true(casts < HALF_CASTS);
+			g->input[casts] = tr_f_from_bits(in);
+			g->fp16[casts] = (uint16_t)h, g->bf16[casts] = (uint16_t)b;
+			g->fp16_back[casts] = hb, g->bf16_back[casts] = bb;
+			casts++;
+		} else if (sscanf(line, "back %x %x %x", &in, &hb, &bb) == 3) {
+			assert_true(patterns < HALF_PATTERNS);
+			g->pattern[patterns] = (uint16_t)in;
+			g->pattern_fp16[patterns] = hb, g->pattern_bf16[patterns] = bb;
+			patterns++;
+		} else {
+			fail_msg("%s: unreadable line: %s", path, line);
+		}
+	}
+	fclose(f);
+	assert_int_equal(casts, HALF_CASTS);
+	assert_int_equal(patterns, HALF_PATTERNS);
+}
+
+/* Fail unless got[] has the bits of want[]; name the first case that differs. */
+static void assert_bits16(const char *what, const uint16_t *got, const uint16_t *want,
+			  const float *input, size_t len)
+{
+	for (size_t k = 0; k < len; k++)
+		if (got[k] != want[k])
+			fail_msg("%s[%zu] of %a (bits %08x): %04x, torch %04x", what, k,
+				 (double)input[k], tr_f_to_bits(input[k]), got[k], want[k]);
+	print_message("  %s: %zu values, torch's bits\n", what, len);
+}
+
+static void assert_bits32(const char *what, const float *got, const uint32_t *want,
+			  const uint16_t *input, size_t len)
+{
+	for (size_t k = 0; k < len; k++)
+		if (tr_f_to_bits(got[k]) != want[k])
+			fail_msg("%s[%zu] of %04x: %08x, torch %08x", what, k, input[k],
+				 tr_f_to_bits(got[k]), want[k]);
+	print_message("  %s: %zu values, torch's bits\n", what, len);
+}
+
+/* The four casts against torch 1.13's bits, every case of the golden file (NaNs included). */
+static void test_half_casts_golden(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct half_golden *g = malloc(sizeof(*g));
+	uint16_t *half = malloc(HALF_PATTERNS * sizeof(uint16_t));
+	float *back = malloc(HALF_PATTERNS * sizeof(float));
+	assert_true(g != NULL && half != NULL && back != NULL);
+	half_golden_read(g);
+	OK(b->ops->float_to_fp16(b, g->input, half, HALF_CASTS, &ok_err));
+	assert_bits16("float_to_fp16", half, g->fp16, g->input, HALF_CASTS);
+	OK(b->ops->fp16_to_float(b, half, back, HALF_CASTS, &ok_err));
+	assert_bits32("fp16_to_float(float_to_fp16)", back, g->fp16_back, half, HALF_CASTS);
+	OK(b->ops->float_to_bf16(b, g->input, half, HALF_CASTS, &ok_err));
+	assert_bits16("float_to_bf16", half, g->bf16, g->input, HALF_CASTS);
+	OK(b->ops->bf16_to_float(b, half, back, HALF_CASTS, &ok_err));
+	assert_bits32("bf16_to_float(float_to_bf16)", back, g->bf16_back, half, HALF_CASTS);
+	OK(b->ops->fp16_to_float(b, g->pattern, back, HALF_PATTERNS, &ok_err));
+	assert_bits32("fp16_to_float", back, g->pattern_fp16, g->pattern, HALF_PATTERNS);
+	OK(b->ops->bf16_to_float(b, g->pattern, back, HALF_PATTERNS, &ok_err));
+	assert_bits32("bf16_to_float", back, g->pattern_bf16, g->pattern, HALF_PATTERNS);
+	free(g);
+	free(half);
+	free(back);
+	tr_backend_destroy(b);
+}
+
+/* The value of float16 bits h in double, from the format's definition (finite h). */
+static double fp16_value(uint16_t h)
+{
+	int exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+	double magnitude =
+	    exponent == 0 ? ldexp(mantissa, -24) : ldexp(1024 + mantissa, exponent - 25);
+	return (h & 0x8000) ? -magnitude : magnitude;
+}
+
+/*
+ * Every one of the 65536 bit patterns of each format, more than the golden
+ * file holds: read back to float, the value the format defines (NaNs: a
+ * quiet NaN of the same sign), and cast again, the same bits (float16 and
+ * bfloat16 values are all floats, so each is its own nearest). In parallel
+ * (n above the backend's threshold), as a real tensor is cast.
+ */
+static void test_half_casts_all_patterns(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	const size_t n = 65536;
+	uint16_t *patterns = malloc(n * sizeof(uint16_t)), *again = malloc(n * sizeof(uint16_t));
+	float *values = malloc(n * sizeof(float));
+	assert_true(patterns != NULL && again != NULL && values != NULL);
+	for (size_t k = 0; k < n; k++)
+		patterns[k] = (uint16_t)k;
+	OK(b->ops->fp16_to_float(b, patterns, values, n, &ok_err));
+	OK(b->ops->float_to_fp16(b, values, again, n, &ok_err));
+	for (size_t k = 0; k < n; k++) {
+		int nan = (k & 0x7c00) == 0x7c00 && (k & 0x3ff) != 0;
+		int inf = (k & 0x7fff) == 0x7c00;
+		if (nan) {
+			assert_true(isnan(values[k]) && (tr_f_to_bits(values[k]) & 0x400000u));
+			assert_true((signbit(values[k]) != 0) == ((k & 0x8000) != 0));
+			assert_true(again[k] == ((k & 0x8000) | 0x7e00));
+			continue;
+		}
+		if (inf)
+			assert_true(isinf(values[k]) &&
+				    (signbit(values[k]) != 0) == ((k & 0x8000) != 0));
+		else if ((double)values[k] != fp16_value((uint16_t)k) ||
+			 (signbit(values[k]) != 0) != ((k & 0x8000) != 0))
+			fail_msg("fp16 %04zx: %a, want %a", k, (double)values[k],
+				 fp16_value((uint16_t)k));
+		if (again[k] != k)
+			fail_msg("fp16 %04zx: read back and cast again to %04x", k, again[k]);
+	}
+	OK(b->ops->bf16_to_float(b, patterns, values, n, &ok_err));
+	OK(b->ops->float_to_bf16(b, values, again, n, &ok_err));
+	for (size_t k = 0; k < n; k++) {
+		assert_true(tr_f_to_bits(values[k]) == (uint32_t)k << 16);
+		if (isnan(values[k]))
+			assert_true(again[k] == 0xffff);
+		else if (again[k] != k)
+			fail_msg("bf16 %04zx: read back and cast again to %04x", k, again[k]);
+	}
+	free(patterns);
+	free(again);
+	free(values);
+	tr_backend_destroy(b);
+}
+
+/* The casts' refusals: a missing buffer, overlapping buffers; n = 0 is nothing to do. */
+static void test_half_casts_refused(void **state)
+{
+	(void)state;
+	struct tr_backend *b = backend();
+	struct ut_err err = {{0}};
+	float x[8] = {0};
+	uint16_t y[8];
+	assert_int_equal(b->ops->float_to_fp16(b, x, NULL, 8, &err), -1);
+	assert_string_equal(err.msg, "float_to_fp16: y is NULL for 8 values");
+	assert_int_equal(b->ops->bf16_to_float(b, NULL, x, 3, &err), -1);
+	assert_string_equal(err.msg, "bf16_to_float: x is NULL for 3 values");
+	/* in place: the halves would overwrite floats not yet read */
+	assert_int_equal(b->ops->float_to_bf16(b, x, (uint16_t *)x, 8, &err), -1);
+	assert_string_equal(err.msg,
+			    "float_to_bf16: x and y overlap (a cast does not run in place)");
+	assert_int_equal(b->ops->fp16_to_float(b, (uint16_t *)x + 7, x, 4, &err), -1);
+	assert_non_null(strstr(err.msg, "overlap"));
+	/* adjacent is fine, and so is nothing at all */
+	OK(b->ops->fp16_to_float(b, (uint16_t *)(x + 4), x, 4, &ok_err));
+	OK(b->ops->float_to_fp16(b, NULL, NULL, 0, &ok_err));
+	OK(b->ops->float_to_bf16(b, x, y, 1, &ok_err));
+	assert_true(y[0] == 0);
+	tr_backend_destroy(b);
+}
+
 /* Detect's permute and its backward: out[n, a, y, x, o] = raw[n, a * no + o, y, x], and back. */
 static void test_detect_permute(void **state)
 {
@@ -1113,6 +1303,9 @@ int main(void)
 	    cmocka_unit_test(test_optimizer_ops),
 	    cmocka_unit_test(test_amp_unscale),
 	    cmocka_unit_test(test_conversion_ops),
+	    cmocka_unit_test(test_half_casts_golden),
+	    cmocka_unit_test(test_half_casts_all_patterns),
+	    cmocka_unit_test(test_half_casts_refused),
 	    cmocka_unit_test(test_detect_permute),
 	    cmocka_unit_test(test_detect_decode),
 	    cmocka_unit_test(test_determinism),

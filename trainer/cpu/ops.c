@@ -1369,7 +1369,7 @@ static int cpu_quad_collate(struct tr_backend *b, const uint8_t *bytes,
 }
 
 /* ------------------------------------------------------------------------ */
-/* conversions: input bytes, half rounding                                   */
+/* conversions: input bytes, half rounding, half-precision casts             */
 
 static int cpu_images_to_float(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
 			       struct ut_err *err)
@@ -1389,6 +1389,55 @@ static int cpu_round_half(struct tr_backend *b, float *x, size_t n, struct ut_er
 #pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
 	for (ptrdiff_t k = 0; k < len; k++)
 		x[k] = tr_f_round_to_half(x[k]);
+	return 0;
+}
+
+/* The half-precision casts: formula.h's, value by value (ops.h). */
+static int cpu_float_to_fp16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
+			     struct ut_err *err)
+{
+	if (tr_cast_check("float_to_fp16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		y[k] = tr_f_fp16_from_float(x[k]);
+	return 0;
+}
+
+static int cpu_fp16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
+			     struct ut_err *err)
+{
+	if (tr_cast_check("fp16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		y[k] = tr_f_fp16_to_float(x[k]);
+	return 0;
+}
+
+static int cpu_float_to_bf16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
+			     struct ut_err *err)
+{
+	if (tr_cast_check("float_to_bf16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		y[k] = tr_f_bf16_from_float(x[k]);
+	return 0;
+}
+
+static int cpu_bf16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
+			     struct ut_err *err)
+{
+	if (tr_cast_check("bf16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	ptrdiff_t len = (ptrdiff_t)n;
+#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
+	for (ptrdiff_t k = 0; k < len; k++)
+		y[k] = tr_f_bf16_to_float(x[k]);
 	return 0;
 }
 
@@ -1433,6 +1482,10 @@ static const struct tr_ops cpu_ops = {
     .quad_collate = cpu_quad_collate,
     .images_to_float = cpu_images_to_float,
     .round_half = cpu_round_half,
+    .float_to_fp16 = cpu_float_to_fp16,
+    .fp16_to_float = cpu_fp16_to_float,
+    .float_to_bf16 = cpu_float_to_bf16,
+    .bf16_to_float = cpu_bf16_to_float,
 };
 
 int tr_cpu_backend_create_layout(int threads, enum tr_cpu_layout layout, struct tr_backend **out,

@@ -771,7 +771,7 @@ static int cuda_quad_collate(struct tr_backend *b, const uint8_t *bytes,
 }
 
 /* ------------------------------------------------------------------------ */
-/* conversions: input bytes, half rounding                                   */
+/* conversions: input bytes, half rounding, half-precision casts             */
 
 static int cuda_images_to_float(struct tr_backend *b, const uint8_t *x, float *y, size_t n,
 				struct ut_err *err)
@@ -784,6 +784,43 @@ static int cuda_images_to_float(struct tr_backend *b, const uint8_t *x, float *y
 static int cuda_round_half(struct tr_backend *b, float *x, size_t n, struct ut_err *err)
 {
 	LAUNCH_CHECK("round_half", TR_CUDA_SYM(round_half)(&state_of(b)->stream, x, n));
+	return 0;
+}
+
+/* The half-precision casts: checked as the CPU's, then one launch. */
+static int cuda_float_to_fp16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
+			      struct ut_err *err)
+{
+	if (tr_cast_check("float_to_fp16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	LAUNCH_CHECK("float_to_fp16", TR_CUDA_SYM(float_to_fp16)(&state_of(b)->stream, x, y, n));
+	return 0;
+}
+
+static int cuda_fp16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
+			      struct ut_err *err)
+{
+	if (tr_cast_check("fp16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	LAUNCH_CHECK("fp16_to_float", TR_CUDA_SYM(fp16_to_float)(&state_of(b)->stream, x, y, n));
+	return 0;
+}
+
+static int cuda_float_to_bf16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
+			      struct ut_err *err)
+{
+	if (tr_cast_check("float_to_bf16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	LAUNCH_CHECK("float_to_bf16", TR_CUDA_SYM(float_to_bf16)(&state_of(b)->stream, x, y, n));
+	return 0;
+}
+
+static int cuda_bf16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
+			      struct ut_err *err)
+{
+	if (tr_cast_check("bf16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
+		return -1;
+	LAUNCH_CHECK("bf16_to_float", TR_CUDA_SYM(bf16_to_float)(&state_of(b)->stream, x, y, n));
 	return 0;
 }
 
@@ -832,6 +869,10 @@ static const struct tr_ops cuda_ops = {
     .quad_collate = cuda_quad_collate,
     .images_to_float = cuda_images_to_float,
     .round_half = cuda_round_half,
+    .float_to_fp16 = cuda_float_to_fp16,
+    .fp16_to_float = cuda_fp16_to_float,
+    .float_to_bf16 = cuda_float_to_bf16,
+    .bf16_to_float = cuda_bf16_to_float,
 };
 
 static void cuda_destroy(struct tr_backend *b)

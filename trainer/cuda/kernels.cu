@@ -10,12 +10,14 @@
  * Matching the CPU: each element goes through the same IEEE operations in
  * the same order as trainer/cpu/ops.c (formula.h for SiLU, the optimizer,
  * the loss scaler's unscale, the EMA, the loss's objectness cell, bilinear
- * sampling, input bytes and half rounding; the same double-precision
+ * sampling, input bytes, half rounding and the half-precision casts, whose
+ * integer formulas are used rather than __float2half_rn and friends, which
+ * round the same but give NaN other bits; the same double-precision
  * per-channel algebra for batch norm), so element-wise ops, pooling,
  * upsampling, concat, Detect's permute and decode, the optimizer, the
- * unscale (its inf/nan flag a count summed exactly), resize and collate are
- * bit-identical where the math library agrees. Batch norm's statistics, dbias, sum_squares and the
- * dense objectness loss are sums in double in a different (but fixed)
+ * unscale (its inf/nan flag a count summed exactly), resize, collate and
+ * the casts are bit-identical where the math library agrees. Batch norm's
+ * statistics, dbias, sum_squares and the dense objectness loss are sums in double in a different (but fixed)
  * order, so they agree to double rounding and the outputs to about an ulp
  * (equal bits at every shape test_cuda_ops tries but for those double sums,
  * within 1.1e-13 relative).
@@ -956,7 +958,7 @@ extern "C" int TR_CUDA_SYM(quad_collate)(struct tr_cuda_stream *s, const uint8_t
 }
 
 /* ------------------------------------------------------------------------ */
-/* conversions: input bytes, half rounding                                   */
+/* conversions: input bytes, half rounding, half-precision casts             */
 
 __global__ static void images_to_float_kernel(const uint8_t *x, float *y, size_t count)
 {
@@ -980,4 +982,57 @@ __global__ static void round_half_kernel(float *x, size_t count)
 extern "C" int TR_CUDA_SYM(round_half)(struct tr_cuda_stream *s, float *x, size_t count)
 {
 	return TR_CUDA_LAUNCH(round_half_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, count);
+}
+
+/* The half-precision casts: formula.h's, value by value (ops.h). */
+__global__ static void float_to_fp16_kernel(const float *x, uint16_t *y, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		y[k] = tr_f_fp16_from_float(x[k]);
+}
+
+extern "C" int TR_CUDA_SYM(float_to_fp16)(struct tr_cuda_stream *s, const float *x, uint16_t *y,
+					  size_t count)
+{
+	return TR_CUDA_LAUNCH(float_to_fp16_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
+			      count);
+}
+
+__global__ static void fp16_to_float_kernel(const uint16_t *x, float *y, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		y[k] = tr_f_fp16_to_float(x[k]);
+}
+
+extern "C" int TR_CUDA_SYM(fp16_to_float)(struct tr_cuda_stream *s, const uint16_t *x, float *y,
+					  size_t count)
+{
+	return TR_CUDA_LAUNCH(fp16_to_float_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
+			      count);
+}
+
+__global__ static void float_to_bf16_kernel(const float *x, uint16_t *y, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		y[k] = tr_f_bf16_from_float(x[k]);
+}
+
+extern "C" int TR_CUDA_SYM(float_to_bf16)(struct tr_cuda_stream *s, const float *x, uint16_t *y,
+					  size_t count)
+{
+	return TR_CUDA_LAUNCH(float_to_bf16_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
+			      count);
+}
+
+__global__ static void bf16_to_float_kernel(const uint16_t *x, float *y, size_t count)
+{
+	for (size_t k = ew_first(); k < count; k += ew_stride())
+		y[k] = tr_f_bf16_to_float(x[k]);
+}
+
+extern "C" int TR_CUDA_SYM(bf16_to_float)(struct tr_cuda_stream *s, const uint16_t *x, float *y,
+					  size_t count)
+{
+	return TR_CUDA_LAUNCH(bf16_to_float_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
+			      count);
 }

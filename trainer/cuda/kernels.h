@@ -239,6 +239,12 @@ int TR_CUDA_SYM(images_to_float)(struct tr_cuda_stream *s, const uint8_t *x, flo
 				 size_t count);
 int TR_CUDA_SYM(round_half)(struct tr_cuda_stream *s, float *x, size_t count);
 
+/* The half-precision casts of ops.h over count values: y[k] = formula.h's cast of x[k]. */
+int TR_CUDA_SYM(float_to_fp16)(struct tr_cuda_stream *s, const float *x, uint16_t *y, size_t count);
+int TR_CUDA_SYM(fp16_to_float)(struct tr_cuda_stream *s, const uint16_t *x, float *y, size_t count);
+int TR_CUDA_SYM(float_to_bf16)(struct tr_cuda_stream *s, const float *x, uint16_t *y, size_t count);
+int TR_CUDA_SYM(bf16_to_float)(struct tr_cuda_stream *s, const uint16_t *x, float *y, size_t count);
+
 #ifdef __cplusplus
 }
 #endif

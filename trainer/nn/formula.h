@@ -40,6 +40,24 @@ TR_F float tr_f_from_bits(uint32_t u)
 #endif
 }
 
+/* The IEEE-754 bits of the float f. */
+TR_F uint32_t tr_f_to_bits(float f)
+{
+#if defined(__CUDA_ARCH__)
+	return __float_as_uint(f);
+#elif defined(__cplusplus)
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
+#else
+	union {
+		float value;
+		uint32_t bits;
+	} v = {f};
+	return v.bits;
+#endif
+}
+
 /*
  * exp(x) within about 2 ulp (Cephes' expf polynomial), vectorisable: x is
  * split as n ln2 + r with |r| <= ln2 / 2, n rounded to nearest by adding
@@ -159,24 +177,103 @@ TR_F float tr_f_u8_to_float(uint8_t value)
 }
 
 /*
- * The nearest IEEE half (ties to even) as a float, what model.half().float()
- * leaves: 11 significant bits, half subnormals in steps of 2^-24, and
- * infinity from 65520 up; NaN, infinities and zeros unchanged.
+ * ---- half precision: float16 (IEEE binary16) and bfloat16, as bits ----
+ *
+ * One rounding formula per format, torch 1.13's CPU casts bit for bit
+ * (tests/golden/half/casts.txt): round to nearest, ties to even. Integer
+ * arithmetic only, so every backend gets the same bits whatever its float
+ * modes (flush to zero, NaN quieting) and no FP16 hardware is needed; the
+ * CUDA intrinsics (__float2half_rn) round finite values the same way but
+ * give NaN as 0x7fff, not torch CPU's bits.
+ */
+
+/*
+ * f rounded to float16, its bits (x.half()): |f| >= 65520 (the tie with
+ * 2^16) to +-inf; float16 subnormals kept, in steps of 2^-24; |f| <= 2^-25
+ * (the tie with 0) to +-0; -0 kept; NaN to the quiet NaN sign | 0x7e00,
+ * its payload dropped.
+ */
+TR_F uint16_t tr_f_fp16_from_float(float f)
+{
+	uint32_t bits = tr_f_to_bits(f);
+	uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
+	uint32_t mag = bits & 0x7fffffffu;
+	if (mag > 0x7f800000u) /* NaN */
+		return (uint16_t)(sign | 0x7e00u);
+	if (mag >= 0x477ff000u) /* 65520 up to inf */
+		return (uint16_t)(sign | 0x7c00u);
+	if (mag >= 0x38800000u) {
+		/* normal (2^-14 up): exponent bias 127 to 15, drop 13 bits to nearest
+		 * even; a carry out of the mantissa moves into the exponent, as it should */
+		uint32_t odd = (mag >> 13) & 1u;
+		return (uint16_t)(sign | ((mag - 0x38000000u + 0x0fffu + odd) >> 13));
+	}
+	if (mag < 0x33000000u) /* below 2^-25 */
+		return sign;
+	/* subnormal: round(|f| 2^24), |f| = significand 2^(exponent - 150) */
+	uint32_t exponent = mag >> 23; /* 102 .. 112 */
+	uint32_t significand = (mag & 0x7fffffu) | 0x800000u;
+	uint32_t shift = 126u - exponent; /* 14 .. 24 */
+	uint32_t steps = significand >> shift, rest = significand & ((1u << shift) - 1u);
+	uint32_t halfway = 1u << (shift - 1u);
+	if (rest > halfway || (rest == halfway && (steps & 1u)))
+		steps++; /* 1024 steps is 2^-14, the smallest normal's bits */
+	return (uint16_t)(sign | steps);
+}
+
+/*
+ * The float of float16 bits h (x.float()): exact; infinities kept; a NaN
+ * made quiet with its payload kept (0x7c01 gives 0x7fc02000), as torch does.
+ */
+TR_F float tr_f_fp16_to_float(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+	if (exponent == 0x1fu)
+		return tr_f_from_bits(sign | 0x7f800000u | (mantissa << 13) |
+				      (mantissa != 0 ? 0x400000u : 0u));
+	if (exponent != 0)
+		return tr_f_from_bits(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+	if (mantissa == 0)
+		return tr_f_from_bits(sign);
+	/* subnormal, mantissa 2^-24: normalise (a float has the exponent range) */
+	exponent = 113u;
+	while (!(mantissa & 0x400u)) {
+		mantissa <<= 1;
+		exponent--;
+	}
+	return tr_f_from_bits(sign | (exponent << 23) | ((mantissa & 0x3ffu) << 13));
+}
+
+/*
+ * f rounded to bfloat16, its bits (x.bfloat16()): the top 16 bits of f
+ * rounded to nearest even, so the largest finite values round to +-inf,
+ * float32 subnormals stay subnormal and -0 is kept; every NaN gives 0xffff
+ * (a quiet NaN, sign set), as torch 1.13's vectorised CPU cast does (its
+ * 0-dim scalar path gives 0x7fc0).
+ */
+TR_F uint16_t tr_f_bf16_from_float(float f)
+{
+	uint32_t bits = tr_f_to_bits(f);
+	if ((bits & 0x7fffffffu) > 0x7f800000u)
+		return 0xffffu;
+	return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+/* The float of bfloat16 bits b (x.float()): exact, NaN payloads included. */
+TR_F float tr_f_bf16_to_float(uint16_t b)
+{
+	return tr_f_from_bits((uint32_t)b << 16);
+}
+
+/*
+ * The nearest float16 as a float, what model.half().float() leaves: 11
+ * significant bits, subnormals in steps of 2^-24, infinity from 65520 up;
+ * infinities and zeros unchanged, NaN quiet (sign kept, payload dropped).
  */
 TR_F float tr_f_round_to_half(float value)
 {
-	if (!isfinite(value) || value == 0.0f)
-		return value;
-	float mag = fabsf(value);
-	if (mag >= 65520.0f) /* rounds past the largest half, 65504 */
-		return copysignf(INFINITY, value);
-	int exponent;
-	frexpf(mag, &exponent);	     /* mag in [2^(e-1), 2^e) */
-	int quantum = exponent - 11; /* 11 significant bits */
-	if (quantum < -24)	     /* half subnormals: steps of 2^-24 */
-		quantum = -24;
-	float steps = nearbyintf(ldexpf(mag, -quantum)); /* ties to even */
-	return copysignf(ldexpf(steps, quantum), value);
+	return tr_f_fp16_to_float(tr_f_fp16_from_float(value));
 }
 
 /* ---- the loss: sigmoid, BCE with logits, focal loss ---- */

@@ -18,6 +18,16 @@
  *   - outputs must not alias inputs, except where an op says so;
  *   - a backend is used by one thread at a time.
  *
+ * Half precision (the road to --amp on GPUs, amp.h): memory is untyped, so
+ * a half buffer is device memory from alloc holding uint16_t bit patterns,
+ * two bytes a value, float16 (IEEE binary16) or bfloat16 as the op that
+ * writes or reads it says in its name. The casts (float_to_fp16 and back,
+ * float_to_bf16 and back) take flat (pointer, count) arrays, as
+ * images_to_float takes its bytes; struct tr_tensor stays float32. When
+ * ops take half NCHW tensors, they get their own view type (uint16_t data
+ * and a shape) rather than a dtype field on tr_tensor, so a float op handed
+ * half data is a compile error, not a run-time check in every op.
+ *
  * A tutorial in eight lines:
  *   struct tr_backend *be;
  *   tr_backend_create("cpu", threads, &be, &err);
@@ -263,6 +273,21 @@ struct tr_ops {
 			       struct ut_err *err);
 	/* x[k] = tr_f_round_to_half(x[k]) over n floats (model.half().float()) */
 	int (*round_half)(struct tr_backend *b, float *x, size_t n, struct ut_err *err);
+	/*
+	 * Half-precision casts over n values (formula.h, torch's CPU casts bit
+	 * for bit): float_to_fp16 y[k] = tr_f_fp16_from_float(x[k]) (x.half(),
+	 * round to nearest even), fp16_to_float y[k] = tr_f_fp16_to_float(x[k])
+	 * (exact), and the same for bfloat16. y must not overlap x; x and y may
+	 * be NULL when n is 0.
+	 */
+	int (*float_to_fp16)(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
+			     struct ut_err *err);
+	int (*fp16_to_float)(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
+			     struct ut_err *err);
+	int (*float_to_bf16)(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
+			     struct ut_err *err);
+	int (*bf16_to_float)(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
+			     struct ut_err *err);
 };
 
 /* A backend: its op table and private state behind an opaque pointer. */

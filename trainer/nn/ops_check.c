@@ -122,3 +122,17 @@ int tr_amp_unscale_check(const char *op, float inv_scale, const int *found_inf, 
 		return ut_err_set(err, "%s: no found_inf to report to", op);
 	return 0;
 }
+
+int tr_cast_check(const char *op, const void *x, size_t x_size, const void *y, size_t y_size,
+		  size_t n, struct ut_err *err)
+{
+	if (n == 0)
+		return 0;
+	if (x == NULL || y == NULL)
+		return ut_err_set(err, "%s: %s is NULL for %zu values", op, x == NULL ? "x" : "y",
+				  n);
+	uintptr_t x0 = (uintptr_t)x, y0 = (uintptr_t)y;
+	if (x0 < y0 + n * y_size && y0 < x0 + n * x_size)
+		return ut_err_set(err, "%s: x and y overlap (a cast does not run in place)", op);
+	return 0;
+}

@@ -39,5 +39,11 @@ int tr_detect_check(const char *op, int na, struct tr_shape s, struct ut_err *er
 int tr_quad_check(const char *op, struct tr_shape s, struct ut_err *err);
 /* The loss scaler's unscale: inv_scale positive and finite, found_inf (host) not NULL. */
 int tr_amp_unscale_check(const char *op, float inv_scale, const int *found_inf, struct ut_err *err);
+/*
+ * A cast of n values between x (x_size bytes a value) and y (y_size bytes a
+ * value): both set when n > 0, and not overlapping.
+ */
+int tr_cast_check(const char *op, const void *x, size_t x_size, const void *y, size_t y_size,
+		  size_t n, struct ut_err *err);
 
 #endif
