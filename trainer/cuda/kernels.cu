@@ -17,10 +17,10 @@
  * upsampling, concat, Detect's permute and decode, the optimizer, the
  * unscale (its inf/nan flag a count summed exactly), resize, collate and
  * the casts are bit-identical where the math library agrees. Batch norm's
- * statistics, dbias, sum_squares and the dense objectness loss are sums in double in a different (but fixed)
- * order, so they agree to double rounding and the outputs to about an ulp
- * (equal bits at every shape test_cuda_ops tries but for those double sums,
- * within 1.1e-13 relative).
+ * statistics, dbias, sum_squares and the dense objectness loss are sums in
+ * double in a different (but fixed) order, so they agree to double rounding
+ * and the outputs to about an ulp (equal bits at every shape test_cuda_ops
+ * tries but for those double sums, within 1.1e-13 relative).
  *
  * Determinism: no float atomics. A reduction cuts each channel into fixed
  * chunks; a block sums a chunk (each thread a fixed stride, then a fixed

@@ -39,6 +39,175 @@
  *   - a disabled scaler (--amp off or bf16) is the identity: the loss is
  *     not scaled, gradients are not touched, every step runs.
  */
+/*
+ * THE AUTOCAST MAP: the plan for --amp fp16 on a GPU (not implemented yet;
+ * only the casts of ops.h exist). Which dtype each op of ops.h runs in
+ * when it reproduces YOLOv5 v7.0's step under torch.cuda.amp.autocast
+ * (train.py train(): the forward and compute_loss inside `with
+ * torch.cuda.amp.autocast(amp)`; scaler.scale(loss).backward(), unscale_,
+ * clip_grad_norm_, step, update and ema.update outside it). torch's rules
+ * are PyTorch 2.x's CUDA autocast (aten/src/ATen/autocast_mode.cpp and its
+ * AT_FORALL_* lists, moved to autocast_mode.h in later 2.x releases): ops
+ * in AT_FORALL_LOWER_PRECISION_FP (conv2d among them) cast their inputs to
+ * fp16, ops in AT_FORALL_FP32 (exp, log, pow,
+ * binary_cross_entropy_with_logits, ...) to fp32, and every
+ * other op (batch_norm, sigmoid, silu, max_pool2d, upsample_nearest2d, cat,
+ * add, mul, indexing) runs on its inputs as they are: cat and arithmetic
+ * promote mixed inputs to the wider dtype, batch_norm keeps its input's.
+ * An autocast cast is an autograd op: the gradient comes back through it
+ * cast to the tensor's own dtype. CUDA autocast's default dtype is fp16
+ * (autocast_mode.cpp, autocast_dtype); YOLOv5 never uses bf16, so --amp
+ * bf16 is ours: the same map with bf16 for fp16, and no loss scaler.
+ *
+ * Two rules every half op of ours keeps, as torch's CUDA kernels do:
+ *   H1 element-wise ops read halves as floats, apply formula.h's fp32
+ *      formula and round once (tr_f_fp16_from_float): torch computes Half
+ *      in opmath_type<Half> = float (aten/src/ATen/native/cuda/
+ *      ActivationSiluKernel.cu silu_kernel and silu_backward_kernel have
+ *      our very formulas). So a half kernel is the fp32 one between casts,
+ *      the same bits on the CPU, the emulation and a GPU.
+ *   H2 sums (statistics, dbias, overlapping pooling windows, upsample's
+ *      backward) are taken in float or double and rounded once at the end.
+ *
+ * Op by op (x16 = fp16 tensor; "fp32" = as now):
+ *   images_to_float, resize_bilinear: fp32. imgs.float() / 255 and
+ *     --multi-scale's interpolate come before the autocast block; the first
+ *     conv casts the images (float_to_fp16).
+ *   conv_forward: x16, w16, y16, fp32 accumulation. conv2d is in
+ *     AT_FORALL_LOWER_PRECISION_FP; cuDNN's compute type is float for Half
+ *     and BFloat16 (aten/src/ATen/native/cudnn/Conv_v8.cpp
+ *     getConvDescriptor), as our conv_graph.h graphs already build.
+ *     Weights are cast once a step: autocast caches the fp16 copy of an
+ *     fp32 leaf weight until the autocast region exits (autocast_mode.cpp
+ *     cached_cast), so float_to_fp16 of every weight before the forward,
+ *     kept for the backward. Bias: only Detect's 1x1 convs have one
+ *     (models/common.py Conv: bias=False), cast to fp16 too.
+ *   conv_backward_data: dy16, w16 -> dx16, fp32 accumulation.
+ *   conv_backward_filter: x16, dy16 -> dw16 (the gradient of the fp16 copy);
+ *     the cast's backward widens it and AccumulateGrad adds it to the fp32
+ *     .grad. So: dw16 into a half scratch (cuDNN beta 0), then grad +=
+ *     fp16_to_float(dw16) in fp32; never accumulate in fp16 (--accumulate
+ *     adds several batches). dbias the same (H2 sum, rounded to fp16).
+ *   bn_forward_train, bn_backward: x16 in, y16 / dx16 out; gamma, beta,
+ *     running_mean/var, save_mean/invstd, dgamma, dbeta fp32; statistics in
+ *     fp32 or double (H2). batch_norm is in no CUDA autocast list: fp16
+ *     input with fp32 weight runs cuDNN's batch norm
+ *     (aten/src/ATen/native/Normalization.cpp _select_batch_norm_backend),
+ *     bf16 the native kernel, both with float statistics.
+ *   bn_channel_sums, bn_channel_affine (--sync-bn): x16/dy16 read as
+ *     floats, sums in double as now, out16 rounded once.
+ *   silu_forward, silu_backward, add_forward: fp16 (H1). Autograd's sum of
+ *     the two gradients of a tensor used twice (Bottleneck's shortcut) is
+ *     an fp16 add too.
+ *   maxpool_forward (SPPF, k 5, stride 1): fp16, exact. maxpool_backward:
+ *     dx16, the overlapping windows' gradients summed per H2.
+ *   upsample2x_forward, concat_forward/backward, detect_permute_forward/
+ *     backward: fp16 copies, exact. upsample2x_backward: 4 terms, H2.
+ *     Detect's outputs p[i] are fp16 (models/yolo.py Detect.forward).
+ *   The loss (loss.c, loss_obj_dense), utils/loss.py ComputeLoss.__call__:
+ *     - tobj = torch.zeros(pi.shape[:4], dtype=pi.dtype) is fp16: the
+ *       objectness target iou.detach().clamp(0).type(tobj.dtype) is the
+ *       fp32 CIoU rounded to fp16; t = torch.full_like(pcls, self.cn) is
+ *       fp16: cp, cn rounded (label smoothing 0.1: 0.95 -> 0.9501953125,
+ *       0.05 -> 0.0499877930);
+ *     - BCEobj(pi[..., 4], tobj) and BCEcls(pcls, t):
+ *       binary_cross_entropy_with_logits is in AT_FORALL_FP32, so logits
+ *       and targets are widened and the BCE and its mean are fp32:
+ *       loss_obj_dense reads fp16 logits and computes as now;
+ *     - box: pxy.sigmoid() * 2 - 0.5 stays fp16 (sigmoid, then each
+ *       arithmetic op rounded to fp16: x 2 exact, - 0.5 rounded);
+ *       (pwh.sigmoid() * 2) ** 2 * anchors[i]: sigmoid and x 2 in fp16,
+ *       ** 2 is pow (AT_FORALL_FP32) so the square and the anchor product
+ *       are fp32; torch.cat((pxy, pwh), 1) promotes to fp32, so bbox_iou
+ *       (CIoU) and lbox are fp32;
+ *     - FocalLoss.forward (fl_gamma > 0): the BCE fp32; sigmoid(pred),
+ *       p_t and alpha_factor fp16 (true is fp16); (1.0 - p_t) ** gamma fp32
+ *       (pow); their product and loss *= fp32;
+ *     - lbox, lobj, lcls, (sum) * bs, * WORLD_SIZE, * 4 (--quad) fp32;
+ *       scaler.scale(loss) multiplies in fp32;
+ *     - backward: the fp32 gradient of pi[..., 4] (every cell) comes back
+ *       through the cast rounded to fp16; the matched cells' box and class
+ *       gradients go back through the fp16 sigmoid and arithmetic, and
+ *       autograd adds the two fp16 gradients of pi. Ours: the loss's fp32
+ *       gradient rows (scaled), rounded once by float_to_fp16: it may
+ *       differ from torch by an fp16 ulp at matched cells, where torch
+ *       rounds twice (within the tolerances below, not bit-matched).
+ *   amp_unscale, sum_squares (clip_grad_norm_, max_norm 10), optim_update,
+ *     scale, ema_update, DDP's all-reduce: fp32, outside autocast. Master
+ *     weights, .grad (the gradients of fp32 parameters), momentum buffers, the EMA
+ *     (utils/torch_utils.py ModelEMA.update) are fp32; an fp16 overflow in
+ *     a gradient arrives in .grad as inf, which unscale reports.
+ *   round_half: train.py's model.half().float() before training, as now.
+ *     Under --amp also after every validation: val.py run() called from
+ *     train.py (half=amp, model=ema.ema) does model.half() and, at its end,
+ *     model.float(), so the EMA's parameters and buffers come back rounded
+ *     to fp16. That validation is plain fp16, not autocast (im.half(), BN
+ *     with fp16 parameters, Detect's decode, the val loss outside autocast,
+ *     NMS): the val path's own item, after the training step.
+ *   The casts, where: float_to_fp16 for the images at the first conv,
+ *     every conv weight and bias once a step, and the loss gradient;
+ *     fp16_to_float for dw16 and dbias16 into .grad, and for Detect's
+ *     outputs where the loss reads them (unless loss_obj_dense gets a
+ *     half-input form).
+ *
+ * So the CPU backend's half ops (the specification) can be casts around
+ * the fp32 ops that exist: fp16_to_float the inputs, the fp32 op (its sums
+ * in float or double: H2), float_to_fp16 the outputs. Only the loss rounds
+ * in between, where YOLOv5 does (tobj, t, pxy: tr_f_round_to_half).
+ *
+ * TOLERANCES proposed for the half path, per op, in three tiers; u is the
+ * unit roundoff, 2^-11 for fp16 and 2^-8 for bf16 (the relative error of
+ * one rounding), |.| elementwise, sums over the values an output uses.
+ *   1. Parity, the CUDA half op vs the CPU half op (test_cuda_ops's kind):
+ *   - casts, element-wise ops, copies, max pool and upsample backward,
+ *     bn_channel_affine: exact (bits), H1 and H2 in a fixed order on both.
+ *   - conv forward, backward data, backward filter, dbias, batch norm: the
+ *     fp32 op's parity tolerance plus one half ulp of the result: two fp32
+ *     sums that differ in their last bits can round to neighbouring halves.
+ *   2. Rounding, the CPU half op vs the fp32 op on its widened half inputs:
+ *     exactly float_to_fp16 of it, by the construction above (checked, so
+ *     a half op that forgets H1 or rounds twice fails).
+ *   3. Cost, the half op vs the fp32 op on the original fp32 inputs (what
+ *   mixed precision costs; asserted with these first-order bounds, printed):
+ *   - cast and back: u |x|, one rounding; fp16 also 2^-25 absolute below
+ *     2^-14 (subnormal steps of 2^-24), and inf from 65520 on purpose.
+ *   - copies (concat, permute, upsample, max pool forward): u |x|, the
+ *     input's rounding only.
+ *   - silu_forward: u (|y| + 1.1 |x|): the output's rounding, and the
+ *     input's times max |silu'| = 1.0998.
+ *   - silu_backward: u (|dx| + 1.1 |dy| + 0.5 |dy x|): dy's rounding times
+ *     silu', x's times max |silu''| = 0.5, the output's.
+ *   - add: u (|y| + |a| + |b|); upsample and max pool backward: u (|dx| +
+ *     sum |terms|): each input rounded once, the output once.
+ *   - conv_forward: u |y| + 2u conv(|x|, |w|): each product's two inputs
+ *     rounded, fp32 accumulation (as the fp32 op), the output once; the test
+ *     gets conv(|x|, |w|) from one more fp32 convolution. backward_data: u
+ *     |dx| + 2u conv_T(|dy|, |w|); backward_filter: u |dw| + 2u corr(|x|,
+ *     |dy|), plus the fp32 op's own summation tolerance (n h w terms);
+ *     dbias: u |db| + u sum |dy|.
+ *   - bn_forward_train: save_mean within u mean|x|; invstd within 2u invstd
+ *     mean(|x - mean| |x|) / var (first order: x's rounding through the
+ *     variance, large where a channel's offset dwarfs its spread); y within
+ *     u |y| + u |gamma| invstd (|x| + mean|x|) + |gamma xhat| times invstd's
+ *     relative bound; running statistics as the saved ones.
+ *   - bn_backward: dgamma within 2u sum |dy xhat|, dbeta within u sum |dy|
+ *     (fp32 results of rounded inputs); dx within u |dx| + 2u |gamma| invstd
+ *     (|dy| + mean|dy| + |xhat| mean|dy xhat|) + the forward's xhat and
+ *     invstd bounds carried through dx's formula (first order).
+ *   - the loss: lobj and lcls within u mean(|dL/dx| |x| + |dL/dt| t), the
+ *     logits' and the targets' roundings through the BCE: dL/dx = (pw t + 1
+ *     - t) sigmoid(x) - pw t (tr_f_bce_backward), dL/dt = -x + (pw - 1)
+ *     softplus(-x), pw the pos_weight; lbox within 8u, an estimate: the
+ *     CIoU terms move by a small multiple of pxy's error (three roundings
+ *     of values up to 1.5) and pwh's (two, then fp32).
+ *   - a whole step (yolov5n, test_train_step's golden batch, fp16 vs fp32
+ *     from the same weights): loss items within 1e-3 relative, each
+ *     parameter's update (after - before) within 1e-2 of its tensor's
+ *     largest update, no step skipped at the first scale, 65536. Estimates
+ *     from the bounds above, to be measured on a GPU before they are
+ *     enforced (YOLOv5's own AMP check, utils/general.py check_amp, only
+ *     asks detections to agree within 0.1 absolute).
+ */
 #ifndef TR_AMP_H
 #define TR_AMP_H
 
