@@ -1078,29 +1078,38 @@ static void test_half_casts_all_patterns(void **state)
 	tr_backend_destroy(b);
 }
 
-/* The casts' refusals: a missing buffer, overlapping buffers; n = 0 is nothing to do. */
+/*
+ * The casts' refusals: a missing buffer, overlapping buffers; n = 0 is
+ * nothing to do. One untyped 64-byte buffer from alloc, viewed as floats
+ * and as halves, as device memory is.
+ */
 static void test_half_casts_refused(void **state)
 {
 	(void)state;
 	struct tr_backend *b = backend();
 	struct ut_err err = {{0}};
-	float x[8] = {0};
-	uint16_t y[8];
+	unsigned char *mem = NULL;
+	OK(b->ops->alloc(b, 64, (void **)&mem, &ok_err));
+	OK(b->ops->memset(b, mem, 0, 64, &ok_err));
+	float *x = (float *)mem;
+	uint16_t *y = (uint16_t *)(mem + 32);
 	assert_int_equal(b->ops->float_to_fp16(b, x, NULL, 8, &err), -1);
 	assert_string_equal(err.msg, "float_to_fp16: y is NULL for 8 values");
 	assert_int_equal(b->ops->bf16_to_float(b, NULL, x, 3, &err), -1);
 	assert_string_equal(err.msg, "bf16_to_float: x is NULL for 3 values");
 	/* in place: the halves would overwrite floats not yet read */
-	assert_int_equal(b->ops->float_to_bf16(b, x, (uint16_t *)x, 8, &err), -1);
+	assert_int_equal(b->ops->float_to_bf16(b, x, (uint16_t *)mem, 8, &err), -1);
 	assert_string_equal(err.msg,
 			    "float_to_bf16: x and y overlap (a cast does not run in place)");
-	assert_int_equal(b->ops->fp16_to_float(b, (uint16_t *)x + 7, x, 4, &err), -1);
-	assert_non_null(strstr(err.msg, "overlap"));
-	/* adjacent is fine, and so is nothing at all */
-	OK(b->ops->fp16_to_float(b, (uint16_t *)(x + 4), x, 4, &ok_err));
+	assert_int_equal(b->ops->fp16_to_float(b, (uint16_t *)(mem + 14), x, 4, &err), -1);
+	assert_non_null(strstr(err.msg, "fp16_to_float: x and y overlap"));
+	/* adjacent is fine (8 floats, then 16 halves), and so is nothing at all */
+	OK(b->ops->float_to_fp16(b, x, y, 8, &ok_err));
+	OK(b->ops->fp16_to_float(b, y, x, 8, &ok_err));
 	OK(b->ops->float_to_fp16(b, NULL, NULL, 0, &ok_err));
-	OK(b->ops->float_to_bf16(b, x, y, 1, &ok_err));
-	assert_true(y[0] == 0);
+	for (int k = 0; k < 8; k++)
+		assert_true(y[k] == 0 && x[k] == 0.0f);
+	b->ops->free(b, mem);
 	tr_backend_destroy(b);
 }
 
