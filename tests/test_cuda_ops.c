@@ -1262,10 +1262,17 @@ static void compare_bits(struct tr_backend *gpu, const char *what, const void *d
 	free(got);
 }
 
+/* 32 random bits from the uniform's LCG (its top bits). */
+static uint32_t random_bits(uint64_t *state)
+{
+	*state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t)(*state >> 32);
+}
+
 /*
- * A cast's input of n values: floats (the edges of both formats, random
- * values at scales 2^-30 .. 2^20, random bit patterns: NaNs, infinities,
- * subnormals), or 16-bit patterns (every pattern in turn).
+ * The floats a cast test converts, n of them: the edges of both formats,
+ * then random values at scales 2^-30 .. 2^20 and, one in five, random bit
+ * patterns (NaNs, infinities, subnormals, anything).
  */
 static float *cast_floats(size_t n, uint64_t *r)
 {
@@ -1277,8 +1284,8 @@ static float *cast_floats(size_t n, uint64_t *r)
 	for (size_t i = 0; i < n; i++) {
 		if (i < sizeof(edges) / sizeof(edges[0]))
 			x[i] = edges[i];
-		else if (i % 5 == 0) /* any bits: the uniform's own, scrambled */
-			x[i] = tr_f_from_bits((uint32_t)(*r >> 32) ^ (uint32_t)(*r * 0x9e3779b9u));
+		else if (i % 5 == 0)
+			x[i] = tr_f_from_bits(random_bits(r));
 		else
 			x[i] = ldexpf(x[i], (int)(i % 51) - 30);
 	}
