@@ -3,9 +3,10 @@
 # trainer that takes a random 0.5-1.5 s (the fixture trainer,
 # FIXTURE_DURATION_MS=500,1500), 8 rounds of candidates per P (16 for
 # halving, whose pruned candidates end early); YOLOv5's breeding with the
-# default lag (= P, DESIGN.md's rule) and larger --lag values, then the
-# default algorithm, halving, with its default lag (3P) and 2P. Halving's
-# rows train 9 epochs, so that its rung after 3 epochs can stop a candidate.
+# default lag (= P, DESIGN.md's rule) and larger --lag values, then
+# halving with its default lag (3P) and 2P, and guided with its default lag
+# (2P) and 3P. Halving's rows train 9 epochs, so that its rung after 3
+# epochs can stop a candidate.
 #   bench/utilization.sh [BUILD_DIR] [ROUNDS]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,13 +17,15 @@ trap 'rm -rf "$work"' EXIT
 printf '%-8s %4s %8s %12s %10s %16s %12s\n' algorithm P lag generations wall_s busy_slot_s utilisation
 # P:LAG:ALGORITHM:EPOCHS (LAG -: the algorithm's default)
 for run in 1:-:yolov5:1 2:-:yolov5:1 8:-:yolov5:1 2:4:yolov5:1 8:16:yolov5:1 8:24:yolov5:1 \
-	8:-:halving:9 8:16:halving:9; do
+	8:-:halving:9 8:16:halving:9 8:-:guided:1 8:24:guided:1; do
 	IFS=: read -r p lag algorithm epochs <<<"$run"
 	n=$((p * rounds))
 	[[ $algorithm == halving ]] && n=$((2 * n))
 	lag_opt=() shown=$lag
 	if [[ $lag == - ]]; then
-		[[ $algorithm == halving && $p -gt 1 ]] && shown="($((3 * p)))" || shown="($p)"
+		shown="($p)"
+		[[ $algorithm == halving && $p -gt 1 ]] && shown="($((3 * p)))"
+		[[ $algorithm == guided && $p -gt 1 ]] && shown="($((2 * p)))"
 	else
 		lag_opt=(--lag "$lag")
 	fi

@@ -54,9 +54,10 @@ void ev_guided_defaults(struct ev_robust_params *params)
 {
 	ev_halving_defaults(params);
 	/*
-	 * Measured on bench/search (seeds 21-40 to choose, 1-20 to report):
-	 * without pruning, which ranks by noise on the real learning curves,
-	 * and with the model choosing among 16 proposals.
+	 * Measured on bench/search (40 seeds): no pruning (early epochs rank
+	 * real learning curves backwards), the model choosing among 16
+	 * proposals; one length scale, as a weight per key cost the real-curve
+	 * surrogate (bench/search/README.md, "--algorithm guided").
 	 */
 	params->screen = 16;
 	params->screen_kappa = 1.0;

@@ -1313,8 +1313,9 @@ static int setup(struct ev_runner *run, int *sfd)
 	/*
 	 * The lag: --lag, at least P. halving's default is 3P: its pruned
 	 * candidates free their slots early, and with lag 2P the slots were 93 %
-	 * busy at P = 8, 96 % with 3P (bench/search/README.md). One slot is
-	 * always busy, so P = 1 keeps lag 1 (YOLOv5's serial loop).
+	 * busy at P = 8, 96 % with 3P (bench/search/README.md). guided's is 2P,
+	 * where YOLOv5's breeding is 95 % busy too (bench/README.md). One slot
+	 * is always busy, so P = 1 keeps lag 1 (YOLOv5's serial loop).
 	 */
 	long lag = run->opts->lag;
 	if (lag == 0 && run->nslots > 1 && strcmp(run->opts->algorithm, "halving") == 0)
