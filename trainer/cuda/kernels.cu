@@ -984,55 +984,24 @@ extern "C" int TR_CUDA_SYM(round_half)(struct tr_cuda_stream *s, float *x, size_
 	return TR_CUDA_LAUNCH(round_half_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, count);
 }
 
-/* The half-precision casts: formula.h's, value by value (ops.h). */
-__global__ static void float_to_fp16_kernel(const float *x, uint16_t *y, size_t count)
-{
-	for (size_t k = ew_first(); k < count; k += ew_stride())
-		y[k] = tr_f_fp16_from_float(x[k]);
-}
-
-extern "C" int TR_CUDA_SYM(float_to_fp16)(struct tr_cuda_stream *s, const float *x, uint16_t *y,
-					  size_t count)
-{
-	return TR_CUDA_LAUNCH(float_to_fp16_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
-			      count);
-}
-
-__global__ static void fp16_to_float_kernel(const uint16_t *x, float *y, size_t count)
-{
-	for (size_t k = ew_first(); k < count; k += ew_stride())
-		y[k] = tr_f_fp16_to_float(x[k]);
-}
-
-extern "C" int TR_CUDA_SYM(fp16_to_float)(struct tr_cuda_stream *s, const uint16_t *x, float *y,
-					  size_t count)
-{
-	return TR_CUDA_LAUNCH(fp16_to_float_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
-			      count);
-}
-
-__global__ static void float_to_bf16_kernel(const float *x, uint16_t *y, size_t count)
-{
-	for (size_t k = ew_first(); k < count; k += ew_stride())
-		y[k] = tr_f_bf16_from_float(x[k]);
-}
-
-extern "C" int TR_CUDA_SYM(float_to_bf16)(struct tr_cuda_stream *s, const float *x, uint16_t *y,
-					  size_t count)
-{
-	return TR_CUDA_LAUNCH(float_to_bf16_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
-			      count);
-}
-
-__global__ static void bf16_to_float_kernel(const uint16_t *x, float *y, size_t count)
-{
-	for (size_t k = ew_first(); k < count; k += ew_stride())
-		y[k] = tr_f_bf16_to_float(x[k]);
-}
-
-extern "C" int TR_CUDA_SYM(bf16_to_float)(struct tr_cuda_stream *s, const uint16_t *x, float *y,
-					  size_t count)
-{
-	return TR_CUDA_LAUNCH(bf16_to_float_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y,
-			      count);
-}
+/*
+ * The half-precision casts: formula.h's, value by value (ops.h). One kernel
+ * and launcher each, spelled once: CAST(name, in, out, formula).
+ */
+#define CAST(name, in_t, out_t, formula)                                                           \
+	__global__ static void name##_kernel(const in_t *x, out_t *y, size_t count)                \
+	{                                                                                          \
+		for (size_t k = ew_first(); k < count; k += ew_stride())                           \
+			y[k] = formula(x[k]);                                                      \
+	}                                                                                          \
+	extern "C" int TR_CUDA_SYM(name)(struct tr_cuda_stream * s, const in_t *x, out_t *y,       \
+					 size_t count)                                             \
+	{                                                                                          \
+		return TR_CUDA_LAUNCH(name##_kernel, ew_grid(count), dim3(EW_THREADS), 0, s, x, y, \
+				      count);                                                      \
+	}
+CAST(float_to_fp16, float, uint16_t, tr_f_fp16_from_float)
+CAST(fp16_to_float, uint16_t, float, tr_f_fp16_to_float)
+CAST(float_to_bf16, float, uint16_t, tr_f_bf16_from_float)
+CAST(bf16_to_float, uint16_t, float, tr_f_bf16_to_float)
+#undef CAST
