@@ -119,7 +119,7 @@ static void test_upload_async_in_order(void **state)
  * cuda_ops), and rect shapes of the same batch, each buffer used 3 times.
  */
 static const struct tr_shape batches[] = {
-    {2, 3, 128, 128}, {2, 3, 96, 128}, {1, 3, 128, 64},
+    {2, 3, 128, 128}, {2, 3, 96, 128},	{1, 3, 128, 64},
     {2, 3, 128, 96},  {2, 3, 128, 128}, {2, 3, 64, 128},
 };
 #define BATCHES ((int)(sizeof(batches) / sizeof(batches[0])))
@@ -301,14 +301,14 @@ static void test_copy_queue_overflow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_host_alloc),
-	    cmocka_unit_test(test_upload_async_in_order),
-	    cmocka_unit_test(test_staging_matches_sync),
-	    cmocka_unit_test(test_staging_refusals),
+		cmocka_unit_test(test_host_alloc),
+		cmocka_unit_test(test_upload_async_in_order),
+		cmocka_unit_test(test_staging_matches_sync),
+		cmocka_unit_test(test_staging_refusals),
 #if defined(TEST_CUDA_EMU)
-	    cmocka_unit_test(test_copy_waits_for_upload_wait),
-	    cmocka_unit_test(test_host_reuse_rule),
-	    cmocka_unit_test(test_copy_queue_overflow),
+		cmocka_unit_test(test_copy_waits_for_upload_wait),
+		cmocka_unit_test(test_host_reuse_rule),
+		cmocka_unit_test(test_copy_queue_overflow),
 #endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

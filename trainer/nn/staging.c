@@ -34,8 +34,8 @@ void tr_staging_release(struct tr_staging *st, struct tr_backend *be)
 	}
 }
 
-int tr_staging_give(struct tr_staging *st, struct tr_backend *be, const void *images,
-		    size_t bytes, struct ut_err *err)
+int tr_staging_give(struct tr_staging *st, struct tr_backend *be, const void *images, size_t bytes,
+		    struct ut_err *err)
 {
 	if (bytes > st->capacity)
 		return ut_err_set(err, "staging: a batch of %zu bytes (planned for %zu)", bytes,

@@ -51,8 +51,8 @@ void tr_staging_release(struct tr_staging *st, struct tr_backend *be);
  * to the next device buffer; returns before the upload is done. Fails if
  * bytes exceed the capacity or the batch given before is not taken yet.
  */
-int tr_staging_give(struct tr_staging *st, struct tr_backend *be, const void *images,
-		    size_t bytes, struct ut_err *err);
+int tr_staging_give(struct tr_staging *st, struct tr_backend *be, const void *images, size_t bytes,
+		    struct ut_err *err);
 /*
  * The batch given last, in device memory, in *images: ops given after this
  * returns see all its bytes (upload_wait). Ops may read *images until the
