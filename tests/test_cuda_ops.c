@@ -1340,6 +1340,10 @@ static void test_half_casts(void **state)
 	X(upload)                                                                                  \
 	X(download)                                                                                \
 	X(sync)                                                                                    \
+	X(host_alloc)                                                                              \
+	X(host_free)                                                                               \
+	X(upload_async)                                                                            \
+	X(upload_wait)                                                                             \
 	X(conv_forward)                                                                            \
 	X(conv_backward_data)                                                                      \
 	X(conv_backward_filter)                                                                    \

@@ -78,6 +78,7 @@
 #include "optim.h"
 #include "pcg.h"
 #include "sampler.h"
+#include "staging.h"
 #include "syncbn.h"
 #include "val.h"
 #ifdef TR_HAVE_NCCL
@@ -128,7 +129,10 @@ struct tr_run {
 	float *slot0, *slot1;	     /* optimizer state, the layout of model->params (device) */
 	float *host_slot[2];	     /* their host mirror, for checkpoints */
 	bool *frozen;		     /* per tensor of model->tensors */
-	uint8_t *images_u8;	/* one batch as the loader made it, [batch, 3, h, w] (device) */
+	/* the loader's batches on their way to the device: pinned, double-buffered, the copy
+	   of one batch overlapping the compute of the one before (staging.h) */
+	struct tr_staging staging;
+	bool staging_ready;	/* staging holds buffers (teardown frees them) */
 	float *images;		/* the same as floats / 255 (device) */
 	float *dev_scaled;	/* --quad: [batch / 4, 3, 2h, 2w]; --multi-scale: the batch
 				   resized, [batch, 3, h', w'] (device) */
@@ -560,10 +564,10 @@ static int plan_memory(struct tr_run *run, int imgsz, struct ut_err *err)
 		run->flag = flag;
 	}
 	size_t image_floats = (size_t)batch * 3 * loader_h * loader_w;
-	void *u8, *images, *dev_scaled;
-	if (device_zeros(run->backend, image_floats, &u8, err) != 0)
+	void *images, *dev_scaled;
+	if (tr_staging_init(&run->staging, run->backend, image_floats, err) != 0)
 		return -1;
-	run->images_u8 = u8;
+	run->staging_ready = true;
 	if (device_zeros(run->backend, image_floats * sizeof(float), &images, err) != 0)
 		return -1;
 	run->images = images;
@@ -1169,8 +1173,16 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 	if (run->opts->multi_scale)
 		multi_scale_shape(run, epoch, batch->number, &height, &width);
 	size_t count = (size_t)n * 3 * (size_t)batch->height * (size_t)batch->width;
-	if (be->ops->upload(be, run->images_u8, batch->images, count, err) != 0 ||
-	    be->ops->images_to_float(be, run->images_u8, run->images, count, err) != 0)
+	/*
+	 * The bytes go up through a pinned buffer with an asynchronous copy,
+	 * which overlaps what is left of the previous batch's compute; the
+	 * take orders images_to_float after it. The loss's download below
+	 * is the sync that staging.h asks for before a pinned buffer returns.
+	 */
+	const uint8_t *images_u8;
+	if (tr_staging_give(&run->staging, be, batch->images, count, err) != 0 ||
+	    tr_staging_take(&run->staging, be, &images_u8, err) != 0 ||
+	    be->ops->images_to_float(be, images_u8, run->images, count, err) != 0)
 		return -1;
 	struct tr_tensor whole = {run->images, {n, 3, batch->height, batch->width}};
 	if (run->opts->quad) {
@@ -1183,7 +1195,7 @@ static int train_batch(struct tr_run *run, const struct tr_batch *batch, long ep
 		targets = run->quad_targets;
 		height *= 2;
 		width *= 2;
-		if (be->ops->quad_collate(be, run->images_u8, &whole, run->quad_upsample,
+		if (be->ops->quad_collate(be, images_u8, &whole, run->quad_upsample,
 					  run->dev_scaled, err) != 0)
 			return -1;
 		images = run->dev_scaled;
@@ -1685,7 +1697,8 @@ static void teardown(struct tr_run *run)
 	if (run->backend != NULL) {
 		run->backend->ops->free(run->backend, run->slot0);
 		run->backend->ops->free(run->backend, run->slot1);
-		run->backend->ops->free(run->backend, run->images_u8);
+		if (run->staging_ready)
+			tr_staging_release(&run->staging, run->backend);
 		run->backend->ops->free(run->backend, run->images);
 		run->backend->ops->free(run->backend, run->dev_scaled);
 		run->backend->ops->free(run->backend, run->flag);

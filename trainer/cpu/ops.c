@@ -213,6 +213,31 @@ static int cpu_sync(struct tr_backend *b, struct ut_err *err)
 	return 0;
 }
 
+/* pinned memory is plain memory: nothing to pin without a device */
+static int cpu_host_alloc(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err)
+{
+	return cpu_alloc(b, bytes, out, err);
+}
+
+static void cpu_host_free(struct tr_backend *b, void *ptr)
+{
+	cpu_free(b, ptr);
+}
+
+/* the copy is done when it returns, so ops.h's ordering and reuse rules hold at once */
+static int cpu_upload_async(struct tr_backend *b, void *dst_dev, const void *src_pinned,
+			    size_t bytes, struct ut_err *err)
+{
+	return cpu_upload(b, dst_dev, src_pinned, bytes, err);
+}
+
+static int cpu_upload_wait(struct tr_backend *b, struct ut_err *err)
+{
+	(void)b;
+	(void)err;
+	return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* convolution primitives                                                    */
 
@@ -1452,6 +1477,10 @@ static const struct tr_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .sync = cpu_sync,
+    .host_alloc = cpu_host_alloc,
+    .host_free = cpu_host_free,
+    .upload_async = cpu_upload_async,
+    .upload_wait = cpu_upload_wait,
     .conv_forward = cpu_conv_forward,
     .conv_backward_data = cpu_conv_backward_data,
     .conv_backward_filter = cpu_conv_backward_filter,

@@ -49,9 +49,37 @@
 					  op, TR_CUDA_SYM(launch_error_string)(launch_rc_));       \
 	} while (0)
 
+#if defined(TR_CUDA_EMU)
+/*
+ * The emulation's copy stream: upload_async queues its copies here and
+ * they run at the next upload_wait or sync, as late as CUDA may run them,
+ * so a caller that skips upload_wait reads stale data in the tests. A full
+ * queue runs early (a copy may run any time after it is given).
+ */
+#define EMU_COPIES 8
+struct emu_copy {
+	void *dst;
+	const void *src;
+	size_t bytes;
+};
+#endif
+
 struct cuda_state {
 	int device;
 	struct tr_cuda_stream stream;
+	/*
+	 * upload_async's copies (ops.h): on a GPU a second stream; copied is
+	 * recorded on it after each copy and upload_wait makes the stream wait
+	 * for it; released is recorded on the stream at each upload_wait and
+	 * the copies wait for it.
+	 */
+#if defined(TR_CUDA_EMU)
+	struct emu_copy copies[EMU_COPIES];
+	int n_copies;
+#else
+	cudaStream_t copy_stream;
+	cudaEvent_t copied, released;
+#endif
 	/* batch norm's and the reductions' partial sums, max pool's argmax; grown on a new shape */
 	void *workspace;
 	size_t workspace_bytes;
@@ -71,7 +99,7 @@ static struct cuda_state *state_of(struct tr_backend *b)
 }
 
 /* ------------------------------------------------------------------------ */
-/* memory and the stream                                                     */
+/* memory and the streams                                                    */
 
 int TR_CUDA_SYM(alloc)(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err)
 {
@@ -142,13 +170,88 @@ static int cuda_memset(struct tr_backend *b, void *dst, int value, size_t bytes,
 	return 0;
 }
 
+#if defined(TR_CUDA_EMU)
+/* The emulated copy stream catches up: every queued copy, in the order given. */
+static void emu_copies_run(struct cuda_state *st)
+{
+	for (int k = 0; k < st->n_copies; k++)
+		memcpy(st->copies[k].dst, st->copies[k].src, st->copies[k].bytes);
+	st->n_copies = 0;
+}
+#endif
+
+/* both streams: the copies too */
 int TR_CUDA_SYM(sync)(struct tr_backend *b, struct ut_err *err)
 {
 #if defined(TR_CUDA_EMU)
-	(void)b;
 	(void)err;
+	emu_copies_run(state_of(b));
 #else
+	CUDA_CHECK(cudaStreamSynchronize(state_of(b)->copy_stream));
 	CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)state_of(b)->stream.handle));
+#endif
+	return 0;
+}
+
+/* ops.h's host_alloc: page-locked host memory (cudaHostAlloc: page-aligned) */
+static int cuda_host_alloc(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err)
+{
+	(void)b;
+	*out = NULL;
+#if defined(TR_CUDA_EMU)
+	size_t rounded = (bytes + 63) / 64 * 64;
+	*out = aligned_alloc(64, rounded ? rounded : 64);
+	if (*out == NULL)
+		return ut_err_set(err, "%s:%d: out of memory (%zu bytes)", __FILE__, __LINE__,
+				  bytes);
+#else
+	CUDA_CHECK(cudaHostAlloc(out, bytes ? bytes : 1, cudaHostAllocDefault));
+#endif
+	return 0;
+}
+
+static void cuda_host_free(struct tr_backend *b, void *ptr)
+{
+	(void)b;
+#if defined(TR_CUDA_EMU)
+	free(ptr);
+#else
+	/* as cudaFree: fails only for a pointer it did not allocate, or after a fault */
+	if (ptr != NULL)
+		(void)cudaFreeHost(ptr);
+#endif
+}
+
+/* ops.h's upload_async: on the copy stream, after the ops before the last upload_wait */
+static int cuda_upload_async(struct tr_backend *b, void *dst_dev, const void *src_pinned,
+			     size_t bytes, struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+#if defined(TR_CUDA_EMU)
+	(void)err;
+	if (st->n_copies == EMU_COPIES)
+		emu_copies_run(st);
+	st->copies[st->n_copies++] = (struct emu_copy){dst_dev, src_pinned, bytes};
+#else
+	CUDA_CHECK(cudaStreamWaitEvent(st->copy_stream, st->released, 0));
+	CUDA_CHECK(
+	    cudaMemcpyAsync(dst_dev, src_pinned, bytes, cudaMemcpyHostToDevice, st->copy_stream));
+	CUDA_CHECK(cudaEventRecord(st->copied, st->copy_stream));
+#endif
+	return 0;
+}
+
+/* ops.h's upload_wait: the stream waits for the copies given so far; the next copies wait for it */
+static int cuda_upload_wait(struct tr_backend *b, struct ut_err *err)
+{
+	struct cuda_state *st = state_of(b);
+#if defined(TR_CUDA_EMU)
+	(void)err;
+	emu_copies_run(st);
+#else
+	cudaStream_t stream = (cudaStream_t)st->stream.handle;
+	CUDA_CHECK(cudaStreamWaitEvent(stream, st->copied, 0));
+	CUDA_CHECK(cudaEventRecord(st->released, stream));
 #endif
 	return 0;
 }
@@ -839,6 +942,10 @@ static const struct tr_ops cuda_ops = {
     .upload = TR_CUDA_SYM(upload),
     .download = TR_CUDA_SYM(download),
     .sync = TR_CUDA_SYM(sync),
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .upload_async = cuda_upload_async,
+    .upload_wait = cuda_upload_wait,
     .conv_forward = cuda_conv_forward,
     .conv_backward_data = cuda_conv_backward_data,
     .conv_backward_filter = cuda_conv_backward_filter,
@@ -889,6 +996,12 @@ static void cuda_destroy(struct tr_backend *b)
 		(void)cudnnDestroy(st->cudnn);
 	if (st->stream.handle != NULL)
 		(void)cudaStreamDestroy((cudaStream_t)st->stream.handle);
+	if (st->copy_stream != NULL)
+		(void)cudaStreamDestroy(st->copy_stream);
+	if (st->copied != NULL)
+		(void)cudaEventDestroy(st->copied);
+	if (st->released != NULL)
+		(void)cudaEventDestroy(st->released);
 #endif
 	free(st);
 	free(b);
@@ -946,13 +1059,19 @@ int tr_cuda_device_check(int device, struct ut_err *err)
 	return 0;
 }
 
-/* Select the device, create the backend's stream and a cuDNN handle on it. */
+/*
+ * Select the device, create the backend's stream and a cuDNN handle on it,
+ * and the copy stream with its two events (no timing: they only order).
+ */
 static int stream_init(struct cuda_state *st, struct ut_err *err)
 {
 	cudaStream_t stream = NULL;
 	CUDA_CHECK(cudaSetDevice(st->device));
 	CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 	st->stream.handle = stream;
+	CUDA_CHECK(cudaStreamCreateWithFlags(&st->copy_stream, cudaStreamNonBlocking));
+	CUDA_CHECK(cudaEventCreateWithFlags(&st->copied, cudaEventDisableTiming));
+	CUDA_CHECK(cudaEventCreateWithFlags(&st->released, cudaEventDisableTiming));
 	cudnnStatus_t status = cudnnCreate(&st->cudnn);
 	if (status == CUDNN_STATUS_SUCCESS)
 		status = cudnnSetStream(st->cudnn, stream);

@@ -46,7 +46,8 @@ int tr_cuda_sync(struct tr_backend *b, struct ut_err *err);
 
 /*
  * The same backend with its kernels on the CPU emulation: "device" memory
- * is host memory, every launch runs at once, thread orders come from seed;
+ * is host memory, every launch runs at once (upload_async's copies wait
+ * for the next upload_wait or sync), thread orders come from seed;
  * convolutions (no cuDNN without a device) are the CPU backend's, on one
  * thread, with this backend's bias kernels. For tests: it checks kernels,
  * not speed.

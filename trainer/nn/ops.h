@@ -37,6 +37,8 @@
  *   be->ops->download(be, host_y, y.data, bytes_y, &err);
  *   be->ops->free(be, x.data);                             // and w, y
  *   tr_backend_destroy(be);
+ * (Batches that stream in use host_alloc'ed buffers, upload_async and
+ * upload_wait instead of upload; see the memory ops.)
  */
 #ifndef TR_OPS_H
 #define TR_OPS_H
@@ -110,6 +112,47 @@ struct tr_ops {
 	int (*download)(struct tr_backend *b, void *dst_host, const void *src_dev, size_t bytes,
 			struct ut_err *err);
 	int (*sync)(struct tr_backend *b, struct ut_err *err);
+	/*
+	 * Pinned host memory and asynchronous uploads, so a batch's copy to
+	 * the device overlaps the compute of the batch before it (YOLOv5's
+	 * pin_memory=True with non_blocking copies).
+	 *
+	 * host_alloc returns 64-byte aligned HOST memory of unspecified
+	 * contents that upload_async can copy from without staging
+	 * (cudaHostAlloc on a GPU, page-locked; plain memory on the CPU
+	 * backend); host code reads and writes it as any memory. host_free
+	 * takes NULL. Pinned memory is scarce: allocate a few buffers once.
+	 *
+	 * upload_async queues the copy of bytes from src_pinned (host_alloc
+	 * memory; other host memory works but may not overlap) to dst_dev
+	 * on the backend's copy stream and may return before it is done.
+	 * The copy starts only after every op given before the most recent
+	 * upload_wait has finished (so dst_dev may be memory that those ops
+	 * read: two device buffers filled in turn, each waited on once
+	 * before its reader, never see a copy overtake the reader of the
+	 * batch before); copies run in the order given.
+	 *
+	 * upload_wait orders, without blocking the host: every op given after
+	 * it sees the data of every upload_async given before it. That is
+	 * the only way ops see it: an op given before upload_wait may read
+	 * dst_dev before, during or after the copy (stale data), and so may
+	 * download.
+	 *
+	 * Reuse of src_pinned: the host may rewrite or free it only once an
+	 * upload_wait given after the upload_async, and then a sync or a
+	 * download, have returned (they wait for the copy); before that the
+	 * copy may still read it and carry the new bytes.
+	 *
+	 * The CPU backend copies at once (upload_async is memcpy, upload_wait
+	 * does nothing), which satisfies these rules trivially; the emulated
+	 * CUDA backend defers each copy to the next upload_wait or sync, so a
+	 * caller that breaks a rule reads stale or later data in the tests.
+	 */
+	int (*host_alloc)(struct tr_backend *b, size_t bytes, void **out, struct ut_err *err);
+	void (*host_free)(struct tr_backend *b, void *ptr);
+	int (*upload_async)(struct tr_backend *b, void *dst_dev, const void *src_pinned,
+			    size_t bytes, struct ut_err *err);
+	int (*upload_wait)(struct tr_backend *b, struct ut_err *err);
 	/* y[n,cout,oh,ow] = conv(x, w[cout,cin,k,k]) + bias[cout] (bias may be NULL) */
 	int (*conv_forward)(struct tr_backend *b, const struct tr_conv *conv,
 			    const struct tr_tensor *x, const float *w, const float *bias,

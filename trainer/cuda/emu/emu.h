@@ -19,7 +19,8 @@
  *                previous block like real shared memory is undefined;
  *   threadIdx, blockIdx, blockDim, gridDim   the running fiber's ids;
  *   __syncthreads, __syncwarp, __shfl_down_sync, __shfl_xor_sync, atomicAdd.
- * Not emulated: dynamic shared memory, streams (launches are synchronous),
+ * Not emulated: dynamic shared memory, streams (launches are synchronous;
+ * backend.c defers upload_async's copies to emulate its copy stream),
  * memory spaces (device pointers are host pointers), textures, cooperative
  * groups. A shuffle must be reached by every live lane of the warp, and may
  * not read a lane that has returned (the launch fails).
