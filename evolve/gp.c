@@ -32,15 +32,24 @@ int ev_cholesky(const double *a, int n, double *l)
 	return 0;
 }
 
-/* b := (l l^T)^-1 b, l lower triangular n x n. */
-static void cholesky_solve(const double *l, int n, double *b)
+/* b := l^-1 b, l lower triangular n x n; returns |l^-1 b|^2. */
+static double forward_solve(const double *l, int n, double *b)
 {
+	double norm = 0;
 	for (int i = 0; i < n; i++) {
 		double sum = b[i];
 		for (int k = 0; k < i; k++)
 			sum -= l[i * n + k] * b[k];
 		b[i] = sum / l[i * n + i];
+		norm += b[i] * b[i];
 	}
+	return norm;
+}
+
+/* b := (l l^T)^-1 b, l lower triangular n x n. */
+static void cholesky_solve(const double *l, int n, double *b)
+{
+	forward_solve(l, n, b);
 	for (int i = n - 1; i >= 0; i--) {
 		double sum = b[i];
 		for (int k = i + 1; k < n; k++)
@@ -106,7 +115,8 @@ int ev_gp_fit(struct ev_gp *gp, const double *x, const double *y, int n, int d, 
 	if (!(var > 0) || !isfinite(var))
 		return 0;
 	size_t nn = (size_t)n * (size_t)n;
-	double *per_key = malloc(nn * (size_t)d * sizeof(*per_key));
+	/* each key's squared differences, only for the relevance pass */
+	double *per_key = relevance ? malloc(nn * (size_t)d * sizeof(*per_key)) : NULL;
 	double *distance = malloc(nn * sizeof(*distance)), *trial = malloc(nn * sizeof(*trial));
 	double *k = malloc(nn * sizeof(*k)), *l = malloc(nn * sizeof(*l));
 	double *z = malloc((size_t)n * sizeof(*z)), *alpha = malloc((size_t)n * sizeof(*alpha));
@@ -116,9 +126,9 @@ int ev_gp_fit(struct ev_gp *gp, const double *x, const double *y, int n, int d, 
 	gp->work = malloc((size_t)n * sizeof(*gp->work));
 	gp->weight = malloc((size_t)d * sizeof(*gp->weight));
 	int rc = 0;
-	if (per_key == NULL || distance == NULL || trial == NULL || k == NULL || l == NULL ||
-	    z == NULL || alpha == NULL || gp->x == NULL || gp->alpha == NULL || gp->chol == NULL ||
-	    gp->work == NULL || gp->weight == NULL) {
+	if ((relevance && per_key == NULL) || distance == NULL || trial == NULL || k == NULL ||
+	    l == NULL || z == NULL || alpha == NULL || gp->x == NULL || gp->alpha == NULL ||
+	    gp->chol == NULL || gp->work == NULL || gp->weight == NULL) {
 		rc = ut_err_set(err, "out of memory");
 		goto out;
 	}
@@ -134,7 +144,7 @@ int ev_gp_fit(struct ev_gp *gp, const double *x, const double *y, int n, int d, 
 	for (int i = 0; i < n; i++)
 		for (int j = 0; j < n; j++) {
 			distance[i * n + j] = squared_distance(x + i * d, x + j * d, gp->weight, d);
-			for (int q = 0; q < d; q++) {
+			for (int q = 0; relevance && q < d; q++) {
 				double diff = x[i * d + q] - x[j * d + q];
 				per_key[((size_t)q * (size_t)n + (size_t)i) * (size_t)n +
 					(size_t)j] = diff * diff;
@@ -190,21 +200,14 @@ out:
 
 void ev_gp_predict(struct ev_gp *gp, const double *u, double *mean, double *sd)
 {
-	double m = 0, explained = 0;
+	double m = 0;
 	for (int i = 0; i < gp->n; i++) {
 		gp->work[i] = exp(-squared_distance(u, gp->x + i * gp->d, gp->weight, gp->d) /
 				  (2 * gp->length * gp->length));
 		m += gp->work[i] * gp->alpha[i];
 	}
-	double *v = gp->work;
 	/* k*^T K^-1 k* = |L^-1 k*|^2: the forward half of the solve */
-	for (int i = 0; i < gp->n; i++) {
-		double sum = v[i];
-		for (int k = 0; k < i; k++)
-			sum -= gp->chol[i * gp->n + k] * v[k];
-		v[i] = sum / gp->chol[i * gp->n + i];
-		explained += v[i] * v[i];
-	}
+	double explained = forward_solve(gp->chol, gp->n, gp->work);
 	*mean = gp->mean + gp->sd * m;
 	*sd = gp->sd * sqrt(fmax(0.0, 1.0 - explained));
 }

@@ -10,9 +10,9 @@
  * pair of largest log marginal likelihood. With `relevance` (automatic
  * relevance determination), then each key in turn gets the weight of its
  * squared distance from {0, 1/4, 1, 4} (scale 0, 1/2, 1, 2; 0: the key
- * does not matter) that raises the likelihood most, one pass. Prediction: mean k*^T K^-1 y,
- * variance 1 - k*^T K^-1 k* (of the noise-free value), both mapped back to
- * fitness units. Plain doubles, no randomness: the same points give the
+ * does not matter) that raises the likelihood most, one pass. Prediction:
+ * mean k*^T K^-1 y, variance 1 - k*^T K^-1 k* (of the noise-free value),
+ * both mapped back to fitness units. Plain doubles, no randomness: the same points give the
  * same model.
  */
 #ifndef EV_GP_H

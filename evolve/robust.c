@@ -59,10 +59,7 @@ void ev_guided_defaults(struct ev_robust_params *params)
 	 * proposals; one length scale, as a weight per key cost the real-curve
 	 * surrogate (bench/search/README.md, "--algorithm guided").
 	 */
-	params->screen = 16;
-	params->screen_kappa = 1.0;
-	params->model_points = 100;
-	params->relevance = 0;
+	params->screen = 16; /* kappa 1, 100 points, one length scale: robust's defaults */
 }
 
 uint64_t ev_robust_seed(uint64_t seed, long generation)
@@ -166,6 +163,14 @@ static int movable_keys(const struct meta_table *table, int movable[META_ALL])
 	return n;
 }
 
+/* The normalised coordinates u[0 .. n) of hyp's movable keys. */
+static void unit_coords(const struct meta_table *table, const int *movable, int n,
+			const struct meta_hyp *hyp, double *u)
+{
+	for (int i = 0; i < n; i++)
+		u[i] = to_unit(table, movable[i], hyp->v[movable[i]]);
+}
+
 /*
  * A covariance-shaped step: the child is the parent plus L z, z ~ N(0, I),
  * L the Cholesky factor of the covariance of the best `elite` candidates'
@@ -184,12 +189,11 @@ static int covariance_step(const struct ev_robust_params *params, const struct m
 	double u[EV_TOP_MAX * 8][META_ALL];
 	if (nelite > EV_TOP_MAX * 8)
 		nelite = EV_TOP_MAX * 8;
-	for (size_t e = 0; e < nelite; e++)
-		for (int i = 0; i < n; i++) {
-			u[e][i] =
-			    to_unit(table, movable[i], gens[elite[e].generation].hyp.v[movable[i]]);
+	for (size_t e = 0; e < nelite; e++) {
+		unit_coords(table, movable, n, &gens[elite[e].generation].hyp, u[e]);
+		for (int i = 0; i < n; i++)
 			mean[i] += u[e][i] / (double)nelite;
-		}
+	}
 	for (size_t e = 0; e < nelite; e++)
 		for (int i = 0; i < n; i++)
 			for (int j = 0; j <= i; j++)
@@ -302,8 +306,7 @@ static int screened(const struct ev_robust_params *params, const struct meta_tab
 	for (long j = last; j >= 0 && i < count; j--) {
 		if (!usable(&gens[j]))
 			continue;
-		for (int q = 0; q < d; q++)
-			x[i * d + q] = to_unit(table, movable[q], gens[j].hyp.v[movable[q]]);
+		unit_coords(table, movable, d, &gens[j].hyp, x + i * d);
 		y[i++] = gens[j].fitness;
 	}
 	struct ev_gp gp;
@@ -318,8 +321,7 @@ static int screened(const struct ev_robust_params *params, const struct meta_tab
 	for (int c = 0; c < params->screen; c++) {
 		struct st_generation proposal = *out;
 		propose(params, table, base, gens, ranked, n, rng, &proposal);
-		for (int q = 0; q < d; q++)
-			u[q] = to_unit(table, movable[q], proposal.hyp.v[movable[q]]);
+		unit_coords(table, movable, d, &proposal.hyp, u);
 		double mean, sd;
 		ev_gp_predict(&gp, u, &mean, &sd);
 		if (mean + params->screen_kappa * sd > best) {
