@@ -1417,54 +1417,30 @@ static int cpu_round_half(struct tr_backend *b, float *x, size_t n, struct ut_er
 	return 0;
 }
 
-/* The half-precision casts: formula.h's, value by value (ops.h). */
-static int cpu_float_to_fp16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
-			     struct ut_err *err)
-{
-	if (tr_cast_check("float_to_fp16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	ptrdiff_t len = (ptrdiff_t)n;
-#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
-	for (ptrdiff_t k = 0; k < len; k++)
-		y[k] = tr_f_fp16_from_float(x[k]);
-	return 0;
-}
-
-static int cpu_fp16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
-			     struct ut_err *err)
-{
-	if (tr_cast_check("fp16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	ptrdiff_t len = (ptrdiff_t)n;
-#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
-	for (ptrdiff_t k = 0; k < len; k++)
-		y[k] = tr_f_fp16_to_float(x[k]);
-	return 0;
-}
-
-static int cpu_float_to_bf16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
-			     struct ut_err *err)
-{
-	if (tr_cast_check("float_to_bf16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	ptrdiff_t len = (ptrdiff_t)n;
-#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
-	for (ptrdiff_t k = 0; k < len; k++)
-		y[k] = tr_f_bf16_from_float(x[k]);
-	return 0;
-}
-
-static int cpu_bf16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
-			     struct ut_err *err)
-{
-	if (tr_cast_check("bf16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	ptrdiff_t len = (ptrdiff_t)n;
-#pragma omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)
-	for (ptrdiff_t k = 0; k < len; k++)
-		y[k] = tr_f_bf16_to_float(x[k]);
-	return 0;
-}
+/*
+ * The half-precision casts: formula.h's, value by value (ops.h). One
+ * function each, spelled once: CAST(name, in, out, formula), as kernels.cu.
+ */
+/* (unformatted: _Pragma takes one string literal, which the formatter would split) */
+/* clang-format off */
+#define CAST(name, in_t, out_t, formula)                                                           \
+	static int cpu_##name(struct tr_backend *b, const in_t *x, out_t *y, size_t n,             \
+			      struct ut_err *err)                                                  \
+	{                                                                                          \
+		if (tr_cast_check(#name, x, sizeof(*x), y, sizeof(*y), n, err) != 0)               \
+			return -1;                                                                 \
+		ptrdiff_t len = (ptrdiff_t)n;                                                      \
+		_Pragma("omp parallel for num_threads(state_of(b)->threads) schedule(static) if (len > PAR_MIN)") \
+		for (ptrdiff_t k = 0; k < len; k++)                                                \
+			y[k] = formula(x[k]);                                                      \
+		return 0;                                                                          \
+	}
+/* clang-format on */
+CAST(float_to_fp16, float, uint16_t, tr_f_fp16_from_float)
+CAST(fp16_to_float, uint16_t, float, tr_f_fp16_to_float)
+CAST(float_to_bf16, float, uint16_t, tr_f_bf16_from_float)
+CAST(bf16_to_float, uint16_t, float, tr_f_bf16_to_float)
+#undef CAST
 
 /* ------------------------------------------------------------------------ */
 /* the table and the constructor                                             */

@@ -890,42 +890,24 @@ static int cuda_round_half(struct tr_backend *b, float *x, size_t n, struct ut_e
 	return 0;
 }
 
-/* The half-precision casts: checked as the CPU's, then one launch. */
-static int cuda_float_to_fp16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
-			      struct ut_err *err)
-{
-	if (tr_cast_check("float_to_fp16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	LAUNCH_CHECK("float_to_fp16", TR_CUDA_SYM(float_to_fp16)(&state_of(b)->stream, x, y, n));
-	return 0;
-}
-
-static int cuda_fp16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
-			      struct ut_err *err)
-{
-	if (tr_cast_check("fp16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	LAUNCH_CHECK("fp16_to_float", TR_CUDA_SYM(fp16_to_float)(&state_of(b)->stream, x, y, n));
-	return 0;
-}
-
-static int cuda_float_to_bf16(struct tr_backend *b, const float *x, uint16_t *y, size_t n,
-			      struct ut_err *err)
-{
-	if (tr_cast_check("float_to_bf16", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	LAUNCH_CHECK("float_to_bf16", TR_CUDA_SYM(float_to_bf16)(&state_of(b)->stream, x, y, n));
-	return 0;
-}
-
-static int cuda_bf16_to_float(struct tr_backend *b, const uint16_t *x, float *y, size_t n,
-			      struct ut_err *err)
-{
-	if (tr_cast_check("bf16_to_float", x, sizeof(*x), y, sizeof(*y), n, err) != 0)
-		return -1;
-	LAUNCH_CHECK("bf16_to_float", TR_CUDA_SYM(bf16_to_float)(&state_of(b)->stream, x, y, n));
-	return 0;
-}
+/*
+ * The half-precision casts: checked as the CPU's, then one launch. One
+ * function each, spelled once: CAST(name, in, out), as cpu/ops.c.
+ */
+#define CAST(name, in_t, out_t)                                                                    \
+	static int cuda_##name(struct tr_backend *b, const in_t *x, out_t *y, size_t n,            \
+			       struct ut_err *err)                                                 \
+	{                                                                                          \
+		if (tr_cast_check(#name, x, sizeof(*x), y, sizeof(*y), n, err) != 0)               \
+			return -1;                                                                 \
+		LAUNCH_CHECK(#name, TR_CUDA_SYM(name)(&state_of(b)->stream, x, y, n));             \
+		return 0;                                                                          \
+	}
+CAST(float_to_fp16, float, uint16_t)
+CAST(fp16_to_float, uint16_t, float)
+CAST(float_to_bf16, float, uint16_t)
+CAST(bf16_to_float, uint16_t, float)
+#undef CAST
 
 /* ------------------------------------------------------------------------ */
 /* the table and the constructor                                             */
